@@ -1,0 +1,245 @@
+//! Where the CLI talks to: the repository root, a local replica stack, the environment and
+//! the AWS configuration.
+
+use std::collections::BTreeMap;
+use std::net::ToSocketAddrs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use aws_config::BehaviorVersion;
+use aws_types::SdkConfig;
+use serde::Deserialize;
+
+pub const DEFAULT_ENVIRONMENT: &str = "staging";
+
+/// The repository root: `BATCHLESS_ROOT`, else the nearest directory at or above the current
+/// one that contains `local/replica.py`.
+pub fn repo_root() -> Result<PathBuf> {
+    if let Some(root) = std::env::var_os("BATCHLESS_ROOT") {
+        return Ok(PathBuf::from(root));
+    }
+    let cwd = std::env::current_dir().context("current directory")?;
+    find_root(&cwd).with_context(|| {
+        format!(
+            "no batchless repository at or above {} (looked for local/replica.py); \
+             run inside the repository or set BATCHLESS_ROOT",
+            cwd.display()
+        )
+    })
+}
+
+pub fn find_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|d| d.join("local").join("replica.py").is_file())
+        .map(Path::to_path_buf)
+}
+
+/// What `local/replica.py up` writes to `.local/NAME/stack.json` (the fields the CLI uses).
+#[derive(Debug, Clone, Deserialize)]
+pub struct StackInfo {
+    pub endpoint: String,
+    pub region: String,
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// Logical id → ARN.
+    #[serde(default)]
+    pub state_machines: BTreeMap<String, String>,
+}
+
+pub fn stack_file(root: &Path, name: &str) -> PathBuf {
+    root.join(".local").join(name).join("stack.json")
+}
+
+pub fn load_stack(root: &Path, name: &str) -> Result<StackInfo> {
+    let path = stack_file(root, name);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            "local stack {name:?} is not running (no {}); start it with `batchless local up --name {name}`",
+            path.display()
+        ),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a stack description", path.display()))
+}
+
+/// `host:port` of an `http://host:port[/...]` endpoint.
+pub fn endpoint_authority(endpoint: &str) -> Option<&str> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))?;
+    let authority = rest.split('/').next()?;
+    (!authority.is_empty()).then_some(authority)
+}
+
+/// Fail clearly when the stack's endpoint refuses connections (a stale stack.json).
+fn check_reachable(name: &str, endpoint: &str) -> Result<()> {
+    let authority = endpoint_authority(endpoint)
+        .with_context(|| format!("local stack {name:?}: bad endpoint {endpoint:?}"))?;
+    let addrs: Vec<_> = authority
+        .to_socket_addrs()
+        .with_context(|| format!("local stack {name:?}: cannot resolve {authority}"))?
+        .collect();
+    let reachable = addrs
+        .iter()
+        .any(|a| std::net::TcpStream::connect_timeout(a, Duration::from_secs(2)).is_ok());
+    if !reachable {
+        bail!(
+            "local stack {name:?} is not running: {endpoint} refuses connections \
+             (stale stack.json?); start it with `batchless local up --name {name}`"
+        );
+    }
+    Ok(())
+}
+
+/// Everything a command that talks to AWS needs.
+pub struct Ctx {
+    pub environment: String,
+    pub stack: Option<StackInfo>,
+    pub config: SdkConfig,
+}
+
+impl Ctx {
+    pub async fn new(stack: Option<&str>, environment: Option<&str>) -> Result<Ctx> {
+        let Some(name) = stack else {
+            return Ok(Ctx {
+                environment: environment.unwrap_or(DEFAULT_ENVIRONMENT).to_string(),
+                stack: None,
+                config: batchless_core::aws::load_config().await,
+            });
+        };
+        let root = repo_root()?;
+        let info = load_stack(&root, name)?;
+        check_reachable(name, &info.endpoint)?;
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .region(aws_config::Region::new(info.region.clone()))
+            .endpoint_url(&info.endpoint)
+            .credentials_provider(aws_sdk_sts::config::Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "batchless-local-stack",
+            ))
+            .load()
+            .await;
+        Ok(Ctx {
+            environment: environment
+                .map(str::to_string)
+                .or_else(|| info.environment.clone())
+                .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_string()),
+            stack: Some(info),
+            config,
+        })
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.stack.is_some()
+    }
+
+    pub fn sfn(&self) -> aws_sdk_sfn::Client {
+        batchless_core::aws::sfn(&self.config)
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        batchless_core::aws::dynamodb(&self.config)
+    }
+
+    pub fn sts(&self) -> aws_sdk_sts::Client {
+        batchless_core::aws::sts(&self.config)
+    }
+
+    pub fn state_machine_name(&self, workflow: &str) -> String {
+        state_machine_name(&self.environment, workflow)
+    }
+
+    pub fn runs_table(&self) -> String {
+        format!("batchless-{}-runs", self.environment)
+    }
+}
+
+pub fn state_machine_name(environment: &str, workflow: &str) -> String {
+    format!("batchless-{environment}-{workflow}")
+}
+
+/// The ARN of the state machine called `name` among the stack's recorded ARNs.
+pub fn arn_in_stack<'a>(stack: &'a StackInfo, name: &str) -> Option<&'a str> {
+    let suffix = format!(":stateMachine:{name}");
+    stack
+        .state_machines
+        .values()
+        .find(|arn| arn.ends_with(&suffix))
+        .map(String::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_root_above_the_current_directory() {
+        let tmp = std::env::temp_dir().join(format!("batchless-root-{}", std::process::id()));
+        let deep = tmp.join("crates").join("cli");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::create_dir_all(tmp.join("local")).unwrap();
+        assert_eq!(find_root(&deep), None);
+        std::fs::write(tmp.join("local").join("replica.py"), "").unwrap();
+        assert_eq!(find_root(&deep), Some(tmp.clone()));
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn stack_files() {
+        let tmp = std::env::temp_dir().join(format!("batchless-stack-{}", std::process::id()));
+        let err = load_stack(&tmp, "dev").unwrap_err().to_string();
+        assert!(
+            err.contains("not running") && err.contains("batchless local up --name dev"),
+            "{err}"
+        );
+        std::fs::create_dir_all(tmp.join(".local/dev")).unwrap();
+        std::fs::write(
+            stack_file(&tmp, "dev"),
+            r#"{"endpoint": "http://127.0.0.1:4599", "region": "us-east-1", "environment": "staging",
+                "state_machines": {"MigrationStateMachine": "arn:aws:states:us-east-1:123456789012:stateMachine:batchless-staging-migration"},
+                "tables": {"Runs": "batchless-staging-runs"}}"#,
+        )
+        .unwrap();
+        let info = load_stack(&tmp, "dev").unwrap();
+        assert_eq!(endpoint_authority(&info.endpoint), Some("127.0.0.1:4599"));
+        assert_eq!(
+            arn_in_stack(&info, "batchless-staging-migration"),
+            Some("arn:aws:states:us-east-1:123456789012:stateMachine:batchless-staging-migration")
+        );
+        assert_eq!(arn_in_stack(&info, "batchless-staging-data-patch"), None);
+        // "batchless-staging-migration" must not match a longer name's suffix only.
+        assert_eq!(arn_in_stack(&info, "staging-migration"), None);
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn a_stale_stack_is_reported_not_running() {
+        // Bind then drop a listener: its port now refuses connections.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let err = check_reachable("dev", &format!("http://127.0.0.1:{port}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not running"), "{err}");
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        check_reachable("dev", &format!("http://127.0.0.1:{port}")).unwrap();
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            state_machine_name("production", "data-patch"),
+            "batchless-production-data-patch"
+        );
+    }
+}

@@ -1,0 +1,348 @@
+//! `batchless coverage`: how much of each workflow the recorded executions exercised.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use batchless_core::aws::AwsResultExt;
+use batchless_core::coverage::{self, Coverage, HistoryEvent};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::args::CoverageArgs;
+use crate::context::{self, Ctx};
+use crate::sfn;
+
+const SUFFIX: &str = ".asl.json";
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowReport {
+    pub workflow: String,
+    pub state_machine: String,
+    pub deployed: bool,
+    pub coverage: Coverage,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub environment: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    pub workflows: Vec<WorkflowReport>,
+    pub covered: usize,
+    pub total: usize,
+    pub percent: f64,
+}
+
+impl Report {
+    pub fn new(
+        environment: &str,
+        since: Option<DateTime<Utc>>,
+        workflows: Vec<WorkflowReport>,
+    ) -> Report {
+        let covered = workflows.iter().map(|w| w.coverage.covered()).sum();
+        let total = workflows.iter().map(|w| w.coverage.total()).sum();
+        Report {
+            environment: environment.to_string(),
+            since: since.map(batchless_core::time::rfc3339),
+            workflows,
+            covered,
+            total,
+            percent: coverage::percent(covered, total),
+        }
+    }
+}
+
+/// The workflows with a definition in `dir` (`<workflow>.asl.json`), sorted.
+pub fn workflows_in(dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(w) = name.strip_suffix(SUFFIX) {
+            out.push(w.to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub fn load_definition(dir: &Path, workflow: &str) -> Result<Value> {
+    let path = dir.join(format!("{workflow}{SUFFIX}"));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+}
+
+/// The text report:
+/// ```text
+/// migration: states 14/15, choice branches 5/6, catches 7/9 (12 executions)
+///   never entered: MigrationInProgress
+///   branch never taken: Outcome? -> Errored [rule 0]
+///   catch never taken: CollectLogs catch[0] (States.ALL) -> RecordRun
+/// ```
+pub fn render(report: &Report) -> String {
+    let mut out = Vec::new();
+    for w in &report.workflows {
+        let c = &w.coverage;
+        let runs = if w.deployed {
+            format!(
+                "{} execution{}",
+                c.executions,
+                if c.executions == 1 { "" } else { "s" }
+            )
+        } else {
+            format!("not deployed: no state machine {}", w.state_machine)
+        };
+        out.push(format!(
+            "{}: states {}/{}, choice branches {}/{}, catches {}/{} ({runs})",
+            w.workflow,
+            c.states.covered,
+            c.states.total,
+            c.choice_branches.covered,
+            c.choice_branches.total,
+            c.catches.covered,
+            c.catches.total,
+        ));
+        for s in c.states.missed() {
+            out.push(format!("  never entered: {s}"));
+        }
+        for b in c.choice_branches.missed() {
+            out.push(format!("  branch never taken: {b}"));
+        }
+        for k in c.catches.missed() {
+            out.push(format!("  catch never taken: {k}"));
+        }
+        for n in &c.notes {
+            out.push(format!("  note: {n}"));
+        }
+    }
+    out.push(format!(
+        "total: {}/{} ({:.1}%)",
+        report.covered, report.total, report.percent
+    ));
+    out.join("\n")
+}
+
+/// `Some(message)` when the report is below the threshold.
+pub fn below(report: &Report, fail_under: Option<f64>) -> Option<String> {
+    let min = fail_under?;
+    (report.percent < min).then(|| {
+        format!(
+            "coverage {:.1}% is below --fail-under {min}%",
+            report.percent
+        )
+    })
+}
+
+async fn executions(
+    client: &aws_sdk_sfn::Client,
+    machine: &str,
+    since: Option<DateTime<Utc>>,
+) -> Result<Vec<String>> {
+    let since_ms = since.map(|t| t.timestamp_millis());
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = client
+            .list_executions()
+            .state_machine_arn(machine)
+            .max_results(1000)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .aws("ListExecutions")?;
+        for e in page.executions() {
+            let started = e.start_date().to_millis().unwrap_or(i64::MAX);
+            if since_ms.is_none_or(|s| started >= s) {
+                out.push(e.execution_arn().to_string());
+            }
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+pub async fn coverage(ctx: &Ctx, args: CoverageArgs) -> Result<ExitCode> {
+    let dir: PathBuf = match &args.definitions {
+        Some(d) => d.clone(),
+        None => context::repo_root()?.join("statemachines"),
+    };
+    let workflows = if args.workflows.is_empty() {
+        workflows_in(&dir)?
+    } else {
+        args.workflows.clone()
+    };
+    if workflows.is_empty() {
+        bail!("no *{SUFFIX} definitions in {}", dir.display());
+    }
+    let client = ctx.sfn();
+    let machines = sfn::state_machines(&client).await?;
+    let mut reports = Vec::new();
+    for workflow in workflows {
+        let definition = load_definition(&dir, &workflow)?;
+        let name = ctx.state_machine_name(&workflow);
+        let arn = machines
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| a.clone());
+        let mut histories: Vec<Vec<HistoryEvent>> = Vec::new();
+        if let Some(arn) = &arn {
+            for execution in executions(&client, arn, args.since).await? {
+                histories.push(sfn::history(&client, &execution).await?);
+            }
+        }
+        reports.push(WorkflowReport {
+            coverage: coverage::analyze(&definition, &histories),
+            workflow,
+            state_machine: name,
+            deployed: arn.is_some(),
+        });
+    }
+    let report = Report::new(&ctx.environment, args.since, reports);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{}", render(&report));
+    }
+    Ok(match below(&report, args.fail_under) {
+        Some(msg) => {
+            eprintln!("{msg}");
+            ExitCode::FAILURE
+        }
+        None => ExitCode::SUCCESS,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn definition() -> Value {
+        json!({
+            "StartAt": "Check",
+            "States": {
+                "Check": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$.ok", "BooleanEquals": true, "Next": "Work"}],
+                    "Default": "Errored"
+                },
+                "Work": {
+                    "Type": "Task", "Resource": "${Fn}", "End": true,
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Errored"}]
+                },
+                "Errored": {"Type": "Fail", "Error": "Broken"}
+            }
+        })
+    }
+
+    fn happy_history() -> Vec<HistoryEvent> {
+        let ev = |id: i64, kind: &str, name: Option<&str>, input: Option<&str>| HistoryEvent {
+            id,
+            previous_event_id: Some(id - 1),
+            kind: kind.into(),
+            name: name.map(str::to_string),
+            input: input.map(str::to_string),
+            ..Default::default()
+        };
+        vec![
+            ev(1, "ExecutionStarted", None, None),
+            ev(
+                2,
+                "ChoiceStateEntered",
+                Some("Check"),
+                Some(r#"{"ok":true}"#),
+            ),
+            ev(3, "ChoiceStateExited", Some("Check"), None),
+            ev(4, "TaskStateEntered", Some("Work"), Some(r#"{"ok":true}"#)),
+            ev(5, "TaskStateExited", Some("Work"), None),
+            ev(6, "ExecutionSucceeded", None, None),
+        ]
+    }
+
+    fn report() -> Report {
+        let cov = coverage::analyze(&definition(), &[happy_history()]);
+        let undeployed = coverage::analyze(&definition(), &[]);
+        Report::new(
+            "staging",
+            None,
+            vec![
+                WorkflowReport {
+                    workflow: "migration".into(),
+                    state_machine: "batchless-staging-migration".into(),
+                    deployed: true,
+                    coverage: cov,
+                },
+                WorkflowReport {
+                    workflow: "data-patch".into(),
+                    state_machine: "batchless-staging-data-patch".into(),
+                    deployed: false,
+                    coverage: undeployed,
+                },
+            ],
+        )
+    }
+
+    #[test]
+    fn the_text_report_lists_every_gap() {
+        assert_eq!(
+            render(&report()),
+            "\
+migration: states 2/3, choice branches 1/2, catches 0/1 (1 execution)
+  never entered: Errored
+  branch never taken: Check -> Errored [Default]
+  catch never taken: Work catch[0] (States.ALL) -> Errored
+data-patch: states 0/3, choice branches 0/2, catches 0/1 (not deployed: no state machine batchless-staging-data-patch)
+  never entered: Check
+  never entered: Work
+  never entered: Errored
+  branch never taken: Check -> Work [rule 0]
+  branch never taken: Check -> Errored [Default]
+  catch never taken: Work catch[0] (States.ALL) -> Errored
+total: 3/12 (25.0%)"
+        );
+    }
+
+    #[test]
+    fn the_json_report_has_the_same_numbers() {
+        let v = serde_json::to_value(report()).unwrap();
+        assert_eq!(v["workflows"][0]["coverage"]["states"]["covered"], 2);
+        assert_eq!(v["workflows"][0]["coverage"]["choiceBranches"]["total"], 2);
+        assert_eq!(
+            v["workflows"][0]["coverage"]["catches"]["items"][0],
+            json!({"id": "Work catch[0] (States.ALL) -> Errored", "hits": 0})
+        );
+        assert_eq!(v["workflows"][1]["deployed"], false);
+        assert_eq!(v["percent"], 25.0);
+    }
+
+    #[test]
+    fn fail_under() {
+        let r = report();
+        assert_eq!(below(&r, None), None);
+        assert_eq!(below(&r, Some(25.0)), None);
+        assert_eq!(
+            below(&r, Some(80.0)).as_deref(),
+            Some("coverage 25.0% is below --fail-under 80%")
+        );
+    }
+
+    #[test]
+    fn definitions_are_found_by_suffix() {
+        let dir = std::env::temp_dir().join(format!("batchless-defs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("migration.asl.json"), definition().to_string()).unwrap();
+        std::fs::write(dir.join("data-patch.asl.json"), "{}").unwrap();
+        std::fs::write(dir.join("README.md"), "").unwrap();
+        assert_eq!(workflows_in(&dir).unwrap(), vec!["data-patch", "migration"]);
+        assert_eq!(load_definition(&dir, "migration").unwrap(), definition());
+        assert!(load_definition(&dir, "bastion-session").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,44 @@
+//! The `batchless` command: local replica stacks, starting and following workflow runs,
+//! the migration history and workflow coverage reports.
+
+mod args;
+mod context;
+mod coverage;
+mod local;
+mod migrations;
+mod render;
+mod run;
+mod sfn;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command, MigrationsCommand};
+use context::Ctx;
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let stack = cli.stack.as_deref();
+    let env = cli.environment.as_deref();
+    match cli.command {
+        Command::Local(a) => local::local(stack, a).await,
+        Command::Run(a) => run::run(&Ctx::new(stack, env).await?, a).await,
+        Command::Follow(a) => run::follow(&Ctx::new(stack, env).await?, a).await,
+        Command::Migrations(MigrationsCommand::List(a)) => {
+            migrations::list(&Ctx::new(stack, env).await?, a).await
+        }
+        Command::Coverage(a) => coverage::coverage(&Ctx::new(stack, env).await?, a).await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! `batchless migrations list`: the migration history from the runs table.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use batchless_core::runs::{self, RunRecord};
+
+use crate::args::MigrationsListArgs;
+use crate::context::Ctx;
+
+pub const HEADERS: [&str; 8] = [
+    "STARTED",
+    "COMMIT",
+    "STATUS",
+    "DURATION",
+    "STARTED BY",
+    "BUILD",
+    "FAILED PHASE",
+    "LOG",
+];
+
+/// `1h02m03s`, `4m05s`, `12s`.
+pub fn duration(seconds: i64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    if h > 0 {
+        format!("{h}h{m:02}m{s:02}s")
+    } else if m > 0 {
+        format!("{m}m{s:02}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn row(r: &RunRecord) -> [String; 8] {
+    let or_dash = |v: Option<&str>| v.filter(|s| !s.is_empty()).unwrap_or("-").to_string();
+    [
+        r.started_at.clone(),
+        or_dash(
+            r.commit
+                .as_deref()
+                .map(|c| c.chars().take(7).collect::<String>())
+                .as_deref(),
+        ),
+        r.status.clone(),
+        r.duration_seconds
+            .map(duration)
+            .unwrap_or_else(|| "-".into()),
+        or_dash(Some(&r.started_by)),
+        or_dash(r.build_id.as_deref()),
+        or_dash(r.failed_phase.as_deref()),
+        or_dash(r.log_uri.as_deref()),
+    ]
+}
+
+/// The records as an aligned table (columns separated by two spaces, no trailing blanks).
+pub fn table(records: &[RunRecord]) -> String {
+    let rows: Vec<[String; 8]> = records.iter().map(row).collect();
+    let mut widths = HEADERS.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            s.push_str(cell);
+            s.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = line(HEADERS.to_vec());
+    for r in &rows {
+        out.push('\n');
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+pub async fn list(ctx: &Ctx, args: MigrationsListArgs) -> Result<ExitCode> {
+    let table_name = ctx.runs_table();
+    let records = runs::list(&ctx.dynamodb(), &table_name, "migration", args.limit).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+    } else if records.is_empty() {
+        eprintln!("no migration runs recorded in {table_name}");
+    } else {
+        println!("{}", table(&records));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records() -> Vec<RunRecord> {
+        vec![
+            RunRecord {
+                run_id: "arn:e2".into(),
+                workflow: "migration".into(),
+                environment: "staging".into(),
+                execution_name: "e2".into(),
+                started_at: "2026-11-28T14:00:00Z".into(),
+                started_by: "alice".into(),
+                status: "FAILED".into(),
+                commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
+                build_id: Some("batchless-staging-migrate:1f2e".into()),
+                duration_seconds: Some(3723),
+                failed_phase: Some("BUILD".into()),
+                log_uri: Some("s3://logs/migration/e2.log".into()),
+                ..Default::default()
+            },
+            RunRecord {
+                run_id: "arn:e1".into(),
+                workflow: "migration".into(),
+                environment: "staging".into(),
+                execution_name: "e1".into(),
+                started_at: "2026-11-28T13:00:00Z".into(),
+                started_by: "codepipeline".into(),
+                status: "RUNNING".into(),
+                commit: Some("fedcba9".into()),
+                ..Default::default()
+            },
+        ]
+    }
+
+    #[test]
+    fn the_table_is_aligned_and_shows_what_matters() {
+        let t = table(&records());
+        let expected = "\
+STARTED               COMMIT   STATUS   DURATION  STARTED BY    BUILD                           FAILED PHASE  LOG
+2026-11-28T14:00:00Z  0123456  FAILED   1h02m03s  alice         batchless-staging-migrate:1f2e  BUILD         s3://logs/migration/e2.log
+2026-11-28T13:00:00Z  fedcba9  RUNNING  -         codepipeline  -                               -             -";
+        assert_eq!(t, expected);
+    }
+
+    #[test]
+    fn an_empty_history_has_only_headers() {
+        assert_eq!(
+            table(&[]),
+            "STARTED  COMMIT  STATUS  DURATION  STARTED BY  BUILD  FAILED PHASE  LOG"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(0), "0s");
+        assert_eq!(duration(59), "59s");
+        assert_eq!(duration(65), "1m05s");
+        assert_eq!(duration(3600), "1h00m00s");
+    }
+}

@@ -1,0 +1,282 @@
+//! Step Functions edges: SDK history events → [`HistoryEvent`], state machine lookup,
+//! execution histories and descriptions, and the live follow loop.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use aws_sdk_sfn::types::HistoryEvent as SdkEvent;
+use batchless_core::aws::AwsResultExt;
+use batchless_core::coverage::HistoryEvent;
+
+use crate::context::{arn_in_stack, Ctx};
+use crate::render::{summary, Outcome, Renderer};
+
+/// The error and cause of whichever failure detail the event carries.
+fn failure_details(e: &SdkEvent) -> (Option<String>, Option<String>) {
+    macro_rules! first {
+        ($($detail:ident),* $(,)?) => {
+            $(
+                if let Some(d) = e.$detail() {
+                    return (d.error().map(str::to_string), d.cause().map(str::to_string));
+                }
+            )*
+        };
+    }
+    first!(
+        task_failed_event_details,
+        task_timed_out_event_details,
+        task_start_failed_event_details,
+        task_submit_failed_event_details,
+        lambda_function_failed_event_details,
+        lambda_function_timed_out_event_details,
+        lambda_function_start_failed_event_details,
+        lambda_function_schedule_failed_event_details,
+        activity_failed_event_details,
+        activity_timed_out_event_details,
+        activity_schedule_failed_event_details,
+        execution_failed_event_details,
+        execution_aborted_event_details,
+        execution_timed_out_event_details,
+        map_run_failed_event_details,
+        evaluation_failed_event_details,
+    );
+    (None, None)
+}
+
+pub fn convert(e: &SdkEvent) -> HistoryEvent {
+    let (error, cause) = failure_details(e);
+    let entered = e.state_entered_event_details();
+    let exited = e.state_exited_event_details();
+    HistoryEvent {
+        id: e.id(),
+        previous_event_id: Some(e.previous_event_id()),
+        kind: e.r#type().as_str().to_string(),
+        timestamp_millis: e.timestamp().to_millis().ok(),
+        name: entered
+            .map(|d| d.name().to_string())
+            .or_else(|| exited.map(|d| d.name().to_string())),
+        error,
+        cause,
+        input: entered
+            .and_then(|d| d.input())
+            .or_else(|| e.execution_started_event_details().and_then(|d| d.input()))
+            .map(str::to_string),
+        output: exited
+            .and_then(|d| d.output())
+            .or_else(|| {
+                e.execution_succeeded_event_details()
+                    .and_then(|d| d.output())
+            })
+            .map(str::to_string),
+    }
+}
+
+/// The whole history of an execution, oldest first.
+pub async fn history(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> Result<Vec<HistoryEvent>> {
+    let mut events = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = sfn
+            .get_execution_history()
+            .execution_arn(execution_arn)
+            .include_execution_data(true)
+            .max_results(1000)
+            .set_next_token(token.take())
+            .send()
+            .await
+            .aws("GetExecutionHistory")?;
+        events.extend(page.events().iter().map(convert));
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    events.sort_by_key(|e| e.id);
+    Ok(events)
+}
+
+pub async fn describe(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> Result<Outcome> {
+    let d = sfn
+        .describe_execution()
+        .execution_arn(execution_arn)
+        .send()
+        .await
+        .aws("DescribeExecution")?;
+    let start = d.start_date().to_millis().ok();
+    let stop = d.stop_date().and_then(|t| t.to_millis().ok());
+    Ok(Outcome {
+        status: d.status().as_str().to_string(),
+        duration_millis: start.zip(stop).map(|(a, b)| b - a),
+        output: d.output().map(str::to_string),
+        error: d.error().map(str::to_string),
+        cause: d.cause().map(str::to_string),
+    })
+}
+
+/// Every state machine (name, ARN).
+pub async fn state_machines(sfn: &aws_sdk_sfn::Client) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = sfn
+            .list_state_machines()
+            .set_next_token(token.take())
+            .send()
+            .await
+            .aws("ListStateMachines")?;
+        out.extend(
+            page.state_machines()
+                .iter()
+                .map(|m| (m.name().to_string(), m.state_machine_arn().to_string())),
+        );
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The ARN of the workflow's state machine `batchless-<env>-<workflow>`, if deployed.
+pub async fn find_state_machine(
+    ctx: &Ctx,
+    sfn: &aws_sdk_sfn::Client,
+    workflow: &str,
+) -> Result<Option<String>> {
+    let name = ctx.state_machine_name(workflow);
+    if let Some(arn) = ctx.stack.as_ref().and_then(|s| arn_in_stack(s, &name)) {
+        return Ok(Some(arn.to_string()));
+    }
+    Ok(state_machines(sfn)
+        .await?
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, arn)| arn))
+}
+
+pub async fn require_state_machine(
+    ctx: &Ctx,
+    sfn: &aws_sdk_sfn::Client,
+    workflow: &str,
+) -> Result<String> {
+    find_state_machine(ctx, sfn, workflow)
+        .await?
+        .with_context(|| {
+            format!(
+                "no state machine {} (workflow {workflow:?} in environment {:?}); is it deployed?",
+                ctx.state_machine_name(workflow),
+                ctx.environment
+            )
+        })
+}
+
+fn is_running(status: &str) -> bool {
+    matches!(status, "RUNNING" | "PENDING_REDRIVE")
+}
+
+/// Follow an execution until it ends, printing each state as it happens; exit 0 on
+/// SUCCEEDED, 1 otherwise. Ctrl-C stops following (the execution goes on), exit 130.
+pub async fn follow(
+    sfn: &aws_sdk_sfn::Client,
+    execution_arn: &str,
+    poll: Duration,
+) -> Result<ExitCode> {
+    let watch = async {
+        let mut renderer = Renderer::new();
+        loop {
+            print_lines(renderer.render(&history(sfn, execution_arn).await?));
+            let outcome = describe(sfn, execution_arn).await?;
+            if !is_running(&outcome.status) {
+                // The history may trail the status: take the last events too.
+                print_lines(renderer.render(&history(sfn, execution_arn).await?));
+                print_lines(summary(&outcome));
+                return Ok::<_, anyhow::Error>(if outcome.succeeded() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
+            tokio::time::sleep(poll).await;
+        }
+    };
+    tokio::select! {
+        result = watch => result,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("stopped following; the execution goes on: {execution_arn}");
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+fn print_lines(lines: Vec<String>) {
+    for l in lines {
+        println!("{l}");
+    }
+}
+
+/// The AWS console page of an execution.
+pub fn console_url(region: &str, execution_arn: &str) -> String {
+    format!("https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sfn::primitives::DateTime;
+    use aws_sdk_sfn::types::{
+        HistoryEventType, LambdaFunctionFailedEventDetails, StateEnteredEventDetails,
+    };
+
+    #[test]
+    fn sdk_events_convert() {
+        let entered = SdkEvent::builder()
+            .id(2)
+            .previous_event_id(1)
+            .r#type(HistoryEventType::ChoiceStateEntered)
+            .timestamp(DateTime::from_millis(1_500))
+            .state_entered_event_details(
+                StateEnteredEventDetails::builder()
+                    .name("Outcome?")
+                    .input(r#"{"a":1}"#)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let e = convert(&entered);
+        assert_eq!(e.kind, "ChoiceStateEntered");
+        assert_eq!(e.name.as_deref(), Some("Outcome?"));
+        assert_eq!(e.input.as_deref(), Some(r#"{"a":1}"#));
+        assert_eq!(
+            (e.id, e.previous_event_id, e.timestamp_millis),
+            (2, Some(1), Some(1_500))
+        );
+
+        let failed = SdkEvent::builder()
+            .id(5)
+            .previous_event_id(4)
+            .r#type(HistoryEventType::LambdaFunctionFailed)
+            .timestamp(DateTime::from_millis(2_000))
+            .lambda_function_failed_event_details(
+                LambdaFunctionFailedEventDetails::builder()
+                    .error("BuildFailed")
+                    .cause("boom")
+                    .build(),
+            )
+            .build()
+            .unwrap();
+        let e = convert(&failed);
+        assert!(e.is_state_failure());
+        assert_eq!(e.error.as_deref(), Some("BuildFailed"));
+        assert_eq!(e.cause.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn console_urls() {
+        assert_eq!(
+            console_url("eu-west-1", "arn:aws:states:eu-west-1:1:execution:m:e"),
+            "https://eu-west-1.console.aws.amazon.com/states/home?region=eu-west-1#/v2/executions/details/arn:aws:states:eu-west-1:1:execution:m:e"
+        );
+    }
+}

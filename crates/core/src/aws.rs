@@ -1,0 +1,185 @@
+//! The one AWS client factory and the classification of SDK errors into stable names.
+//!
+//! Endpoints come from the standard environment (`AWS_ENDPOINT_URL`, per-service
+//! `AWS_ENDPOINT_URL_<SERVICE>`), which is how the functions reach the local replica. When an
+//! endpoint is overridden, S3 uses path-style addressing (the replica has no wildcard DNS).
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_types::SdkConfig;
+
+use crate::error::names;
+
+/// Load the shared configuration once, in `main`.
+pub async fn load_config() -> SdkConfig {
+    aws_config::load_from_env().await
+}
+
+pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
+    let path_style =
+        config.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+    let conf = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+pub fn dynamodb(config: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(config)
+}
+
+pub fn sfn(config: &SdkConfig) -> aws_sdk_sfn::Client {
+    aws_sdk_sfn::Client::new(config)
+}
+
+pub fn codebuild(config: &SdkConfig) -> aws_sdk_codebuild::Client {
+    aws_sdk_codebuild::Client::new(config)
+}
+
+pub fn ecs(config: &SdkConfig) -> aws_sdk_ecs::Client {
+    aws_sdk_ecs::Client::new(config)
+}
+
+pub fn logs(config: &SdkConfig) -> aws_sdk_cloudwatchlogs::Client {
+    aws_sdk_cloudwatchlogs::Client::new(config)
+}
+
+pub fn codepipeline(config: &SdkConfig) -> aws_sdk_codepipeline::Client {
+    aws_sdk_codepipeline::Client::new(config)
+}
+
+pub fn secrets(config: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(config)
+}
+
+pub fn sts(config: &SdkConfig) -> aws_sdk_sts::Client {
+    aws_sdk_sts::Client::new(config)
+}
+
+/// An AWS call that failed, classified by what a caller should do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error("{operation} throttled: {message}")]
+    Throttled {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{operation}: account limit exceeded: {message}")]
+    AccountLimitExceeded {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{operation}: service unavailable: {message}")]
+    Unavailable {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{operation} failed: {code}: {message}")]
+    Service {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
+}
+
+impl AwsError {
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            AwsError::Throttled { .. } => names::THROTTLED,
+            AwsError::AccountLimitExceeded { .. } => names::ACCOUNT_LIMIT_EXCEEDED,
+            AwsError::Unavailable { .. } => names::AWS_UNAVAILABLE,
+            AwsError::Service { .. } => names::AWS_SERVICE_ERROR,
+        }
+    }
+
+    /// The service's error code, e.g. `ConditionalCheckFailedException`.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            AwsError::Service { code, .. } => Some(code),
+            AwsError::Throttled { .. } => Some("ThrottlingException"),
+            AwsError::AccountLimitExceeded { .. } => Some("AccountLimitExceededException"),
+            AwsError::Unavailable { .. } => None,
+        }
+    }
+
+    pub fn is_code(&self, code: &str) -> bool {
+        self.code() == Some(code)
+    }
+
+    /// Classify an error code the way every caller should.
+    pub fn from_code(operation: &'static str, code: &str, message: String) -> Self {
+        const THROTTLING: [&str; 7] = [
+            "Throttling",
+            "ThrottlingException",
+            "ThrottledException",
+            "TooManyRequestsException",
+            "RequestLimitExceeded",
+            "ProvisionedThroughputExceededException",
+            "SlowDown",
+        ];
+        if THROTTLING.contains(&code) {
+            AwsError::Throttled { operation, message }
+        } else if code == "AccountLimitExceededException" {
+            AwsError::AccountLimitExceeded { operation, message }
+        } else if code == "ServiceUnavailable" || code == "InternalServerError" {
+            AwsError::Unavailable { operation, message }
+        } else {
+            AwsError::Service {
+                operation,
+                code: code.to_string(),
+                message,
+            }
+        }
+    }
+}
+
+/// `.aws("StartBuild")?` turns any SDK error into a classified [`AwsError`].
+pub trait AwsResultExt<T> {
+    fn aws(self, operation: &'static str) -> Result<T, AwsError>;
+}
+
+impl<T, E, R> AwsResultExt<T> for Result<T, SdkError<E, R>>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    fn aws(self, operation: &'static str) -> Result<T, AwsError> {
+        self.map_err(|err| match &err {
+            SdkError::ServiceError(service) => {
+                let e = service.err();
+                let code = e.code().unwrap_or("Unknown");
+                let message = e.message().unwrap_or_default().to_string();
+                AwsError::from_code(operation, code, message)
+            }
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => AwsError::Unavailable {
+                operation,
+                message: format!("{err}"),
+            },
+            _ => {
+                let code = err.code().unwrap_or("Unknown").to_string();
+                AwsError::from_code(operation, &code, format!("{err}"))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_classified() {
+        assert_eq!(
+            AwsError::from_code("StartBuild", "ThrottlingException", String::new()).error_type(),
+            "Throttled"
+        );
+        assert_eq!(
+            AwsError::from_code("StartBuild", "AccountLimitExceededException", String::new())
+                .error_type(),
+            "AccountLimitExceeded"
+        );
+        let e = AwsError::from_code("PutItem", "ConditionalCheckFailedException", "no".into());
+        assert_eq!(e.error_type(), "AwsServiceError");
+        assert!(e.is_code("ConditionalCheckFailedException"));
+    }
+}

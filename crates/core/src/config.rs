@@ -1,0 +1,67 @@
+//! Configuration from the function's environment (set by the template) and the clients that
+//! depend on it.
+
+use aws_types::SdkConfig;
+
+use crate::error::Error;
+use crate::slack::{SlackClient, DEFAULT_BASE_URL};
+
+/// A required environment variable, or a `ConfigError` naming it.
+pub fn required(name: &str) -> Result<String, Error> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => Ok(v),
+        _ => Err(Error::config(format!(
+            "environment variable {name} is not set"
+        ))),
+    }
+}
+
+pub fn optional(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// The deployment environment every record carries (`staging`, `production`, ...).
+pub fn environment() -> Result<String, Error> {
+    required("BATCHLESS_ENV")
+}
+
+/// The Slack client: base URL from `SLACK_API_BASE_URL`; the bot token from `SLACK_BOT_TOKEN`
+/// or, on AWS, from the Secrets Manager secret named by `SLACK_TOKEN_SECRET_ARN` (a plain
+/// token or JSON with `bot_token`).
+pub async fn slack_client(config: &SdkConfig) -> Result<SlackClient, Error> {
+    let base = optional("SLACK_API_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
+    let token = match optional("SLACK_BOT_TOKEN") {
+        Some(t) => t,
+        None => {
+            let arn = required("SLACK_TOKEN_SECRET_ARN")?;
+            secret_field(config, &arn, "bot_token").await?
+        }
+    };
+    Ok(SlackClient::new(base, token))
+}
+
+/// A secret's value: the whole string, or `field` when the secret is a JSON object.
+pub async fn secret_field(
+    config: &SdkConfig,
+    secret_id: &str,
+    field: &str,
+) -> Result<String, Error> {
+    use crate::aws::AwsResultExt;
+    let out = crate::aws::secrets(config)
+        .get_secret_value()
+        .secret_id(secret_id)
+        .send()
+        .await
+        .aws("GetSecretValue")?;
+    let raw = out
+        .secret_string()
+        .ok_or_else(|| Error::config(format!("secret {secret_id} has no string value")))?;
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Object(map)) => map
+            .get(field)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| Error::config(format!("secret {secret_id} has no field {field}"))),
+        _ => Ok(raw.to_string()),
+    }
+}

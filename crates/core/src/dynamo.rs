@@ -1,0 +1,124 @@
+//! JSON ⇄ DynamoDB attribute values, so records are plain `serde` types.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Number, Value};
+
+use crate::error::Error;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub fn to_attr(value: &Value) -> AttributeValue {
+    match value {
+        Value::Null => AttributeValue::Null(true),
+        Value::Bool(b) => AttributeValue::Bool(*b),
+        Value::Number(n) => AttributeValue::N(n.to_string()),
+        Value::String(s) => AttributeValue::S(s.clone()),
+        Value::Array(items) => AttributeValue::L(items.iter().map(to_attr).collect()),
+        Value::Object(map) => {
+            AttributeValue::M(map.iter().map(|(k, v)| (k.clone(), to_attr(v))).collect())
+        }
+    }
+}
+
+pub fn from_attr(attr: &AttributeValue) -> Value {
+    match attr {
+        AttributeValue::S(s) => Value::String(s.clone()),
+        AttributeValue::N(n) => n
+            .parse::<i64>()
+            .map(Value::from)
+            .ok()
+            .or_else(|| {
+                n.parse::<f64>()
+                    .ok()
+                    .and_then(Number::from_f64)
+                    .map(Value::Number)
+            })
+            .unwrap_or_else(|| Value::String(n.clone())),
+        AttributeValue::Bool(b) => Value::Bool(*b),
+        AttributeValue::Null(_) => Value::Null,
+        AttributeValue::L(items) => Value::Array(items.iter().map(from_attr).collect()),
+        AttributeValue::M(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), from_attr(v)))
+                .collect::<Map<_, _>>(),
+        ),
+        AttributeValue::Ss(items) => {
+            Value::Array(items.iter().cloned().map(Value::String).collect())
+        }
+        AttributeValue::Ns(items) => Value::Array(
+            items
+                .iter()
+                .map(|n| {
+                    n.parse::<i64>()
+                        .map(Value::from)
+                        .unwrap_or_else(|_| Value::String(n.clone()))
+                })
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
+/// A serializable record as an item; `null` fields are left out (DynamoDB has no use for them).
+pub fn to_item<T: Serialize>(record: &T) -> Item {
+    match serde_json::to_value(record).expect("records serialize") {
+        Value::Object(map) => map
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), to_attr(v)))
+            .collect(),
+        other => panic!("record must serialize to an object, got {other}"),
+    }
+}
+
+pub fn item_to_value(item: &Item) -> Value {
+    Value::Object(
+        item.iter()
+            .map(|(k, v)| (k.clone(), from_attr(v)))
+            .collect(),
+    )
+}
+
+pub fn from_item<T: DeserializeOwned>(item: &Item) -> Result<T, Error> {
+    serde_json::from_value(item_to_value(item))
+        .map_err(|e| Error::Conflict(format!("stored record does not match its schema: {e}")))
+}
+
+pub fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn round_trip() {
+        let v = json!({"a": "x", "n": 5, "f": 1.5, "b": true, "l": [1, "two"], "m": {"k": "v"}});
+        let item: Item = match to_attr(&v) {
+            AttributeValue::M(m) => m,
+            _ => unreachable!(),
+        };
+        assert_eq!(item_to_value(&item), v);
+    }
+
+    #[test]
+    fn nulls_are_dropped() {
+        #[derive(Serialize)]
+        struct R {
+            a: Option<String>,
+            b: String,
+        }
+        let item = to_item(&R {
+            a: None,
+            b: "x".into(),
+        });
+        assert!(!item.contains_key("a"));
+        assert_eq!(item.get("b"), Some(&s("x")));
+    }
+}

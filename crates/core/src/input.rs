@@ -1,0 +1,183 @@
+//! Strict input parsing: unknown fields are rejected and every error names the field.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid input: {message}")]
+pub struct InputError {
+    pub message: String,
+}
+
+impl InputError {
+    pub fn new(message: impl Into<String>) -> Self {
+        InputError {
+            message: message.into(),
+        }
+    }
+    pub fn field(field: &str, problem: impl std::fmt::Display) -> Self {
+        InputError::new(format!("field `{field}`: {problem}"))
+    }
+}
+
+/// Deserialize `value` into `T` (whose serde attributes should include
+/// `deny_unknown_fields`), turning serde's message into an [`InputError`] that names the
+/// offending field and its path.
+pub fn parse_strict<T: DeserializeOwned>(value: Value) -> Result<T, InputError> {
+    // serde_json says "unknown field `x`, expected one of ..." / "missing field `y`".
+    serde_json::from_value(value).map_err(|e| InputError::new(e.to_string()))
+}
+
+/// A full 40-character lowercase hex commit SHA.
+pub fn commit_sha(field: &str, s: &str) -> Result<String, InputError> {
+    if s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(InputError::field(
+            field,
+            format!(
+                "must be a full 40-character hex commit SHA, got {:?}",
+                truncate(s, 60)
+            ),
+        ))
+    }
+}
+
+/// An environment variable name a caller may override: `[A-Z_][A-Z0-9_]*`, at most 128 chars,
+/// and not one of the reserved prefixes (`AWS_`, `CODEBUILD_`, `ECS_`) or secret names the
+/// project itself provides.
+pub fn env_override_name(field: &str, name: &str) -> Result<(), InputError> {
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_uppercase() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if !valid {
+        return Err(InputError::field(
+            field,
+            format!("{name:?} is not a valid variable name ([A-Z_][A-Z0-9_]*)"),
+        ));
+    }
+    const RESERVED_PREFIXES: [&str; 3] = ["AWS_", "CODEBUILD_", "ECS_"];
+    const RESERVED: [&str; 4] = ["DATABASE_URL", "REDIS_URL", "SECRET_KEY_BASE", "PATH"];
+    if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) || RESERVED.contains(&name) {
+        return Err(InputError::field(
+            field,
+            format!("{name} is reserved and cannot be overridden"),
+        ));
+    }
+    Ok(())
+}
+
+/// Text bounded in length and free of control characters.
+pub fn bounded_text(field: &str, s: &str, max: usize) -> Result<(), InputError> {
+    if s.chars().count() > max {
+        return Err(InputError::field(
+            field,
+            format!("longer than {max} characters"),
+        ));
+    }
+    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(InputError::field(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+/// An identifier: 1..=max chars of `[A-Za-z0-9._:/@+-]`.
+pub fn identifier(field: &str, s: &str, max: usize) -> Result<(), InputError> {
+    let ok = !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:/@+-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(InputError::field(
+            field,
+            format!(
+                "{:?} must be 1-{max} characters of [A-Za-z0-9._:/@+-]",
+                truncate(s, 60)
+            ),
+        ))
+    }
+}
+
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max).collect();
+        out.push('…');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use serde_json::json;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Sample {
+        commit: String,
+        #[serde(default)]
+        started_by: Option<String>,
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = parse_strict::<Sample>(json!({"commit": "a", "comit": "b"})).unwrap_err();
+        assert!(err.message.contains("unknown field `comit`"), "{err}");
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let err = parse_strict::<Sample>(json!({"startedBy": "x"})).unwrap_err();
+        assert!(err.message.contains("missing field `commit`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported() {
+        let err = parse_strict::<Sample>(json!({"commit": 5})).unwrap_err();
+        assert!(err.message.contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn commit_sha_rules() {
+        let sha = "0123456789abcdef0123456789ABCDEF01234567";
+        assert_eq!(commit_sha("commit", sha).unwrap(), sha.to_ascii_lowercase());
+        assert!(commit_sha("commit", "0123456").is_err());
+        assert!(commit_sha("commit", &"g".repeat(40)).is_err());
+        assert!(commit_sha("commit", "main")
+            .unwrap_err()
+            .message
+            .contains("`commit`"));
+    }
+
+    #[test]
+    fn env_override_rules() {
+        assert!(env_override_name("env", "RAILS_LOG_LEVEL").is_ok());
+        assert!(env_override_name("env", "rails").is_err());
+        assert!(env_override_name("env", "1ABC").is_err());
+        assert!(env_override_name("env", "A B").is_err());
+        assert!(env_override_name("env", "AWS_SECRET_ACCESS_KEY").is_err());
+        assert!(env_override_name("env", "DATABASE_URL").is_err());
+    }
+
+    #[test]
+    fn identifiers_and_text() {
+        assert!(identifier("x", "app-deploy/1", 64).is_ok());
+        assert!(identifier("x", "rm -rf", 64).is_err());
+        assert!(identifier("x", "", 64).is_err());
+        assert!(bounded_text("x", "hello\nworld", 20).is_ok());
+        assert!(bounded_text("x", "\u{1b}[31m", 20).is_err());
+        assert!(bounded_text("x", &"a".repeat(21), 20).is_err());
+    }
+}

@@ -1,0 +1,579 @@
+//! The DB migration workflow's domain: its input, the run it becomes, how the run is recorded,
+//! what the deploying engineer reads when it fails, and what Slack is told.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::build::BuildOutcome;
+use crate::input::{self, InputError};
+use crate::logs::CollectedLogs;
+use crate::runs::{self, RunRecord};
+use crate::slack::Message;
+
+pub const WORKFLOW: &str = "migration";
+/// Longer than the state machine's own timeout, so only an abandoned lock ever expires.
+pub const LOCK_TTL_SECONDS: u64 = 4 * 60 * 60;
+pub const MAX_OVERRIDES: usize = 20;
+pub const MAX_OVERRIDE_VALUE: usize = 1024;
+/// Step Functions allows 32,768 characters in a cause; CodePipeline shows 5,000.
+pub const MAX_CAUSE_CHARS: usize = 4800;
+
+/// What starts a migration (console, CLI, CodePipeline). Documented in README.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MigrationRequest {
+    pub commit: String,
+    #[serde(default)]
+    pub pipeline: Option<PipelineRef>,
+    #[serde(default)]
+    pub environment_overrides: BTreeMap<String, String>,
+    #[serde(default)]
+    pub started_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PipelineRef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_execution_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+}
+
+/// The execution a step runs in (from the ASL context object).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Execution {
+    pub id: String,
+    pub name: String,
+    pub start_time: String,
+}
+
+/// A validated migration run: everything later steps need, decided once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MigrationRun {
+    pub run_id: String,
+    pub workflow: String,
+    pub environment: String,
+    pub execution_name: String,
+    pub started_at: String,
+    pub started_by: String,
+    pub commit: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineRef>,
+    #[serde(default)]
+    pub environment_overrides: BTreeMap<String, String>,
+    pub lock: String,
+    pub lock_ttl_seconds: u64,
+}
+
+/// Validate a request strictly; nothing is started or written for a bad one.
+pub fn validate(
+    input: Value,
+    execution: &Execution,
+    environment: &str,
+) -> Result<MigrationRun, InputError> {
+    let req: MigrationRequest = input::parse_strict(input)?;
+    let commit = input::commit_sha("commit", &req.commit)?;
+    if req.environment_overrides.len() > MAX_OVERRIDES {
+        return Err(InputError::field(
+            "environmentOverrides",
+            format!("at most {MAX_OVERRIDES} variables"),
+        ));
+    }
+    for (name, value) in &req.environment_overrides {
+        input::env_override_name("environmentOverrides", name)?;
+        input::bounded_text(
+            &format!("environmentOverrides.{name}"),
+            value,
+            MAX_OVERRIDE_VALUE,
+        )?;
+        if value.contains('\n') {
+            return Err(InputError::field(
+                &format!("environmentOverrides.{name}"),
+                "must be a single line",
+            ));
+        }
+    }
+    if let Some(p) = &req.pipeline {
+        input::identifier("pipeline.name", &p.name, 100)?;
+        for (field, v) in [
+            ("pipeline.executionId", &p.execution_id),
+            ("pipeline.actionExecutionId", &p.action_execution_id),
+            ("pipeline.jobId", &p.job_id),
+        ] {
+            if let Some(v) = v {
+                input::identifier(field, v, 128)?;
+            }
+        }
+    }
+    let started_by = match (&req.started_by, &req.pipeline) {
+        (Some(who), _) => {
+            input::identifier("startedBy", who, 256)?;
+            who.clone()
+        }
+        (None, Some(p)) => format!("codepipeline:{}", p.name),
+        (None, None) => "unattributed".to_string(),
+    };
+    Ok(MigrationRun {
+        run_id: execution.id.clone(),
+        workflow: WORKFLOW.to_string(),
+        environment: environment.to_string(),
+        execution_name: execution.name.clone(),
+        started_at: execution.start_time.clone(),
+        started_by,
+        commit,
+        pipeline: req.pipeline,
+        environment_overrides: req.environment_overrides,
+        lock: format!("migration:{environment}"),
+        lock_ttl_seconds: LOCK_TTL_SECONDS,
+    })
+}
+
+/// A caught Step Functions error (`Catch` with `ResultPath`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepError {
+    #[serde(rename = "Error")]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+impl StepError {
+    /// The readable part of a cause: a Lambda error's `errorMessage`, else the cause itself.
+    pub fn message(&self) -> String {
+        serde_json::from_str::<Value>(&self.cause)
+            .ok()
+            .and_then(|v| {
+                v.get("errorMessage")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| self.cause.clone())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StartedBuild {
+    pub build_id: String,
+}
+
+/// What the workflow's execution outputs on success.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MigrationOutput {
+    pub commit: String,
+    pub build_id: Option<String>,
+    pub status: String,
+    pub duration_seconds: Option<i64>,
+    pub log_uri: Option<String>,
+    pub log_console_url: Option<String>,
+    pub log_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Recorded {
+    pub status: String,
+    #[serde(default)]
+    pub failure_cause: Option<String>,
+    pub output: MigrationOutput,
+}
+
+/// The state the workflow carries from step to step (the ASL's `$`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MigrationState {
+    pub run: MigrationRun,
+    #[serde(default)]
+    pub build: Option<StartedBuild>,
+    #[serde(default)]
+    pub outcome: Option<BuildOutcome>,
+    #[serde(default)]
+    pub logs: Option<CollectedLogs>,
+    #[serde(default)]
+    pub logs_error: Option<StepError>,
+    #[serde(default)]
+    pub error: Option<StepError>,
+    #[serde(default)]
+    pub record: Option<Recorded>,
+    #[serde(default)]
+    pub notification: Option<Value>,
+    #[serde(default)]
+    pub notify_error: Option<StepError>,
+}
+
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
+/// Pure: how a finished state is recorded.
+pub fn record(state: &MigrationState) -> Recorded {
+    let status = if state.error.is_some() {
+        runs::status::ERROR
+    } else if state.outcome.as_ref().is_some_and(|o| o.succeeded) {
+        runs::status::SUCCEEDED
+    } else {
+        runs::status::FAILED
+    };
+    let failure_cause = match status {
+        runs::status::SUCCEEDED => None,
+        _ => Some(failure_cause(state)),
+    };
+    Recorded {
+        status: status.to_string(),
+        failure_cause,
+        output: MigrationOutput {
+            commit: state.run.commit.clone(),
+            build_id: state.build.as_ref().map(|b| b.build_id.clone()),
+            status: status.to_string(),
+            duration_seconds: state.outcome.as_ref().and_then(|o| o.duration_seconds),
+            log_uri: state.logs.as_ref().map(|l| l.uri.clone()),
+            log_console_url: state.logs.as_ref().map(|l| l.console_url.clone()),
+            log_sha256: state.logs.as_ref().map(|l| l.sha256.clone()),
+        },
+    }
+}
+
+/// What a CodePipeline user reads: the failed phase, its context, where the log is, and the
+/// redacted tail.
+pub fn failure_cause(state: &MigrationState) -> String {
+    let run = &state.run;
+    let mut text = String::new();
+    if let Some(err) = &state.error {
+        text.push_str(&format!(
+            "Migration of {} could not complete: {}: {}\n",
+            short(&run.commit),
+            err.error,
+            err.message()
+        ));
+    } else if let Some(o) = &state.outcome {
+        text.push_str(&format!(
+            "Migration of {} failed: build {} ended {} in phase {}.\n",
+            short(&run.commit),
+            o.build_id,
+            o.status,
+            o.failed_phase.as_deref().unwrap_or("(unknown)")
+        ));
+        if let Some(ctx) = &o.phase_context {
+            text.push_str(ctx);
+            text.push('\n');
+        }
+    }
+    match (&state.logs, &state.logs_error) {
+        (Some(l), _) => text.push_str(&format!(
+            "Log: {} ({})\nLast lines of the log:\n{}\n",
+            l.uri, l.console_url, l.tail
+        )),
+        (None, Some(e)) => text.push_str(&format!("The log could not be archived: {}\n", e.error)),
+        (None, None) => {}
+    }
+    let text = crate::redact::redact(&text).into_owned();
+    clip_front(&text, MAX_CAUSE_CHARS)
+}
+
+/// Keep the end (the tail matters most) within `max` characters, keeping the first line.
+fn clip_front(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let first = text.lines().next().unwrap_or_default();
+    let budget = max.saturating_sub(first.chars().count() + 5);
+    let chars: Vec<char> = text.chars().collect();
+    let rest: String = chars[chars.len() - budget..].iter().collect();
+    format!("{first}\n…\n{rest}")
+}
+
+/// The history record for a finished state.
+pub fn run_record(state: &MigrationState, recorded: &Recorded, ended_at: &str) -> RunRecord {
+    let run = &state.run;
+    RunRecord {
+        run_id: run.run_id.clone(),
+        workflow: run.workflow.clone(),
+        environment: run.environment.clone(),
+        execution_name: run.execution_name.clone(),
+        started_at: run.started_at.clone(),
+        started_by: run.started_by.clone(),
+        status: recorded.status.clone(),
+        commit: Some(run.commit.clone()),
+        build_id: recorded.output.build_id.clone(),
+        lock: Some(run.lock.clone()),
+        pipeline: run
+            .pipeline
+            .as_ref()
+            .map(|p| serde_json::to_value(p).expect("serializes")),
+        ended_at: Some(ended_at.to_string()),
+        duration_seconds: crate::time::parse("startedAt", &run.started_at)
+            .ok()
+            .zip(crate::time::parse("endedAt", ended_at).ok())
+            .map(|(s, e)| crate::time::seconds_between(s, e)),
+        build_status: state.outcome.as_ref().map(|o| o.status.clone()),
+        failed_phase: state.outcome.as_ref().and_then(|o| o.failed_phase.clone()),
+        failure_cause: recorded.failure_cause.clone(),
+        error: state.error.as_ref().map(|e| e.error.clone()),
+        log_uri: state.logs.as_ref().map(|l| l.uri.clone()),
+        log_console_url: state.logs.as_ref().map(|l| l.console_url.clone()),
+        log_sha256: state.logs.as_ref().map(|l| l.sha256.clone()),
+        log_bytes: state.logs.as_ref().map(|l| l.bytes),
+        slack_ts: None,
+    }
+}
+
+/// The Slack message for a finished state (redacted).
+pub fn slack_message(state: &MigrationState, channel: &str) -> Message {
+    let run = &state.run;
+    let recorded = state.record.clone().unwrap_or_else(|| record(state));
+    let who = match &run.pipeline {
+        Some(p) => format!("{} (pipeline {})", run.started_by, p.name),
+        None => run.started_by.clone(),
+    };
+    let duration = recorded
+        .output
+        .duration_seconds
+        .map(|s| format!(" in {s}s"))
+        .unwrap_or_default();
+    let log = match &state.logs {
+        Some(l) => format!(
+            "\nLog: <{}|{}> · <{}|CloudWatch> · sha256 `{}`",
+            l.console_url,
+            l.uri,
+            l.log_console_url,
+            &l.sha256[..l.sha256.len().min(16)]
+        ),
+        None => String::new(),
+    };
+    let head =
+        match recorded.status.as_str() {
+            runs::status::SUCCEEDED => format!(
+            ":white_check_mark: Migration of `{}` succeeded{duration} on *{}* — started by {who}.",
+            short(&run.commit),
+            run.environment
+        ),
+            runs::status::FAILED => {
+                format!(
+            ":x: Migration of `{}` *failed*{duration} on *{}* in phase {} — started by {who}.",
+            short(&run.commit),
+            run.environment,
+            state.outcome.as_ref().and_then(|o| o.failed_phase.as_deref()).unwrap_or("(unknown)")
+        )
+            }
+            _ => {
+                format!(
+            ":warning: Migration of `{}` on *{}* could not complete: {} — started by {who}.",
+            short(&run.commit),
+            run.environment,
+            state.error.as_ref().map(|e| e.error.as_str()).unwrap_or("error")
+        )
+            }
+        };
+    let tail = match (&recorded.status[..], &state.logs) {
+        (runs::status::SUCCEEDED, _) | (_, None) => String::new(),
+        (_, Some(l)) => {
+            let lines: Vec<&str> = l.tail.lines().collect();
+            let last = &lines[lines.len().saturating_sub(15)..];
+            format!("\n```{}```", last.join("\n"))
+        }
+    };
+    let text = crate::redact::redact(&format!("{head}{log}{tail}")).into_owned();
+    Message {
+        channel: channel.to_string(),
+        text,
+        blocks: None,
+        thread_ts: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn exec() -> Execution {
+        Execution {
+            id: "arn:aws:states:us-east-1:123456789012:execution:batchless-staging-migration:e1"
+                .into(),
+            name: "e1".into(),
+            start_time: "2026-11-28T13:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn a_valid_request_becomes_a_run() {
+        let run = validate(
+            json!({"commit": SHA, "environmentOverrides": {"RAILS_LOG_LEVEL": "debug"}, "startedBy": "alice"}),
+            &exec(),
+            "staging",
+        )
+        .unwrap();
+        assert_eq!(run.lock, "migration:staging");
+        assert_eq!(run.started_by, "alice");
+        assert_eq!(run.run_id, exec().id);
+        let from_pipeline = validate(
+            json!({"commit": SHA, "pipeline": {"name": "app-deploy", "executionId": "abc-123"}}),
+            &exec(),
+            "staging",
+        )
+        .unwrap();
+        assert_eq!(from_pipeline.started_by, "codepipeline:app-deploy");
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        let cases = [
+            (json!({"commit": "main"}), "`commit`"),
+            (json!({"commit": SHA, "extra": 1}), "unknown field `extra`"),
+            (json!({}), "missing field `commit`"),
+            (
+                json!({"commit": SHA, "environmentOverrides": {"AWS_REGION": "x"}}),
+                "reserved",
+            ),
+            (
+                json!({"commit": SHA, "environmentOverrides": {"X": "a\nb"}}),
+                "single line",
+            ),
+            (
+                json!({"commit": SHA, "pipeline": {"name": "a b"}}),
+                "`pipeline.name`",
+            ),
+            (
+                json!({"commit": SHA, "pipeline": {"name": "p", "stage": "x"}}),
+                "unknown field `stage`",
+            ),
+            (
+                json!({"commit": SHA, "startedBy": "rm -rf /"}),
+                "`startedBy`",
+            ),
+        ];
+        for (input, expected) in cases {
+            let err = validate(input.clone(), &exec(), "staging").unwrap_err();
+            assert!(err.message.contains(expected), "{input} -> {err}");
+        }
+    }
+
+    fn state(outcome: Option<BuildOutcome>, error: Option<StepError>) -> MigrationState {
+        MigrationState {
+            run: validate(json!({"commit": SHA, "startedBy": "alice"}), &exec(), "staging").unwrap(),
+            build: Some(StartedBuild { build_id: "migrate:1".into() }),
+            outcome,
+            logs: Some(CollectedLogs {
+                uri: "s3://logs/logs/migration/e1/build.log".into(),
+                console_url: "https://console/s3".into(),
+                log_console_url: "https://console/cw".into(),
+                sha256: "ab".repeat(32),
+                bytes: 10,
+                lines: 2,
+                tail: "Connecting to postgres://app:[REDACTED]@db/app\nPG::UndefinedTable: relation \"widgets\" does not exist".into(),
+            }),
+            logs_error: None,
+            error,
+            record: None,
+            notification: None,
+            notify_error: None,
+        }
+    }
+
+    fn outcome(succeeded: bool) -> BuildOutcome {
+        BuildOutcome {
+            build_id: "migrate:1".into(),
+            finished: true,
+            status: if succeeded { "SUCCEEDED" } else { "FAILED" }.into(),
+            succeeded,
+            current_phase: Some("COMPLETED".into()),
+            failed_phase: (!succeeded).then(|| "BUILD".into()),
+            phase_context: (!succeeded).then(|| "COMMAND_EXECUTION_ERROR: Error while executing command: bin/rails db:migrate. Reason: exit status 1".into()),
+            start_time: Some("2026-11-28T13:00:05Z".into()),
+            end_time: Some("2026-11-28T13:00:47Z".into()),
+            duration_seconds: Some(42),
+            log_group: Some("/aws/codebuild/migrate".into()),
+            log_stream: Some("1".into()),
+            resolved_source_version: Some(SHA.into()),
+        }
+    }
+
+    #[test]
+    fn failure_cause_names_the_phase_and_carries_the_tail() {
+        let s = state(Some(outcome(false)), None);
+        let r = record(&s);
+        assert_eq!(r.status, "FAILED");
+        let cause = r.failure_cause.unwrap();
+        assert!(cause.contains("in phase BUILD"), "{cause}");
+        assert!(cause.contains("exit status 1"));
+        assert!(cause.contains("relation \"widgets\" does not exist"));
+        assert!(cause.contains("s3://logs/logs/migration/e1/build.log"));
+    }
+
+    #[test]
+    fn success_has_no_cause_and_an_output() {
+        let r = record(&state(Some(outcome(true)), None));
+        assert_eq!(r.status, "SUCCEEDED");
+        assert_eq!(r.failure_cause, None);
+        assert_eq!(r.output.build_id.as_deref(), Some("migrate:1"));
+        assert_eq!(r.output.duration_seconds, Some(42));
+    }
+
+    #[test]
+    fn an_error_is_recorded_with_its_message() {
+        let err = StepError {
+            error: "AccountLimitExceeded".into(),
+            cause: json!({"errorType": "AccountLimitExceeded", "errorMessage": "StartBuild: account limit exceeded: queue full"}).to_string(),
+        };
+        let r = record(&state(None, Some(err)));
+        assert_eq!(r.status, "ERROR");
+        assert!(r
+            .failure_cause
+            .unwrap()
+            .contains("AccountLimitExceeded: StartBuild: account limit exceeded: queue full"));
+    }
+
+    #[test]
+    fn cause_is_bounded_and_keeps_its_first_line() {
+        let mut s = state(Some(outcome(false)), None);
+        s.logs.as_mut().unwrap().tail = "x".repeat(20_000);
+        let cause = record(&s).failure_cause.unwrap();
+        assert!(cause.chars().count() <= MAX_CAUSE_CHARS);
+        assert!(cause.starts_with("Migration of 0123456789ab failed"));
+    }
+
+    #[test]
+    fn slack_message_is_redacted_and_says_what_happened() {
+        let mut s = state(Some(outcome(false)), None);
+        s.logs.as_mut().unwrap().tail = "DATABASE_URL=postgres://app:hunter2@db/app".into();
+        let m = slack_message(&s, "C1");
+        assert_eq!(m.channel, "C1");
+        assert!(
+            m.text.contains("*failed*") && m.text.contains("BUILD"),
+            "{}",
+            m.text
+        );
+        assert!(!m.text.contains("hunter2"));
+        let ok = slack_message(&state(Some(outcome(true)), None), "C1");
+        assert!(ok.text.contains("succeeded in 42s"), "{}", ok.text);
+    }
+
+    #[test]
+    fn state_rejects_unknown_keys() {
+        let mut v = serde_json::to_value(state(Some(outcome(true)), None)).unwrap();
+        v["surprise"] = json!(1);
+        assert!(input::parse_strict::<MigrationState>(v).is_err());
+    }
+
+    #[test]
+    fn run_record_carries_the_history_fields() {
+        let s = state(Some(outcome(false)), None);
+        let rec = run_record(&s, &record(&s), "2026-11-28T13:01:00Z");
+        assert_eq!(rec.duration_seconds, Some(60));
+        assert_eq!(rec.failed_phase.as_deref(), Some("BUILD"));
+        assert_eq!(rec.commit.as_deref(), Some(SHA));
+        assert_eq!(rec.log_sha256.as_deref(), Some("ab".repeat(32).as_str()));
+    }
+}

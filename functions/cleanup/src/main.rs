@@ -1,0 +1,57 @@
+//! `cleanup`: target of the "Step Functions Execution Status Change" rule (ABORTED,
+//! TIMED_OUT, FAILED). Stops the run's build, releases its locks and marks its record ended.
+
+use batchless_core::cleanup::{self, StatusChange, Tables};
+use batchless_core::input::InputError;
+use batchless_core::{aws, config, time, Error};
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+
+struct Deps {
+    db: aws_sdk_dynamodb::Client,
+    codebuild: aws_sdk_codebuild::Client,
+    runs_table: String,
+    locks_table: String,
+}
+
+async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
+    let detail = event.get("detail").cloned().unwrap_or(Value::Null);
+    let change: StatusChange = serde_json::from_value(detail).map_err(|e| {
+        InputError::field("detail", format!("not a Step Functions status change: {e}"))
+    })?;
+    let report = cleanup::cleanup(
+        &deps.db,
+        &deps.codebuild,
+        Tables {
+            runs: &deps.runs_table,
+            locks: &deps.locks_table,
+        },
+        &change,
+        &time::rfc3339(time::now()),
+    )
+    .await?;
+    tracing::info!(
+        execution = %report.execution_arn,
+        status = %report.status,
+        stopped_build = ?report.stopped_build,
+        released = ?report.released_locks,
+        "cleanup done"
+    );
+    Ok(serde_json::to_value(report).expect("serializes"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let sdk = aws::load_config().await;
+    let deps = Deps {
+        db: aws::dynamodb(&sdk),
+        codebuild: aws::codebuild(&sdk),
+        runs_table: config::required("RUNS_TABLE")?,
+        locks_table: config::required("LOCKS_TABLE")?,
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        handler(event.payload, &deps)
+    }))
+    .await
+}

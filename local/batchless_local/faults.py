@@ -1,0 +1,106 @@
+"""Fault injection: make the next N calls of an operation fail, or drop emitted events."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from typing import Any
+
+_lock = threading.Lock()
+_faults: list[dict[str, Any]] = []
+
+# X-Amz-Target prefixes → service names used in fault specs
+_TARGET_SERVICES = {
+    "CodeBuild_20161006": "codebuild", "AmazonEC2ContainerServiceV20141113": "ecs",
+    "DynamoDB_20120810": "dynamodb", "AWSStepFunctions": "stepfunctions", "AWSEvents": "events",
+    "Logs_20140328": "logs", "secretsmanager": "secretsmanager", "AmazonSSM": "ssm",
+    "AWSScheduler": "scheduler",
+}
+
+_STATUS = {"ThrottlingException": 400, "AccountLimitExceededException": 400,
+           "ServiceUnavailableException": 503, "InternalServerError": 500, "InternalFailure": 500,
+           "ServiceException": 500}
+
+
+def add(spec: dict[str, Any]) -> dict[str, Any]:
+    if "drop_events" in spec:
+        d = dict(spec["drop_events"])
+        entry = {"kind": "drop_events", "source": d.get("source"), "detail_type": d.get("detail_type"),
+                 "detail": d.get("detail") or {}, "remaining": int(d.get("count", 1))}
+    else:
+        for k in ("service", "operation", "error"):
+            if not spec.get(k):
+                raise ValueError(f"fault needs {k!r}")
+        entry = {"kind": "error", "service": spec["service"].lower(), "operation": spec["operation"],
+                 "error": spec["error"], "message": spec.get("message") or f"Injected {spec['error']}",
+                 "status": int(spec.get("status") or _STATUS.get(spec["error"], 400)),
+                 "remaining": int(spec.get("count", 1))}
+    with _lock:
+        _faults.append(entry)
+    return entry
+
+
+def clear() -> None:
+    with _lock:
+        _faults.clear()
+
+
+def listing() -> list[dict[str, Any]]:
+    with _lock:
+        return [dict(f) for f in _faults]
+
+
+def _take(pred) -> dict[str, Any] | None:
+    with _lock:
+        for f in _faults:
+            if f["remaining"] > 0 and pred(f):
+                f["remaining"] -= 1
+                return dict(f)
+    return None
+
+
+def _subset(expected: Any, actual: Any) -> bool:
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(k in actual and _subset(v, actual[k]) for k, v in expected.items())
+    return expected == actual
+
+
+def should_drop(source: str, detail_type: str, detail: dict[str, Any]) -> bool:
+    return _take(lambda f: f["kind"] == "drop_events"
+                 and (not f["source"] or f["source"] == source)
+                 and (not f["detail_type"] or f["detail_type"] == detail_type)
+                 and _subset(f["detail"], detail)) is not None
+
+
+def service_operation(environ: dict[str, Any]) -> tuple[str | None, str | None]:
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    m = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/", auth)
+    service = m.group(1) if m else None
+    op = None
+    if target and "." in target:
+        prefix, op = target.rsplit(".", 1)
+        service = _TARGET_SERVICES.get(prefix, service)
+    else:
+        qs = environ.get("QUERY_STRING", "")
+        mm = re.search(r"(?:^|&)Action=([A-Za-z]+)", qs)
+        if mm:
+            op = mm.group(1)
+    if service == "states":
+        service = "stepfunctions"
+    return service, op
+
+
+def check_request(environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    if not _faults:
+        return None
+    service, op = service_operation(environ)
+    if not service or not op:
+        return None
+    f = _take(lambda f: f["kind"] == "error" and f["service"] == service and f["operation"] == op)
+    if f is None:
+        return None
+    body = json.dumps({"__type": f["error"], "message": f["message"]}).encode()
+    return f["status"], [("Content-Type", "application/x-amz-json-1.1"),
+                         ("x-amzn-ErrorType", f["error"])], body

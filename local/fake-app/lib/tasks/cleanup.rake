@@ -1,0 +1,1 @@
+task :cleanup do; puts "cleanup"; end

@@ -1,0 +1,1 @@
+puts "backfilling #{ARGV.inspect}"

@@ -1,1 +1,340 @@
-//! Shared helpers for the scenario tests.
+//! Helpers for the scenario tests: a handle on a running local replica stack (named by
+//! `BATCHLESS_STACK`, see `local/README.md`), SDK clients pointed at it, and polling with a
+//! deadline (never sleep-and-hope).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
+use serde_json::{json, Value};
+
+pub const SHA_LEN: usize = 40;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// A running replica stack and clients for it.
+pub struct Stack {
+    pub name: String,
+    pub info: Value,
+    pub sfn: aws_sdk_sfn::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub db: aws_sdk_dynamodb::Client,
+    pub codebuild: aws_sdk_codebuild::Client,
+    pub http: reqwest::Client,
+}
+
+impl Stack {
+    /// The stack named by `BATCHLESS_STACK`; fails with how to start one.
+    pub async fn from_env() -> Result<Stack> {
+        let name = std::env::var("BATCHLESS_STACK")
+            .context("BATCHLESS_STACK is not set: run the scenario tests with `make test` (it starts a replica stack)")?;
+        let path = repo_root().join(".local").join(&name).join("stack.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("{} not found: is the stack {name} up?", path.display()))?;
+        let info: Value = serde_json::from_str(&text)?;
+        let endpoint = info["endpoint"].as_str().context("stack.json has no endpoint")?.to_string();
+        let region = info["region"].as_str().unwrap_or("us-east-1").to_string();
+        let creds = aws_sdk_sfn::config::Credentials::new("testing", "testing", None, None, "replica");
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&endpoint)
+            .region(aws_config::Region::new(region))
+            .credentials_provider(creds)
+            .load()
+            .await;
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+        );
+        Ok(Stack {
+            name,
+            sfn: aws_sdk_sfn::Client::new(&config),
+            db: aws_sdk_dynamodb::Client::new(&config),
+            codebuild: aws_sdk_codebuild::Client::new(&config),
+            s3,
+            info,
+            http: reqwest::Client::new(),
+        })
+    }
+
+    pub fn environment(&self) -> &str {
+        self.info["environment"].as_str().unwrap_or("staging")
+    }
+
+    pub fn endpoint(&self) -> &str {
+        self.info["endpoint"].as_str().unwrap_or_default()
+    }
+
+    pub fn state_machine(&self, logical_id: &str) -> Result<String> {
+        self.info["state_machines"][logical_id]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no state machine {logical_id} in stack.json"))
+    }
+
+    pub fn table(&self, logical_id: &str) -> Result<String> {
+        self.info["tables"][logical_id]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no table {logical_id} in stack.json"))
+    }
+
+    pub fn bucket(&self, logical_id: &str) -> Result<String> {
+        self.info["buckets"][logical_id]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no bucket {logical_id} in stack.json"))
+    }
+
+    pub fn function_name(&self, logical_id: &str) -> Result<String> {
+        self.info["functions"][logical_id]["name"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no function {logical_id} in stack.json"))
+    }
+
+    pub fn physical_id(&self, logical_id: &str) -> Result<String> {
+        self.info["resources"][logical_id]["physical_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("no resource {logical_id} in stack.json"))
+    }
+
+    fn replica_url(&self) -> String {
+        self.info["replica_url"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{}/_replica", self.endpoint()))
+    }
+
+    fn slack_url(&self) -> &str {
+        self.info["slack_url"].as_str().unwrap_or_default()
+    }
+
+    /// The fake app's repository (CodeBuild sources check out from it).
+    pub fn app_repo(&self) -> PathBuf {
+        PathBuf::from(self.info["app_repo"]["path"].as_str().unwrap_or_default())
+    }
+
+    /// The fake app's current `main` commit.
+    pub fn app_head(&self) -> Result<String> {
+        git(&self.app_repo(), &["rev-parse", "main"])
+    }
+
+    /// Inject a fault (see local/README.md); cleared by [`Stack::clear_faults`].
+    pub async fn fault(&self, fault: Value) -> Result<()> {
+        let resp = self.http.post(format!("{}/faults", self.replica_url())).json(&fault).send().await?;
+        if !resp.status().is_success() {
+            bail!("fault {fault} rejected: {} {}", resp.status(), resp.text().await?);
+        }
+        Ok(())
+    }
+
+    pub async fn clear_faults(&self) -> Result<()> {
+        self.http.delete(format!("{}/faults", self.replica_url())).send().await?;
+        Ok(())
+    }
+
+    /// Messages the fake Slack recorded in `channel`.
+    pub async fn slack_messages(&self, channel: &str) -> Result<Vec<Value>> {
+        let v: Value = self
+            .http
+            .get(format!("{}/_fake/messages", self.slack_url()))
+            .query(&[("channel", channel)])
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(match v {
+            Value::Array(items) => items,
+            Value::Object(mut o) => match o.remove("messages") {
+                Some(Value::Array(items)) => items,
+                _ => vec![],
+            },
+            _ => vec![],
+        })
+    }
+
+    /// Invoke a function through the replica's Lambda API (synchronously).
+    pub async fn invoke(&self, logical_id: &str, payload: &Value) -> Result<Value> {
+        let name = self.function_name(logical_id)?;
+        let resp = self
+            .http
+            .post(format!("{}/2015-03-31/functions/{name}/invocations", self.endpoint()))
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261128/us-east-1/lambda/aws4_request, SignedHeaders=host, Signature=0")
+            .json(payload)
+            .send()
+            .await?;
+        let errored = resp.headers().contains_key("x-amz-function-error");
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if errored {
+            bail!("{logical_id} failed: {body}");
+        }
+        Ok(body)
+    }
+
+    /// GET a replica introspection endpoint (e.g. `events`, `invocations`).
+    pub async fn replica_get(&self, path: &str) -> Result<Value> {
+        Ok(self.http.get(format!("{}/{path}", self.replica_url())).send().await?.json().await?)
+    }
+
+    pub async fn start(&self, state_machine_arn: &str, name: &str, input: &Value) -> Result<String> {
+        let out = self
+            .sfn
+            .start_execution()
+            .state_machine_arn(state_machine_arn)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await
+            .with_context(|| format!("StartExecution {name}"))?;
+        Ok(out.execution_arn().to_string())
+    }
+
+    /// Wait (with a deadline) until the execution is no longer RUNNING.
+    pub async fn wait_end(&self, execution_arn: &str, timeout: Duration) -> Result<Ended> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.sfn.describe_execution().execution_arn(execution_arn).send().await?;
+            if *out.status() != ExecutionStatus::Running {
+                return Ok(Ended {
+                    status: out.status().as_str().to_string(),
+                    output: out.output().and_then(|o| serde_json::from_str(o).ok()),
+                    error: out.error().map(str::to_string),
+                    cause: out.cause().map(str::to_string),
+                });
+            }
+            if Instant::now() > deadline {
+                bail!("execution {execution_arn} still RUNNING after {timeout:?}; states so far: {:?}", self.states_entered(execution_arn).await?);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub async fn history(&self, execution_arn: &str) -> Result<Vec<HistoryEvent>> {
+        let mut events = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .sfn
+                .get_execution_history()
+                .execution_arn(execution_arn)
+                .set_next_token(token)
+                .max_results(1000)
+                .send()
+                .await?;
+            events.extend(out.events().iter().cloned());
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(events);
+            }
+        }
+    }
+
+    /// The names of the states entered, in order: the path the execution took.
+    pub async fn states_entered(&self, execution_arn: &str) -> Result<Vec<String>> {
+        Ok(self
+            .history(execution_arn)
+            .await?
+            .iter()
+            .filter_map(|e| e.state_entered_event_details().map(|d| d.name().to_string()))
+            .collect())
+    }
+
+    /// Error names of failed Lambda tasks in the execution.
+    pub async fn task_errors(&self, execution_arn: &str) -> Result<Vec<String>> {
+        Ok(self
+            .history(execution_arn)
+            .await?
+            .iter()
+            .filter_map(|e| {
+                e.lambda_function_failed_event_details()
+                    .and_then(|d| d.error().map(str::to_string))
+                    .or_else(|| e.task_failed_event_details().and_then(|d| d.error().map(str::to_string)))
+            })
+            .collect())
+    }
+
+    pub async fn get_item(&self, table: &str, key: &str, value: &str) -> Result<Option<Value>> {
+        let out = self
+            .db
+            .get_item()
+            .table_name(table)
+            .key(key, aws_sdk_dynamodb::types::AttributeValue::S(value.to_string()))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item().map(batchless_core::dynamo::item_to_value))
+    }
+
+    pub async fn object(&self, uri: &str) -> Result<Vec<u8>> {
+        let rest = uri.strip_prefix("s3://").context("not an s3:// URI")?;
+        let (bucket, key) = rest.split_once('/').context("no key in URI")?;
+        let out = self.s3.get_object().bucket(bucket).key(key).send().await?;
+        Ok(out.body.collect().await?.to_vec())
+    }
+
+    /// Builds of a CodeBuild project, newest first.
+    pub async fn builds(&self, project: &str) -> Result<Vec<aws_sdk_codebuild::types::Build>> {
+        let ids = self.codebuild.list_builds_for_project().project_name(project).send().await?;
+        let ids: Vec<String> = ids.ids().to_vec();
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let out = self.codebuild.batch_get_builds().set_ids(Some(ids)).send().await?;
+        Ok(out.builds().to_vec())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub status: String,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+/// Poll `check` until it returns `Some`, or fail after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub fn git(repo: &std::path::Path, args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new("git").arg("-C").arg(repo).args(args).output()?;
+    if !out.status.success() {
+        bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
+/// A unique, valid execution name for a test.
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+pub fn migration_input(commit: &str, overrides: Value) -> Value {
+    json!({ "commit": commit, "environmentOverrides": overrides, "startedBy": "alice" })
+}

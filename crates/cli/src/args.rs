@@ -99,6 +99,19 @@ pub struct RunArgs {
     pub poll: PollArgs,
 }
 
+impl RunArgs {
+    /// What clap cannot say: `--env-override` goes only with `--commit` (clap waives a
+    /// `requires` when the required argument conflicts with a present one).
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.env_overrides.is_empty() && self.commit.is_none() {
+            return Err(
+                "--env-override goes with --commit; put overrides in the --input file".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct FollowArgs {
     /// The execution ARN.
@@ -223,15 +236,23 @@ mod tests {
         assert!(parse(&["run", "migration"]).is_err());
         assert!(parse(&["run", "migration", "--input", "-", "--commit", "abc"]).is_err());
         // --env-override only goes with --commit.
-        assert!(parse(&[
+        let cli = parse(&[
             "run",
             "data-patch",
             "--input",
             "f.json",
             "--env-override",
-            "A=1"
+            "A=1",
         ])
-        .is_err());
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert!(run
+            .validate()
+            .unwrap_err()
+            .contains("--env-override goes with --commit"));
+        assert!(parse(&["run", "data-patch", "--env-override", "A=1"]).is_err());
         assert!(parse(&["run", "migration", "--commit", "a", "--env-override", "=1"]).is_err());
         let cli = parse(&["run", "data-patch", "--input", "f.json", "--name", "n1"]).unwrap();
         let Command::Run(run) = cli.command else {
@@ -239,6 +260,7 @@ mod tests {
         };
         assert_eq!(run.input.as_deref(), Some("f.json"));
         assert_eq!(run.name.as_deref(), Some("n1"));
+        assert_eq!(run.validate(), Ok(()));
     }
 
     #[test]

@@ -106,6 +106,9 @@ pub fn render(report: &Report) -> String {
             c.catches.covered,
             c.catches.total,
         ));
+        if !w.deployed {
+            continue; // every item is a gap: listing them says nothing
+        }
         for s in c.states.missed() {
             out.push(format!("  never entered: {s}"));
         }
@@ -299,12 +302,6 @@ migration: states 2/3, choice branches 1/2, catches 0/1 (1 execution)
   branch never taken: Check -> Errored [Default]
   catch never taken: Work catch[0] (States.ALL) -> Errored
 data-patch: states 0/3, choice branches 0/2, catches 0/1 (not deployed: no state machine batchless-staging-data-patch)
-  never entered: Check
-  never entered: Work
-  never entered: Errored
-  branch never taken: Check -> Work [rule 0]
-  branch never taken: Check -> Errored [Default]
-  catch never taken: Work catch[0] (States.ALL) -> Errored
 total: 3/12 (25.0%)"
         );
     }

@@ -88,6 +88,7 @@ async fn resolve_requester(ctx: &Ctx) -> Result<String> {
 }
 
 pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
+    args.validate().map_err(anyhow::Error::msg)?;
     let mut input = match (&args.input, &args.commit) {
         (_, Some(commit)) => {
             if args.workflow != "migration" {

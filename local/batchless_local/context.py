@@ -51,7 +51,7 @@ class Context:
         self.functions_by_name: dict[str, dict[str, Any]] = {}  # physical name -> {logical_id, binary}
         self.function_urls: dict[str, str] = {}  # logical id -> physical name
         self.children: dict[int, str] = {}  # pgid -> what
-        self.pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="replica-async")
+        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="replica-async")
         self._clients: dict[str, Any] = {}
         self.stack: dict[str, Any] = {}
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any
 from urllib.parse import quote
 
@@ -57,10 +60,13 @@ def invoke_binary(binary: str, payload: str, function_name: str | None = None) -
     record: dict[str, Any] = {"function": function_name or binary, "binary": binary,
                               "started": started.isoformat(), "request_id": str(uuid.uuid4())}
     try:
-        resp = _session.post(url, data=payload.encode("utf-8"),
-                             headers={"Content-Type": "application/json"}, timeout=INVOKE_TIMEOUT)
-        text, errored = interpret_response(resp.status_code, dict(resp.headers), resp.text)
-        record["status"] = resp.status_code
+        resp = _post_watching_crashes(url, payload, binary)
+        if isinstance(resp, str):  # the function process kept dying before answering
+            text, errored = resp, True
+            record["status"] = None
+        else:
+            text, errored = interpret_response(resp.status_code, dict(resp.headers), resp.text)
+            record["status"] = resp.status_code
     except requests.RequestException as exc:
         text = json.dumps({"errorType": "Lambda.EmulatorUnavailable", "errorMessage": str(exc)})
         errored = True
@@ -72,6 +78,42 @@ def invoke_binary(binary: str, payload: str, function_name: str | None = None) -
     with CTX.lock:
         CTX.invocations.append(record)
     return text, errored, ""
+
+
+_post_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lambda-invoke")
+
+
+def _post_watching_crashes(url: str, payload: str, binary: str) -> "requests.Response | str":
+    """POST to the emulator; meanwhile watch cargo-lambda.log.  When a function process dies
+    before answering (init failure: missing env var, panic in main), cargo lambda restarts it
+    forever and the invoke never returns; AWS answers Runtime.ExitError.  Do the same."""
+    log_path = os.path.join(CTX.state_dir, "cargo-lambda.log") if CTX.state_dir else ""
+    start = os.path.getsize(log_path) if log_path and os.path.exists(log_path) else 0
+    fut = _post_pool.submit(_session.post, url, data=payload.encode("utf-8"),
+                            headers={"Content-Type": "application/json"}, timeout=INVOKE_TIMEOUT)
+    deadline = time.monotonic() + INVOKE_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            return fut.result(timeout=1.0)
+        except FuturesTimeout:
+            pass
+        if not log_path:
+            continue
+        try:
+            with open(log_path, "rb") as fh:
+                fh.seek(start)
+                chunk = fh.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        lines = chunk.splitlines()
+        ran_ours = any(f"target/debug/{binary}`" in ln or f"target/release/{binary}`" in ln for ln in lines)
+        exits = [i for i, ln in enumerate(lines) if "ERROR command exited code=" in ln]
+        if ran_ours and len(exits) >= 2:
+            errs = [ln.strip() for ln in lines[: exits[-1]] if ln.strip().startswith(("Error", "thread '", "error"))]
+            msg = errs[-1] if errs else lines[exits[-1]].strip()
+            return json.dumps({"errorType": "Runtime.ExitError",
+                               "errorMessage": f"RequestId: replica Error: Runtime exited with error: {msg}"})
+    return fut.result(timeout=0)
 
 
 def function_binary(function_name: str) -> str:

@@ -43,6 +43,10 @@ def patch_moto_stepfunctions() -> None:
     orig_start = pmodels.StepFunctionsParserBackend.start_execution
 
     def start_execution(self, state_machine_arn, name=None, execution_input=None, trace_header=None):  # type: ignore[no-untyped-def]
+        if not name:  # moto's parser backend would build the ARN with "None" as the name
+            import uuid
+
+            name = str(uuid.uuid4())
         sm = self.describe_state_machine(state_machine_arn)
         before = {id(e) for e in sm.executions}
         execution = orig_start(self, state_machine_arn, name, execution_input, trace_header)

@@ -9,10 +9,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use serde_json::{json, Value};
 
-pub const SHA_LEN: usize = 40;
-
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// A running replica stack and clients for it.
@@ -35,9 +36,13 @@ impl Stack {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("{} not found: is the stack {name} up?", path.display()))?;
         let info: Value = serde_json::from_str(&text)?;
-        let endpoint = info["endpoint"].as_str().context("stack.json has no endpoint")?.to_string();
+        let endpoint = info["endpoint"]
+            .as_str()
+            .context("stack.json has no endpoint")?
+            .to_string();
         let region = info["region"].as_str().unwrap_or("us-east-1").to_string();
-        let creds = aws_sdk_sfn::config::Credentials::new("testing", "testing", None, None, "replica");
+        let creds =
+            aws_sdk_sfn::config::Credentials::new("testing", "testing", None, None, "replica");
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(&endpoint)
             .region(aws_config::Region::new(region))
@@ -45,7 +50,9 @@ impl Stack {
             .load()
             .await;
         let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&config).force_path_style(true).build(),
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
         );
         Ok(Stack {
             name,
@@ -124,15 +131,27 @@ impl Stack {
 
     /// Inject a fault (see local/README.md); cleared by [`Stack::clear_faults`].
     pub async fn fault(&self, fault: Value) -> Result<()> {
-        let resp = self.http.post(format!("{}/faults", self.replica_url())).json(&fault).send().await?;
+        let resp = self
+            .http
+            .post(format!("{}/faults", self.replica_url()))
+            .json(&fault)
+            .send()
+            .await?;
         if !resp.status().is_success() {
-            bail!("fault {fault} rejected: {} {}", resp.status(), resp.text().await?);
+            bail!(
+                "fault {fault} rejected: {} {}",
+                resp.status(),
+                resp.text().await?
+            );
         }
         Ok(())
     }
 
     pub async fn clear_faults(&self) -> Result<()> {
-        self.http.delete(format!("{}/faults", self.replica_url())).send().await?;
+        self.http
+            .delete(format!("{}/faults", self.replica_url()))
+            .send()
+            .await?;
         Ok(())
     }
 
@@ -176,10 +195,21 @@ impl Stack {
 
     /// GET a replica introspection endpoint (e.g. `events`, `invocations`).
     pub async fn replica_get(&self, path: &str) -> Result<Value> {
-        Ok(self.http.get(format!("{}/{path}", self.replica_url())).send().await?.json().await?)
+        Ok(self
+            .http
+            .get(format!("{}/{path}", self.replica_url()))
+            .send()
+            .await?
+            .json()
+            .await?)
     }
 
-    pub async fn start(&self, state_machine_arn: &str, name: &str, input: &Value) -> Result<String> {
+    pub async fn start(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &Value,
+    ) -> Result<String> {
         let out = self
             .sfn
             .start_execution()
@@ -196,7 +226,12 @@ impl Stack {
     pub async fn wait_end(&self, execution_arn: &str, timeout: Duration) -> Result<Ended> {
         let deadline = Instant::now() + timeout;
         loop {
-            let out = self.sfn.describe_execution().execution_arn(execution_arn).send().await?;
+            let out = self
+                .sfn
+                .describe_execution()
+                .execution_arn(execution_arn)
+                .send()
+                .await?;
             if *out.status() != ExecutionStatus::Running {
                 return Ok(Ended {
                     status: out.status().as_str().to_string(),
@@ -238,7 +273,10 @@ impl Stack {
             .history(execution_arn)
             .await?
             .iter()
-            .filter_map(|e| e.state_entered_event_details().map(|d| d.name().to_string()))
+            .filter_map(|e| {
+                e.state_entered_event_details()
+                    .map(|d| d.name().to_string())
+            })
             .collect())
     }
 
@@ -251,7 +289,10 @@ impl Stack {
             .filter_map(|e| {
                 e.lambda_function_failed_event_details()
                     .and_then(|d| d.error().map(str::to_string))
-                    .or_else(|| e.task_failed_event_details().and_then(|d| d.error().map(str::to_string)))
+                    .or_else(|| {
+                        e.task_failed_event_details()
+                            .and_then(|d| d.error().map(str::to_string))
+                    })
             })
             .collect())
     }
@@ -261,7 +302,10 @@ impl Stack {
             .db
             .get_item()
             .table_name(table)
-            .key(key, aws_sdk_dynamodb::types::AttributeValue::S(value.to_string()))
+            .key(
+                key,
+                aws_sdk_dynamodb::types::AttributeValue::S(value.to_string()),
+            )
             .consistent_read(true)
             .send()
             .await?;
@@ -277,12 +321,22 @@ impl Stack {
 
     /// Builds of a CodeBuild project, newest first.
     pub async fn builds(&self, project: &str) -> Result<Vec<aws_sdk_codebuild::types::Build>> {
-        let ids = self.codebuild.list_builds_for_project().project_name(project).send().await?;
+        let ids = self
+            .codebuild
+            .list_builds_for_project()
+            .project_name(project)
+            .send()
+            .await?;
         let ids: Vec<String> = ids.ids().to_vec();
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        let out = self.codebuild.batch_get_builds().set_ids(Some(ids)).send().await?;
+        let out = self
+            .codebuild
+            .batch_get_builds()
+            .set_ids(Some(ids))
+            .send()
+            .await?;
         Ok(out.builds().to_vec())
     }
 }
@@ -314,7 +368,11 @@ where
 }
 
 pub fn git(repo: &std::path::Path, args: &[&str]) -> Result<String> {
-    let out = std::process::Command::new("git").arg("-C").arg(repo).args(args).output()?;
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()?;
     if !out.status.success() {
         bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }

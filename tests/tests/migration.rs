@@ -32,13 +32,17 @@ async fn lock_is_free(stack: &Stack) -> Result<bool> {
 }
 
 async fn slack_post_containing(stack: &Stack, needle: &str) -> Result<Value> {
-    eventually(&format!("a Slack post containing {needle:?}"), Duration::from_secs(30), || async {
-        Ok(stack
-            .slack_messages(MIGRATIONS_CHANNEL)
-            .await?
-            .into_iter()
-            .find(|m| m["text"].as_str().is_some_and(|t| t.contains(needle))))
-    })
+    eventually(
+        &format!("a Slack post containing {needle:?}"),
+        Duration::from_secs(30),
+        || async {
+            Ok(stack
+                .slack_messages(MIGRATIONS_CHANNEL)
+                .await?
+                .into_iter()
+                .find(|m| m["text"].as_str().is_some_and(|t| t.contains(needle))))
+        },
+    )
     .await
 }
 
@@ -46,33 +50,72 @@ async fn slack_post_containing(stack: &Stack, needle: &str) -> Result<Value> {
 async fn success_runs_the_commit_and_leaves_log_history_and_slack_post() -> Result<()> {
     let (stack, sm) = setup().await?;
     let commit = stack.app_head()?;
-    let arn = stack.start(&sm, &unique_name("ok"), &migration_input(&commit, json!({}))).await?;
+    let arn = stack
+        .start(
+            &sm,
+            &unique_name("ok"),
+            &migration_input(&commit, json!({})),
+        )
+        .await?;
     let end = stack.wait_end(&arn, TIMEOUT).await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
     let states = stack.states_entered(&arn).await?;
-    for s in ["ValidateInput", "AcquireLock", "StartBuild", "WaitForBuild", "CollectLogs", "RecordRun", "ReleaseLock", "Notify", "Outcome?", "Migrated"] {
+    for s in [
+        "ValidateInput",
+        "AcquireLock",
+        "StartBuild",
+        "WaitForBuild",
+        "CollectLogs",
+        "RecordRun",
+        "ReleaseLock",
+        "Notify",
+        "Outcome?",
+        "Migrated",
+    ] {
         assert!(has_state(&states, s), "{s} not entered: {states:?}");
     }
 
     let output = end.output.expect("output");
     let build_id = output["buildId"].as_str().expect("buildId");
-    let builds = stack.codebuild.batch_get_builds().ids(build_id).send().await?;
+    let builds = stack
+        .codebuild
+        .batch_get_builds()
+        .ids(build_id)
+        .send()
+        .await?;
     let build = &builds.builds()[0];
-    assert_eq!(build.resolved_source_version(), Some(commit.as_str()), "the build ran that commit");
+    assert_eq!(
+        build.resolved_source_version(),
+        Some(commit.as_str()),
+        "the build ran that commit"
+    );
     assert_eq!(build.build_status().map(|s| s.as_str()), Some("SUCCEEDED"));
 
     let log_uri = output["logUri"].as_str().expect("logUri");
     let log = stack.object(log_uri).await?;
     let text = String::from_utf8_lossy(&log);
-    assert!(text.contains(&format!("batchless migration of {commit}")), "{text}");
+    assert!(
+        text.contains(&format!("batchless migration of {commit}")),
+        "{text}"
+    );
     assert!(text.contains("CreateUsers: migrated"), "{text}");
     let sha = output["logSha256"].as_str().expect("logSha256");
-    assert_eq!(sha256_hex(&log), sha, "the archived log matches its recorded SHA-256");
+    assert_eq!(
+        sha256_hex(&log),
+        sha,
+        "the archived log matches its recorded SHA-256"
+    );
     let sidecar = String::from_utf8(stack.object(&format!("{log_uri}.sha256")).await?)?;
-    assert!(sidecar.starts_with(&format!("{sha}  build.log")), "{sidecar}");
+    assert!(
+        sidecar.starts_with(&format!("{sha}  build.log")),
+        "{sidecar}"
+    );
 
     let runs = stack.table("RunsTable")?;
-    let item = stack.get_item(&runs, "runId", &arn).await?.expect("history item");
+    let item = stack
+        .get_item(&runs, "runId", &arn)
+        .await?
+        .expect("history item");
     assert_eq!(item["status"], "SUCCEEDED");
     assert_eq!(item["commit"], commit);
     assert_eq!(item["buildId"], build_id);
@@ -84,7 +127,10 @@ async fn success_runs_the_commit_and_leaves_log_history_and_slack_post() -> Resu
     let post = slack_post_containing(&stack, &commit[..12]).await?;
     let post_text = post["text"].as_str().unwrap_or_default();
     assert!(post_text.contains("succeeded"), "{post}");
-    assert!(post_text.contains(log_uri), "the post links the log: {post}");
+    assert!(
+        post_text.contains(log_uri),
+        "the post links the log: {post}"
+    );
     assert!(lock_is_free(&stack).await?);
     Ok(())
 }
@@ -94,35 +140,71 @@ async fn failing_build_phase_fails_migration_with_phase_and_redacted_tail() -> R
     let (stack, sm) = setup().await?;
     let commit = stack.app_head()?;
     let arn = stack
-        .start(&sm, &unique_name("fail"), &migration_input(&commit, json!({"FAKE_EXIT_CODE": "1"})))
+        .start(
+            &sm,
+            &unique_name("fail"),
+            &migration_input(&commit, json!({"FAKE_EXIT_CODE": "1"})),
+        )
         .await?;
     let end = stack.wait_end(&arn, TIMEOUT).await?;
     assert_eq!(end.status, "FAILED", "{end:?}");
     assert_eq!(end.error.as_deref(), Some("MigrationFailed"));
     let cause = end.cause.unwrap_or_default();
     assert!(cause.contains("in phase BUILD"), "{cause}");
-    assert!(cause.contains("PG::DuplicateTable"), "the cause carries the log tail: {cause}");
+    assert!(
+        cause.contains("PG::DuplicateTable"),
+        "the cause carries the log tail: {cause}"
+    );
     // The build printed DATABASE_URL with its password: the archive has it, nothing that
     // leaves the system does.
-    assert!(!cause.contains(INFRA_SECRET), "secret leaked into the failure cause: {cause}");
+    assert!(
+        !cause.contains(INFRA_SECRET),
+        "secret leaked into the failure cause: {cause}"
+    );
     let runs = stack.table("RunsTable")?;
-    let item = stack.get_item(&runs, "runId", &arn).await?.expect("history item");
+    let item = stack
+        .get_item(&runs, "runId", &arn)
+        .await?
+        .expect("history item");
     assert_eq!(item["status"], "FAILED");
     assert_eq!(item["failedPhase"], "BUILD");
     let log = String::from_utf8(stack.object(item["logUri"].as_str().unwrap()).await?)?;
-    assert!(log.contains(INFRA_SECRET), "the test must see the secret in the raw log to prove redaction");
+    assert!(
+        log.contains(INFRA_SECRET),
+        "the test must see the secret in the raw log to prove redaction"
+    );
     let post = slack_post_containing(&stack, &format!("{}` *failed*", &commit[..12])).await?;
     let post_text = post["text"].as_str().unwrap_or_default();
     assert!(post_text.contains("BUILD"), "{post}");
-    assert!(!post_text.contains(INFRA_SECRET), "secret leaked into Slack: {post}");
-    let builds = stack.codebuild.batch_get_builds().ids(item["buildId"].as_str().unwrap()).send().await?;
+    assert!(
+        !post_text.contains(INFRA_SECRET),
+        "secret leaked into Slack: {post}"
+    );
+    let builds = stack
+        .codebuild
+        .batch_get_builds()
+        .ids(item["buildId"].as_str().unwrap())
+        .send()
+        .await?;
     let phases: Vec<String> = builds.builds()[0]
         .phases()
         .iter()
-        .map(|p| format!("{}={}", p.phase_type().map(|t| t.as_str()).unwrap_or("?"), p.phase_status().map(|s| s.as_str()).unwrap_or("?")))
+        .map(|p| {
+            format!(
+                "{}={}",
+                p.phase_type().map(|t| t.as_str()).unwrap_or("?"),
+                p.phase_status().map(|s| s.as_str()).unwrap_or("?")
+            )
+        })
         .collect();
-    assert!(phases.contains(&"POST_BUILD=SUCCEEDED".to_string()), "post_build still ran: {phases:?}");
-    assert!(lock_is_free(&stack).await?, "the lock is released after a failure");
+    assert!(
+        phases.contains(&"POST_BUILD=SUCCEEDED".to_string()),
+        "post_build still ran: {phases:?}"
+    );
+    assert!(
+        lock_is_free(&stack).await?,
+        "the lock is released after a failure"
+    );
     Ok(())
 }
 
@@ -143,13 +225,33 @@ async fn invalid_inputs_fail_invalid_input_and_start_nothing() -> Result<()> {
         let arn = stack.start(&sm, &unique_name("bad"), &input).await?;
         let end = stack.wait_end(&arn, TIMEOUT).await?;
         assert_eq!(end.status, "FAILED", "{input}: {end:?}");
-        assert_eq!(end.error.as_deref(), Some("InvalidInput"), "{input}: {end:?}");
-        assert!(end.cause.as_deref().unwrap_or_default().contains("invalid input"), "{end:?}");
-        assert_eq!(stack.states_entered(&arn).await?, vec!["ValidateInput", "RejectInput"]);
+        assert_eq!(
+            end.error.as_deref(),
+            Some("InvalidInput"),
+            "{input}: {end:?}"
+        );
+        assert!(
+            end.cause
+                .as_deref()
+                .unwrap_or_default()
+                .contains("invalid input"),
+            "{end:?}"
+        );
+        assert_eq!(
+            stack.states_entered(&arn).await?,
+            vec!["ValidateInput", "RejectInput"]
+        );
         let runs = stack.table("RunsTable")?;
-        assert!(stack.get_item(&runs, "runId", &arn).await?.is_none(), "no run recorded for {input}");
+        assert!(
+            stack.get_item(&runs, "runId", &arn).await?.is_none(),
+            "no run recorded for {input}"
+        );
     }
-    assert_eq!(stack.builds(&project).await?.len(), before, "no build started");
+    assert_eq!(
+        stack.builds(&project).await?.len(),
+        before,
+        "no build started"
+    );
     Ok(())
 }
 
@@ -160,18 +262,43 @@ async fn two_concurrent_migrations_never_build_at_once() -> Result<()> {
     let slow = migration_input(&commit, json!({"FAKE_SLEEP_SECONDS": "3"}));
     let a = stack.start(&sm, &unique_name("conc-a"), &slow).await?;
     let b = stack.start(&sm, &unique_name("conc-b"), &slow).await?;
-    let (ea, eb) = (stack.wait_end(&a, TIMEOUT).await?, stack.wait_end(&b, TIMEOUT).await?);
+    let (ea, eb) = (
+        stack.wait_end(&a, TIMEOUT).await?,
+        stack.wait_end(&b, TIMEOUT).await?,
+    );
     assert_eq!(ea.status, "SUCCEEDED", "{ea:?}");
     assert_eq!(eb.status, "SUCCEEDED", "{eb:?}");
-    let ids: Vec<String> = [&ea, &eb].iter().map(|e| e.output.as_ref().unwrap()["buildId"].as_str().unwrap().to_string()).collect();
-    let out = stack.codebuild.batch_get_builds().set_ids(Some(ids)).send().await?;
+    let ids: Vec<String> = [&ea, &eb]
+        .iter()
+        .map(|e| {
+            e.output.as_ref().unwrap()["buildId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let out = stack
+        .codebuild
+        .batch_get_builds()
+        .set_ids(Some(ids))
+        .send()
+        .await?;
     let spans: Vec<(i64, i64)> = out
         .builds()
         .iter()
-        .map(|b| (b.start_time().unwrap().as_nanos() as i64, b.end_time().unwrap().as_nanos() as i64))
+        .map(|b| {
+            (
+                b.start_time().unwrap().as_nanos() as i64,
+                b.end_time().unwrap().as_nanos() as i64,
+            )
+        })
         .collect();
     assert_eq!(spans.len(), 2);
-    let (first, second) = if spans[0].0 <= spans[1].0 { (spans[0], spans[1]) } else { (spans[1], spans[0]) };
+    let (first, second) = if spans[0].0 <= spans[1].0 {
+        (spans[0], spans[1])
+    } else {
+        (spans[1], spans[0])
+    };
     assert!(first.1 <= second.0, "builds overlapped: {spans:?}");
     // One of them waited for the lock.
     let errors = [stack.task_errors(&a).await?, stack.task_errors(&b).await?].concat();
@@ -189,25 +316,59 @@ async fn a_held_lock_fails_migration_in_progress_without_a_build() -> Result<()>
         .db
         .put_item()
         .table_name(&locks)
-        .item("lockName", aws_sdk_dynamodb::types::AttributeValue::S(LOCK.into()))
-        .item("owner", aws_sdk_dynamodb::types::AttributeValue::S("arn:someone-else".into()))
-        .item("acquiredAt", aws_sdk_dynamodb::types::AttributeValue::S("2026-01-01T00:00:00Z".into()))
-        .item("expiresAt", aws_sdk_dynamodb::types::AttributeValue::S("2999-01-01T00:00:00Z".into()))
+        .item(
+            "lockName",
+            aws_sdk_dynamodb::types::AttributeValue::S(LOCK.into()),
+        )
+        .item(
+            "owner",
+            aws_sdk_dynamodb::types::AttributeValue::S("arn:someone-else".into()),
+        )
+        .item(
+            "acquiredAt",
+            aws_sdk_dynamodb::types::AttributeValue::S("2026-01-01T00:00:00Z".into()),
+        )
+        .item(
+            "expiresAt",
+            aws_sdk_dynamodb::types::AttributeValue::S("2999-01-01T00:00:00Z".into()),
+        )
         .send()
         .await?;
     let before = stack.builds(&project).await?.len();
-    let arn = stack.start(&sm, &unique_name("held"), &migration_input(&stack.app_head()?, json!({}))).await;
+    let arn = stack
+        .start(
+            &sm,
+            &unique_name("held"),
+            &migration_input(&stack.app_head()?, json!({})),
+        )
+        .await;
     let result = async {
         let end = stack.wait_end(&arn?, TIMEOUT).await?;
         anyhow::Ok(end)
     }
     .await;
-    stack.db.delete_item().table_name(&locks).key("lockName", aws_sdk_dynamodb::types::AttributeValue::S(LOCK.into())).send().await?;
+    stack
+        .db
+        .delete_item()
+        .table_name(&locks)
+        .key(
+            "lockName",
+            aws_sdk_dynamodb::types::AttributeValue::S(LOCK.into()),
+        )
+        .send()
+        .await?;
     let end = result?;
     assert_eq!(end.status, "FAILED", "{end:?}");
     assert_eq!(end.error.as_deref(), Some("MigrationInProgress"));
-    assert!(end.cause.unwrap_or_default().contains("arn:someone-else"), "the cause names the holder");
-    assert_eq!(stack.builds(&project).await?.len(), before, "no build started");
+    assert!(
+        end.cause.unwrap_or_default().contains("arn:someone-else"),
+        "the cause names the holder"
+    );
+    assert_eq!(
+        stack.builds(&project).await?.len(),
+        before,
+        "no build started"
+    );
     Ok(())
 }
 
@@ -216,25 +377,57 @@ async fn stop_execution_mid_build_stops_the_build_and_frees_the_lock() -> Result
     let (stack, sm) = setup().await?;
     let commit = stack.app_head()?;
     let arn = stack
-        .start(&sm, &unique_name("stop"), &migration_input(&commit, json!({"FAKE_SLEEP_SECONDS": "120"})))
+        .start(
+            &sm,
+            &unique_name("stop"),
+            &migration_input(&commit, json!({"FAKE_SLEEP_SECONDS": "120"})),
+        )
         .await?;
     let runs = stack.table("RunsTable")?;
     let build_id: String = eventually("the build to start", Duration::from_secs(60), || async {
-        Ok(stack.get_item(&runs, "runId", &arn).await?.and_then(|i| i["buildId"].as_str().map(str::to_string)))
+        Ok(stack
+            .get_item(&runs, "runId", &arn)
+            .await?
+            .and_then(|i| i["buildId"].as_str().map(str::to_string)))
     })
     .await?;
-    stack.sfn.stop_execution().execution_arn(&arn).error("Operator").cause("stopped by test").send().await?;
+    stack
+        .sfn
+        .stop_execution()
+        .execution_arn(&arn)
+        .error("Operator")
+        .cause("stopped by test")
+        .send()
+        .await?;
     let started = std::time::Instant::now();
-    eventually("build STOPPED and lock free", Duration::from_secs(30), || async {
-        let out = stack.codebuild.batch_get_builds().ids(&build_id).send().await?;
-        let status = out.builds()[0].build_status().map(|s| s.as_str().to_string());
-        Ok((status.as_deref() == Some("STOPPED") && lock_is_free(&stack).await?).then_some(()))
-    })
+    eventually(
+        "build STOPPED and lock free",
+        Duration::from_secs(30),
+        || async {
+            let out = stack
+                .codebuild
+                .batch_get_builds()
+                .ids(&build_id)
+                .send()
+                .await?;
+            let status = out.builds()[0]
+                .build_status()
+                .map(|s| s.as_str().to_string());
+            Ok((status.as_deref() == Some("STOPPED") && lock_is_free(&stack).await?).then_some(()))
+        },
+    )
     .await?;
     assert!(started.elapsed() < Duration::from_secs(30));
-    let item: Value = eventually("the run marked ABORTED", Duration::from_secs(30), || async {
-        Ok(stack.get_item(&runs, "runId", &arn).await?.filter(|i| i["status"] == "ABORTED"))
-    })
+    let item: Value = eventually(
+        "the run marked ABORTED",
+        Duration::from_secs(30),
+        || async {
+            Ok(stack
+                .get_item(&runs, "runId", &arn)
+                .await?
+                .filter(|i| i["status"] == "ABORTED"))
+        },
+    )
     .await?;
     assert_eq!(item["buildId"], build_id);
     Ok(())
@@ -250,14 +443,21 @@ async fn a_lost_state_change_event_is_caught_by_the_safety_net_poll() -> Result<
     // The build outlasts register-wait's one re-check, so only the event (dropped) or the
     // poll can end the wait.
     let arn = stack
-        .start(&sm, &unique_name("lost"), &migration_input(&commit, json!({"FAKE_SLEEP_SECONDS": "4"})))
+        .start(
+            &sm,
+            &unique_name("lost"),
+            &migration_input(&commit, json!({"FAKE_SLEEP_SECONDS": "4"})),
+        )
         .await?;
     let end = stack.wait_end(&arn, TIMEOUT).await;
     stack.clear_faults().await?;
     let end = end?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
     let states = stack.states_entered(&arn).await?;
-    assert!(has_state(&states, "PollBuild"), "the poll completed the run: {states:?}");
+    assert!(
+        has_state(&states, "PollBuild"),
+        "the poll completed the run: {states:?}"
+    );
     assert!(has_state(&states, "BuildEnded?"));
     Ok(())
 }
@@ -268,13 +468,23 @@ async fn a_throttled_start_is_retried_then_succeeds() -> Result<()> {
     stack
         .fault(json!({"service": "codebuild", "operation": "StartBuild", "error": "ThrottlingException", "count": 1}))
         .await?;
-    let arn = stack.start(&sm, &unique_name("throttle"), &migration_input(&stack.app_head()?, json!({}))).await?;
+    let arn = stack
+        .start(
+            &sm,
+            &unique_name("throttle"),
+            &migration_input(&stack.app_head()?, json!({})),
+        )
+        .await?;
     let end = stack.wait_end(&arn, TIMEOUT).await;
     stack.clear_faults().await?;
     let end = end?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
     let errors = stack.task_errors(&arn).await?;
-    assert_eq!(errors, vec!["Throttled"], "one throttled attempt, then success");
+    assert_eq!(
+        errors,
+        vec!["Throttled"],
+        "one throttled attempt, then success"
+    );
     Ok(())
 }
 
@@ -284,17 +494,32 @@ async fn an_unrecoverable_start_error_is_recorded_and_frees_the_lock() -> Result
     stack
         .fault(json!({"service": "codebuild", "operation": "StartBuild", "error": "InvalidInputException", "count": 1}))
         .await?;
-    let arn = stack.start(&sm, &unique_name("starterr"), &migration_input(&stack.app_head()?, json!({}))).await?;
+    let arn = stack
+        .start(
+            &sm,
+            &unique_name("starterr"),
+            &migration_input(&stack.app_head()?, json!({})),
+        )
+        .await?;
     let end = stack.wait_end(&arn, TIMEOUT).await;
     stack.clear_faults().await?;
     let end = end?;
     assert_eq!(end.status, "FAILED", "{end:?}");
     assert_eq!(end.error.as_deref(), Some("AwsServiceError"));
-    assert!(end.cause.unwrap_or_default().contains("InvalidInputException"));
+    assert!(end
+        .cause
+        .unwrap_or_default()
+        .contains("InvalidInputException"));
     let states = stack.states_entered(&arn).await?;
-    assert!(has_state(&states, "Errored") && has_state(&states, "ReleaseLock"), "{states:?}");
+    assert!(
+        has_state(&states, "Errored") && has_state(&states, "ReleaseLock"),
+        "{states:?}"
+    );
     let runs = stack.table("RunsTable")?;
-    let item = stack.get_item(&runs, "runId", &arn).await?.expect("the error is recorded");
+    let item = stack
+        .get_item(&runs, "runId", &arn)
+        .await?
+        .expect("the error is recorded");
     assert_eq!(item["status"], "ERROR");
     assert!(lock_is_free(&stack).await?);
     Ok(())
@@ -304,15 +529,26 @@ async fn an_unrecoverable_start_error_is_recorded_and_frees_the_lock() -> Result
 async fn a_log_archive_failure_is_recorded_and_the_result_stands() -> Result<()> {
     let (stack, sm) = setup().await?;
     stack
-        .fault(json!({"service": "s3", "operation": "PutObject", "error": "AccessDenied", "count": 1}))
+        .fault(
+            json!({"service": "s3", "operation": "PutObject", "error": "AccessDenied", "count": 1}),
+        )
         .await?;
-    let arn = stack.start(&sm, &unique_name("nolog"), &migration_input(&stack.app_head()?, json!({}))).await?;
+    let arn = stack
+        .start(
+            &sm,
+            &unique_name("nolog"),
+            &migration_input(&stack.app_head()?, json!({})),
+        )
+        .await?;
     let end = stack.wait_end(&arn, TIMEOUT).await;
     stack.clear_faults().await?;
     let end = end?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
     let runs = stack.table("RunsTable")?;
-    let item = stack.get_item(&runs, "runId", &arn).await?.expect("history item");
+    let item = stack
+        .get_item(&runs, "runId", &arn)
+        .await?
+        .expect("history item");
     assert_eq!(item["status"], "SUCCEEDED");
     assert!(item.get("logUri").is_none(), "{item}");
     Ok(())

@@ -65,7 +65,7 @@ impl LocalVerb {
 pub struct LocalArgs {
     /// up | down | status
     pub verb: LocalVerb,
-    /// Stack name [default: --stack, else dev].
+    /// Stack name [default: --stack, else dev; `status` without one shows every stack].
     #[arg(long)]
     pub name: Option<String>,
     /// Replica time scale (e.g. 0.1 makes Wait states and builds ten times faster).

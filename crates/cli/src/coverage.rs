@@ -8,7 +8,6 @@ use batchless_core::aws::AwsResultExt;
 use batchless_core::coverage::{self, Coverage, HistoryEvent};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::args::CoverageArgs;
 use crate::context::{self, Ctx};
@@ -69,11 +68,16 @@ pub fn workflows_in(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-pub fn load_definition(dir: &Path, workflow: &str) -> Result<Value> {
-    let path = dir.join(format!("{workflow}{SUFFIX}"));
+pub fn definition_path(dir: &Path, workflow: &str) -> PathBuf {
+    dir.join(format!("{workflow}{SUFFIX}"))
+}
+
+/// Coverage of the definition file by the histories (items in the file's order).
+pub fn analyze_file(path: &Path, histories: &[Vec<HistoryEvent>]) -> Result<Coverage> {
     let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    coverage::analyze_text(&text, histories)
+        .with_context(|| format!("{} is not a JSON definition", path.display()))
 }
 
 /// The text report:
@@ -188,7 +192,9 @@ pub async fn coverage(ctx: &Ctx, args: CoverageArgs) -> Result<ExitCode> {
     let machines = sfn::state_machines(&client).await?;
     let mut reports = Vec::new();
     for workflow in workflows {
-        let definition = load_definition(&dir, &workflow)?;
+        let path = definition_path(&dir, &workflow);
+        // A bad or missing definition fails before any history is read.
+        analyze_file(&path, &[])?;
         let name = ctx.state_machine_name(&workflow);
         let arn = machines
             .iter()
@@ -201,7 +207,7 @@ pub async fn coverage(ctx: &Ctx, args: CoverageArgs) -> Result<ExitCode> {
             }
         }
         reports.push(WorkflowReport {
-            coverage: coverage::analyze(&definition, &histories),
+            coverage: analyze_file(&path, &histories)?,
             workflow,
             state_machine: name,
             deployed: arn.is_some(),
@@ -225,7 +231,7 @@ pub async fn coverage(ctx: &Ctx, args: CoverageArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn definition() -> Value {
         json!({
@@ -338,8 +344,17 @@ total: 3/12 (25.0%)"
         std::fs::write(dir.join("data-patch.asl.json"), "{}").unwrap();
         std::fs::write(dir.join("README.md"), "").unwrap();
         assert_eq!(workflows_in(&dir).unwrap(), vec!["data-patch", "migration"]);
-        assert_eq!(load_definition(&dir, "migration").unwrap(), definition());
-        assert!(load_definition(&dir, "bastion-session").is_err());
+        let cov = analyze_file(&definition_path(&dir, "migration"), &[happy_history()]).unwrap();
+        assert_eq!(cov.states.covered, 2);
+        assert!(analyze_file(&definition_path(&dir, "bastion-session"), &[]).is_err());
+        let empty = analyze_file(&definition_path(&dir, "data-patch"), &[]).unwrap();
+        assert_eq!(empty.total(), 0);
+        std::fs::write(dir.join("broken.asl.json"), "{").unwrap();
+        let err = analyze_file(&definition_path(&dir, "broken"), &[]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not a JSON definition"),
+            "{err:#}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

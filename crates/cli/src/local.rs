@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
 
-use crate::args::LocalArgs;
+use crate::args::{LocalArgs, LocalVerb};
 use crate::context;
 
 pub const DEFAULT_NAME: &str = "dev";
@@ -20,25 +20,39 @@ pub fn python(root: &Path) -> (PathBuf, bool) {
     }
 }
 
-/// The launcher's arguments: `local/replica.py <verb> --name NAME [--time-scale X] [extra...]`.
-pub fn launcher_args(root: &Path, args: &LocalArgs, name: &str) -> Vec<String> {
+/// The launcher's arguments: `local/replica.py <verb> [--name NAME] [--env ENV]
+/// [--time-scale X] [extra...]`. `status` without a name reports every stack; `up` and
+/// `down` default to the stack `dev`.
+pub fn launcher_args(
+    root: &Path,
+    args: &LocalArgs,
+    name: Option<&str>,
+    env: Option<&str>,
+) -> Vec<String> {
     let mut out = vec![
         root.join("local").join("replica.py").display().to_string(),
         args.verb.as_str().to_string(),
-        "--name".to_string(),
-        name.to_string(),
     ];
+    let name = match args.verb {
+        LocalVerb::Status => name,
+        LocalVerb::Up | LocalVerb::Down => Some(name.unwrap_or(DEFAULT_NAME)),
+    };
+    if let Some(n) = name {
+        out.extend(["--name".to_string(), n.to_string()]);
+    }
+    if let (LocalVerb::Up, Some(e)) = (args.verb, env) {
+        out.extend(["--env".to_string(), e.to_string()]);
+    }
     if let Some(x) = args.time_scale {
-        out.push("--time-scale".to_string());
-        out.push(x.to_string());
+        out.extend(["--time-scale".to_string(), x.to_string()]);
     }
     out.extend(args.extra.iter().cloned());
     out
 }
 
-pub async fn local(stack: Option<&str>, args: LocalArgs) -> Result<ExitCode> {
+pub async fn local(stack: Option<&str>, env: Option<&str>, args: LocalArgs) -> Result<ExitCode> {
     let root = context::repo_root()?;
-    let name = args.name.as_deref().or(stack).unwrap_or(DEFAULT_NAME);
+    let name = args.name.as_deref().or(stack);
     let (python, in_venv) = python(&root);
     if !in_venv {
         eprintln!(
@@ -47,7 +61,7 @@ pub async fn local(stack: Option<&str>, args: LocalArgs) -> Result<ExitCode> {
         );
     }
     let mut child = tokio::process::Command::new(&python)
-        .args(launcher_args(&root, &args, name))
+        .args(launcher_args(&root, &args, name, env))
         .current_dir(&root)
         .spawn()
         .with_context(|| format!("starting {}", python.display()))?;
@@ -68,38 +82,60 @@ pub async fn local(stack: Option<&str>, args: LocalArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::LocalVerb;
+
+    fn local(verb: LocalVerb, time_scale: Option<f64>, extra: &[&str]) -> LocalArgs {
+        LocalArgs {
+            verb,
+            name: None,
+            time_scale,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
 
     #[test]
     fn launcher_arguments() {
-        let args = LocalArgs {
-            verb: LocalVerb::Up,
-            name: None,
-            time_scale: Some(0.25),
-            extra: vec!["--port".into(), "4599".into()],
-        };
+        let root = Path::new("/repo");
         assert_eq!(
-            launcher_args(Path::new("/repo"), &args, "ci"),
+            launcher_args(
+                root,
+                &local(LocalVerb::Up, Some(0.25), &["--timeout", "60"]),
+                Some("ci"),
+                Some("production")
+            ),
             vec![
                 "/repo/local/replica.py",
                 "up",
                 "--name",
                 "ci",
+                "--env",
+                "production",
                 "--time-scale",
                 "0.25",
-                "--port",
-                "4599"
+                "--timeout",
+                "60"
             ]
         );
-        let args = LocalArgs {
-            verb: LocalVerb::Status,
-            name: None,
-            time_scale: None,
-            extra: vec![],
-        };
         assert_eq!(
-            launcher_args(Path::new("/repo"), &args, "dev"),
-            vec!["/repo/local/replica.py", "status", "--name", "dev"]
+            launcher_args(root, &local(LocalVerb::Up, None, &[]), None, None),
+            vec!["/repo/local/replica.py", "up", "--name", "dev"]
+        );
+        assert_eq!(
+            launcher_args(
+                root,
+                &local(LocalVerb::Down, None, &[]),
+                None,
+                Some("staging")
+            ),
+            vec!["/repo/local/replica.py", "down", "--name", "dev"]
+        );
+        // status without a name: every stack.
+        assert_eq!(
+            launcher_args(root, &local(LocalVerb::Status, None, &[]), None, None),
+            vec!["/repo/local/replica.py", "status"]
+        );
+        assert_eq!(
+            launcher_args(root, &local(LocalVerb::Status, None, &[]), Some("ci"), None),
+            vec!["/repo/local/replica.py", "status", "--name", "ci"]
         );
     }
 

@@ -18,10 +18,11 @@ use args::{Cli, Command, MigrationsCommand};
 use context::Ctx;
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let stack = cli.stack.as_deref();
-    let env = cli.environment.as_deref();
+    // An empty variable (`BATCHLESS_STACK=`) means unset.
+    let stack = cli.stack.as_deref().filter(|s| !s.is_empty());
+    let env = cli.environment.as_deref().filter(|s| !s.is_empty());
     match cli.command {
-        Command::Local(a) => local::local(stack, a).await,
+        Command::Local(a) => local::local(stack, env, a).await,
         Command::Run(a) => run::run(&Ctx::new(stack, env).await?, a).await,
         Command::Follow(a) => run::follow(&Ctx::new(stack, env).await?, a).await,
         Command::Migrations(MigrationsCommand::List(a)) => {

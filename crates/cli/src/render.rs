@@ -67,11 +67,14 @@ impl Renderer {
         if e.is_state_exited() {
             let name = e.name.clone().unwrap_or_default();
             self.owner.insert(e.id, name.clone());
+            if matches!(e.state_type(), Some("Succeed" | "Fail")) {
+                return None; // the summary says how it ended
+            }
             let took = match (ts, self.entered.get(&name)) {
-                (Some(t), Some((t0, _))) => format!(" in {}", seconds(t - t0)),
+                (Some(t), Some((t0, _))) => format!(" after {}", seconds(t - t0)),
                 _ => String::new(),
             };
-            return Some(format!("{}  {name}  done{took}", self.prefix(ts)));
+            return Some(format!("{}  {name}  exited{took}", self.prefix(ts)));
         }
         if let Some(o) = &owner {
             self.owner.insert(e.id, o.clone());
@@ -221,6 +224,9 @@ mod tests {
             failed,
             ev(8, 7, "PassStateEntered", 12_400, Some("RecordRun")),
             ev(9, 8, "PassStateExited", 12_400, Some("RecordRun")),
+            ev(10, 9, "FailStateEntered", 12_500, Some("MigrationFailed")),
+            ev(11, 10, "FailStateExited", 12_500, Some("MigrationFailed")),
+            ev(12, 11, "ExecutionFailed", 12_500, None),
         ]
     }
 
@@ -232,14 +238,15 @@ mod tests {
             lines,
             vec![
                 "13:00:00    +0.1s  Validate  (Task)",
-                "13:00:01    +1.5s  Validate  done in 1.4s",
+                "13:00:01    +1.5s  Validate  exited after 1.4s",
                 "13:00:01    +1.6s  WaitForBuild  (Task)",
                 "13:00:12   +12.3s  WaitForBuild  ! TaskFailed: BuildFailed: build proj:1 FAILED in phase BUILD (exit 1)",
                 "13:00:12   +12.4s  RecordRun  (Pass)",
-                "13:00:12   +12.4s  RecordRun  done in 0.0s",
+                "13:00:12   +12.4s  RecordRun  exited after 0.0s",
+                "13:00:12   +12.5s  MigrationFailed  (Fail)",
             ]
         );
-        assert_eq!(r.last_id(), 9);
+        assert_eq!(r.last_id(), 12);
     }
 
     #[test]
@@ -250,7 +257,7 @@ mod tests {
         assert_eq!(first.len(), 3);
         // The next poll returns the whole history again.
         let second = r.render(&all);
-        assert_eq!(second.len(), 3);
+        assert_eq!(second.len(), 4);
         assert!(second[0].contains("! TaskFailed"));
         assert!(r.render(&all).is_empty());
     }

@@ -62,10 +62,21 @@ pub fn requester(people: Result<&People, String>, arn: &str) -> (String, Option<
     }
 }
 
-/// `migration-<sha7>-20261128T130509Z` (≤ 80 characters, no `:`).
-pub fn default_execution_name(workflow: &str, commit: &str, now: DateTime<Utc>) -> String {
-    let short: String = commit.chars().take(7).collect();
-    let mut name = format!("{workflow}-{short}-{}", now.format("%Y%m%dT%H%M%SZ"));
+/// A readable, unique execution name (≤ 80 characters, no `:`):
+/// `migration-<sha7>-20261128T130509Z` for a commit, else `<workflow>-20261128T130509Z-<8 hex>`.
+/// (Always named: the local replica would otherwise name every execution `None`.)
+pub fn default_execution_name(workflow: &str, commit: Option<&str>, now: DateTime<Utc>) -> String {
+    let time = now.format("%Y%m%dT%H%M%SZ");
+    let mut name = match commit {
+        Some(c) => format!(
+            "{workflow}-{}-{time}",
+            c.chars().take(7).collect::<String>()
+        ),
+        None => format!(
+            "{workflow}-{time}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ),
+    };
     name.truncate(80);
     name
 }
@@ -119,20 +130,21 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
         let person = resolve_requester(ctx).await?;
         input["startedBy"] = Value::String(person);
     }
-    let name = args.name.clone().or_else(|| {
-        input
-            .get("commit")
-            .and_then(Value::as_str)
-            .filter(|_| args.commit.is_some())
-            .map(|c| default_execution_name(&args.workflow, c, Utc::now()))
-    });
+    let commit = args
+        .commit
+        .as_ref()
+        .and(input.get("commit").and_then(Value::as_str));
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| default_execution_name(&args.workflow, commit, Utc::now()));
 
     let client = ctx.sfn();
     let machine = sfn::require_state_machine(ctx, &client, &args.workflow).await?;
     let started = client
         .start_execution()
         .state_machine_arn(&machine)
-        .set_name(name)
+        .name(name)
         .input(input.to_string())
         .send()
         .await
@@ -229,8 +241,17 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-11-28T13:05:09Z")
             .unwrap()
             .with_timezone(&Utc);
-        let n = default_execution_name("migration", SHA, now);
+        let n = default_execution_name("migration", Some(SHA), now);
         assert_eq!(n, "migration-0123456-20261128T130509Z");
-        assert!(!n.contains(':') && n.len() <= 80);
+        let a = default_execution_name("data-patch", None, now);
+        let b = default_execution_name("data-patch", None, now);
+        assert!(
+            a.starts_with("data-patch-20261128T130509Z-") && a.len() == 36,
+            "{a}"
+        );
+        assert_ne!(a, b);
+        for n in [n, a, default_execution_name(&"w".repeat(100), None, now)] {
+            assert!(!n.contains(':') && n.len() <= 80, "{n}");
+        }
     }
 }

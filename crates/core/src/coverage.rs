@@ -293,13 +293,121 @@ fn collect_states(states: &Value, parent: Option<&str>, out: &mut Vec<StateDef>)
     }
 }
 
-/// Every state, depth first, in the order the definition lists them: the file's order where
-/// `serde_json` preserves object order (its `preserve_order` feature, which this workspace
-/// gets through `aws-config`), else alphabetical within a scope.
-fn ordered_states(definition: &Value) -> Vec<StateDef> {
+/// Every state, depth first (a Parallel/Map state, then its branches' states), in `order`
+/// when given (see [`state_order`]), else in the map order of the parsed definition.
+fn ordered_states(definition: &Value, order: Option<&[String]>) -> Vec<StateDef> {
     let mut all = Vec::new();
     collect_states(&definition["States"], None, &mut all);
+    if let Some(order) = order {
+        let rank = |name: &str| order.iter().position(|n| n == name).unwrap_or(usize::MAX);
+        all.sort_by_key(|s| rank(&s.name)); // stable: unknown names keep their place, last
+    }
     all
+}
+
+/// The state names of a definition in the order its JSON text lists them, depth first.
+/// (`serde_json::Value` keeps object order only with its `preserve_order` feature, which
+/// builds of this crate may or may not have.)
+pub fn state_order(text: &str) -> Result<Vec<String>, serde_json::Error> {
+    use serde::de::DeserializeSeed;
+    let mut out = Vec::new();
+    let mut de = serde_json::Deserializer::from_str(text);
+    order::Scope(&mut out).deserialize(&mut de)?;
+    de.end()?;
+    Ok(out)
+}
+
+mod order {
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    /// An object with `States` (the definition, a Parallel branch, a Map processor).
+    pub struct Scope<'a>(pub &'a mut Vec<String>);
+    struct States<'a>(&'a mut Vec<String>);
+    struct State<'a>(&'a mut Vec<String>);
+    struct Branches<'a>(&'a mut Vec<String>);
+
+    macro_rules! seed {
+        ($t:ident, $what:literal) => {
+            impl<'de> DeserializeSeed<'de> for $t<'_> {
+                type Value = ();
+                fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                    d.deserialize_any(self)
+                }
+            }
+            impl $t<'_> {
+                fn expecting_text(f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str($what)
+                }
+            }
+        };
+    }
+    seed!(Scope, "an object with States");
+    seed!(States, "an object of states");
+    seed!(State, "a state object");
+    seed!(Branches, "an array of branches");
+
+    impl<'de> Visitor<'de> for Scope<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            Self::expecting_text(f)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "States" {
+                    map.next_value_seed(States(&mut *self.0))?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    impl<'de> Visitor<'de> for States<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            Self::expecting_text(f)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(name) = map.next_key::<String>()? {
+                self.0.push(name);
+                map.next_value_seed(State(&mut *self.0))?;
+            }
+            Ok(())
+        }
+    }
+
+    impl<'de> Visitor<'de> for State<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            Self::expecting_text(f)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                match key.as_str() {
+                    "Branches" => map.next_value_seed(Branches(&mut *self.0))?,
+                    "ItemProcessor" | "Iterator" => map.next_value_seed(Scope(&mut *self.0))?,
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    impl<'de> Visitor<'de> for Branches<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            Self::expecting_text(f)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq.next_element_seed(Scope(&mut *self.0))?.is_some() {}
+            Ok(())
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,9 +424,28 @@ struct Entry {
     failure: Option<String>,
 }
 
-/// Coverage of `definition` by the executions whose histories are given.
+/// Coverage of `definition` by the executions whose histories are given. Items are listed in
+/// the definition's map order; [`analyze_text`] lists them in the file's order.
 pub fn analyze(definition: &Value, histories: &[Vec<HistoryEvent>]) -> Coverage {
-    let defs = ordered_states(definition);
+    analyze_ordered(definition, histories, None)
+}
+
+/// [`analyze`] of a definition given as JSON text, items in the order the text lists them.
+pub fn analyze_text(
+    text: &str,
+    histories: &[Vec<HistoryEvent>],
+) -> Result<Coverage, serde_json::Error> {
+    let definition: Value = serde_json::from_str(text)?;
+    let order = state_order(text)?;
+    Ok(analyze_ordered(&definition, histories, Some(&order)))
+}
+
+fn analyze_ordered(
+    definition: &Value,
+    histories: &[Vec<HistoryEvent>],
+    order: Option<&[String]>,
+) -> Coverage {
+    let defs = ordered_states(definition, order);
     let by_name: HashMap<&str, &StateDef> = defs.iter().map(|d| (d.name.as_str(), d)).collect();
 
     let mut state_hits: HashMap<String, usize> = HashMap::new();
@@ -1137,6 +1264,30 @@ mod tests {
         assert_eq!(cov.catches.hits("A catch[0] (Minor) -> AFixed"), Some(1));
         assert_eq!(cov.catches.covered, 1);
         assert_eq!(sorted(cov.states.missed()), vec!["Broken", "TimedOut"]);
+    }
+
+    #[test]
+    fn items_follow_the_order_of_the_text() {
+        let text = r#"{"Comment": "x", "StartAt": "Zeta", "States": {
+            "Zeta": {"Type": "Parallel", "Next": "Alpha", "Branches": [
+                {"StartAt": "Yankee", "States": {"Yankee": {"Type": "Pass", "End": true},
+                                                  "Bravo": {"Type": "Map", "End": true,
+                                                            "ItemProcessor": {"StartAt": "Xray", "States": {"Xray": {"Type": "Pass", "End": true}}}}}}
+            ]},
+            "Alpha": {"Type": "Choice", "Choices": [{"Variable": "$.a", "IsPresent": true, "Next": "Mike"}], "Default": "Charlie"},
+            "Mike": {"Type": "Succeed"},
+            "Charlie": {"Type": "Fail"}
+        }}"#;
+        let order = state_order(text).unwrap();
+        assert_eq!(
+            order,
+            ["Zeta", "Yankee", "Bravo", "Xray", "Alpha", "Mike", "Charlie"]
+        );
+        let cov = analyze_text(text, &[]).unwrap();
+        let ids: Vec<&str> = cov.states.items.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, order);
+        assert!(state_order("[1]").is_err());
+        assert!(analyze_text("{", &[]).is_err());
     }
 
     #[test]

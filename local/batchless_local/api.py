@@ -10,7 +10,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from .context import CTX, utcnow
-from . import codebuild, ecs, faults, lambda_bridge
+from . import codebuild, codepipeline, ecs, faults, lambda_bridge
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -115,6 +115,8 @@ def replica_api(req: Request) -> Response:
             return _json({"invocations": inv})
         if parts == ["scheduler", "fire"] and req.method == "POST":
             return _json(fire_schedule(req.get_json(force=True)))
+        if parts == ["codepipeline", "jobs"]:
+            return _json({"jobs": codepipeline.listing()})
         if parts == ["builds"]:
             with codebuild._lock:
                 builds = [codebuild.BUILDS[i].describe() for i in codebuild.ORDER]
@@ -163,6 +165,12 @@ class ReplicaApp:
         if hit is not None:
             status, headers, body = hit
             start_response(f"{status} {'Bad Request' if status == 400 else 'Error'}",
+                           headers + [("Content-Length", str(len(body)))])
+            return [body]
+        hit = codepipeline.wsgi_intercept(environ)
+        if hit is not None:
+            status, headers, body = hit
+            start_response(f"{status} {'OK' if status == 200 else 'Bad Request'}",
                            headers + [("Content-Length", str(len(body)))])
             return [body]
         return self.moto_app(environ, start_response)

@@ -18,7 +18,8 @@ _TARGET_SERVICES = {
     "AWSScheduler": "scheduler",
 }
 
-_STATUS = {"ThrottlingException": 400, "AccountLimitExceededException": 400,
+_STATUS = {"AccessDenied": 403, "NoSuchBucket": 404, "SlowDown": 503, "InternalError": 500,
+           "ThrottlingException": 400, "AccountLimitExceededException": 400,
            "ServiceUnavailableException": 503, "InternalServerError": 500, "InternalFailure": 500,
            "ServiceException": 500}
 
@@ -89,7 +90,33 @@ def service_operation(environ: dict[str, Any]) -> tuple[str | None, str | None]:
             op = mm.group(1)
     if service == "states":
         service = "stepfunctions"
+    if service == "s3" and op is None:
+        op = _s3_operation(environ)
     return service, op
+
+
+def _s3_operation(environ: dict[str, Any]) -> str | None:
+    """The S3 REST operation a path-style request names (the ones the project uses)."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    path = environ.get("PATH_INFO", "/").strip("/")
+    query = environ.get("QUERY_STRING", "")
+    has_key = "/" in path
+    if method == "PUT" and has_key:
+        if "partNumber=" in query:
+            return "UploadPart"
+        return "CopyObject" if environ.get("HTTP_X_AMZ_COPY_SOURCE") else "PutObject"
+    if method == "POST" and has_key:
+        if "uploads" in query.split("&"):
+            return "CreateMultipartUpload"
+        if "uploadId=" in query:
+            return "CompleteMultipartUpload"
+    if method == "GET":
+        return "GetObject" if has_key else "ListObjectsV2"
+    if method == "DELETE" and has_key:
+        return "AbortMultipartUpload" if "uploadId=" in query else "DeleteObject"
+    if method == "HEAD":
+        return "HeadObject" if has_key else "HeadBucket"
+    return None
 
 
 def check_request(environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes] | None:
@@ -101,6 +128,11 @@ def check_request(environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], 
     f = _take(lambda f: f["kind"] == "error" and f["service"] == service and f["operation"] == op)
     if f is None:
         return None
+    if service == "s3":
+        # S3 speaks REST-XML.
+        xml = (f"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{f['error']}</Code>"
+               f"<Message>{f['message']}</Message><RequestId>replica-fault</RequestId></Error>")
+        return f["status"], [("Content-Type", "application/xml")], xml.encode()
     body = json.dumps({"__type": f["error"], "message": f["message"]}).encode()
     return f["status"], [("Content-Type", "application/x-amz-json-1.1"),
                          ("x-amzn-ErrorType", f["error"])], body

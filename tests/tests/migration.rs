@@ -50,12 +50,9 @@ async fn slack_post_containing(stack: &Stack, needle: &str) -> Result<Value> {
 async fn success_runs_the_commit_and_leaves_log_history_and_slack_post() -> Result<()> {
     let (stack, sm) = setup().await?;
     let commit = stack.app_head()?;
+    let name = unique_name("ok");
     let arn = stack
-        .start(
-            &sm,
-            &unique_name("ok"),
-            &migration_input(&commit, json!({})),
-        )
+        .start(&sm, &name, &migration_input(&commit, json!({})))
         .await?;
     let end = stack.wait_end(&arn, TIMEOUT).await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
@@ -124,9 +121,12 @@ async fn success_runs_the_commit_and_leaves_log_history_and_slack_post() -> Resu
     assert_eq!(item["workflow"], "migration");
     assert!(item["durationSeconds"].as_i64().is_some(), "{item}");
 
-    let post = slack_post_containing(&stack, &commit[..12]).await?;
+    let post = slack_post_containing(&stack, &format!("|{name}>")).await?;
     let post_text = post["text"].as_str().unwrap_or_default();
-    assert!(post_text.contains("succeeded"), "{post}");
+    assert!(
+        post_text.contains(&format!("`{}` succeeded", &commit[..12])),
+        "{post}"
+    );
     assert!(
         post_text.contains(log_uri),
         "the post links the log: {post}"
@@ -138,11 +138,12 @@ async fn success_runs_the_commit_and_leaves_log_history_and_slack_post() -> Resu
 #[tokio::test]
 async fn failing_build_phase_fails_migration_with_phase_and_redacted_tail() -> Result<()> {
     let (stack, sm) = setup().await?;
+    let name = unique_name("fail");
     let commit = stack.app_head()?;
     let arn = stack
         .start(
             &sm,
-            &unique_name("fail"),
+            &name,
             &migration_input(&commit, json!({"FAKE_EXIT_CODE": "1"})),
         )
         .await?;
@@ -173,8 +174,12 @@ async fn failing_build_phase_fails_migration_with_phase_and_redacted_tail() -> R
         log.contains(INFRA_SECRET),
         "the test must see the secret in the raw log to prove redaction"
     );
-    let post = slack_post_containing(&stack, &format!("{}` *failed*", &commit[..12])).await?;
+    let post = slack_post_containing(&stack, &format!("|{name}>")).await?;
     let post_text = post["text"].as_str().unwrap_or_default();
+    assert!(
+        post_text.contains(&format!("`{}` *failed*", &commit[..12])),
+        "{post}"
+    );
     assert!(post_text.contains("BUILD"), "{post}");
     assert!(
         !post_text.contains(INFRA_SECRET),
@@ -437,7 +442,12 @@ async fn stop_execution_mid_build_stops_the_build_and_frees_the_lock() -> Result
 async fn a_lost_state_change_event_is_caught_by_the_safety_net_poll() -> Result<()> {
     let (stack, sm) = setup().await?;
     stack
-        .fault(json!({"drop_events": {"source": "aws.codebuild", "detail_type": "CodeBuild Build State Change", "count": 1}}))
+        .fault(json!({"drop_events": {
+            "source": "aws.codebuild",
+            "detail_type": "CodeBuild Build State Change",
+            "detail": {"build-status": "SUCCEEDED"},
+            "count": 1
+        }}))
         .await?;
     let commit = stack.app_head()?;
     // The build outlasts register-wait's one re-check, so only the event (dropped) or the
@@ -465,9 +475,17 @@ async fn a_lost_state_change_event_is_caught_by_the_safety_net_poll() -> Result<
 #[tokio::test]
 async fn a_throttled_start_is_retried_then_succeeds() -> Result<()> {
     let (stack, sm) = setup().await?;
+    // The SDK itself retries throttling (3 attempts in its standard mode): three throttled
+    // answers exhaust it, so the workflow's Retry has to act; then a full build queue
+    // (AccountLimitExceeded, which the SDK does not retry) once more.
     stack
-        .fault(json!({"service": "codebuild", "operation": "StartBuild", "error": "ThrottlingException", "count": 1}))
+        .fault(json!({"service": "codebuild", "operation": "StartBuild", "error": "ThrottlingException", "count": 3}))
         .await?;
+    stack
+        .fault(json!({"service": "codebuild", "operation": "StartBuild", "error": "AccountLimitExceededException", "count": 1}))
+        .await?;
+    let project = stack.physical_id("MigrationProject")?;
+    let before = stack.builds(&project).await?.len();
     let arn = stack
         .start(
             &sm,
@@ -482,9 +500,10 @@ async fn a_throttled_start_is_retried_then_succeeds() -> Result<()> {
     let errors = stack.task_errors(&arn).await?;
     assert_eq!(
         errors,
-        vec!["Throttled"],
-        "one throttled attempt, then success"
+        vec!["Throttled", "AccountLimitExceeded"],
+        "retried, then success"
     );
+    assert_eq!(stack.builds(&project).await?.len(), before + 1, "one build");
     Ok(())
 }
 
@@ -551,5 +570,177 @@ async fn a_log_archive_failure_is_recorded_and_the_result_stands() -> Result<()>
         .expect("history item");
     assert_eq!(item["status"], "SUCCEEDED");
     assert!(item.get("logUri").is_none(), "{item}");
+    Ok(())
+}
+
+const ARTIFACT_SECRET: &str = "wJalrXUtnFEMIbridgeSECRETexample";
+const ARTIFACT_TOKEN: &str = "FwoGZXIvYXdzEBridgeSessionTokenExample";
+
+fn job_event(job_id: &str, commit: &str, continuation: Option<&str>) -> Value {
+    json!({"CodePipeline.job": {
+        "id": job_id,
+        "accountId": "123456789012",
+        "data": {
+            "actionConfiguration": {"configuration": {
+                "FunctionName": "batchless-staging-pipeline-bridge",
+                "UserParameters": json!({"commit": commit, "pipeline": {"name": "app-deploy", "executionId": "pe-1"}}).to_string()
+            }},
+            "inputArtifacts": [],
+            "outputArtifacts": [],
+            "artifactCredentials": {"accessKeyId": "ASIAREPLICAEXAMPLE01", "secretAccessKey": ARTIFACT_SECRET, "sessionToken": ARTIFACT_TOKEN},
+            "continuationToken": continuation
+        }
+    }})
+}
+
+#[tokio::test]
+async fn pipeline_bridge_delivered_twice_makes_one_build_and_never_logs_credentials() -> Result<()>
+{
+    let (stack, _sm) = setup().await?;
+    let project = stack.physical_id("MigrationProject")?;
+    let before = stack.builds(&project).await?.len();
+    let commit = stack.app_head()?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let job_id = format!(
+        "{:08x}-0000-4000-8000-{:012x}",
+        std::process::id(),
+        nanos % (1u128 << 48)
+    );
+    let event = job_event(&job_id, &commit, None);
+
+    let first = stack.invoke("PipelineBridgeFunction", &event).await?;
+    assert_eq!(first["decision"], "continue", "{first}");
+    let arn = first["executionArn"]
+        .as_str()
+        .expect("executionArn")
+        .to_string();
+    assert!(arn.ends_with(&format!(":codepipeline-{job_id}")), "{arn}");
+    // The same job delivered again while the execution runs: no second execution.
+    let second = stack.invoke("PipelineBridgeFunction", &event).await?;
+    assert_eq!(second["executionArn"], arn.as_str(), "{second}");
+
+    let end = stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
+    // CodePipeline polls with the continuation token; a late redelivery of the first event
+    // (ExecutionAlreadyExists) would find the same execution. Both end the job once.
+    let done = stack
+        .invoke(
+            "PipelineBridgeFunction",
+            &job_event(&job_id, &commit, Some(&arn)),
+        )
+        .await?;
+    assert_eq!(done["decision"], "succeeded", "{done}");
+
+    assert_eq!(
+        stack.builds(&project).await?.len(),
+        before + 1,
+        "exactly one build"
+    );
+    let jobs = stack.replica_get("codepipeline/jobs").await?;
+    let results = jobs["jobs"][&job_id]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let kinds: Vec<(String, bool)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["kind"].as_str().unwrap_or("").to_string(),
+                r["request"]["continuationToken"].is_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("success".into(), true),
+            ("success".into(), true),
+            ("success".into(), false)
+        ],
+        "{results:?}"
+    );
+    let last = &results[2]["request"];
+    assert_eq!(
+        last["outputVariables"]["buildId"],
+        end.output.as_ref().unwrap()["buildId"],
+        "{last}"
+    );
+    assert!(
+        last["outputVariables"]["logUri"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("s3://"),
+        "{last}"
+    );
+
+    // Nothing the replica or the functions logged holds the job's credentials.
+    let state_dir = repo_root().join(".local").join(&stack.name);
+    let mut scanned = 0;
+    for entry in std::fs::read_dir(&state_dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = String::from_utf8_lossy(&std::fs::read(&path)?).into_owned();
+            assert!(
+                !text.contains(ARTIFACT_SECRET) && !text.contains(ARTIFACT_TOKEN),
+                "credentials in {}",
+                path.display()
+            );
+            scanned += 1;
+        }
+    }
+    assert!(scanned > 0, "no log files found in {}", state_dir.display());
+    Ok(())
+}
+
+#[tokio::test]
+async fn pipeline_bridge_reports_a_failed_migration_with_its_cause() -> Result<()> {
+    let (stack, _sm) = setup().await?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let job_id = format!(
+        "{:08x}-1111-4000-8000-{:012x}",
+        std::process::id(),
+        nanos % (1u128 << 48)
+    );
+    // A short SHA: the workflow fails InvalidInput and the job fails with that cause.
+    let first = stack
+        .invoke(
+            "PipelineBridgeFunction",
+            &job_event(&job_id, "abc1234", None),
+        )
+        .await?;
+    let arn = first["executionArn"]
+        .as_str()
+        .expect("executionArn")
+        .to_string();
+    stack.wait_end(&arn, TIMEOUT).await?;
+    let done = stack
+        .invoke(
+            "PipelineBridgeFunction",
+            &job_event(&job_id, "abc1234", Some(&arn)),
+        )
+        .await?;
+    assert_eq!(done["decision"], "failed", "{done}");
+    let jobs = stack.replica_get("codepipeline/jobs").await?;
+    let results = jobs["jobs"][&job_id]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let last = results.last().expect("a result");
+    assert_eq!(last["kind"], "failure");
+    let message = last["request"]["failureDetails"]["message"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        message.starts_with("InvalidInput (FAILED)") && message.contains("`commit`"),
+        "{message}"
+    );
+    assert_eq!(
+        last["request"]["failureDetails"]["externalExecutionId"],
+        arn.as_str()
+    );
     Ok(())
 }

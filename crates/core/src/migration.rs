@@ -327,6 +327,12 @@ pub fn run_record(state: &MigrationState, recorded: &Recorded, ended_at: &str) -
     }
 }
 
+/// The Step Functions console page of an execution.
+pub fn execution_console_url(execution_arn: &str) -> String {
+    let region = execution_arn.split(':').nth(3).unwrap_or("us-east-1");
+    format!("https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}")
+}
+
 /// The Slack message for a finished state (redacted).
 pub fn slack_message(state: &MigrationState, channel: &str) -> Message {
     let run = &state.run;
@@ -382,7 +388,12 @@ pub fn slack_message(state: &MigrationState, channel: &str) -> Message {
             format!("\n```{}```", last.join("\n"))
         }
     };
-    let text = crate::redact::redact(&format!("{head}{log}{tail}")).into_owned();
+    let run_link = format!(
+        "\nRun: <{}|{}>",
+        execution_console_url(&run.run_id),
+        run.execution_name
+    );
+    let text = crate::redact::redact(&format!("{head}{run_link}{log}{tail}")).into_owned();
     Message {
         channel: channel.to_string(),
         text,
@@ -558,6 +569,11 @@ mod tests {
         assert!(!m.text.contains("hunter2"));
         let ok = slack_message(&state(Some(outcome(true)), None), "C1");
         assert!(ok.text.contains("succeeded in 42s"), "{}", ok.text);
+        assert!(
+            ok.text.contains("#/v2/executions/details/arn:aws:states:us-east-1:123456789012:execution:batchless-staging-migration:e1|e1>"),
+            "{}",
+            ok.text
+        );
     }
 
     #[test]

@@ -287,7 +287,7 @@ mod tests {
             summary(&ok),
             vec![
                 "SUCCEEDED after 45.2s".to_string(),
-                "output: {\n  \"logUri\": \"s3://b/k\",\n  \"status\": \"SUCCEEDED\"\n}"
+                "output: {\n  \"status\": \"SUCCEEDED\",\n  \"logUri\": \"s3://b/k\"\n}"
                     .to_string()
             ]
         );

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import threading
@@ -36,6 +37,7 @@ def add(spec: dict[str, Any]) -> dict[str, Any]:
         entry = {"kind": "error", "service": spec["service"].lower(), "operation": spec["operation"],
                  "error": spec["error"], "message": spec.get("message") or f"Injected {spec['error']}",
                  "status": int(spec.get("status") or _STATUS.get(spec["error"], 400)),
+                 "match": spec.get("match"), "skip": int(spec.get("after", 0)),
                  "remaining": int(spec.get("count", 1))}
     with _lock:
         _faults.append(entry)
@@ -56,6 +58,10 @@ def _take(pred) -> dict[str, Any] | None:
     with _lock:
         for f in _faults:
             if f["remaining"] > 0 and pred(f):
+                if f.get("skip", 0) > 0:
+                    # `after`: let the first N matching calls through.
+                    f["skip"] -= 1
+                    return None
                 f["remaining"] -= 1
                 return dict(f)
     return None
@@ -125,7 +131,15 @@ def check_request(environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], 
     service, op = service_operation(environ)
     if not service or not op:
         return None
-    f = _take(lambda f: f["kind"] == "error" and f["service"] == service and f["operation"] == op)
+    body = b""
+    if any(f.get("match") for f in listing()):
+        # `match`: a substring of the request body (e.g. a table name); re-wrap the stream.
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(body)
+    text = body.decode("utf-8", "replace")
+    f = _take(lambda f: f["kind"] == "error" and f["service"] == service and f["operation"] == op
+              and (not f.get("match") or f["match"] in text))
     if f is None:
         return None
     if service == "s3":

@@ -29,6 +29,8 @@ class FakeSlack:
         self.lock = threading.Lock()
         self.calls: list[dict[str, Any]] = []
         self.signing_secret = signing_secret
+        # Injected failures: method -> [error, remaining]
+        self.failures: dict[str, list[Any]] = {}
         self._last_ts = 0.0
         self.server = None
         self.port = 0
@@ -73,6 +75,8 @@ class FakeSlack:
             record["response"] = {"ok": False, "error": "unknown_method"}
         elif not token:
             record["response"] = {"ok": False, "error": "not_authed"}
+        elif (injected := self._take_failure(method)) is not None:
+            record["response"] = {"ok": False, "error": injected}
         else:
             record["response"] = self._answer(method, args)
         with self.lock:
@@ -127,6 +131,14 @@ class FakeSlack:
             return {"ok": True, "user_id": "UREPLICABOT", "team_id": "TREPLICA", "bot_id": "BREPLICA"}
         return {"ok": True}
 
+    def _take_failure(self, method: str) -> str | None:
+        with self.lock:
+            f = self.failures.get(method)
+            if f and f[1] > 0:
+                f[1] -= 1
+                return f[0]
+        return None
+
     # ------------------------------------------------------------------ fake controls
     def messages(self, channel: str | None = None, thread_ts: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
@@ -170,6 +182,15 @@ class FakeSlack:
                                    "signature": headers["X-Slack-Signature"], "timestamp": ts})
             except requests.RequestException as exc:
                 return self._json({"status": None, "error": str(exc)}, 502)
+        if what == "fail" and req.method == "POST":
+            spec = req.get_json(force=True)
+            with self.lock:
+                self.failures[spec["method"]] = [spec.get("error", "internal_error"), int(spec.get("count", 1))]
+            return self._json({"ok": True, "failures": self.failures})
+        if what == "fail" and req.method == "DELETE":
+            with self.lock:
+                self.failures.clear()
+            return self._json({"ok": True})
         if what == "health":
             return self._json({"ok": True})
         return self._json({"ok": False, "error": "unknown fake endpoint"}, 404)

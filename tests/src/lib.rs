@@ -147,11 +147,30 @@ impl Stack {
         Ok(())
     }
 
+    /// Clear injected AWS faults and fake-Slack failures.
     pub async fn clear_faults(&self) -> Result<()> {
         self.http
             .delete(format!("{}/faults", self.replica_url()))
             .send()
             .await?;
+        self.http
+            .delete(format!("{}/_fake/fail", self.slack_url()))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// Make the fake Slack answer the next `count` calls of `method` with `ok: false`.
+    pub async fn slack_fail(&self, method: &str, error: &str, count: u32) -> Result<()> {
+        let resp = self
+            .http
+            .post(format!("{}/_fake/fail", self.slack_url()))
+            .json(&json!({"method": method, "error": error, "count": count}))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("slack failure injection rejected: {}", resp.status());
+        }
         Ok(())
     }
 

@@ -744,3 +744,117 @@ async fn pipeline_bridge_reports_a_failed_migration_with_its_cause() -> Result<(
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_slack_outage_does_not_change_the_result() -> Result<()> {
+    let (stack, sm) = setup().await?;
+    // Notify tries 1 + 3 times: all four fail.
+    stack
+        .slack_fail("chat.postMessage", "service_unavailable", 4)
+        .await?;
+    let arn = stack
+        .start(
+            &sm,
+            &unique_name("noslack"),
+            &migration_input(&stack.app_head()?, json!({})),
+        )
+        .await?;
+    let end = stack.wait_end(&arn, TIMEOUT).await;
+    stack.clear_faults().await?;
+    let end = end?;
+    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
+    assert_eq!(stack.task_errors(&arn).await?, vec!["SlackError"; 4]);
+    let runs = stack.table("RunsTable")?;
+    let item = stack
+        .get_item(&runs, "runId", &arn)
+        .await?
+        .expect("history item");
+    assert_eq!(item["status"], "SUCCEEDED");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_wait_that_cannot_be_registered_errors_and_cleanup_stops_the_build() -> Result<()> {
+    let (stack, sm) = setup().await?;
+    let waits = stack.table("WaitsTable")?;
+    stack
+        .fault(json!({"service": "dynamodb", "operation": "PutItem", "match": waits, "error": "ValidationException", "count": 1}))
+        .await?;
+    let arn = stack
+        .start(
+            &sm,
+            &unique_name("nowait"),
+            &migration_input(&stack.app_head()?, json!({"FAKE_SLEEP_SECONDS": "60"})),
+        )
+        .await?;
+    let end = stack.wait_end(&arn, TIMEOUT).await;
+    stack.clear_faults().await?;
+    let end = end?;
+    assert_eq!(end.status, "FAILED", "{end:?}");
+    assert_eq!(end.error.as_deref(), Some("AwsServiceError"), "{end:?}");
+    let states = stack.states_entered(&arn).await?;
+    assert!(
+        has_state(&states, "WaitForBuild") && has_state(&states, "Errored"),
+        "{states:?}"
+    );
+    let runs = stack.table("RunsTable")?;
+    let item = stack
+        .get_item(&runs, "runId", &arn)
+        .await?
+        .expect("history item");
+    assert_eq!(item["status"], "ERROR");
+    // The execution failed with its build still running: cleanup stops it.
+    let build_id = item["buildId"].as_str().expect("buildId").to_string();
+    eventually(
+        "the orphaned build STOPPED",
+        Duration::from_secs(30),
+        || async {
+            let out = stack
+                .codebuild
+                .batch_get_builds()
+                .ids(&build_id)
+                .send()
+                .await?;
+            Ok(
+                (out.builds()[0].build_status().map(|s| s.as_str()) == Some("STOPPED"))
+                    .then_some(()),
+            )
+        },
+    )
+    .await?;
+    assert!(lock_is_free(&stack).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failing_safety_net_poll_errors_the_run() -> Result<()> {
+    let (stack, sm) = setup().await?;
+    // The end-of-build event is lost, and CodeBuild refuses the poll (the first
+    // BatchGetBuilds, register-wait's re-check, goes through).
+    stack
+        .fault(json!({"drop_events": {"source": "aws.codebuild", "detail_type": "CodeBuild Build State Change", "detail": {"build-status": "SUCCEEDED"}, "count": 1}}))
+        .await?;
+    stack
+        .fault(json!({"service": "codebuild", "operation": "BatchGetBuilds", "error": "InvalidInputException", "after": 1, "count": 1}))
+        .await?;
+    let arn = stack
+        .start(
+            &sm,
+            &unique_name("nopoll"),
+            &migration_input(&stack.app_head()?, json!({"FAKE_SLEEP_SECONDS": "2"})),
+        )
+        .await?;
+    let end = stack.wait_end(&arn, TIMEOUT).await;
+    stack.clear_faults().await?;
+    let end = end?;
+    assert_eq!(end.status, "FAILED", "{end:?}");
+    assert_eq!(end.error.as_deref(), Some("AwsServiceError"), "{end:?}");
+    let states = stack.states_entered(&arn).await?;
+    assert!(
+        has_state(&states, "PollBuild") && has_state(&states, "Errored"),
+        "{states:?}"
+    );
+    assert!(!has_state(&states, "BuildEnded?"), "{states:?}");
+    assert!(lock_is_free(&stack).await?);
+    Ok(())
+}

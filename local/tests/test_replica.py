@@ -549,3 +549,63 @@ def test_fake_slack_send_signs_like_slack(stack):
         assert abs(int(ts) - time.time()) < 60
     finally:
         srv.shutdown()
+
+
+# --------------------------------------------------------------------------- added gaps
+
+def test_s3_object_fault_and_body_matched_dynamodb_fault(stack):
+    s3 = stack.client("s3")
+    bucket = f"selftest-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    requests.post(f"{stack.replica}/faults", json={"service": "s3", "operation": "PutObject",
+                                                   "error": "AccessDenied", "count": 1}, timeout=10)
+    db = stack.client("dynamodb")
+    tables = []
+    for _ in range(2):
+        name = f"selftest-{uuid.uuid4().hex[:8]}"
+        db.create_table(TableName=name, KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+                        BillingMode="PAY_PER_REQUEST")
+        tables.append(name)
+    requests.post(f"{stack.replica}/faults", json={"service": "dynamodb", "operation": "PutItem", "match": tables[1],
+                                                   "after": 1, "error": "ValidationException", "count": 1}, timeout=10)
+    try:
+        with pytest.raises(botocore.exceptions.ClientError) as exc:
+            s3.put_object(Bucket=bucket, Key="a/b.log", Body=b"x")
+        assert exc.value.response["Error"]["Code"] == "AccessDenied"
+        s3.put_object(Bucket=bucket, Key="a/b.log", Body=b"x")
+        # Another table's writes pass; the matched table's first write passes (after: 1), the second fails.
+        db.put_item(TableName=tables[0], Item={"k": {"S": "1"}})
+        db.put_item(TableName=tables[1], Item={"k": {"S": "1"}})
+        with pytest.raises(botocore.exceptions.ClientError) as exc:
+            db.put_item(TableName=tables[1], Item={"k": {"S": "2"}})
+        assert exc.value.response["Error"]["Code"] == "ValidationException"
+        db.put_item(TableName=tables[1], Item={"k": {"S": "3"}})
+    finally:
+        requests.delete(f"{stack.replica}/faults", timeout=10)
+
+
+def test_codepipeline_job_results_are_recorded_and_final_once(stack):
+    cp = stack.client("codepipeline")
+    job = str(uuid.uuid4())
+    cp.put_job_success_result(jobId=job, continuationToken="still-running")
+    cp.put_job_success_result(jobId=job, outputVariables={"buildId": "b:1"})
+    with pytest.raises(botocore.exceptions.ClientError) as exc:
+        cp.put_job_failure_result(jobId=job, failureDetails={"type": "JobFailed", "message": "late"})
+    assert exc.value.response["Error"]["Code"] == "InvalidJobStateException"
+    results = requests.get(f"{stack.replica}/codepipeline/jobs", timeout=10).json()["jobs"][job]
+    assert [r["kind"] for r in results] == ["success", "success"]
+    assert results[1]["request"]["outputVariables"] == {"buildId": "b:1"}
+
+
+def test_fake_slack_injected_failures(stack):
+    url = stack.info["slack_url"]
+    requests.post(f"{url}/_fake/fail", json={"method": "chat.postMessage", "error": "channel_not_found",
+                                            "count": 1}, timeout=10)
+    post = lambda: requests.post(f"{url}/api/chat.postMessage", json={"channel": "C1", "text": "hi"},  # noqa: E731
+                                 headers={"Authorization": "Bearer xoxb-test"}, timeout=10).json()
+    try:
+        assert post() == {"ok": False, "error": "channel_not_found"}
+        assert post()["ok"] is True
+    finally:
+        requests.delete(f"{url}/_fake/fail", timeout=10)

@@ -126,7 +126,11 @@ pub fn validate(
         workflow: WORKFLOW.to_string(),
         environment: environment.to_string(),
         execution_name: execution.name.clone(),
-        started_at: execution.start_time.clone(),
+        // Step Functions gives microseconds and `+00:00`; records use one sortable form.
+        started_at: crate::time::rfc3339(crate::time::parse(
+            "execution.startTime",
+            &execution.start_time,
+        )?),
         started_by,
         commit,
         pipeline: req.pipeline,
@@ -429,6 +433,12 @@ mod tests {
         assert_eq!(run.lock, "migration:staging");
         assert_eq!(run.started_by, "alice");
         assert_eq!(run.run_id, exec().id);
+        let exec_micros = Execution {
+            start_time: "2026-11-28T13:51:23.023726+00:00".into(),
+            ..exec()
+        };
+        let run = validate(json!({"commit": SHA}), &exec_micros, "staging").unwrap();
+        assert_eq!(run.started_at, "2026-11-28T13:51:23Z");
         let from_pipeline = validate(
             json!({"commit": SHA, "pipeline": {"name": "app-deploy", "executionId": "abc-123"}}),
             &exec(),

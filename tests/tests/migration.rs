@@ -22,6 +22,25 @@ async fn setup() -> Result<(Stack, String)> {
     Ok((stack, sm))
 }
 
+/// Migrate the app's head with `overrides`, wait for the end, and clear any injected faults
+/// whatever happened.
+async fn migrate(
+    stack: &Stack,
+    sm: &str,
+    prefix: &str,
+    overrides: Value,
+) -> Result<(String, Ended)> {
+    let result = async {
+        let input = migration_input(&stack.app_head()?, overrides);
+        let arn = stack.start(sm, &unique_name(prefix), &input).await?;
+        let end = stack.wait_end(&arn, TIMEOUT).await?;
+        anyhow::Ok((arn, end))
+    }
+    .await;
+    stack.clear_faults().await?;
+    result
+}
+
 fn has_state(states: &[String], name: &str) -> bool {
     states.iter().any(|s| s == name)
 }
@@ -449,19 +468,9 @@ async fn a_lost_state_change_event_is_caught_by_the_safety_net_poll() -> Result<
             "count": 1
         }}))
         .await?;
-    let commit = stack.app_head()?;
-    // The build outlasts register-wait's one re-check, so only the event (dropped) or the
-    // poll can end the wait.
-    let arn = stack
-        .start(
-            &sm,
-            &unique_name("lost"),
-            &migration_input(&commit, json!({"FAKE_SLEEP_SECONDS": "4"})),
-        )
-        .await?;
-    let end = stack.wait_end(&arn, TIMEOUT).await;
-    stack.clear_faults().await?;
-    let end = end?;
+    // The build outlasts register-wait's one re-check and the first (time-scaled 10 s) wait,
+    // so the first poll finds it running and waits again; only a poll can end the run.
+    let (arn, end) = migrate(&stack, &sm, "lost", json!({"FAKE_SLEEP_SECONDS": "14"})).await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
     let states = stack.states_entered(&arn).await?;
     assert!(
@@ -469,6 +478,15 @@ async fn a_lost_state_change_event_is_caught_by_the_safety_net_poll() -> Result<
         "the poll completed the run: {states:?}"
     );
     assert!(has_state(&states, "BuildEnded?"));
+    let count = |name: &str| states.iter().filter(|s| *s == name).count();
+    assert!(
+        count("PollBuild") >= 2,
+        "polled while running, then after the end: {states:?}"
+    );
+    assert!(
+        count("WaitForBuild") >= 2,
+        "waited again after a poll: {states:?}"
+    );
     Ok(())
 }
 
@@ -486,16 +504,7 @@ async fn a_throttled_start_is_retried_then_succeeds() -> Result<()> {
         .await?;
     let project = stack.physical_id("MigrationProject")?;
     let before = stack.builds(&project).await?.len();
-    let arn = stack
-        .start(
-            &sm,
-            &unique_name("throttle"),
-            &migration_input(&stack.app_head()?, json!({})),
-        )
-        .await?;
-    let end = stack.wait_end(&arn, TIMEOUT).await;
-    stack.clear_faults().await?;
-    let end = end?;
+    let (arn, end) = migrate(&stack, &sm, "throttle", json!({})).await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
     let errors = stack.task_errors(&arn).await?;
     assert_eq!(
@@ -513,16 +522,7 @@ async fn an_unrecoverable_start_error_is_recorded_and_frees_the_lock() -> Result
     stack
         .fault(json!({"service": "codebuild", "operation": "StartBuild", "error": "InvalidInputException", "count": 1}))
         .await?;
-    let arn = stack
-        .start(
-            &sm,
-            &unique_name("starterr"),
-            &migration_input(&stack.app_head()?, json!({})),
-        )
-        .await?;
-    let end = stack.wait_end(&arn, TIMEOUT).await;
-    stack.clear_faults().await?;
-    let end = end?;
+    let (arn, end) = migrate(&stack, &sm, "starterr", json!({})).await?;
     assert_eq!(end.status, "FAILED", "{end:?}");
     assert_eq!(end.error.as_deref(), Some("AwsServiceError"));
     assert!(end
@@ -552,16 +552,7 @@ async fn a_log_archive_failure_is_recorded_and_the_result_stands() -> Result<()>
             json!({"service": "s3", "operation": "PutObject", "error": "AccessDenied", "count": 1}),
         )
         .await?;
-    let arn = stack
-        .start(
-            &sm,
-            &unique_name("nolog"),
-            &migration_input(&stack.app_head()?, json!({})),
-        )
-        .await?;
-    let end = stack.wait_end(&arn, TIMEOUT).await;
-    stack.clear_faults().await?;
-    let end = end?;
+    let (arn, end) = migrate(&stack, &sm, "nolog", json!({})).await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
     let runs = stack.table("RunsTable")?;
     let item = stack
@@ -752,16 +743,7 @@ async fn a_slack_outage_does_not_change_the_result() -> Result<()> {
     stack
         .slack_fail("chat.postMessage", "service_unavailable", 4)
         .await?;
-    let arn = stack
-        .start(
-            &sm,
-            &unique_name("noslack"),
-            &migration_input(&stack.app_head()?, json!({})),
-        )
-        .await?;
-    let end = stack.wait_end(&arn, TIMEOUT).await;
-    stack.clear_faults().await?;
-    let end = end?;
+    let (arn, end) = migrate(&stack, &sm, "noslack", json!({})).await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
     assert_eq!(stack.task_errors(&arn).await?, vec!["SlackError"; 4]);
     let runs = stack.table("RunsTable")?;
@@ -780,16 +762,7 @@ async fn a_wait_that_cannot_be_registered_errors_and_cleanup_stops_the_build() -
     stack
         .fault(json!({"service": "dynamodb", "operation": "PutItem", "match": waits, "error": "ValidationException", "count": 1}))
         .await?;
-    let arn = stack
-        .start(
-            &sm,
-            &unique_name("nowait"),
-            &migration_input(&stack.app_head()?, json!({"FAKE_SLEEP_SECONDS": "60"})),
-        )
-        .await?;
-    let end = stack.wait_end(&arn, TIMEOUT).await;
-    stack.clear_faults().await?;
-    let end = end?;
+    let (arn, end) = migrate(&stack, &sm, "nowait", json!({"FAKE_SLEEP_SECONDS": "60"})).await?;
     assert_eq!(end.status, "FAILED", "{end:?}");
     assert_eq!(end.error.as_deref(), Some("AwsServiceError"), "{end:?}");
     let states = stack.states_entered(&arn).await?;
@@ -830,23 +803,15 @@ async fn a_wait_that_cannot_be_registered_errors_and_cleanup_stops_the_build() -
 async fn a_failing_safety_net_poll_errors_the_run() -> Result<()> {
     let (stack, sm) = setup().await?;
     // The end-of-build event is lost, and CodeBuild refuses the poll (the first
-    // BatchGetBuilds, register-wait's re-check, goes through).
+    // BatchGetBuilds, register-wait's re-check, goes through). The build outlasts that
+    // re-check (even with a cold function start) and ends before the 10 s (scaled) wait does.
     stack
         .fault(json!({"drop_events": {"source": "aws.codebuild", "detail_type": "CodeBuild Build State Change", "detail": {"build-status": "SUCCEEDED"}, "count": 1}}))
         .await?;
     stack
         .fault(json!({"service": "codebuild", "operation": "BatchGetBuilds", "error": "InvalidInputException", "after": 1, "count": 1}))
         .await?;
-    let arn = stack
-        .start(
-            &sm,
-            &unique_name("nopoll"),
-            &migration_input(&stack.app_head()?, json!({"FAKE_SLEEP_SECONDS": "2"})),
-        )
-        .await?;
-    let end = stack.wait_end(&arn, TIMEOUT).await;
-    stack.clear_faults().await?;
-    let end = end?;
+    let (arn, end) = migrate(&stack, &sm, "nopoll", json!({"FAKE_SLEEP_SECONDS": "8"})).await?;
     assert_eq!(end.status, "FAILED", "{end:?}");
     assert_eq!(end.error.as_deref(), Some("AwsServiceError"), "{end:?}");
     let states = stack.states_entered(&arn).await?;

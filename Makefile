@@ -8,7 +8,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell sha256sum local/requirements.txt | cut -c1-12)
 CARGO   ?= cargo
 
-.PHONY: help setup build lint test unit scenarios demo up down status coverage package clean
+.PHONY: help setup build lint test unit scenarios ruby demo up down status coverage package clean
 
 help:
 	@echo "make demo    bring up the local replica, run the migration workflow (success and failure), show what happened"
@@ -37,7 +37,12 @@ lint: setup
 unit: setup
 	$(CARGO) test --workspace --exclude batchless-scenarios
 
-scenarios: build
+# The bastion console hook's scenario test loads infra/bastion/console_hook.rb into Debian's irb.
+ruby:
+	@command -v irb >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq ruby >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq ruby >/dev/null; }; }
+
+scenarios: build ruby
 	scripts/scenarios.sh
 
 test: unit scenarios
@@ -51,6 +56,12 @@ down:
 	target/debug/batchless local down --name dev
 status:
 	target/debug/batchless local status --name dev
+
+# Occurrence-claim benchmark (issue 4) on its own replica stack; results go in BENCHMARKS.md.
+bench-claim: build
+	target/debug/batchless local up --name bench-claim --time-scale 60
+	BATCHLESS_STACK=bench-claim $(CARGO) run -q -p batchless-scenarios --example claim-bench; \
+	  s=$$?; target/debug/batchless local down --name bench-claim; exit $$s
 
 package: setup
 	$(VENV)/bin/cargo-lambda lambda build --release --arm64 --workspace

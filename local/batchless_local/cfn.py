@@ -275,6 +275,7 @@ SUPPORTED = {
     "AWS::Scheduler::Schedule", "AWS::CodeBuild::Project", "AWS::ECS::Cluster",
     "AWS::ECS::TaskDefinition", "AWS::SecretsManager::Secret", "AWS::SSM::Parameter",
     "AWS::Logs::LogGroup", "AWS::SNS::Topic", "AWS::SQS::Queue", "AWS::IAM::Role",
+    "AWS::Logs::SubscriptionFilter",
 }
 
 NAME_PROP = {
@@ -292,6 +293,7 @@ NAME_PROP = {
     "AWS::SecretsManager::Secret": "Name",
     "AWS::SSM::Parameter": "Name",
     "AWS::Logs::LogGroup": "LogGroupName",
+    "AWS::Logs::SubscriptionFilter": "FilterName",
     "AWS::SNS::Topic": "TopicName",
     "AWS::SQS::Queue": "QueueName",
     "AWS::IAM::Role": "RoleName",

@@ -256,6 +256,13 @@ class Provisioner:
             self.c("logs").put_retention_policy(logGroupName=name, retentionInDays=int(p["RetentionInDays"]))
         return {}
 
+    def create_Logs_SubscriptionFilter(self, e: dict, p: dict, name: str) -> dict:
+        # Delivered asynchronously, filter pattern applied: see logs.py.
+        self.c("logs").put_subscription_filter(
+            logGroupName=p["LogGroupName"], filterName=name, filterPattern=p.get("FilterPattern") or "",
+            destinationArn=p["DestinationArn"])
+        return {}
+
     def create_SNS_Topic(self, e: dict, p: dict, name: str) -> dict:
         attrs = {"FifoTopic": "true"} if p.get("FifoTopic") else {}
         arn = self.c("sns").create_topic(Name=name, Attributes=attrs)["TopicArn"]

@@ -266,7 +266,7 @@ def test_task_exit_code_is_reported(stack):
     assert d["stopCode"] == "EssentialContainerExited" and d["startedBy"] == "selftest"
     tid = task["taskArn"].split("/")[-1]
     assert "task says hi" in log_lines(stack, f"/selftest/{cluster}", f"selftest/app/{tid}")
-    st = [e["event"]["detail"] for e in events(stack, source="aws.ecs") if e["event"]["detail"]["taskArn"] == task["taskArn"]]
+    st = [e["event"]["detail"] for e in events(stack, source="aws.ecs", detail_type="ECS Task State Change") if e["event"]["detail"]["taskArn"] == task["taskArn"]]
     assert [x["lastStatus"] for x in st][-1] == "STOPPED" and st[-1]["containers"][0]["exitCode"] == 3
 
 

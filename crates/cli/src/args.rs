@@ -39,6 +39,11 @@ pub enum Command {
     Migrations(MigrationsCommand),
     /// Which states, Choice branches and Catch handlers the recorded executions exercised.
     Coverage(CoverageArgs),
+    /// Scheduled jobs: list, validate, generate schedules, claim (cut-over), run, cancel, fire.
+    #[command(subcommand)]
+    Jobs(crate::jobs::JobsCommand),
+    /// Bastion sessions: logins, approvals, alerts and the dangerous commands flagged in each.
+    Sessions(SessionsArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -139,6 +144,16 @@ pub struct MigrationsListArgs {
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(1..))]
     pub limit: i32,
     /// Print the run records as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionsArgs {
+    /// Only sessions that logged in at or after this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    pub since: Option<DateTime<Utc>>,
+    /// Print the sessions (with flagged commands and judged replies) as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -310,6 +325,17 @@ mod tests {
             panic!("not migrations list")
         };
         assert_eq!((l.limit, l.json), (20, false));
+    }
+
+    #[test]
+    fn sessions_options() {
+        let cli = parse(&["sessions", "--since", "2026-11-28T13:00:00Z", "--json"]).unwrap();
+        let Command::Sessions(a) = cli.command else {
+            panic!("not sessions")
+        };
+        assert_eq!(a.since.unwrap().to_rfc3339(), "2026-11-28T13:00:00+00:00");
+        assert!(a.json);
+        assert!(parse(&["sessions", "--since", "last week"]).is_err());
     }
 
     #[test]

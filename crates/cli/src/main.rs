@@ -4,10 +4,12 @@
 mod args;
 mod context;
 mod coverage;
+mod jobs;
 mod local;
 mod migrations;
 mod render;
 mod run;
+mod sessions;
 mod sfn;
 
 use std::process::ExitCode;
@@ -29,6 +31,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             migrations::list(&Ctx::new(stack, env).await?, a).await
         }
         Command::Coverage(a) => coverage::coverage(&Ctx::new(stack, env).await?, a).await,
+        Command::Jobs(c) => jobs::jobs(stack, env, c).await,
+        Command::Sessions(a) => sessions::sessions(&Ctx::new(stack, env).await?, a).await,
     }
 }
 

@@ -1,7 +1,7 @@
 //! Cleanup on abort, timeout and failure. Step Functions runs no `Catch` on `StopExecution`
 //! or an execution timeout, so an EventBridge rule on "Step Functions Execution Status
-//! Change" calls this: stop the run's build, release every lock the execution holds, and mark
-//! its record ended. Each part is idempotent (an event may arrive twice).
+//! Change" calls this: stop the run's build or ECS task, release every lock the execution
+//! holds, and mark its record ended. Each part is idempotent (an event may arrive twice).
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,7 @@ pub struct Report {
     pub execution_arn: String,
     pub status: String,
     pub stopped_build: Option<String>,
+    pub stopped_task: Option<String>,
     pub released_locks: Vec<String>,
     pub record_ended: bool,
 }
@@ -37,6 +38,7 @@ pub struct Tables<'a> {
 pub async fn cleanup(
     db: &aws_sdk_dynamodb::Client,
     codebuild: &aws_sdk_codebuild::Client,
+    ecs: &aws_sdk_ecs::Client,
     tables: Tables<'_>,
     change: &StatusChange,
     now: &str,
@@ -56,6 +58,16 @@ pub async fn cleanup(
             Ok(false) => {}
             Err(Error::NotFound(_)) => {}
             Err(e) => return Err(e),
+        }
+    }
+    if run.is_some() {
+        if let Some(task_arn) =
+            crate::jobs::task_arn_of_run(db, tables.runs, &change.execution_arn).await?
+        {
+            let reason = format!("batchless: execution {}", change.status);
+            if crate::jobs::task::stop(ecs, &task_arn, &reason).await? {
+                report.stopped_task = Some(task_arn);
+            }
         }
     }
     for lease in lock::held_by(db, tables.locks, &change.execution_arn).await? {

@@ -5,6 +5,7 @@
 //! `error_type` (see [`error`]).
 
 pub mod aws;
+pub mod bastion;
 pub mod build;
 pub mod cleanup;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod coverage;
 pub mod dynamo;
 pub mod error;
 pub mod input;
+pub mod jobs;
 pub mod lock;
 pub mod logs;
 pub mod migration;

@@ -1,5 +1,6 @@
 //! `cleanup`: target of the "Step Functions Execution Status Change" rule (ABORTED,
-//! TIMED_OUT, FAILED). Stops the run's build, releases its locks and marks its record ended.
+//! TIMED_OUT, FAILED). Stops the run's build or ECS task, releases its locks and marks its
+//! record ended.
 
 use batchless_core::cleanup::{self, StatusChange, Tables};
 use batchless_core::input::InputError;
@@ -10,6 +11,7 @@ use serde_json::Value;
 struct Deps {
     db: aws_sdk_dynamodb::Client,
     codebuild: aws_sdk_codebuild::Client,
+    ecs: aws_sdk_ecs::Client,
     runs_table: String,
     locks_table: String,
 }
@@ -22,6 +24,7 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
     let report = cleanup::cleanup(
         &deps.db,
         &deps.codebuild,
+        &deps.ecs,
         Tables {
             runs: &deps.runs_table,
             locks: &deps.locks_table,
@@ -34,6 +37,7 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
         execution = %report.execution_arn,
         status = %report.status,
         stopped_build = ?report.stopped_build,
+        stopped_task = ?report.stopped_task,
         released = ?report.released_locks,
         "cleanup done"
     );
@@ -47,6 +51,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = Deps {
         db: aws::dynamodb(&sdk),
         codebuild: aws::codebuild(&sdk),
+        ecs: aws::ecs(&sdk),
         runs_table: config::required("RUNS_TABLE")?,
         locks_table: config::required("LOCKS_TABLE")?,
     };

@@ -1,8 +1,10 @@
 //! `register-wait`: the body of a `.waitForTaskToken` step. Stores the task token keyed by the
-//! build id, then re-checks the build once: if it already ended (its state-change event may
-//! have come and gone before the token was stored), it completes the wait itself.
+//! build id or ECS task ARN, then re-checks the build/task once: if it already ended (its
+//! state-change event may have come and gone before the token was stored), it completes the
+//! wait itself.
 
 use batchless_core::input::parse_strict;
+use batchless_core::jobs::task;
 use batchless_core::waits::{self, WaitKind};
 use batchless_core::{aws, build, config, time, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -13,6 +15,7 @@ struct Deps {
     db: aws_sdk_dynamodb::Client,
     sfn: aws_sdk_sfn::Client,
     codebuild: aws_sdk_codebuild::Client,
+    ecs: aws_sdk_ecs::Client,
     table: String,
 }
 
@@ -48,11 +51,13 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
             }
         }
         WaitKind::Ecs => {
-            return Err(batchless_core::input::InputError::field(
-                "kind",
-                "ecs waits are not supported yet",
-            )
-            .into())
+            let outcome = task::describe(&deps.ecs, &event.id).await?;
+            if outcome.finished {
+                let output = serde_json::to_value(&outcome).expect("outcome serializes");
+                waits::complete(&deps.db, &deps.sfn, &deps.table, &key, &output).await?
+            } else {
+                false
+            }
         }
     };
     tracing::info!(%key, completed_now, "wait registered");
@@ -67,6 +72,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         db: aws::dynamodb(&sdk),
         sfn: aws::sfn(&sdk),
         codebuild: aws::codebuild(&sdk),
+        ecs: aws::ecs(&sdk),
         table: config::required("WAITS_TABLE")?,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {

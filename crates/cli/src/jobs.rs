@@ -1,0 +1,603 @@
+//! `batchless jobs ...`: the scheduled jobs — list, validate, generate the template's schedules,
+//! claim an occurrence for the legacy crontab (the cut-over), run now, cancel, and (locally)
+//! fire a schedule's deliveries.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use batchless_core::aws::AwsResultExt;
+use batchless_core::jobs::occurrence::{self, Claim, Occurrence};
+use batchless_core::jobs::{template, JobsFile};
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use crate::context::{repo_root, Ctx};
+use crate::sfn;
+
+/// `jobs claim`: the occurrence was already claimed (by the scheduler or another host): do not run.
+pub const EXIT_ALREADY_CLAIMED: u8 = 3;
+/// `jobs claim`: no occurrence of the job is due at that time (not on its schedule, or past
+/// its catch-up window): do not run.
+pub const EXIT_NOT_DUE: u8 = 4;
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Each job: schedule, policy, next occurrences and last runs.
+    List(ListArgs),
+    /// Validate the jobs file (errors name the job and the field); exit 1 if invalid.
+    Validate(FileArgs),
+    /// Rewrite the template's generated schedules from the jobs file (or --check them).
+    Generate(GenerateArgs),
+    /// Claim an occurrence for the legacy crontab: exit 0 to run it, 3 if already claimed, 4 if none is due.
+    Claim(ClaimArgs),
+    /// Run a job now (never collides with a scheduled occurrence) and follow it.
+    Run(RunArgs),
+    /// Stop a running job: its execution is stopped and cleanup stops its task.
+    Cancel(CancelArgs),
+    /// Local replica only: deliver a schedule's target input N times concurrently.
+    Fire(FireArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FileArgs {
+    /// The jobs file [default: the one built into this binary (infra/jobs.yaml)].
+    #[arg(long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// How many next occurrences to show.
+    #[arg(long, default_value_t = 3)]
+    pub next: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Only the jobs file (no history from AWS).
+    #[arg(long)]
+    pub offline: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub file: FileArgs,
+    /// The template to rewrite [default: <repo>/infra/template.yaml].
+    #[arg(long, value_name = "PATH")]
+    pub template: Option<PathBuf>,
+    /// Do not write; exit 1 if the template disagrees with the jobs file.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ClaimArgs {
+    /// The job (as named in the jobs file).
+    pub job: String,
+    /// Claim the latest occurrence due now (within the job's catch-up window).
+    #[arg(long, conflicts_with = "at", required_unless_present = "at")]
+    pub now: bool,
+    /// Claim the occurrence at this time (RFC 3339; must be on the job's schedule).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    pub at: Option<DateTime<Utc>>,
+    /// Who claims (recorded) [default: legacy:<hostname>:<pid>].
+    #[arg(long)]
+    pub claimant: Option<String>,
+    #[command(flatten)]
+    pub file: FileArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    pub job: String,
+    /// An argument appended to the job's command (repeatable; shell-quoted).
+    #[arg(long = "arg", value_name = "ARG")]
+    pub arguments: Vec<String>,
+    /// An environment variable for the task (repeatable).
+    #[arg(long = "var", value_name = "K=V", value_parser = parse_key_value)]
+    pub variables: Vec<(String, String)>,
+    /// A timeout for this run instead of the job's.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Who asks [default: the person behind the caller's identity].
+    #[arg(long)]
+    pub requested_by: Option<String>,
+    /// Print the execution ARN and return.
+    #[arg(long)]
+    pub no_follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The run: its execution ARN or name.
+    pub run: String,
+}
+
+#[derive(Debug, Args)]
+pub struct FireArgs {
+    pub job: String,
+    /// The scheduled time to deliver (RFC 3339) [default: now].
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    pub at: Option<DateTime<Utc>>,
+    /// Deliveries of the same occurrence, concurrently (at-least-once delivery).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub deliveries: u32,
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected K=V, got {s:?}")),
+    }
+}
+
+pub fn load(file: &FileArgs) -> Result<JobsFile> {
+    let (text, source) = match &file.file {
+        Some(p) => (
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            p.display().to_string(),
+        ),
+        None => (
+            batchless_core::jobs::config::EMBEDDED.to_string(),
+            "infra/jobs.yaml (built in)".into(),
+        ),
+    };
+    JobsFile::parse(&text)
+        .map_err(|errors| anyhow::anyhow!("{source} is invalid:\n  {}", errors.join("\n  ")))
+}
+
+pub fn occurrences_table(environment: &str) -> String {
+    format!("batchless-{environment}-job-occurrences")
+}
+
+pub async fn jobs(stack: Option<&str>, env: Option<&str>, cmd: JobsCommand) -> Result<ExitCode> {
+    match cmd {
+        JobsCommand::Validate(a) => match load(&a) {
+            Ok(f) => {
+                println!("{} jobs, valid", f.jobs.len());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        JobsCommand::Generate(a) => generate(a),
+        JobsCommand::List(a) if a.offline => list(None, a).await,
+        JobsCommand::List(a) => list(Some(&Ctx::new(stack, env).await?), a).await,
+        JobsCommand::Claim(a) => claim(&Ctx::new(stack, env).await?, a).await,
+        JobsCommand::Run(a) => run(&Ctx::new(stack, env).await?, a).await,
+        JobsCommand::Cancel(a) => cancel(&Ctx::new(stack, env).await?, a).await,
+        JobsCommand::Fire(a) => fire(&Ctx::new(stack, env).await?, a).await,
+    }
+}
+
+fn generate(a: GenerateArgs) -> Result<ExitCode> {
+    let jobs = load(&a.file)?;
+    let path = match a.template {
+        Some(p) => p,
+        None => repo_root()?.join("infra").join("template.yaml"),
+    };
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    if a.check {
+        return match template::check(&text, &jobs) {
+            Ok(()) => {
+                println!("{}: schedules agree with the jobs file", path.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::FAILURE)
+            }
+        };
+    }
+    let new = template::rewrite(&text, &jobs).map_err(anyhow::Error::msg)?;
+    if new != text {
+        std::fs::write(&path, new).with_context(|| format!("writing {}", path.display()))?;
+        println!("{}: {} schedules written", path.display(), jobs.jobs.len());
+    } else {
+        println!("{}: already up to date", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn claimant_default() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into());
+    format!("legacy:{host}:{}", std::process::id())
+}
+
+/// Pure: the occurrence a claim is for, or why there is none.
+pub fn occurrence_for(
+    job: &batchless_core::jobs::Job,
+    now: DateTime<Utc>,
+    at: Option<DateTime<Utc>>,
+) -> Result<DateTime<Utc>, String> {
+    let schedule = job.parsed_schedule();
+    match at {
+        Some(t) => {
+            let t = batchless_core::time::truncate_to_minute(t);
+            if schedule.is_occurrence(t) {
+                Ok(t)
+            } else {
+                Err(format!(
+                    "{} is not an occurrence of {} ({} in {})",
+                    batchless_core::time::rfc3339(t),
+                    job.name,
+                    job.schedule,
+                    job.timezone
+                ))
+            }
+        }
+        None => schedule
+            .latest_at_or_before(now, job.catch_up())
+            .ok_or_else(|| {
+                format!(
+                "no occurrence of {} is due now: none within its catch-up window of {}s ({} in {})",
+                job.name, job.catch_up_seconds, job.schedule, job.timezone
+            )
+            }),
+    }
+}
+
+async fn claim(ctx: &Ctx, a: ClaimArgs) -> Result<ExitCode> {
+    let jobs = load(&a.file)?;
+    let job = jobs
+        .get(&a.job)
+        .with_context(|| format!("no job {:?} in the jobs file", a.job))?;
+    let now = Utc::now();
+    let t = match occurrence_for(job, now, a.at) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{e}: not claimed, do not run");
+            return Ok(ExitCode::from(EXIT_NOT_DUE));
+        }
+    };
+    let occ = Occurrence {
+        occurrence_key: occurrence::key(&job.name, t),
+        job: job.name.clone(),
+        scheduled_time: batchless_core::time::rfc3339(t),
+        environment: ctx.environment.clone(),
+        claimed_by: a.claimant.unwrap_or_else(claimant_default),
+        claimed_at: batchless_core::time::rfc3339(now),
+        source: "legacy".into(),
+        status: occurrence::status::CLAIMED.into(),
+        run_status: None,
+        duplicate_claimers: vec![],
+    };
+    let table = occurrences_table(&ctx.environment);
+    match occurrence::claim(&ctx.dynamodb(), &table, &occ).await? {
+        Claim::Won => {
+            println!(
+                "claimed {} for {}: run it",
+                occ.occurrence_key, occ.claimed_by
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Claim::Duplicate(owner) => {
+            occurrence::record_duplicate(
+                &ctx.dynamodb(),
+                &table,
+                &occ.occurrence_key,
+                &occ.claimed_by,
+            )
+            .await?;
+            eprintln!(
+                "{} was already claimed by {} at {}: do not run",
+                occ.occurrence_key, owner.claimed_by, owner.claimed_at
+            );
+            Ok(ExitCode::from(EXIT_ALREADY_CLAIMED))
+        }
+    }
+}
+
+async fn list(ctx: Option<&Ctx>, a: ListArgs) -> Result<ExitCode> {
+    let jobs = load(&a.file)?;
+    let now = Utc::now();
+    let mut out = Vec::new();
+    for j in &jobs.jobs {
+        let next: Vec<String> = j
+            .parsed_schedule()
+            .next(now, a.next)
+            .into_iter()
+            .map(batchless_core::time::rfc3339)
+            .collect();
+        let last = match ctx {
+            Some(ctx) => occurrence::list(
+                &ctx.dynamodb(),
+                &occurrences_table(&ctx.environment),
+                &j.name,
+                3,
+            )
+            .await
+            .unwrap_or_default(),
+            None => vec![],
+        };
+        out.push(json!({
+            "job": j.name,
+            "schedule": j.schedule,
+            "timezone": j.timezone,
+            "enabled": j.enabled,
+            "concurrency": j.concurrency.as_str(),
+            "timeoutSeconds": j.timeout_seconds,
+            "catchUpSeconds": j.catch_up_seconds,
+            "command": j.command,
+            "next": next,
+            "last": last.iter().map(|o| json!({
+                "scheduledTime": o.scheduled_time,
+                "claimedBy": o.claimed_by,
+                "status": o.run_status.clone().unwrap_or_else(|| o.status.clone()),
+                "duplicates": o.duplicate_claimers.len(),
+            })).collect::<Vec<_>>(),
+        }));
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for j in &out {
+        println!(
+            "{}  {} {}  {}  {}{}",
+            j["job"].as_str().unwrap_or_default(),
+            j["schedule"].as_str().unwrap_or_default(),
+            j["timezone"].as_str().unwrap_or_default(),
+            j["concurrency"].as_str().unwrap_or_default(),
+            j["command"].as_str().unwrap_or_default(),
+            if j["enabled"] == false {
+                "  (disabled)"
+            } else {
+                ""
+            }
+        );
+        let next: Vec<&str> = j["next"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        println!("    next: {}", next.join(", "));
+        for l in j["last"].as_array().into_iter().flatten() {
+            println!(
+                "    last: {}  {}  by {}{}",
+                l["scheduledTime"].as_str().unwrap_or_default(),
+                l["status"].as_str().unwrap_or_default(),
+                l["claimedBy"].as_str().unwrap_or_default(),
+                match l["duplicates"].as_u64() {
+                    Some(n) if n > 0 => format!("  ({n} duplicate deliveries)"),
+                    _ => String::new(),
+                }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The execution input of a manual run.
+pub fn manual_input(a: &RunArgs, requested_by: &str) -> Value {
+    let env: serde_json::Map<String, Value> = a
+        .variables
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let mut manual =
+        json!({"requestedBy": requested_by, "arguments": a.arguments, "environment": env});
+    if let Some(t) = a.timeout {
+        manual["timeoutSeconds"] = json!(t);
+    }
+    json!({"job": a.job, "manual": manual})
+}
+
+async fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
+    let jobs = batchless_core::jobs::JobsFile::embedded();
+    if jobs.get(&a.job).is_none() {
+        bail!("no job {:?} in the jobs file", a.job);
+    }
+    let who = match &a.requested_by {
+        Some(w) => w.clone(),
+        None => {
+            let arn = ctx
+                .sts()
+                .get_caller_identity()
+                .send()
+                .await
+                .aws("GetCallerIdentity")?
+                .arn()
+                .unwrap_or_default()
+                .to_string();
+            let people =
+                batchless_core::people::People::load(&ctx.environment).map_err(|e| e.to_string());
+            crate::run::requester(people.as_ref().map_err(Clone::clone), &arn).0
+        }
+    };
+    let input = manual_input(&a, &who);
+    let client = ctx.sfn();
+    let machine = sfn::require_state_machine(ctx, &client, "scheduled-job").await?;
+    let mut name = format!(
+        "manual-{}-{}-{}",
+        a.job,
+        Utc::now().format("%Y%m%dT%H%M%SZ"),
+        &uuid::Uuid::new_v4().simple().to_string()[..6]
+    );
+    name.truncate(80);
+    let started = client
+        .start_execution()
+        .state_machine_arn(&machine)
+        .name(&name)
+        .input(input.to_string())
+        .send()
+        .await
+        .aws("StartExecution")?;
+    let arn = started.execution_arn();
+    eprintln!("started {arn}");
+    if a.no_follow {
+        println!("{arn}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    sfn::follow(&client, arn, Duration::from_millis(1000)).await
+}
+
+async fn cancel(ctx: &Ctx, a: CancelArgs) -> Result<ExitCode> {
+    let client = ctx.sfn();
+    let arn = if a.run.starts_with("arn:") {
+        a.run.clone()
+    } else {
+        let machine = sfn::require_state_machine(ctx, &client, "scheduled-job").await?;
+        format!(
+            "{}:{}",
+            machine.replacen(":stateMachine:", ":execution:", 1),
+            a.run
+        )
+    };
+    client
+        .stop_execution()
+        .execution_arn(&arn)
+        .error("JobCancelled")
+        .cause("cancelled with `batchless jobs cancel`")
+        .send()
+        .await
+        .aws("StopExecution")?;
+    println!("stopped {arn}; cleanup stops its task and releases its lease");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn fire(ctx: &Ctx, a: FireArgs) -> Result<ExitCode> {
+    let Some(stack) = &ctx.stack else {
+        bail!(
+            "`jobs fire` works on a local replica stack (--stack NAME); on AWS the Scheduler fires"
+        );
+    };
+    let at = a.at.unwrap_or_else(Utc::now);
+    let body = json!({
+        "schedule": template::schedule_name(&ctx.environment, &a.job),
+        "at": batchless_core::time::rfc3339(at),
+        "deliveries": a.deliveries,
+    });
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_replica/scheduler/fire", stack.endpoint))
+        .json(&body)
+        .send()
+        .await?;
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!("fire failed: {status} {v}");
+    }
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn claims_find_the_due_occurrence() {
+        let jobs = JobsFile::embedded();
+        let job = jobs.get("purge-expired-sessions").unwrap();
+        assert_eq!(
+            occurrence_for(job, t("2026-11-28T13:31:10Z"), None).unwrap(),
+            t("2026-11-28T13:30:00Z")
+        );
+        assert_eq!(
+            occurrence_for(job, t("2026-11-28T14:29:00Z"), None).unwrap(),
+            t("2026-11-28T13:30:00Z")
+        );
+        assert_eq!(
+            occurrence_for(
+                job,
+                t("2026-11-28T00:00:00Z"),
+                Some(t("2026-11-28T13:30:40Z"))
+            )
+            .unwrap(),
+            t("2026-11-28T13:30:00Z")
+        );
+        assert!(occurrence_for(
+            job,
+            t("2026-11-28T00:00:00Z"),
+            Some(t("2026-11-28T13:31:00Z"))
+        )
+        .unwrap_err()
+        .contains("not an occurrence"));
+        let report = jobs.get("nightly-billing-report").unwrap();
+        assert!(occurrence_for(report, t("2026-11-28T13:00:00Z"), None)
+            .unwrap_err()
+            .contains("catch-up window"));
+    }
+
+    #[test]
+    fn the_commands_parse() {
+        use clap::Parser;
+        let cli = crate::args::Cli::try_parse_from([
+            "batchless",
+            "--env",
+            "staging",
+            "jobs",
+            "run",
+            "x",
+            "--var",
+            "A=1",
+            "--arg",
+            "b",
+            "--no-follow",
+        ])
+        .unwrap();
+        let crate::args::Command::Jobs(JobsCommand::Run(r)) = cli.command else {
+            panic!()
+        };
+        assert_eq!(r.variables, vec![("A".to_string(), "1".to_string())]);
+        assert!(crate::args::Cli::try_parse_from(["batchless", "jobs", "claim", "x"]).is_err());
+        assert!(crate::args::Cli::try_parse_from([
+            "batchless",
+            "jobs",
+            "claim",
+            "x",
+            "--now",
+            "--at",
+            "2026-11-28T13:30:00Z"
+        ])
+        .is_err());
+        assert!(crate::args::Cli::try_parse_from([
+            "batchless",
+            "jobs",
+            "fire",
+            "x",
+            "--deliveries",
+            "50"
+        ])
+        .is_ok());
+    }
+
+    #[test]
+    fn manual_inputs() {
+        let a = RunArgs {
+            job: "purge-expired-sessions".into(),
+            arguments: vec!["--dry-run".into()],
+            variables: vec![("FAKE_EXIT_CODE".into(), "3".into())],
+            timeout: Some(60),
+            requested_by: None,
+            no_follow: true,
+        };
+        let v = manual_input(&a, "alice");
+        assert_eq!(v["manual"]["environment"]["FAKE_EXIT_CODE"], "3");
+        assert_eq!(v["manual"]["timeoutSeconds"], 60);
+        assert_eq!(v["manual"]["requestedBy"], "alice");
+    }
+}

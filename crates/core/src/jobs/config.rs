@@ -1,0 +1,428 @@
+//! The jobs file (`infra/jobs.yaml`): every scheduled job as configuration. Validated strictly;
+//! every error names the job and the field. Embedded into the functions and the CLI at build
+//! time, so the schedules in the template, the workflow and `batchless jobs claim` read the same
+//! reviewed file.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Duration;
+use serde::{Deserialize, Serialize};
+
+use super::schedule::Schedule;
+
+/// The jobs file shipped with the functions and the CLI.
+pub const EMBEDDED: &str = include_str!("../../../../infra/jobs.yaml");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Concurrency {
+    /// Skip (and record) an occurrence while a previous run of the job is live.
+    Forbid,
+    /// Run regardless.
+    Allow,
+    /// Stop the live run's task, then run.
+    Replace,
+}
+
+impl Concurrency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Concurrency::Forbid => "forbid",
+            Concurrency::Allow => "allow",
+            Concurrency::Replace => "replace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskSize {
+    Small,
+    Medium,
+    Large,
+}
+
+impl TaskSize {
+    /// Fargate (cpu units, memory MiB).
+    pub fn cpu_memory(self) -> (u32, u32) {
+        match self {
+            TaskSize::Small => (256, 512),
+            TaskSize::Medium => (1024, 2048),
+            TaskSize::Large => (2048, 4096),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawNotify {
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    mention: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawJob {
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    schedule: Option<String>,
+    timezone: Option<String>,
+    command: Option<String>,
+    #[serde(default)]
+    task_size: Option<TaskSize>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    concurrency: Option<Concurrency>,
+    #[serde(default)]
+    catch_up_window: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    notify: Option<RawNotify>,
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    jobs: Vec<serde_norway::Value>,
+}
+
+/// A validated job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub name: String,
+    pub description: String,
+    pub schedule: String,
+    pub timezone: String,
+    pub command: String,
+    pub task_size: TaskSize,
+    pub timeout_seconds: u64,
+    pub concurrency: Concurrency,
+    pub catch_up_seconds: u64,
+    pub enabled: bool,
+    pub notify_channel: Option<String>,
+    pub mention: Vec<String>,
+    pub environment: BTreeMap<String, String>,
+}
+
+impl Job {
+    pub fn parsed_schedule(&self) -> Schedule {
+        Schedule::parse(&self.schedule, &self.timezone).expect("validated at load")
+    }
+
+    pub fn catch_up(&self) -> Duration {
+        Duration::seconds(self.catch_up_seconds as i64)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct JobsFile {
+    pub jobs: Vec<Job>,
+}
+
+/// `90s`, `15m`, `2h`, `1d`.
+pub fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 15m, 2h or 1d"))?;
+    let per = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{s:?} is not a duration like 90s, 15m, 2h or 1d")),
+    };
+    Ok(n * per)
+}
+
+const MAX_TIMEOUT: u64 = 24 * 3600;
+/// `batchless-production-job-<name>` stays within Scheduler's 64 characters.
+pub const NAME_MAX: usize = 38;
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= NAME_MAX
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The command must be a Rails runner script or a rake task, one line, no shell operators.
+fn valid_command(cmd: &str) -> Result<(), String> {
+    if !(cmd.starts_with("bin/rails runner ") || cmd.starts_with("bin/rake ")) {
+        return Err(format!(
+            "{cmd:?} must start with `bin/rails runner ` or `bin/rake `"
+        ));
+    }
+    if cmd
+        .chars()
+        .any(|c| c.is_control() || ";&|`$<>\\".contains(c))
+    {
+        return Err(format!(
+            "{cmd:?} contains a control character or a shell operator (; & | ` $ < > \\)"
+        ));
+    }
+    Ok(())
+}
+
+impl JobsFile {
+    /// Parse and validate: unknown keys, bad schedules, bad durations and duplicate names are
+    /// errors naming the job and the field. All problems are reported at once.
+    pub fn parse(yaml: &str) -> Result<JobsFile, Vec<String>> {
+        let raw: RawFile =
+            serde_norway::from_str(yaml).map_err(|e| vec![format!("jobs file: {e}")])?;
+        let mut errors = Vec::new();
+        let mut jobs = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (i, value) in raw.jobs.into_iter().enumerate() {
+            let label_from = |v: &serde_norway::Value| {
+                v.get("name")
+                    .and_then(|n| n.as_str())
+                    .map(|n| format!("job {n:?}"))
+                    .unwrap_or_else(|| format!("job #{}", i + 1))
+            };
+            let label = label_from(&value);
+            let raw: RawJob = match serde_norway::from_value(value) {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(format!("{label}: {e}"));
+                    continue;
+                }
+            };
+            let mut err =
+                |field: &str, msg: String| errors.push(format!("{label}: field `{field}`: {msg}"));
+            let name = raw.name.clone().unwrap_or_default();
+            if raw.name.is_none() {
+                err("name", "missing".into());
+            } else if !valid_name(&name) {
+                err(
+                    "name",
+                    format!("{name:?} must be 1-{NAME_MAX} characters of [a-z0-9-], starting with a letter"),
+                );
+            } else if !seen.insert(name.clone()) {
+                err("name", format!("duplicate job name {name:?}"));
+            }
+            let timezone = match &raw.timezone {
+                None => {
+                    err(
+                        "timezone",
+                        "missing (schedules need an explicit time zone)".into(),
+                    );
+                    String::new()
+                }
+                Some(tz) => {
+                    if let Err(e) = super::schedule::parse_timezone(tz) {
+                        err("timezone", e);
+                    }
+                    tz.clone()
+                }
+            };
+            let schedule = raw.schedule.clone().unwrap_or_default();
+            if raw.schedule.is_none() {
+                err("schedule", "missing".into());
+            } else if !timezone.is_empty() && super::schedule::parse_timezone(&timezone).is_ok() {
+                if let Err(e) = Schedule::parse(&schedule, &timezone) {
+                    err("schedule", e);
+                }
+            }
+            let command = raw.command.clone().unwrap_or_default();
+            match &raw.command {
+                None => err("command", "missing".into()),
+                Some(c) => {
+                    if let Err(e) = valid_command(c) {
+                        err("command", e);
+                    }
+                }
+            }
+            let timeout_seconds = match raw
+                .timeout
+                .as_deref()
+                .map(parse_duration)
+                .unwrap_or(Ok(3600))
+            {
+                Ok(s) if (60..=MAX_TIMEOUT).contains(&s) => s,
+                Ok(s) => {
+                    err("timeout", format!("{s}s is outside 1m-24h"));
+                    0
+                }
+                Err(e) => {
+                    err("timeout", e);
+                    0
+                }
+            };
+            let catch_up_seconds = match raw
+                .catch_up_window
+                .as_deref()
+                .map(parse_duration)
+                .unwrap_or(Ok(900))
+            {
+                Ok(s) if (60..=86400).contains(&s) => s,
+                Ok(s) => {
+                    err("catchUpWindow", format!("{s}s is outside 1m-24h"));
+                    0
+                }
+                Err(e) => {
+                    err("catchUpWindow", e);
+                    0
+                }
+            };
+            let notify = raw.notify.clone().unwrap_or(RawNotify {
+                channel: None,
+                mention: vec![],
+            });
+            if let Some(c) = &notify.channel {
+                if !(c.starts_with('C') || c.starts_with('G'))
+                    || !c.bytes().all(|b| b.is_ascii_alphanumeric())
+                {
+                    err(
+                        "notify.channel",
+                        format!("{c:?} is not a Slack channel id (C…)"),
+                    );
+                }
+            }
+            for k in raw.environment.keys() {
+                if let Err(e) = crate::input::env_override_name("environment", k) {
+                    err("environment", e.message);
+                }
+            }
+            if let Some(d) = &raw.description {
+                if d.chars().count() > 200 {
+                    err("description", "longer than 200 characters".into());
+                }
+            }
+            jobs.push(Job {
+                name,
+                description: raw.description.unwrap_or_default(),
+                schedule,
+                timezone,
+                command,
+                task_size: raw.task_size.unwrap_or(TaskSize::Small),
+                timeout_seconds,
+                concurrency: raw.concurrency.unwrap_or(Concurrency::Forbid),
+                catch_up_seconds,
+                enabled: raw.enabled.unwrap_or(true),
+                notify_channel: notify.channel,
+                mention: notify.mention,
+                environment: raw.environment,
+            });
+        }
+        if errors.is_empty() {
+            Ok(JobsFile { jobs })
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The embedded jobs file (validated by a unit test, so this cannot fail in a build).
+    pub fn embedded() -> JobsFile {
+        JobsFile::parse(EMBEDDED).expect("infra/jobs.yaml is validated by the unit tests")
+    }
+
+    /// Check the people mentioned exist in the people map of `environment`.
+    pub fn check_people(&self, people: &crate::people::People) -> Vec<String> {
+        let mut errors = Vec::new();
+        for j in &self.jobs {
+            for p in &j.mention {
+                if people.by_id(p).is_none() {
+                    errors.push(format!(
+                        "job {:?}: field `notify.mention`: {p:?} is nobody in the people map ({})",
+                        j.name,
+                        people.environment()
+                    ));
+                }
+            }
+        }
+        errors
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Job> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_file_is_valid_and_its_people_exist() {
+        let f = JobsFile::parse(EMBEDDED).unwrap_or_else(|e| panic!("{}", e.join("\n")));
+        assert!(!f.jobs.is_empty());
+        for env in ["staging", "production"] {
+            let people = crate::people::People::parse(crate::people::EMBEDDED, env).unwrap();
+            assert_eq!(f.check_people(&people), Vec::<String>::new());
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(90));
+        assert_eq!(parse_duration("15m"), Ok(900));
+        assert_eq!(parse_duration("2h"), Ok(7200));
+        assert!(parse_duration("2 hours").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn errors_name_the_job_and_the_field() {
+        let yaml = r#"
+jobs:
+  - name: report
+    schedule: cron(0 3 * * ? *)
+    timezone: Asia/Tokyo
+    command: bin/rails runner script/report.rb
+    concurency: forbid
+  - name: sync
+    schedule: cron(0 25 * * ? *)
+    timezone: UTC
+    command: bin/rake sync
+  - name: sync
+    schedule: rate(5 minutes)
+    timezone: UTC
+    command: rm -rf /
+    timeout: 3 hours
+  - name: tz
+    schedule: cron(0 3 * * ? *)
+    command: bin/rake x
+    concurrency: sometimes
+"#;
+        let errors = JobsFile::parse(yaml).unwrap_err();
+        let all = errors.join("\n");
+        for want in [
+            "job \"report\": unknown field `concurency`",
+            "job \"sync\": field `schedule`: hours: 25 is outside 0-23",
+            "job \"sync\": field `name`: duplicate job name \"sync\"",
+            "job \"sync\": field `command`: \"rm -rf /\" must start with",
+            "job \"sync\": field `timeout`",
+            "job \"tz\": unknown variant `sometimes`",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in:\n{all}");
+        }
+        let errors = JobsFile::parse(
+            "jobs:\n  - name: x\n    schedule: cron(0 3 * * ? *)\n    command: bin/rake x\n",
+        )
+        .unwrap_err();
+        assert!(
+            errors[0].contains("job \"x\": field `timezone`: missing"),
+            "{errors:?}"
+        );
+        assert!(JobsFile::parse("job: []").unwrap_err()[0].contains("unknown field `job`"));
+    }
+
+    #[test]
+    fn shell_operators_are_rejected() {
+        assert!(valid_command("bin/rake a:b[1]").is_ok());
+        assert!(valid_command("bin/rails runner x.rb; rm -rf /").is_err());
+        assert!(valid_command("bin/rake $(whoami)").is_err());
+    }
+}

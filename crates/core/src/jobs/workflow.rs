@@ -1,0 +1,943 @@
+//! The scheduled-job workflow's domain: its input (a Scheduler delivery or a manual run), the
+//! run it becomes, how the state is recorded, what `JobFailed` says and what Slack is told.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::config::{Job, JobsFile};
+use super::lease::LeaseResult;
+use super::occurrence;
+use super::task::TaskOutcome;
+use crate::input::{self, InputError};
+use crate::logs::CollectedLogs;
+use crate::migration::{Execution, StepError};
+
+pub const WORKFLOW: &str = "scheduled-job";
+/// The lease outlives the job's timeout by this much, so only an abandoned lease expires.
+pub const LEASE_MARGIN_SECONDS: u64 = 15 * 60;
+/// The safety-net poll asks ECS at least this often while waiting for the STOPPED event.
+pub const POLL_EVERY_SECONDS: u64 = 300;
+/// After a timeout stop, how long to wait for STOPPED before polling again.
+pub const STOP_WAIT_SECONDS: u64 = 60;
+pub const MAX_CAUSE_CHARS: usize = 4800;
+const MAX_ARGUMENTS: usize = 20;
+const MAX_ARGUMENT_CHARS: usize = 256;
+
+pub mod status {
+    pub const RUNNING: &str = "RUNNING";
+    pub const SUCCEEDED: &str = "SUCCEEDED";
+    pub const FAILED: &str = "FAILED";
+    pub const TIMED_OUT: &str = "TIMED_OUT";
+    pub const REPLACED: &str = "REPLACED";
+    pub const ERROR: &str = "ERROR";
+    pub const SKIPPED_RUNNING: &str = "SKIPPED_RUNNING";
+    pub const SKIPPED_STALE: &str = "SKIPPED_STALE";
+}
+
+/// A manual run's parameters (`batchless jobs run`, or the console).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Manual {
+    #[serde(default)]
+    pub requested_by: Option<String>,
+    /// Appended to the job's command, each shell-quoted.
+    #[serde(default)]
+    pub arguments: Vec<String>,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+    /// Shorter (or longer, up to 24 h) than the job's timeout.
+    #[serde(default)]
+    pub timeout_seconds: Option<u64>,
+}
+
+/// The execution input. A Scheduler delivery: `{"job", "scheduledTime", "deliveryId"?}`
+/// (generated into the template); a manual run: `{"job", "manual": {...}}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JobRequest {
+    pub job: String,
+    #[serde(default)]
+    pub scheduled_time: Option<String>,
+    /// `<aws.scheduler.execution-id>`: recorded for tracing, never used as a key.
+    #[serde(default)]
+    pub delivery_id: Option<String>,
+    #[serde(default)]
+    pub manual: Option<Manual>,
+}
+
+/// A validated run: everything later steps need, decided once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JobRun {
+    pub run_id: String,
+    pub workflow: String,
+    pub environment: String,
+    pub execution_name: String,
+    pub job: String,
+    /// `scheduled` or `manual`.
+    pub trigger: String,
+    #[serde(default)]
+    pub occurrence: Option<String>,
+    pub occurrence_key: String,
+    #[serde(default)]
+    pub delivery_id: Option<String>,
+    pub started_by: String,
+    pub started_at: String,
+    pub command: String,
+    #[serde(default)]
+    pub environment_overrides: BTreeMap<String, String>,
+    pub cpu: u32,
+    pub memory: u32,
+    pub timeout_seconds: u64,
+    pub concurrency: String,
+    pub lease: String,
+    pub lease_ttl_seconds: u64,
+    pub catch_up_seconds: u64,
+    pub notify_channel: Option<String>,
+    #[serde(default)]
+    pub mention: Vec<String>,
+    pub client_token: String,
+}
+
+/// What `ClaimOccurrence` adds to the state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClaimResult {
+    /// `claimed` or `duplicate`.
+    pub outcome: String,
+    pub occurrence_key: String,
+    pub claimed_by: String,
+    pub stale: bool,
+    #[serde(default)]
+    pub late_by_seconds: Option<i64>,
+}
+
+fn quote(arg: &str) -> String {
+    format!("'{}'", arg.replace('\'', r"'\''"))
+}
+
+/// Validate a request strictly; nothing is claimed or written for a bad one.
+pub fn validate(
+    input: Value,
+    execution: &Execution,
+    environment: &str,
+    jobs: &JobsFile,
+) -> Result<JobRun, InputError> {
+    let req: JobRequest = input::parse_strict(input)?;
+    let job: &Job = jobs.get(&req.job).ok_or_else(|| {
+        InputError::field(
+            "job",
+            format!(
+                "{:?} is not in the jobs file (jobs: {})",
+                input::truncate(&req.job, 60),
+                jobs.jobs
+                    .iter()
+                    .map(|j| j.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    })?;
+    let started_at = crate::time::rfc3339(crate::time::parse(
+        "execution.startTime",
+        &execution.start_time,
+    )?);
+    let mut env = job.environment.clone();
+    let mut command = job.command.clone();
+    let mut timeout = job.timeout_seconds;
+    let (trigger, occurrence, key, started_by) = match (&req.scheduled_time, &req.manual) {
+        (Some(t), None) => {
+            let t = crate::time::parse("scheduledTime", t)?;
+            let t = crate::time::truncate_to_minute(t);
+            if let Some(d) = &req.delivery_id {
+                input::identifier("deliveryId", d, 128)?;
+            }
+            (
+                "scheduled",
+                Some(crate::time::rfc3339(t)),
+                occurrence::key(&job.name, t),
+                "scheduler".to_string(),
+            )
+        }
+        (None, Some(m)) => {
+            if req.delivery_id.is_some() {
+                return Err(InputError::field(
+                    "deliveryId",
+                    "only for scheduled deliveries",
+                ));
+            }
+            if m.arguments.len() > MAX_ARGUMENTS {
+                return Err(InputError::field(
+                    "manual.arguments",
+                    format!("at most {MAX_ARGUMENTS} arguments"),
+                ));
+            }
+            for a in &m.arguments {
+                input::bounded_text("manual.arguments", a, MAX_ARGUMENT_CHARS)?;
+                if a.contains('\n') {
+                    return Err(InputError::field(
+                        "manual.arguments",
+                        "must be single lines",
+                    ));
+                }
+                command.push(' ');
+                command.push_str(&quote(a));
+            }
+            for (k, v) in &m.environment {
+                input::env_override_name("manual.environment", k)?;
+                input::bounded_text(&format!("manual.environment.{k}"), v, 1024)?;
+                env.insert(k.clone(), v.clone());
+            }
+            if let Some(t) = m.timeout_seconds {
+                if !(1..=86400).contains(&t) {
+                    return Err(InputError::field(
+                        "manual.timeoutSeconds",
+                        "must be 1-86400",
+                    ));
+                }
+                timeout = t;
+            }
+            let who = match &m.requested_by {
+                Some(w) => {
+                    input::identifier("manual.requestedBy", w, 256)?;
+                    w.clone()
+                }
+                None => "unattributed".to_string(),
+            };
+            (
+                "manual",
+                None,
+                occurrence::manual_key(&job.name, &execution.name),
+                who,
+            )
+        }
+        (Some(_), Some(_)) => {
+            return Err(InputError::field(
+                "manual",
+                "a run is either scheduled (scheduledTime) or manual, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(InputError::field(
+                "scheduledTime",
+                "missing (or give `manual` for a run now)",
+            ))
+        }
+    };
+    let (cpu, memory) = job.task_size.cpu_memory();
+    let token_src = format!("{environment}|{key}");
+    let client_token = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(token_src.as_bytes()))
+    };
+    Ok(JobRun {
+        run_id: execution.id.clone(),
+        workflow: WORKFLOW.to_string(),
+        environment: environment.to_string(),
+        execution_name: execution.name.clone(),
+        job: job.name.clone(),
+        trigger: trigger.to_string(),
+        occurrence,
+        occurrence_key: key,
+        delivery_id: req.delivery_id,
+        started_by,
+        started_at,
+        command,
+        environment_overrides: env,
+        cpu,
+        memory,
+        timeout_seconds: timeout,
+        concurrency: job.concurrency.as_str().to_string(),
+        lease: super::lease::name(environment, &job.name),
+        lease_ttl_seconds: timeout + LEASE_MARGIN_SECONDS,
+        catch_up_seconds: job.catch_up_seconds,
+        notify_channel: job.notify_channel.clone(),
+        mention: job.mention.clone(),
+        client_token,
+    })
+}
+
+/// Pure: is the occurrence past its catch-up window at `now`? Returns (stale, late by).
+pub fn lateness(run: &JobRun, now: DateTime<Utc>) -> (bool, Option<i64>) {
+    match run
+        .occurrence
+        .as_deref()
+        .and_then(|o| crate::time::parse("occurrence", o).ok())
+    {
+        Some(t) => {
+            let late = (now - t).num_seconds();
+            (late > run.catch_up_seconds as i64, Some(late))
+        }
+        None => (false, None),
+    }
+}
+
+/// The task as the workflow tracks it while waiting.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TaskState {
+    pub task_arn: String,
+    pub log_group: String,
+    pub log_stream: String,
+    /// The next wait's timeout (the safety-net poll runs when it passes).
+    pub wait_seconds: u64,
+    /// Seconds waited so far (by Step Functions' clock: the sum of wait timeouts).
+    pub waited_seconds: u64,
+    pub timed_out: bool,
+    #[serde(default)]
+    pub last_poll: Option<TaskOutcome>,
+}
+
+/// The next wait: the safety-net interval, but never past the job's timeout.
+pub fn next_wait(run: &JobRun, waited: u64) -> u64 {
+    let remaining = run.timeout_seconds.saturating_sub(waited);
+    remaining.clamp(1, POLL_EVERY_SECONDS)
+}
+
+/// The state the workflow carries from step to step (the ASL's `$`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JobState {
+    pub run: JobRun,
+    pub claim: ClaimResult,
+    #[serde(default)]
+    pub lease: Option<LeaseResult>,
+    #[serde(default)]
+    pub task: Option<TaskState>,
+    #[serde(default)]
+    pub outcome: Option<TaskOutcome>,
+    #[serde(default)]
+    pub logs: Option<CollectedLogs>,
+    #[serde(default)]
+    pub logs_error: Option<StepError>,
+    #[serde(default)]
+    pub error: Option<StepError>,
+    #[serde(default)]
+    pub record: Option<Value>,
+    #[serde(default)]
+    pub notification: Option<Value>,
+    #[serde(default)]
+    pub notify_error: Option<StepError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlackPost {
+    pub channel: String,
+    pub text: String,
+}
+
+/// What `RecordJobRun` adds to the state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recorded {
+    pub status: String,
+    #[serde(default)]
+    pub failure_cause: Option<String>,
+    #[serde(default)]
+    pub slack: Option<SlackPost>,
+    pub output: Value,
+}
+
+/// Pure: the run's status.
+pub fn status_of(state: &JobState) -> &'static str {
+    if state.error.is_some() {
+        return status::ERROR;
+    }
+    if state.claim.stale {
+        return status::SKIPPED_STALE;
+    }
+    if state.lease.as_ref().is_some_and(|l| !l.acquired) {
+        return status::SKIPPED_RUNNING;
+    }
+    if state.task.as_ref().is_some_and(|t| t.timed_out) {
+        return status::TIMED_OUT;
+    }
+    match &state.outcome {
+        Some(o)
+            if o.stopped_reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("replaced by")) =>
+        {
+            status::REPLACED
+        }
+        Some(o) if o.exit_code == Some(0) => status::SUCCEEDED,
+        _ => status::FAILED,
+    }
+}
+
+fn what(run: &JobRun) -> String {
+    match &run.occurrence {
+        Some(o) => format!("Job {} (occurrence {o})", run.job),
+        None => format!("Job {} (manual run by {})", run.job, run.started_by),
+    }
+}
+
+/// What the console / CLI reads when the run did not succeed.
+pub fn failure_cause(state: &JobState, status: &str) -> String {
+    let run = &state.run;
+    let mut text = String::new();
+    let o = state.outcome.as_ref();
+    match status {
+        status::ERROR => {
+            let e = state.error.as_ref().expect("ERROR has an error");
+            text.push_str(&format!(
+                "{} could not complete: {}: {}\n",
+                what(run),
+                e.error,
+                e.message()
+            ));
+        }
+        status::TIMED_OUT => text.push_str(&format!(
+            "{} timed out after {}s: task {} was stopped (exit code {}).\n",
+            what(run),
+            run.timeout_seconds,
+            state
+                .task
+                .as_ref()
+                .map(|t| t.task_arn.as_str())
+                .unwrap_or("?"),
+            o.and_then(|o| o.exit_code)
+                .map(|c| c.to_string())
+                .unwrap_or("none".into())
+        )),
+        status::REPLACED => text.push_str(&format!(
+            "{} was replaced by a newer run: {}.\n",
+            what(run),
+            o.and_then(|o| o.stopped_reason.clone()).unwrap_or_default()
+        )),
+        _ => text.push_str(&format!(
+            "{} failed with exit code {}: task {} ({}).\n",
+            what(run),
+            o.and_then(|o| o.exit_code)
+                .map(|c| c.to_string())
+                .unwrap_or("none".into()),
+            o.map(|o| o.task_arn.as_str()).unwrap_or("?"),
+            o.and_then(|o| o.stopped_reason.clone()).unwrap_or_default()
+        )),
+    }
+    match (&state.logs, &state.logs_error) {
+        (Some(l), _) => text.push_str(&format!(
+            "Log: {} ({})\nLast lines of the log:\n{}\n",
+            l.uri, l.console_url, l.tail
+        )),
+        (None, Some(e)) => text.push_str(&format!("The log could not be archived: {}\n", e.error)),
+        (None, None) => {}
+    }
+    let text = crate::redact::redact(&text).into_owned();
+    clip_front(&text, MAX_CAUSE_CHARS)
+}
+
+fn clip_front(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let first = text.lines().next().unwrap_or_default();
+    let budget = max.saturating_sub(first.chars().count() + 5);
+    let chars: Vec<char> = text.chars().collect();
+    let rest: String = chars[chars.len() - budget..].iter().collect();
+    format!("{first}\n…\n{rest}")
+}
+
+/// Pure: how a finished state is recorded, and the Slack post (failures only).
+pub fn record(
+    state: &JobState,
+    jobs_channel: &str,
+    people: Option<&crate::people::People>,
+) -> Recorded {
+    let status = status_of(state);
+    let run = &state.run;
+    let failure_cause = match status {
+        status::SUCCEEDED | status::SKIPPED_RUNNING | status::SKIPPED_STALE => None,
+        _ => Some(failure_cause(state, status)),
+    };
+    let o = state.outcome.as_ref();
+    let output = serde_json::json!({
+        "job": run.job,
+        "status": status,
+        "trigger": run.trigger,
+        "occurrence": run.occurrence,
+        "occurrenceKey": run.occurrence_key,
+        "taskArn": state.task.as_ref().map(|t| t.task_arn.clone()),
+        "exitCode": o.and_then(|o| o.exit_code),
+        "durationSeconds": o.and_then(|o| o.duration_seconds),
+        "logUri": state.logs.as_ref().map(|l| l.uri.clone()),
+        "logSha256": state.logs.as_ref().map(|l| l.sha256.clone()),
+        "skippedBecause": match status {
+            status::SKIPPED_RUNNING => Some(format!(
+                "a previous run is live ({})",
+                state.lease.as_ref().and_then(|l| l.held_by.clone()).unwrap_or_default()
+            )),
+            status::SKIPPED_STALE => Some(format!(
+                "delivered {}s after the occurrence; the catch-up window is {}s",
+                state.claim.late_by_seconds.unwrap_or_default(),
+                run.catch_up_seconds
+            )),
+            _ => None,
+        },
+    });
+    let slack = match status {
+        status::FAILED | status::TIMED_OUT | status::ERROR => {
+            Some(slack_message(state, status, jobs_channel, people))
+        }
+        _ => None,
+    };
+    Recorded {
+        status: status.to_string(),
+        failure_cause,
+        slack,
+        output,
+    }
+}
+
+fn slack_message(
+    state: &JobState,
+    status: &str,
+    jobs_channel: &str,
+    people: Option<&crate::people::People>,
+) -> SlackPost {
+    let run = &state.run;
+    let head = match status {
+        status::TIMED_OUT => format!(
+            ":hourglass: Job `{}` *timed out* after {}s on *{}*",
+            run.job, run.timeout_seconds, run.environment
+        ),
+        status::ERROR => format!(
+            ":warning: Job `{}` on *{}* could not complete: {}",
+            run.job,
+            run.environment,
+            state
+                .error
+                .as_ref()
+                .map(|e| e.error.as_str())
+                .unwrap_or("error")
+        ),
+        _ => format!(
+            ":x: Job `{}` *failed* with exit code {} on *{}*",
+            run.job,
+            state
+                .outcome
+                .as_ref()
+                .and_then(|o| o.exit_code)
+                .map(|c| c.to_string())
+                .unwrap_or("none".into()),
+            run.environment
+        ),
+    };
+    let when = match &run.occurrence {
+        Some(o) => format!(" — occurrence {o}"),
+        None => format!(" — manual run by {}", run.started_by),
+    };
+    let mentions: Vec<String> = run
+        .mention
+        .iter()
+        .filter_map(|id| people.and_then(|p| p.by_id(id)))
+        .map(|p| format!("<@{}>", p.slack_user_id))
+        .collect();
+    let mentions = if mentions.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", mentions.join(" "))
+    };
+    let log = match &state.logs {
+        Some(l) => format!(
+            "\nLog: <{}|{}> · <{}|CloudWatch>",
+            l.console_url, l.uri, l.log_console_url
+        ),
+        None => String::new(),
+    };
+    let tail = match &state.logs {
+        Some(l) => {
+            let lines: Vec<&str> = l.tail.lines().collect();
+            format!(
+                "\n```{}```",
+                lines[lines.len().saturating_sub(15)..].join("\n")
+            )
+        }
+        None => String::new(),
+    };
+    let link = format!(
+        "\nRun: <{}|{}>",
+        crate::migration::execution_console_url(&run.run_id),
+        run.execution_name
+    );
+    SlackPost {
+        channel: run
+            .notify_channel
+            .clone()
+            .unwrap_or_else(|| jobs_channel.to_string()),
+        text: crate::redact::redact(&format!("{head}{when}.{mentions}{link}{log}{tail}"))
+            .into_owned(),
+    }
+}
+
+/// The history record: one item per execution in the runs table (`workflow` = scheduled-job).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRunRecord {
+    pub run_id: String,
+    pub workflow: String,
+    pub environment: String,
+    pub execution_name: String,
+    pub started_at: String,
+    pub started_by: String,
+    pub status: String,
+    pub job: String,
+    pub trigger: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurrence: Option<String>,
+    pub occurrence_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_cause: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_console_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_sha256: Option<String>,
+}
+
+pub fn running_record(run: &JobRun) -> JobRunRecord {
+    JobRunRecord {
+        run_id: run.run_id.clone(),
+        workflow: run.workflow.clone(),
+        environment: run.environment.clone(),
+        execution_name: run.execution_name.clone(),
+        started_at: run.started_at.clone(),
+        started_by: run.started_by.clone(),
+        status: status::RUNNING.to_string(),
+        job: run.job.clone(),
+        trigger: run.trigger.clone(),
+        occurrence: run.occurrence.clone(),
+        occurrence_key: run.occurrence_key.clone(),
+        lock: (run.concurrency != "allow").then(|| run.lease.clone()),
+        ..Default::default()
+    }
+}
+
+pub fn final_record(state: &JobState, recorded: &Recorded, ended_at: &str) -> JobRunRecord {
+    let run = &state.run;
+    let o = state.outcome.as_ref();
+    JobRunRecord {
+        status: recorded.status.clone(),
+        task_arn: state.task.as_ref().map(|t| t.task_arn.clone()),
+        exit_code: o.and_then(|o| o.exit_code),
+        stopped_reason: o.and_then(|o| o.stopped_reason.clone()),
+        ended_at: Some(ended_at.to_string()),
+        duration_seconds: crate::time::parse("startedAt", &run.started_at)
+            .ok()
+            .zip(crate::time::parse("endedAt", ended_at).ok())
+            .map(|(s, e)| crate::time::seconds_between(s, e)),
+        failure_cause: recorded.failure_cause.clone(),
+        error: state.error.as_ref().map(|e| e.error.clone()),
+        log_uri: state.logs.as_ref().map(|l| l.uri.clone()),
+        log_console_url: state.logs.as_ref().map(|l| l.console_url.clone()),
+        log_sha256: state.logs.as_ref().map(|l| l.sha256.clone()),
+        ..running_record(run)
+    }
+}
+
+/// Occurrences of enabled jobs due in `[from, to]` (the missed-run check's candidates).
+pub fn due_between(
+    jobs: &JobsFile,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<(String, DateTime<Utc>)> {
+    let mut out = Vec::new();
+    for j in jobs.jobs.iter().filter(|j| j.enabled) {
+        for t in j.parsed_schedule().occurrences(from, to, 500) {
+            out.push((j.name.clone(), t));
+        }
+    }
+    out
+}
+
+/// The missed-run check's window at `now`: occurrences whose catch-up window has closed,
+/// within `lookback`.
+pub fn missed_window(
+    job: &Job,
+    now: DateTime<Utc>,
+    lookback: Duration,
+) -> (DateTime<Utc>, DateTime<Utc>) {
+    let to = now - job.catch_up() - Duration::seconds(1);
+    (to - lookback, to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn exec() -> Execution {
+        Execution {
+            id:
+                "arn:aws:states:us-east-1:123456789012:execution:batchless-staging-scheduled-job:e1"
+                    .into(),
+            name: "e1".into(),
+            start_time: "2026-11-28T13:15:02.123+00:00".into(),
+        }
+    }
+
+    fn jobs() -> JobsFile {
+        JobsFile::embedded()
+    }
+
+    #[test]
+    fn a_delivery_becomes_a_run_keyed_on_the_minute() {
+        let run = validate(
+            json!({"job": "sync-exchange-rates", "scheduledTime": "2026-11-28T13:15:00Z", "deliveryId": "d-1"}),
+            &exec(),
+            "staging",
+            &jobs(),
+        )
+        .unwrap();
+        assert_eq!(
+            run.occurrence_key,
+            "sync-exchange-rates#2026-11-28T13:15:00Z"
+        );
+        assert_eq!(run.trigger, "scheduled");
+        assert_eq!(run.started_at, "2026-11-28T13:15:02Z");
+        assert_eq!(run.concurrency, "replace");
+        assert_eq!(run.lease, "job:staging:sync-exchange-rates");
+        assert_eq!(run.client_token.len(), 64);
+        // Another delivery (another execution, another delivery id) has the same key and token.
+        let other = Execution {
+            id: "arn:x:e2".into(),
+            name: "e2".into(),
+            ..exec()
+        };
+        let run2 = validate(
+            json!({"job": "sync-exchange-rates", "scheduledTime": "2026-11-28T13:15:00.5Z", "deliveryId": "d-2"}),
+            &other,
+            "staging",
+            &jobs(),
+        )
+        .unwrap();
+        assert_eq!(run2.occurrence_key, run.occurrence_key);
+        assert_eq!(run2.client_token, run.client_token);
+    }
+
+    #[test]
+    fn a_manual_run_has_its_own_key_and_quoted_arguments() {
+        let run = validate(
+            json!({"job": "purge-expired-sessions", "manual": {"requestedBy": "alice", "arguments": ["it's"], "environment": {"FAKE_EXIT_CODE": "3"}, "timeoutSeconds": 60}}),
+            &exec(),
+            "staging",
+            &jobs(),
+        )
+        .unwrap();
+        assert_eq!(run.occurrence_key, "purge-expired-sessions#manual#e1");
+        assert_eq!(run.command, r"bin/rake sessions:purge 'it'\''s'");
+        assert_eq!(run.environment_overrides["FAKE_EXIT_CODE"], "3");
+        assert_eq!(run.environment_overrides["PURGE_BATCH_SIZE"], "5000");
+        assert_eq!(run.timeout_seconds, 60);
+        assert_eq!(run.started_by, "alice");
+    }
+
+    #[test]
+    fn the_console_example_is_valid() {
+        let example: Value = serde_json::from_str(include_str!(
+            "../../../../infra/examples/scheduled-job-manual-input.json"
+        ))
+        .unwrap();
+        let run = validate(example, &exec(), "staging", &jobs()).unwrap();
+        assert_eq!(run.trigger, "manual");
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        let cases = [
+            (
+                json!({"job": "nope", "scheduledTime": "2026-11-28T13:15:00Z"}),
+                "`job`",
+            ),
+            (
+                json!({"job": "sync-exchange-rates", "scheduledTime": "soon"}),
+                "`scheduledTime`",
+            ),
+            (
+                json!({"job": "sync-exchange-rates"}),
+                "`scheduledTime`: missing",
+            ),
+            (
+                json!({"job": "sync-exchange-rates", "scheduledTime": "2026-11-28T13:15:00Z", "extra": 1}),
+                "unknown field `extra`",
+            ),
+            (
+                json!({"job": "sync-exchange-rates", "manual": {"environment": {"DATABASE_URL": "x"}}}),
+                "reserved",
+            ),
+            (
+                json!({"job": "sync-exchange-rates", "manual": {"colour": 1}}),
+                "unknown field `colour`",
+            ),
+            (
+                json!({"job": "sync-exchange-rates", "manual": {}, "scheduledTime": "2026-11-28T13:15:00Z"}),
+                "not both",
+            ),
+            (
+                json!({"scheduledTime": "2026-11-28T13:15:00Z"}),
+                "missing field `job`",
+            ),
+        ];
+        for (input, want) in cases {
+            let err = validate(input.clone(), &exec(), "staging", &jobs()).unwrap_err();
+            assert!(err.message.contains(want), "{input} -> {err}");
+        }
+    }
+
+    #[test]
+    fn staleness_and_waits() {
+        let run = validate(
+            json!({"job": "sync-exchange-rates", "scheduledTime": "2026-11-28T13:15:00Z"}),
+            &exec(),
+            "staging",
+            &jobs(),
+        )
+        .unwrap();
+        let t = |s| crate::time::parse("t", s).unwrap();
+        assert_eq!(
+            lateness(&run, t("2026-11-28T13:20:00Z")),
+            (false, Some(300))
+        );
+        assert_eq!(lateness(&run, t("2026-11-28T13:25:01Z")), (true, Some(601)));
+        assert_eq!(next_wait(&run, 0), 300);
+        assert_eq!(next_wait(&run, 500), 100);
+        assert_eq!(next_wait(&run, 600), 1);
+    }
+
+    fn state(outcome: Option<TaskOutcome>) -> JobState {
+        let run = validate(
+            json!({"job": "nightly-billing-report", "scheduledTime": "2026-11-28T18:00:00Z"}),
+            &exec(),
+            "staging",
+            &jobs(),
+        )
+        .unwrap();
+        JobState {
+            claim: ClaimResult {
+                outcome: "claimed".into(),
+                occurrence_key: run.occurrence_key.clone(),
+                claimed_by: run.run_id.clone(),
+                stale: false,
+                late_by_seconds: Some(2),
+            },
+            run,
+            lease: Some(LeaseResult {
+                acquired: true,
+                policy: "forbid".into(),
+                ..Default::default()
+            }),
+            task: Some(TaskState {
+                task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),
+                ..Default::default()
+            }),
+            outcome,
+            logs: Some(CollectedLogs {
+                uri: "s3://b/logs/scheduled-job/e1/task.log".into(),
+                console_url: "https://console/s3".into(),
+                log_console_url: "https://console/cw".into(),
+                sha256: "ab".repeat(32),
+                bytes: 10,
+                lines: 2,
+                tail: "Connecting to postgres://app:hunter2@db/app\nrake aborted!".into(),
+            }),
+            logs_error: None,
+            error: None,
+            record: None,
+            notification: None,
+            notify_error: None,
+        }
+    }
+
+    fn ended(code: i32, reason: &str) -> TaskOutcome {
+        TaskOutcome {
+            task_arn: "arn:aws:ecs:us-east-1:1:task/c/t1".into(),
+            finished: true,
+            last_status: "STOPPED".into(),
+            exit_code: Some(code),
+            stopped_reason: Some(reason.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn failure_is_recorded_with_exit_code_redacted_tail_and_a_mention() {
+        let people = crate::people::People::parse(crate::people::EMBEDDED, "staging").unwrap();
+        let r = record(
+            &state(Some(ended(3, "Essential container in task exited"))),
+            "CJOBS",
+            Some(&people),
+        );
+        assert_eq!(r.status, "FAILED");
+        let cause = r.failure_cause.unwrap();
+        assert!(cause.contains("failed with exit code 3"), "{cause}");
+        assert!(
+            cause.contains("rake aborted!") && !cause.contains("hunter2"),
+            "{cause}"
+        );
+        let slack = r.slack.unwrap();
+        assert_eq!(slack.channel, "CJOBS");
+        assert!(
+            slack.text.contains("*failed* with exit code 3") && slack.text.contains("<@U0ALICE01>"),
+            "{}",
+            slack.text
+        );
+        assert!(!slack.text.contains("hunter2"));
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(status_of(&state(Some(ended(0, "x")))), "SUCCEEDED");
+        assert_eq!(
+            status_of(&state(Some(ended(143, "replaced by e2")))),
+            "REPLACED"
+        );
+        let mut s = state(Some(ended(143, "x")));
+        s.task.as_mut().unwrap().timed_out = true;
+        assert_eq!(status_of(&s), "TIMED_OUT");
+        let mut s = state(None);
+        s.lease = Some(LeaseResult {
+            acquired: false,
+            policy: "forbid".into(),
+            held_by: Some("e0".into()),
+            ..Default::default()
+        });
+        let r = record(&s, "C", None);
+        assert_eq!(r.status, "SKIPPED_RUNNING");
+        assert!(r.slack.is_none() && r.failure_cause.is_none());
+        let mut s = state(None);
+        s.claim.stale = true;
+        assert_eq!(status_of(&s), "SKIPPED_STALE");
+    }
+
+    #[test]
+    fn missed_window_ends_where_catch_up_ends() {
+        let j = jobs().get("sync-exchange-rates").unwrap().clone();
+        let now = crate::time::parse("t", "2026-11-28T14:00:00Z").unwrap();
+        let (from, to) = missed_window(&j, now, Duration::hours(1));
+        let occ = j.parsed_schedule().occurrences(from, to, 100);
+        assert_eq!(
+            occ.last().map(|t| crate::time::rfc3339(*t)).as_deref(),
+            Some("2026-11-28T13:45:00Z")
+        );
+        assert_eq!(occ.len(), 4);
+    }
+}

@@ -1,0 +1,141 @@
+# frozen_string_literal: true
+
+# batchless console hook (issue 6): writes every command typed in a Rails console (IRB or Pry)
+# on the bastion task as one JSON line, *before* it is evaluated, so that batchless
+# `command-watch` sees it in real time (ECS Exec transcripts arrive only when a session ends and
+# can be erased from inside the session).
+#
+#   {"batchless":"console-command","v":1,"taskId":"…","taskArn":"…","cluster":"…",
+#    "container":"app","command":"User.destroy_all","time":"2026-11-28T13:00:00.123Z",
+#    "pid":42,"lineNo":1}
+#
+# Where the line goes: an ECS Exec session's own stdout is the operator's terminal, not the
+# container's log driver, so the line is written to the stdout of the container's main process
+# (`/proc/1/fd/1`), which awslogs ships to the console log group. `BATCHLESS_CONSOLE_LOG`
+# overrides the destination (a file path, or `-` for this process's stdout).
+#
+# Install in the app:  config/initializers/batchless_console_hook.rb
+#   Rails.application.console { require Rails.root.join("infra/bastion/console_hook").to_s }
+# (or copy this file into lib/ and require it there). Plain `irb -r ./console_hook.rb` works too.
+
+require "json"
+require "net/http"
+require "time"
+require "uri"
+
+module Batchless
+  module ConsoleHook
+    MAX_COMMAND_BYTES = 64 * 1024
+
+    class << self
+      def emit(code, line_no = nil)
+        command = code.to_s.chomp
+        return if command.strip.empty?
+
+        command = command.byteslice(0, MAX_COMMAND_BYTES).scrub("?") if command.bytesize > MAX_COMMAND_BYTES
+        meta = task_metadata
+        line = {
+          "batchless" => "console-command",
+          "v" => 1,
+          "taskId" => meta[:task_id],
+          "taskArn" => meta[:task_arn],
+          "cluster" => meta[:cluster],
+          "container" => meta[:container],
+          "command" => command,
+          "time" => Time.now.utc.iso8601(3),
+          "pid" => Process.pid,
+          "lineNo" => line_no.is_a?(Integer) ? line_no : nil,
+          "metadataError" => meta[:error]
+        }.compact
+        write(JSON.generate(line))
+      rescue StandardError => e
+        # Never break the console; say so where the operator sees it.
+        warn "batchless console hook: #{e.class}: #{e.message}"
+      end
+
+      def task_metadata
+        @task_metadata ||= fetch_task_metadata
+      end
+
+      def reset!
+        @task_metadata = nil
+        @out = nil
+      end
+
+      private
+
+      def fetch_task_metadata
+        base = ENV["ECS_CONTAINER_METADATA_URI_V4"].to_s
+        return { task_id: "unknown", error: "ECS_CONTAINER_METADATA_URI_V4 is not set" } if base.empty?
+
+        task = get_json("#{base}/task")
+        container = get_json(base)
+        arn = task["TaskARN"].to_s
+        {
+          task_id: arn.split("/").last || "unknown",
+          task_arn: arn,
+          cluster: task["Cluster"].to_s.split("/").last,
+          container: container["Name"]
+        }
+      rescue StandardError => e
+        { task_id: "unknown", error: "task metadata: #{e.class}: #{e.message}" }
+      end
+
+      def get_json(url)
+        uri = URI(url)
+        res = Net::HTTP.start(uri.host, uri.port, open_timeout: 1, read_timeout: 1) do |http|
+          http.get(uri.request_uri.empty? ? "/" : uri.request_uri)
+        end
+        raise "HTTP #{res.code} from #{url}" unless res.is_a?(Net::HTTPSuccess)
+
+        JSON.parse(res.body)
+      end
+
+      def write(json)
+        out = destination
+        out.write("#{json}\n")
+        out.flush
+      end
+
+      def destination
+        return @out if @out
+
+        target = ENV.fetch("BATCHLESS_CONSOLE_LOG", "/proc/1/fd/1")
+        @out =
+          if target == "-"
+            $stdout
+          elsif target == "/proc/1/fd/1" && Process.pid == 1
+            $stdout
+          else
+            begin
+              File.open(target, "a")
+            rescue SystemCallError
+              $stdout
+            end
+          end
+      end
+    end
+
+    # IRB: every statement passes through IRB::Context#evaluate (irb 1.4 passes the source
+    # string; irb >= 1.13 passes an IRB::Statement with #code).
+    module IrbContextPatch
+      def evaluate(statement, line_no = nil, *rest, **kw)
+        code = statement.respond_to?(:code) ? statement.code : statement
+        Batchless::ConsoleHook.emit(code, line_no)
+        super
+      end
+    end
+
+    def self.install
+      if defined?(IRB::Context) && !IRB::Context.ancestors.include?(IrbContextPatch)
+        IRB::Context.prepend(IrbContextPatch)
+      end
+      if defined?(Pry) && Pry.respond_to?(:hooks)
+        Pry.hooks.add_hook(:before_eval, :batchless_console_hook) { |code, _pry| emit(code) }
+      end
+      true
+    end
+  end
+end
+
+Batchless::ConsoleHook.install

@@ -133,6 +133,22 @@ impl AwsError {
     }
 }
 
+/// For conditional writes: `.aws("PutItem").conditional()?` is `Some(output)` when the write
+/// happened and `None` when its condition was not met (`ConditionalCheckFailedException`).
+pub trait ConditionalExt<T> {
+    fn conditional(self) -> Result<Option<T>, AwsError>;
+}
+
+impl<T> ConditionalExt<T> for Result<T, AwsError> {
+    fn conditional(self) -> Result<Option<T>, AwsError> {
+        match self {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if e.is_code("ConditionalCheckFailedException") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// `.aws("StartBuild")?` turns any SDK error into a classified [`AwsError`].
 pub trait AwsResultExt<T> {
     fn aws(self, operation: &'static str) -> Result<T, AwsError>;

@@ -7,6 +7,7 @@
 pub mod aws;
 pub mod bastion;
 pub mod build;
+pub mod cause;
 pub mod cleanup;
 pub mod config;
 pub mod coverage;

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::aws::AwsResultExt;
+use crate::aws::{AwsResultExt, ConditionalExt};
 use crate::dynamo::{self, s};
 use crate::error::Error;
 use crate::time::rfc3339;
@@ -33,40 +33,56 @@ pub async fn acquire(
         acquired_at: rfc3339(now),
         expires_at: rfc3339(now + ttl),
     };
-    let res = db
+    if try_put(db, table, &lease, owner, now, None).await? {
+        return Ok(lease);
+    }
+    Err(match get(db, table, name).await? {
+        Some(h) => Error::LockHeld {
+            name: name.to_string(),
+            owner: h.owner,
+            expires_at: h.expires_at,
+        },
+        // Released between our write and our read: report it as held so the caller's retry
+        // takes it cleanly.
+        None => Error::LockHeld {
+            name: name.to_string(),
+            owner: "(just released)".into(),
+            expires_at: rfc3339(now),
+        },
+    })
+}
+
+/// Write `lease` (a record with `lockName`, `owner`, `expiresAt` and whatever else its user
+/// keeps on the lease) if the lock is free, expired at `now`, already `owner`'s, or held by
+/// `takeover_from` (a deliberate take-over). Returns whether it was written.
+pub async fn try_put<T: Serialize>(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    lease: &T,
+    owner: &str,
+    now: DateTime<Utc>,
+    takeover_from: Option<&str>,
+) -> Result<bool, Error> {
+    let mut condition =
+        "attribute_not_exists(lockName) OR expiresAt < :now OR #owner = :owner".to_string();
+    let mut put = db
         .put_item()
         .table_name(table)
-        .set_item(Some(dynamo::to_item(&lease)))
-        .condition_expression(
-            "attribute_not_exists(lockName) OR expiresAt < :now OR #owner = :owner",
-        )
+        .set_item(Some(dynamo::to_item(lease)))
         .expression_attribute_names("#owner", "owner")
         .expression_attribute_values(":now", s(rfc3339(now)))
-        .expression_attribute_values(":owner", s(owner))
+        .expression_attribute_values(":owner", s(owner));
+    if let Some(previous) = takeover_from {
+        condition.push_str(" OR #owner = :previous");
+        put = put.expression_attribute_values(":previous", s(previous));
+    }
+    let written = put
+        .condition_expression(condition)
         .send()
         .await
-        .aws("PutItem");
-    match res {
-        Ok(_) => Ok(lease),
-        Err(e) if e.is_code("ConditionalCheckFailedException") => {
-            let holder = get(db, table, name).await?;
-            Err(match holder {
-                Some(h) => Error::LockHeld {
-                    name: name.to_string(),
-                    owner: h.owner,
-                    expires_at: h.expires_at,
-                },
-                // Released between our write and our read: report it as held so the
-                // caller's retry takes it cleanly.
-                None => Error::LockHeld {
-                    name: name.to_string(),
-                    owner: "(just released)".into(),
-                    expires_at: rfc3339(now),
-                },
-            })
-        }
-        Err(e) => Err(e.into()),
-    }
+        .aws("PutItem")
+        .conditional()?;
+    Ok(written.is_some())
 }
 
 /// Release `name` if `owner` holds it. Returns whether this call released it.
@@ -85,12 +101,9 @@ pub async fn release(
         .expression_attribute_values(":owner", s(owner))
         .send()
         .await
-        .aws("DeleteItem");
-    match res {
-        Ok(_) => Ok(true),
-        Err(e) if e.is_code("ConditionalCheckFailedException") => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+        .aws("DeleteItem")
+        .conditional()?;
+    Ok(res.is_some())
 }
 
 pub async fn get(
@@ -98,6 +111,15 @@ pub async fn get(
     table: &str,
     name: &str,
 ) -> Result<Option<Lease>, Error> {
+    get_as(db, table, name).await
+}
+
+/// The lock item as its user's own record type (e.g. a lease with extra fields).
+pub async fn get_as<T: serde::de::DeserializeOwned>(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    name: &str,
+) -> Result<Option<T>, Error> {
     let out = db
         .get_item()
         .table_name(table)

@@ -17,8 +17,6 @@ pub const WORKFLOW: &str = "migration";
 pub const LOCK_TTL_SECONDS: u64 = 4 * 60 * 60;
 pub const MAX_OVERRIDES: usize = 20;
 pub const MAX_OVERRIDE_VALUE: usize = 1024;
-/// Step Functions allows 32,768 characters in a cause; CodePipeline shows 5,000.
-pub const MAX_CAUSE_CHARS: usize = 4800;
 
 /// What starts a migration (console, CLI, CodePipeline). Documented in README.md.
 #[derive(Debug, Clone, Deserialize)]
@@ -272,28 +270,11 @@ pub fn failure_cause(state: &MigrationState) -> String {
             text.push('\n');
         }
     }
-    match (&state.logs, &state.logs_error) {
-        (Some(l), _) => text.push_str(&format!(
-            "Log: {} ({})\nLast lines of the log:\n{}\n",
-            l.uri, l.console_url, l.tail
-        )),
-        (None, Some(e)) => text.push_str(&format!("The log could not be archived: {}\n", e.error)),
-        (None, None) => {}
-    }
-    let text = crate::redact::redact(&text).into_owned();
-    clip_front(&text, MAX_CAUSE_CHARS)
-}
-
-/// Keep the end (the tail matters most) within `max` characters, keeping the first line.
-fn clip_front(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let first = text.lines().next().unwrap_or_default();
-    let budget = max.saturating_sub(first.chars().count() + 5);
-    let chars: Vec<char> = text.chars().collect();
-    let rest: String = chars[chars.len() - budget..].iter().collect();
-    format!("{first}\n…\n{rest}")
+    text.push_str(&crate::cause::log_section(
+        state.logs.as_ref(),
+        state.logs_error.as_ref(),
+    ));
+    crate::cause::finish(&text)
 }
 
 /// The history record for a finished state.
@@ -561,7 +542,7 @@ mod tests {
         let mut s = state(Some(outcome(false)), None);
         s.logs.as_mut().unwrap().tail = "x".repeat(20_000);
         let cause = record(&s).failure_cause.unwrap();
-        assert!(cause.chars().count() <= MAX_CAUSE_CHARS);
+        assert!(cause.chars().count() <= crate::cause::MAX_CAUSE_CHARS);
         assert!(cause.starts_with("Migration of 0123456789ab failed"));
     }
 

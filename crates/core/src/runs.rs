@@ -6,7 +6,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::aws::AwsResultExt;
+use crate::aws::{AwsResultExt, ConditionalExt};
 use crate::dynamo::{self, s};
 use crate::error::Error;
 
@@ -77,14 +77,14 @@ pub async fn create(
         .condition_expression("attribute_not_exists(runId)")
         .send()
         .await
-        .aws("PutItem");
+        .aws("PutItem")
+        .conditional()?;
     match res {
-        Ok(_) => Ok(None),
-        Err(e) if e.is_code("ConditionalCheckFailedException") => get(db, table, &record.run_id)
+        Some(_) => Ok(None),
+        None => get(db, table, &record.run_id)
             .await?
             .map(Some)
             .ok_or_else(|| Error::Conflict(format!("run {} vanished", record.run_id))),
-        Err(e) => Err(e.into()),
     }
 }
 
@@ -164,12 +164,9 @@ pub async fn end_if_running(
         .expression_attribute_values(":running", s(status::RUNNING))
         .send()
         .await
-        .aws("UpdateItem");
-    match res {
-        Ok(_) => Ok(true),
-        Err(e) if e.is_code("ConditionalCheckFailedException") => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+        .aws("UpdateItem")
+        .conditional()?;
+    Ok(res.is_some())
 }
 
 #[cfg(test)]

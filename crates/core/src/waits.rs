@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::aws::AwsResultExt;
+use crate::aws::{AwsResultExt, ConditionalExt};
 use crate::dynamo::{self, s};
 use crate::error::Error;
 use crate::time::rfc3339;
@@ -79,12 +79,10 @@ pub async fn take(
         .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
         .send()
         .await
-        .aws("DeleteItem");
-    match res {
-        Ok(out) => out.attributes().map(dynamo::from_item).transpose(),
-        Err(e) if e.is_code("ConditionalCheckFailedException") => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+        .aws("DeleteItem")
+        .conditional()?;
+    res.and_then(|out| out.attributes().map(dynamo::from_item))
+        .transpose()
 }
 
 /// Send the outcome to a waiting execution. A token that is no longer valid (the wait timed

@@ -4,7 +4,7 @@
 //! duplicate delivery is recorded on the occurrence and the workflow ends `duplicate`. A claim
 //! past the catch-up window is still taken (so the occurrence can never run late) but marked stale.
 
-use batchless_core::aws::AwsResultExt;
+use batchless_core::aws::{AwsResultExt, ConditionalExt};
 use batchless_core::jobs::occurrence::{self, Claim, Occurrence};
 use batchless_core::jobs::workflow::{self, ClaimResult};
 use batchless_core::jobs::JobsFile;
@@ -54,20 +54,16 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
     let claim = match occurrence::claim(&deps.db, &deps.occurrences_table, &occ).await? {
         Claim::Won => {
             // The run's record (RUNNING until RecordJobRun; cleanup ends it on abort).
-            let res = deps
-                .db
+            // Created once: a retried claim finds it already there.
+            deps.db
                 .put_item()
                 .table_name(&deps.runs_table)
                 .set_item(Some(dynamo::to_item(&workflow::running_record(&run))))
                 .condition_expression("attribute_not_exists(runId)")
                 .send()
                 .await
-                .aws("PutItem");
-            match res {
-                Ok(_) => {}
-                Err(e) if e.is_code("ConditionalCheckFailedException") => {}
-                Err(e) => return Err(e.into()),
-            }
+                .aws("PutItem")
+                .conditional()?;
             ClaimResult {
                 outcome: "claimed".into(),
                 occurrence_key: run.occurrence_key.clone(),

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::aws::AwsResultExt;
+use crate::aws::{AwsResultExt, ConditionalExt};
 use crate::dynamo::{self, s};
 use crate::error::Error;
 use crate::people::Person;
@@ -171,15 +171,13 @@ pub async fn open(
         .condition_expression("attribute_not_exists(pk)")
         .send()
         .await
-        .aws("PutItem");
+        .aws("PutItem")
+        .conditional()?;
     match res {
-        Ok(_) => Ok(record.clone()),
-        Err(e) if e.is_code("ConditionalCheckFailedException") => {
-            get(db, table, &record.session_id)
-                .await?
-                .ok_or_else(|| Error::Conflict(format!("session {} vanished", record.session_id)))
-        }
-        Err(e) => Err(e.into()),
+        Some(_) => Ok(record.clone()),
+        None => get(db, table, &record.session_id)
+            .await?
+            .ok_or_else(|| Error::Conflict(format!("session {} vanished", record.session_id))),
     }
 }
 
@@ -238,12 +236,10 @@ pub async fn update(
         .condition_expression(cond)
         .send()
         .await
-        .aws("UpdateItem");
-    match res {
-        Ok(out) => out.attributes().map(dynamo::from_item).transpose(),
-        Err(e) if e.is_code("ConditionalCheckFailedException") => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+        .aws("UpdateItem")
+        .conditional()?;
+    res.and_then(|out| out.attributes().map(dynamo::from_item))
+        .transpose()
 }
 
 async fn query_index(
@@ -316,12 +312,9 @@ pub async fn put_child(
         .condition_expression("attribute_not_exists(pk)")
         .send()
         .await
-        .aws("PutItem");
-    match res {
-        Ok(_) => Ok(true),
-        Err(e) if e.is_code("ConditionalCheckFailedException") => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+        .aws("PutItem")
+        .conditional()?;
+    Ok(res.is_some())
 }
 
 pub async fn get_child(

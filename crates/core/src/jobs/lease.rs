@@ -6,8 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::config::Concurrency;
-use crate::aws::AwsResultExt;
-use crate::dynamo::{self, s};
+use crate::aws::{AwsResultExt, ConditionalExt};
+use crate::dynamo::s;
 use crate::error::Error;
 use crate::time::rfc3339;
 
@@ -68,24 +68,7 @@ async fn put(
         occurrence_key: Some(req.occurrence_key.to_string()),
         task_arn: None,
     };
-    let mut cond =
-        "attribute_not_exists(lockName) OR expiresAt < :now OR #owner = :owner".to_string();
-    let mut put = db
-        .put_item()
-        .table_name(req.table)
-        .set_item(Some(dynamo::to_item(&item)))
-        .expression_attribute_names("#owner", "owner")
-        .expression_attribute_values(":now", s(rfc3339(req.now)))
-        .expression_attribute_values(":owner", s(req.owner));
-    if let Some(prev) = previous_owner {
-        cond.push_str(" OR #owner = :prev");
-        put = put.expression_attribute_values(":prev", s(prev));
-    }
-    match put.condition_expression(cond).send().await.aws("PutItem") {
-        Ok(_) => Ok(true),
-        Err(e) if e.is_code("ConditionalCheckFailedException") => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    crate::lock::try_put(db, req.table, &item, req.owner, req.now, previous_owner).await
 }
 
 /// Apply the policy. `forbid`: not acquired while a live lease exists. `replace`: stop the
@@ -158,12 +141,9 @@ pub async fn set_task(
         .expression_attribute_values(":t", s(task_arn))
         .send()
         .await
-        .aws("UpdateItem");
-    match res {
-        Ok(_) => Ok(true),
-        Err(e) if e.is_code("ConditionalCheckFailedException") => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+        .aws("UpdateItem")
+        .conditional()?;
+    Ok(res.is_some())
 }
 
 pub async fn get(
@@ -171,20 +151,13 @@ pub async fn get(
     table: &str,
     lease: &str,
 ) -> Result<Option<JobLease>, Error> {
-    let out = db
-        .get_item()
-        .table_name(table)
-        .key("lockName", s(lease))
-        .consistent_read(true)
-        .send()
-        .await
-        .aws("GetItem")?;
-    out.item().map(dynamo::from_item).transpose()
+    crate::lock::get_as(db, table, lease).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dynamo;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
     use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::aws::AwsResultExt;
+use crate::aws::{AwsResultExt, ConditionalExt};
 use crate::dynamo::{self, s};
 use crate::error::Error;
 use crate::time::{rfc3339, truncate_to_minute};
@@ -74,17 +74,15 @@ pub async fn claim(
         .expression_attribute_values(":me", s(&occurrence.claimed_by))
         .send()
         .await
-        .aws("PutItem");
-    match res {
-        Ok(_) => Ok(Claim::Won),
-        Err(e) if e.is_code("ConditionalCheckFailedException") => {
-            let owner = get(db, table, &occurrence.occurrence_key)
-                .await?
-                .ok_or_else(|| Error::Conflict("occurrence vanished".into()))?;
-            Ok(Claim::Duplicate(Box::new(owner)))
-        }
-        Err(e) => Err(e.into()),
+        .aws("PutItem")
+        .conditional()?;
+    if res.is_some() {
+        return Ok(Claim::Won);
     }
+    let owner = get(db, table, &occurrence.occurrence_key)
+        .await?
+        .ok_or_else(|| Error::Conflict("occurrence vanished".into()))?;
+    Ok(Claim::Duplicate(Box::new(owner)))
 }
 
 /// Record a duplicate delivery on the occurrence (a set: a retried record is not counted twice).
@@ -114,8 +112,8 @@ pub async fn set_run_status(
     owner: &str,
     run_status: &str,
 ) -> Result<(), Error> {
-    let res = db
-        .update_item()
+    // Only the owner may set it: another claimant's attempt is a no-op.
+    db.update_item()
         .table_name(table)
         .key("occurrenceKey", s(occurrence_key))
         .update_expression("SET runStatus = :s")
@@ -124,12 +122,9 @@ pub async fn set_run_status(
         .expression_attribute_values(":me", s(owner))
         .send()
         .await
-        .aws("UpdateItem");
-    match res {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_code("ConditionalCheckFailedException") => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+        .aws("UpdateItem")
+        .conditional()?;
+    Ok(())
 }
 
 pub async fn get(

@@ -22,7 +22,6 @@ pub const LEASE_MARGIN_SECONDS: u64 = 15 * 60;
 pub const POLL_EVERY_SECONDS: u64 = 300;
 /// After a timeout stop, how long to wait for STOPPED before polling again.
 pub const STOP_WAIT_SECONDS: u64 = 60;
-pub const MAX_CAUSE_CHARS: usize = 4800;
 const MAX_ARGUMENTS: usize = 20;
 const MAX_ARGUMENT_CHARS: usize = 256;
 
@@ -419,27 +418,11 @@ pub fn failure_cause(state: &JobState, status: &str) -> String {
             o.and_then(|o| o.stopped_reason.clone()).unwrap_or_default()
         )),
     }
-    match (&state.logs, &state.logs_error) {
-        (Some(l), _) => text.push_str(&format!(
-            "Log: {} ({})\nLast lines of the log:\n{}\n",
-            l.uri, l.console_url, l.tail
-        )),
-        (None, Some(e)) => text.push_str(&format!("The log could not be archived: {}\n", e.error)),
-        (None, None) => {}
-    }
-    let text = crate::redact::redact(&text).into_owned();
-    clip_front(&text, MAX_CAUSE_CHARS)
-}
-
-fn clip_front(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_string();
-    }
-    let first = text.lines().next().unwrap_or_default();
-    let budget = max.saturating_sub(first.chars().count() + 5);
-    let chars: Vec<char> = text.chars().collect();
-    let rest: String = chars[chars.len() - budget..].iter().collect();
-    format!("{first}\n…\n{rest}")
+    text.push_str(&crate::cause::log_section(
+        state.logs.as_ref(),
+        state.logs_error.as_ref(),
+    ));
+    crate::cause::finish(&text)
 }
 
 /// Pure: how a finished state is recorded, and the Slack post (failures only).

@@ -8,12 +8,14 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell sha256sum local/requirements.txt | cut -c1-12)
 CARGO   ?= cargo
 
-.PHONY: help setup build lint test unit scenarios ruby demo up down status coverage package clean
+.PHONY: help setup build lint checkov test unit scenarios ruby demo up down status coverage package deploy clean
 
 help:
 	@echo "make demo    bring up the local replica, run the migration workflow (success and failure), show what happened"
 	@echo "make test    unit tests, then replica self-tests and scenario tests on a fresh local stack, then workflow coverage"
-	@echo "make lint    cargo fmt --check, clippy -D warnings, statelint (after substitution), cfn-lint"
+	@echo "make lint    cargo fmt --check, clippy -D warnings, statelint (after substitution), cfn-lint, checkov"
+	@echo "make package arm64 release zips of every function (cargo-lambda), with sizes"
+	@echo "make deploy ENV=staging|production   sam build + sam deploy --config-env ENV (needs the SAM CLI)"
 	@echo "make up|down|status   the 'dev' replica stack (batchless local up|down|status)"
 
 # Pinned Python tools (moto, cargo-lambda, cfn-lint, statelint, pytest) in a venv we create.
@@ -33,6 +35,12 @@ lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(PY) infra/lint_statemachines.py
 	$(VENV)/bin/cfn-lint infra/template.yaml
+	$(MAKE) --no-print-directory checkov
+
+# Security checks of the template; stack-wide suppressions (with reasons) in infra/.checkov.yaml,
+# resource-specific ones in the template's Metadata (checkov: skip: id + comment).
+checkov: setup
+	$(VENV)/bin/checkov -f infra/template.yaml --config-file infra/.checkov.yaml
 
 unit: setup
 	$(CARGO) test --workspace --exclude batchless-scenarios
@@ -63,9 +71,29 @@ bench-claim: build
 	BATCHLESS_STACK=bench-claim $(CARGO) run -q -p batchless-scenarios --example claim-bench; \
 	  s=$$?; target/debug/batchless local down --name bench-claim; exit $$s
 
+# arm64 (Graviton) release zips of every function for provided.al2023. cargo-lambda cross-compiles
+# with zig (shipped by its PyPI package, `.venv/bin/python-zig`); Rust's aarch64 std comes from rustup.
+FUNCTIONS := $(notdir $(wildcard functions/*))
 package: setup
-	$(VENV)/bin/cargo-lambda lambda build --release --arm64 --workspace
-	@for f in target/lambda/*/bootstrap; do printf '%-40s %s\n' "$$f" "$$(du -h $$f | cut -f1)"; done
+	@command -v rustup >/dev/null 2>&1 || { echo "make package: rustup is needed to add the aarch64-unknown-linux-gnu target" >&2; exit 1; }
+	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu || { \
+	  echo "make package: cannot install Rust's aarch64-unknown-linux-gnu target here; arm64 zips cannot be cross-compiled on this machine" >&2; exit 1; }
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cargo-lambda lambda build --release --arm64 --output-format zip \
+	  $(addprefix -p ,$(FUNCTIONS))
+	@for f in $(FUNCTIONS); do z=target/lambda/$$f/bootstrap.zip; \
+	  test -f $$z || { echo "make package: $$z missing" >&2; exit 1; }; \
+	  printf '%-60s %8s  (bootstrap %s)\n' "$$z" "$$(du -h $$z | cut -f1)" "$$(du -h target/lambda/$$f/bootstrap | cut -f1)"; done
+
+# One stack per environment (infra/samconfig.toml: staging, production). The first deploy of an
+# environment: `make deploy ENV=staging GUIDED=1` (sam deploy --guided saves the answers).
+ENV ?=
+deploy:
+	@case "$(ENV)" in staging|production) ;; *) echo "usage: make deploy ENV=staging|production [GUIDED=1]" >&2; exit 2;; esac
+	@command -v sam >/dev/null 2>&1 || { echo "make deploy: the AWS SAM CLI is not installed." >&2; \
+	  echo "  install it: https://docs.aws.amazon.com/serverless-application-model/latest/developerguide/install-sam-cli.html" >&2; \
+	  echo "  (or: pip install aws-sam-cli, in its own venv); it builds the functions with cargo-lambda (PATH must have cargo-lambda and zig: $(CURDIR)/$(VENV)/bin)" >&2; exit 1; }
+	cd infra && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" sam build --beta-features --config-env $(ENV)
+	cd infra && sam deploy --config-env $(ENV) $(if $(GUIDED),--guided,)
 
 clean:
 	$(CARGO) clean

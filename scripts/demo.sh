@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# make demo: bring up a local replica stack provisioned from infra/template.yaml, run the
-# migration workflow twice (a good migration, then one whose `build` phase fails), and show
-# what happened: the live run, the history, the Slack posts, the archived log. KEEP=1 leaves
-# the stack running afterwards (stop it with `target/debug/batchless local down --name demo`).
+# make demo: bring up a local replica stack provisioned from infra/template.yaml and run every
+# workflow once, showing what happened: the migration twice (a good one, then one whose `build`
+# phase fails: the live run, the history, the Slack posts, the archived log), a scheduled job
+# delivered three times at once (one run, two duplicates), and a bastion login with a dangerous
+# console command and an executive's approval in Slack. KEEP=1 leaves the stack running
+# afterwards (stop it with `target/debug/batchless local down --name demo`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${DEMO_STACK:-demo}"
@@ -60,4 +62,29 @@ print("\n".join(body.splitlines()[-12:]))
 print(s3.get_object(Bucket=bucket, Key=key + ".sha256")["Body"].read().decode().strip())
 PYEOF
 done
+section "6. A scheduled job: EventBridge Scheduler delivers one occurrence three times at once"
+at=$(date -u +%Y-%m-%dT%H:%M:00Z)
+"$cli" --stack "$name" jobs fire sync-exchange-rates --at "$at" --deliveries 3 > ".local/$name/fire.json"
+AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "$PY" - ".local/$name/fire.json" "$(field "d['endpoint']")" <<'PYEOF'
+import json, sys, time, boto3
+fired = json.load(open(sys.argv[1]))
+sfn = boto3.client("stepfunctions", endpoint_url=sys.argv[2], region_name="us-east-1")
+print(f"occurrence {fired['schedule']} @ {fired['scheduled_time']}: {len(fired['deliveries'])} deliveries")
+for d in fired["deliveries"]:
+    deadline = time.time() + 120
+    while (desc := sfn.describe_execution(executionArn=d["execution_arn"]))["status"] == "RUNNING":
+        if time.time() > deadline:
+            sys.exit(f"{d['execution_arn']} still running")
+        time.sleep(0.5)
+    out = json.loads(desc.get("output") or "{}")
+    what = out.get("outcome") or out.get("status")
+    detail = f"task {out['taskArn'].rsplit('/', 1)[-1]}, exit {out.get('exitCode')}" if out.get("taskArn") else ""
+    print(f"  delivery {d['execution_id'][:8]}: {desc['status']} {what} {detail}")
+PYEOF
+"$cli" --stack "$name" jobs list
+
+section "7. The bastion watch: login, a dangerous console command, an executive's approval"
+"$PY" scripts/demo_bastion.py "$stack"
+"$cli" --stack "$name" sessions
+
 section "Done. The stack is $( [ "${KEEP:-0}" = 1 ] && echo "still running (KEEP=1)" || echo "being stopped" )."

@@ -54,17 +54,21 @@ def patch_moto_stepfunctions() -> None:
             _emit_running(execution)
         return execution
 
-    def _emit_running(execution: Any) -> None:
-        with _final_lock:
-            if getattr(execution, "_replica_final", False):
-                return
-        d = _status_detail(execution)
-        d.update(status="RUNNING", stopDate=None, output=None, outputDetails=None, error=None, cause=None)
-        events.emit("aws.states", "Step Functions Execution Status Change", d, [execution.exec_arn])
-
     _final_lock = threading.Lock()
 
+    def _emit_running(execution: Any) -> None:
+        """RUNNING, once, and always before the final status: an execution that fails at once
+        can finish on its worker thread before StartExecution returns."""
+        with _final_lock:
+            if getattr(execution, "_replica_running", False):
+                return
+            execution._replica_running = True
+            d = _status_detail(execution)
+            d.update(status="RUNNING", stopDate=None, output=None, outputDetails=None, error=None, cause=None)
+            events.emit("aws.states", "Step Functions Execution Status Change", d, [execution.exec_arn])
+
     def _final(execution: Any) -> None:
+        _emit_running(execution)
         with _final_lock:
             if getattr(execution, "_replica_final", False):
                 return

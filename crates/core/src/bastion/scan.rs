@@ -252,6 +252,7 @@ mod tests {
         let s = scanner();
         let cases = [
             ("User.where(active: false).destroy_all", "destroy_all"),
+            ("Order.where(state: 'stale').delete_all", "delete_all"),
             ("Order.delete_all", "delete_all"),
             ("User.update_all(admin: true)", "update_all"),
             ("u.update_column(:admin, true)", "update_columns"),

@@ -136,7 +136,10 @@ pub fn classify(message: &str, from_console_group: bool) -> Result<Source, Strin
         ));
     }
     let trimmed = message.trim();
-    if trimmed.starts_with(HOOK_MARKER) {
+    // The hook writes compact JSON; accept any JSON spacing all the same.
+    if trimmed.starts_with(HOOK_MARKER)
+        || (trimmed.starts_with('{') && trimmed.contains("\"console-command\""))
+    {
         let line: HookLine = serde_json::from_str(trimmed)
             .map_err(|e| format!("malformed console hook line: {e}"))?;
         if line.batchless != "console-command" || line.v != 1 {
@@ -167,6 +170,18 @@ pub fn session_id_from_stream(stream: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hook_lines_with_any_json_spacing_are_hook_lines() {
+        let spaced = r#"{"batchless": "console-command", "v": 1, "taskId": "t1", "command": "Order.delete_all", "time": "2026-11-28T13:00:00Z", "pid": 1}"#;
+        assert!(
+            matches!(classify(spaced, true), Ok(Source::Hook(l)) if l.command == "Order.delete_all")
+        );
+        assert!(matches!(
+            classify("Started GET /", true),
+            Ok(Source::Ignored)
+        ));
+    }
 
     fn sample() -> LogsData {
         LogsData {

@@ -61,6 +61,8 @@ fn schedule(job: &Job) -> String {
         RetryPolicy:
           MaximumEventAgeInSeconds: {age}
           MaximumRetryAttempts: 185
+        DeadLetterConfig:
+          Arn: !GetAtt EventsDeadLetterQueue.Arn
 ",
         id = logical_id(&job.name),
         name = job.name,

@@ -7,6 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
+use crate::aws::AwsResultExt;
 use crate::error::Error;
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -86,6 +87,49 @@ pub fn item_to_value(item: &Item) -> Value {
 pub fn from_item<T: DeserializeOwned>(item: &Item) -> Result<T, Error> {
     serde_json::from_value(item_to_value(item))
         .map_err(|e| Error::Conflict(format!("stored record does not match its schema: {e}")))
+}
+
+/// One item by its key attributes (a consistent read), as a record.
+pub async fn get<T: DeserializeOwned>(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &[(&str, &str)],
+) -> Result<Option<T>, Error> {
+    let out = db
+        .get_item()
+        .table_name(table)
+        .set_key(Some(
+            key.iter().map(|(k, v)| (k.to_string(), s(*v))).collect(),
+        ))
+        .consistent_read(true)
+        .send()
+        .await
+        .aws("GetItem")?;
+    out.item().map(from_item).transpose()
+}
+
+/// The items of `index` whose partition `key` is `value`, newest (highest sort key) first.
+pub async fn query_newest(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    index: &str,
+    key: &str,
+    value: &str,
+    limit: Option<i32>,
+) -> Result<Vec<Item>, Error> {
+    let out = db
+        .query()
+        .table_name(table)
+        .index_name(index)
+        .key_condition_expression("#k = :v")
+        .expression_attribute_names("#k", key)
+        .expression_attribute_values(":v", s(value))
+        .scan_index_forward(false)
+        .set_limit(limit)
+        .send()
+        .await
+        .aws("Query")?;
+    Ok(out.items().to_vec())
 }
 
 pub fn s(value: impl Into<String>) -> AttributeValue {

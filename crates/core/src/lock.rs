@@ -120,15 +120,7 @@ pub async fn get_as<T: serde::de::DeserializeOwned>(
     table: &str,
     name: &str,
 ) -> Result<Option<T>, Error> {
-    let out = db
-        .get_item()
-        .table_name(table)
-        .key("lockName", s(name))
-        .consistent_read(true)
-        .send()
-        .await
-        .aws("GetItem")?;
-    out.item().map(dynamo::from_item).transpose()
+    dynamo::get(db, table, &[("lockName", name)]).await
 }
 
 /// Every lock `owner` holds (the locks table is small: a scan with a filter).

@@ -108,15 +108,7 @@ pub async fn get(
     table: &str,
     run_id: &str,
 ) -> Result<Option<RunRecord>, Error> {
-    let out = db
-        .get_item()
-        .table_name(table)
-        .key("runId", s(run_id))
-        .consistent_read(true)
-        .send()
-        .await
-        .aws("GetItem")?;
-    out.item().map(dynamo::from_item).transpose()
+    dynamo::get(db, table, &[("runId", run_id)]).await
 }
 
 /// The newest runs of a workflow first.
@@ -126,18 +118,18 @@ pub async fn list(
     workflow: &str,
     limit: i32,
 ) -> Result<Vec<RunRecord>, Error> {
-    let out = db
-        .query()
-        .table_name(table)
-        .index_name(BY_WORKFLOW_INDEX)
-        .key_condition_expression("workflow = :w")
-        .expression_attribute_values(":w", s(workflow))
-        .scan_index_forward(false)
-        .limit(limit)
-        .send()
-        .await
-        .aws("Query")?;
-    out.items().iter().map(dynamo::from_item).collect()
+    dynamo::query_newest(
+        db,
+        table,
+        BY_WORKFLOW_INDEX,
+        "workflow",
+        workflow,
+        Some(limit),
+    )
+    .await?
+    .iter()
+    .map(dynamo::from_item)
+    .collect()
 }
 
 /// Mark a run ended with `status` if it is still `RUNNING` (abort/timeout cleanup); returns

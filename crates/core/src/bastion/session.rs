@@ -186,16 +186,7 @@ pub async fn get(
     table: &str,
     session_id: &str,
 ) -> Result<Option<SessionRecord>, Error> {
-    let out = db
-        .get_item()
-        .table_name(table)
-        .key("pk", s(pk(session_id)))
-        .key("sk", s(SESSION_SK))
-        .consistent_read(true)
-        .send()
-        .await
-        .aws("GetItem")?;
-    out.item().map(dynamo::from_item).transpose()
+    dynamo::get(db, table, &[("pk", &pk(session_id)), ("sk", SESSION_SK)]).await
 }
 
 /// `SET` the given top-level fields of a session (which must exist); returns the new record.
@@ -323,16 +314,7 @@ pub async fn get_child(
     pk_value: &str,
     sk: &str,
 ) -> Result<Option<Value>, Error> {
-    let out = db
-        .get_item()
-        .table_name(table)
-        .key("pk", s(pk_value))
-        .key("sk", s(sk))
-        .consistent_read(true)
-        .send()
-        .await
-        .aws("GetItem")?;
-    Ok(out.item().map(dynamo::item_to_value))
+    dynamo::get(db, table, &[("pk", pk_value), ("sk", sk)]).await
 }
 
 /// Count a flagged command on the session.

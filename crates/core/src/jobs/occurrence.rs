@@ -132,15 +132,7 @@ pub async fn get(
     table: &str,
     occurrence_key: &str,
 ) -> Result<Option<Occurrence>, Error> {
-    let out = db
-        .get_item()
-        .table_name(table)
-        .key("occurrenceKey", s(occurrence_key))
-        .consistent_read(true)
-        .send()
-        .await
-        .aws("GetItem")?;
-    out.item().map(dynamo::from_item).transpose()
+    dynamo::get(db, table, &[("occurrenceKey", occurrence_key)]).await
 }
 
 /// The newest occurrences of a job (index `byJob`: job, scheduledTime).
@@ -150,18 +142,11 @@ pub async fn list(
     job: &str,
     limit: i32,
 ) -> Result<Vec<Occurrence>, Error> {
-    let out = db
-        .query()
-        .table_name(table)
-        .index_name("byJob")
-        .key_condition_expression("job = :j")
-        .expression_attribute_values(":j", s(job))
-        .scan_index_forward(false)
-        .limit(limit)
-        .send()
-        .await
-        .aws("Query")?;
-    out.items().iter().map(dynamo::from_item).collect()
+    dynamo::query_newest(db, table, "byJob", "job", job, Some(limit))
+        .await?
+        .iter()
+        .map(dynamo::from_item)
+        .collect()
 }
 
 #[cfg(test)]

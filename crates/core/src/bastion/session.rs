@@ -240,17 +240,8 @@ async fn query_index(
     key: &str,
     value: &str,
 ) -> Result<Vec<SessionRecord>, Error> {
-    let out = db
-        .query()
-        .table_name(table)
-        .index_name(index)
-        .key_condition_expression("#k = :v")
-        .expression_attribute_names("#k", key)
-        .expression_attribute_values(":v", s(value))
-        .send()
-        .await
-        .aws("Query")?;
-    out.items()
+    dynamo::query_newest(db, table, index, key, value, None)
+        .await?
         .iter()
         .filter(|i| i.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(SESSION_SK))
         .map(dynamo::from_item)

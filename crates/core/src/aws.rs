@@ -56,6 +56,10 @@ pub fn sts(config: &SdkConfig) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::new(config)
 }
 
+pub fn cloudtrail(config: &SdkConfig) -> aws_sdk_cloudtrail::Client {
+    aws_sdk_cloudtrail::Client::new(config)
+}
+
 /// An AWS call that failed, classified by what a caller should do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {

@@ -4,6 +4,7 @@
 //! plain functions here. Every failure a state machine routes on carries a stable
 //! `error_type` (see [`error`]).
 
+pub mod audit;
 pub mod aws;
 pub mod bastion;
 pub mod build;
@@ -18,6 +19,7 @@ pub mod jobs;
 pub mod lock;
 pub mod logs;
 pub mod migration;
+pub mod patch;
 pub mod people;
 pub mod pipeline;
 pub mod redact;

@@ -1,0 +1,193 @@
+//! What Slack shows for a data patch: the approval request (Block Kit, with Approve / Reject
+//! buttons) and the result in the request's thread. Every text is redacted.
+
+use serde_json::{json, Value};
+
+use super::{Kind, PatchRun};
+use crate::redact::redact;
+use crate::slack::Message;
+
+pub const APPROVE_ACTION: &str = "patch_approve";
+pub const REJECT_ACTION: &str = "patch_reject";
+
+/// Repository link templates (configuration): `{commit}`, `{path}`, `{base}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Links {
+    /// e.g. `https://github.com/acme/app/blob/{commit}/{path}`
+    pub file: String,
+    /// e.g. `https://github.com/acme/app/compare/{base}...{commit}`
+    pub diff: String,
+}
+
+impl Links {
+    /// The script (or the rake tasks directory) at the pinned commit.
+    pub fn script(&self, run: &PatchRun) -> String {
+        let path = match run.kind {
+            Kind::Runner => run.target.as_str(),
+            Kind::Rake => "lib/tasks",
+        };
+        self.file
+            .replace("{commit}", &run.commit)
+            .replace("{path}", path)
+    }
+
+    /// The diff between the deployed commit and the patch's commit.
+    pub fn diff(&self, run: &PatchRun, deployed: &str) -> String {
+        self.diff
+            .replace("{base}", deployed)
+            .replace("{commit}", &run.commit)
+    }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+/// The approval request.
+pub fn approval_request(
+    run: &PatchRun,
+    channel: &str,
+    links: &Links,
+    deployed: Option<&str>,
+    expires_at: &str,
+) -> Message {
+    let command = redact(&run.command).into_owned();
+    let reason = redact(&run.reason).into_owned();
+    let diff = match deployed {
+        Some(base) => format!(
+            "<{}|diff against the deployed {}>",
+            links.diff(run, base),
+            short(base)
+        ),
+        None => "no deployed commit recorded yet (no migration has succeeded)".to_string(),
+    };
+    let text = format!(
+        "Data patch {} ({}) by {} needs {} approval(s): `{}` at {}",
+        run.patch_id,
+        run.ticket,
+        run.requester_name,
+        run.required_approvals,
+        command,
+        short(&run.commit)
+    );
+    let blocks = json!([
+        {"type": "header", "text": {"type": "plain_text", "text": format!("Data patch approval: {}", run.ticket)}},
+        {"type": "section", "fields": [
+            {"type": "mrkdwn", "text": format!("*Ticket*\n{}", run.ticket)},
+            {"type": "mrkdwn", "text": format!("*Requester*\n{} ({})", run.requester_name, run.requester)},
+            {"type": "mrkdwn", "text": format!("*Commit*\n`{}` ({})", short(&run.commit), run.git_ref)},
+            {"type": "mrkdwn", "text": format!("*Environment*\n{}", run.environment)},
+            {"type": "mrkdwn", "text": format!("*Approvals needed*\n{} (not the requester)", run.required_approvals)},
+            {"type": "mrkdwn", "text": format!("*Expires*\n{expires_at}")},
+        ]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": format!("*Command*\n```{command}```")}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": format!("*Reason*\n{reason}")}},
+        {"type": "context", "elements": [
+            {"type": "mrkdwn", "text": format!("<{}|{} at {}> · {}", links.script(run), run.target, short(&run.commit), diff)},
+            {"type": "mrkdwn", "text": format!("patch `{}` · request hash `{}`", run.patch_id, short(&run.request_hash))},
+        ]},
+        {"type": "actions", "block_id": "patch_decision", "elements": [
+            {"type": "button", "action_id": APPROVE_ACTION, "style": "primary", "value": run.patch_id,
+             "text": {"type": "plain_text", "text": "Approve"},
+             "confirm": {"title": {"type": "plain_text", "text": "Approve this patch?"},
+                         "text": {"type": "mrkdwn", "text": format!("`{command}` will run against {} at `{}`.", run.environment, short(&run.commit))},
+                         "confirm": {"type": "plain_text", "text": "Approve"},
+                         "deny": {"type": "plain_text", "text": "Cancel"}}},
+            {"type": "button", "action_id": REJECT_ACTION, "style": "danger", "value": run.patch_id,
+             "text": {"type": "plain_text", "text": "Reject"}},
+        ]},
+    ]);
+    Message {
+        channel: channel.to_string(),
+        text: redact(&text).into_owned(),
+        blocks: Some(blocks),
+        thread_ts: None,
+    }
+}
+
+/// A reply in the request's thread.
+pub fn thread_reply(channel: &str, thread_ts: &str, text: &str) -> Message {
+    Message {
+        channel: channel.to_string(),
+        text: redact(text).into_owned(),
+        blocks: None,
+        thread_ts: Some(thread_ts.to_string()),
+    }
+}
+
+/// Parse a Slack interactivity body (`payload=<url-encoded JSON>`).
+pub fn interaction_payload(raw: &[u8]) -> Option<Value> {
+    let body = std::str::from_utf8(raw).ok()?;
+    let encoded = body.split('&').find_map(|kv| kv.strip_prefix("payload="))?;
+    let decoded = url_decode(encoded)?;
+    serde_json::from_str(&decoded).ok()
+}
+
+fn url_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch::tests::{exec, people, request};
+    use crate::patch::{validate, Policy};
+
+    fn links() -> Links {
+        Links {
+            file: "https://git.example/app/blob/{commit}/{path}".into(),
+            diff: "https://git.example/app/compare/{base}...{commit}".into(),
+        }
+    }
+
+    #[test]
+    fn the_request_shows_everything_an_approver_needs() {
+        let run = validate(request(), &exec(), "staging", &people(), Policy::default()).unwrap();
+        let m = approval_request(
+            &run,
+            "C1",
+            &links(),
+            Some("aaaaaaaaaaaa1111"),
+            "2026-11-29T13:00:00Z",
+        );
+        let blocks = m.blocks.unwrap().to_string();
+        for needle in [
+            "OPS-42",
+            "Bob Example",
+            "0123456789ab",
+            "bin/rake data:backfill_totals",
+            "totals were wrong",
+            "https://git.example/app/blob/0123456789abcdef0123456789abcdef01234567/lib/tasks",
+            "https://git.example/app/compare/aaaaaaaaaaaa1111...0123456789abcdef0123456789abcdef01234567",
+            "patch_approve",
+            "patch_reject",
+        ] {
+            assert!(blocks.contains(needle), "{needle} missing from {blocks}");
+        }
+    }
+
+    #[test]
+    fn interaction_payloads_are_decoded() {
+        let raw = b"payload=%7B%22type%22%3A%22block_actions%22%2C%22user%22%3A%7B%22id%22%3A%22U1%22%7D%2C%22t%22%3A%22a+b%22%7D";
+        let v = interaction_payload(raw).unwrap();
+        assert_eq!(v["user"]["id"], "U1");
+        assert_eq!(v["t"], "a b");
+        assert!(interaction_payload(b"nothing=here").is_none());
+        assert!(interaction_payload(b"payload=%ZZ").is_none());
+    }
+}

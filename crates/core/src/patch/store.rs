@@ -1,0 +1,624 @@
+//! Patch records (the patches table, key `patchId`) and the flows that change them: a
+//! decision, a cancellation. Every change is a conditional write on the record's status and
+//! is appended to the audit trail with an idempotency key, so a retried step, a double click
+//! or a Slack retry changes nothing twice.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::types::ReturnValue;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::approval::{self, Decision, DecisionRecord, Refusal, Via};
+use super::{status, PatchRun};
+use crate::audit::{self, Entry, Trail};
+use crate::aws::{AwsResultExt, ConditionalExt};
+use crate::dynamo::{self, s};
+use crate::error::Error;
+use crate::people::{People, Person, Role};
+
+pub const BY_ENVIRONMENT_INDEX: &str = "byEnvironment";
+
+/// The Slack message that asked for approval (the thread every later post goes to).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ApprovalMessage {
+    pub channel: String,
+    pub ts: String,
+    #[serde(default)]
+    pub permalink: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PatchRecord {
+    pub patch_id: String,
+    pub environment: String,
+    pub status: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub request: Option<PatchRun>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_message: Option<ApprovalMessage>,
+    #[serde(default)]
+    pub decisions: BTreeMap<String, DecisionRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<String>,
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_source_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_cause: Option<String>,
+}
+
+impl PatchRecord {
+    pub fn run(&self) -> Result<&PatchRun, Error> {
+        self.request.as_ref().ok_or_else(|| {
+            Error::Conflict(format!("patch {} has no request recorded", self.patch_id))
+        })
+    }
+}
+
+/// Where patches live and who may act on them.
+#[derive(Debug, Clone)]
+pub struct Store<'a> {
+    pub db: &'a aws_sdk_dynamodb::Client,
+    pub table: &'a str,
+    pub trail: Trail<'a>,
+}
+
+/// An audit entry about a patch.
+pub fn entry(run: &PatchRun, key: String, event: &str, actor: &str, data: Value) -> Entry {
+    Entry {
+        key,
+        environment: run.environment.clone(),
+        patch_id: run.patch_id.clone(),
+        event: event.to_string(),
+        actor: actor.to_string(),
+        data,
+    }
+}
+
+pub async fn get(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    patch_id: &str,
+) -> Result<Option<PatchRecord>, Error> {
+    dynamo::get(db, table, &[("patchId", patch_id)]).await
+}
+
+pub async fn must_get(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    patch_id: &str,
+) -> Result<PatchRecord, Error> {
+    get(db, table, patch_id)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("patch {patch_id}")))
+}
+
+/// Newest first.
+pub async fn list(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    environment: &str,
+    limit: i32,
+) -> Result<Vec<PatchRecord>, Error> {
+    dynamo::query_newest(
+        db,
+        table,
+        BY_ENVIRONMENT_INDEX,
+        "environment",
+        environment,
+        Some(limit),
+    )
+    .await?
+    .iter()
+    .map(dynamo::from_item)
+    .collect()
+}
+
+/// Create the record of a validated request (`PENDING_APPROVAL`) and append `REQUESTED`.
+/// Idempotent: a second call finds the record and the audit key.
+pub async fn create(st: &Store<'_>, run: &PatchRun) -> Result<PatchRecord, Error> {
+    let now = crate::time::rfc3339(crate::time::now());
+    let record = PatchRecord {
+        patch_id: run.patch_id.clone(),
+        environment: run.environment.clone(),
+        status: status::PENDING_APPROVAL.into(),
+        created_at: run.requested_at.clone(),
+        updated_at: now,
+        request: Some(run.clone()),
+        ..Default::default()
+    };
+    let mut item = dynamo::to_item(&record);
+    // An empty map to add decisions to.
+    item.insert(
+        "decisions".into(),
+        aws_sdk_dynamodb::types::AttributeValue::M(Default::default()),
+    );
+    let created = st
+        .db
+        .put_item()
+        .table_name(st.table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(patchId)")
+        .send()
+        .await
+        .aws("PutItem")
+        .conditional()?;
+    let stored = match created {
+        Some(_) => record,
+        None => {
+            let existing = must_get(st.db, st.table, &run.patch_id).await?;
+            if existing.run()?.request_hash != run.request_hash {
+                return Err(Error::Conflict(format!(
+                    "patch {} already exists with a different request",
+                    run.patch_id
+                )));
+            }
+            existing
+        }
+    };
+    audit::append(
+        &st.trail,
+        &entry(
+            run,
+            format!("request:{}", run.patch_id),
+            "REQUESTED",
+            &run.requester,
+            json!({
+                "status": status::PENDING_APPROVAL,
+                "ticket": run.ticket,
+                "ref": run.git_ref,
+                "commit": run.commit,
+                "kind": run.kind,
+                "command": run.command,
+                "reason": crate::redact::redact(&run.reason),
+                "requester": run.requester,
+                "requesterPrincipal": run.requester_principal,
+                "requiredApprovals": run.required_approvals,
+                "requestHash": run.request_hash,
+                "executionArn": run.execution_arn,
+            }),
+        ),
+    )
+    .await?;
+    Ok(stored)
+}
+
+/// `SET` top-level fields if `condition` holds; `None` when it did not.
+pub async fn update(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    patch_id: &str,
+    fields: &[(&str, Value)],
+    condition: &str,
+    values: &[(&str, Value)],
+) -> Result<Option<PatchRecord>, Error> {
+    let mut sets = vec!["#updatedAt = :updatedAt".to_string()];
+    let mut req = db
+        .update_item()
+        .table_name(table)
+        .key("patchId", s(patch_id))
+        .return_values(ReturnValue::AllNew)
+        .expression_attribute_names("#updatedAt", "updatedAt")
+        .expression_attribute_values(":updatedAt", s(crate::time::rfc3339(crate::time::now())));
+    if condition.contains("#status") {
+        req = req.expression_attribute_names("#status", "status");
+    }
+    for (i, (name, value)) in fields.iter().enumerate() {
+        sets.push(format!("#f{i} = :f{i}"));
+        req = req
+            .expression_attribute_names(format!("#f{i}"), *name)
+            .expression_attribute_values(format!(":f{i}"), dynamo::to_attr(value));
+    }
+    for (k, v) in values {
+        req = req.expression_attribute_values(*k, dynamo::to_attr(v));
+    }
+    let cond = if condition.is_empty() {
+        "attribute_exists(patchId)".to_string()
+    } else {
+        format!("attribute_exists(patchId) AND ({condition})")
+    };
+    let res = req
+        .update_expression(format!("SET {}", sets.join(", ")))
+        .condition_expression(cond)
+        .send()
+        .await
+        .aws("UpdateItem")
+        .conditional()?;
+    res.and_then(|out| out.attributes().map(dynamo::from_item))
+        .transpose()
+}
+
+/// Move a patch from one status to another; `None` when it was not in `from`.
+pub async fn transition(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    patch_id: &str,
+    from: &[&str],
+    to: &str,
+    fields: &[(&str, Value)],
+) -> Result<Option<PatchRecord>, Error> {
+    let mut all = vec![("status", json!(to))];
+    all.extend(fields.iter().cloned());
+    let names: Vec<String> = (0..from.len()).map(|i| format!(":from{i}")).collect();
+    let values: Vec<(&str, Value)> = names
+        .iter()
+        .zip(from)
+        .map(|(n, s)| (n.as_str(), json!(s)))
+        .collect();
+    let cond = format!("#status IN ({})", names.join(", "));
+    update(db, table, patch_id, &all, &cond, &values).await
+}
+
+/// What came of a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionOutcome {
+    pub patch_id: String,
+    /// `recorded`, `duplicate` (this person decided before) or `refused`.
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Refusal>,
+    pub status: String,
+    pub approvals: usize,
+    pub required: u32,
+    /// Whether the waiting workflow was told (approved or rejected now).
+    pub wait_ended: bool,
+}
+
+impl DecisionOutcome {
+    /// One line for Slack or the terminal.
+    pub fn summary(&self, who: &str, decision: Decision) -> String {
+        match (&self.outcome[..], &self.refusal) {
+            (_, Some(r)) => format!(
+                "{who} cannot {} patch {}: {r}",
+                decision.as_str(),
+                self.patch_id
+            ),
+            ("duplicate", _) => format!(
+                "{who} already decided patch {} (status {}, {}/{} approvals)",
+                self.patch_id, self.status, self.approvals, self.required
+            ),
+            _ => match self.status.as_str() {
+                status::APPROVED => format!(
+                    "{who} approved patch {}: approved ({}/{}), the build starts",
+                    self.patch_id, self.approvals, self.required
+                ),
+                status::REJECTED => {
+                    format!("{who} rejected patch {}: no build will run", self.patch_id)
+                }
+                _ => format!(
+                    "{who} approved patch {}: {}/{} approvals, waiting for more",
+                    self.patch_id, self.approvals, self.required
+                ),
+            },
+        }
+    }
+}
+
+/// Who is deciding, as the caller established it (a verified Slack user or an STS identity).
+#[derive(Debug, Clone)]
+pub struct Decider<'p> {
+    pub person: Option<&'p Person>,
+    pub identity: String,
+    pub via: Via,
+    pub comment: Option<String>,
+}
+
+/// Record a decision under the rule set of [`approval`], finish the approval when it is
+/// complete (`APPROVED` / `REJECTED`), and tell the waiting workflow.
+pub async fn decide(
+    st: &Store<'_>,
+    sfn: &aws_sdk_sfn::Client,
+    people: &People,
+    patch_id: &str,
+    decider: &Decider<'_>,
+    decision: Decision,
+) -> Result<DecisionOutcome, Error> {
+    let rec = must_get(st.db, st.table, patch_id).await?;
+    let run = rec.run()?.clone();
+    let actor = decider
+        .person
+        .map(|p| p.id.clone())
+        .unwrap_or_else(|| decider.identity.clone());
+    let already = decider
+        .person
+        .is_some_and(|p| rec.decisions.contains_key(&p.id));
+    if !already {
+        if let Err(refusal) = approval::judge(&run, &rec.status, decider.person, &decider.identity)
+        {
+            audit::append(
+                &st.trail,
+                &entry(
+                    &run,
+                    format!(
+                        "refused:{patch_id}:{actor}:{}:{}:{}",
+                        decision.as_str(),
+                        refusal.code(),
+                        rec.status
+                    ),
+                    "DECISION_REFUSED",
+                    &actor,
+                    json!({"decision": decision.as_str(), "via": decider.via, "identity": decider.identity, "refusal": refusal}),
+                ),
+            )
+            .await?;
+            let t = approval::tally(&run, &rec.decisions, people);
+            return Ok(DecisionOutcome {
+                patch_id: patch_id.into(),
+                outcome: "refused".into(),
+                refusal: Some(refusal),
+                status: rec.status,
+                approvals: t.approvers.len(),
+                required: t.required,
+                wait_ended: false,
+            });
+        }
+    }
+    let person = decider.person.expect("judged: a person");
+    let record = DecisionRecord {
+        decision,
+        by: person.id.clone(),
+        by_name: person.name.clone(),
+        via: decider.via,
+        at: crate::time::rfc3339(crate::time::now()),
+        identity: decider.identity.clone(),
+        request_hash: run.request_hash.clone(),
+        comment: decider
+            .comment
+            .as_deref()
+            .map(|c| crate::redact::redact(c).into_owned()),
+    };
+    let written = st
+        .db
+        .update_item()
+        .table_name(st.table)
+        .key("patchId", s(patch_id))
+        .update_expression("SET decisions.#p = :d, #updatedAt = :now")
+        .condition_expression("#status = :pending AND attribute_not_exists(decisions.#p)")
+        .expression_attribute_names("#p", &person.id)
+        .expression_attribute_names("#status", "status")
+        .expression_attribute_names("#updatedAt", "updatedAt")
+        .expression_attribute_values(
+            ":d",
+            dynamo::to_attr(&serde_json::to_value(&record).expect("serializes")),
+        )
+        .expression_attribute_values(":pending", s(status::PENDING_APPROVAL))
+        .expression_attribute_values(":now", s(record.at.clone()))
+        .send()
+        .await
+        .aws("UpdateItem")
+        .conditional()?
+        .is_some();
+    let rec = must_get(st.db, st.table, patch_id).await?;
+    let Some(stored) = rec.decisions.get(&person.id).cloned() else {
+        // Not written and not there: the patch left PENDING_APPROVAL meanwhile.
+        let t = approval::tally(&run, &rec.decisions, people);
+        return Ok(DecisionOutcome {
+            patch_id: patch_id.into(),
+            outcome: "refused".into(),
+            refusal: Some(Refusal::NotPending {
+                status: rec.status.clone(),
+            }),
+            status: rec.status,
+            approvals: t.approvers.len(),
+            required: t.required,
+            wait_ended: false,
+        });
+    };
+    audit::append(
+        &st.trail,
+        &entry(
+            &run,
+            format!("decision:{patch_id}:{}", person.id),
+            "DECISION",
+            &person.id,
+            json!({
+                "decision": stored.decision.as_str(),
+                "via": stored.via,
+                "identity": stored.identity,
+                "requestHash": stored.request_hash,
+                "comment": stored.comment,
+            }),
+        ),
+    )
+    .await?;
+    let (rec, wait_ended) = conclude(st, sfn, people, rec).await?;
+    let t = approval::tally(&run, &rec.decisions, people);
+    Ok(DecisionOutcome {
+        patch_id: patch_id.into(),
+        outcome: if written { "recorded" } else { "duplicate" }.into(),
+        refusal: None,
+        status: rec.status,
+        approvals: t.approvers.len(),
+        required: t.required,
+        wait_ended,
+    })
+}
+
+/// When the decisions add up, move the patch to `APPROVED` / `REJECTED`, audit it and end the
+/// workflow's wait. Safe to repeat.
+async fn conclude(
+    st: &Store<'_>,
+    sfn: &aws_sdk_sfn::Client,
+    people: &People,
+    rec: PatchRecord,
+) -> Result<(PatchRecord, bool), Error> {
+    let run = rec.run()?.clone();
+    let t = approval::tally(&run, &rec.decisions, people);
+    let now = crate::time::rfc3339(crate::time::now());
+    let (to, fields, output) = if let Some(by) = &t.rejected_by {
+        (
+            status::REJECTED,
+            vec![("rejectedBy", json!(by))],
+            json!({"decision": "rejected", "by": by}),
+        )
+    } else if t.approved() {
+        (
+            status::APPROVED,
+            vec![
+                ("approvers", json!(t.approvers)),
+                ("approvedAt", json!(now)),
+            ],
+            json!({"decision": "approved", "approvers": t.approvers}),
+        )
+    } else {
+        return Ok((rec, false));
+    };
+    let rec = match transition(
+        st.db,
+        st.table,
+        &run.patch_id,
+        &[status::PENDING_APPROVAL],
+        to,
+        &fields,
+    )
+    .await?
+    {
+        Some(updated) => updated,
+        None => must_get(st.db, st.table, &run.patch_id).await?,
+    };
+    if rec.status != to {
+        return Ok((rec, false));
+    }
+    audit::append(
+        &st.trail,
+        &entry(
+            &run,
+            format!("{}:{}", to.to_lowercase(), run.patch_id),
+            to,
+            "workflow",
+            json!({
+                "approvers": rec.approvers,
+                "rejectedBy": rec.rejected_by,
+                "requiredApprovals": run.required_approvals,
+                "requestHash": run.request_hash,
+                "commit": run.commit,
+                "command": run.command,
+            }),
+        ),
+    )
+    .await?;
+    let ended = match &rec.task_token {
+        Some(token) => crate::waits::send_success(sfn, token, &output).await?,
+        None => false,
+    };
+    Ok((rec, ended))
+}
+
+/// What `batchless patch cancel` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cancelled {
+    pub patch_id: String,
+    pub status: String,
+    pub build_stopped: bool,
+    pub wait_ended: bool,
+}
+
+/// Cancel a patch: a pending one ends `CANCELLED` at once; an approved or running one is
+/// marked and its build stopped (the workflow then records `CANCELLED`). The requester, an
+/// approver or an operator may cancel.
+pub async fn cancel(
+    st: &Store<'_>,
+    sfn: &aws_sdk_sfn::Client,
+    codebuild: &aws_sdk_codebuild::Client,
+    patch_id: &str,
+    person: &Person,
+) -> Result<Cancelled, Error> {
+    let rec = must_get(st.db, st.table, patch_id).await?;
+    let run = rec.run()?.clone();
+    if person.id != run.requester
+        && !person.has_role(Role::Approver)
+        && !person.has_role(Role::Operator)
+    {
+        return Err(Error::Conflict(format!(
+            "{} may not cancel patch {patch_id} (only its requester, an approver or an operator)",
+            person.id
+        )));
+    }
+    if status::is_final(&rec.status) {
+        return Err(Error::Conflict(format!(
+            "patch {patch_id} already ended {}",
+            rec.status
+        )));
+    }
+    let now = crate::time::rfc3339(crate::time::now());
+    let marked = update(
+        st.db,
+        st.table,
+        patch_id,
+        &[
+            ("cancelledBy", json!(person.id)),
+            ("cancelledAt", json!(now)),
+        ],
+        "attribute_not_exists(cancelledBy)",
+        &[],
+    )
+    .await?;
+    audit::append(
+        &st.trail,
+        &entry(
+            &run,
+            format!("cancel:{patch_id}"),
+            "CANCEL_REQUESTED",
+            &person.id,
+            json!({"statusWhenCancelled": rec.status}),
+        ),
+    )
+    .await?;
+    let rec = marked.unwrap_or(must_get(st.db, st.table, patch_id).await?);
+    let mut out = Cancelled {
+        patch_id: patch_id.into(),
+        status: rec.status.clone(),
+        build_stopped: false,
+        wait_ended: false,
+    };
+    if let Some(ended) = transition(
+        st.db,
+        st.table,
+        patch_id,
+        &[status::PENDING_APPROVAL],
+        status::CANCELLED,
+        &[],
+    )
+    .await?
+    {
+        out.status = ended.status;
+        if let Some(token) = &ended.task_token {
+            out.wait_ended = crate::waits::send_success(
+                sfn,
+                token,
+                &json!({"decision": "cancelled", "by": person.id}),
+            )
+            .await?;
+        }
+    } else if let Some(build_id) = &rec.build_id {
+        out.build_stopped = crate::build::stop(codebuild, build_id).await?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,330 @@
+//! The state the data-patch workflow carries (the ASL's `$`) and how a finished state is
+//! recorded: its final status, the cause a failed run shows, and what the execution outputs.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::check::Verdict;
+use super::store::{ApprovalMessage, PatchRecord};
+use super::{status, PatchRun};
+use crate::build::BuildOutcome;
+use crate::logs::CollectedLogs;
+use crate::migration::{StartedBuild, StepError};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PatchState {
+    pub patch: PatchRun,
+    /// What ended the approval wait (`{"decision": "approved" | "rejected" | "cancelled"}`);
+    /// never trusted on its own: `enqueue-patch` re-reads the record.
+    #[serde(default)]
+    pub approval: Option<Value>,
+    /// The approval wait timed out.
+    #[serde(default)]
+    pub expired: Option<StepError>,
+    #[serde(default)]
+    pub build: Option<StartedBuild>,
+    #[serde(default)]
+    pub outcome: Option<BuildOutcome>,
+    #[serde(default)]
+    pub logs: Option<CollectedLogs>,
+    #[serde(default)]
+    pub logs_error: Option<StepError>,
+    #[serde(default)]
+    pub check: Option<Verdict>,
+    #[serde(default)]
+    pub check_error: Option<StepError>,
+    #[serde(default)]
+    pub error: Option<StepError>,
+    #[serde(default)]
+    pub record: Option<Recorded>,
+    #[serde(default)]
+    pub notification: Option<Value>,
+    #[serde(default)]
+    pub notify_error: Option<StepError>,
+}
+
+/// What the execution outputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PatchOutput {
+    pub patch_id: String,
+    pub status: String,
+    pub commit: String,
+    pub command: String,
+    pub approvers: Vec<String>,
+    pub build_id: Option<String>,
+    pub verdict: Option<String>,
+    pub log_uri: Option<String>,
+    pub log_console_url: Option<String>,
+    pub log_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Recorded {
+    pub status: String,
+    /// `COMPLIANT` / `VIOLATION` when a build ran.
+    pub verdict: Option<String>,
+    pub failure_cause: Option<String>,
+    pub output: PatchOutput,
+    pub thread: Option<ApprovalMessage>,
+}
+
+const NOT_APPROVED_ERROR: &str = "NotApproved";
+
+/// Pure: the final status of a finished state, given the patch record as stored now.
+pub fn final_status(state: &PatchState, rec: &PatchRecord) -> &'static str {
+    if state.expired.is_some() {
+        return status::EXPIRED;
+    }
+    if let Some(e) = &state.error {
+        if e.error == NOT_APPROVED_ERROR {
+            return if rec.cancelled_by.is_some() {
+                status::CANCELLED
+            } else {
+                status::NOT_APPROVED
+            };
+        }
+        return status::ERROR;
+    }
+    match &state.outcome {
+        Some(o) if o.succeeded => status::SUCCEEDED,
+        Some(_) if rec.cancelled_by.is_some() => status::CANCELLED,
+        Some(_) => status::FAILED,
+        // The wait ended without an approval: the record says why (or nobody decided at all).
+        None => match rec.status.as_str() {
+            status::REJECTED => status::REJECTED,
+            status::CANCELLED => status::CANCELLED,
+            _ => status::NOT_APPROVED,
+        },
+    }
+}
+
+/// Pure: how a finished state is recorded.
+pub fn record(state: &PatchState, rec: &PatchRecord) -> Recorded {
+    let run = &state.patch;
+    let status = final_status(state, rec);
+    let short = &run.commit[..12.min(run.commit.len())];
+    let verdict = state.check.as_ref().map(|c| c.verdict.clone());
+    let mut cause = String::new();
+    match status {
+        status::SUCCEEDED => {}
+        status::REJECTED => cause.push_str(&format!(
+            "Patch {} was rejected by {}; nothing ran.\n",
+            run.patch_id,
+            rec.rejected_by.as_deref().unwrap_or("an approver")
+        )),
+        status::EXPIRED => cause.push_str(&format!(
+            "Patch {} was not approved within {} s ({} of {} approvals); nothing ran.\n",
+            run.patch_id,
+            run.approval_timeout_seconds,
+            rec.approvers.len().max(
+                rec.decisions
+                    .values()
+                    .filter(|d| d.decision == super::approval::Decision::Approve)
+                    .count()
+            ),
+            run.required_approvals
+        )),
+        status::CANCELLED => cause.push_str(&format!(
+            "Patch {} was cancelled by {}{}.\n",
+            run.patch_id,
+            rec.cancelled_by.as_deref().unwrap_or("someone"),
+            if state.outcome.is_some() {
+                " while its build ran"
+            } else {
+                "; nothing ran"
+            }
+        )),
+        status::NOT_APPROVED => cause.push_str(&format!(
+            "Patch {} did not run: {}\n",
+            run.patch_id,
+            state
+                .error
+                .as_ref()
+                .map(|e| e.message())
+                .unwrap_or_else(|| "the approval wait ended without an approval on record".into())
+        )),
+        status::FAILED => {
+            let o = state.outcome.as_ref().expect("FAILED has an outcome");
+            cause.push_str(&format!(
+                "Patch {} (`{}` at {short}) failed: build {} ended {} in phase {}.\n",
+                run.patch_id,
+                run.command,
+                o.build_id,
+                o.status,
+                o.failed_phase.as_deref().unwrap_or("(unknown)")
+            ));
+            if let Some(ctx) = &o.phase_context {
+                cause.push_str(ctx);
+                cause.push('\n');
+            }
+        }
+        _ => {
+            let e = state.error.as_ref().expect("ERROR has an error");
+            cause.push_str(&format!(
+                "Patch {} could not complete: {}: {}\n",
+                run.patch_id,
+                e.error,
+                e.message()
+            ));
+        }
+    }
+    if let Some(c) = &state.check {
+        if c.verdict != super::check::COMPLIANT {
+            cause.push_str(&format!(
+                "Audit check: {} ({})\n",
+                c.verdict,
+                c.findings.join("; ")
+            ));
+        }
+    }
+    if state.outcome.is_some() && status != status::SUCCEEDED {
+        cause.push_str(&crate::cause::log_section(
+            state.logs.as_ref(),
+            state.logs_error.as_ref(),
+        ));
+    }
+    let violation = verdict.as_deref() == Some(super::check::VIOLATION);
+    Recorded {
+        status: status.to_string(),
+        verdict: verdict.clone(),
+        failure_cause: (status != status::SUCCEEDED || violation)
+            .then(|| crate::cause::finish(&cause)),
+        output: PatchOutput {
+            patch_id: run.patch_id.clone(),
+            status: status.to_string(),
+            commit: run.commit.clone(),
+            command: run.command.clone(),
+            approvers: rec.approvers.clone(),
+            build_id: state.build.as_ref().map(|b| b.build_id.clone()),
+            verdict,
+            log_uri: state.logs.as_ref().map(|l| l.uri.clone()),
+            log_console_url: state.logs.as_ref().map(|l| l.console_url.clone()),
+            log_sha256: state.logs.as_ref().map(|l| l.sha256.clone()),
+        },
+        thread: rec.approval_message.clone(),
+    }
+}
+
+/// The result posted in the request's thread.
+pub fn result_text(state: &PatchState) -> String {
+    let run = &state.patch;
+    let Some(r) = &state.record else {
+        return format!("Data patch {} ended.", run.patch_id);
+    };
+    let icon = match r.status.as_str() {
+        status::SUCCEEDED if r.verdict.as_deref() == Some(super::check::COMPLIANT) => {
+            ":white_check_mark:"
+        }
+        status::SUCCEEDED => ":warning:",
+        status::REJECTED | status::CANCELLED | status::EXPIRED => ":no_entry_sign:",
+        _ => ":x:",
+    };
+    let mut text = format!(
+        "{icon} Data patch {} ({}) {}: `{}` at `{}`",
+        run.patch_id,
+        run.ticket,
+        r.status,
+        run.command,
+        &run.commit[..12.min(run.commit.len())]
+    );
+    if !r.output.approvers.is_empty() {
+        text.push_str(&format!("\nApproved by: {}", r.output.approvers.join(", ")));
+    }
+    if let Some(v) = &r.verdict {
+        text.push_str(&format!("\nAudit check: {v}"));
+    }
+    if let (Some(uri), Some(url)) = (&r.output.log_uri, &r.output.log_console_url) {
+        text.push_str(&format!(
+            "\nWork log: <{url}|{uri}> (sha256 {})",
+            r.output.log_sha256.as_deref().unwrap_or("?")
+        ));
+    }
+    if let Some(cause) = &r.failure_cause {
+        text.push_str(&format!("\n```{cause}```"));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch::tests::{exec, people, request};
+    use crate::patch::{validate, Policy};
+    use serde_json::json;
+
+    fn state() -> PatchState {
+        let run = validate(request(), &exec(), "staging", &people(), Policy::default()).unwrap();
+        serde_json::from_value(json!({"patch": run})).unwrap()
+    }
+
+    fn rec(status: &str) -> PatchRecord {
+        PatchRecord {
+            patch_id: "patch-1".into(),
+            status: status.into(),
+            ..Default::default()
+        }
+    }
+
+    fn outcome(succeeded: bool) -> BuildOutcome {
+        serde_json::from_value(json!({
+            "buildId": "p:1", "finished": true, "status": if succeeded {"SUCCEEDED"} else {"FAILED"},
+            "succeeded": succeeded, "failedPhase": if succeeded {None} else {Some("BUILD")},
+            "phaseContext": if succeeded {None} else {Some("COMMAND_EXECUTION_ERROR: exit status 3")},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_ending_has_its_status() {
+        let mut s = state();
+        assert_eq!(final_status(&s, &rec(status::REJECTED)), status::REJECTED);
+        assert_eq!(
+            final_status(&s, &rec(status::PENDING_APPROVAL)),
+            status::NOT_APPROVED
+        );
+        s.expired = Some(StepError {
+            error: "States.Timeout".into(),
+            cause: String::new(),
+        });
+        assert_eq!(
+            final_status(&s, &rec(status::PENDING_APPROVAL)),
+            status::EXPIRED
+        );
+        let mut s = state();
+        s.error = Some(StepError {
+            error: "NotApproved".into(),
+            cause: "{\"errorMessage\":\"forged\"}".into(),
+        });
+        assert_eq!(
+            final_status(&s, &rec(status::PENDING_APPROVAL)),
+            status::NOT_APPROVED
+        );
+        assert!(record(&s, &rec(status::PENDING_APPROVAL))
+            .failure_cause
+            .unwrap()
+            .contains("forged"));
+        let mut s = state();
+        s.outcome = Some(outcome(false));
+        assert_eq!(final_status(&s, &rec(status::RUNNING)), status::FAILED);
+        let r = record(&s, &rec(status::RUNNING));
+        assert!(r
+            .failure_cause
+            .unwrap()
+            .contains("ended FAILED in phase BUILD"));
+        let mut cancelled = rec(status::RUNNING);
+        cancelled.cancelled_by = Some("alice".into());
+        assert_eq!(final_status(&s, &cancelled), status::CANCELLED);
+        s.outcome = Some(outcome(true));
+        assert_eq!(final_status(&s, &rec(status::RUNNING)), status::SUCCEEDED);
+        assert!(record(&s, &rec(status::RUNNING)).failure_cause.is_none());
+        let mut s = state();
+        s.error = Some(StepError {
+            error: "AwsServiceError".into(),
+            cause: "boom".into(),
+        });
+        assert_eq!(final_status(&s, &rec(status::APPROVED)), status::ERROR);
+    }
+}

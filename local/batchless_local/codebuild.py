@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime
 import os
+import re
 import threading
 import time
 import uuid
@@ -32,6 +33,59 @@ class InputError(Exception):
 
 def _fmt_time(dt: datetime.datetime) -> str:
     return dt.strftime("%Y/%m/%d %H:%M:%S.") + f"{dt.microsecond // 1000:03d}"
+
+
+def expand_vars(text: str, env: dict[str, str]) -> str:
+    """`$NAME` / `${NAME}` from the build environment (unset → empty), as CodeBuild expands paths."""
+    return re.sub(r"\$(?:\{(\w+)\}|(\w+))", lambda m: env.get(m.group(1) or m.group(2), ""), text)
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A buildspec `files` glob as a regex over `/`-separated relative paths: `**` any number of
+    directories, `*` / `?` within one path segment."""
+    pattern = pattern.strip()
+    while pattern.startswith("./"):
+        pattern = pattern[2:]
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def _files_under(root: str) -> list[str]:
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for f in sorted(filenames):
+            full = os.path.join(dirpath, f)
+            if os.path.isfile(full):
+                found.append(os.path.relpath(full, root).replace(os.sep, "/"))
+    return found
+
+
+def artifact_prefix(artifacts: dict[str, Any], build_uuid: str) -> str:
+    """The S3 key prefix of type-S3 artifacts: `<path>/<name>` (`<path>/<build uuid>/<name>` with
+    namespaceType BUILD_ID), empty parts (and a name of `/`) skipped."""
+    name = str(artifacts.get("name") or "").strip("/")
+    parts = [str(artifacts.get("path") or "").strip("/")]
+    if str(artifacts.get("namespaceType") or "NONE").upper() == "BUILD_ID":
+        parts.append(build_uuid)
+    parts.append(name)
+    return "/".join(p for p in parts if p)
 
 
 class Build:
@@ -84,6 +138,23 @@ class Build:
             "encryptionKey": f"arn:aws:kms:{CTX.region}:{CTX.account}:alias/aws/s3",
         }
         self.workdir = os.path.join(CTX.state_dir, "builds", self.uuid)
+        # artifactsOverride replaces the project's artifacts; only type S3 (packaging NONE) is uploaded
+        self.artifacts: dict[str, Any] = copy.deepcopy(
+            params.get("artifactsOverride") or project.get("artifacts") or {"type": "NO_ARTIFACTS"})
+        self.record["artifacts"] = self._artifacts_record()
+        self.spec: dict[str, Any] | None = None  # the parsed buildspec, once past DOWNLOAD_SOURCE
+        self.env: dict[str, str] = {}
+
+    def _artifacts_record(self) -> dict[str, Any]:
+        art = self.artifacts
+        if str(art.get("type") or "").upper() != "S3" or not art.get("location"):
+            return {"location": ""}
+        prefix = artifact_prefix(art, self.uuid)
+        rec: dict[str, Any] = {"location": f"arn:aws:s3:::{art['location']}" + (f"/{prefix}" if prefix else "")}
+        for k in ("encryptionDisabled", "overrideArtifactName", "artifactIdentifier"):
+            if k in art:
+                rec[k] = art[k]
+        return rec
 
     # ------------------------------------------------------------------ view
     def describe(self) -> dict[str, Any]:
@@ -223,6 +294,7 @@ class Build:
             ph = self._phase_start("INSTALL")
             self._phase_end(ph, "FAILED", f"YAML_FILE_ERROR: {exc}", "YAML_FILE_ERROR")
             return "FAILED"
+        self.spec, self.env = spec, env
         spec_env = spec.get("env") or {}
         shell = spec_env.get("shell") or "bash"
         shell = {"bash": "bash", "/bin/sh": "sh", "sh": "sh"}.get(shell, shell)
@@ -317,6 +389,15 @@ class Build:
             status = "TIMED_OUT"
         for ptype in ("UPLOAD_ARTIFACTS", "FINALIZING"):
             ph = self._phase_start(ptype)
+            if ptype == "UPLOAD_ARTIFACTS" and self.spec is not None and status not in ("STOPPED", "TIMED_OUT"):
+                # attempted for every build that got past DOWNLOAD_SOURCE, failed ones included
+                error = self._upload_artifacts()
+                self._phase_end(ph, "FAILED" if error else "SUCCEEDED", error, "CLIENT_ERROR" if error else None)
+                self._clog(f"Phase complete: UPLOAD_ARTIFACTS State: {'FAILED' if error else 'SUCCEEDED'}")
+                self._clog(f"Phase context status code: {'CLIENT_ERROR' if error else ''} Message: {error or ''}")
+                if error and status == "SUCCEEDED":
+                    status = "FAILED"
+                continue
             self._phase_end(ph, "SUCCEEDED")
         with self.lock:
             now = utcnow()
@@ -327,6 +408,55 @@ class Build:
             self.record["buildComplete"] = True
         self._clog(f"Build {status}")
         events.emit("aws.codebuild", "CodeBuild Build State Change", self.event_detail(), [self.arn])
+
+    def _upload_artifacts(self) -> str | None:
+        """UPLOAD_ARTIFACTS for type S3, packaging NONE: every file the buildspec's `artifacts.files`
+        globs select under `base-directory` goes to `<location>/<path>/<name>/<relative path>`.
+        Returns the CLIENT_ERROR message, or None."""
+        section = (self.spec or {}).get("artifacts")
+        art = self.artifacts
+        if not isinstance(section, dict) or str(art.get("type") or "").upper() != "S3" or not art.get("location"):
+            return None
+        patterns = [str(f) for f in section.get("files") or []]
+        if not patterns:
+            return None
+        packaging = str(art.get("packaging") or "NONE").upper()
+        if packaging != "NONE":
+            self._clog(f"replica: artifacts packaging {packaging} is not imitated; nothing uploaded")
+            return None
+        base = expand_vars(str(section.get("base-directory") or "."), self.env)
+        self._clog(f"Expanding base directory path: {base}")
+        self._clog("Assembling file list")
+        self._clog(f"Expanding {base}")
+        root = base if os.path.isabs(base) else os.path.join(self.workdir, base)
+        if not os.path.isdir(root):
+            self._clog(f"Skipping invalid file path {base}")
+            return f"no matching base directory path found for {base}"
+        self._clog(f"Expanding file paths for base directory {base}")
+        self._clog("Assembling file list")
+        candidates = _files_under(root)
+        matched: list[str] = []
+        for pattern in patterns:
+            self._clog(f"Expanding {pattern}")
+            rx = glob_regex(pattern)
+            hits = [f for f in candidates if rx.match(f)]
+            if not hits:
+                self._clog(f"Skipping invalid file path {pattern}")
+            matched += [f for f in hits if f not in matched]
+        if not matched:
+            return "no matching artifact paths found"
+        self._clog(f"Found {len(matched)} file(s)")
+        discard = str(section.get("discard-paths", "no")).lower() in ("yes", "true")
+        prefix = artifact_prefix(art, self.uuid)
+        s3 = CTX.client("s3")
+        for rel in matched:
+            key = "/".join(p for p in (prefix, os.path.basename(rel) if discard else rel) if p)
+            try:
+                with open(os.path.join(root, rel), "rb") as fh:
+                    s3.put_object(Bucket=art["location"], Key=key, Body=fh.read())
+            except Exception as exc:  # noqa: BLE001 - reported as the phase's CLIENT_ERROR
+                return f"Error uploading artifacts: {exc}"
+        return None
 
     # ------------------------------------------------------------------ event
     def event_detail(self) -> dict[str, Any]:
@@ -349,7 +479,7 @@ class Build:
             "initiator": b["initiator"], "build-start-time": t(b["startTime"]),
             "source": b["source"], "source-version": b["sourceVersion"],
             "resolved-source-version": b.get("resolvedSourceVersion"),
-            "artifact": {"location": ""},
+            "artifact": {"location": b["artifacts"].get("location", "")},
             "environment": {"image": b["environment"].get("image"), "privileged-mode": False,
                             "compute-type": b["environment"].get("computeType"),
                             "type": b["environment"].get("type"),
@@ -410,6 +540,12 @@ def patch_moto_codebuild() -> None:
         params = {k: self._get_param(k) for k in (
             "sourceVersion", "buildspecOverride", "environmentVariablesOverride", "timeoutInMinutesOverride",
             "artifactsOverride")}
+        art = params["artifactsOverride"]
+        if art:
+            if art.get("type") not in ("CODEPIPELINE", "S3", "NO_ARTIFACTS"):
+                raise InvalidInputException("Invalid type provided: Artifact type")
+            if art["type"] == "S3" and not art.get("location"):
+                raise InvalidInputException("Invalid artifactsOverride: location is required for type S3")
         for ov in params.get("environmentVariablesOverride") or []:
             if ov.get("type", "PLAINTEXT") not in ("PLAINTEXT", "SECRETS_MANAGER", "PARAMETER_STORE"):
                 raise InvalidInputException(f"Invalid environment variable type: {ov.get('type')}")

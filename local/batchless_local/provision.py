@@ -336,6 +336,10 @@ class Provisioner:
         artifacts = {"type": art.get("Type") or "NO_ARTIFACTS"}
         if artifacts["type"] != "NO_ARTIFACTS":
             artifacts["location"] = art.get("Location") or "replica-artifacts"
+        if artifacts["type"] == "S3":  # what UPLOAD_ARTIFACTS needs (codebuild.py)
+            for k in ("Path", "Name", "NamespaceType", "Packaging", "EncryptionDisabled", "OverrideArtifactName"):
+                if art.get(k) is not None:
+                    artifacts[k[0].lower() + k[1:]] = art[k]
         env = p.get("Environment") or {}
         environment = {
             "type": env.get("Type") if env.get("Type") in VALID_ENV_TYPES else "LINUX_CONTAINER",

@@ -35,7 +35,7 @@ def write_json_atomic(path: str, data: Any) -> None:
 
 
 def apply_patches() -> None:
-    from . import codebuild, ecs, events, lambda_bridge, logs, sfn
+    from . import cloudtrail, codebuild, ecs, events, lambda_bridge, logs, sfn
 
     lambda_bridge.patch_moto_lambda()
     events.patch_moto_events()
@@ -45,6 +45,7 @@ def apply_patches() -> None:
     sfn.patch_time_scale()
     sfn.patch_dynamodb_lock()
     logs.patch_moto_logs()
+    cloudtrail.patch_moto_cloudtrail()
 
 
 def wait_port(port: int, deadline: float, proc: subprocess.Popen | None = None) -> bool:

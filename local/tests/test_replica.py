@@ -23,13 +23,14 @@ BUILD_ROLE = "arn:aws:iam::123456789012:role/replica-selftest"
 
 # --------------------------------------------------------------------------- helpers
 
-def make_project(stack, name=None, env_vars=None, logs=None, buildspec=None, timeout=60):
+def make_project(stack, name=None, env_vars=None, logs=None, buildspec=None, timeout=60,
+                 artifacts=None):
     cb = stack.client("codebuild")
     name = name or f"selftest-{uuid.uuid4().hex[:8]}"
     kwargs = dict(
         name=name, source={"type": "GITHUB", "location": "https://github.com/example/app.git",
                            "buildspec": buildspec or "version: 0.2\nphases:\n  build:\n    commands:\n      - echo ok\n"},
-        artifacts={"type": "NO_ARTIFACTS"},
+        artifacts=artifacts or {"type": "NO_ARTIFACTS"},
         environment={"type": "LINUX_CONTAINER", "image": "aws/codebuild/standard:7.0",
                      "computeType": "BUILD_GENERAL1_SMALL", "environmentVariables": env_vars or []},
         serviceRole=BUILD_ROLE, timeoutInMinutes=timeout)
@@ -249,6 +250,72 @@ def test_build_state_change_event_and_dropped_event_fault(stack):
         assert [e["dropped"] for e in poll(lambda: final_events(after), 10, what="next event")] == [False]
     finally:
         requests.delete(f"{stack.replica}/faults", timeout=10)
+
+
+def _objects(stack, bucket, prefix=""):
+    s3 = stack.client("s3")
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {o["Key"]: s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read().decode() for o in listed}
+
+
+def test_artifacts_override_uploads_the_output_dir_to_s3(stack):
+    s3 = stack.client("s3")
+    bucket = f"selftest-artifacts-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    project = make_project(stack)  # the project itself has NO_ARTIFACTS: the override decides
+    spec = ("version: 0.2\nenv:\n  variables:\n    OUT_DIR: out\nphases:\n  build:\n    commands:\n"
+            "      - mkdir -p out/sub\n      - printf 'patch one' > out/0001.patch\n"
+            "      - printf 'select 1;' > out/sub/check.sql\n      - printf 'not an artifact' > stray.txt\n"
+            "artifacts:\n  files:\n    - '**/*'\n  base-directory: $OUT_DIR\n")
+    cb = stack.client("codebuild")
+    build = cb.start_build(projectName=project, buildspecOverride=spec, artifactsOverride={
+        "type": "S3", "location": bucket, "path": "patches/p1", "name": "output", "packaging": "NONE",
+        "namespaceType": "NONE"})["build"]
+    assert build["artifacts"]["location"] == f"arn:aws:s3:::{bucket}/patches/p1/output"
+    b = wait_build(stack, build["id"])
+    assert b["buildStatus"] == "SUCCEEDED", b["phases"]
+    assert b["artifacts"]["location"] == f"arn:aws:s3:::{bucket}/patches/p1/output"
+    upload = next(p for p in b["phases"] if p["phaseType"] == "UPLOAD_ARTIFACTS")
+    assert upload["phaseStatus"] == "SUCCEEDED"
+    assert _objects(stack, bucket) == {"patches/p1/output/0001.patch": "patch one",
+                                       "patches/p1/output/sub/check.sql": "select 1;"}
+    lines = log_lines(stack, b["logs"]["groupName"], b["logs"]["streamName"])
+    assert "Found 2 file(s)" in " ".join(lines)
+
+
+def test_failed_build_still_uploads_its_artifacts_and_unmatched_paths_fail_the_upload(stack):
+    s3 = stack.client("s3")
+    bucket = f"selftest-artifacts-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    # the project's own artifacts (no override); discard-paths flattens the keys
+    project = make_project(stack, artifacts={"type": "S3", "location": bucket, "path": "patches/p2",
+                                             "name": "output", "packaging": "NONE"})
+    cb = stack.client("codebuild")
+    spec = ("version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p out/logs\n"
+            "      - printf 'half done' > out/logs/partial.log\n      - exit 3\n      - printf never > out/never.txt\n"
+            "artifacts:\n  files:\n    - '**/*'\n  base-directory: out\n  discard-paths: yes\n")
+    b = wait_build(stack, cb.start_build(projectName=project, buildspecOverride=spec)["build"]["id"])
+    assert b["buildStatus"] == "FAILED"
+    assert [p["phaseType"] for p in b["phases"] if p.get("phaseStatus") == "FAILED"] == ["BUILD"]
+    assert next(p for p in b["phases"] if p["phaseType"] == "UPLOAD_ARTIFACTS")["phaseStatus"] == "SUCCEEDED"
+    assert _objects(stack, bucket) == {"patches/p2/output/partial.log": "half done"}
+    assert b["artifacts"]["location"] == f"arn:aws:s3:::{bucket}/patches/p2/output"
+
+    def upload_failure(spec_text):
+        bb = wait_build(stack, cb.start_build(projectName=project, buildspecOverride=spec_text)["build"]["id"])
+        assert bb["buildStatus"] == "FAILED"
+        failed = [p for p in bb["phases"] if p.get("phaseStatus") == "FAILED"]
+        assert [p["phaseType"] for p in failed] == ["UPLOAD_ARTIFACTS"]
+        return failed[0]["contexts"][0]
+
+    no_files = ("version: 0.2\nphases:\n  build:\n    commands:\n      - echo ok\n"
+                "artifacts:\n  files:\n    - 'missing/*'\n")
+    assert upload_failure(no_files) == {"statusCode": "CLIENT_ERROR", "message": "no matching artifact paths found"}
+    no_base = ("version: 0.2\nphases:\n  build:\n    commands:\n      - echo ok\n"
+               "artifacts:\n  files:\n    - '**/*'\n  base-directory: nowhere\n")
+    assert upload_failure(no_base) == {"statusCode": "CLIENT_ERROR",
+                                       "message": "no matching base directory path found for nowhere"}
+    assert list(_objects(stack, bucket)) == ["patches/p2/output/partial.log"]
 
 
 # --------------------------------------------------------------------------- ECS

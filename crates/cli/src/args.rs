@@ -44,6 +44,12 @@ pub enum Command {
     Jobs(crate::jobs::JobsCommand),
     /// Bastion sessions: logins, approvals, alerts and the dangerous commands flagged in each.
     Sessions(SessionsArgs),
+    /// Data patches: submit, approve, reject, cancel, show, list.
+    #[command(subcommand)]
+    Patch(crate::patch::PatchCommand),
+    /// The data-patch audit trail: verify the hash chain, report every patch since a date.
+    #[command(subcommand)]
+    Audit(crate::patch::AuditCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -46,6 +46,9 @@ pub struct StackInfo {
     /// Logical id → ARN.
     #[serde(default)]
     pub state_machines: BTreeMap<String, String>,
+    /// The replica's app repository (`{"path": ...}`).
+    #[serde(default)]
+    pub app_repo: Option<serde_json::Value>,
 }
 
 pub fn stack_file(root: &Path, name: &str) -> PathBuf {
@@ -117,8 +120,10 @@ impl Ctx {
         let config = aws_config::defaults(BehaviorVersion::latest())
             .region(aws_config::Region::new(info.region.clone()))
             .endpoint_url(&info.endpoint)
+            // The replica's default identity, or an IAM user created in it (tests and the demo
+            // act as different people through their access keys).
             .credentials_provider(aws_sdk_sts::config::Credentials::new(
-                "testing",
+                std::env::var("BATCHLESS_LOCAL_ACCESS_KEY_ID").unwrap_or_else(|_| "testing".into()),
                 "testing",
                 None,
                 None,

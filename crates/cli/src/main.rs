@@ -7,6 +7,7 @@ mod coverage;
 mod jobs;
 mod local;
 mod migrations;
+mod patch;
 mod render;
 mod run;
 mod sessions;
@@ -33,6 +34,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Coverage(a) => coverage::coverage(&Ctx::new(stack, env).await?, a).await,
         Command::Jobs(c) => jobs::jobs(stack, env, c).await,
         Command::Sessions(a) => sessions::sessions(&Ctx::new(stack, env).await?, a).await,
+        Command::Patch(c) => patch::patch(&Ctx::new(stack, env).await?, c).await,
+        Command::Audit(c) => patch::audit_cmd(&Ctx::new(stack, env).await?, c).await,
     }
 }
 

@@ -232,9 +232,10 @@ async fn anchor(t: &Trail<'_>, r: &AuditRecord) -> Result<(), Error> {
     Ok(())
 }
 
-/// Append an entry once. Returns the record (the existing one when its key was appended
-/// before, e.g. by a retried step). Losing the race for the head re-reads it and retries.
-pub async fn append(t: &Trail<'_>, entry: &Entry) -> Result<AuditRecord, Error> {
+/// Append an entry once. Returns the record and whether it is new (`false`: its key was
+/// appended before, e.g. by a retried step). Losing the race for the head re-reads it and
+/// retries.
+pub async fn append(t: &Trail<'_>, entry: &Entry) -> Result<(AuditRecord, bool), Error> {
     for _ in 0..APPEND_ATTEMPTS {
         if let Some(seq) = marker(t, &entry.key).await? {
             let existing = get_record(t, seq).await?.ok_or_else(|| {
@@ -245,7 +246,7 @@ pub async fn append(t: &Trail<'_>, entry: &Entry) -> Result<AuditRecord, Error> 
             })?;
             // A crash between the write and the anchor is healed by the retry.
             anchor(t, &existing).await?;
-            return Ok(existing);
+            return Ok((existing, false));
         }
         let head = read_head(t).await?;
         let prev = head.as_ref().map(|h| (h.head_seq, h.head_hash.as_str()));
@@ -299,7 +300,7 @@ pub async fn append(t: &Trail<'_>, entry: &Entry) -> Result<AuditRecord, Error> 
             Ok(_) => {
                 anchor(t, &record).await?;
                 tracing::info!(chain = t.chain, seq = record.seq, event = %record.event, patch = %record.patch_id, "audit record appended");
-                return Ok(record);
+                return Ok((record, true));
             }
             Err(e) if e.is_code("TransactionCanceledException") => {
                 tracing::info!(

@@ -123,6 +123,8 @@ pub struct StartRequest<'a> {
     pub environment: &'a BTreeMap<String, String>,
     /// CodeBuild keeps it for 5 minutes: enough to make a retried step start one build.
     pub idempotency_token: &'a str,
+    /// Where the buildspec's `artifacts` go: `(bucket, path, name)` in S3, unpackaged.
+    pub artifacts: Option<(&'a str, &'a str, &'a str)>,
 }
 
 /// Start a build; returns its id (`project:uuid`).
@@ -148,6 +150,17 @@ pub async fn start(
         .source_version(req.source_version)
         .set_environment_variables_override((!env.is_empty()).then_some(env))
         .idempotency_token(req.idempotency_token)
+        .set_artifacts_override(req.artifacts.map(|(bucket, path, name)| {
+            aws_sdk_codebuild::types::ProjectArtifacts::builder()
+                .r#type(aws_sdk_codebuild::types::ArtifactsType::S3)
+                .location(bucket)
+                .path(path)
+                .name(name)
+                .packaging(aws_sdk_codebuild::types::ArtifactPackaging::None)
+                .namespace_type(aws_sdk_codebuild::types::ArtifactNamespace::None)
+                .build()
+                .expect("type is set")
+        }))
         .send()
         .await
         .aws("StartBuild")?;
@@ -303,6 +316,7 @@ mod tests {
                 source_version: "abc",
                 environment: &env,
                 idempotency_token: "tok",
+                artifacts: None,
             },
         )
         .await

@@ -65,3 +65,19 @@ pub async fn secret_field(
         _ => Ok(raw.to_string()),
     }
 }
+
+/// The Slack signing secret: `SLACK_SIGNING_SECRET`, else the `signing_secret` field of the
+/// secret named by `SLACK_SIGNING_SECRET_ARN`.
+pub async fn slack_signing_secret(config: &SdkConfig) -> Result<String, Error> {
+    match optional("SLACK_SIGNING_SECRET") {
+        Some(s) => Ok(s),
+        None => {
+            secret_field(
+                config,
+                &required("SLACK_SIGNING_SECRET_ARN")?,
+                "signing_secret",
+            )
+            .await
+        }
+    }
+}

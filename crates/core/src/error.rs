@@ -17,6 +17,7 @@ pub mod names {
     pub const CONFIG_ERROR: &str = "ConfigError";
     pub const NOT_FOUND: &str = "NotFound";
     pub const CONFLICT: &str = "Conflict";
+    pub const NOT_APPROVED: &str = "NotApproved";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,9 @@ pub enum Error {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A data patch may not run: its approval record does not hold up.
+    #[error("not approved: {0}")]
+    NotApproved(String),
 }
 
 impl Error {
@@ -52,6 +56,7 @@ impl Error {
             Error::Config(_) => names::CONFIG_ERROR,
             Error::NotFound(_) => names::NOT_FOUND,
             Error::Conflict(_) => names::CONFLICT,
+            Error::NotApproved(_) => names::NOT_APPROVED,
         }
     }
 
@@ -100,6 +105,7 @@ mod tests {
             ),
             (Error::config("x"), "ConfigError"),
             (Error::NotFound("x".into()), "NotFound"),
+            (Error::NotApproved("x".into()), "NotApproved"),
         ];
         for (err, name) in cases {
             let d: lambda_runtime::Diagnostic = err.into();

@@ -197,6 +197,72 @@ pub fn verify_signature(
     }
 }
 
+/// A Lambda function URL request from Slack: its headers (case-insensitive) and raw body.
+pub mod function_url {
+    use base64::Engine;
+    use serde_json::{json, Value};
+
+    pub fn header<'a>(event: &'a Value, name: &str) -> Option<&'a str> {
+        event
+            .get("headers")?
+            .as_object()?
+            .iter()
+            .find_map(|(k, v)| {
+                if k.eq_ignore_ascii_case(name) {
+                    v.as_str()
+                } else {
+                    None
+                }
+            })
+    }
+
+    /// The body exactly as Slack signed it (function URLs base64-encode non-text bodies).
+    pub fn raw_body(event: &Value) -> Result<Vec<u8>, String> {
+        let body = event.get("body").and_then(Value::as_str).unwrap_or("");
+        if event.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
+            base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .map_err(|e| format!("body is not valid base64: {e}"))
+        } else {
+            Ok(body.as_bytes().to_vec())
+        }
+    }
+
+    pub fn respond(status: u16, body: Value) -> Value {
+        json!({
+            "statusCode": status,
+            "headers": { "content-type": "application/json" },
+            "body": body.to_string(),
+        })
+    }
+
+    /// The signed body of a verified request, or the 4xx response to send (nothing else is
+    /// done for a request that fails here).
+    pub fn verified_body(
+        signing_secret: &str,
+        event: &Value,
+        now_unix: i64,
+    ) -> Result<Vec<u8>, Value> {
+        let Ok(raw) = raw_body(event) else {
+            return Err(respond(400, json!({ "error": "unreadable body" })));
+        };
+        if let Err(e) = super::verify_signature(
+            signing_secret,
+            header(event, "x-slack-request-timestamp"),
+            header(event, "x-slack-signature"),
+            &raw,
+            now_unix,
+        ) {
+            tracing::warn!(reason = %e, "rejected a Slack request");
+            return Err(respond(
+                401,
+                json!({ "error": "invalid request signature" }),
+            ));
+        }
+        Ok(raw)
+    }
+}
+
 /// `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{body}`.
 pub fn sign(signing_secret: &str, timestamp: &str, raw_body: &[u8]) -> String {
     let mut mac =

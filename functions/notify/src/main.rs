@@ -4,6 +4,8 @@
 
 use batchless_core::input::parse_strict;
 use batchless_core::migration::{self, MigrationState};
+use batchless_core::patch::message;
+use batchless_core::patch::workflow::{self, PatchState};
 use batchless_core::slack::{Message, SlackClient};
 use batchless_core::{aws, config, redact, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -13,6 +15,7 @@ use serde_json::{json, Value};
 struct Deps {
     slack: SlackClient,
     migrations_channel: String,
+    alerts_channel: String,
 }
 
 #[derive(Deserialize)]
@@ -27,7 +30,14 @@ struct Plain {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 enum Workflow {
-    Migration { state: Box<MigrationState> },
+    Migration {
+        state: Box<MigrationState>,
+    },
+    /// The result goes to the approval request's thread.
+    #[serde(rename = "data-patch")]
+    DataPatch {
+        state: Box<PatchState>,
+    },
 }
 
 fn message(event: Value, deps: &Deps) -> Result<Message, Error> {
@@ -35,6 +45,19 @@ fn message(event: Value, deps: &Deps) -> Result<Message, Error> {
         match parse_strict::<Workflow>(event)? {
             Workflow::Migration { state } => {
                 Ok(migration::slack_message(&state, &deps.migrations_channel))
+            }
+            Workflow::DataPatch { state } => {
+                let thread = state.record.as_ref().and_then(|r| r.thread.clone());
+                let text = workflow::result_text(&state);
+                Ok(match thread {
+                    Some(t) => message::thread_reply(&t.channel, &t.ts, &text),
+                    None => Message {
+                        channel: deps.alerts_channel.clone(),
+                        text: redact::redact(&text).into_owned(),
+                        blocks: None,
+                        thread_ts: None,
+                    },
+                })
             }
         }
     } else {
@@ -62,6 +85,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let deps = Deps {
         slack: config::slack_client(&sdk).await?,
         migrations_channel: config::required("SLACK_MIGRATIONS_CHANNEL")?,
+        alerts_channel: config::required("SLACK_ALERTS_CHANNEL")?,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         handler(event.payload, &deps)
@@ -77,6 +101,7 @@ mod tests {
         Deps {
             slack: SlackClient::new("http://127.0.0.1:9/api", "t"),
             migrations_channel: "CMIG".into(),
+            alerts_channel: "CALERT".into(),
         }
     }
 

@@ -6,12 +6,12 @@
 //! Retries (`X-Slack-Retry-Num`) of an event already processed (`event_id`) are acknowledged
 //! without a second effect. Processing is a handful of DynamoDB calls, well inside Slack's 3 s.
 
-use base64::Engine;
 use batchless_core::bastion::approval::{self, Phrases, Reply, Verdict};
 use batchless_core::bastion::session::{self, Approval};
 use batchless_core::bastion::WatchConfig;
 use batchless_core::people::People;
-use batchless_core::slack::{self, SlackClient};
+use batchless_core::slack::function_url::{header, respond};
+use batchless_core::slack::{function_url, SlackClient};
 use batchless_core::{aws, config, redact, time, waits, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
@@ -26,56 +26,12 @@ struct Deps {
     signing_secret: String,
 }
 
-fn respond(status: u16, body: Value) -> Value {
-    json!({
-        "statusCode": status,
-        "headers": { "content-type": "application/json" },
-        "body": body.to_string(),
-    })
-}
-
-fn header<'a>(event: &'a Value, name: &str) -> Option<&'a str> {
-    event
-        .get("headers")?
-        .as_object()?
-        .iter()
-        .find_map(|(k, v)| {
-            if k.eq_ignore_ascii_case(name) {
-                v.as_str()
-            } else {
-                None
-            }
-        })
-}
-
-fn raw_body(event: &Value) -> Result<Vec<u8>, String> {
-    let body = event.get("body").and_then(Value::as_str).unwrap_or("");
-    if event.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
-        base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .map_err(|e| format!("body is not valid base64: {e}"))
-    } else {
-        Ok(body.as_bytes().to_vec())
-    }
-}
-
 async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
-    let Ok(raw) = raw_body(&event) else {
-        return Ok(respond(400, json!({ "error": "unreadable body" })));
-    };
-    if let Err(e) = slack::verify_signature(
-        &deps.signing_secret,
-        header(&event, "x-slack-request-timestamp"),
-        header(&event, "x-slack-signature"),
-        &raw,
-        time::now().timestamp(),
-    ) {
-        tracing::warn!(reason = %e, "rejected a Slack request");
-        return Ok(respond(
-            401,
-            json!({ "error": "invalid request signature" }),
-        ));
-    }
+    let raw =
+        match function_url::verified_body(&deps.signing_secret, &event, time::now().timestamp()) {
+            Ok(raw) => raw,
+            Err(response) => return Ok(response),
+        };
     let Ok(body) = serde_json::from_slice::<Value>(&raw) else {
         // Interactivity payloads (form-encoded) are not used by the bastion watch.
         return Ok(respond(
@@ -245,17 +201,7 @@ async fn process(ev: &Value, deps: &Deps) -> Result<Value, Error> {
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let sdk = aws::load_config().await;
-    let signing_secret = match config::optional("SLACK_SIGNING_SECRET") {
-        Some(s) => s,
-        None => {
-            config::secret_field(
-                &sdk,
-                &config::required("SLACK_SIGNING_SECRET_ARN")?,
-                "signing_secret",
-            )
-            .await?
-        }
-    };
+    let signing_secret = config::slack_signing_secret(&sdk).await?;
     let watch = WatchConfig::load()?;
     let deps = Deps {
         db: aws::dynamodb(&sdk),
@@ -302,6 +248,9 @@ mod tests {
             signing_secret: "s3cr3t".into(),
         }
     }
+
+    use base64::Engine;
+    use batchless_core::slack;
 
     fn request(body: &str, secret: &str, ts: i64) -> Value {
         let ts = ts.to_string();

@@ -41,6 +41,7 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
             source_version: &run.commit,
             environment: &env,
             idempotency_token: &token,
+            artifacts: None,
         },
     )
     .await?;

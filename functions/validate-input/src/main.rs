@@ -4,13 +4,17 @@
 
 use batchless_core::input::{parse_strict, InputError};
 use batchless_core::migration::{self, Execution};
-use batchless_core::Error;
+use batchless_core::patch::{self, Policy};
+use batchless_core::people::People;
+use batchless_core::{config, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 struct Deps {
     environment: String,
+    people: People,
+    patch_policy: Policy,
 }
 
 #[derive(Deserialize)]
@@ -29,6 +33,17 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
             tracing::info!(run_id = %run.run_id, commit = %run.commit, "migration input valid");
             Ok(json!({ "run": run }))
         }
+        patch::WORKFLOW => {
+            let run = patch::validate(
+                event.input,
+                &event.execution,
+                &deps.environment,
+                &deps.people,
+                deps.patch_policy,
+            )?;
+            tracing::info!(patch = %run.patch_id, commit = %run.commit, requester = %run.requester, "data-patch input valid");
+            Ok(json!({ "patch": run }))
+        }
         other => Err(InputError::field("workflow", format!("unknown workflow {other:?}")).into()),
     }
 }
@@ -36,8 +51,29 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
+    let environment = config::environment()?;
+    let number = |name: &str, default: u64| -> Result<u64, Error> {
+        match config::optional(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| Error::config(format!("{name} must be a whole number, got {v:?}"))),
+        }
+    };
+    let defaults = Policy::default();
     let deps = Deps {
-        environment: batchless_core::config::environment()?,
+        people: People::load(&environment)?,
+        patch_policy: Policy {
+            required_approvals: number(
+                "PATCH_REQUIRED_APPROVALS",
+                defaults.required_approvals as u64,
+            )? as u32,
+            default_timeout_seconds: number(
+                "PATCH_APPROVAL_TIMEOUT_SECONDS",
+                defaults.default_timeout_seconds,
+            )?,
+        },
+        environment,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         handler(event.payload, &deps)
@@ -52,7 +88,31 @@ mod tests {
     fn deps() -> Deps {
         Deps {
             environment: "staging".into(),
+            people: People::parse(batchless_core::people::EMBEDDED, "staging").unwrap(),
+            patch_policy: Policy::default(),
         }
+    }
+
+    #[tokio::test]
+    async fn valid_and_invalid_data_patch() {
+        let input = json!({"ticket": "OPS-1", "ref": "main", "commit": "0123456789abcdef0123456789abcdef01234567",
+            "kind": "rake", "task": "data:fix", "reason": "r", "requestedBy": "arn:aws:iam::123456789012:user/bob"});
+        let out = handler(
+            json!({"workflow": "data-patch", "input": input, "execution": exec()}),
+            &deps(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out["patch"]["command"], "bin/rake data:fix");
+        let mut bad = input.clone();
+        bad["task"] = json!("data:fix; curl evil");
+        let err = handler(
+            json!({"workflow": "data-patch", "input": bad, "execution": exec()}),
+            &deps(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.error_type(), "InvalidInput");
     }
 
     fn exec() -> Value {

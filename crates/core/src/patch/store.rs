@@ -80,7 +80,7 @@ impl PatchRecord {
     }
 }
 
-/// Where patches live and who may act on them.
+/// Where patches live and where their audit trail goes.
 #[derive(Debug, Clone)]
 pub struct Store<'a> {
     pub db: &'a aws_sdk_dynamodb::Client,
@@ -621,4 +621,77 @@ pub async fn cancel(
         out.build_stopped = crate::build::stop(codebuild, build_id).await?;
     }
     Ok(out)
+}
+
+/// The clients and names every patch step needs (built once per process).
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub db: aws_sdk_dynamodb::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub patches_table: String,
+    pub audit_table: String,
+    pub bucket: String,
+}
+
+impl Backend {
+    /// From `PATCHES_TABLE`, `AUDIT_TABLE` and `LOGS_BUCKET` (the audit anchors live there).
+    pub fn from_env(sdk: &aws_types::SdkConfig) -> Result<Self, Error> {
+        Ok(Backend {
+            db: crate::aws::dynamodb(sdk),
+            s3: crate::aws::s3(sdk),
+            patches_table: crate::config::required("PATCHES_TABLE")?,
+            audit_table: crate::config::required("AUDIT_TABLE")?,
+            bucket: crate::config::required("LOGS_BUCKET")?,
+        })
+    }
+
+    pub fn trail(&self) -> Trail<'_> {
+        Trail {
+            db: &self.db,
+            s3: &self.s3,
+            table: &self.audit_table,
+            bucket: &self.bucket,
+            chain: audit::PATCH_CHAIN,
+        }
+    }
+
+    pub fn store(&self) -> Store<'_> {
+        Store {
+            db: &self.db,
+            table: &self.patches_table,
+            trail: self.trail(),
+        }
+    }
+}
+
+/// Remember a signed Slack request (by its timestamp and signature) for the replay window.
+/// Returns `false` when it was seen before: a replay.
+pub async fn remember_request(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    timestamp: &str,
+    signature: &str,
+) -> Result<bool, Error> {
+    use sha2::Digest;
+    let key = format!(
+        "slack-request#{}",
+        hex::encode(sha2::Sha256::digest(
+            format!("{timestamp}:{signature}").as_bytes()
+        ))
+    );
+    let expires = crate::time::now().timestamp() + 2 * crate::slack::MAX_SKEW_SECONDS;
+    let put = db
+        .put_item()
+        .table_name(table)
+        .item("patchId", s(key))
+        .item(
+            "expiresAtEpoch",
+            aws_sdk_dynamodb::types::AttributeValue::N(expires.to_string()),
+        )
+        .condition_expression("attribute_not_exists(patchId)")
+        .send()
+        .await
+        .aws("PutItem")
+        .conditional()?;
+    Ok(put.is_some())
 }

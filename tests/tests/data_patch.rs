@@ -99,6 +99,8 @@ impl P {
             "user": {"id": user},
             "actions": [{"action_id": action, "value": id, "type": "button"}],
             "container": {"type": "message"},
+            // Every real click has its own action_ts (so its own signature).
+            "action_ts": unique_name("a"),
         });
         let body = format!("payload={}", urlencode(&payload.to_string()));
         let mut spec = json!({
@@ -839,7 +841,7 @@ async fn a_start_build_error_is_recorded_and_the_lost_event_is_caught_by_the_pol
     // The build's state-change event is lost: the safety-net poll notices the end.
     p.stack
         .fault(json!({"drop_events": {"source": "aws.codebuild", "detail_type": "CodeBuild Build State Change",
-                                      "detail": {"project-name": p.project}, "count": 1}}))
+                                      "detail": {"project-name": p.project, "build-status": "SUCCEEDED"}, "count": 1}}))
         .await?;
     let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
     p.pending(&id).await?;

@@ -65,7 +65,7 @@ pub struct SubmitArgs {
     #[arg(long)]
     pub script: Option<String>,
     /// An argument for the task or script (repeat for more; each is quoted safely).
-    #[arg(long = "arg")]
+    #[arg(long = "arg", allow_hyphen_values = true)]
     pub args: Vec<String>,
     #[arg(long)]
     pub reason: String,

@@ -122,9 +122,9 @@ pub fn next_record(chain: &str, prev: Option<(u64, &str)>, entry: &Entry, at: &s
     r
 }
 
-/// The chain head item: where the next append goes.
+/// The chain head item: where the next append goes (the item also carries its key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 pub struct Head {
     pub head_seq: u64,
     pub head_hash: String,

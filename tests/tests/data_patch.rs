@@ -92,15 +92,19 @@ impl P {
         id: &str,
         user: &str,
         action: &str,
-        extra: Value,
+        mut extra: Value,
     ) -> Result<(u16, Value)> {
+        let action_ts = extra
+            .as_object_mut()
+            .and_then(|e| e.remove("action_ts"))
+            .unwrap_or_else(|| json!(unique_name("a")));
         let payload = json!({
             "type": "block_actions",
             "user": {"id": user},
             "actions": [{"action_id": action, "value": id, "type": "button"}],
             "container": {"type": "message"},
             // Every real click has its own action_ts (so its own signature).
-            "action_ts": unique_name("a"),
+            "action_ts": action_ts,
         });
         let body = format!("payload={}", urlencode(&payload.to_string()));
         let mut spec = json!({
@@ -439,11 +443,21 @@ async fn forged_stale_and_replayed_slack_requests_get_401_and_record_nothing() -
     // A valid request replayed: the first is refused (bob is the requester), the copy is a replay.
     let ts = chrono::Utc::now().timestamp().to_string();
     let (first, _) = p
-        .click(&id, BOB_SLACK, "patch_approve", json!({"timestamp": ts}))
+        .click(
+            &id,
+            BOB_SLACK,
+            "patch_approve",
+            json!({"timestamp": ts, "action_ts": "1764300000.000001"}),
+        )
         .await?;
     assert_eq!(first, 200);
     let (replay, _) = p
-        .click(&id, BOB_SLACK, "patch_approve", json!({"timestamp": ts}))
+        .click(
+            &id,
+            BOB_SLACK,
+            "patch_approve",
+            json!({"timestamp": ts, "action_ts": "1764300000.000001"}),
+        )
         .await?;
     assert_eq!(replay, 401);
     let rec = p.record(&id).await?;

@@ -556,18 +556,18 @@ pub fn verify(records: &[AuditRecord], head: Option<&Head>, anchors: &[Anchor]) 
                 found: r.hash.clone(),
             }),
             Some(_) => {}
-            None if a.seq > last_seq => {
-                // Head and chain both rolled back: only the anchor remembers.
-                if !problems.iter().any(
+            // Head and chain both rolled back: only the anchor remembers.
+            None if a.seq > last_seq
+                && !problems.iter().any(
                     |p| matches!(p, Problem::HeadMismatch { head_seq, .. } if *head_seq >= a.seq),
-                ) {
-                    problems.push(Problem::HeadMismatch {
-                        head_seq: a.seq,
-                        head_hash: a.hash.clone(),
-                        last_seq,
-                        last_hash: last_hash.clone(),
-                    });
-                }
+                ) =>
+            {
+                problems.push(Problem::HeadMismatch {
+                    head_seq: a.seq,
+                    head_hash: a.hash.clone(),
+                    last_seq,
+                    last_hash: last_hash.clone(),
+                });
             }
             None => {} // reported as Missing above
         }

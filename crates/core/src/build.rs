@@ -343,6 +343,7 @@ mod tests {
                 source_version: "s",
                 environment: &env,
                 idempotency_token: "t",
+                artifacts: None,
             },
         )
         .await

@@ -3,7 +3,8 @@
 # workflow once, showing what happened: the migration twice (a good one, then one whose `build`
 # phase fails: the live run, the history, the Slack posts, the archived log), a scheduled job
 # delivered three times at once (one run, two duplicates), and a bastion login with a dangerous
-# console command and an executive's approval in Slack. KEEP=1 leaves the stack running
+# console command and an executive's approval in Slack, and a data patch approved in Slack and
+# audited. KEEP=1 leaves the stack running
 # afterwards (stop it with `target/debug/batchless local down --name demo`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,5 +87,15 @@ PYEOF
 section "7. The bastion watch: login, a dangerous console command, an executive's approval"
 "$PY" scripts/demo_bastion.py "$stack"
 "$cli" --stack "$name" sessions
+
+section "8. A data patch: submitted with the CLI, approved in Slack, run at the pinned commit, audited"
+"$cli" --stack "$name" patch submit --ticket OPS-1 --ref main --kind rake --task data:backfill_totals \
+  --arg 2026-11-01 --reason "order totals were wrong after the import" | tee ".local/$name/patch.txt"
+patch_id=$(awk 'NR==1 {print $2}' ".local/$name/patch.txt")
+patch_arn=$("$PY" scripts/demo_patch.py "$stack" "$patch_id" | tee /dev/stderr | tail -n 1)
+"$cli" --stack "$name" follow "$patch_arn"
+"$cli" --stack "$name" patch list
+"$cli" --stack "$name" audit verify
+"$cli" --stack "$name" audit report --since "$(date -u +%Y-%m-%d)"
 
 section "Done. The stack is $( [ "${KEEP:-0}" = 1 ] && echo "still running (KEEP=1)" || echo "being stopped" )."

@@ -194,6 +194,26 @@ impl Stack {
         })
     }
 
+    /// A request the fake Slack signs with the stack's signing secret (or as `spec` says:
+    /// `signing_secret`, `timestamp`, `retry_num`, ...) and sends to `spec.url`; returns the
+    /// response's status and its JSON body.
+    pub async fn slack_send(&self, spec: &Value) -> Result<(u16, Value)> {
+        let resp: Value = self
+            .http
+            .post(format!("{}/_fake/send", self.slack_url()))
+            .json(spec)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let status = resp["status"]
+            .as_u64()
+            .context("no status from the fake Slack")? as u16;
+        let body =
+            serde_json::from_str(resp["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
+        Ok((status, body))
+    }
+
     /// Invoke a function through the replica's Lambda API (synchronously).
     pub async fn invoke(&self, logical_id: &str, payload: &Value) -> Result<Value> {
         let name = self.function_name(logical_id)?;

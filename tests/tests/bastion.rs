@@ -64,13 +64,6 @@ impl Bastion {
         self.stack.info["time_scale"].as_f64().unwrap_or(1.0)
     }
 
-    fn slack_url(&self) -> String {
-        self.stack.info["slack_url"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    }
-
     fn events_url(&self) -> String {
         self.stack.info["function_urls"]["SlackEventsFunction"]
             .as_str()
@@ -226,21 +219,7 @@ impl Bastion {
                 spec_map.insert(k.clone(), v.clone());
             }
         }
-        let resp: Value = self
-            .stack
-            .http
-            .post(format!("{}/_fake/send", self.slack_url()))
-            .json(&spec)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let status = resp["status"]
-            .as_u64()
-            .context("no status from the fake Slack")? as u16;
-        let body =
-            serde_json::from_str(resp["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
-        Ok((status, body))
+        self.stack.slack_send(&spec).await
     }
 
     async fn reply(&self, session: &Value, user: &str, text: &str, n: u32) -> Result<(u16, Value)> {

@@ -117,24 +117,7 @@ impl P {
                 s.insert(k.clone(), v.clone());
             }
         }
-        let resp: Value = self
-            .stack
-            .http
-            .post(format!(
-                "{}/_fake/send",
-                self.stack.info["slack_url"].as_str().unwrap_or_default()
-            ))
-            .json(&spec)
-            .send()
-            .await?
-            .json()
-            .await?;
-        let status = resp["status"]
-            .as_u64()
-            .context("no status from the fake Slack")? as u16;
-        let body =
-            serde_json::from_str(resp["body"].as_str().unwrap_or("null")).unwrap_or(Value::Null);
-        Ok((status, body))
+        self.stack.slack_send(&spec).await
     }
 
     async fn builds_of(&self, id: &str) -> Result<Vec<aws_sdk_codebuild::types::Build>> {
@@ -153,7 +136,25 @@ impl P {
             .collect())
     }
 
-    fn trail(&self, chain: &'static str) -> Trail<'_> {
+    /// Wait for the end: the execution failed `error`, no build of the patch ran, and the
+    /// record ended `status` (when given). Returns the cause.
+    async fn ended_without_build(
+        &self,
+        id: &str,
+        arn: &str,
+        error: &str,
+        status: Option<&str>,
+    ) -> Result<String> {
+        let ended = self.stack.wait_end(arn, TIMEOUT).await?;
+        assert_eq!(ended.error.as_deref(), Some(error), "{ended:?}");
+        assert!(self.builds_of(id).await?.is_empty());
+        if let Some(status) = status {
+            assert_eq!(self.record(id).await?["status"], status);
+        }
+        Ok(ended.cause.unwrap_or_default())
+    }
+
+    fn trail<'a>(&'a self, chain: &'a str) -> Trail<'a> {
         Trail {
             db: &self.stack.db,
             s3: &self.stack.s3,
@@ -174,12 +175,12 @@ impl P {
 
     /// The CLI against this stack, acting as `as_user` (an IAM user of the replica) or the
     /// replica's default identity.
-    fn cli(&self, as_user: Option<&str>, args: &[&str]) -> Result<(bool, String)> {
+    async fn cli(&self, as_user: Option<&str>, args: &[&str]) -> Result<(bool, String)> {
         let mut cmd = Command::new(repo_root().join("target/debug/batchless"));
         cmd.arg("--stack").arg(&self.stack.name).args(args);
         cmd.env_remove("BATCHLESS_LOCAL_ACCESS_KEY_ID");
         if let Some(u) = as_user {
-            cmd.env("BATCHLESS_LOCAL_ACCESS_KEY_ID", self.access_key(u)?);
+            cmd.env("BATCHLESS_LOCAL_ACCESS_KEY_ID", self.access_key(u).await?);
         }
         let out = cmd.output().context("running batchless")?;
         Ok((
@@ -193,30 +194,22 @@ impl P {
     }
 
     /// An access key of IAM user `name` in the replica (created once per stack).
-    fn access_key(&self, name: &str) -> Result<String> {
+    async fn access_key(&self, name: &str) -> Result<String> {
         let dir = repo_root().join(".local").join(&self.stack.name);
         let file = dir.join(format!("key-{name}"));
         if let Ok(k) = std::fs::read_to_string(&file) {
             return Ok(k);
         }
-        let iam = |params: &[(&str, &str)]| -> Result<String> {
-            let out = Command::new("curl")
-                .args(["-s", "-X", "POST", &format!("{}/", self.stack.endpoint())])
-                .args(["-H", "Authorization: AWS4-HMAC-SHA256 Credential=testing/20261128/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0"])
-                .args(params.iter().flat_map(|(k, v)| ["--data-urlencode".to_string(), format!("{k}={v}")]))
-                .output()?;
-            Ok(String::from_utf8_lossy(&out.stdout).to_string())
+        let iam = |action: &'static str| {
+            self.stack
+                .http
+                .post(format!("{}/", self.stack.endpoint()))
+                .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261128/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0")
+                .form(&[("Action", action), ("UserName", name), ("Version", "2010-05-08")])
+                .send()
         };
-        iam(&[
-            ("Action", "CreateUser"),
-            ("UserName", name),
-            ("Version", "2010-05-08"),
-        ])?;
-        let xml = iam(&[
-            ("Action", "CreateAccessKey"),
-            ("UserName", name),
-            ("Version", "2010-05-08"),
-        ])?;
+        iam("CreateUser").await?;
+        let xml = iam("CreateAccessKey").await?.text().await?;
         let key = xml
             .split("<AccessKeyId>")
             .nth(1)
@@ -328,14 +321,10 @@ async fn rejected_patch_runs_no_build() -> Result<()> {
     p.pending(&id).await?;
     let (status, body) = p.click(&id, CAROL_SLACK, "patch_reject", json!({})).await?;
     assert_eq!(status, 200, "{body}");
-    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    assert_eq!(ended.error.as_deref(), Some("PatchRejected"), "{ended:?}");
-    assert!(ended
-        .cause
-        .unwrap_or_default()
-        .contains("rejected by carol"));
-    assert!(p.builds_of(&id).await?.is_empty());
-    assert_eq!(p.record(&id).await?["status"], "REJECTED");
+    let cause = p
+        .ended_without_build(&id, &arn, "PatchRejected", Some("REJECTED"))
+        .await?;
+    assert!(cause.contains("rejected by carol"));
     Ok(())
 }
 
@@ -349,10 +338,8 @@ async fn unanswered_patch_expires_without_a_build() -> Result<()> {
             json!({"approvalTimeoutSeconds": 60}),
         ))
         .await?;
-    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    assert_eq!(ended.error.as_deref(), Some("ApprovalExpired"), "{ended:?}");
-    assert!(p.builds_of(&id).await?.is_empty());
-    assert_eq!(p.record(&id).await?["status"], "EXPIRED");
+    p.ended_without_build(&id, &arn, "ApprovalExpired", Some("EXPIRED"))
+        .await?;
     let events: Vec<String> = p
         .audit_events(&id)
         .await?
@@ -464,11 +451,10 @@ async fn forged_stale_and_replayed_slack_requests_get_401_and_record_nothing() -
     assert_eq!(rec["status"], "PENDING_APPROVAL");
     assert_eq!(rec["decisions"], json!({}));
     // Cancelled by the requester through the CLI: nothing runs.
-    let (ok, out) = p.cli(Some("bob"), &["patch", "cancel", &id])?;
+    let (ok, out) = p.cli(Some("bob"), &["patch", "cancel", &id]).await?;
     assert!(ok, "{out}");
-    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    assert_eq!(ended.error.as_deref(), Some("PatchCancelled"), "{ended:?}");
-    assert!(p.builds_of(&id).await?.is_empty());
+    p.ended_without_build(&id, &arn, "PatchCancelled", None)
+        .await?;
     Ok(())
 }
 
@@ -485,14 +471,10 @@ async fn a_forged_send_task_success_ends_not_approved_without_a_build() -> Resul
         .output(json!({"decision": "approved", "approvers": ["alice", "carol"]}).to_string())
         .send()
         .await?;
-    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    assert_eq!(ended.error.as_deref(), Some("NotApproved"), "{ended:?}");
-    assert!(ended
-        .cause
-        .unwrap_or_default()
-        .contains("0 of 1 valid approvals"));
-    assert!(p.builds_of(&id).await?.is_empty());
-    assert_eq!(p.record(&id).await?["status"], "NOT_APPROVED");
+    let cause = p
+        .ended_without_build(&id, &arn, "NotApproved", Some("NOT_APPROVED"))
+        .await?;
+    assert!(cause.contains("0 of 1 valid approvals"));
     Ok(())
 }
 
@@ -519,25 +501,27 @@ async fn the_approved_sha_runs_after_the_branch_moved_and_the_cli_decides() -> R
     )?;
     let approved_sha = git(&repo, &["rev-parse", "HEAD"])?;
     git(&repo, &["checkout", "-q", "-"])?;
-    let (ok, out) = p.cli(
-        Some("bob"),
-        &[
-            "patch",
-            "submit",
-            "--ticket",
-            "OPS-8",
-            "--ref",
-            &branch,
-            "--kind",
-            "runner",
-            "--script",
-            "script/fix_totals.rb",
-            "--arg",
-            "--dry-run=false",
-            "--reason",
-            "one-off fix",
-        ],
-    )?;
+    let (ok, out) = p
+        .cli(
+            Some("bob"),
+            &[
+                "patch",
+                "submit",
+                "--ticket",
+                "OPS-8",
+                "--ref",
+                &branch,
+                "--kind",
+                "runner",
+                "--script",
+                "script/fix_totals.rb",
+                "--arg",
+                "--dry-run=false",
+                "--reason",
+                "one-off fix",
+            ],
+        )
+        .await?;
     assert!(ok, "{out}");
     let id = out
         .split_whitespace()
@@ -567,12 +551,12 @@ async fn the_approved_sha_runs_after_the_branch_moved_and_the_cli_decides() -> R
     )?;
     git(&repo, &["checkout", "-q", "-"])?;
     // dave may not approve; alice may.
-    let (ok, out) = p.cli(Some("dave"), &["patch", "approve", &id])?;
+    let (ok, out) = p.cli(Some("dave"), &["patch", "approve", &id]).await?;
     assert!(
         !ok && out.contains("does not have the approver role"),
         "{out}"
     );
-    let (ok, out) = p.cli(Some("alice"), &["patch", "approve", &id])?;
+    let (ok, out) = p.cli(Some("alice"), &["patch", "approve", &id]).await?;
     assert!(ok && out.contains("approved"), "{out}");
     let arn = p.record(&id).await?["request"]["executionArn"]
         .as_str()
@@ -672,7 +656,7 @@ async fn the_sweep_names_a_build_started_outside_the_workflow_and_a_false_reques
     assert!(again["unapproved"].as_array().is_some_and(|a| a
         .iter()
         .all(|x| x["buildId"] != build_id.as_str() || x["new"] == false)));
-    let (ok, out) = p.cli(None, &["patch", "cancel", &id])?;
+    let (ok, out) = p.cli(None, &["patch", "cancel", &id]).await?;
     assert!(ok, "{out}");
     p.stack.wait_end(&arn, TIMEOUT).await?;
     Ok(())
@@ -722,7 +706,8 @@ async fn a_failing_script_is_patch_failed_and_audited_and_metacharacters_are_inv
 async fn audit_verify_names_an_edited_record_a_deleted_newest_record_and_a_rewritten_chain(
 ) -> Result<()> {
     let p = setup().await?;
-    let chain: &'static str = Box::leak(unique_name("tamper").into_boxed_str());
+    let chain_name = unique_name("tamper");
+    let chain = chain_name.as_str();
     let trail = p.trail(chain);
     for n in 1..=4 {
         audit::append(
@@ -738,8 +723,9 @@ async fn audit_verify_names_an_edited_record_a_deleted_newest_record_and_a_rewri
         )
         .await?;
     }
-    let verify = || p.cli(None, &["audit", "verify", "--chain", chain]);
-    let (ok, out) = verify()?;
+    let args = ["audit", "verify", "--chain", chain];
+    let verify = || p.cli(None, &args);
+    let (ok, out) = verify().await?;
     assert!(ok && out.contains("audit chain OK: 4 records"), "{out}");
     let item = |seq: u64| {
         let key: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> = [
@@ -768,7 +754,7 @@ async fn audit_verify_names_an_edited_record_a_deleted_newest_record_and_a_rewri
         )
         .send()
         .await?;
-    let (ok, out) = verify()?;
+    let (ok, out) = verify().await?;
     assert!(!ok && out.contains("record 2 was modified"), "{out}");
     p.stack
         .db
@@ -782,7 +768,7 @@ async fn audit_verify_names_an_edited_record_a_deleted_newest_record_and_a_rewri
         )
         .send()
         .await?;
-    assert!(verify()?.0, "restored");
+    assert!(verify().await?.0, "restored");
     // Delete the newest record and move the head back to 3: the S3 anchor remembers 4.
     let (records, _) = audit::read_chain(&trail).await?;
     p.stack
@@ -812,7 +798,7 @@ async fn audit_verify_names_an_edited_record_a_deleted_newest_record_and_a_rewri
         .set_item(Some(head))
         .send()
         .await?;
-    let (ok, out) = verify()?;
+    let (ok, out) = verify().await?;
     assert!(
         !ok && out.contains("newest record(s) 4..=4 were deleted"),
         "{out}"
@@ -834,7 +820,7 @@ async fn audit_verify_names_an_edited_record_a_deleted_newest_record_and_a_rewri
             .send()
             .await?;
     }
-    let (ok, out) = verify()?;
+    let (ok, out) = verify().await?;
     assert!(!ok && out.contains("record 1 was rewritten"), "{out}");
     Ok(())
 }

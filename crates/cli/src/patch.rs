@@ -113,35 +113,33 @@ pub struct ReportArgs {
     pub format: Format,
 }
 
-async fn backend(ctx: &Ctx) -> Result<Backend> {
-    let account = ctx
+/// Who is calling (STS `GetCallerIdentity`, asked once per command).
+struct Caller {
+    account: String,
+    arn: String,
+}
+
+async fn caller(ctx: &Ctx) -> Result<Caller> {
+    let out = ctx
         .sts()
         .get_caller_identity()
         .send()
         .await
-        .context("STS GetCallerIdentity")?
-        .account()
-        .unwrap_or_default()
-        .to_string();
-    Ok(Backend {
+        .context("STS GetCallerIdentity")?;
+    Ok(Caller {
+        account: out.account().unwrap_or_default().to_string(),
+        arn: out.arn().unwrap_or_default().to_string(),
+    })
+}
+
+fn backend(ctx: &Ctx, caller: &Caller) -> Backend {
+    Backend {
         db: ctx.dynamodb(),
         s3: batchless_core::aws::s3(&ctx.config),
         patches_table: format!("batchless-{}-patches", ctx.environment),
         audit_table: format!("batchless-{}-audit", ctx.environment),
-        bucket: format!("batchless-{}-logs-{account}", ctx.environment),
-    })
-}
-
-async fn caller(ctx: &Ctx) -> Result<String> {
-    Ok(ctx
-        .sts()
-        .get_caller_identity()
-        .send()
-        .await
-        .context("STS GetCallerIdentity")?
-        .arn()
-        .unwrap_or_default()
-        .to_string())
+        bucket: format!("batchless-{}-logs-{}", ctx.environment, caller.account),
+    }
 }
 
 fn people(ctx: &Ctx) -> Result<People> {
@@ -196,7 +194,7 @@ async fn submit(ctx: &Ctx, a: SubmitArgs) -> Result<ExitCode> {
         (None, None) => bail!("which repository? pass --repo or set BATCHLESS_APP_REPO"),
     };
     let commit = resolve_ref(&repo, &a.git_ref)?;
-    let requested_by = caller(ctx).await?;
+    let requested_by = caller(ctx).await?.arn;
     let mut input = json!({
         "ticket": a.ticket,
         "ref": a.git_ref,
@@ -237,9 +235,10 @@ async fn submit(ctx: &Ctx, a: SubmitArgs) -> Result<ExitCode> {
 }
 
 async fn decide(ctx: &Ctx, a: DecideArgs, decision: Decision) -> Result<ExitCode> {
-    let b = backend(ctx).await?;
+    let me = caller(ctx).await?;
+    let b = backend(ctx, &me);
     let people = people(ctx)?;
-    let arn = caller(ctx).await?;
+    let arn = me.arn;
     let decider = Decider {
         person: people.by_principal(&arn),
         identity: arn.clone(),
@@ -266,9 +265,10 @@ async fn decide(ctx: &Ctx, a: DecideArgs, decision: Decision) -> Result<ExitCode
 }
 
 async fn cancel(ctx: &Ctx, a: IdArgs) -> Result<ExitCode> {
-    let b = backend(ctx).await?;
+    let me = caller(ctx).await?;
+    let b = backend(ctx, &me);
     let people = people(ctx)?;
-    let arn = caller(ctx).await?;
+    let arn = me.arn;
     let person = people
         .by_principal(&arn)
         .with_context(|| format!("{arn} is nobody in the people map"))?;
@@ -290,7 +290,7 @@ async fn cancel(ctx: &Ctx, a: IdArgs) -> Result<ExitCode> {
 }
 
 async fn show(ctx: &Ctx, a: IdArgs) -> Result<ExitCode> {
-    let b = backend(ctx).await?;
+    let b = backend(ctx, &caller(ctx).await?);
     let mut rec = store::must_get(&b.db, &b.patches_table, &a.patch_id)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -300,7 +300,7 @@ async fn show(ctx: &Ctx, a: IdArgs) -> Result<ExitCode> {
 }
 
 async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
-    let b = backend(ctx).await?;
+    let b = backend(ctx, &caller(ctx).await?);
     let recs = store::list(&b.db, &b.patches_table, &ctx.environment, a.limit)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -344,7 +344,7 @@ pub fn since(text: &str) -> Result<String> {
 }
 
 pub async fn audit_cmd(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
-    let b = backend(ctx).await?;
+    let b = backend(ctx, &caller(ctx).await?);
     let chain = match &cmd {
         AuditCommand::Verify { chain } => chain.clone(),
         AuditCommand::Report(_) => audit::PATCH_CHAIN.to_string(),

@@ -165,7 +165,7 @@ pub struct Trail<'a> {
     pub chain: &'a str,
 }
 
-fn key_of(pk: &str, seq: u64) -> std::collections::HashMap<String, AttributeValue> {
+fn key_of(pk: &str, seq: u64) -> dynamo::Item {
     [
         ("chain".to_string(), s(pk)),
         ("seq".to_string(), AttributeValue::N(seq.to_string())),
@@ -173,44 +173,35 @@ fn key_of(pk: &str, seq: u64) -> std::collections::HashMap<String, AttributeValu
     .into()
 }
 
-async fn read_head(t: &Trail<'_>) -> Result<Option<Head>, Error> {
-    let out =
-        t.db.get_item()
-            .table_name(t.table)
-            .set_key(Some(key_of(&head_pk(t.chain), 0)))
-            .consistent_read(true)
-            .send()
-            .await
-            .aws("GetItem")?;
-    out.item().map(dynamo::from_item).transpose()
+async fn get_item(t: &Trail<'_>, pk: &str, seq: u64) -> Result<Option<dynamo::Item>, Error> {
+    dynamo::get_item(t.db, t.table, key_of(pk, seq)).await
 }
 
+async fn read_head(t: &Trail<'_>) -> Result<Option<Head>, Error> {
+    get_item(t, &head_pk(t.chain), 0)
+        .await?
+        .as_ref()
+        .map(dynamo::from_item)
+        .transpose()
+}
+
+/// The seq of the record appended under `key`, if any.
 async fn marker(t: &Trail<'_>, key: &str) -> Result<Option<u64>, Error> {
-    let out =
-        t.db.get_item()
-            .table_name(t.table)
-            .set_key(Some(key_of(&marker_pk(t.chain, key), 0)))
-            .consistent_read(true)
-            .send()
-            .await
-            .aws("GetItem")?;
-    Ok(out
-        .item()
-        .and_then(|i| i.get("recordSeq"))
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse().ok()))
+    Ok(get_item(t, &marker_pk(t.chain, key), 0)
+        .await?
+        .and_then(|i| {
+            i.get("recordSeq")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+        }))
 }
 
 async fn get_record(t: &Trail<'_>, seq: u64) -> Result<Option<AuditRecord>, Error> {
-    let out =
-        t.db.get_item()
-            .table_name(t.table)
-            .set_key(Some(key_of(t.chain, seq)))
-            .consistent_read(true)
-            .send()
-            .await
-            .aws("GetItem")?;
-    out.item().map(dynamo::from_item).transpose()
+    get_item(t, t.chain, seq)
+        .await?
+        .as_ref()
+        .map(dynamo::from_item)
+        .transpose()
 }
 
 /// Write the S3 anchor of a record (idempotent: same key, same content).

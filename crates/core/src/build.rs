@@ -99,10 +99,8 @@ pub fn normalize_build_id(id: &str) -> &str {
         .unwrap_or(id)
 }
 
-pub async fn fetch_outcome(
-    codebuild: &aws_sdk_codebuild::Client,
-    build_id: &str,
-) -> Result<BuildOutcome, Error> {
+/// One build as CodeBuild describes it.
+pub async fn fetch(codebuild: &aws_sdk_codebuild::Client, build_id: &str) -> Result<Build, Error> {
     let id = normalize_build_id(build_id);
     let out = codebuild
         .batch_get_builds()
@@ -112,8 +110,15 @@ pub async fn fetch_outcome(
         .aws("BatchGetBuilds")?;
     out.builds()
         .first()
-        .map(outcome)
+        .cloned()
         .ok_or_else(|| Error::NotFound(format!("build {id}")))
+}
+
+pub async fn fetch_outcome(
+    codebuild: &aws_sdk_codebuild::Client,
+    build_id: &str,
+) -> Result<BuildOutcome, Error> {
+    Ok(outcome(&fetch(codebuild, build_id).await?))
 }
 
 #[derive(Debug, Clone)]

@@ -89,23 +89,106 @@ pub fn from_item<T: DeserializeOwned>(item: &Item) -> Result<T, Error> {
         .map_err(|e| Error::Conflict(format!("stored record does not match its schema: {e}")))
 }
 
-/// One item by its key attributes (a consistent read), as a record.
+/// One item by its full key (a consistent read).
+pub async fn get_item(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: Item,
+) -> Result<Option<Item>, Error> {
+    let out = db
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .aws("GetItem")?;
+    Ok(out.item().cloned())
+}
+
+fn string_key(key: &[(&str, &str)]) -> Item {
+    key.iter().map(|(k, v)| (k.to_string(), s(*v))).collect()
+}
+
+/// One item by its (string) key attributes (a consistent read), as a record.
 pub async fn get<T: DeserializeOwned>(
     db: &aws_sdk_dynamodb::Client,
     table: &str,
     key: &[(&str, &str)],
 ) -> Result<Option<T>, Error> {
-    let out = db
-        .get_item()
+    get_item(db, table, string_key(key))
+        .await?
+        .as_ref()
+        .map(from_item)
+        .transpose()
+}
+
+/// `SET` top-level `fields` of an existing item if `condition` holds (an extra expression;
+/// each `#name` in it stands for the attribute `name`, each `:value` comes from `values`).
+/// Returns the item as it is after the update, or `None` when the item does not exist or the
+/// condition did not hold.
+pub async fn set_fields(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &[(&str, &str)],
+    fields: &[(&str, Value)],
+    condition: Option<&str>,
+    values: &[(&str, Value)],
+) -> Result<Option<Item>, Error> {
+    use crate::aws::ConditionalExt;
+    use aws_sdk_dynamodb::types::ReturnValue;
+    let mut req = db
+        .update_item()
         .table_name(table)
-        .set_key(Some(
-            key.iter().map(|(k, v)| (k.to_string(), s(*v))).collect(),
-        ))
-        .consistent_read(true)
+        .set_key(Some(string_key(key)))
+        .return_values(ReturnValue::AllNew);
+    let mut sets = Vec::new();
+    for (i, (name, value)) in fields.iter().enumerate() {
+        sets.push(format!("#f{i} = :f{i}"));
+        req = req
+            .expression_attribute_names(format!("#f{i}"), *name)
+            .expression_attribute_values(format!(":f{i}"), to_attr(value));
+    }
+    let exists = "attribute_exists(#k0)".to_string();
+    req = req.expression_attribute_names("#k0", key[0].0);
+    let cond = match condition {
+        Some(extra) => {
+            for name in placeholders(extra) {
+                req = req.expression_attribute_names(format!("#{name}"), name);
+            }
+            format!("{exists} AND ({extra})")
+        }
+        None => exists,
+    };
+    for (k, v) in values {
+        req = req.expression_attribute_values(*k, to_attr(v));
+    }
+    let out = req
+        .update_expression(format!("SET {}", sets.join(", ")))
+        .condition_expression(cond)
         .send()
         .await
-        .aws("GetItem")?;
-    out.item().map(from_item).transpose()
+        .aws("UpdateItem")
+        .conditional()?;
+    Ok(out.and_then(|o| o.attributes().cloned()))
+}
+
+/// The attribute names behind the `#name` placeholders of an expression.
+fn placeholders(expr: &str) -> Vec<&str> {
+    let mut out: Vec<&str> = expr
+        .split('#')
+        .skip(1)
+        .map(|rest| {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            &rest[..end]
+        })
+        .filter(|n| !n.is_empty())
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// The items of `index` whose partition `key` is `value`, newest (highest sort key) first.
@@ -149,6 +232,17 @@ mod tests {
             _ => unreachable!(),
         };
         assert_eq!(item_to_value(&item), v);
+    }
+
+    #[test]
+    fn condition_placeholders_are_found() {
+        assert_eq!(
+            placeholders(
+                "#status IN (:a, :b) AND attribute_not_exists(#cancelled_by) OR #status = :c"
+            ),
+            vec!["cancelled_by", "status"]
+        );
+        assert!(placeholders("attribute_not_exists(approval)").is_empty());
     }
 
     #[test]

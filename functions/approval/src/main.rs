@@ -83,10 +83,7 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
         .unwrap_or_else(|| format!("<@{user}>"));
     let summary = outcome.summary(&who, decision);
     tracing::info!(patch = %patch_id, user, outcome = %outcome.outcome, status = %outcome.status, "decision handled");
-    if let Some(thread) = store::get(st.db, st.table, patch_id)
-        .await?
-        .and_then(|r| r.approval_message)
-    {
+    if let Some(thread) = &outcome.thread {
         if let Err(e) = deps
             .slack
             .post_message(&message::thread_reply(

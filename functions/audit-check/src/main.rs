@@ -7,10 +7,9 @@
 //!   `StartExecution` of the data-patch workflow must come from the requester the patch names.
 //!   Each finding is appended to the audit trail once and alerted to Slack once.
 
-use batchless_core::aws::AwsResultExt;
 use batchless_core::input::parse_strict;
 use batchless_core::patch::check::{self, BuildFacts, Verdict};
-use batchless_core::patch::report::events;
+use batchless_core::patch::events;
 use batchless_core::patch::store::{self, Backend, PatchRecord};
 use batchless_core::patch::{build_env, status, PatchRun};
 use batchless_core::people::People;
@@ -50,30 +49,16 @@ enum Event {
 const DEFAULT_WINDOW_HOURS: u32 = 26;
 const MAX_WINDOW_HOURS: u32 = 24 * 90;
 
-async fn fetch(deps: &Deps, build_id: &str) -> Result<BuildFacts, Error> {
-    let out = deps
-        .codebuild
-        .batch_get_builds()
-        .ids(build::normalize_build_id(build_id))
-        .send()
-        .await
-        .aws("BatchGetBuilds")?;
-    out.builds()
-        .first()
-        .map(check::facts)
-        .ok_or_else(|| Error::NotFound(format!("build {build_id}")))
-}
-
 async fn run_check(deps: &Deps, patch: &PatchRun, build_id: &str) -> Result<Verdict, Error> {
     let st = deps.backend.store();
-    let facts = fetch(deps, build_id).await?;
+    let facts = check::facts(&build::fetch(&deps.codebuild, build_id).await?);
     let rec = store::must_get(st.db, st.table, &patch.patch_id).await?;
     let verdict = check::check_run(&rec, &facts, &deps.people);
     let mut fields = vec![("verdict", json!(verdict.verdict))];
     if let Some(sha) = &facts.resolved_source_version {
         fields.push(("resolvedSourceVersion", json!(sha)));
     }
-    store::update(st.db, st.table, &patch.patch_id, &fields, "", &[]).await?;
+    store::update(st.db, st.table, &patch.patch_id, &fields, None, &[]).await?;
     audit::append(
         &st.trail,
         &store::entry(

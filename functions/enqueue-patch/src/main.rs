@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use batchless_core::input::parse_strict;
-use batchless_core::patch::report::events;
+use batchless_core::patch::events;
 use batchless_core::patch::store::{self, Backend};
 use batchless_core::patch::{approval, build_env, request_hash, status, PatchRun, OUTPUT_DIR};
 use batchless_core::people::People;

@@ -6,7 +6,7 @@
 //!   what the workflow outputs or fails with, plus the Slack thread to post the result in.
 
 use batchless_core::input::parse_strict;
-use batchless_core::patch::report::events;
+use batchless_core::patch::events;
 use batchless_core::patch::store::{self, Backend};
 use batchless_core::patch::workflow::{self, PatchState};
 use batchless_core::patch::{status, PatchRun};

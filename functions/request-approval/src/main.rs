@@ -54,7 +54,7 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
         table,
         &patch.patch_id,
         &[("taskToken", json!(task_token))],
-        "",
+        None,
         &[],
     )
     .await?
@@ -91,7 +91,7 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
                     permalink,
                 }),
             )],
-            "attribute_not_exists(approvalMessage)",
+            Some("attribute_not_exists(approvalMessage)"),
             &[],
         )
         .await?;

@@ -179,10 +179,7 @@ async fn process(ev: &Value, deps: &Deps) -> Result<Value, Error> {
             &[("status", json!(session::status::APPROVED))],
             Some((
                 "#status = :open",
-                vec![
-                    ("#status", json!(null)),
-                    (":open", json!(session::status::OPEN)),
-                ],
+                vec![(":open", json!(session::status::OPEN))],
             )),
         )
         .await?;

@@ -4,7 +4,7 @@
 //! Indexes: `byThread` (`threadKey` = `channel:ts`) finds the session a reply belongs to;
 //! `byTask` (`taskId`, `loginAt`) finds the open sessions of a task for the console hook.
 
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -189,7 +189,8 @@ pub async fn get(
     dynamo::get(db, table, &[("pk", &pk(session_id)), ("sk", SESSION_SK)]).await
 }
 
-/// `SET` the given top-level fields of a session (which must exist); returns the new record.
+/// `SET` the given top-level fields of a session (which must exist) if `condition` holds
+/// (`#name` placeholders stand for attributes, `:values` are given); returns the new record.
 pub async fn update(
     db: &aws_sdk_dynamodb::Client,
     table: &str,
@@ -197,40 +198,23 @@ pub async fn update(
     fields: &[(&str, Value)],
     condition: Option<(&str, Vec<(&str, Value)>)>,
 ) -> Result<Option<SessionRecord>, Error> {
-    let mut expr = Vec::new();
-    let mut req = db
-        .update_item()
-        .table_name(table)
-        .key("pk", s(pk(session_id)))
-        .key("sk", s(SESSION_SK))
-        .return_values(ReturnValue::AllNew);
-    for (i, (name, value)) in fields.iter().enumerate() {
-        expr.push(format!("#f{i} = :v{i}"));
-        req = req
-            .expression_attribute_names(format!("#f{i}"), *name)
-            .expression_attribute_values(format!(":v{i}"), dynamo::to_attr(value));
-    }
-    let mut cond = "attribute_exists(pk)".to_string();
-    if let Some((extra, values)) = condition {
-        cond = format!("{cond} AND ({extra})");
-        for (k, v) in values {
-            if let Some(name) = k.strip_prefix('#') {
-                req = req.expression_attribute_names(k, name);
-                let _ = v;
-            } else {
-                req = req.expression_attribute_values(k, dynamo::to_attr(&v));
-            }
-        }
-    }
-    let res = req
-        .update_expression(format!("SET {}", expr.join(", ")))
-        .condition_expression(cond)
-        .send()
-        .await
-        .aws("UpdateItem")
-        .conditional()?;
-    res.and_then(|out| out.attributes().map(dynamo::from_item))
-        .transpose()
+    let (cond, values) = match condition {
+        Some((c, v)) => (Some(c), v),
+        None => (None, Vec::new()),
+    };
+    let pk = pk(session_id);
+    dynamo::set_fields(
+        db,
+        table,
+        &[("pk", &pk), ("sk", SESSION_SK)],
+        fields,
+        cond,
+        &values,
+    )
+    .await?
+    .as_ref()
+    .map(dynamo::from_item)
+    .transpose()
 }
 
 async fn query_index(

@@ -238,22 +238,23 @@ mod tests {
         );
     }
 
+    /// Decisions keyed by person, as the record stores them.
+    fn decisions(list: &[(&str, Decision, &str)]) -> BTreeMap<String, DecisionRecord> {
+        list.iter()
+            .map(|(by, d, hash)| (by.to_string(), decision(by, *d, hash)))
+            .collect()
+    }
+
     #[test]
     fn two_required_means_two_distinct_approvers() {
         let p = people();
         let r = run(2);
-        let mut d = BTreeMap::new();
-        d.insert(
-            "alice".into(),
-            decision("alice", Decision::Approve, &r.request_hash),
-        );
+        let h = r.request_hash.as_str();
+        let mut d = decisions(&[("alice", Decision::Approve, h)]);
         let t = tally(&r, &d, &p);
         assert!(!t.approved());
         assert_eq!(t.approvers, vec!["alice"]);
-        d.insert(
-            "carol".into(),
-            decision("carol", Decision::Approve, &r.request_hash),
-        );
+        d.extend(decisions(&[("carol", Decision::Approve, h)]));
         assert!(tally(&r, &d, &p).approved());
     }
 
@@ -261,24 +262,14 @@ mod tests {
     fn decisions_that_do_not_hold_up_are_ignored() {
         let p = people();
         let r = run(1);
-        let mut d = BTreeMap::new();
+        let h = r.request_hash.as_str();
         // Forged into the record: the requester, a non-approver, someone unknown, a stale hash.
-        d.insert(
-            "bob".into(),
-            decision("bob", Decision::Approve, &r.request_hash),
-        );
-        d.insert(
-            "dave".into(),
-            decision("dave", Decision::Approve, &r.request_hash),
-        );
-        d.insert(
-            "zed".into(),
-            decision("zed", Decision::Approve, &r.request_hash),
-        );
-        d.insert(
-            "alice".into(),
-            decision("alice", Decision::Approve, "stale"),
-        );
+        let d = decisions(&[
+            ("bob", Decision::Approve, h),
+            ("dave", Decision::Approve, h),
+            ("zed", Decision::Approve, h),
+            ("alice", Decision::Approve, "stale"),
+        ]);
         let t = tally(&r, &d, &p);
         assert!(!t.approved(), "{t:?}");
         assert_eq!(t.ignored.len(), 4);
@@ -288,15 +279,11 @@ mod tests {
     fn one_rejection_rejects() {
         let p = people();
         let r = run(2);
-        let mut d = BTreeMap::new();
-        d.insert(
-            "alice".into(),
-            decision("alice", Decision::Approve, &r.request_hash),
-        );
-        d.insert(
-            "carol".into(),
-            decision("carol", Decision::Reject, &r.request_hash),
-        );
+        let h = r.request_hash.as_str();
+        let d = decisions(&[
+            ("alice", Decision::Approve, h),
+            ("carol", Decision::Reject, h),
+        ]);
         let t = tally(&r, &d, &p);
         assert_eq!(t.rejected_by.as_deref(), Some("carol"));
         assert!(!t.approved());

@@ -34,6 +34,19 @@ pub const MAX_REASON_CHARS: usize = 2000;
 /// Files a patch writes here are uploaded next to its log (the buildspec's `artifacts`).
 pub const OUTPUT_DIR: &str = "tmp/batchless-output";
 
+/// The audit trail's event names for patches (besides the statuses `APPROVED` / `REJECTED`).
+pub mod events {
+    pub const REQUESTED: &str = "REQUESTED";
+    pub const DECISION: &str = "DECISION";
+    pub const DECISION_REFUSED: &str = "DECISION_REFUSED";
+    pub const BUILD_STARTED: &str = "BUILD_STARTED";
+    pub const VERDICT: &str = "VERDICT";
+    pub const FINISHED: &str = "FINISHED";
+    pub const CANCEL_REQUESTED: &str = "CANCEL_REQUESTED";
+    pub const UNAPPROVED_BUILD: &str = "UNAPPROVED_BUILD";
+    pub const REQUESTER_MISMATCH: &str = "REQUESTER_MISMATCH";
+}
+
 /// Build environment variables that carry the approved request into the patch build; the
 /// audit check reads them back from CodeBuild.
 pub mod build_env {

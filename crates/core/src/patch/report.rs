@@ -8,19 +8,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::events;
 use crate::audit::AuditRecord;
-
-pub mod events {
-    pub const REQUESTED: &str = "REQUESTED";
-    pub const DECISION: &str = "DECISION";
-    pub const DECISION_REFUSED: &str = "DECISION_REFUSED";
-    pub const BUILD_STARTED: &str = "BUILD_STARTED";
-    pub const VERDICT: &str = "VERDICT";
-    pub const FINISHED: &str = "FINISHED";
-    pub const CANCEL_REQUESTED: &str = "CANCEL_REQUESTED";
-    pub const UNAPPROVED_BUILD: &str = "UNAPPROVED_BUILD";
-    pub const REQUESTER_MISMATCH: &str = "REQUESTER_MISMATCH";
-}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]

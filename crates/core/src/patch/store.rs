@@ -5,12 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::ReturnValue;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::approval::{self, Decision, DecisionRecord, Refusal, Via};
-use super::{status, PatchRun};
+use super::{events, status, PatchRun};
 use crate::audit::{self, Entry, Trail};
 use crate::aws::{AwsResultExt, ConditionalExt};
 use crate::dynamo::{self, s};
@@ -188,7 +187,7 @@ pub async fn create(st: &Store<'_>, run: &PatchRun) -> Result<PatchRecord, Error
         &entry(
             run,
             format!("request:{}", run.patch_id),
-            "REQUESTED",
+            events::REQUESTED,
             &run.requester,
             json!({
                 "status": status::PENDING_APPROVAL,
@@ -210,48 +209,22 @@ pub async fn create(st: &Store<'_>, run: &PatchRun) -> Result<PatchRecord, Error
     Ok(stored)
 }
 
-/// `SET` top-level fields if `condition` holds; `None` when it did not.
+/// `SET` top-level fields (and `updatedAt`) if `condition` holds; `None` when it did not or
+/// there is no such patch.
 pub async fn update(
     db: &aws_sdk_dynamodb::Client,
     table: &str,
     patch_id: &str,
     fields: &[(&str, Value)],
-    condition: &str,
+    condition: Option<&str>,
     values: &[(&str, Value)],
 ) -> Result<Option<PatchRecord>, Error> {
-    let mut sets = vec!["#updatedAt = :updatedAt".to_string()];
-    let mut req = db
-        .update_item()
-        .table_name(table)
-        .key("patchId", s(patch_id))
-        .return_values(ReturnValue::AllNew)
-        .expression_attribute_names("#updatedAt", "updatedAt")
-        .expression_attribute_values(":updatedAt", s(crate::time::rfc3339(crate::time::now())));
-    if condition.contains("#status") {
-        req = req.expression_attribute_names("#status", "status");
-    }
-    for (i, (name, value)) in fields.iter().enumerate() {
-        sets.push(format!("#f{i} = :f{i}"));
-        req = req
-            .expression_attribute_names(format!("#f{i}"), *name)
-            .expression_attribute_values(format!(":f{i}"), dynamo::to_attr(value));
-    }
-    for (k, v) in values {
-        req = req.expression_attribute_values(*k, dynamo::to_attr(v));
-    }
-    let cond = if condition.is_empty() {
-        "attribute_exists(patchId)".to_string()
-    } else {
-        format!("attribute_exists(patchId) AND ({condition})")
-    };
-    let res = req
-        .update_expression(format!("SET {}", sets.join(", ")))
-        .condition_expression(cond)
-        .send()
-        .await
-        .aws("UpdateItem")
-        .conditional()?;
-    res.and_then(|out| out.attributes().map(dynamo::from_item))
+    let mut all = fields.to_vec();
+    all.push(("updatedAt", json!(crate::time::rfc3339(crate::time::now()))));
+    dynamo::set_fields(db, table, &[("patchId", patch_id)], &all, condition, values)
+        .await?
+        .as_ref()
+        .map(dynamo::from_item)
         .transpose()
 }
 
@@ -273,7 +246,7 @@ pub async fn transition(
         .map(|(n, s)| (n.as_str(), json!(s)))
         .collect();
     let cond = format!("#status IN ({})", names.join(", "));
-    update(db, table, patch_id, &all, &cond, &values).await
+    update(db, table, patch_id, &all, Some(&cond), &values).await
 }
 
 /// What came of a decision.
@@ -290,6 +263,32 @@ pub struct DecisionOutcome {
     pub required: u32,
     /// Whether the waiting workflow was told (approved or rejected now).
     pub wait_ended: bool,
+    /// The approval request's Slack thread, for an answer there.
+    #[serde(skip)]
+    pub thread: Option<ApprovalMessage>,
+}
+
+impl DecisionOutcome {
+    fn new(
+        outcome: &str,
+        refusal: Option<Refusal>,
+        rec: PatchRecord,
+        run: &PatchRun,
+        people: &People,
+        wait_ended: bool,
+    ) -> Self {
+        let t = approval::tally(run, &rec.decisions, people);
+        DecisionOutcome {
+            patch_id: rec.patch_id,
+            outcome: outcome.into(),
+            refusal,
+            status: rec.status,
+            approvals: t.approvers.len(),
+            required: t.required,
+            wait_ended,
+            thread: rec.approval_message,
+        }
+    }
 }
 
 impl DecisionOutcome {
@@ -363,22 +362,20 @@ pub async fn decide(
                         refusal.code(),
                         rec.status
                     ),
-                    "DECISION_REFUSED",
+                    events::DECISION_REFUSED,
                     &actor,
                     json!({"decision": decision.as_str(), "via": decider.via, "identity": decider.identity, "refusal": refusal}),
                 ),
             )
             .await?;
-            let t = approval::tally(&run, &rec.decisions, people);
-            return Ok(DecisionOutcome {
-                patch_id: patch_id.into(),
-                outcome: "refused".into(),
-                refusal: Some(refusal),
-                status: rec.status,
-                approvals: t.approvers.len(),
-                required: t.required,
-                wait_ended: false,
-            });
+            return Ok(DecisionOutcome::new(
+                "refused",
+                Some(refusal),
+                rec,
+                &run,
+                people,
+                false,
+            ));
         }
     }
     let person = decider.person.expect("judged: a person");
@@ -398,6 +395,7 @@ pub async fn decide(
     let written = st
         .db
         .update_item()
+        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
         .table_name(st.table)
         .key("patchId", s(patch_id))
         .update_expression("SET decisions.#p = :d, #updatedAt = :now")
@@ -414,30 +412,31 @@ pub async fn decide(
         .send()
         .await
         .aws("UpdateItem")
-        .conditional()?
-        .is_some();
-    let rec = must_get(st.db, st.table, patch_id).await?;
+        .conditional()?;
+    let rec = match written.as_ref().and_then(|out| out.attributes()) {
+        Some(item) => dynamo::from_item::<PatchRecord>(item)?,
+        None => must_get(st.db, st.table, patch_id).await?,
+    };
     let Some(stored) = rec.decisions.get(&person.id).cloned() else {
         // Not written and not there: the patch left PENDING_APPROVAL meanwhile.
-        let t = approval::tally(&run, &rec.decisions, people);
-        return Ok(DecisionOutcome {
-            patch_id: patch_id.into(),
-            outcome: "refused".into(),
-            refusal: Some(Refusal::NotPending {
-                status: rec.status.clone(),
-            }),
-            status: rec.status,
-            approvals: t.approvers.len(),
-            required: t.required,
-            wait_ended: false,
-        });
+        let refusal = Refusal::NotPending {
+            status: rec.status.clone(),
+        };
+        return Ok(DecisionOutcome::new(
+            "refused",
+            Some(refusal),
+            rec,
+            &run,
+            people,
+            false,
+        ));
     };
     audit::append(
         &st.trail,
         &entry(
             &run,
             format!("decision:{patch_id}:{}", person.id),
-            "DECISION",
+            events::DECISION,
             &person.id,
             json!({
                 "decision": stored.decision.as_str(),
@@ -450,16 +449,14 @@ pub async fn decide(
     )
     .await?;
     let (rec, wait_ended) = conclude(st, sfn, people, rec).await?;
-    let t = approval::tally(&run, &rec.decisions, people);
-    Ok(DecisionOutcome {
-        patch_id: patch_id.into(),
-        outcome: if written { "recorded" } else { "duplicate" }.into(),
-        refusal: None,
-        status: rec.status,
-        approvals: t.approvers.len(),
-        required: t.required,
-        wait_ended,
-    })
+    let outcome = if written.is_some() {
+        "recorded"
+    } else {
+        "duplicate"
+    };
+    Ok(DecisionOutcome::new(
+        outcome, None, rec, &run, people, wait_ended,
+    ))
 }
 
 /// When the decisions add up, move the patch to `APPROVED` / `REJECTED`, audit it and end the
@@ -578,7 +575,7 @@ pub async fn cancel(
             ("cancelledBy", json!(person.id)),
             ("cancelledAt", json!(now)),
         ],
-        "attribute_not_exists(cancelledBy)",
+        Some("attribute_not_exists(cancelledBy)"),
         &[],
     )
     .await?;
@@ -587,13 +584,16 @@ pub async fn cancel(
         &entry(
             &run,
             format!("cancel:{patch_id}"),
-            "CANCEL_REQUESTED",
+            events::CANCEL_REQUESTED,
             &person.id,
             json!({"statusWhenCancelled": rec.status}),
         ),
     )
     .await?;
-    let rec = marked.unwrap_or(must_get(st.db, st.table, patch_id).await?);
+    let rec = match marked {
+        Some(rec) => rec,
+        None => must_get(st.db, st.table, patch_id).await?,
+    };
     let mut out = Cancelled {
         patch_id: patch_id.into(),
         status: rec.status.clone(),

@@ -838,12 +838,14 @@ async fn a_start_build_error_is_recorded_and_the_lost_event_is_caught_by_the_pol
     assert_eq!(ended.error.as_deref(), Some("AwsServiceError"), "{ended:?}");
     assert_eq!(p.record(&id).await?["status"], "ERROR");
     p.stack.clear_faults().await?;
-    // The build's state-change event is lost: the safety-net poll notices the end.
+    // The build's state-change event is lost: the safety-net poll notices the end. The build
+    // (14 s) outlasts register-wait's re-check and the first (scaled 10 s) wait.
     p.stack
         .fault(json!({"drop_events": {"source": "aws.codebuild", "detail_type": "CodeBuild Build State Change",
                                       "detail": {"project-name": p.project, "build-status": "SUCCEEDED"}, "count": 1}}))
         .await?;
-    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
+    let slow = json!({"task": "fake:sleep", "args": ["14"]});
+    let (id, arn) = p.submit(&request(&p.stack.app_head()?, slow)).await?;
     p.pending(&id).await?;
     p.click(&id, ALICE_SLACK, "patch_approve", json!({}))
         .await?;
@@ -855,5 +857,165 @@ async fn a_start_build_error_is_recorded_and_the_lost_event_is_caught_by_the_pol
         .await?
         .contains(&"PollBuild".to_string()));
     p.stack.clear_faults().await?;
+    Ok(())
+}
+
+/// After the build: the log cannot be archived, the audit check cannot record its verdict, and
+/// Slack is down for the result. The run still ends, recorded, as `AuditCheckFailed`.
+#[tokio::test]
+async fn failures_after_the_build_are_recorded_and_named() -> Result<()> {
+    let p = setup().await?;
+    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
+    p.pending(&id).await?;
+    p.stack
+        // The work log's upload (not the audit anchors, also S3 objects).
+        .fault(json!({"service": "s3", "operation": "PutObject", "match": "Running task", "error": "AccessDenied", "count": 1}))
+        .await?;
+    // Only the audit check writes a verdict to the patch record.
+    p.stack
+        .fault(json!({"service": "dynamodb", "operation": "UpdateItem", "match": "verdict", "error": "ValidationException", "count": 1}))
+        .await?;
+    // The decision's thread reply (1) and every Notify attempt (4) fail.
+    p.stack
+        .slack_fail("chat.postMessage", "internal_error", 5)
+        .await?;
+    let (status, body) = p
+        .click(&id, ALICE_SLACK, "patch_approve", json!({}))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    p.stack.clear_faults().await?;
+    assert_eq!(
+        ended.error.as_deref(),
+        Some("AuditCheckFailed"),
+        "{ended:?}"
+    );
+    let states = p.stack.states_entered(&arn).await?;
+    for s in [
+        "CollectLogs",
+        "AuditCheck",
+        "RecordOutcome",
+        "Notify",
+        "AuditCheckFailed",
+    ] {
+        assert!(states.iter().any(|x| x == s), "{s} not in {states:?}");
+    }
+    let rec = p.record(&id).await?;
+    assert_eq!(rec["status"], "SUCCEEDED");
+    assert!(rec.get("logUri").is_none(), "{rec}");
+    let finished = p
+        .audit_events(&id)
+        .await?
+        .into_iter()
+        .find(|(e, _)| e == "FINISHED")
+        .context("FINISHED")?;
+    assert_eq!(finished.1["status"], "SUCCEEDED");
+    Ok(())
+}
+
+/// Before and while waiting: Slack refuses the approval request, the wait cannot be
+/// registered, the safety-net poll is refused. Each run ends with the step's error, recorded.
+#[tokio::test]
+async fn failures_of_the_waits_end_the_run_recorded() -> Result<()> {
+    let p = setup().await?;
+    // Slack is down for every attempt of the approval request (1 + 5 retries).
+    p.stack
+        .slack_fail("chat.postMessage", "internal_error", 6)
+        .await?;
+    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    p.stack.clear_faults().await?;
+    assert_eq!(ended.error.as_deref(), Some("SlackError"), "{ended:?}");
+    assert_eq!(p.record(&id).await?["status"], "ERROR");
+    assert!(p.builds_of(&id).await?.is_empty());
+
+    // The build's wait cannot be stored.
+    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
+    p.pending(&id).await?;
+    let waits = p.stack.table("WaitsTable")?;
+    p.stack
+        .fault(json!({"service": "dynamodb", "operation": "PutItem", "match": waits, "error": "ValidationException", "count": 1}))
+        .await?;
+    p.click(&id, ALICE_SLACK, "patch_approve", json!({}))
+        .await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    p.stack.clear_faults().await?;
+    assert_eq!(ended.error.as_deref(), Some("AwsServiceError"), "{ended:?}");
+    assert!(p
+        .stack
+        .states_entered(&arn)
+        .await?
+        .iter()
+        .any(|s| s == "WaitForBuild"));
+    assert_eq!(p.record(&id).await?["status"], "ERROR");
+
+    // The end-of-build event is lost and CodeBuild refuses the poll (register-wait's re-check,
+    // the first BatchGetBuilds, goes through; the 8 s build outlasts it).
+    let (id, arn) = p
+        .submit(&request(
+            &p.stack.app_head()?,
+            json!({"task": "fake:sleep", "args": ["8"]}),
+        ))
+        .await?;
+    p.pending(&id).await?;
+    p.stack
+        .fault(json!({"drop_events": {"source": "aws.codebuild", "detail_type": "CodeBuild Build State Change",
+                                      "detail": {"project-name": p.project, "build-status": "SUCCEEDED"}, "count": 1}}))
+        .await?;
+    p.stack
+        .fault(json!({"service": "codebuild", "operation": "BatchGetBuilds", "error": "InvalidInputException", "after": 1, "count": 1}))
+        .await?;
+    p.click(&id, ALICE_SLACK, "patch_approve", json!({}))
+        .await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    p.stack.clear_faults().await?;
+    assert_eq!(ended.error.as_deref(), Some("AwsServiceError"), "{ended:?}");
+    let states = p.stack.states_entered(&arn).await?;
+    assert!(states.iter().any(|s| s == "PollBuild"), "{states:?}");
+    assert!(!states.iter().any(|s| s == "BuildEnded?"), "{states:?}");
+    assert_eq!(p.record(&id).await?["status"], "ERROR");
+    Ok(())
+}
+
+/// The approval behind a running build disappears from the record (edited in DynamoDB): the
+/// audit check finds the build no longer backed by an approval → `VIOLATION`, the run fails
+/// `AuditViolation` and the verdict is in the audit trail.
+#[tokio::test]
+async fn a_build_no_longer_backed_by_its_approval_is_an_audit_violation() -> Result<()> {
+    let p = setup().await?;
+    let slow = json!({"task": "fake:sleep", "args": ["5"]});
+    let (id, arn) = p.submit(&request(&p.stack.app_head()?, slow)).await?;
+    p.pending(&id).await?;
+    p.click(&id, ALICE_SLACK, "patch_approve", json!({}))
+        .await?;
+    eventually("the build to start", TIMEOUT, || async {
+        Ok(p.record(&id).await?.get("buildId").map(|_| ()))
+    })
+    .await?;
+    p.stack
+        .db
+        .update_item()
+        .table_name(&p.table)
+        .key(
+            "patchId",
+            aws_sdk_dynamodb::types::AttributeValue::S(id.clone()),
+        )
+        .update_expression("SET decisions = :none")
+        .expression_attribute_values(
+            ":none",
+            aws_sdk_dynamodb::types::AttributeValue::M(Default::default()),
+        )
+        .send()
+        .await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(ended.error.as_deref(), Some("AuditViolation"), "{ended:?}");
+    assert!(ended.cause.unwrap_or_default().contains("is not approved"));
+    let verdict = p
+        .audit_events(&id)
+        .await?
+        .into_iter()
+        .find(|(e, _)| e == "VERDICT")
+        .context("VERDICT")?;
+    assert_eq!(verdict.1["verdict"], "VIOLATION");
     Ok(())
 }

@@ -676,11 +676,11 @@ async fn a_failing_script_is_patch_failed_and_audited_and_metacharacters_are_inv
         .unwrap_or_default()
         .contains("shell metacharacters are refused"));
     assert!(p.stack.get_item(&p.table, "patchId", &id).await?.is_none());
-    // `rails runner` of a script the commit does not have exits non-zero.
+    // A script that exits non-zero (the fake app's runner honours `# fake-exit: 3`).
     let mut input = request(&p.stack.app_head()?, json!({}));
     input.as_object_mut().context("obj")?.remove("task");
     input["kind"] = json!("runner");
-    input["script"] = json!("script/does_not_exist.rb");
+    input["script"] = json!("script/fail.rb");
     let (id, arn) = p.submit(&input).await?;
     p.pending(&id).await?;
     p.click(&id, ALICE_SLACK, "patch_approve", json!({}))
@@ -1017,5 +1017,35 @@ async fn a_build_no_longer_backed_by_its_approval_is_an_audit_violation() -> Res
         .find(|(e, _)| e == "VERDICT")
         .context("VERDICT")?;
     assert_eq!(verdict.1["verdict"], "VIOLATION");
+    Ok(())
+}
+
+/// Stopped from the console while waiting for approval: no Catch runs, so the cleanup rule
+/// ends the record `ABORTED` and the audit trail says so (no patch is left pending forever).
+#[tokio::test]
+async fn a_stopped_patch_execution_is_ended_in_the_record_and_the_audit_trail() -> Result<()> {
+    let p = setup().await?;
+    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
+    p.pending(&id).await?;
+    p.stack
+        .sfn
+        .stop_execution()
+        .execution_arn(&arn)
+        .error("Operator")
+        .cause("stopped from the console")
+        .send()
+        .await?;
+    eventually("the record to end", TIMEOUT, || async {
+        Ok((p.record(&id).await?["status"] == "ABORTED").then_some(()))
+    })
+    .await?;
+    let finished = p
+        .audit_events(&id)
+        .await?
+        .into_iter()
+        .find(|(e, _)| e == "FINISHED")
+        .context("FINISHED")?;
+    assert_eq!(finished.1["status"], "ABORTED");
+    assert!(p.builds_of(&id).await?.is_empty());
     Ok(())
 }

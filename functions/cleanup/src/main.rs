@@ -4,6 +4,7 @@
 
 use batchless_core::cleanup::{self, StatusChange, Tables};
 use batchless_core::input::InputError;
+use batchless_core::patch::{self, store};
 use batchless_core::{aws, config, time, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
@@ -14,6 +15,7 @@ struct Deps {
     ecs: aws_sdk_ecs::Client,
     runs_table: String,
     locks_table: String,
+    patches: store::Backend,
 }
 
 async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
@@ -33,7 +35,13 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
         &time::rfc3339(time::now()),
     )
     .await?;
+    // A patch execution stopped or timed out never reached RecordOutcome: record its end.
+    let patch_ended = match patch::patch_id_of_execution(&change.execution_arn) {
+        Some(id) => store::end_unrecorded(&deps.patches.store(), id, &change.status).await?,
+        None => false,
+    };
     tracing::info!(
+        patch_ended,
         execution = %report.execution_arn,
         status = %report.status,
         stopped_build = ?report.stopped_build,
@@ -54,6 +62,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         ecs: aws::ecs(&sdk),
         runs_table: config::required("RUNS_TABLE")?,
         locks_table: config::required("LOCKS_TABLE")?,
+        patches: store::Backend::from_env(&sdk)?,
     };
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         handler(event.payload, &deps)

@@ -68,11 +68,22 @@ pub mod status {
     pub const SUCCEEDED: &str = "SUCCEEDED";
     pub const FAILED: &str = "FAILED";
     pub const ERROR: &str = "ERROR";
+    /// The execution was stopped or timed out before it could record an outcome.
+    pub const ABORTED: &str = "ABORTED";
+    pub const TIMED_OUT: &str = "TIMED_OUT";
 
     pub fn is_final(s: &str) -> bool {
         matches!(
             s,
-            REJECTED | EXPIRED | CANCELLED | NOT_APPROVED | SUCCEEDED | FAILED | ERROR
+            REJECTED
+                | EXPIRED
+                | CANCELLED
+                | NOT_APPROVED
+                | SUCCEEDED
+                | FAILED
+                | ERROR
+                | ABORTED
+                | TIMED_OUT
         )
     }
 }
@@ -380,6 +391,15 @@ pub fn validate(
     Ok(run)
 }
 
+/// The patch an execution of the data-patch workflow is about (its execution name).
+pub fn patch_id_of_execution(execution_arn: &str) -> Option<&str> {
+    let (_, rest) = execution_arn.split_once(":execution:")?;
+    let (state_machine, name) = rest.split_once(':')?;
+    state_machine
+        .ends_with(&format!("-{WORKFLOW}"))
+        .then_some(name)
+}
+
 /// A Step Functions-safe execution name for a patch: `patch-<ticket>-<utc stamp>`.
 pub fn execution_name(ticket: &str, now: chrono::DateTime<chrono::Utc>) -> String {
     let t: String = ticket
@@ -564,6 +584,22 @@ mod tests {
         let mut r = request();
         r["args"] = json!(["2026-11-02"]);
         assert_ne!(validate_json(r).unwrap().request_hash, a.request_hash);
+    }
+
+    #[test]
+    fn patch_executions_are_recognized() {
+        assert_eq!(
+            patch_id_of_execution(
+                "arn:aws:states:us-east-1:1:execution:batchless-staging-data-patch:patch-OPS-1-x"
+            ),
+            Some("patch-OPS-1-x")
+        );
+        assert_eq!(
+            patch_id_of_execution(
+                "arn:aws:states:us-east-1:1:execution:batchless-staging-migration:m1"
+            ),
+            None
+        );
     }
 
     #[test]

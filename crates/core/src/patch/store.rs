@@ -697,3 +697,52 @@ pub async fn remember_request(
         .conditional()?;
     Ok(put.is_some())
 }
+
+/// An execution that ended without recording its outcome (stopped from the console, timed out):
+/// the patch record ends `ABORTED` / `TIMED_OUT` and the audit trail says so. A patch that
+/// already ended, or was never recorded (invalid input), is left alone. Returns whether the
+/// record was ended here.
+pub async fn end_unrecorded(
+    st: &Store<'_>,
+    patch_id: &str,
+    execution_status: &str,
+) -> Result<bool, Error> {
+    let to = match execution_status {
+        "ABORTED" => status::ABORTED,
+        "TIMED_OUT" => status::TIMED_OUT,
+        _ => return Ok(false),
+    };
+    let Some(rec) = get(st.db, st.table, patch_id).await? else {
+        return Ok(false);
+    };
+    let run = rec.run()?.clone();
+    let open = [status::PENDING_APPROVAL, status::APPROVED, status::RUNNING];
+    let now = crate::time::rfc3339(crate::time::now());
+    let ended = transition(
+        st.db,
+        st.table,
+        patch_id,
+        &open,
+        to,
+        &[("finishedAt", json!(now))],
+    )
+    .await?
+    .is_some();
+    let rec = must_get(st.db, st.table, patch_id).await?;
+    if rec.status == to {
+        // Also when a retried event finds the record already ended here.
+        audit::append(
+            &st.trail,
+            &entry(
+                &run,
+                format!("finished:{patch_id}"),
+                events::FINISHED,
+                "cleanup",
+                json!({"status": to, "buildId": rec.build_id, "executionArn": run.execution_arn,
+                       "failureCause": format!("the execution ended {execution_status} before it recorded an outcome")}),
+            ),
+        )
+        .await?;
+    }
+    Ok(ended)
+}

@@ -92,7 +92,8 @@ section "8. A data patch: submitted with the CLI, approved in Slack, run at the 
 "$cli" --stack "$name" patch submit --ticket OPS-1 --ref main --kind rake --task data:backfill_totals \
   --arg 2026-11-01 --reason "order totals were wrong after the import" | tee ".local/$name/patch.txt"
 patch_id=$(awk 'NR==1 {print $2}' ".local/$name/patch.txt")
-patch_arn=$("$PY" scripts/demo_patch.py "$stack" "$patch_id" | tee /dev/stderr | tail -n 1)
+"$PY" scripts/demo_patch.py "$stack" "$patch_id" ".local/$name/patch_arn"
+patch_arn=$(cat ".local/$name/patch_arn")
 "$cli" --stack "$name" follow "$patch_arn"
 "$cli" --stack "$name" patch list
 "$cli" --stack "$name" audit verify

@@ -1,7 +1,8 @@
 """make demo, part 4: a data patch approved in Slack. Waits for the approval request the
 workflow posted, shows it, then sends bob's click (the requester: refused) and alice's click
 (an approver: approved) as Slack interactivity requests signed by the fake Slack to the real
-`approval` function URL. Prints the execution ARN for `batchless follow`."""
+`approval` function URL. Writes the execution ARN (for `batchless follow`) to the file named
+by the third argument."""
 
 import json
 import sys
@@ -43,4 +44,5 @@ def click(user, n):
 
 click("U0LOCAL01", 1)  # the requester (the replica's default identity) cannot approve
 click("U0ALICE01", 2)
-print(rec["request"]["executionArn"])
+with open(sys.argv[3], "w") as out:
+    out.write(rec["request"]["executionArn"])

@@ -621,6 +621,18 @@ async fn the_sweep_names_a_build_started_outside_the_workflow_and_a_false_reques
         .submit(&request(&p.stack.app_head()?, json!({"ticket": "OPS-9"})))
         .await?;
     p.pending(&id).await?;
+    // Slack is down for the first alert: that sweep fails, and nothing it found is lost.
+    p.stack
+        .slack_fail("chat.postMessage", "internal_error", 1)
+        .await?;
+    let failed = p
+        .stack
+        .invoke(
+            "AuditCheckFunction",
+            &json!({"mode": "sweep", "windowHours": 1}),
+        )
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
     let sweep = p
         .stack
         .invoke(

@@ -223,6 +223,11 @@ async fn anchor(t: &Trail<'_>, r: &AuditRecord) -> Result<(), Error> {
     Ok(())
 }
 
+/// The seq of the record appended under `key`, if there is one.
+pub async fn appended(t: &Trail<'_>, key: &str) -> Result<Option<u64>, Error> {
+    marker(t, key).await
+}
+
 /// Append an entry once. Returns the record and whether it is new (`false`: its key was
 /// appended before, e.g. by a retried step). Losing the race for the head re-reads it and
 /// retries.

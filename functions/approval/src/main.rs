@@ -58,7 +58,9 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
     };
     let patch_id = action["value"].as_str().unwrap_or_default();
     let user = payload["user"]["id"].as_str().unwrap_or_default();
-    batchless_core::input::identifier("value", patch_id, 80)?;
+    if let Err(e) = batchless_core::input::identifier("value", patch_id, 80) {
+        return Ok(respond(400, json!({ "error": e.to_string() })));
+    }
     let decider = Decider {
         person: deps.people.by_slack_user(user),
         identity: format!("slack:{user}"),

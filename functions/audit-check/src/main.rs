@@ -74,7 +74,8 @@ async fn run_check(deps: &Deps, patch: &PatchRun, build_id: &str) -> Result<Verd
     Ok(verdict)
 }
 
-/// Append a sweep finding once; alert only when it is new.
+/// Append a sweep finding once and alert it once: the alert is recorded after Slack took it,
+/// so a Slack outage leaves the finding to be alerted by the next sweep, never lost.
 async fn finding(
     deps: &Deps,
     key: String,
@@ -86,19 +87,17 @@ async fn finding(
     let st = deps.backend.store();
     let mut data = data;
     data["message"] = json!(message);
-    let (_, new) = audit::append(
-        &st.trail,
-        &audit::Entry {
-            key,
-            environment: deps.environment.clone(),
-            patch_id: patch_id.to_string(),
-            event: event.to_string(),
-            actor: "audit-check".into(),
-            data,
-        },
-    )
-    .await?;
-    if new {
+    let entry = |key: String, event: &str, data: Value| audit::Entry {
+        key,
+        environment: deps.environment.clone(),
+        patch_id: patch_id.to_string(),
+        event: event.to_string(),
+        actor: "audit-check".into(),
+        data,
+    };
+    let (_, new) = audit::append(&st.trail, &entry(key.clone(), event, data)).await?;
+    let alerted_key = format!("alerted:{key}");
+    if audit::appended(&st.trail, &alerted_key).await?.is_none() {
         deps.slack
             .post_message(&Message {
                 channel: deps.alerts_channel.clone(),
@@ -111,6 +110,15 @@ async fn finding(
                 thread_ts: None,
             })
             .await?;
+        audit::append(
+            &st.trail,
+            &entry(
+                alerted_key,
+                events::ALERTED,
+                json!({"channel": deps.alerts_channel, "finding": key}),
+            ),
+        )
+        .await?;
     }
     Ok(new)
 }

@@ -45,6 +45,8 @@ pub mod events {
     pub const CANCEL_REQUESTED: &str = "CANCEL_REQUESTED";
     pub const UNAPPROVED_BUILD: &str = "UNAPPROVED_BUILD";
     pub const REQUESTER_MISMATCH: &str = "REQUESTER_MISMATCH";
+    /// The Slack alert of a sweep finding was posted.
+    pub const ALERTED: &str = "ALERTED";
 }
 
 /// Build environment variables that carry the approved request into the patch build; the

@@ -80,9 +80,7 @@ package: setup
 	  echo "make package: cannot install Rust's aarch64-unknown-linux-gnu target here; arm64 zips cannot be cross-compiled on this machine" >&2; exit 1; }
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cargo-lambda lambda build --release --arm64 --output-format zip \
 	  $(addprefix -p ,$(FUNCTIONS))
-	@for f in $(FUNCTIONS); do z=target/lambda/$$f/bootstrap.zip; \
-	  test -f $$z || { echo "make package: $$z missing" >&2; exit 1; }; \
-	  printf '%-60s %8s  (bootstrap %s)\n' "$$z" "$$(du -h $$z | cut -f1)" "$$(du -h target/lambda/$$f/bootstrap | cut -f1)"; done
+	@$(PY) scripts/package_sizes.py $(FUNCTIONS)
 
 # One stack per environment (infra/samconfig.toml: staging, production). The first deploy of an
 # environment: `make deploy ENV=staging GUIDED=1` (sam deploy --guided saves the answers).

@@ -71,10 +71,10 @@ class Task:
 
     def event_detail(self) -> dict[str, Any]:
         d = self.describe()
-        for k in ("createdAt", "startedAt", "stoppedAt", "stoppingAt", "pullStartedAt", "pullStoppedAt",
-                  "executionStoppedAt"):
-            if k in d and hasattr(d[k], "strftime"):
-                d[k] = d[k].strftime("%Y-%m-%dT%H:%M:%S.") + f"{d[k].microsecond // 1000:03d}Z"
+        # every timestamp (createdAt, startedAt, connectivityAt, stoppedAt, ...) as EventBridge writes it
+        for k, v in d.items():
+            if hasattr(v, "strftime"):
+                d[k] = v.strftime("%Y-%m-%dT%H:%M:%S.") + f"{v.microsecond // 1000:03d}Z"
         d["updatedAt"] = utcnow().strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         return d
 

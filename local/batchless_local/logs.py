@@ -1,5 +1,5 @@
 """CloudWatch Logs subscription delivery (moto gap: it delivers synchronously, inside the
-PutLogEvents call, and ignores the filter pattern).
+PutLogEvents call, and ignores the filter pattern), and GetLogEvents pages of at most 1 MB.
 
 Here a subscription filter delivers asynchronously (its own thread, like AWS), and only the
 events its filter pattern selects: an empty pattern selects every event; term patterns follow
@@ -37,8 +37,38 @@ def matches(pattern: str, message: str) -> bool:
     return True
 
 
+# GetLogEvents returns "up to 1 MB (up to 10,000 log events)"; an event's size is its UTF-8
+# message plus 26 bytes (the PutLogEvents accounting). moto returns 10,000 events whatever their size.
+PAGE_BYTES = 1_048_576
+EVENT_OVERHEAD = 26
+
+
+def cap_page(events: list[dict[str, Any]], next_token: str | None, start_from_head: Any,
+             forward: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """Cut a forward page at 1 MB and point its forward token at the last event kept."""
+    if next_token is None and not start_from_head or next_token and not next_token.startswith("f/"):
+        return events, forward  # backward paging: left as moto does it
+    size = 0
+    for i, e in enumerate(events):
+        size += len(e.get("message", "").encode()) + EVENT_OVERHEAD
+        if size > PAGE_BYTES and i > 0:
+            start = int(next_token[2:]) + 1 if next_token else 0
+            return events[:i], f"f/{start + i - 1:056d}"
+    return events, forward
+
+
 def patch_moto_logs() -> None:
     from moto.logs.models import LogStream
+
+    original_get = LogStream.get_log_events
+
+    def get_log_events(self: Any, start_time: Any, end_time: Any, limit: Any, next_token: str | None,
+                       start_from_head: Any) -> tuple[list[dict[str, Any]], str | None, str | None]:
+        events, backward, forward = original_get(self, start_time, end_time, limit, next_token, start_from_head)
+        events, forward = cap_page(events, next_token, start_from_head, forward)
+        return events, backward, forward
+
+    LogStream.get_log_events = get_log_events
 
     original = LogStream._send_log_events
 

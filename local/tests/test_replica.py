@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -335,6 +336,9 @@ def test_task_exit_code_is_reported(stack):
     assert "task says hi" in log_lines(stack, f"/selftest/{cluster}", f"selftest/app/{tid}")
     st = [e["event"]["detail"] for e in events(stack, source="aws.ecs", detail_type="ECS Task State Change") if e["event"]["detail"]["taskArn"] == task["taskArn"]]
     assert [x["lastStatus"] for x in st][-1] == "STOPPED" and st[-1]["containers"][0]["exitCode"] == 3
+    # every timestamp as EventBridge writes it (a datetime left in the detail broke delivery to rules)
+    for k in ("createdAt", "startedAt", "connectivityAt", "stoppedAt"):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", st[-1][k]), (k, st[-1][k])
 
 
 def test_stop_task_stops_a_running_task(stack):
@@ -676,3 +680,31 @@ def test_fake_slack_injected_failures(stack):
         assert post()["ok"] is True
     finally:
         requests.delete(f"{url}/_fake/fail", timeout=10)
+
+
+def test_get_log_events_pages_are_at_most_one_megabyte(stack):
+    """moto returns 10,000 events a page whatever their size; AWS stops at 1 MB. Paging forward
+    through the capped pages returns every event once, in order."""
+    logs = stack.client("logs")
+    group, stream = "/selftest/pages", "big"
+    logs.create_log_group(logGroupName=group)
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    message = "x" * 998  # 998 + 26 bytes: 1,024 events fill a 1 MB page exactly
+    t0 = int(time.time() * 1000)
+    for batch in range(3):
+        events = [{"timestamp": t0 + batch * 1000 + i // 10, "message": f"{batch:01d}{i:05d}{message[6:]}"}
+                  for i in range(1000)]
+        logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+    seen, sizes, token = [], [], None
+    while True:
+        kw = {"nextToken": token} if token else {"startFromHead": True}
+        page = logs.get_log_events(logGroupName=group, logStreamName=stream, **kw)
+        if not page["events"]:
+            break
+        sizes.append(sum(len(e["message"]) + 26 for e in page["events"]))
+        seen.extend(e["message"][:6] for e in page["events"])
+        assert page["nextForwardToken"] != token
+        token = page["nextForwardToken"]
+    assert max(sizes) <= 1_048_576, sizes
+    assert len(sizes) == 3, sizes  # 3,000 events of 1,024 bytes: 1,024 + 1,024 + 952
+    assert seen == [f"{b:01d}{i:05d}" for b in range(3) for i in range(1000)]

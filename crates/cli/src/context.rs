@@ -118,6 +118,7 @@ impl Ctx {
         let info = load_stack(&root, name)?;
         check_reachable(name, &info.endpoint)?;
         let config = aws_config::defaults(BehaviorVersion::latest())
+            .http_client(batchless_core::aws::http_client())
             .region(aws_config::Region::new(info.region.clone()))
             .endpoint_url(&info.endpoint)
             // The replica's default identity, or an IAM user created in it (tests and the demo

@@ -10,9 +10,21 @@ use aws_types::SdkConfig;
 
 use crate::error::names;
 
-/// Load the shared configuration once, in `main`.
+/// Load the shared configuration once, in `main`: `aws_config::load_from_env()` with our one
+/// HTTP client.
 pub async fn load_config() -> SdkConfig {
-    aws_config::load_from_env().await
+    aws_config::from_env().http_client(http_client()).load().await
+}
+
+/// The SDK's HTTPS client: hyper + rustls with ring, the crypto reqwest (the Slack client)
+/// already links. The SDK's default client brings aws-lc-rs as a second crypto library (about
+/// 1.5 MB of every bootstrap, BENCHMARKS.md), so the SDK crates are built without their default
+/// features and every `SdkConfig` gets this client instead.
+pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {

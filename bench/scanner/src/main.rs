@@ -184,7 +184,7 @@ fn main() {
 
     let mb = text.len() as f64 / 1_000_000.0;
     let (ours, hits) = best(3, || scanner.scan(&text).len());
-    // Per-line matching over the cleaned lines only (the RegexSet part of the work).
+    // Per-line matching over the cleaned lines only (the regex part of the work).
     let lines = scan::clean_lines(&text);
     let (set_only, line_hits) = best(3, || {
         lines
@@ -238,7 +238,7 @@ fn main() {
         "distinct commands",
     );
     row(
-        "`Scanner::match_command` over pre-cleaned lines (RegexSet only)",
+        "`Scanner::match_command` over pre-cleaned lines (matching only)",
         set_only,
         line_hits,
         "lines",

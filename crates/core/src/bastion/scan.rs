@@ -2,6 +2,13 @@
 //! cleaned first — terminal noise (ANSI colour, cursor movement and line-editing sequences,
 //! backspaces, carriage-return redraws), console/shell prompts and trailing comments — and all
 //! patterns are matched in one pass per line with a [`RegexSet`].
+//!
+//! Transcripts are large, so [`Scanner::scan`] takes shortcuts that give the same result as the
+//! plain definitions ([`strip_noise`], [`clean_lines`], [`Scanner::match_command`] per line),
+//! as the tests check against the straightforward versions: noise is stripped a physical line
+//! at a time without building a cleaned copy of the chunk, bytes are scanned in vectorisable
+//! chunks, ASCII prompts are recognised by hand rather than by regex, and a line is first
+//! asked whether it matches any pattern at all.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -54,6 +61,10 @@ pub struct Hit {
 #[derive(Debug)]
 pub struct Scanner {
     set: RegexSet,
+    /// All patterns as one alternation: whether a line matches any of them, answered faster
+    /// than by `set` (which is built to tell which ones). `None` when it cannot be built
+    /// safely (see [`any_pattern`]).
+    any: Option<Regex>,
     specs: Vec<PatternSpec>,
 }
 
@@ -66,6 +77,7 @@ impl Scanner {
             .map_err(|e| Error::config(format!("patterns: {e}")))?;
         Ok(Scanner {
             set,
+            any: any_pattern(specs),
             specs: specs.to_vec(),
         })
     }
@@ -76,10 +88,16 @@ impl Scanner {
 
     /// Match one already-cleaned command line.
     pub fn match_command(&self, command: &str) -> Option<Hit> {
-        let matched = self.set.matches(command);
-        if !matched.matched_any() {
+        // Almost every line matches nothing: answer that first, cheaply (`is_match` can stop
+        // early and, unlike `matches`, allocates nothing).
+        let matches_any = match &self.any {
+            Some(any) => any.is_match(command),
+            None => self.set.is_match(command),
+        };
+        if !matches_any {
             return None;
         }
+        let matched = self.set.matches(command);
         let specs: Vec<&PatternSpec> = matched.iter().map(|i| &self.specs[i]).collect();
         Some(Hit {
             command: command.to_string(),
@@ -96,75 +114,188 @@ impl Scanner {
     /// every physical line (and every carriage-return redraw of it) is cleaned and matched.
     /// The same cleaned command is reported once per chunk.
     pub fn scan(&self, raw: &str) -> Vec<Hit> {
-        let mut hits: Vec<Hit> = Vec::new();
-        for line in clean_lines(raw) {
-            if let Some(hit) = self.match_command(&line) {
-                if !hits.iter().any(|h| h.command == hit.command) {
-                    hits.push(hit);
-                }
-            }
+        let mut hits = Vec::new();
+        if each_clean_line_by_line(raw, |line| self.record(line, &mut hits)).is_err() {
+            // Noise crosses a line end somewhere: clean the whole chunk at once instead.
+            hits.clear();
+            each_clean_line(&strip_noise(raw), &mut |line| self.record(line, &mut hits));
         }
         hits
     }
+
+    /// Match a cleaned line; keep a hit unless the same command already has one.
+    fn record(&self, line: &str, hits: &mut Vec<Hit>) {
+        if let Some(hit) = self.match_command(line) {
+            if !hits.iter().any(|h| h.command == hit.command) {
+                hits.push(hit);
+            }
+        }
+    }
+}
+
+/// `(?:p1)|(?:p2)|…`: it matches a text exactly when one of the patterns does, since wrapping a
+/// valid pattern in a group changes nothing, not even the reach of its inline flags (they end
+/// with the group as they ended with the pattern). Except in verbose mode, where a `#` comment
+/// at the end of a pattern would swallow the closing parenthesis: then, or if the alternation
+/// fails to compile (e.g. two patterns name a group alike), there is none.
+fn any_pattern(specs: &[PatternSpec]) -> Option<Regex> {
+    // Textual and cautious: any group that looks like it sets flags including `x`.
+    let verbose = |re: &str| {
+        re.match_indices("(?").any(|(i, _)| {
+            re[i + 2..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphabetic() || *c == '-')
+                .any(|c| c == 'x')
+        })
+    };
+    if specs.is_empty() || specs.iter().any(|s| verbose(&s.regex)) {
+        return None;
+    }
+    let alternation: Vec<String> = specs.iter().map(|s| format!("(?:{})", s.regex)).collect();
+    Regex::new(&alternation.join("|")).ok()
+}
+
+/// Is the byte at `i` the start of a character [`strip_noise`] removes or acts on: a C0
+/// control other than '\t', '\n', '\r'; DEL; or a C1 control (U+0080..U+009F, which UTF-8
+/// encodes as 0xC2 0x80..0x9F)?
+fn is_noise_at(bytes: &[u8], i: usize) -> bool {
+    match bytes[i] {
+        b'\t' | b'\n' | b'\r' => false,
+        0x00..=0x1f | 0x7f => true,
+        0xc2 => matches!(bytes.get(i + 1), Some(0x80..=0x9f)),
+        _ => false,
+    }
+}
+
+/// Whether a byte may start noise (see [`is_noise_at`]): a cheap test, vectorisable.
+fn may_be_noise(b: u8) -> bool {
+    (b < 0x20 && b != b'\t' && b != b'\n' && b != b'\r') | (b == 0x7f) | (b == 0xc2)
+}
+
+/// The first noise position at or after `from`.
+fn find_noise(bytes: &[u8], from: usize) -> Option<usize> {
+    find_noise_or(bytes, from, |_| false)
+}
+
+/// The first noise position, or byte satisfying `stop`, at or after `from`.
+fn find_noise_or(bytes: &[u8], mut from: usize, stop: impl Fn(u8) -> bool) -> Option<usize> {
+    loop {
+        // (0xC2 also starts harmless characters, such as U+00A0.)
+        let i = find_byte(bytes, from, |b| may_be_noise(b) | stop(b))?;
+        if stop(bytes[i]) || is_noise_at(bytes, i) {
+            return Some(i);
+        }
+        from = i + 1;
+    }
+}
+
+/// The first index at or after `from` whose byte satisfies `pred`, testing several kinds of
+/// byte in one pass. Over the short distances found here it also beats std's `memchr` (as
+/// measured): 16-byte chunks are tested without branching (which the compiler vectorises),
+/// and only the chunk with a hit is looked at byte by byte.
+fn find_byte(bytes: &[u8], from: usize, pred: impl Fn(u8) -> bool) -> Option<usize> {
+    const CHUNK: usize = 16;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + CHUNK) {
+        if chunk.iter().fold(false, |any, &b| any | pred(b)) {
+            break;
+        }
+        i += CHUNK;
+    }
+    let rest = bytes.get(i..)?;
+    rest.iter().position(|&b| pred(b)).map(|k| i + k)
 }
 
 /// Remove escape sequences and apply backspaces; other control characters are dropped.
 /// Carriage returns are kept (the caller splits on them).
 pub fn strip_noise(raw: &str) -> Cow<'_, str> {
-    if !raw
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r')
-    {
+    let Some(first) = find_noise(raw.as_bytes(), 0) else {
         return Cow::Borrowed(raw);
-    }
+    };
     let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\x1b' => match chars.peek().copied() {
-                // CSI: ESC [ params intermediates final (colour, cursor movement, erase, ...)
-                Some('[') => {
-                    chars.next();
-                    while let Some(&n) = chars.peek() {
-                        chars.next();
-                        if ('\x40'..='\x7e').contains(&n) {
-                            break;
+    // For a whole chunk, noise running off either end is simply cut there (the `Overflow`).
+    strip_noise_into(raw, first, &mut out);
+    Cow::Owned(out)
+}
+
+/// How the noise in a piece of text reached beyond it. Harmless for a whole chunk; for one
+/// line of it, the line cannot be cleaned on its own (see [`each_clean_line_by_line`]).
+#[derive(Debug, Default)]
+struct Overflow {
+    /// An escape sequence was still open at the end.
+    open_at_end: bool,
+    /// A backspace had nothing before it to erase.
+    erased_before_start: bool,
+}
+
+/// [`strip_noise`] of `text`, whose first noise is at `first`, appended to `out`.
+fn strip_noise_into(text: &str, first: usize, out: &mut String) -> Overflow {
+    let bytes = text.as_bytes();
+    let char_len = |i: usize| text[i..].chars().next().map_or(0, char::len_utf8);
+    let mut overflow = Overflow::default();
+    // The text between noise is copied in one piece. Every delimiter below is ASCII, and in
+    // UTF-8 an ASCII byte is always a whole character, so byte offsets stay on character
+    // boundaries and scanning bytes finds what scanning characters would.
+    let (mut at, mut copied) = (first, 0);
+    loop {
+        out.push_str(&text[copied..at]);
+        copied = match bytes[at] {
+            0x1b => {
+                let next = at + 1;
+                match bytes.get(next) {
+                    // CSI: ESC [ params intermediates final (colour, cursor movement, erase, ...)
+                    Some(b'[') => match bytes[next + 1..]
+                        .iter()
+                        .position(|b| (0x40..=0x7e).contains(b))
+                    {
+                        Some(i) => next + 1 + i + 1,
+                        None => {
+                            overflow.open_at_end = true;
+                            bytes.len()
+                        }
+                    },
+                    // OSC / DCS / PM / APC strings: up to BEL or ST (ESC \)
+                    Some(b']' | b'P' | b'^' | b'_') => {
+                        let mut i = next + 1;
+                        loop {
+                            match bytes.get(i) {
+                                Some(0x07) => break i + 1,
+                                Some(0x1b) if bytes.get(i + 1) == Some(&b'\\') => break i + 2,
+                                Some(_) => i += 1,
+                                None => {
+                                    overflow.open_at_end = true;
+                                    break i;
+                                }
+                            }
                         }
                     }
-                }
-                // OSC / DCS / PM / APC strings: up to BEL or ST (ESC \)
-                Some(']') | Some('P') | Some('^') | Some('_') => {
-                    chars.next();
-                    while let Some(n) = chars.next() {
-                        if n == '\x07' {
-                            break;
-                        }
-                        if n == '\x1b' && chars.peek() == Some(&'\\') {
-                            chars.next();
-                            break;
-                        }
+                    // Charset selection: ESC ( B etc.
+                    Some(b'(' | b')' | b'*' | b'+') => {
+                        overflow.open_at_end |= next + 1 == bytes.len();
+                        next + 1 + char_len(next + 1)
+                    }
+                    // Any other two-character sequence (ESC 7, ESC 8, ESC =, ESC >, ESC M, ...)
+                    Some(_) => next + char_len(next),
+                    None => {
+                        overflow.open_at_end = true;
+                        next
                     }
                 }
-                // Charset selection: ESC ( B etc.
-                Some('(') | Some(')') | Some('*') | Some('+') => {
-                    chars.next();
-                    chars.next();
-                }
-                // Any other two-character sequence (ESC 7, ESC 8, ESC =, ESC >, ESC M, ...)
-                Some(_) => {
-                    chars.next();
-                }
-                None => {}
-            },
-            '\x08' | '\x7f' => {
-                out.pop();
             }
-            '\n' | '\t' | '\r' => out.push(c),
-            c if c.is_control() => {}
-            c => out.push(c),
+            0x08 | 0x7f => {
+                overflow.erased_before_start |= out.pop().is_none();
+                at + 1
+            }
+            0xc2 => at + 2, // a C1 control
+            _ => at + 1,    // another C0 control
+        };
+        match find_noise(bytes, copied) {
+            Some(next) => at = next,
+            None => break,
         }
     }
-    Cow::Owned(out)
+    out.push_str(&text[copied..]);
+    overflow
 }
 
 fn prompt_re() -> &'static Regex {
@@ -186,12 +317,164 @@ fn prompt_re() -> &'static Regex {
     })
 }
 
+/// Where the prompt at the start of `line` ends, if there is one: `prompt_re`'s match end.
+fn prompt_end(line: &str) -> Option<usize> {
+    if line.is_ascii() {
+        ascii_prompt_end_checked(line)
+    } else {
+        prompt_re().find(line).map(|m| m.end())
+    }
+}
+
+/// [`ascii_prompt_end`] of an ASCII `line`, compared with `prompt_re` in debug builds.
+fn ascii_prompt_end_checked(line: &str) -> Option<usize> {
+    let end = ascii_prompt_end(line.as_bytes());
+    debug_assert_eq!(
+        end,
+        prompt_re().find(line).map(|m| m.end()),
+        "ascii_prompt_end disagrees with prompt_re on {line:?}"
+    );
+    end
+}
+
+/// `prompt_re` by hand for ASCII text: a regex search costs more than all the rest of a line's
+/// cleaning. On ASCII, `\s`, `\d` and `\w` are exactly `[\t\n\x0B\x0C\r ]`, `[0-9]` and
+/// `[0-9A-Za-z_]`. None of the alternatives needs backtracking: every repetition is followed by
+/// a character it cannot match, so only its longest run can lead to a match. The alternatives
+/// are told apart by their first character, and tried in the regex's order (it reports the
+/// first that matches).
+fn ascii_prompt_end(b: &[u8]) -> Option<usize> {
+    let i = skip(b, 0, is_space); // ^\s*
+    match *b.get(i)? {
+        // \[\d+\]\s*pry\([^)]*\)(?::\d+)*[>*]\s?
+        b'[' => {
+            let digits = skip(b, i + 1, |c| c.is_ascii_digit());
+            if digits == i + 1 || b.get(digits) != Some(&b']') {
+                return None;
+            }
+            let pry = skip(b, digits + 1, is_space);
+            b[pry..]
+                .starts_with(b"pry(")
+                .then(|| paren_tail(b, pry + 4, b">*"))?
+        }
+        // /[^\s]*\s[$#]\s
+        b'/' => {
+            let space = skip(b, i + 1, |c| !is_space(c));
+            let ok = b.get(space).is_some_and(|&c| is_space(c))
+                && byte_in(b, space + 1, b"$#")
+                && b.get(space + 2).is_some_and(|&c| is_space(c));
+            ok.then_some(space + 3)
+        }
+        // >>\s?
+        b'>' => (b.get(i + 1) == Some(&b'>')).then(|| optional_space(b, i + 2)),
+        // \$\s
+        b'$' => b.get(i + 1).is_some_and(|&c| is_space(c)).then_some(i + 2),
+        c if is_name(c) => {
+            // All four alternatives that start like this begin with a run of [\w.-]; the
+            // character after that run tells which of them can match.
+            let name = skip(b, i, is_name);
+            match b.get(name) {
+                // irb\([^)]*\)(?::\d+)*[>*'"]\s?
+                // [\w.-]+\([\w.-]+\)(?::\d+)*[>*]\s?
+                Some(b'(') => {
+                    let irb = if b[i..name] == *b"irb" {
+                        paren_tail(b, name + 1, b">*'\"")
+                    } else {
+                        None
+                    };
+                    irb.or_else(|| {
+                        let inner = skip(b, name + 1, is_name);
+                        if inner == name + 1 || b.get(inner) != Some(&b')') {
+                            return None;
+                        }
+                        let end = colon_numbers(b, inner + 1);
+                        byte_in(b, end, b">*").then(|| optional_space(b, end + 1))
+                    })
+                }
+                // [\w.-]+@[\w.-]+:[^\s$#]*[$#]\s?
+                Some(b'@') => {
+                    let host = skip(b, name + 1, is_name);
+                    if host == name + 1 || b.get(host) != Some(&b':') {
+                        return None;
+                    }
+                    let end = skip(b, host + 1, |c| !is_space(c) && c != b'$' && c != b'#');
+                    byte_in(b, end, b"$#").then(|| optional_space(b, end + 1))
+                }
+                // (?:bash|sh|zsh|dash|ash)-[\d.]+[$#]\s?   ([\d.] is in [\w.-], so the name run
+                // ends at the [$#]; the shells' first letters differ, so at most one fits)
+                Some(b'$' | b'#') => {
+                    let shell = [&b"bash"[..], b"sh", b"zsh", b"dash", b"ash"]
+                        .into_iter()
+                        .find(|s| b[i..].starts_with(s))?;
+                    let dash = i + shell.len();
+                    let version = skip(b, dash + 1, |c| c.is_ascii_digit() || c == b'.');
+                    let ok = b.get(dash) == Some(&b'-') && version > dash + 1 && version == name;
+                    ok.then(|| optional_space(b, name + 1))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `\s` on ASCII.
+fn is_space(c: u8) -> bool {
+    matches!(c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ')
+}
+
+/// `[\w.-]` on ASCII.
+fn is_name(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')
+}
+
+/// The end of the run of `pred` bytes from `i`.
+fn skip(b: &[u8], mut i: usize, pred: impl Fn(u8) -> bool) -> usize {
+    while i < b.len() && pred(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+fn byte_in(b: &[u8], i: usize, set: &[u8]) -> bool {
+    b.get(i).is_some_and(|c| set.contains(c))
+}
+
+/// `\s?` from `i`.
+fn optional_space(b: &[u8], i: usize) -> usize {
+    if b.get(i).is_some_and(|&c| is_space(c)) {
+        i + 1
+    } else {
+        i
+    }
+}
+
+/// `(?::\d+)*` from `i`.
+fn colon_numbers(b: &[u8], mut i: usize) -> usize {
+    while b.get(i) == Some(&b':') && b.get(i + 1).is_some_and(u8::is_ascii_digit) {
+        i = skip(b, i + 1, |c| c.is_ascii_digit());
+    }
+    i
+}
+
+/// After a `\(`: `[^)]*\)(?::\d+)*` then one byte of `last`, then `\s?`.
+fn paren_tail(b: &[u8], i: usize, last: &[u8]) -> Option<usize> {
+    let close = i + b.get(i..)?.iter().position(|&c| c == b')')?;
+    let end = colon_numbers(b, close + 1);
+    byte_in(b, end, last).then(|| optional_space(b, end + 1))
+}
+
 /// Remove leading console/shell prompts (repeatedly: a redraw can leave two).
 pub fn strip_prompt(line: &str) -> &str {
+    strip_prompt_with(line, prompt_end)
+}
+
+/// [`strip_prompt`] with the given way to find a prompt's end.
+fn strip_prompt_with(line: &str, prompt_end: impl Fn(&str) -> Option<usize>) -> &str {
     let mut rest = line;
     for _ in 0..3 {
-        match prompt_re().find(rest) {
-            Some(m) if m.end() > 0 => rest = &rest[m.end()..],
+        match prompt_end(rest) {
+            Some(end) if end > 0 => rest = &rest[end..],
             _ => break,
         }
     }
@@ -201,37 +484,105 @@ pub fn strip_prompt(line: &str) -> &str {
 /// Remove a trailing comment: a `#` outside quotes at the start of the line or after
 /// whitespace or `;` (so `"#{x}"` interpolation and `a#b` stay).
 pub fn strip_comment(line: &str) -> &str {
-    let mut quote: Option<char> = None;
+    let bytes = line.as_bytes();
+    // Only a '#' starts a comment, and most lines have none.
+    if find_byte(bytes, 0, |b| b == b'#').is_none() {
+        return line;
+    }
+    // Bytewise: the quotes, '\\' and '#' are ASCII, and the bytes of a multi-byte character
+    // are all >= 0x80, so they match none of them (an escaped one only clears `escaped`).
+    let mut quote: Option<u8> = None;
     let mut escaped = false;
-    let mut prev: Option<char> = None;
-    for (i, c) in line.char_indices() {
+    for (i, &b) in bytes.iter().enumerate() {
         if let Some(q) = quote {
             if escaped {
                 escaped = false;
-            } else if c == '\\' {
+            } else if b == b'\\' {
                 escaped = true;
-            } else if c == q {
+            } else if b == q {
                 quote = None;
             }
-        } else if c == '"' || c == '\'' || c == '`' {
-            quote = Some(c);
-        } else if c == '#' && prev.is_none_or(|p| p.is_whitespace() || p == ';') {
+        } else if b == b'"' || b == b'\'' || b == b'`' {
+            quote = Some(b);
+        } else if b == b'#'
+            && line[..i]
+                .chars()
+                .next_back()
+                .is_none_or(|p| p.is_whitespace() || p == ';')
+        {
             return &line[..i];
         }
-        prev = Some(c);
     }
     line
+}
+
+/// One physical line (or carriage-return redraw) of noise-free text, cleaned: prompts and
+/// comment removed, trimmed. Empty when nothing is left.
+fn clean_line(segment: &str) -> &str {
+    strip_comment(strip_prompt(segment)).trim()
+}
+
+/// Calls `f` with every cleaned, non-empty line of noise-free text, in order.
+fn each_clean_line(text: &str, f: &mut impl FnMut(&str)) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    loop {
+        let end = find_byte(bytes, start, |b| b == b'\n' || b == b'\r');
+        let line = clean_line(&text[start..end.unwrap_or(text.len())]);
+        if !line.is_empty() {
+            f(line);
+        }
+        match end {
+            Some(end) => start = end + 1,
+            None => return,
+        }
+    }
+}
+
+/// Noise crosses a line end: see [`each_clean_line_by_line`].
+#[derive(Debug)]
+struct CrossesLine;
+
+/// `each_clean_line(&strip_noise(raw), f)`, but stripping the noise of one physical line at a
+/// time, in a small buffer, instead of building the whole noise-free chunk first (lines
+/// without noise are cleaned in place). That is the same unless noise crosses a line end: an
+/// escape sequence still open at the end of a line would swallow the '\n', and a backspace
+/// with nothing before it on its line would erase the previous line's '\n'. Then this stops
+/// with `Err` (after `f` has seen some of the lines), and the caller starts over with the
+/// whole chunk.
+fn each_clean_line_by_line(raw: &str, mut f: impl FnMut(&str)) -> Result<(), CrossesLine> {
+    let bytes = raw.as_bytes();
+    let mut buf = String::new();
+    let mut start = 0;
+    loop {
+        let (end, text) = match find_noise_or(bytes, start, |b| b == b'\n') {
+            Some(noise) if bytes[noise] != b'\n' => {
+                let end = find_byte(bytes, noise, |b| b == b'\n');
+                let line = &raw[start..end.unwrap_or(raw.len())];
+                buf.clear();
+                let overflow = strip_noise_into(line, noise - start, &mut buf);
+                // At the end of the chunk, an open sequence ends there as it would anyway.
+                if overflow.erased_before_start || (overflow.open_at_end && end.is_some()) {
+                    return Err(CrossesLine);
+                }
+                (end, buf.as_str())
+            }
+            end => (end, &raw[start..end.unwrap_or(raw.len())]),
+        };
+        each_clean_line(text, &mut f);
+        match end {
+            Some(end) => start = end + 1,
+            None => return Ok(()),
+        }
+    }
 }
 
 /// Cleaned command lines of a raw chunk: noise stripped, split on newlines and
 /// carriage-return redraws, prompts and comments removed, blank lines dropped.
 pub fn clean_lines(raw: &str) -> Vec<String> {
-    let text = strip_noise(raw);
-    text.split(['\n', '\r'])
-        .map(|l| strip_comment(strip_prompt(l)).trim())
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
+    let mut lines = Vec::new();
+    each_clean_line(&strip_noise(raw), &mut |line| lines.push(line.to_string()));
+    lines
 }
 
 #[cfg(test)]
@@ -364,5 +715,290 @@ mod tests {
         }])
         .unwrap_err();
         assert!(e.to_string().contains("pattern broken"), "{e}");
+    }
+
+    // The fast paths against the straightforward definitions they replace (the code before
+    // them, kept here as the reference), on hand-picked and on pseudo-random tricky text.
+
+    /// `strip_noise` as it was: char by char, one `String` per chunk.
+    fn strip_noise_reference(raw: &str) -> String {
+        let mut out = String::with_capacity(raw.len());
+        let mut chars = raw.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\x1b' => match chars.peek().copied() {
+                    Some('[') => {
+                        chars.next();
+                        while let Some(&n) = chars.peek() {
+                            chars.next();
+                            if ('\x40'..='\x7e').contains(&n) {
+                                break;
+                            }
+                        }
+                    }
+                    Some(']') | Some('P') | Some('^') | Some('_') => {
+                        chars.next();
+                        while let Some(n) = chars.next() {
+                            if n == '\x07' {
+                                break;
+                            }
+                            if n == '\x1b' && chars.peek() == Some(&'\\') {
+                                chars.next();
+                                break;
+                            }
+                        }
+                    }
+                    Some('(') | Some(')') | Some('*') | Some('+') => {
+                        chars.next();
+                        chars.next();
+                    }
+                    Some(_) => {
+                        chars.next();
+                    }
+                    None => {}
+                },
+                '\x08' | '\x7f' => {
+                    out.pop();
+                }
+                '\n' | '\t' | '\r' => out.push(c),
+                c if c.is_control() => {}
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// `strip_prompt` as it was: the regex alone.
+    fn strip_prompt_reference(line: &str) -> &str {
+        let mut rest = line;
+        for _ in 0..3 {
+            match prompt_re().find(rest) {
+                Some(m) if m.end() > 0 => rest = &rest[m.end()..],
+                _ => break,
+            }
+        }
+        rest
+    }
+
+    /// `strip_comment` as it was: char by char.
+    fn strip_comment_reference(line: &str) -> &str {
+        let mut quote: Option<char> = None;
+        let mut escaped = false;
+        let mut prev: Option<char> = None;
+        for (i, c) in line.char_indices() {
+            if let Some(q) = quote {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            } else if c == '"' || c == '\'' || c == '`' {
+                quote = Some(c);
+            } else if c == '#' && prev.is_none_or(|p| p.is_whitespace() || p == ';') {
+                return &line[..i];
+            }
+            prev = Some(c);
+        }
+        line
+    }
+
+    /// `scan` as it was: every cleaned line (cleaned the whole chunk at once) matched on its
+    /// own, each command reported once.
+    fn scan_reference(s: &Scanner, raw: &str) -> Vec<Hit> {
+        let mut hits: Vec<Hit> = Vec::new();
+        for line in strip_noise_reference(raw).split(['\n', '\r']) {
+            let line = strip_comment_reference(strip_prompt_reference(line)).trim();
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(hit) = s.match_command(line) {
+                if !hits.iter().any(|h| h.command == hit.command) {
+                    hits.push(hit);
+                }
+            }
+        }
+        hits
+    }
+
+    /// Deterministic pseudo-random strings made of the given pieces.
+    fn random_texts(pieces: &[&str], count: usize, max_pieces: u64) -> Vec<String> {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..count)
+            .map(|_| {
+                let n = next() % (max_pieces + 1);
+                (0..n)
+                    .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Terminal noise, line ends, and characters that look like noise bytes but are not
+    /// (U+00A0 and U+00E9 start with 0xC2/0xC3; U+0085 and U+009B are C1 controls).
+    #[rustfmt::skip]
+    const NOISY: &[&str] = &[
+        "\x1b", "\x1b[", "\x1b[0m", "\x1b[1;32m", "\x1b[K", "\x1b]0;title\x07", "\x1b]", "\x1b\\",
+        "\x1b(", "\x1b(B", "\x1bP", "\x1b^", "\x1b_", "\x1b7", "\x07", "\x08", "\x7f", "\x00",
+        "\x1f", "\x0b", "\u{85}", "\u{9b}", "\u{a0}", "é", "日本", "[", "]", "(", ")", "*", "+", "@",
+        "?", "~", "P", "^", "_", "m", ";", "\\", "\r",
+        "\n", "\r\n", "\t", " ", "a", "b", "x.destroy_all", "rm -rf /",
+    ];
+
+    /// Prompts, comments, quotes and dangerous commands.
+    #[rustfmt::skip]
+    const CONSOLE: &[&str] = &[
+        "irb(main):001:0> ", "irb(main):002:1* ", "[1] pry(main)> ", "myapp(prod)> ",
+        "root@ip-10-0-1-2:/app# ", "bash-5.1$ ", "/app # ", ">> ", "$ ", "# ", " #", "#", "'",
+        "\"", "`", "\\", ";", "\"#{x}\"", "User.destroy_all", "Redis.current.flushall",
+        "rm -rf /tmp", "DELETE FROM users", " ", "\t", "\u{a0}", "é", "x", "\x1b[32m", "\x1b[K",
+        "\x08", "\x1b]0;t\x07", "\r", "\n", "\r\n",
+    ];
+
+    /// The characters the prompt alternatives are made of (U+0663 is an Arabic-Indic digit,
+    /// `\d` in Unicode; U+00A0 is `\s`; U+001C is not).
+    #[rustfmt::skip]
+    const PROMPTISH: &[&str] = &[
+        "irb", "pry", "bash", "sh", "zsh", "dash", "ash", "main", "(", ")", "[", "]", ":", "0",
+        "12", ">", "*", "'", "\"", "@", "$", "#", "/", " ", "\t", "\x0b", "\x0c", "\x1c", "-", ".",
+        "_", "a", "x", "é", "\u{a0}", "\u{663}",
+    ];
+
+    /// Comment markers, quotes and escapes.
+    #[rustfmt::skip]
+    const COMMENTISH: &[&str] = &["#", "\"", "'", "`", "\\", " ", ";", "a", "{", "é", "\u{a0}"];
+
+    #[test]
+    fn fast_noise_stripping_matches_the_reference() {
+        let mut texts = random_texts(NOISY, 20_000, 12);
+        texts.extend(
+            [
+                "",
+                "plain text\r\nno noise",
+                "\x1b",
+                "\x1b[",
+                "\x1b[12",
+                "a\x1b[1;\n2mb",
+                "\x1b]0;t\x1b\\x",
+                "\x1b]0;t\x1bx\x07y",
+                "\x1b(",
+                "\x1b(é!",
+                "\x1bé!",
+                "\x08\x08a\x08",
+                "é\x08!",
+                "a\n\x08b",
+                "\u{85}\u{9b}\u{a0}",
+            ]
+            .map(String::from),
+        );
+        for raw in &texts {
+            assert_eq!(strip_noise(raw), strip_noise_reference(raw), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn fast_prompt_and_comment_stripping_match_the_reference() {
+        let mut texts = random_texts(PROMPTISH, 50_000, 10);
+        texts.extend(random_texts(CONSOLE, 5_000, 6));
+        let mut prompts = 0;
+        for line in &texts {
+            let stripped = strip_prompt(line);
+            assert_eq!(stripped, strip_prompt_reference(line), "{line:?}");
+            prompts += usize::from(stripped.len() < line.len());
+            if line.is_ascii() {
+                let want = prompt_re().find(line).map(|m| m.end());
+                assert_eq!(ascii_prompt_end(line.as_bytes()), want, "{line:?}");
+            }
+        }
+        // The random lines do exercise the prompt alternatives.
+        assert!(prompts > 1_000, "only {prompts} prompts");
+
+        for line in random_texts(COMMENTISH, 20_000, 10) {
+            assert_eq!(
+                strip_comment(&line),
+                strip_comment_reference(&line),
+                "{line:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn line_by_line_cleaning_matches_the_whole_chunk_or_declines() {
+        let mut texts = random_texts(CONSOLE, 20_000, 12);
+        texts.extend(random_texts(NOISY, 5_000, 12));
+        let (mut by_line, mut declined) = (0, 0);
+        for raw in &texts {
+            let mut lines = Vec::new();
+            match each_clean_line_by_line(raw, |line| lines.push(line.to_string())) {
+                Ok(()) => {
+                    assert_eq!(lines, clean_lines(raw), "{raw:?}");
+                    by_line += 1;
+                }
+                Err(CrossesLine) => declined += 1,
+            }
+        }
+        assert!(by_line > 10_000 && declined > 100, "{by_line} / {declined}");
+
+        // Noise that reaches across a line end: the whole chunk must be cleaned at once.
+        for raw in [
+            "a\n\x08b",
+            "a\x1b[\nb",
+            "a\x1b\nb",
+            "a\x1b]0;t\nb\x07c",
+            "a\x1b(\nb",
+        ] {
+            assert!(each_clean_line_by_line(raw, |_| {}).is_err(), "{raw:?}");
+        }
+        // ... except at the very end of the chunk, where it stops anyway.
+        assert!(each_clean_line_by_line("a\nb\x1b[1", |_| {}).is_ok());
+        assert_eq!(clean_lines("\x08a\n\x08b"), vec!["ab".to_string()]);
+    }
+
+    #[test]
+    fn scan_matches_the_reference() {
+        let s = scanner();
+        let mut texts = random_texts(CONSOLE, 20_000, 12);
+        texts.extend(random_texts(NOISY, 5_000, 12));
+        texts.push("User.destroy_all\n\x08\x08\x08\x08all # ok\nUser.destroy_all".into());
+        let mut hits = 0;
+        for raw in &texts {
+            let got = s.scan(raw);
+            assert_eq!(got, scan_reference(&s, raw), "{raw:?}");
+            hits += got.len();
+        }
+        assert!(hits > 1_000, "only {hits} hits");
+    }
+
+    #[test]
+    fn the_alternation_agrees_with_the_set() {
+        let s = scanner();
+        let any = s.any.as_ref().expect("the default patterns can be joined");
+        for line in random_texts(CONSOLE, 20_000, 8) {
+            assert_eq!(any.is_match(&line), s.set.is_match(&line), "{line:?}");
+        }
+        let spec = |regex: &str| PatternSpec {
+            name: "p".into(),
+            regex: regex.into(),
+            severity: Severity::Low,
+        };
+        // A comment in verbose mode would swallow the group's closing parenthesis.
+        assert!(any_pattern(&[spec("(?x) a # comment"), spec("b")]).is_none());
+        assert!(any_pattern(&[spec("(?ix:a)"), spec("b")]).is_none());
+        // Two groups of the same name cannot be in one regex: the set alone does the work.
+        let twice = [spec("(?P<n>a)"), spec("(?P<n>b)")];
+        assert!(any_pattern(&twice).is_none());
+        assert_eq!(Scanner::new(&twice).unwrap().scan("xbx")[0].patterns, ["p"]);
+        // Inline flags stay within their pattern.
+        let flags = Scanner::new(&[spec("(?i)a"), spec("b")]).unwrap();
+        assert!(flags.any.is_some());
+        assert!(flags.scan("B").is_empty());
+        assert_eq!(flags.scan("A").len(), 1);
     }
 }

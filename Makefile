@@ -8,12 +8,13 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell sha256sum local/requirements.txt | cut -c1-12)
 CARGO   ?= cargo
 
-.PHONY: help setup build lint checkov test unit scenarios ruby demo up down status coverage package deploy clean
+.PHONY: help setup build lint checkov test unit scenarios ruby demo up down status coverage package deploy clean bench bench-claim
 
 help:
 	@echo "make demo    bring up the local replica, run the migration workflow (success and failure), show what happened"
 	@echo "make test    unit tests, then replica self-tests and scenario tests on a fresh local stack, then workflow coverage"
 	@echo "make lint    cargo fmt --check, clippy -D warnings, statelint (after substitution), cfn-lint, checkov"
+	@echo "make bench   every benchmark (start-up, collect-logs vs AWS CLI, workflow cost, claim, scanner, sizes, demo) -> target/bench/results.md"
 	@echo "make package arm64 release zips of every function (cargo-lambda), with sizes"
 	@echo "make deploy ENV=staging|production   sam build + sam deploy --config-env ENV (needs the SAM CLI)"
 	@echo "make up|down|status   the 'dev' replica stack (batchless local up|down|status)"
@@ -64,6 +65,12 @@ down:
 	target/debug/batchless local down --name dev
 status:
 	target/debug/batchless local status --name dev
+
+# Every benchmark (issue 8: start-up, collect-logs vs the AWS CLI, workflow cost, claim, scanner,
+# arm64 sizes, demo time) on its own replica stack; tables in target/bench/results.md, read in
+# BENCHMARKS.md. Not part of `make test`. BENCH_SKIP="package demo" skips sections.
+bench: build
+	scripts/bench.sh
 
 # Occurrence-claim benchmark (issue 4) on its own replica stack; results go in BENCHMARKS.md.
 bench-claim: build

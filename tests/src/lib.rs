@@ -44,6 +44,7 @@ impl Stack {
         let creds =
             aws_sdk_sfn::config::Credentials::new("testing", "testing", None, None, "replica");
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(batchless_core::aws::http_client())
             .endpoint_url(&endpoint)
             .region(aws_config::Region::new(region))
             .credentials_provider(creds)

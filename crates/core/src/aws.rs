@@ -13,7 +13,10 @@ use crate::error::names;
 /// Load the shared configuration once, in `main`: `aws_config::load_from_env()` with our one
 /// HTTP client.
 pub async fn load_config() -> SdkConfig {
-    aws_config::from_env().http_client(http_client()).load().await
+    aws_config::from_env()
+        .http_client(http_client())
+        .load()
+        .await
 }
 
 /// The SDK's HTTPS client: hyper + rustls with ring, the crypto reqwest (the Slack client)

@@ -61,6 +61,7 @@ def _server(inv: _Invocation) -> ThreadingHTTPServer:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body are separate writes
 
         def log_message(self, *args: object) -> None:
             pass

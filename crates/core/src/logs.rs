@@ -15,6 +15,11 @@ use crate::error::Error;
 
 /// S3's minimum part size is 5 MiB; parts of 8 MiB keep memory flat and requests few.
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
+/// A part is sent as soon as it reaches `PART_BYTES`, so the write that crosses that line adds
+/// at most one log event (CloudWatch Logs: 256 KiB at most) or its newline. Every part buffer
+/// gets exactly this capacity up front: a buffer grown by doubling reallocates to 16 MiB, and
+/// the allocator's heap then grew with the log's size (BENCHMARKS.md, collect-logs).
+const PART_CAPACITY: usize = PART_BYTES + 256 * 1024;
 pub const TAIL_LINES: usize = 40;
 pub const TAIL_MAX_CHARS: usize = 3000;
 
@@ -82,6 +87,9 @@ struct Upload<'a> {
 
 impl<'a> Upload<'a> {
     async fn write(&mut self, data: &[u8]) -> Result<(), Error> {
+        if self.buffer.capacity() == 0 {
+            self.buffer.reserve_exact(PART_CAPACITY.max(data.len()));
+        }
         self.buffer.extend_from_slice(data);
         if self.buffer.len() >= PART_BYTES {
             self.flush_part().await?;

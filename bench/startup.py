@@ -74,12 +74,12 @@ def main() -> int:
               f"{row[4]:.1f} MiB, {outcome}: {last_body[:160]}", file=sys.stderr)
 
     print(f"| function | init (median) | first event handled (median) | slowest of {args.runs} | peak RSS | "
-          "native binary | answer |")
+          "native binary (MiB) | answer |")
     print("|---|---:|---:|---:|---:|---:|---|")
     for f, init, med, worst, mib, size, outcome in rows:
         flag = lambda bad: " ✗" if bad else ""  # noqa: E731
         print(f"| {f} | {init:.1f} ms | {med:.1f} ms{flag(med > 25)} | {worst:.1f} ms | "
-              f"{mib:.1f} MiB{flag(mib > 32)} | {size:.1f} MB | {outcome} |")
+              f"{mib:.1f} MiB{flag(mib > 32)} | {size:.1f} | {outcome} |")
     if rows:
         allmed = median([r[2] for r in rows])
         print(f"\n{len(rows)} functions; median of the medians {allmed:.1f} ms; "

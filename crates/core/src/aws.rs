@@ -20,8 +20,8 @@ pub async fn load_config() -> SdkConfig {
 }
 
 /// The SDK's HTTPS client: hyper + rustls with ring, the crypto reqwest (the Slack client)
-/// already links. The SDK's default client brings aws-lc-rs as a second crypto library (about
-/// 1.5 MB of every bootstrap, BENCHMARKS.md), so the SDK crates are built without their default
+/// already links. The SDK's default client brings aws-lc-rs, a second crypto library in every
+/// bootstrap (BENCHMARKS.md, bootstrap size), so the SDK crates are built without their default
 /// features and every `SdkConfig` gets this client instead.
 pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
     use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};

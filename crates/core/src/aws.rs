@@ -19,8 +19,8 @@ pub async fn load_config() -> SdkConfig {
         .await
 }
 
-/// The SDK's HTTPS client: hyper + rustls with ring, the crypto reqwest (the Slack client)
-/// already links. The SDK's default client brings aws-lc-rs, a second crypto library in every
+/// The SDK's HTTPS client: hyper + rustls with ring, the same stack as the Slack client's
+/// connector. The SDK's default client brings aws-lc-rs, a second crypto library in every
 /// bootstrap (BENCHMARKS.md, bootstrap size), so the SDK crates are built without their default
 /// features and every `SdkConfig` gets this client instead.
 pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {

@@ -1,6 +1,11 @@
 //! The Slack Web API client (base URL configurable, so tests and the demo use the replica's
 //! fake Slack) and Slack request-signature verification.
 
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::byte_stream::ByteStream;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -53,8 +58,11 @@ pub struct Message {
 pub struct SlackClient {
     base_url: String,
     token: String,
-    http: reqwest::Client,
+    http: SharedHttpConnector,
 }
+
+/// How long one Web API call may take, connection included.
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl std::fmt::Debug for SlackClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,10 +78,11 @@ impl SlackClient {
         SlackClient {
             base_url: base_url.into().trim_end_matches('/').to_string(),
             token: token.into(),
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(10))
-                .build()
-                .expect("reqwest client builds"),
+            http: SharedHttpConnector::new(
+                aws_smithy_http_client::Connector::builder()
+                    .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                    .build(),
+            ),
         }
     }
 
@@ -82,32 +91,54 @@ impl SlackClient {
     }
 
     /// Call a Web API method with a JSON body; Slack answers 200 with `ok: false` on errors.
+    ///
+    /// The HTTPS connector is the AWS SDK's (hyper + rustls with ring, the system's roots), so
+    /// a function carries one HTTP stack, not two (BENCHMARKS.md, bootstrap size).
     pub async fn call(&self, method: &str, body: &Value) -> Result<Value, SlackError> {
-        let transport = |e: reqwest::Error| SlackError::Transport {
+        let transport = |message: String| SlackError::Transport {
             method: method.to_string(),
-            message: e.to_string(),
+            message,
         };
-        let resp = self
-            .http
-            .post(format!("{}/{method}", self.base_url))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
+        let mut request = HttpRequest::new(SdkBody::from(
+            serde_json::to_vec(body).expect("a JSON value serializes"),
+        ));
+        request
+            .set_method("POST")
+            .map_err(|e| transport(e.to_string()))?;
+        request
+            .set_uri(format!("{}/{method}", self.base_url))
+            .map_err(|e| transport(format!("bad URL: {e}")))?;
+        let headers = request.headers_mut();
+        headers.insert("content-type", "application/json; charset=utf-8");
+        headers
+            .try_insert("authorization", format!("Bearer {}", self.token))
+            .map_err(|_| transport("the bot token is not a valid header value".into()))?;
+        let exchange = async {
+            let response = self
+                .http
+                .call(request)
+                .await
+                .map_err(|e| transport(e.to_string()))?;
+            let status = response.status().as_u16();
+            let retry_after = response.headers().get("retry-after").map(str::to_string);
+            let bytes = ByteStream::new(response.into_body())
+                .collect()
+                .await
+                .map_err(|e| transport(e.to_string()))?
+                .into_bytes();
+            Ok::<_, SlackError>((status, retry_after, bytes))
+        };
+        let (status, retry_after, bytes) = tokio::time::timeout(CALL_TIMEOUT, exchange)
             .await
-            .map_err(transport)?;
-        if resp.status().as_u16() == 429 {
-            let retry_after = resp
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1);
+            .map_err(|_| transport(format!("no answer within {CALL_TIMEOUT:?}")))??;
+        if status == 429 {
             return Err(SlackError::RateLimited {
                 method: method.to_string(),
-                retry_after,
+                retry_after: retry_after.and_then(|v| v.trim().parse().ok()).unwrap_or(1),
             });
         }
-        let value: Value = resp.json().await.map_err(transport)?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| transport(format!("HTTP {status}, the answer is not JSON: {e}")))?;
         if value.get("ok").and_then(Value::as_bool) == Some(true) {
             Ok(value)
         } else {
@@ -335,6 +366,153 @@ mod tests {
             verify_signature(DOC_SECRET, Some("soon"), Some(DOC_SIG), body, now),
             Err(SignatureError::BadTimestamp)
         );
+    }
+
+    /// A one-request HTTP server on loopback: answers `response` (raw HTTP) and hands back the
+    /// request it read (head and body).
+    async fn serve_once(response: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/api", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = sock.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&seen).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if seen.len() >= end + 4 + length || n == 0 {
+                        break;
+                    }
+                }
+                assert!(n > 0, "the client closed before sending a whole request");
+            }
+            sock.write_all(response.as_bytes()).await.unwrap();
+            sock.shutdown().await.unwrap();
+            String::from_utf8(seen).unwrap()
+        });
+        (base, server)
+    }
+
+    fn answer(status: &str, extra: &str, body: &str) -> &'static str {
+        Box::leak(
+            format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .into_boxed_str(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_call_posts_json_with_the_bearer_token_and_returns_the_answer() {
+        let (base, server) = serve_once(answer(
+            "200 OK",
+            "",
+            r#"{"ok":true,"channel":"C1","ts":"1.2"}"#,
+        ))
+        .await;
+        let posted = SlackClient::new(base, "xoxb-token")
+            .post_message(&Message {
+                channel: "#ops".into(),
+                text: "hello".into(),
+                ..Message::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            posted,
+            Posted {
+                channel: "C1".into(),
+                ts: "1.2".into()
+            }
+        );
+        let request = server.await.unwrap();
+        let (head, body) = request.split_once("\r\n\r\n").unwrap();
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.starts_with("post /api/chat.postmessage http/1.1"),
+            "{head}"
+        );
+        assert!(head.contains("authorization: bearer xoxb-token"), "{head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert_eq!(
+            serde_json::from_str::<Value>(body).unwrap(),
+            json!({"channel": "#ops", "text": "hello"})
+        );
+    }
+
+    #[tokio::test]
+    async fn ok_false_is_an_api_error_with_slacks_error_name() {
+        let (base, server) = serve_once(answer(
+            "200 OK",
+            "",
+            r#"{"ok":false,"error":"channel_not_found"}"#,
+        ))
+        .await;
+        let err = SlackClient::new(base, "t")
+            .call("chat.postMessage", &json!({}))
+            .await
+            .unwrap_err();
+        server.await.unwrap();
+        assert!(
+            matches!(&err, SlackError::Api { method, error } if method == "chat.postMessage" && error == "channel_not_found"),
+            "{err:?}"
+        );
+        assert_eq!(err.error_type(), names::SLACK_ERROR);
+    }
+
+    #[tokio::test]
+    async fn http_429_is_rate_limited_with_retry_after() {
+        let (base, server) = serve_once(answer(
+            "429 Too Many Requests",
+            "retry-after: 7\r\n",
+            r#"{"ok":false,"error":"ratelimited"}"#,
+        ))
+        .await;
+        let err = SlackClient::new(base, "t")
+            .call("chat.update", &json!({}))
+            .await
+            .unwrap_err();
+        server.await.unwrap();
+        assert!(
+            matches!(&err, SlackError::RateLimited { retry_after: 7, .. }),
+            "{err:?}"
+        );
+        assert_eq!(err.error_type(), names::THROTTLED);
+    }
+
+    #[tokio::test]
+    async fn a_non_json_answer_and_no_server_are_transport_errors() {
+        let (base, server) =
+            serve_once(answer("502 Bad Gateway", "", "<html>bad gateway</html>")).await;
+        let err = SlackClient::new(base, "t")
+            .call("chat.postMessage", &json!({}))
+            .await
+            .unwrap_err();
+        server.await.unwrap();
+        assert!(
+            matches!(&err, SlackError::Transport { message, .. } if message.contains("HTTP 502")),
+            "{err:?}"
+        );
+
+        // Port 9 (discard) on loopback: nothing listens, the connection is refused.
+        let err = SlackClient::new("http://127.0.0.1:9/api", "t")
+            .call("chat.postMessage", &json!({}))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SlackError::Transport { .. }), "{err:?}");
+        assert_eq!(err.error_type(), names::SLACK_ERROR);
     }
 
     #[test]

@@ -11,8 +11,8 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
-use chrono_tz::Tz;
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Timelike, Utc};
+use jiff::tz::{AmbiguousOffset, TimeZone};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Schedule {
@@ -37,14 +37,82 @@ pub struct Cron {
     tz: Tz,
 }
 
+/// An IANA time zone from jiff's bundled database, compared by name.
+#[derive(Debug, Clone)]
+pub struct Tz {
+    name: String,
+    zone: TimeZone,
+}
+
+impl PartialEq for Tz {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Tz {}
+
+impl Tz {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The local date at an instant.
+    fn date_at(&self, t: DateTime<Utc>) -> NaiveDate {
+        let local = self.zone.to_datetime(to_timestamp(t));
+        NaiveDate::from_ymd_opt(
+            local.year().into(),
+            local.month() as u32,
+            local.day() as u32,
+        )
+        .expect("jiff's civil dates are valid chrono dates")
+    }
+
+    /// The instant of a local time: `None` in a DST gap (that time does not exist), the earlier
+    /// instant in a fold (it happens twice).
+    fn instant_of(&self, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+        let civil = jiff::civil::DateTime::new(
+            i16::try_from(local.year()).ok()?,
+            local.month() as i8,
+            local.day() as i8,
+            local.hour() as i8,
+            local.minute() as i8,
+            local.second() as i8,
+            0,
+        )
+        .ok()?;
+        let offset = match self.zone.to_ambiguous_timestamp(civil).offset() {
+            AmbiguousOffset::Unambiguous { offset } => offset,
+            AmbiguousOffset::Gap { .. } => return None,
+            // The offset before a fall-back transition is the larger one: the earlier instant.
+            AmbiguousOffset::Fold { before, .. } => before,
+        };
+        let seconds = local.and_utc().timestamp() - i64::from(offset.seconds());
+        DateTime::from_timestamp(seconds, 0)
+    }
+}
+
+fn to_timestamp(t: DateTime<Utc>) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(t.timestamp()).expect("a chrono instant is in jiff's range")
+}
+
 const MONTHS: [&str; 12] = [
     "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
 ];
 const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
+/// An IANA time-zone name, spelled exactly (EventBridge Scheduler gets the same string).
 pub fn parse_timezone(tz: &str) -> Result<Tz, String> {
-    tz.parse::<Tz>()
-        .map_err(|_| format!("{tz:?} is not an IANA time zone (e.g. UTC, Asia/Tokyo)"))
+    let not_iana = || format!("{tz:?} is not an IANA time zone (e.g. UTC, Asia/Tokyo)");
+    let zone = jiff::tz::db().get(tz).map_err(|_| not_iana())?;
+    match zone.iana_name() {
+        Some(name) if name == tz => Ok(Tz {
+            name: tz.to_string(),
+            zone,
+        }),
+        Some(name) => Err(format!("{tz:?} is spelled {name:?} in the IANA database")),
+        None => Err(not_iana()),
+    }
 }
 
 impl Schedule {
@@ -244,8 +312,8 @@ impl Cron {
             return out;
         }
         // Local days that can hold an instant in [from, to] (±1 day for offsets).
-        let mut day = from.with_timezone(&self.tz).date_naive() - Duration::days(1);
-        let last = to.with_timezone(&self.tz).date_naive() + Duration::days(1);
+        let mut day = self.tz.date_at(from) - Duration::days(1);
+        let last = self.tz.date_at(to) + Duration::days(1);
         while day <= last && out.len() < limit {
             if self.day_matches(day) {
                 for h in &self.hours {
@@ -253,10 +321,9 @@ impl Cron {
                         let Some(naive) = day.and_hms_opt(*h, *m, 0) else {
                             continue;
                         };
-                        let Some(local) = self.tz.from_local_datetime(&naive).earliest() else {
+                        let Some(t) = self.tz.instant_of(naive) else {
                             continue; // DST gap: that local time does not exist
                         };
-                        let t = local.with_timezone(&Utc);
                         if t >= from && t <= to {
                             out.push(t);
                             if out.len() >= limit {
@@ -323,6 +390,47 @@ mod tests {
         let s = Schedule::parse("cron(30 1 * * ? *)", "America/New_York").unwrap();
         let occ = s.occurrences(t("2027-11-07T00:00:00Z"), t("2027-11-07T12:00:00Z"), 10);
         assert_eq!(occ, vec![t("2027-11-07T05:30:00Z")]);
+    }
+
+    #[test]
+    fn other_zones_half_hours_and_the_southern_hemisphere() {
+        // Kolkata is UTC+05:30 all year.
+        let s = Schedule::parse("cron(0 9 * * ? *)", "Asia/Kolkata").unwrap();
+        let occ = s.occurrences(t("2027-01-01T00:00:00Z"), t("2027-01-02T23:59:59Z"), 10);
+        assert_eq!(
+            occ,
+            vec![t("2027-01-01T03:30:00Z"), t("2027-01-02T03:30:00Z")]
+        );
+        // Berlin falls back on 2027-10-31: 02:30 happens twice, fires once at CEST (00:30Z).
+        let s = Schedule::parse("cron(30 2 * * ? *)", "Europe/Berlin").unwrap();
+        let occ = s.occurrences(t("2027-10-30T12:00:00Z"), t("2027-10-31T12:00:00Z"), 10);
+        assert_eq!(occ, vec![t("2027-10-31T00:30:00Z")]);
+        // Sydney springs forward on 2027-10-03 (local): 02:30 does not exist that day. 02:30 on
+        // the 2nd is AEST (16:30Z on the 1st), on the 4th AEDT (15:30Z on the 3rd).
+        let s = Schedule::parse("cron(30 2 * * ? *)", "Australia/Sydney").unwrap();
+        let occ = s.occurrences(t("2027-10-01T00:00:00Z"), t("2027-10-04T00:00:00Z"), 10);
+        assert_eq!(
+            occ,
+            vec![t("2027-10-01T16:30:00Z"), t("2027-10-03T15:30:00Z")]
+        );
+    }
+
+    #[test]
+    fn time_zone_names_are_exact() {
+        assert_eq!(parse_timezone("Asia/Tokyo").unwrap().name(), "Asia/Tokyo");
+        assert_eq!(
+            parse_timezone("UTC").unwrap(),
+            parse_timezone("UTC").unwrap()
+        );
+        assert_ne!(
+            parse_timezone("UTC").unwrap(),
+            parse_timezone("Asia/Tokyo").unwrap()
+        );
+        let err = parse_timezone("asia/tokyo").unwrap_err();
+        assert!(err.contains("spelled \"Asia/Tokyo\""), "{err}");
+        for bad in ["", "Mars/Base", "+09:00", "/etc/passwd"] {
+            assert!(parse_timezone(bad).unwrap_err().contains("IANA"), "{bad:?}");
+        }
     }
 
     #[test]

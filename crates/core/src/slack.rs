@@ -370,7 +370,7 @@ mod tests {
 
     /// A one-request HTTP server on loopback: answers `response` (raw HTTP) and hands back the
     /// request it read (head and body).
-    async fn serve_once(response: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+    async fn serve_once(response: String) -> (String, tokio::task::JoinHandle<String>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/api", listener.local_addr().unwrap());
@@ -404,14 +404,22 @@ mod tests {
         (base, server)
     }
 
-    fn answer(status: &str, extra: &str, body: &str) -> &'static str {
-        Box::leak(
-            format!(
-                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            )
-            .into_boxed_str(),
+    fn answer(status: &str, extra: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
         )
+    }
+
+    /// `method`'s call against a server that answers `response`; the call must fail.
+    async fn failing_call(response: String, method: &str) -> SlackError {
+        let (base, server) = serve_once(response).await;
+        let err = SlackClient::new(base, "t")
+            .call(method, &json!({}))
+            .await
+            .unwrap_err();
+        server.await.unwrap();
+        err
     }
 
     #[tokio::test]
@@ -454,17 +462,11 @@ mod tests {
 
     #[tokio::test]
     async fn ok_false_is_an_api_error_with_slacks_error_name() {
-        let (base, server) = serve_once(answer(
-            "200 OK",
-            "",
-            r#"{"ok":false,"error":"channel_not_found"}"#,
-        ))
+        let err = failing_call(
+            answer("200 OK", "", r#"{"ok":false,"error":"channel_not_found"}"#),
+            "chat.postMessage",
+        )
         .await;
-        let err = SlackClient::new(base, "t")
-            .call("chat.postMessage", &json!({}))
-            .await
-            .unwrap_err();
-        server.await.unwrap();
         assert!(
             matches!(&err, SlackError::Api { method, error } if method == "chat.postMessage" && error == "channel_not_found"),
             "{err:?}"
@@ -474,17 +476,15 @@ mod tests {
 
     #[tokio::test]
     async fn http_429_is_rate_limited_with_retry_after() {
-        let (base, server) = serve_once(answer(
-            "429 Too Many Requests",
-            "retry-after: 7\r\n",
-            r#"{"ok":false,"error":"ratelimited"}"#,
-        ))
+        let err = failing_call(
+            answer(
+                "429 Too Many Requests",
+                "retry-after: 7\r\n",
+                r#"{"ok":false,"error":"ratelimited"}"#,
+            ),
+            "chat.update",
+        )
         .await;
-        let err = SlackClient::new(base, "t")
-            .call("chat.update", &json!({}))
-            .await
-            .unwrap_err();
-        server.await.unwrap();
         assert!(
             matches!(&err, SlackError::RateLimited { retry_after: 7, .. }),
             "{err:?}"
@@ -494,13 +494,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_non_json_answer_and_no_server_are_transport_errors() {
-        let (base, server) =
-            serve_once(answer("502 Bad Gateway", "", "<html>bad gateway</html>")).await;
-        let err = SlackClient::new(base, "t")
-            .call("chat.postMessage", &json!({}))
-            .await
-            .unwrap_err();
-        server.await.unwrap();
+        let err = failing_call(
+            answer("502 Bad Gateway", "", "<html>bad gateway</html>"),
+            "chat.postMessage",
+        )
+        .await;
         assert!(
             matches!(&err, SlackError::Transport { message, .. } if message.contains("HTTP 502")),
             "{err:?}"

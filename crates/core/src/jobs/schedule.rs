@@ -37,29 +37,20 @@ pub struct Cron {
     tz: Tz,
 }
 
-/// An IANA time zone from jiff's bundled database, compared by name.
-#[derive(Debug, Clone)]
-pub struct Tz {
-    name: String,
-    zone: TimeZone,
-}
-
-impl PartialEq for Tz {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
-
-impl Eq for Tz {}
+/// An IANA time zone from jiff's bundled database (only `parse_timezone` makes one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tz(TimeZone);
 
 impl Tz {
     pub fn name(&self) -> &str {
-        &self.name
+        self.0
+            .iana_name()
+            .expect("parse_timezone accepts IANA names only")
     }
 
     /// The local date at an instant.
     fn date_at(&self, t: DateTime<Utc>) -> NaiveDate {
-        let local = self.zone.to_datetime(to_timestamp(t));
+        let local = self.0.to_datetime(to_timestamp(t));
         NaiveDate::from_ymd_opt(
             local.year().into(),
             local.month() as u32,
@@ -81,7 +72,7 @@ impl Tz {
             0,
         )
         .ok()?;
-        let offset = match self.zone.to_ambiguous_timestamp(civil).offset() {
+        let offset = match self.0.to_ambiguous_timestamp(civil).offset() {
             AmbiguousOffset::Unambiguous { offset } => offset,
             AmbiguousOffset::Gap { .. } => return None,
             // The offset before a fall-back transition is the larger one: the earlier instant.
@@ -106,10 +97,7 @@ pub fn parse_timezone(tz: &str) -> Result<Tz, String> {
     let not_iana = || format!("{tz:?} is not an IANA time zone (e.g. UTC, Asia/Tokyo)");
     let zone = jiff::tz::db().get(tz).map_err(|_| not_iana())?;
     match zone.iana_name() {
-        Some(name) if name == tz => Ok(Tz {
-            name: tz.to_string(),
-            zone,
-        }),
+        Some(name) if name == tz => Ok(Tz(zone)),
         Some(name) => Err(format!("{tz:?} is spelled {name:?} in the IANA database")),
         None => Err(not_iana()),
     }

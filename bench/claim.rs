@@ -13,8 +13,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use batchless_core::dynamo;
 use batchless_core::jobs::occurrence::{self, Claim, Occurrence};
+use batchless_core::platform::dynamo;
 use batchless_scenarios::Stack;
 
 fn occ(key: &str, by: &str) -> Occurrence {
@@ -24,7 +24,7 @@ fn occ(key: &str, by: &str) -> Occurrence {
         scheduled_time: key.rsplit('#').next().unwrap_or_default().into(),
         environment: "bench".into(),
         claimed_by: by.into(),
-        claimed_at: batchless_core::time::rfc3339(chrono::Utc::now()),
+        claimed_at: batchless_core::platform::time::rfc3339(chrono::Utc::now()),
         source: "bench".into(),
         status: occurrence::status::CLAIMED.into(),
         run_status: None,

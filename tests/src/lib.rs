@@ -44,7 +44,7 @@ impl Stack {
         let creds =
             aws_sdk_sfn::config::Credentials::new("testing", "testing", None, None, "replica");
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(batchless_core::aws::http_client())
+            .http_client(batchless_core::platform::aws::http_client())
             .endpoint_url(&endpoint)
             .region(aws_config::Region::new(region))
             .credentials_provider(creds)
@@ -349,7 +349,9 @@ impl Stack {
             .consistent_read(true)
             .send()
             .await?;
-        Ok(out.item().map(batchless_core::dynamo::item_to_value))
+        Ok(out
+            .item()
+            .map(batchless_core::platform::dynamo::item_to_value))
     }
 
     pub async fn object(&self, uri: &str) -> Result<Vec<u8>> {

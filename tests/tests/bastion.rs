@@ -152,7 +152,9 @@ impl Bastion {
             .consistent_read(true)
             .send()
             .await?;
-        Ok(out.item().map(batchless_core::dynamo::item_to_value))
+        Ok(out
+            .item()
+            .map(batchless_core::platform::dynamo::item_to_value))
     }
 
     async fn items(&self, pk: &str) -> Result<Vec<Value>> {
@@ -172,7 +174,7 @@ impl Bastion {
         Ok(out
             .items()
             .iter()
-            .map(batchless_core::dynamo::item_to_value)
+            .map(batchless_core::platform::dynamo::item_to_value)
             .collect())
     }
 

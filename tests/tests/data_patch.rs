@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use batchless_core::audit::{self, Trail};
+use batchless_core::shared::audit::{self, Trail};
 use batchless_scenarios::*;
 use serde_json::{json, Value};
 
@@ -828,7 +828,7 @@ async fn audit_verify_names_an_edited_record_a_deleted_newest_record_and_a_rewri
             .db
             .put_item()
             .table_name(&p.audit_table)
-            .set_item(Some(batchless_core::dynamo::to_item(&r)))
+            .set_item(Some(batchless_core::platform::dynamo::to_item(&r)))
             .send()
             .await?;
     }

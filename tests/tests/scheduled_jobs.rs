@@ -27,7 +27,7 @@ async fn setup() -> Result<(Stack, String)> {
 
 fn now_minute(minutes_ago: i64) -> String {
     let t = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
-    batchless_core::time::rfc3339(batchless_core::time::truncate_to_minute(t))
+    batchless_core::platform::time::rfc3339(batchless_core::platform::time::truncate_to_minute(t))
 }
 
 /// A random minute-aligned occurrence `HH:MM` on a random past day (never used before).

@@ -111,14 +111,14 @@ impl Ctx {
             return Ok(Ctx {
                 environment: environment.unwrap_or(DEFAULT_ENVIRONMENT).to_string(),
                 stack: None,
-                config: batchless_core::aws::load_config().await,
+                config: batchless_core::platform::aws::load_config().await,
             });
         };
         let root = repo_root()?;
         let info = load_stack(&root, name)?;
         check_reachable(name, &info.endpoint)?;
         let config = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(batchless_core::aws::http_client())
+            .http_client(batchless_core::platform::aws::http_client())
             .region(aws_config::Region::new(info.region.clone()))
             .endpoint_url(&info.endpoint)
             // The replica's default identity, or an IAM user created in it (tests and the demo
@@ -147,15 +147,15 @@ impl Ctx {
     }
 
     pub fn sfn(&self) -> aws_sdk_sfn::Client {
-        batchless_core::aws::sfn(&self.config)
+        batchless_core::platform::aws::sfn(&self.config)
     }
 
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        batchless_core::aws::dynamodb(&self.config)
+        batchless_core::platform::aws::dynamodb(&self.config)
     }
 
     pub fn sts(&self) -> aws_sdk_sts::Client {
-        batchless_core::aws::sts(&self.config)
+        batchless_core::platform::aws::sts(&self.config)
     }
 
     pub fn state_machine_name(&self, workflow: &str) -> String {

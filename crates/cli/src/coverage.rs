@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
-use batchless_core::aws::AwsResultExt;
-use batchless_core::coverage::{self, Coverage, HistoryEvent};
+use batchless_asl::{self as coverage, Coverage, HistoryEvent};
+use batchless_core::platform::aws::AwsResultExt;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -46,7 +46,7 @@ impl Report {
         let total = workflows.iter().map(|w| w.coverage.total()).sum();
         Report {
             environment: environment.to_string(),
-            since: since.map(batchless_core::time::rfc3339),
+            since: since.map(batchless_core::platform::time::rfc3339),
             workflows,
             covered,
             total,

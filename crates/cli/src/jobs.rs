@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::template;
 use anyhow::{bail, Context as _, Result};
-use batchless_core::aws::AwsResultExt;
 use batchless_core::jobs::occurrence::{self, Claim, Occurrence};
-use batchless_core::jobs::{template, JobsFile};
+use batchless_core::jobs::JobsFile;
+use batchless_core::platform::aws::AwsResultExt;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
@@ -232,13 +233,13 @@ pub fn occurrence_for(
     let schedule = job.parsed_schedule();
     match at {
         Some(t) => {
-            let t = batchless_core::time::truncate_to_minute(t);
+            let t = batchless_core::platform::time::truncate_to_minute(t);
             if schedule.is_occurrence(t) {
                 Ok(t)
             } else {
                 Err(format!(
                     "{} is not an occurrence of {} ({} in {})",
-                    batchless_core::time::rfc3339(t),
+                    batchless_core::platform::time::rfc3339(t),
                     job.name,
                     job.schedule,
                     job.timezone
@@ -272,10 +273,10 @@ async fn claim(ctx: &Ctx, a: ClaimArgs) -> Result<ExitCode> {
     let occ = Occurrence {
         occurrence_key: occurrence::key(&job.name, t),
         job: job.name.clone(),
-        scheduled_time: batchless_core::time::rfc3339(t),
+        scheduled_time: batchless_core::platform::time::rfc3339(t),
         environment: ctx.environment.clone(),
         claimed_by: a.claimant.unwrap_or_else(claimant_default),
-        claimed_at: batchless_core::time::rfc3339(now),
+        claimed_at: batchless_core::platform::time::rfc3339(now),
         source: "legacy".into(),
         status: occurrence::status::CLAIMED.into(),
         run_status: None,
@@ -316,7 +317,7 @@ async fn list(ctx: Option<&Ctx>, a: ListArgs) -> Result<ExitCode> {
             .parsed_schedule()
             .next(now, a.next)
             .into_iter()
-            .map(batchless_core::time::rfc3339)
+            .map(batchless_core::platform::time::rfc3339)
             .collect();
         let last = match ctx {
             Some(ctx) => occurrence::list(
@@ -418,8 +419,8 @@ async fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
                 .arn()
                 .unwrap_or_default()
                 .to_string();
-            let people =
-                batchless_core::people::People::load(&ctx.environment).map_err(|e| e.to_string());
+            let people = batchless_core::shared::people::People::load(&ctx.environment)
+                .map_err(|e| e.to_string());
             crate::run::requester(people.as_ref().map_err(Clone::clone), &arn).0
         }
     };
@@ -483,7 +484,7 @@ async fn fire(ctx: &Ctx, a: FireArgs) -> Result<ExitCode> {
     let at = a.at.unwrap_or_else(Utc::now);
     let body = json!({
         "schedule": template::schedule_name(&ctx.environment, &a.job),
-        "at": batchless_core::time::rfc3339(at),
+        "at": batchless_core::platform::time::rfc3339(at),
         "deliveries": a.deliveries,
     });
     let resp = reqwest::Client::new()

@@ -2,6 +2,7 @@
 //! the migration history and workflow coverage reports.
 
 mod args;
+mod audit_report;
 mod context;
 mod coverage;
 mod jobs;
@@ -12,6 +13,7 @@ mod render;
 mod run;
 mod sessions;
 mod sfn;
+mod template;
 
 use std::process::ExitCode;
 

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use batchless_core::runs::{self, RunRecord};
+use batchless_core::shared::runs::{self, RunRecord};
 
 use crate::args::MigrationsListArgs;
 use crate::context::Ctx;

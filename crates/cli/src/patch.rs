@@ -4,12 +4,13 @@
 
 use std::process::ExitCode;
 
+use crate::audit_report as report;
 use anyhow::{bail, Context as _, Result};
 use batchless_core::patch::approval::{Decision, Via};
 use batchless_core::patch::store::{self, Backend, Decider};
-use batchless_core::patch::{self, report, Kind};
-use batchless_core::people::People;
-use batchless_core::{audit, time};
+use batchless_core::patch::{self, Kind};
+use batchless_core::shared::people::People;
+use batchless_core::{platform::time, shared::audit};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
@@ -135,7 +136,7 @@ async fn caller(ctx: &Ctx) -> Result<Caller> {
 fn backend(ctx: &Ctx, caller: &Caller) -> Backend {
     Backend {
         db: ctx.dynamodb(),
-        s3: batchless_core::aws::s3(&ctx.config),
+        s3: batchless_core::platform::aws::s3(&ctx.config),
         patches_table: format!("batchless-{}-patches", ctx.environment),
         audit_table: format!("batchless-{}-audit", ctx.environment),
         bucket: format!("batchless-{}-logs-{}", ctx.environment, caller.account),
@@ -148,7 +149,7 @@ fn people(ctx: &Ctx) -> Result<People> {
 
 /// `git ls-remote` the ref; a full SHA is taken as is.
 pub fn resolve_ref(repo: &str, git_ref: &str) -> Result<String> {
-    if let Ok(sha) = batchless_core::input::commit_sha("ref", git_ref) {
+    if let Ok(sha) = batchless_core::platform::input::commit_sha("ref", git_ref) {
         return Ok(sha);
     }
     patch::git_ref("ref", git_ref).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -272,7 +273,7 @@ async fn cancel(ctx: &Ctx, a: IdArgs) -> Result<ExitCode> {
     let person = people
         .by_principal(&arn)
         .with_context(|| format!("{arn} is nobody in the people map"))?;
-    let codebuild = batchless_core::aws::codebuild(&ctx.config);
+    let codebuild = batchless_core::platform::aws::codebuild(&ctx.config);
     let out = store::cancel(&b.store(), &ctx.sfn(), &codebuild, &a.patch_id, person)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

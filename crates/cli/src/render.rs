@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use batchless_core::coverage::HistoryEvent;
+use batchless_asl::HistoryEvent;
 use serde_json::Value;
 
 const MESSAGE_MAX: usize = 300;
@@ -136,7 +136,7 @@ pub fn cause_message(cause: &str) -> String {
         Ok(other) => serde_json::to_string_pretty(&other).unwrap_or_else(|_| cause.into()),
         Err(_) => cause.to_string(),
     };
-    batchless_core::redact::redact(&text).into_owned()
+    batchless_core::platform::redact::redact(&text).into_owned()
 }
 
 fn one_line(s: &str, max: usize) -> String {

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use batchless_core::aws::AwsResultExt;
-use batchless_core::input;
-use batchless_core::people::People;
+use batchless_core::platform::aws::AwsResultExt;
+use batchless_core::platform::input;
+use batchless_core::shared::people::People;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -224,7 +224,7 @@ mod tests {
 
     #[test]
     fn requesters_come_from_the_people_map() {
-        let people = People::parse(batchless_core::people::EMBEDDED, "staging").unwrap();
+        let people = People::parse(batchless_core::shared::people::EMBEDDED, "staging").unwrap();
         let (id, warning) = requester(Ok(&people), "arn:aws:iam::123456789012:user/bob");
         assert_eq!((id.as_str(), warning), ("bob", None));
         let stranger = "arn:aws:iam::123456789012:user/mallory";

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use batchless_core::dynamo;
+use batchless_core::platform::dynamo;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
@@ -53,7 +53,7 @@ pub fn group(items: Vec<Value>, since: Option<DateTime<Utc>>) -> Vec<SessionView
             }
         }
     }
-    let since = since.map(batchless_core::time::rfc3339);
+    let since = since.map(batchless_core::platform::time::rfc3339);
     let mut out: Vec<SessionView> = by_pk
         .into_values()
         .filter(|v| {

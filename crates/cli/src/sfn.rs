@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use aws_sdk_sfn::types::HistoryEvent as SdkEvent;
-use batchless_core::aws::AwsResultExt;
-use batchless_core::coverage::HistoryEvent;
+use batchless_asl::HistoryEvent;
+use batchless_core::platform::aws::AwsResultExt;
 
 use crate::context::{arn_in_stack, Ctx};
 use crate::render::{summary, Outcome, Renderer};

@@ -1,32 +1,31 @@
-//! batchless core: domain types, policies, AWS adapters and the Slack client.
+//! batchless core: every Lambda's logic, in layers.
 //!
-//! Lambda binaries under `functions/` are thin: they build their clients once and call the
-//! plain functions here. Every failure a state machine routes on carries a stable
-//! `error_type` (see [`error`]).
+//! # Layout
+//!
+//! ```text
+//! error      Error + Kind: the stable names ASL Retry/Catch match, and which are retryable
+//! platform   knows no workflow: AWS clients, config, time, redaction, strict input, DynamoDB, Slack
+//! sfn        Step Functions plumbing: the execution, caught step errors, task-token waits
+//! shared     resources several workflows use: runs, locks, builds, tasks, logs, causes, people,
+//!            audit, cleanup
+//! migration  jobs  patch  bastion   one folder per workflow; no workflow imports another
+//! lambda     run(): the one way a Lambda main starts (tracing, SdkConfig once, Deps, handler)
+//! ```
+//!
+//! The rule `error, platform <- sfn <- shared <- {migration, jobs, patch, bastion}` is checked by
+//! the `layering` test below, which reads every `use crate::` line. Lambda binaries under
+//! `functions/<workflow>/<step>/` are a few lines each: they call [`lambda::run`] with one step's
+//! `Deps` constructor and `handle`.
 
-pub mod audit;
-pub mod aws;
-pub mod bastion;
-pub mod build;
-pub mod cause;
-pub mod cleanup;
-pub mod config;
-pub mod coverage;
-pub mod dynamo;
 pub mod error;
-pub mod input;
+pub mod platform;
+pub mod sfn;
+pub mod shared;
+
+pub mod bastion;
 pub mod jobs;
-pub mod lock;
-pub mod logs;
 pub mod migration;
 pub mod patch;
-pub mod people;
-pub mod pipeline;
-pub mod redact;
-pub mod runs;
-pub mod slack;
-pub mod time;
-pub mod waits;
 
 pub use error::Error;
 
@@ -37,5 +36,93 @@ pub(crate) mod testing {
         aws_smithy_types::error::ErrorMetadata::builder()
             .code(code)
             .build()
+    }
+}
+
+/// The layering rule, checked on the source: every `crate::<module>` a file names must be in
+/// its own layer or below, and no workflow names another.
+#[cfg(test)]
+mod layering {
+    use std::path::{Path, PathBuf};
+
+    const WORKFLOWS: [&str; 4] = ["migration", "jobs", "patch", "bastion"];
+
+    /// 0: error, platform, lambda; 1: sfn; 2: shared; 3: the workflows.
+    fn rank(top: &str) -> Option<u8> {
+        match top {
+            "error" | "platform" | "lambda" | "Error" | "testing" => Some(0),
+            "sfn" => Some(1),
+            "shared" => Some(2),
+            w if WORKFLOWS.contains(&w) => Some(3),
+            _ => None,
+        }
+    }
+
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    /// Every violation in one file's text: (referenced module, why).
+    pub(super) fn violations(own_top: &str, text: &str) -> Vec<String> {
+        let Some(own) = rank(own_top) else {
+            return vec![];
+        };
+        let re = regex::Regex::new(r"crate::([A-Za-z_]+)").unwrap();
+        let mut found = Vec::new();
+        for line in text.lines() {
+            let code = line.split("//").next().unwrap_or("");
+            for cap in re.captures_iter(code) {
+                let top = &cap[1];
+                match rank(top) {
+                    Some(r) if r > own => {
+                        found.push(format!("{own_top} (layer {own}) uses crate::{top} (layer {r})"))
+                    }
+                    Some(3) if top != own_top => {
+                        found.push(format!("workflow {own_top} uses workflow crate::{top}"))
+                    }
+                    None => found.push(format!("{own_top} uses crate::{top}, which is in no layer")),
+                    _ => {}
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn every_module_uses_only_its_layer_and_below() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut all = Vec::new();
+        files(&src, &mut all);
+        let mut problems = Vec::new();
+        for path in all {
+            let rel = path.strip_prefix(&src).unwrap();
+            let top = rel.components().next().unwrap().as_os_str().to_string_lossy();
+            let top = top.trim_end_matches(".rs").to_string();
+            if top == "lib" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for v in violations(&top, &text) {
+                problems.push(format!("{}: {v}", rel.display()));
+            }
+        }
+        assert!(problems.is_empty(), "layering broken:\n{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn the_check_catches_each_kind_of_violation() {
+        assert_eq!(violations("platform", "use crate::shared::runs;").len(), 1);
+        assert_eq!(violations("sfn", "let x = crate::jobs::WORKFLOW;").len(), 1);
+        assert_eq!(violations("patch", "use crate::migration::Execution;").len(), 1);
+        assert_eq!(violations("shared", "use crate::coverage;").len(), 1);
+        assert!(violations("jobs", "use crate::shared::task; use crate::jobs::lease;").is_empty());
+        assert!(violations("shared", "// crate::jobs in a comment").is_empty());
     }
 }

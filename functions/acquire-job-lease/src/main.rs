@@ -5,7 +5,9 @@
 use batchless_core::jobs::lease::{self, Request};
 use batchless_core::jobs::workflow::JobRun;
 use batchless_core::jobs::Concurrency;
-use batchless_core::{aws, config, input::parse_strict, time, Error};
+use batchless_core::{
+    platform::aws, platform::config, platform::input::parse_strict, platform::time, Error,
+};
 use chrono::Duration;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
@@ -26,7 +28,7 @@ struct Event {
 async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
     let Event { run } = parse_strict(event)?;
     let policy: Concurrency = serde_json::from_value(Value::String(run.concurrency.clone()))
-        .map_err(|e| batchless_core::input::InputError::field("run.concurrency", e))?;
+        .map_err(|e| batchless_core::platform::input::InputError::field("run.concurrency", e))?;
     let result = lease::acquire(
         &deps.db,
         &deps.ecs,

@@ -8,10 +8,10 @@
 use batchless_core::patch::approval::{Decision, Via};
 use batchless_core::patch::message::{self, APPROVE_ACTION, REJECT_ACTION};
 use batchless_core::patch::store::{self, Backend, Decider};
-use batchless_core::people::People;
-use batchless_core::slack::function_url::{header, respond, verified_body};
-use batchless_core::slack::SlackClient;
-use batchless_core::{aws, config, time, Error};
+use batchless_core::platform::slack::function_url::{header, respond, verified_body};
+use batchless_core::platform::slack::SlackClient;
+use batchless_core::shared::people::People;
+use batchless_core::{platform::aws, platform::config, platform::time, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 
@@ -58,7 +58,7 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
     };
     let patch_id = action["value"].as_str().unwrap_or_default();
     let user = payload["user"]["id"].as_str().unwrap_or_default();
-    if let Err(e) = batchless_core::input::identifier("value", patch_id, 80) {
+    if let Err(e) = batchless_core::platform::input::identifier("value", patch_id, 80) {
         return Ok(respond(400, json!({ "error": e.to_string() })));
     }
     let decider = Decider {
@@ -124,7 +124,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use batchless_core::slack;
+    use batchless_core::platform::slack;
 
     fn deps() -> Deps {
         // Nothing below reaches AWS: the requests are rejected before.
@@ -158,7 +158,7 @@ mod tests {
                     .build(),
             ),
             slack: SlackClient::new("http://127.0.0.1:9/api", "t"),
-            people: People::parse(batchless_core::people::EMBEDDED, "staging").unwrap(),
+            people: People::parse(batchless_core::shared::people::EMBEDDED, "staging").unwrap(),
             signing_secret: "s3cr3t".into(),
         }
     }

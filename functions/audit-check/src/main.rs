@@ -7,14 +7,17 @@
 //!   `StartExecution` of the data-patch workflow must come from the requester the patch names.
 //!   Each finding is appended to the audit trail once and alerted to Slack once.
 
-use batchless_core::input::parse_strict;
 use batchless_core::patch::check::{self, BuildFacts, Verdict};
 use batchless_core::patch::events;
 use batchless_core::patch::store::{self, Backend, PatchRecord};
 use batchless_core::patch::{build_env, status, PatchRun};
-use batchless_core::people::People;
-use batchless_core::slack::{Message, SlackClient};
-use batchless_core::{audit, aws, build, config, redact, time, Error};
+use batchless_core::platform::input::parse_strict;
+use batchless_core::platform::slack::{Message, SlackClient};
+use batchless_core::shared::people::People;
+use batchless_core::{
+    platform::aws, platform::config, platform::redact, platform::time, shared::audit,
+    shared::build, Error,
+};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -151,7 +154,7 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<Value, Error> {
     let (mut compliant, mut alerts) = (0, Vec::new());
     for b in &builds {
         let rec = match b.env.get(build_env::PATCH_ID) {
-            Some(id) if batchless_core::input::identifier("patchId", id, 80).is_ok() => {
+            Some(id) if batchless_core::platform::input::identifier("patchId", id, 80).is_ok() => {
                 store::get(st.db, st.table, id).await?
             }
             _ => None,
@@ -231,7 +234,7 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
         Event::Sweep { window_hours } => {
             let hours = window_hours.unwrap_or(DEFAULT_WINDOW_HOURS);
             if hours == 0 || hours > MAX_WINDOW_HOURS {
-                return Err(batchless_core::input::InputError::field(
+                return Err(batchless_core::platform::input::InputError::field(
                     "windowHours",
                     format!("must be 1..={MAX_WINDOW_HOURS}"),
                 )

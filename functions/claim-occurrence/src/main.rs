@@ -4,12 +4,15 @@
 //! duplicate delivery is recorded on the occurrence and the workflow ends `duplicate`. A claim
 //! past the catch-up window is still taken (so the occurrence can never run late) but marked stale.
 
-use batchless_core::aws::{AwsResultExt, ConditionalExt};
 use batchless_core::jobs::occurrence::{self, Claim, Occurrence};
 use batchless_core::jobs::workflow::{self, ClaimResult};
 use batchless_core::jobs::JobsFile;
-use batchless_core::migration::Execution;
-use batchless_core::{aws, config, dynamo, input::parse_strict, time, Error};
+use batchless_core::platform::aws::{AwsResultExt, ConditionalExt};
+use batchless_core::sfn::Execution;
+use batchless_core::{
+    platform::aws, platform::config, platform::dynamo, platform::input::parse_strict,
+    platform::time, Error,
+};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -2,10 +2,10 @@
 //! TIMED_OUT, FAILED). Stops the run's build or ECS task, releases its locks and marks its
 //! record ended.
 
-use batchless_core::cleanup::{self, StatusChange, Tables};
-use batchless_core::input::InputError;
 use batchless_core::patch::{self, store};
-use batchless_core::{aws, config, time, Error};
+use batchless_core::platform::input::InputError;
+use batchless_core::shared::cleanup::{self, StatusChange, Tables};
+use batchless_core::{platform::aws, platform::config, platform::time, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 

@@ -1,9 +1,9 @@
 //! `collect-logs`: archive a run's CloudWatch Logs stream to S3 (paginated, bounded memory),
 //! with its SHA-256 and size; returns the `s3://` URI, console links and a redacted tail.
 
-use batchless_core::input::{identifier, parse_strict};
-use batchless_core::logs::{self, Source, Target};
-use batchless_core::{aws, config, Error};
+use batchless_core::platform::input::{identifier, parse_strict};
+use batchless_core::shared::logs::{self, Source, Target};
+use batchless_core::{platform::aws, platform::config, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::Value;

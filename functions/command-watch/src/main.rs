@@ -14,9 +14,9 @@ use batchless_core::bastion::scan::Scanner;
 use batchless_core::bastion::session::{self, SessionRecord};
 use batchless_core::bastion::subscription::{self, LogsData, Source};
 use batchless_core::bastion::WatchConfig;
-use batchless_core::input::InputError;
-use batchless_core::slack::SlackClient;
-use batchless_core::{aws, config, redact, time, Error};
+use batchless_core::platform::input::InputError;
+use batchless_core::platform::slack::SlackClient;
+use batchless_core::{platform::aws, platform::config, platform::redact, platform::time, Error};
 use chrono::{DateTime, Duration, Utc};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
@@ -236,8 +236,8 @@ async fn process(
 }
 
 async fn mark_posted(deps: &Deps, pk: &str, sk: &str, ts: &str) -> Result<(), Error> {
-    use batchless_core::aws::AwsResultExt;
-    use batchless_core::dynamo::s;
+    use batchless_core::platform::aws::AwsResultExt;
+    use batchless_core::platform::dynamo::s;
     deps.db
         .update_item()
         .table_name(&deps.table)

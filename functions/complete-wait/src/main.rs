@@ -3,9 +3,9 @@
 //! execution waiting on it (if any) with `SendTaskSuccess`. At-least-once delivery is fine:
 //! the wait is taken once.
 
-use batchless_core::jobs::task;
-use batchless_core::waits::{self, WaitKind};
-use batchless_core::{aws, build, config, Error};
+use batchless_core::sfn::waits::{self, WaitKind};
+use batchless_core::shared::task;
+use batchless_core::{platform::aws, platform::config, shared::build, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 
@@ -40,7 +40,11 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let Some(build_id) = detail.get("build-id").and_then(Value::as_str) else {
-        return Err(batchless_core::input::InputError::field("detail.build-id", "missing").into());
+        return Err(batchless_core::platform::input::InputError::field(
+            "detail.build-id",
+            "missing",
+        )
+        .into());
     };
     if !FINAL.contains(&status) {
         return Ok(json!({ "completed": false, "status": status }));
@@ -61,7 +65,11 @@ async fn task_stopped(detail: &Value, deps: &Deps) -> Result<Value, Error> {
         .and_then(Value::as_str)
         .unwrap_or_default();
     let Some(task_arn) = detail.get("taskArn").and_then(Value::as_str) else {
-        return Err(batchless_core::input::InputError::field("detail.taskArn", "missing").into());
+        return Err(batchless_core::platform::input::InputError::field(
+            "detail.taskArn",
+            "missing",
+        )
+        .into());
     };
     if status != "STOPPED" {
         return Ok(json!({ "completed": false, "status": status }));

@@ -7,12 +7,15 @@
 
 use std::collections::BTreeMap;
 
-use batchless_core::input::parse_strict;
 use batchless_core::patch::events;
 use batchless_core::patch::store::{self, Backend};
 use batchless_core::patch::{approval, build_env, request_hash, status, PatchRun, OUTPUT_DIR};
-use batchless_core::people::People;
-use batchless_core::{audit, aws, build, config, runs, time, Error};
+use batchless_core::platform::input::parse_strict;
+use batchless_core::shared::people::People;
+use batchless_core::{
+    platform::aws, platform::config, platform::time, shared::audit, shared::build, shared::runs,
+    Error,
+};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -2,8 +2,8 @@
 //! (naming the holder) while someone else holds an unexpired lease; `release` only releases
 //! a lease the caller owns.
 
-use batchless_core::input::parse_strict;
-use batchless_core::{aws, config, lock, time, Error};
+use batchless_core::platform::input::parse_strict;
+use batchless_core::{platform::aws, platform::config, platform::time, shared::lock, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};

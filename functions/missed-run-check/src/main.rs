@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 
 use batchless_core::jobs::occurrence::{self, Claim, Occurrence};
 use batchless_core::jobs::{workflow, JobsFile};
-use batchless_core::slack::{Message, SlackClient};
-use batchless_core::{aws, config, input, time, Error};
+use batchless_core::platform::slack::{Message, SlackClient};
+use batchless_core::{platform::aws, platform::config, platform::input, platform::time, Error};
 use chrono::Duration;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;

@@ -2,12 +2,12 @@
 //! workflow result `{"kind": "migration", "state": {...}}` rendered by core. Every text is
 //! redacted before it leaves.
 
-use batchless_core::input::parse_strict;
 use batchless_core::migration::{self, MigrationState};
 use batchless_core::patch::message;
 use batchless_core::patch::workflow::{self, PatchState};
-use batchless_core::slack::{Message, SlackClient};
-use batchless_core::{aws, config, redact, Error};
+use batchless_core::platform::input::parse_strict;
+use batchless_core::platform::slack::{Message, SlackClient};
+use batchless_core::{platform::aws, platform::config, platform::redact, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -5,10 +5,10 @@
 
 use batchless_core::bastion::login::WatchInput;
 use batchless_core::bastion::session::{self, SessionRecord, Times};
-use batchless_core::input::parse_strict;
-use batchless_core::people::People;
-use batchless_core::slack::SlackClient;
-use batchless_core::{aws, config, time, Error};
+use batchless_core::platform::input::parse_strict;
+use batchless_core::platform::slack::SlackClient;
+use batchless_core::shared::people::People;
+use batchless_core::{platform::aws, platform::config, platform::time, Error};
 use chrono::Duration;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;

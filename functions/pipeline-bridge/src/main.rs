@@ -3,9 +3,9 @@
 //! success with output variables or failure with the cause. Never logs the job event (it
 //! carries temporary artifact credentials): only the job id and the decision are logged.
 
-use batchless_core::input::InputError;
-use batchless_core::pipeline::{self, Decision, JobEvent};
-use batchless_core::{aws, config, Error};
+use batchless_core::migration::pipeline::{self, Decision, JobEvent};
+use batchless_core::platform::input::InputError;
+use batchless_core::{platform::aws, platform::config, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 

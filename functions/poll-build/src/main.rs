@@ -2,8 +2,8 @@
 //! late), the workflow asks for the build's status directly: status, current phase, the
 //! failed phase and its context.
 
-use batchless_core::input::parse_strict;
-use batchless_core::{aws, build, Error};
+use batchless_core::platform::input::parse_strict;
+use batchless_core::{platform::aws, shared::build, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::Value;

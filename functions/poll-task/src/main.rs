@@ -2,9 +2,9 @@
 //! STOPPED event. Asks ECS directly; counts the time waited by Step Functions' own clock (the
 //! sum of the wait timeouts), and past the job's timeout stops the task (→ `JobTimedOut`).
 
-use batchless_core::jobs::task;
 use batchless_core::jobs::workflow::{self, JobRun, TaskState};
-use batchless_core::{aws, input::parse_strict, Error};
+use batchless_core::shared::task;
+use batchless_core::{platform::aws, platform::input::parse_strict, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::Value;
@@ -71,7 +71,7 @@ mod tests {
     use serde_json::json;
 
     fn run(timeout: u64) -> JobRun {
-        let exec = batchless_core::migration::Execution {
+        let exec = batchless_core::sfn::Execution {
             id: "arn:e1".into(),
             name: "e1".into(),
             start_time: "2026-11-28T13:00:00Z".into(),

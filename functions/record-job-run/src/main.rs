@@ -5,8 +5,11 @@
 
 use batchless_core::jobs::occurrence;
 use batchless_core::jobs::workflow::{self, JobState};
-use batchless_core::people::People;
-use batchless_core::{aws, config, dynamo, input::parse_strict, lock, time, Error};
+use batchless_core::shared::people::People;
+use batchless_core::{
+    platform::aws, platform::config, platform::dynamo, platform::input::parse_strict,
+    platform::time, shared::lock, Error,
+};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
@@ -24,7 +27,7 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
     let recorded = workflow::record(&state, &deps.jobs_channel, deps.people.as_ref());
     let ended_at = time::rfc3339(time::now());
     let rec = workflow::final_record(&state, &recorded, &ended_at);
-    use batchless_core::aws::AwsResultExt;
+    use batchless_core::platform::aws::AwsResultExt;
     deps.db
         .put_item()
         .table_name(&deps.runs_table)

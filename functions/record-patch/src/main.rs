@@ -5,12 +5,12 @@
 //!   expired, cancelled, not approved, error) on the record, `FINISHED` in the audit trail, and
 //!   what the workflow outputs or fails with, plus the Slack thread to post the result in.
 
-use batchless_core::input::parse_strict;
 use batchless_core::patch::events;
 use batchless_core::patch::store::{self, Backend};
 use batchless_core::patch::workflow::{self, PatchState};
 use batchless_core::patch::{status, PatchRun};
-use batchless_core::{audit, aws, redact, Error};
+use batchless_core::platform::input::parse_strict;
+use batchless_core::{platform::aws, platform::redact, shared::audit, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -40,7 +40,9 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
             let recorded = workflow::record(&state, &rec);
             let mut fields = vec![(
                 "finishedAt",
-                json!(batchless_core::time::rfc3339(batchless_core::time::now())),
+                json!(batchless_core::platform::time::rfc3339(
+                    batchless_core::platform::time::now()
+                )),
             )];
             for (name, value) in [
                 ("failureCause", recorded.failure_cause.clone()),

@@ -1,9 +1,9 @@
 //! `record-run`: write a finished run to the history (commit, build, status, duration, log,
 //! started by, failure cause) and return what the workflow outputs or fails with.
 
-use batchless_core::input::parse_strict;
 use batchless_core::migration::{self, MigrationState};
-use batchless_core::{aws, config, runs, time, Error};
+use batchless_core::platform::input::parse_strict;
+use batchless_core::{platform::aws, platform::config, platform::time, shared::runs, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 

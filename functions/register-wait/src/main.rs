@@ -3,10 +3,10 @@
 //! state-change event may have come and gone before the token was stored), it completes the
 //! wait itself.
 
-use batchless_core::input::parse_strict;
-use batchless_core::jobs::task;
-use batchless_core::waits::{self, WaitKind};
-use batchless_core::{aws, build, config, time, Error};
+use batchless_core::platform::input::parse_strict;
+use batchless_core::sfn::waits::{self, WaitKind};
+use batchless_core::shared::task;
+use batchless_core::{platform::aws, platform::config, platform::time, shared::build, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};

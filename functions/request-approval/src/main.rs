@@ -4,12 +4,14 @@
 //! diff against the deployed commit, Approve / Reject) once, then re-checks the record: a
 //! decision that completed before the token was stored ends the wait here.
 
-use batchless_core::input::parse_strict;
 use batchless_core::patch::message::{self, Links};
 use batchless_core::patch::store::{self, ApprovalMessage, Backend};
 use batchless_core::patch::{status, PatchRun};
-use batchless_core::slack::SlackClient;
-use batchless_core::{aws, config, runs, time, waits, Error};
+use batchless_core::platform::input::parse_strict;
+use batchless_core::platform::slack::SlackClient;
+use batchless_core::{
+    platform::aws, platform::config, platform::time, sfn::waits, shared::runs, Error,
+};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};

@@ -3,10 +3,13 @@
 //! one task). Names the task on the lease and the run record; if the lease was taken over
 //! meanwhile (`replace`), stops its own task at once.
 
-use batchless_core::aws::AwsResultExt;
+use batchless_core::jobs::lease;
 use batchless_core::jobs::workflow::{self, JobRun, TaskState};
-use batchless_core::jobs::{lease, task};
-use batchless_core::{aws, config, dynamo, input::parse_strict, Error};
+use batchless_core::platform::aws::AwsResultExt;
+use batchless_core::shared::task;
+use batchless_core::{
+    platform::aws, platform::config, platform::dynamo, platform::input::parse_strict, Error,
+};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::Value;

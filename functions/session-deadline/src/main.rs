@@ -7,9 +7,9 @@
 //! - `confirm`: confirm the recorded approval in the thread.
 
 use batchless_core::bastion::session::{self, status};
-use batchless_core::input::parse_strict;
-use batchless_core::slack::SlackClient;
-use batchless_core::{aws, config, time, waits, Error};
+use batchless_core::platform::input::parse_strict;
+use batchless_core::platform::slack::SlackClient;
+use batchless_core::{platform::aws, platform::config, platform::time, sfn::waits, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -98,7 +98,7 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
                 .post_message(&session::alert_message(&rec, &deps.alert_channel))
                 .await?;
             if let Some(channel) = &rec.channel {
-                let note = batchless_core::slack::Message {
+                let note = batchless_core::platform::slack::Message {
                     channel: channel.clone(),
                     thread_ts: rec.thread_ts.clone(),
                     text: format!(

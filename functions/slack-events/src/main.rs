@@ -9,10 +9,12 @@
 use batchless_core::bastion::approval::{self, Phrases, Reply, Verdict};
 use batchless_core::bastion::session::{self, Approval};
 use batchless_core::bastion::WatchConfig;
-use batchless_core::people::People;
-use batchless_core::slack::function_url::{header, respond};
-use batchless_core::slack::{function_url, SlackClient};
-use batchless_core::{aws, config, redact, time, waits, Error};
+use batchless_core::platform::slack::function_url::{header, respond};
+use batchless_core::platform::slack::{function_url, SlackClient};
+use batchless_core::shared::people::People;
+use batchless_core::{
+    platform::aws, platform::config, platform::redact, platform::time, sfn::waits, Error,
+};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 
@@ -239,7 +241,7 @@ mod tests {
                     .build(),
             ),
             slack: SlackClient::new("http://127.0.0.1:9/api", "t"),
-            people: People::parse(batchless_core::people::EMBEDDED, "staging").unwrap(),
+            people: People::parse(batchless_core::shared::people::EMBEDDED, "staging").unwrap(),
             phrases: Phrases::new(&watch.approval).unwrap(),
             table: "t".into(),
             signing_secret: "s3cr3t".into(),
@@ -247,7 +249,7 @@ mod tests {
     }
 
     use base64::Engine;
-    use batchless_core::slack;
+    use batchless_core::platform::slack;
 
     fn request(body: &str, secret: &str, ts: i64) -> Value {
         let ts = ts.to_string();

@@ -2,9 +2,9 @@
 //! commit, with the run's environment overrides. Idempotent: a retried step finds the build
 //! already recorded on the run (or CodeBuild's idempotency token returns the same build).
 
-use batchless_core::input::parse_strict;
 use batchless_core::migration::MigrationRun;
-use batchless_core::{aws, build, config, runs, Error};
+use batchless_core::platform::input::parse_strict;
+use batchless_core::{platform::aws, platform::config, shared::build, shared::runs, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};

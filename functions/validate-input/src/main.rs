@@ -2,11 +2,12 @@
 //! (unknown fields rejected, each error naming its field) and returns the validated run, or
 //! fails `InvalidInput` before anything is started or written.
 
-use batchless_core::input::{parse_strict, InputError};
-use batchless_core::migration::{self, Execution};
+use batchless_core::migration;
 use batchless_core::patch::{self, Policy};
-use batchless_core::people::People;
-use batchless_core::{config, Error};
+use batchless_core::platform::input::{parse_strict, InputError};
+use batchless_core::sfn::Execution;
+use batchless_core::shared::people::People;
+use batchless_core::{platform::config, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -88,7 +89,7 @@ mod tests {
     fn deps() -> Deps {
         Deps {
             environment: "staging".into(),
-            people: People::parse(batchless_core::people::EMBEDDED, "staging").unwrap(),
+            people: People::parse(batchless_core::shared::people::EMBEDDED, "staging").unwrap(),
             patch_policy: Policy::default(),
         }
     }

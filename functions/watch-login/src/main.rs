@@ -4,9 +4,9 @@
 //! The deadline and reminder come from configuration (`BASTION_APPROVAL_DEADLINE_SECONDS`,
 //! `BASTION_REMINDER_BEFORE_SECONDS`) and travel in the execution's input.
 
-use batchless_core::aws::AwsResultExt;
 use batchless_core::bastion::login::{self, WatchInput};
-use batchless_core::{aws, config, Error};
+use batchless_core::platform::aws::AwsResultExt;
+use batchless_core::{platform::aws, platform::config, Error};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 

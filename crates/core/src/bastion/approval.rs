@@ -6,7 +6,7 @@ use regex::RegexSet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::people::{People, Role};
+use crate::shared::people::{People, Role};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -107,7 +107,7 @@ mod tests {
     fn setup() -> (People, Phrases) {
         let c = WatchConfig::parse(EMBEDDED).unwrap();
         (
-            People::parse(crate::people::EMBEDDED, "staging").unwrap(),
+            People::parse(crate::shared::people::EMBEDDED, "staging").unwrap(),
             Phrases::new(&c.approval).unwrap(),
         )
     }

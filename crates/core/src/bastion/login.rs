@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::input::{self, InputError};
+use crate::platform::input::{self, InputError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -55,7 +55,7 @@ impl WatchInput {
                 "must be less than deadlineSeconds",
             ));
         }
-        crate::time::parse("login.loginAt", &self.login.login_at)?;
+        crate::platform::time::parse("login.loginAt", &self.login.login_at)?;
         Ok(())
     }
 
@@ -119,7 +119,8 @@ pub fn from_event(event: &Value) -> Result<Option<Login>, InputError> {
     let login_at = s(detail, &["eventTime"])
         .or_else(|| s(event, &["time"]))
         .ok_or_else(|| InputError::field("detail.eventTime", "missing"))?;
-    let login_at = crate::time::rfc3339(crate::time::parse("detail.eventTime", login_at)?);
+    let login_at =
+        crate::platform::time::rfc3339(crate::platform::time::parse("detail.eventTime", login_at)?);
     Ok(Some(Login {
         session_id: session_id.to_string(),
         principal_arn: principal_arn.to_string(),

@@ -8,11 +8,11 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::aws::{AwsResultExt, ConditionalExt};
-use crate::dynamo::{self, s};
 use crate::error::Error;
-use crate::people::Person;
-use crate::slack::Message;
+use crate::platform::aws::{AwsResultExt, ConditionalExt};
+use crate::platform::dynamo::{self, s};
+use crate::platform::slack::Message;
+use crate::shared::people::Person;
 
 use super::login::Login;
 
@@ -352,7 +352,7 @@ pub fn login_message(rec: &SessionRecord, channel: &str, alert_channel: &str) ->
         cluster = rec.cluster,
         task = rec.task_id,
         container = rec.container,
-        command = crate::redact::redact(&rec.command),
+        command = crate::platform::redact::redact(&rec.command),
         at = rec.login_at,
         ip = if rec.source_ip.is_empty() {
             "an unknown address"
@@ -417,7 +417,7 @@ pub fn approved_message(rec: &SessionRecord, approval: &Approval) -> Option<Mess
             approval.by_name,
             approval.by,
             approval.recorded_at,
-            crate::input::truncate(&crate::redact::redact(&approval.text), 200)
+            crate::platform::input::truncate(&crate::platform::redact::redact(&approval.text), 200)
         ),
         blocks: None,
     })
@@ -478,7 +478,9 @@ mod tests {
         ))
         .unwrap()
         .unwrap();
-        let people = crate::people::People::parse(crate::people::EMBEDDED, "staging").unwrap();
+        let people =
+            crate::shared::people::People::parse(crate::shared::people::EMBEDDED, "staging")
+                .unwrap();
         let person = people.by_principal(&login.principal_arn);
         SessionRecord::new(
             &login,

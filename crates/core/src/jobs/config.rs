@@ -291,7 +291,7 @@ impl JobsFile {
                 }
             }
             for k in raw.environment.keys() {
-                if let Err(e) = crate::input::env_override_name("environment", k) {
+                if let Err(e) = crate::platform::input::env_override_name("environment", k) {
                     err("environment", e.message);
                 }
             }
@@ -329,7 +329,7 @@ impl JobsFile {
     }
 
     /// Check the people mentioned exist in the people map of `environment`.
-    pub fn check_people(&self, people: &crate::people::People) -> Vec<String> {
+    pub fn check_people(&self, people: &crate::shared::people::People) -> Vec<String> {
         let mut errors = Vec::new();
         for j in &self.jobs {
             for p in &j.mention {
@@ -359,7 +359,8 @@ mod tests {
         let f = JobsFile::parse(EMBEDDED).unwrap_or_else(|e| panic!("{}", e.join("\n")));
         assert!(!f.jobs.is_empty());
         for env in ["staging", "production"] {
-            let people = crate::people::People::parse(crate::people::EMBEDDED, env).unwrap();
+            let people =
+                crate::shared::people::People::parse(crate::shared::people::EMBEDDED, env).unwrap();
             assert_eq!(f.check_people(&people), Vec::<String>::new());
         }
     }

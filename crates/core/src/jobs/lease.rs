@@ -6,10 +6,10 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::config::Concurrency;
-use crate::aws::{AwsResultExt, ConditionalExt};
-use crate::dynamo::s;
 use crate::error::Error;
-use crate::time::rfc3339;
+use crate::platform::aws::{AwsResultExt, ConditionalExt};
+use crate::platform::dynamo::s;
+use crate::platform::time::rfc3339;
 
 pub fn name(environment: &str, job: &str) -> String {
     format!("job:{environment}:{job}")
@@ -68,7 +68,7 @@ async fn put(
         occurrence_key: Some(req.occurrence_key.to_string()),
         task_arn: None,
     };
-    crate::lock::try_put(db, req.table, &item, req.owner, req.now, previous_owner).await
+    crate::shared::lock::try_put(db, req.table, &item, req.owner, req.now, previous_owner).await
 }
 
 /// Apply the policy. `forbid`: not acquired while a live lease exists. `replace`: stop the
@@ -101,7 +101,7 @@ pub async fn acquire(
     }
     // replace
     if let Some(task) = &holder.task_arn {
-        if super::task::stop(ecs, task, &format!("replaced by {}", req.owner_name)).await? {
+        if crate::shared::task::stop(ecs, task, &format!("replaced by {}", req.owner_name)).await? {
             result.stopped_task = Some(task.clone());
         }
     }
@@ -151,13 +151,13 @@ pub async fn get(
     table: &str,
     lease: &str,
 ) -> Result<Option<JobLease>, Error> {
-    crate::lock::get_as(db, table, lease).await
+    crate::shared::lock::get_as(db, table, lease).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dynamo;
+    use crate::platform::dynamo;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
     use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
@@ -172,7 +172,7 @@ mod tests {
             occurrence_key: "sync#2026-11-28T13:15:00Z",
             policy,
             ttl: Duration::minutes(30),
-            now: crate::time::parse("t", "2026-11-28T13:15:01Z").unwrap(),
+            now: crate::platform::time::parse("t", "2026-11-28T13:15:01Z").unwrap(),
         }
     }
 

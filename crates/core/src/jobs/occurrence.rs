@@ -12,10 +12,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::aws::{AwsResultExt, ConditionalExt};
-use crate::dynamo::{self, s};
 use crate::error::Error;
-use crate::time::{rfc3339, truncate_to_minute};
+use crate::platform::aws::{AwsResultExt, ConditionalExt};
+use crate::platform::dynamo::{self, s};
+use crate::platform::time::{rfc3339, truncate_to_minute};
 
 pub mod status {
     pub const CLAIMED: &str = "CLAIMED";
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn keys_truncate_to_the_minute_in_utc() {
-        let t = crate::time::parse("t", "2026-11-29T03:00:59.9+09:00").unwrap();
+        let t = crate::platform::time::parse("t", "2026-11-29T03:00:59.9+09:00").unwrap();
         assert_eq!(key("report", t), "report#2026-11-28T18:00:00Z");
         assert_ne!(manual_key("report", "e1"), key("report", t));
     }

@@ -332,7 +332,7 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
-        crate::time::parse("t", s).unwrap()
+        crate::platform::time::parse("t", s).unwrap()
     }
 
     #[test]

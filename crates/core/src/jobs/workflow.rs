@@ -10,10 +10,10 @@ use serde_json::Value;
 use super::config::{Job, JobsFile};
 use super::lease::LeaseResult;
 use super::occurrence;
-use super::task::TaskOutcome;
-use crate::input::{self, InputError};
-use crate::logs::CollectedLogs;
-use crate::migration::{Execution, StepError};
+use crate::platform::input::{self, InputError};
+use crate::sfn::{Execution, StepError};
+use crate::shared::logs::CollectedLogs;
+use crate::shared::task::TaskOutcome;
 
 pub const WORKFLOW: &str = "scheduled-job";
 /// The lease outlives the job's timeout by this much, so only an abandoned lease expires.
@@ -140,7 +140,7 @@ pub fn validate(
             ),
         )
     })?;
-    let started_at = crate::time::rfc3339(crate::time::parse(
+    let started_at = crate::platform::time::rfc3339(crate::platform::time::parse(
         "execution.startTime",
         &execution.start_time,
     )?);
@@ -149,14 +149,14 @@ pub fn validate(
     let mut timeout = job.timeout_seconds;
     let (trigger, occurrence, key, started_by) = match (&req.scheduled_time, &req.manual) {
         (Some(t), None) => {
-            let t = crate::time::parse("scheduledTime", t)?;
-            let t = crate::time::truncate_to_minute(t);
+            let t = crate::platform::time::parse("scheduledTime", t)?;
+            let t = crate::platform::time::truncate_to_minute(t);
             if let Some(d) = &req.delivery_id {
                 input::identifier("deliveryId", d, 128)?;
             }
             (
                 "scheduled",
-                Some(crate::time::rfc3339(t)),
+                Some(crate::platform::time::rfc3339(t)),
                 occurrence::key(&job.name, t),
                 "scheduler".to_string(),
             )
@@ -264,7 +264,7 @@ pub fn lateness(run: &JobRun, now: DateTime<Utc>) -> (bool, Option<i64>) {
     match run
         .occurrence
         .as_deref()
-        .and_then(|o| crate::time::parse("occurrence", o).ok())
+        .and_then(|o| crate::platform::time::parse("occurrence", o).ok())
     {
         Some(t) => {
             let late = (now - t).num_seconds();
@@ -418,18 +418,18 @@ pub fn failure_cause(state: &JobState, status: &str) -> String {
             o.and_then(|o| o.stopped_reason.clone()).unwrap_or_default()
         )),
     }
-    text.push_str(&crate::cause::log_section(
+    text.push_str(&crate::shared::cause::log_section(
         state.logs.as_ref(),
         state.logs_error.as_ref(),
     ));
-    crate::cause::finish(&text)
+    crate::shared::cause::finish(&text)
 }
 
 /// Pure: how a finished state is recorded, and the Slack post (failures only).
 pub fn record(
     state: &JobState,
     jobs_channel: &str,
-    people: Option<&crate::people::People>,
+    people: Option<&crate::shared::people::People>,
 ) -> Recorded {
     let status = status_of(state);
     let run = &state.run;
@@ -480,7 +480,7 @@ fn slack_message(
     state: &JobState,
     status: &str,
     jobs_channel: &str,
-    people: Option<&crate::people::People>,
+    people: Option<&crate::shared::people::People>,
 ) -> SlackPost {
     let run = &state.run;
     let head = match status {
@@ -544,7 +544,7 @@ fn slack_message(
     };
     let link = format!(
         "\nRun: <{}|{}>",
-        crate::migration::execution_console_url(&run.run_id),
+        crate::sfn::execution_console_url(&run.run_id),
         run.execution_name
     );
     SlackPost {
@@ -552,7 +552,7 @@ fn slack_message(
             .notify_channel
             .clone()
             .unwrap_or_else(|| jobs_channel.to_string()),
-        text: crate::redact::redact(&format!("{head}{when}.{mentions}{link}{log}{tail}"))
+        text: crate::platform::redact::redact(&format!("{head}{when}.{mentions}{link}{log}{tail}"))
             .into_owned(),
     }
 }
@@ -624,10 +624,10 @@ pub fn final_record(state: &JobState, recorded: &Recorded, ended_at: &str) -> Jo
         exit_code: o.and_then(|o| o.exit_code),
         stopped_reason: o.and_then(|o| o.stopped_reason.clone()),
         ended_at: Some(ended_at.to_string()),
-        duration_seconds: crate::time::parse("startedAt", &run.started_at)
+        duration_seconds: crate::platform::time::parse("startedAt", &run.started_at)
             .ok()
-            .zip(crate::time::parse("endedAt", ended_at).ok())
-            .map(|(s, e)| crate::time::seconds_between(s, e)),
+            .zip(crate::platform::time::parse("endedAt", ended_at).ok())
+            .map(|(s, e)| crate::platform::time::seconds_between(s, e)),
         failure_cause: recorded.failure_cause.clone(),
         error: state.error.as_ref().map(|e| e.error.clone()),
         log_uri: state.logs.as_ref().map(|l| l.uri.clone()),
@@ -795,7 +795,7 @@ mod tests {
             &jobs(),
         )
         .unwrap();
-        let t = |s| crate::time::parse("t", s).unwrap();
+        let t = |s| crate::platform::time::parse("t", s).unwrap();
         assert_eq!(
             lateness(&run, t("2026-11-28T13:20:00Z")),
             (false, Some(300))
@@ -863,7 +863,9 @@ mod tests {
 
     #[test]
     fn failure_is_recorded_with_exit_code_redacted_tail_and_a_mention() {
-        let people = crate::people::People::parse(crate::people::EMBEDDED, "staging").unwrap();
+        let people =
+            crate::shared::people::People::parse(crate::shared::people::EMBEDDED, "staging")
+                .unwrap();
         let r = record(
             &state(Some(ended(3, "Essential container in task exited"))),
             "CJOBS",
@@ -914,11 +916,13 @@ mod tests {
     #[test]
     fn missed_window_ends_where_catch_up_ends() {
         let j = jobs().get("sync-exchange-rates").unwrap().clone();
-        let now = crate::time::parse("t", "2026-11-28T14:00:00Z").unwrap();
+        let now = crate::platform::time::parse("t", "2026-11-28T14:00:00Z").unwrap();
         let (from, to) = missed_window(&j, now, Duration::hours(1));
         let occ = j.parsed_schedule().occurrences(from, to, 100);
         assert_eq!(
-            occ.last().map(|t| crate::time::rfc3339(*t)).as_deref(),
+            occ.last()
+                .map(|t| crate::platform::time::rfc3339(*t))
+                .as_deref(),
             Some("2026-11-28T13:45:00Z")
         );
         assert_eq!(occ.len(), 4);

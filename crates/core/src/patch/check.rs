@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use super::store::PatchRecord;
 use super::{approval, build_env};
-use crate::aws::AwsResultExt;
 use crate::error::Error;
-use crate::people::People;
+use crate::platform::aws::AwsResultExt;
+use crate::shared::people::People;
 
 pub const COMPLIANT: &str = "COMPLIANT";
 pub const VIOLATION: &str = "VIOLATION";
@@ -40,7 +40,7 @@ pub struct BuildFacts {
 pub fn facts(b: &Build) -> BuildFacts {
     let time = |t: Option<&aws_smithy_types::DateTime>| {
         t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-            .map(crate::time::rfc3339)
+            .map(crate::platform::time::rfc3339)
     };
     BuildFacts {
         build_id: b.id().unwrap_or_default().to_string(),
@@ -191,7 +191,7 @@ pub async fn builds_since(
                 let started = b
                     .start_time
                     .as_deref()
-                    .and_then(|t| crate::time::parse("startTime", t).ok());
+                    .and_then(|t| crate::platform::time::parse("startTime", t).ok());
                 if started.is_some_and(|t| t < since) {
                     break 'pages;
                 }
@@ -237,7 +237,7 @@ pub async fn started_executions(
             )
             .start_time(aws_smithy_types::DateTime::from_secs(since.timestamp()))
             .end_time(aws_smithy_types::DateTime::from_secs(
-                crate::time::now().timestamp() + 60,
+                crate::platform::time::now().timestamp() + 60,
             ))
             .set_next_token(token)
             .send()

@@ -4,8 +4,8 @@
 use serde_json::{json, Value};
 
 use super::{Kind, PatchRun};
-use crate::redact::redact;
-use crate::slack::Message;
+use crate::platform::redact::redact;
+use crate::platform::slack::Message;
 
 pub const APPROVE_ACTION: &str = "patch_approve";
 pub const REJECT_ACTION: &str = "patch_reject";

@@ -11,7 +11,6 @@
 pub mod approval;
 pub mod check;
 pub mod message;
-pub mod report;
 pub mod store;
 pub mod workflow;
 
@@ -19,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::input::{self, InputError};
-use crate::migration::Execution;
-use crate::people::{People, Role};
+use crate::platform::input::{self, InputError};
+use crate::sfn::Execution;
+use crate::shared::people::{People, Role};
 
 pub const WORKFLOW: &str = "data-patch";
 pub const DEFAULT_APPROVAL_TIMEOUT_SECONDS: u64 = 24 * 60 * 60;
@@ -180,7 +179,7 @@ pub fn rake_task(field: &str, s: &str) -> Result<(), InputError> {
             field,
             format!(
                 "{:?} is not a safe rake task name (1-128 of [A-Za-z0-9_.:-], not starting with - : or .; shell metacharacters are refused)",
-                crate::input::truncate(s, 60)
+                crate::platform::input::truncate(s, 60)
             ),
         ))
     }
@@ -204,7 +203,7 @@ pub fn script_path(field: &str, s: &str) -> Result<(), InputError> {
             field,
             format!(
                 "{:?} is not a safe script path (a relative path to a .rb file inside the repository, [A-Za-z0-9_./-] only, no ..; shell metacharacters are refused)",
-                crate::input::truncate(s, 60)
+                crate::platform::input::truncate(s, 60)
             ),
         ))
     }
@@ -227,7 +226,10 @@ pub fn git_ref(field: &str, s: &str) -> Result<(), InputError> {
     } else {
         Err(InputError::field(
             field,
-            format!("{:?} is not a valid git ref", crate::input::truncate(s, 60)),
+            format!(
+                "{:?} is not a valid git ref",
+                crate::platform::input::truncate(s, 60)
+            ),
         ))
     }
 }
@@ -275,7 +277,9 @@ pub fn request_hash(run: &PatchRun) -> String {
         "requester": run.requester,
         "requiredApprovals": run.required_approvals,
     });
-    hex::encode(Sha256::digest(crate::audit::canonical_json(&v).as_bytes()))
+    hex::encode(Sha256::digest(
+        crate::shared::audit::canonical_json(&v).as_bytes(),
+    ))
 }
 
 /// Validate a request strictly; nothing is recorded or started for a bad one.
@@ -337,7 +341,7 @@ pub fn validate(
             "requestedBy",
             format!(
                 "{:?} is nobody in the people map of {environment}",
-                crate::input::truncate(&req.requested_by, 120)
+                crate::platform::input::truncate(&req.requested_by, 120)
             ),
         )
     })?;
@@ -370,7 +374,7 @@ pub fn validate(
         patch_id: execution.name.clone(),
         execution_arn: execution.id.clone(),
         environment: environment.to_string(),
-        requested_at: crate::time::rfc3339(crate::time::parse(
+        requested_at: crate::platform::time::rfc3339(crate::platform::time::parse(
             "execution.startTime",
             &execution.start_time,
         )?),
@@ -423,7 +427,7 @@ mod tests {
     use super::*;
 
     pub(crate) fn people() -> People {
-        People::parse(crate::people::EMBEDDED, "staging").unwrap()
+        People::parse(crate::shared::people::EMBEDDED, "staging").unwrap()
     }
 
     pub(crate) fn exec() -> Execution {

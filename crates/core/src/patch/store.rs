@@ -10,11 +10,11 @@ use serde_json::{json, Value};
 
 use super::approval::{self, Decision, DecisionRecord, Refusal, Via};
 use super::{events, status, PatchRun};
-use crate::audit::{self, Entry, Trail};
-use crate::aws::{AwsResultExt, ConditionalExt};
-use crate::dynamo::{self, s};
 use crate::error::Error;
-use crate::people::{People, Person, Role};
+use crate::platform::aws::{AwsResultExt, ConditionalExt};
+use crate::platform::dynamo::{self, s};
+use crate::shared::audit::{self, Entry, Trail};
+use crate::shared::people::{People, Person, Role};
 
 pub const BY_ENVIRONMENT_INDEX: &str = "byEnvironment";
 
@@ -143,7 +143,7 @@ pub async fn list(
 /// Create the record of a validated request (`PENDING_APPROVAL`) and append `REQUESTED`.
 /// Idempotent: a second call finds the record and the audit key.
 pub async fn create(st: &Store<'_>, run: &PatchRun) -> Result<PatchRecord, Error> {
-    let now = crate::time::rfc3339(crate::time::now());
+    let now = crate::platform::time::rfc3339(crate::platform::time::now());
     let record = PatchRecord {
         patch_id: run.patch_id.clone(),
         environment: run.environment.clone(),
@@ -196,7 +196,7 @@ pub async fn create(st: &Store<'_>, run: &PatchRun) -> Result<PatchRecord, Error
                 "commit": run.commit,
                 "kind": run.kind,
                 "command": run.command,
-                "reason": crate::redact::redact(&run.reason),
+                "reason": crate::platform::redact::redact(&run.reason),
                 "requester": run.requester,
                 "requesterPrincipal": run.requester_principal,
                 "requiredApprovals": run.required_approvals,
@@ -220,7 +220,10 @@ pub async fn update(
     values: &[(&str, Value)],
 ) -> Result<Option<PatchRecord>, Error> {
     let mut all = fields.to_vec();
-    all.push(("updatedAt", json!(crate::time::rfc3339(crate::time::now()))));
+    all.push((
+        "updatedAt",
+        json!(crate::platform::time::rfc3339(crate::platform::time::now())),
+    ));
     dynamo::set_fields(db, table, &[("patchId", patch_id)], &all, condition, values)
         .await?
         .as_ref()
@@ -384,13 +387,13 @@ pub async fn decide(
         by: person.id.clone(),
         by_name: person.name.clone(),
         via: decider.via,
-        at: crate::time::rfc3339(crate::time::now()),
+        at: crate::platform::time::rfc3339(crate::platform::time::now()),
         identity: decider.identity.clone(),
         request_hash: run.request_hash.clone(),
         comment: decider
             .comment
             .as_deref()
-            .map(|c| crate::redact::redact(c).into_owned()),
+            .map(|c| crate::platform::redact::redact(c).into_owned()),
     };
     let written = st
         .db
@@ -469,7 +472,7 @@ async fn conclude(
 ) -> Result<(PatchRecord, bool), Error> {
     let run = rec.run()?.clone();
     let t = approval::tally(&run, &rec.decisions, people);
-    let now = crate::time::rfc3339(crate::time::now());
+    let now = crate::platform::time::rfc3339(crate::platform::time::now());
     let (to, fields, output) = if let Some(by) = &t.rejected_by {
         (
             status::REJECTED,
@@ -523,7 +526,7 @@ async fn conclude(
     )
     .await?;
     let ended = match &rec.task_token {
-        Some(token) => crate::waits::send_success(sfn, token, &output).await?,
+        Some(token) => crate::sfn::waits::send_success(sfn, token, &output).await?,
         None => false,
     };
     Ok((rec, ended))
@@ -566,7 +569,7 @@ pub async fn cancel(
             rec.status
         )));
     }
-    let now = crate::time::rfc3339(crate::time::now());
+    let now = crate::platform::time::rfc3339(crate::platform::time::now());
     let marked = update(
         st.db,
         st.table,
@@ -612,7 +615,7 @@ pub async fn cancel(
     {
         out.status = ended.status;
         if let Some(token) = &ended.task_token {
-            out.wait_ended = crate::waits::send_success(
+            out.wait_ended = crate::sfn::waits::send_success(
                 sfn,
                 token,
                 &json!({"decision": "cancelled", "by": person.id}),
@@ -620,7 +623,7 @@ pub async fn cancel(
             .await?;
         }
     } else if let Some(build_id) = &rec.build_id {
-        out.build_stopped = crate::build::stop(codebuild, build_id).await?;
+        out.build_stopped = crate::shared::build::stop(codebuild, build_id).await?;
     }
     Ok(out)
 }
@@ -639,11 +642,11 @@ impl Backend {
     /// From `PATCHES_TABLE`, `AUDIT_TABLE` and `LOGS_BUCKET` (the audit anchors live there).
     pub fn from_env(sdk: &aws_types::SdkConfig) -> Result<Self, Error> {
         Ok(Backend {
-            db: crate::aws::dynamodb(sdk),
-            s3: crate::aws::s3(sdk),
-            patches_table: crate::config::required("PATCHES_TABLE")?,
-            audit_table: crate::config::required("AUDIT_TABLE")?,
-            bucket: crate::config::required("LOGS_BUCKET")?,
+            db: crate::platform::aws::dynamodb(sdk),
+            s3: crate::platform::aws::s3(sdk),
+            patches_table: crate::platform::config::required("PATCHES_TABLE")?,
+            audit_table: crate::platform::config::required("AUDIT_TABLE")?,
+            bucket: crate::platform::config::required("LOGS_BUCKET")?,
         })
     }
 
@@ -681,7 +684,8 @@ pub async fn remember_request(
             format!("{timestamp}:{signature}").as_bytes()
         ))
     );
-    let expires = crate::time::now().timestamp() + 2 * crate::slack::MAX_SKEW_SECONDS;
+    let expires =
+        crate::platform::time::now().timestamp() + 2 * crate::platform::slack::MAX_SKEW_SECONDS;
     let put = db
         .put_item()
         .table_name(table)
@@ -717,7 +721,7 @@ pub async fn end_unrecorded(
     };
     let run = rec.run()?.clone();
     let open = [status::PENDING_APPROVAL, status::APPROVED, status::RUNNING];
-    let now = crate::time::rfc3339(crate::time::now());
+    let now = crate::platform::time::rfc3339(crate::platform::time::now());
     let ended = transition(
         st.db,
         st.table,

@@ -7,9 +7,10 @@ use serde_json::Value;
 use super::check::Verdict;
 use super::store::{ApprovalMessage, PatchRecord};
 use super::{status, PatchRun};
-use crate::build::BuildOutcome;
-use crate::logs::CollectedLogs;
-use crate::migration::{StartedBuild, StepError};
+use crate::sfn::StepError;
+use crate::shared::build::BuildOutcome;
+use crate::shared::build::StartedBuild;
+use crate::shared::logs::CollectedLogs;
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -181,7 +182,7 @@ pub fn record(state: &PatchState, rec: &PatchRecord) -> Recorded {
         }
     }
     if state.outcome.is_some() && status != status::SUCCEEDED {
-        cause.push_str(&crate::cause::log_section(
+        cause.push_str(&crate::shared::cause::log_section(
             state.logs.as_ref(),
             state.logs_error.as_ref(),
         ));
@@ -191,7 +192,7 @@ pub fn record(state: &PatchState, rec: &PatchRecord) -> Recorded {
         status: status.to_string(),
         verdict: verdict.clone(),
         failure_cause: (status != status::SUCCEEDED || violation)
-            .then(|| crate::cause::finish(&cause)),
+            .then(|| crate::shared::cause::finish(&cause)),
         output: PatchOutput {
             patch_id: run.patch_id.clone(),
             status: status.to_string(),

@@ -6,9 +6,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::aws::{AwsResultExt, ConditionalExt};
-use crate::dynamo::{self, s};
 use crate::error::Error;
+use crate::platform::aws::{AwsResultExt, ConditionalExt};
+use crate::platform::dynamo::{self, s};
 
 pub const BY_WORKFLOW_INDEX: &str = "byWorkflow";
 
@@ -159,6 +159,28 @@ pub async fn end_if_running(
         .aws("UpdateItem")
         .conditional()?;
     Ok(res.is_some())
+}
+
+/// The ECS task a run started, from its record in the runs table (`taskArn`), for cleanup.
+pub async fn task_arn(
+    db: &aws_sdk_dynamodb::Client,
+    runs_table: &str,
+    run_id: &str,
+) -> Result<Option<String>, Error> {
+    let out = db
+        .get_item()
+        .table_name(runs_table)
+        .key("runId", s(run_id))
+        .projection_expression("taskArn")
+        .consistent_read(true)
+        .send()
+        .await
+        .aws("GetItem")?;
+    Ok(out
+        .item()
+        .and_then(|i| i.get("taskArn"))
+        .and_then(|v| v.as_s().ok())
+        .cloned())
 }
 
 #[cfg(test)]

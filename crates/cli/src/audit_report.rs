@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::events;
-use crate::audit::AuditRecord;
+use batchless_core::patch::events;
+use batchless_core::shared::audit::AuditRecord;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -224,7 +224,7 @@ pub fn html(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{next_record, Entry};
+    use batchless_core::shared::audit::{next_record, Entry};
     use serde_json::json;
 
     fn rec(seq: u64, patch: &str, event: &str, actor: &str, data: Value, at: &str) -> AuditRecord {

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::{build, lock, runs};
+use crate::{shared::build, shared::lock, shared::runs};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -61,11 +61,9 @@ pub async fn cleanup(
         }
     }
     if run.is_some() {
-        if let Some(task_arn) =
-            crate::jobs::task_arn_of_run(db, tables.runs, &change.execution_arn).await?
-        {
+        if let Some(task_arn) = runs::task_arn(db, tables.runs, &change.execution_arn).await? {
             let reason = format!("batchless: execution {}", change.status);
-            if crate::jobs::task::stop(ecs, &task_arn, &reason).await? {
+            if crate::shared::task::stop(ecs, &task_arn, &reason).await? {
                 report.stopped_task = Some(task_arn);
             }
         }

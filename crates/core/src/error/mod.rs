@@ -1,9 +1,9 @@
 //! One error taxonomy. Each domain has its own `thiserror` enum; [`Error`] gathers them and
 //! maps every variant to a stable `error_type` that ASL `Retry`/`Catch` match on.
 
-use crate::aws::AwsError;
-use crate::input::InputError;
-use crate::slack::SlackError;
+use crate::platform::aws::AwsError;
+use crate::platform::input::InputError;
+use crate::platform::slack::SlackError;
 
 /// Stable error names the state machines route on. Never rename one: ASL matches the string.
 pub mod names {
@@ -71,7 +71,7 @@ impl From<Error> for lambda_runtime::Diagnostic {
         // which CodePipeline and the console show.
         lambda_runtime::Diagnostic {
             error_type: e.error_type().to_string(),
-            error_message: crate::redact::redact(&e.to_string()).into_owned(),
+            error_message: crate::platform::redact::redact(&e.to_string()).into_owned(),
         }
     }
 }

@@ -75,6 +75,13 @@ pub fn cloudtrail(config: &SdkConfig) -> aws_sdk_cloudtrail::Client {
     aws_sdk_cloudtrail::Client::new(config)
 }
 
+/// A build id from either form: `project:uuid` or the build ARN.
+pub fn normalize_build_id(id: &str) -> &str {
+    id.rsplit_once(":build/")
+        .map(|(_, rest)| rest)
+        .unwrap_or(id)
+}
+
 /// An AWS call that failed, classified by what a caller should do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {

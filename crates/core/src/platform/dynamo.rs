@@ -7,8 +7,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
-use crate::aws::AwsResultExt;
 use crate::error::Error;
+use crate::platform::aws::AwsResultExt;
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -135,7 +135,7 @@ pub async fn set_fields(
     condition: Option<&str>,
     values: &[(&str, Value)],
 ) -> Result<Option<Item>, Error> {
-    use crate::aws::ConditionalExt;
+    use crate::platform::aws::ConditionalExt;
     use aws_sdk_dynamodb::types::ReturnValue;
     let mut req = db
         .update_item()

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::error::Error;
 
 /// The map shipped with the functions (embedded at build time).
-pub const EMBEDDED: &str = include_str!("../../../infra/people.yaml");
+pub const EMBEDDED: &str = include_str!("../../../../infra/people.yaml");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -4,7 +4,7 @@
 use aws_types::SdkConfig;
 
 use crate::error::Error;
-use crate::slack::{SlackClient, DEFAULT_BASE_URL};
+use crate::platform::slack::{SlackClient, DEFAULT_BASE_URL};
 
 /// A required environment variable, or a `ConfigError` naming it.
 pub fn required(name: &str) -> Result<String, Error> {
@@ -46,8 +46,8 @@ pub async fn secret_field(
     secret_id: &str,
     field: &str,
 ) -> Result<String, Error> {
-    use crate::aws::AwsResultExt;
-    let out = crate::aws::secrets(config)
+    use crate::platform::aws::AwsResultExt;
+    let out = crate::platform::aws::secrets(config)
         .get_secret_value()
         .secret_id(secret_id)
         .send()

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, SecondsFormat, Timelike, Utc};
 
-use crate::input::InputError;
+use crate::platform::input::InputError;
 
 pub fn now() -> DateTime<Utc> {
     Utc::now()

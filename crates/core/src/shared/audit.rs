@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::aws::AwsResultExt;
-use crate::dynamo::{self, s};
 use crate::error::Error;
+use crate::platform::aws::AwsResultExt;
+use crate::platform::dynamo::{self, s};
 
 /// The chain every data-patch record goes to.
 pub const PATCH_CHAIN: &str = "patches";
@@ -250,7 +250,7 @@ pub async fn append(t: &Trail<'_>, entry: &Entry) -> Result<(AuditRecord, bool),
             t.chain,
             prev,
             entry,
-            &crate::time::rfc3339(crate::time::now()),
+            &crate::platform::time::rfc3339(crate::platform::time::now()),
         );
         let put_record = Put::builder()
             .table_name(t.table)

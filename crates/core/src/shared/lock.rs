@@ -5,10 +5,10 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::aws::{AwsResultExt, ConditionalExt};
-use crate::dynamo::{self, s};
 use crate::error::Error;
-use crate::time::rfc3339;
+use crate::platform::aws::{AwsResultExt, ConditionalExt};
+use crate::platform::dynamo::{self, s};
+use crate::platform::time::rfc3339;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -163,7 +163,7 @@ mod tests {
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
     fn now() -> DateTime<Utc> {
-        crate::time::parse("t", "2026-11-28T13:00:00Z").unwrap()
+        crate::platform::time::parse("t", "2026-11-28T13:00:00Z").unwrap()
     }
 
     #[tokio::test]

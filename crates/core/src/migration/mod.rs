@@ -1,16 +1,20 @@
 //! The DB migration workflow's domain: its input, the run it becomes, how the run is recorded,
 //! what the deploying engineer reads when it fails, and what Slack is told.
 
+pub mod pipeline;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::build::BuildOutcome;
-use crate::input::{self, InputError};
-use crate::logs::CollectedLogs;
-use crate::runs::{self, RunRecord};
-use crate::slack::Message;
+use crate::platform::input::{self, InputError};
+use crate::platform::slack::Message;
+use crate::sfn::{execution_console_url, Execution, StepError};
+use crate::shared::build::BuildOutcome;
+use crate::shared::build::StartedBuild;
+use crate::shared::logs::CollectedLogs;
+use crate::shared::runs::{self, RunRecord};
 
 pub const WORKFLOW: &str = "migration";
 /// Longer than the state machine's own timeout, so only an abandoned lock ever expires.
@@ -41,15 +45,6 @@ pub struct PipelineRef {
     pub action_execution_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
-}
-
-/// The execution a step runs in (from the ASL context object).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Execution {
-    pub id: String,
-    pub name: String,
-    pub start_time: String,
 }
 
 /// A validated migration run: everything later steps need, decided once.
@@ -125,7 +120,7 @@ pub fn validate(
         environment: environment.to_string(),
         execution_name: execution.name.clone(),
         // Step Functions gives microseconds and `+00:00`; records use one sortable form.
-        started_at: crate::time::rfc3339(crate::time::parse(
+        started_at: crate::platform::time::rfc3339(crate::platform::time::parse(
             "execution.startTime",
             &execution.start_time,
         )?),
@@ -136,36 +131,6 @@ pub fn validate(
         lock: format!("migration:{environment}"),
         lock_ttl_seconds: LOCK_TTL_SECONDS,
     })
-}
-
-/// A caught Step Functions error (`Catch` with `ResultPath`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepError {
-    #[serde(rename = "Error")]
-    pub error: String,
-    #[serde(rename = "Cause", default)]
-    pub cause: String,
-}
-
-impl StepError {
-    /// The readable part of a cause: a Lambda error's `errorMessage`, else the cause itself.
-    pub fn message(&self) -> String {
-        serde_json::from_str::<Value>(&self.cause)
-            .ok()
-            .and_then(|v| {
-                v.get("errorMessage")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| self.cause.clone())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct StartedBuild {
-    pub build_id: String,
 }
 
 /// What the workflow's execution outputs on success.
@@ -270,11 +235,11 @@ pub fn failure_cause(state: &MigrationState) -> String {
             text.push('\n');
         }
     }
-    text.push_str(&crate::cause::log_section(
+    text.push_str(&crate::shared::cause::log_section(
         state.logs.as_ref(),
         state.logs_error.as_ref(),
     ));
-    crate::cause::finish(&text)
+    crate::shared::cause::finish(&text)
 }
 
 /// The history record for a finished state.
@@ -296,10 +261,10 @@ pub fn run_record(state: &MigrationState, recorded: &Recorded, ended_at: &str) -
             .as_ref()
             .map(|p| serde_json::to_value(p).expect("serializes")),
         ended_at: Some(ended_at.to_string()),
-        duration_seconds: crate::time::parse("startedAt", &run.started_at)
+        duration_seconds: crate::platform::time::parse("startedAt", &run.started_at)
             .ok()
-            .zip(crate::time::parse("endedAt", ended_at).ok())
-            .map(|(s, e)| crate::time::seconds_between(s, e)),
+            .zip(crate::platform::time::parse("endedAt", ended_at).ok())
+            .map(|(s, e)| crate::platform::time::seconds_between(s, e)),
         build_status: state.outcome.as_ref().map(|o| o.status.clone()),
         failed_phase: state.outcome.as_ref().and_then(|o| o.failed_phase.clone()),
         failure_cause: recorded.failure_cause.clone(),
@@ -310,12 +275,6 @@ pub fn run_record(state: &MigrationState, recorded: &Recorded, ended_at: &str) -
         log_bytes: state.logs.as_ref().map(|l| l.bytes),
         slack_ts: None,
     }
-}
-
-/// The Step Functions console page of an execution.
-pub fn execution_console_url(execution_arn: &str) -> String {
-    let region = execution_arn.split(':').nth(3).unwrap_or("us-east-1");
-    format!("https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}")
 }
 
 /// The Slack message for a finished state (redacted).
@@ -378,7 +337,8 @@ pub fn slack_message(state: &MigrationState, channel: &str) -> Message {
         execution_console_url(&run.run_id),
         run.execution_name
     );
-    let text = crate::redact::redact(&format!("{head}{run_link}{log}{tail}")).into_owned();
+    let text =
+        crate::platform::redact::redact(&format!("{head}{run_link}{log}{tail}")).into_owned();
     Message {
         channel: channel.to_string(),
         text,
@@ -542,7 +502,7 @@ mod tests {
         let mut s = state(Some(outcome(false)), None);
         s.logs.as_mut().unwrap().tail = "x".repeat(20_000);
         let cause = record(&s).failure_cause.unwrap();
-        assert!(cause.chars().count() <= crate::cause::MAX_CAUSE_CHARS);
+        assert!(cause.chars().count() <= crate::shared::cause::MAX_CAUSE_CHARS);
         assert!(cause.starts_with("Migration of 0123456789ab failed"));
     }
 

@@ -12,9 +12,9 @@ use aws_sdk_codepipeline::types::{ExecutionDetails, FailureDetails, FailureType}
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::aws::AwsResultExt;
 use crate::error::Error;
-use crate::input::InputError;
+use crate::platform::aws::AwsResultExt;
+use crate::platform::input::InputError;
 
 /// CodePipeline shows at most 5,000 characters of a failure message.
 pub const MAX_MESSAGE_CHARS: usize = 5000;
@@ -172,7 +172,7 @@ pub fn decide(
                 })
                 .unwrap_or_else(|| cause.to_string());
             let text = format!("{} ({other}): {cause}", error.unwrap_or("ExecutionFailed"));
-            let text = crate::redact::redact(&text).into_owned();
+            let text = crate::platform::redact::redact(&text).into_owned();
             Decision::Fail {
                 execution_arn: Some(execution_arn.to_string()),
                 message: text.chars().take(MAX_MESSAGE_CHARS).collect(),

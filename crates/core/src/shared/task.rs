@@ -9,8 +9,8 @@ use aws_sdk_ecs::types::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::aws::AwsResultExt;
 use crate::error::Error;
+use crate::platform::aws::AwsResultExt;
 
 /// How a task looks to the workflow (the one shape every waiting path returns).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,12 +49,12 @@ pub fn outcome(task: &Task) -> TaskOutcome {
         stop_code: task.stop_code().map(|c| c.as_str().to_string()),
         stopped_reason: task
             .stopped_reason()
-            .map(|r| crate::redact::redact(r).into_owned()),
-        started_at: started.map(crate::time::rfc3339),
-        stopped_at: stopped.map(crate::time::rfc3339),
+            .map(|r| crate::platform::redact::redact(r).into_owned()),
+        started_at: started.map(crate::platform::time::rfc3339),
+        stopped_at: stopped.map(crate::platform::time::rfc3339),
         duration_seconds: started
             .zip(stopped)
-            .map(|(a, b)| crate::time::seconds_between(a, b)),
+            .map(|(a, b)| crate::platform::time::seconds_between(a, b)),
         last_status,
     }
 }
@@ -163,7 +163,7 @@ pub async fn run(ecs: &aws_sdk_ecs::Client, req: RunRequest<'_>) -> Result<Strin
         .await
         .aws("RunTask")?;
     if let Some(f) = out.failures().first() {
-        return Err(Error::Aws(crate::aws::AwsError::Service {
+        return Err(Error::Aws(crate::platform::aws::AwsError::Service {
             operation: "RunTask",
             code: f.reason().unwrap_or("Failure").to_string(),
             message: f.detail().unwrap_or_default().to_string(),

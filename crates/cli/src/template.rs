@@ -2,7 +2,7 @@
 //! rewrites the block between the markers in `infra/template.yaml`; a unit test (and
 //! `batchless jobs generate --check`) fails while the two disagree.
 
-use super::config::{Job, JobsFile};
+use batchless_core::jobs::{Job, JobsFile};
 
 pub const BEGIN: &str =
     "  # ---- generated from infra/jobs.yaml by `batchless jobs generate`: do not edit ----";
@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn the_template_agrees_with_the_jobs_file() {
-        let template = include_str!("../../../../infra/template.yaml");
+        let template = include_str!("../../../infra/template.yaml");
         if let Err(e) = check(template, &JobsFile::embedded()) {
             panic!("{e}");
         }
@@ -138,7 +138,12 @@ mod tests {
             "JobScheduleNightlyBillingReport"
         );
         assert!(
-            schedule_name("production", &"x".repeat(super::super::config::NAME_MAX)).len() <= 64
+            schedule_name(
+                "production",
+                &"x".repeat(batchless_core::jobs::config::NAME_MAX)
+            )
+            .len()
+                <= 64
         );
         let v: serde_json::Value = serde_json::from_str(&target_input("a")).unwrap();
         assert_eq!(v["scheduledTime"], "<aws.scheduler.scheduled-time>");

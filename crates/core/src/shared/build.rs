@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use aws_sdk_codebuild::types::{Build, EnvironmentVariable, EnvironmentVariableType, StatusType};
 use serde::{Deserialize, Serialize};
 
-use crate::aws::AwsResultExt;
 use crate::error::Error;
+use crate::platform::aws::normalize_build_id;
+use crate::platform::aws::AwsResultExt;
 
 /// What a finished (or still running) build looks like to a workflow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +68,7 @@ pub fn outcome(build: &Build) -> BuildOutcome {
                 (!code.is_empty() || !msg.is_empty()).then(|| format!("{code}: {msg}"))
             })
             .collect();
-        (!msgs.is_empty()).then(|| crate::redact::redact(&msgs.join("; ")).into_owned())
+        (!msgs.is_empty()).then(|| crate::platform::redact::redact(&msgs.join("; ")).into_owned())
     });
     let start = build.start_time().and_then(dt);
     let end = build.end_time().and_then(dt);
@@ -80,10 +81,10 @@ pub fn outcome(build: &Build) -> BuildOutcome {
         current_phase: build.current_phase().map(str::to_string),
         failed_phase: if finished { failed_phase } else { None },
         phase_context: if finished { phase_context } else { None },
-        start_time: start.map(crate::time::rfc3339),
-        end_time: end.map(crate::time::rfc3339),
+        start_time: start.map(crate::platform::time::rfc3339),
+        end_time: end.map(crate::platform::time::rfc3339),
         duration_seconds: match (start, end) {
-            (Some(s), Some(e)) => Some(crate::time::seconds_between(s, e)),
+            (Some(s), Some(e)) => Some(crate::platform::time::seconds_between(s, e)),
             _ => None,
         },
         log_group: logs.and_then(|l| l.group_name()).map(str::to_string),
@@ -92,11 +93,11 @@ pub fn outcome(build: &Build) -> BuildOutcome {
     }
 }
 
-/// A build id from either form: `project:uuid` or the build ARN.
-pub fn normalize_build_id(id: &str) -> &str {
-    id.rsplit_once(":build/")
-        .map(|(_, rest)| rest)
-        .unwrap_or(id)
+/// The build a `StartBuild` step started (its output).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StartedBuild {
+    pub build_id: String,
 }
 
 /// One build as CodeBuild describes it.

@@ -10,8 +10,8 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::aws::AwsResultExt;
 use crate::error::Error;
+use crate::platform::aws::AwsResultExt;
 
 /// S3's minimum part size is 5 MiB; parts of 8 MiB keep memory flat and requests few.
 pub const PART_BYTES: usize = 8 * 1024 * 1024;
@@ -72,7 +72,7 @@ impl Tail {
     /// The tail, redacted.
     pub fn render(&self) -> String {
         let joined = self.lines.iter().cloned().collect::<Vec<_>>().join("\n");
-        crate::redact::redact(&joined).into_owned()
+        crate::platform::redact::redact(&joined).into_owned()
     }
 }
 

@@ -7,10 +7,10 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::aws::{AwsResultExt, ConditionalExt};
-use crate::dynamo::{self, s};
 use crate::error::Error;
-use crate::time::rfc3339;
+use crate::platform::aws::{AwsResultExt, ConditionalExt};
+use crate::platform::dynamo::{self, s};
+use crate::platform::time::rfc3339;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -22,7 +22,9 @@ pub enum WaitKind {
 impl WaitKind {
     pub fn key(self, id: &str) -> String {
         match self {
-            WaitKind::Codebuild => format!("codebuild#{}", crate::build::normalize_build_id(id)),
+            WaitKind::Codebuild => {
+                format!("codebuild#{}", crate::platform::aws::normalize_build_id(id))
+            }
             WaitKind::Ecs => format!("ecs#{id}"),
         }
     }

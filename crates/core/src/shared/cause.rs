@@ -2,8 +2,8 @@
 //! console show), the same way for every workflow: where the log is, its redacted tail, and a
 //! bound on the length that keeps the first line (the verdict) and the end (the tail).
 
-use crate::logs::CollectedLogs;
-use crate::migration::StepError;
+use crate::sfn::StepError;
+use crate::shared::logs::CollectedLogs;
 
 /// Step Functions allows 32,768 characters in a cause; CodePipeline shows 5,000.
 pub const MAX_CAUSE_CHARS: usize = 4800;
@@ -23,7 +23,7 @@ pub fn log_section(logs: Option<&CollectedLogs>, logs_error: Option<&StepError>)
 
 /// The cause as it leaves the system: redacted and within [`MAX_CAUSE_CHARS`].
 pub fn finish(text: &str) -> String {
-    clip_front(&crate::redact::redact(text), MAX_CAUSE_CHARS)
+    clip_front(&crate::platform::redact::redact(text), MAX_CAUSE_CHARS)
 }
 
 /// Keep the end (the tail matters most) within `max` characters, keeping the first line.

@@ -1,0 +1,11 @@
+//! Platform: what every workflow stands on and that knows no workflow — the AWS client
+//! factory and error classification, configuration, time, redaction, strict input, DynamoDB
+//! items and conditional writes, and the Slack client.
+
+pub mod aws;
+pub mod config;
+pub mod dynamo;
+pub mod input;
+pub mod redact;
+pub mod slack;
+pub mod time;

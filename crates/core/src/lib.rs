@@ -18,6 +18,7 @@
 //! `Deps` constructor and `handle`.
 
 pub mod error;
+pub mod lambda;
 pub mod platform;
 pub mod sfn;
 pub mod shared;
@@ -81,13 +82,15 @@ mod layering {
             for cap in re.captures_iter(code) {
                 let top = &cap[1];
                 match rank(top) {
-                    Some(r) if r > own => {
-                        found.push(format!("{own_top} (layer {own}) uses crate::{top} (layer {r})"))
-                    }
+                    Some(r) if r > own => found.push(format!(
+                        "{own_top} (layer {own}) uses crate::{top} (layer {r})"
+                    )),
                     Some(3) if top != own_top => {
                         found.push(format!("workflow {own_top} uses workflow crate::{top}"))
                     }
-                    None => found.push(format!("{own_top} uses crate::{top}, which is in no layer")),
+                    None => {
+                        found.push(format!("{own_top} uses crate::{top}, which is in no layer"))
+                    }
                     _ => {}
                 }
             }
@@ -103,7 +106,12 @@ mod layering {
         let mut problems = Vec::new();
         for path in all {
             let rel = path.strip_prefix(&src).unwrap();
-            let top = rel.components().next().unwrap().as_os_str().to_string_lossy();
+            let top = rel
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy();
             let top = top.trim_end_matches(".rs").to_string();
             if top == "lib" {
                 continue;
@@ -113,14 +121,21 @@ mod layering {
                 problems.push(format!("{}: {v}", rel.display()));
             }
         }
-        assert!(problems.is_empty(), "layering broken:\n{}", problems.join("\n"));
+        assert!(
+            problems.is_empty(),
+            "layering broken:\n{}",
+            problems.join("\n")
+        );
     }
 
     #[test]
     fn the_check_catches_each_kind_of_violation() {
         assert_eq!(violations("platform", "use crate::shared::runs;").len(), 1);
         assert_eq!(violations("sfn", "let x = crate::jobs::WORKFLOW;").len(), 1);
-        assert_eq!(violations("patch", "use crate::migration::Execution;").len(), 1);
+        assert_eq!(
+            violations("patch", "use crate::migration::Execution;").len(),
+            1
+        );
         assert_eq!(violations("shared", "use crate::coverage;").len(), 1);
         assert!(violations("jobs", "use crate::shared::task; use crate::jobs::lease;").is_empty());
         assert!(violations("shared", "// crate::jobs in a comment").is_empty());

@@ -86,7 +86,7 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
         }
         rec = session::update(&deps.db, &deps.table, &rec.session_id, &fields, None)
             .await?
-            .ok_or_else(|| Error::Conflict(format!("session {} vanished", rec.session_id)))?;
+            .ok_or_else(|| Error::Corrupt(format!("session {} vanished", rec.session_id)))?;
         tracing::info!(session = %rec.session_id, ts = %posted.ts, "login posted");
     }
     Ok(json!({

@@ -22,7 +22,7 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
     let decision = match pipeline::step(&deps.sfn, &deps.state_machine_arn, job).await {
         Ok(d) => d,
         // Transient: let Lambda's async retry try again; the job stays in progress.
-        Err(e) if matches!(e.error_type(), "Throttled" | "AwsUnavailable") => return Err(e),
+        Err(e) if e.is_retryable() => return Err(e),
         Err(e) => Decision::Fail {
             execution_arn: None,
             message: e.to_string(),

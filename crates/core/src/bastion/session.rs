@@ -177,7 +177,7 @@ pub async fn open(
         Some(_) => Ok(record.clone()),
         None => get(db, table, &record.session_id)
             .await?
-            .ok_or_else(|| Error::Conflict(format!("session {} vanished", record.session_id))),
+            .ok_or_else(|| Error::Corrupt(format!("session {} vanished", record.session_id))),
     }
 }
 

@@ -1,24 +1,14 @@
 //! One error taxonomy. Each domain has its own `thiserror` enum; [`Error`] gathers them and
-//! maps every variant to a stable `error_type` that ASL `Retry`/`Catch` match on.
+//! maps every variant to a [`Kind`]: the stable `error_type` that ASL `Retry`/`Catch` match on,
+//! and whether it is retryable.
+
+mod kind;
+
+pub use kind::{endings, Kind};
 
 use crate::platform::aws::AwsError;
 use crate::platform::input::InputError;
 use crate::platform::slack::SlackError;
-
-/// Stable error names the state machines route on. Never rename one: ASL matches the string.
-pub mod names {
-    pub const INVALID_INPUT: &str = "InvalidInput";
-    pub const LOCK_HELD: &str = "LockHeld";
-    pub const THROTTLED: &str = "Throttled";
-    pub const ACCOUNT_LIMIT_EXCEEDED: &str = "AccountLimitExceeded";
-    pub const AWS_UNAVAILABLE: &str = "AwsUnavailable";
-    pub const AWS_SERVICE_ERROR: &str = "AwsServiceError";
-    pub const SLACK_ERROR: &str = "SlackError";
-    pub const CONFIG_ERROR: &str = "ConfigError";
-    pub const NOT_FOUND: &str = "NotFound";
-    pub const CONFLICT: &str = "Conflict";
-    pub const NOT_APPROVED: &str = "NotApproved";
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -38,26 +28,48 @@ pub enum Error {
     Config(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// A conditional write lost to a concurrent writer (retryable).
+    #[error("contention: {0}")]
+    Contention(String),
+    /// A stored record is inconsistent or unreadable (not retryable).
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The request conflicts with what is recorded (not retryable).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The caller may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// A data patch may not run: its approval record does not hold up.
     #[error("not approved: {0}")]
     NotApproved(String),
 }
 
 impl Error {
-    /// The stable name a state machine matches on.
-    pub fn error_type(&self) -> &'static str {
+    /// The stable kind a state machine matches on.
+    pub fn kind(&self) -> Kind {
         match self {
-            Error::InvalidInput(_) => names::INVALID_INPUT,
-            Error::LockHeld { .. } => names::LOCK_HELD,
-            Error::Aws(e) => e.error_type(),
-            Error::Slack(e) => e.error_type(),
-            Error::Config(_) => names::CONFIG_ERROR,
-            Error::NotFound(_) => names::NOT_FOUND,
-            Error::Conflict(_) => names::CONFLICT,
-            Error::NotApproved(_) => names::NOT_APPROVED,
+            Error::InvalidInput(_) => Kind::InvalidInput,
+            Error::LockHeld { .. } => Kind::LockHeld,
+            Error::Aws(e) => e.kind(),
+            Error::Slack(e) => e.kind(),
+            Error::Config(_) => Kind::ConfigError,
+            Error::NotFound(_) => Kind::NotFound,
+            Error::Contention(_) => Kind::Contention,
+            Error::Corrupt(_) => Kind::Corrupt,
+            Error::Conflict(_) => Kind::Conflict,
+            Error::Forbidden(_) => Kind::Forbidden,
+            Error::NotApproved(_) => Kind::NotApproved,
         }
+    }
+
+    /// The stable name a state machine matches on (`self.kind().name()`).
+    pub fn error_type(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.kind().is_retryable()
     }
 
     pub fn config(msg: impl Into<String>) -> Self {

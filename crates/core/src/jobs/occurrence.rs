@@ -81,7 +81,7 @@ pub async fn claim(
     }
     let owner = get(db, table, &occurrence.occurrence_key)
         .await?
-        .ok_or_else(|| Error::Conflict("occurrence vanished".into()))?;
+        .ok_or_else(|| Error::Corrupt("occurrence vanished".into()))?;
     Ok(Claim::Duplicate(Box::new(owner)))
 }
 

@@ -76,7 +76,7 @@ pub struct PatchRecord {
 impl PatchRecord {
     pub fn run(&self) -> Result<&PatchRun, Error> {
         self.request.as_ref().ok_or_else(|| {
-            Error::Conflict(format!("patch {} has no request recorded", self.patch_id))
+            Error::Corrupt(format!("patch {} has no request recorded", self.patch_id))
         })
     }
 }
@@ -558,7 +558,7 @@ pub async fn cancel(
         && !person.has_role(Role::Approver)
         && !person.has_role(Role::Operator)
     {
-        return Err(Error::Conflict(format!(
+        return Err(Error::Forbidden(format!(
             "{} may not cancel patch {patch_id} (only its requester, an approver or an operator)",
             person.id
         )));

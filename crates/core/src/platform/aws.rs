@@ -8,7 +8,7 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_types::SdkConfig;
 
-use crate::error::names;
+use crate::error::Kind;
 
 /// Load the shared configuration once, in `main`: `aws_config::load_from_env()` with our one
 /// HTTP client.
@@ -109,12 +109,12 @@ pub enum AwsError {
 }
 
 impl AwsError {
-    pub fn error_type(&self) -> &'static str {
+    pub fn kind(&self) -> Kind {
         match self {
-            AwsError::Throttled { .. } => names::THROTTLED,
-            AwsError::AccountLimitExceeded { .. } => names::ACCOUNT_LIMIT_EXCEEDED,
-            AwsError::Unavailable { .. } => names::AWS_UNAVAILABLE,
-            AwsError::Service { .. } => names::AWS_SERVICE_ERROR,
+            AwsError::Throttled { .. } => Kind::Throttled,
+            AwsError::AccountLimitExceeded { .. } => Kind::AccountLimitExceeded,
+            AwsError::Unavailable { .. } => Kind::AwsUnavailable,
+            AwsError::Service { .. } => Kind::AwsServiceError,
         }
     }
 
@@ -212,16 +212,19 @@ mod tests {
     #[test]
     fn codes_are_classified() {
         assert_eq!(
-            AwsError::from_code("StartBuild", "ThrottlingException", String::new()).error_type(),
+            AwsError::from_code("StartBuild", "ThrottlingException", String::new())
+                .kind()
+                .name(),
             "Throttled"
         );
         assert_eq!(
             AwsError::from_code("StartBuild", "AccountLimitExceededException", String::new())
-                .error_type(),
+                .kind()
+                .name(),
             "AccountLimitExceeded"
         );
         let e = AwsError::from_code("PutItem", "ConditionalCheckFailedException", "no".into());
-        assert_eq!(e.error_type(), "AwsServiceError");
+        assert_eq!(e.kind().name(), "AwsServiceError");
         assert!(e.is_code("ConditionalCheckFailedException"));
     }
 }

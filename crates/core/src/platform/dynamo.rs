@@ -86,7 +86,7 @@ pub fn item_to_value(item: &Item) -> Value {
 
 pub fn from_item<T: DeserializeOwned>(item: &Item) -> Result<T, Error> {
     serde_json::from_value(item_to_value(item))
-        .map_err(|e| Error::Conflict(format!("stored record does not match its schema: {e}")))
+        .map_err(|e| Error::Corrupt(format!("stored record does not match its schema: {e}")))
 }
 
 /// One item by its full key (a consistent read).

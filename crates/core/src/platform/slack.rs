@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::error::names;
+use crate::error::Kind;
 
 pub const DEFAULT_BASE_URL: &str = "https://slack.com/api";
 /// Slack's replay window for signed requests.
@@ -29,10 +29,10 @@ pub enum SlackError {
 }
 
 impl SlackError {
-    pub fn error_type(&self) -> &'static str {
+    pub fn kind(&self) -> Kind {
         match self {
-            SlackError::RateLimited { .. } => names::THROTTLED,
-            _ => names::SLACK_ERROR,
+            SlackError::RateLimited { .. } => Kind::Throttled,
+            _ => Kind::SlackError,
         }
     }
 }
@@ -471,7 +471,7 @@ mod tests {
             matches!(&err, SlackError::Api { method, error } if method == "chat.postMessage" && error == "channel_not_found"),
             "{err:?}"
         );
-        assert_eq!(err.error_type(), names::SLACK_ERROR);
+        assert_eq!(err.kind(), Kind::SlackError);
     }
 
     #[tokio::test]
@@ -489,7 +489,7 @@ mod tests {
             matches!(&err, SlackError::RateLimited { retry_after: 7, .. }),
             "{err:?}"
         );
-        assert_eq!(err.error_type(), names::THROTTLED);
+        assert_eq!(err.kind(), Kind::Throttled);
     }
 
     #[tokio::test]
@@ -510,7 +510,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, SlackError::Transport { .. }), "{err:?}");
-        assert_eq!(err.error_type(), names::SLACK_ERROR);
+        assert_eq!(err.kind(), Kind::SlackError);
     }
 
     #[test]

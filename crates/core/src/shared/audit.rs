@@ -235,7 +235,7 @@ pub async fn append(t: &Trail<'_>, entry: &Entry) -> Result<(AuditRecord, bool),
     for _ in 0..APPEND_ATTEMPTS {
         if let Some(seq) = marker(t, &entry.key).await? {
             let existing = get_record(t, seq).await?.ok_or_else(|| {
-                Error::Conflict(format!(
+                Error::Corrupt(format!(
                     "audit key {} points at record {seq}, which is missing",
                     entry.key
                 ))
@@ -308,7 +308,7 @@ pub async fn append(t: &Trail<'_>, entry: &Entry) -> Result<(AuditRecord, bool),
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Error::Conflict(format!(
+    Err(Error::Contention(format!(
         "audit chain {}: could not append after {APPEND_ATTEMPTS} attempts (contention)",
         t.chain
     )))
@@ -366,10 +366,10 @@ pub async fn read_anchors(t: &Trail<'_>) -> Result<Vec<Anchor>, Error> {
                     .body
                     .collect()
                     .await
-                    .map_err(|e| Error::Conflict(format!("reading {key}: {e}")))?
+                    .map_err(|e| Error::Corrupt(format!("reading {key}: {e}")))?
                     .into_bytes();
             let a: Anchor = serde_json::from_slice(&body)
-                .map_err(|e| Error::Conflict(format!("anchor {key} is not an anchor: {e}")))?;
+                .map_err(|e| Error::Corrupt(format!("anchor {key} is not an anchor: {e}")))?;
             anchors.push(a);
         }
         match out.next_continuation_token() {

@@ -84,7 +84,7 @@ pub async fn create(
         None => get(db, table, &record.run_id)
             .await?
             .map(Some)
-            .ok_or_else(|| Error::Conflict(format!("run {} vanished", record.run_id))),
+            .ok_or_else(|| Error::Corrupt(format!("run {} vanished", record.run_id))),
     }
 }
 

@@ -80,7 +80,7 @@ bench-claim: build
 
 # arm64 (Graviton) release zips of every function for provided.al2023. cargo-lambda cross-compiles
 # with zig (shipped by its PyPI package, `.venv/bin/python-zig`); Rust's aarch64 std comes from rustup.
-FUNCTIONS := $(notdir $(wildcard functions/*))
+FUNCTIONS := $(notdir $(wildcard functions/*/*))
 package: setup
 	@command -v rustup >/dev/null 2>&1 || { echo "make package: rustup is needed to add the aarch64-unknown-linux-gnu target" >&2; exit 1; }
 	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu || { \

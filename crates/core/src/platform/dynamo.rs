@@ -215,6 +215,148 @@ pub async fn query_newest(
     Ok(out.items().to_vec())
 }
 
+/// A record kept in one DynamoDB table under a single string partition key.
+pub trait Record: Serialize + DeserializeOwned {
+    /// The partition key attribute, e.g. `runId`.
+    const KEY: &'static str;
+    /// This record's partition key value.
+    fn key(&self) -> &str;
+}
+
+/// Whether a [`Table::put_once`] wrote the record or found one already there.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Once<T> {
+    /// Nobody wrote this key before: the record is now stored.
+    First,
+    /// The key was written before (a retried step, a duplicate event): what is stored.
+    Seen(T),
+}
+
+impl<T> Once<T> {
+    pub fn is_first(&self) -> bool {
+        matches!(self, Once::First)
+    }
+}
+
+/// One typed DynamoDB table: get, put, put-once (the one idempotency mechanism: a conditional
+/// `attribute_not_exists` put that returns what is stored on a repeat), conditional field
+/// updates and newest-first index queries. Built once in a step's `Deps`.
+#[derive(Debug, Clone)]
+pub struct Table<T> {
+    db: aws_sdk_dynamodb::Client,
+    name: String,
+    record: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Record> Table<T> {
+    pub fn new(db: aws_sdk_dynamodb::Client, name: impl Into<String>) -> Self {
+        Table {
+            db,
+            name: name.into(),
+            record: std::marker::PhantomData,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn client(&self) -> &aws_sdk_dynamodb::Client {
+        &self.db
+    }
+
+    /// The record under `key` (a consistent read).
+    pub async fn get(&self, key: &str) -> Result<Option<T>, Error> {
+        get(&self.db, &self.name, &[(T::KEY, key)]).await
+    }
+
+    /// The record under `key`, which must exist (`NotFound` naming it otherwise).
+    pub async fn must_get(&self, key: &str) -> Result<T, Error> {
+        self.get(key)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("{} {key} in {}", T::KEY, self.name)))
+    }
+
+    /// Write the whole record (last writer wins).
+    pub async fn put(&self, record: &T) -> Result<(), Error> {
+        self.db
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(to_item(record)))
+            .send()
+            .await
+            .aws("PutItem")?;
+        Ok(())
+    }
+
+    /// Write the record only if its key was never written: exactly one of any number of
+    /// concurrent or repeated callers gets [`Once::First`]; the others get what is stored.
+    pub async fn put_once(&self, record: &T) -> Result<Once<T>, Error> {
+        use crate::platform::aws::ConditionalExt;
+        let written = self
+            .db
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(to_item(record)))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", T::KEY)
+            .send()
+            .await
+            .aws("PutItem")
+            .conditional()?;
+        match written {
+            Some(_) => Ok(Once::First),
+            None => match self.get(record.key()).await? {
+                Some(stored) => Ok(Once::Seen(stored)),
+                None => Err(Error::Corrupt(format!(
+                    "{} {} in {} failed its put-once condition, then vanished",
+                    T::KEY,
+                    record.key(),
+                    self.name
+                ))),
+            },
+        }
+    }
+
+    /// `SET` top-level `fields` of the existing record under `key` if `condition` holds (see
+    /// [`set_fields`]). `None`: no such record, or the condition did not hold.
+    pub async fn set_fields(
+        &self,
+        key: &str,
+        fields: &[(&str, Value)],
+        condition: Option<&str>,
+        values: &[(&str, Value)],
+    ) -> Result<Option<T>, Error> {
+        set_fields(
+            &self.db,
+            &self.name,
+            &[(T::KEY, key)],
+            fields,
+            condition,
+            values,
+        )
+        .await?
+        .as_ref()
+        .map(from_item)
+        .transpose()
+    }
+
+    /// The records of `index` whose partition attribute `attr` is `value`, newest first.
+    pub async fn newest(
+        &self,
+        index: &str,
+        attr: &str,
+        value: &str,
+        limit: Option<i32>,
+    ) -> Result<Vec<T>, Error> {
+        query_newest(&self.db, &self.name, index, attr, value, limit)
+            .await?
+            .iter()
+            .map(from_item)
+            .collect()
+    }
+}
+
 pub fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
@@ -258,5 +400,88 @@ mod tests {
         });
         assert!(!item.contains_key("a"));
         assert_eq!(item.get("b"), Some(&s("x")));
+    }
+
+    #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Marker {
+        marker_id: String,
+        by: String,
+    }
+
+    impl Record for Marker {
+        const KEY: &'static str = "markerId";
+        fn key(&self) -> &str {
+            &self.marker_id
+        }
+    }
+
+    fn marker(by: &str) -> Marker {
+        Marker {
+            marker_id: "k1".into(),
+            by: by.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn put_once_writes_with_a_condition_on_the_key() {
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                r.condition_expression() == Some("attribute_not_exists(#k)")
+                    && r.expression_attribute_names().and_then(|n| n.get("#k"))
+                        == Some(&"markerId".to_string())
+            })
+            .then_output(|| {
+                aws_sdk_dynamodb::operation::put_item::PutItemOutput::builder().build()
+            });
+        let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put]);
+        let table: Table<Marker> = Table::new(db, "markers");
+        assert_eq!(table.put_once(&marker("a")).await.unwrap(), Once::First);
+        assert_eq!(put.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn put_once_returns_what_is_stored_on_a_repeat() {
+        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+        use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+        let put = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
+                    .build(),
+            )
+        });
+        let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+            aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
+                .set_item(Some(to_item(&marker("first"))))
+                .build()
+        });
+        let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &get]);
+        let table: Table<Marker> = Table::new(db, "markers");
+        let got = table.put_once(&marker("second")).await.unwrap();
+        assert_eq!(got, Once::Seen(marker("first")));
+    }
+
+    #[tokio::test]
+    async fn put_once_that_finds_nothing_after_failing_is_corrupt() {
+        use aws_sdk_dynamodb::operation::put_item::PutItemError;
+        use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+        use aws_smithy_mocks::{mock, mock_client, RuleMode};
+        let put = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
+                    .build(),
+            )
+        });
+        let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+            aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder().build()
+        });
+        let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &get]);
+        let table: Table<Marker> = Table::new(db, "markers");
+        let err = table.put_once(&marker("x")).await.unwrap_err();
+        assert_eq!(err.kind(), crate::error::Kind::Corrupt);
     }
 }

@@ -1,7 +1,12 @@
-//! Task-token waits (DESIGN.md "Waiting for a build or a task"). The waiting step stores its
-//! token keyed by the build/task id, re-checks the status once (closing the race with a build
-//! that already ended) and is ended by the state-change event. Whoever completes a wait first
-//! *takes* it (a conditional delete returning the old item), so a token is sent at most once.
+//! Task-token waits: the one mechanism behind every `.waitForTaskToken` step (DESIGN.md
+//! "Waiting for a build or a task"): a build, an ECS task, a patch's approval decision, a
+//! bastion session's approval evidence. The waiting step stores its token in the waits table
+//! under `<kind>#<id>` and re-checks once whether what it waits for already happened
+//! ([`register_then_recheck`], closing the race with an event that came before the token was
+//! stored); whoever observes the thing happen calls [`complete`]. Whoever completes a wait
+//! first *takes* it (a conditional delete returning the old item), so a token is sent at most
+//! once. A completion only wakes the workflow: the step after the wait re-reads the
+//! authoritative state and routes on that.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -15,8 +20,14 @@ use crate::platform::time::rfc3339;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WaitKind {
+    /// A CodeBuild build, by build id or ARN.
     Codebuild,
+    /// An ECS task, by task ARN.
     Ecs,
+    /// A data patch's approval decision, by patch id.
+    PatchApproval,
+    /// A bastion session's executive approval evidence, by session id.
+    SessionApproval,
 }
 
 impl WaitKind {
@@ -26,6 +37,8 @@ impl WaitKind {
                 format!("codebuild#{}", crate::platform::aws::normalize_build_id(id))
             }
             WaitKind::Ecs => format!("ecs#{id}"),
+            WaitKind::PatchApproval => format!("patch-approval#{id}"),
+            WaitKind::SessionApproval => format!("session-approval#{id}"),
         }
     }
 }
@@ -131,6 +144,41 @@ pub async fn complete(
         Some(waiter) => send_success(sfn, &waiter.task_token, output).await,
         None => Ok(false),
     }
+}
+
+/// Register the token for `kind`/`id`, then ask `recheck` once whether what is awaited already
+/// happened; if it did (`Some(output)`), complete the wait now. Returns the wait key and whether
+/// this call completed it.
+#[allow(clippy::too_many_arguments)]
+pub async fn register_then_recheck(
+    db: &aws_sdk_dynamodb::Client,
+    sfn: &aws_sdk_sfn::Client,
+    table: &str,
+    kind: WaitKind,
+    id: &str,
+    task_token: &str,
+    execution_arn: &str,
+    now: DateTime<Utc>,
+    recheck: impl AsyncFnOnce() -> Result<Option<Value>, Error>,
+) -> Result<Registered, Error> {
+    let key = kind.key(id);
+    register(db, table, &key, task_token, execution_arn, now).await?;
+    let completed_now = match recheck().await? {
+        Some(output) => complete(db, sfn, table, &key, &output).await?,
+        None => false,
+    };
+    Ok(Registered {
+        wait_key: key,
+        completed_now,
+    })
+}
+
+/// What [`register_then_recheck`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registered {
+    pub wait_key: String,
+    pub completed_now: bool,
 }
 
 #[cfg(test)]

@@ -10,4 +10,5 @@ pub mod lock;
 pub mod logs;
 pub mod people;
 pub mod runs;
+pub mod steps;
 pub mod task;

@@ -1,0 +1,4 @@
+//! Steps several workflows share, one module per Lambda (`functions/shared/<step>`): each has
+//! `Deps` (built once, `Deps::from_env`), a strict `Input`, an `Output` and `handle`.
+
+pub mod register_wait;

@@ -1,0 +1,8 @@
+//! `register-wait`: see `batchless_core::shared::steps::register_wait`.
+
+use batchless_core::shared::steps::register_wait as step;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    batchless_core::lambda::run(step::Deps::from_env, step::handle).await
+}

@@ -206,16 +206,15 @@ def lookup_events(request: dict[str, Any], account: str, region: str) -> dict[st
 
 # --------------------------------------------------------------------------- moto hooks
 
-def patch_moto_cloudtrail() -> None:
-    """Record StartExecution in moto's Step Functions handler; serve LookupEvents in its CloudTrail handler."""
-    from moto.cloudtrail.responses import CloudTrailResponse
+def cloudtrail_replacements(original: dict[str, Any]) -> dict[str, Any]:
+    """Record StartExecution in moto's Step Functions handler; serve LookupEvents in its CloudTrail handler
+    (registered in patches.py)."""
     from moto.core.exceptions import JsonRESTError
-    from moto.stepfunctions.responses import StepFunctionResponse
 
     class _Invalid(JsonRESTError):
         code = 400
 
-    orig_start = StepFunctionResponse.start_execution
+    orig_start = original["start_execution"]
 
     def start_execution(self):  # type: ignore[no-untyped-def]
         result = orig_start(self)  # raises on failure: nothing is recorded
@@ -237,5 +236,4 @@ def patch_moto_cloudtrail() -> None:
         except LookupEventsError as exc:
             raise _Invalid(exc.code, exc.message) from None
 
-    StepFunctionResponse.start_execution = start_execution
-    CloudTrailResponse.lookup_events = handle_lookup_events
+    return {"start_execution": start_execution, "lookup_events": handle_lookup_events}

@@ -514,12 +514,10 @@ def _find(build_id: str) -> Build | None:
     return None
 
 
-def patch_moto_codebuild() -> None:
-    from moto.codebuild import responses
+def codebuild_replacements(original: dict[str, Any]) -> dict[str, Any]:
+    """CodeBuild's request handlers that run builds for real (registered in patches.py)."""
     from moto.codebuild.exceptions import InvalidInputException, ResourceNotFoundException
     from moto.core.responses import ActionResult
-
-    R = responses.CodeBuildResponse
 
     def _project(self, name: str) -> dict[str, Any]:
         projects = self.codebuild_backend.batch_get_projects([name])
@@ -596,11 +594,8 @@ def patch_moto_codebuild() -> None:
             ids.reverse()
         return ActionResult({"ids": ids})
 
-    R.start_build = start_build
-    R.batch_get_builds = batch_get_builds
-    R.stop_build = stop_build
-    R.list_builds = list_builds
-    R.list_builds_for_project = list_builds_for_project
+    return {"start_build": start_build, "batch_get_builds": batch_get_builds, "stop_build": stop_build,
+            "list_builds": list_builds, "list_builds_for_project": list_builds_for_project}
 
 
 def stop_all() -> None:

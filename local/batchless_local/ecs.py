@@ -187,12 +187,10 @@ class Task:
             p.kill(signal.SIGTERM, grace=CTX.scaled(30) if CTX.time_scale > 1 else 30)
 
 
-def patch_moto_ecs() -> None:
+def ecs_replacements(original: dict[str, Any]) -> dict[str, Any]:
+    """ECS's request handlers that run tasks for real (registered in patches.py)."""
     from moto.core.responses import ActionResult
-    from moto.ecs import responses
     from moto.ecs.exceptions import InvalidParameterException
-
-    R = responses.EC2ContainerServiceResponse
 
     def run_task(self):  # type: ignore[no-untyped-def]
         cluster = self.ecs_backend._get_cluster(self._get_param("cluster", "default"))
@@ -275,10 +273,7 @@ def patch_moto_ecs() -> None:
         t.stop(self._get_param("reason") or "Task stopped by user")
         return ActionResult({"task": t.describe()})
 
-    R.run_task = run_task
-    R.describe_tasks = describe_tasks
-    R.list_tasks = list_tasks
-    R.stop_task = stop_task
+    return {"run_task": run_task, "describe_tasks": describe_tasks, "list_tasks": list_tasks, "stop_task": stop_task}
 
 
 def stop_all() -> None:

@@ -171,11 +171,10 @@ def deliver(target: dict[str, Any], rule: Any, event: dict[str, Any]) -> None:
         delivery["outcome"] = "unsupported target"
 
 
-def patch_moto_events() -> None:
-    from moto.events import models
-
-    orig_send = models.Rule.send_to_targets
-    orig_put_events = models.EventsBackend.put_events
+def events_replacements(original: dict[str, Any]) -> dict[str, Any]:
+    """EventBridge delivery to Lambda / Step Functions, and the record of put events (registered in patches.py)."""
+    orig_send = original["send_to_targets"]
+    orig_put_events = original["put_events"]
 
     def send_to_targets(self, original_event: dict[str, Any], transform_input: bool = True) -> None:
         if getattr(self, "state", "ENABLED") != "ENABLED":
@@ -210,8 +209,7 @@ def patch_moto_events() -> None:
                          "detail": detail}, "put-events")
         return entries
 
-    models.Rule.send_to_targets = send_to_targets
-    models.EventsBackend.put_events = put_events
+    return {"send_to_targets": send_to_targets, "put_events": put_events}
 
 
 def emit(source: str, detail_type: str, detail: dict[str, Any], resources: list[str] | None = None) -> str:

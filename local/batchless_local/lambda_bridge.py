@@ -143,8 +143,8 @@ def invoke_async(function_name: str, payload: Any, on_done=None) -> None:
     CTX.pool.submit(run)
 
 
-def patch_moto_lambda() -> None:
-    from moto.awslambda import models
+def lambda_replacements(original: dict[str, Any]) -> dict[str, Any]:
+    """The Lambda bridge's replacements (registered in patches.py)."""
 
     def _invoke_lambda(self, event: Any = None) -> tuple[str, bool, str]:
         if event is None:
@@ -152,13 +152,7 @@ def patch_moto_lambda() -> None:
         payload = event if isinstance(event, str) else json.dumps(event)
         return invoke_binary(function_binary(self.function_name), payload, self.function_name)
 
-    models.LambdaFunction._invoke_lambda = _invoke_lambda
-
     # moto runs an async (Event) invoke synchronously; keep AWS's shape: accept at once.
-    from moto.awslambda import responses
-
-    orig_invoke_async = responses.LambdaResponse.invoke_async
-
     def invoke_async_handler(self):  # type: ignore[no-untyped-def]
         from urllib.parse import unquote
         function_index = -3 if self.path.endswith("/") else -2
@@ -168,8 +162,8 @@ def patch_moto_lambda() -> None:
         invoke_async(fn.function_name, body.decode() if isinstance(body, bytes) else (body or "{}"))
         return 202, {"status": 202}, ""
 
-    responses.LambdaResponse.invoke_async = invoke_async_handler
-    orig_invoke = responses.LambdaResponse.invoke
+    # keep amz_crc32 wrapping semantics from the original for sync calls
+    orig_invoke = original["invoke"]
 
     def invoke_handler(self):  # type: ignore[no-untyped-def]
         if self.headers.get("X-Amz-Invocation-Type") == "Event":
@@ -181,9 +175,7 @@ def patch_moto_lambda() -> None:
             return 202, {"status": 202, "content-type": "application/json"}, ""
         return orig_invoke(self)
 
-    # keep amz_crc32 wrapping semantics from the original for sync calls
-    responses.LambdaResponse.invoke = invoke_handler
-    _ = orig_invoke_async
+    return {"_invoke_lambda": _invoke_lambda, "invoke_async": invoke_async_handler, "invoke": invoke_handler}
 
 
 # --------------------------------------------------------------------------- function URLs

@@ -57,10 +57,9 @@ def cap_page(events: list[dict[str, Any]], next_token: str | None, start_from_he
     return events, forward
 
 
-def patch_moto_logs() -> None:
-    from moto.logs.models import LogStream
-
-    original_get = LogStream.get_log_events
+def logs_replacements(original: dict[str, Any]) -> dict[str, Any]:
+    """GetLogEvents pages and subscription delivery (registered in patches.py)."""
+    original_get = original["get_log_events"]
 
     def get_log_events(self: Any, start_time: Any, end_time: Any, limit: Any, next_token: str | None,
                        start_from_head: Any) -> tuple[list[dict[str, Any]], str | None, str | None]:
@@ -68,9 +67,7 @@ def patch_moto_logs() -> None:
         events, forward = cap_page(events, next_token, start_from_head, forward)
         return events, backward, forward
 
-    LogStream.get_log_events = get_log_events
-
-    original = LogStream._send_log_events
+    original_send = original["_send_log_events"]
 
     def _send_log_events(self: Any, service: str, destination_arn: str, filter_name: str,
                          log_events: list[dict[str, Any]]) -> None:
@@ -84,12 +81,12 @@ def patch_moto_logs() -> None:
 
         def deliver() -> None:
             try:
-                original(self, service=service, destination_arn=destination_arn,
-                         filter_name=filter_name, log_events=selected)
+                original_send(self, service=service, destination_arn=destination_arn,
+                              filter_name=filter_name, log_events=selected)
             except Exception:  # noqa: BLE001 - a failed delivery must not take the server down
                 import logging
                 logging.getLogger("replica.logs").exception("subscription delivery to %s failed", destination_arn)
 
         threading.Thread(target=deliver, daemon=True, name=f"logs-sub-{filter_name}").start()
 
-    LogStream._send_log_events = _send_log_events
+    return {"get_log_events": get_log_events, "_send_log_events": _send_log_events}

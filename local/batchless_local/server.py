@@ -35,17 +35,9 @@ def write_json_atomic(path: str, data: Any) -> None:
 
 
 def apply_patches() -> None:
-    from . import cloudtrail, codebuild, ecs, events, lambda_bridge, logs, sfn
+    from . import patches
 
-    lambda_bridge.patch_moto_lambda()
-    events.patch_moto_events()
-    codebuild.patch_moto_codebuild()
-    ecs.patch_moto_ecs()
-    sfn.patch_moto_stepfunctions()
-    sfn.patch_time_scale()
-    sfn.patch_dynamodb_lock()
-    logs.patch_moto_logs()
-    cloudtrail.patch_moto_cloudtrail()
+    patches.apply()
 
 
 def wait_port(port: int, deadline: float, proc: subprocess.Popen | None = None) -> bool:
@@ -80,7 +72,13 @@ def serve(name: str, template: str, environment: str, time_scale: float, params:
         os.environ.pop(k, None)
 
     CTX.name, CTX.state_dir, CTX.time_scale, CTX.environment = name, state_dir, time_scale, environment
-    apply_patches()
+    from .patches import PatchTargetMissing
+
+    try:
+        apply_patches()
+    except PatchTargetMissing as exc:  # before anything listens: `up` shows this in its log tail
+        print(f"replica {name}: PATCH ERROR: {exc}", flush=True)
+        return 2
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)

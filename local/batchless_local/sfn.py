@@ -35,12 +35,11 @@ def _emit(execution: Any) -> None:
                 [execution.exec_arn])
 
 
-def patch_moto_stepfunctions() -> None:
-    from moto.stepfunctions.parser import models as pmodels
+def stepfunctions_replacements(original: dict[str, Any]) -> dict[str, Any]:
+    """Execution status change events, UUID names for unnamed executions (registered in patches.py)."""
     from moto.stepfunctions.parser.api import ExecutionStatus
-    from moto.stepfunctions.parser.backend import execution as pexec
 
-    orig_start = pmodels.StepFunctionsParserBackend.start_execution
+    orig_start = original["start_execution"]
 
     def start_execution(self, state_machine_arn, name=None, execution_input=None, trace_header=None):  # type: ignore[no-untyped-def]
         if not name:  # moto's parser backend would build the ARN with "None" as the name
@@ -75,7 +74,7 @@ def patch_moto_stepfunctions() -> None:
             execution._replica_final = True
         _emit(execution)
 
-    orig_terminated = pexec.BaseExecutionWorkerCommunication.terminated
+    orig_terminated = original["terminated"]
 
     def terminated(self):  # type: ignore[no-untyped-def]
         if getattr(self.execution, "_replica_final", False):
@@ -83,7 +82,7 @@ def patch_moto_stepfunctions() -> None:
         orig_terminated(self)
         _final(self.execution)
 
-    orig_stop = pexec.Execution.stop
+    orig_stop = original["stop"]
 
     def stop(self, stop_date, error, cause):  # type: ignore[no-untyped-def]
         orig_stop(self, stop_date, error, cause)
@@ -98,18 +97,14 @@ def patch_moto_stepfunctions() -> None:
                 self.cause = cause
             _final(self)
 
-    pmodels.StepFunctionsParserBackend.start_execution = start_execution
-    pexec.BaseExecutionWorkerCommunication.terminated = terminated
-    pexec.Execution.stop = stop
+    return {"start_execution": start_execution, "terminated": terminated, "stop": stop}
 
 
-def patch_time_scale() -> None:
-    """Divide Wait durations, Retry intervals, TimeoutSeconds / HeartbeatSeconds by the time scale."""
-    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+def time_scale_replacements(original: dict[str, Any]) -> dict[str, Any]:
+    """Divide Wait durations, Retry intervals, TimeoutSeconds / HeartbeatSeconds by the time scale
+    (registered in patches.py)."""
     from moto.stepfunctions.parser.asl.component.common.timeouts import timeout as tmod
     from moto.stepfunctions.parser.asl.component.program import program as prog
-    from moto.stepfunctions.parser.asl.component.state.wait.wait_function import wait_function as wf
-    from moto.stepfunctions.parser.asl.eval.callback import callback as cb
 
     class _ScaledTime:
         def __getattr__(self, name: str) -> Any:
@@ -119,8 +114,6 @@ def patch_time_scale() -> None:
         def sleep(seconds: float) -> None:
             time.sleep(CTX.scaled(seconds))
 
-    retrier_decl.time = _ScaledTime()
-
     def _wait_interval(self, env, wait_seconds):  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + CTX.scaled(max(0.0, float(wait_seconds)))
         while env.is_running():
@@ -129,10 +122,6 @@ def patch_time_scale() -> None:
                 return
             env.program_state_event.wait(min(left, 1.0))
 
-    wf.WaitFunction._wait_interval = _wait_interval
-
-    orig_timeout_body = tmod.Timeout._eval_body
-
     def timeout_eval_body(self, env):  # type: ignore[no-untyped-def]
         seconds = self._eval_seconds(env=env)
         if seconds == tmod.TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS:
@@ -140,15 +129,10 @@ def patch_time_scale() -> None:
         else:
             env.stack.append(CTX.scaled(seconds))
 
-    tmod.Timeout._eval_body = timeout_eval_body
-    _ = orig_timeout_body
-
-    orig_hb_init = cb.HeartbeatEndpoint.__init__
+    orig_hb_init = original["__init__"]
 
     def hb_init(self, heartbeat_seconds):  # type: ignore[no-untyped-def]
         orig_hb_init(self, CTX.scaled(heartbeat_seconds))
-
-    cb.HeartbeatEndpoint.__init__ = hb_init
 
     import threading as _th
 
@@ -164,22 +148,19 @@ def patch_time_scale() -> None:
         if worker.is_alive():
             env.set_timed_out()
 
-    prog.Program.eval = program_eval
+    return {"time": _ScaledTime(), "_wait_interval": _wait_interval, "_eval_body": timeout_eval_body,
+            "__init__": hb_init, "eval": program_eval}
 
 
-def patch_dynamodb_lock() -> None:
-    """Serialize the DynamoDB backend's writes: conditional writes are atomic by construction."""
-    from moto.dynamodb import responses
-
+def dynamodb_lock_replacements(original: dict[str, Any]) -> dict[str, Any]:
+    """Serialize the DynamoDB backend's writes: conditional writes are atomic by construction
+    (registered in patches.py)."""
     lock = threading.RLock()
-    R = responses.DynamoHandler
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
-        orig = getattr(R, name)
 
-        def make(orig=orig):  # type: ignore[no-untyped-def]
-            def locked(self, *a, **kw):  # type: ignore[no-untyped-def]
-                with lock:
-                    return orig(self, *a, **kw)
-            return locked
+    def make(orig):  # type: ignore[no-untyped-def]
+        def locked(self, *a, **kw):  # type: ignore[no-untyped-def]
+            with lock:
+                return orig(self, *a, **kw)
+        return locked
 
-        setattr(R, name, make())
+    return {name: make(orig) for name, orig in original.items()}

@@ -67,17 +67,52 @@ pub async fn secret_field(
 }
 
 /// The Slack signing secret: `SLACK_SIGNING_SECRET`, else the `signing_secret` field of the
-/// secret named by `SLACK_SIGNING_SECRET_ARN`.
+/// secret named by `SLACK_SIGNING_SECRET_ARN`. Read at start-up; one shorter than Slack's
+/// (32 characters) is refused with an error naming where it came from, never its value.
 pub async fn slack_signing_secret(config: &SdkConfig) -> Result<String, Error> {
-    match optional("SLACK_SIGNING_SECRET") {
-        Some(s) => Ok(s),
+    let (secret, source) = match optional("SLACK_SIGNING_SECRET") {
+        Some(s) => (s, "SLACK_SIGNING_SECRET".to_string()),
         None => {
-            secret_field(
-                config,
-                &required("SLACK_SIGNING_SECRET_ARN")?,
-                "signing_secret",
-            )
-            .await
+            let arn = required("SLACK_SIGNING_SECRET_ARN")?;
+            let s = secret_field(config, &arn, "signing_secret").await?;
+            (s, format!("field signing_secret of secret {arn}"))
         }
+    };
+    check_signing_secret(&secret, &source)?;
+    Ok(secret)
+}
+
+/// Slack's signing secrets are 32 characters; anything shorter (an empty or placeholder value)
+/// would let a guessed key sign requests.
+pub const MIN_SIGNING_SECRET_CHARS: usize = 32;
+
+pub fn check_signing_secret(secret: &str, source: &str) -> Result<(), Error> {
+    let n = secret.trim().chars().count();
+    if n < MIN_SIGNING_SECRET_CHARS {
+        return Err(Error::config(format!(
+            "the Slack signing secret ({source}) has {n} characters, at least \
+             {MIN_SIGNING_SECRET_CHARS} required: set it to the Slack app's signing secret"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_signing_secret_is_refused_naming_its_source_not_its_value() {
+        for secret in ["", "replace-me", "  0123456789abcdef0123456789abcde  "] {
+            let err = check_signing_secret(secret, "SLACK_SIGNING_SECRET").unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("SLACK_SIGNING_SECRET"), "{msg}");
+            assert!(
+                secret.trim().is_empty() || !msg.contains(secret.trim()),
+                "{msg}"
+            );
+            assert_eq!(err.kind(), crate::error::Kind::ConfigError);
+        }
+        check_signing_secret("8f742231b10e8888abcd99yyyzzz85a5", "x").unwrap();
     }
 }

@@ -43,9 +43,67 @@ pub fn commit_sha(field: &str, s: &str) -> Result<String, InputError> {
     }
 }
 
-/// An environment variable name a caller may override: `[A-Z_][A-Z0-9_]*`, at most 128 chars,
-/// and not one of the reserved prefixes (`AWS_`, `CODEBUILD_`, `ECS_`) or secret names the
-/// project itself provides.
+/// Variable-name prefixes no caller may set: AWS and the runners' own; interpreters and loaders
+/// (Ruby, gems, the dynamic linker, Node, Python, Perl, Java); Bundler; git (its
+/// `GIT_SSH_COMMAND`/`GIT_CONFIG_*` run code).
+pub const RESERVED_PREFIXES: [&str; 15] = [
+    "AWS_",
+    "CODEBUILD_",
+    "ECS_",
+    "RUBY",
+    "GEM_",
+    "LD_",
+    "DYLD_",
+    "NODE_",
+    "PYTHON",
+    "PERL",
+    "BUNDLE_",
+    "BUNDLER_",
+    "GIT_",
+    "BASH_",
+    "JAVA_",
+];
+
+/// Variable names no caller may set: the app's secrets and environment (the Rails env, its master
+/// key, the production-database safety check), rake's and the shell's code hooks, the search
+/// path, proxies and TLS roots (which redirect or intercept traffic), OpenSSL's config (loads
+/// engines).
+pub const RESERVED_NAMES: [&str; 30] = [
+    "DATABASE_URL",
+    "REDIS_URL",
+    "SECRET_KEY_BASE",
+    "RAILS_ENV",
+    "RACK_ENV",
+    "RAILS_MASTER_KEY",
+    "RAILS_GROUPS",
+    "DISABLE_DATABASE_ENVIRONMENT_CHECK",
+    "RAKEOPT",
+    "RAKELIB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "BASH_ENV",
+    "ENV",
+    "SHELL",
+    "SHELLOPTS",
+    "BASHOPTS",
+    "PS4",
+    "PROMPT_COMMAND",
+    "IFS",
+    "CDPATH",
+    "PATH",
+    "HOME",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "OPENSSL_CONF",
+];
+
+/// An environment variable name a caller may override (migration `environmentOverrides`, a
+/// manual job run's or the jobs file's `environment`): `[A-Z_][A-Z0-9_]*`, at most 128 chars,
+/// and not on the one denylist ([`RESERVED_PREFIXES`], [`RESERVED_NAMES`]).
 pub fn env_override_name(field: &str, name: &str) -> Result<(), InputError> {
     let valid = !name.is_empty()
         && name.len() <= 128
@@ -62,12 +120,14 @@ pub fn env_override_name(field: &str, name: &str) -> Result<(), InputError> {
             format!("{name:?} is not a valid variable name ([A-Z_][A-Z0-9_]*)"),
         ));
     }
-    const RESERVED_PREFIXES: [&str; 3] = ["AWS_", "CODEBUILD_", "ECS_"];
-    const RESERVED: [&str; 4] = ["DATABASE_URL", "REDIS_URL", "SECRET_KEY_BASE", "PATH"];
-    if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) || RESERVED.contains(&name) {
+    // `_JAVA_OPTIONS`, `JDK_JAVA_OPTIONS`: the JVM reads any `*JAVA_OPTIONS`.
+    if RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+        || RESERVED_NAMES.contains(&name)
+        || name.ends_with("JAVA_OPTIONS")
+    {
         return Err(InputError::field(
             field,
-            format!("{name} is reserved and cannot be overridden"),
+            format!("{name} is reserved and cannot be overridden (see README, \"Overrides\")"),
         ));
     }
     Ok(())
@@ -179,5 +239,61 @@ mod tests {
         assert!(bounded_text("x", "hello\nworld", 20).is_ok());
         assert!(bounded_text("x", "\u{1b}[31m", 20).is_err());
         assert!(bounded_text("x", &"a".repeat(21), 20).is_err());
+    }
+
+    #[test]
+    fn the_denylist_refuses_interpreter_loader_bundler_shell_and_rails_variables() {
+        for name in [
+            "RUBYOPT",
+            "RUBYLIB",
+            "RUBY_GC_HEAP_INIT_SLOTS",
+            "RAKEOPT",
+            "BUNDLE_GEMFILE",
+            "BUNDLER_VERSION",
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "DYLD_INSERT_LIBRARIES",
+            "RAILS_ENV",
+            "RACK_ENV",
+            "DISABLE_DATABASE_ENVIRONMENT_CHECK",
+            "RAILS_MASTER_KEY",
+            "NODE_OPTIONS",
+            "PYTHONSTARTUP",
+            "PERL5OPT",
+            "BASH_ENV",
+            "ENV",
+            "PS4",
+            "SHELLOPTS",
+            "GIT_SSH_COMMAND",
+            "GEM_HOME",
+            "JAVA_TOOL_OPTIONS",
+            "_JAVA_OPTIONS",
+            "HTTPS_PROXY",
+            "SSL_CERT_FILE",
+            "OPENSSL_CONF",
+            "PATH",
+            "AWS_REGION",
+            "CODEBUILD_SRC_DIR",
+            "ECS_CONTAINER_METADATA_URI",
+            "DATABASE_URL",
+            "REDIS_URL",
+            "SECRET_KEY_BASE",
+        ] {
+            let err = env_override_name("environment", name).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn ordinary_variables_pass_the_denylist() {
+        for name in [
+            "RAILS_LOG_LEVEL",
+            "PURGE_BATCH_SIZE",
+            "FEATURE_X",
+            "_PRIVATE",
+            "TZ",
+        ] {
+            env_override_name("environment", name).unwrap();
+        }
     }
 }

@@ -23,15 +23,28 @@ fn default_rules() -> Vec<(&'static str, &'static str)> {
             r"(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)",
             "[REDACTED PRIVATE KEY]",
         ),
-        // scheme://user:password@host → scheme://user:[REDACTED]@host
+        // scheme://user:password@host, scheme://:password@host (no user), a password with `/`
+        // → scheme://user:[REDACTED]@host
         (
-            r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]+:)[^\s@/]+@",
+            r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]*:)[^\s@]+@",
             "${1}[REDACTED]@",
         ),
-        // SECRET_KEY_BASE=..., "password": "...", api_key: ..., DATABASE_URL=...
+        // SECRET_KEY_BASE=..., "password": "...", api_key: ..., DATABASE_URL=..., and Ruby's
+        // inspect: {"SECRET_KEY_BASE"=>"..."}, {:password=>"x"}, password: "with spaces"
         (
-            r#"(?i)\b([A-Z0-9_\-]*(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIALS?|DATABASE_URL|REDIS_URL|_DSN|SIGNING_KEY|SESSION_KEY)[A-Z0-9_\-]*)(["']?\s*[:=]\s*["']?)[^\s"',;]+"#,
-            "${1}${2}[REDACTED]",
+            r#"(?i)\b([A-Z0-9_\-]*(?:SECRET|TOKEN|PASSWORD|PASSWD|PWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIALS?|DATABASE_URL|REDIS_URL|_DSN|SIGNING_KEY|SESSION_KEY)[A-Z0-9_\-]*["']?\s*(?:=>|[:=])\s*)(?:"[^"\n]*"|'[^'\n]*'|[^\s"',;}\]]+)"#,
+            "${1}[REDACTED]",
+        ),
+        // Authorization: Basic dXNlcjpwYXNz
+        (r"(?i)\b(basic\s+)[A-Za-z0-9+/]{8,}={0,2}", "${1}[REDACTED]"),
+        // GitHub (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_) and Stripe-style (sk_live_, rk_test_) keys
+        (
+            r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})",
+            "[REDACTED]",
+        ),
+        (
+            r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{10,}",
+            "[REDACTED]",
         ),
         (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", "[REDACTED]"),
         (r"\bxox[abposr]-[A-Za-z0-9\-]+", "[REDACTED]"),
@@ -169,5 +182,62 @@ mod tests {
             Redactor::new(&[]).unwrap().redact(text),
             Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn ruby_inspect_output() {
+        for (line, secret) in [
+            (
+                r#"{"SECRET_KEY_BASE"=>"f00dfeedbeef", "RAILS_ENV"=>"production"}"#,
+                "f00dfeedbeef",
+            ),
+            (r#"{:password=>"x7-pass"}"#, "x7-pass"),
+            (
+                r#"#<User id: 1, password_digest: "$2a$12$abcdef">"#,
+                "$2a$12$abcdef",
+            ),
+        ] {
+            let out = r(line);
+            assert!(!out.contains(secret), "{line} -> {out}");
+        }
+        assert!(r(r#"{"RAILS_ENV"=>"production"}"#).contains("production"));
+    }
+
+    #[test]
+    fn url_password_without_user_or_with_a_slash() {
+        for (line, secret) in [
+            ("REDIS=redis://:s3cret@cache:6379/0", "s3cret"),
+            ("postgres://app:pa/ss@db/app", "pa/ss"),
+        ] {
+            let out = r(line);
+            assert!(!out.contains(secret), "{line} -> {out}");
+            assert!(out.contains("[REDACTED]@"), "{out}");
+        }
+    }
+
+    #[test]
+    fn basic_auth_and_quoted_values_after_a_space() {
+        let out = r("Authorization: Basic dXNlcjpodW50ZXIy");
+        assert!(!out.contains("dXNlcjpodW50ZXIy"), "{out}");
+        for (line, secret) in [
+            (r#"PASSWORD = "correct horse battery""#, "horse"),
+            ("api_key: 'two words'", "words"),
+        ] {
+            let out = r(line);
+            assert!(!out.contains(secret), "{line} -> {out}");
+        }
+    }
+
+    #[test]
+    fn vendor_tokens() {
+        for token in [
+            "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+            "github_pat_11AAAAAAA0123456789_abcdefghij",
+            "sk_live_0123456789abcdefXYZ",
+            "rk_test_abcdefghij0123",
+        ] {
+            let out = r(&format!("token {token} used"));
+            assert!(!out.contains(token), "{token} -> {out}");
+        }
     }
 }

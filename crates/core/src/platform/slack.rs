@@ -213,7 +213,10 @@ pub fn verify_signature(
         .trim()
         .parse()
         .map_err(|_| SignatureError::BadTimestamp)?;
-    if (now_unix - ts).abs() > MAX_SKEW_SECONDS {
+    if signing_secret.is_empty() {
+        return Err(SignatureError::Mismatch);
+    }
+    if now_unix.abs_diff(ts) > MAX_SKEW_SECONDS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     let expected = sign(signing_secret, timestamp.trim(), raw_body);
@@ -328,6 +331,36 @@ mod tests {
                 now
             ),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn extreme_timestamps_are_stale_not_a_panic() {
+        let body = DOC_BODY.as_bytes();
+        for (ts, now) in [
+            (i64::MIN.to_string(), i64::MAX),
+            (i64::MAX.to_string(), i64::MIN),
+            ("-9223372036854775808".to_string(), 1531420618),
+        ] {
+            assert_eq!(
+                verify_signature(DOC_SECRET, Some(&ts), Some(DOC_SIG), body, now),
+                Err(SignatureError::Stale)
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_secret_verifies_nothing() {
+        let sig = sign("", DOC_TS, DOC_BODY.as_bytes());
+        assert_eq!(
+            verify_signature(
+                "",
+                Some(DOC_TS),
+                Some(&sig),
+                DOC_BODY.as_bytes(),
+                1531420618
+            ),
+            Err(SignatureError::Mismatch)
         );
     }
 

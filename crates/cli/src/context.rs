@@ -1,5 +1,7 @@
 //! Where the CLI talks to: the repository root, a local replica stack, the environment and
-//! the AWS configuration.
+//! the AWS configuration. `main` builds one [`Context`] from the global options; a command that
+//! talks to AWS connects it once with [`Context::aws`] (commands that work offline — `local`,
+//! `jobs validate|generate`, `jobs list --offline` — never do, so they work without a stack).
 
 use std::collections::BTreeMap;
 use std::net::ToSocketAddrs;
@@ -98,17 +100,53 @@ fn check_reachable(name: &str, endpoint: &str) -> Result<()> {
     Ok(())
 }
 
+/// The global options (`--stack`, `--env`), and the AWS connection made from them on first use.
+pub struct Context {
+    stack: Option<String>,
+    environment: Option<String>,
+    aws: tokio::sync::OnceCell<Aws>,
+}
+
+impl Context {
+    /// No I/O: nothing is read or connected until [`Context::aws`]. An empty value
+    /// (`BATCHLESS_STACK=`) means unset.
+    pub fn new(stack: Option<String>, environment: Option<String>) -> Context {
+        Context {
+            stack: stack.filter(|s| !s.is_empty()),
+            environment: environment.filter(|s| !s.is_empty()),
+            aws: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// `--stack`, if given.
+    pub fn stack_name(&self) -> Option<&str> {
+        self.stack.as_deref()
+    }
+
+    /// `--env`, if given.
+    pub fn environment_option(&self) -> Option<&str> {
+        self.environment.as_deref()
+    }
+
+    /// The AWS side (the local stack's endpoint with `--stack`), connected once.
+    pub async fn aws(&self) -> Result<&Aws> {
+        self.aws
+            .get_or_try_init(|| Aws::connect(self.stack_name(), self.environment_option()))
+            .await
+    }
+}
+
 /// Everything a command that talks to AWS needs.
-pub struct Ctx {
+pub struct Aws {
     pub environment: String,
     pub stack: Option<StackInfo>,
     pub config: SdkConfig,
 }
 
-impl Ctx {
-    pub async fn new(stack: Option<&str>, environment: Option<&str>) -> Result<Ctx> {
+impl Aws {
+    async fn connect(stack: Option<&str>, environment: Option<&str>) -> Result<Aws> {
         let Some(name) = stack else {
-            return Ok(Ctx {
+            return Ok(Aws {
                 environment: environment.unwrap_or(DEFAULT_ENVIRONMENT).to_string(),
                 stack: None,
                 config: batchless_core::platform::aws::load_config().await,
@@ -132,7 +170,7 @@ impl Ctx {
             ))
             .load()
             .await;
-        Ok(Ctx {
+        Ok(Aws {
             environment: environment
                 .map(str::to_string)
                 .or_else(|| info.environment.clone())
@@ -162,8 +200,25 @@ impl Ctx {
         state_machine_name(&self.environment, workflow)
     }
 
+    /// The environment's resource `batchless-<env>-<suffix>` (a table, say).
+    pub fn resource(&self, suffix: &str) -> String {
+        format!("batchless-{}-{suffix}", self.environment)
+    }
+
     pub fn runs_table(&self) -> String {
-        format!("batchless-{}-runs", self.environment)
+        self.resource("runs")
+    }
+
+    /// The data-patch store and audit trail of the environment (`account` names the logs
+    /// bucket).
+    pub fn patch_backend(&self, account: &str) -> batchless_core::patch::store::Backend {
+        batchless_core::patch::store::Backend {
+            db: self.dynamodb(),
+            s3: batchless_core::platform::aws::s3(&self.config),
+            patches_table: self.resource("patches"),
+            audit_table: self.resource("audit"),
+            bucket: self.resource(&format!("logs-{account}")),
+        }
     }
 }
 

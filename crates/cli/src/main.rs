@@ -1,50 +1,38 @@
 //! The `batchless` command: local replica stacks, starting and following workflow runs,
-//! the migration history and workflow coverage reports.
+//! approvals, the migration history, scheduled jobs, sessions, the audit trail and workflow
+//! coverage reports.
+//!
+//! ```text
+//! cli        the global options and the command enum (clap derive)
+//! commands/  one module per command: its clap Args and its run()
+//! context    the repository, the local stack, the environment, the AWS connection (made once)
+//! identity   who is calling: STS identity, the person in the people map
+//! parse      shared clap value parsers
+//! sfn        Step Functions: state machine lookup, start, history, the follow loop
+//! render     an execution's history as lines, and its summary
+//! ```
+//!
+//! The plumbing imports no command, and no command imports another (the `layering` test in `testing.rs`).
 
-mod args;
-mod audit_report;
+mod cli;
+mod commands;
 mod context;
-mod coverage;
-mod jobs;
-mod local;
-mod migrations;
-mod patch;
+mod identity;
+mod parse;
 mod render;
-mod run;
-mod sessions;
 mod sfn;
-mod template;
+#[cfg(test)]
+mod testing;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use args::{Cli, Command, MigrationsCommand};
-use context::Ctx;
-
-async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    // An empty variable (`BATCHLESS_STACK=`) means unset.
-    let stack = cli.stack.as_deref().filter(|s| !s.is_empty());
-    let env = cli.environment.as_deref().filter(|s| !s.is_empty());
-    match cli.command {
-        Command::Local(a) => local::local(stack, env, a).await,
-        Command::Run(a) => run::run(&Ctx::new(stack, env).await?, a).await,
-        Command::Follow(a) => run::follow(&Ctx::new(stack, env).await?, a).await,
-        Command::Migrations(MigrationsCommand::List(a)) => {
-            migrations::list(&Ctx::new(stack, env).await?, a).await
-        }
-        Command::Coverage(a) => coverage::coverage(&Ctx::new(stack, env).await?, a).await,
-        Command::Jobs(c) => jobs::jobs(stack, env, c).await,
-        Command::Sessions(a) => sessions::sessions(&Ctx::new(stack, env).await?, a).await,
-        Command::Patch(c) => patch::patch(&Ctx::new(stack, env).await?, c).await,
-        Command::Audit(c) => patch::audit_cmd(&Ctx::new(stack, env).await?, c).await,
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match dispatch(cli).await {
+    let cli = cli::Cli::parse();
+    let cx = context::Context::new(cli.stack, cli.environment);
+    match cli.command.run(&cx).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

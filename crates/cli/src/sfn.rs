@@ -1,5 +1,5 @@
 //! Step Functions edges: SDK history events → [`HistoryEvent`], state machine lookup,
-//! execution histories and descriptions, and the live follow loop.
+//! starting executions, execution histories and descriptions, and the live follow loop.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use aws_sdk_sfn::types::HistoryEvent as SdkEvent;
 use batchless_asl::HistoryEvent;
 use batchless_core::platform::aws::AwsResultExt;
 
-use crate::context::{arn_in_stack, Ctx};
+use crate::context::{arn_in_stack, Aws};
 use crate::render::{summary, Outcome, Renderer};
 
 /// The error and cause of whichever failure detail the event carries.
@@ -140,12 +140,12 @@ pub async fn state_machines(sfn: &aws_sdk_sfn::Client) -> Result<Vec<(String, St
 
 /// The ARN of the workflow's state machine `batchless-<env>-<workflow>`, if deployed.
 pub async fn find_state_machine(
-    ctx: &Ctx,
+    aws: &Aws,
     sfn: &aws_sdk_sfn::Client,
     workflow: &str,
 ) -> Result<Option<String>> {
-    let name = ctx.state_machine_name(workflow);
-    if let Some(arn) = ctx.stack.as_ref().and_then(|s| arn_in_stack(s, &name)) {
+    let name = aws.state_machine_name(workflow);
+    if let Some(arn) = aws.stack.as_ref().and_then(|s| arn_in_stack(s, &name)) {
         return Ok(Some(arn.to_string()));
     }
     Ok(state_machines(sfn)
@@ -156,19 +156,51 @@ pub async fn find_state_machine(
 }
 
 pub async fn require_state_machine(
-    ctx: &Ctx,
+    aws: &Aws,
     sfn: &aws_sdk_sfn::Client,
     workflow: &str,
 ) -> Result<String> {
-    find_state_machine(ctx, sfn, workflow)
+    find_state_machine(aws, sfn, workflow)
         .await?
         .with_context(|| {
             format!(
                 "no state machine {} (workflow {workflow:?} in environment {:?}); is it deployed?",
-                ctx.state_machine_name(workflow),
-                ctx.environment
+                aws.state_machine_name(workflow),
+                aws.environment
             )
         })
+}
+
+/// Start an execution of the state machine `machine`; its ARN.
+pub async fn start(
+    sfn: &aws_sdk_sfn::Client,
+    machine: &str,
+    name: &str,
+    input: &serde_json::Value,
+) -> Result<String> {
+    let started = sfn
+        .start_execution()
+        .state_machine_arn(machine)
+        .name(name)
+        .input(input.to_string())
+        .send()
+        .await
+        .aws("StartExecution")?;
+    Ok(started.execution_arn().to_string())
+}
+
+/// The follow loop's option (`run` and `follow`).
+#[derive(Debug, clap::Args, Clone, Copy)]
+pub struct PollArgs {
+    /// How often to poll the execution history, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
+    pub poll_ms: u64,
+}
+
+impl PollArgs {
+    pub fn interval(self) -> Duration {
+        Duration::from_millis(self.poll_ms)
+    }
 }
 
 fn is_running(status: &str) -> bool {

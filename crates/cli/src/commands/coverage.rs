@@ -9,11 +9,30 @@ use batchless_core::platform::aws::AwsResultExt;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::args::CoverageArgs;
-use crate::context::{self, Ctx};
+use crate::context::{self, Context};
+use crate::parse;
 use crate::sfn;
 
 const SUFFIX: &str = ".asl.json";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Workflow to report (repeatable) [default: every statemachines/*.asl.json].
+    #[arg(long = "workflow", value_name = "W")]
+    pub workflows: Vec<String>,
+    /// Directory of the definitions [default: <repo>/statemachines].
+    #[arg(long, value_name = "DIR")]
+    pub definitions: Option<PathBuf>,
+    /// Only executions started at or after this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339", value_parser = parse::time)]
+    pub since: Option<DateTime<Utc>>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 1 when overall coverage (all items of all workflows) is below PCT percent.
+    #[arg(long, value_name = "PCT", value_parser = parse::percent)]
+    pub fail_under: Option<f64>,
+}
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -175,7 +194,8 @@ async fn executions(
     Ok(out)
 }
 
-pub async fn coverage(ctx: &Ctx, args: CoverageArgs) -> Result<ExitCode> {
+pub async fn run(cx: &Context, args: Args) -> Result<ExitCode> {
+    let aws = cx.aws().await?;
     let dir: PathBuf = match &args.definitions {
         Some(d) => d.clone(),
         None => context::repo_root()?.join("statemachines"),
@@ -188,14 +208,14 @@ pub async fn coverage(ctx: &Ctx, args: CoverageArgs) -> Result<ExitCode> {
     if workflows.is_empty() {
         bail!("no *{SUFFIX} definitions in {}", dir.display());
     }
-    let client = ctx.sfn();
+    let client = aws.sfn();
     let machines = sfn::state_machines(&client).await?;
     let mut reports = Vec::new();
     for workflow in workflows {
         let path = definition_path(&dir, &workflow);
         // A bad or missing definition fails before any history is read.
         analyze_file(&path, &[])?;
-        let name = ctx.state_machine_name(&workflow);
+        let name = aws.state_machine_name(&workflow);
         let arn = machines
             .iter()
             .find(|(n, _)| *n == name)
@@ -213,7 +233,7 @@ pub async fn coverage(ctx: &Ctx, args: CoverageArgs) -> Result<ExitCode> {
             deployed: arn.is_some(),
         });
     }
-    let report = Report::new(&ctx.environment, args.since, reports);
+    let report = Report::new(&aws.environment, args.since, reports);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -323,6 +343,26 @@ total: 3/12 (25.0%)"
         );
         assert_eq!(v["workflows"][1]["deployed"], false);
         assert_eq!(v["percent"], 25.0);
+    }
+
+    #[test]
+    fn options() {
+        let c: Args = crate::testing::parse_args(&[
+            "--workflow",
+            "migration",
+            "--workflow",
+            "data-patch",
+            "--since",
+            "2026-11-28T13:00:00+09:00",
+            "--fail-under",
+            "80%",
+        ])
+        .unwrap();
+        assert_eq!(c.workflows, vec!["migration", "data-patch"]);
+        assert_eq!(c.since.unwrap().to_rfc3339(), "2026-11-28T04:00:00+00:00");
+        assert_eq!(c.fail_under, Some(80.0));
+        assert!(crate::testing::parse_args::<Args>(&["--since", "yesterday"]).is_err());
+        assert!(crate::testing::parse_args::<Args>(&["--fail-under", "120"]).is_err());
     }
 
     #[test]

@@ -125,7 +125,10 @@ mod tests {
 
     #[test]
     fn the_template_agrees_with_the_jobs_file() {
-        let template = include_str!("../../../infra/template.yaml");
+        let template = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../infra/template.yaml"
+        ));
         if let Err(e) = check(template, &JobsFile::embedded()) {
             panic!("{e}");
         }

@@ -4,11 +4,46 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
+use clap::ValueEnum;
 
-use crate::args::{LocalArgs, LocalVerb};
-use crate::context;
+use crate::context::{self, Context};
 
 pub const DEFAULT_NAME: &str = "dev";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LocalVerb {
+    /// Start the stack and provision it from infra/template.yaml.
+    Up,
+    /// Stop the stack.
+    Down,
+    /// Show whether the stack is running.
+    Status,
+}
+
+impl LocalVerb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalVerb::Up => "up",
+            LocalVerb::Down => "down",
+            LocalVerb::Status => "status",
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// up | down | status
+    pub verb: LocalVerb,
+    /// Stack name [default: --stack, else dev; `status` without one shows every stack].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Replica time scale (e.g. 0.1 makes Wait states and builds ten times faster).
+    #[arg(long, value_name = "X")]
+    pub time_scale: Option<f64>,
+    /// Further arguments passed to the launcher as they are.
+    #[arg(last = true)]
+    pub extra: Vec<String>,
+}
 
 /// The interpreter: the repository's venv, else `python3` from PATH.
 pub fn python(root: &Path) -> (PathBuf, bool) {
@@ -25,7 +60,7 @@ pub fn python(root: &Path) -> (PathBuf, bool) {
 /// `down` default to the stack `dev`.
 pub fn launcher_args(
     root: &Path,
-    args: &LocalArgs,
+    args: &Args,
     name: Option<&str>,
     env: Option<&str>,
 ) -> Vec<String> {
@@ -50,9 +85,11 @@ pub fn launcher_args(
     out
 }
 
-pub async fn local(stack: Option<&str>, env: Option<&str>, args: LocalArgs) -> Result<ExitCode> {
+/// Runs the launcher; its exit code is the command's. Needs no AWS connection.
+pub async fn run(cx: &Context, args: Args) -> Result<ExitCode> {
     let root = context::repo_root()?;
-    let name = args.name.as_deref().or(stack);
+    let name = args.name.as_deref().or(cx.stack_name());
+    let env = cx.environment_option();
     let (python, in_venv) = python(&root);
     if !in_venv {
         eprintln!(
@@ -83,8 +120,8 @@ pub async fn local(stack: Option<&str>, env: Option<&str>, args: LocalArgs) -> R
 mod tests {
     use super::*;
 
-    fn local(verb: LocalVerb, time_scale: Option<f64>, extra: &[&str]) -> LocalArgs {
-        LocalArgs {
+    fn local(verb: LocalVerb, time_scale: Option<f64>, extra: &[&str]) -> Args {
+        Args {
             verb,
             name: None,
             time_scale,
@@ -137,6 +174,25 @@ mod tests {
             launcher_args(root, &local(LocalVerb::Status, None, &[]), Some("ci"), None),
             vec!["/repo/local/replica.py", "status", "--name", "ci"]
         );
+    }
+
+    #[test]
+    fn verbs_parse() {
+        let l: Args = crate::testing::parse_args(&[
+            "up",
+            "--name",
+            "ci",
+            "--time-scale",
+            "0.1",
+            "--",
+            "--verbose",
+        ])
+        .unwrap();
+        assert_eq!(l.verb, LocalVerb::Up);
+        assert_eq!(l.name.as_deref(), Some("ci"));
+        assert_eq!(l.time_scale, Some(0.1));
+        assert_eq!(l.extra, vec!["--verbose"]);
+        assert!(crate::testing::parse_args::<Args>(&["restart"]).is_err());
     }
 
     #[test]

@@ -1,23 +1,23 @@
-//! `batchless patch submit|approve|reject|cancel|show|list` and `batchless audit verify|report`.
-//! Decisions go through the same rule set as the Slack buttons (core `patch::store::decide`),
-//! with the person behind the caller's identity (STS `GetCallerIdentity`).
+//! `batchless patch submit|approve|reject|cancel|show|list`. Decisions go through the same rule
+//! set as the Slack buttons (core `patch::store::decide`), with the person behind the caller's
+//! identity (STS `GetCallerIdentity`).
 
 use std::process::ExitCode;
 
-use crate::audit_report as report;
 use anyhow::{bail, Context as _, Result};
 use batchless_core::patch::approval::{Decision, Via};
-use batchless_core::patch::store::{self, Backend, Decider};
+use batchless_core::patch::store::{self, Decider};
 use batchless_core::patch::{self, Kind};
-use batchless_core::shared::people::People;
-use batchless_core::{platform::time, shared::audit};
+use batchless_core::platform::time;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
-use crate::context::Ctx;
+use crate::context::{Aws, Context};
+use crate::identity::{caller, people};
+use crate::sfn;
 
 #[derive(Debug, Subcommand)]
-pub enum PatchCommand {
+pub enum Command {
     /// Request a data patch: resolves the ref to its commit and starts the data-patch workflow.
     Submit(SubmitArgs),
     /// Approve a pending patch (you must have the approver role and not be its requester).
@@ -30,18 +30,6 @@ pub enum PatchCommand {
     Show(IdArgs),
     /// The newest patches of the environment.
     List(ListArgs),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AuditCommand {
-    /// Verify the hash chain against itself, its head and its S3 anchors; exit 1 naming every problem.
-    Verify {
-        /// The chain to verify.
-        #[arg(long, default_value = audit::PATCH_CHAIN)]
-        chain: String,
-    },
-    /// Every patch since a date: who asked, who approved, what ran at which SHA, when, verdict, log.
-    Report(ReportArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -99,54 +87,6 @@ pub struct ListArgs {
     pub limit: i32,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Format {
-    Md,
-    Html,
-}
-
-#[derive(Debug, Args)]
-pub struct ReportArgs {
-    /// A date (2026-11-01) or an RFC 3339 time.
-    #[arg(long)]
-    pub since: String,
-    #[arg(long, value_enum, default_value = "md")]
-    pub format: Format,
-}
-
-/// Who is calling (STS `GetCallerIdentity`, asked once per command).
-struct Caller {
-    account: String,
-    arn: String,
-}
-
-async fn caller(ctx: &Ctx) -> Result<Caller> {
-    let out = ctx
-        .sts()
-        .get_caller_identity()
-        .send()
-        .await
-        .context("STS GetCallerIdentity")?;
-    Ok(Caller {
-        account: out.account().unwrap_or_default().to_string(),
-        arn: out.arn().unwrap_or_default().to_string(),
-    })
-}
-
-fn backend(ctx: &Ctx, caller: &Caller) -> Backend {
-    Backend {
-        db: ctx.dynamodb(),
-        s3: batchless_core::platform::aws::s3(&ctx.config),
-        patches_table: format!("batchless-{}-patches", ctx.environment),
-        audit_table: format!("batchless-{}-audit", ctx.environment),
-        bucket: format!("batchless-{}-logs-{}", ctx.environment, caller.account),
-    }
-}
-
-fn people(ctx: &Ctx) -> Result<People> {
-    People::load(&ctx.environment).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
 /// `git ls-remote` the ref; a full SHA is taken as is.
 pub fn resolve_ref(repo: &str, git_ref: &str) -> Result<String> {
     if let Ok(sha) = batchless_core::platform::input::commit_sha("ref", git_ref) {
@@ -183,8 +123,8 @@ pub fn resolve_ref(repo: &str, git_ref: &str) -> Result<String> {
     bail!("{git_ref:?} is not a branch or tag of {repo} (no commit SHA: nothing submitted)")
 }
 
-async fn submit(ctx: &Ctx, a: SubmitArgs) -> Result<ExitCode> {
-    let repo = match (&a.repo, &ctx.stack) {
+async fn submit(aws: &Aws, a: SubmitArgs) -> Result<ExitCode> {
+    let repo = match (&a.repo, &aws.stack) {
         (Some(r), _) => r.clone(),
         (None, Some(s)) => s
             .app_repo
@@ -195,7 +135,7 @@ async fn submit(ctx: &Ctx, a: SubmitArgs) -> Result<ExitCode> {
         (None, None) => bail!("which repository? pass --repo or set BATCHLESS_APP_REPO"),
     };
     let commit = resolve_ref(&repo, &a.git_ref)?;
-    let requested_by = caller(ctx).await?.arn;
+    let requested_by = caller(aws).await?.arn;
     let mut input = json!({
         "ticket": a.ticket,
         "ref": a.git_ref,
@@ -218,27 +158,20 @@ async fn submit(ctx: &Ctx, a: SubmitArgs) -> Result<ExitCode> {
             input[k] = v;
         }
     }
-    let sfn = ctx.sfn();
-    let arn = crate::sfn::require_state_machine(ctx, &sfn, patch::WORKFLOW).await?;
+    let client = aws.sfn();
+    let machine = sfn::require_state_machine(aws, &client, patch::WORKFLOW).await?;
     let name = patch::execution_name(&a.ticket, time::now());
-    let out = sfn
-        .start_execution()
-        .state_machine_arn(&arn)
-        .name(&name)
-        .input(input.to_string())
-        .send()
-        .await
-        .context("StartExecution")?;
+    let execution = sfn::start(&client, &machine, &name, &input).await?;
     println!("patch {name} submitted: {} at {commit}", a.git_ref);
-    println!("  execution: {}", out.execution_arn());
+    println!("  execution: {execution}");
     println!("  approve:   batchless patch approve {name}   (or the Slack buttons)");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn decide(ctx: &Ctx, a: DecideArgs, decision: Decision) -> Result<ExitCode> {
-    let me = caller(ctx).await?;
-    let b = backend(ctx, &me);
-    let people = people(ctx)?;
+async fn decide(aws: &Aws, a: DecideArgs, decision: Decision) -> Result<ExitCode> {
+    let me = caller(aws).await?;
+    let b = aws.patch_backend(&me.account);
+    let people = people(aws)?;
     let arn = me.arn;
     let decider = Decider {
         person: people.by_principal(&arn),
@@ -248,7 +181,7 @@ async fn decide(ctx: &Ctx, a: DecideArgs, decision: Decision) -> Result<ExitCode
     };
     let outcome = store::decide(
         &b.store(),
-        &ctx.sfn(),
+        &aws.sfn(),
         &people,
         &a.patch_id,
         &decider,
@@ -265,16 +198,16 @@ async fn decide(ctx: &Ctx, a: DecideArgs, decision: Decision) -> Result<ExitCode
     })
 }
 
-async fn cancel(ctx: &Ctx, a: IdArgs) -> Result<ExitCode> {
-    let me = caller(ctx).await?;
-    let b = backend(ctx, &me);
-    let people = people(ctx)?;
+async fn cancel(aws: &Aws, a: IdArgs) -> Result<ExitCode> {
+    let me = caller(aws).await?;
+    let b = aws.patch_backend(&me.account);
+    let people = people(aws)?;
     let arn = me.arn;
     let person = people
         .by_principal(&arn)
         .with_context(|| format!("{arn} is nobody in the people map"))?;
-    let codebuild = batchless_core::platform::aws::codebuild(&ctx.config);
-    let out = store::cancel(&b.store(), &ctx.sfn(), &codebuild, &a.patch_id, person)
+    let codebuild = batchless_core::platform::aws::codebuild(&aws.config);
+    let out = store::cancel(&b.store(), &aws.sfn(), &codebuild, &a.patch_id, person)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
@@ -290,8 +223,8 @@ async fn cancel(ctx: &Ctx, a: IdArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn show(ctx: &Ctx, a: IdArgs) -> Result<ExitCode> {
-    let b = backend(ctx, &caller(ctx).await?);
+async fn show(aws: &Aws, a: IdArgs) -> Result<ExitCode> {
+    let b = aws.patch_backend(&caller(aws).await?.account);
     let mut rec = store::must_get(&b.db, &b.patches_table, &a.patch_id)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -300,9 +233,9 @@ async fn show(ctx: &Ctx, a: IdArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
-    let b = backend(ctx, &caller(ctx).await?);
-    let recs = store::list(&b.db, &b.patches_table, &ctx.environment, a.limit)
+async fn list(aws: &Aws, a: ListArgs) -> Result<ExitCode> {
+    let b = aws.patch_backend(&caller(aws).await?.account);
+    let recs = store::list(&b.db, &b.patches_table, &aws.environment, a.limit)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     for r in recs {
@@ -324,77 +257,15 @@ async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn patch(ctx: &Ctx, cmd: PatchCommand) -> Result<ExitCode> {
+pub async fn run(cx: &Context, cmd: Command) -> Result<ExitCode> {
+    let aws = cx.aws().await?;
     match cmd {
-        PatchCommand::Submit(a) => submit(ctx, a).await,
-        PatchCommand::Approve(a) => decide(ctx, a, Decision::Approve).await,
-        PatchCommand::Reject(a) => decide(ctx, a, Decision::Reject).await,
-        PatchCommand::Cancel(a) => cancel(ctx, a).await,
-        PatchCommand::Show(a) => show(ctx, a).await,
-        PatchCommand::List(a) => list(ctx, a).await,
-    }
-}
-
-/// `2026-11-01` or an RFC 3339 time, as the sortable UTC form records use.
-pub fn since(text: &str) -> Result<String> {
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(format!("{d}T00:00:00Z"));
-    }
-    let t = time::parse("since", text).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(time::rfc3339(t))
-}
-
-pub async fn audit_cmd(ctx: &Ctx, cmd: AuditCommand) -> Result<ExitCode> {
-    let b = backend(ctx, &caller(ctx).await?);
-    let chain = match &cmd {
-        AuditCommand::Verify { chain } => chain.clone(),
-        AuditCommand::Report(_) => audit::PATCH_CHAIN.to_string(),
-    };
-    let trail = audit::Trail {
-        chain: &chain,
-        ..b.trail()
-    };
-    match cmd {
-        AuditCommand::Verify { .. } => {
-            let v = audit::verify_trail(&trail)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            if v.ok() {
-                println!(
-                    "audit chain OK: {} records, {} S3 anchors, head {} ({})",
-                    v.records,
-                    v.anchors,
-                    v.last_seq,
-                    &v.last_hash[..12.min(v.last_hash.len())]
-                );
-                Ok(ExitCode::SUCCESS)
-            } else {
-                println!(
-                    "audit chain BROKEN: {} problem(s) in {} records",
-                    v.problems.len(),
-                    v.records
-                );
-                for p in &v.problems {
-                    println!("  - {p}");
-                }
-                Ok(ExitCode::FAILURE)
-            }
-        }
-        AuditCommand::Report(a) => {
-            let since = since(&a.since)?;
-            let (records, _) = audit::read_chain(&trail)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let r = report::build(&records, &since);
-            print!(
-                "{}",
-                match a.format {
-                    Format::Md => report::markdown(&r),
-                    Format::Html => report::html(&r),
-                }
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Submit(a) => submit(aws, a).await,
+        Command::Approve(a) => decide(aws, a, Decision::Approve).await,
+        Command::Reject(a) => decide(aws, a, Decision::Reject).await,
+        Command::Cancel(a) => cancel(aws, a).await,
+        Command::Show(a) => show(aws, a).await,
+        Command::List(a) => list(aws, a).await,
     }
 }
 
@@ -442,12 +313,21 @@ mod tests {
     }
 
     #[test]
-    fn since_accepts_dates_and_times() {
-        assert_eq!(since("2026-11-01").unwrap(), "2026-11-01T00:00:00Z");
-        assert_eq!(
-            since("2026-11-01T10:00:00+01:00").unwrap(),
-            "2026-11-01T09:00:00Z"
-        );
-        assert!(since("yesterday").is_err());
+    fn the_commands_parse() {
+        let parse = crate::testing::parse_subcommand::<Command>;
+        let submit = [
+            "submit", "--ticket", "OPS-1", "--ref", "main", "--kind", "rake", "--task", "t",
+            "--arg", "-x", "--reason", "r",
+        ];
+        let Command::Submit(a) = parse(&submit).unwrap() else {
+            panic!("not submit")
+        };
+        assert_eq!(a.ticket, "OPS-1");
+        assert_eq!(a.args, vec!["-x"]);
+        let mut bad_kind = submit;
+        bad_kind[6] = "sh";
+        assert!(parse(&bad_kind).is_err());
+        assert!(parse(&["approve", "p1", "--comment", "ok"]).is_ok());
+        assert!(parse(&["list", "--limit", "5"]).is_ok());
     }
 }

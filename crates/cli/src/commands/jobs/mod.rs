@@ -1,12 +1,13 @@
 //! `batchless jobs ...`: the scheduled jobs — list, validate, generate the template's schedules,
 //! claim an occurrence for the legacy crontab (the cut-over), run now, cancel, and (locally)
-//! fire a schedule's deliveries.
+//! fire a schedule's deliveries. `validate`, `generate` and `list --offline` need no AWS.
+
+pub mod template;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::template;
 use anyhow::{bail, Context as _, Result};
 use batchless_core::jobs::occurrence::{self, Claim, Occurrence};
 use batchless_core::jobs::JobsFile;
@@ -15,7 +16,9 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use crate::context::{repo_root, Ctx};
+use crate::context::{repo_root, Aws, Context};
+use crate::identity;
+use crate::parse;
 use crate::sfn;
 
 /// `jobs claim`: the occurrence was already claimed (by the scheduler or another host): do not run.
@@ -25,7 +28,7 @@ pub const EXIT_ALREADY_CLAIMED: u8 = 3;
 pub const EXIT_NOT_DUE: u8 = 4;
 
 #[derive(Debug, Subcommand)]
-pub enum JobsCommand {
+pub enum Command {
     /// Each job: schedule, policy, next occurrences and last runs.
     List(ListArgs),
     /// Validate the jobs file (errors name the job and the field); exit 1 if invalid.
@@ -84,7 +87,7 @@ pub struct ClaimArgs {
     #[arg(long, conflicts_with = "at", required_unless_present = "at")]
     pub now: bool,
     /// Claim the occurrence at this time (RFC 3339; must be on the job's schedule).
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    #[arg(long, value_name = "RFC3339", value_parser = parse::time)]
     pub at: Option<DateTime<Utc>>,
     /// Who claims (recorded) [default: legacy:<hostname>:<pid>].
     #[arg(long)]
@@ -100,7 +103,7 @@ pub struct RunArgs {
     #[arg(long = "arg", value_name = "ARG")]
     pub arguments: Vec<String>,
     /// An environment variable for the task (repeatable).
-    #[arg(long = "var", value_name = "K=V", value_parser = parse_key_value)]
+    #[arg(long = "var", value_name = "K=V", value_parser = parse::key_value)]
     pub variables: Vec<(String, String)>,
     /// A timeout for this run instead of the job's.
     #[arg(long, value_name = "SECONDS")]
@@ -123,24 +126,11 @@ pub struct CancelArgs {
 pub struct FireArgs {
     pub job: String,
     /// The scheduled time to deliver (RFC 3339) [default: now].
-    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    #[arg(long, value_name = "RFC3339", value_parser = parse::time)]
     pub at: Option<DateTime<Utc>>,
     /// Deliveries of the same occurrence, concurrently (at-least-once delivery).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=200))]
     pub deliveries: u32,
-}
-
-fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
-}
-
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-        _ => Err(format!("expected K=V, got {s:?}")),
-    }
 }
 
 pub fn load(file: &FileArgs) -> Result<JobsFile> {
@@ -158,13 +148,13 @@ pub fn load(file: &FileArgs) -> Result<JobsFile> {
         .map_err(|errors| anyhow::anyhow!("{source} is invalid:\n  {}", errors.join("\n  ")))
 }
 
-pub fn occurrences_table(environment: &str) -> String {
-    format!("batchless-{environment}-job-occurrences")
+fn occurrences_table(aws: &Aws) -> String {
+    aws.resource("job-occurrences")
 }
 
-pub async fn jobs(stack: Option<&str>, env: Option<&str>, cmd: JobsCommand) -> Result<ExitCode> {
+pub async fn run(cx: &Context, cmd: Command) -> Result<ExitCode> {
     match cmd {
-        JobsCommand::Validate(a) => match load(&a) {
+        Command::Validate(a) => match load(&a) {
             Ok(f) => {
                 println!("{} jobs, valid", f.jobs.len());
                 Ok(ExitCode::SUCCESS)
@@ -174,13 +164,13 @@ pub async fn jobs(stack: Option<&str>, env: Option<&str>, cmd: JobsCommand) -> R
                 Ok(ExitCode::FAILURE)
             }
         },
-        JobsCommand::Generate(a) => generate(a),
-        JobsCommand::List(a) if a.offline => list(None, a).await,
-        JobsCommand::List(a) => list(Some(&Ctx::new(stack, env).await?), a).await,
-        JobsCommand::Claim(a) => claim(&Ctx::new(stack, env).await?, a).await,
-        JobsCommand::Run(a) => run(&Ctx::new(stack, env).await?, a).await,
-        JobsCommand::Cancel(a) => cancel(&Ctx::new(stack, env).await?, a).await,
-        JobsCommand::Fire(a) => fire(&Ctx::new(stack, env).await?, a).await,
+        Command::Generate(a) => generate(a),
+        Command::List(a) if a.offline => list(None, a).await,
+        Command::List(a) => list(Some(cx.aws().await?), a).await,
+        Command::Claim(a) => claim(cx.aws().await?, a).await,
+        Command::Run(a) => run_now(cx.aws().await?, a).await,
+        Command::Cancel(a) => cancel(cx.aws().await?, a).await,
+        Command::Fire(a) => fire(cx.aws().await?, a).await,
     }
 }
 
@@ -257,7 +247,7 @@ pub fn occurrence_for(
     }
 }
 
-async fn claim(ctx: &Ctx, a: ClaimArgs) -> Result<ExitCode> {
+async fn claim(aws: &Aws, a: ClaimArgs) -> Result<ExitCode> {
     let jobs = load(&a.file)?;
     let job = jobs
         .get(&a.job)
@@ -274,7 +264,7 @@ async fn claim(ctx: &Ctx, a: ClaimArgs) -> Result<ExitCode> {
         occurrence_key: occurrence::key(&job.name, t),
         job: job.name.clone(),
         scheduled_time: batchless_core::platform::time::rfc3339(t),
-        environment: ctx.environment.clone(),
+        environment: aws.environment.clone(),
         claimed_by: a.claimant.unwrap_or_else(claimant_default),
         claimed_at: batchless_core::platform::time::rfc3339(now),
         source: "legacy".into(),
@@ -282,8 +272,8 @@ async fn claim(ctx: &Ctx, a: ClaimArgs) -> Result<ExitCode> {
         run_status: None,
         duplicate_claimers: vec![],
     };
-    let table = occurrences_table(&ctx.environment);
-    match occurrence::claim(&ctx.dynamodb(), &table, &occ).await? {
+    let table = occurrences_table(aws);
+    match occurrence::claim(&aws.dynamodb(), &table, &occ).await? {
         Claim::Won => {
             println!(
                 "claimed {} for {}: run it",
@@ -293,7 +283,7 @@ async fn claim(ctx: &Ctx, a: ClaimArgs) -> Result<ExitCode> {
         }
         Claim::Duplicate(owner) => {
             occurrence::record_duplicate(
-                &ctx.dynamodb(),
+                &aws.dynamodb(),
                 &table,
                 &occ.occurrence_key,
                 &occ.claimed_by,
@@ -308,7 +298,7 @@ async fn claim(ctx: &Ctx, a: ClaimArgs) -> Result<ExitCode> {
     }
 }
 
-async fn list(ctx: Option<&Ctx>, a: ListArgs) -> Result<ExitCode> {
+async fn list(aws: Option<&Aws>, a: ListArgs) -> Result<ExitCode> {
     let jobs = load(&a.file)?;
     let now = Utc::now();
     let mut out = Vec::new();
@@ -319,15 +309,10 @@ async fn list(ctx: Option<&Ctx>, a: ListArgs) -> Result<ExitCode> {
             .into_iter()
             .map(batchless_core::platform::time::rfc3339)
             .collect();
-        let last = match ctx {
-            Some(ctx) => occurrence::list(
-                &ctx.dynamodb(),
-                &occurrences_table(&ctx.environment),
-                &j.name,
-                3,
-            )
-            .await
-            .unwrap_or_default(),
+        let last = match aws {
+            Some(aws) => occurrence::list(&aws.dynamodb(), &occurrences_table(aws), &j.name, 3)
+                .await
+                .unwrap_or_default(),
             None => vec![],
         };
         out.push(json!({
@@ -402,7 +387,8 @@ pub fn manual_input(a: &RunArgs, requested_by: &str) -> Value {
     json!({"job": a.job, "manual": manual})
 }
 
-async fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
+/// `jobs run`: a manual run of the job, followed.
+async fn run_now(aws: &Aws, a: RunArgs) -> Result<ExitCode> {
     let jobs = batchless_core::jobs::JobsFile::embedded();
     if jobs.get(&a.job).is_none() {
         bail!("no job {:?} in the jobs file", a.job);
@@ -410,23 +396,13 @@ async fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
     let who = match &a.requested_by {
         Some(w) => w.clone(),
         None => {
-            let arn = ctx
-                .sts()
-                .get_caller_identity()
-                .send()
-                .await
-                .aws("GetCallerIdentity")?
-                .arn()
-                .unwrap_or_default()
-                .to_string();
-            let people = batchless_core::shared::people::People::load(&ctx.environment)
-                .map_err(|e| e.to_string());
-            crate::run::requester(people.as_ref().map_err(Clone::clone), &arn).0
+            let arn = identity::caller(aws).await?.arn;
+            identity::requester_for(aws, &arn).0
         }
     };
     let input = manual_input(&a, &who);
-    let client = ctx.sfn();
-    let machine = sfn::require_state_machine(ctx, &client, "scheduled-job").await?;
+    let client = aws.sfn();
+    let machine = sfn::require_state_machine(aws, &client, "scheduled-job").await?;
     let mut name = format!(
         "manual-{}-{}-{}",
         a.job,
@@ -434,29 +410,21 @@ async fn run(ctx: &Ctx, a: RunArgs) -> Result<ExitCode> {
         &uuid::Uuid::new_v4().simple().to_string()[..6]
     );
     name.truncate(80);
-    let started = client
-        .start_execution()
-        .state_machine_arn(&machine)
-        .name(&name)
-        .input(input.to_string())
-        .send()
-        .await
-        .aws("StartExecution")?;
-    let arn = started.execution_arn();
+    let arn = sfn::start(&client, &machine, &name, &input).await?;
     eprintln!("started {arn}");
     if a.no_follow {
         println!("{arn}");
         return Ok(ExitCode::SUCCESS);
     }
-    sfn::follow(&client, arn, Duration::from_millis(1000)).await
+    sfn::follow(&client, &arn, Duration::from_millis(1000)).await
 }
 
-async fn cancel(ctx: &Ctx, a: CancelArgs) -> Result<ExitCode> {
-    let client = ctx.sfn();
+async fn cancel(aws: &Aws, a: CancelArgs) -> Result<ExitCode> {
+    let client = aws.sfn();
     let arn = if a.run.starts_with("arn:") {
         a.run.clone()
     } else {
-        let machine = sfn::require_state_machine(ctx, &client, "scheduled-job").await?;
+        let machine = sfn::require_state_machine(aws, &client, "scheduled-job").await?;
         format!(
             "{}:{}",
             machine.replacen(":stateMachine:", ":execution:", 1),
@@ -475,15 +443,15 @@ async fn cancel(ctx: &Ctx, a: CancelArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn fire(ctx: &Ctx, a: FireArgs) -> Result<ExitCode> {
-    let Some(stack) = &ctx.stack else {
+async fn fire(aws: &Aws, a: FireArgs) -> Result<ExitCode> {
+    let Some(stack) = &aws.stack else {
         bail!(
             "`jobs fire` works on a local replica stack (--stack NAME); on AWS the Scheduler fires"
         );
     };
     let at = a.at.unwrap_or_else(Utc::now);
     let body = json!({
-        "schedule": template::schedule_name(&ctx.environment, &a.job),
+        "schedule": template::schedule_name(&aws.environment, &a.job),
         "at": batchless_core::platform::time::rfc3339(at),
         "deliveries": a.deliveries,
     });
@@ -506,7 +474,7 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
-        parse_time(s).unwrap()
+        parse::time(s).unwrap()
     }
 
     #[test]
@@ -545,45 +513,18 @@ mod tests {
 
     #[test]
     fn the_commands_parse() {
-        use clap::Parser;
-        let cli = crate::args::Cli::try_parse_from([
-            "batchless",
-            "--env",
-            "staging",
-            "jobs",
-            "run",
-            "x",
-            "--var",
-            "A=1",
-            "--arg",
-            "b",
-            "--no-follow",
-        ])
-        .unwrap();
-        let crate::args::Command::Jobs(JobsCommand::Run(r)) = cli.command else {
+        let parse = crate::testing::parse_subcommand::<Command>;
+        let Command::Run(r) =
+            parse(&["run", "x", "--var", "A=1", "--arg", "b", "--no-follow"]).unwrap()
+        else {
             panic!()
         };
         assert_eq!(r.variables, vec![("A".to_string(), "1".to_string())]);
-        assert!(crate::args::Cli::try_parse_from(["batchless", "jobs", "claim", "x"]).is_err());
-        assert!(crate::args::Cli::try_parse_from([
-            "batchless",
-            "jobs",
-            "claim",
-            "x",
-            "--now",
-            "--at",
-            "2026-11-28T13:30:00Z"
-        ])
-        .is_err());
-        assert!(crate::args::Cli::try_parse_from([
-            "batchless",
-            "jobs",
-            "fire",
-            "x",
-            "--deliveries",
-            "50"
-        ])
-        .is_ok());
+        assert_eq!(r.arguments, vec!["b"]);
+        assert!(parse(&["claim", "x"]).is_err());
+        assert!(parse(&["claim", "x", "--now", "--at", "2026-11-28T13:30:00Z"]).is_err());
+        assert!(parse(&["fire", "x", "--deliveries", "50"]).is_ok());
+        assert!(parse(&["fire", "x", "--deliveries", "0"]).is_err());
     }
 
     #[test]

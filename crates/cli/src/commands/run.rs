@@ -1,19 +1,54 @@
-//! `batchless run` and `batchless follow`.
+//! `batchless run`: start a workflow execution (a JSON input, or `--commit` for a migration)
+//! and follow it live.
 
 use std::io::Read as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use batchless_core::platform::aws::AwsResultExt;
 use batchless_core::platform::input;
-use batchless_core::shared::people::People;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::args::{FollowArgs, RunArgs};
-use crate::context::Ctx;
-use crate::sfn;
+use crate::context::{Aws, Context};
+use crate::identity;
+use crate::parse;
+use crate::sfn::{self, PollArgs};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Workflow to start: migration, scheduled-job, data-patch, bastion-session.
+    pub workflow: String,
+    /// Execution input: a JSON file, or `-` for standard input.
+    #[arg(long, value_name = "FILE|-", required_unless_present = "commit")]
+    pub input: Option<String>,
+    /// Shortcut for `run migration`: the full commit SHA to migrate.
+    #[arg(long, value_name = "SHA", conflicts_with = "input")]
+    pub commit: Option<String>,
+    /// With --commit: an environment variable for the migration build (repeatable).
+    #[arg(long = "env-override", value_name = "K=V", requires = "commit", value_parser = parse::key_value)]
+    pub env_overrides: Vec<(String, String)>,
+    /// Execution name [default: generated; `migration-<sha7>-<time>` with --commit].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Print the execution ARN and return without following it.
+    #[arg(long)]
+    pub no_follow: bool,
+    #[command(flatten)]
+    pub poll: PollArgs,
+}
+
+impl Args {
+    /// What clap cannot say: `--env-override` goes only with `--commit` (clap waives a
+    /// `requires` when the required argument conflicts with a present one).
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.env_overrides.is_empty() && self.commit.is_none() {
+            return Err(
+                "--env-override goes with --commit; put overrides in the --input file".into(),
+            );
+        }
+        Ok(())
+    }
+}
 
 /// `{"commit": sha, "environmentOverrides": {...}}`, validated the way the workflow will.
 pub fn migration_input(commit: &str, overrides: &[(String, String)]) -> Result<Value> {
@@ -41,27 +76,6 @@ pub fn has_started_by(input: &Value) -> bool {
     input.get("startedBy").is_some_and(|v| !v.is_null())
 }
 
-/// The person id behind `arn`, or the ARN itself with a warning when nobody in the people map
-/// has it.
-pub fn requester(people: Result<&People, String>, arn: &str) -> (String, Option<String>) {
-    match people {
-        Ok(p) => match p.by_principal(arn) {
-            Some(person) => (person.id.clone(), None),
-            None => (
-                arn.to_string(),
-                Some(format!(
-                    "{arn} is nobody in the people map ({}); starting as the ARN itself",
-                    p.environment()
-                )),
-            ),
-        },
-        Err(e) => (
-            arn.to_string(),
-            Some(format!("people map unavailable ({e}); starting as {arn}")),
-        ),
-    }
-}
-
 /// A readable, unique execution name (≤ 80 characters, no `:`):
 /// `migration-<sha7>-20261128T130509Z` for a commit, else `<workflow>-20261128T130509Z-<8 hex>`.
 /// (Always named: the local replica would otherwise name every execution `None`.)
@@ -81,24 +95,21 @@ pub fn default_execution_name(workflow: &str, commit: Option<&str>, now: DateTim
     name
 }
 
-async fn resolve_requester(ctx: &Ctx) -> Result<String> {
-    let who = ctx
-        .sts()
-        .get_caller_identity()
-        .send()
-        .await
-        .aws("GetCallerIdentity")
-        .context("who is starting this run (STS GetCallerIdentity)")?;
-    let arn = who.arn().context("GetCallerIdentity returned no ARN")?;
-    let people = People::load(&ctx.environment).map_err(|e| e.to_string());
-    let (id, warning) = requester(people.as_ref().map_err(Clone::clone), arn);
+/// The person starting the run (the caller's ARN when nobody in the people map has it).
+async fn resolve_requester(aws: &Aws) -> Result<String> {
+    let arn = identity::caller(aws).await?.arn;
+    if arn.is_empty() {
+        bail!("GetCallerIdentity returned no ARN");
+    }
+    let (id, warning) = identity::requester_for(aws, &arn);
     if let Some(w) = warning {
         eprintln!("warning: {w}");
     }
     Ok(id)
 }
 
-pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
+pub async fn run(cx: &Context, args: Args) -> Result<ExitCode> {
+    let aws = cx.aws().await?;
     args.validate().map_err(anyhow::Error::msg)?;
     let mut input = match (&args.input, &args.commit) {
         (_, Some(commit)) => {
@@ -127,7 +138,7 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
         (None, None) => bail!("give --input <file|-> or --commit <sha>"),
     };
     if !has_started_by(&input) {
-        let person = resolve_requester(ctx).await?;
+        let person = resolve_requester(aws).await?;
         input["startedBy"] = Value::String(person);
     }
     let commit = args
@@ -139,37 +150,20 @@ pub async fn run(ctx: &Ctx, args: RunArgs) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| default_execution_name(&args.workflow, commit, Utc::now()));
 
-    let client = ctx.sfn();
-    let machine = sfn::require_state_machine(ctx, &client, &args.workflow).await?;
-    let started = client
-        .start_execution()
-        .state_machine_arn(&machine)
-        .name(name)
-        .input(input.to_string())
-        .send()
-        .await
-        .aws("StartExecution")?;
-    let arn = started.execution_arn();
+    let client = aws.sfn();
+    let machine = sfn::require_state_machine(aws, &client, &args.workflow).await?;
+    let arn = sfn::start(&client, &machine, &name, &input).await?;
     eprintln!("started {arn}");
-    if !ctx.is_local() {
-        if let Some(region) = ctx.config.region() {
-            eprintln!("console: {}", sfn::console_url(region.as_ref(), arn));
+    if !aws.is_local() {
+        if let Some(region) = aws.config.region() {
+            eprintln!("console: {}", sfn::console_url(region.as_ref(), &arn));
         }
     }
     if args.no_follow {
         println!("{arn}");
         return Ok(ExitCode::SUCCESS);
     }
-    sfn::follow(&client, arn, Duration::from_millis(args.poll.poll_ms)).await
-}
-
-pub async fn follow(ctx: &Ctx, args: FollowArgs) -> Result<ExitCode> {
-    sfn::follow(
-        &ctx.sfn(),
-        &args.execution_arn,
-        Duration::from_millis(args.poll.poll_ms),
-    )
-    .await
+    sfn::follow(&client, &arn, args.poll.interval()).await
 }
 
 #[cfg(test)]
@@ -177,6 +171,51 @@ mod tests {
     use super::*;
 
     const SHA: &str = "0123456789abcdef0123456789ABCDEF01234567";
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        crate::testing::parse_args(args)
+    }
+
+    #[test]
+    fn the_migration_shortcut_parses() {
+        let run = parse(&[
+            "migration",
+            "--commit",
+            "abc",
+            "--env-override",
+            "A=1",
+            "--env-override",
+            "B=x=y",
+            "--no-follow",
+        ])
+        .unwrap();
+        assert_eq!(run.workflow, "migration");
+        assert_eq!(run.commit.as_deref(), Some("abc"));
+        assert_eq!(
+            run.env_overrides,
+            vec![("A".into(), "1".into()), ("B".into(), "x=y".into())]
+        );
+        assert!(run.no_follow);
+        assert_eq!(run.poll.poll_ms, 1000);
+    }
+
+    #[test]
+    fn run_needs_input_or_commit_but_not_both() {
+        assert!(parse(&["migration"]).is_err());
+        assert!(parse(&["migration", "--input", "-", "--commit", "abc"]).is_err());
+        // --env-override only goes with --commit.
+        let run = parse(&["data-patch", "--input", "f.json", "--env-override", "A=1"]).unwrap();
+        assert!(run
+            .validate()
+            .unwrap_err()
+            .contains("--env-override goes with --commit"));
+        assert!(parse(&["data-patch", "--env-override", "A=1"]).is_err());
+        assert!(parse(&["migration", "--commit", "a", "--env-override", "=1"]).is_err());
+        let run = parse(&["data-patch", "--input", "f.json", "--name", "n1"]).unwrap();
+        assert_eq!(run.input.as_deref(), Some("f.json"));
+        assert_eq!(run.name.as_deref(), Some("n1"));
+        assert_eq!(run.validate(), Ok(()));
+    }
 
     #[test]
     fn the_migration_shortcut_builds_a_validated_input() {
@@ -220,20 +259,6 @@ mod tests {
             &parse_input(r#"{"startedBy": null}"#, "f").unwrap()
         ));
         assert!(!has_started_by(&parse_input("{}", "f").unwrap()));
-    }
-
-    #[test]
-    fn requesters_come_from_the_people_map() {
-        let people = People::parse(batchless_core::shared::people::EMBEDDED, "staging").unwrap();
-        let (id, warning) = requester(Ok(&people), "arn:aws:iam::123456789012:user/bob");
-        assert_eq!((id.as_str(), warning), ("bob", None));
-        let stranger = "arn:aws:iam::123456789012:user/mallory";
-        let (id, warning) = requester(Ok(&people), stranger);
-        assert_eq!(id, stranger);
-        assert!(warning.unwrap().contains("nobody in the people map"));
-        let (id, warning) = requester(Err("no file".into()), stranger);
-        assert_eq!(id, stranger);
-        assert!(warning.unwrap().contains("no file"));
     }
 
     #[test]

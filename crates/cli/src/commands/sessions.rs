@@ -10,8 +10,18 @@ use batchless_core::platform::dynamo;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::args::SessionsArgs;
-use crate::context::Ctx;
+use crate::context::Context;
+use crate::parse;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only sessions that logged in at or after this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339", value_parser = parse::time)]
+    pub since: Option<DateTime<Utc>>,
+    /// Print the sessions (with flagged commands and judged replies) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// One session with its flagged commands and judged replies.
 #[derive(Debug, Clone, PartialEq)]
@@ -170,9 +180,10 @@ pub fn render(views: &[SessionView]) -> String {
     out
 }
 
-pub async fn sessions(ctx: &Ctx, args: SessionsArgs) -> Result<ExitCode> {
-    let table = format!("batchless-{}-bastion", ctx.environment);
-    let db = ctx.dynamodb();
+pub async fn run(cx: &Context, args: Args) -> Result<ExitCode> {
+    let aws = cx.aws().await?;
+    let table = aws.resource("bastion");
+    let db = aws.dynamodb();
     let mut items = Vec::new();
     let mut start = None;
     loop {
@@ -226,6 +237,15 @@ mod tests {
             json!({"pk": "session#s2", "sk": "reply#1.1", "kind": "reply", "ts": "1.1", "verdict": "evidence"}),
             json!({"pk": "slack-event#Ev1", "sk": "event"}),
         ]
+    }
+
+    #[test]
+    fn options() {
+        let a: Args =
+            crate::testing::parse_args(&["--since", "2026-11-28T13:00:00Z", "--json"]).unwrap();
+        assert_eq!(a.since.unwrap().to_rfc3339(), "2026-11-28T13:00:00+00:00");
+        assert!(a.json);
+        assert!(crate::testing::parse_args::<Args>(&["--since", "last week"]).is_err());
     }
 
     #[test]

@@ -4,9 +4,25 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use batchless_core::shared::runs::{self, RunRecord};
+use clap::Subcommand;
 
-use crate::args::MigrationsListArgs;
-use crate::context::Ctx;
+use crate::context::Context;
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List migration runs, newest first.
+    List(ListArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// How many runs to show.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(1..))]
+    pub limit: i32,
+    /// Print the run records as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
 
 pub const HEADERS: [&str; 8] = [
     "STARTED",
@@ -80,9 +96,16 @@ pub fn table(records: &[RunRecord]) -> String {
     out
 }
 
-pub async fn list(ctx: &Ctx, args: MigrationsListArgs) -> Result<ExitCode> {
-    let table_name = ctx.runs_table();
-    let records = runs::list(&ctx.dynamodb(), &table_name, "migration", args.limit).await?;
+pub async fn run(cx: &Context, cmd: Command) -> Result<ExitCode> {
+    match cmd {
+        Command::List(a) => list(cx, a).await,
+    }
+}
+
+async fn list(cx: &Context, args: ListArgs) -> Result<ExitCode> {
+    let aws = cx.aws().await?;
+    let table_name = aws.runs_table();
+    let records = runs::list(&aws.dynamodb(), &table_name, "migration", args.limit).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&records)?);
     } else if records.is_empty() {
@@ -144,6 +167,16 @@ STARTED               COMMIT   STATUS   DURATION  STARTED BY    BUILD           
             table(&[]),
             "STARTED  COMMIT  STATUS  DURATION  STARTED BY  BUILD  FAILED PHASE  LOG"
         );
+    }
+
+    #[test]
+    fn list_options() {
+        let parse = crate::testing::parse_subcommand::<Command>;
+        let Command::List(l) = parse(&["list", "--limit", "5", "--json"]).unwrap();
+        assert_eq!((l.limit, l.json), (5, true));
+        assert!(parse(&["list", "--limit", "0"]).is_err());
+        let Command::List(l) = parse(&["list"]).unwrap();
+        assert_eq!((l.limit, l.json), (20, false));
     }
 
     #[test]

@@ -265,7 +265,11 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not argv:
         print("exec: a command is needed, e.g. -- bin/rails console", file=sys.stderr)
         return 2
-    return exec_in_task(_state_dir(args.name), args.task, argv)
+    typed = None
+    if args.type is not None:
+        with (sys.stdin if args.type == "-" else open(args.type)) as fh:
+            typed = [line.rstrip("\n") for line in fh]
+    return exec_in_task(_state_dir(args.name), args.task, argv, typed)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -325,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser("exec", help="run a command inside a running ECS task of the stack (as ECS Exec)")
     common(ex)
     ex.add_argument("--task", required=True, help="task id or ARN")
+    ex.add_argument("--type", default=None, metavar="FILE|-",
+                    help="run the command in a pseudo-terminal and type these lines at its prompts; print the transcript")
     ex.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...], e.g. -- bin/rails console")
     ex.set_defaults(fn=cmd_exec)
 

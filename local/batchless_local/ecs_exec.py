@@ -92,7 +92,7 @@ def exec_info_path(state_dir: str, task: str) -> str:
     return os.path.join(state_dir, "tasks", f"{task_id}.exec.json")
 
 
-def exec_in_task(state_dir: str, task: str, argv: list[str]) -> int:
+def exec_in_task(state_dir: str, task: str, argv: list[str], typed: list[str] | None = None) -> int:
     """Replace this process with `argv` inside the task (ECS Exec's `execute-command --command`)."""
     path = exec_info_path(state_dir, task)
     try:
@@ -107,9 +107,91 @@ def exec_in_task(state_dir: str, task: str, argv: list[str]) -> int:
         return 2
     env = dict(info["env"])
     env.setdefault("BATCHLESS_CONSOLE_LOG", f"/proc/{pid}/fd/1")
-    for k in ("TERM", "COLUMNS", "LINES"):
+    env["TERM"] = os.environ.get("TERM") or "xterm"
+    for k in ("COLUMNS", "LINES"):
         if k in os.environ:
             env[k] = os.environ[k]
     os.chdir(info["cwd"])
+    if typed is not None:
+        # as ECS Exec with a terminal: the command in a pseudo-terminal, these lines typed at its prompts
+        status, transcript = drive_in_pty(argv, typed, env)
+        print(transcript, flush=True)
+        return status
     os.execvpe(argv[0], argv, env)
     return 127  # not reached
+
+
+def drive_in_pty(argv: list[str], lines: list[str], env: dict[str, str] | None = None,
+                 prompt_timeout: float = 120.0) -> tuple[int, str]:
+    """Run argv in a pseudo-terminal as an operator's terminal would: answer the cursor-position
+    queries (ESC[6n) Reline sends, wait for a prompt (output ending in `> `) before typing each
+    line, and return (exit status, transcript). After the last line, waits for the exit."""
+    import pty
+    import re
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        try:
+            os.execvpe(argv[0], argv, env or os.environ)
+        finally:
+            os._exit(127)
+    out = bytearray()
+    ansi = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
+
+    def pump(until: Any, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    return until()
+                if not chunk:
+                    return until()
+                if b"\x1b[6n" in chunk:
+                    os.write(fd, b"\x1b[1;1R")  # a terminal answers where its cursor is
+                out.extend(chunk)
+            if until():
+                return True
+        return until()
+
+    mark = 0
+
+    def prompt() -> bool:
+        tail = ansi.sub(b"", bytes(out[mark:])).rstrip(b" ")
+        return tail.endswith(b">") or tail.endswith(b"*") or tail.endswith(b"?")
+
+    for line in lines:
+        if not pump(prompt, prompt_timeout):
+            break
+        mark = len(out)
+        os.write(fd, line.encode() + b"\r")
+        pump(lambda: len(out) > mark, 5)  # the echo
+    status = None
+    deadline = time.monotonic() + prompt_timeout
+    while time.monotonic() < deadline:
+        pump(lambda: False, 0.2)
+        wpid, st = os.waitpid(pid, os.WNOHANG)
+        if wpid:
+            status = os.waitstatus_to_exitcode(st)
+            break
+    if status is None:
+        os.kill(pid, 9)
+        _, st = os.waitpid(pid, 0)
+        status = os.waitstatus_to_exitcode(st)
+    try:
+        while True:
+            r, _, _ = select.select([fd], [], [], 0.05)
+            if not r:
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            out.extend(chunk)
+    except OSError:
+        pass
+    os.close(fd)
+    return status, out.decode("utf-8", "replace")

@@ -170,11 +170,19 @@ async fn a_failing_migration_leaves_schema_and_schema_migrations_as_they_were() 
     let cause = end.cause.unwrap_or_default();
     assert!(cause.contains("in phase BUILD"), "{cause}");
     assert!(
-        cause.contains("PG::NotNullViolation"),
+        cause.contains("PG::NotNullViolation") && cause.contains(&format!("column \"{column}\"")),
         "the cause names the PostgreSQL error: {cause}"
     );
-    // The archived log names the failing migration's version and class (the cause carries the
-    // log's tail, which ends with Rails' error, not with the `== VERSION Class: migrating` line).
+    assert!(
+        cause.contains(&format!("== {v} {class}: migrating")),
+        "the cause names the failing migration's version and class: {cause}"
+    );
+    assert!(
+        cause.contains(&format!("  down    {v}")),
+        "post_build's db:migrate:status shows it still down: {cause}"
+    );
+    // The archived log has it all too (the cause carries only the log's last lines: a migration
+    // with a long backtrace can push its `== VERSION Class: migrating` line out of them).
     let runs = stack.table("RunsTable")?;
     let arn_item = stack
         .db

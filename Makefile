@@ -12,6 +12,7 @@ CARGO   ?= cargo
 
 help:
 	@echo "make demo    bring up the local replica, run the migration workflow (success and failure), show what happened"
+	@echo "             (APP=DIR: on your own Rails app instead of local/sample-app)"
 	@echo "make test    unit tests, then replica self-tests and scenario tests on a fresh local stack, then workflow coverage"
 	@echo "make lint    cargo fmt --check, clippy -D warnings, statelint (after substitution), cfn-lint, checkov"
 	@echo "make bench   every benchmark (start-up, collect-logs vs AWS CLI, workflow cost, claim, scanner, sizes, demo) -> target/bench/results.md"
@@ -77,10 +78,10 @@ scenarios: build ruby setup-apt
 test: unit scenarios
 
 demo: build setup-apt
-	scripts/demo.sh
+	APP="$(APP)" scripts/demo.sh
 
 up: build setup-apt
-	target/debug/batchless local up --name dev
+	target/debug/batchless local up --name dev $(if $(APP),-- --app "$(abspath $(APP))",)
 down:
 	target/debug/batchless local down --name dev
 status:

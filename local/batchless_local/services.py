@@ -195,6 +195,14 @@ class AppServices:
             raise ServiceError(f"PostgreSQL did not start on 127.0.0.1:{port}:\n{_tail(svc.log_text())}")
         user, password, database = creds["user"], creds["password"], creds["database"]
         psql = pg_bin("psql")
+
+        def accepting() -> bool:
+            # the socket appears before recovery ends ("the database system is starting up")
+            return subprocess.run([psql, "-h", base, "-p", str(port), "-U", "postgres", "-d", "postgres", "-Atqc",
+                                   "SELECT 1"], capture_output=True, text=True).returncode == 0
+
+        if not _wait(accepting, 60, svc.p):
+            raise ServiceError(f"PostgreSQL on 127.0.0.1:{port} does not accept connections:\n{_tail(svc.log_text())}")
         sql = (f"CREATE ROLE {_ident(user)} LOGIN CREATEDB PASSWORD {_literal(password)};"
                if user != "postgres" else f"ALTER ROLE postgres PASSWORD {_literal(password)};")
         res = subprocess.run([psql, "-h", base, "-p", str(port), "-U", "postgres", "-d", "postgres", "-v",

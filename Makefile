@@ -8,16 +8,18 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell sha256sum local/requirements.txt | cut -c1-12)
 CARGO   ?= cargo
 
-.PHONY: help setup build lint checkov test unit scenarios ruby demo up down status coverage package deploy clean bench bench-claim
+.PHONY: help setup setup-apt build lint checkov test unit scenarios ruby demo up down status coverage package deploy clean bench bench-claim
 
 help:
 	@echo "make demo    bring up the local replica, run the migration workflow (success and failure), show what happened"
+	@echo "             (APP=DIR: on your own Rails app instead of local/sample-app)"
 	@echo "make test    unit tests, then replica self-tests and scenario tests on a fresh local stack, then workflow coverage"
 	@echo "make lint    cargo fmt --check, clippy -D warnings, statelint (after substitution), cfn-lint, checkov"
 	@echo "make bench   every benchmark (start-up, collect-logs vs AWS CLI, workflow cost, claim, scanner, sizes, demo) -> target/bench/results.md"
 	@echo "make package arm64 release zips of every function (cargo-lambda), with sizes"
 	@echo "make deploy ENV=staging|production   sam build + sam deploy --config-env ENV (needs the SAM CLI)"
 	@echo "make up|down|status   the 'dev' replica stack (batchless local up|down|status)"
+	@echo "make setup-apt  the apt packages a stack runs (Ruby, Rails 6.1, pg, redis, sidekiq, PostgreSQL, redis-server)"
 
 # Pinned Python tools (moto, cargo-lambda, cfn-lint, statelint, pytest) in a venv we create.
 $(STAMP): local/requirements.txt
@@ -51,16 +53,35 @@ ruby:
 	@command -v irb >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y -qq ruby >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get install -y -qq ruby >/dev/null; }; }
 
-scenarios: build ruby
+# What every replica stack runs (local/sample-app on Debian's Rails 6.1, its own PostgreSQL,
+# redis-server and Sidekiq worker): Debian 12's packages, the Rails major pinned (the sample app's
+# Gemfile says ~> 6.1). Idempotent: nothing to do when all are installed; `apt-get update` only when
+# a package cannot be found. Elsewhere install Ruby 3.x with Bundler, Rails 6.1, pg, redis (gem 4.x),
+# sidekiq 6.x, PostgreSQL (initdb/postgres/psql) and redis-server yourself (see local/README.md).
+APT_PACKAGES := ruby ruby-rails ruby-pg ruby-sidekiq ruby-redis redis-server redis-tools postgresql util-linux
+setup-apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  command -v apt-get >/dev/null || { echo "make setup-apt: no apt-get here; install:$$missing (see local/README.md)" >&2; exit 1; }; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; export DEBIAN_FRONTEND=noninteractive; \
+	  echo "installing:$$missing"; \
+	  $$sudo apt-get install -y -qq $$missing >/dev/null 2>&1 || \
+	    { $$sudo apt-get update -qq >/dev/null && $$sudo apt-get install -y -qq $$missing >/dev/null; }; \
+	fi
+	@ruby -e 'require "rails"; exit(Rails::VERSION::MAJOR == 6 && Rails::VERSION::MINOR == 1 ? 0 : 1)' 2>/dev/null || \
+	  { echo "make setup-apt: the sample app needs Rails 6.1 (Debian 12's ruby-rails); found: $$(ruby -e 'require "rails"; puts Rails.version' 2>&1)" >&2; exit 1; }
+
+scenarios: build ruby setup-apt
 	scripts/scenarios.sh
 
 test: unit scenarios
 
-demo: build
-	scripts/demo.sh
+demo: build setup-apt
+	APP="$(APP)" scripts/demo.sh
 
-up: build
-	target/debug/batchless local up --name dev
+up: build setup-apt
+	target/debug/batchless local up --name dev $(if $(APP),-- --app "$(abspath $(APP))",)
 down:
 	target/debug/batchless local down --name dev
 status:
@@ -69,11 +90,11 @@ status:
 # Every benchmark (issue 8: start-up, collect-logs vs the AWS CLI, workflow cost, claim, scanner,
 # arm64 sizes, demo time) on its own replica stack; tables in target/bench/results.md, read in
 # BENCHMARKS.md. Not part of `make test`. BENCH_SKIP="package demo" skips sections.
-bench: build
+bench: build setup-apt
 	scripts/bench.sh
 
 # Occurrence-claim benchmark (issue 4) on its own replica stack; results go in BENCHMARKS.md.
-bench-claim: build
+bench-claim: build setup-apt
 	target/debug/batchless local up --name bench-claim --time-scale 60
 	BATCHLESS_STACK=bench-claim $(CARGO) run -q -p batchless-scenarios --example claim-bench; \
 	  s=$$?; target/debug/batchless local down --name bench-claim; exit $$s

@@ -4,8 +4,9 @@
 # phase fails: the live run, the history, the Slack posts, the archived log), a scheduled job
 # delivered three times at once (one run, two duplicates), and a bastion login with a dangerous
 # console command and an executive's approval in Slack, and a data patch approved in Slack and
-# audited. KEEP=1 leaves the stack running
-# afterwards (stop it with `target/debug/batchless local down --name demo`).
+# audited. Everything runs the real app (local/sample-app, or APP=DIR: your own Rails app) against
+# the stack's own PostgreSQL, Redis and Sidekiq worker; each section shows the rows it changed.
+# KEEP=1 leaves the stack running afterwards (stop it with `target/debug/batchless local down --name demo`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="${DEMO_STACK:-demo}"
@@ -14,22 +15,43 @@ PY=.venv/bin/python
 stop() { [ "${KEEP:-0}" = 1 ] || "$cli" local down --name "$name" >/dev/null 2>&1 || true; }
 trap stop EXIT
 "$cli" local down --name "$name" >/dev/null 2>&1 || true
-"$cli" local up --name "$name" --time-scale "${BATCHLESS_TIME_SCALE:-60}"
+app_args=()
+[ -z "${APP:-}" ] || app_args=(-- --app "$(cd "$APP" && pwd)")
+"$cli" local up --name "$name" --time-scale "${BATCHLESS_TIME_SCALE:-60}" "${app_args[@]}"
 stack=".local/$name/stack.json"
 field() { "$PY" -c "import json,sys; d=json.load(open('$stack')); print(eval(sys.argv[1]))" "$1"; }
-commit=$(git -C "$(field "d['app_repo']['path']")" rev-parse main)
+repo=$(field "d['app_repo']['path']")
 slack=$(field "d['slack_url']")
+dburl=$(field "d['services']['postgres']['url']")
+db() { psql "$dburl" -AtqX -v ON_ERROR_STOP=1 -c "$1"; }
+sample=1; [ -z "${APP:-}" ] || sample=0
 
 section() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
+schema() {
+  echo "   schema_migrations: $(db "SELECT count(*) || ' versions, latest ' || max(version) FROM schema_migrations")"
+  [ "$sample" = 0 ] || echo "   users columns: $(db "SELECT string_agg(column_name, ', ' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_name = 'users'")"
+}
 
-section "1. A migration at the app's main commit ${commit:0:12} (what CodePipeline starts)"
+if [ "$sample" = 1 ]; then
+  # A real schema change to deploy: the commit CodePipeline would start the migration at.
+  v=$(date -u +%Y%m%d%H%M%S)
+  printf 'class AddLastSeenAtToUsers < ActiveRecord::Migration[6.1]\n  def change\n    add_column :users, :last_seen_at, :datetime\n    add_index :users, :last_seen_at\n  end\nend\n' \
+    > "$repo/db/migrate/${v}_add_last_seen_at_to_users.rb"
+  git -C "$repo" add db/migrate && git -C "$repo" commit -qm "users.last_seen_at"
+fi
+commit=$(git -C "$repo" rev-parse main)
+
+section "1. A migration at the app's main commit ${commit:0:12} (what CodePipeline starts): real bin/rails db:migrate"
+echo " before:"; schema
 "$cli" --stack "$name" run migration --commit "$commit"
+echo " after:"; schema
 
-section "2. A migration whose 'rails db:migrate' fails (FAKE_EXIT_CODE=1): the workflow fails MigrationFailed"
+section "2. A migration that fails in PostgreSQL (FAKE_EXIT_CODE=1 adds the sample app's FailOnPurpose): MigrationFailed, nothing changed"
 if "$cli" --stack "$name" run migration --commit "$commit" --env-override FAKE_EXIT_CODE=1; then
   echo "unexpected: the failing migration succeeded" >&2
   exit 1
 fi
+echo " after the failure (the same as before: PostgreSQL rolled the migration back):"; schema
 
 section "3. Migration history (batchless migrations list)"
 "$cli" --stack "$name" migrations list
@@ -64,6 +86,7 @@ print(s3.get_object(Bucket=bucket, Key=key + ".sha256")["Body"].read().decode().
 PYEOF
 done
 section "6. A scheduled job: EventBridge Scheduler delivers one occurrence three times at once"
+[ "$sample" = 0 ] || rates_before=$(db "SELECT count(*) FROM exchange_rates")
 at=$(date -u +%Y-%m-%dT%H:%M:00Z)
 "$cli" --stack "$name" jobs fire sync-exchange-rates --at "$at" --deliveries 3 > ".local/$name/fire.json"
 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "$PY" - ".local/$name/fire.json" "$(field "d['endpoint']")" <<'PYEOF'
@@ -83,18 +106,32 @@ for d in fired["deliveries"]:
     print(f"  delivery {d['execution_id'][:8]}: {desc['status']} {what} {detail}")
 PYEOF
 "$cli" --stack "$name" jobs list
+[ "$sample" = 0 ] || echo "exchange_rates rows: $rates_before before, $(db "SELECT count(*) FROM exchange_rates") after (one run of bin/rake rates:sync writes 3)"
 
 section "7. The bastion watch: login, a dangerous console command, an executive's approval"
 "$PY" scripts/demo_bastion.py "$stack"
 "$cli" --stack "$name" sessions
 
 section "8. A data patch: submitted with the CLI, approved in Slack, run at the pinned commit, audited"
+if [ "$sample" = 0 ]; then
+  echo "(skipped: it runs the sample app's bin/rake data:backfill_totals)"
+  section "Done."
+  exit 0
+fi
+totals() { db "SELECT count(*) FILTER (WHERE totals_recomputed_at IS NOT NULL) || ' of ' || count(*) || ' users have totals, sum ' || sum(orders_total_cents) || ' cents' FROM users"; }
+echo " before: $(totals)"
 "$cli" --stack "$name" patch submit --ticket OPS-1 --ref main --kind rake --task data:backfill_totals \
   --arg 2026-11-01 --reason "order totals were wrong after the import" | tee ".local/$name/patch.txt"
 patch_id=$(awk 'NR==1 {print $2}' ".local/$name/patch.txt")
 "$PY" scripts/demo_patch.py "$stack" "$patch_id" ".local/$name/patch_arn"
 patch_arn=$(cat ".local/$name/patch_arn")
 "$cli" --stack "$name" follow "$patch_arn"
+# The task enqueued RecomputeUserTotalsJob; the stack's Sidekiq worker processes it.
+for _ in $(seq 1 120); do
+  [ "$(db "SELECT count(*) FROM task_runs WHERE name = 'RecomputeUserTotalsJob' AND source = 'data:backfill_totals'")" != 0 ] && break
+  sleep 0.5
+done
+echo " after (the job the patch enqueued has run): $(totals)"
 "$cli" --stack "$name" patch list
 "$cli" --stack "$name" audit verify
 "$cli" --stack "$name" audit report --since "$(date -u +%Y-%m-%d)"

@@ -93,6 +93,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         argv.append("--no-lambda")
     if args.lambda_port:
         argv += ["--lambda-port", str(args.lambda_port)]
+    if args.app:
+        app = os.path.abspath(args.app)
+        if not os.path.isdir(app):
+            print(f"--app {args.app}: no such directory", file=sys.stderr)
+            return 1
+        argv += ["--app", app]
     log_path = os.path.join(state_dir, "replica.log")
     log = open(log_path, "ab")
     seen = log.tell()
@@ -114,6 +120,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             print(f"  lambda port  {stack['lambda_port']}")
             print(f"  resources    {len(stack['resources'])} ({len(stack['functions'])} functions, "
                   f"{len(stack['state_machines'])} state machines)")
+            services = stack.get("services") or {}
+            if services.get("postgres"):
+                print(f"  app          {stack['app_repo'].get('source')} (boot {services.get('app', {}).get('boot_s')} s)")
+                print(f"  postgres     127.0.0.1:{services['postgres']['port']} (socket dir {services['postgres']['socket_dir']})")
+                print(f"  redis        127.0.0.1:{services['redis']['port']}")
+                print(f"  worker       {(services.get('worker') or {}).get('command') or (services.get('worker') or {}).get('skipped')}")
             print(f"  stack.json   {os.path.relpath(os.path.join(state_dir, 'stack.json'), REPO_ROOT)}")
             return 0
         if proc.poll() is not None:
@@ -243,7 +255,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _state_dir(args.name)
     return serve(args.name, _template(args.template), args.env, args.time_scale, _params(args.param),
-                 lambda_emulator=not args.no_lambda, lambda_port=args.lambda_port)
+                 lambda_emulator=not args.no_lambda, lambda_port=args.lambda_port, app_dir=args.app)
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    from .ecs_exec import exec_in_task
+
+    argv = [a for a in args.command if a != "--"] if args.command[:1] == ["--"] else args.command
+    if not argv:
+        print("exec: a command is needed, e.g. -- bin/rails console", file=sys.stderr)
+        return 2
+    typed = None
+    if args.type is not None:
+        with (sys.stdin if args.type == "-" else open(args.type)) as fh:
+            typed = [line.rstrip("\n") for line in fh]
+    return exec_in_task(_state_dir(args.name), args.task, argv, typed)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -274,10 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     common(up)
     stack_opts(up)
     up.add_argument("--time-scale", type=float, default=1.0)
-    up.add_argument("--timeout", type=float, default=180.0)
+    up.add_argument("--timeout", type=float, default=300.0)
     up.add_argument("--no-lambda", action="store_true", help="do not start cargo lambda watch")
     up.add_argument("--lambda-port", type=int, default=None,
                     help="use a Lambda emulator (cargo lambda watch or a test stub) already on this port")
+    up.add_argument("--app", default=None, metavar="DIR",
+                    help="the Rails app to run (a git repository or a directory); default local/sample-app")
     up.set_defaults(fn=cmd_up)
 
     down = sub.add_parser("down", help="stop a stack")
@@ -295,7 +323,16 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--time-scale", type=float, default=1.0)
     sv.add_argument("--no-lambda", action="store_true")
     sv.add_argument("--lambda-port", type=int, default=None)
+    sv.add_argument("--app", default=None, metavar="DIR")
     sv.set_defaults(fn=cmd_serve)
+
+    ex = sub.add_parser("exec", help="run a command inside a running ECS task of the stack (as ECS Exec)")
+    common(ex)
+    ex.add_argument("--task", required=True, help="task id or ARN")
+    ex.add_argument("--type", default=None, metavar="FILE|-",
+                    help="run the command in a pseudo-terminal and type these lines at its prompts; print the transcript")
+    ex.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...], e.g. -- bin/rails console")
+    ex.set_defaults(fn=cmd_exec)
 
     pl = sub.add_parser("plan", help="print the provisioning plan (pure)")
     stack_opts(pl)

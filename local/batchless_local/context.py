@@ -44,6 +44,7 @@ class Context:
         self.region = REGION
         self.account = ACCOUNT
         self.app_repo = ""
+        self.services: Any = None  # services.AppServices of this stack (PostgreSQL, Redis, worker)
         self.lock = threading.RLock()
         self.events: list[dict[str, Any]] = []
         self.events_by_id: dict[str, dict[str, Any]] = {}

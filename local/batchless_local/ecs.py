@@ -89,7 +89,9 @@ class Task:
 
     def _env_for(self, c: dict[str, Any]) -> dict[str, str]:
         env = procs.base_env()
-        env.update({"ECS_CONTAINER_METADATA_URI_V4": f"{CTX.endpoint}/_replica/ecs-metadata/{self.id}",
+        from . import ecs_exec
+
+        env.update({"ECS_CONTAINER_METADATA_URI_V4": f"{ecs_exec.metadata_base()}/{self.id}",
                     "AWS_EXECUTION_ENV": "AWS_ECS_FARGATE"})
         for e in c["def"].get("environment") or []:
             env[e["name"]] = str(e.get("value", ""))
@@ -139,6 +141,9 @@ class Task:
                 self.record.update(lastStatus="PENDING", pullStartedAt=now, pullStoppedAt=now)
                 try:
                     self.proc = procs.Proc(argv, self.workdir, env, log, f"task {self.arn}")
+                    from . import ecs_exec
+
+                    ecs_exec.write_exec_info(self, env, self.proc.p.pid)  # for `replica.py exec`
                 except OSError as exc:
                     self.proc = None
                     stop_reason = f"CannotStartContainerError: {exc}"

@@ -13,7 +13,7 @@ import zipfile
 from typing import Any
 
 from .context import CTX
-from . import LOCAL_DIR, cfn
+from . import LOCAL_DIR, REPO_ROOT, cfn
 
 VALID_COMPUTE = {"BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE", "BUILD_GENERAL1_2XLARGE"}
 VALID_ENV_TYPES = {"WINDOWS_CONTAINER", "LINUX_CONTAINER", "LINUX_GPU_CONTAINER", "ARM_CONTAINER"}
@@ -37,24 +37,45 @@ def _dummy_zip() -> bytes:
     return buf.getvalue()
 
 
-def make_app_repo(state_dir: str) -> dict[str, str]:
-    src = os.path.join(LOCAL_DIR, "fake-app")
+def make_app_repo(state_dir: str, app_dir: str | None = None) -> dict[str, str]:
+    """The app's git repository every CodeBuild source and ECS image maps to (branch `main`).
+
+    Default: the sample Rails app (`local/sample-app`) plus the batchless console hook its
+    initializer requires (`infra/bastion/console_hook.rb`, copied from this repository).
+    `app_dir` (`up --app DIR`): the user's app; a git repository is cloned (its HEAD becomes
+    `main`; uncommitted changes are not included), a plain directory is copied and committed.
+    """
+    src = os.path.abspath(app_dir) if app_dir else os.path.join(LOCAL_DIR, "sample-app")
     dest = os.path.join(state_dir, "app.git")
     if os.path.exists(dest):
         shutil.rmtree(dest)
-    shutil.copytree(src, dest, symlinks=True)
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
 
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True, text=True, env=env).stdout.strip()
+    def git(*args: str, cwd: str = dest) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout.strip()
 
-    git("init", "--quiet", "--initial-branch=main")
-    git("config", "user.name", "Replica Fake App")
-    git("config", "user.email", "fake-app@replica.invalid")
+    if not os.path.isdir(src):
+        raise FileNotFoundError(f"the app directory {src} does not exist")
+    is_repo = app_dir is not None and subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", "HEAD"], cwd=src, capture_output=True).returncode == 0
+    if is_repo:
+        git("clone", "--quiet", src, dest, cwd=state_dir)
+        git("checkout", "--quiet", "-B", "main")
+    else:
+        shutil.copytree(src, dest, symlinks=True,
+                        ignore=shutil.ignore_patterns(".git", "log", "tmp", ".bundle", "node_modules"))
+        if app_dir is None:
+            hook = os.path.join(REPO_ROOT, "infra", "bastion", "console_hook.rb")
+            os.makedirs(os.path.join(dest, "infra", "bastion"), exist_ok=True)
+            shutil.copy2(hook, os.path.join(dest, "infra", "bastion", "console_hook.rb"))
+        git("init", "--quiet", "--initial-branch=main")
+    git("config", "user.name", "Replica App")
+    git("config", "user.email", "app@replica.invalid")
     git("config", "commit.gpgsign", "false")
-    git("add", "-A")
-    git("commit", "--quiet", "-m", "initial commit of the fake app")
-    return {"path": dest, "head": git("rev-parse", "HEAD")}
+    if not is_repo:
+        git("add", "-A")
+        git("commit", "--quiet", "-m", "initial commit of the " + ("app" if app_dir else "sample app"))
+    return {"path": dest, "head": git("rev-parse", "HEAD"), "source": src}
 
 
 def _generate_secret(spec: dict[str, Any]) -> str:

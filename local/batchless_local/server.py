@@ -53,7 +53,7 @@ def wait_port(port: int, deadline: float, proc: subprocess.Popen | None = None) 
 
 
 def serve(name: str, template: str, environment: str, time_scale: float, params: dict[str, str],
-          lambda_emulator: bool = True, lambda_port: int | None = None) -> int:
+          lambda_emulator: bool = True, lambda_port: int | None = None, app_dir: str | None = None) -> int:
     state_dir = os.path.join(REPO_ROOT, ".local", name)
     os.makedirs(state_dir, exist_ok=True)
     stack_path = os.path.join(state_dir, "stack.json")
@@ -107,7 +107,12 @@ def serve(name: str, template: str, environment: str, time_scale: float, params:
 
     from . import provision
 
-    app_repo = provision.make_app_repo(state_dir)
+    try:
+        app_repo = provision.make_app_repo(state_dir, app_dir)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"replica {name}: APP ERROR: cannot make the app's repository from {app_dir}: {exc}", flush=True)
+        httpd.shutdown()
+        return 2
     CTX.app_repo = app_repo["path"]
 
     # the functions' one environment (cargo lambda watch shares it between all functions)
@@ -130,6 +135,19 @@ def serve(name: str, template: str, environment: str, time_scale: float, params:
     lambda_env["SLACK_API_BASE_URL"] = f"{slack_url}/api"
     signing = provision.find_signing_secret(plan, prov) or "replica-signing-secret"
     slack.signing_secret = signing
+
+    # the app's own PostgreSQL, Redis, database and Sidekiq worker (services.py)
+    from . import services
+
+    print(f"replica {name}: starting PostgreSQL, Redis and the app ({app_repo['source']})", flush=True)
+    try:
+        app_services = services.start_for_stack(state_dir, prov.resources, CTX.app_repo)
+    except services.ServiceError as exc:
+        print(f"replica {name}: APP ERROR: {exc}", flush=True)
+        httpd.shutdown()
+        return 2
+    CTX.services = app_services
+    print(f"replica {name}: app ready: {json.dumps(app_services.info.get('app'))}", flush=True)
 
     env_file = os.path.join(state_dir, "lambda.env")
     with open(env_file, "w") as fh:
@@ -155,6 +173,7 @@ def serve(name: str, template: str, environment: str, time_scale: float, params:
               flush=True)
         if not wait_port(CTX.lambda_port, time.monotonic() + 120, cargo_lambda):
             print(f"replica {name}: cargo lambda watch did not start (see cargo-lambda.log)", flush=True)
+            app_services.stop()
             httpd.shutdown()
             if cargo_lambda.poll() is None:
                 cargo_lambda.terminate()
@@ -170,7 +189,7 @@ def serve(name: str, template: str, environment: str, time_scale: float, params:
         "resources": prov.resources, "state_machines": prov.state_machines,
         "functions": {lid: {"name": f["name"], "binary": f["binary"], "arn": f["arn"]} for lid, f in prov.functions.items()},
         "tables": prov.tables, "buckets": prov.buckets, "function_urls": function_urls,
-        "app_repo": app_repo, "slack_signing_secret": signing,
+        "app_repo": app_repo, "slack_signing_secret": signing, "services": app_services.info,
         "lambda_environment": lambda_env,
         "skipped": {r["logical_id"]: r.get("reason") for r in plan["resources"] if r.get("action") == "skipped"},
         "state_dir": state_dir, "log": os.path.join(state_dir, "replica.log"),
@@ -197,6 +216,7 @@ def serve(name: str, template: str, environment: str, time_scale: float, params:
 
     codebuild.stop_all()
     ecs.stop_all()
+    app_services.stop()
     CTX.kill_children(signal.SIGTERM)
     if cargo_lambda is not None and cargo_lambda.poll() is None:
         cargo_lambda.terminate()

@@ -2,6 +2,8 @@
 //! `BATCHLESS_STACK`, see `local/README.md`), SDK clients pointed at it, and polling with a
 //! deadline (never sleep-and-hope).
 
+pub mod app;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 

@@ -1,1 +1,0 @@
-class CreateUsers < ActiveRecord::Migration[7.1]; def change; create_table :users; end; end

@@ -1,1 +1,0 @@
-task :cleanup do; puts "cleanup"; end

@@ -1,1 +1,0 @@
-puts "backfilling #{ARGV.inspect}"

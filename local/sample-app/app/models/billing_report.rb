@@ -1,0 +1,2 @@
+class BillingReport < ApplicationRecord
+end

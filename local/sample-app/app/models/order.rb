@@ -1,0 +1,4 @@
+class Order < ApplicationRecord
+  belongs_to :user
+  scope :unpaid, -> { where(paid_at: nil) }
+end

@@ -1,0 +1,5 @@
+ENV["BUNDLE_GEMFILE"] ||= File.expand_path("../Gemfile", __dir__)
+
+require "bundler/setup" # Set up gems listed in the Gemfile.
+
+$stdout.sync = true # line by line into the build/task log, in order with stderr

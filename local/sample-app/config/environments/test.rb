@@ -1,0 +1,5 @@
+Rails.application.configure do
+  config.cache_classes = true
+  config.eager_load = false
+  config.active_support.deprecation = :stderr
+end

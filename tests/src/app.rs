@@ -1,0 +1,195 @@
+//! The stack's app services (see `local/README.md`, "The app"): its PostgreSQL (queried with
+//! `psql`, installed with postgresql), its Redis (`redis-cli`), commits to the app's repository,
+//! and `replica.py exec` into a running ECS task (ECS Exec's `execute-command`).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{git, repo_root, Stack};
+
+impl Stack {
+    /// A DynamoDB item by its `pk` / `sk` (consistent read), as JSON.
+    pub async fn get_item_pk_sk(
+        &self,
+        table: &str,
+        pk: &str,
+        sk: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let out = self
+            .db
+            .get_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(pk.into()))
+            .key("sk", AttributeValue::S(sk.into()))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item().map(batchless_core::dynamo::item_to_value))
+    }
+
+    /// The app's `DATABASE_URL` (the one the app secret carries).
+    pub fn database_url(&self) -> Result<String> {
+        self.info["services"]["postgres"]["url"]
+            .as_str()
+            .map(str::to_string)
+            .context(
+                "stack.json has no services.postgres.url: is this stack older than the real app?",
+            )
+    }
+
+    /// One SQL statement through `psql` (unaligned, tuples only): rows of `|`-separated fields.
+    pub fn sql(&self, statement: &str) -> Result<Vec<String>> {
+        let out = Command::new("psql")
+            .arg(self.database_url()?)
+            .args(["-AtqX", "-v", "ON_ERROR_STOP=1", "-c", statement])
+            .output()
+            .context("psql (apt-get install postgresql-client)")?;
+        if !out.status.success() {
+            bail!(
+                "psql {statement:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// The single value of a one-row, one-column query.
+    pub fn sql_value(&self, statement: &str) -> Result<String> {
+        let rows = self.sql(statement)?;
+        match rows.as_slice() {
+            [one] => Ok(one.clone()),
+            _ => bail!("{statement:?} returned {} rows: {rows:?}", rows.len()),
+        }
+    }
+
+    /// A Redis command through `redis-cli` against the stack's redis-server.
+    pub fn redis(&self, args: &[&str]) -> Result<String> {
+        let r = &self.info["services"]["redis"];
+        let out = Command::new("redis-cli")
+            .args(["-p", &r["port"].to_string(), "--no-auth-warning", "-a"])
+            .arg(r["password"].as_str().unwrap_or_default())
+            .args(args)
+            .output()
+            .context("redis-cli (apt-get install redis-tools)")?;
+        if !out.status.success() {
+            bail!(
+                "redis-cli {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Commit `files` (path, content) to the app repository on `branch` (created from `main`
+    /// when missing); the commit's SHA. `main` stays checked out afterwards.
+    pub fn commit_to_app(
+        &self,
+        branch: &str,
+        files: &[(&str, &str)],
+        message: &str,
+    ) -> Result<String> {
+        let repo = self.app_repo();
+        if branch != "main" {
+            if git(&repo, &["rev-parse", "--verify", "--quiet", branch]).is_err() {
+                git(&repo, &["branch", branch, "main"])?;
+            }
+            git(&repo, &["checkout", "-q", branch])?;
+        }
+        let result = (|| {
+            for (path, content) in files {
+                let p = repo.join(path);
+                if let Some(dir) = p.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                std::fs::write(&p, content)?;
+                git(&repo, &["add", path])?;
+            }
+            git(
+                &repo,
+                &[
+                    "-c",
+                    "user.name=t",
+                    "-c",
+                    "user.email=t@e",
+                    "commit",
+                    "-q",
+                    "-m",
+                    message,
+                ],
+            )?;
+            git(&repo, &["rev-parse", "HEAD"])
+        })();
+        if branch != "main" {
+            git(&repo, &["checkout", "-q", "main"])?;
+        }
+        result
+    }
+
+    /// `replica.py exec` into a running ECS task of this stack: `command` in a pseudo-terminal,
+    /// `typed` lines typed at its prompts (as an operator would through ECS Exec). Exit status
+    /// and the terminal transcript.
+    pub fn exec_typed(
+        &self,
+        task: &str,
+        command: &[&str],
+        typed: &[&str],
+    ) -> Result<(i32, String)> {
+        use std::io::Write;
+        let python: PathBuf = repo_root().join(".venv/bin/python");
+        let mut child = Command::new(python)
+            .arg(repo_root().join("local/replica.py"))
+            .args([
+                "exec", "--name", &self.name, "--task", task, "--type", "-", "--",
+            ])
+            .args(command)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("replica.py exec")?;
+        {
+            let mut stdin = child.stdin.take().context("stdin")?;
+            for line in typed {
+                writeln!(stdin, "{line}")?;
+            }
+        }
+        let out = child.wait_with_output()?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ))
+    }
+}
+
+/// Terminal output without ANSI escape sequences and carriage returns.
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}

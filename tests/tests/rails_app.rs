@@ -1,0 +1,589 @@
+//! Scenario tests through the real app (issue 17): the replica's builds and tasks run
+//! `local/sample-app` (Rails 6.1) against the stack's own PostgreSQL and Redis, with its Sidekiq
+//! worker running. Each test asserts on the database and Redis, not only on logs. Run one at a
+//! time (`--test-threads=1`); every test makes its own rows / migrations (unique names), so reruns
+//! on the same stack do not collide.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use batchless_core::bastion::login::sample_event;
+use batchless_scenarios::app::strip_ansi;
+use batchless_scenarios::*;
+use serde_json::{json, Value};
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+const ALICE: &str = "arn:aws:iam::123456789012:user/alice";
+const ALICE_SLACK: &str = "U0ALICE01";
+const BOB: &str = "arn:aws:iam::123456789012:user/bob";
+const BASTION_CHANNEL: &str = "C0BASTION";
+
+/// A suffix unique to this run: digits and lowercase letters (Ruby constant- and column-safe).
+fn suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{:x}", nanos % 0xffff_ffff_ffff)
+}
+
+/// A migration version (UTC timestamp) no earlier migration has, and never in the future
+/// relative to the previous call (versions must sort).
+fn version() -> String {
+    std::thread::sleep(Duration::from_millis(1100));
+    chrono::Utc::now().format("%Y%m%d%H%M%S").to_string()
+}
+
+fn camel(s: &str) -> String {
+    s.split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn columns(stack: &Stack, table: &str) -> Result<Vec<String>> {
+    stack.sql(&format!(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = '{table}' ORDER BY column_name"
+    ))
+}
+
+fn versions(stack: &Stack) -> Result<Vec<String>> {
+    stack.sql("SELECT version FROM schema_migrations ORDER BY version")
+}
+
+async fn migrate(stack: &Stack, commit: &str, prefix: &str) -> Result<Ended> {
+    let sm = stack.state_machine("MigrationStateMachine")?;
+    let arn = stack
+        .start(
+            &sm,
+            &unique_name(prefix),
+            &migration_input(commit, json!({})),
+        )
+        .await?;
+    stack.wait_end(&arn, TIMEOUT).await
+}
+
+// ----------------------------------------------------------------------------- migrations
+
+#[tokio::test]
+async fn a_migration_adds_a_column_and_schema_migrations_records_its_version() -> Result<()> {
+    let stack = Stack::from_env().await?;
+    stack.clear_faults().await?;
+    let sfx = suffix();
+    let column = format!("nickname_{sfx}");
+    let name = format!("add_{column}_to_users");
+    let v = version();
+    let migration = format!(
+        "class {} < ActiveRecord::Migration[6.1]\n  def change\n    add_column :users, :{column}, :string, null: false, default: \"none\"\n  end\nend\n",
+        camel(&name)
+    );
+    let commit = stack.commit_to_app(
+        "main",
+        &[(&format!("db/migrate/{v}_{name}.rb"), &migration)],
+        &format!("add users.{column}"),
+    )?;
+    assert!(!columns(&stack, "users")?.contains(&column));
+    assert!(!versions(&stack)?.contains(&v));
+
+    let end = migrate(&stack, &commit, "app-mig").await?;
+    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
+    assert!(versions(&stack)?.contains(&v), "schema_migrations has {v}");
+    assert!(
+        columns(&stack, "users")?.contains(&column),
+        "users.{column} exists"
+    );
+    // Existing rows got the default: the migration really ran against the seeded data.
+    assert_eq!(
+        stack.sql_value(&format!(
+            "SELECT count(*) FROM users WHERE {column} <> 'none'"
+        ))?,
+        "0"
+    );
+    let log_uri = end
+        .output
+        .as_ref()
+        .and_then(|o| o["logUri"].as_str())
+        .context("logUri")?;
+    let log = String::from_utf8(stack.object(log_uri).await?)?;
+    assert!(
+        log.contains(&format!("== {v} {}: migrated", camel(&name))),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("   up     {v}")),
+        "post_build's db:migrate:status shows it up: {log}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failing_migration_leaves_schema_and_schema_migrations_as_they_were() -> Result<()> {
+    let stack = Stack::from_env().await?;
+    stack.clear_faults().await?;
+    let sfx = suffix();
+    let column = format!("phone_{sfx}");
+    let name = format!("require_{column}_on_users");
+    let class = camel(&name);
+    let v = version();
+    // Adds a column, then makes it NOT NULL while every seeded user has NULL there: PostgreSQL
+    // refuses (PG::NotNullViolation) and rolls back the whole migration, the column included.
+    let migration = format!(
+        "class {class} < ActiveRecord::Migration[6.1]\n  def change\n    add_column :users, :{column}, :string\n    change_column_null :users, :{column}, false\n  end\nend\n"
+    );
+    // On a branch: a migration that fails on main would fail every later migration of main.
+    let branch = format!("failing-{sfx}");
+    let commit = stack.commit_to_app(
+        &branch,
+        &[(&format!("db/migrate/{v}_{name}.rb"), &migration)],
+        "a migration PostgreSQL refuses",
+    )?;
+    let columns_before = columns(&stack, "users")?;
+    let versions_before = versions(&stack)?;
+    let tables_before = stack.sql(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+    )?;
+
+    let end = migrate(&stack, &commit, "app-migfail").await?;
+    assert_eq!(end.status, "FAILED", "{end:?}");
+    assert_eq!(end.error.as_deref(), Some("MigrationFailed"));
+    assert_eq!(
+        columns(&stack, "users")?,
+        columns_before,
+        "the added column was rolled back"
+    );
+    assert_eq!(
+        versions(&stack)?,
+        versions_before,
+        "schema_migrations is unchanged"
+    );
+    assert!(!versions(&stack)?.contains(&v));
+    assert_eq!(
+        stack.sql(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1"
+        )?,
+        tables_before
+    );
+    let cause = end.cause.unwrap_or_default();
+    assert!(cause.contains("in phase BUILD"), "{cause}");
+    assert!(
+        cause.contains("PG::NotNullViolation") && cause.contains(&format!("column \"{column}\"")),
+        "the cause names the PostgreSQL error: {cause}"
+    );
+    assert!(
+        cause.contains(&format!("== {v} {class}: migrating")),
+        "the cause names the failing migration's version and class: {cause}"
+    );
+    assert!(
+        cause.contains(&format!("  down    {v}")),
+        "post_build's db:migrate:status shows it still down: {cause}"
+    );
+    // The archived log has it all too (the cause carries only the log's last lines: a migration
+    // with a long backtrace can push its `== VERSION Class: migrating` line out of them).
+    let runs = stack.table("RunsTable")?;
+    let arn_item = stack
+        .db
+        .scan()
+        .table_name(&runs)
+        .send()
+        .await?
+        .items()
+        .iter()
+        .map(batchless_core::dynamo::item_to_value)
+        .find(|i| i["commit"] == commit.as_str())
+        .context("the run record of the failed migration")?;
+    let log = String::from_utf8(
+        stack
+            .object(arn_item["logUri"].as_str().context("logUri")?)
+            .await?,
+    )?;
+    assert!(log.contains(&format!("== {v} {class}: migrating")), "{log}");
+    assert!(log.contains("PG::NotNullViolation"), "{log}");
+    Ok(())
+}
+
+// ----------------------------------------------------------------------------- data patches
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A user with `open` open and `paid` paid orders (100, 200, ... cents); its id.
+fn user_with_orders(stack: &Stack, email: &str, open: usize, paid: usize) -> Result<String> {
+    let id = stack.sql_value(&format!(
+        "INSERT INTO users (email, name, created_at, updated_at) VALUES ('{email}', 'Test', now(), now()) RETURNING id"
+    ))?;
+    for i in 0..open + paid {
+        let status = if i < open { "open" } else { "paid" };
+        stack.sql(&format!(
+            "INSERT INTO orders (user_id, amount_cents, status, created_at, updated_at) VALUES ({id}, {}, '{status}', now(), now())",
+            100 * (i + 1)
+        ))?;
+    }
+    Ok(id)
+}
+
+#[tokio::test]
+async fn a_data_patch_changes_exactly_its_rows_and_the_job_it_enqueued_runs() -> Result<()> {
+    let stack = Stack::from_env().await?;
+    stack.clear_faults().await?;
+    let sm = stack.state_machine("DataPatchStateMachine")?;
+    let table = stack.table("PatchesTable")?;
+    let sfx = suffix();
+    let target = format!("target-{sfx}@example.com");
+    let target_id = user_with_orders(&stack, &target, 3, 1)?;
+    let other_id = user_with_orders(&stack, &format!("other-{sfx}@example.com"), 2, 0)?;
+    let others_before = stack.sql(&format!(
+        "SELECT id, status, updated_at FROM orders WHERE user_id <> {target_id} ORDER BY id"
+    ))?;
+
+    let name = unique_name("app-patch");
+    let input = json!({
+        "ticket": "OPS-17",
+        "ref": "main",
+        "commit": stack.app_head()?,
+        "kind": "rake",
+        "task": "data:cancel_open_orders",
+        "args": [target],
+        "reason": "the customer cancelled everything open",
+        "requestedBy": BOB,
+    });
+    let arn = stack.start(&sm, &name, &input).await?;
+    eventually("the approval request", TIMEOUT, || async {
+        let r = stack.get_item(&table, "patchId", &name).await?;
+        Ok(r.filter(|r| r.get("approvalMessage").is_some() && r.get("taskToken").is_some()))
+    })
+    .await?;
+    // Nothing ran before the approval.
+    assert_eq!(
+        stack.sql_value(&format!(
+            "SELECT count(*) FROM orders WHERE user_id = {target_id} AND status = 'cancelled'"
+        ))?,
+        "0"
+    );
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": ALICE_SLACK},
+        "actions": [{"action_id": "patch_approve", "value": name, "type": "button"}],
+        "container": {"type": "message"},
+        "action_ts": unique_name("a"),
+    });
+    let (status, body) = stack
+        .slack_send(&json!({
+            "url": stack.info["function_urls"]["ApprovalFunction"],
+            "body": format!("payload={}", urlencode(&payload.to_string())),
+            "content_type": "application/x-www-form-urlencoded",
+        }))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let end = stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
+
+    // Exactly the target's 3 open orders changed; its paid order and everyone else's did not.
+    assert_eq!(
+        stack.sql(&format!(
+            "SELECT status, count(*) FROM orders WHERE user_id = {target_id} GROUP BY status ORDER BY status"
+        ))?,
+        vec!["cancelled|3".to_string(), "paid|1".to_string()]
+    );
+    assert_eq!(
+        stack.sql(&format!(
+            "SELECT id, status, updated_at FROM orders WHERE user_id <> {target_id} ORDER BY id"
+        ))?,
+        others_before,
+        "no other order changed"
+    );
+    // The Sidekiq job the task enqueued ran on the stack's worker: the target's total is its
+    // paid order only (400 cents), the other user's total was not touched.
+    let started = Instant::now();
+    let total = eventually("RecomputeUserTotalsJob's effect", Duration::from_secs(60), || async {
+        let row = stack.sql_value(&format!(
+            "SELECT orders_total_cents, totals_recomputed_at IS NOT NULL FROM users WHERE id = {target_id}"
+        ))?;
+        Ok((row.ends_with("|t")).then_some(row))
+    })
+    .await?;
+    assert_eq!(total, "400|t");
+    assert_eq!(
+        stack.sql_value(&format!(
+            "SELECT orders_total_cents, totals_recomputed_at IS NULL FROM users WHERE id = {other_id}"
+        ))?,
+        "0|t"
+    );
+    assert_eq!(
+        stack.sql_value(&format!(
+            "SELECT count(*) FROM task_runs WHERE name = 'RecomputeUserTotalsJob' AND arguments = '{target_id}' AND source = 'data:cancel_open_orders'"
+        ))?,
+        "1"
+    );
+    assert_eq!(
+        stack.sql_value(&format!(
+            "SELECT source FROM task_runs WHERE name = 'data:cancel_open_orders' AND arguments = '{target}'"
+        ))?,
+        name,
+        "the task recorded the patch it ran for (BATCHLESS_PATCH_ID)"
+    );
+    // Nothing is left in the queue, and nothing went to Sidekiq's retry or dead sets.
+    assert_eq!(stack.redis(&["llen", "queue:default"])?, "0");
+    assert_eq!(stack.redis(&["zcard", "retry"])?, "0");
+    assert_eq!(stack.redis(&["zcard", "dead"])?, "0");
+    eprintln!(
+        "the job's effect was visible {:?} after the patch ended",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+// ----------------------------------------------------------------------------- scheduled jobs
+
+#[tokio::test]
+async fn a_scheduled_runner_writes_its_row_once_for_fifty_concurrent_deliveries() -> Result<()> {
+    let stack = Stack::from_env().await?;
+    stack.clear_faults().await?;
+    let job = "nightly-billing-report";
+    // A minute in the catch-up window (30 min) that no earlier run claimed.
+    let occurrences = stack.table("OccurrencesTable")?;
+    let mut at = None;
+    for minutes_ago in 1..=25 {
+        let t = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
+        let t = batchless_core::time::rfc3339(batchless_core::time::truncate_to_minute(t));
+        if stack
+            .get_item(&occurrences, "occurrenceKey", &format!("{job}#{t}"))
+            .await?
+            .is_none()
+        {
+            at = Some(t);
+            break;
+        }
+    }
+    let at = at.context("no unclaimed minute of nightly-billing-report in the last 25")?;
+    let before: i64 = stack
+        .sql_value("SELECT count(*) FROM billing_reports")?
+        .parse()?;
+    let resp: Value = stack
+        .http
+        .post(format!("{}/_replica/scheduler/fire", stack.endpoint()))
+        .json(&json!({"schedule": format!("batchless-{}-job-{job}", stack.environment()), "at": at, "deliveries": 50}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let arns: Vec<String> = resp["deliveries"]
+        .as_array()
+        .context("no deliveries")?
+        .iter()
+        .filter_map(|d| d["execution_arn"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(arns.len(), 50, "{resp}");
+    let mut ran = 0;
+    for arn in &arns {
+        let end = stack.wait_end(arn, Duration::from_secs(300)).await?;
+        assert_eq!(end.status, "SUCCEEDED", "{arn}: {end:?}");
+        if end
+            .output
+            .as_ref()
+            .is_some_and(|o| o["outcome"] != "duplicate")
+        {
+            ran += 1;
+        }
+    }
+    assert_eq!(ran, 1, "one execution ran the occurrence");
+    let after: i64 = stack
+        .sql_value("SELECT count(*) FROM billing_reports")?
+        .parse()?;
+    assert_eq!(after, before + 1, "the runner wrote its row exactly once");
+    // The row is the real report of the seeded data: the paid orders' count and total.
+    let paid = stack.sql_value(
+        "SELECT count(*) || '|' || sum(amount_cents) FROM orders WHERE status = 'paid'",
+    )?;
+    assert_eq!(
+        stack.sql_value("SELECT orders_count || '|' || total_cents FROM billing_reports ORDER BY id DESC LIMIT 1")?,
+        paid
+    );
+    Ok(())
+}
+
+// ----------------------------------------------------------------------------- the bastion console
+
+#[tokio::test]
+async fn a_real_rails_console_is_watched_and_its_enqueued_job_is_processed() -> Result<()> {
+    let stack = Stack::from_env().await?;
+    stack.clear_faults().await?;
+    let cluster = stack.physical_id("BastionCluster")?;
+    let bastion_table = stack.table("BastionTable")?;
+    let sfx = suffix();
+
+    // The bastion task (its definition's `sleep infinity`), as the bastion service runs it.
+    let resp: Value = stack
+        .http
+        .post(stack.endpoint())
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.RunTask")
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261201/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=0")
+        .body(json!({"cluster": cluster, "taskDefinition": stack.physical_id("BastionTaskDefinition")?, "launchType": "FARGATE", "count": 1}).to_string())
+        .send()
+        .await?
+        .json()
+        .await?;
+    let task_arn = resp["tasks"][0]["taskArn"]
+        .as_str()
+        .context("RunTask")?
+        .to_string();
+    let task = task_arn.rsplit('/').next().unwrap_or_default().to_string();
+    eventually(
+        "the bastion task RUNNING",
+        Duration::from_secs(60),
+        || async {
+            Ok(stack.replica_get("tasks").await?["tasks"]
+                .as_array()
+                .and_then(|ts| {
+                    ts.iter()
+                        .find(|t| t["taskArn"] == task_arn.as_str())
+                        .cloned()
+                })
+                .filter(|t| t["lastStatus"] == "RUNNING"))
+        },
+    )
+    .await?;
+
+    // The ECS Exec login (CloudTrail's ExecuteCommand through EventBridge) opens the watch.
+    let sid = format!("ecs-execute-command-rails{sfx}");
+    let event = sample_event(
+        &sid,
+        ALICE,
+        &cluster,
+        &task,
+        &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    let entry = json!({"Source": event["source"], "DetailType": event["detail-type"], "Detail": event["detail"].to_string(), "Resources": [], "EventBusName": "default"});
+    let put = stack
+        .http
+        .post(stack.endpoint())
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", "AWSEvents.PutEvents")
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261201/us-east-1/events/aws4_request, SignedHeaders=host, Signature=0")
+        .body(json!({"Entries": [entry]}).to_string())
+        .send()
+        .await?;
+    assert!(put.status().is_success());
+    let session = eventually("the session waiting for approval", TIMEOUT, || async {
+        Ok(stack
+            .get_item_pk_sk(&bastion_table, &format!("session#{sid}"), "session")
+            .await?
+            .filter(|s| s.get("taskToken").is_some() && s.get("threadTs").is_some()))
+    })
+    .await?;
+    let thread_ts = session["threadTs"]
+        .as_str()
+        .context("threadTs")?
+        .to_string();
+
+    // A user of its own: the job enqueued from the console recomputes its total.
+    let email = format!("console-{sfx}@example.com");
+    let user_id = user_with_orders(&stack, &email, 2, 0)?;
+    let users_before = stack.sql_value("SELECT count(*) FROM users")?;
+    let source = format!("console-{sfx}");
+    let enqueue = format!("RecomputeUserTotalsJob.perform_async([{user_id}], \"{source}\")");
+    let typed = ["User.count", enqueue.as_str(), "User.delete_all", "exit"];
+    let started = Instant::now();
+    // Blocking is fine here: the watch runs in the replica, not in this test's runtime.
+    let (code, transcript) = stack.exec_typed(&task, &["bin/rails", "console"], &typed)?;
+    let text = strip_ansi(&transcript);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("Loading production environment"), "{text}");
+    assert!(
+        text.contains(&format!("=> {users_before}")),
+        "User.count answered from the DB: {text}"
+    );
+    // The DB refused: orders reference every user (a real PG error in a real console).
+    assert!(text.contains("PG::ForeignKeyViolation"), "{text}");
+    assert_eq!(stack.sql_value("SELECT count(*) FROM users")?, users_before);
+
+    // User.delete_all is posted to the session's thread within seconds; User.count is not.
+    let thread = |needle: &'static str| {
+        let stack = &stack;
+        let thread_ts = thread_ts.clone();
+        async move {
+            Ok::<_, anyhow::Error>(
+                stack
+                    .slack_messages(BASTION_CHANNEL)
+                    .await?
+                    .into_iter()
+                    .filter(|m| m["thread_ts"].as_str() == Some(thread_ts.as_str()))
+                    .find(|m| m["text"].as_str().is_some_and(|t| t.contains(needle))),
+            )
+        }
+    };
+    let post = eventually(
+        "User.delete_all in the session's thread",
+        Duration::from_secs(30),
+        || thread("User.delete_all"),
+    )
+    .await?;
+    let within = started.elapsed();
+    assert!(
+        post["text"].as_str().unwrap_or_default().contains("[hook]"),
+        "{post}"
+    );
+    assert!(
+        within < Duration::from_secs(30),
+        "posted {within:?} after the console started"
+    );
+    assert!(
+        thread("User.count").await?.is_none(),
+        "User.count is not flagged"
+    );
+    assert!(
+        thread("perform_async").await?.is_none(),
+        "enqueueing a job is not flagged"
+    );
+
+    // The job enqueued from the console was processed by the stack's worker.
+    eventually("the console's job processed", Duration::from_secs(60), || async {
+        let n = stack.sql_value(&format!(
+            "SELECT count(*) FROM task_runs WHERE name = 'RecomputeUserTotalsJob' AND source = '{source}'"
+        ))?;
+        Ok((n == "1").then_some(()))
+    })
+    .await?;
+    assert_eq!(
+        stack.sql_value(&format!(
+            "SELECT orders_total_cents FROM users WHERE id = {user_id}"
+        ))?,
+        "300"
+    );
+    eprintln!("User.delete_all reached the thread {within:?} after the console started");
+
+    let _ = stack
+        .sfn
+        .stop_execution()
+        .execution_arn(format!(
+            "{}:{}",
+            stack
+                .state_machine("BastionSessionStateMachine")?
+                .replace(":stateMachine:", ":execution:"),
+            batchless_core::bastion::login::execution_name(&sid)
+        ))
+        .send()
+        .await;
+    let _ = stack
+        .http
+        .post(stack.endpoint())
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.StopTask")
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261201/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=0")
+        .body(json!({"cluster": cluster, "task": task_arn}).to_string())
+        .send()
+        .await;
+    Ok(())
+}

@@ -81,7 +81,7 @@ demo: build setup-apt
 	APP="$(APP)" scripts/demo.sh
 
 up: build setup-apt
-	target/debug/batchless local up --name dev $(if $(APP),-- --app "$(abspath $(APP))",)
+	target/debug/batchless local up --name dev $(if $(APP),--app "$(abspath $(APP))",)
 down:
 	target/debug/batchless local down --name dev
 status:

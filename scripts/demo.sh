@@ -16,7 +16,7 @@ stop() { [ "${KEEP:-0}" = 1 ] || "$cli" local down --name "$name" >/dev/null 2>&
 trap stop EXIT
 "$cli" local down --name "$name" >/dev/null 2>&1 || true
 app_args=()
-[ -z "${APP:-}" ] || app_args=(-- --app "$(cd "$APP" && pwd)")
+[ -z "${APP:-}" ] || app_args=(--app "$(cd "$APP" && pwd)")
 "$cli" local up --name "$name" --time-scale "${BATCHLESS_TIME_SCALE:-60}" "${app_args[@]}"
 stack=".local/$name/stack.json"
 field() { "$PY" -c "import json,sys; d=json.load(open('$stack')); print(eval(sys.argv[1]))" "$1"; }

@@ -122,12 +122,12 @@ impl Stack {
         self.info["slack_url"].as_str().unwrap_or_default()
     }
 
-    /// The fake app's repository (CodeBuild sources check out from it).
+    /// The app's repository (CodeBuild sources check out from it).
     pub fn app_repo(&self) -> PathBuf {
         PathBuf::from(self.info["app_repo"]["path"].as_str().unwrap_or_default())
     }
 
-    /// The fake app's current `main` commit.
+    /// The app's current `main` commit.
     pub fn app_head(&self) -> Result<String> {
         git(&self.app_repo(), &["rev-parse", "main"])
     }

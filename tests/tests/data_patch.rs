@@ -2,7 +2,7 @@
 //! `statemachines/data-patch.asl.json`, approvals through signed Slack interactivity requests
 //! (the fake Slack signs them and posts to the real `approval` function URL) and through the
 //! `batchless` CLI acting as different IAM users of the replica, real CodeBuild runs of the
-//! fake app at pinned commits, the audit trail in DynamoDB + S3 anchors. Run one at a time
+//! sample app at pinned commits, the audit trail in DynamoDB + S3 anchors. Run one at a time
 //! (`--test-threads=1`): fault injection is per stack.
 
 use std::process::Command;
@@ -688,7 +688,7 @@ async fn a_failing_script_is_patch_failed_and_audited_and_metacharacters_are_inv
         .unwrap_or_default()
         .contains("shell metacharacters are refused"));
     assert!(p.stack.get_item(&p.table, "patchId", &id).await?.is_none());
-    // A script that exits non-zero (the fake app's runner honours `# fake-exit: 3`).
+    // A script that exits non-zero (the sample app's script/fail.rb exits 3).
     let mut input = request(&p.stack.app_head()?, json!({}));
     input.as_object_mut().context("obj")?.remove("task");
     input["kind"] = json!("runner");

@@ -114,7 +114,12 @@ async fn success_runs_the_commit_and_leaves_log_history_and_slack_post() -> Resu
         text.contains(&format!("batchless migration of {commit}")),
         "{text}"
     );
-    assert!(text.contains("CreateUsers: migrated"), "{text}");
+    // The real app: db:migrate ran, and afterwards `db:migrate:status` shows every migration up.
+    assert!(
+        text.contains("Running command bin/rails db:migrate") && text.contains("   up     "),
+        "{text}"
+    );
+    assert!(!text.contains("  down    "), "{text}");
     let sha = output["logSha256"].as_str().expect("logSha256");
     assert_eq!(
         sha256_hex(&log),

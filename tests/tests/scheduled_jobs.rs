@@ -1,7 +1,7 @@
 //! Scenario tests of the scheduled-job workflow on the local replica: real Scheduler deliveries
 //! (`/_replica/scheduler/fire` renders the template's target input), real executions of
 //! `statemachines/scheduled-job.asl.json`, the real functions, real (local) ECS tasks running
-//! the fake app's `bin/rake` / `bin/rails runner`. Each test asserts the path taken and the
+//! the sample app's `bin/rake` / `bin/rails runner`. Each test asserts the path taken and the
 //! effects (occurrences, runs and locks tables, ECS tasks, S3 logs, Slack posts). Run one at a
 //! time (`--test-threads=1`): fault injection is per stack. Every test uses its own occurrence
 //! (a distinct minute), so reruns on the same stack do not collide after a minute.

@@ -40,6 +40,9 @@ pub struct Args {
     /// Replica time scale (e.g. 0.1 makes Wait states and builds ten times faster).
     #[arg(long, value_name = "X")]
     pub time_scale: Option<f64>,
+    /// `up`: run your own Rails app (a git repository) instead of local/sample-app.
+    #[arg(long, value_name = "DIR")]
+    pub app: Option<PathBuf>,
     /// Further arguments passed to the launcher as they are.
     #[arg(last = true)]
     pub extra: Vec<String>,
@@ -80,6 +83,10 @@ pub fn launcher_args(
     }
     if let Some(x) = args.time_scale {
         out.extend(["--time-scale".to_string(), x.to_string()]);
+    }
+    if let (LocalVerb::Up, Some(dir)) = (args.verb, &args.app) {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        out.extend(["--app".to_string(), dir.display().to_string()]);
     }
     out.extend(args.extra.iter().cloned());
     out
@@ -125,6 +132,7 @@ mod tests {
             verb,
             name: None,
             time_scale,
+            app: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         }
     }
@@ -203,5 +211,18 @@ mod tests {
         std::fs::write(root.join(".venv/bin/python"), "").unwrap();
         assert_eq!(python(&root), (root.join(".venv/bin/python"), true));
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn up_passes_the_app_directory_as_an_absolute_path() {
+        let mut a = local(LocalVerb::Up, None, &[]);
+        a.app = Some(PathBuf::from("/srv/my-app"));
+        let out = launcher_args(Path::new("/r"), &a, None, None);
+        assert!(
+            out.ends_with(&["--app".to_string(), "/srv/my-app".to_string()]),
+            "{out:?}"
+        );
+        a.verb = LocalVerb::Down;
+        assert!(!launcher_args(Path::new("/r"), &a, None, None).contains(&"--app".to_string()));
     }
 }

@@ -219,12 +219,12 @@ mod tests {
 
     #[test]
     fn the_migration_shortcut_builds_a_validated_input() {
-        let v = migration_input(SHA, &[("RAILS_ENV".into(), "staging".into())]).unwrap();
+        let v = migration_input(SHA, &[("RAILS_LOG_LEVEL".into(), "debug".into())]).unwrap();
         assert_eq!(
             v,
             serde_json::json!({
                 "commit": SHA.to_ascii_lowercase(),
-                "environmentOverrides": {"RAILS_ENV": "staging"}
+                "environmentOverrides": {"RAILS_LOG_LEVEL": "debug"}
             })
         );
         assert!(migration_input("abc123", &[])
@@ -241,6 +241,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("twice"));
+    }
+
+    #[test]
+    fn the_migration_shortcut_refuses_a_denylisted_override() {
+        let err = migration_input(SHA, &[("RAILS_ENV".into(), "production".into())]).unwrap_err();
+        assert!(err.to_string().contains("RAILS_ENV is reserved"), "{err}");
     }
 
     #[test]

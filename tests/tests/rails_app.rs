@@ -192,7 +192,7 @@ async fn a_failing_migration_leaves_schema_and_schema_migrations_as_they_were() 
         .await?
         .items()
         .iter()
-        .map(batchless_core::dynamo::item_to_value)
+        .map(batchless_core::platform::dynamo::item_to_value)
         .find(|i| i["commit"] == commit.as_str())
         .context("the run record of the failed migration")?;
     let log = String::from_utf8(

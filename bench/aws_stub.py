@@ -219,6 +219,7 @@ class Stub:
     def __init__(self, port: int = 0, signing_secret: str = "bench-signing-secret") -> None:
         self.secret = {"bot_token": "xoxb-bench-stub", "signing_secret": signing_secret}
         self.calls: list[str] = []
+        self.times: list[tuple[float, float]] = []  # (arrival, answered) perf_counter per call
         self.unknown: list[str] = []
         self.service_ms = 0.0
         self._lock = threading.Lock()
@@ -228,7 +229,7 @@ class Stub:
 
     def reset(self) -> None:
         with self._lock:
-            self.calls, self.unknown, self.service_ms = [], [], 0.0
+            self.calls, self.times, self.unknown, self.service_ms = [], [], [], 0.0
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -237,6 +238,7 @@ class Stub:
     def _record(self, call: str, known: bool, t0: float) -> None:
         with self._lock:
             self.calls.append(call)
+            self.times.append((t0, time.perf_counter()))
             if not known:
                 self.unknown.append(call)
             self.service_ms += (time.perf_counter() - t0) * 1000.0
@@ -262,6 +264,7 @@ class Stub:
                     self.wfile.write(body)
 
             def _handle(self) -> None:
+                # arrival: the request line and headers were read just before this method ran
                 t0 = time.perf_counter()
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""

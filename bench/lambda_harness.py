@@ -41,6 +41,8 @@ class Result:
     body: str
     rss_by_mapping: dict[str, int] | None = None  # kB resident per mapping kind, see _rss_by_mapping
     cpu_ms: float | None = None  # user + system CPU time of the whole process (start to kill)
+    minor_faults: int | None = None  # page faults served without I/O (file pages in cache, zeroed anon)
+    t0: float | None = None  # time.perf_counter() just before the process was started
 
 
 class _Invocation:
@@ -181,7 +183,7 @@ def invoke(binary: str, function_name: str, env: dict[str, str], event: object,
     ms = lambda t: None if t is None else (t - t0) * 1000.0  # noqa: E731
     cpu = (usage.ru_utime + usage.ru_stime) * 1000.0 if usage else None
     return Result(ms(inv.t_next), ms(inv.t_done), peak_kb or usage.ru_maxrss, inv.outcome, inv.body, rss_map,
-                  cpu)
+                  cpu, usage.ru_minflt if usage else None, t0)
 
 
 def _rss_by_mapping(pid: int, binary: str) -> dict[str, int] | None:

@@ -128,10 +128,12 @@ def main() -> int:
                        log_path=os.path.join(log_dir, f"{b}.{mode}.log"), wrapper=wrapper)
             s = {"init_ms": r.init_ms, "handled_ms": r.handled_ms, "rss_kb": r.peak_rss_kb,
                  "outcome": r.outcome, "body": r.body[:300], "rss_by_mapping": r.rss_by_mapping,
-                 "cpu_ms": r.cpu_ms}
+                 "cpu_ms": r.cpu_ms, "minor_faults": r.minor_faults}
             if stub:
                 s |= {"calls": list(stub.calls), "unknown": list(stub.unknown),
-                      "stub_ms": round(stub.service_ms, 3)}
+                      "stub_ms": round(stub.service_ms, 3),
+                      # each call's arrival and answer, ms from process start (a timeline)
+                      "call_ms": [(round((a - r.t0) * 1000, 2), round((b - r.t0) * 1000, 2)) for a, b in stub.times]}
             samples[b].append(s)
             if r.init_ms is None or r.handled_ms is None:
                 problems.append(f"{b}: {r.outcome} (run {run + 1}; {r.body[:200]})")

@@ -188,11 +188,13 @@ def invoke(binary: str, function_name: str, env: dict[str, str], event: object,
 
 def _rss_by_mapping(pid: int, binary: str) -> dict[str, int] | None:
     """Where the resident memory is while the process waits for its second event, in kB, from
-    /proc/<pid>/smaps: the binary's own file pages (`binary text/rodata`, read-only), its
-    writable pages (`binary data/relro`: .data, .got, .data.rel.ro after relocation, anonymous
-    copies of file pages), `heap` ([heap] plus anonymous mappings: malloc arenas, thread stacks),
-    and `libs` (shared libraries, vdso...)."""
-    out = {"binary text/rodata": 0, "binary data/relro": 0, "heap+anon": 0, "libs": 0}
+    /proc/<pid>/smaps: the binary's clean file pages (`binary file pages`: code and read-only
+    data the kernel mapped from the page cache, fault-around included), its pages written at
+    load or run time (`binary relocated/written`: the anonymous copies in the binary's mappings,
+    i.e. .data.rel.ro / .got after the dynamic linker's relocations, .data, .bss), `heap+anon`
+    ([heap] plus anonymous mappings: malloc arenas, thread stacks), and `libs` (shared libraries,
+    vdso...)."""
+    out = {"binary file pages": 0, "binary relocated/written": 0, "heap+anon": 0, "libs": 0}
     real = os.path.realpath(binary)
     try:
         with open(f"/proc/{pid}/smaps") as fh:
@@ -204,13 +206,18 @@ def _rss_by_mapping(pid: int, binary: str) -> dict[str, int] | None:
                 if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
                     perms, path = head[1], (head[5] if len(head) > 5 else "")
                     if path and os.path.realpath(path) == real:
-                        kind = "binary data/relro" if "w" in perms else "binary text/rodata"
+                        kind = "binary"
                     elif path and path.startswith("/"):
                         kind = "libs"
                     elif path in ("", "[heap]") or path.startswith("[stack") or path.startswith("[anon"):
                         kind = "heap+anon"
                     else:
                         kind = "libs"
+                elif head[0] == "Rss:" and kind == "binary":
+                    out["binary file pages"] += int(head[1])
+                elif head[0] == "Anonymous:" and kind == "binary":
+                    out["binary file pages"] -= int(head[1])
+                    out["binary relocated/written"] += int(head[1])
                 elif head[0] == "Rss:" and kind:
                     out[kind] += int(head[1])
     except OSError:

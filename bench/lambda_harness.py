@@ -39,6 +39,10 @@ class Result:
     peak_rss_kb: int
     outcome: str  # "ok", the errorType of a function error, "init error: ...", or "timeout"
     body: str
+    rss_by_mapping: dict[str, int] | None = None  # kB resident per mapping kind, see _rss_by_mapping
+    cpu_ms: float | None = None  # user + system CPU time of the whole process (start to kill)
+    minor_faults: int | None = None  # page faults served without I/O (file pages in cache, zeroed anon)
+    t0: float | None = None  # time.perf_counter() just before the process was started
 
 
 class _Invocation:
@@ -123,8 +127,10 @@ def _server(inv: _Invocation) -> ThreadingHTTPServer:
 
 
 def invoke(binary: str, function_name: str, env: dict[str, str], event: object,
-           timeout: float = 120.0, log_path: str | None = None) -> Result:
-    """Start `binary` as Lambda would, hand it `event`, measure, stop it."""
+           timeout: float = 120.0, log_path: str | None = None, wrapper: list[str] | None = None) -> Result:
+    """Start `binary` as Lambda would, hand it `event`, measure, stop it. `wrapper` (e.g.
+    `["strace", "-f", "-c", "-o", FILE]`) is put before the binary to look into a start-up; its
+    timings then include the wrapper's own cost, and peak RSS is the wrapper's."""
     arn = f"arn:aws:lambda:{env.get('AWS_REGION', 'us-east-1')}:123456789012:function:{function_name}"
     inv = _Invocation(json.dumps(event).encode(), arn)
     httpd = _server(inv)
@@ -141,7 +147,7 @@ def invoke(binary: str, function_name: str, env: dict[str, str], event: object,
     log = open(log_path or os.devnull, "ab")
     try:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([binary], env=proc_env, stdin=subprocess.DEVNULL, stdout=log,
+        proc = subprocess.Popen([*(wrapper or []), binary], env=proc_env, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT)
         usage, peak_kb = None, None
         # wait for the answer, or for the process to die first (wait4 without blocking)
@@ -152,10 +158,22 @@ def invoke(binary: str, function_name: str, env: dict[str, str], event: object,
                 if inv.outcome == "timeout":
                     inv.outcome = "exited without answering"
                 break
+        rss_map = None
         if usage is None:
             peak_kb = _vm_hwm_kb(proc.pid)
-            os.kill(proc.pid, signal.SIGKILL)
-            _, _, usage = os.wait4(proc.pid, 0)
+            rss_map = _rss_by_mapping(proc.pid, binary)
+            if wrapper:
+                # let the wrapper (strace -c, perf stat) write its summary: SIGINT, then SIGKILL
+                os.kill(proc.pid, signal.SIGINT)
+                for _ in range(40):
+                    pid, _, ru = os.wait4(proc.pid, os.WNOHANG)
+                    if pid:
+                        usage = ru
+                        break
+                    time.sleep(0.05)
+            if usage is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                _, _, usage = os.wait4(proc.pid, 0)
         proc.returncode = -9  # reaped here; keeps Popen from waiting again
     finally:
         inv.stop.set()
@@ -163,7 +181,48 @@ def invoke(binary: str, function_name: str, env: dict[str, str], event: object,
         httpd.shutdown()
         httpd.server_close()
     ms = lambda t: None if t is None else (t - t0) * 1000.0  # noqa: E731
-    return Result(ms(inv.t_next), ms(inv.t_done), peak_kb or usage.ru_maxrss, inv.outcome, inv.body)
+    cpu = (usage.ru_utime + usage.ru_stime) * 1000.0 if usage else None
+    return Result(ms(inv.t_next), ms(inv.t_done), peak_kb or usage.ru_maxrss, inv.outcome, inv.body, rss_map,
+                  cpu, usage.ru_minflt if usage else None, t0)
+
+
+def _rss_by_mapping(pid: int, binary: str) -> dict[str, int] | None:
+    """Where the resident memory is while the process waits for its second event, in kB, from
+    /proc/<pid>/smaps: the binary's clean file pages (`binary file pages`: code and read-only
+    data the kernel mapped from the page cache, fault-around included), its pages written at
+    load or run time (`binary relocated/written`: the anonymous copies in the binary's mappings,
+    i.e. .data.rel.ro / .got after the dynamic linker's relocations, .data, .bss), `heap+anon`
+    ([heap] plus anonymous mappings: malloc arenas, thread stacks), and `libs` (shared libraries,
+    vdso...)."""
+    out = {"binary file pages": 0, "binary relocated/written": 0, "heap+anon": 0, "libs": 0}
+    real = os.path.realpath(binary)
+    try:
+        with open(f"/proc/{pid}/smaps") as fh:
+            kind = None
+            for line in fh:
+                head = line.split()
+                if not head:
+                    continue
+                if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                    perms, path = head[1], (head[5] if len(head) > 5 else "")
+                    if path and os.path.realpath(path) == real:
+                        kind = "binary"
+                    elif path and path.startswith("/"):
+                        kind = "libs"
+                    elif path in ("", "[heap]") or path.startswith("[stack") or path.startswith("[anon"):
+                        kind = "heap+anon"
+                    else:
+                        kind = "libs"
+                elif head[0] == "Rss:" and kind == "binary":
+                    out["binary file pages"] += int(head[1])
+                elif head[0] == "Anonymous:" and kind == "binary":
+                    out["binary file pages"] -= int(head[1])
+                    out["binary relocated/written"] += int(head[1])
+                elif head[0] == "Rss:" and kind:
+                    out[kind] += int(head[1])
+    except OSError:
+        return None
+    return out
 
 
 def _vm_hwm_kb(pid: int) -> int | None:

@@ -1,12 +1,12 @@
 //! How long batchless-core's redactor takes on first use (issue 21, start-up analysis): the
 //! functions build it lazily on their first `redact()`, inside their first event. This compiles
-//! the very same `crates/core/src/redact.rs` (by path, as bench/scanner does with scan.rs) and
+//! the very same `crates/core/src/platform/redact.rs` (by path, as bench/scanner does with scan.rs) and
 //! times `Redactor::new` and the first and second `redact` of a Slack-message-sized text.
 //!
 //!     cargo run --profile bench-dev -p empty-function --example redact-first-use
 
 #[allow(dead_code)]
-#[path = "../../../crates/core/src/redact.rs"]
+#[path = "../../../crates/core/src/platform/redact.rs"]
 mod redact;
 
 use std::time::Instant;
@@ -83,7 +83,7 @@ fn main() {
 
 /// The default rules' patterns, read from the source so that they cannot drift.
 fn redact_patterns() -> Vec<String> {
-    let src = include_str!("../../../crates/core/src/redact.rs");
+    let src = include_str!("../../../crates/core/src/platform/redact.rs");
     let body = &src[src.find("fn default_rules").expect("default_rules")..src.find("impl Redactor").expect("impl")];
     let mut out = Vec::new();
     let mut rest = body;

@@ -55,6 +55,12 @@ pub fn build_environment(run: &MigrationRun) -> BTreeMap<String, String> {
 }
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
+    // Boxed: three SDK calls' futures nest deeper than rustc's layout query limit once
+    // `lambda::run` wraps them.
+    Box::pin(start(deps, input)).await
+}
+
+async fn start(deps: &Deps, input: Input) -> Result<Output, Error> {
     let Input { run } = input;
     if let Some(existing) = runs::get(&deps.db, &deps.runs_table, &run.run_id).await? {
         if let Some(build_id) = existing.build_id {

@@ -2,14 +2,14 @@
 //! what the deploying engineer reads when it fails, and what Slack is told.
 
 pub mod pipeline;
+pub mod steps;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::platform::input::{self, InputError};
-use crate::platform::slack::Message;
+use crate::platform::slack::{Message, Posted};
 use crate::sfn::{execution_console_url, Execution, StepError};
 use crate::shared::build::BuildOutcome;
 use crate::shared::build::StartedBuild;
@@ -66,13 +66,13 @@ pub struct MigrationRun {
     pub lock_ttl_seconds: u64,
 }
 
-/// Validate a request strictly; nothing is started or written for a bad one.
+/// Validate a request strictly (its shape is already checked by serde); nothing is started or
+/// written for a bad one.
 pub fn validate(
-    input: Value,
+    req: MigrationRequest,
     execution: &Execution,
     environment: &str,
 ) -> Result<MigrationRun, InputError> {
-    let req: MigrationRequest = input::parse_strict(input)?;
     let commit = input::commit_sha("commit", &req.commit)?;
     if req.environment_overrides.len() > MAX_OVERRIDES {
         return Err(InputError::field(
@@ -133,13 +133,36 @@ pub fn validate(
     })
 }
 
+/// How a migration run ended, as recorded (the runs table's status strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MigrationStatus {
+    /// The build succeeded.
+    Succeeded,
+    /// The build ran and failed (the migration itself failed).
+    Failed,
+    /// The workflow could not complete (a step errored before the build ended).
+    Error,
+}
+
+impl MigrationStatus {
+    /// The runs table's status string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationStatus::Succeeded => runs::status::SUCCEEDED,
+            MigrationStatus::Failed => runs::status::FAILED,
+            MigrationStatus::Error => runs::status::ERROR,
+        }
+    }
+}
+
 /// What the workflow's execution outputs on success.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MigrationOutput {
     pub commit: String,
     pub build_id: Option<String>,
-    pub status: String,
+    pub status: MigrationStatus,
     pub duration_seconds: Option<i64>,
     pub log_uri: Option<String>,
     pub log_console_url: Option<String>,
@@ -149,7 +172,7 @@ pub struct MigrationOutput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Recorded {
-    pub status: String,
+    pub status: MigrationStatus,
     #[serde(default)]
     pub failure_cause: Option<String>,
     pub output: MigrationOutput,
@@ -173,7 +196,7 @@ pub struct MigrationState {
     #[serde(default)]
     pub record: Option<Recorded>,
     #[serde(default)]
-    pub notification: Option<Value>,
+    pub notification: Option<Posted>,
     #[serde(default)]
     pub notify_error: Option<StepError>,
 }
@@ -185,23 +208,23 @@ fn short(commit: &str) -> &str {
 /// Pure: how a finished state is recorded.
 pub fn record(state: &MigrationState) -> Recorded {
     let status = if state.error.is_some() {
-        runs::status::ERROR
+        MigrationStatus::Error
     } else if state.outcome.as_ref().is_some_and(|o| o.succeeded) {
-        runs::status::SUCCEEDED
+        MigrationStatus::Succeeded
     } else {
-        runs::status::FAILED
+        MigrationStatus::Failed
     };
     let failure_cause = match status {
-        runs::status::SUCCEEDED => None,
+        MigrationStatus::Succeeded => None,
         _ => Some(failure_cause(state)),
     };
     Recorded {
-        status: status.to_string(),
+        status,
         failure_cause,
         output: MigrationOutput {
             commit: state.run.commit.clone(),
             build_id: state.build.as_ref().map(|b| b.build_id.clone()),
-            status: status.to_string(),
+            status,
             duration_seconds: state.outcome.as_ref().and_then(|o| o.duration_seconds),
             log_uri: state.logs.as_ref().map(|l| l.uri.clone()),
             log_console_url: state.logs.as_ref().map(|l| l.console_url.clone()),
@@ -242,9 +265,8 @@ pub fn failure_cause(state: &MigrationState) -> String {
     crate::shared::cause::finish(&text)
 }
 
-/// The history record for a finished state.
-pub fn run_record(state: &MigrationState, recorded: &Recorded, ended_at: &str) -> RunRecord {
-    let run = &state.run;
+/// The fields every record of a run carries, from its start.
+fn base_record(run: &MigrationRun, status: &str) -> RunRecord {
     RunRecord {
         run_id: run.run_id.clone(),
         workflow: run.workflow.clone(),
@@ -252,14 +274,30 @@ pub fn run_record(state: &MigrationState, recorded: &Recorded, ended_at: &str) -
         execution_name: run.execution_name.clone(),
         started_at: run.started_at.clone(),
         started_by: run.started_by.clone(),
-        status: recorded.status.clone(),
+        status: status.to_string(),
         commit: Some(run.commit.clone()),
-        build_id: recorded.output.build_id.clone(),
         lock: Some(run.lock.clone()),
         pipeline: run
             .pipeline
             .as_ref()
             .map(|p| serde_json::to_value(p).expect("serializes")),
+        ..Default::default()
+    }
+}
+
+/// The history record of a run whose build has just started (`RUNNING`).
+pub fn running_record(run: &MigrationRun, build_id: &str) -> RunRecord {
+    RunRecord {
+        build_id: Some(build_id.to_string()),
+        ..base_record(run, runs::status::RUNNING)
+    }
+}
+
+/// The history record for a finished state.
+pub fn run_record(state: &MigrationState, recorded: &Recorded, ended_at: &str) -> RunRecord {
+    let run = &state.run;
+    RunRecord {
+        build_id: recorded.output.build_id.clone(),
         ended_at: Some(ended_at.to_string()),
         duration_seconds: crate::platform::time::parse("startedAt", &run.started_at)
             .ok()
@@ -274,6 +312,7 @@ pub fn run_record(state: &MigrationState, recorded: &Recorded, ended_at: &str) -
         log_sha256: state.logs.as_ref().map(|l| l.sha256.clone()),
         log_bytes: state.logs.as_ref().map(|l| l.bytes),
         slack_ts: None,
+        ..base_record(run, recorded.status.as_str())
     }
 }
 
@@ -301,13 +340,13 @@ pub fn slack_message(state: &MigrationState, channel: &str) -> Message {
         None => String::new(),
     };
     let head =
-        match recorded.status.as_str() {
-            runs::status::SUCCEEDED => format!(
+        match recorded.status {
+            MigrationStatus::Succeeded => format!(
             ":white_check_mark: Migration of `{}` succeeded{duration} on *{}* — started by {who}.",
             short(&run.commit),
             run.environment
         ),
-            runs::status::FAILED => {
+            MigrationStatus::Failed => {
                 format!(
             ":x: Migration of `{}` *failed*{duration} on *{}* in phase {} — started by {who}.",
             short(&run.commit),
@@ -315,7 +354,7 @@ pub fn slack_message(state: &MigrationState, channel: &str) -> Message {
             state.outcome.as_ref().and_then(|o| o.failed_phase.as_deref()).unwrap_or("(unknown)")
         )
             }
-            _ => {
+            MigrationStatus::Error => {
                 format!(
             ":warning: Migration of `{}` on *{}* could not complete: {} — started by {who}.",
             short(&run.commit),
@@ -324,8 +363,8 @@ pub fn slack_message(state: &MigrationState, channel: &str) -> Message {
         )
             }
         };
-    let tail = match (&recorded.status[..], &state.logs) {
-        (runs::status::SUCCEEDED, _) | (_, None) => String::new(),
+    let tail = match (recorded.status, &state.logs) {
+        (MigrationStatus::Succeeded, _) | (_, None) => String::new(),
         (_, Some(l)) => {
             let lines: Vec<&str> = l.tail.lines().collect();
             let last = &lines[lines.len().saturating_sub(15)..];
@@ -348,11 +387,20 @@ pub fn slack_message(state: &MigrationState, channel: &str) -> Message {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    /// What the validate step does: serde's strict parse, then the checks.
+    pub(crate) fn validate_json(
+        input: Value,
+        execution: &Execution,
+        environment: &str,
+    ) -> Result<MigrationRun, InputError> {
+        validate(input::parse_strict(input)?, execution, environment)
+    }
 
     fn exec() -> Execution {
         Execution {
@@ -365,7 +413,7 @@ mod tests {
 
     #[test]
     fn a_valid_request_becomes_a_run() {
-        let run = validate(
+        let run = validate_json(
             json!({"commit": SHA, "environmentOverrides": {"RAILS_LOG_LEVEL": "debug"}, "startedBy": "alice"}),
             &exec(),
             "staging",
@@ -378,9 +426,9 @@ mod tests {
             start_time: "2026-11-28T13:51:23.023726+00:00".into(),
             ..exec()
         };
-        let run = validate(json!({"commit": SHA}), &exec_micros, "staging").unwrap();
+        let run = validate_json(json!({"commit": SHA}), &exec_micros, "staging").unwrap();
         assert_eq!(run.started_at, "2026-11-28T13:51:23Z");
-        let from_pipeline = validate(
+        let from_pipeline = validate_json(
             json!({"commit": SHA, "pipeline": {"name": "app-deploy", "executionId": "abc-123"}}),
             &exec(),
             "staging",
@@ -417,14 +465,14 @@ mod tests {
             ),
         ];
         for (input, expected) in cases {
-            let err = validate(input.clone(), &exec(), "staging").unwrap_err();
+            let err = validate_json(input.clone(), &exec(), "staging").unwrap_err();
             assert!(err.message.contains(expected), "{input} -> {err}");
         }
     }
 
-    fn state(outcome: Option<BuildOutcome>, error: Option<StepError>) -> MigrationState {
+    pub(crate) fn state(outcome: Option<BuildOutcome>, error: Option<StepError>) -> MigrationState {
         MigrationState {
-            run: validate(json!({"commit": SHA, "startedBy": "alice"}), &exec(), "staging").unwrap(),
+            run: validate_json(json!({"commit": SHA, "startedBy": "alice"}), &exec(), "staging").unwrap(),
             build: Some(StartedBuild { build_id: "migrate:1".into() }),
             outcome,
             logs: Some(CollectedLogs {
@@ -444,7 +492,7 @@ mod tests {
         }
     }
 
-    fn outcome(succeeded: bool) -> BuildOutcome {
+    pub(crate) fn outcome(succeeded: bool) -> BuildOutcome {
         BuildOutcome {
             build_id: "migrate:1".into(),
             finished: true,
@@ -466,7 +514,7 @@ mod tests {
     fn failure_cause_names_the_phase_and_carries_the_tail() {
         let s = state(Some(outcome(false)), None);
         let r = record(&s);
-        assert_eq!(r.status, "FAILED");
+        assert_eq!(r.status, MigrationStatus::Failed);
         let cause = r.failure_cause.unwrap();
         assert!(cause.contains("in phase BUILD"), "{cause}");
         assert!(cause.contains("exit status 1"));
@@ -475,9 +523,25 @@ mod tests {
     }
 
     #[test]
+    fn statuses_keep_the_stored_strings() {
+        // The ASL's `Outcome?` compares `$.record.status` with "SUCCEEDED".
+        for (status, text) in [
+            (MigrationStatus::Succeeded, "SUCCEEDED"),
+            (MigrationStatus::Failed, "FAILED"),
+            (MigrationStatus::Error, "ERROR"),
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), json!(text));
+            assert_eq!(status.as_str(), text);
+        }
+        let r = serde_json::to_value(record(&state(Some(outcome(true)), None))).unwrap();
+        assert_eq!(r["status"], "SUCCEEDED");
+        assert_eq!(r["output"]["status"], "SUCCEEDED");
+    }
+
+    #[test]
     fn success_has_no_cause_and_an_output() {
         let r = record(&state(Some(outcome(true)), None));
-        assert_eq!(r.status, "SUCCEEDED");
+        assert_eq!(r.status, MigrationStatus::Succeeded);
         assert_eq!(r.failure_cause, None);
         assert_eq!(r.output.build_id.as_deref(), Some("migrate:1"));
         assert_eq!(r.output.duration_seconds, Some(42));
@@ -490,7 +554,7 @@ mod tests {
             cause: json!({"errorType": "AccountLimitExceeded", "errorMessage": "StartBuild: account limit exceeded: queue full"}).to_string(),
         };
         let r = record(&state(None, Some(err)));
-        assert_eq!(r.status, "ERROR");
+        assert_eq!(r.status, MigrationStatus::Error);
         assert!(r
             .failure_cause
             .unwrap()
@@ -542,5 +606,12 @@ mod tests {
         assert_eq!(rec.failed_phase.as_deref(), Some("BUILD"));
         assert_eq!(rec.commit.as_deref(), Some(SHA));
         assert_eq!(rec.log_sha256.as_deref(), Some("ab".repeat(32).as_str()));
+        assert_eq!(rec.status, "FAILED");
+        assert_eq!(rec.lock.as_deref(), Some("migration:staging"));
+        let running = running_record(&s.run, "migrate:1");
+        assert_eq!(running.status, "RUNNING");
+        assert_eq!(running.build_id.as_deref(), Some("migrate:1"));
+        assert_eq!(running.ended_at, None);
+        assert_eq!(running.started_by, rec.started_by);
     }
 }

@@ -1,55 +1,71 @@
-//! The CodePipeline **Lambda invoke action** bridge (`pipeline-bridge`): starts the migration
-//! state machine with a name derived from the job id, keeps the job in progress with a
-//! `continuationToken` while the execution runs, then reports success (with output variables)
-//! or failure (with the cause).
+//! The CodePipeline **Lambda invoke action** (`pipeline-bridge`, the step is
+//! [`super::steps::pipeline_bridge`]): the job event, the execution it starts (named after the
+//! job id), and the pure decision of what to report for an execution's status.
 //!
-//! The job event carries temporary `artifactCredentials`: they are never deserialized, so
-//! they cannot be logged by accident.
+//! The job event carries temporary `artifactCredentials`: [`JobEvent`] drops them as soon as
+//! the event is parsed and its `Debug` shows the job id only, so they cannot be logged by
+//! accident.
 
 use std::collections::BTreeMap;
 
-use aws_sdk_codepipeline::types::{ExecutionDetails, FailureDetails, FailureType};
-use serde::Deserialize;
+use aws_lambda_events::codepipeline_job::{CodePipelineJob, CodePipelineJobEvent};
+use aws_sdk_sfn::types::ExecutionStatus;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
-use crate::error::Error;
-use crate::platform::aws::AwsResultExt;
 use crate::platform::input::InputError;
 
 /// CodePipeline shows at most 5,000 characters of a failure message.
 pub const MAX_MESSAGE_CHARS: usize = 5000;
 
-/// Only the fields the bridge uses. Unknown fields (including `artifactCredentials`) are
-/// ignored here on purpose: this is AWS's event, not our input.
-#[derive(Debug, Deserialize)]
+/// A CodePipeline job event (`aws_lambda_events`' type), without its artifact credentials.
+/// Unknown fields are ignored on purpose: this is AWS's event, not our input.
 pub struct JobEvent {
-    #[serde(rename = "CodePipeline.job")]
-    pub job: Job,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Job {
+    /// The job id (required: a job without one cannot be reported).
     pub id: String,
-    pub data: JobData,
+    pub job: CodePipelineJob,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JobData {
-    pub action_configuration: ActionConfiguration,
-    #[serde(default)]
-    pub continuation_token: Option<String>,
+impl<'de> Deserialize<'de> for JobEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let CodePipelineJobEvent {
+            code_pipeline_job: mut job,
+            ..
+        } = CodePipelineJobEvent::deserialize(deserializer)?;
+        // Temporary credentials for the artifact bucket: nothing here uses them; never keep them.
+        job.data.artifact_credentials = Default::default();
+        let id = job
+            .id
+            .clone()
+            .ok_or_else(|| serde::de::Error::missing_field("CodePipeline.job.id"))?;
+        Ok(JobEvent { id, job })
+    }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ActionConfiguration {
-    pub configuration: Configuration,
+impl std::fmt::Debug for JobEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobEvent")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct Configuration {
-    #[serde(rename = "UserParameters", default)]
-    pub user_parameters: Option<String>,
+impl JobEvent {
+    /// The continuation token of a re-invocation (the execution ARN we returned).
+    pub fn continuation_token(&self) -> Option<&str> {
+        self.job.data.continuation_token.as_deref()
+    }
+
+    /// The action's `UserParameters`, `{}` when none are set.
+    pub fn user_parameters(&self) -> &str {
+        self.job
+            .data
+            .action_configuration
+            .configuration
+            .user_parameters
+            .as_deref()
+            .unwrap_or("{}")
+    }
 }
 
 /// What to tell CodePipeline.
@@ -94,14 +110,8 @@ pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
 }
 
 /// The workflow input: the action's `UserParameters` (a JSON object) plus the job id.
-pub fn workflow_input(job: &Job) -> Result<Value, InputError> {
-    let raw = job
-        .data
-        .action_configuration
-        .configuration
-        .user_parameters
-        .as_deref()
-        .unwrap_or("{}");
+pub fn workflow_input(job: &JobEvent) -> Result<Value, InputError> {
+    let raw = job.user_parameters();
     let mut params: Map<String, Value> = serde_json::from_str(raw)
         .map_err(|e| InputError::field("UserParameters", format!("must be a JSON object: {e}")))?;
     let pipeline = params
@@ -126,16 +136,16 @@ pub fn workflow_input(job: &Job) -> Result<Value, InputError> {
 /// Pure: the decision for an execution in `status`.
 pub fn decide(
     execution_arn: &str,
-    status: &str,
+    status: &ExecutionStatus,
     output: Option<&str>,
     error: Option<&str>,
     cause: Option<&str>,
 ) -> Decision {
     match status {
-        "RUNNING" | "PENDING_REDRIVE" => Decision::Continue {
+        ExecutionStatus::Running | ExecutionStatus::PendingRedrive => Decision::Continue {
             execution_arn: execution_arn.to_string(),
         },
-        "SUCCEEDED" => {
+        ExecutionStatus::Succeeded => {
             let output: Value = output
                 .and_then(|o| serde_json::from_str(o).ok())
                 .unwrap_or(Value::Null);
@@ -171,7 +181,11 @@ pub fn decide(
                         .map(str::to_string)
                 })
                 .unwrap_or_else(|| cause.to_string());
-            let text = format!("{} ({other}): {cause}", error.unwrap_or("ExecutionFailed"));
+            let text = format!(
+                "{} ({}): {cause}",
+                error.unwrap_or("ExecutionFailed"),
+                other.as_str()
+            );
             let text = crate::platform::redact::redact(&text).into_owned();
             Decision::Fail {
                 execution_arn: Some(execution_arn.to_string()),
@@ -181,135 +195,15 @@ pub fn decide(
     }
 }
 
-/// Start (or find) the job's execution and decide what to report.
-pub async fn step(
-    sfn: &aws_sdk_sfn::Client,
-    state_machine_arn: &str,
-    job: &Job,
-) -> Result<Decision, Error> {
-    let arn = match &job.data.continuation_token {
-        Some(token) => token.clone(),
-        None => {
-            let input = match workflow_input(job) {
-                Ok(v) => v,
-                Err(e) => {
-                    return Ok(Decision::Fail {
-                        execution_arn: None,
-                        message: e.to_string(),
-                    })
-                }
-            };
-            let name = execution_name(&job.id);
-            let res = sfn
-                .start_execution()
-                .state_machine_arn(state_machine_arn)
-                .name(&name)
-                .input(input.to_string())
-                .send()
-                .await
-                .aws("StartExecution");
-            match res {
-                Ok(out) => out.execution_arn().to_string(),
-                // The same job delivered twice: the execution already exists; follow it.
-                Err(e) if e.is_code("ExecutionAlreadyExists") => {
-                    execution_arn(state_machine_arn, &name)
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    };
-    let out = sfn
-        .describe_execution()
-        .execution_arn(&arn)
-        .send()
-        .await
-        .aws("DescribeExecution")?;
-    Ok(decide(
-        &arn,
-        out.status().as_str(),
-        out.output(),
-        out.error(),
-        out.cause(),
-    ))
-}
-
-/// Tell CodePipeline.
-pub async fn report(
-    codepipeline: &aws_sdk_codepipeline::Client,
-    job_id: &str,
-    decision: &Decision,
-) -> Result<(), Error> {
-    match decision {
-        Decision::Continue { execution_arn } => {
-            codepipeline
-                .put_job_success_result()
-                .job_id(job_id)
-                .continuation_token(execution_arn)
-                .execution_details(
-                    ExecutionDetails::builder()
-                        .summary("migration running")
-                        .external_execution_id(execution_arn)
-                        .build(),
-                )
-                .send()
-                .await
-                .aws("PutJobSuccessResult")?;
-        }
-        Decision::Succeed {
-            execution_arn,
-            summary,
-            output_variables,
-        } => {
-            codepipeline
-                .put_job_success_result()
-                .job_id(job_id)
-                .execution_details(
-                    ExecutionDetails::builder()
-                        .summary(summary.chars().take(2048).collect::<String>())
-                        .external_execution_id(execution_arn)
-                        .build(),
-                )
-                .set_output_variables(Some(output_variables.clone().into_iter().collect()))
-                .send()
-                .await
-                .aws("PutJobSuccessResult")?;
-        }
-        Decision::Fail {
-            execution_arn,
-            message,
-        } => {
-            codepipeline
-                .put_job_failure_result()
-                .job_id(job_id)
-                .failure_details(
-                    FailureDetails::builder()
-                        .r#type(FailureType::JobFailed)
-                        .message(message)
-                        .set_external_execution_id(execution_arn.clone())
-                        .build()
-                        .expect("type and message are set"),
-                )
-                .send()
-                .await
-                .aws("PutJobFailureResult")?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
-    use aws_sdk_sfn::operation::start_execution::StartExecutionError;
-    use aws_sdk_sfn::types::ExecutionStatus;
-    use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use serde_json::json;
 
-    const SM: &str =
+    pub(crate) const SM: &str =
         "arn:aws:states:us-east-1:123456789012:stateMachine:batchless-staging-migration";
 
-    fn event(token: Option<&str>) -> Value {
+    pub(crate) fn event(token: Option<&str>) -> Value {
         json!({"CodePipeline.job": {
             "id": "11111111-2222-3333-4444-555555555555",
             "accountId": "123456789012",
@@ -328,20 +222,37 @@ mod tests {
         let parsed: JobEvent = serde_json::from_value(event(None)).unwrap();
         let debug = format!("{parsed:?}");
         assert!(!debug.contains("SECRETEXAMPLE") && !debug.contains("TOKENEXAMPLE"));
+        // Dropped at parse time, not only hidden: the crate's own Debug would print them.
+        let inner = format!("{:?}", parsed.job);
+        assert!(
+            !inner.contains("SECRETEXAMPLE") && !inner.contains("AKIAEXAMPLE"),
+            "{inner}"
+        );
+        assert!(parsed.job.data.artifact_credentials.session_token.is_none());
+    }
+
+    #[test]
+    fn a_job_without_an_id_is_not_a_job() {
+        let mut ev = event(None);
+        ev["CodePipeline.job"].as_object_mut().unwrap().remove("id");
+        let err = serde_json::from_value::<JobEvent>(ev).unwrap_err();
+        assert!(err.to_string().contains("CodePipeline.job.id"), "{err}");
+        let err = serde_json::from_value::<JobEvent>(json!({"detail": {}})).unwrap_err();
+        assert!(err.to_string().contains("CodePipeline.job"), "{err}");
     }
 
     #[test]
     fn names_and_input() {
         let parsed: JobEvent = serde_json::from_value(event(None)).unwrap();
         assert_eq!(
-            execution_name(&parsed.job.id),
+            execution_name(&parsed.id),
             "codepipeline-11111111-2222-3333-4444-555555555555"
         );
         assert_eq!(
             execution_arn(SM, "n"),
             "arn:aws:states:us-east-1:123456789012:execution:batchless-staging-migration:n"
         );
-        let input = workflow_input(&parsed.job).unwrap();
+        let input = workflow_input(&parsed).unwrap();
         assert_eq!(
             input["pipeline"]["jobId"],
             "11111111-2222-3333-4444-555555555555"
@@ -352,12 +263,12 @@ mod tests {
     #[test]
     fn decisions() {
         assert!(matches!(
-            decide("a", "RUNNING", None, None, None),
+            decide("a", &ExecutionStatus::Running, None, None, None),
             Decision::Continue { .. }
         ));
         match decide(
             "a",
-            "SUCCEEDED",
+            &ExecutionStatus::Succeeded,
             Some(r#"{"buildId":"m:1","logUri":"s3://b/k","durationSeconds":4,"x":null}"#),
             None,
             None,
@@ -373,69 +284,19 @@ mod tests {
         }
         match decide(
             "a",
-            "FAILED",
+            &ExecutionStatus::Failed,
             None,
             Some("MigrationFailed"),
             Some("phase BUILD; DATABASE_URL=postgres://u:pw@h/d"),
         ) {
             Decision::Fail { message, .. } => {
-                assert!(message.starts_with("MigrationFailed (FAILED): phase BUILD"));
+                assert!(
+                    message.starts_with("MigrationFailed (FAILED): phase BUILD"),
+                    "{message}"
+                );
                 assert!(!message.contains(":pw@"));
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[tokio::test]
-    async fn a_second_delivery_follows_the_existing_execution() {
-        let start = mock!(aws_sdk_sfn::Client::start_execution).then_error(|| {
-            StartExecutionError::ExecutionAlreadyExists(
-                aws_sdk_sfn::types::error::ExecutionAlreadyExists::builder()
-                    .meta(crate::testing::meta("ExecutionAlreadyExists"))
-                    .build(),
-            )
-        });
-        let describe = mock!(aws_sdk_sfn::Client::describe_execution)
-            .match_requests(|r| {
-                r.execution_arn()
-                    .unwrap()
-                    .ends_with(":codepipeline-11111111-2222-3333-4444-555555555555")
-            })
-            .then_output(|| {
-                DescribeExecutionOutput::builder()
-                    .execution_arn("x")
-                    .state_machine_arn(SM)
-                    .status(ExecutionStatus::Running)
-                    .start_date(aws_smithy_types::DateTime::from_secs(0))
-                    .build()
-                    .unwrap()
-            });
-        let sfn = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&start, &describe]);
-        let parsed: JobEvent = serde_json::from_value(event(None)).unwrap();
-        let d = step(&sfn, SM, &parsed.job).await.unwrap();
-        assert!(matches!(d, Decision::Continue { .. }), "{d:?}");
-        assert_eq!(start.num_calls(), 1);
-    }
-
-    #[tokio::test]
-    async fn bad_user_parameters_fail_the_job_without_starting() {
-        let start = mock!(aws_sdk_sfn::Client::start_execution).then_error(|| {
-            StartExecutionError::ExecutionAlreadyExists(
-                aws_sdk_sfn::types::error::ExecutionAlreadyExists::builder()
-                    .meta(crate::testing::meta("ExecutionAlreadyExists"))
-                    .build(),
-            )
-        });
-        let sfn = mock_client!(aws_sdk_sfn, [&start]);
-        let mut ev = event(None);
-        ev["CodePipeline.job"]["data"]["actionConfiguration"]["configuration"]["UserParameters"] =
-            json!("not json");
-        let parsed: JobEvent = serde_json::from_value(ev).unwrap();
-        let d = step(&sfn, SM, &parsed.job).await.unwrap();
-        assert!(
-            matches!(d, Decision::Fail { ref message, .. } if message.contains("UserParameters")),
-            "{d:?}"
-        );
-        assert_eq!(start.num_calls(), 0);
     }
 }

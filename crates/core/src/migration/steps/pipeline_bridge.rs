@@ -1,0 +1,371 @@
+//! `pipeline-bridge`: the CodePipeline Lambda invoke action. Starts the migration workflow
+//! named after the job id (a redelivered job follows the execution that exists), keeps the job
+//! in progress with a `continuationToken` (the execution ARN) while it runs, then reports
+//! success with output variables or failure with the cause. The job event is never logged
+//! (it carries temporary artifact credentials, dropped at parse time): only the job id and
+//! the decision are.
+
+use aws_sdk_codepipeline::types::{ExecutionDetails, FailureDetails, FailureType};
+use aws_types::SdkConfig;
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::migration::pipeline::{decide, execution_arn, execution_name, workflow_input};
+use crate::migration::pipeline::{Decision, JobEvent};
+use crate::platform::aws::{self, AwsResultExt};
+use crate::platform::config;
+
+pub struct Deps {
+    pub sfn: aws_sdk_sfn::Client,
+    pub codepipeline: aws_sdk_codepipeline::Client,
+    pub state_machine_arn: String,
+}
+
+impl Deps {
+    pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+        Ok(Deps {
+            sfn: aws::sfn(sdk),
+            codepipeline: aws::codepipeline(sdk),
+            state_machine_arn: config::required("MIGRATION_STATE_MACHINE_ARN")?,
+        })
+    }
+}
+
+/// AWS's job event (see [`JobEvent`]: no credentials kept, `Debug` shows the id only).
+pub type Input = JobEvent;
+
+/// What was reported, for the invocation's result (CodePipeline ignores it; tests read it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reported {
+    Continue,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    pub job_id: String,
+    pub decision: Reported,
+    pub execution_arn: Option<String>,
+}
+
+pub async fn handle(deps: &Deps, job: Input) -> Result<Output, Error> {
+    let decision = match start_or_follow(&deps.sfn, &deps.state_machine_arn, &job).await {
+        Ok(d) => d,
+        // Transient: let Lambda's async retry try again; the job stays in progress.
+        Err(e) if e.is_retryable() => return Err(e),
+        Err(e) => Decision::Fail {
+            execution_arn: None,
+            message: e.to_string(),
+        },
+    };
+    report(&deps.codepipeline, &job.id, &decision).await?;
+    let (reported, arn) = match decision {
+        Decision::Continue { execution_arn } => (Reported::Continue, Some(execution_arn)),
+        Decision::Succeed { execution_arn, .. } => (Reported::Succeeded, Some(execution_arn)),
+        Decision::Fail { execution_arn, .. } => (Reported::Failed, execution_arn),
+    };
+    tracing::info!(job_id = %job.id, decision = ?reported, execution = ?arn, "reported to CodePipeline");
+    Ok(Output {
+        job_id: job.id,
+        decision: reported,
+        execution_arn: arn,
+    })
+}
+
+/// Start (or find) the job's execution and decide what to report.
+pub async fn start_or_follow(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    job: &JobEvent,
+) -> Result<Decision, Error> {
+    let arn = match job.continuation_token() {
+        Some(token) => token.to_string(),
+        None => {
+            let input = match workflow_input(job) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Ok(Decision::Fail {
+                        execution_arn: None,
+                        message: e.to_string(),
+                    })
+                }
+            };
+            let name = execution_name(&job.id);
+            let res = sfn
+                .start_execution()
+                .state_machine_arn(state_machine_arn)
+                .name(&name)
+                .input(input.to_string())
+                .send()
+                .await
+                .aws("StartExecution");
+            match res {
+                Ok(out) => out.execution_arn().to_string(),
+                // The same job delivered twice: the execution already exists; follow it.
+                Err(e) if e.is_code("ExecutionAlreadyExists") => {
+                    execution_arn(state_machine_arn, &name)
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    let out = sfn
+        .describe_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .aws("DescribeExecution")?;
+    Ok(decide(
+        &arn,
+        out.status(),
+        out.output(),
+        out.error(),
+        out.cause(),
+    ))
+}
+
+/// Tell CodePipeline.
+pub async fn report(
+    codepipeline: &aws_sdk_codepipeline::Client,
+    job_id: &str,
+    decision: &Decision,
+) -> Result<(), Error> {
+    match decision {
+        Decision::Continue { execution_arn } => {
+            codepipeline
+                .put_job_success_result()
+                .job_id(job_id)
+                .continuation_token(execution_arn)
+                .execution_details(
+                    ExecutionDetails::builder()
+                        .summary("migration running")
+                        .external_execution_id(execution_arn)
+                        .build(),
+                )
+                .send()
+                .await
+                .aws("PutJobSuccessResult")?;
+        }
+        Decision::Succeed {
+            execution_arn,
+            summary,
+            output_variables,
+        } => {
+            codepipeline
+                .put_job_success_result()
+                .job_id(job_id)
+                .execution_details(
+                    ExecutionDetails::builder()
+                        .summary(summary.chars().take(2048).collect::<String>())
+                        .external_execution_id(execution_arn)
+                        .build(),
+                )
+                .set_output_variables(Some(output_variables.clone().into_iter().collect()))
+                .send()
+                .await
+                .aws("PutJobSuccessResult")?;
+        }
+        Decision::Fail {
+            execution_arn,
+            message,
+        } => {
+            codepipeline
+                .put_job_failure_result()
+                .job_id(job_id)
+                .failure_details(
+                    FailureDetails::builder()
+                        .r#type(FailureType::JobFailed)
+                        .message(message)
+                        .set_external_execution_id(execution_arn.clone())
+                        .build()
+                        .expect("type and message are set"),
+                )
+                .send()
+                .await
+                .aws("PutJobFailureResult")?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::pipeline::tests::{event, SM};
+    use aws_sdk_codepipeline::operation::put_job_failure_result::PutJobFailureResultOutput;
+    use aws_sdk_codepipeline::operation::put_job_success_result::PutJobSuccessResultOutput;
+    use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
+    use aws_sdk_sfn::operation::start_execution::{StartExecutionError, StartExecutionOutput};
+    use aws_sdk_sfn::types::ExecutionStatus;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+    use serde_json::json;
+
+    const JOB: &str = "11111111-2222-3333-4444-555555555555";
+
+    fn describe(status: ExecutionStatus, output: Option<&'static str>) -> Rule {
+        mock!(aws_sdk_sfn::Client::describe_execution)
+            .match_requests(|r| {
+                r.execution_arn()
+                    .unwrap()
+                    .ends_with(":codepipeline-11111111-2222-3333-4444-555555555555")
+            })
+            .then_output(move || {
+                DescribeExecutionOutput::builder()
+                    .execution_arn("x")
+                    .state_machine_arn(SM)
+                    .status(status.clone())
+                    .set_output(output.map(str::to_string))
+                    .start_date(aws_smithy_types::DateTime::from_secs(0))
+                    .build()
+                    .unwrap()
+            })
+    }
+
+    fn already_exists() -> Rule {
+        mock!(aws_sdk_sfn::Client::start_execution).then_error(|| {
+            StartExecutionError::ExecutionAlreadyExists(
+                aws_sdk_sfn::types::error::ExecutionAlreadyExists::builder()
+                    .meta(crate::testing::meta("ExecutionAlreadyExists"))
+                    .build(),
+            )
+        })
+    }
+
+    fn success() -> Rule {
+        mock!(aws_sdk_codepipeline::Client::put_job_success_result)
+            .then_output(|| PutJobSuccessResultOutput::builder().build())
+    }
+
+    fn failure() -> Rule {
+        mock!(aws_sdk_codepipeline::Client::put_job_failure_result)
+            .match_requests(|r| r.job_id() == Some(JOB))
+            .then_output(|| PutJobFailureResultOutput::builder().build())
+    }
+
+    fn deps(sfn: &[&Rule], cp: &[&Rule]) -> Deps {
+        Deps {
+            sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, sfn),
+            codepipeline: mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, cp),
+            state_machine_arn: SM.into(),
+        }
+    }
+
+    fn job(ev: serde_json::Value) -> JobEvent {
+        crate::platform::input::parse_strict(ev).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_job_starts_its_execution_and_stays_in_progress() {
+        let start = mock!(aws_sdk_sfn::Client::start_execution)
+            .match_requests(|r| {
+                let input: serde_json::Value =
+                    serde_json::from_str(r.input().unwrap_or("null")).unwrap();
+                r.name() == Some("codepipeline-11111111-2222-3333-4444-555555555555")
+                    && r.state_machine_arn() == Some(SM)
+                    && input["pipeline"]["jobId"] == JOB
+                    && input["commit"] == "0123456789abcdef0123456789abcdef01234567"
+            })
+            .then_output(|| {
+                StartExecutionOutput::builder()
+                    .execution_arn(format!(
+                        "{}:codepipeline-{JOB}",
+                        SM.replace(":stateMachine:", ":execution:")
+                    ))
+                    .start_date(aws_smithy_types::DateTime::from_secs(0))
+                    .build()
+                    .unwrap()
+            });
+        let desc = describe(ExecutionStatus::Running, None);
+        let ok = mock!(aws_sdk_codepipeline::Client::put_job_success_result)
+            .match_requests(|r| {
+                r.job_id() == Some(JOB)
+                    && r.continuation_token().is_some_and(|t| {
+                        t.ends_with(":codepipeline-11111111-2222-3333-4444-555555555555")
+                    })
+            })
+            .then_output(|| PutJobSuccessResultOutput::builder().build());
+        let d = deps(&[&start, &desc], &[&ok]);
+        let out = handle(&d, job(event(None))).await.unwrap();
+        assert_eq!(out.decision, Reported::Continue);
+        assert_eq!((start.num_calls(), ok.num_calls()), (1, 1));
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(json["decision"], "continue");
+        assert_eq!(json["jobId"], JOB);
+    }
+
+    #[tokio::test]
+    async fn a_second_delivery_follows_the_existing_execution() {
+        let start = already_exists();
+        let desc = describe(ExecutionStatus::Running, None);
+        let ok = success();
+        let d = deps(&[&start, &desc], &[&ok]);
+        let out = handle(&d, job(event(None))).await.unwrap();
+        assert_eq!(out.decision, Reported::Continue, "{out:?}");
+        assert!(out
+            .execution_arn
+            .unwrap()
+            .ends_with(":execution:batchless-staging-migration:codepipeline-11111111-2222-3333-4444-555555555555"));
+        assert_eq!((start.num_calls(), desc.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_continuation_reports_the_end_with_output_variables() {
+        let start = already_exists();
+        let desc = describe(
+            ExecutionStatus::Succeeded,
+            Some(r#"{"buildId":"m:1","logUri":"s3://b/k"}"#),
+        );
+        let ok = mock!(aws_sdk_codepipeline::Client::put_job_success_result)
+            .match_requests(|r| {
+                r.continuation_token().is_none()
+                    && r.output_variables()
+                        .and_then(|v| v.get("buildId"))
+                        .map(String::as_str)
+                        == Some("m:1")
+            })
+            .then_output(|| PutJobSuccessResultOutput::builder().build());
+        let d = deps(&[&start, &desc], &[&ok]);
+        let token = format!(
+            "{}:codepipeline-{JOB}",
+            SM.replace(":stateMachine:", ":execution:")
+        );
+        let out = handle(&d, job(event(Some(&token)))).await.unwrap();
+        assert_eq!(out.decision, Reported::Succeeded);
+        assert_eq!((start.num_calls(), ok.num_calls()), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn bad_user_parameters_fail_the_job_without_starting() {
+        let start = already_exists();
+        let fail = failure();
+        let d = deps(&[&start], &[&fail]);
+        let mut ev = event(None);
+        ev["CodePipeline.job"]["data"]["actionConfiguration"]["configuration"]["UserParameters"] =
+            json!("not json");
+        let d2 = start_or_follow(&d.sfn, SM, &job(ev.clone())).await.unwrap();
+        assert!(
+            matches!(d2, Decision::Fail { ref message, .. } if message.contains("UserParameters")),
+            "{d2:?}"
+        );
+        let out = handle(&d, job(ev)).await.unwrap();
+        assert_eq!(out.decision, Reported::Failed);
+        assert_eq!(out.execution_arn, None);
+        assert_eq!((start.num_calls(), fail.num_calls()), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_throttled_start_is_retried_by_lambda_not_reported() {
+        let start = mock!(aws_sdk_sfn::Client::start_execution).then_error(|| {
+            StartExecutionError::generic(crate::testing::meta("ThrottlingException"))
+        });
+        let fail = failure();
+        let ok = success();
+        let d = deps(&[&start], &[&fail, &ok]);
+        let err = handle(&d, job(event(None))).await.unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!((fail.num_calls(), ok.num_calls()), (0, 0));
+    }
+}

@@ -1,0 +1,235 @@
+//! `start-migration-build` (the `StartBuild` state): CodeBuild `StartBuild` on the migration
+//! project at the run's commit, with the run's environment overrides, and the run recorded as
+//! `RUNNING` with its build. Idempotent: a retried step finds the build already recorded on the
+//! run, CodeBuild's idempotency token (derived from the run id) returns the same build within
+//! 5 minutes, and the record is written only once (a second writer reads the first's build).
+
+use std::collections::BTreeMap;
+
+use aws_types::SdkConfig;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+use crate::migration::{self, MigrationRun};
+use crate::platform::{aws, config};
+use crate::shared::build::{self, StartedBuild};
+use crate::shared::runs;
+
+pub struct Deps {
+    pub db: aws_sdk_dynamodb::Client,
+    pub codebuild: aws_sdk_codebuild::Client,
+    pub runs_table: String,
+    pub project: String,
+}
+
+impl Deps {
+    pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+        Ok(Deps {
+            db: aws::dynamodb(sdk),
+            codebuild: aws::codebuild(sdk),
+            runs_table: config::required("RUNS_TABLE")?,
+            project: config::required("MIGRATION_PROJECT")?,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    pub run: MigrationRun,
+}
+
+pub type Output = StartedBuild;
+
+/// CodeBuild's idempotency token for a run: the same for every retry of its step.
+pub fn idempotency_token(run_id: &str) -> String {
+    hex::encode(&Sha256::digest(run_id.as_bytes())[..16])
+}
+
+/// The build's environment: the run's overrides plus `BATCHLESS_RUN_ID`.
+pub fn build_environment(run: &MigrationRun) -> BTreeMap<String, String> {
+    let mut env = run.environment_overrides.clone();
+    env.insert("BATCHLESS_RUN_ID".into(), run.run_id.clone());
+    env
+}
+
+pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
+    // Boxed: three SDK calls' futures nest deeper than rustc's layout query limit once
+    // `lambda::run` wraps them.
+    Box::pin(start(deps, input)).await
+}
+
+async fn start(deps: &Deps, input: Input) -> Result<Output, Error> {
+    let Input { run } = input;
+    if let Some(existing) = runs::get(&deps.db, &deps.runs_table, &run.run_id).await? {
+        if let Some(build_id) = existing.build_id {
+            tracing::info!(%build_id, "build already started for this run");
+            return Ok(StartedBuild { build_id });
+        }
+    }
+    let started = build::start(
+        &deps.codebuild,
+        build::StartRequest {
+            project: &deps.project,
+            source_version: &run.commit,
+            environment: &build_environment(&run),
+            idempotency_token: &idempotency_token(&run.run_id),
+            artifacts: None,
+        },
+    )
+    .await?;
+    let record = migration::running_record(&run, &started);
+    let build_id = match runs::create(&deps.db, &deps.runs_table, &record).await? {
+        Some(existing) => existing.build_id.unwrap_or(started),
+        None => started,
+    };
+    tracing::info!(%build_id, commit = %run.commit, project = %deps.project, "migration build started");
+    Ok(StartedBuild { build_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::dynamo;
+    use crate::shared::runs::RunRecord;
+    use aws_sdk_codebuild::operation::start_build::StartBuildOutput;
+    use aws_sdk_codebuild::types::Build;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+    use serde_json::json;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+    const RUN: &str = "arn:aws:states:us-east-1:1:execution:batchless-staging-migration:e1";
+
+    fn run() -> MigrationRun {
+        let mut run = crate::migration::tests::validate_json(
+            json!({"commit": SHA, "environmentOverrides": {"RAILS_LOG_LEVEL": "debug"}}),
+            &crate::sfn::Execution {
+                id: RUN.into(),
+                name: "e1".into(),
+                start_time: "2026-11-28T13:00:00Z".into(),
+            },
+            "staging",
+        )
+        .unwrap();
+        run.started_by = "alice".into();
+        run
+    }
+
+    fn deps(db: &[&Rule], cb: &[&Rule]) -> Deps {
+        Deps {
+            db: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db),
+            codebuild: mock_client!(aws_sdk_codebuild, RuleMode::MatchAny, cb),
+            runs_table: "runs".into(),
+            project: "migrate".into(),
+        }
+    }
+
+    fn stored(build_id: Option<&str>) -> Rule {
+        let item = build_id.map(|b| dynamo::to_item(&migration::running_record(&run(), b)));
+        mock!(aws_sdk_dynamodb::Client::get_item)
+            .then_output(move || GetItemOutput::builder().set_item(item.clone()).build())
+    }
+
+    fn start(build_id: &'static str) -> Rule {
+        mock!(aws_sdk_codebuild::Client::start_build)
+            .match_requests(|r| {
+                let env: BTreeMap<_, _> = r
+                    .environment_variables_override()
+                    .iter()
+                    .map(|v| (v.name(), v.value()))
+                    .collect();
+                r.project_name() == Some("migrate")
+                    && r.source_version() == Some(SHA)
+                    && r.idempotency_token() == Some(idempotency_token(RUN).as_str())
+                    && env.get("BATCHLESS_RUN_ID") == Some(&RUN)
+                    && env.get("RAILS_LOG_LEVEL") == Some(&"debug")
+            })
+            .then_output(move || {
+                StartBuildOutput::builder()
+                    .set_build(Some(Build::builder().id(build_id).build()))
+                    .build()
+            })
+    }
+
+    #[tokio::test]
+    async fn starts_the_build_and_records_the_run_running() {
+        let get = stored(None);
+        let sb = start("migrate:new");
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                let rec: RunRecord = dynamo::from_item(r.item().unwrap()).unwrap();
+                r.condition_expression() == Some("attribute_not_exists(runId)")
+                    && rec.status == "RUNNING"
+                    && rec.build_id.as_deref() == Some("migrate:new")
+                    && rec.started_by == "alice"
+                    && rec.commit.as_deref() == Some(SHA)
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let d = deps(&[&get, &put], &[&sb]);
+        let out = handle(&d, Input { run: run() }).await.unwrap();
+        assert_eq!(out.build_id, "migrate:new");
+        assert_eq!((sb.num_calls(), put.num_calls()), (1, 1));
+        assert_eq!(
+            serde_json::to_value(&out).unwrap(),
+            json!({"buildId": "migrate:new"})
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retried_step_returns_the_recorded_build_without_starting_another() {
+        let get = stored(Some("migrate:first"));
+        let sb = start("migrate:second");
+        let d = deps(&[&get], &[&sb]);
+        let out = handle(&d, Input { run: run() }).await.unwrap();
+        assert_eq!(out.build_id, "migrate:first");
+        assert_eq!(sb.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_writer_wins_and_its_build_is_returned() {
+        // Nothing recorded at first; the conditional write loses; the winner's record is read.
+        let empty = mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|_| true)
+            .then_output(|| GetItemOutput::builder().build());
+        let winner = stored(Some("migrate:winner"));
+        let lost = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
+                    .build(),
+            )
+        });
+        let sb = start("migrate:mine");
+        let d = Deps {
+            db: mock_client!(
+                aws_sdk_dynamodb,
+                RuleMode::Sequential,
+                [&empty, &lost, &winner]
+            ),
+            ..deps(&[], &[&sb])
+        };
+        let out = handle(&d, Input { run: run() }).await.unwrap();
+        assert_eq!(out.build_id, "migrate:winner");
+        assert_eq!((lost.num_calls(), winner.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_full_build_queue_is_a_retryable_named_error() {
+        let get = stored(None);
+        let sb = mock!(aws_sdk_codebuild::Client::start_build).then_error(|| {
+            aws_sdk_codebuild::operation::start_build::StartBuildError::AccountLimitExceededException(
+                aws_sdk_codebuild::types::error::AccountLimitExceededException::builder()
+                    .meta(crate::testing::meta("AccountLimitExceededException"))
+                    .build(),
+            )
+        });
+        let d = deps(&[&get], &[&sb]);
+        let err = handle(&d, Input { run: run() }).await.unwrap_err();
+        assert_eq!(err.kind().name(), "AccountLimitExceeded");
+        assert!(err.is_retryable());
+    }
+}

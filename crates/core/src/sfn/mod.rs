@@ -4,4 +4,6 @@
 pub mod execution;
 pub mod waits;
 
-pub use execution::{execution_console_url, Execution, StepError};
+pub use execution::{
+    execution_console_url, Execution, ExecutionStatus, ExecutionStatusChange, Started, StepError,
+};

@@ -5,7 +5,6 @@
 pub mod audit;
 pub mod build;
 pub mod cause;
-pub mod cleanup;
 pub mod lock;
 pub mod logs;
 pub mod people;

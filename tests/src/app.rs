@@ -27,7 +27,9 @@ impl Stack {
             .consistent_read(true)
             .send()
             .await?;
-        Ok(out.item().map(batchless_core::platform::dynamo::item_to_value))
+        Ok(out
+            .item()
+            .map(batchless_core::platform::dynamo::item_to_value))
     }
 
     /// The app's `DATABASE_URL` (the one the app secret carries).

@@ -1051,12 +1051,14 @@ async fn a_stopped_patch_execution_is_ended_in_the_record_and_the_audit_trail() 
         Ok((p.record(&id).await?["status"] == "ABORTED").then_some(()))
     })
     .await?;
-    let finished = p
-        .audit_events(&id)
-        .await?
-        .into_iter()
-        .find(|(e, _)| e == "FINISHED")
-        .context("FINISHED")?;
+    // Cleanup ends the record, then appends FINISHED to the audit trail: wait for both.
+    let finished = eventually("FINISHED in the audit trail", TIMEOUT, || async {
+        Ok(p.audit_events(&id)
+            .await?
+            .into_iter()
+            .find(|(e, _)| e == "FINISHED"))
+    })
+    .await?;
     assert_eq!(finished.1["status"], "ABORTED");
     assert!(p.builds_of(&id).await?.is_empty());
     Ok(())

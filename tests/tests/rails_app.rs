@@ -356,7 +356,9 @@ async fn a_scheduled_runner_writes_its_row_once_for_fifty_concurrent_deliveries(
     let mut at = None;
     for minutes_ago in 1..=25 {
         let t = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
-        let t = batchless_core::platform::time::rfc3339(batchless_core::platform::time::truncate_to_minute(t));
+        let t = batchless_core::platform::time::rfc3339(
+            batchless_core::platform::time::truncate_to_minute(t),
+        );
         if stack
             .get_item(&occurrences, "occurrenceKey", &format!("{job}#{t}"))
             .await?

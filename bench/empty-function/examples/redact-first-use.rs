@@ -17,9 +17,14 @@ fn main() {
         let t = Instant::now();
         let n = redact_patterns()
             .iter()
-            .map(|p| regex::Regex::new(&p.replace("\\b", "(?-u:\\b)")).expect("ASCII word boundaries"))
+            .map(|p| {
+                regex::Regex::new(&p.replace("\\b", "(?-u:\\b)")).expect("ASCII word boundaries")
+            })
             .count();
-        println!("fresh process, {n} patterns with (?-u:\\b): build {:.2} ms", t.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "fresh process, {n} patterns with (?-u:\\b): build {:.2} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        );
         return;
     }
     // `lite-only`: the same 9 patterns with regex-lite (no DFAs or literal optimisations to build)
@@ -30,7 +35,9 @@ fn main() {
             .map(|p| regex_lite::Regex::new(p).expect("regex-lite accepts the pattern"))
             .collect();
         let built = t.elapsed();
-        let text = "Migration 20261201093000 succeeded on main@4f1c2e9; DATABASE_URL=postgres://u:p@h/db".repeat(8);
+        let text =
+            "Migration 20261201093000 succeeded on main@4f1c2e9; DATABASE_URL=postgres://u:p@h/db"
+                .repeat(8);
         let t = Instant::now();
         let hits = res.iter().filter(|re| re.is_match(&text)).count();
         println!(
@@ -84,10 +91,15 @@ fn main() {
 /// The default rules' patterns, read from the source so that they cannot drift.
 fn redact_patterns() -> Vec<String> {
     let src = include_str!("../../../crates/core/src/platform/redact.rs");
-    let body = &src[src.find("fn default_rules").expect("default_rules")..src.find("impl Redactor").expect("impl")];
+    let body = &src[src.find("fn default_rules").expect("default_rules")
+        ..src.find("impl Redactor").expect("impl")];
     let mut out = Vec::new();
     let mut rest = body;
-    while let Some(i) = [rest.find("r\""), rest.find("r#\"")].into_iter().flatten().min() {
+    while let Some(i) = [rest.find("r\""), rest.find("r#\"")]
+        .into_iter()
+        .flatten()
+        .min()
+    {
         let raw_hash = rest[i..].starts_with("r#");
         let start = i + if raw_hash { 3 } else { 2 };
         let end_pat = if raw_hash { "\"#" } else { "\"" };

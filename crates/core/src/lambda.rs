@@ -51,7 +51,9 @@ where
     O: Serialize,
 {
     let input: I = input::parse_strict(payload)?;
-    let output = handle(deps, input).await?;
+    // Boxed: a step's future nests several SDK calls' futures, and inlining it into the
+    // runtime's service type can exceed rustc's type-query depth.
+    let output = Box::pin(handle(deps, input)).await?;
     Ok(serde_json::to_value(output).expect("a step's output serializes to JSON"))
 }
 

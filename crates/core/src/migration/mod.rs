@@ -14,7 +14,7 @@ use crate::sfn::{execution_console_url, Execution, StepError};
 use crate::shared::build::BuildOutcome;
 use crate::shared::build::StartedBuild;
 use crate::shared::logs::CollectedLogs;
-use crate::shared::runs::{self, RunRecord};
+use crate::shared::runs::{self, RunRecord, RunStatus};
 
 pub const WORKFLOW: &str = "migration";
 /// Longer than the state machine's own timeout, so only an abandoned lock ever expires.
@@ -149,7 +149,7 @@ pub struct MigrationOutput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Recorded {
-    pub status: String,
+    pub status: RunStatus,
     #[serde(default)]
     pub failure_cause: Option<String>,
     pub output: MigrationOutput,
@@ -196,7 +196,7 @@ pub fn record(state: &MigrationState) -> Recorded {
         _ => Some(failure_cause(state)),
     };
     Recorded {
-        status: status.to_string(),
+        status,
         failure_cause,
         output: MigrationOutput {
             commit: state.run.commit.clone(),
@@ -252,7 +252,7 @@ pub fn run_record(state: &MigrationState, recorded: &Recorded, ended_at: &str) -
         execution_name: run.execution_name.clone(),
         started_at: run.started_at.clone(),
         started_by: run.started_by.clone(),
-        status: recorded.status.clone(),
+        status: recorded.status,
         commit: Some(run.commit.clone()),
         build_id: recorded.output.build_id.clone(),
         lock: Some(run.lock.clone()),
@@ -274,6 +274,7 @@ pub fn run_record(state: &MigrationState, recorded: &Recorded, ended_at: &str) -
         log_sha256: state.logs.as_ref().map(|l| l.sha256.clone()),
         log_bytes: state.logs.as_ref().map(|l| l.bytes),
         slack_ts: None,
+        ..Default::default()
     }
 }
 
@@ -301,7 +302,7 @@ pub fn slack_message(state: &MigrationState, channel: &str) -> Message {
         None => String::new(),
     };
     let head =
-        match recorded.status.as_str() {
+        match recorded.status {
             runs::status::SUCCEEDED => format!(
             ":white_check_mark: Migration of `{}` succeeded{duration} on *{}* — started by {who}.",
             short(&run.commit),
@@ -324,7 +325,7 @@ pub fn slack_message(state: &MigrationState, channel: &str) -> Message {
         )
             }
         };
-    let tail = match (&recorded.status[..], &state.logs) {
+    let tail = match (recorded.status, &state.logs) {
         (runs::status::SUCCEEDED, _) | (_, None) => String::new(),
         (_, Some(l)) => {
             let lines: Vec<&str> = l.tail.lines().collect();

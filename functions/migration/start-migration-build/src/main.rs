@@ -52,7 +52,7 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
         execution_name: run.execution_name.clone(),
         started_at: run.started_at.clone(),
         started_by: run.started_by.clone(),
-        status: runs::status::RUNNING.into(),
+        status: runs::status::RUNNING,
         commit: Some(run.commit.clone()),
         build_id: Some(build_id.clone()),
         lock: Some(run.lock.clone()),

@@ -13,10 +13,11 @@ use super::schedule::Schedule;
 /// The jobs file shipped with the functions and the CLI.
 pub const EMBEDDED: &str = include_str!("../../../../infra/jobs.yaml");
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Concurrency {
-    /// Skip (and record) an occurrence while a previous run of the job is live.
+    /// Skip (and record) an occurrence while a previous run of the job is live (the default).
+    #[default]
     Forbid,
     /// Run regardless.
     Allow,
@@ -308,7 +309,7 @@ impl JobsFile {
                 command,
                 task_size: raw.task_size.unwrap_or(TaskSize::Small),
                 timeout_seconds,
-                concurrency: raw.concurrency.unwrap_or(Concurrency::Forbid),
+                concurrency: raw.concurrency.unwrap_or_default(),
                 catch_up_seconds,
                 enabled: raw.enabled.unwrap_or(true),
                 notify_channel: notify.channel,

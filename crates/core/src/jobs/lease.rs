@@ -33,7 +33,7 @@ pub struct JobLease {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LeaseResult {
     pub acquired: bool,
-    pub policy: String,
+    pub policy: Concurrency,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,7 +79,7 @@ pub async fn acquire(
     req: Request<'_>,
 ) -> Result<LeaseResult, Error> {
     let mut result = LeaseResult {
-        policy: req.policy.as_str().to_string(),
+        policy: req.policy,
         ..Default::default()
     };
     if req.policy == Concurrency::Allow {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod lease;
 pub mod occurrence;
 pub mod schedule;
+pub mod steps;
 pub mod workflow;
 
 pub use config::{Concurrency, Job, JobsFile};

@@ -11,15 +11,44 @@
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::Error;
 use crate::platform::aws::{AwsResultExt, ConditionalExt};
-use crate::platform::dynamo::{self, s};
+use crate::platform::dynamo::{self, s, Record, Table};
 use crate::platform::time::{rfc3339, truncate_to_minute};
+use crate::shared::runs::RunStatus;
 
+/// The occurrences table, typed.
+pub type Occurrences = Table<Occurrence>;
+
+/// The index of a job's occurrences (`job`, `scheduledTime`).
+pub const BY_JOB_INDEX: &str = "byJob";
+
+/// How an occurrence was claimed: to run it, or (by the missed-run check) as missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum OccurrenceStatus {
+    #[default]
+    Claimed,
+    Missed,
+}
+
+impl OccurrenceStatus {
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OccurrenceStatus::Claimed => "CLAIMED",
+            OccurrenceStatus::Missed => "MISSED",
+        }
+    }
+}
+
+/// The statuses under their stored names (`occurrence::status::CLAIMED`).
 pub mod status {
-    pub const CLAIMED: &str = "CLAIMED";
-    pub const MISSED: &str = "MISSED";
+    use super::OccurrenceStatus;
+    pub const CLAIMED: OccurrenceStatus = OccurrenceStatus::Claimed;
+    pub const MISSED: OccurrenceStatus = OccurrenceStatus::Missed;
 }
 
 /// `job#2026-11-28T18:00:00Z`: the job and its scheduled time truncated to the minute.
@@ -42,13 +71,22 @@ pub struct Occurrence {
     pub environment: String,
     pub claimed_by: String,
     pub claimed_at: String,
-    /// `scheduler`, `legacy`, `manual`, `missed-run-check`.
+    /// `scheduler`, `legacy`, `manual`, `missed-run-check` (free text: the legacy crontab
+    /// and tools name themselves).
     pub source: String,
-    pub status: String,
+    pub status: OccurrenceStatus,
+    /// The status its run ended with (set by the owner's `RecordJobRun`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_status: Option<String>,
+    pub run_status: Option<RunStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub duplicate_claimers: Vec<String>,
+}
+
+impl Record for Occurrence {
+    const KEY: &'static str = "occurrenceKey";
+    fn key(&self) -> &str {
+        &self.occurrence_key
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,72 +97,99 @@ pub enum Claim {
     Duplicate(Box<Occurrence>),
 }
 
-/// One conditional PutItem: create the occurrence unless it exists (a retry by the same
-/// claimant wins again). On a lost claim, reads the owner for the record.
+impl Table<Occurrence> {
+    /// The claim: one conditional PutItem that creates the occurrence unless it exists, where
+    /// a retry by the same claimant wins again (`put_once` plus "or it is mine", which is why
+    /// it is its own write). On a lost claim, reads the owner for the record.
+    pub async fn claim(&self, occurrence: &Occurrence) -> Result<Claim, Error> {
+        let res = self
+            .client()
+            .put_item()
+            .table_name(self.name())
+            .set_item(Some(dynamo::to_item(occurrence)))
+            .condition_expression("attribute_not_exists(occurrenceKey) OR claimedBy = :me")
+            .expression_attribute_values(":me", s(&occurrence.claimed_by))
+            .send()
+            .await
+            .aws("PutItem")
+            .conditional()?;
+        if res.is_some() {
+            return Ok(Claim::Won);
+        }
+        let owner = self
+            .get(&occurrence.occurrence_key)
+            .await?
+            .ok_or_else(|| Error::Corrupt("occurrence vanished".into()))?;
+        Ok(Claim::Duplicate(Box::new(owner)))
+    }
+
+    /// Record a duplicate delivery on the occurrence (a string set: a retried record is not
+    /// counted twice).
+    pub async fn record_duplicate(
+        &self,
+        occurrence_key: &str,
+        claimant: &str,
+    ) -> Result<(), Error> {
+        self.client()
+            .update_item()
+            .table_name(self.name())
+            .key(Occurrence::KEY, s(occurrence_key))
+            .update_expression("ADD duplicateClaimers :c")
+            .expression_attribute_values(":c", AttributeValue::Ss(vec![claimant.to_string()]))
+            .return_values(ReturnValue::None)
+            .send()
+            .await
+            .aws("UpdateItem")?;
+        Ok(())
+    }
+
+    /// The run's final status on the occurrence, only by its owner (another claimant's
+    /// attempt changes nothing). Returns whether it was set.
+    pub async fn set_run_status(
+        &self,
+        occurrence_key: &str,
+        owner: &str,
+        run_status: RunStatus,
+    ) -> Result<bool, Error> {
+        let set = self
+            .set_fields(
+                occurrence_key,
+                &[("runStatus", Value::from(run_status.as_str()))],
+                Some("#claimedBy = :me"),
+                &[(":me", Value::from(owner))],
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// The newest occurrences of a job.
+    pub async fn of_job(&self, job: &str, limit: i32) -> Result<Vec<Occurrence>, Error> {
+        self.newest(BY_JOB_INDEX, "job", job, Some(limit)).await
+    }
+}
+
+// The same operations for callers that hold a client and the table's name (the CLI's
+// `batchless jobs claim` / `list`, the claim benchmark).
+
+/// See [`Table::<Occurrence>::claim`].
 pub async fn claim(
     db: &aws_sdk_dynamodb::Client,
     table: &str,
     occurrence: &Occurrence,
 ) -> Result<Claim, Error> {
-    let res = db
-        .put_item()
-        .table_name(table)
-        .set_item(Some(dynamo::to_item(occurrence)))
-        .condition_expression("attribute_not_exists(occurrenceKey) OR claimedBy = :me")
-        .expression_attribute_values(":me", s(&occurrence.claimed_by))
-        .send()
-        .await
-        .aws("PutItem")
-        .conditional()?;
-    if res.is_some() {
-        return Ok(Claim::Won);
-    }
-    let owner = get(db, table, &occurrence.occurrence_key)
-        .await?
-        .ok_or_else(|| Error::Corrupt("occurrence vanished".into()))?;
-    Ok(Claim::Duplicate(Box::new(owner)))
+    Occurrences::new(db.clone(), table).claim(occurrence).await
 }
 
-/// Record a duplicate delivery on the occurrence (a set: a retried record is not counted twice).
+/// See [`Table::<Occurrence>::record_duplicate`].
 pub async fn record_duplicate(
     db: &aws_sdk_dynamodb::Client,
     table: &str,
     occurrence_key: &str,
     claimant: &str,
 ) -> Result<(), Error> {
-    db.update_item()
-        .table_name(table)
-        .key("occurrenceKey", s(occurrence_key))
-        .update_expression("ADD duplicateClaimers :c")
-        .expression_attribute_values(":c", AttributeValue::Ss(vec![claimant.to_string()]))
-        .return_values(ReturnValue::None)
-        .send()
+    Occurrences::new(db.clone(), table)
+        .record_duplicate(occurrence_key, claimant)
         .await
-        .aws("UpdateItem")?;
-    Ok(())
-}
-
-/// The run's final status on the occurrence (only by its owner).
-pub async fn set_run_status(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    occurrence_key: &str,
-    owner: &str,
-    run_status: &str,
-) -> Result<(), Error> {
-    // Only the owner may set it: another claimant's attempt is a no-op.
-    db.update_item()
-        .table_name(table)
-        .key("occurrenceKey", s(occurrence_key))
-        .update_expression("SET runStatus = :s")
-        .condition_expression("claimedBy = :me")
-        .expression_attribute_values(":s", s(run_status))
-        .expression_attribute_values(":me", s(owner))
-        .send()
-        .await
-        .aws("UpdateItem")
-        .conditional()?;
-    Ok(())
 }
 
 pub async fn get(
@@ -132,21 +197,19 @@ pub async fn get(
     table: &str,
     occurrence_key: &str,
 ) -> Result<Option<Occurrence>, Error> {
-    dynamo::get(db, table, &[("occurrenceKey", occurrence_key)]).await
+    Occurrences::new(db.clone(), table)
+        .get(occurrence_key)
+        .await
 }
 
-/// The newest occurrences of a job (index `byJob`: job, scheduledTime).
+/// The newest occurrences of a job.
 pub async fn list(
     db: &aws_sdk_dynamodb::Client,
     table: &str,
     job: &str,
     limit: i32,
 ) -> Result<Vec<Occurrence>, Error> {
-    dynamo::query_newest(db, table, "byJob", "job", job, Some(limit))
-        .await?
-        .iter()
-        .map(dynamo::from_item)
-        .collect()
+    Occurrences::new(db.clone(), table).of_job(job, limit).await
 }
 
 #[cfg(test)]
@@ -154,10 +217,11 @@ mod tests {
     use super::*;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+    use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
     use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
-    fn occ(by: &str) -> Occurrence {
+    pub(crate) fn occ(by: &str) -> Occurrence {
         Occurrence {
             occurrence_key: "report#2026-11-28T18:00:00Z".into(),
             job: "report".into(),
@@ -166,10 +230,16 @@ mod tests {
             claimed_by: by.into(),
             claimed_at: "2026-11-28T18:00:02Z".into(),
             source: "scheduler".into(),
-            status: status::CLAIMED.into(),
+            status: OccurrenceStatus::Claimed,
             run_status: None,
             duplicate_claimers: vec![],
         }
+    }
+
+    fn ccf() -> ConditionalCheckFailedException {
+        ConditionalCheckFailedException::builder()
+            .meta(crate::testing::meta("ConditionalCheckFailedException"))
+            .build()
     }
 
     #[test]
@@ -179,12 +249,40 @@ mod tests {
         assert_ne!(manual_key("report", "e1"), key("report", t));
     }
 
+    #[test]
+    fn stored_attributes_keep_their_names_and_values() {
+        let item = dynamo::to_item(&Occurrence {
+            status: OccurrenceStatus::Missed,
+            run_status: Some(RunStatus::SkippedStale),
+            ..occ("missed-run-check")
+        });
+        assert_eq!(item.get("status"), Some(&s("MISSED")));
+        assert_eq!(OccurrenceStatus::Missed.as_str(), "MISSED");
+        assert_eq!(OccurrenceStatus::Claimed.as_str(), "CLAIMED");
+        assert_eq!(item.get("runStatus"), Some(&s("SKIPPED_STALE")));
+        assert_eq!(
+            item.get("occurrenceKey"),
+            Some(&s("report#2026-11-28T18:00:00Z"))
+        );
+        assert!(!item.contains_key("duplicateClaimers"));
+        // What `ADD duplicateClaimers` stores (a string set) reads back as a list.
+        let mut item = dynamo::to_item(&occ("a"));
+        item.insert(
+            "duplicateClaimers".into(),
+            AttributeValue::Ss(vec!["b".into(), "c".into()]),
+        );
+        let back: Occurrence = dynamo::from_item(&item).unwrap();
+        assert_eq!(back.duplicate_claimers, vec!["b", "c"]);
+    }
+
     #[tokio::test]
     async fn the_claim_is_one_conditional_put() {
         let put = mock!(aws_sdk_dynamodb::Client::put_item)
             .match_requests(|r| {
                 r.condition_expression()
                     == Some("attribute_not_exists(occurrenceKey) OR claimedBy = :me")
+                    && r.expression_attribute_values().and_then(|v| v.get(":me"))
+                        == Some(&s("exec-1"))
             })
             .then_output(|| PutItemOutput::builder().build());
         let db = mock_client!(aws_sdk_dynamodb, [&put]);
@@ -194,13 +292,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_claim_names_the_owner() {
-        let put = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                    .build(),
-            )
-        });
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .then_error(|| PutItemError::ConditionalCheckFailedException(ccf()));
         let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
             GetItemOutput::builder()
                 .set_item(Some(dynamo::to_item(&occ("legacy:batch1"))))
@@ -211,5 +304,41 @@ mod tests {
             Claim::Duplicate(o) => assert_eq!(o.claimed_by, "legacy:batch1"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn only_the_owner_sets_the_run_status() {
+        let update = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                r.condition_expression()
+                    .unwrap_or_default()
+                    .contains("#claimedBy = :me")
+                    && r.expression_attribute_names()
+                        .and_then(|n| n.get("#claimedBy"))
+                        == Some(&"claimedBy".to_string())
+                    && r.expression_attribute_values().and_then(|v| v.get(":me"))
+                        == Some(&s("exec-1"))
+                    && r.expression_attribute_values()
+                        .is_some_and(|v| v.values().any(|a| a == &s("FAILED")))
+            })
+            .sequence()
+            .output(|| {
+                UpdateItemOutput::builder()
+                    .set_attributes(Some(dynamo::to_item(&occ("exec-1"))))
+                    .build()
+            })
+            .error(|| UpdateItemError::ConditionalCheckFailedException(ccf()))
+            .build();
+        let db = mock_client!(aws_sdk_dynamodb, [&update]);
+        let t = Occurrences::new(db, "occ");
+        let k = "report#2026-11-28T18:00:00Z";
+        assert!(t
+            .set_run_status(k, "exec-1", RunStatus::Failed)
+            .await
+            .unwrap());
+        assert!(!t
+            .set_run_status(k, "exec-1", RunStatus::Failed)
+            .await
+            .unwrap());
     }
 }

@@ -7,12 +7,13 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::config::{Job, JobsFile};
+use super::config::{Concurrency, Job, JobsFile};
 use super::lease::LeaseResult;
 use super::occurrence;
 use crate::platform::input::{self, InputError};
 use crate::sfn::{Execution, StepError};
 use crate::shared::logs::CollectedLogs;
+use crate::shared::runs::{RunRecord, RunStatus};
 use crate::shared::task::TaskOutcome;
 
 pub const WORKFLOW: &str = "scheduled-job";
@@ -25,15 +26,32 @@ pub const STOP_WAIT_SECONDS: u64 = 60;
 const MAX_ARGUMENTS: usize = 20;
 const MAX_ARGUMENT_CHARS: usize = 256;
 
-pub mod status {
-    pub const RUNNING: &str = "RUNNING";
-    pub const SUCCEEDED: &str = "SUCCEEDED";
-    pub const FAILED: &str = "FAILED";
-    pub const TIMED_OUT: &str = "TIMED_OUT";
-    pub const REPLACED: &str = "REPLACED";
-    pub const ERROR: &str = "ERROR";
-    pub const SKIPPED_RUNNING: &str = "SKIPPED_RUNNING";
-    pub const SKIPPED_STALE: &str = "SKIPPED_STALE";
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// A Scheduler delivery of an occurrence.
+    Scheduled,
+    /// `batchless jobs run` or the console.
+    Manual,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Scheduled => "scheduled",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+/// Whether this execution owns its occurrence (`$.claim.outcome` in the ASL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClaimOutcome {
+    Claimed,
+    /// Another delivery (or the legacy crontab) owns it: the workflow ends `duplicate`.
+    Duplicate,
 }
 
 /// A manual run's parameters (`batchless jobs run`, or the console).
@@ -76,8 +94,7 @@ pub struct JobRun {
     pub environment: String,
     pub execution_name: String,
     pub job: String,
-    /// `scheduled` or `manual`.
-    pub trigger: String,
+    pub trigger: Trigger,
     #[serde(default)]
     pub occurrence: Option<String>,
     pub occurrence_key: String,
@@ -91,7 +108,7 @@ pub struct JobRun {
     pub cpu: u32,
     pub memory: u32,
     pub timeout_seconds: u64,
-    pub concurrency: String,
+    pub concurrency: Concurrency,
     pub lease: String,
     pub lease_ttl_seconds: u64,
     pub catch_up_seconds: u64,
@@ -105,8 +122,7 @@ pub struct JobRun {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ClaimResult {
-    /// `claimed` or `duplicate`.
-    pub outcome: String,
+    pub outcome: ClaimOutcome,
     pub occurrence_key: String,
     pub claimed_by: String,
     pub stale: bool,
@@ -155,7 +171,7 @@ pub fn validate(
                 input::identifier("deliveryId", d, 128)?;
             }
             (
-                "scheduled",
+                Trigger::Scheduled,
                 Some(crate::platform::time::rfc3339(t)),
                 occurrence::key(&job.name, t),
                 "scheduler".to_string(),
@@ -207,7 +223,7 @@ pub fn validate(
                 None => "unattributed".to_string(),
             };
             (
-                "manual",
+                Trigger::Manual,
                 None,
                 occurrence::manual_key(&job.name, &execution.name),
                 who,
@@ -238,7 +254,7 @@ pub fn validate(
         environment: environment.to_string(),
         execution_name: execution.name.clone(),
         job: job.name.clone(),
-        trigger: trigger.to_string(),
+        trigger,
         occurrence,
         occurrence_key: key,
         delivery_id: req.delivery_id,
@@ -249,7 +265,7 @@ pub fn validate(
         cpu,
         memory,
         timeout_seconds: timeout,
-        concurrency: job.concurrency.as_str().to_string(),
+        concurrency: job.concurrency,
         lease: super::lease::name(environment, &job.name),
         lease_ttl_seconds: timeout + LEASE_MARGIN_SECONDS,
         catch_up_seconds: job.catch_up_seconds,
@@ -315,7 +331,7 @@ pub struct JobState {
     #[serde(default)]
     pub error: Option<StepError>,
     #[serde(default)]
-    pub record: Option<Value>,
+    pub record: Option<Recorded>,
     #[serde(default)]
     pub notification: Option<Value>,
     #[serde(default)]
@@ -333,27 +349,45 @@ pub struct SlackPost {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Recorded {
-    pub status: String,
+    pub status: RunStatus,
     #[serde(default)]
     pub failure_cause: Option<String>,
     #[serde(default)]
     pub slack: Option<SlackPost>,
-    pub output: Value,
+    pub output: JobOutput,
+}
+
+/// What a succeeded or skipped execution ends with (`$.record.output`); every field is
+/// present, `null` when it does not apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct JobOutput {
+    pub job: String,
+    pub status: RunStatus,
+    pub trigger: Trigger,
+    pub occurrence: Option<String>,
+    pub occurrence_key: String,
+    pub task_arn: Option<String>,
+    pub exit_code: Option<i32>,
+    pub duration_seconds: Option<i64>,
+    pub log_uri: Option<String>,
+    pub log_sha256: Option<String>,
+    pub skipped_because: Option<String>,
 }
 
 /// Pure: the run's status.
-pub fn status_of(state: &JobState) -> &'static str {
+pub fn status_of(state: &JobState) -> RunStatus {
     if state.error.is_some() {
-        return status::ERROR;
+        return RunStatus::Error;
     }
     if state.claim.stale {
-        return status::SKIPPED_STALE;
+        return RunStatus::SkippedStale;
     }
     if state.lease.as_ref().is_some_and(|l| !l.acquired) {
-        return status::SKIPPED_RUNNING;
+        return RunStatus::SkippedRunning;
     }
     if state.task.as_ref().is_some_and(|t| t.timed_out) {
-        return status::TIMED_OUT;
+        return RunStatus::TimedOut;
     }
     match &state.outcome {
         Some(o)
@@ -361,10 +395,10 @@ pub fn status_of(state: &JobState) -> &'static str {
                 .as_deref()
                 .is_some_and(|r| r.starts_with("replaced by")) =>
         {
-            status::REPLACED
+            RunStatus::Replaced
         }
-        Some(o) if o.exit_code == Some(0) => status::SUCCEEDED,
-        _ => status::FAILED,
+        Some(o) if o.exit_code == Some(0) => RunStatus::Succeeded,
+        _ => RunStatus::Failed,
     }
 }
 
@@ -376,12 +410,12 @@ fn what(run: &JobRun) -> String {
 }
 
 /// What the console / CLI reads when the run did not succeed.
-pub fn failure_cause(state: &JobState, status: &str) -> String {
+pub fn failure_cause(state: &JobState, status: RunStatus) -> String {
     let run = &state.run;
     let mut text = String::new();
     let o = state.outcome.as_ref();
     match status {
-        status::ERROR => {
+        RunStatus::Error => {
             let e = state.error.as_ref().expect("ERROR has an error");
             text.push_str(&format!(
                 "{} could not complete: {}: {}\n",
@@ -390,7 +424,7 @@ pub fn failure_cause(state: &JobState, status: &str) -> String {
                 e.message()
             ));
         }
-        status::TIMED_OUT => text.push_str(&format!(
+        RunStatus::TimedOut => text.push_str(&format!(
             "{} timed out after {}s: task {} was stopped (exit code {}).\n",
             what(run),
             run.timeout_seconds,
@@ -403,7 +437,7 @@ pub fn failure_cause(state: &JobState, status: &str) -> String {
                 .map(|c| c.to_string())
                 .unwrap_or("none".into())
         )),
-        status::REPLACED => text.push_str(&format!(
+        RunStatus::Replaced => text.push_str(&format!(
             "{} was replaced by a newer run: {}.\n",
             what(run),
             o.and_then(|o| o.stopped_reason.clone()).unwrap_or_default()
@@ -434,42 +468,46 @@ pub fn record(
     let status = status_of(state);
     let run = &state.run;
     let failure_cause = match status {
-        status::SUCCEEDED | status::SKIPPED_RUNNING | status::SKIPPED_STALE => None,
+        RunStatus::Succeeded | RunStatus::SkippedRunning | RunStatus::SkippedStale => None,
         _ => Some(failure_cause(state, status)),
     };
     let o = state.outcome.as_ref();
-    let output = serde_json::json!({
-        "job": run.job,
-        "status": status,
-        "trigger": run.trigger,
-        "occurrence": run.occurrence,
-        "occurrenceKey": run.occurrence_key,
-        "taskArn": state.task.as_ref().map(|t| t.task_arn.clone()),
-        "exitCode": o.and_then(|o| o.exit_code),
-        "durationSeconds": o.and_then(|o| o.duration_seconds),
-        "logUri": state.logs.as_ref().map(|l| l.uri.clone()),
-        "logSha256": state.logs.as_ref().map(|l| l.sha256.clone()),
-        "skippedBecause": match status {
-            status::SKIPPED_RUNNING => Some(format!(
+    let output = JobOutput {
+        job: run.job.clone(),
+        status,
+        trigger: run.trigger,
+        occurrence: run.occurrence.clone(),
+        occurrence_key: run.occurrence_key.clone(),
+        task_arn: state.task.as_ref().map(|t| t.task_arn.clone()),
+        exit_code: o.and_then(|o| o.exit_code),
+        duration_seconds: o.and_then(|o| o.duration_seconds),
+        log_uri: state.logs.as_ref().map(|l| l.uri.clone()),
+        log_sha256: state.logs.as_ref().map(|l| l.sha256.clone()),
+        skipped_because: match status {
+            RunStatus::SkippedRunning => Some(format!(
                 "a previous run is live ({})",
-                state.lease.as_ref().and_then(|l| l.held_by.clone()).unwrap_or_default()
+                state
+                    .lease
+                    .as_ref()
+                    .and_then(|l| l.held_by.clone())
+                    .unwrap_or_default()
             )),
-            status::SKIPPED_STALE => Some(format!(
+            RunStatus::SkippedStale => Some(format!(
                 "delivered {}s after the occurrence; the catch-up window is {}s",
                 state.claim.late_by_seconds.unwrap_or_default(),
                 run.catch_up_seconds
             )),
             _ => None,
         },
-    });
+    };
     let slack = match status {
-        status::FAILED | status::TIMED_OUT | status::ERROR => {
+        RunStatus::Failed | RunStatus::TimedOut | RunStatus::Error => {
             Some(slack_message(state, status, jobs_channel, people))
         }
         _ => None,
     };
     Recorded {
-        status: status.to_string(),
+        status,
         failure_cause,
         slack,
         output,
@@ -478,17 +516,17 @@ pub fn record(
 
 fn slack_message(
     state: &JobState,
-    status: &str,
+    status: RunStatus,
     jobs_channel: &str,
     people: Option<&crate::shared::people::People>,
 ) -> SlackPost {
     let run = &state.run;
     let head = match status {
-        status::TIMED_OUT => format!(
+        RunStatus::TimedOut => format!(
             ":hourglass: Job `{}` *timed out* after {}s on *{}*",
             run.job, run.timeout_seconds, run.environment
         ),
-        status::ERROR => format!(
+        RunStatus::Error => format!(
             ":warning: Job `{}` on *{}* could not complete: {}",
             run.job,
             run.environment,
@@ -557,69 +595,33 @@ fn slack_message(
     }
 }
 
-/// The history record: one item per execution in the runs table (`workflow` = scheduled-job).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JobRunRecord {
-    pub run_id: String,
-    pub workflow: String,
-    pub environment: String,
-    pub execution_name: String,
-    pub started_at: String,
-    pub started_by: String,
-    pub status: String,
-    pub job: String,
-    pub trigger: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub occurrence: Option<String>,
-    pub occurrence_key: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lock: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_arn: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped_reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ended_at: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration_seconds: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_cause: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_uri: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_console_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_sha256: Option<String>,
-}
-
-pub fn running_record(run: &JobRun) -> JobRunRecord {
-    JobRunRecord {
+/// The run's record while it runs: one item per execution in the runs table
+/// (`workflow` = scheduled-job), created once by the claim's winner.
+pub fn running_record(run: &JobRun) -> RunRecord {
+    RunRecord {
         run_id: run.run_id.clone(),
         workflow: run.workflow.clone(),
         environment: run.environment.clone(),
         execution_name: run.execution_name.clone(),
         started_at: run.started_at.clone(),
         started_by: run.started_by.clone(),
-        status: status::RUNNING.to_string(),
-        job: run.job.clone(),
-        trigger: run.trigger.clone(),
+        status: RunStatus::Running,
+        job: Some(run.job.clone()),
+        trigger: Some(run.trigger.as_str().to_string()),
         occurrence: run.occurrence.clone(),
-        occurrence_key: run.occurrence_key.clone(),
-        lock: (run.concurrency != "allow").then(|| run.lease.clone()),
+        occurrence_key: Some(run.occurrence_key.clone()),
+        lock: (run.concurrency != Concurrency::Allow).then(|| run.lease.clone()),
         ..Default::default()
     }
 }
 
-pub fn final_record(state: &JobState, recorded: &Recorded, ended_at: &str) -> JobRunRecord {
+/// The job history record of a finished state (the whole item: a retried record writes the
+/// same one).
+pub fn final_record(state: &JobState, recorded: &Recorded, ended_at: &str) -> RunRecord {
     let run = &state.run;
     let o = state.outcome.as_ref();
-    JobRunRecord {
-        status: recorded.status.clone(),
+    RunRecord {
+        status: recorded.status,
         task_arn: state.task.as_ref().map(|t| t.task_arn.clone()),
         exit_code: o.and_then(|o| o.exit_code),
         stopped_reason: o.and_then(|o| o.stopped_reason.clone()),
@@ -695,9 +697,9 @@ mod tests {
             run.occurrence_key,
             "sync-exchange-rates#2026-11-28T13:15:00Z"
         );
-        assert_eq!(run.trigger, "scheduled");
+        assert_eq!(run.trigger, Trigger::Scheduled);
         assert_eq!(run.started_at, "2026-11-28T13:15:02Z");
-        assert_eq!(run.concurrency, "replace");
+        assert_eq!(run.concurrency, Concurrency::Replace);
         assert_eq!(run.lease, "job:staging:sync-exchange-rates");
         assert_eq!(run.client_token.len(), 64);
         // Another delivery (another execution, another delivery id) has the same key and token.
@@ -741,7 +743,7 @@ mod tests {
         ))
         .unwrap();
         let run = validate(example, &exec(), "staging", &jobs()).unwrap();
-        assert_eq!(run.trigger, "manual");
+        assert_eq!(run.trigger, Trigger::Manual);
     }
 
     #[test]
@@ -816,7 +818,7 @@ mod tests {
         .unwrap();
         JobState {
             claim: ClaimResult {
-                outcome: "claimed".into(),
+                outcome: ClaimOutcome::Claimed,
                 occurrence_key: run.occurrence_key.clone(),
                 claimed_by: run.run_id.clone(),
                 stale: false,
@@ -825,7 +827,7 @@ mod tests {
             run,
             lease: Some(LeaseResult {
                 acquired: true,
-                policy: "forbid".into(),
+                policy: Concurrency::Forbid,
                 ..Default::default()
             }),
             task: Some(TaskState {
@@ -901,7 +903,7 @@ mod tests {
         let mut s = state(None);
         s.lease = Some(LeaseResult {
             acquired: false,
-            policy: "forbid".into(),
+            policy: Concurrency::Forbid,
             held_by: Some("e0".into()),
             ..Default::default()
         });

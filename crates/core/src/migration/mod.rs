@@ -14,7 +14,7 @@ use crate::sfn::{execution_console_url, Execution, StepError};
 use crate::shared::build::BuildOutcome;
 use crate::shared::build::StartedBuild;
 use crate::shared::logs::CollectedLogs;
-use crate::shared::runs::{self, RunRecord};
+use crate::shared::runs::{RunRecord, RunStatus};
 
 pub const WORKFLOW: &str = "migration";
 /// Longer than the state machine's own timeout, so only an abandoned lock ever expires.
@@ -146,13 +146,18 @@ pub enum MigrationStatus {
 }
 
 impl MigrationStatus {
+    /// The shared run status this ending is recorded as.
+    pub fn run_status(self) -> RunStatus {
+        match self {
+            MigrationStatus::Succeeded => RunStatus::Succeeded,
+            MigrationStatus::Failed => RunStatus::Failed,
+            MigrationStatus::Error => RunStatus::Error,
+        }
+    }
+
     /// The runs table's status string.
     pub fn as_str(self) -> &'static str {
-        match self {
-            MigrationStatus::Succeeded => runs::status::SUCCEEDED,
-            MigrationStatus::Failed => runs::status::FAILED,
-            MigrationStatus::Error => runs::status::ERROR,
-        }
+        self.run_status().as_str()
     }
 }
 
@@ -266,7 +271,7 @@ pub fn failure_cause(state: &MigrationState) -> String {
 }
 
 /// The fields every record of a run carries, from its start.
-fn base_record(run: &MigrationRun, status: &str) -> RunRecord {
+fn base_record(run: &MigrationRun, status: RunStatus) -> RunRecord {
     RunRecord {
         run_id: run.run_id.clone(),
         workflow: run.workflow.clone(),
@@ -274,7 +279,7 @@ fn base_record(run: &MigrationRun, status: &str) -> RunRecord {
         execution_name: run.execution_name.clone(),
         started_at: run.started_at.clone(),
         started_by: run.started_by.clone(),
-        status: status.to_string(),
+        status,
         commit: Some(run.commit.clone()),
         lock: Some(run.lock.clone()),
         pipeline: run
@@ -289,7 +294,7 @@ fn base_record(run: &MigrationRun, status: &str) -> RunRecord {
 pub fn running_record(run: &MigrationRun, build_id: &str) -> RunRecord {
     RunRecord {
         build_id: Some(build_id.to_string()),
-        ..base_record(run, runs::status::RUNNING)
+        ..base_record(run, RunStatus::Running)
     }
 }
 
@@ -312,7 +317,7 @@ pub fn run_record(state: &MigrationState, recorded: &Recorded, ended_at: &str) -
         log_sha256: state.logs.as_ref().map(|l| l.sha256.clone()),
         log_bytes: state.logs.as_ref().map(|l| l.bytes),
         slack_ts: None,
-        ..base_record(run, recorded.status.as_str())
+        ..base_record(run, recorded.status.run_status())
     }
 }
 

@@ -150,7 +150,7 @@ async fn handler(event: Value, deps: &Deps) -> Result<Value, Error> {
         execution_name: approved.patch_id.clone(),
         started_at: approved.requested_at.clone(),
         started_by: approved.requester.clone(),
-        status: runs::status::RUNNING.into(),
+        status: runs::status::RUNNING,
         commit: Some(approved.commit.clone()),
         build_id: Some(build_id.clone()),
         ..Default::default()

@@ -268,7 +268,7 @@ async fn claim(aws: &Aws, a: ClaimArgs) -> Result<ExitCode> {
         claimed_by: a.claimant.unwrap_or_else(claimant_default),
         claimed_at: batchless_core::platform::time::rfc3339(now),
         source: "legacy".into(),
-        status: occurrence::status::CLAIMED.into(),
+        status: occurrence::status::CLAIMED,
         run_status: None,
         duplicate_claimers: vec![],
     };
@@ -328,7 +328,7 @@ async fn list(aws: Option<&Aws>, a: ListArgs) -> Result<ExitCode> {
             "last": last.iter().map(|o| json!({
                 "scheduledTime": o.scheduled_time,
                 "claimedBy": o.claimed_by,
-                "status": o.run_status.clone().unwrap_or_else(|| o.status.clone()),
+                "status": o.run_status.map_or(o.status.as_str(), |s| s.as_str()),
                 "duplicates": o.duplicate_claimers.len(),
             })).collect::<Vec<_>>(),
         }));

@@ -1,0 +1,309 @@
+//! `claim-occurrence`: the first step of the scheduled-job workflow. Parses the input strictly
+//! (a bad one fails `InvalidInput` and claims nothing), then claims the occurrence (job +
+//! scheduled minute) with one conditional write. The winner's run is recorded RUNNING (once: a
+//! retried claim finds it there); a duplicate delivery is recorded on the occurrence and the
+//! workflow ends `duplicate`. A claim past the catch-up window is still taken (so the
+//! occurrence can never run late) but marked stale.
+
+use aws_types::SdkConfig;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::jobs::occurrence::{Claim, Occurrence, OccurrenceStatus, Occurrences};
+use crate::jobs::workflow::{self, ClaimOutcome, ClaimResult, JobRun, Trigger};
+use crate::jobs::JobsFile;
+use crate::platform::{aws, config, time};
+use crate::sfn::Execution;
+use crate::shared::runs::Runs;
+
+pub struct Deps {
+    pub occurrences: Occurrences,
+    pub runs: Runs,
+    pub environment: String,
+    pub jobs: JobsFile,
+}
+
+impl Deps {
+    pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+        let db = aws::dynamodb(sdk);
+        Ok(Deps {
+            occurrences: Occurrences::new(db.clone(), config::required("OCCURRENCES_TABLE")?),
+            runs: Runs::new(db, config::required("RUNS_TABLE")?),
+            environment: config::environment()?,
+            jobs: JobsFile::embedded(),
+        })
+    }
+}
+
+/// The execution input as it came (validated here, strictly) and the execution it started.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Input {
+    pub input: Value,
+    pub execution: Execution,
+}
+
+/// The workflow's state from here on: the validated run and the claim.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Output {
+    pub run: JobRun,
+    pub claim: ClaimResult,
+}
+
+pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
+    let run = workflow::validate(input.input, &input.execution, &deps.environment, &deps.jobs)?;
+    claim(deps, run, time::now()).await
+}
+
+/// Who claims what: the occurrence as this execution writes it.
+fn occurrence(run: &JobRun, now: DateTime<Utc>) -> Occurrence {
+    Occurrence {
+        occurrence_key: run.occurrence_key.clone(),
+        job: run.job.clone(),
+        scheduled_time: run.occurrence.clone().unwrap_or_else(|| "manual".into()),
+        environment: run.environment.clone(),
+        claimed_by: run.run_id.clone(),
+        claimed_at: time::rfc3339(now),
+        source: match run.trigger {
+            Trigger::Manual => "manual",
+            Trigger::Scheduled => "scheduler",
+        }
+        .into(),
+        status: OccurrenceStatus::Claimed,
+        run_status: None,
+        duplicate_claimers: vec![],
+    }
+}
+
+async fn claim(deps: &Deps, run: JobRun, now: DateTime<Utc>) -> Result<Output, Error> {
+    let (stale, late_by_seconds) = workflow::lateness(&run, now);
+    let (outcome, claimed_by) = match deps.occurrences.claim(&occurrence(&run, now)).await? {
+        Claim::Won => {
+            // RUNNING until RecordJobRun; cleanup ends it on abort.
+            deps.runs.put_once(&workflow::running_record(&run)).await?;
+            (ClaimOutcome::Claimed, run.run_id.clone())
+        }
+        Claim::Duplicate(owner) => {
+            deps.occurrences
+                .record_duplicate(&run.occurrence_key, &run.run_id)
+                .await?;
+            (ClaimOutcome::Duplicate, owner.claimed_by)
+        }
+    };
+    let claim = ClaimResult {
+        outcome,
+        occurrence_key: run.occurrence_key.clone(),
+        claimed_by,
+        stale,
+        late_by_seconds,
+    };
+    tracing::info!(key = %claim.occurrence_key, outcome = ?claim.outcome, stale, "occurrence claim");
+    Ok(Output { run, claim })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::dynamo;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemInput, PutItemOutput};
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    use serde_json::json;
+
+    const ARN: &str =
+        "arn:aws:states:us-east-1:123456789012:execution:batchless-staging-scheduled-job:e1";
+
+    fn deps(rules: &[&Rule]) -> Deps {
+        let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules);
+        Deps {
+            occurrences: Occurrences::new(db.clone(), "occ"),
+            runs: Runs::new(db, "runs"),
+            environment: "staging".into(),
+            jobs: JobsFile::embedded(),
+        }
+    }
+
+    fn input(body: Value) -> Input {
+        Input {
+            input: body,
+            execution: Execution {
+                id: ARN.into(),
+                name: "e1".into(),
+                start_time: "2026-11-28T13:15:02Z".into(),
+            },
+        }
+    }
+
+    fn scheduled() -> Input {
+        input(json!({"job": "sync-exchange-rates", "scheduledTime": "2026-11-28T13:15:00Z"}))
+    }
+
+    fn ccf() -> PutItemError {
+        PutItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder()
+                .meta(crate::testing::meta("ConditionalCheckFailedException"))
+                .build(),
+        )
+    }
+
+    /// A PutItem into `table` (the two tables share one mocked client).
+    macro_rules! put_into {
+        ($table:literal) => {
+            put_into!($table, |_r: &PutItemInput| true)
+        };
+        ($table:literal, $cond:expr) => {{
+            let cond = $cond;
+            mock!(aws_sdk_dynamodb::Client::put_item)
+                .match_requests(move |r| r.table_name() == Some($table) && cond(r))
+        }};
+    }
+
+    fn attr<'a>(r: &'a PutItemInput, k: &str) -> Option<&'a str> {
+        r.item()
+            .and_then(|i| i.get(k))
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+    }
+
+    #[tokio::test]
+    async fn the_winner_claims_then_records_its_run_once() {
+        let claim = put_into!("occ", |r: &PutItemInput| {
+            r.condition_expression()
+                == Some("attribute_not_exists(occurrenceKey) OR claimedBy = :me")
+                && attr(r, "occurrenceKey") == Some("sync-exchange-rates#2026-11-28T13:15:00Z")
+                && attr(r, "claimedBy") == Some(ARN)
+                && attr(r, "source") == Some("scheduler")
+                && attr(r, "status") == Some("CLAIMED")
+        })
+        .then_output(|| PutItemOutput::builder().build());
+        let run = put_into!("runs", |r: &PutItemInput| {
+            r.condition_expression() == Some("attribute_not_exists(#k)")
+                && attr(r, "runId") == Some(ARN)
+                && attr(r, "status") == Some("RUNNING")
+                && attr(r, "workflow") == Some("scheduled-job")
+                && attr(r, "job") == Some("sync-exchange-rates")
+                && attr(r, "trigger") == Some("scheduled")
+                && attr(r, "occurrenceKey") == Some("sync-exchange-rates#2026-11-28T13:15:00Z")
+                && attr(r, "lock") == Some("job:staging:sync-exchange-rates")
+        })
+        .then_output(|| PutItemOutput::builder().build());
+        let d = deps(&[&claim, &run]);
+        let out = handle(&d, scheduled()).await.unwrap();
+        assert_eq!((claim.num_calls(), run.num_calls()), (1, 1));
+        assert_eq!(out.claim.outcome, ClaimOutcome::Claimed);
+        assert_eq!(out.claim.claimed_by, ARN);
+        let wire = serde_json::to_value(&out).unwrap();
+        assert_eq!(wire["claim"]["outcome"], "claimed");
+        assert_eq!(wire["run"]["trigger"], "scheduled");
+        assert_eq!(wire["run"]["concurrency"], "replace");
+    }
+
+    #[tokio::test]
+    async fn a_retried_claim_finds_its_run_already_recorded() {
+        let claim = put_into!("occ").then_output(|| PutItemOutput::builder().build());
+        let run = put_into!("runs").then_error(ccf);
+        let stored = mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|r| r.table_name() == Some("runs"))
+            .then_output(|| {
+                let run = workflow::validate(
+                    scheduled().input,
+                    &scheduled().execution,
+                    "staging",
+                    &JobsFile::embedded(),
+                )
+                .unwrap();
+                GetItemOutput::builder()
+                    .set_item(Some(dynamo::to_item(&workflow::running_record(&run))))
+                    .build()
+            });
+        let d = deps(&[&claim, &run, &stored]);
+        let out = handle(&d, scheduled()).await.unwrap();
+        assert_eq!(out.claim.outcome, ClaimOutcome::Claimed);
+        assert_eq!(run.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_is_recorded_on_the_occurrence_and_runs_nothing() {
+        let claim = put_into!("occ").then_error(ccf);
+        let owner = mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|r| r.table_name() == Some("occ"))
+            .then_output(|| {
+                GetItemOutput::builder()
+                    .set_item(Some(dynamo::to_item(&Occurrence {
+                        occurrence_key: "sync-exchange-rates#2026-11-28T13:15:00Z".into(),
+                        job: "sync-exchange-rates".into(),
+                        scheduled_time: "2026-11-28T13:15:00Z".into(),
+                        environment: "staging".into(),
+                        claimed_by: "legacy:batch1".into(),
+                        claimed_at: "2026-11-28T13:15:00Z".into(),
+                        source: "legacy".into(),
+                        status: OccurrenceStatus::Claimed,
+                        run_status: None,
+                        duplicate_claimers: vec![],
+                    })))
+                    .build()
+            });
+        let dup = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                r.update_expression() == Some("ADD duplicateClaimers :c")
+                    && r.expression_attribute_values().and_then(|v| v.get(":c"))
+                        == Some(&AttributeValue::Ss(vec![ARN.into()]))
+            })
+            .then_output(|| UpdateItemOutput::builder().build());
+        let run = put_into!("runs").then_output(|| PutItemOutput::builder().build());
+        let d = deps(&[&claim, &owner, &dup, &run]);
+        let out = handle(&d, scheduled()).await.unwrap();
+        assert_eq!(out.claim.outcome, ClaimOutcome::Duplicate);
+        assert_eq!(out.claim.claimed_by, "legacy:batch1");
+        assert_eq!((dup.num_calls(), run.num_calls()), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_late_delivery_is_claimed_but_stale() {
+        let claim = put_into!("occ").then_output(|| PutItemOutput::builder().build());
+        let run = put_into!("runs").then_output(|| PutItemOutput::builder().build());
+        let d = deps(&[&claim, &run]);
+        let r = workflow::validate(
+            scheduled().input,
+            &scheduled().execution,
+            "staging",
+            &d.jobs,
+        )
+        .unwrap();
+        let late = time::parse("t", "2026-11-28T13:45:00Z").unwrap();
+        let out = claim_at(&d, r, late).await;
+        assert!(out.claim.stale);
+        assert_eq!(out.claim.late_by_seconds, Some(1800));
+        assert_eq!(claim.num_calls(), 1);
+    }
+
+    async fn claim_at(d: &Deps, run: JobRun, now: DateTime<Utc>) -> Output {
+        claim(d, run, now).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_bad_input_claims_nothing() {
+        let d = deps(&[]);
+        let err = handle(
+            &d,
+            input(json!({"job": "nope", "scheduledTime": "2026-11-28T13:15:00Z"})),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), crate::error::Kind::InvalidInput);
+        let manual = handle(
+            &d,
+            input(json!({"job": "sync-exchange-rates", "manual": {"colour": 1}})),
+        )
+        .await
+        .unwrap_err();
+        assert!(manual.to_string().contains("colour"), "{manual}");
+    }
+}

@@ -162,7 +162,7 @@ mod tests {
         let put = mock!(aws_sdk_dynamodb::Client::put_item)
             .match_requests(|r| {
                 let rec: RunRecord = dynamo::from_item(r.item().unwrap()).unwrap();
-                r.condition_expression() == Some("attribute_not_exists(runId)")
+                r.condition_expression() == Some("attribute_not_exists(#k)")
                     && rec.status == "RUNNING"
                     && rec.build_id.as_deref() == Some("migrate:new")
                     && rec.started_by == "alice"

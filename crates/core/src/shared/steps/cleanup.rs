@@ -272,13 +272,21 @@ mod tests {
                 .then_output(|| DeleteItemOutput::builder().build()),
             end_run: mock!(aws_sdk_dynamodb::Client::update_item)
                 .match_requests(move |r| {
-                    r.condition_expression() == Some("#status = :running")
+                    r.condition_expression()
+                        == Some("attribute_exists(#k0) AND (#status = :running)")
+                        && r.expression_attribute_names()
+                            .and_then(|n| n.get("#f0"))
+                            .is_some_and(|n| n == "status")
                         && r.expression_attribute_values()
-                            .and_then(|v| v.get(":new"))
+                            .and_then(|v| v.get(":f0"))
                             .is_some_and(|v| v == &AttributeValue::S(ended_as.into()))
                 })
                 .sequence()
-                .output(|| UpdateItemOutput::builder().build())
+                .output(|| {
+                    UpdateItemOutput::builder()
+                        .set_attributes(Some(dynamo::to_item(&run_record())))
+                        .build()
+                })
                 .error(|| {
                     UpdateItemError::ConditionalCheckFailedException(
                         ConditionalCheckFailedException::builder()

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use crate::audit_report as report;
 use anyhow::{bail, Context as _, Result};
 use batchless_core::patch::approval::{Decision, Via};
-use batchless_core::patch::store::{self, Backend, Decider};
+use batchless_core::patch::store::{self, ApprovalWait, Backend, Decider};
 use batchless_core::patch::{self, Kind};
 use batchless_core::shared::people::People;
 use batchless_core::{platform::time, shared::audit};
@@ -143,6 +143,11 @@ fn backend(ctx: &Ctx, caller: &Caller) -> Backend {
     }
 }
 
+/// The waits table, where the workflow keeps its approval wait's task token.
+fn waits_table(ctx: &Ctx) -> String {
+    format!("batchless-{}-waits", ctx.environment)
+}
+
 fn people(ctx: &Ctx) -> Result<People> {
     People::load(&ctx.environment).map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -246,16 +251,14 @@ async fn decide(ctx: &Ctx, a: DecideArgs, decision: Decision) -> Result<ExitCode
         via: Via::Cli,
         comment: a.comment,
     };
-    let outcome = store::decide(
-        &b.store(),
-        &ctx.sfn(),
-        &people,
-        &a.patch_id,
-        &decider,
-        decision,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (sfn, waits) = (ctx.sfn(), waits_table(ctx));
+    let wait = ApprovalWait {
+        sfn: &sfn,
+        table: &waits,
+    };
+    let outcome = store::decide(&b.store(), &wait, &people, &a.patch_id, &decider, decision)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let who = decider.person.map(|p| p.id.clone()).unwrap_or(arn);
     println!("{}", outcome.summary(&who, decision));
     Ok(if outcome.refusal.is_some() {
@@ -274,7 +277,12 @@ async fn cancel(ctx: &Ctx, a: IdArgs) -> Result<ExitCode> {
         .by_principal(&arn)
         .with_context(|| format!("{arn} is nobody in the people map"))?;
     let codebuild = batchless_core::platform::aws::codebuild(&ctx.config);
-    let out = store::cancel(&b.store(), &ctx.sfn(), &codebuild, &a.patch_id, person)
+    let (sfn, waits) = (ctx.sfn(), waits_table(ctx));
+    let wait = ApprovalWait {
+        sfn: &sfn,
+        table: &waits,
+    };
+    let out = store::cancel(&b.store(), &wait, &codebuild, &a.patch_id, person)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
@@ -317,7 +325,7 @@ async fn list(ctx: &Ctx, a: ListArgs) -> Result<ExitCode> {
             r.status,
             ticket,
             requester,
-            r.verdict.as_deref().unwrap_or("-"),
+            r.verdict.map(|v| v.as_str()).unwrap_or("-"),
             command
         );
     }

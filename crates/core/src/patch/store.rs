@@ -148,7 +148,12 @@ pub async fn list(
     limit: i32,
 ) -> Result<Vec<PatchRecord>, Error> {
     Table::<PatchRecord>::new(db.clone(), table)
-        .newest(BY_ENVIRONMENT_INDEX, "environment", environment, Some(limit))
+        .newest(
+            BY_ENVIRONMENT_INDEX,
+            "environment",
+            environment,
+            Some(limit),
+        )
         .await
 }
 
@@ -385,7 +390,11 @@ pub struct ApprovalWait<'a> {
 impl ApprovalWait<'_> {
     /// End the approval wait of `rec` with what its record says was decided (the one
     /// [`waits::complete`]). Returns whether a waiting execution was told.
-    pub async fn end(&self, db: &aws_sdk_dynamodb::Client, rec: &PatchRecord) -> Result<bool, Error> {
+    pub async fn end(
+        &self,
+        db: &aws_sdk_dynamodb::Client,
+        rec: &PatchRecord,
+    ) -> Result<bool, Error> {
         let Some(decided) = ApprovalDecided::of(rec) else {
             return Ok(false);
         };
@@ -431,8 +440,7 @@ pub async fn decide(
         .person
         .is_some_and(|p| rec.decisions.contains_key(&p.id));
     if !already {
-        if let Err(refusal) = approval::judge(&run, rec.status, decider.person, &decider.identity)
-        {
+        if let Err(refusal) = approval::judge(&run, rec.status, decider.person, &decider.identity) {
             audit::append(
                 &st.trail,
                 &entry(

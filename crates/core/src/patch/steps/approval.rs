@@ -238,7 +238,11 @@ mod tests {
         ] {
             assert_eq!(handle(&d, req).await.unwrap()["statusCode"], 401);
         }
-        assert_eq!(put.num_calls(), 0, "nothing is remembered for a bad request");
+        assert_eq!(
+            put.num_calls(),
+            0,
+            "nothing is remembered for a bad request"
+        );
     }
 
     #[tokio::test]

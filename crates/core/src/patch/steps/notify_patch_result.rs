@@ -88,7 +88,10 @@ mod tests {
             })),
             "CALERT",
         );
-        assert_eq!((m.channel.as_str(), m.thread_ts.as_deref()), ("CPATCH", Some("1.2")));
+        assert_eq!(
+            (m.channel.as_str(), m.thread_ts.as_deref()),
+            ("CPATCH", Some("1.2"))
+        );
         assert!(m.text.contains("REJECTED"), "{}", m.text);
         assert!(m.text.contains("rejected by alice"), "{}", m.text);
     }

@@ -70,9 +70,15 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
             let recorded = workflow::record(&state, &rec);
             let mut fields = vec![("finishedAt", json!(time::rfc3339(time::now())))];
             for (name, value) in [
-                ("failureCause", recorded.failure_cause.as_ref().map(|v| json!(v))),
+                (
+                    "failureCause",
+                    recorded.failure_cause.as_ref().map(|v| json!(v)),
+                ),
                 ("logUri", recorded.output.log_uri.as_ref().map(|v| json!(v))),
-                ("logSha256", recorded.output.log_sha256.as_ref().map(|v| json!(v))),
+                (
+                    "logSha256",
+                    recorded.output.log_sha256.as_ref().map(|v| json!(v)),
+                ),
                 ("verdict", recorded.verdict.map(|v| json!(v))),
             ] {
                 if let Some(v) = value {

@@ -69,13 +69,7 @@ pub struct Output {
 
 /// The commit production runs: the newest migration that succeeded in this environment.
 async fn deployed_commit(deps: &Deps, environment: &str) -> Result<Option<String>, Error> {
-    let recent = runs::list(
-        &deps.backend.db,
-        &deps.runs_table,
-        DEPLOYING_WORKFLOW,
-        50,
-    )
-    .await?;
+    let recent = runs::list(&deps.backend.db, &deps.runs_table, DEPLOYING_WORKFLOW, 50).await?;
     Ok(recent
         .into_iter()
         .find(|r| r.status == runs::status::SUCCEEDED && r.environment == environment)

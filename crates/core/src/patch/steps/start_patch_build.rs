@@ -58,7 +58,12 @@ fn output_path(patch_id: &str) -> String {
 }
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
-    let Input { patch } = input;
+    // Boxed: the whole step inlined into the Lambda runtime's future nests too deep for
+    // rustc's layout computation.
+    Box::pin(start(deps, input.patch)).await
+}
+
+async fn start(deps: &Deps, patch: PatchRun) -> Result<Output, Error> {
     let st = deps.backend.store();
     let rec = store::must_get(st.db, st.table, &patch.patch_id).await?;
     if let Some(build_id) = &rec.build_id {

@@ -127,8 +127,13 @@ mod tests {
         // The step's own input is strict too (the old shared step's `workflow` is gone).
         let mut e = event(request());
         e["workflow"] = json!("data-patch");
-        let err = crate::lambda::invoke(&deps(), &handle, e).await.unwrap_err();
-        assert!(err.to_string().contains("unknown field `workflow`"), "{err}");
+        let err = crate::lambda::invoke(&deps(), &handle, e)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `workflow`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -827,3 +827,118 @@ pub async fn end_unrecorded(
     }
     Ok(ended)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch::steps::fixtures;
+    use aws_sdk_dynamodb::operation::delete_item::{DeleteItemError, DeleteItemOutput};
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    fn approved() -> PatchRecord {
+        let mut rec = fixtures::record(Status::Approved);
+        rec.approvers = vec!["alice".into()];
+        rec
+    }
+
+    fn send(token: &'static str, output: Value) -> Rule {
+        mock!(aws_sdk_sfn::Client::send_task_success)
+            .match_requests(move |r| {
+                r.task_token() == Some(token)
+                    && r.output()
+                        .and_then(|o| serde_json::from_str::<Value>(o).ok())
+                        .as_ref()
+                        == Some(&output)
+            })
+            .then_output(|| SendTaskSuccessOutput::builder().build())
+    }
+
+    #[tokio::test]
+    async fn ending_an_approval_takes_its_wait_from_the_waits_table() {
+        let take = mock!(aws_sdk_dynamodb::Client::delete_item)
+            .match_requests(|r| {
+                r.table_name() == Some("waits")
+                    && r.key()
+                        .and_then(|k| k.get("waitKey"))
+                        .and_then(|v| v.as_s().ok())
+                        .is_some_and(|k| k == "patch-approval#patch-1")
+            })
+            .then_output(|| {
+                DeleteItemOutput::builder()
+                    .set_attributes(Some(dynamo::to_item(&waits::Waiter {
+                        wait_key: "patch-approval#patch-1".into(),
+                        task_token: "tok".into(),
+                        execution_arn: "arn:e".into(),
+                        registered_at: "2026-12-01T00:00:00Z".into(),
+                        expires_at: "2027-12-01T00:00:00Z".into(),
+                    })))
+                    .build()
+            });
+        let sent = send(
+            "tok",
+            json!({"decision": "approved", "approvers": ["alice"]}),
+        );
+        let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&take]);
+        let sfn = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&sent]);
+        let wait = ApprovalWait {
+            sfn: &sfn,
+            table: "waits",
+        };
+        assert!(wait.end(&db, &approved()).await.unwrap());
+        assert_eq!((take.num_calls(), sent.num_calls()), (1, 1));
+        // A pending patch has nothing to end.
+        let pending = fixtures::record(Status::PendingApproval);
+        assert!(!wait.end(&db, &pending).await.unwrap());
+        assert_eq!(take.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_wait_registered_before_the_upgrade_is_ended_through_its_record() {
+        let none = mock!(aws_sdk_dynamodb::Client::delete_item).then_error(|| {
+            DeleteItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
+                    .build(),
+            )
+        });
+        let sent = send("old-tok", json!({"decision": "rejected", "by": "carol"}));
+        let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&none]);
+        let sfn = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&sent]);
+        let wait = ApprovalWait {
+            sfn: &sfn,
+            table: "waits",
+        };
+        let mut rec = fixtures::record(Status::Rejected);
+        rec.rejected_by = Some("carol".into());
+        assert!(
+            !wait.end(&db, &rec).await.unwrap(),
+            "nobody waits, no legacy token"
+        );
+        rec.task_token = Some("old-tok".into());
+        assert!(wait.end(&db, &rec).await.unwrap());
+        assert_eq!(sent.num_calls(), 1);
+    }
+
+    #[test]
+    fn statuses_keep_their_stored_names() {
+        for s in [
+            Status::PendingApproval,
+            Status::NotApproved,
+            Status::TimedOut,
+            Status::Succeeded,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
+            assert_eq!(format!("{s:<18}|"), format!("{:<18}|", s.as_str()));
+        }
+        assert!(Status::Rejected.is_final() && !Status::Running.is_final());
+        let old: PatchRecord = serde_json::from_value(json!({
+            "patchId": "p", "environment": "staging", "status": "EXPIRED", "createdAt": "t",
+            "updatedAt": "t", "request": null, "taskToken": "legacy", "verdict": "VIOLATION",
+        }))
+        .unwrap();
+        assert_eq!(old.status, Status::Expired);
+        assert_eq!(old.verdict, Some(Compliance::Violation));
+    }
+}

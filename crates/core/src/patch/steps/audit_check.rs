@@ -309,3 +309,105 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Kind;
+    use crate::patch::check::Compliance;
+    use crate::patch::steps::fixtures::{self, anchor, audit_append, backend, stored};
+    use crate::patch::tests::people;
+    use aws_sdk_codebuild::operation::batch_get_builds::BatchGetBuildsOutput;
+    use aws_sdk_codebuild::types::Build;
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    fn deps(db: &[&Rule], s3: &[&Rule], codebuild: &[&Rule]) -> Deps {
+        Deps {
+            backend: backend(
+                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db),
+                mock_client!(aws_sdk_s3, RuleMode::MatchAny, s3),
+            ),
+            codebuild: mock_client!(aws_sdk_codebuild, RuleMode::MatchAny, codebuild),
+            // Not reached by these tests (the SDK is built without its test utilities).
+            cloudtrail: aws_sdk_cloudtrail::Client::from_conf(
+                aws_sdk_cloudtrail::Config::builder()
+                    .behavior_version_latest()
+                    .region(aws_sdk_cloudtrail::config::Region::new("us-east-1"))
+                    .endpoint_url("http://127.0.0.1:9")
+                    .build(),
+            ),
+            slack: SlackClient::new("http://127.0.0.1:9/api", "t"),
+            people: people(),
+            project: "batchless-staging-patch".into(),
+            state_machine_arn: "arn:sm".into(),
+            alerts_channel: "CALERT".into(),
+            environment: "staging".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sweep_window_out_of_bounds_is_invalid_input() {
+        let d = deps(&[], &[], &[]);
+        for hours in [0, MAX_WINDOW_HOURS + 1] {
+            let err = handle(
+                &d,
+                Input::Sweep {
+                    window_hours: Some(hours),
+                },
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(err.kind(), Kind::InvalidInput);
+            assert!(err.to_string().contains("windowHours"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_build_of_an_unapproved_patch_is_a_violation_on_the_record() {
+        let run = fixtures::run();
+        let build = mock!(aws_sdk_codebuild::Client::batch_get_builds).then_output(move || {
+            BatchGetBuildsOutput::builder()
+                .builds(
+                    Build::builder()
+                        .id("batchless-staging-patch:1")
+                        .project_name("batchless-staging-patch")
+                        .source_version(run.commit.clone())
+                        .resolved_source_version(run.commit.clone())
+                        .build(),
+                )
+                .build()
+        });
+        let get = stored(fixtures::record(Status::Running));
+        let update = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                r.expression_attribute_values().is_some_and(|v| {
+                    v.values()
+                        .any(|a| a.as_s().ok().is_some_and(|s| s == "VIOLATION"))
+                })
+            })
+            .then_output(|| UpdateItemOutput::builder().build());
+        let [audit_get, audit_tx] = audit_append();
+        let s3 = anchor();
+        let d = deps(&[&get, &update, &audit_get, &audit_tx], &[&s3], &[&build]);
+        let out = handle(
+            &d,
+            Input::Run {
+                patch: Box::new(fixtures::run()),
+                build_id: "batchless-staging-patch:1".into(),
+            },
+        )
+        .await
+        .unwrap();
+        let Output::Run(verdict) = out else {
+            panic!("a run check gives a verdict")
+        };
+        assert_eq!(verdict.verdict, Compliance::Violation);
+        assert!(
+            verdict.findings.iter().any(|f| f.contains("not approved")),
+            "{:?}",
+            verdict.findings
+        );
+        assert_eq!((update.num_calls(), audit_tx.num_calls()), (1, 1));
+    }
+}

@@ -118,3 +118,141 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Kind;
+    use crate::patch::steps::fixtures::{self, anchor, audit_append, backend, stored, PATCHES};
+    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    fn deps(db: &[&Rule], s3: &[&Rule]) -> Deps {
+        Deps {
+            backend: backend(
+                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db),
+                mock_client!(aws_sdk_s3, RuleMode::MatchAny, s3),
+            ),
+        }
+    }
+
+    fn create() -> Rule {
+        mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                r.table_name() == Some(PATCHES)
+                    && r.condition_expression() == Some("attribute_not_exists(#k)")
+                    && r.item()
+                        .and_then(|i| i.get("status"))
+                        .and_then(|v| v.as_s().ok())
+                        == Some(&"PENDING_APPROVAL".to_string())
+                    && r.item()
+                        .and_then(|i| i.get("decisions"))
+                        .is_some_and(|v| v.is_m())
+            })
+            .then_output(|| PutItemOutput::builder().build())
+    }
+
+    fn seen() -> Rule {
+        mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
+                    .build(),
+            )
+        })
+    }
+
+    #[tokio::test]
+    async fn a_request_is_recorded_once_and_audited() {
+        let put = create();
+        let [audit_get, audit_tx] = audit_append();
+        let s3 = anchor();
+        let d = deps(&[&put, &audit_get, &audit_tx], &[&s3]);
+        let out = handle(
+            &d,
+            Input::Request {
+                patch: Box::new(fixtures::run()),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(out).unwrap(),
+            json!({"status": "PENDING_APPROVAL"})
+        );
+        assert_eq!((put.num_calls(), audit_tx.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_retried_request_finds_its_record() {
+        let put = seen();
+        let get = stored(fixtures::record(Status::PendingApproval));
+        let [audit_get, audit_tx] = audit_append();
+        let s3 = anchor();
+        let d = deps(&[&put, &get, &audit_get, &audit_tx], &[&s3]);
+        let patch = Box::new(fixtures::run());
+        let out = handle(&d, Input::Request { patch }).await.unwrap();
+        assert!(matches!(
+            out,
+            Output::Requested {
+                status: Status::PendingApproval
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_different_request_under_the_same_id_is_a_conflict() {
+        let put = seen();
+        let mut other = fixtures::record(Status::PendingApproval);
+        other.request.as_mut().unwrap().request_hash = "another".into();
+        let get = stored(other);
+        let d = deps(&[&put, &get], &[]);
+        let patch = Box::new(fixtures::run());
+        let err = handle(&d, Input::Request { patch }).await.unwrap_err();
+        assert_eq!(err.kind(), Kind::Conflict);
+    }
+
+    #[tokio::test]
+    async fn a_finish_moves_only_an_open_or_decided_record() {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+        let get = stored(fixtures::record(Status::Rejected));
+        let update = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                let values = r.expression_attribute_values().cloned().unwrap_or_default();
+                let from: Vec<&str> = (0..5)
+                    .filter_map(|i| values.get(&format!(":from{i}")))
+                    .filter_map(|v| v.as_s().ok().map(String::as_str))
+                    .collect();
+                r.condition_expression().is_some_and(|c| {
+                    c.contains("#status IN (:from0, :from1, :from2, :from3, :from4)")
+                }) && from
+                    == [
+                        "PENDING_APPROVAL",
+                        "APPROVED",
+                        "RUNNING",
+                        "REJECTED",
+                        "CANCELLED",
+                    ]
+            })
+            .then_output(|| UpdateItemOutput::builder().build());
+        let [audit_get, audit_tx] = audit_append();
+        let s3 = anchor();
+        let d = deps(&[&get, &update, &audit_get, &audit_tx], &[&s3]);
+        let state: PatchState = serde_json::from_value(json!({"patch": fixtures::run()})).unwrap();
+        let out = handle(
+            &d,
+            Input::Finish {
+                state: Box::new(state),
+            },
+        )
+        .await
+        .unwrap();
+        let Output::Finished(recorded) = out else {
+            panic!("a finish records")
+        };
+        assert_eq!(recorded.status, Status::Rejected);
+        assert_eq!(update.num_calls(), 1);
+        assert_eq!(audit_tx.num_calls(), 1);
+    }
+}

@@ -145,3 +145,143 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         wait_ended: registered.completed_now,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch::steps::fixtures::{self, backend, stored};
+    use crate::patch::store::PatchRecord;
+    use crate::platform::dynamo::to_item;
+    use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+    use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    const KEY: &str = "patch-approval#patch-1";
+
+    /// The record with its approval request already posted (so no Slack call is made).
+    fn posted(status: Status) -> PatchRecord {
+        let mut rec = fixtures::record(status);
+        rec.approval_message = Some(ApprovalMessage {
+            channel: "CPATCH".into(),
+            ts: "1.2".into(),
+            permalink: String::new(),
+        });
+        rec
+    }
+
+    fn register() -> Rule {
+        mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                let item = r.item().cloned().unwrap_or_default();
+                r.table_name() == Some("waits")
+                    && item.get("waitKey").and_then(|v| v.as_s().ok()) == Some(&KEY.to_string())
+                    && item.get("taskToken").and_then(|v| v.as_s().ok()) == Some(&"tok".to_string())
+            })
+            .then_output(|| PutItemOutput::builder().build())
+    }
+
+    fn take() -> Rule {
+        mock!(aws_sdk_dynamodb::Client::delete_item)
+            .match_requests(|r| {
+                r.table_name() == Some("waits")
+                    && r.key()
+                        .and_then(|k| k.get("waitKey"))
+                        .and_then(|v| v.as_s().ok())
+                        == Some(&KEY.to_string())
+            })
+            .then_output(|| {
+                DeleteItemOutput::builder()
+                    .set_attributes(Some(to_item(&waits::Waiter {
+                        wait_key: KEY.into(),
+                        task_token: "tok".into(),
+                        execution_arn: "arn:e".into(),
+                        registered_at: "2026-12-01T00:00:00Z".into(),
+                        expires_at: "2027-12-01T00:00:00Z".into(),
+                    })))
+                    .build()
+            })
+    }
+
+    fn send() -> Rule {
+        mock!(aws_sdk_sfn::Client::send_task_success)
+            .match_requests(|r| {
+                r.task_token() == Some("tok")
+                    && r.output()
+                        .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+                        == Some(json!({"decision": "approved", "approvers": ["alice"]}))
+            })
+            .then_output(|| SendTaskSuccessOutput::builder().build())
+    }
+
+    fn deps(db: &[&Rule], sfn: &[&Rule]) -> Deps {
+        Deps {
+            backend: backend(
+                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db),
+                mock_client!(aws_sdk_s3, RuleMode::MatchAny, []),
+            ),
+            sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, sfn),
+            slack: SlackClient::new("http://127.0.0.1:9/api", "t"),
+            channel: "CPATCH".into(),
+            links: Links {
+                file: "https://git.example/{commit}/{path}".into(),
+                diff: "https://git.example/{base}...{commit}".into(),
+            },
+            runs_table: "runs".into(),
+            waits_table: "waits".into(),
+        }
+    }
+
+    fn input() -> Input {
+        Input {
+            task_token: "tok".into(),
+            patch: fixtures::run(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_decision_made_before_the_token_was_stored_ends_the_wait_at_once() {
+        let mut rec = posted(Status::Approved);
+        rec.approvers = vec!["alice".into()];
+        let (get, put, del, sfn) = (stored(rec), register(), take(), send());
+        let d = deps(&[&get, &put, &del], &[&sfn]);
+        let out = handle(&d, input()).await.unwrap();
+        assert_eq!(out.wait_key, KEY);
+        assert!(out.wait_ended);
+        assert_eq!(out.status, Status::Approved);
+        assert_eq!(
+            (put.num_calls(), del.num_calls(), sfn.num_calls()),
+            (1, 1, 1)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pending_patch_leaves_its_token_in_the_waits_table() {
+        let (get, put, del, sfn) = (
+            stored(posted(Status::PendingApproval)),
+            register(),
+            take(),
+            send(),
+        );
+        let d = deps(&[&get, &put, &del], &[&sfn]);
+        let out = handle(&d, input()).await.unwrap();
+        assert!(!out.wait_ended);
+        assert_eq!(out.status, Status::PendingApproval);
+        assert_eq!(
+            (put.num_calls(), del.num_calls(), sfn.num_calls()),
+            (1, 0, 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn no_record_is_not_found_and_registers_nothing() {
+        use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+        let get = mock!(aws_sdk_dynamodb::Client::get_item)
+            .then_output(|| GetItemOutput::builder().build());
+        let put = register();
+        let d = deps(&[&get, &put], &[]);
+        let err = handle(&d, input()).await.unwrap_err();
+        assert_eq!(err.kind(), crate::error::Kind::NotFound);
+        assert_eq!(put.num_calls(), 0);
+    }
+}

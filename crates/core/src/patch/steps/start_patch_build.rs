@@ -183,3 +183,93 @@ async fn start(deps: &Deps, patch: PatchRun) -> Result<Output, Error> {
     tracing::info!(patch = %approved.patch_id, %build_id, commit = %approved.commit, "patch build started");
     Ok(StartedBuild { build_id })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Kind;
+    use crate::patch::steps::fixtures::{self, backend, stored};
+    use crate::patch::tests::people;
+    use aws_sdk_codebuild::operation::start_build::StartBuildOutput;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    fn deps(db: &[&Rule], codebuild: &[&Rule]) -> Deps {
+        Deps {
+            backend: backend(
+                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db),
+                mock_client!(aws_sdk_s3, RuleMode::MatchAny, []),
+            ),
+            codebuild: mock_client!(aws_sdk_codebuild, RuleMode::MatchAny, codebuild),
+            people: people(),
+            project: "batchless-staging-patch".into(),
+            runs_table: "runs".into(),
+        }
+    }
+
+    fn start_build() -> Rule {
+        mock!(aws_sdk_codebuild::Client::start_build)
+            .then_output(|| StartBuildOutput::builder().build())
+    }
+
+    fn input() -> Input {
+        Input {
+            patch: fixtures::run(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forged_approval_starts_nothing() {
+        // The wait was ended with "approved", but the record holds no valid decision.
+        let mut rec = fixtures::record(Status::Approved);
+        rec.approvers = vec!["alice".into(), "carol".into()];
+        rec.approved_at = Some("2026-11-28T13:05:00Z".into());
+        let (get, start) = (stored(rec), start_build());
+        let d = deps(&[&get], &[&start]);
+        let err = handle(&d, input()).await.unwrap_err();
+        assert_eq!(err.kind(), Kind::NotApproved);
+        assert!(err.to_string().contains("0 of 1 valid approvals"), "{err}");
+        assert_eq!(start.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_pending_or_cancelled_patch_starts_nothing() {
+        let start = start_build();
+        let get = stored(fixtures::record(Status::PendingApproval));
+        let err = handle(&deps(&[&get], &[&start]), input())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("is PENDING_APPROVAL"), "{err}");
+        let mut cancelled = fixtures::record(Status::Approved);
+        cancelled.cancelled_by = Some("bob".into());
+        let get = stored(cancelled);
+        let err = handle(&deps(&[&get], &[&start]), input())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("cancelled by bob"), "{err}");
+        assert_eq!(start.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_other_than_the_recorded_one_starts_nothing() {
+        let start = start_build();
+        let get = stored(fixtures::record(Status::Approved));
+        let mut other = input();
+        other.patch.request_hash = "tampered".into();
+        let err = handle(&deps(&[&get], &[&start]), other).await.unwrap_err();
+        assert_eq!(err.kind(), Kind::NotApproved);
+        assert!(
+            err.to_string().contains("not the request on record"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_finds_the_build_on_the_record() {
+        let mut rec = fixtures::record(Status::Running);
+        rec.build_id = Some("batchless-staging-patch:1".into());
+        let (get, start) = (stored(rec), start_build());
+        let out = handle(&deps(&[&get], &[&start]), input()).await.unwrap();
+        assert_eq!(out.build_id, "batchless-staging-patch:1");
+        assert_eq!(start.num_calls(), 0);
+    }
+}

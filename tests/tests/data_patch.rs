@@ -26,6 +26,7 @@ struct P {
     stack: Stack,
     sm: String,
     table: String,
+    waits_table: String,
     audit_table: String,
     bucket: String,
     project: String,
@@ -37,6 +38,7 @@ async fn setup() -> Result<P> {
     Ok(P {
         sm: stack.state_machine("DataPatchStateMachine")?,
         table: stack.table("PatchesTable")?,
+        waits_table: stack.table("WaitsTable")?,
         audit_table: stack.table("AuditTable")?,
         bucket: stack.bucket("LogsBucket")?,
         project: stack.physical_id("PatchProject")?,
@@ -77,13 +79,26 @@ impl P {
             .with_context(|| format!("no patch record {id}"))
     }
 
-    /// Wait until the approval request is posted (the record has its Slack message and token).
+    /// Wait until the approval request is posted (the record has its Slack message) and the
+    /// approval wait is registered (its task token in the waits table).
     async fn pending(&self, id: &str) -> Result<Value> {
         eventually("the approval request", TIMEOUT, || async {
             let r = self.stack.get_item(&self.table, "patchId", id).await?;
-            Ok(r.filter(|r| r.get("approvalMessage").is_some() && r.get("taskToken").is_some()))
+            let waiting = self.approval_wait(id).await?.is_some();
+            Ok(r.filter(|r| r.get("approvalMessage").is_some() && waiting))
         })
         .await
+    }
+
+    /// The approval wait of a patch: `patch-approval#<patchId>` in the waits table.
+    async fn approval_wait(&self, id: &str) -> Result<Option<Value>> {
+        self.stack
+            .get_item(
+                &self.waits_table,
+                "waitKey",
+                &format!("patch-approval#{id}"),
+            )
+            .await
     }
 
     /// A Slack button click, signed by the fake Slack (or with `extra` overriding the signing).
@@ -462,8 +477,9 @@ async fn forged_stale_and_replayed_slack_requests_get_401_and_record_nothing() -
 async fn a_forged_send_task_success_ends_not_approved_without_a_build() -> Result<()> {
     let p = setup().await?;
     let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
-    let rec = p.pending(&id).await?;
-    let token = rec["taskToken"].as_str().context("token")?;
+    p.pending(&id).await?;
+    let wait = p.approval_wait(&id).await?.context("the approval wait")?;
+    let token = wait["taskToken"].as_str().context("token")?;
     p.stack
         .sfn
         .send_task_success()

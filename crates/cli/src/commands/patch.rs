@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
 use batchless_core::patch::approval::{Decision, Via};
-use batchless_core::patch::store::{self, Decider};
+use batchless_core::patch::store::{self, ApprovalWait, Decider};
 use batchless_core::patch::{self, Kind};
 use batchless_core::platform::time;
 use clap::{Args, Subcommand, ValueEnum};
@@ -179,16 +179,15 @@ async fn decide(aws: &Aws, a: DecideArgs, decision: Decision) -> Result<ExitCode
         via: Via::Cli,
         comment: a.comment,
     };
-    let outcome = store::decide(
-        &b.store(),
-        &aws.sfn(),
-        &people,
-        &a.patch_id,
-        &decider,
-        decision,
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // The workflow keeps its approval wait's task token in the waits table.
+    let (sfn, waits) = (aws.sfn(), aws.resource("waits"));
+    let wait = ApprovalWait {
+        sfn: &sfn,
+        table: &waits,
+    };
+    let outcome = store::decide(&b.store(), &wait, &people, &a.patch_id, &decider, decision)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let who = decider.person.map(|p| p.id.clone()).unwrap_or(arn);
     println!("{}", outcome.summary(&who, decision));
     Ok(if outcome.refusal.is_some() {
@@ -207,7 +206,12 @@ async fn cancel(aws: &Aws, a: IdArgs) -> Result<ExitCode> {
         .by_principal(&arn)
         .with_context(|| format!("{arn} is nobody in the people map"))?;
     let codebuild = batchless_core::platform::aws::codebuild(&aws.config);
-    let out = store::cancel(&b.store(), &aws.sfn(), &codebuild, &a.patch_id, person)
+    let (sfn, waits) = (aws.sfn(), aws.resource("waits"));
+    let wait = ApprovalWait {
+        sfn: &sfn,
+        table: &waits,
+    };
+    let out = store::cancel(&b.store(), &wait, &codebuild, &a.patch_id, person)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
@@ -250,7 +254,7 @@ async fn list(aws: &Aws, a: ListArgs) -> Result<ExitCode> {
             r.status,
             ticket,
             requester,
-            r.verdict.as_deref().unwrap_or("-"),
+            r.verdict.map(|v| v.as_str()).unwrap_or("-"),
             command
         );
     }

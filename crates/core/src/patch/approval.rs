@@ -3,14 +3,14 @@
 //! the decider is a person in the people map with the `approver` role, is not the requester,
 //! decides a pending patch once; the patch is approved when the required number of distinct
 //! approvers is reached, rejected by the first rejection.
-//! [`tally`] re-checks every recorded decision against the people map, so `enqueue-patch`
+//! [`tally`] re-checks every recorded decision against the people map, so `start-patch-build`
 //! trusts nothing it did not verify itself.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{status, PatchRun};
+use super::{PatchRun, Status};
 use crate::shared::people::{People, Person, Role};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +60,7 @@ pub enum Refusal {
     UnknownPerson { identity: String },
     NotApprover { person: String },
     SelfApproval { person: String },
-    NotPending { status: String },
+    NotPending { status: Status },
 }
 
 impl Refusal {
@@ -96,7 +96,7 @@ impl std::fmt::Display for Refusal {
 /// May this person decide this patch now?
 pub fn judge(
     run: &PatchRun,
-    patch_status: &str,
+    patch_status: Status,
     person: Option<&Person>,
     identity: &str,
 ) -> Result<(), Refusal> {
@@ -113,9 +113,9 @@ pub fn judge(
             person: person.id.clone(),
         });
     }
-    if patch_status != status::PENDING_APPROVAL {
+    if patch_status != Status::PendingApproval {
         return Err(Refusal::NotPending {
-            status: patch_status.to_string(),
+            status: patch_status,
         });
     }
     Ok(())
@@ -212,7 +212,7 @@ mod tests {
     fn who_may_decide() {
         let p = people();
         let r = run(1); // requested by bob
-        let pending = status::PENDING_APPROVAL;
+        let pending = Status::PendingApproval;
         assert_eq!(judge(&r, pending, p.by_id("alice"), "U0ALICE01"), Ok(()));
         assert_eq!(
             judge(&r, pending, p.by_id("bob"), "U0BOB0001"),
@@ -231,9 +231,9 @@ mod tests {
             "unknown_person"
         );
         assert_eq!(
-            judge(&r, status::APPROVED, p.by_id("alice"), "U0ALICE01"),
+            judge(&r, Status::Approved, p.by_id("alice"), "U0ALICE01"),
             Err(Refusal::NotPending {
-                status: "APPROVED".into()
+                status: Status::Approved
             })
         );
     }

@@ -20,8 +20,28 @@ use crate::error::Error;
 use crate::platform::aws::AwsResultExt;
 use crate::shared::people::People;
 
-pub const COMPLIANT: &str = "COMPLIANT";
-pub const VIOLATION: &str = "VIOLATION";
+/// What the audit check found: the build is what was approved, or it is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Compliance {
+    Compliant,
+    Violation,
+}
+
+impl Compliance {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Compliance::Compliant => "COMPLIANT",
+            Compliance::Violation => "VIOLATION",
+        }
+    }
+}
+
+impl std::fmt::Display for Compliance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
 
 /// What CodeBuild says about a build, in the shape the checks read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -66,7 +86,7 @@ pub fn facts(b: &Build) -> BuildFacts {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Verdict {
-    pub verdict: String,
+    pub verdict: Compliance,
     pub build_id: String,
     pub findings: Vec<String>,
     #[serde(default)]
@@ -146,11 +166,10 @@ pub fn check_run(rec: &PatchRecord, b: &BuildFacts, people: &People) -> Verdict 
     }
     Verdict {
         verdict: if findings.is_empty() {
-            COMPLIANT
+            Compliance::Compliant
         } else {
-            VIOLATION
-        }
-        .to_string(),
+            Compliance::Violation
+        },
         build_id: b.build_id.clone(),
         findings,
         resolved_source_version: b.resolved_source_version.clone(),
@@ -302,7 +321,7 @@ mod tests {
     use super::*;
     use crate::patch::approval::{Decision, DecisionRecord, Via};
     use crate::patch::tests::{exec, people, request};
-    use crate::patch::{status, validate, Policy};
+    use crate::patch::{validate, Policy, Status};
 
     fn approved() -> (PatchRecord, BuildFacts) {
         let run = validate(request(), &exec(), "staging", &people(), Policy::default()).unwrap();
@@ -326,7 +345,7 @@ mod tests {
             source_version: Some(run.commit.clone()),
             resolved_source_version: Some(run.commit.clone()),
             start_time: Some("2026-11-28T13:06:00Z".into()),
-            initiator: Some("enqueue-patch".into()),
+            initiator: Some("start-patch-build".into()),
             status: Some("SUCCEEDED".into()),
             env: [
                 (build_env::PATCH_ID, run.patch_id.clone()),
@@ -340,7 +359,7 @@ mod tests {
         let rec = PatchRecord {
             patch_id: run.patch_id.clone(),
             environment: "staging".into(),
-            status: status::SUCCEEDED.into(),
+            status: Status::Succeeded,
             request: Some(run),
             decisions,
             approved_at: Some("2026-11-28T13:05:01Z".into()),
@@ -355,7 +374,7 @@ mod tests {
     fn the_approved_build_is_compliant() {
         let (rec, b) = approved();
         let v = check_run(&rec, &b, &people());
-        assert_eq!(v.verdict, COMPLIANT, "{:?}", v.findings);
+        assert_eq!(v.verdict, Compliance::Compliant, "{:?}", v.findings);
     }
 
     #[test]
@@ -366,7 +385,7 @@ mod tests {
         moved.source_version = Some("fix/backfill".into());
         moved.resolved_source_version = Some("ffffffffffffffffffffffffffffffffffffffff".into());
         let v = check_run(&rec, &moved, &p);
-        assert_eq!(v.verdict, VIOLATION);
+        assert_eq!(v.verdict, Compliance::Violation);
         assert_eq!(v.findings.len(), 2, "{:?}", v.findings);
         let mut other = b.clone();
         other

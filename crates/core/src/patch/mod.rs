@@ -5,12 +5,14 @@
 //! - [`approval`]: the one rule set for decisions (Slack button or CLI).
 //! - [`store`]: the patch records (DynamoDB) and the decision flow.
 //! - [`check`]: the audit check of a build against its approved request, and the daily sweep.
-//! - [`report`]: the audit report.
+//! - [`workflow`]: the state the workflow carries and how a finished state is recorded.
+//! - [`steps`]: one module per Lambda of the workflow (`functions/patch/<step>`).
 //! - [`message`]: what Slack shows.
 
 pub mod approval;
 pub mod check;
 pub mod message;
+pub mod steps;
 pub mod store;
 pub mod workflow;
 
@@ -57,35 +59,57 @@ pub mod build_env {
     pub const OUTPUT_DIR: &str = "BATCHLESS_OUTPUT_DIR";
 }
 
-/// The stable status names of a patch (its record and the audit trail).
-pub mod status {
-    pub const PENDING_APPROVAL: &str = "PENDING_APPROVAL";
-    pub const APPROVED: &str = "APPROVED";
-    pub const REJECTED: &str = "REJECTED";
-    pub const EXPIRED: &str = "EXPIRED";
-    pub const CANCELLED: &str = "CANCELLED";
-    pub const NOT_APPROVED: &str = "NOT_APPROVED";
-    pub const RUNNING: &str = "RUNNING";
-    pub const SUCCEEDED: &str = "SUCCEEDED";
-    pub const FAILED: &str = "FAILED";
-    pub const ERROR: &str = "ERROR";
+/// The status of a patch: its record, the audit trail and the execution's output (the ASL's
+/// `Outcome?` routes on the stored names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    #[default]
+    PendingApproval,
+    Approved,
+    Rejected,
+    Expired,
+    Cancelled,
+    NotApproved,
+    Running,
+    Succeeded,
+    Failed,
+    Error,
     /// The execution was stopped or timed out before it could record an outcome.
-    pub const ABORTED: &str = "ABORTED";
-    pub const TIMED_OUT: &str = "TIMED_OUT";
+    Aborted,
+    TimedOut,
+}
 
-    pub fn is_final(s: &str) -> bool {
-        matches!(
-            s,
-            REJECTED
-                | EXPIRED
-                | CANCELLED
-                | NOT_APPROVED
-                | SUCCEEDED
-                | FAILED
-                | ERROR
-                | ABORTED
-                | TIMED_OUT
+impl Status {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Status::PendingApproval => "PENDING_APPROVAL",
+            Status::Approved => "APPROVED",
+            Status::Rejected => "REJECTED",
+            Status::Expired => "EXPIRED",
+            Status::Cancelled => "CANCELLED",
+            Status::NotApproved => "NOT_APPROVED",
+            Status::Running => "RUNNING",
+            Status::Succeeded => "SUCCEEDED",
+            Status::Failed => "FAILED",
+            Status::Error => "ERROR",
+            Status::Aborted => "ABORTED",
+            Status::TimedOut => "TIMED_OUT",
+        }
+    }
+
+    /// Nothing changes a patch in a final status any more.
+    pub const fn is_final(self) -> bool {
+        !matches!(
+            self,
+            Status::PendingApproval | Status::Approved | Status::Running
         )
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
     }
 }
 

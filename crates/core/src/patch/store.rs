@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::approval::{self, Decision, DecisionRecord, Refusal, Via};
-use super::{events, status, PatchRun};
+use super::check::Compliance;
+use super::{events, PatchRun, Status};
 use crate::error::Error;
 use crate::platform::aws::{AwsResultExt, ConditionalExt};
-use crate::platform::dynamo::{self, s};
+use crate::platform::dynamo::{self, s, Once, Record, Table};
+use crate::sfn::waits::{self, WaitKind};
 use crate::shared::audit::{self, Entry, Trail};
 use crate::shared::people::{People, Person, Role};
 
@@ -33,10 +35,13 @@ pub struct ApprovalMessage {
 pub struct PatchRecord {
     pub patch_id: String,
     pub environment: String,
-    pub status: String,
+    pub status: Status,
     pub created_at: String,
     pub updated_at: String,
     pub request: Option<PatchRun>,
+    /// Legacy: where versions before the waits table kept the approval wait's task token.
+    /// Never written now; read so old records still parse, and so a patch that was pending
+    /// approval while the stack was upgraded can still be woken ([`ApprovalWait::end`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,7 +65,7 @@ pub struct PatchRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_source_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<String>,
+    pub verdict: Option<Compliance>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +76,13 @@ pub struct PatchRecord {
     pub finished_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_cause: Option<String>,
+}
+
+impl Record for PatchRecord {
+    const KEY: &'static str = "patchId";
+    fn key(&self) -> &str {
+        &self.patch_id
+    }
 }
 
 impl PatchRecord {
@@ -87,6 +99,13 @@ pub struct Store<'a> {
     pub db: &'a aws_sdk_dynamodb::Client,
     pub table: &'a str,
     pub trail: Trail<'a>,
+}
+
+impl Store<'_> {
+    /// The patches table, typed.
+    pub fn patches(&self) -> Table<PatchRecord> {
+        Table::new(self.db.clone(), self.table)
+    }
 }
 
 /// An audit entry about a patch.
@@ -106,7 +125,9 @@ pub async fn get(
     table: &str,
     patch_id: &str,
 ) -> Result<Option<PatchRecord>, Error> {
-    dynamo::get(db, table, &[("patchId", patch_id)]).await
+    Table::<PatchRecord>::new(db.clone(), table)
+        .get(patch_id)
+        .await
 }
 
 pub async fn must_get(
@@ -126,18 +147,14 @@ pub async fn list(
     environment: &str,
     limit: i32,
 ) -> Result<Vec<PatchRecord>, Error> {
-    dynamo::query_newest(
-        db,
-        table,
-        BY_ENVIRONMENT_INDEX,
-        "environment",
-        environment,
-        Some(limit),
-    )
-    .await?
-    .iter()
-    .map(dynamo::from_item)
-    .collect()
+    Table::<PatchRecord>::new(db.clone(), table)
+        .newest(
+            BY_ENVIRONMENT_INDEX,
+            "environment",
+            environment,
+            Some(limit),
+        )
+        .await
 }
 
 /// Create the record of a validated request (`PENDING_APPROVAL`) and append `REQUESTED`.
@@ -147,32 +164,17 @@ pub async fn create(st: &Store<'_>, run: &PatchRun) -> Result<PatchRecord, Error
     let record = PatchRecord {
         patch_id: run.patch_id.clone(),
         environment: run.environment.clone(),
-        status: status::PENDING_APPROVAL.into(),
+        status: Status::PendingApproval,
         created_at: run.requested_at.clone(),
         updated_at: now,
         request: Some(run.clone()),
+        // Serialized as an empty map, which decisions are added to.
+        decisions: BTreeMap::new(),
         ..Default::default()
     };
-    let mut item = dynamo::to_item(&record);
-    // An empty map to add decisions to.
-    item.insert(
-        "decisions".into(),
-        aws_sdk_dynamodb::types::AttributeValue::M(Default::default()),
-    );
-    let created = st
-        .db
-        .put_item()
-        .table_name(st.table)
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(patchId)")
-        .send()
-        .await
-        .aws("PutItem")
-        .conditional()?;
-    let stored = match created {
-        Some(_) => record,
-        None => {
-            let existing = must_get(st.db, st.table, &run.patch_id).await?;
+    let stored = match st.patches().put_once(&record).await? {
+        Once::First => record,
+        Once::Seen(existing) => {
             if existing.run()?.request_hash != run.request_hash {
                 return Err(Error::Conflict(format!(
                     "patch {} already exists with a different request",
@@ -190,7 +192,7 @@ pub async fn create(st: &Store<'_>, run: &PatchRun) -> Result<PatchRecord, Error
             events::REQUESTED,
             &run.requester,
             json!({
-                "status": status::PENDING_APPROVAL,
+                "status": Status::PendingApproval,
                 "ticket": run.ticket,
                 "ref": run.git_ref,
                 "commit": run.commit,
@@ -224,11 +226,9 @@ pub async fn update(
         "updatedAt",
         json!(crate::platform::time::rfc3339(crate::platform::time::now())),
     ));
-    dynamo::set_fields(db, table, &[("patchId", patch_id)], &all, condition, values)
-        .await?
-        .as_ref()
-        .map(dynamo::from_item)
-        .transpose()
+    Table::<PatchRecord>::new(db.clone(), table)
+        .set_fields(patch_id, &all, condition, values)
+        .await
 }
 
 /// Move a patch from one status to another; `None` when it was not in `from`.
@@ -236,8 +236,8 @@ pub async fn transition(
     db: &aws_sdk_dynamodb::Client,
     table: &str,
     patch_id: &str,
-    from: &[&str],
-    to: &str,
+    from: &[Status],
+    to: Status,
     fields: &[(&str, Value)],
 ) -> Result<Option<PatchRecord>, Error> {
     let mut all = vec![("status", json!(to))];
@@ -252,16 +252,41 @@ pub async fn transition(
     update(db, table, patch_id, &all, Some(&cond), &values).await
 }
 
+/// What a decision did: written now, written before by the same person, or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionResult {
+    Recorded,
+    /// This person decided before.
+    Duplicate,
+    Refused,
+}
+
+impl DecisionResult {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DecisionResult::Recorded => "recorded",
+            DecisionResult::Duplicate => "duplicate",
+            DecisionResult::Refused => "refused",
+        }
+    }
+}
+
+impl std::fmt::Display for DecisionResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// What came of a decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DecisionOutcome {
     pub patch_id: String,
-    /// `recorded`, `duplicate` (this person decided before) or `refused`.
-    pub outcome: String,
+    pub outcome: DecisionResult,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<Refusal>,
-    pub status: String,
+    pub status: Status,
     pub approvals: usize,
     pub required: u32,
     /// Whether the waiting workflow was told (approved or rejected now).
@@ -273,7 +298,7 @@ pub struct DecisionOutcome {
 
 impl DecisionOutcome {
     fn new(
-        outcome: &str,
+        outcome: DecisionResult,
         refusal: Option<Refusal>,
         rec: PatchRecord,
         run: &PatchRun,
@@ -283,7 +308,7 @@ impl DecisionOutcome {
         let t = approval::tally(run, &rec.decisions, people);
         DecisionOutcome {
             patch_id: rec.patch_id,
-            outcome: outcome.into(),
+            outcome,
             refusal,
             status: rec.status,
             approvals: t.approvers.len(),
@@ -292,27 +317,25 @@ impl DecisionOutcome {
             thread: rec.approval_message,
         }
     }
-}
 
-impl DecisionOutcome {
     /// One line for Slack or the terminal.
     pub fn summary(&self, who: &str, decision: Decision) -> String {
-        match (&self.outcome[..], &self.refusal) {
+        match (self.outcome, &self.refusal) {
             (_, Some(r)) => format!(
                 "{who} cannot {} patch {}: {r}",
                 decision.as_str(),
                 self.patch_id
             ),
-            ("duplicate", _) => format!(
+            (DecisionResult::Duplicate, _) => format!(
                 "{who} already decided patch {} (status {}, {}/{} approvals)",
                 self.patch_id, self.status, self.approvals, self.required
             ),
-            _ => match self.status.as_str() {
-                status::APPROVED => format!(
+            _ => match self.status {
+                Status::Approved => format!(
                     "{who} approved patch {}: approved ({}/{}), the build starts",
                     self.patch_id, self.approvals, self.required
                 ),
-                status::REJECTED => {
+                Status::Rejected => {
                     format!("{who} rejected patch {}: no build will run", self.patch_id)
                 }
                 _ => format!(
@@ -320,6 +343,70 @@ impl DecisionOutcome {
                     self.patch_id, self.approvals, self.required
                 ),
             },
+        }
+    }
+}
+
+/// What ends a patch's approval wait (the output of its `.waitForTaskToken` step). It only
+/// wakes the workflow: `start-patch-build` re-reads the record and trusts nothing in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "lowercase")]
+pub enum ApprovalDecided {
+    Approved { approvers: Vec<String> },
+    Rejected { by: Option<String> },
+    Cancelled { by: Option<String> },
+}
+
+impl ApprovalDecided {
+    /// What the record says was decided, if the approval is over.
+    pub fn of(rec: &PatchRecord) -> Option<Self> {
+        match rec.status {
+            Status::Approved => Some(ApprovalDecided::Approved {
+                approvers: rec.approvers.clone(),
+            }),
+            Status::Rejected => Some(ApprovalDecided::Rejected {
+                by: rec.rejected_by.clone(),
+            }),
+            Status::Cancelled => Some(ApprovalDecided::Cancelled {
+                by: rec.cancelled_by.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a decision serializes")
+    }
+}
+
+/// Where a patch's approval wait is kept: the waits table (key `patch-approval#<patchId>`,
+/// [`WaitKind::PatchApproval`]) and the Step Functions client that ends it.
+#[derive(Debug, Clone, Copy)]
+pub struct ApprovalWait<'a> {
+    pub sfn: &'a aws_sdk_sfn::Client,
+    pub table: &'a str,
+}
+
+impl ApprovalWait<'_> {
+    /// End the approval wait of `rec` with what its record says was decided (the one
+    /// [`waits::complete`]). Returns whether a waiting execution was told.
+    pub async fn end(
+        &self,
+        db: &aws_sdk_dynamodb::Client,
+        rec: &PatchRecord,
+    ) -> Result<bool, Error> {
+        let Some(decided) = ApprovalDecided::of(rec) else {
+            return Ok(false);
+        };
+        let key = WaitKind::PatchApproval.key(&rec.patch_id);
+        if waits::complete(db, self.sfn, self.table, &key, &decided.to_value()).await? {
+            return Ok(true);
+        }
+        // Upgrade path: an execution that started waiting before the waits table held the
+        // token has it on the record only.
+        match &rec.task_token {
+            Some(token) => waits::send_success(self.sfn, token, &decided.to_value()).await,
+            None => Ok(false),
         }
     }
 }
@@ -337,7 +424,7 @@ pub struct Decider<'p> {
 /// complete (`APPROVED` / `REJECTED`), and tell the waiting workflow.
 pub async fn decide(
     st: &Store<'_>,
-    sfn: &aws_sdk_sfn::Client,
+    wait: &ApprovalWait<'_>,
     people: &People,
     patch_id: &str,
     decider: &Decider<'_>,
@@ -353,8 +440,7 @@ pub async fn decide(
         .person
         .is_some_and(|p| rec.decisions.contains_key(&p.id));
     if !already {
-        if let Err(refusal) = approval::judge(&run, &rec.status, decider.person, &decider.identity)
-        {
+        if let Err(refusal) = approval::judge(&run, rec.status, decider.person, &decider.identity) {
             audit::append(
                 &st.trail,
                 &entry(
@@ -372,7 +458,7 @@ pub async fn decide(
             )
             .await?;
             return Ok(DecisionOutcome::new(
-                "refused",
+                DecisionResult::Refused,
                 Some(refusal),
                 rec,
                 &run,
@@ -410,7 +496,7 @@ pub async fn decide(
             ":d",
             dynamo::to_attr(&serde_json::to_value(&record).expect("serializes")),
         )
-        .expression_attribute_values(":pending", s(status::PENDING_APPROVAL))
+        .expression_attribute_values(":pending", s(Status::PendingApproval.as_str()))
         .expression_attribute_values(":now", s(record.at.clone()))
         .send()
         .await
@@ -422,11 +508,9 @@ pub async fn decide(
     };
     let Some(stored) = rec.decisions.get(&person.id).cloned() else {
         // Not written and not there: the patch left PENDING_APPROVAL meanwhile.
-        let refusal = Refusal::NotPending {
-            status: rec.status.clone(),
-        };
+        let refusal = Refusal::NotPending { status: rec.status };
         return Ok(DecisionOutcome::new(
-            "refused",
+            DecisionResult::Refused,
             Some(refusal),
             rec,
             &run,
@@ -451,11 +535,11 @@ pub async fn decide(
         ),
     )
     .await?;
-    let (rec, wait_ended) = conclude(st, sfn, people, rec).await?;
+    let (rec, wait_ended) = conclude(st, wait, people, rec).await?;
     let outcome = if written.is_some() {
-        "recorded"
+        DecisionResult::Recorded
     } else {
-        "duplicate"
+        DecisionResult::Duplicate
     };
     Ok(DecisionOutcome::new(
         outcome, None, rec, &run, people, wait_ended,
@@ -466,27 +550,22 @@ pub async fn decide(
 /// workflow's wait. Safe to repeat.
 async fn conclude(
     st: &Store<'_>,
-    sfn: &aws_sdk_sfn::Client,
+    wait: &ApprovalWait<'_>,
     people: &People,
     rec: PatchRecord,
 ) -> Result<(PatchRecord, bool), Error> {
     let run = rec.run()?.clone();
     let t = approval::tally(&run, &rec.decisions, people);
     let now = crate::platform::time::rfc3339(crate::platform::time::now());
-    let (to, fields, output) = if let Some(by) = &t.rejected_by {
-        (
-            status::REJECTED,
-            vec![("rejectedBy", json!(by))],
-            json!({"decision": "rejected", "by": by}),
-        )
+    let (to, fields) = if let Some(by) = &t.rejected_by {
+        (Status::Rejected, vec![("rejectedBy", json!(by))])
     } else if t.approved() {
         (
-            status::APPROVED,
+            Status::Approved,
             vec![
                 ("approvers", json!(t.approvers)),
                 ("approvedAt", json!(now)),
             ],
-            json!({"decision": "approved", "approvers": t.approvers}),
         )
     } else {
         return Ok((rec, false));
@@ -495,7 +574,7 @@ async fn conclude(
         st.db,
         st.table,
         &run.patch_id,
-        &[status::PENDING_APPROVAL],
+        &[Status::PendingApproval],
         to,
         &fields,
     )
@@ -511,8 +590,8 @@ async fn conclude(
         &st.trail,
         &entry(
             &run,
-            format!("{}:{}", to.to_lowercase(), run.patch_id),
-            to,
+            format!("{}:{}", to.as_str().to_lowercase(), run.patch_id),
+            to.as_str(),
             "workflow",
             json!({
                 "approvers": rec.approvers,
@@ -525,10 +604,7 @@ async fn conclude(
         ),
     )
     .await?;
-    let ended = match &rec.task_token {
-        Some(token) => crate::sfn::waits::send_success(sfn, token, &output).await?,
-        None => false,
-    };
+    let ended = wait.end(st.db, &rec).await?;
     Ok((rec, ended))
 }
 
@@ -537,7 +613,7 @@ async fn conclude(
 #[serde(rename_all = "camelCase")]
 pub struct Cancelled {
     pub patch_id: String,
-    pub status: String,
+    pub status: Status,
     pub build_stopped: bool,
     pub wait_ended: bool,
 }
@@ -547,7 +623,7 @@ pub struct Cancelled {
 /// approver or an operator may cancel.
 pub async fn cancel(
     st: &Store<'_>,
-    sfn: &aws_sdk_sfn::Client,
+    wait: &ApprovalWait<'_>,
     codebuild: &aws_sdk_codebuild::Client,
     patch_id: &str,
     person: &Person,
@@ -563,7 +639,7 @@ pub async fn cancel(
             person.id
         )));
     }
-    if status::is_final(&rec.status) {
+    if rec.status.is_final() {
         return Err(Error::Conflict(format!(
             "patch {patch_id} already ended {}",
             rec.status
@@ -599,7 +675,7 @@ pub async fn cancel(
     };
     let mut out = Cancelled {
         patch_id: patch_id.into(),
-        status: rec.status.clone(),
+        status: rec.status,
         build_stopped: false,
         wait_ended: false,
     };
@@ -607,21 +683,14 @@ pub async fn cancel(
         st.db,
         st.table,
         patch_id,
-        &[status::PENDING_APPROVAL],
-        status::CANCELLED,
+        &[Status::PendingApproval],
+        Status::Cancelled,
         &[],
     )
     .await?
     {
         out.status = ended.status;
-        if let Some(token) = &ended.task_token {
-            out.wait_ended = crate::sfn::waits::send_success(
-                sfn,
-                token,
-                &json!({"decision": "cancelled", "by": person.id}),
-            )
-            .await?;
-        }
+        out.wait_ended = wait.end(st.db, &ended).await?;
     } else if let Some(build_id) = &rec.build_id {
         out.build_stopped = crate::shared::build::stop(codebuild, build_id).await?;
     }
@@ -669,6 +738,22 @@ impl Backend {
     }
 }
 
+/// The marker of a signed Slack request seen within the replay window (kept in the patches
+/// table under `slack-request#<sha256(timestamp:signature)>`, removed by TTL later).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SlackRequestSeen {
+    pub patch_id: String,
+    pub expires_at_epoch: i64,
+}
+
+impl Record for SlackRequestSeen {
+    const KEY: &'static str = "patchId";
+    fn key(&self) -> &str {
+        &self.patch_id
+    }
+}
+
 /// Remember a signed Slack request (by its timestamp and signature) for the replay window.
 /// Returns `false` when it was seen before: a replay.
 pub async fn remember_request(
@@ -678,28 +763,20 @@ pub async fn remember_request(
     signature: &str,
 ) -> Result<bool, Error> {
     use sha2::Digest;
-    let key = format!(
-        "slack-request#{}",
-        hex::encode(sha2::Sha256::digest(
-            format!("{timestamp}:{signature}").as_bytes()
-        ))
-    );
-    let expires =
-        crate::platform::time::now().timestamp() + 2 * crate::platform::slack::MAX_SKEW_SECONDS;
-    let put = db
-        .put_item()
-        .table_name(table)
-        .item("patchId", s(key))
-        .item(
-            "expiresAtEpoch",
-            aws_sdk_dynamodb::types::AttributeValue::N(expires.to_string()),
-        )
-        .condition_expression("attribute_not_exists(patchId)")
-        .send()
-        .await
-        .aws("PutItem")
-        .conditional()?;
-    Ok(put.is_some())
+    let marker = SlackRequestSeen {
+        patch_id: format!(
+            "slack-request#{}",
+            hex::encode(sha2::Sha256::digest(
+                format!("{timestamp}:{signature}").as_bytes()
+            ))
+        ),
+        expires_at_epoch: crate::platform::time::now().timestamp()
+            + 2 * crate::platform::slack::MAX_SKEW_SECONDS,
+    };
+    Ok(Table::new(db.clone(), table)
+        .put_once(&marker)
+        .await?
+        .is_first())
 }
 
 /// An execution that ended without recording its outcome (stopped from the console, timed out):
@@ -712,15 +789,15 @@ pub async fn end_unrecorded(
     execution_status: &str,
 ) -> Result<bool, Error> {
     let to = match execution_status {
-        "ABORTED" => status::ABORTED,
-        "TIMED_OUT" => status::TIMED_OUT,
+        "ABORTED" => Status::Aborted,
+        "TIMED_OUT" => Status::TimedOut,
         _ => return Ok(false),
     };
     let Some(rec) = get(st.db, st.table, patch_id).await? else {
         return Ok(false);
     };
     let run = rec.run()?.clone();
-    let open = [status::PENDING_APPROVAL, status::APPROVED, status::RUNNING];
+    let open = [Status::PendingApproval, Status::Approved, Status::Running];
     let now = crate::platform::time::rfc3339(crate::platform::time::now());
     let ended = transition(
         st.db,
@@ -749,4 +826,119 @@ pub async fn end_unrecorded(
         .await?;
     }
     Ok(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::patch::steps::fixtures;
+    use aws_sdk_dynamodb::operation::delete_item::{DeleteItemError, DeleteItemOutput};
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    fn approved() -> PatchRecord {
+        let mut rec = fixtures::record(Status::Approved);
+        rec.approvers = vec!["alice".into()];
+        rec
+    }
+
+    fn send(token: &'static str, output: Value) -> Rule {
+        mock!(aws_sdk_sfn::Client::send_task_success)
+            .match_requests(move |r| {
+                r.task_token() == Some(token)
+                    && r.output()
+                        .and_then(|o| serde_json::from_str::<Value>(o).ok())
+                        .as_ref()
+                        == Some(&output)
+            })
+            .then_output(|| SendTaskSuccessOutput::builder().build())
+    }
+
+    #[tokio::test]
+    async fn ending_an_approval_takes_its_wait_from_the_waits_table() {
+        let take = mock!(aws_sdk_dynamodb::Client::delete_item)
+            .match_requests(|r| {
+                r.table_name() == Some("waits")
+                    && r.key()
+                        .and_then(|k| k.get("waitKey"))
+                        .and_then(|v| v.as_s().ok())
+                        .is_some_and(|k| k == "patch-approval#patch-1")
+            })
+            .then_output(|| {
+                DeleteItemOutput::builder()
+                    .set_attributes(Some(dynamo::to_item(&waits::Waiter {
+                        wait_key: "patch-approval#patch-1".into(),
+                        task_token: "tok".into(),
+                        execution_arn: "arn:e".into(),
+                        registered_at: "2026-12-01T00:00:00Z".into(),
+                        expires_at: "2027-12-01T00:00:00Z".into(),
+                    })))
+                    .build()
+            });
+        let sent = send(
+            "tok",
+            json!({"decision": "approved", "approvers": ["alice"]}),
+        );
+        let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&take]);
+        let sfn = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&sent]);
+        let wait = ApprovalWait {
+            sfn: &sfn,
+            table: "waits",
+        };
+        assert!(wait.end(&db, &approved()).await.unwrap());
+        assert_eq!((take.num_calls(), sent.num_calls()), (1, 1));
+        // A pending patch has nothing to end.
+        let pending = fixtures::record(Status::PendingApproval);
+        assert!(!wait.end(&db, &pending).await.unwrap());
+        assert_eq!(take.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_wait_registered_before_the_upgrade_is_ended_through_its_record() {
+        let none = mock!(aws_sdk_dynamodb::Client::delete_item).then_error(|| {
+            DeleteItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
+                    .build(),
+            )
+        });
+        let sent = send("old-tok", json!({"decision": "rejected", "by": "carol"}));
+        let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&none]);
+        let sfn = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&sent]);
+        let wait = ApprovalWait {
+            sfn: &sfn,
+            table: "waits",
+        };
+        let mut rec = fixtures::record(Status::Rejected);
+        rec.rejected_by = Some("carol".into());
+        assert!(
+            !wait.end(&db, &rec).await.unwrap(),
+            "nobody waits, no legacy token"
+        );
+        rec.task_token = Some("old-tok".into());
+        assert!(wait.end(&db, &rec).await.unwrap());
+        assert_eq!(sent.num_calls(), 1);
+    }
+
+    #[test]
+    fn statuses_keep_their_stored_names() {
+        for s in [
+            Status::PendingApproval,
+            Status::NotApproved,
+            Status::TimedOut,
+            Status::Succeeded,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
+            assert_eq!(format!("{s:<18}|"), format!("{:<18}|", s.as_str()));
+        }
+        assert!(Status::Rejected.is_final() && !Status::Running.is_final());
+        let old: PatchRecord = serde_json::from_value(json!({
+            "patchId": "p", "environment": "staging", "status": "EXPIRED", "createdAt": "t",
+            "updatedAt": "t", "request": null, "taskToken": "legacy", "verdict": "VIOLATION",
+        }))
+        .unwrap();
+        assert_eq!(old.status, Status::Expired);
+        assert_eq!(old.verdict, Some(Compliance::Violation));
+    }
 }

@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::check::Verdict;
+use super::check::{Compliance, Verdict};
 use super::store::{ApprovalMessage, PatchRecord};
-use super::{status, PatchRun};
+use super::{PatchRun, Status};
 use crate::sfn::StepError;
 use crate::shared::build::BuildOutcome;
 use crate::shared::build::StartedBuild;
@@ -17,7 +17,7 @@ use crate::shared::logs::CollectedLogs;
 pub struct PatchState {
     pub patch: PatchRun,
     /// What ended the approval wait (`{"decision": "approved" | "rejected" | "cancelled"}`);
-    /// never trusted on its own: `enqueue-patch` re-reads the record.
+    /// never trusted on its own: `start-patch-build` re-reads the record.
     #[serde(default)]
     pub approval: Option<Value>,
     /// The approval wait timed out.
@@ -50,12 +50,12 @@ pub struct PatchState {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PatchOutput {
     pub patch_id: String,
-    pub status: String,
+    pub status: Status,
     pub commit: String,
     pub command: String,
     pub approvers: Vec<String>,
     pub build_id: Option<String>,
-    pub verdict: Option<String>,
+    pub verdict: Option<Compliance>,
     pub log_uri: Option<String>,
     pub log_console_url: Option<String>,
     pub log_sha256: Option<String>,
@@ -64,9 +64,9 @@ pub struct PatchOutput {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Recorded {
-    pub status: String,
-    /// `COMPLIANT` / `VIOLATION` when a build ran.
-    pub verdict: Option<String>,
+    pub status: Status,
+    /// When a build ran.
+    pub verdict: Option<Compliance>,
     pub failure_cause: Option<String>,
     pub output: PatchOutput,
     pub thread: Option<ApprovalMessage>,
@@ -75,29 +75,29 @@ pub struct Recorded {
 const NOT_APPROVED_ERROR: &str = "NotApproved";
 
 /// Pure: the final status of a finished state, given the patch record as stored now.
-pub fn final_status(state: &PatchState, rec: &PatchRecord) -> &'static str {
+pub fn final_status(state: &PatchState, rec: &PatchRecord) -> Status {
     if state.expired.is_some() {
-        return status::EXPIRED;
+        return Status::Expired;
     }
     if let Some(e) = &state.error {
         if e.error == NOT_APPROVED_ERROR {
             return if rec.cancelled_by.is_some() {
-                status::CANCELLED
+                Status::Cancelled
             } else {
-                status::NOT_APPROVED
+                Status::NotApproved
             };
         }
-        return status::ERROR;
+        return Status::Error;
     }
     match &state.outcome {
-        Some(o) if o.succeeded => status::SUCCEEDED,
-        Some(_) if rec.cancelled_by.is_some() => status::CANCELLED,
-        Some(_) => status::FAILED,
+        Some(o) if o.succeeded => Status::Succeeded,
+        Some(_) if rec.cancelled_by.is_some() => Status::Cancelled,
+        Some(_) => Status::Failed,
         // The wait ended without an approval: the record says why (or nobody decided at all).
-        None => match rec.status.as_str() {
-            status::REJECTED => status::REJECTED,
-            status::CANCELLED => status::CANCELLED,
-            _ => status::NOT_APPROVED,
+        None => match rec.status {
+            Status::Rejected => Status::Rejected,
+            Status::Cancelled => Status::Cancelled,
+            _ => Status::NotApproved,
         },
     }
 }
@@ -107,16 +107,16 @@ pub fn record(state: &PatchState, rec: &PatchRecord) -> Recorded {
     let run = &state.patch;
     let status = final_status(state, rec);
     let short = &run.commit[..12.min(run.commit.len())];
-    let verdict = state.check.as_ref().map(|c| c.verdict.clone());
+    let verdict = state.check.as_ref().map(|c| c.verdict);
     let mut cause = String::new();
     match status {
-        status::SUCCEEDED => {}
-        status::REJECTED => cause.push_str(&format!(
+        Status::Succeeded => {}
+        Status::Rejected => cause.push_str(&format!(
             "Patch {} was rejected by {}; nothing ran.\n",
             run.patch_id,
             rec.rejected_by.as_deref().unwrap_or("an approver")
         )),
-        status::EXPIRED => cause.push_str(&format!(
+        Status::Expired => cause.push_str(&format!(
             "Patch {} was not approved within {} s ({} of {} approvals); nothing ran.\n",
             run.patch_id,
             run.approval_timeout_seconds,
@@ -128,7 +128,7 @@ pub fn record(state: &PatchState, rec: &PatchRecord) -> Recorded {
             ),
             run.required_approvals
         )),
-        status::CANCELLED => cause.push_str(&format!(
+        Status::Cancelled => cause.push_str(&format!(
             "Patch {} was cancelled by {}{}.\n",
             run.patch_id,
             rec.cancelled_by.as_deref().unwrap_or("someone"),
@@ -138,7 +138,7 @@ pub fn record(state: &PatchState, rec: &PatchRecord) -> Recorded {
                 "; nothing ran"
             }
         )),
-        status::NOT_APPROVED => cause.push_str(&format!(
+        Status::NotApproved => cause.push_str(&format!(
             "Patch {} did not run: {}\n",
             run.patch_id,
             state
@@ -147,7 +147,7 @@ pub fn record(state: &PatchState, rec: &PatchRecord) -> Recorded {
                 .map(|e| e.message())
                 .unwrap_or_else(|| "the approval wait ended without an approval on record".into())
         )),
-        status::FAILED => {
+        Status::Failed => {
             let o = state.outcome.as_ref().expect("FAILED has an outcome");
             cause.push_str(&format!(
                 "Patch {} (`{}` at {short}) failed: build {} ended {} in phase {}.\n",
@@ -173,7 +173,7 @@ pub fn record(state: &PatchState, rec: &PatchRecord) -> Recorded {
         }
     }
     if let Some(c) = &state.check {
-        if c.verdict != super::check::COMPLIANT {
+        if c.verdict != Compliance::Compliant {
             cause.push_str(&format!(
                 "Audit check: {} ({})\n",
                 c.verdict,
@@ -181,21 +181,21 @@ pub fn record(state: &PatchState, rec: &PatchRecord) -> Recorded {
             ));
         }
     }
-    if state.outcome.is_some() && status != status::SUCCEEDED {
+    if state.outcome.is_some() && status != Status::Succeeded {
         cause.push_str(&crate::shared::cause::log_section(
             state.logs.as_ref(),
             state.logs_error.as_ref(),
         ));
     }
-    let violation = verdict.as_deref() == Some(super::check::VIOLATION);
+    let violation = verdict == Some(Compliance::Violation);
     Recorded {
-        status: status.to_string(),
-        verdict: verdict.clone(),
-        failure_cause: (status != status::SUCCEEDED || violation)
+        status,
+        verdict,
+        failure_cause: (status != Status::Succeeded || violation)
             .then(|| crate::shared::cause::finish(&cause)),
         output: PatchOutput {
             patch_id: run.patch_id.clone(),
-            status: status.to_string(),
+            status,
             commit: run.commit.clone(),
             command: run.command.clone(),
             approvers: rec.approvers.clone(),
@@ -215,12 +215,10 @@ pub fn result_text(state: &PatchState) -> String {
     let Some(r) = &state.record else {
         return format!("Data patch {} ended.", run.patch_id);
     };
-    let icon = match r.status.as_str() {
-        status::SUCCEEDED if r.verdict.as_deref() == Some(super::check::COMPLIANT) => {
-            ":white_check_mark:"
-        }
-        status::SUCCEEDED => ":warning:",
-        status::REJECTED | status::CANCELLED | status::EXPIRED => ":no_entry_sign:",
+    let icon = match r.status {
+        Status::Succeeded if r.verdict == Some(Compliance::Compliant) => ":white_check_mark:",
+        Status::Succeeded => ":warning:",
+        Status::Rejected | Status::Cancelled | Status::Expired => ":no_entry_sign:",
         _ => ":x:",
     };
     let mut text = format!(
@@ -261,10 +259,10 @@ mod tests {
         serde_json::from_value(json!({"patch": run})).unwrap()
     }
 
-    fn rec(status: &str) -> PatchRecord {
+    fn rec(status: Status) -> PatchRecord {
         PatchRecord {
             patch_id: "patch-1".into(),
-            status: status.into(),
+            status,
             ..Default::default()
         }
     }
@@ -281,18 +279,18 @@ mod tests {
     #[test]
     fn every_ending_has_its_status() {
         let mut s = state();
-        assert_eq!(final_status(&s, &rec(status::REJECTED)), status::REJECTED);
+        assert_eq!(final_status(&s, &rec(Status::Rejected)), Status::Rejected);
         assert_eq!(
-            final_status(&s, &rec(status::PENDING_APPROVAL)),
-            status::NOT_APPROVED
+            final_status(&s, &rec(Status::PendingApproval)),
+            Status::NotApproved
         );
         s.expired = Some(StepError {
             error: "States.Timeout".into(),
             cause: String::new(),
         });
         assert_eq!(
-            final_status(&s, &rec(status::PENDING_APPROVAL)),
-            status::EXPIRED
+            final_status(&s, &rec(Status::PendingApproval)),
+            Status::Expired
         );
         let mut s = state();
         s.error = Some(StepError {
@@ -300,32 +298,32 @@ mod tests {
             cause: "{\"errorMessage\":\"forged\"}".into(),
         });
         assert_eq!(
-            final_status(&s, &rec(status::PENDING_APPROVAL)),
-            status::NOT_APPROVED
+            final_status(&s, &rec(Status::PendingApproval)),
+            Status::NotApproved
         );
-        assert!(record(&s, &rec(status::PENDING_APPROVAL))
+        assert!(record(&s, &rec(Status::PendingApproval))
             .failure_cause
             .unwrap()
             .contains("forged"));
         let mut s = state();
         s.outcome = Some(outcome(false));
-        assert_eq!(final_status(&s, &rec(status::RUNNING)), status::FAILED);
-        let r = record(&s, &rec(status::RUNNING));
+        assert_eq!(final_status(&s, &rec(Status::Running)), Status::Failed);
+        let r = record(&s, &rec(Status::Running));
         assert!(r
             .failure_cause
             .unwrap()
             .contains("ended FAILED in phase BUILD"));
-        let mut cancelled = rec(status::RUNNING);
+        let mut cancelled = rec(Status::Running);
         cancelled.cancelled_by = Some("alice".into());
-        assert_eq!(final_status(&s, &cancelled), status::CANCELLED);
+        assert_eq!(final_status(&s, &cancelled), Status::Cancelled);
         s.outcome = Some(outcome(true));
-        assert_eq!(final_status(&s, &rec(status::RUNNING)), status::SUCCEEDED);
-        assert!(record(&s, &rec(status::RUNNING)).failure_cause.is_none());
+        assert_eq!(final_status(&s, &rec(Status::Running)), Status::Succeeded);
+        assert!(record(&s, &rec(Status::Running)).failure_cause.is_none());
         let mut s = state();
         s.error = Some(StepError {
             error: "AwsServiceError".into(),
             cause: "boom".into(),
         });
-        assert_eq!(final_status(&s, &rec(status::APPROVED)), status::ERROR);
+        assert_eq!(final_status(&s, &rec(Status::Approved)), Status::Error);
     }
 }

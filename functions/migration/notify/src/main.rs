@@ -1,6 +1,6 @@
 //! `notify`: the migration's `Notify` step (`batchless_core::migration::steps::notify`).
-//! Temporarily also data-patch results and scheduled jobs' plain messages, see `others.rs`
-//! (removed when data-patch has its own validate/notify, and the scheduled job its own notify).
+//! Temporarily also the scheduled jobs' plain messages, see `others.rs` (removed when the
+//! scheduled job has its own notify step).
 
 mod others;
 

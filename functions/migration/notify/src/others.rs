@@ -1,30 +1,24 @@
-//! TEMPORARY — removed when data-patch has its own validate/notify (and the scheduled job its
-//! own notify): the data-patch workflow still posts its result here (`"kind": "data-patch"`,
-//! to the approval request's thread) and the scheduled-job workflow a plain
-//! `{"channel", "text", "threadTs"?}` message. Dispatched from the main (calling
-//! `batchless_core::patch`, never from `migration`). Every text is redacted before it leaves.
+//! TEMPORARY — removed when the scheduled job has its own notify step: the scheduled-job
+//! workflow posts a plain `{"channel", "text", "threadTs"?}` message here. Dispatched from the
+//! main. Every text is redacted before it leaves.
 
 use aws_types::SdkConfig;
 use batchless_core::migration::steps::notify as step;
-use batchless_core::patch::message::thread_reply;
-use batchless_core::patch::workflow::{self, PatchState};
 use batchless_core::platform::input::parse_strict;
-use batchless_core::platform::{config, redact, slack::Message};
+use batchless_core::platform::{redact, slack::Message};
 use batchless_core::Error;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// The migration step's deps, and the alerts channel for a data patch without a thread.
+/// The migration step's deps (its Slack client posts the plain messages too).
 pub struct Deps {
     pub migration: step::Deps,
-    alerts_channel: String,
 }
 
 impl Deps {
     pub async fn from_env(sdk: &SdkConfig) -> Result<Deps, Error> {
         Ok(Deps {
             migration: step::Deps::from_env(sdk).await?,
-            alerts_channel: config::required("SLACK_ALERTS_CHANNEL")?,
         })
     }
 }
@@ -38,16 +32,8 @@ struct Plain {
     thread_ts: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DataPatch {
-    #[allow(dead_code)] // always "data-patch": checked before parsing
-    kind: String,
-    state: Box<PatchState>,
-}
-
-/// The message for a data-patch or plain event; `None` for the migration step's own input.
-pub fn message(deps: &Deps, event: &Value) -> Result<Option<Message>, Error> {
+/// The message for a plain event; `None` for the migration step's own input.
+pub fn message(_deps: &Deps, event: &Value) -> Result<Option<Message>, Error> {
     let redacted = |channel: String, text: &str, thread_ts| Message {
         channel,
         text: redact::redact(text).into_owned(),
@@ -55,16 +41,6 @@ pub fn message(deps: &Deps, event: &Value) -> Result<Option<Message>, Error> {
         thread_ts,
     };
     match event.get("kind").map(|k| k.as_str()) {
-        Some(Some("data-patch")) => {
-            let DataPatch { state, .. } = parse_strict(event.clone())?;
-            let text = workflow::result_text(&state);
-            Ok(Some(
-                match state.record.as_ref().and_then(|r| r.thread.clone()) {
-                    Some(t) => thread_reply(&t.channel, &t.ts, &text),
-                    None => redacted(deps.alerts_channel.clone(), &text, None),
-                },
-            ))
-        }
         Some(_) => Ok(None),
         None => {
             let p: Plain = parse_strict(event.clone())?;
@@ -90,7 +66,6 @@ mod tests {
                 slack: SlackClient::new("http://127.0.0.1:9/api", "t"),
                 channel: "CMIG".into(),
             },
-            alerts_channel: "CALERT".into(),
         }
     }
 

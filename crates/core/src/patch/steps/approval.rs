@@ -1,0 +1,297 @@
+//! `approval`: the Slack interactivity endpoint of data-patch approvals (a Lambda function
+//! URL). Every request is verified first (HMAC-SHA256 over the raw body, constant-time
+//! compare, 5-minute window) and must not have been seen before (a replayed timestamp +
+//! signature, remembered once with `put_once`): otherwise 401 and nothing is recorded. An
+//! Approve / Reject click is then decided under the one rule set (`patch::store::decide`):
+//! the clicker is a person with the `approver` role, not the requester, deciding once; a
+//! concluded approval ends the workflow's wait (`waits::complete` on
+//! `patch-approval#<patchId>`); the answer goes to the request's thread.
+
+use aws_types::SdkConfig;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::patch::approval::{Decision, Via};
+use crate::patch::message::{self, APPROVE_ACTION, REJECT_ACTION};
+use crate::patch::store::{self, ApprovalWait, Backend, Decider, DecisionOutcome};
+use crate::platform::slack::function_url::{header, respond, verified_body};
+use crate::platform::slack::SlackClient;
+use crate::platform::{aws, config, input, time};
+use crate::shared::people::People;
+
+pub struct Deps {
+    pub backend: Backend,
+    pub sfn: aws_sdk_sfn::Client,
+    pub slack: SlackClient,
+    pub people: People,
+    pub signing_secret: String,
+    pub waits_table: String,
+}
+
+impl Deps {
+    /// The patch backend, `WAITS_TABLE`, Slack (bot token and signing secret), the people map.
+    pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+        Ok(Deps {
+            backend: Backend::from_env(sdk)?,
+            sfn: aws::sfn(sdk),
+            slack: config::slack_client(sdk).await?,
+            people: People::load(&config::environment()?)?,
+            signing_secret: config::slack_signing_secret(sdk).await?,
+            waits_table: config::required("WAITS_TABLE")?,
+        })
+    }
+}
+
+/// A function URL request (headers, the raw body as Slack signed it): read through
+/// `platform::slack::function_url`, never trusted before its signature is verified.
+pub type Input = Value;
+
+/// The function URL response (`statusCode`, `headers`, `body`: a [`Reply`] as JSON).
+pub type Output = Value;
+
+/// The body of the answer to Slack.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Reply {
+    Refused {
+        error: String,
+    },
+    Ignored {
+        ok: bool,
+        ignored: Value,
+    },
+    NoSuchPatch {
+        ok: bool,
+        error: String,
+    },
+    Decided {
+        ok: bool,
+        outcome: Box<DecisionOutcome>,
+        text: String,
+    },
+}
+
+fn reply(status: u16, body: Reply) -> Output {
+    respond(
+        status,
+        serde_json::to_value(body).expect("a reply serializes"),
+    )
+}
+
+fn ignored(what: impl Into<Value>) -> Output {
+    reply(
+        200,
+        Reply::Ignored {
+            ok: true,
+            ignored: what.into(),
+        },
+    )
+}
+
+pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
+    let raw = match verified_body(&deps.signing_secret, &event, time::now().timestamp()) {
+        Ok(raw) => raw,
+        Err(response) => return Ok(response),
+    };
+    let (ts, sig) = (
+        header(&event, "x-slack-request-timestamp").unwrap_or_default(),
+        header(&event, "x-slack-signature").unwrap_or_default(),
+    );
+    if !store::remember_request(&deps.backend.db, &deps.backend.patches_table, ts, sig).await? {
+        tracing::warn!("rejected a replayed Slack request");
+        return Ok(reply(
+            401,
+            Reply::Refused {
+                error: "replayed request".into(),
+            },
+        ));
+    }
+    let Some(payload) = message::interaction_payload(&raw) else {
+        return Ok(reply(
+            400,
+            Reply::Refused {
+                error: "not an interactivity payload".into(),
+            },
+        ));
+    };
+    if payload["type"] != "block_actions" {
+        return Ok(ignored(payload["type"].clone()));
+    }
+    let Some(action) = payload["actions"].as_array().and_then(|a| a.first()) else {
+        return Ok(ignored("no action"));
+    };
+    let decision = match action["action_id"].as_str() {
+        Some(APPROVE_ACTION) => Decision::Approve,
+        Some(REJECT_ACTION) => Decision::Reject,
+        other => return Ok(ignored(other)),
+    };
+    let patch_id = action["value"].as_str().unwrap_or_default();
+    let user = payload["user"]["id"].as_str().unwrap_or_default();
+    if let Err(e) = input::identifier("value", patch_id, 80) {
+        return Ok(reply(
+            400,
+            Reply::Refused {
+                error: e.to_string(),
+            },
+        ));
+    }
+    let decider = Decider {
+        person: deps.people.by_slack_user(user),
+        identity: format!("slack:{user}"),
+        via: Via::Slack,
+        comment: None,
+    };
+    let wait = ApprovalWait {
+        sfn: &deps.sfn,
+        table: &deps.waits_table,
+    };
+    let st = deps.backend.store();
+    let outcome = match store::decide(&st, &wait, &deps.people, patch_id, &decider, decision).await
+    {
+        Ok(o) => o,
+        Err(Error::NotFound(what)) => {
+            return Ok(reply(
+                200,
+                Reply::NoSuchPatch {
+                    ok: false,
+                    error: format!("no {what}"),
+                },
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    let who = decider
+        .person
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| format!("<@{user}>"));
+    let summary = outcome.summary(&who, decision);
+    tracing::info!(patch = %patch_id, user, outcome = %outcome.outcome, status = %outcome.status, "decision handled");
+    if let Some(thread) = &outcome.thread {
+        if let Err(e) = deps
+            .slack
+            .post_message(&message::thread_reply(
+                &thread.channel,
+                &thread.ts,
+                &summary,
+            ))
+            .await
+        {
+            tracing::warn!(error = %e, "could not post the decision in the thread");
+        }
+    }
+    Ok(reply(
+        200,
+        Reply::Decided {
+            ok: true,
+            outcome: Box::new(outcome),
+            text: summary,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::slack;
+    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+    use serde_json::json;
+
+    fn deps(db_rules: &[&Rule]) -> Deps {
+        let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db_rules);
+        Deps {
+            backend: Backend {
+                db,
+                s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, []),
+                patches_table: "patches".into(),
+                audit_table: "audit".into(),
+                bucket: "b".into(),
+            },
+            sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, []),
+            slack: SlackClient::new("http://127.0.0.1:9/api", "t"),
+            people: People::parse(crate::shared::people::EMBEDDED, "staging").unwrap(),
+            signing_secret: "s3cr3t".into(),
+            waits_table: "waits".into(),
+        }
+    }
+
+    fn signed(secret: &str, ts: i64, body: &str) -> Value {
+        json!({"headers": {
+            "x-slack-request-timestamp": ts.to_string(),
+            "x-slack-signature": slack::sign(secret, &ts.to_string(), body.as_bytes()),
+        }, "body": body})
+    }
+
+    #[tokio::test]
+    async fn forged_stale_and_unsigned_requests_get_401_and_touch_nothing() {
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .then_output(|| PutItemOutput::builder().build());
+        let d = deps(&[&put]);
+        let body = "payload=%7B%7D";
+        let now = time::now().timestamp();
+        for req in [
+            signed("wrong", now, body),
+            signed("s3cr3t", now - 301, body),
+            json!({"headers": {}, "body": body}),
+        ] {
+            assert_eq!(handle(&d, req).await.unwrap()["statusCode"], 401);
+        }
+        assert_eq!(
+            put.num_calls(),
+            0,
+            "nothing is remembered for a bad request"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_replayed_request_gets_401() {
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                r.condition_expression() == Some("attribute_not_exists(#k)")
+                    && r.item()
+                        .and_then(|i| i.get("patchId"))
+                        .and_then(|v| v.as_s().ok())
+                        .is_some_and(|k| k.starts_with("slack-request#"))
+            })
+            .then_error(|| {
+                PutItemError::ConditionalCheckFailedException(
+                    ConditionalCheckFailedException::builder()
+                        .meta(crate::testing::meta("ConditionalCheckFailedException"))
+                        .build(),
+                )
+            });
+        let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+            aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
+                .set_item(Some(crate::platform::dynamo::to_item(
+                    &store::SlackRequestSeen {
+                        patch_id: "slack-request#x".into(),
+                        expires_at_epoch: 1,
+                    },
+                )))
+                .build()
+        });
+        let d = deps(&[&put, &get]);
+        let now = time::now().timestamp();
+        let out = handle(&d, signed("s3cr3t", now, "payload=%7B%7D"))
+            .await
+            .unwrap();
+        assert_eq!(out["statusCode"], 401);
+        assert!(out["body"].as_str().unwrap().contains("replayed"));
+        assert_eq!(put.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_first_request_that_is_not_a_click_is_ignored() {
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .then_output(|| PutItemOutput::builder().build());
+        let d = deps(&[&put]);
+        let now = time::now().timestamp();
+        let body = "payload=%7B%22type%22%3A%22view_submission%22%7D";
+        let out = handle(&d, signed("s3cr3t", now, body)).await.unwrap();
+        assert_eq!(out["statusCode"], 200);
+        let body: Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body, json!({"ok": true, "ignored": "view_submission"}));
+    }
+}

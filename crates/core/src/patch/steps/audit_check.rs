@@ -1,0 +1,413 @@
+//! `audit-check`: did what ran match what was approved?
+//! - `{"mode": "run", "patch": {...}, "buildId": "..."}` (`AuditCheck`): the build's resolved
+//!   source version, command, request hash and start time against the approved record →
+//!   `COMPLIANT` / `VIOLATION`, on the record and in the audit trail.
+//! - `{"mode": "sweep", "windowHours": 26}` (the daily schedule): every build of the patch
+//!   project in the window must be a compliant run of an approved patch; every CloudTrail
+//!   `StartExecution` of the data-patch workflow must come from the requester the patch names.
+//!   Each finding is appended to the audit trail once and alerted to Slack once.
+
+use aws_types::SdkConfig;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::Error;
+use crate::patch::check::{self, BuildFacts, Verdict};
+use crate::patch::store::{self, Backend, PatchRecord};
+use crate::patch::{build_env, events, PatchRun, Status};
+use crate::platform::input::{self, InputError};
+use crate::platform::slack::{Message, SlackClient};
+use crate::platform::{aws, config, redact, time};
+use crate::shared::people::People;
+use crate::shared::{audit, build};
+
+pub struct Deps {
+    pub backend: Backend,
+    pub codebuild: aws_sdk_codebuild::Client,
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
+    pub slack: SlackClient,
+    pub people: People,
+    pub project: String,
+    pub state_machine_arn: String,
+    pub alerts_channel: String,
+    pub environment: String,
+}
+
+impl Deps {
+    /// The patch backend, the people map, Slack (`SLACK_ALERTS_CHANNEL`), `PATCH_PROJECT` and
+    /// `PATCH_STATE_MACHINE_ARN` (whose CloudTrail `StartExecution` records are cross-checked).
+    pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+        let environment = config::environment()?;
+        Ok(Deps {
+            backend: Backend::from_env(sdk)?,
+            codebuild: aws::codebuild(sdk),
+            cloudtrail: aws::cloudtrail(sdk),
+            slack: config::slack_client(sdk).await?,
+            people: People::load(&environment)?,
+            project: config::required("PATCH_PROJECT")?,
+            state_machine_arn: config::required("PATCH_STATE_MACHINE_ARN")?,
+            alerts_channel: config::required("SLACK_ALERTS_CHANNEL")?,
+            environment,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "mode", rename_all = "lowercase")]
+pub enum Input {
+    #[serde(rename_all = "camelCase")]
+    Run {
+        patch: Box<PatchRun>,
+        build_id: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Sweep {
+        #[serde(default)]
+        window_hours: Option<u32>,
+    },
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Output {
+    /// `$.check` of the workflow.
+    Run(Box<Verdict>),
+    Sweep(SweepReport),
+}
+
+/// What a sweep looked at and found.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepReport {
+    pub since: String,
+    pub builds: usize,
+    pub compliant: usize,
+    pub unapproved: Vec<Finding>,
+    pub executions: usize,
+    pub requester_mismatches: Vec<Finding>,
+}
+
+/// One finding of a sweep; `new`: appended by this sweep (not by an earlier one).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Finding {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patch_id: Option<String>,
+    pub message: String,
+    pub new: bool,
+}
+
+const DEFAULT_WINDOW_HOURS: u32 = 26;
+const MAX_WINDOW_HOURS: u32 = 24 * 90;
+
+async fn run_check(deps: &Deps, patch: &PatchRun, build_id: &str) -> Result<Verdict, Error> {
+    let st = deps.backend.store();
+    let facts = check::facts(&build::fetch(&deps.codebuild, build_id).await?);
+    let rec = store::must_get(st.db, st.table, &patch.patch_id).await?;
+    let verdict = check::check_run(&rec, &facts, &deps.people);
+    let mut fields = vec![("verdict", json!(verdict.verdict))];
+    if let Some(sha) = &facts.resolved_source_version {
+        fields.push(("resolvedSourceVersion", json!(sha)));
+    }
+    store::update(st.db, st.table, &patch.patch_id, &fields, None, &[]).await?;
+    audit::append(
+        &st.trail,
+        &store::entry(
+            patch,
+            format!("verdict:{}", patch.patch_id),
+            events::VERDICT,
+            "audit-check",
+            serde_json::to_value(&verdict).expect("serializes"),
+        ),
+    )
+    .await?;
+    tracing::info!(patch = %patch.patch_id, build_id, verdict = %verdict.verdict, findings = ?verdict.findings, "audit check");
+    Ok(verdict)
+}
+
+/// Append a sweep finding once and alert it once: the alert is recorded after Slack took it,
+/// so a Slack outage leaves the finding to be alerted by the next sweep, never lost.
+///
+/// The "alerted before?" mark is the audit trail's own `alerted:<finding>` entry, not a
+/// `Table::put_once`: a put-once before the post would claim the alert even when Slack then
+/// fails (the finding would never be alerted), and the mark belongs in the hash chain, whose
+/// append is one transaction of record, head and key marker (`audit::append` is that
+/// chain's idempotency, which a single conditional put cannot be part of).
+async fn finding(
+    deps: &Deps,
+    key: String,
+    event: &str,
+    patch_id: &str,
+    message: String,
+    data: Value,
+) -> Result<bool, Error> {
+    let st = deps.backend.store();
+    let mut data = data;
+    data["message"] = json!(message);
+    let entry = |key: String, event: &str, data: Value| audit::Entry {
+        key,
+        environment: deps.environment.clone(),
+        patch_id: patch_id.to_string(),
+        event: event.to_string(),
+        actor: "audit-check".into(),
+        data,
+    };
+    let (_, new) = audit::append(&st.trail, &entry(key.clone(), event, data)).await?;
+    let alerted_key = format!("alerted:{key}");
+    if audit::appended(&st.trail, &alerted_key).await?.is_none() {
+        deps.slack
+            .post_message(&Message {
+                channel: deps.alerts_channel.clone(),
+                text: redact::redact(&format!(
+                    ":rotating_light: Data-patch audit ({}): {message}",
+                    deps.environment
+                ))
+                .into_owned(),
+                blocks: None,
+                thread_ts: None,
+            })
+            .await?;
+        audit::append(
+            &st.trail,
+            &entry(
+                alerted_key,
+                events::ALERTED,
+                json!({"channel": deps.alerts_channel, "finding": key}),
+            ),
+        )
+        .await?;
+    }
+    Ok(new)
+}
+
+fn unapproved_message(b: &BuildFacts, rec: Option<&PatchRecord>, findings: &[String]) -> String {
+    let who = b.initiator.as_deref().unwrap_or("an unknown initiator");
+    let when = b.start_time.as_deref().unwrap_or("an unknown time");
+    match rec {
+        None => format!(
+            "build {} of the patch project was started by {who} at {when} without an approved request{}",
+            b.build_id,
+            match b.env.get(build_env::PATCH_ID) {
+                Some(id) => format!(" (it names patch {id:?}, which does not exist)"),
+                None => " (started outside the workflow)".to_string(),
+            }
+        ),
+        Some(r) => format!(
+            "build {} (started by {who} at {when}) does not match approved patch {}: {}",
+            b.build_id,
+            r.patch_id,
+            findings.join("; ")
+        ),
+    }
+}
+
+async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
+    let since = time::now() - chrono::Duration::hours(window_hours as i64);
+    let st = deps.backend.store();
+    let builds = check::builds_since(&deps.codebuild, &deps.project, since).await?;
+    let (mut compliant, mut alerts) = (0, Vec::new());
+    for b in &builds {
+        let rec = match b.env.get(build_env::PATCH_ID) {
+            Some(id) if input::identifier("patchId", id, 80).is_ok() => {
+                store::get(st.db, st.table, id).await?
+            }
+            _ => None,
+        };
+        if rec
+            .as_ref()
+            .is_some_and(|r| r.status == Status::Approved && r.build_id.is_none())
+        {
+            continue; // start-patch-build is recording this very build
+        }
+        let findings = match &rec {
+            Some(r) => check::check_run(r, b, &deps.people).findings,
+            None => vec!["no approved request".to_string()],
+        };
+        if findings.is_empty() {
+            compliant += 1;
+            continue;
+        }
+        let message = unapproved_message(b, rec.as_ref(), &findings);
+        let new = finding(
+            deps,
+            format!("sweep:{}", b.build_id),
+            events::UNAPPROVED_BUILD,
+            rec.as_ref().map(|r| r.patch_id.as_str()).unwrap_or("-"),
+            message.clone(),
+            json!({"buildId": b.build_id, "initiator": b.initiator, "startTime": b.start_time,
+                   "sourceVersion": b.source_version, "resolvedSourceVersion": b.resolved_source_version,
+                   "command": b.env.get(build_env::COMMAND), "findings": findings}),
+        )
+        .await?;
+        alerts.push(Finding {
+            build_id: Some(b.build_id.clone()),
+            patch_id: None,
+            message,
+            new,
+        });
+    }
+    let started =
+        check::started_executions(&deps.cloudtrail, &deps.state_machine_arn, since).await?;
+    let mut mismatches = Vec::new();
+    for s in &started {
+        let Some(rec) = store::get(st.db, st.table, &s.execution_name).await? else {
+            continue; // rejected as invalid input: nothing was recorded, nothing ran
+        };
+        if let Some(message) = check::requester_mismatch(s, &rec, &deps.people) {
+            let new = finding(
+                deps,
+                format!("requester:{}", rec.patch_id),
+                events::REQUESTER_MISMATCH,
+                &rec.patch_id,
+                message.clone(),
+                json!({"principal": s.principal, "eventId": s.event_id, "eventTime": s.event_time}),
+            )
+            .await?;
+            mismatches.push(Finding {
+                build_id: None,
+                patch_id: Some(rec.patch_id.clone()),
+                message,
+                new,
+            });
+        }
+    }
+    tracing::info!(
+        builds = builds.len(),
+        compliant,
+        alerts = alerts.len(),
+        executions = started.len(),
+        mismatches = mismatches.len(),
+        "audit sweep"
+    );
+    Ok(SweepReport {
+        since: time::rfc3339(since),
+        builds: builds.len(),
+        compliant,
+        unapproved: alerts,
+        executions: started.len(),
+        requester_mismatches: mismatches,
+    })
+}
+
+pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
+    match input {
+        Input::Run { patch, build_id } => Ok(Output::Run(Box::new(
+            run_check(deps, &patch, &build_id).await?,
+        ))),
+        Input::Sweep { window_hours } => {
+            let hours = window_hours.unwrap_or(DEFAULT_WINDOW_HOURS);
+            if hours == 0 || hours > MAX_WINDOW_HOURS {
+                return Err(InputError::field(
+                    "windowHours",
+                    format!("must be 1..={MAX_WINDOW_HOURS}"),
+                )
+                .into());
+            }
+            Ok(Output::Sweep(sweep(deps, hours).await?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Kind;
+    use crate::patch::check::Compliance;
+    use crate::patch::steps::fixtures::{self, anchor, audit_append, backend, stored};
+    use crate::patch::tests::people;
+    use aws_sdk_codebuild::operation::batch_get_builds::BatchGetBuildsOutput;
+    use aws_sdk_codebuild::types::Build;
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    fn deps(db: &[&Rule], s3: &[&Rule], codebuild: &[&Rule]) -> Deps {
+        Deps {
+            backend: backend(
+                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db),
+                mock_client!(aws_sdk_s3, RuleMode::MatchAny, s3),
+            ),
+            codebuild: mock_client!(aws_sdk_codebuild, RuleMode::MatchAny, codebuild),
+            // Not reached by these tests (the SDK is built without its test utilities).
+            cloudtrail: aws_sdk_cloudtrail::Client::from_conf(
+                aws_sdk_cloudtrail::Config::builder()
+                    .behavior_version_latest()
+                    .region(aws_sdk_cloudtrail::config::Region::new("us-east-1"))
+                    .endpoint_url("http://127.0.0.1:9")
+                    .build(),
+            ),
+            slack: SlackClient::new("http://127.0.0.1:9/api", "t"),
+            people: people(),
+            project: "batchless-staging-patch".into(),
+            state_machine_arn: "arn:sm".into(),
+            alerts_channel: "CALERT".into(),
+            environment: "staging".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_sweep_window_out_of_bounds_is_invalid_input() {
+        let d = deps(&[], &[], &[]);
+        for hours in [0, MAX_WINDOW_HOURS + 1] {
+            let err = handle(
+                &d,
+                Input::Sweep {
+                    window_hours: Some(hours),
+                },
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(err.kind(), Kind::InvalidInput);
+            assert!(err.to_string().contains("windowHours"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_build_of_an_unapproved_patch_is_a_violation_on_the_record() {
+        let run = fixtures::run();
+        let build = mock!(aws_sdk_codebuild::Client::batch_get_builds).then_output(move || {
+            BatchGetBuildsOutput::builder()
+                .builds(
+                    Build::builder()
+                        .id("batchless-staging-patch:1")
+                        .project_name("batchless-staging-patch")
+                        .source_version(run.commit.clone())
+                        .resolved_source_version(run.commit.clone())
+                        .build(),
+                )
+                .build()
+        });
+        let get = stored(fixtures::record(Status::Running));
+        let update = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                r.expression_attribute_values().is_some_and(|v| {
+                    v.values()
+                        .any(|a| a.as_s().ok().is_some_and(|s| s == "VIOLATION"))
+                })
+            })
+            .then_output(|| UpdateItemOutput::builder().build());
+        let [audit_get, audit_tx] = audit_append();
+        let s3 = anchor();
+        let d = deps(&[&get, &update, &audit_get, &audit_tx], &[&s3], &[&build]);
+        let out = handle(
+            &d,
+            Input::Run {
+                patch: Box::new(fixtures::run()),
+                build_id: "batchless-staging-patch:1".into(),
+            },
+        )
+        .await
+        .unwrap();
+        let Output::Run(verdict) = out else {
+            panic!("a run check gives a verdict")
+        };
+        assert_eq!(verdict.verdict, Compliance::Violation);
+        assert!(
+            verdict.findings.iter().any(|f| f.contains("not approved")),
+            "{:?}",
+            verdict.findings
+        );
+        assert_eq!((update.num_calls(), audit_tx.num_calls()), (1, 1));
+    }
+}

@@ -1,0 +1,258 @@
+//! `record-patch`: the data-patch workflow's record keeper.
+//! - `{"action": "request", "patch": {...}}` (`RecordRequest`): create the patch record
+//!   (`PENDING_APPROVAL`, once: a retry finds it) and append `REQUESTED` to the audit trail.
+//! - `{"action": "finish", "state": {...}}` (`RecordOutcome`): the final status (succeeded,
+//!   failed, rejected, expired, cancelled, not approved, error) on the record, `FINISHED` in
+//!   the audit trail, and what the workflow outputs or fails with, plus the Slack thread to
+//!   post the result in.
+
+use aws_types::SdkConfig;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::Error;
+use crate::patch::store::{self, Backend};
+use crate::patch::workflow::{self, PatchState, Recorded};
+use crate::patch::{events, PatchRun, Status};
+use crate::platform::{redact, time};
+use crate::shared::audit;
+
+pub struct Deps {
+    pub backend: Backend,
+}
+
+impl Deps {
+    /// `PATCHES_TABLE`, `AUDIT_TABLE`, `LOGS_BUCKET`.
+    pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+        Ok(Deps {
+            backend: Backend::from_env(sdk)?,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "action", rename_all = "lowercase")]
+pub enum Input {
+    Request { patch: Box<PatchRun> },
+    Finish { state: Box<PatchState> },
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Output {
+    /// `RecordRequest` (its result is discarded by the ASL).
+    Requested { status: Status },
+    /// `RecordOutcome`: `$.record`, which `Outcome?` routes on.
+    Finished(Box<Recorded>),
+}
+
+/// The statuses a finish may end: the open ones, and the ones a decision already ended
+/// (`REJECTED`, `CANCELLED`: kept, with the finish fields added).
+const FINISHABLE: [Status; 5] = [
+    Status::PendingApproval,
+    Status::Approved,
+    Status::Running,
+    Status::Rejected,
+    Status::Cancelled,
+];
+
+pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
+    let st = deps.backend.store();
+    match input {
+        Input::Request { patch } => {
+            let rec = store::create(&st, &patch).await?;
+            tracing::info!(patch = %rec.patch_id, requester = %patch.requester, "patch requested");
+            Ok(Output::Requested { status: rec.status })
+        }
+        Input::Finish { state } => {
+            let run = &state.patch;
+            let rec = store::must_get(st.db, st.table, &run.patch_id).await?;
+            let recorded = workflow::record(&state, &rec);
+            let mut fields = vec![("finishedAt", json!(time::rfc3339(time::now())))];
+            for (name, value) in [
+                (
+                    "failureCause",
+                    recorded.failure_cause.as_ref().map(|v| json!(v)),
+                ),
+                ("logUri", recorded.output.log_uri.as_ref().map(|v| json!(v))),
+                (
+                    "logSha256",
+                    recorded.output.log_sha256.as_ref().map(|v| json!(v)),
+                ),
+                ("verdict", recorded.verdict.map(|v| json!(v))),
+            ] {
+                if let Some(v) = value {
+                    fields.push((name, v));
+                }
+            }
+            store::transition(
+                st.db,
+                st.table,
+                &run.patch_id,
+                &FINISHABLE,
+                recorded.status,
+                &fields,
+            )
+            .await?;
+            audit::append(
+                &st.trail,
+                &store::entry(
+                    run,
+                    format!("finished:{}", run.patch_id),
+                    events::FINISHED,
+                    "workflow",
+                    json!({
+                        "status": recorded.status,
+                        "buildId": recorded.output.build_id,
+                        "verdict": recorded.verdict,
+                        "logUri": recorded.output.log_uri,
+                        "logSha256": recorded.output.log_sha256,
+                        "failureCause": recorded.failure_cause.as_deref().map(|c| redact::redact(c).into_owned()),
+                        "executionArn": run.execution_arn,
+                    }),
+                ),
+            )
+            .await?;
+            tracing::info!(patch = %run.patch_id, status = %recorded.status, "patch finished");
+            Ok(Output::Finished(Box::new(recorded)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Kind;
+    use crate::patch::steps::fixtures::{self, anchor, audit_append, backend, stored, PATCHES};
+    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    fn deps(db: &[&Rule], s3: &[&Rule]) -> Deps {
+        Deps {
+            backend: backend(
+                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db),
+                mock_client!(aws_sdk_s3, RuleMode::MatchAny, s3),
+            ),
+        }
+    }
+
+    fn create() -> Rule {
+        mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                r.table_name() == Some(PATCHES)
+                    && r.condition_expression() == Some("attribute_not_exists(#k)")
+                    && r.item()
+                        .and_then(|i| i.get("status"))
+                        .and_then(|v| v.as_s().ok())
+                        == Some(&"PENDING_APPROVAL".to_string())
+                    && r.item()
+                        .and_then(|i| i.get("decisions"))
+                        .is_some_and(|v| v.is_m())
+            })
+            .then_output(|| PutItemOutput::builder().build())
+    }
+
+    fn seen() -> Rule {
+        mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
+                    .build(),
+            )
+        })
+    }
+
+    #[tokio::test]
+    async fn a_request_is_recorded_once_and_audited() {
+        let put = create();
+        let [audit_get, audit_tx] = audit_append();
+        let s3 = anchor();
+        let d = deps(&[&put, &audit_get, &audit_tx], &[&s3]);
+        let out = handle(
+            &d,
+            Input::Request {
+                patch: Box::new(fixtures::run()),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(out).unwrap(),
+            json!({"status": "PENDING_APPROVAL"})
+        );
+        assert_eq!((put.num_calls(), audit_tx.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_retried_request_finds_its_record() {
+        let put = seen();
+        let get = stored(fixtures::record(Status::PendingApproval));
+        let [audit_get, audit_tx] = audit_append();
+        let s3 = anchor();
+        let d = deps(&[&put, &get, &audit_get, &audit_tx], &[&s3]);
+        let patch = Box::new(fixtures::run());
+        let out = handle(&d, Input::Request { patch }).await.unwrap();
+        assert!(matches!(
+            out,
+            Output::Requested {
+                status: Status::PendingApproval
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_different_request_under_the_same_id_is_a_conflict() {
+        let put = seen();
+        let mut other = fixtures::record(Status::PendingApproval);
+        other.request.as_mut().unwrap().request_hash = "another".into();
+        let get = stored(other);
+        let d = deps(&[&put, &get], &[]);
+        let patch = Box::new(fixtures::run());
+        let err = handle(&d, Input::Request { patch }).await.unwrap_err();
+        assert_eq!(err.kind(), Kind::Conflict);
+    }
+
+    #[tokio::test]
+    async fn a_finish_moves_only_an_open_or_decided_record() {
+        use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+        let get = stored(fixtures::record(Status::Rejected));
+        let update = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                let values = r.expression_attribute_values().cloned().unwrap_or_default();
+                let from: Vec<&str> = (0..5)
+                    .filter_map(|i| values.get(&format!(":from{i}")))
+                    .filter_map(|v| v.as_s().ok().map(String::as_str))
+                    .collect();
+                r.condition_expression().is_some_and(|c| {
+                    c.contains("#status IN (:from0, :from1, :from2, :from3, :from4)")
+                }) && from
+                    == [
+                        "PENDING_APPROVAL",
+                        "APPROVED",
+                        "RUNNING",
+                        "REJECTED",
+                        "CANCELLED",
+                    ]
+            })
+            .then_output(|| UpdateItemOutput::builder().build());
+        let [audit_get, audit_tx] = audit_append();
+        let s3 = anchor();
+        let d = deps(&[&get, &update, &audit_get, &audit_tx], &[&s3]);
+        let state: PatchState = serde_json::from_value(json!({"patch": fixtures::run()})).unwrap();
+        let out = handle(
+            &d,
+            Input::Finish {
+                state: Box::new(state),
+            },
+        )
+        .await
+        .unwrap();
+        let Output::Finished(recorded) = out else {
+            panic!("a finish records")
+        };
+        assert_eq!(recorded.status, Status::Rejected);
+        assert_eq!(update.num_calls(), 1);
+        assert_eq!(audit_tx.num_calls(), 1);
+    }
+}

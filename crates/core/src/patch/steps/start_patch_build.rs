@@ -1,0 +1,275 @@
+//! `start-patch-build` (`StartPatchBuild`): start the approved patch's build. It trusts
+//! nothing the wait returned: it re-reads the patch record and re-checks every decision against
+//! the people map (a `SendTaskSuccess` with a forged payload ends `NotApproved`), checks the
+//! request is the one approved (request hash), then runs CodeBuild `StartBuild` on the patch
+//! project with `sourceVersion` = the approved commit (never the branch) and the command built
+//! from the approved request. Idempotent: a retried step finds the build on the record.
+
+use std::collections::BTreeMap;
+
+use aws_types::SdkConfig;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+use crate::patch::store::{self, Backend};
+use crate::patch::{
+    approval, build_env, events, request_hash, PatchRun, Status, OUTPUT_DIR, WORKFLOW,
+};
+use crate::platform::{aws, config, time};
+use crate::shared::build::{self, StartedBuild};
+use crate::shared::people::People;
+use crate::shared::{audit, runs};
+
+pub struct Deps {
+    pub backend: Backend,
+    pub codebuild: aws_sdk_codebuild::Client,
+    pub people: People,
+    pub project: String,
+    pub runs_table: String,
+}
+
+impl Deps {
+    /// The patch backend, the people map, `PATCH_PROJECT`, `RUNS_TABLE`.
+    pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+        Ok(Deps {
+            backend: Backend::from_env(sdk)?,
+            codebuild: aws::codebuild(sdk),
+            people: People::load(&config::environment()?)?,
+            project: config::required("PATCH_PROJECT")?,
+            runs_table: config::required("RUNS_TABLE")?,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Input {
+    pub patch: PatchRun,
+}
+
+/// `$.build`, which `WaitForBuild` and `AuditCheck` read.
+pub type Output = StartedBuild;
+
+/// Where a patch's output directory is uploaded: `s3://<bucket>/patches/<id>/output/`.
+fn output_path(patch_id: &str) -> String {
+    format!("patches/{patch_id}")
+}
+
+pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
+    // Boxed: the whole step inlined into the Lambda runtime's future nests too deep for
+    // rustc's layout computation.
+    Box::pin(start(deps, input.patch)).await
+}
+
+async fn start(deps: &Deps, patch: PatchRun) -> Result<Output, Error> {
+    let st = deps.backend.store();
+    let rec = store::must_get(st.db, st.table, &patch.patch_id).await?;
+    if let Some(build_id) = &rec.build_id {
+        tracing::info!(%build_id, "build already started for this patch");
+        return Ok(StartedBuild {
+            build_id: build_id.clone(),
+        });
+    }
+    let approved = rec.run()?;
+    if approved.request_hash != request_hash(approved)
+        || approved.request_hash != patch.request_hash
+    {
+        return Err(Error::NotApproved(format!(
+            "patch {}: the request in the workflow is not the request on record",
+            patch.patch_id
+        )));
+    }
+    if let Some(by) = &rec.cancelled_by {
+        return Err(Error::NotApproved(format!(
+            "patch {} was cancelled by {by}",
+            patch.patch_id
+        )));
+    }
+    let tally = approval::tally(approved, &rec.decisions, &deps.people);
+    if rec.status != Status::Approved || !tally.approved() {
+        return Err(Error::NotApproved(format!(
+            "patch {} is {} with {} of {} valid approvals{}; nothing was started",
+            patch.patch_id,
+            rec.status,
+            tally.approvers.len(),
+            tally.required,
+            if tally.ignored.is_empty() {
+                String::new()
+            } else {
+                format!(" (ignored: {})", tally.ignored.join("; "))
+            }
+        )));
+    }
+    let env: BTreeMap<String, String> = [
+        (build_env::PATCH_ID, approved.patch_id.clone()),
+        (build_env::COMMAND, approved.command.clone()),
+        (build_env::REQUEST_HASH, approved.request_hash.clone()),
+        (build_env::OUTPUT_DIR, OUTPUT_DIR.to_string()),
+        ("BATCHLESS_RUN_ID", approved.execution_arn.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let token = hex::encode(&Sha256::digest(approved.patch_id.as_bytes())[..16]);
+    let path = output_path(&approved.patch_id);
+    let build_id = build::start(
+        &deps.codebuild,
+        build::StartRequest {
+            project: &deps.project,
+            source_version: &approved.commit,
+            environment: &env,
+            idempotency_token: &token,
+            artifacts: Some((&deps.backend.bucket, &path, "output")),
+        },
+    )
+    .await?;
+    let now = time::rfc3339(time::now());
+    let output_uri = format!("s3://{}/{path}/output/", deps.backend.bucket);
+    let moved = store::transition(
+        st.db,
+        st.table,
+        &approved.patch_id,
+        &[Status::Approved],
+        Status::Running,
+        &[
+            ("buildId", json!(build_id)),
+            ("buildStartedAt", json!(now)),
+            ("outputUri", json!(output_uri)),
+        ],
+    )
+    .await?;
+    if moved.is_none() {
+        // Cancelled in the instant between the check and the start: undo.
+        build::stop(&deps.codebuild, &build_id).await?;
+        return Err(Error::NotApproved(format!(
+            "patch {} changed while its build started; build {build_id} was stopped",
+            approved.patch_id
+        )));
+    }
+    audit::append(
+        &st.trail,
+        &store::entry(
+            approved,
+            format!("build:{}", approved.patch_id),
+            events::BUILD_STARTED,
+            "workflow",
+            json!({
+                "buildId": build_id,
+                "project": deps.project,
+                "sourceVersion": approved.commit,
+                "command": approved.command,
+                "approvers": tally.approvers,
+                "outputUri": output_uri,
+            }),
+        ),
+    )
+    .await?;
+    // The run record lets the abort/timeout cleanup find and stop the build.
+    let record = runs::RunRecord {
+        run_id: approved.execution_arn.clone(),
+        workflow: WORKFLOW.into(),
+        environment: approved.environment.clone(),
+        execution_name: approved.patch_id.clone(),
+        started_at: approved.requested_at.clone(),
+        started_by: approved.requester.clone(),
+        status: runs::status::RUNNING.into(),
+        commit: Some(approved.commit.clone()),
+        build_id: Some(build_id.clone()),
+        ..Default::default()
+    };
+    runs::create(st.db, &deps.runs_table, &record).await?;
+    tracing::info!(patch = %approved.patch_id, %build_id, commit = %approved.commit, "patch build started");
+    Ok(StartedBuild { build_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Kind;
+    use crate::patch::steps::fixtures::{self, backend, stored};
+    use crate::patch::tests::people;
+    use aws_sdk_codebuild::operation::start_build::StartBuildOutput;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    fn deps(db: &[&Rule], codebuild: &[&Rule]) -> Deps {
+        Deps {
+            backend: backend(
+                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db),
+                mock_client!(aws_sdk_s3, RuleMode::MatchAny, []),
+            ),
+            codebuild: mock_client!(aws_sdk_codebuild, RuleMode::MatchAny, codebuild),
+            people: people(),
+            project: "batchless-staging-patch".into(),
+            runs_table: "runs".into(),
+        }
+    }
+
+    fn start_build() -> Rule {
+        mock!(aws_sdk_codebuild::Client::start_build)
+            .then_output(|| StartBuildOutput::builder().build())
+    }
+
+    fn input() -> Input {
+        Input {
+            patch: fixtures::run(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forged_approval_starts_nothing() {
+        // The wait was ended with "approved", but the record holds no valid decision.
+        let mut rec = fixtures::record(Status::Approved);
+        rec.approvers = vec!["alice".into(), "carol".into()];
+        rec.approved_at = Some("2026-11-28T13:05:00Z".into());
+        let (get, start) = (stored(rec), start_build());
+        let d = deps(&[&get], &[&start]);
+        let err = handle(&d, input()).await.unwrap_err();
+        assert_eq!(err.kind(), Kind::NotApproved);
+        assert!(err.to_string().contains("0 of 1 valid approvals"), "{err}");
+        assert_eq!(start.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_pending_or_cancelled_patch_starts_nothing() {
+        let start = start_build();
+        let get = stored(fixtures::record(Status::PendingApproval));
+        let err = handle(&deps(&[&get], &[&start]), input())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("is PENDING_APPROVAL"), "{err}");
+        let mut cancelled = fixtures::record(Status::Approved);
+        cancelled.cancelled_by = Some("bob".into());
+        let get = stored(cancelled);
+        let err = handle(&deps(&[&get], &[&start]), input())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("cancelled by bob"), "{err}");
+        assert_eq!(start.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_other_than_the_recorded_one_starts_nothing() {
+        let start = start_build();
+        let get = stored(fixtures::record(Status::Approved));
+        let mut other = input();
+        other.patch.request_hash = "tampered".into();
+        let err = handle(&deps(&[&get], &[&start]), other).await.unwrap_err();
+        assert_eq!(err.kind(), Kind::NotApproved);
+        assert!(
+            err.to_string().contains("not the request on record"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_finds_the_build_on_the_record() {
+        let mut rec = fixtures::record(Status::Running);
+        rec.build_id = Some("batchless-staging-patch:1".into());
+        let (get, start) = (stored(rec), start_build());
+        let out = handle(&deps(&[&get], &[&start]), input()).await.unwrap();
+        assert_eq!(out.build_id, "batchless-staging-patch:1");
+        assert_eq!(start.num_calls(), 0);
+    }
+}

@@ -30,6 +30,7 @@ struct Bastion {
     stack: Stack,
     sm: String,
     table: String,
+    waits: String,
     cluster: String,
 }
 
@@ -38,11 +39,13 @@ async fn setup() -> Result<Bastion> {
     stack.clear_faults().await?;
     let sm = stack.state_machine("BastionSessionStateMachine")?;
     let table = stack.table("BastionTable")?;
+    let waits = stack.table("WaitsTable")?;
     let cluster = stack.physical_id("BastionCluster")?;
     Ok(Bastion {
         stack,
         sm,
         table,
+        waits,
         cluster,
     })
 }
@@ -178,16 +181,35 @@ impl Bastion {
             .collect())
     }
 
+    /// Whether the session's approval wait has stored its task token (in the waits table).
+    async fn approval_wait_registered(&self, sid: &str) -> Result<bool> {
+        let out = self
+            .stack
+            .db
+            .get_item()
+            .table_name(&self.waits)
+            .key(
+                "waitKey",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("session-approval#{sid}")),
+            )
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item().is_some_and(|i| i.get("taskToken").is_some()))
+    }
+
     /// The session once its wait has stored a task token (the watch is waiting).
     async fn waiting_session(&self, sid: &str) -> Result<Value> {
         eventually(
             &format!("session {sid} waiting for approval"),
             TIMEOUT,
             || async {
-                Ok(self
-                    .session(sid)
-                    .await?
-                    .filter(|s| s.get("taskToken").is_some() && s.get("threadTs").is_some()))
+                let Some(session) = self.session(sid).await? else {
+                    return Ok(None);
+                };
+                Ok((session.get("threadTs").is_some()
+                    && self.approval_wait_registered(sid).await?)
+                    .then_some(session))
             },
         )
         .await
@@ -608,7 +630,7 @@ async fn a_broken_wait_alerts_instead_of_hanging() -> Result<()> {
     let sid = session_id("broken");
     // The first wait cannot store its token (a non-retryable DynamoDB error).
     b.stack
-        .fault(json!({"service": "dynamodb", "operation": "UpdateItem", "error": "ValidationException", "count": 1, "match": "taskToken"}))
+        .fault(json!({"service": "dynamodb", "operation": "PutItem", "error": "ValidationException", "count": 1, "match": format!("session-approval#{sid}")}))
         .await?;
     let arn = b.start_short(&sid, ALICE, "taskbroken", 600.0).await?;
     let end = b.stack.wait_end(&arn, TIMEOUT).await?;

@@ -13,6 +13,7 @@ pub mod approval;
 pub mod login;
 pub mod scan;
 pub mod session;
+pub mod steps;
 pub mod subscription;
 
 use serde::Deserialize;

@@ -1,29 +1,44 @@
-//! Session records in the bastion table (`pk` = `session#<id>`; `sk` = `session` for the
-//! session, `hit#<log event id>#<n>` for a flagged command, `reply#<ts>` for a judged thread
-//! reply; `pk` = `slack-event#<event_id>` for processed Slack events) and the Slack messages.
+//! The bastion table, and the one module that writes it. Items (`pk`, `sk`):
+//! - `session#<id>`, `session`: a login ([`SessionRecord`]);
+//! - `session#<id>` (or `orphan#<task id>` when no session matched), `hit#<log event id>#<n>`:
+//!   a flagged command ([`HitRecord`]);
+//! - `session#<id>`, `reply#<ts>`: a judged reply in the login thread ([`ReplyRecord`]);
+//! - `slack-event#<event_id>`, `event`: a processed Slack event ([`SlackEventRecord`]).
+//!
 //! Indexes: `byThread` (`threadKey` = `channel:ts`) finds the session a reply belongs to;
 //! `byTask` (`taskId`, `loginAt`) finds the open sessions of a task for the console hook.
+//! Every "seen before?" write (a session opened twice, a hit delivered twice, a Slack retry)
+//! is a [`Table::put_once`]. The approval wait's task token is not stored here: it lives in the
+//! waits table (`sfn::waits`, `session-approval#<id>`), which operators cannot read.
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::Error;
-use crate::platform::aws::{AwsResultExt, ConditionalExt};
-use crate::platform::dynamo::{self, s};
+use crate::platform::dynamo::{Item, Once, Record, Table};
 use crate::platform::slack::Message;
 use crate::shared::people::Person;
 
+use super::approval::Verdict;
 use super::login::Login;
+use super::scan::Severity;
 
 pub const BY_THREAD: &str = "byThread";
 pub const BY_TASK: &str = "byTask";
 pub const SESSION_SK: &str = "session";
+const SLACK_EVENT_SK: &str = "event";
 
-pub mod status {
-    pub const OPEN: &str = "open";
-    pub const APPROVED: &str = "approved";
-    pub const ALERTED: &str = "alerted";
+/// Where a session stands. Stored lower case (`open`, `approved`, `alerted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    /// Logged in; no approval evidence and no alert yet.
+    #[default]
+    Open,
+    /// An executive's approval evidence is recorded.
+    Approved,
+    /// The deadline passed without approval evidence: the alert went out.
+    Alerted,
 }
 
 pub fn pk(session_id: &str) -> String {
@@ -44,6 +59,16 @@ pub struct Approval {
     pub ts: String,
     pub permalink: String,
     pub recorded_at: String,
+}
+
+/// The alert posted when the deadline passed without approval evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Alert {
+    pub at: String,
+    pub channel: String,
+    pub ts: String,
+    pub deadline_at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -74,7 +99,7 @@ pub struct SessionRecord {
     pub user_agent: Option<String>,
     pub deadline_at: String,
     pub reminder_at: String,
-    pub status: String,
+    pub status: SessionStatus,
     #[serde(default)]
     pub channel: Option<String>,
     #[serde(default)]
@@ -84,16 +109,25 @@ pub struct SessionRecord {
     #[serde(default)]
     pub permalink: Option<String>,
     #[serde(default)]
-    pub task_token: Option<String>,
-    #[serde(default)]
     pub approval: Option<Approval>,
     #[serde(default)]
     pub reminded_at: Option<String>,
     #[serde(default)]
-    pub alert: Option<Value>,
+    pub alert: Option<Alert>,
     #[serde(default)]
     pub flagged: Option<i64>,
     pub recorded_at: String,
+}
+
+impl Record for SessionRecord {
+    const KEY: &'static str = "pk";
+    const SORT_KEY: Option<&'static str> = Some("sk");
+    fn key(&self) -> &str {
+        &self.pk
+    }
+    fn sort_key(&self) -> Option<&str> {
+        Some(&self.sk)
+    }
 }
 
 /// When the watch's deadline and reminder fall, and when the record was made (RFC 3339).
@@ -134,7 +168,7 @@ impl SessionRecord {
             user_agent: login.user_agent.clone(),
             deadline_at: times.deadline_at,
             reminder_at: times.reminder_at,
-            status: status::OPEN.into(),
+            status: SessionStatus::Open,
             recorded_at: times.recorded_at,
             ..Default::default()
         }
@@ -156,177 +190,368 @@ impl SessionRecord {
     }
 }
 
-// ------------------------------------------------------------------------------- storage
+/// What a session's child item is (the `kind` attribute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemKind {
+    Hit,
+    Reply,
+}
 
-/// Record the session once. A second call (a retried step) returns the stored record.
-pub async fn open(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    record: &SessionRecord,
-) -> Result<SessionRecord, Error> {
-    let res = db
-        .put_item()
-        .table_name(table)
-        .set_item(Some(dynamo::to_item(record)))
-        .condition_expression("attribute_not_exists(pk)")
-        .send()
-        .await
-        .aws("PutItem")
-        .conditional()?;
-    match res {
-        Some(_) => Ok(record.clone()),
-        None => get(db, table, &record.session_id)
-            .await?
-            .ok_or_else(|| Error::Corrupt(format!("session {} vanished", record.session_id))),
+/// Where a flagged command was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HitSource {
+    /// A line of the console hook (the console task's log group).
+    Hook,
+    /// An ECS Exec session transcript.
+    Transcript,
+}
+
+impl HitSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HitSource::Hook => "hook",
+            HitSource::Transcript => "transcript",
+        }
     }
 }
 
-pub async fn get(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    session_id: &str,
-) -> Result<Option<SessionRecord>, Error> {
-    dynamo::get(db, table, &[("pk", &pk(session_id)), ("sk", SESSION_SK)]).await
+/// A flagged command, once per (log event, hit, session).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HitRecord {
+    pub pk: String,
+    pub sk: String,
+    pub kind: ItemKind,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// Redacted.
+    pub command: String,
+    pub patterns: Vec<String>,
+    pub severity: Severity,
+    pub source: HitSource,
+    pub hit_task_id: String,
+    pub at: String,
+    pub log_group: String,
+    pub log_stream: String,
+    pub log_event_id: String,
+    /// The Slack `ts` of the post, once posted.
+    #[serde(default)]
+    pub posted_ts: Option<String>,
 }
 
-/// `SET` the given top-level fields of a session (which must exist) if `condition` holds
-/// (`#name` placeholders stand for attributes, `:values` are given); returns the new record.
-pub async fn update(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    session_id: &str,
-    fields: &[(&str, Value)],
-    condition: Option<(&str, Vec<(&str, Value)>)>,
-) -> Result<Option<SessionRecord>, Error> {
-    let (cond, values) = match condition {
-        Some((c, v)) => (Some(c), v),
-        None => (None, Vec::new()),
-    };
-    let pk = pk(session_id);
-    dynamo::set_fields(
-        db,
-        table,
-        &[("pk", &pk), ("sk", SESSION_SK)],
-        fields,
-        cond,
-        &values,
-    )
-    .await?
-    .as_ref()
-    .map(dynamo::from_item)
-    .transpose()
+impl Record for HitRecord {
+    const KEY: &'static str = "pk";
+    const SORT_KEY: Option<&'static str> = Some("sk");
+    fn key(&self) -> &str {
+        &self.pk
+    }
+    fn sort_key(&self) -> Option<&str> {
+        Some(&self.sk)
+    }
 }
 
-async fn query_index(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    index: &str,
-    key: &str,
-    value: &str,
-) -> Result<Vec<SessionRecord>, Error> {
-    dynamo::query_newest(db, table, index, key, value, None)
-        .await?
-        .iter()
-        .filter(|i| i.get("sk").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(SESSION_SK))
-        .map(dynamo::from_item)
-        .collect()
+impl HitRecord {
+    /// The partition a hit is kept under: its session, or the task when no session matched.
+    pub fn pk_for(session_id: Option<&str>, task_id: &str) -> String {
+        match session_id {
+            Some(id) => pk(id),
+            None => format!("orphan#{task_id}"),
+        }
+    }
+
+    pub fn sk_for(log_event_id: &str, n: usize) -> String {
+        format!("hit#{log_event_id}#{n}")
+    }
 }
 
-pub async fn by_thread(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    channel: &str,
-    ts: &str,
-) -> Result<Option<SessionRecord>, Error> {
-    Ok(
-        query_index(db, table, BY_THREAD, "threadKey", &thread_key(channel, ts))
+/// A judged reply in a login thread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplyRecord {
+    pub pk: String,
+    pub sk: String,
+    pub kind: ItemKind,
+    pub session_id: String,
+    pub slack_user: String,
+    #[serde(default)]
+    pub person_id: Option<String>,
+    /// Redacted.
+    pub text: String,
+    pub ts: String,
+    pub verdict: Verdict,
+    pub judged_at: String,
+}
+
+impl Record for ReplyRecord {
+    const KEY: &'static str = "pk";
+    const SORT_KEY: Option<&'static str> = Some("sk");
+    fn key(&self) -> &str {
+        &self.pk
+    }
+    fn sort_key(&self) -> Option<&str> {
+        Some(&self.sk)
+    }
+}
+
+impl ReplyRecord {
+    pub fn sk_for(ts: &str) -> String {
+        format!("reply#{ts}")
+    }
+}
+
+/// A processed Slack Events API event (`event_id`): a redelivery is acknowledged, not redone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlackEventRecord {
+    pub pk: String,
+    pub sk: String,
+    pub event_id: String,
+    #[serde(default)]
+    pub retry_num: Option<String>,
+    pub processed_at: String,
+    pub outcome: Value,
+    /// TTL (seconds since the epoch): a week is far beyond Slack's retries.
+    pub expires_at_epoch: i64,
+}
+
+impl Record for SlackEventRecord {
+    const KEY: &'static str = "pk";
+    const SORT_KEY: Option<&'static str> = Some("sk");
+    fn key(&self) -> &str {
+        &self.pk
+    }
+    fn sort_key(&self) -> Option<&str> {
+        Some(&self.sk)
+    }
+}
+
+impl SlackEventRecord {
+    pub fn pk_for(event_id: &str) -> String {
+        format!("slack-event#{event_id}")
+    }
+
+    pub fn new(
+        event_id: &str,
+        retry_num: Option<String>,
+        processed_at: chrono::DateTime<chrono::Utc>,
+        outcome: Value,
+    ) -> Self {
+        SlackEventRecord {
+            pk: Self::pk_for(event_id),
+            sk: SLACK_EVENT_SK.into(),
+            event_id: event_id.into(),
+            retry_num,
+            processed_at: crate::platform::time::rfc3339(processed_at),
+            outcome,
+            expires_at_epoch: (processed_at + chrono::Duration::days(7)).timestamp(),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------- storage
+
+/// The bastion table: the one writer of its items. Built once in a step's `Deps`.
+#[derive(Debug, Clone)]
+pub struct Store {
+    sessions: Table<SessionRecord>,
+    hits: Table<HitRecord>,
+    replies: Table<ReplyRecord>,
+    events: Table<SlackEventRecord>,
+}
+
+fn is_session(item: &Item) -> bool {
+    item.get("sk")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        == Some(SESSION_SK)
+}
+
+impl Store {
+    pub fn new(db: aws_sdk_dynamodb::Client, table: &str) -> Self {
+        Store {
+            sessions: Table::new(db.clone(), table),
+            hits: Table::new(db.clone(), table),
+            replies: Table::new(db.clone(), table),
+            events: Table::new(db, table),
+        }
+    }
+
+    /// Record the session once. A second call (a retried step) returns the stored record.
+    pub async fn open(&self, record: &SessionRecord) -> Result<SessionRecord, Error> {
+        Ok(match self.sessions.put_once(record).await? {
+            Once::First => record.clone(),
+            Once::Seen(stored) => stored,
+        })
+    }
+
+    pub async fn get(&self, session_id: &str) -> Result<Option<SessionRecord>, Error> {
+        self.sessions
+            .get_at(&pk(session_id), Some(SESSION_SK))
+            .await
+    }
+
+    /// The session, which must exist (`NotFound` otherwise).
+    pub async fn must_get(&self, session_id: &str) -> Result<SessionRecord, Error> {
+        self.get(session_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("bastion session {session_id}")))
+    }
+
+    /// `SET` fields of the session (which must exist) if `condition` holds; the new record, or
+    /// `None` when the condition did not hold.
+    async fn update(
+        &self,
+        session_id: &str,
+        fields: &[(&str, Value)],
+        condition: Option<&str>,
+        values: &[(&str, Value)],
+    ) -> Result<Option<SessionRecord>, Error> {
+        self.sessions
+            .set_fields_at(&pk(session_id), Some(SESSION_SK), fields, condition, values)
+            .await
+    }
+
+    /// The login post's place: the session's thread.
+    pub async fn set_thread(
+        &self,
+        session_id: &str,
+        channel: &str,
+        ts: &str,
+        permalink: Option<&str>,
+    ) -> Result<SessionRecord, Error> {
+        let mut fields = vec![
+            ("channel", json!(channel)),
+            ("threadTs", json!(ts)),
+            ("threadKey", json!(thread_key(channel, ts))),
+        ];
+        if let Some(p) = permalink {
+            fields.push(("permalink", json!(p)));
+        }
+        self.update(session_id, &fields, None, &[])
+            .await?
+            .ok_or_else(|| Error::Corrupt(format!("session {session_id} vanished")))
+    }
+
+    pub async fn set_reminded(&self, session_id: &str, at: &str) -> Result<(), Error> {
+        self.update(session_id, &[("remindedAt", json!(at))], None, &[])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_alerted(&self, session_id: &str, alert: &Alert) -> Result<(), Error> {
+        self.update(
+            session_id,
+            &[
+                ("alert", json!(alert)),
+                ("status", json!(SessionStatus::Alerted)),
+            ],
+            None,
+            &[],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Record approval evidence; the first evidence wins (`None`: the session was approved
+    /// before). An open session becomes approved.
+    pub async fn record_approval(
+        &self,
+        session_id: &str,
+        approval: &Approval,
+    ) -> Result<Option<SessionRecord>, Error> {
+        let updated = self
+            .update(
+                session_id,
+                &[("approval", json!(approval))],
+                Some("attribute_not_exists(approval)"),
+                &[],
+            )
+            .await?;
+        let Some(mut updated) = updated else {
+            return Ok(None);
+        };
+        if updated.status == SessionStatus::Open {
+            if let Some(now) = self
+                .update(
+                    session_id,
+                    &[("status", json!(SessionStatus::Approved))],
+                    Some("#status = :open"),
+                    &[(":open", json!(SessionStatus::Open))],
+                )
+                .await?
+            {
+                updated = now;
+            }
+        }
+        Ok(Some(updated))
+    }
+
+    pub async fn by_thread(&self, channel: &str, ts: &str) -> Result<Option<SessionRecord>, Error> {
+        Ok(self
+            .sessions
+            .newest_where(BY_THREAD, "threadKey", &thread_key(channel, ts), is_session)
             .await?
             .into_iter()
-            .next(),
-    )
-}
+            .next())
+    }
 
-/// Sessions opened on `task_id`, newest first.
-pub async fn by_task(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    task_id: &str,
-) -> Result<Vec<SessionRecord>, Error> {
-    let mut v = query_index(db, table, BY_TASK, "taskId", task_id).await?;
-    v.sort_by(|a, b| b.login_at.cmp(&a.login_at));
-    Ok(v)
-}
+    /// Sessions opened on `task_id`, newest first.
+    pub async fn by_task(&self, task_id: &str) -> Result<Vec<SessionRecord>, Error> {
+        let mut v = self
+            .sessions
+            .newest_where(BY_TASK, "taskId", task_id, is_session)
+            .await?;
+        v.sort_by(|a, b| b.login_at.cmp(&a.login_at));
+        Ok(v)
+    }
 
-/// Put a child item of a session (`sk` given) unless it exists. Returns whether it was new.
-pub async fn put_child(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    pk_value: &str,
-    sk: &str,
-    body: &Value,
-) -> Result<bool, Error> {
-    let mut item = match dynamo::to_attr(body) {
-        AttributeValue::M(m) => m,
-        _ => Default::default(),
-    };
-    item.insert("pk".into(), s(pk_value));
-    item.insert("sk".into(), s(sk));
-    let res = db
-        .put_item()
-        .table_name(table)
-        .set_item(Some(item))
-        .condition_expression("attribute_not_exists(pk)")
-        .send()
-        .await
-        .aws("PutItem")
-        .conditional()?;
-    Ok(res.is_some())
-}
+    /// Record a flagged command once: [`Once::Seen`] carries the stored hit (was it posted?).
+    pub async fn record_hit(&self, hit: &HitRecord) -> Result<Once<HitRecord>, Error> {
+        self.hits.put_once(hit).await
+    }
 
-pub async fn get_child(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    pk_value: &str,
-    sk: &str,
-) -> Result<Option<Value>, Error> {
-    dynamo::get(db, table, &[("pk", pk_value), ("sk", sk)]).await
-}
+    /// The Slack `ts` of a hit's post.
+    pub async fn set_hit_posted(&self, hit: &HitRecord, ts: &str) -> Result<(), Error> {
+        self.hits
+            .set_fields_at(
+                &hit.pk,
+                Some(&hit.sk),
+                &[("postedTs", json!(ts))],
+                None,
+                &[],
+            )
+            .await?;
+        Ok(())
+    }
 
-/// Count a flagged command on the session.
-pub async fn add_flagged(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    session_id: &str,
-) -> Result<(), Error> {
-    db.update_item()
-        .table_name(table)
-        .key("pk", s(pk(session_id)))
-        .key("sk", s(SESSION_SK))
-        .update_expression("ADD flagged :one")
-        .condition_expression("attribute_exists(pk)")
-        .expression_attribute_values(":one", AttributeValue::N("1".into()))
-        .send()
-        .await
-        .aws("UpdateItem")?;
-    Ok(())
-}
+    /// Count a flagged command on the session.
+    pub async fn add_flagged(&self, session_id: &str) -> Result<(), Error> {
+        self.sessions
+            .add_at(&pk(session_id), Some(SESSION_SK), "flagged", 1)
+            .await
+    }
 
-/// Every item of a session (the session, its hits and judged replies).
-pub async fn items(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    session_id: &str,
-) -> Result<Vec<Value>, Error> {
-    let out = db
-        .query()
-        .table_name(table)
-        .key_condition_expression("pk = :p")
-        .expression_attribute_values(":p", s(pk(session_id)))
-        .consistent_read(true)
-        .send()
-        .await
-        .aws("Query")?;
-    Ok(out.items().iter().map(dynamo::item_to_value).collect())
+    /// Record a judged reply once (a redelivered reply is judged the same).
+    pub async fn record_reply(&self, reply: &ReplyRecord) -> Result<Once<ReplyRecord>, Error> {
+        self.replies.put_once(reply).await
+    }
+
+    /// The Slack event `event_id` if it was processed before.
+    pub async fn slack_event(&self, event_id: &str) -> Result<Option<SlackEventRecord>, Error> {
+        self.events
+            .get_at(&SlackEventRecord::pk_for(event_id), Some(SLACK_EVENT_SK))
+            .await
+    }
+
+    /// Remember a processed Slack event (once: a concurrent duplicate finds it stored).
+    pub async fn remember_slack_event(
+        &self,
+        event: &SlackEventRecord,
+    ) -> Result<Once<SlackEventRecord>, Error> {
+        self.events.put_once(event).await
+    }
 }
 
 // ------------------------------------------------------------------------------- Slack
@@ -408,6 +633,19 @@ pub fn alert_message(rec: &SessionRecord, alert_channel: &str) -> Message {
     }
 }
 
+/// The note in the login thread that the deadline passed and the alert went out.
+pub fn alert_note_message(rec: &SessionRecord, alert_channel: &str) -> Option<Message> {
+    Some(Message {
+        channel: rec.channel.clone()?,
+        thread_ts: rec.thread_ts.clone(),
+        text: format!(
+            ":warning: Deadline {} passed without approval evidence: alerted <#{}>.",
+            rec.deadline_at, alert_channel
+        ),
+        blocks: None,
+    })
+}
+
 pub fn approved_message(rec: &SessionRecord, approval: &Approval) -> Option<Message> {
     Some(Message {
         channel: rec.channel.clone()?,
@@ -429,14 +667,15 @@ pub fn hit_message(
     task_id: &str,
     command_redacted: &str,
     patterns: &[String],
-    severity: &str,
-    source: &str,
+    severity: Severity,
+    source: HitSource,
 ) -> Message {
     let icon = match severity {
-        "critical" => ":red_circle:",
-        "high" => ":large_orange_circle:",
+        Severity::Critical => ":red_circle:",
+        Severity::High => ":large_orange_circle:",
         _ => ":large_yellow_circle:",
     };
+    let (severity, source) = (severity.as_str(), source.as_str());
     let who = rec.map(|r| r.who()).unwrap_or_else(|| "someone".into());
     let text = format!(
         "{icon} *Dangerous command* ({severity}) by {who} on task `{task_id}` [{source}]\n\
@@ -457,10 +696,6 @@ pub fn hit_message(
             thread_ts: None,
         },
     }
-}
-
-pub fn approval_json(a: &Approval) -> Value {
-    json!(a)
 }
 
 #[cfg(test)]
@@ -526,8 +761,8 @@ mod tests {
             "t1",
             "User.destroy_all",
             &["destroy_all".into()],
-            "high",
-            "hook",
+            Severity::High,
+            HitSource::Hook,
         );
         assert_eq!(m.thread_ts.as_deref(), Some("1.0"));
         assert!(m.text.contains("Alice Example (alice)"));
@@ -537,8 +772,8 @@ mod tests {
             "t1",
             "x",
             &["rm_rf".into()],
-            "critical",
-            "transcript",
+            Severity::Critical,
+            HitSource::Transcript,
         );
         assert_eq!(m.channel, "C0B");
         assert!(m.thread_ts.is_none());

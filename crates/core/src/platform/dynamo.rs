@@ -221,6 +221,13 @@ pub trait Record: Serialize + DeserializeOwned {
     const KEY: &'static str;
     /// This record's partition key value.
     fn key(&self) -> &str;
+    /// The sort key attribute of a table whose key has two parts (e.g. `sk`); `None`: the
+    /// partition key alone is the key.
+    const SORT_KEY: Option<&'static str> = None;
+    /// This record's sort key value, when [`Record::SORT_KEY`] is set.
+    fn sort_key(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Whether a [`Table::put_once`] wrote the record or found one already there.
@@ -306,7 +313,7 @@ impl<T: Record> Table<T> {
             .conditional()?;
         match written {
             Some(_) => Ok(Once::First),
-            None => match self.get(record.key()).await? {
+            None => match self.get_at(record.key(), record.sort_key()).await? {
                 Some(stored) => Ok(Once::Seen(stored)),
                 None => Err(Error::Corrupt(format!(
                     "{} {} in {} failed its put-once condition, then vanished",
@@ -316,6 +323,90 @@ impl<T: Record> Table<T> {
                 ))),
             },
         }
+    }
+
+    /// The full key of a record: its partition key and, in a two-part key, its sort key.
+    fn full_key<'a>(key: &'a str, sort: Option<&'a str>) -> Vec<(&'static str, &'a str)> {
+        let mut full = vec![(T::KEY, key)];
+        if let (Some(attr), Some(value)) = (T::SORT_KEY, sort) {
+            full.push((attr, value));
+        }
+        full
+    }
+
+    /// The record under `key` and, in a table with a two-part key, `sort` (a consistent read).
+    pub async fn get_at(&self, key: &str, sort: Option<&str>) -> Result<Option<T>, Error> {
+        get(&self.db, &self.name, &Self::full_key(key, sort)).await
+    }
+
+    /// [`Table::set_fields`] on the record under `key` and `sort` (a two-part key).
+    pub async fn set_fields_at(
+        &self,
+        key: &str,
+        sort: Option<&str>,
+        fields: &[(&str, Value)],
+        condition: Option<&str>,
+        values: &[(&str, Value)],
+    ) -> Result<Option<T>, Error> {
+        set_fields(
+            &self.db,
+            &self.name,
+            &Self::full_key(key, sort),
+            fields,
+            condition,
+            values,
+        )
+        .await?
+        .as_ref()
+        .map(from_item)
+        .transpose()
+    }
+
+    /// Add `n` to the number `field` of the existing record under `key` and `sort` (`ADD`: a
+    /// missing field counts as 0; concurrent adds all count). `NotFound` when there is no record.
+    pub async fn add_at(
+        &self,
+        key: &str,
+        sort: Option<&str>,
+        field: &str,
+        n: i64,
+    ) -> Result<(), Error> {
+        use crate::platform::aws::ConditionalExt;
+        let full = Self::full_key(key, sort);
+        let added = self
+            .db
+            .update_item()
+            .table_name(&self.name)
+            .set_key(Some(string_key(&full)))
+            .update_expression("ADD #f :n")
+            .condition_expression("attribute_exists(#k)")
+            .expression_attribute_names("#f", field)
+            .expression_attribute_names("#k", T::KEY)
+            .expression_attribute_values(":n", AttributeValue::N(n.to_string()))
+            .send()
+            .await
+            .aws("UpdateItem")
+            .conditional()?;
+        added
+            .map(|_| ())
+            .ok_or_else(|| Error::NotFound(format!("{} {key} in {}", T::KEY, self.name)))
+    }
+
+    /// The records of `index` whose partition attribute `attr` is `value`, newest first, that
+    /// `keep` accepts (an index over several kinds of item: pick the kind before parsing).
+    pub async fn newest_where(
+        &self,
+        index: &str,
+        attr: &str,
+        value: &str,
+        keep: impl Fn(&Item) -> bool,
+    ) -> Result<Vec<T>, Error> {
+        query_newest(&self.db, &self.name, index, attr, value, None)
+            .await?
+            .iter()
+            .filter(|item| keep(item))
+            .map(from_item)
+            .collect()
     }
 
     /// `SET` top-level `fields` of the existing record under `key` if `condition` holds (see

@@ -1,0 +1,520 @@
+//! `command-watch`: CloudWatch Logs subscription target for (a) the ECS Exec session
+//! transcripts and (b) the console hook's JSON lines (the console task's log group). Noise is
+//! stripped and every command line matched against the configured patterns in one pass; a
+//! hit is recorded once on its session (`put_once`: a redelivered batch posts nothing twice)
+//! and posted into the session's Slack thread (who, redacted command, pattern, severity). A
+//! malformed, truncated or oversized payload is a clear `InvalidInput` error; a bad log event
+//! is reported and the rest of the batch still processed.
+
+use std::collections::HashMap;
+
+use aws_types::SdkConfig;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::bastion::scan::Scanner;
+use crate::bastion::session::{self, HitRecord, HitSource, ItemKind, SessionRecord, Store};
+use crate::bastion::subscription::{self, LogsData, Source};
+use crate::bastion::WatchConfig;
+use crate::error::Error;
+use crate::platform::dynamo::Once;
+use crate::platform::input::InputError;
+use crate::platform::slack::SlackClient;
+use crate::platform::{aws, config, redact, time};
+
+pub struct Deps {
+    pub store: Store,
+    pub slack: SlackClient,
+    pub scanner: Scanner,
+    pub channel: String,
+    pub console_log_group: String,
+    pub session_window: Duration,
+}
+
+impl Deps {
+    pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+        let watch = WatchConfig::load()?;
+        let hours: i64 = config::optional("BASTION_SESSION_WINDOW_HOURS")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(24);
+        Ok(Deps {
+            store: Store::new(aws::dynamodb(sdk), &config::required("BASTION_TABLE")?),
+            slack: config::slack_client(sdk).await?,
+            scanner: Scanner::new(&watch.patterns)?,
+            channel: config::required("SLACK_BASTION_CHANNEL")?,
+            console_log_group: config::required("BASTION_CONSOLE_LOG_GROUP")?,
+            session_window: Duration::hours(hours),
+        })
+    }
+}
+
+/// The subscription payload `{"awslogs": {"data": ...}}`, or an array of them (a batch, e.g. a
+/// replay): each payload of a batch is processed on its own and its errors are listed. Payloads
+/// stay JSON here so that a bad one is reported (naming `awslogs.data`) rather than refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Input {
+    Batch(Vec<Value>),
+    One(Value),
+}
+
+/// One payload or log event that could not be processed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_stream: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Output {
+    pub payloads: usize,
+    pub events: usize,
+    pub hits: usize,
+    pub posted: usize,
+    pub duplicates: usize,
+    pub errors: Vec<Problem>,
+}
+
+fn payload_data(v: &Value) -> Result<&str, InputError> {
+    v.get("awslogs")
+        .and_then(|a| a.get("data"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            InputError::field(
+                "awslogs.data",
+                "missing: not a CloudWatch Logs subscription payload",
+            )
+        })
+}
+
+pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
+    let mut report = Output::default();
+    let mut cache = Sessions::default();
+    match input {
+        Input::Batch(batch) => {
+            for (i, p) in batch.iter().enumerate() {
+                report.payloads += 1;
+                let decoded = payload_data(p)
+                    .map_err(|e| e.to_string())
+                    .and_then(|d| subscription::decode(d).map_err(|e| e.to_string()));
+                match decoded {
+                    Ok(data) => process(&data, deps, &mut cache, &mut report).await?,
+                    Err(e) => {
+                        tracing::error!(payload = i, error = %e, "bad subscription payload skipped");
+                        report.errors.push(Problem {
+                            payload: Some(i),
+                            log_stream: None,
+                            event: None,
+                            error: e,
+                        });
+                    }
+                }
+            }
+        }
+        Input::One(single) => {
+            report.payloads = 1;
+            let data = subscription::decode(payload_data(&single)?)
+                .map_err(|e| InputError::new(e.to_string()))?;
+            process(&data, deps, &mut cache, &mut report).await?;
+        }
+    }
+    Ok(report)
+}
+
+/// Sessions looked up during one invocation (by session id, or a task's sessions).
+#[derive(Default)]
+struct Sessions(HashMap<(bool, String), Vec<SessionRecord>>);
+
+impl Sessions {
+    async fn of(
+        &mut self,
+        store: &Store,
+        key: &str,
+        by_session: bool,
+    ) -> Result<Vec<SessionRecord>, Error> {
+        let ck = (by_session, key.to_string());
+        if let Some(v) = self.0.get(&ck) {
+            return Ok(v.clone());
+        }
+        let v = if by_session {
+            store.get(key).await?.into_iter().collect()
+        } else {
+            store.by_task(key).await?
+        };
+        self.0.insert(ck, v.clone());
+        Ok(v)
+    }
+}
+
+async fn process(
+    data: &LogsData,
+    deps: &Deps,
+    cache: &mut Sessions,
+    report: &mut Output,
+) -> Result<(), Error> {
+    if data.message_type == "CONTROL_MESSAGE" {
+        return Ok(());
+    }
+    let from_console = data.log_group == deps.console_log_group;
+    for ev in &data.log_events {
+        report.events += 1;
+        let source = match subscription::classify(&ev.message, from_console) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(event = %ev.id, error = %e, "bad log event skipped");
+                report.errors.push(Problem {
+                    payload: None,
+                    log_stream: Some(data.log_stream.clone()),
+                    event: Some(ev.id.clone()),
+                    error: e,
+                });
+                continue;
+            }
+        };
+        let at: DateTime<Utc> =
+            DateTime::from_timestamp_millis(ev.timestamp).unwrap_or_else(time::now);
+        let (hits, sessions, task_id, kind) = match &source {
+            Source::Ignored => continue,
+            Source::Hook(line) => {
+                let hits = deps.scanner.scan(&line.command);
+                if hits.is_empty() {
+                    continue;
+                }
+                let all = cache.of(&deps.store, &line.task_id, false).await?;
+                // The task's open sessions: logged in before the command, within the window.
+                let open: Vec<SessionRecord> = all
+                    .into_iter()
+                    .filter(|s| {
+                        time::parse("loginAt", &s.login_at).is_ok_and(|login| {
+                            login <= at + Duration::seconds(60) && at < login + deps.session_window
+                        })
+                    })
+                    .collect();
+                (hits, open, line.task_id.clone(), HitSource::Hook)
+            }
+            Source::Transcript => {
+                let hits = deps.scanner.scan(&ev.message);
+                if hits.is_empty() {
+                    continue;
+                }
+                let sid = subscription::session_id_from_stream(&data.log_stream)
+                    .unwrap_or(&data.log_stream)
+                    .to_string();
+                let found = cache.of(&deps.store, &sid, true).await?;
+                let task = found.first().map(|s| s.task_id.clone()).unwrap_or_default();
+                (hits, found, task, HitSource::Transcript)
+            }
+        };
+        for (n, hit) in hits.iter().enumerate() {
+            report.hits += 1;
+            let command = redact::redact(&hit.command).into_owned();
+            let targets: Vec<Option<&SessionRecord>> = if sessions.is_empty() {
+                vec![None]
+            } else {
+                sessions.iter().map(Some).collect()
+            };
+            for target in targets {
+                let session_id = target.map(|s| s.session_id.clone());
+                let record = HitRecord {
+                    pk: HitRecord::pk_for(session_id.as_deref(), &task_id),
+                    sk: HitRecord::sk_for(&ev.id, n),
+                    kind: ItemKind::Hit,
+                    session_id,
+                    command: command.clone(),
+                    patterns: hit.patterns.clone(),
+                    severity: hit.severity,
+                    source: kind,
+                    hit_task_id: task_id.clone(),
+                    at: time::rfc3339(at),
+                    log_group: data.log_group.clone(),
+                    log_stream: data.log_stream.clone(),
+                    log_event_id: ev.id.clone(),
+                    posted_ts: None,
+                };
+                let first = match deps.store.record_hit(&record).await? {
+                    Once::First => true,
+                    // Posted before: a redelivery. Not posted (the post failed): post now.
+                    Once::Seen(stored) if stored.posted_ts.is_some() => {
+                        report.duplicates += 1;
+                        continue;
+                    }
+                    Once::Seen(_) => false,
+                };
+                let msg = session::hit_message(
+                    target,
+                    &deps.channel,
+                    &task_id,
+                    &command,
+                    &hit.patterns,
+                    hit.severity,
+                    kind,
+                );
+                match deps.slack.post_message(&msg).await {
+                    Ok(posted) => {
+                        report.posted += 1;
+                        deps.store.set_hit_posted(&record, &posted.ts).await?;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not post a flagged command");
+                        report.errors.push(Problem {
+                            payload: None,
+                            log_stream: None,
+                            event: Some(ev.id.clone()),
+                            error: e.to_string(),
+                        });
+                    }
+                }
+                if first {
+                    if let Some(s) = target {
+                        deps.store.add_flagged(&s.session_id).await?;
+                    }
+                }
+                tracing::warn!(task = %task_id, severity = hit.severity.as_str(), patterns = ?hit.patterns, "dangerous command");
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bastion::login::{from_event, sample_event};
+    use crate::bastion::session::Times;
+    use crate::bastion::steps::fake_slack;
+    use crate::bastion::subscription::LogEvent;
+    use crate::platform::dynamo::to_item;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+    use aws_sdk_dynamodb::operation::query::QueryOutput;
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+    use serde_json::json;
+
+    async fn deps(db: &[&Rule]) -> (Deps, fake_slack::Calls) {
+        let watch = WatchConfig::parse(crate::bastion::EMBEDDED).unwrap();
+        let (slack, calls) = fake_slack::start(false).await;
+        let d = Deps {
+            store: Store::new(
+                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db),
+                "bastion",
+            ),
+            slack,
+            scanner: Scanner::new(&watch.patterns).unwrap(),
+            channel: "C0BASTION".into(),
+            console_log_group: "/console".into(),
+            session_window: Duration::hours(24),
+        };
+        (d, calls)
+    }
+
+    fn input(v: Value) -> Input {
+        crate::platform::input::parse_strict(v).unwrap()
+    }
+
+    fn payload(group: &str, messages: &[&str], timestamp: i64) -> Value {
+        let data = LogsData {
+            message_type: "DATA_MESSAGE".into(),
+            owner: "1".into(),
+            log_group: group.into(),
+            log_stream: "s".into(),
+            subscription_filters: vec![],
+            log_events: messages
+                .iter()
+                .enumerate()
+                .map(|(i, m)| LogEvent {
+                    id: i.to_string(),
+                    timestamp,
+                    message: m.to_string(),
+                })
+                .collect(),
+        };
+        json!({"awslogs": {"data": subscription::encode(&data)}})
+    }
+
+    fn hook(command: &str) -> String {
+        json!({"batchless": "console-command", "v": 1, "taskId": "t1", "command": command,
+               "time": "2026-11-28T13:00:05Z"})
+        .to_string()
+    }
+
+    fn login_ms() -> i64 {
+        time::parse("t", "2026-11-28T13:00:05Z")
+            .unwrap()
+            .timestamp_millis()
+    }
+
+    fn session() -> SessionRecord {
+        let login = from_event(&sample_event(
+            "s1",
+            "arn:aws:iam::123456789012:user/alice",
+            "bastion",
+            "t1",
+            "2026-11-28T13:00:00Z",
+        ))
+        .unwrap()
+        .unwrap();
+        let mut rec = SessionRecord::new(
+            &login,
+            None,
+            "staging",
+            "s1",
+            None,
+            Times {
+                deadline_at: "2026-11-29T13:00:00Z".into(),
+                reminder_at: "2026-11-29T12:00:00Z".into(),
+                recorded_at: "2026-11-28T13:00:01Z".into(),
+            },
+        );
+        rec.channel = Some("C0BASTION".into());
+        rec.thread_ts = Some("1.5".into());
+        rec
+    }
+
+    fn by_task() -> Rule {
+        mock!(aws_sdk_dynamodb::Client::query)
+            .match_requests(|r| r.index_name() == Some("byTask"))
+            .then_output(|| QueryOutput::builder().items(to_item(&session())).build())
+    }
+
+    #[tokio::test]
+    async fn a_bad_payload_is_invalid_input() {
+        let (d, _) = deps(&[]).await;
+        let err = handle(&d, input(json!({"awslogs": {"data": "%%"}})))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "InvalidInput");
+        assert!(err.to_string().contains("base64"), "{err}");
+        let err = handle(&d, input(json!({"records": []}))).await.unwrap_err();
+        assert!(err.to_string().contains("awslogs.data"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn benign_lines_and_bad_events_are_reported_without_hits() {
+        let (d, calls) = deps(&[]).await;
+        let out = handle(
+            &d,
+            input(payload(
+                "/console",
+                &[
+                    &hook("User.find(1)"),
+                    "Started GET /",
+                    "{\"batchless\":\"console-command\",\"v\":1}",
+                ],
+                0,
+            )),
+        )
+        .await
+        .unwrap();
+        assert_eq!((out.events, out.hits), (3, 0));
+        assert_eq!(out.errors.len(), 1, "{out:?}");
+        let out = handle(
+            &d,
+            input(json!([payload("/exec", &["irb> # destroy_all later"], 0), {"awslogs": {"data": "%%"}}])),
+        )
+        .await
+        .unwrap();
+        assert_eq!((out.payloads, out.hits), (2, 0));
+        assert_eq!(out.errors.len(), 1, "{out:?}");
+        assert_eq!(out.errors[0].payload, Some(1));
+        assert!(calls.all().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_hit_is_recorded_once_posted_in_the_thread_and_counted() {
+        let query = by_task();
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                let item = r.item().unwrap();
+                r.condition_expression() == Some("attribute_not_exists(#k)")
+                    && item["pk"].as_s().unwrap() == "session#s1"
+                    && item["sk"].as_s().unwrap() == "hit#0#0"
+                    && item["kind"].as_s().unwrap() == "hit"
+                    && item["severity"].as_s().unwrap() == "high"
+                    && item["source"].as_s().unwrap() == "hook"
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let posted = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| r.update_expression().is_some_and(|e| e.starts_with("SET")))
+            .then_output(|| UpdateItemOutput::builder().build());
+        let flagged = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                r.update_expression() == Some("ADD #f :n")
+                    && r.key().unwrap()["sk"].as_s().unwrap() == "session"
+            })
+            .then_output(|| UpdateItemOutput::builder().build());
+        let (d, calls) = deps(&[&query, &put, &posted, &flagged]).await;
+        let out = handle(
+            &d,
+            input(payload(
+                "/console",
+                &[&hook("User.where(active: false).destroy_all")],
+                login_ms(),
+            )),
+        )
+        .await
+        .unwrap();
+        assert_eq!((out.hits, out.posted, out.duplicates), (1, 1, 0), "{out:?}");
+        assert_eq!(
+            (put.num_calls(), posted.num_calls(), flagged.num_calls()),
+            (1, 1, 1)
+        );
+        let posts = calls.of("chat.postMessage");
+        assert_eq!(posts.len(), 1);
+        assert_eq!(posts[0]["thread_ts"], "1.5");
+        assert!(posts[0]["text"].as_str().unwrap().contains("destroy_all"));
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_hit_that_was_posted_is_a_duplicate() {
+        let query = by_task();
+        let put = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
+                    .build(),
+            )
+        });
+        let stored = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+            GetItemOutput::builder()
+                .set_item(Some(to_item(&HitRecord {
+                    pk: "session#s1".into(),
+                    sk: "hit#0#0".into(),
+                    kind: ItemKind::Hit,
+                    session_id: Some("s1".into()),
+                    command: "Order.delete_all".into(),
+                    patterns: vec!["delete_all".into()],
+                    severity: crate::bastion::scan::Severity::High,
+                    source: HitSource::Hook,
+                    hit_task_id: "t1".into(),
+                    at: "2026-11-28T13:00:05Z".into(),
+                    log_group: "/console".into(),
+                    log_stream: "s".into(),
+                    log_event_id: "0".into(),
+                    posted_ts: Some("1.9".into()),
+                })))
+                .build()
+        });
+        let (d, calls) = deps(&[&query, &put, &stored]).await;
+        let out = handle(
+            &d,
+            input(payload(
+                "/console",
+                &[&hook("Order.delete_all")],
+                login_ms(),
+            )),
+        )
+        .await
+        .unwrap();
+        assert_eq!((out.posted, out.duplicates), (0, 1), "{out:?}");
+        assert!(calls.all().is_empty());
+    }
+}

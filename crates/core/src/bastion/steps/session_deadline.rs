@@ -1,0 +1,440 @@
+//! `session-deadline`: the bastion watch's steps around the approval deadline.
+//! - `register` (the `.waitForTaskToken` step): store the task token in the waits table under
+//!   `session-approval#<sessionId>`, then re-check the session once — an approval recorded
+//!   before the token was stored ends the wait at once (`sfn::waits::register_then_recheck`);
+//!   `slack-events` completes the wait when it records the evidence;
+//! - `remind`: the reminder in the login thread;
+//! - `alert`: no approval by the deadline → alert channel + a note in the thread, recorded
+//!   (an approval recorded in the meantime wins: `{"alerted": false}`);
+//! - `confirm`: confirm the recorded approval in the thread.
+
+use aws_types::SdkConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::bastion::session::{self, Alert, Approval, SessionStatus, Store};
+use crate::error::Error;
+use crate::platform::slack::SlackClient;
+use crate::platform::{aws, config, time};
+use crate::sfn::waits::{self, Registered, WaitKind};
+
+pub struct Deps {
+    pub store: Store,
+    pub db: aws_sdk_dynamodb::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    pub slack: SlackClient,
+    pub waits_table: String,
+    pub alert_channel: String,
+}
+
+impl Deps {
+    pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+        let db = aws::dynamodb(sdk);
+        Ok(Deps {
+            store: Store::new(db.clone(), &config::required("BASTION_TABLE")?),
+            db,
+            sfn: aws::sfn(sdk),
+            slack: config::slack_client(sdk).await?,
+            waits_table: config::required("WAITS_TABLE")?,
+            alert_channel: config::required("SLACK_ALERTS_CHANNEL")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "action", rename_all = "lowercase")]
+pub enum Input {
+    #[serde(rename_all = "camelCase")]
+    Register {
+        task_token: String,
+        session_id: String,
+        execution_arn: String,
+    },
+    #[serde(rename_all = "camelCase")]
+    Remind { session_id: String },
+    #[serde(rename_all = "camelCase")]
+    Alert { session_id: String },
+    #[serde(rename_all = "camelCase")]
+    Confirm { session_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+pub enum Output {
+    /// `register`: where the token is stored, and whether the re-check ended the wait.
+    Registered(Registered),
+    /// `remind`.
+    Reminded { reminded: bool },
+    /// `alert`: `alerted: false` when an approval was recorded in the meantime.
+    Alerted {
+        alerted: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        alert: Option<Alert>,
+    },
+    /// `confirm`.
+    Confirmed {
+        session_id: String,
+        status: SessionStatus,
+        approval: Approval,
+    },
+}
+
+pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
+    match input {
+        Input::Register {
+            task_token,
+            session_id,
+            execution_arn,
+        } => register(deps, &session_id, &task_token, &execution_arn).await,
+        Input::Remind { session_id } => remind(deps, &session_id).await,
+        Input::Alert { session_id } => alert(deps, &session_id).await,
+        Input::Confirm { session_id } => confirm(deps, &session_id).await,
+    }
+}
+
+async fn register(
+    deps: &Deps,
+    session_id: &str,
+    task_token: &str,
+    execution_arn: &str,
+) -> Result<Output, Error> {
+    // Re-check: an approval recorded before the token was stored ends the wait now.
+    let recheck = async || -> Result<Option<serde_json::Value>, Error> {
+        let rec = deps.store.must_get(session_id).await?;
+        Ok(rec
+            .approval
+            .map(|a| serde_json::to_value(a).expect("an approval serializes")))
+    };
+    let registered = waits::register_then_recheck(
+        &deps.db,
+        &deps.sfn,
+        &deps.waits_table,
+        WaitKind::SessionApproval,
+        session_id,
+        task_token,
+        execution_arn,
+        time::now(),
+        recheck,
+    )
+    .await?;
+    tracing::info!(%session_id, key = %registered.wait_key, completed_now = registered.completed_now, "approval wait registered");
+    Ok(Output::Registered(registered))
+}
+
+async fn remind(deps: &Deps, session_id: &str) -> Result<Output, Error> {
+    let rec = deps.store.must_get(session_id).await?;
+    if rec.reminded_at.is_none() {
+        if let Some(msg) = session::reminder_message(&rec) {
+            deps.slack.post_message(&msg).await?;
+        }
+        deps.store
+            .set_reminded(session_id, &time::rfc3339(time::now()))
+            .await?;
+    }
+    Ok(Output::Reminded { reminded: true })
+}
+
+async fn alert(deps: &Deps, session_id: &str) -> Result<Output, Error> {
+    let rec = deps.store.must_get(session_id).await?;
+    if rec.approval.is_some() {
+        tracing::info!(%session_id, "approval recorded in the meantime: no alert");
+        return Ok(Output::Alerted {
+            alerted: false,
+            alert: None,
+        });
+    }
+    if let Some(alert) = rec.alert {
+        return Ok(Output::Alerted {
+            alerted: true,
+            alert: Some(alert),
+        });
+    }
+    let posted = deps
+        .slack
+        .post_message(&session::alert_message(&rec, &deps.alert_channel))
+        .await?;
+    if let Some(note) = session::alert_note_message(&rec, &deps.alert_channel) {
+        if let Err(e) = deps.slack.post_message(&note).await {
+            tracing::warn!(error = %e, "could not note the alert in the login thread");
+        }
+    }
+    let alert = Alert {
+        at: time::rfc3339(time::now()),
+        channel: posted.channel,
+        ts: posted.ts,
+        deadline_at: rec.deadline_at,
+    };
+    deps.store.set_alerted(session_id, &alert).await?;
+    tracing::warn!(%session_id, "no executive approval by the deadline: alerted");
+    Ok(Output::Alerted {
+        alerted: true,
+        alert: Some(alert),
+    })
+}
+
+async fn confirm(deps: &Deps, session_id: &str) -> Result<Output, Error> {
+    let rec = deps.store.must_get(session_id).await?;
+    let Some(approval) = &rec.approval else {
+        return Err(Error::Conflict(format!(
+            "session {session_id} has no recorded approval to confirm"
+        )));
+    };
+    if let Some(msg) = session::approved_message(&rec, approval) {
+        deps.slack.post_message(&msg).await?;
+    }
+    Ok(Output::Confirmed {
+        session_id: session_id.to_string(),
+        status: rec.status,
+        approval: approval.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bastion::login::{from_event, sample_event};
+    use crate::bastion::session::{SessionRecord, Times};
+    use crate::bastion::steps::fake_slack;
+    use crate::platform::dynamo::to_item;
+    use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+    use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+    use serde_json::{json, Value};
+
+    fn record(approved: bool) -> SessionRecord {
+        let login = from_event(&sample_event(
+            "s1",
+            "arn:aws:iam::123456789012:user/alice",
+            "bastion",
+            "t1",
+            "2026-11-28T13:00:00Z",
+        ))
+        .unwrap()
+        .unwrap();
+        let mut rec = SessionRecord::new(
+            &login,
+            None,
+            "staging",
+            "s1",
+            None,
+            Times {
+                deadline_at: "2026-11-29T13:00:00Z".into(),
+                reminder_at: "2026-11-29T12:00:00Z".into(),
+                recorded_at: "2026-11-28T13:00:01Z".into(),
+            },
+        );
+        rec.channel = Some("C0BASTION".into());
+        rec.thread_ts = Some("1.5".into());
+        if approved {
+            rec.status = SessionStatus::Approved;
+            rec.approval = Some(Approval {
+                by: "carol".into(),
+                by_name: "Carol".into(),
+                slack_user: "U0CAROL01".into(),
+                text: "approved".into(),
+                ts: "1.6".into(),
+                permalink: String::new(),
+                recorded_at: "2026-11-28T14:00:00Z".into(),
+            });
+        }
+        rec
+    }
+
+    fn get(rec: SessionRecord) -> Rule {
+        mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|r| r.key().unwrap()["pk"].as_s().unwrap() == "session#s1")
+            .then_output(move || {
+                GetItemOutput::builder()
+                    .set_item(Some(to_item(&rec)))
+                    .build()
+            })
+    }
+
+    async fn deps(db: &[&Rule], sfn: &[&Rule]) -> (Deps, fake_slack::Calls) {
+        let (slack, calls) = fake_slack::start(false).await;
+        let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db);
+        let d = Deps {
+            store: Store::new(db.clone(), "bastion"),
+            db,
+            sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, sfn),
+            slack,
+            waits_table: "waits".into(),
+            alert_channel: "C0ALERTS".into(),
+        };
+        (d, calls)
+    }
+
+    fn register_input() -> Value {
+        json!({"action": "register", "taskToken": "tok", "sessionId": "s1", "executionArn": "arn:e"})
+    }
+
+    fn put_waiter() -> Rule {
+        mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                r.table_name() == Some("waits")
+                    && r.item().unwrap()["waitKey"].as_s().unwrap() == "session-approval#s1"
+                    && r.item().unwrap()["taskToken"].as_s().unwrap() == "tok"
+            })
+            .then_output(|| PutItemOutput::builder().build())
+    }
+
+    #[tokio::test]
+    async fn register_stores_the_token_in_the_waits_table_and_waits() {
+        let put = put_waiter();
+        let get = get(record(false));
+        let (d, _) = deps(&[&put, &get], &[]).await;
+        let input = crate::platform::input::parse_strict(register_input()).unwrap();
+        let out = handle(&d, input).await.unwrap();
+        assert_eq!(
+            serde_json::to_value(&out).unwrap(),
+            json!({"waitKey": "session-approval#s1", "completedNow": false})
+        );
+        assert_eq!((put.num_calls(), get.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn an_approval_recorded_before_the_token_ends_the_wait_at_once() {
+        let put = put_waiter();
+        let get = get(record(true));
+        let take = mock!(aws_sdk_dynamodb::Client::delete_item).then_output(|| {
+            DeleteItemOutput::builder()
+                .set_attributes(Some(to_item(&waits::Waiter {
+                    wait_key: "session-approval#s1".into(),
+                    task_token: "tok".into(),
+                    execution_arn: "arn:e".into(),
+                    registered_at: "2026-11-28T13:00:00Z".into(),
+                    expires_at: "2027-11-28T13:00:00Z".into(),
+                })))
+                .build()
+        });
+        let send = mock!(aws_sdk_sfn::Client::send_task_success)
+            .match_requests(|r| {
+                let out: Value = serde_json::from_str(r.output().unwrap()).unwrap();
+                r.task_token() == Some("tok") && out["by"] == "carol"
+            })
+            .then_output(|| SendTaskSuccessOutput::builder().build());
+        let (d, _) = deps(&[&put, &get, &take], &[&send]).await;
+        let input = crate::platform::input::parse_strict(register_input()).unwrap();
+        let Output::Registered(r) = handle(&d, input).await.unwrap() else {
+            panic!("registered")
+        };
+        assert!(r.completed_now);
+        assert_eq!(send.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn register_needs_the_execution() {
+        let err = crate::platform::input::parse_strict::<Input>(
+            json!({"action": "register", "taskToken": "tok", "sessionId": "s1"}),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("executionArn"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_alert_is_posted_once_and_recorded() {
+        let get = get(record(false));
+        let update = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                r.expression_attribute_values()
+                    .unwrap()
+                    .values()
+                    .any(|v| v.as_s().is_ok_and(|s| s == "alerted"))
+            })
+            .then_output(|| UpdateItemOutput::builder().build());
+        let (d, calls) = deps(&[&get, &update], &[]).await;
+        let out = handle(
+            &d,
+            Input::Alert {
+                session_id: "s1".into(),
+            },
+        )
+        .await
+        .unwrap();
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(json["alerted"], true);
+        assert_eq!(json["alert"]["channel"], "C0ALERTS");
+        assert_eq!(json["alert"]["deadlineAt"], "2026-11-29T13:00:00Z");
+        let posts = calls.of("chat.postMessage");
+        assert_eq!(posts.len(), 2, "the alert and the note in the thread");
+        assert_eq!(posts[0]["channel"], "C0ALERTS");
+        assert_eq!(posts[1]["thread_ts"], "1.5");
+        assert_eq!(update.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_approval_in_the_meantime_wins_over_the_alert() {
+        let get = get(record(true));
+        let (d, calls) = deps(&[&get], &[]).await;
+        let out = handle(
+            &d,
+            Input::Alert {
+                session_id: "s1".into(),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&out).unwrap(),
+            json!({"alerted": false})
+        );
+        assert!(calls.all().is_empty());
+    }
+
+    #[tokio::test]
+    async fn confirm_posts_the_approval_and_needs_one() {
+        let get_ok = get(record(true));
+        let (d, calls) = deps(&[&get_ok], &[]).await;
+        let out = handle(
+            &d,
+            Input::Confirm {
+                session_id: "s1".into(),
+            },
+        )
+        .await
+        .unwrap();
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(
+            (&json["sessionId"], &json["status"], &json["approval"]["by"]),
+            (&json!("s1"), &json!("approved"), &json!("carol"))
+        );
+        assert_eq!(calls.of("chat.postMessage").len(), 1);
+        let get_open = get(record(false));
+        let (d, _) = deps(&[&get_open], &[]).await;
+        let err = handle(
+            &d,
+            Input::Confirm {
+                session_id: "s1".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), crate::error::Kind::Conflict);
+    }
+
+    #[tokio::test]
+    async fn the_reminder_is_posted_in_the_thread_once() {
+        let mut reminded = record(false);
+        reminded.reminded_at = Some("2026-11-29T12:00:00Z".into());
+        let get_done = get(reminded);
+        let (d, calls) = deps(&[&get_done], &[]).await;
+        let input = Input::Remind {
+            session_id: "s1".into(),
+        };
+        assert_eq!(
+            handle(&d, input.clone()).await.unwrap(),
+            Output::Reminded { reminded: true }
+        );
+        assert!(calls.all().is_empty(), "already reminded");
+        let get_new = get(record(false));
+        let update = mock!(aws_sdk_dynamodb::Client::update_item)
+            .then_output(|| UpdateItemOutput::builder().build());
+        let (d, calls) = deps(&[&get_new, &update], &[]).await;
+        handle(&d, input).await.unwrap();
+        let posts = calls.of("chat.postMessage");
+        assert_eq!((posts.len(), update.num_calls()), (1, 1));
+        assert_eq!(posts[0]["thread_ts"], "1.5");
+    }
+}

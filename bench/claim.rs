@@ -26,7 +26,7 @@ fn occ(key: &str, by: &str) -> Occurrence {
         claimed_by: by.into(),
         claimed_at: batchless_core::platform::time::rfc3339(chrono::Utc::now()),
         source: "bench".into(),
-        status: occurrence::status::CLAIMED,
+        status: occurrence::OccurrenceStatus::Claimed,
         run_status: None,
         duplicate_claimers: vec![],
     }

@@ -129,7 +129,7 @@ mod tests {
                 execution_name: "e2".into(),
                 started_at: "2026-11-28T14:00:00Z".into(),
                 started_by: "alice".into(),
-                status: runs::status::FAILED,
+                status: runs::RunStatus::Failed,
                 commit: Some("0123456789abcdef0123456789abcdef01234567".into()),
                 build_id: Some("batchless-staging-migrate:1f2e".into()),
                 duration_seconds: Some(3723),
@@ -144,7 +144,7 @@ mod tests {
                 execution_name: "e1".into(),
                 started_at: "2026-11-28T13:00:00Z".into(),
                 started_by: "codepipeline".into(),
-                status: runs::status::RUNNING,
+                status: runs::RunStatus::Running,
                 commit: Some("fedcba9".into()),
                 ..Default::default()
             },

@@ -44,13 +44,6 @@ impl OccurrenceStatus {
     }
 }
 
-/// The statuses under their stored names (`occurrence::status::CLAIMED`).
-pub mod status {
-    use super::OccurrenceStatus;
-    pub const CLAIMED: OccurrenceStatus = OccurrenceStatus::Claimed;
-    pub const MISSED: OccurrenceStatus = OccurrenceStatus::Missed;
-}
-
 /// `job#2026-11-28T18:00:00Z`: the job and its scheduled time truncated to the minute.
 pub fn key(job: &str, scheduled: DateTime<Utc>) -> String {
     format!("{job}#{}", rfc3339(truncate_to_minute(scheduled)))

@@ -96,21 +96,6 @@ impl PartialEq<&str> for RunStatus {
     }
 }
 
-/// The statuses under their stored names, as [`RunStatus`] values (for callers that name
-/// them as constants: `runs::status::SUCCEEDED == RunStatus::Succeeded`).
-pub mod status {
-    use super::RunStatus;
-    pub const RUNNING: RunStatus = RunStatus::Running;
-    pub const SUCCEEDED: RunStatus = RunStatus::Succeeded;
-    pub const FAILED: RunStatus = RunStatus::Failed;
-    pub const ERROR: RunStatus = RunStatus::Error;
-    pub const ABORTED: RunStatus = RunStatus::Aborted;
-    pub const TIMED_OUT: RunStatus = RunStatus::TimedOut;
-    pub const REPLACED: RunStatus = RunStatus::Replaced;
-    pub const SKIPPED_RUNNING: RunStatus = RunStatus::SkippedRunning;
-    pub const SKIPPED_STALE: RunStatus = RunStatus::SkippedStale;
-}
-
 /// One run of any workflow. The common part comes first; the rest is what a workflow keeps
 /// (a migration's commit and build, a scheduled job's occurrence and task), absent otherwise.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -268,7 +268,7 @@ async fn claim(aws: &Aws, a: ClaimArgs) -> Result<ExitCode> {
         claimed_by: a.claimant.unwrap_or_else(claimant_default),
         claimed_at: batchless_core::platform::time::rfc3339(now),
         source: "legacy".into(),
-        status: occurrence::status::CLAIMED,
+        status: occurrence::OccurrenceStatus::Claimed,
         run_status: None,
         duplicate_claimers: vec![],
     };

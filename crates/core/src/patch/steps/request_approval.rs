@@ -72,7 +72,7 @@ async fn deployed_commit(deps: &Deps, environment: &str) -> Result<Option<String
     let recent = runs::list(&deps.backend.db, &deps.runs_table, DEPLOYING_WORKFLOW, 50).await?;
     Ok(recent
         .into_iter()
-        .find(|r| r.status == runs::status::SUCCEEDED && r.environment == environment)
+        .find(|r| r.status == runs::RunStatus::Succeeded && r.environment == environment)
         .and_then(|r| r.commit))
 }
 

@@ -174,7 +174,7 @@ async fn start(deps: &Deps, patch: PatchRun) -> Result<Output, Error> {
         execution_name: approved.patch_id.clone(),
         started_at: approved.requested_at.clone(),
         started_by: approved.requester.clone(),
-        status: runs::status::RUNNING.into(),
+        status: runs::RunStatus::Running,
         commit: Some(approved.commit.clone()),
         build_id: Some(build_id.clone()),
         ..Default::default()

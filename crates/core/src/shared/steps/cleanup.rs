@@ -214,7 +214,7 @@ mod tests {
             execution_name: "m-1".into(),
             started_at: "2026-11-28T13:00:00Z".into(),
             started_by: "alice".into(),
-            status: runs::status::RUNNING.into(),
+            status: runs::RunStatus::Running,
             build_id: Some("batchless-staging-migration:b1".into()),
             ..Default::default()
         }

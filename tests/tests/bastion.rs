@@ -648,14 +648,17 @@ async fn an_approval_recorded_while_the_alert_step_retries_wins() -> Result<()> 
     let sid = session_id("late");
     let arn = b.start_short(&sid, ALICE, "tasklate", 4.0).await?;
     let session = b.waiting_session(&sid).await?;
-    // Keep the alert step failing with a retryable error (throttling: ASL retries it; the SDK
-    // itself tries each call 3 times, so 21 faults fail 7 attempts) while the approval arrives.
+    // Keep the alert step failing with a retryable error (throttling: its ASL Retry retries it)
+    // until the approval is recorded, then let it through: it finds the approval and confirms.
+    // slack-events finds the session by its thread (a query), so the faulted GetItem of the
+    // session record is the alert step's.
     b.stack
-        .fault(json!({"service": "dynamodb", "operation": "GetItem", "error": "ThrottlingException", "count": 21, "match": format!("session#{sid}")}))
+        .fault(json!({"service": "dynamodb", "operation": "GetItem", "error": "ThrottlingException", "count": 1000, "match": format!("session#{sid}")}))
         .await?;
     b.wait_for_state(&arn, "AlertNoApproval").await?;
     let (status, body) = b.reply(&session, CAROL_SLACK, "approved", 1).await?;
     assert_eq!(status, 200, "{body}");
+    b.stack.clear_faults().await?;
     let end = b.stack.wait_end(&arn, TIMEOUT).await?;
     b.stack.clear_faults().await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");

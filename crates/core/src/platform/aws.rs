@@ -5,7 +5,19 @@
 //! endpoint is overridden, S3 uses path-style addressing (the replica has no wildcard DNS).
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpConnector,
+};
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::{
+    RuntimeComponents, RuntimeComponentsBuilder,
+};
+use aws_smithy_types::config_bag::ConfigBag;
 use aws_types::SdkConfig;
 
 use crate::error::Kind;
@@ -23,11 +35,105 @@ pub async fn load_config() -> SdkConfig {
 /// connector. The SDK's default client brings aws-lc-rs, a second crypto library in every
 /// bootstrap (BENCHMARKS.md, bootstrap size), so the SDK crates are built without their default
 /// features and every `SdkConfig` gets this client instead.
+///
+/// Every client this returns hands out the one process-wide [`https_connector`] for the SDK's
+/// default connector settings, so the SDK and the Slack client share one rustls configuration:
+/// the system's root certificates are parsed into a root store once per process, not once per
+/// TLS configuration (about 3.8 ms of init in each function with a Slack client,
+/// BENCHMARKS.md, start-up against the floor). A client whose timeouts differ from the defaults
+/// gets a connector of its own, built once per client and setting.
 pub fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_runtime_api::client::http::SharedHttpClient::new(ProcessHttpClient::default())
+}
+
+/// The SDK's default connect timeout (`aws-smithy-runtime`'s `DEFAULT_CONNECT_TIMEOUT`, 3.1 s);
+/// the shared connector is built with it, so a client on the default timeouts gets the shared
+/// connector. A unit test checks that the SDK still asks for this.
+pub const SHARED_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(3100);
+
+fn shared_settings() -> HttpConnectorSettings {
+    HttpConnectorSettings::builder()
+        .connect_timeout(SHARED_CONNECT_TIMEOUT)
+        .build()
+}
+
+fn build_connector(
+    settings: &HttpConnectorSettings,
+    components: Option<&RuntimeComponents>,
+) -> SharedHttpConnector {
     use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
+    let mut builder =
+        aws_smithy_http_client::Connector::builder().connector_settings(settings.clone());
+    if let Some(components) = components {
+        builder.set_sleep_impl(components.sleep_impl());
+    }
+    SharedHttpConnector::new(
+        builder
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build(),
+    )
+}
+
+/// The process's one HTTPS connector (hyper + rustls with ring, the system's roots), built on
+/// first use: the SDK's clients on default timeouts (through [`http_client`]) and the Slack
+/// client use it, so there is one TLS configuration and one connection pool per process.
+///
+/// The connection pool belongs to the process, not to a tokio runtime: a program that drops
+/// one runtime and makes calls on another (tests, each `#[tokio::test]` its own runtime) may
+/// find a pooled connection of the old runtime closed; the SDK retries such a dispatch failure.
+pub fn https_connector() -> SharedHttpConnector {
+    static CONNECTOR: OnceLock<SharedHttpConnector> = OnceLock::new();
+    CONNECTOR
+        .get_or_init(|| build_connector(&shared_settings(), None))
+        .clone()
+}
+
+type ConnectorKey = (Option<std::time::Duration>, Option<std::time::Duration>);
+
+fn key(settings: &HttpConnectorSettings) -> ConnectorKey {
+    (settings.connect_timeout(), settings.read_timeout())
+}
+
+#[derive(Debug, Default)]
+struct ProcessHttpClient {
+    /// Connectors for settings other than the shared one's, built on first use.
+    others: Mutex<HashMap<ConnectorKey, SharedHttpConnector>>,
+}
+
+impl HttpClient for ProcessHttpClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        if key(settings) == key(&shared_settings()) {
+            return https_connector();
+        }
+        self.others
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key(settings))
+            .or_insert_with(|| build_connector(settings, Some(components)))
+            .clone()
+    }
+
+    fn validate_base_client_config(
+        &self,
+        _: &RuntimeComponentsBuilder,
+        _: &ConfigBag,
+    ) -> Result<(), BoxError> {
+        // As the SDK's own client does: load the roots when the client is built (in `main`, at
+        // init), not inside the first request. Once per process here.
+        let _ = https_connector();
+        Ok(())
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        Some(ConnectorMetadata::new(
+            "hyper",
+            Some(std::borrow::Cow::Borrowed("1.x")),
+        ))
+    }
 }
 
 pub fn s3(config: &SdkConfig) -> aws_sdk_s3::Client {
@@ -226,5 +332,27 @@ mod tests {
         let e = AwsError::from_code("PutItem", "ConditionalCheckFailedException", "no".into());
         assert_eq!(e.kind().name(), "AwsServiceError");
         assert!(e.is_code("ConditionalCheckFailedException"));
+    }
+
+    #[test]
+    fn the_sdk_asks_for_the_shared_connectors_settings() {
+        // The SDK's default timeouts for the behaviour version `load_config` uses: if a new
+        // default changes them, the SDK would get a second connector (a second root parse).
+        let config = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .region(aws_config::Region::new("us-east-1"))
+                    .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                        "a", "b", None, None, "test",
+                    ))
+                    .http_client(http_client())
+                    .load(),
+            );
+        let timeouts = config.timeout_config().expect("a timeout config");
+        assert_eq!(timeouts.connect_timeout(), Some(SHARED_CONNECT_TIMEOUT));
+        assert_eq!(timeouts.read_timeout(), None);
     }
 }

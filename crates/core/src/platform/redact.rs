@@ -4,11 +4,17 @@
 //! Defaults cover credentials in URLs, `KEY=value` pairs whose key names a secret, AWS access
 //! keys, Slack tokens, bearer tokens, JWTs, private key blocks and e-mail addresses. More
 //! patterns (e.g. the app's PII) come from `REDACT_PATTERNS`: a JSON array of regexes.
+//!
+//! The rules run on `regex-lite`, not `regex`: building the `regex` set took 4.4-7.5 ms inside
+//! each function's first event (BENCHMARKS.md, start-up against the floor); regex-lite builds
+//! it in well under a millisecond. Its `\b`, `\s` and `(?i)` are ASCII-only, which is all the
+//! default rules name (keys, schemes, tokens); a configured pattern that needs Unicode classes
+//! must spell them out.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use regex::Regex;
+use regex_lite::Regex;
 
 pub const MASK: &str = "[REDACTED]";
 
@@ -66,13 +72,18 @@ fn default_rules() -> Vec<(&'static str, &'static str)> {
 
 impl Redactor {
     /// The default rules plus `extra` regexes (each replaced by `[REDACTED]`).
+    ///
+    /// The error stays `regex::Error` (a pattern regex-lite rejects is reported as
+    /// `regex::Error::Syntax` with regex-lite's message), so callers are unchanged.
     pub fn new(extra: &[String]) -> Result<Self, regex::Error> {
+        let compile =
+            |pattern: &str| Regex::new(pattern).map_err(|e| regex::Error::Syntax(e.to_string()));
         let mut rules = Vec::new();
         for (pattern, replacement) in default_rules() {
-            rules.push((Regex::new(pattern)?, replacement.to_string()));
+            rules.push((compile(pattern)?, replacement.to_string()));
         }
         for pattern in extra {
-            rules.push((Regex::new(pattern)?, MASK.to_string()));
+            rules.push((compile(pattern)?, MASK.to_string()));
         }
         Ok(Redactor { rules })
     }
@@ -239,5 +250,20 @@ mod tests {
             let out = r(&format!("token {token} used"));
             assert!(!out.contains(token), "{token} -> {out}");
         }
+    }
+
+    #[test]
+    fn a_bad_configured_pattern_is_a_syntax_error() {
+        let err = Redactor::new(&["(unclosed".to_string()])
+            .err()
+            .expect("rejected");
+        assert!(matches!(err, regex::Error::Syntax(_)), "{err}");
+    }
+
+    #[test]
+    fn non_ascii_text_around_secrets() {
+        let out = r("café PASSWORD=hunter2 — naïve postgres://u:pw1@h/db");
+        assert!(!out.contains("hunter2") && !out.contains("pw1"), "{out}");
+        assert!(out.contains("café") && out.contains("naïve"), "{out}");
     }
 }

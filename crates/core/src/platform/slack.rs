@@ -1,7 +1,6 @@
 //! The Slack Web API client (base URL configurable, so tests and the demo use the replica's
 //! fake Slack) and Slack request-signature verification.
 
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use aws_smithy_runtime_api::client::http::{HttpConnector, SharedHttpConnector};
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_types::body::SdkBody;
@@ -74,15 +73,22 @@ impl std::fmt::Debug for SlackClient {
 }
 
 impl SlackClient {
+    /// A client on the process's one HTTPS connector ([`crate::platform::aws::https_connector`]),
+    /// shared with the AWS SDK: one TLS configuration, one parse of the root certificates.
     pub fn new(base_url: impl Into<String>, token: impl Into<String>) -> Self {
+        Self::with_connector(base_url, token, crate::platform::aws::https_connector())
+    }
+
+    /// A client on the given connector (a test's, or one with other TLS settings).
+    pub fn with_connector(
+        base_url: impl Into<String>,
+        token: impl Into<String>,
+        http: SharedHttpConnector,
+    ) -> Self {
         SlackClient {
             base_url: base_url.into().trim_end_matches('/').to_string(),
             token: token.into(),
-            http: SharedHttpConnector::new(
-                aws_smithy_http_client::Connector::builder()
-                    .tls_provider(Provider::Rustls(CryptoMode::Ring))
-                    .build(),
-            ),
+            http,
         }
     }
 

@@ -339,6 +339,13 @@ impl Stack {
             .collect())
     }
 
+    /// Whether a task-token wait is registered under `wait_key` (e.g. `patch-approval#<id>`)
+    /// in the waits table: the one place every workflow keeps its tokens.
+    pub async fn wait_registered(&self, wait_key: &str) -> Result<bool> {
+        let waits = self.table("WaitsTable")?;
+        Ok(self.get_item(&waits, "waitKey", wait_key).await?.is_some())
+    }
+
     pub async fn get_item(&self, table: &str, key: &str, value: &str) -> Result<Option<Value>> {
         let out = self
             .db

@@ -261,7 +261,10 @@ async fn a_data_patch_changes_exactly_its_rows_and_the_job_it_enqueued_runs() ->
     let arn = stack.start(&sm, &name, &input).await?;
     eventually("the approval request", TIMEOUT, || async {
         let r = stack.get_item(&table, "patchId", &name).await?;
-        Ok(r.filter(|r| r.get("approvalMessage").is_some() && r.get("taskToken").is_some()))
+        let waiting = stack
+            .wait_registered(&format!("patch-approval#{name}"))
+            .await?;
+        Ok(r.filter(|r| r.get("approvalMessage").is_some() && waiting))
     })
     .await?;
     // Nothing ran before the approval.
@@ -479,10 +482,13 @@ async fn a_real_rails_console_is_watched_and_its_enqueued_job_is_processed() -> 
         .await?;
     assert!(put.status().is_success());
     let session = eventually("the session waiting for approval", TIMEOUT, || async {
+        let waiting = stack
+            .wait_registered(&format!("session-approval#{sid}"))
+            .await?;
         Ok(stack
             .get_item_pk_sk(&bastion_table, &format!("session#{sid}"), "session")
             .await?
-            .filter(|s| s.get("taskToken").is_some() && s.get("threadTs").is_some()))
+            .filter(|s| waiting && s.get("threadTs").is_some()))
     })
     .await?;
     let thread_ts = session["threadTs"]

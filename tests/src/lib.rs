@@ -3,6 +3,9 @@
 //! deadline (never sleep-and-hope).
 
 pub mod app;
+pub mod scenario;
+
+pub use scenario::{fault, Expect};
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -246,22 +249,19 @@ impl Stack {
             .await?)
     }
 
+    /// Start an execution through the one StartExecution of the core
+    /// (`batchless_core::sfn::execution::start`); its ARN.
     pub async fn start(
         &self,
         state_machine_arn: &str,
         name: &str,
         input: &Value,
     ) -> Result<String> {
-        let out = self
-            .sfn
-            .start_execution()
-            .state_machine_arn(state_machine_arn)
-            .name(name)
-            .input(input.to_string())
-            .send()
-            .await
-            .with_context(|| format!("StartExecution {name}"))?;
-        Ok(out.execution_arn().to_string())
+        let started =
+            batchless_core::sfn::execution::start(&self.sfn, state_machine_arn, name, input)
+                .await
+                .with_context(|| format!("StartExecution {name}"))?;
+        Ok(started.execution_arn)
     }
 
     /// Wait (with a deadline) until the execution is no longer RUNNING.

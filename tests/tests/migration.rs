@@ -22,15 +22,17 @@ async fn setup() -> Result<(Stack, String)> {
     Ok((stack, sm))
 }
 
-/// Migrate the app's head with `overrides`, wait for the end, and clear any injected faults
-/// whatever happened.
+/// The scenario: inject `faults`, migrate the app's head with `overrides`, wait for the end;
+/// the injected faults are cleared whatever happened.
 async fn migrate(
     stack: &Stack,
     sm: &str,
     prefix: &str,
+    faults: &[Value],
     overrides: Value,
 ) -> Result<(String, Ended)> {
     let result = async {
+        stack.faults(faults).await?;
         let input = migration_input(&stack.app_head()?, overrides);
         let arn = stack.start(sm, &unique_name(prefix), &input).await?;
         let end = stack.wait_end(&arn, TIMEOUT).await?;
@@ -39,10 +41,6 @@ async fn migrate(
     .await;
     stack.clear_faults().await?;
     result
-}
-
-fn has_state(states: &[String], name: &str) -> bool {
-    states.iter().any(|s| s == name)
 }
 
 async fn lock_is_free(stack: &Stack) -> Result<bool> {
@@ -74,32 +72,27 @@ async fn success_runs_the_commit_and_leaves_log_history_and_slack_post() -> Resu
         .start(&sm, &name, &migration_input(&commit, json!({})))
         .await?;
     let end = stack.wait_end(&arn, TIMEOUT).await?;
-    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
-    let states = stack.states_entered(&arn).await?;
-    for s in [
-        "ValidateInput",
-        "AcquireLock",
-        "StartBuild",
-        "WaitForBuild",
-        "CollectLogs",
-        "RecordRun",
-        "ReleaseLock",
-        "Notify",
-        "Outcome?",
-        "Migrated",
-    ] {
-        assert!(has_state(&states, s), "{s} not entered: {states:?}");
+    Expect {
+        entered: &[
+            "ValidateInput",
+            "AcquireLock",
+            "StartBuild",
+            "WaitForBuild",
+            "CollectLogs",
+            "RecordRun",
+            "ReleaseLock",
+            "Notify",
+            "Outcome?",
+            "Migrated",
+        ],
+        ..Expect::succeeded()
     }
+    .check(&stack, &arn, &end)
+    .await?;
 
     let output = end.output.expect("output");
     let build_id = output["buildId"].as_str().expect("buildId");
-    let builds = stack
-        .codebuild
-        .batch_get_builds()
-        .ids(build_id)
-        .send()
-        .await?;
-    let build = &builds.builds()[0];
+    let build = stack.build(build_id).await?;
     assert_eq!(
         build.resolved_source_version(),
         Some(commit.as_str()),
@@ -132,11 +125,7 @@ async fn success_runs_the_commit_and_leaves_log_history_and_slack_post() -> Resu
         "{sidecar}"
     );
 
-    let runs = stack.table("RunsTable")?;
-    let item = stack
-        .get_item(&runs, "runId", &arn)
-        .await?
-        .expect("history item");
+    let item = stack.run_record(&arn).await?;
     assert_eq!(item["status"], "SUCCEEDED");
     assert_eq!(item["commit"], commit);
     assert_eq!(item["buildId"], build_id);
@@ -172,25 +161,16 @@ async fn failing_build_phase_fails_migration_with_phase_and_redacted_tail() -> R
         )
         .await?;
     let end = stack.wait_end(&arn, TIMEOUT).await?;
-    assert_eq!(end.status, "FAILED", "{end:?}");
-    assert_eq!(end.error.as_deref(), Some("MigrationFailed"));
-    let cause = end.cause.unwrap_or_default();
-    assert!(cause.contains("in phase BUILD"), "{cause}");
-    assert!(
-        cause.contains("PG::DuplicateTable"),
-        "the cause carries the log tail: {cause}"
-    );
-    // The build printed DATABASE_URL with its password: the archive has it, nothing that
-    // leaves the system does.
-    assert!(
-        !cause.contains(INFRA_SECRET),
-        "secret leaked into the failure cause: {cause}"
-    );
-    let runs = stack.table("RunsTable")?;
-    let item = stack
-        .get_item(&runs, "runId", &arn)
-        .await?
-        .expect("history item");
+    // The cause carries the log tail. The build printed DATABASE_URL with its password: the
+    // archive has it, nothing that leaves the system does.
+    Expect {
+        cause_has: &["in phase BUILD", "PG::DuplicateTable"],
+        cause_lacks: &[INFRA_SECRET],
+        ..Expect::failed("MigrationFailed")
+    }
+    .check(&stack, &arn, &end)
+    .await?;
+    let item = stack.run_record(&arn).await?;
     assert_eq!(item["status"], "FAILED");
     assert_eq!(item["failedPhase"], "BUILD");
     let log = String::from_utf8(stack.object(item["logUri"].as_str().unwrap()).await?)?;
@@ -209,13 +189,8 @@ async fn failing_build_phase_fails_migration_with_phase_and_redacted_tail() -> R
         !post_text.contains(INFRA_SECRET),
         "secret leaked into Slack: {post}"
     );
-    let builds = stack
-        .codebuild
-        .batch_get_builds()
-        .ids(item["buildId"].as_str().unwrap())
-        .send()
-        .await?;
-    let phases: Vec<String> = builds.builds()[0]
+    let build = stack.build(item["buildId"].as_str().unwrap()).await?;
+    let phases: Vec<String> = build
         .phases()
         .iter()
         .map(|p| {
@@ -240,8 +215,7 @@ async fn failing_build_phase_fails_migration_with_phase_and_redacted_tail() -> R
 #[tokio::test]
 async fn invalid_inputs_fail_invalid_input_and_start_nothing() -> Result<()> {
     let (stack, sm) = setup().await?;
-    let project = stack.physical_id("MigrationProject")?;
-    let before = stack.builds(&project).await?.len();
+    let before = stack.build_count("MigrationProject").await?;
     let head = stack.app_head()?;
     let cases = [
         json!({"commit": "main"}),
@@ -253,31 +227,21 @@ async fn invalid_inputs_fail_invalid_input_and_start_nothing() -> Result<()> {
     for input in cases {
         let arn = stack.start(&sm, &unique_name("bad"), &input).await?;
         let end = stack.wait_end(&arn, TIMEOUT).await?;
-        assert_eq!(end.status, "FAILED", "{input}: {end:?}");
-        assert_eq!(
-            end.error.as_deref(),
-            Some("InvalidInput"),
-            "{input}: {end:?}"
-        );
+        eprintln!("input {input}");
+        Expect {
+            cause_has: &["invalid input"],
+            path: Some(&["ValidateInput", "RejectInput"]),
+            ..Expect::failed("InvalidInput")
+        }
+        .check(&stack, &arn, &end)
+        .await?;
         assert!(
-            end.cause
-                .as_deref()
-                .unwrap_or_default()
-                .contains("invalid input"),
-            "{end:?}"
-        );
-        assert_eq!(
-            stack.states_entered(&arn).await?,
-            vec!["ValidateInput", "RejectInput"]
-        );
-        let runs = stack.table("RunsTable")?;
-        assert!(
-            stack.get_item(&runs, "runId", &arn).await?.is_none(),
+            stack.find_run(&arn).await?.is_none(),
             "no run recorded for {input}"
         );
     }
     assert_eq!(
-        stack.builds(&project).await?.len(),
+        stack.build_count("MigrationProject").await?,
         before,
         "no build started"
     );
@@ -339,7 +303,6 @@ async fn two_concurrent_migrations_never_build_at_once() -> Result<()> {
 async fn a_held_lock_fails_migration_in_progress_without_a_build() -> Result<()> {
     let (stack, sm) = setup().await?;
     let locks = stack.table("LocksTable")?;
-    let project = stack.physical_id("MigrationProject")?;
     // Another execution holds the lock (for longer than the retries last).
     stack
         .db
@@ -363,19 +326,8 @@ async fn a_held_lock_fails_migration_in_progress_without_a_build() -> Result<()>
         )
         .send()
         .await?;
-    let before = stack.builds(&project).await?.len();
-    let arn = stack
-        .start(
-            &sm,
-            &unique_name("held"),
-            &migration_input(&stack.app_head()?, json!({})),
-        )
-        .await;
-    let result = async {
-        let end = stack.wait_end(&arn?, TIMEOUT).await?;
-        anyhow::Ok(end)
-    }
-    .await;
+    let before = stack.build_count("MigrationProject").await?;
+    let result = migrate(&stack, &sm, "held", &[], json!({})).await;
     stack
         .db
         .delete_item()
@@ -386,15 +338,16 @@ async fn a_held_lock_fails_migration_in_progress_without_a_build() -> Result<()>
         )
         .send()
         .await?;
-    let end = result?;
-    assert_eq!(end.status, "FAILED", "{end:?}");
-    assert_eq!(end.error.as_deref(), Some("MigrationInProgress"));
-    assert!(
-        end.cause.unwrap_or_default().contains("arn:someone-else"),
-        "the cause names the holder"
-    );
+    let (arn, end) = result?;
+    // The cause names the holder.
+    Expect {
+        cause_has: &["arn:someone-else"],
+        ..Expect::failed("MigrationInProgress")
+    }
+    .check(&stack, &arn, &end)
+    .await?;
     assert_eq!(
-        stack.builds(&project).await?.len(),
+        stack.build_count("MigrationProject").await?,
         before,
         "no build started"
     );
@@ -412,10 +365,9 @@ async fn stop_execution_mid_build_stops_the_build_and_frees_the_lock() -> Result
             &migration_input(&commit, json!({"FAKE_SLEEP_SECONDS": "120"})),
         )
         .await?;
-    let runs = stack.table("RunsTable")?;
     let build_id: String = eventually("the build to start", Duration::from_secs(60), || async {
         Ok(stack
-            .get_item(&runs, "runId", &arn)
+            .find_run(&arn)
             .await?
             .and_then(|i| i["buildId"].as_str().map(str::to_string)))
     })
@@ -433,15 +385,7 @@ async fn stop_execution_mid_build_stops_the_build_and_frees_the_lock() -> Result
         "build STOPPED and lock free",
         Duration::from_secs(30),
         || async {
-            let out = stack
-                .codebuild
-                .batch_get_builds()
-                .ids(&build_id)
-                .send()
-                .await?;
-            let status = out.builds()[0]
-                .build_status()
-                .map(|s| s.as_str().to_string());
+            let status = stack.build_status(&build_id).await?;
             Ok((status.as_deref() == Some("STOPPED") && lock_is_free(&stack).await?).then_some(()))
         },
     )
@@ -452,7 +396,7 @@ async fn stop_execution_mid_build_stops_the_build_and_frees_the_lock() -> Result
         Duration::from_secs(30),
         || async {
             Ok(stack
-                .get_item(&runs, "runId", &arn)
+                .find_run(&arn)
                 .await?
                 .filter(|i| i["status"] == "ABORTED"))
         },
@@ -465,24 +409,23 @@ async fn stop_execution_mid_build_stops_the_build_and_frees_the_lock() -> Result
 #[tokio::test]
 async fn a_lost_state_change_event_is_caught_by_the_safety_net_poll() -> Result<()> {
     let (stack, sm) = setup().await?;
-    stack
-        .fault(json!({"drop_events": {
-            "source": "aws.codebuild",
-            "detail_type": "CodeBuild Build State Change",
-            "detail": {"build-status": "SUCCEEDED"},
-            "count": 1
-        }}))
-        .await?;
     // The build outlasts register-wait's one re-check and the first (time-scaled 10 s) wait,
     // so the first poll finds it running and waits again; only a poll can end the run.
-    let (arn, end) = migrate(&stack, &sm, "lost", json!({"FAKE_SLEEP_SECONDS": "14"})).await?;
-    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
-    let states = stack.states_entered(&arn).await?;
-    assert!(
-        has_state(&states, "PollBuild"),
-        "the poll completed the run: {states:?}"
-    );
-    assert!(has_state(&states, "BuildEnded?"));
+    let (arn, end) = migrate(
+        &stack,
+        &sm,
+        "lost",
+        &[fault::lost_build_end(None)],
+        json!({"FAKE_SLEEP_SECONDS": "14"}),
+    )
+    .await?;
+    // The poll completed the run.
+    let states = Expect {
+        entered: &["PollBuild", "BuildEnded?"],
+        ..Expect::succeeded()
+    }
+    .check(&stack, &arn, &end)
+    .await?;
     let count = |name: &str| states.iter().filter(|s| *s == name).count();
     assert!(
         count("PollBuild") >= 2,
@@ -501,50 +444,51 @@ async fn a_throttled_start_is_retried_then_succeeds() -> Result<()> {
     // The SDK itself retries throttling (3 attempts in its standard mode): three throttled
     // answers exhaust it, so the workflow's Retry has to act; then a full build queue
     // (AccountLimitExceeded, which the SDK does not retry) once more.
-    stack
-        .fault(json!({"service": "codebuild", "operation": "StartBuild", "error": "ThrottlingException", "count": 3}))
-        .await?;
-    stack
-        .fault(json!({"service": "codebuild", "operation": "StartBuild", "error": "AccountLimitExceededException", "count": 1}))
-        .await?;
-    let project = stack.physical_id("MigrationProject")?;
-    let before = stack.builds(&project).await?.len();
-    let (arn, end) = migrate(&stack, &sm, "throttle", json!({})).await?;
-    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
-    let errors = stack.task_errors(&arn).await?;
+    let faults = [
+        fault::aws("codebuild", "StartBuild", "ThrottlingException", 3),
+        fault::aws(
+            "codebuild",
+            "StartBuild",
+            "AccountLimitExceededException",
+            1,
+        ),
+    ];
+    let before = stack.build_count("MigrationProject").await?;
+    let (arn, end) = migrate(&stack, &sm, "throttle", &faults, json!({})).await?;
+    // Retried, then success.
+    Expect {
+        task_errors: Some(&["Throttled", "AccountLimitExceeded"]),
+        ..Expect::succeeded()
+    }
+    .check(&stack, &arn, &end)
+    .await?;
     assert_eq!(
-        errors,
-        vec!["Throttled", "AccountLimitExceeded"],
-        "retried, then success"
+        stack.build_count("MigrationProject").await?,
+        before + 1,
+        "one build"
     );
-    assert_eq!(stack.builds(&project).await?.len(), before + 1, "one build");
     Ok(())
 }
 
 #[tokio::test]
 async fn an_unrecoverable_start_error_is_recorded_and_frees_the_lock() -> Result<()> {
     let (stack, sm) = setup().await?;
-    stack
-        .fault(json!({"service": "codebuild", "operation": "StartBuild", "error": "InvalidInputException", "count": 1}))
-        .await?;
-    let (arn, end) = migrate(&stack, &sm, "starterr", json!({})).await?;
-    assert_eq!(end.status, "FAILED", "{end:?}");
-    assert_eq!(end.error.as_deref(), Some("AwsServiceError"));
-    assert!(end
-        .cause
-        .unwrap_or_default()
-        .contains("InvalidInputException"));
-    let states = stack.states_entered(&arn).await?;
-    assert!(
-        has_state(&states, "Errored") && has_state(&states, "ReleaseLock"),
-        "{states:?}"
-    );
-    let runs = stack.table("RunsTable")?;
-    let item = stack
-        .get_item(&runs, "runId", &arn)
-        .await?
-        .expect("the error is recorded");
-    assert_eq!(item["status"], "ERROR");
+    let faults = [fault::aws(
+        "codebuild",
+        "StartBuild",
+        "InvalidInputException",
+        1,
+    )];
+    let (arn, end) = migrate(&stack, &sm, "starterr", &faults, json!({})).await?;
+    Expect {
+        cause_has: &["InvalidInputException"],
+        entered: &["Errored", "ReleaseLock"],
+        ..Expect::failed("AwsServiceError")
+    }
+    .check(&stack, &arn, &end)
+    .await?;
+    // The error is recorded.
+    assert_eq!(stack.run_record(&arn).await?["status"], "ERROR");
     assert!(lock_is_free(&stack).await?);
     Ok(())
 }
@@ -552,18 +496,10 @@ async fn an_unrecoverable_start_error_is_recorded_and_frees_the_lock() -> Result
 #[tokio::test]
 async fn a_log_archive_failure_is_recorded_and_the_result_stands() -> Result<()> {
     let (stack, sm) = setup().await?;
-    stack
-        .fault(
-            json!({"service": "s3", "operation": "PutObject", "error": "AccessDenied", "count": 1}),
-        )
-        .await?;
-    let (arn, end) = migrate(&stack, &sm, "nolog", json!({})).await?;
-    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
-    let runs = stack.table("RunsTable")?;
-    let item = stack
-        .get_item(&runs, "runId", &arn)
-        .await?
-        .expect("history item");
+    let faults = [fault::aws("s3", "PutObject", "AccessDenied", 1)];
+    let (arn, end) = migrate(&stack, &sm, "nolog", &faults, json!({})).await?;
+    Expect::succeeded().check(&stack, &arn, &end).await?;
+    let item = stack.run_record(&arn).await?;
     assert_eq!(item["status"], "SUCCEEDED");
     assert!(item.get("logUri").is_none(), "{item}");
     Ok(())
@@ -589,21 +525,31 @@ fn job_event(job_id: &str, commit: &str, continuation: Option<&str>) -> Value {
     }})
 }
 
+/// A job id (a UUID) no other test run uses; `tag` tells the tests' ids apart.
+fn unique_job_id(tag: &str) -> Result<String> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    Ok(format!(
+        "{:08x}-{tag}-4000-8000-{:012x}",
+        std::process::id(),
+        nanos % (1u128 << 48)
+    ))
+}
+
+/// The results the replica's CodePipeline recorded for a job, in order.
+async fn job_results(stack: &Stack, job_id: &str) -> Result<Vec<Value>> {
+    let jobs = stack.replica_get("codepipeline/jobs").await?;
+    Ok(jobs["jobs"][job_id].as_array().cloned().unwrap_or_default())
+}
+
 #[tokio::test]
 async fn pipeline_bridge_delivered_twice_makes_one_build_and_never_logs_credentials() -> Result<()>
 {
     let (stack, _sm) = setup().await?;
-    let project = stack.physical_id("MigrationProject")?;
-    let before = stack.builds(&project).await?.len();
+    let before = stack.build_count("MigrationProject").await?;
     let commit = stack.app_head()?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_nanos();
-    let job_id = format!(
-        "{:08x}-0000-4000-8000-{:012x}",
-        std::process::id(),
-        nanos % (1u128 << 48)
-    );
+    let job_id = unique_job_id("0000")?;
     let event = job_event(&job_id, &commit, None);
 
     let first = stack.invoke("PipelineBridgeFunction", &event).await?;
@@ -630,15 +576,11 @@ async fn pipeline_bridge_delivered_twice_makes_one_build_and_never_logs_credenti
     assert_eq!(done["decision"], "succeeded", "{done}");
 
     assert_eq!(
-        stack.builds(&project).await?.len(),
+        stack.build_count("MigrationProject").await?,
         before + 1,
         "exactly one build"
     );
-    let jobs = stack.replica_get("codepipeline/jobs").await?;
-    let results = jobs["jobs"][&job_id]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let results = job_results(&stack, &job_id).await?;
     let kinds: Vec<(String, bool)> = results
         .iter()
         .map(|r| {
@@ -693,14 +635,7 @@ async fn pipeline_bridge_delivered_twice_makes_one_build_and_never_logs_credenti
 #[tokio::test]
 async fn pipeline_bridge_reports_a_failed_migration_with_its_cause() -> Result<()> {
     let (stack, _sm) = setup().await?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_nanos();
-    let job_id = format!(
-        "{:08x}-1111-4000-8000-{:012x}",
-        std::process::id(),
-        nanos % (1u128 << 48)
-    );
+    let job_id = unique_job_id("1111")?;
     // A short SHA: the workflow fails InvalidInput and the job fails with that cause.
     let first = stack
         .invoke(
@@ -720,11 +655,7 @@ async fn pipeline_bridge_reports_a_failed_migration_with_its_cause() -> Result<(
         )
         .await?;
     assert_eq!(done["decision"], "failed", "{done}");
-    let jobs = stack.replica_get("codepipeline/jobs").await?;
-    let results = jobs["jobs"][&job_id]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let results = job_results(&stack, &job_id).await?;
     let last = results.last().expect("a result");
     assert_eq!(last["kind"], "failure");
     let message = last["request"]["failureDetails"]["message"]
@@ -748,15 +679,14 @@ async fn a_slack_outage_does_not_change_the_result() -> Result<()> {
     stack
         .slack_fail("chat.postMessage", "service_unavailable", 4)
         .await?;
-    let (arn, end) = migrate(&stack, &sm, "noslack", json!({})).await?;
-    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
-    assert_eq!(stack.task_errors(&arn).await?, vec!["SlackError"; 4]);
-    let runs = stack.table("RunsTable")?;
-    let item = stack
-        .get_item(&runs, "runId", &arn)
-        .await?
-        .expect("history item");
-    assert_eq!(item["status"], "SUCCEEDED");
+    let (arn, end) = migrate(&stack, &sm, "noslack", &[], json!({})).await?;
+    Expect {
+        task_errors: Some(&["SlackError"; 4]),
+        ..Expect::succeeded()
+    }
+    .check(&stack, &arn, &end)
+    .await?;
+    assert_eq!(stack.run_record(&arn).await?["status"], "SUCCEEDED");
     Ok(())
 }
 
@@ -764,22 +694,28 @@ async fn a_slack_outage_does_not_change_the_result() -> Result<()> {
 async fn a_wait_that_cannot_be_registered_errors_and_cleanup_stops_the_build() -> Result<()> {
     let (stack, sm) = setup().await?;
     let waits = stack.table("WaitsTable")?;
-    stack
-        .fault(json!({"service": "dynamodb", "operation": "PutItem", "match": waits, "error": "ValidationException", "count": 1}))
-        .await?;
-    let (arn, end) = migrate(&stack, &sm, "nowait", json!({"FAKE_SLEEP_SECONDS": "60"})).await?;
-    assert_eq!(end.status, "FAILED", "{end:?}");
-    assert_eq!(end.error.as_deref(), Some("AwsServiceError"), "{end:?}");
-    let states = stack.states_entered(&arn).await?;
-    assert!(
-        has_state(&states, "WaitForBuild") && has_state(&states, "Errored"),
-        "{states:?}"
-    );
-    let runs = stack.table("RunsTable")?;
-    let item = stack
-        .get_item(&runs, "runId", &arn)
-        .await?
-        .expect("history item");
+    let faults = [fault::aws_matching(
+        "dynamodb",
+        "PutItem",
+        &waits,
+        "ValidationException",
+        1,
+    )];
+    let (arn, end) = migrate(
+        &stack,
+        &sm,
+        "nowait",
+        &faults,
+        json!({"FAKE_SLEEP_SECONDS": "60"}),
+    )
+    .await?;
+    Expect {
+        entered: &["WaitForBuild", "Errored"],
+        ..Expect::failed("AwsServiceError")
+    }
+    .check(&stack, &arn, &end)
+    .await?;
+    let item = stack.run_record(&arn).await?;
     assert_eq!(item["status"], "ERROR");
     // The execution failed with its build still running: cleanup stops it.
     let build_id = item["buildId"].as_str().expect("buildId").to_string();
@@ -787,16 +723,7 @@ async fn a_wait_that_cannot_be_registered_errors_and_cleanup_stops_the_build() -
         "the orphaned build STOPPED",
         Duration::from_secs(30),
         || async {
-            let out = stack
-                .codebuild
-                .batch_get_builds()
-                .ids(&build_id)
-                .send()
-                .await?;
-            Ok(
-                (out.builds()[0].build_status().map(|s| s.as_str()) == Some("STOPPED"))
-                    .then_some(()),
-            )
+            Ok((stack.build_status(&build_id).await?.as_deref() == Some("STOPPED")).then_some(()))
         },
     )
     .await?;
@@ -810,21 +737,25 @@ async fn a_failing_safety_net_poll_errors_the_run() -> Result<()> {
     // The end-of-build event is lost, and CodeBuild refuses the poll (the first
     // BatchGetBuilds, register-wait's re-check, goes through). The build outlasts that
     // re-check (even with a cold function start) and ends before the 10 s (scaled) wait does.
-    stack
-        .fault(json!({"drop_events": {"source": "aws.codebuild", "detail_type": "CodeBuild Build State Change", "detail": {"build-status": "SUCCEEDED"}, "count": 1}}))
-        .await?;
-    stack
-        .fault(json!({"service": "codebuild", "operation": "BatchGetBuilds", "error": "InvalidInputException", "after": 1, "count": 1}))
-        .await?;
-    let (arn, end) = migrate(&stack, &sm, "nopoll", json!({"FAKE_SLEEP_SECONDS": "8"})).await?;
-    assert_eq!(end.status, "FAILED", "{end:?}");
-    assert_eq!(end.error.as_deref(), Some("AwsServiceError"), "{end:?}");
-    let states = stack.states_entered(&arn).await?;
-    assert!(
-        has_state(&states, "PollBuild") && has_state(&states, "Errored"),
-        "{states:?}"
-    );
-    assert!(!has_state(&states, "BuildEnded?"), "{states:?}");
+    let faults = [
+        fault::lost_build_end(None),
+        fault::aws_after("codebuild", "BatchGetBuilds", "InvalidInputException", 1, 1),
+    ];
+    let (arn, end) = migrate(
+        &stack,
+        &sm,
+        "nopoll",
+        &faults,
+        json!({"FAKE_SLEEP_SECONDS": "8"}),
+    )
+    .await?;
+    Expect {
+        entered: &["PollBuild", "Errored"],
+        not_entered: &["BuildEnded?"],
+        ..Expect::failed("AwsServiceError")
+    }
+    .check(&stack, &arn, &end)
+    .await?;
     assert!(lock_is_free(&stack).await?);
     Ok(())
 }

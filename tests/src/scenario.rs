@@ -1,0 +1,204 @@
+//! Table-driven pieces of the scenario tests, so that a test reads as its scenario (the
+//! faults it injects, the input it starts) and its expectations: fault specs by what they do
+//! ([`fault`]), what an execution is expected to end with ([`Expect`], checked in one call),
+//! and the reads the tests repeat (a run's record, a build, a build count).
+
+use anyhow::{Context, Result};
+use aws_sdk_codebuild::types::Build;
+use serde_json::Value;
+
+use crate::{Ended, Stack};
+
+/// Faults for the replica's fault injection (`POST /_replica/faults`, see `local/README.md`).
+pub mod fault {
+    use serde_json::{json, Value};
+
+    /// `operation` of `service` answers `error`, `count` times.
+    pub fn aws(service: &str, operation: &str, error: &str, count: u32) -> Value {
+        json!({"service": service, "operation": operation, "error": error, "count": count})
+    }
+
+    /// [`aws`], only for requests whose body contains `needle` (a table name, a word of an
+    /// object's content).
+    pub fn aws_matching(
+        service: &str,
+        operation: &str,
+        needle: &str,
+        error: &str,
+        count: u32,
+    ) -> Value {
+        let mut f = aws(service, operation, error, count);
+        f["match"] = json!(needle);
+        f
+    }
+
+    /// [`aws`], once the first `after` calls have gone through.
+    pub fn aws_after(service: &str, operation: &str, error: &str, after: u32, count: u32) -> Value {
+        let mut f = aws(service, operation, error, count);
+        f["after"] = json!(after);
+        f
+    }
+
+    /// The fake Slack answers the next `count` calls of `method` with `ok: false` and `error`
+    /// (not a replica fault: [`crate::Stack::faults`] sends it to the fake Slack).
+    pub fn slack(method: &str, error: &str, count: u32) -> Value {
+        json!({"slack_fail": {"method": method, "error": error, "count": count}})
+    }
+
+    /// The next "CodeBuild Build State Change" event of a build that SUCCEEDED (of `project`
+    /// when given) is lost: only the safety-net poll can see that build end.
+    pub fn lost_build_end(project: Option<&str>) -> Value {
+        let mut detail = json!({"build-status": "SUCCEEDED"});
+        if let Some(project) = project {
+            detail["project-name"] = json!(project);
+        }
+        json!({"drop_events": {
+            "source": "aws.codebuild",
+            "detail_type": "CodeBuild Build State Change",
+            "detail": detail,
+            "count": 1
+        }})
+    }
+}
+
+/// What an ended execution is expected to show; every field that is set is asserted by
+/// [`Expect::check`]. Start from [`Expect::succeeded`] or [`Expect::failed`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expect<'a> {
+    /// `SUCCEEDED`, `FAILED`, ... (unchecked when `None`).
+    pub status: Option<&'a str>,
+    /// The execution's error name.
+    pub error: Option<&'a str>,
+    /// Strings the cause contains, and strings it must not contain.
+    pub cause_has: &'a [&'a str],
+    pub cause_lacks: &'a [&'a str],
+    /// States entered (at least once), and states never entered.
+    pub entered: &'a [&'a str],
+    pub not_entered: &'a [&'a str],
+    /// The whole path, state by state.
+    pub path: Option<&'a [&'a str]>,
+    /// The error names of the failed Lambda tasks, in order.
+    pub task_errors: Option<&'a [&'a str]>,
+}
+
+impl<'a> Expect<'a> {
+    pub fn succeeded() -> Self {
+        Expect {
+            status: Some("SUCCEEDED"),
+            ..Expect::default()
+        }
+    }
+
+    pub fn failed(error: &'a str) -> Self {
+        Expect {
+            status: Some("FAILED"),
+            error: Some(error),
+            ..Expect::default()
+        }
+    }
+
+    /// Ended with `error`, whatever the status (a `Fail` state or a stop).
+    pub fn error(error: &'a str) -> Self {
+        Expect {
+            error: Some(error),
+            ..Expect::default()
+        }
+    }
+
+    /// Assert all of it; the states entered, for further checks.
+    pub async fn check(&self, stack: &Stack, arn: &str, end: &Ended) -> Result<Vec<String>> {
+        if let Some(status) = self.status {
+            assert_eq!(end.status, status, "{end:?}");
+        }
+        if let Some(error) = self.error {
+            assert_eq!(end.error.as_deref(), Some(error), "{end:?}");
+        }
+        let cause = end.cause.as_deref().unwrap_or_default();
+        for needle in self.cause_has {
+            assert!(
+                cause.contains(needle),
+                "{needle:?} not in the cause: {cause}"
+            );
+        }
+        for needle in self.cause_lacks {
+            assert!(
+                !cause.contains(needle),
+                "{needle:?} leaked into the cause: {cause}"
+            );
+        }
+        let states = stack.states_entered(arn).await?;
+        for s in self.entered {
+            assert!(states.iter().any(|x| x == s), "{s} not entered: {states:?}");
+        }
+        for s in self.not_entered {
+            assert!(!states.iter().any(|x| x == s), "{s} entered: {states:?}");
+        }
+        if let Some(path) = self.path {
+            assert_eq!(states, path, "{end:?}");
+        }
+        if let Some(errors) = self.task_errors {
+            assert_eq!(stack.task_errors(arn).await?, errors, "{end:?}");
+        }
+        Ok(states)
+    }
+}
+
+impl Stack {
+    /// Inject each fault (see [`fault`]), in order; [`Stack::clear_faults`] clears them all.
+    pub async fn faults(&self, faults: &[Value]) -> Result<()> {
+        for f in faults {
+            match f.get("slack_fail") {
+                Some(s) => {
+                    let field = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+                    let count = s["count"].as_u64().unwrap_or(1) as u32;
+                    self.slack_fail(&field("method"), &field("error"), count)
+                        .await?
+                }
+                None => self.fault(f.clone()).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The run's record in the runs table, if any.
+    pub async fn find_run(&self, execution_arn: &str) -> Result<Option<Value>> {
+        let runs = self.table("RunsTable")?;
+        self.get_item(&runs, "runId", execution_arn).await
+    }
+
+    /// The run's record in the runs table; an error when there is none.
+    pub async fn run_record(&self, execution_arn: &str) -> Result<Value> {
+        self.find_run(execution_arn)
+            .await?
+            .with_context(|| format!("no run record for {execution_arn}"))
+    }
+
+    /// One CodeBuild build.
+    pub async fn build(&self, build_id: &str) -> Result<Build> {
+        let out = self
+            .codebuild
+            .batch_get_builds()
+            .ids(build_id)
+            .send()
+            .await?;
+        out.builds()
+            .first()
+            .cloned()
+            .with_context(|| format!("no build {build_id}"))
+    }
+
+    /// A build's status (`IN_PROGRESS`, `SUCCEEDED`, `STOPPED`, ...).
+    pub async fn build_status(&self, build_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .build(build_id)
+            .await?
+            .build_status()
+            .map(|s| s.as_str().to_string()))
+    }
+
+    /// How many builds the project (a logical id, e.g. `MigrationProject`) has had so far.
+    pub async fn build_count(&self, project_logical_id: &str) -> Result<usize> {
+        let project = self.physical_id(project_logical_id)?;
+        Ok(self.builds(&project).await?.len())
+    }
+}

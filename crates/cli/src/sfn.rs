@@ -171,22 +171,16 @@ pub async fn require_state_machine(
         })
 }
 
-/// Start an execution of the state machine `machine`; its ARN.
+/// Start an execution of the state machine `machine` (the core's one StartExecution,
+/// idempotent by name); its ARN.
 pub async fn start(
     sfn: &aws_sdk_sfn::Client,
     machine: &str,
     name: &str,
     input: &serde_json::Value,
 ) -> Result<String> {
-    let started = sfn
-        .start_execution()
-        .state_machine_arn(machine)
-        .name(name)
-        .input(input.to_string())
-        .send()
-        .await
-        .aws("StartExecution")?;
-    Ok(started.execution_arn().to_string())
+    let started = batchless_core::sfn::execution::start(sfn, machine, name, input).await?;
+    Ok(started.execution_arn)
 }
 
 /// The follow loop's option (`run` and `follow`).

@@ -105,7 +105,9 @@ pub async fn run(cx: &Context, cmd: Command) -> Result<ExitCode> {
 async fn list(cx: &Context, args: ListArgs) -> Result<ExitCode> {
     let aws = cx.aws().await?;
     let table_name = aws.runs_table();
-    let records = runs::list(&aws.dynamodb(), &table_name, "migration", args.limit).await?;
+    let records = runs::Runs::new(aws.dynamodb(), &table_name)
+        .list("migration", args.limit)
+        .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&records)?);
     } else if records.is_empty() {

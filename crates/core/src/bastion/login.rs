@@ -83,6 +83,14 @@ pub fn last_segment(arn: &str) -> &str {
 
 /// Parse the EventBridge envelope of a CloudTrail `ExecuteCommand` record. `Ok(None)`: a
 /// call that opened no session (it failed: `errorCode`, no session in the response).
+///
+/// Read from the JSON by path rather than through `aws_lambda_events`'
+/// `cloudwatch_events::cloudtrail::AWSAPICall` on purpose: that type requires fields this step
+/// never uses (`eventVersion`, `userAgent`, `requestID`, `eventType`, and for an assumed role
+/// `sessionContext.attributes.creationDate`), so a record missing one would fail the login with
+/// serde's generic message; its `requestParameters` / `responseElements` are untyped JSON
+/// anyway. Here every field used is named when it is missing (`detail.requestParameters.task`),
+/// and a failed call (`errorCode`) is told apart from a malformed record.
 pub fn from_event(event: &Value) -> Result<Option<Login>, InputError> {
     let detail = event
         .get("detail")

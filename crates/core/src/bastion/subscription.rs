@@ -30,6 +30,14 @@ pub enum PayloadError {
     Json(String),
 }
 
+/// The decoded subscription JSON. `aws_lambda_events` has this payload
+/// (`cloudwatch_logs::{LogsEvent, AwsLogs, LogData, LogEntry}`) but does not fit here:
+/// `AwsLogs` decodes base64 + gzip inside its `Deserialize` with no size bound (no guard
+/// against a gzip bomb) and one untyped error, where [`decode`] bounds both sizes and names
+/// what is wrong ([`PayloadError`]); and `LogData` / `LogEntry` are `#[non_exhaustive]` with
+/// every field required, so the tests, the benchmark and the replica could not build a
+/// payload with a struct literal, and a batch without `owner` or `subscriptionFilters` (the
+/// replica's) would not parse.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LogsData {

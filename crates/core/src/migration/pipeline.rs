@@ -101,14 +101,6 @@ pub fn execution_name(job_id: &str) -> String {
     name
 }
 
-/// The ARN an execution named `name` of `state_machine_arn` has.
-pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
-    format!(
-        "{}:{name}",
-        state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
-    )
-}
-
 /// The workflow input: the action's `UserParameters` (a JSON object) plus the job id.
 pub fn workflow_input(job: &JobEvent) -> Result<Value, InputError> {
     let raw = job.user_parameters();
@@ -249,7 +241,7 @@ pub(crate) mod tests {
             "codepipeline-11111111-2222-3333-4444-555555555555"
         );
         assert_eq!(
-            execution_arn(SM, "n"),
+            crate::sfn::execution::execution_arn(SM, "n"),
             "arn:aws:states:us-east-1:123456789012:execution:batchless-staging-migration:n"
         );
         let input = workflow_input(&parsed).unwrap();

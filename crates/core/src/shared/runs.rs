@@ -218,67 +218,6 @@ impl Table<RunRecord> {
     }
 }
 
-// The same operations for callers that hold a client and the table's name.
-
-/// See [`Table::<RunRecord>::create`].
-pub async fn create(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    record: &RunRecord,
-) -> Result<Option<RunRecord>, Error> {
-    Runs::new(db.clone(), table).create(record).await
-}
-
-/// Write the whole record (the final state of a run; idempotent).
-pub async fn put(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    record: &RunRecord,
-) -> Result<(), Error> {
-    Runs::new(db.clone(), table).put(record).await
-}
-
-pub async fn get(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    run_id: &str,
-) -> Result<Option<RunRecord>, Error> {
-    Runs::new(db.clone(), table).get(run_id).await
-}
-
-/// The newest runs of a workflow first.
-pub async fn list(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    workflow: &str,
-    limit: i32,
-) -> Result<Vec<RunRecord>, Error> {
-    Runs::new(db.clone(), table).list(workflow, limit).await
-}
-
-/// See [`Table::<RunRecord>::end_if_running`].
-pub async fn end_if_running(
-    db: &aws_sdk_dynamodb::Client,
-    table: &str,
-    run_id: &str,
-    new_status: &str,
-    ended_at: &str,
-    error: &str,
-) -> Result<bool, Error> {
-    Runs::new(db.clone(), table)
-        .end_if_running(run_id, new_status, ended_at, error)
-        .await
-}
-
-/// The ECS task a run started, from its record in the runs table (`taskArn`), for cleanup.
-pub async fn task_arn(
-    db: &aws_sdk_dynamodb::Client,
-    runs_table: &str,
-    run_id: &str,
-) -> Result<Option<String>, Error> {
-    Runs::new(db.clone(), runs_table).task_arn(run_id).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,7 +275,7 @@ mod tests {
                 .build()
         });
         let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &get]);
-        let existing = create(&db, "runs", &record()).await.unwrap();
+        let existing = Runs::new(db, "runs").create(&record()).await.unwrap();
         assert_eq!(existing, Some(record()));
     }
 
@@ -384,21 +323,20 @@ mod tests {
             .error(|| UpdateItemError::ConditionalCheckFailedException(ccf()))
             .build();
         let db = mock_client!(aws_sdk_dynamodb, [&update]);
-        let end = |db| async move {
-            end_if_running(
-                &db,
-                "runs",
+        let runs = Runs::new(db, "runs");
+        let end = || {
+            runs.end_if_running(
                 "arn:e1",
                 "ABORTED",
                 "2026-11-28T14:00:00Z",
                 "execution ABORTED",
             )
-            .await
         };
-        assert!(end(db.clone()).await.unwrap());
-        assert!(!end(db.clone()).await.unwrap(), "already ended: unchanged");
+        assert!(end().await.unwrap());
+        assert!(!end().await.unwrap(), "already ended: unchanged");
         assert_eq!(update.num_calls(), 2);
-        let err = end_if_running(&db, "runs", "arn:e1", "aborted", "t", "e")
+        let err = runs
+            .end_if_running("arn:e1", "aborted", "t", "e")
             .await
             .unwrap_err();
         assert_eq!(err.kind(), crate::error::Kind::Corrupt);
@@ -417,7 +355,11 @@ mod tests {
         });
         let db = mock_client!(aws_sdk_dynamodb, [&get]);
         assert_eq!(
-            task_arn(&db, "runs", "arn:e1").await.unwrap().as_deref(),
+            Runs::new(db, "runs")
+                .task_arn("arn:e1")
+                .await
+                .unwrap()
+                .as_deref(),
             Some("arn:aws:ecs:us-east-1:1:task/c/t1")
         );
     }

@@ -1,6 +1,7 @@
 //! `watch-login`: target of the EventBridge rule on CloudTrail `ExecuteCommand` into the
 //! bastion cluster. Starts the bastion-session watch **named after the ECS Exec session id**,
-//! so a redelivered event never opens a second watch (`ExecutionAlreadyExists` is success).
+//! so a redelivered event never opens a second watch: [`execution::start`] finds the execution
+//! that exists with the same input and answers with it.
 //! The deadline and reminder come from configuration (`BASTION_APPROVAL_DEADLINE_SECONDS`,
 //! `BASTION_REMINDER_BEFORE_SECONDS`) and travel in the execution's input.
 
@@ -10,8 +11,8 @@ use serde_json::Value;
 
 use crate::bastion::login::{self, WatchInput};
 use crate::error::Error;
-use crate::platform::aws::{self, AwsResultExt};
-use crate::platform::config;
+use crate::platform::{aws, config};
+use crate::sfn::execution;
 
 pub struct Deps {
     pub sfn: aws_sdk_sfn::Client,
@@ -77,44 +78,27 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
         reminder_before_seconds: deps.reminder_before_seconds,
     };
     input.validate()?;
-    let res = deps
-        .sfn
-        .start_execution()
-        .state_machine_arn(&deps.state_machine_arn)
-        .name(&name)
-        .input(serde_json::to_string(&input).expect("input serializes"))
-        .send()
-        .await
-        .aws("StartExecution");
-    match res {
-        Ok(out) => {
-            tracing::info!(execution = %out.execution_arn(), "bastion watch started");
-            Ok(Output {
-                started: true,
-                reason: None,
-                execution_name: Some(name),
-                execution_arn: Some(out.execution_arn().to_string()),
-                already_watching: None,
-            })
-        }
-        Err(e) if e.is_code("ExecutionAlreadyExists") => {
-            tracing::info!(%name, "redelivered login: the watch already exists");
-            Ok(Output {
-                started: false,
-                reason: None,
-                execution_name: Some(name),
-                execution_arn: None,
-                already_watching: Some(true),
-            })
-        }
-        Err(e) => Err(e.into()),
+    let input = serde_json::to_value(&input).expect("input serializes");
+    let started = execution::start(&deps.sfn, &deps.state_machine_arn, &name, &input).await?;
+    if started.already_existed {
+        tracing::info!(%name, "redelivered login: the watch already exists");
+    } else {
+        tracing::info!(execution = %started.execution_arn, "bastion watch started");
     }
+    Ok(Output {
+        started: !started.already_existed,
+        reason: None,
+        execution_name: Some(name),
+        execution_arn: Some(started.execution_arn),
+        already_watching: started.already_existed.then_some(true),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bastion::login::sample_event;
+    use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
     use aws_sdk_sfn::operation::start_execution::{StartExecutionError, StartExecutionOutput};
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
@@ -162,6 +146,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_redelivered_login_is_already_watched() {
+        const EXECUTION: &str =
+            "arn:aws:states:us-east-1:1:execution:bastion:ecs-execute-command-0a1b";
         let start = mock!(aws_sdk_sfn::Client::start_execution).then_error(|| {
             StartExecutionError::ExecutionAlreadyExists(
                 aws_sdk_sfn::types::error::ExecutionAlreadyExists::builder()
@@ -169,13 +155,37 @@ mod tests {
                     .build(),
             )
         });
-        let out = handle(&deps(&[&start]), event()).await.unwrap();
+        // The watch that exists was started with this very input (the same event).
+        let input = {
+            let d = deps(&[]);
+            let login = login::from_event(&event()).unwrap().unwrap();
+            serde_json::to_string(&WatchInput {
+                login,
+                deadline_seconds: d.deadline_seconds,
+                reminder_before_seconds: d.reminder_before_seconds,
+            })
+            .unwrap()
+        };
+        let describe = mock!(aws_sdk_sfn::Client::describe_execution)
+            .match_requests(|r| r.execution_arn() == Some(EXECUTION))
+            .then_output(move || {
+                DescribeExecutionOutput::builder()
+                    .execution_arn(EXECUTION)
+                    .state_machine_arn("arn:aws:states:us-east-1:1:stateMachine:bastion")
+                    .status(aws_sdk_sfn::types::ExecutionStatus::Running)
+                    .start_date(aws_smithy_types::DateTime::from_secs(0))
+                    .input(input.clone())
+                    .build()
+                    .unwrap()
+            });
+        let out = handle(&deps(&[&start, &describe]), event()).await.unwrap();
         assert_eq!((out.started, out.already_watching), (false, Some(true)));
         let json = serde_json::to_value(&out).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"started": false, "executionName": "ecs-execute-command-0a1b", "alreadyWatching": true})
+            serde_json::json!({"started": false, "executionName": "ecs-execute-command-0a1b", "executionArn": EXECUTION, "alreadyWatching": true})
         );
+        assert_eq!(describe.num_calls(), 1);
     }
 
     #[tokio::test]

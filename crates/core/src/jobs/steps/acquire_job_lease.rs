@@ -37,9 +37,7 @@ pub type Output = LeaseResult;
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     let run = input.run;
-    // Boxed: the lease's future nested inline in the Lambda main's overflows rustc's layout
-    // query depth.
-    let result = Box::pin(lease::acquire(
+    let result = lease::acquire(
         &deps.db,
         &deps.ecs,
         Request {
@@ -52,7 +50,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
             ttl: Duration::seconds(run.lease_ttl_seconds as i64),
             now: time::now(),
         },
-    ))
+    )
     .await?;
     tracing::info!(lease = %run.lease, acquired = result.acquired, replaced = ?result.replaced, "lease");
     Ok(result)

@@ -10,10 +10,11 @@ use aws_types::SdkConfig;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::migration::pipeline::{decide, execution_arn, execution_name, workflow_input};
+use crate::migration::pipeline::{decide, execution_name, workflow_input};
 use crate::migration::pipeline::{Decision, JobEvent};
 use crate::platform::aws::{self, AwsResultExt};
 use crate::platform::config;
+use crate::sfn::execution;
 
 pub struct Deps {
     pub sfn: aws_sdk_sfn::Client,
@@ -93,23 +94,11 @@ pub async fn start_or_follow(
                     })
                 }
             };
-            let name = execution_name(&job.id);
-            let res = sfn
-                .start_execution()
-                .state_machine_arn(state_machine_arn)
-                .name(&name)
-                .input(input.to_string())
-                .send()
-                .await
-                .aws("StartExecution");
-            match res {
-                Ok(out) => out.execution_arn().to_string(),
-                // The same job delivered twice: the execution already exists; follow it.
-                Err(e) if e.is_code("ExecutionAlreadyExists") => {
-                    execution_arn(state_machine_arn, &name)
-                }
-                Err(e) => return Err(e.into()),
-            }
+            // The same job delivered twice has the same input: the execution already
+            // exists and is followed (`already_existed`).
+            execution::start(sfn, state_machine_arn, &execution_name(&job.id), &input)
+                .await?
+                .execution_arn
         }
     };
     let out = sfn
@@ -205,7 +194,17 @@ mod tests {
 
     const JOB: &str = "11111111-2222-3333-4444-555555555555";
 
+    /// The execution the job started, with the input the job's event gives (what
+    /// `execution::start` compares on a redelivery).
     fn describe(status: ExecutionStatus, output: Option<&'static str>) -> Rule {
+        described(
+            status,
+            output,
+            workflow_input(&job(event(None))).unwrap().to_string(),
+        )
+    }
+
+    fn described(status: ExecutionStatus, output: Option<&'static str>, input: String) -> Rule {
         mock!(aws_sdk_sfn::Client::describe_execution)
             .match_requests(|r| {
                 r.execution_arn()
@@ -217,6 +216,7 @@ mod tests {
                     .execution_arn("x")
                     .state_machine_arn(SM)
                     .status(status.clone())
+                    .input(input.clone())
                     .set_output(output.map(str::to_string))
                     .start_date(aws_smithy_types::DateTime::from_secs(0))
                     .build()
@@ -308,7 +308,23 @@ mod tests {
             .execution_arn
             .unwrap()
             .ends_with(":execution:batchless-staging-migration:codepipeline-11111111-2222-3333-4444-555555555555"));
-        assert_eq!((start.num_calls(), desc.num_calls()), (1, 1));
+        // Once by `execution::start` (same input?), once for the status.
+        assert_eq!((start.num_calls(), desc.num_calls()), (1, 2));
+    }
+
+    #[tokio::test]
+    async fn the_job_name_taken_by_another_input_fails_the_job() {
+        let start = already_exists();
+        let desc = described(
+            ExecutionStatus::Running,
+            None,
+            r#"{"commit":"other"}"#.into(),
+        );
+        let fail = failure();
+        let d = deps(&[&start, &desc], &[&fail]);
+        let out = handle(&d, job(event(None))).await.unwrap();
+        assert_eq!(out.decision, Reported::Failed, "{out:?}");
+        assert_eq!((desc.num_calls(), fail.num_calls()), (1, 1));
     }
 
     #[tokio::test]

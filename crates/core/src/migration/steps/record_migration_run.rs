@@ -8,7 +8,7 @@ use aws_types::SdkConfig;
 use crate::error::Error;
 use crate::migration::{self, MigrationState, Recorded};
 use crate::platform::{aws, config, time};
-use crate::shared::runs;
+use crate::shared::runs::Runs;
 
 pub struct Deps {
     pub db: aws_sdk_dynamodb::Client,
@@ -32,7 +32,7 @@ pub type Output = Recorded;
 pub async fn handle(deps: &Deps, state: Input) -> Result<Output, Error> {
     let recorded = migration::record(&state);
     let record = migration::run_record(&state, &recorded, &time::rfc3339(time::now()));
-    runs::put(&deps.db, &deps.table, &record).await?;
+    Runs::new(deps.db.clone(), &deps.table).put(&record).await?;
     tracing::info!(run_id = %record.run_id, status = %record.status, "run recorded");
     Ok(recorded)
 }

@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::migration::{self, MigrationRun};
 use crate::platform::{aws, config};
 use crate::shared::build::{self, StartedBuild};
-use crate::shared::runs;
+use crate::shared::runs::Runs;
 
 pub struct Deps {
     pub db: aws_sdk_dynamodb::Client,
@@ -55,14 +55,9 @@ pub fn build_environment(run: &MigrationRun) -> BTreeMap<String, String> {
 }
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
-    // Boxed: three SDK calls' futures nest deeper than rustc's layout query limit once
-    // `lambda::run` wraps them.
-    Box::pin(start(deps, input)).await
-}
-
-async fn start(deps: &Deps, input: Input) -> Result<Output, Error> {
     let Input { run } = input;
-    if let Some(existing) = runs::get(&deps.db, &deps.runs_table, &run.run_id).await? {
+    let runs = Runs::new(deps.db.clone(), &deps.runs_table);
+    if let Some(existing) = runs.get(&run.run_id).await? {
         if let Some(build_id) = existing.build_id {
             tracing::info!(%build_id, "build already started for this run");
             return Ok(StartedBuild { build_id });
@@ -80,7 +75,7 @@ async fn start(deps: &Deps, input: Input) -> Result<Output, Error> {
     )
     .await?;
     let record = migration::running_record(&run, &started);
-    let build_id = match runs::create(&deps.db, &deps.runs_table, &record).await? {
+    let build_id = match runs.create(&record).await? {
         Some(existing) => existing.build_id.unwrap_or(started),
         None => started,
     };

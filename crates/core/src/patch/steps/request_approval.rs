@@ -69,7 +69,9 @@ pub struct Output {
 
 /// The commit production runs: the newest migration that succeeded in this environment.
 async fn deployed_commit(deps: &Deps, environment: &str) -> Result<Option<String>, Error> {
-    let recent = runs::list(&deps.backend.db, &deps.runs_table, DEPLOYING_WORKFLOW, 50).await?;
+    let recent = runs::Runs::new(deps.backend.db.clone(), &deps.runs_table)
+        .list(DEPLOYING_WORKFLOW, 50)
+        .await?;
     Ok(recent
         .into_iter()
         .find(|r| r.status == runs::RunStatus::Succeeded && r.environment == environment)

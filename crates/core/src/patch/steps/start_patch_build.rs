@@ -58,12 +58,7 @@ fn output_path(patch_id: &str) -> String {
 }
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
-    // Boxed: the whole step inlined into the Lambda runtime's future nests too deep for
-    // rustc's layout computation.
-    Box::pin(start(deps, input.patch)).await
-}
-
-async fn start(deps: &Deps, patch: PatchRun) -> Result<Output, Error> {
+    let patch = input.patch;
     let st = deps.backend.store();
     let rec = store::must_get(st.db, st.table, &patch.patch_id).await?;
     if let Some(build_id) = &rec.build_id {
@@ -179,7 +174,9 @@ async fn start(deps: &Deps, patch: PatchRun) -> Result<Output, Error> {
         build_id: Some(build_id.clone()),
         ..Default::default()
     };
-    runs::create(st.db, &deps.runs_table, &record).await?;
+    runs::Runs::new(st.db.clone(), &deps.runs_table)
+        .create(&record)
+        .await?;
     tracing::info!(patch = %approved.patch_id, %build_id, commit = %approved.commit, "patch build started");
     Ok(StartedBuild { build_id })
 }

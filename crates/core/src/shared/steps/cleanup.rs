@@ -14,7 +14,8 @@ use crate::error::Error;
 use crate::platform::input::InputError;
 use crate::platform::{aws, config, time};
 use crate::sfn::{ExecutionStatus, ExecutionStatusChange};
-use crate::shared::{build, lock, runs, task};
+use crate::shared::runs::Runs;
+use crate::shared::{build, lock, task};
 
 /// What a workflow records beyond the runs table, ended here when its execution stopped before
 /// the workflow's own last step could (the cleanup function's binary wires the workflows in).
@@ -134,8 +135,9 @@ async fn cleanup<W>(
     if !needs_cleanup(change.status) {
         return Ok(report);
     }
-    let (db, runs_table) = (&deps.db, deps.runs_table.as_str());
-    let run = runs::get(db, runs_table, execution_arn).await?;
+    let db = &deps.db;
+    let runs = Runs::new(db.clone(), &deps.runs_table);
+    let run = runs.get(execution_arn).await?;
     if let Some(build_id) = run.as_ref().and_then(|r| r.build_id.as_deref()) {
         match build::stop(&deps.codebuild, build_id).await {
             Ok(true) => report.stopped_build = Some(build_id.to_string()),
@@ -144,7 +146,7 @@ async fn cleanup<W>(
         }
     }
     if run.is_some() {
-        if let Some(task_arn) = runs::task_arn(db, runs_table, execution_arn).await? {
+        if let Some(task_arn) = runs.task_arn(execution_arn).await? {
             let reason = format!("batchless: execution {}", change.status);
             if task::stop(&deps.ecs, &task_arn, &reason).await? {
                 report.stopped_task = Some(task_arn);
@@ -157,15 +159,14 @@ async fn cleanup<W>(
         }
     }
     if run.is_some() {
-        report.record_ended = runs::end_if_running(
-            db,
-            runs_table,
-            execution_arn,
-            change.status.as_str(),
-            now,
-            &format!("execution {}", change.status),
-        )
-        .await?;
+        report.record_ended = runs
+            .end_if_running(
+                execution_arn,
+                change.status.as_str(),
+                now,
+                &format!("execution {}", change.status),
+            )
+            .await?;
     }
     Ok(report)
 }
@@ -173,6 +174,7 @@ async fn cleanup<W>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shared::runs;
     use crate::platform::dynamo;
     use aws_sdk_codebuild::operation::batch_get_builds::BatchGetBuildsOutput;
     use aws_sdk_codebuild::operation::stop_build::StopBuildOutput;

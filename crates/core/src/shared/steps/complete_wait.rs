@@ -120,9 +120,8 @@ pub fn is_final_build_status(status: &str) -> bool {
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     match input {
-        // Boxed: the SDK calls' futures nest deep enough to exceed the compiler's layout depth.
-        Input::Build(event) => Box::pin(build_changed(deps, &event)).await,
-        Input::Task(event) => Box::pin(task_changed(deps, &event)).await,
+        Input::Build(event) => build_changed(deps, &event).await,
+        Input::Task(event) => task_changed(deps, &event).await,
         Input::Other(detail_type) => {
             tracing::warn!(
                 detail_type,

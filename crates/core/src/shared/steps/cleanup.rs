@@ -174,8 +174,8 @@ async fn cleanup<W>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shared::runs;
     use crate::platform::dynamo;
+    use crate::shared::runs;
     use aws_sdk_codebuild::operation::batch_get_builds::BatchGetBuildsOutput;
     use aws_sdk_codebuild::operation::stop_build::StopBuildOutput;
     use aws_sdk_codebuild::types::{Build, StatusType};

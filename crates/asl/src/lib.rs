@@ -328,86 +328,62 @@ mod order {
     struct State<'a>(&'a mut Vec<String>);
     struct Branches<'a>(&'a mut Vec<String>);
 
+    /// A seed for one kind of node: its `DeserializeSeed` and the `Visitor` with the one
+    /// `visit_*` method given (`what` is the node, for serde's "invalid type" message).
     macro_rules! seed {
-        ($t:ident, $what:literal) => {
+        ($t:ident, $what:literal, $visit:ident<$access:ident>($this:ident, $a:ident) $body:block) => {
             impl<'de> DeserializeSeed<'de> for $t<'_> {
                 type Value = ();
                 fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
                     d.deserialize_any(self)
                 }
             }
-            impl $t<'_> {
-                fn expecting_text(f: &mut fmt::Formatter) -> fmt::Result {
+            impl<'de> Visitor<'de> for $t<'_> {
+                type Value = ();
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                     f.write_str($what)
                 }
+                fn $visit<A: $access<'de>>($this, mut $a: A) -> Result<(), A::Error> $body
             }
         };
     }
-    seed!(Scope, "an object with States");
-    seed!(States, "an object of states");
-    seed!(State, "a state object");
-    seed!(Branches, "an array of branches");
 
-    impl<'de> Visitor<'de> for Scope<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            Self::expecting_text(f)
+    seed!(Scope, "an object with States", visit_map<MapAccess>(self, map) {
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "States" {
+                map.next_value_seed(States(&mut *self.0))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(key) = map.next_key::<String>()? {
-                if key == "States" {
-                    map.next_value_seed(States(&mut *self.0))?;
-                } else {
+        Ok(())
+    });
+
+    seed!(States, "an object of states", visit_map<MapAccess>(self, map) {
+        while let Some(name) = map.next_key::<String>()? {
+            self.0.push(name);
+            map.next_value_seed(State(&mut *self.0))?;
+        }
+        Ok(())
+    });
+
+    seed!(State, "a state object", visit_map<MapAccess>(self, map) {
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "Branches" => map.next_value_seed(Branches(&mut *self.0))?,
+                "ItemProcessor" | "Iterator" => map.next_value_seed(Scope(&mut *self.0))?,
+                _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
-            Ok(())
         }
-    }
+        Ok(())
+    });
 
-    impl<'de> Visitor<'de> for States<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            Self::expecting_text(f)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(name) = map.next_key::<String>()? {
-                self.0.push(name);
-                map.next_value_seed(State(&mut *self.0))?;
-            }
-            Ok(())
-        }
-    }
-
-    impl<'de> Visitor<'de> for State<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            Self::expecting_text(f)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(key) = map.next_key::<String>()? {
-                match key.as_str() {
-                    "Branches" => map.next_value_seed(Branches(&mut *self.0))?,
-                    "ItemProcessor" | "Iterator" => map.next_value_seed(Scope(&mut *self.0))?,
-                    _ => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok(())
-        }
-    }
-
-    impl<'de> Visitor<'de> for Branches<'_> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            Self::expecting_text(f)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            while seq.next_element_seed(Scope(&mut *self.0))?.is_some() {}
-            Ok(())
-        }
-    }
+    seed!(Branches, "an array of branches", visit_seq<SeqAccess>(self, seq) {
+        while seq.next_element_seed(Scope(&mut *self.0))?.is_some() {}
+        Ok(())
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -38,6 +38,23 @@ pub(crate) mod testing {
             .code(code)
             .build()
     }
+
+    /// DynamoDB's answer to a conditional write that did not hold.
+    pub fn conditional_check_failed(
+    ) -> aws_sdk_dynamodb::types::error::ConditionalCheckFailedException {
+        aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
+            .meta(meta("ConditionalCheckFailedException"))
+            .build()
+    }
+
+    /// A `PutItem` whose condition fails: the item is already there (`put_once` lost).
+    pub fn put_item_exists() -> aws_smithy_mocks::Rule {
+        aws_smithy_mocks::mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
+            aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
+                conditional_check_failed(),
+            )
+        })
+    }
 }
 
 /// The layering rule, checked on the source: every `crate::<module>` a file names must be in

@@ -534,16 +534,8 @@ mod tests {
 
     #[tokio::test]
     async fn put_once_returns_what_is_stored_on_a_repeat() {
-        use aws_sdk_dynamodb::operation::put_item::PutItemError;
-        use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
         use aws_smithy_mocks::{mock, mock_client, RuleMode};
-        let put = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                    .build(),
-            )
-        });
+        let put = crate::testing::put_item_exists();
         let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
             aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
                 .set_item(Some(to_item(&marker("first"))))
@@ -557,16 +549,8 @@ mod tests {
 
     #[tokio::test]
     async fn put_once_that_finds_nothing_after_failing_is_corrupt() {
-        use aws_sdk_dynamodb::operation::put_item::PutItemError;
-        use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
         use aws_smithy_mocks::{mock, mock_client, RuleMode};
-        let put = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                    .build(),
-            )
-        });
+        let put = crate::testing::put_item_exists();
         let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
             aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder().build()
         });

@@ -158,8 +158,7 @@ mod tests {
     use super::*;
     use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
-    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
     fn now() -> DateTime<Utc> {
@@ -195,13 +194,7 @@ mod tests {
 
     #[tokio::test]
     async fn held_lock_names_its_holder() {
-        let put = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                    .build(),
-            )
-        });
+        let put = crate::testing::put_item_exists();
         let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
             GetItemOutput::builder()
                 .set_item(Some(dynamo::to_item(&Lease {
@@ -231,9 +224,7 @@ mod tests {
     async fn release_by_a_non_owner_is_a_no_op() {
         let del = mock!(aws_sdk_dynamodb::Client::delete_item).then_error(|| {
             DeleteItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                    .build(),
+                crate::testing::conditional_check_failed(),
             )
         });
         let db = mock_client!(aws_sdk_dynamodb, [&del]);

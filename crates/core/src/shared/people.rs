@@ -317,7 +317,8 @@ mod tests {
             assert!(why.contains("erin's e-mail"), "{why}");
         }
         // An Identity Center role, but in an account the map does not list.
-        let elsewhere = "arn:aws:sts::999999999999:assumed-role/AWSReservedSSO_Admin_0a1b/erin@example.com";
+        let elsewhere =
+            "arn:aws:sts::999999999999:assumed-role/AWSReservedSSO_Admin_0a1b/erin@example.com";
         assert!(people.by_principal(elsewhere).is_none());
         assert!(people
             .why_unknown(elsewhere)
@@ -325,7 +326,9 @@ mod tests {
             .contains("does not list under identity_center"));
         // A look-alike whose name only contains the prefix.
         assert!(people
-            .by_principal("arn:aws:sts::111111111111:assumed-role/x-AWSReservedSSO_A_1/erin@example.com")
+            .by_principal(
+                "arn:aws:sts::111111111111:assumed-role/x-AWSReservedSSO_A_1/erin@example.com"
+            )
             .is_none());
     }
 

@@ -350,7 +350,12 @@ mod tests {
         assert_eq!(posts.len(), 2, "the login and the alert: {posts:?}");
         assert_eq!(posts[1]["channel"], "C0ALERTS");
         let text = posts[1]["text"].as_str().unwrap();
-        for needle in ["unknown principal", forged, "carol's e-mail", "chooses its session name"] {
+        for needle in [
+            "unknown principal",
+            forged,
+            "carol's e-mail",
+            "chooses its session name",
+        ] {
             assert!(text.contains(needle), "{needle} not in {text}");
         }
     }

@@ -419,7 +419,12 @@ mod tests {
                 &json["status"],
                 &json["approval"]["by"]
             ),
-            (&json!(true), &json!("s1"), &json!("approved"), &json!("carol"))
+            (
+                &json!(true),
+                &json!("s1"),
+                &json!("approved"),
+                &json!("carol")
+            )
         );
         assert_eq!(calls.of("chat.postMessage").len(), 1);
     }

@@ -23,7 +23,10 @@ use crate::shared::{build, task};
 pub const RUN_ID_VARIABLE: &str = "BATCHLESS_RUN_ID";
 
 /// Whether `b` was started for the execution `execution_arn` (its [`RUN_ID_VARIABLE`]).
-pub fn check_started_for(b: &aws_sdk_codebuild::types::Build, execution_arn: &str) -> Result<(), Error> {
+pub fn check_started_for(
+    b: &aws_sdk_codebuild::types::Build,
+    execution_arn: &str,
+) -> Result<(), Error> {
     let run_id = b
         .environment()
         .map(|e| e.environment_variables())
@@ -131,9 +134,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
 mod tests {
     use super::*;
     use aws_sdk_codebuild::operation::batch_get_builds::BatchGetBuildsOutput;
-    use aws_sdk_codebuild::types::{
-        Build, EnvironmentVariable, ProjectEnvironment, StatusType,
-    };
+    use aws_sdk_codebuild::types::{Build, EnvironmentVariable, ProjectEnvironment, StatusType};
     use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
     use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
     use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
@@ -242,7 +243,10 @@ mod tests {
         );
         let err = handle(&d, input()).await.unwrap_err();
         assert_eq!(err.kind(), crate::error::Kind::Corrupt);
-        assert!(err.to_string().contains("not started for this execution"), "{err}");
+        assert!(
+            err.to_string().contains("not started for this execution"),
+            "{err}"
+        );
         assert_eq!((put.num_calls(), send.num_calls()), (0, 0));
     }
 

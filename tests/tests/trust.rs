@@ -236,6 +236,58 @@ async fn a_forged_wake_of_the_bastion_watch_ends_approval_missing_alerted_and_pu
     Ok(())
 }
 
+/// The same forged wake while Slack is down: the alert step fails after its retries, and the
+/// alert still goes to the SNS topic; the watch still ends `ApprovalMissing`, never Approved.
+#[tokio::test]
+async fn a_forged_wake_while_slack_is_down_is_still_published_and_approval_missing() -> Result<()> {
+    let b = Bastion::setup().await?;
+    let sid = Bastion::session_id("forgeddown");
+    let arn = b.watch(&sid, ALICE).await?;
+    let token = stored_token(&b.stack, &format!("session-approval#{sid}")).await?;
+    eventually("the login posted", TIMEOUT, || async {
+        Ok(b.session(&sid)
+            .await?
+            .filter(|s| s.get("threadTs").is_some()))
+    })
+    .await?;
+    // Every post fails from now on (the alert step makes 9 attempts).
+    b.stack
+        .slack_fail("chat.postMessage", "service_unavailable", 50)
+        .await?;
+    let result = async {
+        forge_success(&b.stack, &token, &json!({})).await?;
+        b.stack.wait_end(&arn, TIMEOUT).await
+    }
+    .await;
+    b.stack.clear_faults().await?;
+    let end = result?;
+    let states = b.stack.states_entered(&arn).await?;
+    assert_eq!(
+        end.error.as_deref(),
+        Some("ApprovalMissing"),
+        "{end:?} {states:?}"
+    );
+    for s in [
+        "Confirmed?",
+        "AlertNoApproval",
+        "PublishUnpostedAlert",
+        "NoApproval",
+    ] {
+        assert!(has(&states, s), "{s} not entered: {states:?}");
+    }
+    assert!(!has(&states, "Approved"), "{states:?}");
+    let history = b.stack.history(&arn).await?;
+    assert!(
+        history
+            .iter()
+            .any(|e| e.task_succeeded_event_details().is_some_and(|d| {
+                d.resource_type() == "sns" && d.output().is_some_and(|o| o.contains("MessageId"))
+            })),
+        "the alert was published to SNS"
+    );
+    Ok(())
+}
+
 /// An assumed-role session whose session name is an executive's e-mail is not that executive:
 /// the login is by an unknown principal (alerted as such), so the executive's own approval
 /// counts (were it mapped to her, it would be refused as self-approval).

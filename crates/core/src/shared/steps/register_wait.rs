@@ -13,7 +13,7 @@
 use aws_types::SdkConfig;
 use serde::Deserialize;
 
-use crate::error::Error;
+use crate::error::{Error, Kind};
 use crate::platform::input::InputError;
 use crate::platform::{aws, config, time};
 use crate::sfn::waits::{self, Registered, WaitKind};
@@ -97,13 +97,14 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         )
         .into());
     }
-    if kind == WaitKind::Codebuild {
-        check_started_for(&build::fetch(&deps.codebuild, &id).await?, &execution_arn)?;
-    }
+    // One BatchGetBuilds: the re-check reads the build and refuses one not started for this
+    // execution (then the token just stored is taken back: nothing waits on that build).
     let recheck = async || -> Result<Option<serde_json::Value>, Error> {
         let (finished, output) = match kind {
             WaitKind::Codebuild => {
-                let outcome = build::fetch_outcome(&deps.codebuild, &id).await?;
+                let b = build::fetch(&deps.codebuild, &id).await?;
+                check_started_for(&b, &execution_arn)?;
+                let outcome = build::outcome(&b);
                 (outcome.finished, serde_json::to_value(&outcome))
             }
             WaitKind::Ecs => {
@@ -114,7 +115,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         };
         Ok(finished.then(|| output.expect("outcome serializes")))
     };
-    let registered = waits::register_then_recheck(
+    let registered = match waits::register_then_recheck(
         &deps.db,
         &deps.sfn,
         &deps.table,
@@ -125,7 +126,14 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         time::now(),
         recheck,
     )
-    .await?;
+    .await
+    {
+        Err(e) if e.kind() == Kind::Corrupt => {
+            waits::take(&deps.db, &deps.table, &kind.key(&id)).await?;
+            return Err(e);
+        }
+        other => other?,
+    };
     tracing::info!(key = %registered.wait_key, completed_now = registered.completed_now, "wait registered");
     Ok(registered)
 }
@@ -157,13 +165,14 @@ mod tests {
     }
 
     fn deps(status: StatusType) -> (Deps, aws_smithy_mocks::Rule, aws_smithy_mocks::Rule) {
-        deps_for(status, "arn:e")
+        let (d, put, _take, send) = deps_for(status, "arn:e");
+        (d, put, send)
     }
 
-    fn deps_for(
-        status: StatusType,
-        run_id: &'static str,
-    ) -> (Deps, aws_smithy_mocks::Rule, aws_smithy_mocks::Rule) {
+    type Rule = aws_smithy_mocks::Rule;
+
+    /// The deps, and the waits table's put and take and Step Functions' send.
+    fn deps_for(status: StatusType, run_id: &'static str) -> (Deps, Rule, Rule, Rule) {
         let put = mock!(aws_sdk_dynamodb::Client::put_item)
             .match_requests(|r| {
                 r.item()
@@ -204,7 +213,7 @@ mod tests {
             ecs: mock_client!(aws_sdk_ecs, RuleMode::MatchAny, []),
             table: "waits".into(),
         };
-        (d, put, send)
+        (d, put, take, send)
     }
 
     fn input() -> Input {
@@ -236,8 +245,9 @@ mod tests {
     #[tokio::test]
     async fn a_build_started_for_another_run_is_not_waited_on() {
         // A run record planted ahead of the execution names an old green build: the wait
-        // refuses it before storing a token, so nothing can end the run "succeeded".
-        let (d, put, send) = deps_for(
+        // refuses it (and takes back the token it stored for the re-check), so nothing can end
+        // the run "succeeded".
+        let (d, put, take, send) = deps_for(
             StatusType::Succeeded,
             "arn:aws:states:us-east-1:123456789012:execution:migration:old",
         );
@@ -247,7 +257,10 @@ mod tests {
             err.to_string().contains("not started for this execution"),
             "{err}"
         );
-        assert_eq!((put.num_calls(), send.num_calls()), (0, 0));
+        assert_eq!(
+            (put.num_calls(), take.num_calls(), send.num_calls()),
+            (1, 1, 0)
+        );
     }
 
     #[tokio::test]

@@ -73,8 +73,9 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     let reminder = started + Duration::seconds(until_reminder as i64);
     let login = &input.watch.login;
     let person = deps.people.by_principal(&login.principal_arn);
-    if person.is_none() {
-        tracing::warn!(principal = %login.principal_arn, "bastion login by a principal not in the people map");
+    let unknown = deps.people.why_unknown(&login.principal_arn);
+    if let Some(why) = &unknown {
+        tracing::warn!(principal = %login.principal_arn, %why, "bastion login by a principal not in the people map");
     }
     let fresh = SessionRecord::new(
         login,
@@ -109,6 +110,17 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
             )
             .await?;
         tracing::info!(session = %rec.session_id, ts = %posted.ts, "login posted");
+        if let Some(why) = &unknown {
+            // Alerted with the login post (once: a retry finds the post and skips this). A
+            // failed alert post does not stop the watch: the login post names the principal.
+            if let Err(e) = deps
+                .slack
+                .post_message(&unknown_principal_alert(&rec, why, &deps.alert_channel))
+                .await
+            {
+                tracing::warn!(error = %e, "could not alert the unknown principal");
+            }
+        }
     }
     Ok(Output {
         session_id: rec.session_id,
@@ -120,6 +132,29 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         until_reminder_seconds: until_reminder,
         reminder_to_deadline_seconds: reminder_to_deadline,
     })
+}
+
+/// The alert for a login by a principal the people map does not resolve to a person.
+pub fn unknown_principal_alert(
+    rec: &SessionRecord,
+    why: &str,
+    alert_channel: &str,
+) -> crate::platform::slack::Message {
+    crate::platform::slack::Message {
+        channel: alert_channel.into(),
+        thread_ts: None,
+        blocks: None,
+        text: format!(
+            ":warning: *Bastion login by an unknown principal* `{arn}` (session `{session}`, \
+             cluster `{cluster}`, task `{task}`, from {ip}): {why}. Nobody in the people map is \
+             recorded as having logged in.",
+            arn = rec.principal_arn,
+            session = rec.session_id,
+            cluster = rec.cluster,
+            task = rec.task_id,
+            ip = rec.source_ip,
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -270,6 +305,59 @@ mod tests {
         let out = handle(&d, input()).await.unwrap();
         assert_eq!(out.thread_ts.as_deref(), Some("1.5"));
         assert!(calls.all().is_empty(), "{:?}", calls.all());
+    }
+
+    #[tokio::test]
+    async fn a_role_session_named_after_an_executive_is_an_unknown_principal_and_alerted() {
+        // Anyone who may assume some role can name the session after carol.
+        let forged = "arn:aws:sts::123456789012:assumed-role/ci-runner/carol@example.com";
+        let mut i = input();
+        i.watch.login.principal_arn = forged.into();
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                let item = r.item().unwrap();
+                !item.contains_key("personId")
+                    && item["principalArn"].as_s().unwrap()
+                        == "arn:aws:sts::123456789012:assumed-role/ci-runner/carol@example.com"
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let update = mock!(aws_sdk_dynamodb::Client::update_item).then_output(|| {
+            let mut rec = stored(true);
+            rec.person_id = None;
+            rec.person_name = None;
+            rec.person_slack_user = None;
+            rec.principal_arn =
+                "arn:aws:sts::123456789012:assumed-role/ci-runner/carol@example.com".into();
+            UpdateItemOutput::builder()
+                .set_attributes(Some(to_item(&rec)))
+                .build()
+        });
+        let (slack, calls) = fake_slack::start(false).await;
+        let d = Deps {
+            store: Store::new(
+                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update]),
+                "bastion",
+            ),
+            slack,
+            people: people(),
+            channel: "C0BASTION".into(),
+            alert_channel: "C0ALERTS".into(),
+        };
+        let out = handle(&d, i).await.unwrap();
+        assert_eq!(out.person_id, None);
+        assert_eq!(put.num_calls(), 1);
+        let posts = calls.of("chat.postMessage");
+        assert_eq!(posts.len(), 2, "the login and the alert: {posts:?}");
+        assert_eq!(posts[1]["channel"], "C0ALERTS");
+        let text = posts[1]["text"].as_str().unwrap();
+        for needle in [
+            "unknown principal",
+            forged,
+            "carol's e-mail",
+            "chooses its session name",
+        ] {
+            assert!(text.contains(needle), "{needle} not in {text}");
+        }
     }
 
     #[tokio::test]

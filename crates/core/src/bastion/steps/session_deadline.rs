@@ -6,7 +6,11 @@
 //! - `remind`: the reminder in the login thread;
 //! - `alert`: no approval by the deadline → alert channel + a note in the thread, recorded
 //!   (an approval recorded in the meantime wins: `{"alerted": false}`);
-//! - `confirm`: confirm the recorded approval in the thread.
+//! - `confirm` (right after every wake of the wait): re-read the session record and report
+//!   whether approval evidence is recorded (`confirmed`); only then confirm it in the thread.
+//!   The wake itself proves nothing: anyone holding the task token can send
+//!   `SendTaskSuccess` with anything, so the workflow routes on `confirmed`, and a wake without
+//!   recorded evidence goes to the alert path (README "Trust model").
 
 use aws_types::SdkConfig;
 use serde::{Deserialize, Serialize};
@@ -70,11 +74,13 @@ pub enum Output {
         #[serde(skip_serializing_if = "Option::is_none")]
         alert: Option<Alert>,
     },
-    /// `confirm`.
+    /// `confirm`: `confirmed` is whether the session record holds approval evidence.
     Confirmed {
+        confirmed: bool,
         session_id: String,
         status: SessionStatus,
-        approval: Approval,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        approval: Option<Approval>,
     },
 }
 
@@ -174,17 +180,27 @@ async fn alert(deps: &Deps, session_id: &str) -> Result<Output, Error> {
 async fn confirm(deps: &Deps, session_id: &str) -> Result<Output, Error> {
     let rec = deps.store.must_get(session_id).await?;
     let Some(approval) = &rec.approval else {
-        return Err(Error::Conflict(format!(
-            "session {session_id} has no recorded approval to confirm"
-        )));
+        tracing::warn!(
+            %session_id,
+            "the approval wait was woken but no approval evidence is recorded (a forged or stray SendTaskSuccess): alert path"
+        );
+        return Ok(Output::Confirmed {
+            confirmed: false,
+            session_id: session_id.to_string(),
+            status: rec.status,
+            approval: None,
+        });
     };
+    // Only now, with the evidence read from the record: a Slack failure here (SlackError) is
+    // cosmetic, and the workflow may treat it as confirmed.
     if let Some(msg) = session::approved_message(&rec, approval) {
         deps.slack.post_message(&msg).await?;
     }
     Ok(Output::Confirmed {
+        confirmed: true,
         session_id: session_id.to_string(),
         status: rec.status,
-        approval: approval.clone(),
+        approval: Some(approval.clone()),
     })
 }
 
@@ -397,21 +413,41 @@ mod tests {
         .unwrap();
         let json = serde_json::to_value(&out).unwrap();
         assert_eq!(
-            (&json["sessionId"], &json["status"], &json["approval"]["by"]),
-            (&json!("s1"), &json!("approved"), &json!("carol"))
+            (
+                &json["confirmed"],
+                &json["sessionId"],
+                &json["status"],
+                &json["approval"]["by"]
+            ),
+            (
+                &json!(true),
+                &json!("s1"),
+                &json!("approved"),
+                &json!("carol")
+            )
         );
         assert_eq!(calls.of("chat.postMessage").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_wake_without_recorded_evidence_is_not_confirmed_and_posts_nothing() {
+        // What a forged `SendTaskSuccess` with `{}` (or any approval-looking payload) finds:
+        // the record, which has no approval. The workflow routes on `confirmed: false`.
         let get_open = get(record(false));
-        let (d, _) = deps(&[&get_open], &[]).await;
-        let err = handle(
+        let (d, calls) = deps(&[&get_open], &[]).await;
+        let out = handle(
             &d,
             Input::Confirm {
                 session_id: "s1".into(),
             },
         )
         .await
-        .unwrap_err();
-        assert_eq!(err.kind(), crate::error::Kind::Conflict);
+        .unwrap();
+        assert_eq!(
+            serde_json::to_value(&out).unwrap(),
+            json!({"confirmed": false, "sessionId": "s1", "status": "open"})
+        );
+        assert!(calls.all().is_empty(), "nothing confirmed in the thread");
     }
 
     #[tokio::test]

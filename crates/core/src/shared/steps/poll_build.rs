@@ -1,6 +1,12 @@
-//! `poll-build`: the safety net. When a build's wait times out (its state-change event was
-//! lost or is late), the workflow asks for the build's status directly: status, current phase,
-//! the failed phase and its context, in the same [`BuildOutcome`] shape a completed wait gets.
+//! `poll-build`: the build's status straight from CodeBuild (status, current phase, the failed
+//! phase and its context) in the one [`BuildOutcome`] shape. Two states call it:
+//! - `RecheckBuild`, right after every wake of a build's `.waitForTaskToken` (`woken: true`):
+//!   a callback only wakes the workflow, it never decides the outcome (README "Trust model"),
+//!   so the workflow routes on what CodeBuild says, never on what the callback carried. A wake
+//!   while the build still runs (a forged or stray `SendTaskSuccess`: `complete-wait` sends only
+//!   for a final status) is logged as such and the workflow waits again;
+//! - `PollBuild`, the safety net when the wait times out (the state-change event was lost or is
+//!   late).
 
 use aws_types::SdkConfig;
 use serde::Deserialize;
@@ -26,13 +32,24 @@ impl Deps {
 pub struct Input {
     /// The build id or ARN.
     pub build_id: String,
+    /// Whether a callback woke the wait (`RecheckBuild`) rather than its timeout.
+    #[serde(default)]
+    pub woken: bool,
 }
 
 pub type Output = BuildOutcome;
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     let outcome = build::fetch_outcome(&deps.codebuild, &input.build_id).await?;
-    tracing::info!(build_id = %input.build_id, status = %outcome.status, finished = outcome.finished, "polled build");
+    if input.woken && !outcome.finished {
+        tracing::warn!(
+            build_id = %input.build_id,
+            status = %outcome.status,
+            "the build's wait was woken while the build still runs (a forged or stray SendTaskSuccess): waiting again"
+        );
+    } else {
+        tracing::info!(build_id = %input.build_id, status = %outcome.status, finished = outcome.finished, woken = input.woken, "polled build");
+    }
     Ok(outcome)
 }
 
@@ -89,11 +106,38 @@ mod tests {
             &deps,
             Input {
                 build_id: "migrate:404".into(),
+                woken: false,
             },
         )
         .await
         .unwrap_err();
         assert_eq!(err.kind(), crate::error::Kind::NotFound);
+    }
+
+    #[tokio::test]
+    async fn a_wake_while_the_build_runs_reports_it_running() {
+        // What a forged `{"finished": true, "succeeded": true}` callback is answered with:
+        // the build as CodeBuild has it.
+        let get = mock!(aws_sdk_codebuild::Client::batch_get_builds).then_output(|| {
+            BatchGetBuildsOutput::builder()
+                .builds(
+                    Build::builder()
+                        .id("migrate:2")
+                        .build_status(StatusType::InProgress)
+                        .build(),
+                )
+                .build()
+        });
+        let deps = Deps {
+            codebuild: mock_client!(aws_sdk_codebuild, [&get]),
+        };
+        let input = crate::platform::input::parse_strict::<Input>(
+            serde_json::json!({"buildId": "migrate:2", "woken": true}),
+        )
+        .unwrap();
+        let out = handle(&deps, input).await.unwrap();
+        assert!(!out.finished && !out.succeeded, "{out:?}");
+        assert_eq!(out.status, "IN_PROGRESS");
     }
 
     #[test]

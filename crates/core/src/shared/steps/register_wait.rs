@@ -2,15 +2,54 @@
 //! token keyed by the build id or ECS task ARN, then re-checks the build/task once: if it
 //! already ended (its state-change event may have come and gone before the token was stored),
 //! it completes the wait itself.
+//!
+//! A build is waited on only if it was started for the waiting execution: its
+//! `BATCHLESS_RUN_ID` (set by the step that started it) is the execution's ARN. A run record
+//! planted ahead of an execution with some other (finished, green) build id would otherwise make
+//! the start step skip its build and the run end "succeeded" without running anything; such a
+//! build fails the wait `Corrupt`, loudly (the run is recorded failed and Slack told), and
+//! nothing is waited on.
 
 use aws_types::SdkConfig;
 use serde::Deserialize;
 
-use crate::error::Error;
+use crate::error::{Error, Kind};
 use crate::platform::input::InputError;
 use crate::platform::{aws, config, time};
 use crate::sfn::waits::{self, Registered, WaitKind};
 use crate::shared::{build, task};
+
+/// The build environment variable naming the run (execution ARN) a build was started for.
+pub const RUN_ID_VARIABLE: &str = "BATCHLESS_RUN_ID";
+
+/// Whether `b` was started for the execution `execution_arn` (its [`RUN_ID_VARIABLE`]).
+pub fn check_started_for(
+    b: &aws_sdk_codebuild::types::Build,
+    execution_arn: &str,
+) -> Result<(), Error> {
+    let run_id = b
+        .environment()
+        .map(|e| e.environment_variables())
+        .unwrap_or_default()
+        .iter()
+        .find(|v| v.name() == RUN_ID_VARIABLE)
+        .map(|v| v.value());
+    if run_id == Some(execution_arn) {
+        return Ok(());
+    }
+    let build_id = b.id().unwrap_or_default();
+    tracing::error!(
+        %build_id,
+        %execution_arn,
+        run_id = ?run_id,
+        "refusing to wait on a build not started for this execution (a planted or stale run record?)"
+    );
+    Err(Error::Corrupt(format!(
+        "build {build_id} was not started for this execution (its {RUN_ID_VARIABLE} is {}): \
+         the run's record names a build this run did not start; nothing was waited on",
+        run_id.unwrap_or("unset")
+    )))
+}
 
 pub struct Deps {
     pub db: aws_sdk_dynamodb::Client,
@@ -58,10 +97,14 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         )
         .into());
     }
+    // One BatchGetBuilds: the re-check reads the build and refuses one not started for this
+    // execution (then the token just stored is taken back: nothing waits on that build).
     let recheck = async || -> Result<Option<serde_json::Value>, Error> {
         let (finished, output) = match kind {
             WaitKind::Codebuild => {
-                let outcome = build::fetch_outcome(&deps.codebuild, &id).await?;
+                let b = build::fetch(&deps.codebuild, &id).await?;
+                check_started_for(&b, &execution_arn)?;
+                let outcome = build::outcome(&b);
                 (outcome.finished, serde_json::to_value(&outcome))
             }
             WaitKind::Ecs => {
@@ -72,7 +115,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         };
         Ok(finished.then(|| output.expect("outcome serializes")))
     };
-    let registered = waits::register_then_recheck(
+    let registered = match waits::register_then_recheck(
         &deps.db,
         &deps.sfn,
         &deps.table,
@@ -83,7 +126,14 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         time::now(),
         recheck,
     )
-    .await?;
+    .await
+    {
+        Err(e) if e.kind() == Kind::Corrupt => {
+            waits::take(&deps.db, &deps.table, &kind.key(&id)).await?;
+            return Err(e);
+        }
+        other => other?,
+    };
     tracing::info!(key = %registered.wait_key, completed_now = registered.completed_now, "wait registered");
     Ok(registered)
 }
@@ -92,13 +142,37 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
 mod tests {
     use super::*;
     use aws_sdk_codebuild::operation::batch_get_builds::BatchGetBuildsOutput;
-    use aws_sdk_codebuild::types::{Build, StatusType};
+    use aws_sdk_codebuild::types::{Build, EnvironmentVariable, ProjectEnvironment, StatusType};
     use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
     use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
     use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
+    fn environment(run_id: &str) -> ProjectEnvironment {
+        ProjectEnvironment::builder()
+            .r#type(aws_sdk_codebuild::types::EnvironmentType::LinuxContainer)
+            .image("ruby:3.3")
+            .compute_type(aws_sdk_codebuild::types::ComputeType::BuildGeneral1Small)
+            .environment_variables(
+                EnvironmentVariable::builder()
+                    .name(RUN_ID_VARIABLE)
+                    .value(run_id)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+
     fn deps(status: StatusType) -> (Deps, aws_smithy_mocks::Rule, aws_smithy_mocks::Rule) {
+        let (d, put, _take, send) = deps_for(status, "arn:e");
+        (d, put, send)
+    }
+
+    type Rule = aws_smithy_mocks::Rule;
+
+    /// The deps, and the waits table's put and take and Step Functions' send.
+    fn deps_for(status: StatusType, run_id: &'static str) -> (Deps, Rule, Rule, Rule) {
         let put = mock!(aws_sdk_dynamodb::Client::put_item)
             .match_requests(|r| {
                 r.item()
@@ -124,6 +198,7 @@ mod tests {
                     Build::builder()
                         .id("migrate:1")
                         .build_status(status.clone())
+                        .environment(environment(run_id))
                         .build(),
                 )
                 .build()
@@ -138,7 +213,7 @@ mod tests {
             ecs: mock_client!(aws_sdk_ecs, RuleMode::MatchAny, []),
             table: "waits".into(),
         };
-        (d, put, send)
+        (d, put, take, send)
     }
 
     fn input() -> Input {
@@ -165,6 +240,27 @@ mod tests {
         let out = handle(&d, input()).await.unwrap();
         assert!(!out.completed_now);
         assert_eq!((put.num_calls(), send.num_calls()), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_build_started_for_another_run_is_not_waited_on() {
+        // A run record planted ahead of the execution names an old green build: the wait
+        // refuses it (and takes back the token it stored for the re-check), so nothing can end
+        // the run "succeeded".
+        let (d, put, take, send) = deps_for(
+            StatusType::Succeeded,
+            "arn:aws:states:us-east-1:123456789012:execution:migration:old",
+        );
+        let err = handle(&d, input()).await.unwrap_err();
+        assert_eq!(err.kind(), crate::error::Kind::Corrupt);
+        assert!(
+            err.to_string().contains("not started for this execution"),
+            "{err}"
+        );
+        assert_eq!(
+            (put.num_calls(), take.num_calls(), send.num_calls()),
+            (1, 1, 0)
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,499 @@
+//! Scenario tests of the trust boundaries (issue 15, README "Trust model") on the local
+//! replica: what an operator holding AWS permissions can forge, and that the workflows do not
+//! take it as fact.
+//!
+//! - Callbacks wake a workflow, they never decide its outcome: a `SendTaskSuccess` with a
+//!   stored task token (anyone who can read the waits table or the execution history has one)
+//!   is followed by a re-read of the authoritative state (the session record, CodeBuild).
+//! - A record planted ahead of an execution (a run record naming an old green build) does not
+//!   silently stand in for the work.
+//! - An assumed-role session is not a person because its session name is their e-mail.
+//!
+//! Run one at a time (`--test-threads=1`): the migration lock and fault injection are per stack.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use batchless_core::bastion::login::{execution_name, from_event, sample_event, WatchInput};
+use batchless_scenarios::*;
+use serde_json::{json, Value};
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+const ALERTS_CHANNEL: &str = "C0ALERTS";
+const BASTION_CHANNEL: &str = "C0BASTION";
+const ALICE: &str = "arn:aws:iam::123456789012:user/alice";
+const CAROL_SLACK: &str = "U0CAROL01";
+
+fn has(states: &[String], name: &str) -> bool {
+    states.iter().any(|s| s == name)
+}
+
+fn count(states: &[String], name: &str) -> usize {
+    states.iter().filter(|s| *s == name).count()
+}
+
+/// The task token stored under `wait_key` in the waits table, once it is there.
+async fn stored_token(stack: &Stack, wait_key: &str) -> Result<String> {
+    let waits = stack.table("WaitsTable")?;
+    eventually(&format!("a token under {wait_key}"), TIMEOUT, || async {
+        Ok(stack
+            .get_item(&waits, "waitKey", wait_key)
+            .await?
+            .and_then(|w| w["taskToken"].as_str().map(str::to_string)))
+    })
+    .await
+}
+
+async fn forge_success(stack: &Stack, token: &str, output: &Value) -> Result<()> {
+    stack
+        .sfn
+        .send_task_success()
+        .task_token(token)
+        .output(output.to_string())
+        .send()
+        .await
+        .context("SendTaskSuccess")?;
+    Ok(())
+}
+
+async fn execution_status(stack: &Stack, arn: &str) -> Result<String> {
+    let out = stack
+        .sfn
+        .describe_execution()
+        .execution_arn(arn)
+        .send()
+        .await?;
+    Ok(out.status().as_str().to_string())
+}
+
+// ------------------------------------------------------------------------------- bastion
+
+struct Bastion {
+    stack: Stack,
+    sm: String,
+    table: String,
+    cluster: String,
+}
+
+impl Bastion {
+    async fn setup() -> Result<Bastion> {
+        let stack = Stack::from_env().await?;
+        stack.clear_faults().await?;
+        Ok(Bastion {
+            sm: stack.state_machine("BastionSessionStateMachine")?,
+            table: stack.table("BastionTable")?,
+            cluster: stack.physical_id("BastionCluster")?,
+            stack,
+        })
+    }
+
+    fn session_id(prefix: &str) -> String {
+        format!(
+            "ecs-execute-command-{prefix}{}",
+            unique_name("").replace('-', "")
+        )
+    }
+
+    /// Start the watch of a login by `principal`, with a deadline far beyond the test (the
+    /// replica scales it; a forged wake is the only thing that can end the wait early).
+    async fn watch(&self, sid: &str, principal: &str) -> Result<String> {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let login = from_event(&sample_event(
+            sid,
+            principal,
+            &self.cluster,
+            "tasktrust",
+            &now,
+        ))?
+        .context("login")?;
+        let input = WatchInput {
+            login,
+            deadline_seconds: 72_000,
+            reminder_before_seconds: 36_000,
+        };
+        self.stack
+            .start(
+                &self.sm,
+                &execution_name(sid),
+                &serde_json::to_value(&input)?,
+            )
+            .await
+    }
+
+    async fn session(&self, sid: &str) -> Result<Option<Value>> {
+        let out = self
+            .stack
+            .db
+            .get_item()
+            .table_name(&self.table)
+            .key(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("session#{sid}")),
+            )
+            .key(
+                "sk",
+                aws_sdk_dynamodb::types::AttributeValue::S("session".into()),
+            )
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out
+            .item()
+            .map(batchless_core::platform::dynamo::item_to_value))
+    }
+
+    async fn alerts_about(&self, sid: &str) -> Result<Vec<String>> {
+        Ok(self
+            .stack
+            .slack_messages(ALERTS_CHANNEL)
+            .await?
+            .into_iter()
+            .filter_map(|m| m["text"].as_str().map(str::to_string))
+            .filter(|t| t.contains(sid))
+            .collect())
+    }
+
+    /// A signed reply in the session's login thread, through the fake Slack.
+    async fn reply(&self, session: &Value, user: &str, text: &str) -> Result<(u16, Value)> {
+        let thread_ts = session["threadTs"].as_str().context("threadTs")?;
+        let ts = format!("{}001", &thread_ts[..thread_ts.len() - 3]);
+        let body = json!({
+            "token": "verification-token-unused",
+            "team_id": "T0REPLICA",
+            "api_app_id": "A0BATCHLESS",
+            "type": "event_callback",
+            "event_id": format!("Ev{}", unique_name("t").replace('-', "")),
+            "event_time": chrono::Utc::now().timestamp(),
+            "event": {
+                "type": "message", "channel": session["channel"], "user": user, "text": text,
+                "ts": ts, "thread_ts": thread_ts, "channel_type": "channel",
+            }
+        });
+        let url = self.stack.info["function_urls"]["SlackEventsFunction"]
+            .as_str()
+            .context("the slack-events function URL")?;
+        self.stack
+            .slack_send(&json!({
+                "url": url, "body": body.to_string(), "content_type": "application/json",
+            }))
+            .await
+    }
+}
+
+/// `SendTaskSuccess` with the watch's stored token (and nothing recorded) must not approve the
+/// session: the wake is checked against the session record and goes to the alert path.
+#[tokio::test]
+async fn a_forged_wake_of_the_bastion_watch_ends_approval_missing_alerted_and_published(
+) -> Result<()> {
+    let b = Bastion::setup().await?;
+    for (prefix, forged) in [
+        ("forgedempty", json!({})),
+        // What slack-events would send, but nothing is recorded on the session.
+        (
+            "forgedlook",
+            json!({"by": "carol", "byName": "Carol Example", "slackUser": CAROL_SLACK,
+                   "text": "承認します", "ts": "1.6", "permalink": "", "recordedAt": "2026-12-01T00:00:00Z"}),
+        ),
+    ] {
+        let sid = Bastion::session_id(prefix);
+        let arn = b.watch(&sid, ALICE).await?;
+        let token = stored_token(&b.stack, &format!("session-approval#{sid}")).await?;
+        forge_success(&b.stack, &token, &forged).await?;
+        let end = b.stack.wait_end(&arn, TIMEOUT).await?;
+        let states = b.stack.states_entered(&arn).await?;
+        assert_eq!(end.status, "FAILED", "{forged}: {end:?} {states:?}");
+        assert_eq!(end.error.as_deref(), Some("ApprovalMissing"), "{end:?}");
+        for s in [
+            "ConfirmApproval",
+            "Confirmed?",
+            "AlertNoApproval",
+            "PublishAlert",
+            "NoApproval",
+        ] {
+            assert!(has(&states, s), "{s} not entered: {states:?}");
+        }
+        assert!(!has(&states, "Approved"), "{states:?}");
+        assert!(!has(&states, "Remind"), "woken long before the reminder");
+        // Published to the SNS topic ...
+        let history = b.stack.history(&arn).await?;
+        assert!(
+            history
+                .iter()
+                .any(|e| e.task_succeeded_event_details().is_some_and(|d| {
+                    d.resource_type() == "sns"
+                        && d.output().is_some_and(|o| o.contains("MessageId"))
+                })),
+            "the alert was published to SNS"
+        );
+        // ... posted to the alert channel, and recorded on the session.
+        let alerts = b.alerts_about(&sid).await?;
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert!(alerts[0].contains("No executive approval"), "{alerts:?}");
+        let rec = b.session(&sid).await?.context("session")?;
+        assert_eq!(rec["status"], "alerted", "{rec}");
+        assert!(rec.get("approval").is_none(), "{rec}");
+    }
+    Ok(())
+}
+
+/// The same forged wake while Slack is down: the alert step fails after its retries, and the
+/// alert still goes to the SNS topic; the watch still ends `ApprovalMissing`, never Approved.
+#[tokio::test]
+async fn a_forged_wake_while_slack_is_down_is_still_published_and_approval_missing() -> Result<()> {
+    let b = Bastion::setup().await?;
+    let sid = Bastion::session_id("forgeddown");
+    let arn = b.watch(&sid, ALICE).await?;
+    let token = stored_token(&b.stack, &format!("session-approval#{sid}")).await?;
+    eventually("the login posted", TIMEOUT, || async {
+        Ok(b.session(&sid)
+            .await?
+            .filter(|s| s.get("threadTs").is_some()))
+    })
+    .await?;
+    // Every post fails from now on (the alert step makes 9 attempts).
+    b.stack
+        .slack_fail("chat.postMessage", "service_unavailable", 50)
+        .await?;
+    let result = async {
+        forge_success(&b.stack, &token, &json!({})).await?;
+        b.stack.wait_end(&arn, TIMEOUT).await
+    }
+    .await;
+    b.stack.clear_faults().await?;
+    let end = result?;
+    let states = b.stack.states_entered(&arn).await?;
+    assert_eq!(
+        end.error.as_deref(),
+        Some("ApprovalMissing"),
+        "{end:?} {states:?}"
+    );
+    for s in [
+        "Confirmed?",
+        "AlertNoApproval",
+        "PublishUnpostedAlert",
+        "NoApproval",
+    ] {
+        assert!(has(&states, s), "{s} not entered: {states:?}");
+    }
+    assert!(!has(&states, "Approved"), "{states:?}");
+    let history = b.stack.history(&arn).await?;
+    assert!(
+        history
+            .iter()
+            .any(|e| e.task_succeeded_event_details().is_some_and(|d| {
+                d.resource_type() == "sns" && d.output().is_some_and(|o| o.contains("MessageId"))
+            })),
+        "the alert was published to SNS"
+    );
+    Ok(())
+}
+
+/// An assumed-role session whose session name is an executive's e-mail is not that executive:
+/// the login is by an unknown principal (alerted as such), so the executive's own approval
+/// counts (were it mapped to her, it would be refused as self-approval).
+#[tokio::test]
+async fn an_assumed_role_named_after_an_executive_is_an_unknown_principal() -> Result<()> {
+    let b = Bastion::setup().await?;
+    let sid = Bastion::session_id("assumed");
+    let forged = "arn:aws:sts::123456789012:assumed-role/ci-runner/carol@example.com";
+    let arn = b.watch(&sid, forged).await?;
+    stored_token(&b.stack, &format!("session-approval#{sid}")).await?;
+    let session = eventually("the login posted", TIMEOUT, || async {
+        Ok(b.session(&sid)
+            .await?
+            .filter(|s| s.get("threadTs").is_some()))
+    })
+    .await?;
+    assert!(session.get("personId").is_none(), "{session}");
+    assert_eq!(session["principalArn"], forged);
+    let alert = eventually("the unknown-principal alert", TIMEOUT, || async {
+        Ok(b.alerts_about(&sid).await?.into_iter().next())
+    })
+    .await?;
+    for needle in ["unknown principal", forged, "carol's e-mail"] {
+        assert!(alert.contains(needle), "{needle} not in {alert}");
+    }
+    let login_post = b
+        .stack
+        .slack_messages(BASTION_CHANNEL)
+        .await?
+        .into_iter()
+        .find(|m| m["thread_ts"].is_null() && m["text"].as_str().is_some_and(|t| t.contains(&sid)))
+        .context("the login post")?;
+    assert!(
+        !login_post["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Carol Example"),
+        "{login_post}"
+    );
+    let (status, body) = b.reply(&session, CAROL_SLACK, "承認します").await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"]["verdict"], "evidence", "{body}");
+    let end = b.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
+    Ok(())
+}
+
+// ----------------------------------------------------------------------------- migration
+
+struct Migration {
+    stack: Stack,
+    sm: String,
+    runs: String,
+    locks: String,
+}
+
+impl Migration {
+    async fn setup() -> Result<Migration> {
+        let stack = Stack::from_env().await?;
+        stack.clear_faults().await?;
+        Ok(Migration {
+            sm: stack.state_machine("MigrationStateMachine")?,
+            runs: stack.table("RunsTable")?,
+            locks: stack.table("LocksTable")?,
+            stack,
+        })
+    }
+
+    async fn lock_held(&self) -> Result<bool> {
+        let lock = format!("migration:{}", self.stack.environment());
+        Ok(self
+            .stack
+            .get_item(&self.locks, "lockName", &lock)
+            .await?
+            .is_some())
+    }
+
+    async fn run(&self, arn: &str) -> Result<Option<Value>> {
+        self.stack.get_item(&self.runs, "runId", arn).await
+    }
+
+    async fn build_status(&self, build_id: &str) -> Result<String> {
+        let out = self
+            .stack
+            .codebuild
+            .batch_get_builds()
+            .ids(build_id)
+            .send()
+            .await?;
+        Ok(out
+            .builds()
+            .first()
+            .and_then(|b| b.build_status())
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default())
+    }
+}
+
+/// A forged `{"finished": true, "succeeded": true}` on the build's wait while the build runs:
+/// the workflow re-reads the build, waits again, and records nothing and frees nothing early.
+#[tokio::test]
+async fn a_forged_build_outcome_on_the_migration_wait_is_rechecked_and_waited_out() -> Result<()> {
+    let m = Migration::setup().await?;
+    let input = migration_input(&m.stack.app_head()?, json!({"FAKE_SLEEP_SECONDS": "20"}));
+    let arn = m
+        .stack
+        .start(&m.sm, &unique_name("forgedbuild"), &input)
+        .await?;
+    let build_id: String = eventually("the build", TIMEOUT, || async {
+        Ok(m.run(&arn)
+            .await?
+            .and_then(|r| r["buildId"].as_str().map(str::to_string)))
+    })
+    .await?;
+    let key = batchless_core::sfn::waits::WaitKind::Codebuild.key(&build_id);
+    let token = stored_token(&m.stack, &key).await?;
+    forge_success(
+        &m.stack,
+        &token,
+        &json!({"buildId": build_id, "finished": true, "succeeded": true, "status": "SUCCEEDED",
+                "logGroup": "/forged", "logStream": "forged"}),
+    )
+    .await?;
+    // The workflow moves on from the wake: to a re-check of the build (or, were the callback
+    // taken as the outcome, to recording the run).
+    eventually("the workflow to act on the wake", TIMEOUT, || async {
+        let states = m.stack.states_entered(&arn).await?;
+        Ok((has(&states, "RecheckBuild") || has(&states, "CollectLogs")).then_some(()))
+    })
+    .await?;
+    // A moment after the forged wake, with the build still running: nothing is recorded and
+    // the lock is held.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        m.build_status(&build_id).await?,
+        "IN_PROGRESS",
+        "the build outlasts the check (precondition)"
+    );
+    assert_eq!(
+        m.run(&arn).await?.context("run")?["status"],
+        "RUNNING",
+        "not recorded while the build runs"
+    );
+    assert!(m.lock_held().await?, "the lock is not freed early");
+    assert_eq!(execution_status(&m.stack, &arn).await?, "RUNNING");
+    let states = m.stack.states_entered(&arn).await?;
+    assert!(has(&states, "RecheckBuild"), "{states:?}");
+    assert!(!has(&states, "CollectLogs"), "{states:?}");
+    assert!(!has(&states, "RecordRun"), "{states:?}");
+    // The real end of the build ends the run.
+    let end = m.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
+    assert_eq!(m.build_status(&build_id).await?, "SUCCEEDED");
+    let states = m.stack.states_entered(&arn).await?;
+    assert!(count(&states, "WaitForBuild") >= 2, "{states:?}");
+    let run = m.run(&arn).await?.context("run")?;
+    assert_eq!(run["status"], "SUCCEEDED");
+    assert_ne!(run["logUri"], json!(null), "the real build's log: {run}");
+    assert!(!m.lock_held().await?);
+    Ok(())
+}
+
+/// A run record written ahead of an execution, naming an old green build: the start step
+/// would skip its build and the wait would end "succeeded" at once. The wait refuses a build
+/// not started for the execution, so the run fails loudly (Corrupt) and nothing succeeds.
+#[tokio::test]
+async fn a_planted_run_record_with_an_old_build_fails_the_migration_loudly() -> Result<()> {
+    let m = Migration::setup().await?;
+    let input = migration_input(&m.stack.app_head()?, json!({}));
+    let first = m.stack.start(&m.sm, &unique_name("green"), &input).await?;
+    let end = m.stack.wait_end(&first, TIMEOUT).await?;
+    assert_eq!(end.status, "SUCCEEDED", "a green build to plant: {end:?}");
+    let green = m.run(&first).await?.context("the green run")?;
+    let build_id = green["buildId"].as_str().context("buildId")?.to_string();
+
+    let name = unique_name("planted");
+    let arn = format!("{}:{name}", m.sm.replace(":stateMachine:", ":execution:"));
+    let mut planted = green.clone();
+    for (k, v) in [
+        ("runId", json!(arn)),
+        ("executionName", json!(name)),
+        ("status", json!("RUNNING")),
+    ] {
+        planted[k] = v;
+    }
+    m.stack
+        .db
+        .put_item()
+        .table_name(&m.runs)
+        .set_item(Some(batchless_core::platform::dynamo::to_item(&planted)))
+        .send()
+        .await?;
+    let started = m.stack.start(&m.sm, &name, &input).await?;
+    assert_eq!(started, arn);
+    let end = m.stack.wait_end(&arn, TIMEOUT).await?;
+    let states = m.stack.states_entered(&arn).await?;
+    assert_eq!(end.status, "FAILED", "{end:?} {states:?}");
+    assert_eq!(end.error.as_deref(), Some("Corrupt"), "{end:?}");
+    assert!(!has(&states, "CollectLogs"), "{states:?}");
+    let run = m.run(&arn).await?.context("run")?;
+    assert_ne!(run["status"], "SUCCEEDED", "{run}");
+    assert!(
+        run.to_string().contains("not started for this execution"),
+        "the record names why: {run}"
+    );
+    assert_eq!(run["buildId"], build_id);
+    assert!(!m.lock_held().await?, "the lock is released");
+    Ok(())
+}

@@ -6,6 +6,10 @@
 //!   project in the window must be a compliant run of an approved patch; every CloudTrail
 //!   `StartExecution` of the data-patch workflow must come from the requester the patch names.
 //!   Each finding is appended to the audit trail once and alerted to Slack once.
+//! - `{"mode": "seal", "chain": "patches", "seq": N}` (from every other function's
+//!   `audit::append`): this function is the audit writer, the only role that may write
+//!   `audit/` in S3 and `kms:Sign` with the audit signing key; it anchors the chain up to `N`
+//!   and writes a signed checkpoint of it (`audit::seal`).
 
 use aws_types::SdkConfig;
 use serde::{Deserialize, Serialize};
@@ -31,6 +35,8 @@ pub struct Deps {
     pub state_machine_arn: String,
     pub alerts_channel: String,
     pub environment: String,
+    /// This function is the audit writer: the only role that writes `audit/` and signs.
+    pub writer: audit::Writer,
 }
 
 impl Deps {
@@ -48,6 +54,7 @@ impl Deps {
             state_machine_arn: config::required("PATCH_STATE_MACHINE_ARN")?,
             alerts_channel: config::required("SLACK_ALERTS_CHANNEL")?,
             environment,
+            writer: audit::Writer::from_env(sdk)?,
         })
     }
 }
@@ -60,6 +67,9 @@ pub enum Input {
         patch: Box<PatchRun>,
         build_id: String,
     },
+    /// From another function's `audit::append` (`AUDIT_WRITER_FUNCTION`): anchor and sign the
+    /// chain up to `seq`.
+    Seal { chain: String, seq: u64 },
     #[serde(rename_all = "camelCase")]
     Sweep {
         #[serde(default)]
@@ -72,6 +82,7 @@ pub enum Input {
 pub enum Output {
     /// `$.check` of the workflow.
     Run(Box<Verdict>),
+    Seal(audit::Sealed),
     Sweep(SweepReport),
 }
 
@@ -296,6 +307,14 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         Input::Run { patch, build_id } => Ok(Output::Run(Box::new(
             run_check(deps, &patch, &build_id).await?,
         ))),
+        Input::Seal { chain, seq } => {
+            input::identifier("chain", &chain, 80)?;
+            let t = audit::Trail {
+                chain: &chain,
+                ..deps.backend.trail()
+            };
+            Ok(Output::Seal(audit::seal(&t, &deps.writer, seq).await?))
+        }
         Input::Sweep { window_hours } => {
             let hours = window_hours.unwrap_or(DEFAULT_WINDOW_HOURS);
             if hours == 0 || hours > MAX_WINDOW_HOURS {
@@ -343,6 +362,10 @@ mod tests {
             state_machine_arn: "arn:sm".into(),
             alerts_channel: "CALERT".into(),
             environment: "staging".into(),
+            writer: audit::Writer {
+                kms: None,
+                lock_days: 0,
+            },
         }
     }
 

@@ -366,15 +366,18 @@ async fn publisher() -> Result<&'static Publisher, Error> {
     PUBLISHER
         .get_or_try_init(|| async {
             let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-            if let Some(function) = var("AUDIT_WRITER_FUNCTION") {
+            // The writer is the function that holds the signing key; every other one invokes it.
+            if var("AUDIT_SIGNING_KEY").is_some() {
                 let sdk = crate::platform::aws::load_config().await;
-                return Ok(Publisher::Invoke(crate::platform::aws::lambda(&sdk), function));
+                return Ok(Publisher::Direct(Writer::from_env(&sdk)?));
             }
-            if var("AUDIT_SIGNING_KEY").is_none() {
-                return Ok(Publisher::Plain);
+            match var("AUDIT_WRITER_FUNCTION") {
+                Some(function) => {
+                    let sdk = crate::platform::aws::load_config().await;
+                    Ok(Publisher::Invoke(crate::platform::aws::lambda(&sdk), function))
+                }
+                None => Ok(Publisher::Plain),
             }
-            let sdk = crate::platform::aws::load_config().await;
-            Ok(Publisher::Direct(Writer::from_env(&sdk)?))
         })
         .await
 }

@@ -74,7 +74,7 @@ def test_run_task_is_recorded_in_cloudtrail(stack):
     cluster = ecs.create_cluster(clusterName=f"selftest-{uuid.uuid4().hex[:8]}")["cluster"]["clusterArn"]
     family = f"selftest-{uuid.uuid4().hex[:8]}"
     ecs.register_task_definition(family=family, containerDefinitions=[
-        {"name": "app", "image": "x", "essential": True, "command": ["sh", "-c", "true"]}])
+        {"name": "app", "image": "x", "essential": True, "memory": 128, "command": ["sh", "-c", "true"]}])
     task = ecs.run_task(cluster=cluster, taskDefinition=family, startedBy="selftest")["tasks"][0]["taskArn"]
     events = stack.client("cloudtrail").lookup_events(
         LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "RunTask"}])["Events"]

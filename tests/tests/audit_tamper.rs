@@ -165,7 +165,10 @@ impl T {
             .await?;
         let mut all = Vec::new();
         for v in out.versions() {
-            let (k, id) = (v.key().unwrap_or_default(), v.version_id().unwrap_or("null"));
+            let (k, id) = (
+                v.key().unwrap_or_default(),
+                v.version_id().unwrap_or("null"),
+            );
             let body = self
                 .stack
                 .s3
@@ -231,8 +234,11 @@ async fn an_overwritten_anchor_is_named() -> Result<()> {
     assert!(t.verify(&chain)?.0);
     // A new version of anchor 2 (the record is untouched: the anchor alone is forged).
     let forged = json!({"seq": 2, "hash": "f".repeat(64), "at": "2026-11-28T13:00:00Z"});
-    t.put_object(&audit::anchor_key(&chain, 2), forged.to_string().into_bytes())
-        .await?;
+    t.put_object(
+        &audit::anchor_key(&chain, 2),
+        forged.to_string().into_bytes(),
+    )
+    .await?;
     let (ok, out) = t.verify(&chain)?;
     assert!(!ok, "{out}");
     assert!(
@@ -285,7 +291,9 @@ async fn a_truncated_tail_with_its_anchors_deleted_is_named() -> Result<()> {
         "{out}"
     );
     assert!(
-        out.contains("the chain was truncated: record 4 has a signed checkpoint but the last record is 2"),
+        out.contains(
+            "the chain was truncated: record 4 has a signed checkpoint but the last record is 2"
+        ),
         "{out}"
     );
     Ok(())
@@ -311,7 +319,8 @@ async fn a_rewritten_and_reanchored_chain_cannot_be_resigned() -> Result<()> {
         t.put_record(&r).await?;
         last = Some(r);
     }
-    let rewritten: Vec<audit::AuditRecord> = vec![t.record(&chain, 2).await?, t.record(&chain, 3).await?];
+    let rewritten: Vec<audit::AuditRecord> =
+        vec![t.record(&chain, 2).await?, t.record(&chain, 3).await?];
     let last = last.context("last")?;
     t.set_head(&chain, last.seq, &last.hash).await?;
     // Leave no S3 history: purge every anchor and checkpoint version, write new anchors...
@@ -319,8 +328,11 @@ async fn a_rewritten_and_reanchored_chain_cannot_be_resigned() -> Result<()> {
     let one = t.record(&chain, 1).await?;
     for r in std::iter::once(&one).chain(&rewritten) {
         let a = json!({"seq": r.seq, "hash": r.hash, "at": r.at});
-        t.put_object(&audit::anchor_key(&chain, r.seq), a.to_string().into_bytes())
-            .await?;
+        t.put_object(
+            &audit::anchor_key(&chain, r.seq),
+            a.to_string().into_bytes(),
+        )
+        .await?;
     }
     // ...and sign the new head with a key of the forger's own (kms:Sign is not theirs on the
     // stack's signing key).
@@ -406,10 +418,12 @@ async fn a_wiped_chain_while_patches_exist_is_named() -> Result<()> {
             .send()
             .await?;
         for item in page.items() {
-            let c = item.get("chain").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-            if c == chain
-                || c == format!("head#{chain}")
-                || c.starts_with(&format!("key#{chain}#"))
+            let c = item
+                .get("chain")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            if c == chain || c == format!("head#{chain}") || c.starts_with(&format!("key#{chain}#"))
             {
                 items.push(item.clone());
             }
@@ -474,7 +488,10 @@ async fn kms_client(stack: &Stack) -> aws_sdk_kms::Client {
         .http_client(batchless_core::platform::aws::http_client())
         .endpoint_url(stack.endpoint())
         .region(aws_config::Region::new(
-            stack.info["region"].as_str().unwrap_or("us-east-1").to_string(),
+            stack.info["region"]
+                .as_str()
+                .unwrap_or("us-east-1")
+                .to_string(),
         ))
         .credentials_provider(aws_sdk_kms::config::Credentials::new(
             "testing", "testing", None, None, "replica",

@@ -32,7 +32,11 @@ async fn rogue_migration_build(stack: &Stack) -> Result<String> {
         .buildspec_override("version: 0.2\nphases:\n  build:\n    commands:\n      - echo rogue\n")
         .send()
         .await?;
-    Ok(out.build().and_then(|b| b.id()).context("build id")?.to_string())
+    Ok(out
+        .build_value()
+        .and_then(|b| b.id())
+        .context("build id")?
+        .to_string())
 }
 
 async fn sweep(stack: &Stack) -> Result<Value> {
@@ -112,8 +116,9 @@ async fn an_ecs_run_task_not_started_by_batchless_is_alerted() -> Result<()> {
             .as_array()
             .context("unsanctioned")?
             .iter()
-            .any(|f| f["message"].as_str().is_some_and(|m| m.contains(&task)
-                && m.contains("was not started by batchless"))),
+            .any(|f| f["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&task) && m.contains("was not started by batchless"))),
         "{report}"
     );
     assert!(alerted(&stack, &task).await?, "no Slack alert for {task}");
@@ -126,7 +131,9 @@ async fn a_failed_alert_stops_nothing_and_the_next_sweep_starts_where_the_failed
     let stack = setup().await?;
     // A clean sweep sets the watermark.
     sweep(&stack).await?;
-    let before = watermark(&stack).await?.context("a watermark after a clean sweep")?;
+    let before = watermark(&stack)
+        .await?
+        .context("a watermark after a clean sweep")?;
     let (first, second) = (
         rogue_migration_build(&stack).await?,
         rogue_migration_build(&stack).await?,
@@ -137,8 +144,14 @@ async fn a_failed_alert_stops_nothing_and_the_next_sweep_starts_where_the_failed
         .await?;
     let failed = sweep(&stack).await;
     assert!(failed.is_err(), "{failed:?}");
-    let (a, b) = (alerted(&stack, &first).await?, alerted(&stack, &second).await?);
-    assert!(a || b, "neither {first} nor {second} was alerted after one failed post");
+    let (a, b) = (
+        alerted(&stack, &first).await?,
+        alerted(&stack, &second).await?,
+    );
+    assert!(
+        a || b,
+        "neither {first} nor {second} was alerted after one failed post"
+    );
     assert_eq!(
         watermark(&stack).await?.as_deref(),
         Some(before.as_str()),
@@ -160,7 +173,10 @@ async fn a_failed_alert_stops_nothing_and_the_next_sweep_starts_where_the_failed
             .db
             .get_item()
             .table_name(&audit)
-            .key("chain", AttributeValue::S(format!("key#patches#sweep:{build}")))
+            .key(
+                "chain",
+                AttributeValue::S(format!("key#patches#sweep:{build}")),
+            )
             .key("seq", AttributeValue::N("0".into()))
             .send()
             .await?;

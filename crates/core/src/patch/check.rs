@@ -85,10 +85,7 @@ pub fn facts(b: &Build) -> BuildFacts {
                     .collect()
             })
             .unwrap_or_default(),
-        buildspec: b
-            .source()
-            .and_then(|s| s.buildspec())
-            .map(str::to_string),
+        buildspec: b.source().and_then(|s| s.buildspec()).map(str::to_string),
     }
 }
 
@@ -390,7 +387,10 @@ pub fn unsanctioned_ecs_call(
             if family != job_family && family != bastion_family {
                 return None;
             }
-            if family == job_family && !call.tasks.is_empty() && call.tasks.iter().all(|t| recorded(t)) {
+            if family == job_family
+                && !call.tasks.is_empty()
+                && call.tasks.iter().all(|t| recorded(t))
+            {
                 return None;
             }
             Some(format!(
@@ -398,7 +398,11 @@ pub fn unsanctioned_ecs_call(
                 call.task_definition,
                 call.principal,
                 call.event_time,
-                if call.tasks.is_empty() { "none".to_string() } else { call.tasks.join(", ") },
+                if call.tasks.is_empty() {
+                    "none".to_string()
+                } else {
+                    call.tasks.join(", ")
+                },
                 call.started_by
                     .as_deref()
                     .map(|s| format!(", startedBy {s:?}"))
@@ -621,7 +625,10 @@ mod tests {
         let (_, b) = approved();
         assert_eq!(buildspec_override(&b, Some("version: 0.2")), None);
         let found = buildspec_override(&b, Some("version: 0.2\nphases: {}")).unwrap();
-        assert!(found.contains("buildspec override that batchless did not send"), "{found}");
+        assert!(
+            found.contains("buildspec override that batchless did not send"),
+            "{found}"
+        );
     }
 
     #[test]
@@ -636,21 +643,33 @@ mod tests {
         });
         let call = ecs_call(&run_task).unwrap();
         assert_eq!(call.tasks.len(), 1);
-        let job = family_of("arn:aws:ecs:us-east-1:123456789012:task-definition/batchless-staging-job:1");
+        let job =
+            family_of("arn:aws:ecs:us-east-1:123456789012:task-definition/batchless-staging-job:1");
         assert_eq!(job, "batchless-staging-job");
         let none = BTreeSet::new();
         let found = unsanctioned_ecs_call(&call, job, "batchless-staging-bastion", &none).unwrap();
-        assert!(found.contains("was not started by batchless") && found.contains("user/alice"), "{found}");
+        assert!(
+            found.contains("was not started by batchless") && found.contains("user/alice"),
+            "{found}"
+        );
         // A task a job run recorded is batchless's.
         let recorded: BTreeSet<String> = ["abc".to_string()].into();
-        assert_eq!(unsanctioned_ecs_call(&call, job, "batchless-staging-bastion", &recorded), None);
+        assert_eq!(
+            unsanctioned_ecs_call(&call, job, "batchless-staging-bastion", &recorded),
+            None
+        );
         // The bastion is never RunTask'ed by batchless; other families are not ours to judge.
         let mut bastion = call.clone();
         bastion.task_definition = "batchless-staging-bastion".into();
-        assert!(unsanctioned_ecs_call(&bastion, job, "batchless-staging-bastion", &recorded).is_some());
+        assert!(
+            unsanctioned_ecs_call(&bastion, job, "batchless-staging-bastion", &recorded).is_some()
+        );
         let mut other = call.clone();
         other.task_definition = "someone-elses:1".into();
-        assert_eq!(unsanctioned_ecs_call(&other, job, "batchless-staging-bastion", &none), None);
+        assert_eq!(
+            unsanctioned_ecs_call(&other, job, "batchless-staging-bastion", &none),
+            None
+        );
         // ExecuteCommand into a job task.
         let exec = serde_json::json!({
             "eventSource": "ecs.amazonaws.com", "eventName": "ExecuteCommand", "eventID": "e2",
@@ -658,9 +677,11 @@ mod tests {
             "requestParameters": {"task": "abc", "command": "/bin/sh", "cluster": "c"},
         });
         let exec = ecs_call(&exec).unwrap();
-        assert!(unsanctioned_ecs_call(&exec, job, "batchless-staging-bastion", &recorded)
-            .unwrap()
-            .contains("ExecuteCommand into job task abc"));
+        assert!(
+            unsanctioned_ecs_call(&exec, job, "batchless-staging-bastion", &recorded)
+                .unwrap()
+                .contains("ExecuteCommand into job task abc")
+        );
         // A failed call started nothing.
         let mut failed = run_task.clone();
         failed["errorCode"] = serde_json::json!("AccessDeniedException");

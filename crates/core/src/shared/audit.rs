@@ -217,7 +217,15 @@ async fn get_record(t: &Trail<'_>, seq: u64) -> Result<Option<AuditRecord>, Erro
 
 /// The S3 object `key`'s current content, if it exists.
 async fn current_object(t: &Trail<'_>, key: &str) -> Result<Option<Vec<u8>>, Error> {
-    match t.s3.get_object().bucket(t.bucket).key(key).send().await.aws("GetObject") {
+    match t
+        .s3
+        .get_object()
+        .bucket(t.bucket)
+        .key(key)
+        .send()
+        .await
+        .aws("GetObject")
+    {
         Ok(out) => Ok(Some(
             out.body
                 .collect()
@@ -311,7 +319,8 @@ pub const SIGNING_ALGORITHM: &str = "ECDSA_SHA_256";
 
 /// What a checkpoint's signature covers.
 pub fn checkpoint_message(chain: &str, seq: u64, hash: &str, at: &str) -> Vec<u8> {
-    let body = canonical_json(&serde_json::json!({"chain": chain, "seq": seq, "hash": hash, "at": at}));
+    let body =
+        canonical_json(&serde_json::json!({"chain": chain, "seq": seq, "hash": hash, "at": at}));
     format!("batchless-audit-checkpoint-v1\n{body}").into_bytes()
 }
 
@@ -374,7 +383,10 @@ async fn publisher() -> Result<&'static Publisher, Error> {
             match var("AUDIT_WRITER_FUNCTION") {
                 Some(function) => {
                     let sdk = crate::platform::aws::load_config().await;
-                    Ok(Publisher::Invoke(crate::platform::aws::lambda(&sdk), function))
+                    Ok(Publisher::Invoke(
+                        crate::platform::aws::lambda(&sdk),
+                        function,
+                    ))
                 }
                 None => Ok(Publisher::Plain),
             }
@@ -442,7 +454,10 @@ pub async fn seal(t: &Trail<'_>, w: &Writer, seq: u64) -> Result<Sealed, Error> 
     let mut at = seq;
     while at >= 1 && pending.len() as u64 <= SEAL_LOOKBACK {
         let r = get_record(t, at).await?.ok_or_else(|| {
-            Error::Corrupt(format!("audit chain {}: record {at} is missing; not sealing", t.chain))
+            Error::Corrupt(format!(
+                "audit chain {}: record {at} is missing; not sealing",
+                t.chain
+            ))
         })?;
         if current_object(t, &anchor_key(t.chain, at)).await?.is_some() {
             base = Some(r);
@@ -459,7 +474,8 @@ pub async fn seal(t: &Trail<'_>, w: &Writer, seq: u64) -> Result<Sealed, Error> 
     }
     for r in &pending {
         let expected_prev = prev.as_ref().map_or(GENESIS_HASH, |p| p.hash.as_str());
-        if record_hash(r) != r.hash || (r.seq == 1 || prev.is_some()) && r.prev_hash != expected_prev
+        if record_hash(r) != r.hash
+            || (r.seq == 1 || prev.is_some()) && r.prev_hash != expected_prev
         {
             return Err(Error::Corrupt(format!(
                 "audit chain {}: record {} does not carry its own hash or does not link to record {}; not sealing",
@@ -514,7 +530,10 @@ pub async fn seal(t: &Trail<'_>, w: &Writer, seq: u64) -> Result<Sealed, Error> 
         }
     }
     tracing::info!(chain = t.chain, seq, anchored = ?anchored, checkpoint = ?checkpoint, "audit chain sealed");
-    Ok(Sealed { anchored, checkpoint })
+    Ok(Sealed {
+        anchored,
+        checkpoint,
+    })
 }
 
 /// The seq of the record appended under `key`, if there is one.
@@ -653,7 +672,9 @@ pub struct History {
 /// Every object version and delete marker under `prefix` (ListObjectVersions), each
 /// version's content read with GetObject by version id.
 pub async fn read_history(t: &Trail<'_>, prefix: &str) -> Result<Vec<History>, Error> {
-    let mut by_key: BTreeMap<String, (Vec<(String, bool)>, usize, bool)> = BTreeMap::new();
+    // Per key: version ids (newest first), delete markers, whether the latest is a marker.
+    type Listed = (Vec<(String, bool)>, usize, bool);
+    let mut by_key: BTreeMap<String, Listed> = BTreeMap::new();
     let (mut key_marker, mut version_marker) = (None, None);
     loop {
         let out =

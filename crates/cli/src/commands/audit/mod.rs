@@ -37,7 +37,11 @@ const GRACE_SECONDS: i64 = 600;
 
 /// Every patch id in the patches table (its patch records: they carry an environment and a
 /// status; the table's other items, e.g. replay markers, do not).
-async fn patch_ids(db: &aws_sdk_dynamodb::Client, table: &str, environment: &str) -> Result<Vec<String>> {
+async fn patch_ids(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    environment: &str,
+) -> Result<Vec<String>> {
     use aws_sdk_dynamodb::types::AttributeValue;
     let mut ids = Vec::new();
     let mut start = None;
@@ -144,10 +148,11 @@ pub async fn run(cx: &Context, cmd: Command) -> Result<ExitCode> {
         Command::Verify(a) => {
             let cross = if chain == audit::PATCH_CHAIN {
                 let sfn = aws.sfn();
-                let executions = match crate::sfn::find_state_machine(aws, &sfn, "data-patch").await? {
-                    Some(arn) => audited_executions(&sfn, &arn).await?,
-                    None => Vec::new(),
-                };
+                let executions =
+                    match crate::sfn::find_state_machine(aws, &sfn, "data-patch").await? {
+                        Some(arn) => audited_executions(&sfn, &arn).await?,
+                        None => Vec::new(),
+                    };
                 Some(audit::CrossCheck {
                     patches: patch_ids(&b.db, &b.patches_table, &aws.environment).await?,
                     executions,

@@ -19,9 +19,9 @@ use crate::error::Error;
 use crate::patch::check::{self, BuildFacts, Verdict};
 use crate::patch::store::{self, Backend, PatchRecord};
 use crate::patch::{build_env, events, PatchRun, Status};
+use crate::platform::dynamo::{Record, Table};
 use crate::platform::input::{self, InputError};
 use crate::platform::slack::{Message, SlackClient};
-use crate::platform::dynamo::{Record, Table};
 use crate::platform::{aws, config, redact, time};
 use crate::shared::people::People;
 use crate::shared::{audit, build, runs};
@@ -383,13 +383,14 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
                 Vec::new()
             }
         };
-    let migration_spec = match check::project_buildspec(&deps.codebuild, &deps.migration_project).await {
-        Ok(s) => s,
-        Err(e) => {
-            errors.push(e);
-            None
-        }
-    };
+    let migration_spec =
+        match check::project_buildspec(&deps.codebuild, &deps.migration_project).await {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
     for b in &migration_builds {
         let mut findings = Vec::new();
         if !recorded_builds.contains(aws::normalize_build_id(&b.build_id)) && !recording {
@@ -444,7 +445,10 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
         };
         for call in records.iter().filter_map(check::ecs_call) {
             ecs_calls += 1;
-            if starting && call.event_name == "RunTask" && check::family_of(&call.task_definition) == job_family {
+            if starting
+                && call.event_name == "RunTask"
+                && check::family_of(&call.task_definition) == job_family
+            {
                 continue; // a job run is recording the task it just started
             }
             if let Some(message) =
@@ -601,7 +605,8 @@ mod tests {
         Deps {
             migration_project: "batchless-staging-migration".into(),
             runs: Table::new(db.clone(), "runs"),
-            job_task_definition: "arn:aws:ecs:us-east-1:123456789012:task-definition/batchless-staging-job:1".into(),
+            job_task_definition:
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/batchless-staging-job:1".into(),
             bastion_task_definition: "batchless-staging-bastion".into(),
             watermarks: Table::new(db.clone(), "patches"),
             backend: backend(db, mock_client!(aws_sdk_s3, RuleMode::MatchAny, s3)),

@@ -275,7 +275,7 @@ SUPPORTED = {
     "AWS::Scheduler::Schedule", "AWS::CodeBuild::Project", "AWS::ECS::Cluster",
     "AWS::ECS::TaskDefinition", "AWS::SecretsManager::Secret", "AWS::SSM::Parameter",
     "AWS::Logs::LogGroup", "AWS::SNS::Topic", "AWS::SQS::Queue", "AWS::IAM::Role",
-    "AWS::Logs::SubscriptionFilter",
+    "AWS::Logs::SubscriptionFilter", "AWS::KMS::Key", "AWS::KMS::Alias",
 }
 
 NAME_PROP = {
@@ -297,6 +297,7 @@ NAME_PROP = {
     "AWS::SNS::Topic": "TopicName",
     "AWS::SQS::Queue": "QueueName",
     "AWS::IAM::Role": "RoleName",
+    "AWS::KMS::Alias": "AliasName",
 }
 
 SKIP_REASONS = {
@@ -310,7 +311,6 @@ SKIP_REASONS = {
     "AWS::SNS::TopicPolicy": "resource policies are not enforced by the replica",
     "AWS::SQS::QueuePolicy": "resource policies are not enforced by the replica",
     "AWS::S3::BucketPolicy": "resource policies are not enforced by the replica",
-    "AWS::KMS::Key": "KMS is not replicated (nothing is encrypted locally)",
     "AWS::Scheduler::ScheduleGroup": "schedules all live in the default group locally",
     "AWS::EC2::SecurityGroup": "no VPC locally",
     "AWS::Lambda::Url": "function URLs are served from the function's FunctionUrlConfig",
@@ -373,6 +373,12 @@ def predicted_attrs(rtype: str, name: str, stack: str, lid: str, endpoint: str |
                 "Arn": f"arn:{PARTITION}:sqs:{r}:{a}:{name}"}
     if rtype == "AWS::IAM::Role":
         return {"Ref": name, "Arn": f"arn:{PARTITION}:iam::{a}:role/{name}", "RoleId": f"AROA{lid.upper()[:16]}"}
+    if rtype == "AWS::KMS::Key":
+        # Provisioning replaces these with the created key's id and ARN.
+        return {"Ref": f"{stack}-{lid}", "KeyId": f"{stack}-{lid}",
+                "Arn": f"arn:{PARTITION}:kms:{r}:{a}:key/{stack}-{lid}"}
+    if rtype == "AWS::KMS::Alias":
+        return {"Ref": name}
     # skipped types: something well-formed, so references still resolve
     svc = rtype.split("::")[1].lower() if rtype.count("::") >= 2 else "unknown"
     return {"Ref": f"{stack}-{lid}", "Arn": f"arn:{PARTITION}:{svc}:{r}:{a}:{lid}",

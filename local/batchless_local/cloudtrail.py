@@ -78,28 +78,51 @@ def identity(access_key: str, account: str, region: str, signing_key: str | None
 def record_start_execution(request: dict[str, Any], response: dict[str, Any], access_key: str, account: str,
                            region: str, user_agent: str = "", signing_key: str | None = None) -> dict[str, Any]:
     """Record one successful StartExecution call; returns the CloudTrail record."""
-    global _seq
-    who = identity(access_key, account, region, signing_key)
-    username = who.pop("_username")
     params: dict[str, Any] = {"stateMachineArn": request.get("stateMachineArn")}
     if request.get("name"):
         params["name"] = request["name"]  # `input` is left out, as AWS does (sensitive)
     start = response.get("startDate")
     elements = {"executionArn": response.get("executionArn"),
                 "startDate": _java_date(start) if isinstance(start, datetime.datetime) else start}
+    return record_call("states.amazonaws.com", "StartExecution", params, elements,
+                       [(RESOURCE_TYPE, params["stateMachineArn"])], access_key, account, region,
+                       user_agent, signing_key)
+
+
+def record_run_task(request: dict[str, Any], tasks: list[dict[str, Any]], access_key: str, account: str,
+                    region: str, user_agent: str = "", signing_key: str | None = None) -> dict[str, Any]:
+    """Record one successful ECS RunTask call (issue 15: the audit sweep reads them): the request's
+    cluster, taskDefinition, count, startedBy, launchType, group and overrides, as AWS records them;
+    `responseElements.tasks[]` with `taskArn`, `taskDefinitionArn`, `clusterArn`, `startedBy`."""
+    params = {k: v for k, v in request.items() if v is not None}
+    elements = {"tasks": [{k: t.get(k) for k in ("taskArn", "taskDefinitionArn", "clusterArn", "startedBy",
+                                                 "group", "lastStatus") if t.get(k) is not None}
+                          for t in tasks], "failures": []}
+    resources = [("AWS::ECS::TaskDefinition", t.get("taskDefinitionArn", "")) for t in tasks[:1]]
+    return record_call("ecs.amazonaws.com", "RunTask", params, elements, resources, access_key, account,
+                       region, user_agent, signing_key)
+
+
+def record_call(source: str, name: str, params: dict[str, Any], elements: dict[str, Any],
+                resources: list[tuple[str, str]], access_key: str, account: str, region: str,
+                user_agent: str = "", signing_key: str | None = None) -> dict[str, Any]:
+    """Record one successful management API call; returns the CloudTrail record."""
+    global _seq
+    who = identity(access_key, account, region, signing_key)
+    username = who.pop("_username")
     with _lock:
         now = utcnow().replace(microsecond=0)
         _seq += 1
         record = {
             "eventVersion": EVENT_VERSION, "userIdentity": who, "eventTime": _iso(now),
-            "eventSource": "states.amazonaws.com", "eventName": "StartExecution", "awsRegion": region,
+            "eventSource": source, "eventName": name, "awsRegion": region,
             "sourceIPAddress": "127.0.0.1", "userAgent": user_agent, "requestParameters": params,
             "responseElements": elements, "requestID": str(uuid.uuid4()), "eventID": str(uuid.uuid4()),
             "readOnly": False, "eventType": "AwsApiCall", "managementEvent": True,
             "recipientAccountId": account, "eventCategory": "Management",
         }
         EVENTS.append({"seq": _seq, "time": int(now.timestamp()), "account": account, "region": region,
-                       "username": username, "record": record})
+                       "username": username, "record": record, "resources": resources})
     return record
 
 
@@ -129,7 +152,7 @@ def _attribute_value(entry: dict[str, Any], key: str) -> list[str]:
     return {
         "EventId": [rec["eventID"]], "EventName": [rec["eventName"]],
         "ReadOnly": [str(rec["readOnly"]).lower()], "Username": [entry["username"]],
-        "ResourceType": [RESOURCE_TYPE], "ResourceName": [rec["requestParameters"]["stateMachineArn"]],
+        "ResourceType": [t for t, _ in entry["resources"]], "ResourceName": [n for _, n in entry["resources"]],
         "EventSource": [rec["eventSource"]], "AccessKeyId": [rec["userIdentity"].get("accessKeyId", "")],
     }[key]
 
@@ -140,7 +163,7 @@ def _shape(entry: dict[str, Any]) -> dict[str, Any]:
         "EventId": rec["eventID"], "EventName": rec["eventName"], "ReadOnly": str(rec["readOnly"]).lower(),
         "AccessKeyId": rec["userIdentity"].get("accessKeyId", ""), "EventTime": entry["time"],
         "EventSource": rec["eventSource"], "Username": entry["username"],
-        "Resources": [{"ResourceType": RESOURCE_TYPE, "ResourceName": rec["requestParameters"]["stateMachineArn"]}],
+        "Resources": [{"ResourceType": t, "ResourceName": n} for t, n in entry["resources"]],
         "CloudTrailEvent": json.dumps(rec, separators=(",", ":")),
     }
 

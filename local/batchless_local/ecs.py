@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 import os
 import signal
 import threading
@@ -226,7 +227,17 @@ def ecs_replacements(original: dict[str, Any]) -> dict[str, Any]:
                 TOKENS[token] = (time.time(), [t.arn for t in tasks])
         for t in tasks:
             t.start()
-        return ActionResult({"tasks": [t.describe() for t in tasks], "failures": []})
+        described = [t.describe() for t in tasks]
+        # CloudTrail records the call (the audit sweep reads RunTask records, issue 15).
+        from . import cloudtrail
+        signed = re.search(r"Credential=([^/,\s]+)/", self.headers.get("Authorization", ""))
+        cloudtrail.record_run_task(
+            {"cluster": self._get_param("cluster", "default"), "taskDefinition": self._get_param("taskDefinition"),
+             "count": count, "startedBy": params.get("startedBy"), "launchType": params.get("launchType"),
+             "group": params.get("group"), "overrides": params.get("overrides")},
+            described, self.get_access_key(), self.current_account, self.region,
+            self.headers.get("User-Agent", ""), signed.group(1) if signed else None)
+        return ActionResult({"tasks": described, "failures": []})
 
     def _find(ident: str) -> Task | None:
         with _lock:

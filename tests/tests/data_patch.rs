@@ -741,6 +741,13 @@ async fn audit_verify_names_an_edited_record_a_deleted_newest_record_and_a_rewri
         )
         .await?;
     }
+    // The audit writer signs the head (issue 15: `audit verify` requires a signed checkpoint).
+    p.stack
+        .invoke(
+            "AuditCheckFunction",
+            &json!({"mode": "seal", "chain": chain, "seq": 4}),
+        )
+        .await?;
     let args = ["audit", "verify", "--chain", chain];
     let verify = || p.cli(None, &args);
     let (ok, out) = verify().await?;

@@ -4,9 +4,12 @@
 //!   version, command, request hash and start time against the approved record → `COMPLIANT`
 //!   or `VIOLATION`.
 //! - Daily sweep: every build of the patch project in the window must be a compliant run of an
-//!   approved patch (a build started from the CodeBuild console has none), and every
-//!   `StartExecution` of the data-patch workflow that CloudTrail recorded must have been made
-//!   by the person the patch names as its requester.
+//!   approved patch (a build started from the CodeBuild console has none), every build of the
+//!   migration project must be one a migration run recorded, no build of either may carry a
+//!   buildspec other than the project's (batchless never sends a buildspec override), every
+//!   ECS `RunTask` of the job or bastion task definition that CloudTrail recorded must be a task
+//!   a batchless run recorded, and every `StartExecution` of the data-patch workflow must have
+//!   been made by the person the patch names as its requester.
 
 use std::collections::BTreeMap;
 
@@ -55,6 +58,9 @@ pub struct BuildFacts {
     pub initiator: Option<String>,
     pub status: Option<String>,
     pub env: BTreeMap<String, String>,
+    /// The buildspec the build ran (the project's, or a `buildspecOverride`).
+    #[serde(default)]
+    pub buildspec: Option<String>,
 }
 
 pub fn facts(b: &Build) -> BuildFacts {
@@ -79,6 +85,7 @@ pub fn facts(b: &Build) -> BuildFacts {
                     .collect()
             })
             .unwrap_or_default(),
+        buildspec: b.source().and_then(|s| s.buildspec()).map(str::to_string),
     }
 }
 
@@ -179,7 +186,9 @@ pub fn check_run(rec: &PatchRecord, b: &BuildFacts, people: &People) -> Verdict 
     }
 }
 
-/// Every build of `project` that started at or after `since`, newest first.
+/// Every build of `project` that started at or after `since`, newest first. No `sortOrder`
+/// (documented to fail past 100 builds): ListBuildsForProject lists newest first by default;
+/// the pages are read until one holds only builds older than `since`.
 pub async fn builds_since(
     codebuild: &aws_sdk_codebuild::Client,
     project: &str,
@@ -187,16 +196,16 @@ pub async fn builds_since(
 ) -> Result<Vec<BuildFacts>, Error> {
     let mut out = Vec::new();
     let mut token = None;
-    'pages: loop {
+    loop {
         let page = codebuild
             .list_builds_for_project()
             .project_name(project)
-            .sort_order(aws_sdk_codebuild::types::SortOrderType::Descending)
             .set_next_token(token)
             .send()
             .await
             .aws("ListBuildsForProject")?;
         let ids = page.ids().to_vec();
+        let mut any_recent = ids.is_empty();
         for chunk in ids.chunks(100) {
             let got = codebuild
                 .batch_get_builds()
@@ -212,9 +221,88 @@ pub async fn builds_since(
                     .as_deref()
                     .and_then(|t| crate::platform::time::parse("startTime", t).ok());
                 if started.is_some_and(|t| t < since) {
-                    break 'pages;
+                    continue;
                 }
+                any_recent = true;
                 out.push(b);
+            }
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() && any_recent => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    out.sort_by(|a, b| b.start_time.cmp(&a.start_time));
+    Ok(out)
+}
+
+/// The buildspec a project is configured with (what a build without an override runs).
+pub async fn project_buildspec(
+    codebuild: &aws_sdk_codebuild::Client,
+    project: &str,
+) -> Result<Option<String>, Error> {
+    let out = codebuild
+        .batch_get_projects()
+        .names(project)
+        .send()
+        .await
+        .aws("BatchGetProjects")?;
+    Ok(out
+        .projects()
+        .first()
+        .and_then(|p| p.source())
+        .and_then(|s| s.buildspec())
+        .map(str::to_string))
+}
+
+/// Pure: a build that ran another buildspec than its project's (batchless sends no override).
+pub fn buildspec_override(b: &BuildFacts, project_buildspec: Option<&str>) -> Option<String> {
+    let ran = b.buildspec.as_deref().unwrap_or_default();
+    if ran == project_buildspec.unwrap_or_default() {
+        return None;
+    }
+    Some(format!(
+        "build {} of project {} ran a buildspec override that batchless did not send (started by {} at {})",
+        b.build_id,
+        b.project,
+        b.initiator.as_deref().unwrap_or("an unknown initiator"),
+        b.start_time.as_deref().unwrap_or("an unknown time")
+    ))
+}
+
+/// CloudTrail management events named `event_name` since `since`, as parsed records.
+pub async fn cloudtrail_events(
+    cloudtrail: &aws_sdk_cloudtrail::Client,
+    event_name: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<serde_json::Value>, Error> {
+    use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = cloudtrail
+            .lookup_events()
+            .lookup_attributes(
+                LookupAttribute::builder()
+                    .attribute_key(LookupAttributeKey::EventName)
+                    .attribute_value(event_name)
+                    .build()
+                    .expect("key and value are set"),
+            )
+            .start_time(aws_smithy_types::DateTime::from_secs(since.timestamp()))
+            .end_time(aws_smithy_types::DateTime::from_secs(
+                crate::platform::time::now().timestamp() + 60,
+            ))
+            .set_next_token(token)
+            .send()
+            .await
+            .aws("LookupEvents")?;
+        for e in page.events() {
+            if let Some(v) = e
+                .cloud_trail_event()
+                .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw).ok())
+            {
+                out.push(v);
             }
         }
         match page.next_token() {
@@ -223,6 +311,116 @@ pub async fn builds_since(
         }
     }
     Ok(out)
+}
+
+/// An ECS `RunTask` or `ExecuteCommand` call CloudTrail recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsCall {
+    pub event_name: String,
+    pub event_id: String,
+    pub event_time: String,
+    pub principal: String,
+    /// RunTask: the task definition asked for; ExecuteCommand: empty.
+    pub task_definition: String,
+    /// The tasks started (RunTask) or entered (ExecuteCommand).
+    pub tasks: Vec<String>,
+    pub started_by: Option<String>,
+    pub command: Option<String>,
+}
+
+/// Pure: the ECS call a CloudTrail record describes, if it is `RunTask` or `ExecuteCommand`.
+pub fn ecs_call(v: &serde_json::Value) -> Option<EcsCall> {
+    if v["eventSource"] != "ecs.amazonaws.com" || v["errorCode"].is_string() {
+        return None;
+    }
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+    let name = text(&v["eventName"])?;
+    let req = &v["requestParameters"];
+    let tasks = match name.as_str() {
+        "RunTask" => v["responseElements"]["tasks"]
+            .as_array()
+            .map(|ts| ts.iter().filter_map(|t| text(&t["taskArn"])).collect())
+            .unwrap_or_default(),
+        "ExecuteCommand" => text(&req["task"]).into_iter().collect(),
+        _ => return None,
+    };
+    Some(EcsCall {
+        event_name: name,
+        event_id: text(&v["eventID"]).unwrap_or_default(),
+        event_time: text(&v["eventTime"]).unwrap_or_default(),
+        principal: text(&v["userIdentity"]["arn"]).unwrap_or_default(),
+        task_definition: text(&req["taskDefinition"]).unwrap_or_default(),
+        tasks,
+        started_by: text(&req["startedBy"]),
+        command: text(&req["command"]),
+    })
+}
+
+/// The family of a task definition reference (`family`, `family:3`, or its ARN).
+pub fn family_of(task_definition: &str) -> &str {
+    let name = task_definition
+        .rsplit_once(":task-definition/")
+        .map_or(task_definition, |(_, rest)| rest);
+    name.split(':').next().unwrap_or(name)
+}
+
+/// The last path segment of a task ARN (its id), or the text itself.
+pub fn task_id(task: &str) -> &str {
+    task.rsplit('/').next().unwrap_or(task)
+}
+
+/// Pure: an ECS call batchless did not make. `RunTask` of the job or bastion task definition
+/// must have started a task a batchless run recorded (the bastion runs as a service and is
+/// never `RunTask`ed); `ExecuteCommand` into a job task is never batchless's (operators enter
+/// the bastion, which the bastion watch follows).
+pub fn unsanctioned_ecs_call(
+    call: &EcsCall,
+    job_family: &str,
+    bastion_family: &str,
+    recorded_tasks: &std::collections::BTreeSet<String>,
+) -> Option<String> {
+    let recorded = |t: &str| recorded_tasks.contains(task_id(t));
+    match call.event_name.as_str() {
+        "RunTask" => {
+            let family = family_of(&call.task_definition);
+            if family != job_family && family != bastion_family {
+                return None;
+            }
+            if family == job_family
+                && !call.tasks.is_empty()
+                && call.tasks.iter().all(|t| recorded(t))
+            {
+                return None;
+            }
+            Some(format!(
+                "ECS RunTask of {} by {} at {} was not started by batchless (task(s) {}{})",
+                call.task_definition,
+                call.principal,
+                call.event_time,
+                if call.tasks.is_empty() {
+                    "none".to_string()
+                } else {
+                    call.tasks.join(", ")
+                },
+                call.started_by
+                    .as_deref()
+                    .map(|s| format!(", startedBy {s:?}"))
+                    .unwrap_or_default()
+            ))
+        }
+        "ExecuteCommand" if call.tasks.iter().any(|t| recorded(t)) => Some(format!(
+            "ECS ExecuteCommand into job task {} by {} at {}{}",
+            call.tasks.join(", "),
+            call.principal,
+            call.event_time,
+            call.command
+                .as_deref()
+                .map(|c| format!(" ({c:?})"))
+                .unwrap_or_default()
+        )),
+        _ => None,
+    }
 }
 
 /// Who started an execution of the data-patch workflow, as CloudTrail recorded it.
@@ -347,6 +545,7 @@ mod tests {
             start_time: Some("2026-11-28T13:06:00Z".into()),
             initiator: Some("start-patch-build".into()),
             status: Some("SUCCEEDED".into()),
+            buildspec: Some("version: 0.2".into()),
             env: [
                 (build_env::PATCH_ID, run.patch_id.clone()),
                 (build_env::COMMAND, run.command.clone()),
@@ -419,5 +618,73 @@ mod tests {
         assert!(requester_mismatch(&started, &rec, &p)
             .unwrap()
             .contains("nobody in the people map"));
+    }
+
+    #[test]
+    fn a_buildspec_other_than_the_projects_is_an_override() {
+        let (_, b) = approved();
+        assert_eq!(buildspec_override(&b, Some("version: 0.2")), None);
+        let found = buildspec_override(&b, Some("version: 0.2\nphases: {}")).unwrap();
+        assert!(
+            found.contains("buildspec override that batchless did not send"),
+            "{found}"
+        );
+    }
+
+    #[test]
+    fn ecs_calls_batchless_did_not_make_are_named() {
+        use std::collections::BTreeSet;
+        let run_task = serde_json::json!({
+            "eventSource": "ecs.amazonaws.com", "eventName": "RunTask", "eventID": "e1",
+            "eventTime": "2026-11-28T13:00:00Z",
+            "userIdentity": {"arn": "arn:aws:iam::123456789012:user/alice"},
+            "requestParameters": {"taskDefinition": "batchless-staging-job:3", "startedBy": "me"},
+            "responseElements": {"tasks": [{"taskArn": "arn:aws:ecs:us-east-1:123456789012:task/c/abc"}]},
+        });
+        let call = ecs_call(&run_task).unwrap();
+        assert_eq!(call.tasks.len(), 1);
+        let job =
+            family_of("arn:aws:ecs:us-east-1:123456789012:task-definition/batchless-staging-job:1");
+        assert_eq!(job, "batchless-staging-job");
+        let none = BTreeSet::new();
+        let found = unsanctioned_ecs_call(&call, job, "batchless-staging-bastion", &none).unwrap();
+        assert!(
+            found.contains("was not started by batchless") && found.contains("user/alice"),
+            "{found}"
+        );
+        // A task a job run recorded is batchless's.
+        let recorded: BTreeSet<String> = ["abc".to_string()].into();
+        assert_eq!(
+            unsanctioned_ecs_call(&call, job, "batchless-staging-bastion", &recorded),
+            None
+        );
+        // The bastion is never RunTask'ed by batchless; other families are not ours to judge.
+        let mut bastion = call.clone();
+        bastion.task_definition = "batchless-staging-bastion".into();
+        assert!(
+            unsanctioned_ecs_call(&bastion, job, "batchless-staging-bastion", &recorded).is_some()
+        );
+        let mut other = call.clone();
+        other.task_definition = "someone-elses:1".into();
+        assert_eq!(
+            unsanctioned_ecs_call(&other, job, "batchless-staging-bastion", &none),
+            None
+        );
+        // ExecuteCommand into a job task.
+        let exec = serde_json::json!({
+            "eventSource": "ecs.amazonaws.com", "eventName": "ExecuteCommand", "eventID": "e2",
+            "userIdentity": {"arn": "arn:aws:iam::123456789012:user/alice"},
+            "requestParameters": {"task": "abc", "command": "/bin/sh", "cluster": "c"},
+        });
+        let exec = ecs_call(&exec).unwrap();
+        assert!(
+            unsanctioned_ecs_call(&exec, job, "batchless-staging-bastion", &recorded)
+                .unwrap()
+                .contains("ExecuteCommand into job task abc")
+        );
+        // A failed call started nothing.
+        let mut failed = run_task.clone();
+        failed["errorCode"] = serde_json::json!("AccessDeniedException");
+        assert_eq!(ecs_call(&failed), None);
     }
 }

@@ -181,6 +181,14 @@ pub fn cloudtrail(config: &SdkConfig) -> aws_sdk_cloudtrail::Client {
     aws_sdk_cloudtrail::Client::new(config)
 }
 
+pub fn kms(config: &SdkConfig) -> aws_sdk_kms::Client {
+    aws_sdk_kms::Client::new(config)
+}
+
+pub fn lambda(config: &SdkConfig) -> aws_sdk_lambda::Client {
+    aws_sdk_lambda::Client::new(config)
+}
+
 /// A build id from either form: `project:uuid` or the build ARN.
 pub fn normalize_build_id(id: &str) -> &str {
     id.rsplit_once(":build/")

@@ -9,10 +9,21 @@
 //! - Every record's hash is also anchored in S3 (`audit/<chain>/anchors/<seq>.json`; Object
 //!   Lock in compliance mode on AWS), so deleting the newest record, or rewriting the whole
 //!   chain with recomputed hashes, is detected by [`verify`].
+//! - Only the audit writer (the `audit-check` function's role) writes `audit/` and may call
+//!   `kms:Sign` with the signing key: [`seal`] anchors every record not yet anchored (after
+//!   checking it links to the anchored chain) and writes a signed checkpoint of the head
+//!   (`audit/<chain>/checkpoints/<seq>.json`, ECDSA P-256 over [`checkpoint_message`]). Other
+//!   functions append to DynamoDB and invoke the writer (`AUDIT_WRITER_FUNCTION`), so whoever
+//!   can write the table still cannot re-anchor or re-sign a rewritten chain.
+//! - [`verify_trail`] reads every S3 object *version* under the prefix (an overwritten or
+//!   deleted anchor or checkpoint is a finding, delete markers included), checks each
+//!   checkpoint's signature with `kms:Verify`, and cross-checks the chain with the patches
+//!   table and the data-patch executions ([`CrossCheck`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -204,23 +215,325 @@ async fn get_record(t: &Trail<'_>, seq: u64) -> Result<Option<AuditRecord>, Erro
         .transpose()
 }
 
-/// Write the S3 anchor of a record (idempotent: same key, same content).
-async fn anchor(t: &Trail<'_>, r: &AuditRecord) -> Result<(), Error> {
-    let body = serde_json::to_vec(&Anchor {
+/// The S3 object `key`'s current content, if it exists.
+async fn current_object(t: &Trail<'_>, key: &str) -> Result<Option<Vec<u8>>, Error> {
+    match t
+        .s3
+        .get_object()
+        .bucket(t.bucket)
+        .key(key)
+        .send()
+        .await
+        .aws("GetObject")
+    {
+        Ok(out) => Ok(Some(
+            out.body
+                .collect()
+                .await
+                .map_err(|e| Error::Corrupt(format!("reading {key}: {e}")))?
+                .into_bytes()
+                .to_vec(),
+        )),
+        Err(e) if e.is_code("NoSuchKey") || e.is_code("NotFound") => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Put an audit object: never over an existing one (a version history with one entry per key
+/// is what `verify` expects), retained under Object Lock for `lock_days` when set.
+async fn put_audit_object(
+    t: &Trail<'_>,
+    key: &str,
+    body: Vec<u8>,
+    lock_days: u32,
+) -> Result<(), Error> {
+    let mut put =
+        t.s3.put_object()
+            .bucket(t.bucket)
+            .key(key)
+            .content_type("application/json")
+            .if_none_match("*")
+            .body(body.into());
+    if lock_days > 0 {
+        let until = crate::platform::time::now() + chrono::Duration::days(lock_days as i64);
+        put = put
+            .object_lock_mode(aws_sdk_s3::types::ObjectLockMode::Compliance)
+            .object_lock_retain_until_date(aws_smithy_types::DateTime::from_secs(
+                until.timestamp(),
+            ));
+    }
+    match put.send().await.aws("PutObject") {
+        Ok(_) => Ok(()),
+        // Written before (a retried step): the content is checked by the caller.
+        Err(e) if e.is_code("PreconditionFailed") || e.is_code("ConditionalRequestConflict") => {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn anchor_body(r: &AuditRecord) -> Vec<u8> {
+    serde_json::to_vec(&Anchor {
         seq: r.seq,
         hash: r.hash.clone(),
         at: r.at.clone(),
     })
-    .expect("anchors serialize");
-    t.s3.put_object()
-        .bucket(t.bucket)
-        .key(anchor_key(t.chain, r.seq))
-        .content_type("application/json")
-        .body(body.into())
-        .send()
+    .expect("anchors serialize")
+}
+
+/// Write the S3 anchor of a record, once; an existing anchor with another hash is tampering
+/// and is refused (nothing is overwritten).
+async fn anchor(t: &Trail<'_>, r: &AuditRecord, lock_days: u32) -> Result<(), Error> {
+    let key = anchor_key(t.chain, r.seq);
+    if let Some(existing) = current_object(t, &key).await? {
+        let a: Anchor = serde_json::from_slice(&existing)
+            .map_err(|e| Error::Corrupt(format!("anchor {key} is not an anchor: {e}")))?;
+        if a.hash != r.hash {
+            return Err(Error::Corrupt(format!(
+                "audit record {} of chain {} does not match its S3 anchor (the chain was rewritten); not anchoring",
+                r.seq, t.chain
+            )));
+        }
+        return Ok(());
+    }
+    put_audit_object(t, &key, anchor_body(r), lock_days).await
+}
+
+/// A signed checkpoint of the chain head (the object `audit/<chain>/checkpoints/<seq>.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Checkpoint {
+    pub chain: String,
+    pub seq: u64,
+    pub hash: String,
+    pub at: String,
+    /// The KMS key that signed it (as the writer named it).
+    pub key_id: String,
+    pub algorithm: String,
+    /// Base64 of the DER ECDSA signature over [`checkpoint_message`].
+    pub signature: String,
+}
+
+/// The one signing algorithm of checkpoints (the key is `ECC_NIST_P256`, `SIGN_VERIFY`).
+pub const SIGNING_ALGORITHM: &str = "ECDSA_SHA_256";
+
+/// What a checkpoint's signature covers.
+pub fn checkpoint_message(chain: &str, seq: u64, hash: &str, at: &str) -> Vec<u8> {
+    let body =
+        canonical_json(&serde_json::json!({"chain": chain, "seq": seq, "hash": hash, "at": at}));
+    format!("batchless-audit-checkpoint-v1\n{body}").into_bytes()
+}
+
+pub fn checkpoint_key(chain: &str, seq: u64) -> String {
+    format!("audit/{chain}/checkpoints/{seq:012}.json")
+}
+
+pub fn checkpoint_prefix(chain: &str) -> String {
+    format!("audit/{chain}/checkpoints/")
+}
+
+/// The audit writer: Object Lock retention of what it writes and the key it signs with.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    pub kms: Option<(aws_sdk_kms::Client, String)>,
+    pub lock_days: u32,
+}
+
+impl Writer {
+    /// `AUDIT_SIGNING_KEY` (the asymmetric key only the writer may sign with) and
+    /// `AUDIT_LOCK_DAYS` (0: no Object Lock retention on what it writes).
+    pub fn from_env(sdk: &aws_types::SdkConfig) -> Result<Self, Error> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let lock_days = match var("AUDIT_LOCK_DAYS") {
+            None => 0,
+            Some(v) => v.parse().map_err(|_| {
+                Error::Config(format!(
+                    "AUDIT_LOCK_DAYS must be a number of days, not {v:?}"
+                ))
+            })?,
+        };
+        Ok(Writer {
+            kms: var("AUDIT_SIGNING_KEY").map(|k| (crate::platform::aws::kms(sdk), k)),
+            lock_days,
+        })
+    }
+}
+
+/// How this process publishes (anchors and checkpoints) what it appended.
+enum Publisher {
+    /// Not the audit writer: invoke it (`AUDIT_WRITER_FUNCTION`).
+    Invoke(aws_sdk_lambda::Client, String),
+    /// The audit writer itself (`AUDIT_SIGNING_KEY`, `AUDIT_LOCK_DAYS`).
+    Direct(Writer),
+    /// Neither configured (unit tests, tools): anchor the appended record, sign nothing.
+    Plain,
+}
+
+static PUBLISHER: tokio::sync::OnceCell<Publisher> = tokio::sync::OnceCell::const_new();
+
+async fn publisher() -> Result<&'static Publisher, Error> {
+    PUBLISHER
+        .get_or_try_init(|| async {
+            let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+            // The writer is the function that holds the signing key; every other one invokes it.
+            if var("AUDIT_SIGNING_KEY").is_some() {
+                let sdk = crate::platform::aws::load_config().await;
+                return Ok(Publisher::Direct(Writer::from_env(&sdk)?));
+            }
+            match var("AUDIT_WRITER_FUNCTION") {
+                Some(function) => {
+                    let sdk = crate::platform::aws::load_config().await;
+                    Ok(Publisher::Invoke(
+                        crate::platform::aws::lambda(&sdk),
+                        function,
+                    ))
+                }
+                None => Ok(Publisher::Plain),
+            }
+        })
         .await
-        .aws("PutObject")?;
-    Ok(())
+}
+
+/// After an append: anchor and checkpoint the chain up to `r`, here or through the writer.
+async fn publish(t: &Trail<'_>, r: &AuditRecord) -> Result<(), Error> {
+    let seq = r.seq;
+    match publisher().await? {
+        Publisher::Plain => {
+            t.s3.put_object()
+                .bucket(t.bucket)
+                .key(anchor_key(t.chain, seq))
+                .content_type("application/json")
+                .body(anchor_body(r).into())
+                .send()
+                .await
+                .aws("PutObject")?;
+            Ok(())
+        }
+        Publisher::Direct(w) => seal(t, w, seq).await.map(|_| ()),
+        Publisher::Invoke(lambda, function) => {
+            let payload = serde_json::json!({"mode": "seal", "chain": t.chain, "seq": seq});
+            let out = lambda
+                .invoke()
+                .function_name(function)
+                .payload(aws_smithy_types::Blob::new(payload.to_string()))
+                .send()
+                .await
+                .aws("Invoke")?;
+            if let Some(err) = out.function_error() {
+                let body = out
+                    .payload()
+                    .map(|p| String::from_utf8_lossy(p.as_ref()).into_owned())
+                    .unwrap_or_default();
+                return Err(Error::Corrupt(format!(
+                    "the audit writer could not seal chain {} at {seq}: {err}: {body}",
+                    t.chain
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// What [`seal`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sealed {
+    pub anchored: Vec<u64>,
+    pub checkpoint: Option<u64>,
+}
+
+/// How far back [`seal`] looks for records not yet anchored.
+const SEAL_LOOKBACK: u64 = 200;
+
+/// The audit writer's step: anchor every record up to `seq` that is not anchored yet (each must
+/// carry its own hash and link to the anchored record before it, else nothing is anchored),
+/// then sign a checkpoint of `seq`. Idempotent.
+pub async fn seal(t: &Trail<'_>, w: &Writer, seq: u64) -> Result<Sealed, Error> {
+    let mut pending = Vec::new();
+    let mut base: Option<AuditRecord> = None;
+    let mut at = seq;
+    while at >= 1 && pending.len() as u64 <= SEAL_LOOKBACK {
+        let r = get_record(t, at).await?.ok_or_else(|| {
+            Error::Corrupt(format!(
+                "audit chain {}: record {at} is missing; not sealing",
+                t.chain
+            ))
+        })?;
+        if current_object(t, &anchor_key(t.chain, at)).await?.is_some() {
+            base = Some(r);
+            break;
+        }
+        pending.push(r);
+        at -= 1;
+    }
+    pending.reverse();
+    let mut prev = base;
+    if let Some(b) = &prev {
+        // Refuses when the anchored base no longer matches (the chain was rewritten).
+        anchor(t, b, w.lock_days).await?;
+    }
+    for r in &pending {
+        let expected_prev = prev.as_ref().map_or(GENESIS_HASH, |p| p.hash.as_str());
+        if record_hash(r) != r.hash
+            || (r.seq == 1 || prev.is_some()) && r.prev_hash != expected_prev
+        {
+            return Err(Error::Corrupt(format!(
+                "audit chain {}: record {} does not carry its own hash or does not link to record {}; not sealing",
+                t.chain,
+                r.seq,
+                r.seq - 1
+            )));
+        }
+        prev = Some(r.clone());
+    }
+    let mut anchored = Vec::new();
+    for r in &pending {
+        anchor(t, r, w.lock_days).await?;
+        anchored.push(r.seq);
+    }
+    let mut checkpoint = None;
+    if let (Some((kms, key_id)), Some(head)) = (&w.kms, prev.as_ref().filter(|p| p.seq == seq)) {
+        let key = checkpoint_key(t.chain, seq);
+        if current_object(t, &key).await?.is_none() {
+            let out = kms
+                .sign()
+                .key_id(key_id)
+                .message(aws_smithy_types::Blob::new(checkpoint_message(
+                    t.chain, head.seq, &head.hash, &head.at,
+                )))
+                .message_type(aws_sdk_kms::types::MessageType::Raw)
+                .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
+                .send()
+                .await
+                .aws("Sign")?;
+            let signature = out
+                .signature()
+                .map(|b| base64::engine::general_purpose::STANDARD.encode(b.as_ref()))
+                .ok_or_else(|| Error::Corrupt("KMS Sign returned no signature".into()))?;
+            let c = Checkpoint {
+                chain: t.chain.to_string(),
+                seq: head.seq,
+                hash: head.hash.clone(),
+                at: head.at.clone(),
+                key_id: key_id.clone(),
+                algorithm: SIGNING_ALGORITHM.into(),
+                signature,
+            };
+            put_audit_object(
+                t,
+                &key,
+                serde_json::to_vec(&c).expect("checkpoints serialize"),
+                w.lock_days,
+            )
+            .await?;
+            checkpoint = Some(seq);
+        }
+    }
+    tracing::info!(chain = t.chain, seq, anchored = ?anchored, checkpoint = ?checkpoint, "audit chain sealed");
+    Ok(Sealed {
+        anchored,
+        checkpoint,
+    })
 }
 
 /// The seq of the record appended under `key`, if there is one.
@@ -240,8 +553,8 @@ pub async fn append(t: &Trail<'_>, entry: &Entry) -> Result<(AuditRecord, bool),
                     entry.key
                 ))
             })?;
-            // A crash between the write and the anchor is healed by the retry.
-            anchor(t, &existing).await?;
+            // A crash between the write and the seal is healed by the retry.
+            publish(t, &existing).await?;
             return Ok((existing, false));
         }
         let head = read_head(t).await?;
@@ -294,7 +607,7 @@ pub async fn append(t: &Trail<'_>, entry: &Entry) -> Result<(AuditRecord, bool),
                 .aws("TransactWriteItems");
         match res {
             Ok(_) => {
-                anchor(t, &record).await?;
+                publish(t, &record).await?;
                 tracing::info!(chain = t.chain, seq = record.seq, event = %record.event, patch = %record.patch_id, "audit record appended");
                 return Ok((record, true));
             }
@@ -341,40 +654,287 @@ pub async fn read_chain(t: &Trail<'_>) -> Result<(Vec<AuditRecord>, Option<Head>
     Ok((records, read_head(t).await?))
 }
 
-/// Every S3 anchor of the chain.
+/// Every S3 anchor of the chain: every version of every anchor object.
 pub async fn read_anchors(t: &Trail<'_>) -> Result<Vec<Anchor>, Error> {
-    let mut anchors = Vec::new();
-    let mut token = None;
+    anchors_of(&read_history(t, &anchor_prefix(t.chain)).await?)
+}
+
+/// Every version of one S3 object, oldest first, and how many delete markers it has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    pub key: String,
+    pub versions: Vec<Vec<u8>>,
+    pub delete_markers: usize,
+    /// The current version is a delete marker (or there is none).
+    pub deleted: bool,
+}
+
+/// Every object version and delete marker under `prefix` (ListObjectVersions), each
+/// version's content read with GetObject by version id.
+pub async fn read_history(t: &Trail<'_>, prefix: &str) -> Result<Vec<History>, Error> {
+    // Per key: version ids (newest first), delete markers, whether the latest is a marker.
+    type Listed = (Vec<(String, bool)>, usize, bool);
+    let mut by_key: BTreeMap<String, Listed> = BTreeMap::new();
+    let (mut key_marker, mut version_marker) = (None, None);
     loop {
         let out =
-            t.s3.list_objects_v2()
+            t.s3.list_object_versions()
                 .bucket(t.bucket)
-                .prefix(anchor_prefix(t.chain))
-                .set_continuation_token(token)
+                .prefix(prefix)
+                .set_key_marker(key_marker)
+                .set_version_id_marker(version_marker)
                 .send()
                 .await
-                .aws("ListObjectsV2")?;
-        for obj in out.contents() {
-            let Some(key) = obj.key() else { continue };
-            let body =
-                t.s3.get_object()
-                    .bucket(t.bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .aws("GetObject")?
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| Error::Corrupt(format!("reading {key}: {e}")))?
-                    .into_bytes();
-            let a: Anchor = serde_json::from_slice(&body)
-                .map_err(|e| Error::Corrupt(format!("anchor {key} is not an anchor: {e}")))?;
-            anchors.push(a);
+                .aws("ListObjectVersions")?;
+        // Newest first within a key (as S3 lists them).
+        for v in out.versions() {
+            let (Some(key), Some(id)) = (v.key(), v.version_id()) else {
+                continue;
+            };
+            let e = by_key.entry(key.to_string()).or_default();
+            e.0.push((id.to_string(), v.is_latest().unwrap_or(false)));
         }
-        match out.next_continuation_token() {
-            Some(t) => token = Some(t.to_string()),
-            None => break,
+        for m in out.delete_markers() {
+            let Some(key) = m.key() else { continue };
+            let e = by_key.entry(key.to_string()).or_default();
+            e.1 += 1;
+            if m.is_latest().unwrap_or(false) {
+                e.2 = true;
+            }
+        }
+        if out.is_truncated() == Some(true) {
+            key_marker = out.next_key_marker().map(str::to_string);
+            version_marker = out.next_version_id_marker().map(str::to_string);
+            if key_marker.is_none() {
+                break;
+            }
+        } else {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    for (key, (mut versions, delete_markers, deleted)) in by_key {
+        versions.reverse();
+        let mut h = History {
+            key: key.clone(),
+            delete_markers,
+            deleted: deleted || versions.is_empty(),
+            versions: Vec::new(),
+        };
+        for (id, _) in versions {
+            let mut get = t.s3.get_object().bucket(t.bucket).key(&key);
+            if id != "null" {
+                get = get.version_id(&id);
+            }
+            let body = get
+                .send()
+                .await
+                .aws("GetObject")?
+                .body
+                .collect()
+                .await
+                .map_err(|e| Error::Corrupt(format!("reading {key}: {e}")))?
+                .into_bytes();
+            h.versions.push(body.to_vec());
+        }
+        out.push(h);
+    }
+    Ok(out)
+}
+
+/// A checkpoint as read: its content and whether `kms:Verify` accepted its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadCheckpoint {
+    pub checkpoint: Checkpoint,
+    pub signature_valid: bool,
+}
+
+/// What [`verify_evidence`] reads besides the chain: S3 histories and the cross-check.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evidence {
+    pub anchor_history: Vec<History>,
+    pub checkpoint_history: Vec<History>,
+    /// Every version of every checkpoint, signature checked. `None`: no signing key given.
+    pub checkpoints: Option<Vec<ReadCheckpoint>>,
+    pub cross: Option<CrossCheck>,
+}
+
+/// The patches table and the data-patch executions, to compare with the chain.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CrossCheck {
+    /// Every patch id in the patches table.
+    pub patches: Vec<String>,
+    /// Executions that must have audit records: (name, status).
+    pub executions: Vec<(String, String)>,
+}
+
+fn seq_of(key: &str) -> Option<u64> {
+    key.rsplit('/').next()?.strip_suffix(".json")?.parse().ok()
+}
+
+/// Pure: the problems the S3 histories, the checkpoints and the cross-check show.
+pub fn verify_evidence(records: &[AuditRecord], ev: &Evidence) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for h in ev.anchor_history.iter().chain(&ev.checkpoint_history) {
+        if h.versions.len() > 1 {
+            problems.push(Problem::Overwritten {
+                key: h.key.clone(),
+                versions: h.versions.len() as u64,
+            });
+        }
+        if h.delete_markers > 0 || h.deleted {
+            problems.push(Problem::Deleted {
+                key: h.key.clone(),
+                delete_markers: h.delete_markers as u64,
+            });
+        }
+    }
+    let by_seq: BTreeMap<u64, &AuditRecord> = records.iter().map(|r| (r.seq, r)).collect();
+    let last_seq = by_seq.keys().next_back().copied().unwrap_or(0);
+    if let Some(checkpoints) = &ev.checkpoints {
+        let mut signed = BTreeSet::new();
+        for c in checkpoints {
+            let cp = &c.checkpoint;
+            if !c.signature_valid {
+                problems.push(Problem::BadSignature { seq: cp.seq });
+                continue;
+            }
+            match by_seq.get(&cp.seq) {
+                Some(r) if r.hash == cp.hash => {
+                    signed.insert(cp.seq);
+                }
+                Some(r) => problems.push(Problem::CheckpointMismatch {
+                    seq: cp.seq,
+                    signed: cp.hash.clone(),
+                    found: r.hash.clone(),
+                }),
+                None => problems.push(Problem::CheckpointAhead {
+                    seq: cp.seq,
+                    last_seq,
+                }),
+            }
+        }
+        if last_seq > 0 && !signed.contains(&last_seq) {
+            problems.push(Problem::Unsigned { seq: last_seq });
+        }
+    }
+    if let Some(cross) = &ev.cross {
+        let audited: BTreeSet<&str> = records.iter().map(|r| r.patch_id.as_str()).collect();
+        if records.is_empty() && !cross.patches.is_empty() {
+            problems.push(Problem::ChainEmpty {
+                patches: cross.patches.len() as u64,
+            });
+        }
+        for p in &cross.patches {
+            if !audited.contains(p.as_str()) {
+                problems.push(Problem::PatchUnaudited {
+                    patch_id: p.clone(),
+                });
+            }
+        }
+        for (name, status) in &cross.executions {
+            if !audited.contains(name.as_str()) {
+                problems.push(Problem::ExecutionUnaudited {
+                    execution: name.clone(),
+                    status: status.clone(),
+                });
+            }
+        }
+    }
+    problems
+}
+
+/// How to verify a trail fully.
+#[derive(Debug, Clone)]
+pub struct Checks<'a> {
+    pub kms: &'a aws_sdk_kms::Client,
+    /// The signing key (`alias/batchless-<env>-audit-signing`): checkpoints signed by any other
+    /// key do not verify.
+    pub signing_key: &'a str,
+    pub cross: Option<CrossCheck>,
+}
+
+async fn signature_valid(
+    kms: &aws_sdk_kms::Client,
+    key: &str,
+    cp: &Checkpoint,
+) -> Result<bool, Error> {
+    let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(&cp.signature) else {
+        return Ok(false);
+    };
+    let res = kms
+        .verify()
+        .key_id(key)
+        .message(aws_smithy_types::Blob::new(checkpoint_message(
+            &cp.chain, cp.seq, &cp.hash, &cp.at,
+        )))
+        .message_type(aws_sdk_kms::types::MessageType::Raw)
+        .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
+        .signature(aws_smithy_types::Blob::new(sig))
+        .send()
+        .await
+        .aws("Verify");
+    match res {
+        Ok(out) => Ok(out.signature_valid()),
+        Err(e) if e.is_code("KMSInvalidSignatureException") => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Read everything (the chain, every S3 version, the checkpoints' signatures) and verify it.
+pub async fn verify_full(t: &Trail<'_>, checks: &Checks<'_>) -> Result<Verification, Error> {
+    let (records, head) = read_chain(t).await?;
+    let anchor_history = read_history(t, &anchor_prefix(t.chain)).await?;
+    let checkpoint_history = read_history(t, &checkpoint_prefix(t.chain)).await?;
+    let mut checkpoints = Vec::new();
+    for h in &checkpoint_history {
+        for body in &h.versions {
+            let Ok(cp) = serde_json::from_slice::<Checkpoint>(body) else {
+                checkpoints.push(ReadCheckpoint {
+                    checkpoint: Checkpoint {
+                        chain: t.chain.into(),
+                        seq: seq_of(&h.key).unwrap_or(0),
+                        hash: String::new(),
+                        at: String::new(),
+                        key_id: String::new(),
+                        algorithm: String::new(),
+                        signature: String::new(),
+                    },
+                    signature_valid: false,
+                });
+                continue;
+            };
+            let valid = cp.chain == t.chain
+                && seq_of(&h.key) == Some(cp.seq)
+                && signature_valid(checks.kms, checks.signing_key, &cp).await?;
+            checkpoints.push(ReadCheckpoint {
+                checkpoint: cp,
+                signature_valid: valid,
+            });
+        }
+    }
+    let anchors = anchors_of(&anchor_history)?;
+    let mut v = verify(&records, head.as_ref(), &anchors);
+    v.problems.extend(verify_evidence(
+        &records,
+        &Evidence {
+            anchor_history,
+            checkpoint_history,
+            checkpoints: Some(checkpoints),
+            cross: checks.cross.clone(),
+        },
+    ));
+    Ok(v)
+}
+
+/// Every version of every anchor (a rewritten anchor's old version still counts).
+fn anchors_of(history: &[History]) -> Result<Vec<Anchor>, Error> {
+    let mut anchors = Vec::new();
+    for h in history {
+        for body in &h.versions {
+            let a: Anchor = serde_json::from_slice(body)
+                .map_err(|e| Error::Corrupt(format!("anchor {} is not an anchor: {e}", h.key)))?;
+            anchors.push(a);
         }
     }
     anchors.sort_by_key(|a| a.seq);
@@ -415,6 +975,28 @@ pub enum Problem {
     },
     /// A record is not anchored in S3.
     Unanchored { seq: u64 },
+    /// An audit object (anchor or checkpoint) has more than one version: it was overwritten.
+    Overwritten { key: String, versions: u64 },
+    /// An audit object was deleted (a delete marker, or no version left).
+    Deleted { key: String, delete_markers: u64 },
+    /// A checkpoint's signature does not verify with the signing key: forged.
+    BadSignature { seq: u64 },
+    /// A validly signed checkpoint names another hash than the chain's record.
+    CheckpointMismatch {
+        seq: u64,
+        signed: String,
+        found: String,
+    },
+    /// A validly signed checkpoint is past the chain's last record: the tail was truncated.
+    CheckpointAhead { seq: u64, last_seq: u64 },
+    /// The chain's last record has no validly signed checkpoint.
+    Unsigned { seq: u64 },
+    /// The chain is empty while the patches table has patches.
+    ChainEmpty { patches: u64 },
+    /// A patch in the patches table has no audit records.
+    PatchUnaudited { patch_id: String },
+    /// A data-patch execution has no audit records.
+    ExecutionUnaudited { execution: String, status: String },
 }
 
 impl std::fmt::Display for Problem {
@@ -459,6 +1041,43 @@ impl std::fmt::Display for Problem {
                 short(found)
             ),
             Problem::Unanchored { seq } => write!(f, "record {seq} has no S3 anchor"),
+            Problem::Overwritten { key, versions } => write!(
+                f,
+                "{key} was overwritten: S3 keeps {versions} versions of it"
+            ),
+            Problem::Deleted { key, delete_markers } => write!(
+                f,
+                "{key} was deleted ({delete_markers} delete marker(s))"
+            ),
+            Problem::BadSignature { seq } => write!(
+                f,
+                "the checkpoint of record {seq} is not signed by the audit writer's key (forged)"
+            ),
+            Problem::CheckpointMismatch { seq, signed, found } => write!(
+                f,
+                "record {seq} was rewritten: the signed checkpoint says {} but the chain has {}",
+                short(signed),
+                short(found)
+            ),
+            Problem::CheckpointAhead { seq, last_seq } => write!(
+                f,
+                "the chain was truncated: record {seq} has a signed checkpoint but the last record is {last_seq}"
+            ),
+            Problem::Unsigned { seq } => write!(
+                f,
+                "the chain head (record {seq}) has no checkpoint signed by the audit writer"
+            ),
+            Problem::ChainEmpty { patches } => write!(
+                f,
+                "the audit chain is empty but the patches table has {patches} patch(es): the chain was wiped"
+            ),
+            Problem::PatchUnaudited { patch_id } => {
+                write!(f, "patch {patch_id} is in the patches table but has no audit records")
+            }
+            Problem::ExecutionUnaudited { execution, status } => write!(
+                f,
+                "data-patch execution {execution} ({status}) has no audit records"
+            ),
         }
     }
 }
@@ -582,7 +1201,8 @@ pub fn verify(records: &[AuditRecord], head: Option<&Head>, anchors: &[Anchor]) 
     }
 }
 
-/// Read everything and verify it.
+/// Read the chain and every anchor version and verify them (no signatures, no cross-check:
+/// [`verify_full`] adds those).
 pub async fn verify_trail(t: &Trail<'_>) -> Result<Verification, Error> {
     let (records, head) = read_chain(t).await?;
     let anchors = read_anchors(t).await?;

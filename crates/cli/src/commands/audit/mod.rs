@@ -23,9 +23,90 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The chain to verify.
+    /// The chain to verify (the data-patch chain is also cross-checked with the patches table
+    /// and the data-patch executions).
     #[arg(long, default_value = audit::PATCH_CHAIN)]
     pub chain: String,
+    /// The KMS key checkpoints must be signed with (default `alias/batchless-<env>-audit-signing`).
+    #[arg(long)]
+    pub signing_key: Option<String>,
+}
+
+/// Executions this young may not have recorded their request yet.
+const GRACE_SECONDS: i64 = 600;
+
+/// Every patch id in the patches table (its patch records: they carry an environment and a
+/// status; the table's other items, e.g. replay markers, do not).
+async fn patch_ids(
+    db: &aws_sdk_dynamodb::Client,
+    table: &str,
+    environment: &str,
+) -> Result<Vec<String>> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let mut ids = Vec::new();
+    let mut start = None;
+    loop {
+        let out = db
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .filter_expression("environment = :e AND attribute_exists(#s)")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":e", AttributeValue::S(environment.to_string()))
+            .projection_expression("patchId")
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        for item in out.items() {
+            if let Some(AttributeValue::S(id)) = item.get("patchId") {
+                ids.push(id.clone());
+            }
+        }
+        match out.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => break,
+        }
+    }
+    Ok(ids)
+}
+
+/// The data-patch executions that must have audit records: all but those that failed
+/// `InvalidInput` (refused before anything was recorded) and those still starting.
+async fn audited_executions(sfn: &aws_sdk_sfn::Client, arn: &str) -> Result<Vec<(String, String)>> {
+    use aws_sdk_sfn::types::ExecutionStatus;
+    let mut out = Vec::new();
+    let mut token = None;
+    let now = time::now().timestamp();
+    loop {
+        let page = sfn
+            .list_executions()
+            .state_machine_arn(arn)
+            .set_next_token(token)
+            .send()
+            .await?;
+        for e in page.executions() {
+            let status = e.status();
+            if *status == ExecutionStatus::Running && now - e.start_date().secs() < GRACE_SECONDS {
+                continue;
+            }
+            if *status == ExecutionStatus::Failed {
+                let d = sfn
+                    .describe_execution()
+                    .execution_arn(e.execution_arn())
+                    .send()
+                    .await?;
+                if d.error() == Some("InvalidInput") {
+                    continue;
+                }
+            }
+            out.push((e.name().to_string(), status.as_str().to_string()));
+        }
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -64,8 +145,31 @@ pub async fn run(cx: &Context, cmd: Command) -> Result<ExitCode> {
         ..b.trail()
     };
     match cmd {
-        Command::Verify(_) => {
-            let v = audit::verify_trail(&trail)
+        Command::Verify(a) => {
+            let cross = if chain == audit::PATCH_CHAIN {
+                let sfn = aws.sfn();
+                let executions =
+                    match crate::sfn::find_state_machine(aws, &sfn, "data-patch").await? {
+                        Some(arn) => audited_executions(&sfn, &arn).await?,
+                        None => Vec::new(),
+                    };
+                Some(audit::CrossCheck {
+                    patches: patch_ids(&b.db, &b.patches_table, &aws.environment).await?,
+                    executions,
+                })
+            } else {
+                None
+            };
+            let signing_key = a
+                .signing_key
+                .unwrap_or_else(|| format!("alias/{}", aws.resource("audit-signing")));
+            let kms = batchless_core::platform::aws::kms(&aws.config);
+            let checks = audit::Checks {
+                kms: &kms,
+                signing_key: &signing_key,
+                cross,
+            };
+            let v = audit::verify_full(&trail, &checks)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             if v.ok() {

@@ -51,7 +51,10 @@ pub fn build(records: &[AuditRecord], since: &str) -> Report {
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     let mut alerts = Vec::new();
     for r in records {
-        if r.event == events::UNAPPROVED_BUILD || r.event == events::REQUESTER_MISMATCH {
+        if r.event == events::UNAPPROVED_BUILD
+            || r.event == events::REQUESTER_MISMATCH
+            || r.event == batchless_core::patch::steps::audit_check::UNSANCTIONED
+        {
             if r.at.as_str() >= since {
                 alerts.push((r.at.clone(), text(&r.data, "message")));
             }

@@ -6,6 +6,10 @@
 //!   project in the window must be a compliant run of an approved patch; every CloudTrail
 //!   `StartExecution` of the data-patch workflow must come from the requester the patch names.
 //!   Each finding is appended to the audit trail once and alerted to Slack once.
+//! - `{"mode": "seal", "chain": "patches", "seq": N}` (from every other function's
+//!   `audit::append`): this function is the audit writer, the only role that may write
+//!   `audit/` in S3 and `kms:Sign` with the audit signing key; it anchors the chain up to `N`
+//!   and writes a signed checkpoint of it (`audit::seal`).
 
 use aws_types::SdkConfig;
 use serde::{Deserialize, Serialize};
@@ -15,14 +19,25 @@ use crate::error::Error;
 use crate::patch::check::{self, BuildFacts, Verdict};
 use crate::patch::store::{self, Backend, PatchRecord};
 use crate::patch::{build_env, events, PatchRun, Status};
+use crate::platform::dynamo::{Record, Table};
 use crate::platform::input::{self, InputError};
 use crate::platform::slack::{Message, SlackClient};
 use crate::platform::{aws, config, redact, time};
 use crate::shared::people::People;
-use crate::shared::{audit, build};
+use crate::shared::{audit, build, runs};
 
 pub struct Deps {
     pub backend: Backend,
+    /// The other batchless CodeBuild project (`MIGRATION_PROJECT`), and the runs table whose
+    /// migration and job runs name the builds and tasks batchless started (`RUNS_TABLE`).
+    pub migration_project: String,
+    pub runs: crate::shared::runs::Runs,
+    /// The task definitions whose `RunTask` / `ExecuteCommand` the sweep examines
+    /// (`JOB_TASK_DEFINITION`, `BASTION_TASK_DEFINITION`).
+    pub job_task_definition: String,
+    pub bastion_task_definition: String,
+    /// Where the sweep keeps its watermark (the patches table, item `sweep-watermark`).
+    pub watermarks: Table<Watermark>,
     pub codebuild: aws_sdk_codebuild::Client,
     pub cloudtrail: aws_sdk_cloudtrail::Client,
     pub slack: SlackClient,
@@ -31,6 +46,8 @@ pub struct Deps {
     pub state_machine_arn: String,
     pub alerts_channel: String,
     pub environment: String,
+    /// This function is the audit writer: the only role that writes `audit/` and signs.
+    pub writer: audit::Writer,
 }
 
 impl Deps {
@@ -38,8 +55,15 @@ impl Deps {
     /// `PATCH_STATE_MACHINE_ARN` (whose CloudTrail `StartExecution` records are cross-checked).
     pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
         let environment = config::environment()?;
+        let backend = Backend::from_env(sdk)?;
         Ok(Deps {
-            backend: Backend::from_env(sdk)?,
+            migration_project: config::required("MIGRATION_PROJECT")?,
+            runs: Table::new(aws::dynamodb(sdk), config::required("RUNS_TABLE")?),
+            job_task_definition: config::required("JOB_TASK_DEFINITION")?,
+            bastion_task_definition: config::optional("BASTION_TASK_DEFINITION")
+                .unwrap_or_else(|| format!("batchless-{environment}-bastion")),
+            watermarks: Table::new(backend.db.clone(), backend.patches_table.clone()),
+            backend,
             codebuild: aws::codebuild(sdk),
             cloudtrail: aws::cloudtrail(sdk),
             slack: config::slack_client(sdk).await?,
@@ -48,6 +72,7 @@ impl Deps {
             state_machine_arn: config::required("PATCH_STATE_MACHINE_ARN")?,
             alerts_channel: config::required("SLACK_ALERTS_CHANNEL")?,
             environment,
+            writer: audit::Writer::from_env(sdk)?,
         })
     }
 }
@@ -60,6 +85,9 @@ pub enum Input {
         patch: Box<PatchRun>,
         build_id: String,
     },
+    /// From another function's `audit::append` (`AUDIT_WRITER_FUNCTION`): anchor and sign the
+    /// chain up to `seq`.
+    Seal { chain: String, seq: u64 },
     #[serde(rename_all = "camelCase")]
     Sweep {
         #[serde(default)]
@@ -72,14 +100,48 @@ pub enum Input {
 pub enum Output {
     /// `$.check` of the workflow.
     Run(Box<Verdict>),
+    Seal(audit::Sealed),
     Sweep(SweepReport),
 }
+
+/// The sweep's watermark: every instant before `examined_until` was examined by a sweep that
+/// ended without an error; the next sweep starts there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Watermark {
+    /// Always [`WATERMARK_KEY`] (the patches table's key attribute).
+    pub patch_id: String,
+    pub examined_until: String,
+    pub swept_at: String,
+}
+
+impl Record for Watermark {
+    const KEY: &'static str = "patchId";
+    fn key(&self) -> &str {
+        &self.patch_id
+    }
+}
+
+pub const WATERMARK_KEY: &str = "sweep-watermark";
+/// The watermark stays this far behind the sweep's end: CloudTrail delivers events up to about
+/// 15 minutes late, so the next sweep looks at those minutes again (findings are idempotent).
+const CLOUDTRAIL_LAG_MINUTES: i64 = 20;
+/// A build, task or call batchless did not start (the migration project, ECS).
+pub const UNSANCTIONED: &str = "UNSANCTIONED";
 
 /// What a sweep looked at and found.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SweepReport {
     pub since: String,
+    pub until: String,
+    /// Where the next sweep starts (unchanged when this one had errors).
+    pub watermark: String,
+    pub migration_builds: usize,
+    pub ecs_calls: usize,
+    pub unsanctioned: Vec<Finding>,
+    /// Everything that failed (an alert, a read); the sweep went on and ends with an error.
+    pub errors: Vec<String>,
     pub builds: usize,
     pub compliant: usize,
     pub unapproved: Vec<Finding>,
@@ -203,15 +265,55 @@ fn unapproved_message(b: &BuildFacts, rec: Option<&PatchRecord>, findings: &[Str
     }
 }
 
+/// Where this sweep starts: the watermark, else `window_hours` back (never past 90 days).
+fn sweep_start(
+    now: chrono::DateTime<chrono::Utc>,
+    mark: Option<&Watermark>,
+    window_hours: u32,
+) -> chrono::DateTime<chrono::Utc> {
+    let floor = now - chrono::Duration::hours(MAX_WINDOW_HOURS as i64);
+    match mark.and_then(|m| time::parse("examinedUntil", &m.examined_until).ok()) {
+        Some(t) => t.max(floor),
+        None => now - chrono::Duration::hours(window_hours as i64),
+    }
+}
+
+/// One sweep: everything since the watermark is examined even when a read or an alert fails;
+/// only a sweep without errors moves the watermark, so a failed one's window is examined
+/// again by the next.
 async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
-    let since = time::now() - chrono::Duration::hours(window_hours as i64);
+    let now = time::now();
+    let mark = deps.watermarks.get(WATERMARK_KEY).await?;
+    let since = sweep_start(now, mark.as_ref(), window_hours);
     let st = deps.backend.store();
-    let builds = check::builds_since(&deps.codebuild, &deps.project, since).await?;
-    let (mut compliant, mut alerts) = (0, Vec::new());
+    let mut errors: Vec<Error> = Vec::new();
+    let (mut compliant, mut alerts, mut unsanctioned) = (0, Vec::new(), Vec::new());
+
+    // The patch project: every build a compliant run of an approved patch.
+    let builds = match check::builds_since(&deps.codebuild, &deps.project, since).await {
+        Ok(b) => b,
+        Err(e) => {
+            errors.push(e);
+            Vec::new()
+        }
+    };
+    let patch_spec = match check::project_buildspec(&deps.codebuild, &deps.project).await {
+        Ok(s) => s,
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
     for b in &builds {
         let rec = match b.env.get(build_env::PATCH_ID) {
             Some(id) if input::identifier("patchId", id, 80).is_ok() => {
-                store::get(st.db, st.table, id).await?
+                match store::get(st.db, st.table, id).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                }
             }
             _ => None,
         };
@@ -221,16 +323,19 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
         {
             continue; // start-patch-build is recording this very build
         }
-        let findings = match &rec {
+        let mut findings = match &rec {
             Some(r) => check::check_run(r, b, &deps.people).findings,
             None => vec!["no approved request".to_string()],
         };
+        if let Some(f) = check::buildspec_override(b, patch_spec.as_deref()) {
+            findings.push(f);
+        }
         if findings.is_empty() {
             compliant += 1;
             continue;
         }
         let message = unapproved_message(b, rec.as_ref(), &findings);
-        let new = finding(
+        match finding(
             deps,
             format!("sweep:{}", b.build_id),
             events::UNAPPROVED_BUILD,
@@ -240,23 +345,154 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
                    "sourceVersion": b.source_version, "resolvedSourceVersion": b.resolved_source_version,
                    "command": b.env.get(build_env::COMMAND), "findings": findings}),
         )
-        .await?;
-        alerts.push(Finding {
-            build_id: Some(b.build_id.clone()),
-            patch_id: None,
-            message,
-            new,
-        });
+        .await
+        {
+            Ok(new) => alerts.push(Finding {
+                build_id: Some(b.build_id.clone()),
+                patch_id: None,
+                message,
+                new,
+            }),
+            Err(e) => errors.push(e),
+        }
     }
-    let started =
-        check::started_executions(&deps.cloudtrail, &deps.state_machine_arn, since).await?;
+
+    // The migration project: every build one a migration run recorded, with its buildspec.
+    let mut pending = Vec::new();
+    let migration_runs = deps
+        .runs
+        .newest(runs::BY_WORKFLOW_INDEX, "workflow", "migration", None)
+        .await
+        .unwrap_or_else(|e| {
+            errors.push(e);
+            Vec::new()
+        });
+    let recorded_builds: std::collections::BTreeSet<String> = migration_runs
+        .iter()
+        .filter_map(|r| r.build_id.as_deref())
+        .map(|b| aws::normalize_build_id(b).to_string())
+        .collect();
+    let recording = migration_runs
+        .iter()
+        .any(|r| r.status == runs::RunStatus::Running && r.build_id.is_none());
+    let migration_builds =
+        match check::builds_since(&deps.codebuild, &deps.migration_project, since).await {
+            Ok(b) => b,
+            Err(e) => {
+                errors.push(e);
+                Vec::new()
+            }
+        };
+    let migration_spec =
+        match check::project_buildspec(&deps.codebuild, &deps.migration_project).await {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+    for b in &migration_builds {
+        let mut findings = Vec::new();
+        if !recorded_builds.contains(aws::normalize_build_id(&b.build_id)) && !recording {
+            findings.push(format!(
+                "build {} of the migration project was started by {} at {} without a migration run",
+                b.build_id,
+                b.initiator.as_deref().unwrap_or("an unknown initiator"),
+                b.start_time.as_deref().unwrap_or("an unknown time")
+            ));
+        }
+        if let Some(f) = check::buildspec_override(b, migration_spec.as_deref()) {
+            findings.push(f);
+        }
+        if !findings.is_empty() {
+            pending.push((
+                format!("sweep:{}", b.build_id),
+                findings.join("; "),
+                json!({"buildId": b.build_id, "project": b.project, "initiator": b.initiator,
+                       "startTime": b.start_time, "sourceVersion": b.source_version,
+                       "buildspecOverridden": b.buildspec.as_deref() != migration_spec.as_deref()}),
+            ));
+        }
+    }
+
+    // ECS: RunTask of the job / bastion task definition, ExecuteCommand into job tasks.
+    let job_runs = deps
+        .runs
+        .newest(runs::BY_WORKFLOW_INDEX, "workflow", "scheduled-job", None)
+        .await
+        .unwrap_or_else(|e| {
+            errors.push(e);
+            Vec::new()
+        });
+    let recorded_tasks: std::collections::BTreeSet<String> = job_runs
+        .iter()
+        .filter_map(|r| r.task_arn.as_deref())
+        .map(|t| check::task_id(t).to_string())
+        .collect();
+    let starting = job_runs
+        .iter()
+        .any(|r| r.status == runs::RunStatus::Running && r.task_arn.is_none());
+    let job_family = check::family_of(&deps.job_task_definition);
+    let bastion_family = check::family_of(&deps.bastion_task_definition);
+    let mut ecs_calls = 0;
+    for name in ["RunTask", "ExecuteCommand"] {
+        let records = match check::cloudtrail_events(&deps.cloudtrail, name, since).await {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        for call in records.iter().filter_map(check::ecs_call) {
+            ecs_calls += 1;
+            if starting
+                && call.event_name == "RunTask"
+                && check::family_of(&call.task_definition) == job_family
+            {
+                continue; // a job run is recording the task it just started
+            }
+            if let Some(message) =
+                check::unsanctioned_ecs_call(&call, job_family, bastion_family, &recorded_tasks)
+            {
+                pending.push((
+                    format!("ecs:{}", call.event_id),
+                    message,
+                    serde_json::to_value(&call).expect("serializes"),
+                ));
+            }
+        }
+    }
+    for (key, message, data) in pending {
+        match finding(deps, key, UNSANCTIONED, "-", message.clone(), data).await {
+            Ok(new) => unsanctioned.push(Finding {
+                build_id: None,
+                patch_id: None,
+                message,
+                new,
+            }),
+            Err(e) => errors.push(e),
+        }
+    }
+
+    // Data-patch executions: started by the requester the patch names.
+    let started = check::started_executions(&deps.cloudtrail, &deps.state_machine_arn, since)
+        .await
+        .unwrap_or_else(|e| {
+            errors.push(e);
+            Vec::new()
+        });
     let mut mismatches = Vec::new();
     for s in &started {
-        let Some(rec) = store::get(st.db, st.table, &s.execution_name).await? else {
-            continue; // rejected as invalid input: nothing was recorded, nothing ran
+        let rec = match store::get(st.db, st.table, &s.execution_name).await {
+            Ok(Some(r)) => r,
+            Ok(None) => continue, // rejected as invalid input: nothing was recorded, nothing ran
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
         };
         if let Some(message) = check::requester_mismatch(s, &rec, &deps.people) {
-            let new = finding(
+            match finding(
                 deps,
                 format!("requester:{}", rec.patch_id),
                 events::REQUESTER_MISMATCH,
@@ -264,25 +500,59 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
                 message.clone(),
                 json!({"principal": s.principal, "eventId": s.event_id, "eventTime": s.event_time}),
             )
-            .await?;
-            mismatches.push(Finding {
-                build_id: None,
-                patch_id: Some(rec.patch_id.clone()),
-                message,
-                new,
-            });
+            .await
+            {
+                Ok(new) => mismatches.push(Finding {
+                    build_id: None,
+                    patch_id: Some(rec.patch_id.clone()),
+                    message,
+                    new,
+                }),
+                Err(e) => errors.push(e),
+            }
         }
     }
+
+    let examined_until = (now - chrono::Duration::minutes(CLOUDTRAIL_LAG_MINUTES)).max(since);
+    let watermark = if errors.is_empty() {
+        let m = Watermark {
+            patch_id: WATERMARK_KEY.into(),
+            examined_until: time::rfc3339(examined_until),
+            swept_at: time::rfc3339(now),
+        };
+        deps.watermarks.put(&m).await?;
+        m.examined_until
+    } else {
+        time::rfc3339(since)
+    };
     tracing::info!(
+        since = %time::rfc3339(since),
         builds = builds.len(),
         compliant,
         alerts = alerts.len(),
+        migration_builds = migration_builds.len(),
+        ecs_calls,
+        unsanctioned = unsanctioned.len(),
         executions = started.len(),
         mismatches = mismatches.len(),
+        errors = errors.len(),
+        watermark = %watermark,
         "audit sweep"
     );
+    if let Some(first) = errors.into_iter().next() {
+        // Everything else was examined and alerted; the watermark stays, so the next sweep
+        // looks at this window again.
+        tracing::error!(error = %first, "audit sweep had errors; the watermark did not move");
+        return Err(first);
+    }
     Ok(SweepReport {
         since: time::rfc3339(since),
+        until: time::rfc3339(now),
+        watermark,
+        migration_builds: migration_builds.len(),
+        ecs_calls,
+        unsanctioned,
+        errors: Vec::new(),
         builds: builds.len(),
         compliant,
         unapproved: alerts,
@@ -296,6 +566,14 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         Input::Run { patch, build_id } => Ok(Output::Run(Box::new(
             run_check(deps, &patch, &build_id).await?,
         ))),
+        Input::Seal { chain, seq } => {
+            input::identifier("chain", &chain, 80)?;
+            let t = audit::Trail {
+                chain: &chain,
+                ..deps.backend.trail()
+            };
+            Ok(Output::Seal(audit::seal(&t, &deps.writer, seq).await?))
+        }
         Input::Sweep { window_hours } => {
             let hours = window_hours.unwrap_or(DEFAULT_WINDOW_HOURS);
             if hours == 0 || hours > MAX_WINDOW_HOURS {
@@ -323,11 +601,15 @@ mod tests {
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 
     fn deps(db: &[&Rule], s3: &[&Rule], codebuild: &[&Rule]) -> Deps {
+        let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db);
         Deps {
-            backend: backend(
-                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db),
-                mock_client!(aws_sdk_s3, RuleMode::MatchAny, s3),
-            ),
+            migration_project: "batchless-staging-migration".into(),
+            runs: Table::new(db.clone(), "runs"),
+            job_task_definition:
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/batchless-staging-job:1".into(),
+            bastion_task_definition: "batchless-staging-bastion".into(),
+            watermarks: Table::new(db.clone(), "patches"),
+            backend: backend(db, mock_client!(aws_sdk_s3, RuleMode::MatchAny, s3)),
             codebuild: mock_client!(aws_sdk_codebuild, RuleMode::MatchAny, codebuild),
             // Not reached by these tests (the SDK is built without its test utilities).
             cloudtrail: aws_sdk_cloudtrail::Client::from_conf(
@@ -343,6 +625,10 @@ mod tests {
             state_machine_arn: "arn:sm".into(),
             alerts_channel: "CALERT".into(),
             environment: "staging".into(),
+            writer: audit::Writer {
+                kms: None,
+                lock_days: 0,
+            },
         }
     }
 
@@ -409,5 +695,32 @@ mod tests {
             verdict.findings
         );
         assert_eq!((update.num_calls(), audit_tx.num_calls()), (1, 1));
+    }
+
+    #[test]
+    fn the_sweep_starts_at_the_watermark_else_the_window() {
+        let now = time::parse("t", "2026-11-28T13:00:00Z").unwrap();
+        assert_eq!(
+            time::rfc3339(sweep_start(now, None, 26)),
+            "2026-11-27T11:00:00Z"
+        );
+        let mark = Watermark {
+            patch_id: WATERMARK_KEY.into(),
+            examined_until: "2026-11-20T06:00:00Z".into(),
+            swept_at: "2026-11-20T06:20:00Z".into(),
+        };
+        // A failed week left the watermark behind: the sweep starts there, not 26 h back.
+        assert_eq!(
+            time::rfc3339(sweep_start(now, Some(&mark), 26)),
+            "2026-11-20T06:00:00Z"
+        );
+        let ancient = Watermark {
+            examined_until: "2020-01-01T00:00:00Z".into(),
+            ..mark
+        };
+        assert_eq!(
+            sweep_start(now, Some(&ancient), 26),
+            now - chrono::Duration::hours(MAX_WINDOW_HOURS as i64)
+        );
     }
 }

@@ -1,0 +1,107 @@
+"""What the tamper-evident audit and the sweep need from the replica (issue 15): KMS asymmetric
+Sign/Verify with the template's signing key, S3 object versions and delete markers, CloudTrail
+records of ECS RunTask; and the template gives audit/ writes to the audit writer alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+
+import botocore.exceptions
+import pytest
+
+from conftest import REPO
+
+
+def test_the_signing_key_is_asymmetric_and_verifies_only_its_own_signatures(stack):
+    kms = stack.client("kms")
+    meta = kms.describe_key(KeyId="alias/batchless-staging-audit-signing")["KeyMetadata"]
+    assert (meta["KeySpec"], meta["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+    msg = b"batchless-audit-checkpoint-v1\n{}"
+    sig = kms.sign(KeyId="alias/batchless-staging-audit-signing", Message=msg, MessageType="RAW",
+                   SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+    ok = kms.verify(KeyId="alias/batchless-staging-audit-signing", Message=msg, MessageType="RAW",
+                    Signature=sig, SigningAlgorithm="ECDSA_SHA_256")
+    assert ok["SignatureValid"] is True
+    other = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    forged = kms.sign(KeyId=other, Message=msg, MessageType="RAW", SigningAlgorithm="ECDSA_SHA_256")["Signature"]
+    try:
+        res = kms.verify(KeyId="alias/batchless-staging-audit-signing", Message=msg, MessageType="RAW",
+                         Signature=forged, SigningAlgorithm="ECDSA_SHA_256")
+        assert res["SignatureValid"] is False
+    except botocore.exceptions.ClientError as exc:
+        assert exc.response["Error"]["Code"] == "KMSInvalidSignatureException"
+    assert kms.get_public_key(KeyId="alias/batchless-staging-audit-signing")["PublicKey"]
+
+
+def test_the_logs_bucket_keeps_every_version_and_delete_marker(stack):
+    s3 = stack.client("s3")
+    bucket = next(b["Name"] for b in s3.list_buckets()["Buckets"] if "-logs-" in b["Name"])
+    key = f"audit/selftest-{uuid.uuid4().hex[:8]}/anchors/000000000001.json"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"1")
+    s3.put_object(Bucket=bucket, Key=key, Body=b"2")
+    s3.delete_object(Bucket=bucket, Key=key)
+    out = s3.list_object_versions(Bucket=bucket, Prefix=key)
+    assert len(out["Versions"]) == 2
+    assert len(out["DeleteMarkers"]) == 1 and out["DeleteMarkers"][0]["IsLatest"]
+    oldest = out["Versions"][-1]["VersionId"]
+    assert s3.get_object(Bucket=bucket, Key=key, VersionId=oldest)["Body"].read() == b"1"
+    # A conditional create does not overwrite (the audit writer writes each object once).
+    key2 = key.replace("000000000001", "000000000002")
+    s3.put_object(Bucket=bucket, Key=key2, Body=b"1", IfNoneMatch="*")
+    with pytest.raises(botocore.exceptions.ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key=key2, Body=b"2", IfNoneMatch="*")
+    assert exc.value.response["Error"]["Code"] == "PreconditionFailed"
+
+
+def test_object_lock_refuses_deleting_a_retained_version(stack):
+    s3 = stack.client("s3")
+    bucket = f"selftest-lock-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    put = s3.put_object(Bucket=bucket, Key="audit/x", Body=b"1", ObjectLockMode="COMPLIANCE",
+                        ObjectLockRetainUntilDate="2099-01-01T00:00:00Z")
+    with pytest.raises(botocore.exceptions.ClientError) as exc:
+        s3.delete_object(Bucket=bucket, Key="audit/x", VersionId=put["VersionId"])
+    assert exc.value.response["Error"]["Code"] == "AccessDenied"
+    # A delete marker is still allowed (as on AWS): verify reads versions, not the current object.
+    assert s3.delete_object(Bucket=bucket, Key="audit/x")["DeleteMarker"] is True
+
+
+def test_run_task_is_recorded_in_cloudtrail(stack):
+    ecs = stack.client("ecs")
+    cluster = ecs.create_cluster(clusterName=f"selftest-{uuid.uuid4().hex[:8]}")["cluster"]["clusterArn"]
+    family = f"selftest-{uuid.uuid4().hex[:8]}"
+    ecs.register_task_definition(family=family, containerDefinitions=[
+        {"name": "app", "image": "x", "essential": True, "memory": 128, "command": ["sh", "-c", "true"]}])
+    task = ecs.run_task(cluster=cluster, taskDefinition=family, startedBy="selftest")["tasks"][0]["taskArn"]
+    events = stack.client("cloudtrail").lookup_events(
+        LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "RunTask"}])["Events"]
+    records = [json.loads(e["CloudTrailEvent"]) for e in events]
+    mine = [r for r in records if r["requestParameters"].get("taskDefinition") == family]
+    assert len(mine) == 1, records
+    r = mine[0]
+    assert r["eventSource"] == "ecs.amazonaws.com"
+    assert r["requestParameters"]["startedBy"] == "selftest"
+    assert [t["taskArn"] for t in r["responseElements"]["tasks"]] == [task]
+    assert r["userIdentity"]["arn"] == "arn:aws:sts::123456789012:user/moto"
+
+
+def test_only_the_audit_writer_may_write_the_audit_prefix():
+    with open(os.path.join(REPO, "infra", "template.yaml"), encoding="utf-8") as fh:
+        text = fh.read()
+    body = text.split("\nResources:\n", 1)[1]
+    blocks = re.split(r"\n(?=  [A-Za-z0-9]+:\n)", body)
+    writers = []
+    for block in blocks:
+        name = block.strip().split(":", 1)[0]
+        lines = block.splitlines()
+        for i, line in enumerate(lines):
+            if "s3:PutObject" in line and any("Effect: Allow" in x for x in lines[max(0, i - 2):i + 1]) \
+                    and any("/audit/*" in x for x in lines[i:i + 3]):
+                writers.append(name)
+                # not a YAML anchor other functions could alias into their policies
+                assert not any("&" in x for x in lines[max(0, i - 2):i + 1]), name
+    assert sorted(set(writers)) == ["AuditCheckFunction"], writers
+    assert "Sid: AuditWriterOnly" in text and "Sid: NobodyElseSigns" in text

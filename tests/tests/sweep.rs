@@ -1,0 +1,186 @@
+//! Scenario tests of the daily audit sweep (issue 15) on the local replica: paths to production
+//! that bypass batchless — a build of the *migration* project with a buildspec override, an ECS
+//! `RunTask` of the job task definition by an operator (CloudTrail records it) — are alerted;
+//! a failed Slack alert does not stop the rest, and the next sweep starts at the watermark a
+//! failed sweep left. Run one at a time (`--test-threads=1`): Slack failure injection is per
+//! stack.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_sdk_dynamodb::types::AttributeValue;
+use batchless_scenarios::*;
+use serde_json::{json, Value};
+
+const ALERTS_CHANNEL: &str = "C0ALERTS";
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn setup() -> Result<Stack> {
+    let stack = Stack::from_env().await?;
+    stack.clear_faults().await?;
+    Ok(stack)
+}
+
+/// A build of the migration project started around batchless, with its own buildspec.
+async fn rogue_migration_build(stack: &Stack) -> Result<String> {
+    let project = stack.physical_id("MigrationProject")?;
+    let out = stack
+        .codebuild
+        .start_build()
+        .project_name(&project)
+        .source_version(stack.app_head()?)
+        .buildspec_override("version: 0.2\nphases:\n  build:\n    commands:\n      - echo rogue\n")
+        .send()
+        .await?;
+    Ok(out
+        .build_value()
+        .and_then(|b| b.id())
+        .context("build id")?
+        .to_string())
+}
+
+async fn sweep(stack: &Stack) -> Result<Value> {
+    stack
+        .invoke(
+            "AuditCheckFunction",
+            &json!({"mode": "sweep", "windowHours": 1}),
+        )
+        .await
+}
+
+async fn alerted(stack: &Stack, needle: &str) -> Result<bool> {
+    Ok(stack
+        .slack_messages(ALERTS_CHANNEL)
+        .await?
+        .iter()
+        .any(|m| m["text"].as_str().is_some_and(|t| t.contains(needle))))
+}
+
+async fn watermark(stack: &Stack) -> Result<Option<String>> {
+    Ok(stack
+        .get_item(&stack.table("PatchesTable")?, "patchId", "sweep-watermark")
+        .await?
+        .and_then(|w| w["examinedUntil"].as_str().map(str::to_string)))
+}
+
+#[tokio::test]
+async fn a_migration_project_build_with_a_buildspec_override_is_alerted() -> Result<()> {
+    let stack = setup().await?;
+    let build = rogue_migration_build(&stack).await?;
+    let report = sweep(&stack).await?;
+    let found = report["unsanctioned"]
+        .as_array()
+        .context("unsanctioned")?
+        .iter()
+        .find(|f| f["message"].as_str().is_some_and(|m| m.contains(&build)))
+        .with_context(|| format!("no finding for {build}: {report}"))?
+        .clone();
+    let message = found["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("without a migration run")
+            && message.contains("buildspec override that batchless did not send"),
+        "{message}"
+    );
+    assert!(alerted(&stack, &build).await?, "no Slack alert for {build}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_ecs_run_task_not_started_by_batchless_is_alerted() -> Result<()> {
+    let stack = setup().await?;
+    // An operator runs the job task definition with a command of their own (ECS JSON API).
+    let body = json!({
+        "cluster": stack.physical_id("JobsCluster")?,
+        "taskDefinition": stack.physical_id("JobTaskDefinition")?,
+        "overrides": {"containerOverrides": [{"name": "app", "command": ["sh", "-c", "echo rogue task"]}]},
+        "startedBy": "console",
+    });
+    let resp: Value = stack
+        .http
+        .post(stack.endpoint())
+        .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.RunTask")
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261128/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=0")
+        .body(body.to_string())
+        .send()
+        .await?
+        .json()
+        .await?;
+    let task = resp["tasks"][0]["taskArn"]
+        .as_str()
+        .with_context(|| format!("RunTask: {resp}"))?
+        .to_string();
+    let report = sweep(&stack).await?;
+    assert!(
+        report["unsanctioned"]
+            .as_array()
+            .context("unsanctioned")?
+            .iter()
+            .any(|f| f["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&task) && m.contains("was not started by batchless"))),
+        "{report}"
+    );
+    assert!(alerted(&stack, &task).await?, "no Slack alert for {task}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_alert_stops_nothing_and_the_next_sweep_starts_where_the_failed_one_did(
+) -> Result<()> {
+    let stack = setup().await?;
+    // A clean sweep sets the watermark.
+    sweep(&stack).await?;
+    let before = watermark(&stack)
+        .await?
+        .context("a watermark after a clean sweep")?;
+    let (first, second) = (
+        rogue_migration_build(&stack).await?,
+        rogue_migration_build(&stack).await?,
+    );
+    // Slack refuses the next post: one alert fails, the sweep goes on and ends with an error.
+    stack
+        .slack_fail("chat.postMessage", "internal_error", 1)
+        .await?;
+    let failed = sweep(&stack).await;
+    assert!(failed.is_err(), "{failed:?}");
+    let (a, b) = (
+        alerted(&stack, &first).await?,
+        alerted(&stack, &second).await?,
+    );
+    assert!(
+        a || b,
+        "neither {first} nor {second} was alerted after one failed post"
+    );
+    assert_eq!(
+        watermark(&stack).await?.as_deref(),
+        Some(before.as_str()),
+        "a failed sweep must not move the watermark"
+    );
+    // The next sweep starts at the old watermark and alerts what the failed one could not.
+    let report = sweep(&stack).await?;
+    assert_eq!(report["since"].as_str(), Some(before.as_str()), "{report}");
+    eventually("both builds alerted", TIMEOUT, || async {
+        Ok((alerted(&stack, &first).await? && alerted(&stack, &second).await?).then_some(()))
+    })
+    .await?;
+    let after = watermark(&stack).await?.context("watermark")?;
+    assert!(after >= before, "{after} < {before}");
+    // Each is on the audit trail once.
+    let audit = stack.table("AuditTable")?;
+    for build in [&first, &second] {
+        let marker = stack
+            .db
+            .get_item()
+            .table_name(&audit)
+            .key(
+                "chain",
+                AttributeValue::S(format!("key#patches#sweep:{build}")),
+            )
+            .key("seq", AttributeValue::N("0".into()))
+            .send()
+            .await?;
+        assert!(marker.item().is_some(), "{build} is not on the audit trail");
+    }
+    Ok(())
+}

@@ -99,10 +99,10 @@ pub struct ClaimArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     pub job: String,
-    /// An argument appended to the job's command (repeatable; shell-quoted).
-    #[arg(long = "arg", value_name = "ARG")]
-    pub arguments: Vec<String>,
-    /// An environment variable for the task (repeatable).
+    /// A parameter the job declares in the jobs file (`manual.parameters`; repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse::key_value)]
+    pub parameters: Vec<(String, String)>,
+    /// An environment variable the job allows (`manual.environment`; repeatable).
     #[arg(long = "var", value_name = "K=V", value_parser = parse::key_value)]
     pub variables: Vec<(String, String)>,
     /// A timeout for this run instead of the job's.
@@ -374,13 +374,16 @@ async fn list(aws: Option<&Aws>, a: ListArgs) -> Result<ExitCode> {
 
 /// The execution input of a manual run.
 pub fn manual_input(a: &RunArgs, requested_by: &str) -> Value {
-    let env: serde_json::Map<String, Value> = a
-        .variables
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    let mut manual =
-        json!({"requestedBy": requested_by, "arguments": a.arguments, "environment": env});
+    let map = |kv: &[(String, String)]| -> serde_json::Map<String, Value> {
+        kv.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect()
+    };
+    let mut manual = json!({
+        "requestedBy": requested_by,
+        "parameters": map(&a.parameters),
+        "environment": map(&a.variables),
+    });
     if let Some(t) = a.timeout {
         manual["timeoutSeconds"] = json!(t);
     }
@@ -515,12 +518,13 @@ mod tests {
     fn the_commands_parse() {
         let parse = crate::testing::parse_subcommand::<Command>;
         let Command::Run(r) =
-            parse(&["run", "x", "--var", "A=1", "--arg", "b", "--no-follow"]).unwrap()
+            parse(&["run", "x", "--var", "A=1", "--param", "b=c", "--no-follow"]).unwrap()
         else {
             panic!()
         };
         assert_eq!(r.variables, vec![("A".to_string(), "1".to_string())]);
-        assert_eq!(r.arguments, vec!["b"]);
+        assert_eq!(r.parameters, vec![("b".to_string(), "c".to_string())]);
+        assert!(parse(&["run", "x", "--arg", "db:drop"]).is_err());
         assert!(parse(&["claim", "x"]).is_err());
         assert!(parse(&["claim", "x", "--now", "--at", "2026-11-28T13:30:00Z"]).is_err());
         assert!(parse(&["fire", "x", "--deliveries", "50"]).is_ok());
@@ -531,7 +535,7 @@ mod tests {
     fn manual_inputs() {
         let a = RunArgs {
             job: "purge-expired-sessions".into(),
-            arguments: vec!["--dry-run".into()],
+            parameters: vec![("month".into(), "2026-10".into())],
             variables: vec![("FAKE_EXIT_CODE".into(), "3".into())],
             timeout: Some(60),
             requested_by: None,
@@ -541,5 +545,6 @@ mod tests {
         assert_eq!(v["manual"]["environment"]["FAKE_EXIT_CODE"], "3");
         assert_eq!(v["manual"]["timeoutSeconds"], 60);
         assert_eq!(v["manual"]["requestedBy"], "alice");
+        assert_eq!(v["manual"]["parameters"]["month"], "2026-10");
     }
 }

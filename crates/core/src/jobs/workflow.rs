@@ -945,7 +945,14 @@ mod tests {
         )
         .unwrap();
         ok("2026-11-27T13:00:00Z").unwrap(); // an old one (the claim decides: stale)
-        let off = ok("2026-11-28T13:07:00Z").unwrap_err();
+                                             // purge-expired-sessions runs at :30 past each hour.
+        let off = validate(
+            json!({"job": "purge-expired-sessions", "scheduledTime": "2026-11-28T13:07:00Z"}),
+            &exec(),
+            "staging",
+            &jobs(),
+        )
+        .unwrap_err();
         assert!(
             off.message
                 .contains("`scheduledTime`: 2026-11-28T13:07:00Z is not an occurrence"),
@@ -1105,8 +1112,8 @@ mod tests {
             occ.last()
                 .map(|t| crate::platform::time::rfc3339(*t))
                 .as_deref(),
-            Some("2026-11-28T13:45:00Z")
+            Some("2026-11-28T13:49:00Z")
         );
-        assert_eq!(occ.len(), 4);
+        assert_eq!(occ.len(), 60);
     }
 }

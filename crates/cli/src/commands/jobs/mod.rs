@@ -43,6 +43,24 @@ pub enum Command {
     Cancel(CancelArgs),
     /// Local replica only: deliver a schedule's target input N times concurrently.
     Fire(FireArgs),
+    /// The occurrences around a date, with the time zone's DST gaps and folds and what they do.
+    Next(NextArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NextArgs {
+    pub job: String,
+    /// The date (or time) to look around (RFC 3339, or YYYY-MM-DD) [default: now].
+    #[arg(long, value_name = "DATE")]
+    pub around: Option<String>,
+    /// How many days either side.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i64).range(1..=31))]
+    pub days: i64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub file: FileArgs,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +189,7 @@ pub async fn run(cx: &Context, cmd: Command) -> Result<ExitCode> {
         Command::Run(a) => run_now(cx.aws().await?, a).await,
         Command::Cancel(a) => cancel(cx.aws().await?, a).await,
         Command::Fire(a) => fire(cx.aws().await?, a).await,
+        Command::Next(a) => next(a),
     }
 }
 
@@ -446,6 +465,67 @@ async fn cancel(aws: &Aws, a: CancelArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `jobs next --around`: pure (no AWS).
+fn next(a: NextArgs) -> Result<ExitCode> {
+    let jobs = load(&a.file)?;
+    let job = jobs
+        .get(&a.job)
+        .with_context(|| format!("no job {:?} in the jobs file", a.job))?;
+    let around = match &a.around {
+        None => Utc::now(),
+        Some(d) if d.len() == 10 => {
+            parse::time(&format!("{d}T12:00:00Z")).map_err(|e| anyhow::anyhow!("--around: {e}"))?
+        }
+        Some(d) => parse::time(d).map_err(|e| anyhow::anyhow!("--around: {e}"))?,
+    };
+    let p = batchless_core::jobs::schedule::preview(
+        &job.parsed_schedule(),
+        &job.timezone,
+        around,
+        a.days,
+        500,
+    )
+    .map_err(anyhow::Error::msg)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}  {} in {}", job.name, job.schedule, p.timezone);
+    for tr in &p.transitions {
+        println!(
+            "  {} {}: {} -> {}, local {} to {} {}",
+            batchless_core::platform::time::rfc3339(tr.at),
+            if tr.gap {
+                "spring forward"
+            } else {
+                "fall back"
+            },
+            tr.offset_before,
+            tr.offset_after,
+            tr.local_from,
+            tr.local_to,
+            if tr.gap {
+                "does not exist"
+            } else {
+                "happens twice"
+            }
+        );
+        for line in &tr.affected {
+            println!("    {line}");
+        }
+    }
+    if p.transitions.is_empty() {
+        println!("  no offset change within {} days", a.days);
+    }
+    for (utc, local) in &p.occurrences {
+        println!(
+            "  {}  {local}",
+            batchless_core::platform::time::rfc3339(*utc)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn fire(aws: &Aws, a: FireArgs) -> Result<ExitCode> {
     let Some(stack) = &aws.stack else {
         bail!(
@@ -529,6 +609,8 @@ mod tests {
         assert!(parse(&["claim", "x", "--now", "--at", "2026-11-28T13:30:00Z"]).is_err());
         assert!(parse(&["fire", "x", "--deliveries", "50"]).is_ok());
         assert!(parse(&["fire", "x", "--deliveries", "0"]).is_err());
+        assert!(parse(&["next", "x", "--around", "2027-11-07"]).is_ok());
+        assert!(parse(&["next", "x", "--days", "0"]).is_err());
     }
 
     #[test]

@@ -114,8 +114,9 @@ mod tests {
     fn no_message_is_invalid_input_and_the_input_is_strict() {
         let err = message(&state(None)).unwrap_err();
         assert!(err.message.contains("state.record.slack"), "{err}");
+        let state = serde_json::to_value(state(None)).unwrap();
         let err =
-            crate::platform::input::parse_strict::<Input>(json!({"state": {}, "channel": "C1"}))
+            crate::platform::input::parse_strict::<Input>(json!({"state": state, "channel": "C1"}))
                 .unwrap_err();
         assert!(err.message.contains("unknown field `channel`"), "{err}");
     }

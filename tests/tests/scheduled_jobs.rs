@@ -327,8 +327,9 @@ async fn forbid_skips_and_records_while_a_previous_run_is_live() -> Result<()> {
     )
     .await?;
     let live_task = running_task(&stack, &live).await?;
-    let at = unclaimed_minute(&stack, job).await?;
-    let arn = fire(&stack, job, &at, 1).await?.remove(0);
+    // The job runs nightly, so no real occurrence is at hand: a second manual run meets the
+    // same lease (manual runs honour the policy too).
+    let arn = manual(&stack, &sm, job, json!({})).await?;
     let end = stack.wait_end(&arn, TIMEOUT).await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
     let out = end.output.unwrap();
@@ -344,8 +345,6 @@ async fn forbid_skips_and_records_while_a_previous_run_is_live() -> Result<()> {
     );
     let rec = run_record(&stack, &arn).await?;
     assert_eq!(rec["status"], "SKIPPED_RUNNING");
-    let occ = occurrence(&stack, &format!("{job}#{at}")).await?.unwrap();
-    assert_eq!(occ["runStatus"], "SKIPPED_RUNNING");
     assert_eq!(
         task(&stack, &live_task).await?["lastStatus"],
         "RUNNING",
@@ -423,7 +422,7 @@ async fn a_failing_command_fails_job_failed_with_exit_code_tail_and_a_slack_post
         &stack,
         &sm,
         "nightly-billing-report",
-        json!({"environment": {"FAKE_EXIT_CODE": "3"}, "arguments": ["--month", "2026-10"], "requestedBy": "alice"}),
+        json!({"environment": {"FAKE_EXIT_CODE": "3"}, "parameters": {"month": "2026-10"}, "requestedBy": "alice"}),
     )
     .await?;
     let end = stack.wait_end(&arn, TIMEOUT).await?;
@@ -518,7 +517,21 @@ async fn a_lost_stopped_event_is_caught_by_the_safety_net_poll() -> Result<()> {
 #[tokio::test]
 async fn a_stale_occurrence_is_skipped_and_recorded() -> Result<()> {
     let (stack, _) = setup().await?;
-    let at = now_minute(125); // purge's catch-up window is 1h
+    // purge runs at :30 with a 1h catch-up window: a real occurrence over an hour old that no
+    // earlier run of this test claimed.
+    let mut at = None;
+    for hours in 2..48 {
+        let t = chrono::Utc::now() - chrono::Duration::hours(hours);
+        let t = format!("{}:30:00Z", t.format("%Y-%m-%dT%H"));
+        if occurrence(&stack, &format!("purge-expired-sessions#{t}"))
+            .await?
+            .is_none()
+        {
+            at = Some(t);
+            break;
+        }
+    }
+    let at = at.context("no unclaimed occurrence of purge in the last two days")?;
     let before = tasks(&stack).await?.len();
     let arn = fire(&stack, "purge-expired-sessions", &at, 1)
         .await?
@@ -543,18 +556,18 @@ async fn a_stale_occurrence_is_skipped_and_recorded() -> Result<()> {
 #[tokio::test]
 async fn a_missed_occurrence_raises_one_alert() -> Result<()> {
     let (stack, _) = setup().await?;
-    // sync-exchange-rates runs every 15 minutes with a 10-minute catch-up window: checking at
-    // 10:07 over 30 minutes covers its 09:30 and 09:45 occurrences.
-    let day = past_day_at(10, 7);
+    // sync-exchange-rates runs every minute with a 10-minute catch-up window: checking at
+    // 10:12 over 2 minutes covers its 10:00 and 10:01 occurrences.
+    let day = past_day_at(10, 12);
     let (d, _) = day.split_once('T').unwrap();
-    let claimed = format!("{d}T09:30:00Z");
-    let missed = format!("{d}T09:45:00Z");
+    let claimed = format!("{d}T10:00:00Z");
+    let missed = format!("{d}T10:01:00Z");
     let (code, out, err) = batchless(
         &stack,
         &["jobs", "claim", "sync-exchange-rates", "--at", &claimed],
     )?;
     assert_eq!(code, 0, "{out}{err}");
-    let payload = json!({"at": day, "lookbackMinutes": 30});
+    let payload = json!({"at": day, "lookbackMinutes": 2});
     let res = stack.invoke("MissedRunCheckFunction", &payload).await?;
     assert_eq!(
         res["missed"],
@@ -732,7 +745,7 @@ async fn a_log_or_slack_outage_does_not_change_the_result() -> Result<()> {
         &stack,
         &sm,
         "weekly-digest",
-        json!({"arguments": [marker], "environment": {"FAKE_EXIT_CODE": "2"}}),
+        json!({"parameters": {"label": marker}, "environment": {"FAKE_EXIT_CODE": "2"}}),
     )
     .await?;
     let end = stack.wait_end(&arn, TIMEOUT).await?;
@@ -752,5 +765,163 @@ async fn a_log_or_slack_outage_does_not_change_the_result() -> Result<()> {
     if rec.get("logUri").is_some_and(|v| !v.is_null()) {
         bail!("no log was archived, yet the record has one: {rec}");
     }
+    Ok(())
+}
+
+/// Issue 16: a manual run gives only the parameters and variables its job declares. `db:drop`
+/// appended, a rake option, an undeclared parameter, a value that would leave its task's
+/// brackets, a variable off the job's allowlist or on the overrides denylist: each fails
+/// `InvalidInput` naming the field, and nothing is claimed, recorded or run.
+#[tokio::test]
+async fn a_manual_run_cannot_append_tasks_or_set_forbidden_variables() -> Result<()> {
+    let (stack, sm) = setup().await?;
+    let before = tasks(&stack).await?.len();
+    for (i, (job, manual, field)) in [
+        (
+            "purge-expired-sessions",
+            json!({"arguments": ["db:drop"]}),
+            "unknown field `arguments`",
+        ),
+        (
+            "sync-exchange-rates",
+            json!({"arguments": ["-E", "system('id')"]}),
+            "unknown field `arguments`",
+        ),
+        (
+            "purge-expired-sessions",
+            json!({"parameters": {"task": "db:drop"}}),
+            "`manual.parameters.task`",
+        ),
+        (
+            "sync-exchange-rates",
+            json!({"parameters": {"currency": "EUR,db:drop"}}),
+            "`manual.parameters.currency`",
+        ),
+        (
+            "nightly-billing-report",
+            json!({"parameters": {"month": "-E"}}),
+            "`manual.parameters.month`",
+        ),
+        (
+            "sync-exchange-rates",
+            json!({"environment": {"RAILS_LOG_LEVEL": "debug"}}),
+            "`manual.environment.RAILS_LOG_LEVEL`",
+        ),
+        (
+            "sync-exchange-rates",
+            json!({"environment": {"RUBYOPT": "-r/tmp/x"}}),
+            "RUBYOPT is reserved",
+        ),
+        (
+            "nightly-billing-report",
+            json!({"environment": {"BUNDLE_GEMFILE": "/tmp/Gemfile"}}),
+            "BUNDLE_GEMFILE is reserved",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let name = unique_name(&format!("smuggle{i}"));
+        let arn = stack
+            .start(&sm, &name, &json!({"job": job, "manual": manual}))
+            .await?;
+        let end = stack.wait_end(&arn, TIMEOUT).await?;
+        assert_eq!(end.status, "FAILED", "{manual}: {end:?}");
+        assert_eq!(end.error.as_deref(), Some("InvalidInput"), "{manual}");
+        let cause = end.cause.unwrap_or_default();
+        assert!(cause.contains(field), "{manual}: {cause}");
+        assert_eq!(
+            stack.states_entered(&arn).await?,
+            ["ClaimOccurrence", "RejectInput"],
+            "{manual}"
+        );
+        assert!(
+            occurrence(&stack, &format!("{job}#manual#{name}"))
+                .await?
+                .is_none(),
+            "{manual}: nothing claimed"
+        );
+        assert!(
+            run_record(&stack, &arn).await.is_err(),
+            "{manual}: no record"
+        );
+    }
+    assert_eq!(tasks(&stack).await?.len(), before, "nothing ran");
+    // A declared parameter reaches the task as the job's own argument.
+    let arn = manual(
+        &stack,
+        &sm,
+        "sync-exchange-rates",
+        json!({"parameters": {"currency": "EUR"}}),
+    )
+    .await?;
+    let end = stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
+    let rec = run_record(&stack, &arn).await?;
+    let ran: Vec<Value> = tasks(&stack).await?.into_iter().skip(before).collect();
+    assert!(
+        ran.iter().any(|t| t["taskArn"] == rec["taskArn"]
+            && t["overrides"].to_string().contains("rates:sync[EUR]")),
+        "{ran:?}"
+    );
+    Ok(())
+}
+
+/// Issue 16: a console start with tomorrow's time (or a time off the schedule) is refused
+/// before anything is written, so the real occurrence is never suppressed as its duplicate.
+#[tokio::test]
+async fn a_made_up_scheduled_time_fails_and_the_real_occurrence_later_runs() -> Result<()> {
+    let (stack, sm) = setup().await?;
+    let at = unclaimed_minute(&stack, "sync-exchange-rates").await?;
+    let t = batchless_core::platform::time::parse("at", &at)?;
+    let tomorrow = batchless_core::platform::time::rfc3339(t + chrono::Duration::days(1));
+    let purge_off = past_day_at(10, 7); // purge runs at :30 only
+    for (job, when, want) in [
+        (
+            "sync-exchange-rates",
+            tomorrow.as_str(),
+            "lies in the future",
+        ),
+        (
+            "purge-expired-sessions",
+            purge_off.as_str(),
+            "is not an occurrence",
+        ),
+    ] {
+        let arn = stack
+            .start(
+                &sm,
+                &unique_name("forged"),
+                &json!({"job": job, "scheduledTime": when}),
+            )
+            .await?;
+        let end = stack.wait_end(&arn, TIMEOUT).await?;
+        assert_eq!(
+            end.error.as_deref(),
+            Some("InvalidInput"),
+            "{when}: {end:?}"
+        );
+        assert!(end.cause.unwrap_or_default().contains(want), "{when}");
+        assert_eq!(
+            stack.states_entered(&arn).await?,
+            ["ClaimOccurrence", "RejectInput"]
+        );
+        assert!(
+            occurrence(&stack, &format!("{job}#{when}"))
+                .await?
+                .is_none(),
+            "{when}: nothing claimed"
+        );
+    }
+    // The real occurrence, delivered by the Scheduler, runs (it is no one's duplicate).
+    let arn = fire(&stack, "sync-exchange-rates", &at, 1).await?.remove(0);
+    let end = stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
+    let out = end.output.unwrap();
+    assert_eq!(out["status"], "SUCCEEDED", "{out}");
+    let occ = occurrence(&stack, &format!("sync-exchange-rates#{at}"))
+        .await?
+        .context("the occurrence")?;
+    assert_eq!(occ["claimedBy"], arn.as_str());
     Ok(())
 }

@@ -63,6 +63,23 @@ struct RawNotify {
     mention: Vec<String>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawParameter {
+    name: String,
+    pattern: String,
+}
+
+/// What a manual run may change (`manual:` in the jobs file); nothing else.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawManual {
+    #[serde(default)]
+    parameters: Vec<RawParameter>,
+    #[serde(default)]
+    environment: Vec<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawJob {
@@ -86,6 +103,8 @@ struct RawJob {
     notify: Option<RawNotify>,
     #[serde(default)]
     environment: BTreeMap<String, String>,
+    #[serde(default)]
+    manual: Option<RawManual>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,9 +130,132 @@ pub struct Job {
     pub notify_channel: Option<String>,
     pub mention: Vec<String>,
     pub environment: BTreeMap<String, String>,
+    /// The named parameters a manual run may give, in the order they are passed.
+    pub parameters: Vec<Parameter>,
+    /// The variables a manual run may set (each also passes the overrides denylist).
+    pub manual_environment: Vec<String>,
+}
+
+/// A named parameter of a manual run: its value must match `pattern` entirely.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Parameter {
+    pub name: String,
+    pub pattern: String,
+}
+
+/// How long a parameter's value may be.
+pub const PARAMETER_MAX_CHARS: usize = 256;
+
+impl Parameter {
+    fn regex(pattern: &str) -> Result<regex_lite::Regex, String> {
+        regex_lite::Regex::new(&format!("^(?:{pattern})$"))
+            .map_err(|e| format!("pattern {pattern:?} does not compile: {e}"))
+    }
+
+    /// Whether `value` is acceptable: the whole value matches the pattern, it is one line of at
+    /// most [`PARAMETER_MAX_CHARS`] printable characters, and it cannot be read as an option
+    /// (a leading `-`) or, for a rake job, as another task or argument (`,` `[` `]`, spaces,
+    /// `=`, quotes) — whatever the pattern says.
+    pub fn check(&self, value: &str, rake: bool) -> Result<(), String> {
+        if value.is_empty() || value.chars().count() > PARAMETER_MAX_CHARS {
+            return Err(format!("must be 1-{PARAMETER_MAX_CHARS} characters"));
+        }
+        if value.chars().any(|c| c.is_control()) {
+            return Err("contains control characters".into());
+        }
+        if value.starts_with('-') {
+            return Err(format!(
+                "{:?} starts with `-` (it would be read as an option)",
+                crate::platform::input::truncate(value, 60)
+            ));
+        }
+        if rake
+            && value
+                .chars()
+                .any(|c| c.is_whitespace() || ",[]='\"".contains(c))
+        {
+            return Err(format!(
+                "{:?} contains a space, `,`, `[`, `]`, `=` or a quote (rake would read another task or argument)",
+                crate::platform::input::truncate(value, 60)
+            ));
+        }
+        let re = Parameter::regex(&self.pattern)?;
+        if !re.is_match(value) {
+            return Err(format!(
+                "{:?} does not match the pattern {:?} declared in the jobs file",
+                crate::platform::input::truncate(value, 60),
+                self.pattern
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Job {
+    /// A rake job (its parameters become the task's arguments, `task[a,b]`).
+    pub fn is_rake(&self) -> bool {
+        self.command.starts_with("bin/rake ")
+    }
+
+    /// The command of a manual run: the job's command with the declared parameters given, in
+    /// declaration order — `--<name> '<value>'` for a runner script, `task[v1,v2]` for rake
+    /// (positions before the last given one are left empty). Every value is checked first
+    /// ([`Parameter::check`]); an undeclared name is an error naming it.
+    pub fn command_with(
+        &self,
+        params: &BTreeMap<String, String>,
+    ) -> Result<String, (String, String)> {
+        for (k, v) in params {
+            match self.parameters.iter().find(|p| &p.name == k) {
+                None => {
+                    let declared: Vec<&str> =
+                        self.parameters.iter().map(|p| p.name.as_str()).collect();
+                    return Err((
+                        k.clone(),
+                        format!(
+                            "{:?} is not a parameter of job {:?} (declared: {})",
+                            crate::platform::input::truncate(k, 60),
+                            self.name,
+                            if declared.is_empty() {
+                                "none".to_string()
+                            } else {
+                                declared.join(", ")
+                            }
+                        ),
+                    ));
+                }
+                Some(p) => p.check(v, self.is_rake()).map_err(|e| (k.clone(), e))?,
+            }
+        }
+        let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+        let mut command = self.command.clone();
+        if params.is_empty() {
+            return Ok(command);
+        }
+        if self.is_rake() {
+            let last = self
+                .parameters
+                .iter()
+                .rposition(|p| params.contains_key(&p.name))
+                .unwrap_or(0);
+            let values: Vec<&str> = self.parameters[..=last]
+                .iter()
+                .map(|p| params.get(&p.name).map(String::as_str).unwrap_or(""))
+                .collect();
+            // `bin/rake <task>`: the one task takes the arguments, all quoted as one word.
+            let task = command.split_off("bin/rake ".len());
+            command.push_str(&quote(&format!("{task}[{}]", values.join(","))));
+        } else {
+            for p in &self.parameters {
+                if let Some(v) = params.get(&p.name) {
+                    command.push_str(&format!(" --{} {}", p.name, quote(v)));
+                }
+            }
+        }
+        Ok(command)
+    }
+
     pub fn parsed_schedule(&self) -> Schedule {
         Schedule::parse(&self.schedule, &self.timezone).expect("validated at load")
     }
@@ -145,6 +287,18 @@ pub fn parse_duration(s: &str) -> Result<u64, String> {
     Ok(n * per)
 }
 
+/// An [`InputError`](crate::platform::input::InputError)'s message without its own
+/// "field `x`: " (the jobs file's errors name the job and the field themselves).
+fn unprefixed(message: &str) -> String {
+    match message.strip_prefix("field `") {
+        Some(rest) => rest
+            .split_once("`: ")
+            .map_or(message, |(_, m)| m)
+            .to_string(),
+        None => message.to_string(),
+    }
+}
+
 const MAX_TIMEOUT: u64 = 24 * 3600;
 /// `batchless-production-job-<name>` stays within Scheduler's 64 characters.
 pub const NAME_MAX: usize = 38;
@@ -164,6 +318,14 @@ fn valid_command(cmd: &str) -> Result<(), String> {
         return Err(format!(
             "{cmd:?} must start with `bin/rails runner ` or `bin/rake `"
         ));
+    }
+    if let Some(task) = cmd.strip_prefix("bin/rake ") {
+        if task.is_empty() || task.starts_with('-') || task.contains(char::is_whitespace) {
+            return Err(format!(
+                "{cmd:?} must name exactly one rake task and no options (`bin/rake <task>`; \
+                 a manual run's values come from declared `manual.parameters`)"
+            ));
+        }
     }
     if cmd
         .chars()
@@ -293,7 +455,39 @@ impl JobsFile {
             }
             for k in raw.environment.keys() {
                 if let Err(e) = crate::platform::input::env_override_name("environment", k) {
-                    err("environment", e.message);
+                    err("environment", unprefixed(&e.message));
+                }
+            }
+            let manual = raw.manual.clone().unwrap_or_default();
+            let mut names = BTreeSet::new();
+            for p in &manual.parameters {
+                let ok = !p.name.is_empty()
+                    && p.name.len() <= 32
+                    && p.name.starts_with(|c: char| c.is_ascii_lowercase())
+                    && p.name.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                    });
+                if !ok {
+                    err(
+                        "manual.parameters.name",
+                        format!(
+                            "{:?} must be 1-32 characters of [a-z0-9_-], starting with a letter",
+                            p.name
+                        ),
+                    );
+                } else if !names.insert(p.name.clone()) {
+                    err(
+                        "manual.parameters.name",
+                        format!("duplicate parameter {:?}", p.name),
+                    );
+                }
+                if let Err(e) = Parameter::regex(&p.pattern) {
+                    err(&format!("manual.parameters.{}.pattern", p.name), e);
+                }
+            }
+            for k in &manual.environment {
+                if let Err(e) = crate::platform::input::env_override_name("manual.environment", k) {
+                    err("manual.environment", unprefixed(&e.message));
                 }
             }
             if let Some(d) = &raw.description {
@@ -315,6 +509,15 @@ impl JobsFile {
                 notify_channel: notify.channel,
                 mention: notify.mention,
                 environment: raw.environment,
+                parameters: manual
+                    .parameters
+                    .into_iter()
+                    .map(|p| Parameter {
+                        name: p.name,
+                        pattern: p.pattern,
+                    })
+                    .collect(),
+                manual_environment: manual.environment,
             });
         }
         if errors.is_empty() {
@@ -419,6 +622,48 @@ jobs:
             "{errors:?}"
         );
         assert!(JobsFile::parse("job: []").unwrap_err()[0].contains("unknown field `job`"));
+    }
+
+    #[test]
+    fn manual_declarations_are_validated() {
+        let yaml = r#"
+jobs:
+  - name: a
+    schedule: cron(0 3 * * ? *)
+    timezone: UTC
+    command: bin/rake a:b -E x
+  - name: b
+    schedule: cron(0 3 * * ? *)
+    timezone: UTC
+    command: bin/rails runner x.rb
+    manual:
+      parameters:
+        - name: Month
+          pattern: x
+        - name: day
+          pattern: '('
+        - name: day
+          pattern: x
+      environment: [RUBYOPT, OK_VAR]
+      arguments: [db:drop]
+"#;
+        let all = JobsFile::parse(yaml).unwrap_err().join("\n");
+        for want in [
+            "job \"a\": field `command`: \"bin/rake a:b -E x\" must name exactly one rake task",
+            "job \"b\": unknown field `arguments`",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in:\n{all}");
+        }
+        let yaml = yaml.replace("      arguments: [db:drop]\n", "");
+        let all = JobsFile::parse(&yaml).unwrap_err().join("\n");
+        for want in [
+            "field `manual.parameters.name`: \"Month\" must be",
+            "field `manual.parameters.day.pattern`: pattern \"(\" does not compile",
+            "field `manual.parameters.name`: duplicate parameter \"day\"",
+            "job \"b\": field `manual.environment`: RUBYOPT is reserved",
+        ] {
+            assert!(all.contains(want), "missing {want:?} in:\n{all}");
+        }
     }
 
     #[test]

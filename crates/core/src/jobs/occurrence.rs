@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::platform::aws::{AwsResultExt, ConditionalExt};
+use crate::platform::aws::AwsResultExt;
 use crate::platform::dynamo::{self, s, Record, Table};
 use crate::platform::time::{rfc3339, truncate_to_minute};
 use crate::shared::runs::RunStatus;
@@ -91,29 +91,19 @@ pub enum Claim {
 }
 
 impl Table<Occurrence> {
-    /// The claim: one conditional PutItem that creates the occurrence unless it exists, where
-    /// a retry by the same claimant wins again (`put_once` plus "or it is mine", which is why
-    /// it is its own write). On a lost claim, reads the owner for the record.
+    /// The claim: [`Table::put_once`] — one conditional PutItem that creates the occurrence
+    /// unless it exists. When it exists, what is stored decides: this claimant's own earlier
+    /// claim (a retried step) wins again, anyone else's is a duplicate. Nothing already stored
+    /// is ever written over (a retry keeps the `duplicateClaimers` and `runStatus` recorded
+    /// meanwhile).
     pub async fn claim(&self, occurrence: &Occurrence) -> Result<Claim, Error> {
-        let res = self
-            .client()
-            .put_item()
-            .table_name(self.name())
-            .set_item(Some(dynamo::to_item(occurrence)))
-            .condition_expression("attribute_not_exists(occurrenceKey) OR claimedBy = :me")
-            .expression_attribute_values(":me", s(&occurrence.claimed_by))
-            .send()
-            .await
-            .aws("PutItem")
-            .conditional()?;
-        if res.is_some() {
-            return Ok(Claim::Won);
+        match self.put_once(occurrence).await? {
+            dynamo::Once::First => Ok(Claim::Won),
+            dynamo::Once::Seen(stored) if stored.claimed_by == occurrence.claimed_by => {
+                Ok(Claim::Won)
+            }
+            dynamo::Once::Seen(owner) => Ok(Claim::Duplicate(Box::new(owner))),
         }
-        let owner = self
-            .get(&occurrence.occurrence_key)
-            .await?
-            .ok_or_else(|| Error::Corrupt("occurrence vanished".into()))?;
-        Ok(Claim::Duplicate(Box::new(owner)))
     }
 
     /// Record a duplicate delivery on the occurrence (a string set: a retried record is not
@@ -272,15 +262,34 @@ mod tests {
     async fn the_claim_is_one_conditional_put() {
         let put = mock!(aws_sdk_dynamodb::Client::put_item)
             .match_requests(|r| {
-                r.condition_expression()
-                    == Some("attribute_not_exists(occurrenceKey) OR claimedBy = :me")
-                    && r.expression_attribute_values().and_then(|v| v.get(":me"))
-                        == Some(&s("exec-1"))
+                r.condition_expression() == Some("attribute_not_exists(#k)")
+                    && r.expression_attribute_names().and_then(|n| n.get("#k"))
+                        == Some(&"occurrenceKey".to_string())
             })
             .then_output(|| PutItemOutput::builder().build());
         let db = mock_client!(aws_sdk_dynamodb, [&put]);
         assert_eq!(claim(&db, "occ", &occ("exec-1")).await.unwrap(), Claim::Won);
         assert_eq!(put.num_calls(), 1);
+    }
+
+    /// Issue 16: a retried claim wins again by reading what is stored, never by writing the
+    /// whole item over it (which erased the duplicates and run status recorded meanwhile).
+    #[tokio::test]
+    async fn a_retried_claim_wins_without_writing_over_what_was_recorded() {
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .then_error(|| PutItemError::ConditionalCheckFailedException(ccf()));
+        let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+            GetItemOutput::builder()
+                .set_item(Some(dynamo::to_item(&Occurrence {
+                    duplicate_claimers: vec!["exec-2".into()],
+                    ..occ("exec-1")
+                })))
+                .build()
+        });
+        let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &get]);
+        assert_eq!(claim(&db, "occ", &occ("exec-1")).await.unwrap(), Claim::Won);
+        // One conditional put that failed, one read; no second (unconditional) write.
+        assert_eq!((put.num_calls(), get.num_calls()), (1, 1));
     }
 
     #[tokio::test]

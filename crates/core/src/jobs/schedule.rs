@@ -327,6 +327,122 @@ impl Cron {
     }
 }
 
+/// A change of a zone's UTC offset.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transition {
+    /// The instant of the change.
+    pub at: DateTime<Utc>,
+    pub offset_before: String,
+    pub offset_after: String,
+    /// Spring forward: local times in `[local_from, local_to)` do not exist. Otherwise (fall
+    /// back) they happen twice.
+    pub gap: bool,
+    pub local_from: String,
+    pub local_to: String,
+    /// What the schedule does there: its local times that are skipped (gap) or that fire once,
+    /// at the earlier instant (fold).
+    pub affected: Vec<String>,
+}
+
+/// `batchless jobs next --around`: the occurrences within `days` of `around`, each with its
+/// local time, and the zone's transitions in that window with what they do to the schedule —
+/// as Scheduler does: a skipped local time has no occurrence, a repeated one fires once.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Preview {
+    pub timezone: String,
+    /// (UTC instant, local time with its offset).
+    pub occurrences: Vec<(DateTime<Utc>, String)>,
+    pub transitions: Vec<Transition>,
+}
+
+fn local_text(tz: &Tz, t: DateTime<Utc>) -> String {
+    let zoned = to_timestamp(t).to_zoned(tz.0.clone());
+    zoned.strftime("%Y-%m-%dT%H:%M%:z").to_string()
+}
+
+/// See [`Preview`]. `timezone` is the job's (a `rate()` has occurrences but no local times
+/// that a transition could skip or repeat).
+pub fn preview(
+    schedule: &Schedule,
+    timezone: &str,
+    around: DateTime<Utc>,
+    days: i64,
+    limit: usize,
+) -> Result<Preview, String> {
+    let tz = parse_timezone(timezone)?;
+    let from = around - Duration::days(days);
+    let to = around + Duration::days(days);
+    let occurrences = schedule
+        .occurrences(from, to, limit)
+        .into_iter()
+        .map(|t| (t, local_text(&tz, t)))
+        .collect();
+    let mut transitions = Vec::new();
+    for tr in tz.0.following(to_timestamp(from)) {
+        let at = DateTime::from_timestamp(tr.timestamp().as_second(), 0).expect("in range");
+        if at > to {
+            break;
+        }
+        let before = tz.0.to_offset(to_timestamp(at - Duration::seconds(1)));
+        let after = tr.offset();
+        if before == after {
+            continue; // an abbreviation change only
+        }
+        let diff = i64::from(after.seconds() - before.seconds());
+        let gap = diff > 0;
+        // The local times concerned: [at in the old offset, + |diff|) for a gap; [at in the new
+        // offset, + |diff|) for a fold.
+        let start_offset = if gap { before } else { after };
+        let local_start =
+            DateTime::from_timestamp(at.timestamp() + i64::from(start_offset.seconds()), 0)
+                .expect("in range")
+                .naive_utc();
+        let local_end = local_start + Duration::seconds(diff.abs());
+        let mut affected = Vec::new();
+        if let Schedule::Cron(c) = schedule {
+            let mut m = local_start;
+            while m < local_end {
+                if c.day_matches(m.date())
+                    && c.hours.contains(&m.hour())
+                    && c.minutes.contains(&m.minute())
+                {
+                    affected.push(if gap {
+                        format!(
+                            "{} local does not exist: no occurrence",
+                            m.format("%Y-%m-%d %H:%M")
+                        )
+                    } else {
+                        format!(
+                            "{} local happens twice: fires once, at {} (the earlier)",
+                            m.format("%Y-%m-%d %H:%M"),
+                            crate::platform::time::rfc3339(
+                                c.tz.instant_of(m).expect("a fold's local time exists")
+                            )
+                        )
+                    });
+                }
+                m += Duration::minutes(1);
+            }
+        }
+        transitions.push(Transition {
+            at,
+            offset_before: before.to_string(),
+            offset_after: after.to_string(),
+            gap,
+            local_from: local_start.format("%Y-%m-%dT%H:%M").to_string(),
+            local_to: local_end.format("%Y-%m-%dT%H:%M").to_string(),
+            affected,
+        });
+    }
+    Ok(Preview {
+        timezone: tz.name().to_string(),
+        occurrences,
+        transitions,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,5 +581,100 @@ mod tests {
         assert!(Schedule::parse("cron(0 3 * * ? *)", "Mars/Base")
             .unwrap_err()
             .contains("IANA"));
+    }
+
+    /// Issue 20: the 2027 transitions of New York and London, pinned: the spring-forward gaps
+    /// skip the local times that do not exist, the fall-back folds fire once, at the earlier
+    /// instant.
+    #[test]
+    fn dst_preview_pins_the_2027_gaps_and_folds() {
+        // New York: springs forward 2027-03-14 02:00 EST -> 03:00 EDT, falls back 2027-11-07
+        // 02:00 EDT -> 01:00 EST.
+        let ny = Schedule::parse("cron(30 1,2 * * ? *)", "America/New_York").unwrap();
+        let p = preview(&ny, "America/New_York", t("2027-03-14T12:00:00Z"), 1, 20).unwrap();
+        assert_eq!(p.transitions.len(), 1, "{p:?}");
+        let tr = &p.transitions[0];
+        assert!(tr.gap);
+        assert_eq!(tr.at, t("2027-03-14T07:00:00Z"));
+        assert_eq!(
+            (tr.offset_before.as_str(), tr.offset_after.as_str()),
+            ("-05", "-04")
+        );
+        assert_eq!(
+            (tr.local_from.as_str(), tr.local_to.as_str()),
+            ("2027-03-14T02:00", "2027-03-14T03:00")
+        );
+        assert_eq!(
+            tr.affected,
+            vec!["2027-03-14 02:30 local does not exist: no occurrence"]
+        );
+        let on_the_day: Vec<&str> = p
+            .occurrences
+            .iter()
+            .filter(|(_, l)| l.starts_with("2027-03-14"))
+            .map(|(_, l)| l.as_str())
+            .collect();
+        assert_eq!(on_the_day, vec!["2027-03-14T01:30-05:00"]);
+
+        let p = preview(&ny, "America/New_York", t("2027-11-07T12:00:00Z"), 1, 20).unwrap();
+        let tr = &p.transitions[0];
+        assert!(!tr.gap);
+        assert_eq!(tr.at, t("2027-11-07T06:00:00Z"));
+        assert_eq!(
+            (tr.local_from.as_str(), tr.local_to.as_str()),
+            ("2027-11-07T01:00", "2027-11-07T02:00")
+        );
+        assert_eq!(
+            tr.affected,
+            vec!["2027-11-07 01:30 local happens twice: fires once, at 2027-11-07T05:30:00Z (the earlier)"]
+        );
+        let on_the_day: Vec<DateTime<Utc>> = p
+            .occurrences
+            .iter()
+            .filter(|(_, l)| l.starts_with("2027-11-07"))
+            .map(|(u, _)| *u)
+            .collect();
+        // 01:30 EDT once (not again at 06:30Z EST), then 02:30 EST.
+        assert_eq!(
+            on_the_day,
+            vec![t("2027-11-07T05:30:00Z"), t("2027-11-07T07:30:00Z")]
+        );
+
+        // London: springs forward 2027-03-28 01:00 GMT -> 02:00 BST, falls back 2027-10-31
+        // 02:00 BST -> 01:00 GMT.
+        let ldn = Schedule::parse("cron(30 1 * * ? *)", "Europe/London").unwrap();
+        let p = preview(&ldn, "Europe/London", t("2027-03-28T12:00:00Z"), 1, 20).unwrap();
+        let tr = &p.transitions[0];
+        assert!(tr.gap);
+        assert_eq!(tr.at, t("2027-03-28T01:00:00Z"));
+        assert_eq!(
+            tr.affected,
+            vec!["2027-03-28 01:30 local does not exist: no occurrence"]
+        );
+        assert!(!p
+            .occurrences
+            .iter()
+            .any(|(_, l)| l.starts_with("2027-03-28")));
+        let p = preview(&ldn, "Europe/London", t("2027-10-31T12:00:00Z"), 1, 20).unwrap();
+        let tr = &p.transitions[0];
+        assert!(!tr.gap);
+        assert_eq!(tr.at, t("2027-10-31T01:00:00Z"));
+        assert_eq!(
+            tr.affected,
+            vec!["2027-10-31 01:30 local happens twice: fires once, at 2027-10-31T00:30:00Z (the earlier)"]
+        );
+        let on_the_day: Vec<&(DateTime<Utc>, String)> = p
+            .occurrences
+            .iter()
+            .filter(|(_, l)| l.starts_with("2027-10-31"))
+            .collect();
+        assert_eq!(on_the_day.len(), 1, "{on_the_day:?}");
+        assert_eq!(on_the_day[0].1, "2027-10-31T01:30+01:00");
+        // A UTC job has no transitions.
+        let utc = Schedule::parse("cron(30 1 * * ? *)", "UTC").unwrap();
+        assert!(preview(&utc, "UTC", t("2027-10-31T12:00:00Z"), 3, 20)
+            .unwrap()
+            .transitions
+            .is_empty());
     }
 }

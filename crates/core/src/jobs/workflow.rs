@@ -23,8 +23,6 @@ pub const LEASE_MARGIN_SECONDS: u64 = 15 * 60;
 pub const POLL_EVERY_SECONDS: u64 = 300;
 /// After a timeout stop, how long to wait for STOPPED before polling again.
 pub const STOP_WAIT_SECONDS: u64 = 60;
-const MAX_ARGUMENTS: usize = 20;
-const MAX_ARGUMENT_CHARS: usize = 256;
 
 /// What started a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,9 +58,11 @@ pub enum ClaimOutcome {
 pub struct Manual {
     #[serde(default)]
     pub requested_by: Option<String>,
-    /// Appended to the job's command, each shell-quoted.
+    /// Values of the job's declared `manual.parameters` (jobs file), each matched against its
+    /// pattern. There are no free arguments.
     #[serde(default)]
-    pub arguments: Vec<String>,
+    pub parameters: BTreeMap<String, String>,
+    /// Only the variables the job's `manual.environment` allows (and never a denylisted one).
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
     /// Shorter (or longer, up to 24 h) than the job's timeout.
@@ -130,8 +130,43 @@ pub struct ClaimResult {
     pub late_by_seconds: Option<i64>,
 }
 
-fn quote(arg: &str) -> String {
-    format!("'{}'", arg.replace('\'', r"'\''"))
+/// How far past its execution's start (Step Functions' clock, which a caller cannot set) a
+/// delivered `scheduledTime` may lie: Scheduler delivers at or after the scheduled minute (with
+/// its flexible time window OFF, as the template sets it), so one minute covers clock skew and
+/// the minute truncation; anything later is a made-up time.
+pub const FUTURE_TOLERANCE_SECONDS: i64 = 60;
+
+/// Issue 16: a delivery is an occurrence the job's schedule implies, and not one in the future.
+/// Otherwise a console start with tomorrow's time would run now and the real occurrence would
+/// be suppressed as its duplicate.
+fn real_occurrence(job: &Job, t: DateTime<Utc>, started: DateTime<Utc>) -> Result<(), InputError> {
+    let schedule = job.parsed_schedule();
+    // A rate's anchor is the schedule's creation, which we cannot know (see `Schedule::Rate`):
+    // only cron schedules can be checked occurrence by occurrence.
+    if matches!(schedule, super::schedule::Schedule::Cron(_)) && !schedule.is_occurrence(t) {
+        return Err(InputError::field(
+            "scheduledTime",
+            format!(
+                "{} is not an occurrence of job {:?} ({} in {})",
+                crate::platform::time::rfc3339(t),
+                job.name,
+                job.schedule,
+                job.timezone
+            ),
+        ));
+    }
+    if t > started + Duration::seconds(FUTURE_TOLERANCE_SECONDS) {
+        return Err(InputError::field(
+            "scheduledTime",
+            format!(
+                "{} lies in the future (the execution started at {}; Scheduler delivers an \
+                 occurrence at or after its time)",
+                crate::platform::time::rfc3339(t),
+                crate::platform::time::rfc3339(started)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Validate a request strictly; nothing is claimed or written for a bad one.
@@ -156,10 +191,8 @@ pub fn validate(
             ),
         )
     })?;
-    let started_at = crate::platform::time::rfc3339(crate::platform::time::parse(
-        "execution.startTime",
-        &execution.start_time,
-    )?);
+    let started = crate::platform::time::parse("execution.startTime", &execution.start_time)?;
+    let started_at = crate::platform::time::rfc3339(started);
     let mut env = job.environment.clone();
     let mut command = job.command.clone();
     let mut timeout = job.timeout_seconds;
@@ -167,6 +200,7 @@ pub fn validate(
         (Some(t), None) => {
             let t = crate::platform::time::parse("scheduledTime", t)?;
             let t = crate::platform::time::truncate_to_minute(t);
+            real_occurrence(job, t, started)?;
             if let Some(d) = &req.delivery_id {
                 input::identifier("deliveryId", d, 128)?;
             }
@@ -184,25 +218,25 @@ pub fn validate(
                     "only for scheduled deliveries",
                 ));
             }
-            if m.arguments.len() > MAX_ARGUMENTS {
-                return Err(InputError::field(
-                    "manual.arguments",
-                    format!("at most {MAX_ARGUMENTS} arguments"),
-                ));
-            }
-            for a in &m.arguments {
-                input::bounded_text("manual.arguments", a, MAX_ARGUMENT_CHARS)?;
-                if a.contains('\n') {
-                    return Err(InputError::field(
-                        "manual.arguments",
-                        "must be single lines",
-                    ));
-                }
-                command.push(' ');
-                command.push_str(&quote(a));
-            }
+            command = job.command_with(&m.parameters).map_err(|(k, e)| {
+                InputError::field(&format!("manual.parameters.{}", input::truncate(&k, 60)), e)
+            })?;
             for (k, v) in &m.environment {
                 input::env_override_name("manual.environment", k)?;
+                if !job.manual_environment.contains(k) {
+                    return Err(InputError::field(
+                        &format!("manual.environment.{k}"),
+                        format!(
+                            "{k} is not in job {:?}'s `manual.environment` allowlist ({})",
+                            job.name,
+                            if job.manual_environment.is_empty() {
+                                "empty".to_string()
+                            } else {
+                                job.manual_environment.join(", ")
+                            }
+                        ),
+                    ));
+                }
                 input::bounded_text(&format!("manual.environment.{k}"), v, 1024)?;
                 env.insert(k.clone(), v.clone());
             }
@@ -720,20 +754,117 @@ mod tests {
     }
 
     #[test]
-    fn a_manual_run_has_its_own_key_and_quoted_arguments() {
+    fn a_manual_run_has_its_own_key_and_only_declared_parameters() {
         let run = validate(
-            json!({"job": "purge-expired-sessions", "manual": {"requestedBy": "alice", "arguments": ["it's"], "environment": {"FAKE_EXIT_CODE": "3"}, "timeoutSeconds": 60}}),
+            json!({"job": "purge-expired-sessions", "manual": {"requestedBy": "alice", "environment": {"FAKE_EXIT_CODE": "3"}, "timeoutSeconds": 60}}),
             &exec(),
             "staging",
             &jobs(),
         )
         .unwrap();
         assert_eq!(run.occurrence_key, "purge-expired-sessions#manual#e1");
-        assert_eq!(run.command, r"bin/rake sessions:purge 'it'\''s'");
+        assert_eq!(run.command, "bin/rake sessions:purge");
         assert_eq!(run.environment_overrides["FAKE_EXIT_CODE"], "3");
         assert_eq!(run.environment_overrides["PURGE_BATCH_SIZE"], "5000");
         assert_eq!(run.timeout_seconds, 60);
         assert_eq!(run.started_by, "alice");
+        let runner = validate(
+            json!({"job": "nightly-billing-report", "manual": {"parameters": {"month": "2026-10"}}}),
+            &exec(),
+            "staging",
+            &jobs(),
+        )
+        .unwrap();
+        assert_eq!(
+            runner.command,
+            "bin/rails runner script/nightly_billing_report.rb --month '2026-10'"
+        );
+        let rake = validate(
+            json!({"job": "sync-exchange-rates", "manual": {"parameters": {"currency": "EUR"}}}),
+            &exec(),
+            "staging",
+            &jobs(),
+        )
+        .unwrap();
+        assert_eq!(rake.command, "bin/rake 'rates:sync[EUR]'");
+    }
+
+    /// Issue 16: nothing a manual run gives can become another rake task, a rake or Ruby
+    /// option, or a variable the job does not allow.
+    #[test]
+    fn a_manual_run_cannot_smuggle_tasks_options_or_variables() {
+        let cases = [
+            // Free arguments are gone: `db:drop` appended, `-E '<ruby>'`.
+            (
+                json!({"job": "purge-expired-sessions", "manual": {"arguments": ["db:drop"]}}),
+                "unknown field `arguments`",
+            ),
+            (
+                json!({"job": "sync-exchange-rates", "manual": {"arguments": ["-E", "system('id')"]}}),
+                "unknown field `arguments`",
+            ),
+            // Undeclared parameter.
+            (
+                json!({"job": "purge-expired-sessions", "manual": {"parameters": {"task": "db:drop"}}}),
+                "`manual.parameters.task`: \"task\" is not a parameter of job \"purge-expired-sessions\" (declared: none)",
+            ),
+            // Declared, but the value does not match, or would be read as a task or an option.
+            (
+                json!({"job": "sync-exchange-rates", "manual": {"parameters": {"currency": "EUR] db:drop"}}}),
+                "`manual.parameters.currency`",
+            ),
+            (
+                json!({"job": "sync-exchange-rates", "manual": {"parameters": {"currency": "usd"}}}),
+                "does not match the pattern",
+            ),
+            (
+                json!({"job": "nightly-billing-report", "manual": {"parameters": {"month": "-E"}}}),
+                "starts with `-`",
+            ),
+            (
+                json!({"job": "nightly-billing-report", "manual": {"parameters": {"month": "2026-10 --x"}}}),
+                "does not match the pattern",
+            ),
+            // Variables: allowed ones only, and never a denylisted one.
+            (
+                json!({"job": "sync-exchange-rates", "manual": {"environment": {"RAILS_LOG_LEVEL": "debug"}}}),
+                "`manual.environment.RAILS_LOG_LEVEL`: RAILS_LOG_LEVEL is not in job \"sync-exchange-rates\"'s `manual.environment` allowlist",
+            ),
+            (
+                json!({"job": "sync-exchange-rates", "manual": {"environment": {"RUBYOPT": "-r/tmp/x"}}}),
+                "RUBYOPT is reserved",
+            ),
+            (
+                json!({"job": "sync-exchange-rates", "manual": {"environment": {"RAKEOPT": "db:drop"}}}),
+                "RAKEOPT is reserved",
+            ),
+        ];
+        for (input, want) in cases {
+            let err = validate(input.clone(), &exec(), "staging", &jobs()).unwrap_err();
+            assert!(err.message.contains(want), "{input} -> {err}");
+        }
+    }
+
+    #[test]
+    fn rake_values_can_never_leave_their_brackets() {
+        let job = Job {
+            parameters: vec![super::super::config::Parameter {
+                name: "x".into(),
+                pattern: ".*".into(),
+            }],
+            ..jobs().get("sync-exchange-rates").unwrap().clone()
+        };
+        for bad in [
+            "a,b", "a]", "a[b", "a b", "A=1", "it's", "\"x\"", "-T", "a\tb",
+        ] {
+            let p = BTreeMap::from([("x".to_string(), bad.to_string())]);
+            assert!(job.command_with(&p).is_err(), "{bad:?} passed");
+        }
+        let p = BTreeMap::from([("x".to_string(), "2026-11-01".to_string())]);
+        assert_eq!(
+            job.command_with(&p).unwrap(),
+            "bin/rake 'rates:sync[2026-11-01]'"
+        );
     }
 
     #[test]
@@ -788,6 +919,62 @@ mod tests {
         }
     }
 
+    /// Issue 16: only real, non-future occurrences are accepted.
+    #[test]
+    fn deliveries_are_real_occurrences() {
+        // exec() started 2026-11-28T13:15:02Z.
+        let ok = |t: &str| {
+            validate(
+                json!({"job": "sync-exchange-rates", "scheduledTime": t}),
+                &exec(),
+                "staging",
+                &jobs(),
+            )
+        };
+        ok("2026-11-28T13:15:00Z").unwrap();
+        // Within Scheduler's precision of the execution's start.
+        let early = Execution {
+            start_time: "2026-11-28T13:14:30Z".into(),
+            ..exec()
+        };
+        validate(
+            json!({"job": "sync-exchange-rates", "scheduledTime": "2026-11-28T13:15:00Z"}),
+            &early,
+            "staging",
+            &jobs(),
+        )
+        .unwrap();
+        ok("2026-11-27T13:00:00Z").unwrap(); // an old one (the claim decides: stale)
+                                             // purge-expired-sessions runs at :30 past each hour.
+        let off = validate(
+            json!({"job": "purge-expired-sessions", "scheduledTime": "2026-11-28T13:07:00Z"}),
+            &exec(),
+            "staging",
+            &jobs(),
+        )
+        .unwrap_err();
+        assert!(
+            off.message
+                .contains("`scheduledTime`: 2026-11-28T13:07:00Z is not an occurrence"),
+            "{off}"
+        );
+        let future = ok("2026-11-29T13:15:00Z").unwrap_err();
+        assert!(future.message.contains("lies in the future"), "{future}");
+        let soon = ok("2026-11-28T13:30:00Z").unwrap_err();
+        assert!(soon.message.contains("lies in the future"), "{soon}");
+        // In the job's own time zone: 03:00 Asia/Tokyo is 18:00Z, not 03:00Z.
+        let report = |t: &str| {
+            validate(
+                json!({"job": "nightly-billing-report", "scheduledTime": t}),
+                &exec(),
+                "staging",
+                &jobs(),
+            )
+        };
+        report("2026-11-27T18:00:00Z").unwrap();
+        assert!(report("2026-11-28T03:00:00Z").is_err());
+    }
+
     #[test]
     fn staleness_and_waits() {
         let run = validate(
@@ -810,7 +997,7 @@ mod tests {
 
     fn state(outcome: Option<TaskOutcome>) -> JobState {
         let run = validate(
-            json!({"job": "nightly-billing-report", "scheduledTime": "2026-11-28T18:00:00Z"}),
+            json!({"job": "nightly-billing-report", "scheduledTime": "2026-11-27T18:00:00Z"}),
             &exec(),
             "staging",
             &jobs(),
@@ -925,8 +1112,8 @@ mod tests {
             occ.last()
                 .map(|t| crate::platform::time::rfc3339(*t))
                 .as_deref(),
-            Some("2026-11-28T13:45:00Z")
+            Some("2026-11-28T13:49:00Z")
         );
-        assert_eq!(occ.len(), 4);
+        assert_eq!(occ.len(), 60);
     }
 }

@@ -43,6 +43,24 @@ pub enum Command {
     Cancel(CancelArgs),
     /// Local replica only: deliver a schedule's target input N times concurrently.
     Fire(FireArgs),
+    /// The occurrences around a date, with the time zone's DST gaps and folds and what they do.
+    Next(NextArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NextArgs {
+    pub job: String,
+    /// The date (or time) to look around (RFC 3339, or YYYY-MM-DD) [default: now].
+    #[arg(long, value_name = "DATE")]
+    pub around: Option<String>,
+    /// How many days either side.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(i64).range(1..=31))]
+    pub days: i64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub file: FileArgs,
 }
 
 #[derive(Debug, Args)]
@@ -99,10 +117,10 @@ pub struct ClaimArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     pub job: String,
-    /// An argument appended to the job's command (repeatable; shell-quoted).
-    #[arg(long = "arg", value_name = "ARG")]
-    pub arguments: Vec<String>,
-    /// An environment variable for the task (repeatable).
+    /// A parameter the job declares in the jobs file (`manual.parameters`; repeatable).
+    #[arg(long = "param", value_name = "NAME=VALUE", value_parser = parse::key_value)]
+    pub parameters: Vec<(String, String)>,
+    /// An environment variable the job allows (`manual.environment`; repeatable).
     #[arg(long = "var", value_name = "K=V", value_parser = parse::key_value)]
     pub variables: Vec<(String, String)>,
     /// A timeout for this run instead of the job's.
@@ -171,6 +189,7 @@ pub async fn run(cx: &Context, cmd: Command) -> Result<ExitCode> {
         Command::Run(a) => run_now(cx.aws().await?, a).await,
         Command::Cancel(a) => cancel(cx.aws().await?, a).await,
         Command::Fire(a) => fire(cx.aws().await?, a).await,
+        Command::Next(a) => next(a),
     }
 }
 
@@ -374,13 +393,16 @@ async fn list(aws: Option<&Aws>, a: ListArgs) -> Result<ExitCode> {
 
 /// The execution input of a manual run.
 pub fn manual_input(a: &RunArgs, requested_by: &str) -> Value {
-    let env: serde_json::Map<String, Value> = a
-        .variables
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    let mut manual =
-        json!({"requestedBy": requested_by, "arguments": a.arguments, "environment": env});
+    let map = |kv: &[(String, String)]| -> serde_json::Map<String, Value> {
+        kv.iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect()
+    };
+    let mut manual = json!({
+        "requestedBy": requested_by,
+        "parameters": map(&a.parameters),
+        "environment": map(&a.variables),
+    });
     if let Some(t) = a.timeout {
         manual["timeoutSeconds"] = json!(t);
     }
@@ -440,6 +462,67 @@ async fn cancel(aws: &Aws, a: CancelArgs) -> Result<ExitCode> {
         .await
         .aws("StopExecution")?;
     println!("stopped {arn}; cleanup stops its task and releases its lease");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `jobs next --around`: pure (no AWS).
+fn next(a: NextArgs) -> Result<ExitCode> {
+    let jobs = load(&a.file)?;
+    let job = jobs
+        .get(&a.job)
+        .with_context(|| format!("no job {:?} in the jobs file", a.job))?;
+    let around = match &a.around {
+        None => Utc::now(),
+        Some(d) if d.len() == 10 => {
+            parse::time(&format!("{d}T12:00:00Z")).map_err(|e| anyhow::anyhow!("--around: {e}"))?
+        }
+        Some(d) => parse::time(d).map_err(|e| anyhow::anyhow!("--around: {e}"))?,
+    };
+    let p = batchless_core::jobs::schedule::preview(
+        &job.parsed_schedule(),
+        &job.timezone,
+        around,
+        a.days,
+        500,
+    )
+    .map_err(anyhow::Error::msg)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{}  {} in {}", job.name, job.schedule, p.timezone);
+    for tr in &p.transitions {
+        println!(
+            "  {} {}: {} -> {}, local {} to {} {}",
+            batchless_core::platform::time::rfc3339(tr.at),
+            if tr.gap {
+                "spring forward"
+            } else {
+                "fall back"
+            },
+            tr.offset_before,
+            tr.offset_after,
+            tr.local_from,
+            tr.local_to,
+            if tr.gap {
+                "does not exist"
+            } else {
+                "happens twice"
+            }
+        );
+        for line in &tr.affected {
+            println!("    {line}");
+        }
+    }
+    if p.transitions.is_empty() {
+        println!("  no offset change within {} days", a.days);
+    }
+    for (utc, local) in &p.occurrences {
+        println!(
+            "  {}  {local}",
+            batchless_core::platform::time::rfc3339(*utc)
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -515,23 +598,26 @@ mod tests {
     fn the_commands_parse() {
         let parse = crate::testing::parse_subcommand::<Command>;
         let Command::Run(r) =
-            parse(&["run", "x", "--var", "A=1", "--arg", "b", "--no-follow"]).unwrap()
+            parse(&["run", "x", "--var", "A=1", "--param", "b=c", "--no-follow"]).unwrap()
         else {
             panic!()
         };
         assert_eq!(r.variables, vec![("A".to_string(), "1".to_string())]);
-        assert_eq!(r.arguments, vec!["b"]);
+        assert_eq!(r.parameters, vec![("b".to_string(), "c".to_string())]);
+        assert!(parse(&["run", "x", "--arg", "db:drop"]).is_err());
         assert!(parse(&["claim", "x"]).is_err());
         assert!(parse(&["claim", "x", "--now", "--at", "2026-11-28T13:30:00Z"]).is_err());
         assert!(parse(&["fire", "x", "--deliveries", "50"]).is_ok());
         assert!(parse(&["fire", "x", "--deliveries", "0"]).is_err());
+        assert!(parse(&["next", "x", "--around", "2027-11-07"]).is_ok());
+        assert!(parse(&["next", "x", "--days", "0"]).is_err());
     }
 
     #[test]
     fn manual_inputs() {
         let a = RunArgs {
             job: "purge-expired-sessions".into(),
-            arguments: vec!["--dry-run".into()],
+            parameters: vec![("month".into(), "2026-10".into())],
             variables: vec![("FAKE_EXIT_CODE".into(), "3".into())],
             timeout: Some(60),
             requested_by: None,
@@ -541,5 +627,6 @@ mod tests {
         assert_eq!(v["manual"]["environment"]["FAKE_EXIT_CODE"], "3");
         assert_eq!(v["manual"]["timeoutSeconds"], 60);
         assert_eq!(v["manual"]["requestedBy"], "alice");
+        assert_eq!(v["manual"]["parameters"]["month"], "2026-10");
     }
 }

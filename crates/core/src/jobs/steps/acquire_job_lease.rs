@@ -68,8 +68,16 @@ mod tests {
     use serde_json::json;
 
     fn run(job: &str) -> JobRun {
+        let jobs = JobsFile::embedded();
+        let start = crate::platform::time::parse("t", "2026-11-28T13:15:01Z").unwrap();
+        let due = jobs
+            .get(job)
+            .unwrap()
+            .parsed_schedule()
+            .latest_at_or_before(start, chrono::Duration::days(8))
+            .unwrap();
         crate::jobs::workflow::validate(
-            json!({"job": job, "scheduledTime": "2026-11-28T13:15:00Z"}),
+            json!({"job": job, "scheduledTime": crate::platform::time::rfc3339(due)}),
             &crate::sfn::Execution {
                 id: "arn:e2".into(),
                 name: "e2".into(),

@@ -175,8 +175,7 @@ mod tests {
     #[tokio::test]
     async fn the_winner_claims_then_records_its_run_once() {
         let claim = put_into!("occ", |r: &PutItemInput| {
-            r.condition_expression()
-                == Some("attribute_not_exists(occurrenceKey) OR claimedBy = :me")
+            r.condition_expression() == Some("attribute_not_exists(#k)")
                 && attr(r, "occurrenceKey") == Some("sync-exchange-rates#2026-11-28T13:15:00Z")
                 && attr(r, "claimedBy") == Some(ARN)
                 && attr(r, "source") == Some("scheduler")

@@ -231,8 +231,7 @@ mod tests {
         let put = mock!(aws_sdk_dynamodb::Client::put_item)
             .match_requests(|r| {
                 let item = r.item().unwrap();
-                r.condition_expression()
-                    == Some("attribute_not_exists(occurrenceKey) OR claimedBy = :me")
+                r.condition_expression() == Some("attribute_not_exists(#k)")
                     && item.get("status") == Some(&dynamo::s("MISSED"))
                     && item.get("claimedBy") == Some(&dynamo::s(CLAIMANT))
             })

@@ -6,6 +6,7 @@
 pub mod acquire_job_lease;
 pub mod claim_occurrence;
 pub mod missed_run_check;
+pub mod notify_job_result;
 pub mod poll_task;
 pub mod record_job_run;
 pub mod run_job_task;

@@ -23,6 +23,11 @@ pub struct PatchState {
     /// The approval wait timed out.
     #[serde(default)]
     pub expired: Option<StepError>,
+    /// The dry run's build and how it ended (issue 18).
+    #[serde(default)]
+    pub preview_build: Option<StartedBuild>,
+    #[serde(default)]
+    pub preview_outcome: Option<BuildOutcome>,
     #[serde(default)]
     pub build: Option<StartedBuild>,
     #[serde(default)]

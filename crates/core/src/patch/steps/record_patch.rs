@@ -258,8 +258,27 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         Input::Finish { state } => {
             let run = &state.patch;
             let rec = store::must_get(st.db, st.table, &run.patch_id).await?;
-            let recorded = workflow::record(&state, &rec);
+            let mut recorded = workflow::record(&state, &rec);
             let mut fields = vec![("finishedAt", json!(time::rfc3339(time::now())))];
+            // The real run's measure beside its preview (when a build ran).
+            if state.outcome.is_some() {
+                let (actual, _, _) = read_measure(deps, &measure_key(&run.patch_id), "run").await?;
+                if let Some(actual) = actual {
+                    let preview = rec.preview.as_ref().and_then(|p| p.measure.as_ref());
+                    let flags = preview
+                        .map(|p| preview::compare(p, &actual, deps.settings.flag_factor))
+                        .unwrap_or_default();
+                    recorded.comparison = Some(workflow::Comparison {
+                        preview: preview.map(preview::summary_lines).unwrap_or_default(),
+                        actual: preview::summary_lines(&actual),
+                        flags: flags.clone(),
+                    });
+                    fields.push(("actual", json!(actual)));
+                    if !flags.is_empty() {
+                        fields.push(("previewFlags", json!(flags)));
+                    }
+                }
+            }
             for (name, value) in [
                 (
                     "failureCause",
@@ -299,6 +318,8 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
                         "logUri": recorded.output.log_uri,
                         "logSha256": recorded.output.log_sha256,
                         "failureCause": recorded.failure_cause.as_deref().map(|c| redact::redact(c).into_owned()),
+                        "previewDigest": rec.preview.as_ref().map(|p| &p.digest),
+                        "comparison": recorded.comparison,
                         "executionArn": run.execution_arn,
                     }),
                 ),

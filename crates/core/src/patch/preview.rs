@@ -200,11 +200,6 @@ phases:
     )
 }
 
-/// The CodeBuild timeout of a dry-run build: its time limit, the shim's grace, a Rails boot.
-pub fn dry_run_build_timeout_minutes(time_limit_seconds: u64) -> i32 {
-    i32::try_from(time_limit_seconds.div_ceil(60) + 5).unwrap_or(60)
-}
-
 /// How the command ended in the dry run (or the real run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -125,7 +125,8 @@ async fn start_dry_run(deps: &Deps, patch: PatchRun) -> Result<Output, Error> {
             idempotency_token: &token,
             artifacts: Some((&deps.backend.bucket, &path, "preview")),
             buildspec: Some(&spec),
-            timeout_minutes: Some(preview::dry_run_build_timeout_minutes(limit)),
+            // The project's timeout: the shim enforces the dry run's own (shorter) limit.
+            timeout_minutes: None,
         },
     )
     .await?;

@@ -187,39 +187,90 @@ async fn the_preview_counts_exactly_changes_nothing_and_the_run_matches_it() -> 
     let preview = &rec["preview"];
     assert_eq!(preview["outcome"], "ok", "{preview}");
     assert_eq!(preview["approvable"], true);
-    assert_eq!(counts(&rec, "preview", "public.sessions"), (0, n, m), "{preview}");
-    assert_eq!(counts(&rec, "preview", "public.task_runs"), (1, 0, 0), "{preview}");
+    assert_eq!(
+        counts(&rec, "preview", "public.sessions"),
+        (0, n, m),
+        "{preview}"
+    );
+    assert_eq!(
+        counts(&rec, "preview", "public.task_runs"),
+        (1, 0, 0),
+        "{preview}"
+    );
     assert_eq!(preview["measure"]["rolledBack"], true);
     // The digest is part of the request hash decisions bind to.
     assert_eq!(rec["request"]["previewDigest"], preview["digest"]);
     // The database is as before the dry run.
     let like = |kind: &str| format!("token LIKE '{tag}-{kind}-%'");
-    assert_eq!(count(&p, &format!("SELECT count(*) FROM sessions WHERE {}", like("d")))?, m as i64);
     assert_eq!(
-        count(&p, &format!("SELECT count(*) FROM sessions WHERE {} AND expires_at = '2030-01-01'", like("u")))?,
+        count(
+            &p,
+            &format!("SELECT count(*) FROM sessions WHERE {}", like("d"))
+        )?,
+        m as i64
+    );
+    assert_eq!(
+        count(
+            &p,
+            &format!(
+                "SELECT count(*) FROM sessions WHERE {} AND expires_at = '2030-01-01'",
+                like("u")
+            )
+        )?,
         n as i64
     );
-    assert_eq!(count(&p, &format!("SELECT count(*) FROM task_runs WHERE arguments = '{tag}'"))?, 0);
+    assert_eq!(
+        count(
+            &p,
+            &format!("SELECT count(*) FROM task_runs WHERE arguments = '{tag}'")
+        )?,
+        0
+    );
     // The dry run ran as its own build, and nothing else ran yet.
     assert_eq!(p.builds_of(&id, "BATCHLESS_PREVIEW_ID").await?.len(), 1);
     assert!(p.builds_of(&id, "BATCHLESS_PATCH_ID").await?.is_empty());
     // The approval request shows the preview.
     let ts = rec["approvalMessage"]["ts"].as_str().unwrap_or_default();
     let msgs = p.stack.slack_messages("C0PATCHES").await?;
-    let msg = msgs.iter().find(|m| m["ts"] == ts).context("approval request")?.to_string();
-    assert!(msg.contains(&format!("public.sessions: 0 inserted, {n} updated, {m} deleted")), "{msg}");
+    let msg = msgs
+        .iter()
+        .find(|m| m["ts"] == ts)
+        .context("approval request")?
+        .to_string();
+    assert!(
+        msg.contains(&format!(
+            "public.sessions: 0 inserted, {n} updated, {m} deleted"
+        )),
+        "{msg}"
+    );
 
     p.approve(&id).await?;
     let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
     assert_eq!(ended.status, "SUCCEEDED", "{ended:?}");
-    assert_eq!(count(&p, &format!("SELECT count(*) FROM sessions WHERE {}", like("d")))?, 0);
     assert_eq!(
-        count(&p, &format!("SELECT count(*) FROM sessions WHERE {} AND expires_at = '2031-01-01'", like("u")))?,
+        count(
+            &p,
+            &format!("SELECT count(*) FROM sessions WHERE {}", like("d"))
+        )?,
+        0
+    );
+    assert_eq!(
+        count(
+            &p,
+            &format!(
+                "SELECT count(*) FROM sessions WHERE {} AND expires_at = '2031-01-01'",
+                like("u")
+            )
+        )?,
         n as i64
     );
     let rec = p.record(&id).await?;
     for table in ["public.sessions", "public.task_runs"] {
-        assert_eq!(counts(&rec, "actual", table), counts(&rec, "preview", table), "{table}: {rec}");
+        assert_eq!(
+            counts(&rec, "actual", table),
+            counts(&rec, "preview", table),
+            "{table}: {rec}"
+        );
     }
     assert!(rec.get("previewFlags").is_none(), "{rec}");
     Ok(())
@@ -240,7 +291,11 @@ async fn jobs_are_listed_not_run_in_the_dry_run_and_processed_after_the_run() ->
         ))
         .await?;
     let rec = p.pending(&id).await?;
-    assert_eq!(rec["preview"]["measure"]["jobs"], json!({"RecomputeUserTotalsJob": k}), "{rec}");
+    assert_eq!(
+        rec["preview"]["measure"]["jobs"],
+        json!({"RecomputeUserTotalsJob": k}),
+        "{rec}"
+    );
     // Nothing reached Redis: the worker ran none of them (it would record task_runs rows).
     tokio::time::sleep(Duration::from_secs(3)).await;
     let ran = format!("SELECT count(*) FROM task_runs WHERE source = '{tag}'");
@@ -253,7 +308,11 @@ async fn jobs_are_listed_not_run_in_the_dry_run_and_processed_after_the_run() ->
     })
     .await?;
     let rec = p.record(&id).await?;
-    assert_eq!(rec["actual"]["jobs"], json!({"RecomputeUserTotalsJob": k}), "{rec}");
+    assert_eq!(
+        rec["actual"]["jobs"],
+        json!({"RecomputeUserTotalsJob": k}),
+        "{rec}"
+    );
     Ok(())
 }
 
@@ -296,7 +355,12 @@ async fn raised_cut_short_and_lock_bound_dry_runs_are_shown_and_not_approvable()
     })
     .await?;
     let (raised, raised_arn) = p
-        .submit(&runner(&commit, "script/patches/raises.rb", &[&tag], json!({})))
+        .submit(&runner(
+            &commit,
+            "script/patches/raises.rb",
+            &[&tag],
+            json!({}),
+        ))
         .await?;
     let (slow, slow_arn) = p
         .submit(&runner(
@@ -307,11 +371,22 @@ async fn raised_cut_short_and_lock_bound_dry_runs_are_shown_and_not_approvable()
         ))
         .await?;
     let (locked, locked_arn) = p
-        .submit(&runner(&commit, "script/patches/touch_user.rb", &["7"], json!({})))
+        .submit(&runner(
+            &commit,
+            "script/patches/touch_user.rb",
+            &["7"],
+            json!({}),
+        ))
         .await?;
     let rec = not_approvable(&p, &raised, &raised_arn).await?;
     assert_eq!(rec["preview"]["outcome"], "raised", "{rec}");
-    assert!(rec["preview"]["problem"].as_str().unwrap_or_default().contains("patch raised on purpose"), "{rec}");
+    assert!(
+        rec["preview"]["problem"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("patch raised on purpose"),
+        "{rec}"
+    );
     let rec = not_approvable(&p, &slow, &slow_arn).await?;
     assert_eq!(rec["preview"]["outcome"], "timed_out", "{rec}");
     let rec = not_approvable(&p, &locked, &locked_arn).await?;
@@ -319,7 +394,10 @@ async fn raised_cut_short_and_lock_bound_dry_runs_are_shown_and_not_approvable()
     let _ = holder.kill();
     let _ = holder.wait();
     assert_eq!(
-        count(&p, "SELECT count(*) FROM users WHERE name = 'touched by a patch'")?,
+        count(
+            &p,
+            "SELECT count(*) FROM users WHERE name = 'touched by a patch'"
+        )?,
         0
     );
     // The CLI cannot approve it either: it is no longer pending.
@@ -336,15 +414,31 @@ async fn an_outbound_http_call_is_blocked_and_counted() -> Result<()> {
         .trim_end_matches('/')
         .to_string();
     let (id, arn) = p
-        .submit(&runner(&commit, "script/patches/calls_out.rb", &[&endpoint], json!({})))
+        .submit(&runner(
+            &commit,
+            "script/patches/calls_out.rb",
+            &[&endpoint],
+            json!({}),
+        ))
         .await?;
     let rec = p.pending(&id).await?;
     let m = &rec["preview"]["measure"];
     assert_eq!(m["blockedConnections"][&hostport], 1, "{rec}");
-    assert!(m["outputTail"].as_str().unwrap_or_default().contains("blocked"), "{rec}");
+    assert!(
+        m["outputTail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("blocked"),
+        "{rec}"
+    );
     assert_eq!(counts(&rec, "preview", "public.users"), (0, 1, 0));
     // Rejected: nothing else runs.
-    p.stack.sfn.stop_execution().execution_arn(&arn).send().await?;
+    p.stack
+        .sfn
+        .stop_execution()
+        .execution_arn(&arn)
+        .send()
+        .await?;
     Ok(())
 }
 
@@ -359,24 +453,49 @@ async fn changed_code_gets_another_digest_and_one_approval_starts_only_its_patch
         repo.join("script/patches/sessions_extend_and_purge.rb"),
         "Session.where(\"token LIKE ?\", \"#{ARGV.fetch(0)}-%\").delete_all\nUser.where(id: 2).update_all(updated_at: Time.current)\n",
     )?;
-    git(&repo, &["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qam", "another patch body"])?;
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-qam",
+            "another patch body",
+        ],
+    )?;
     let second = git(&repo, &["rev-parse", "HEAD"])?;
     git(&repo, &["checkout", "-q", "-"])?;
     let tag = unique_name("digest").replace('-', "_");
     let script = "script/patches/sessions_extend_and_purge.rb";
-    let (a, a_arn) = p.submit(&runner(&first, script, &[&tag], json!({}))).await?;
-    let (b, b_arn) = p.submit(&runner(&second, script, &[&tag], json!({}))).await?;
+    let (a, a_arn) = p
+        .submit(&runner(&first, script, &[&tag], json!({})))
+        .await?;
+    let (b, b_arn) = p
+        .submit(&runner(&second, script, &[&tag], json!({})))
+        .await?;
     let ra = p.pending(&a).await?;
     let rb = p.pending(&b).await?;
     assert_ne!(ra["preview"]["digest"], rb["preview"]["digest"]);
     assert_ne!(ra["request"]["requestHash"], rb["request"]["requestHash"]);
-    assert!(rb["preview"]["measure"]["tables"].get("public.users").is_some(), "{rb}");
+    assert!(
+        rb["preview"]["measure"]["tables"]
+            .get("public.users")
+            .is_some(),
+        "{rb}"
+    );
     p.approve(&a).await?;
     let ended = p.stack.wait_end(&a_arn, TIMEOUT).await?;
     assert_eq!(ended.status, "SUCCEEDED", "{ended:?}");
     let rb = p.record(&b).await?;
     assert_eq!(rb["status"], "PENDING_APPROVAL", "{rb}");
     assert!(p.builds_of(&b, "BATCHLESS_PATCH_ID").await?.is_empty());
-    p.stack.sfn.stop_execution().execution_arn(&b_arn).send().await?;
+    p.stack
+        .sfn
+        .stop_execution()
+        .execution_arn(&b_arn)
+        .send()
+        .await?;
     Ok(())
 }

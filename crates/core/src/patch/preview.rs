@@ -98,7 +98,11 @@ impl Settings {
                 "yes",
                 "no",
             )?,
-            lock_timeout_ms: number("PATCH_DRY_RUN_LOCK_TIMEOUT_MS", d.lock_timeout_ms, 1..=60_000)?,
+            lock_timeout_ms: number(
+                "PATCH_DRY_RUN_LOCK_TIMEOUT_MS",
+                d.lock_timeout_ms,
+                1..=60_000,
+            )?,
             statement_timeout_ms: number(
                 "PATCH_DRY_RUN_STATEMENT_TIMEOUT_MS",
                 d.statement_timeout_ms,
@@ -168,8 +172,13 @@ pub fn buildspec(mode: Mode, s: &Settings, time_limit_seconds: u64) -> String {
         ),
     };
     let artifacts = match mode {
-        Mode::DryRun => format!("artifacts:\n  base-directory: {PREVIEW_DIR}\n  files:\n    - {PREVIEW_FILE}\n"),
-        Mode::Run => "artifacts:\n  base-directory: $BATCHLESS_OUTPUT_DIR\n  files:\n    - '**/*'\n".to_string(),
+        Mode::DryRun => {
+            format!("artifacts:\n  base-directory: {PREVIEW_DIR}\n  files:\n    - {PREVIEW_FILE}\n")
+        }
+        Mode::Run => {
+            "artifacts:\n  base-directory: $BATCHLESS_OUTPUT_DIR\n  files:\n    - '**/*'\n"
+                .to_string()
+        }
     };
     let shim = indent(SHIM, 8);
     format!(
@@ -439,7 +448,9 @@ pub fn compare(preview: &Measure, actual: &Measure, factor: f64) -> Vec<String> 
     for (class, a) in &actual.jobs {
         let p = preview.jobs.get(class).copied().unwrap_or(0);
         if off(p, *a) {
-            flags.push(format!("{class}: {a} jobs enqueued in the run, {p} in the preview"));
+            flags.push(format!(
+                "{class}: {a} jobs enqueued in the run, {p} in the preview"
+            ));
         }
     }
     flags
@@ -464,7 +475,9 @@ pub fn summary_lines(m: &Measure) -> Vec<String> {
         lines.push(format!("mails: {}", m.mails));
     }
     for (to, n) in &m.blocked_connections {
-        lines.push(format!("outbound connection to {to}: {n} attempt(s) blocked"));
+        lines.push(format!(
+            "outbound connection to {to}: {n} attempt(s) blocked"
+        ));
     }
     lines
 }
@@ -511,7 +524,15 @@ mod tests {
             let mut v = serde_json::to_value(ok()).unwrap();
             v["batchless"] = json!("patch-measure");
             v["outcome"] = json!(outcome);
-            let f = preview(&run("c"), "p:1", "SUCCEEDED", Some(measure(v)), None, None, &s);
+            let f = preview(
+                &run("c"),
+                "p:1",
+                "SUCCEEDED",
+                Some(measure(v)),
+                None,
+                None,
+                &s,
+            );
             assert!(!f.approvable, "{outcome}");
             assert!(f.problem.is_some());
         }
@@ -558,7 +579,9 @@ mod tests {
             },
         );
         let flags = compare(&p, &a, 2.0);
-        assert!(flags.iter().any(|f| f.contains("public.users changed in the run")));
+        assert!(flags
+            .iter()
+            .any(|f| f.contains("public.users changed in the run")));
         a.jobs.insert("OtherJob".into(), 1);
         assert!(compare(&p, &a, 2.0).iter().any(|f| f.contains("OtherJob")));
     }
@@ -572,7 +595,10 @@ mod tests {
         assert!(pre.contains("module PatchShim"), "{pre}");
         assert!(pre.contains("<<'BATCHLESS_PATCH_SHIM_END'"));
         let build = y["phases"]["build"]["commands"][0].as_str().unwrap();
-        assert!(build.contains("dry-run") && build.contains(" 2000 30000 60 -- "), "{build}");
+        assert!(
+            build.contains("dry-run") && build.contains(" 2000 30000 60 -- "),
+            "{build}"
+        );
         assert_eq!(y["artifacts"]["base-directory"], PREVIEW_DIR);
         let run = buildspec(Mode::Run, &s, 60);
         let y: serde_json::Value = serde_norway::from_str(&run).unwrap();

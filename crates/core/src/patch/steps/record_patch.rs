@@ -13,9 +13,9 @@
 //!   approved (`PATCH_FAILED_PREVIEW_APPROVABLE`, default `no`).
 
 use aws_types::SdkConfig;
-use sha2::Digest;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use sha2::Digest;
 
 use crate::error::Error;
 use crate::patch::preview::{self, Measure, Settings};
@@ -72,7 +72,9 @@ async fn object(deps: &Deps, key: &str) -> Result<Option<Vec<u8>>, Error> {
             o.body
                 .collect()
                 .await
-                .map_err(|e| Error::Corrupt(format!("reading s3://{}/{key}: {e}", deps.backend.bucket)))?
+                .map_err(|e| {
+                    Error::Corrupt(format!("reading s3://{}/{key}: {e}", deps.backend.bucket))
+                })?
                 .into_bytes()
                 .to_vec(),
         )),

@@ -234,6 +234,32 @@ async fn show(aws: &Aws, a: IdArgs) -> Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     rec.task_token = rec.task_token.map(|_| "[held by the workflow]".into());
     println!("{}", serde_json::to_string_pretty(&rec)?);
+    // Preview and actual side by side, for a reader (stderr: stdout stays the record's JSON).
+    use batchless_core::patch::preview::summary_lines;
+    match &rec.preview {
+        Some(p) => {
+            eprintln!(
+                "dry run: {}{}",
+                p.outcome.describe(),
+                p.problem
+                    .as_deref()
+                    .map(|x| format!(" - {x}"))
+                    .unwrap_or_default()
+            );
+            for l in p.measure.as_ref().map(summary_lines).unwrap_or_default() {
+                eprintln!("  preview: {l}");
+            }
+        }
+        None => eprintln!("dry run: none recorded"),
+    }
+    if let Some(a) = &rec.actual {
+        for l in summary_lines(a) {
+            eprintln!("  actual:  {l}");
+        }
+    }
+    for f in &rec.preview_flags {
+        eprintln!("  flag:    {f}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -43,6 +43,50 @@ fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }
 
+/// Slack mrkdwn: `&`, `<`, `>` escaped (no `<!channel>`, no fake links), and a code fence
+/// cannot be closed from inside (three backticks become `'''`).
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace("```", "'''")
+}
+
+/// The dry run's preview as Block Kit sections (next to the command and commit).
+pub fn preview_blocks(preview: Option<&super::preview::Preview>) -> Vec<Value> {
+    let Some(p) = preview else {
+        return vec![json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": "*Dry run*\nnone (the dry run is off in this environment): nothing shows what this patch will change"}})];
+    };
+    let mut text = format!(
+        "*Dry run* (one transaction, rolled back): {}",
+        p.outcome.describe()
+    );
+    if let Some(problem) = &p.problem {
+        text.push_str(&format!("\n:warning: {}", escape(problem)));
+    }
+    let lines = p
+        .measure
+        .as_ref()
+        .map(super::preview::summary_lines)
+        .unwrap_or_default();
+    if !lines.is_empty() {
+        text.push_str(&format!("\n```{}```", escape(&lines.join("\n"))));
+    }
+    let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})];
+    if let Some(m) = &p.measure {
+        let tail: Vec<&str> = m.output_tail.lines().rev().take(8).collect();
+        if !tail.is_empty() {
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            blocks.push(json!({"type": "section", "text": {"type": "mrkdwn",
+                "text": format!("*Dry-run output (last lines, redacted)*\n```{}```", escape(&tail.join("\n")))}}));
+        }
+    }
+    blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
+        "text": format!("dry-run build `{}` · preview digest `{}`", escape(&p.build_id), short(&p.digest))}]}));
+    blocks
+}
+
 /// The approval request.
 pub fn approval_request(
     run: &PatchRun,
@@ -50,6 +94,7 @@ pub fn approval_request(
     links: &Links,
     deployed: Option<&str>,
     expires_at: &str,
+    preview: Option<&super::preview::Preview>,
 ) -> Message {
     let command = redact(&run.command).into_owned();
     let reason = redact(&run.reason).into_owned();
@@ -70,7 +115,7 @@ pub fn approval_request(
         command,
         short(&run.commit)
     );
-    let blocks = json!([
+    let mut blocks = json!([
         {"type": "header", "text": {"type": "plain_text", "text": format!("Data patch approval: {}", run.ticket)}},
         {"type": "section", "fields": [
             {"type": "mrkdwn", "text": format!("*Ticket*\n{}", run.ticket)},
@@ -97,6 +142,12 @@ pub fn approval_request(
              "text": {"type": "plain_text", "text": "Reject"}},
         ]},
     ]);
+    if let Some(list) = blocks.as_array_mut() {
+        // After the command and the reason, before the links and the buttons.
+        for (i, b) in preview_blocks(preview).into_iter().enumerate() {
+            list.insert(4 + i, b);
+        }
+    }
     Message {
         channel: channel.to_string(),
         text: redact(&text).into_owned(),
@@ -164,6 +215,7 @@ mod tests {
             &links(),
             Some("aaaaaaaaaaaa1111"),
             "2026-11-29T13:00:00Z",
+            None,
         );
         let blocks = m.blocks.unwrap().to_string();
         for needle in [

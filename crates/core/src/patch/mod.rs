@@ -12,6 +12,7 @@
 pub mod approval;
 pub mod check;
 pub mod message;
+pub mod preview;
 pub mod steps;
 pub mod store;
 pub mod workflow;
@@ -45,6 +46,9 @@ pub mod events {
     pub const FINISHED: &str = "FINISHED";
     pub const CANCEL_REQUESTED: &str = "CANCEL_REQUESTED";
     pub const UNAPPROVED_BUILD: &str = "UNAPPROVED_BUILD";
+    /// The dry run's build started / its preview recorded (issue 18).
+    pub const DRY_RUN_STARTED: &str = "DRY_RUN_STARTED";
+    pub const PREVIEWED: &str = "PREVIEWED";
     pub const REQUESTER_MISMATCH: &str = "REQUESTER_MISMATCH";
     /// The Slack alert of a sweep finding was posted.
     pub const ALERTED: &str = "ALERTED";
@@ -143,6 +147,9 @@ pub struct PatchRequest {
     /// May raise, never lower, the configured number of distinct approvers.
     #[serde(default)]
     pub required_approvals: Option<u32>,
+    /// May lower, never raise, the environment's time limit of the dry run.
+    #[serde(default)]
+    pub dry_run_time_limit_seconds: Option<u64>,
 }
 
 /// A validated patch: everything later steps need, decided once. `patch_id` is the
@@ -170,6 +177,16 @@ pub struct PatchRun {
     pub requester_principal: String,
     pub approval_timeout_seconds: u64,
     pub required_approvals: u32,
+    /// The workflow runs the dry run before the approval request (the environment's
+    /// `PATCH_DRY_RUN`); the ASL's `DryRun?` routes on it.
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run_time_limit_seconds: Option<u64>,
+    /// The digest of the recorded preview ([`preview::Preview::digest`]); set once the dry run
+    /// is recorded, and then part of the request hash decisions bind to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_digest: Option<String>,
     pub request_hash: String,
 }
 
@@ -178,6 +195,7 @@ pub struct PatchRun {
 pub struct Policy {
     pub required_approvals: u32,
     pub default_timeout_seconds: u64,
+    pub dry_run: bool,
 }
 
 impl Default for Policy {
@@ -185,6 +203,7 @@ impl Default for Policy {
         Policy {
             required_approvals: 1,
             default_timeout_seconds: DEFAULT_APPROVAL_TIMEOUT_SECONDS,
+            dry_run: true,
         }
     }
 }
@@ -286,9 +305,10 @@ pub fn command(kind: Kind, target: &str, args: &[String]) -> String {
         .join(" ")
 }
 
-/// The hash an approval is bound to: what runs, where, at which commit, for whom, why.
+/// The hash an approval is bound to: what runs, where, at which commit, for whom, why, and
+/// (once recorded) the preview the approver was shown.
 pub fn request_hash(run: &PatchRun) -> String {
-    let v = json!({
+    let mut v = json!({
         "patchId": run.patch_id,
         "environment": run.environment,
         "ticket": run.ticket,
@@ -301,6 +321,12 @@ pub fn request_hash(run: &PatchRun) -> String {
         "requester": run.requester,
         "requiredApprovals": run.required_approvals,
     });
+    if let Some(d) = &run.preview_digest {
+        v["previewDigest"] = json!(d);
+    }
+    if let Some(t) = run.dry_run_time_limit_seconds {
+        v["dryRunTimeLimitSeconds"] = json!(t);
+    }
     hex::encode(Sha256::digest(
         crate::shared::audit::canonical_json(&v).as_bytes(),
     ))
@@ -415,6 +441,17 @@ pub fn validate(
         requester_principal: req.requested_by,
         approval_timeout_seconds: timeout,
         required_approvals: required,
+        dry_run: policy.dry_run,
+        dry_run_time_limit_seconds: match req.dry_run_time_limit_seconds {
+            Some(t) if t == 0 || t > 3600 => {
+                return Err(InputError::field(
+                    "dryRunTimeLimitSeconds",
+                    "must be 1..=3600 (the environment's limit applies if lower)",
+                ))
+            }
+            t => t,
+        },
+        preview_digest: None,
         request_hash: String::new(),
     };
     run.request_hash = request_hash(&run);

@@ -76,6 +76,15 @@ pub struct PatchRecord {
     pub finished_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_cause: Option<String>,
+    /// The dry run's build (issue 18), its preview, and the real run's measure beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_build_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<super::preview::Preview>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual: Option<super::preview::Measure>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preview_flags: Vec<String>,
 }
 
 impl Record for PatchRecord {

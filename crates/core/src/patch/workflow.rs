@@ -23,6 +23,11 @@ pub struct PatchState {
     /// The approval wait timed out.
     #[serde(default)]
     pub expired: Option<StepError>,
+    /// The dry run's build and how it ended (issue 18).
+    #[serde(default)]
+    pub preview_build: Option<StartedBuild>,
+    #[serde(default)]
+    pub preview_outcome: Option<BuildOutcome>,
     #[serde(default)]
     pub build: Option<StartedBuild>,
     #[serde(default)]
@@ -70,6 +75,18 @@ pub struct Recorded {
     pub failure_cause: Option<String>,
     pub output: PatchOutput,
     pub thread: Option<ApprovalMessage>,
+    /// The dry run's counts beside the real run's, and what differs beyond the configured
+    /// factor (flags, not violations). Filled by `record-patch` when a build ran.
+    #[serde(default)]
+    pub comparison: Option<Comparison>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Comparison {
+    pub preview: Vec<String>,
+    pub actual: Vec<String>,
+    pub flags: Vec<String>,
 }
 
 const NOT_APPROVED_ERROR: &str = "NotApproved";
@@ -206,6 +223,7 @@ pub fn record(state: &PatchState, rec: &PatchRecord) -> Recorded {
             log_sha256: state.logs.as_ref().map(|l| l.sha256.clone()),
         },
         thread: rec.approval_message.clone(),
+        comparison: None,
     }
 }
 
@@ -234,6 +252,19 @@ pub fn result_text(state: &PatchState) -> String {
     }
     if let Some(v) = &r.verdict {
         text.push_str(&format!("\nAudit check: {v}"));
+    }
+    if let Some(c) = &r.comparison {
+        text.push_str(&format!(
+            "\nPreview: {}\nActual: {}",
+            super::message::escape(&c.preview.join("; ")),
+            super::message::escape(&c.actual.join("; "))
+        ));
+        for f in &c.flags {
+            text.push_str(&format!(
+                "\n:triangular_flag_on_post: {}",
+                super::message::escape(f)
+            ));
+        }
     }
     if let (Some(uri), Some(url)) = (&r.output.log_uri, &r.output.log_console_url) {
         text.push_str(&format!(

@@ -131,6 +131,9 @@ pub struct StartRequest<'a> {
     pub idempotency_token: &'a str,
     /// Where the buildspec's `artifacts` go: `(bucket, path, name)` in S3, unpackaged.
     pub artifacts: Option<(&'a str, &'a str, &'a str)>,
+    /// `buildspecOverride`: batchless's own buildspec instead of the project's.
+    pub buildspec: Option<&'a str>,
+    pub timeout_minutes: Option<i32>,
 }
 
 /// Start a build; returns its id (`project:uuid`).
@@ -156,6 +159,8 @@ pub async fn start(
         .source_version(req.source_version)
         .set_environment_variables_override((!env.is_empty()).then_some(env))
         .idempotency_token(req.idempotency_token)
+        .set_buildspec_override(req.buildspec.map(str::to_string))
+        .set_timeout_in_minutes_override(req.timeout_minutes)
         .set_artifacts_override(req.artifacts.map(|(bucket, path, name)| {
             aws_sdk_codebuild::types::ProjectArtifacts::builder()
                 .r#type(aws_sdk_codebuild::types::ArtifactsType::S3)
@@ -323,6 +328,8 @@ mod tests {
                 environment: &env,
                 idempotency_token: "tok",
                 artifacts: None,
+                buildspec: None,
+                timeout_minutes: None,
             },
         )
         .await
@@ -350,6 +357,8 @@ mod tests {
                 environment: &env,
                 idempotency_token: "t",
                 artifacts: None,
+                buildspec: None,
+                timeout_minutes: None,
             },
         )
         .await

@@ -71,6 +71,8 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
             environment: &build_environment(&run),
             idempotency_token: &idempotency_token(&run.run_id),
             artifacts: None,
+            buildspec: None,
+            timeout_minutes: None,
         },
     )
     .await?;

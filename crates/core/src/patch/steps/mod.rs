@@ -5,6 +5,8 @@
 //! - [`validate_patch_request`]: `ValidateInput`, the request checked strictly.
 //! - [`record_patch`]: `RecordRequest` and `RecordOutcome`, the record and its audit trail.
 //! - [`request_approval`]: `RequestApproval`, the Slack request and the approval wait.
+//! - [`start_patch_build`] with `dryRun` (`StartDryRun`) and [`record_patch`] `preview`
+//!   (`RecordPreview`): the dry run before the approval request, its preview recorded.
 //! - [`approval`]: the Slack buttons (a function URL) that decide and end that wait.
 //! - [`start_patch_build`]: `StartPatchBuild`, the approval re-checked, the build started.
 //! - [`audit_check`]: `AuditCheck`, the build against the approval; and the daily sweep.
@@ -34,8 +36,14 @@ pub(crate) mod fixtures {
     pub const PATCHES: &str = "patches";
     pub const AUDIT: &str = "audit";
 
+    /// A validated patch of an environment without the dry run (the dry run's own tests set
+    /// `dry_run`).
     pub fn run() -> PatchRun {
-        validate(request(), &exec(), "staging", &people(), Policy::default()).unwrap()
+        let policy = Policy {
+            dry_run: false,
+            ..Policy::default()
+        };
+        validate(request(), &exec(), "staging", &people(), policy).unwrap()
     }
 
     pub fn record(status: Status) -> PatchRecord {

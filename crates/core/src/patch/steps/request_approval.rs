@@ -93,6 +93,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
             &deps.links,
             deployed.as_deref(),
             &time::rfc3339(expires),
+            rec.preview.as_ref(),
         );
         let posted = deps.slack.post_message(&msg).await?;
         let permalink = deps

@@ -4,6 +4,11 @@
 //! request is the one approved (request hash), then runs CodeBuild `StartBuild` on the patch
 //! project with `sourceVersion` = the approved commit (never the branch) and the command built
 //! from the approved request. Idempotent: a retried step finds the build on the record.
+//!
+//! With `"dryRun": true` (`StartDryRun`, before the approval request): the same project,
+//! commit and command, with batchless's dry-run buildspec (the shim runs the command in one
+//! transaction that is always rolled back, [`crate::patch::preview`]); the patch must be
+//! pending approval and have no dry run yet.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +18,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
+use crate::patch::preview::{self, Settings};
 use crate::patch::store::{self, Backend};
 use crate::patch::{
     approval, build_env, events, request_hash, PatchRun, Status, OUTPUT_DIR, WORKFLOW,
@@ -28,6 +34,7 @@ pub struct Deps {
     pub people: People,
     pub project: String,
     pub runs_table: String,
+    pub settings: Settings,
 }
 
 impl Deps {
@@ -39,6 +46,7 @@ impl Deps {
             people: People::load(&config::environment()?)?,
             project: config::required("PATCH_PROJECT")?,
             runs_table: config::required("RUNS_TABLE")?,
+            settings: Settings::from_env()?,
         })
     }
 }
@@ -47,6 +55,8 @@ impl Deps {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Input {
     pub patch: PatchRun,
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// `$.build`, which `WaitForBuild` and `AuditCheck` read.
@@ -58,7 +68,99 @@ fn output_path(patch_id: &str) -> String {
 }
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
-    let patch = input.patch;
+    if input.dry_run {
+        start_dry_run(deps, input.patch).await
+    } else {
+        start(deps, input.patch).await
+    }
+}
+
+/// Where a dry run's preview is uploaded: `s3://<bucket>/patches/<id>/dry-run/preview/`.
+pub fn preview_path(patch_id: &str) -> String {
+    format!("patches/{patch_id}/dry-run")
+}
+
+async fn start_dry_run(deps: &Deps, patch: PatchRun) -> Result<Output, Error> {
+    let st = deps.backend.store();
+    let rec = store::must_get(st.db, st.table, &patch.patch_id).await?;
+    if let Some(build_id) = &rec.preview_build_id {
+        return Ok(StartedBuild {
+            build_id: build_id.clone(),
+        });
+    }
+    let run = rec.run()?;
+    if run.request_hash != request_hash(run) || run.request_hash != patch.request_hash {
+        return Err(Error::NotApproved(format!(
+            "patch {}: the request in the workflow is not the request on record",
+            patch.patch_id
+        )));
+    }
+    if rec.status != Status::PendingApproval || rec.preview.is_some() {
+        return Err(Error::NotApproved(format!(
+            "patch {} is {}; no dry run was started",
+            patch.patch_id, rec.status
+        )));
+    }
+    let env: BTreeMap<String, String> = [
+        (preview::PREVIEW_ID_ENV, run.patch_id.clone()),
+        (build_env::COMMAND, run.command.clone()),
+        (build_env::OUTPUT_DIR, OUTPUT_DIR.to_string()),
+        ("BATCHLESS_RUN_ID", run.execution_arn.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let limit = deps.settings.time_limit_for(run.dry_run_time_limit_seconds);
+    let spec = preview::buildspec(preview::Mode::DryRun, &deps.settings, limit);
+    let token = hex::encode(&Sha256::digest(format!("dry-run:{}", run.patch_id).as_bytes())[..16]);
+    let path = preview_path(&run.patch_id);
+    let build_id = build::start(
+        &deps.codebuild,
+        build::StartRequest {
+            project: &deps.project,
+            source_version: &run.commit,
+            environment: &env,
+            idempotency_token: &token,
+            artifacts: Some((&deps.backend.bucket, &path, "preview")),
+            buildspec: Some(&spec),
+            // The project's timeout: the shim enforces the dry run's own (shorter) limit.
+            timeout_minutes: None,
+        },
+    )
+    .await?;
+    store::update(
+        st.db,
+        st.table,
+        &run.patch_id,
+        &[("previewBuildId", json!(build_id))],
+        Some("attribute_not_exists(#previewBuildId)"),
+        &[],
+    )
+    .await?;
+    audit::append(
+        &st.trail,
+        &store::entry(
+            run,
+            format!("dry-run:{}", run.patch_id),
+            events::DRY_RUN_STARTED,
+            "workflow",
+            json!({
+                "buildId": build_id,
+                "project": deps.project,
+                "sourceVersion": run.commit,
+                "command": run.command,
+                "timeLimitSeconds": limit,
+                "lockTimeoutMs": deps.settings.lock_timeout_ms,
+                "statementTimeoutMs": deps.settings.statement_timeout_ms,
+            }),
+        ),
+    )
+    .await?;
+    tracing::info!(patch = %run.patch_id, %build_id, "dry-run build started");
+    Ok(StartedBuild { build_id })
+}
+
+async fn start(deps: &Deps, patch: PatchRun) -> Result<Output, Error> {
     let st = deps.backend.store();
     let rec = store::must_get(st.db, st.table, &patch.patch_id).await?;
     if let Some(build_id) = &rec.build_id {
@@ -79,6 +181,19 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     if let Some(by) = &rec.cancelled_by {
         return Err(Error::NotApproved(format!(
             "patch {} was cancelled by {by}",
+            patch.patch_id
+        )));
+    }
+    if let Some(p) = rec.preview.as_ref().filter(|p| !p.approvable) {
+        return Err(Error::NotApproved(format!(
+            "patch {}: its dry run is not approvable ({})",
+            patch.patch_id,
+            p.problem.as_deref().unwrap_or("failed")
+        )));
+    }
+    if approved.dry_run && rec.preview.is_none() {
+        return Err(Error::NotApproved(format!(
+            "patch {}: no dry run is recorded",
             patch.patch_id
         )));
     }
@@ -109,6 +224,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     .collect();
     let token = hex::encode(&Sha256::digest(approved.patch_id.as_bytes())[..16]);
     let path = output_path(&approved.patch_id);
+    let spec = preview::buildspec(preview::Mode::Run, &deps.settings, 0);
     let build_id = build::start(
         &deps.codebuild,
         build::StartRequest {
@@ -117,6 +233,8 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
             environment: &env,
             idempotency_token: &token,
             artifacts: Some((&deps.backend.bucket, &path, "output")),
+            buildspec: Some(&spec),
+            timeout_minutes: None,
         },
     )
     .await?;
@@ -200,6 +318,7 @@ mod tests {
             people: people(),
             project: "batchless-staging-patch".into(),
             runs_table: "runs".into(),
+            settings: Settings::default(),
         }
     }
 
@@ -211,6 +330,7 @@ mod tests {
     fn input() -> Input {
         Input {
             patch: fixtures::run(),
+            dry_run: false,
         }
     }
 

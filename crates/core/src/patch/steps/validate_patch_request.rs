@@ -41,6 +41,7 @@ impl Deps {
                     config::optional("PATCH_APPROVAL_TIMEOUT_SECONDS"),
                     defaults.default_timeout_seconds,
                 )?,
+                dry_run: crate::patch::preview::Settings::from_env()?.enabled,
             },
             environment,
         })

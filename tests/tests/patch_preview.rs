@@ -1,0 +1,501 @@
+//! Scenario tests of the data-patch dry run (issue 18) on the replica's real Rails app,
+//! PostgreSQL, Redis and Sidekiq: the preview's exact counts, the database unchanged by it,
+//! jobs captured (not run), outbound connections blocked, failed / cut-short / lock-bound dry
+//! runs not approvable (the default setting), the preview's digest in the request hash, and the
+//! real run measured beside its preview. The patches are `local/sample-app/script/patches/*`.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use batchless_scenarios::*;
+use serde_json::{json, Value};
+
+const TIMEOUT: Duration = Duration::from_secs(180);
+const BOB: &str = "arn:aws:iam::123456789012:user/bob";
+const ALICE_SLACK: &str = "U0ALICE01";
+
+struct P {
+    stack: Stack,
+    sm: String,
+    table: String,
+    project: String,
+}
+
+async fn setup() -> Result<P> {
+    let stack = Stack::from_env().await?;
+    stack.clear_faults().await?;
+    Ok(P {
+        sm: stack.state_machine("DataPatchStateMachine")?,
+        table: stack.table("PatchesTable")?,
+        project: stack.physical_id("PatchProject")?,
+        stack,
+    })
+}
+
+fn runner(commit: &str, script: &str, args: &[&str], extra: Value) -> Value {
+    let mut r = json!({
+        "ticket": "OPS-18",
+        "ref": "main",
+        "commit": commit,
+        "kind": "runner",
+        "script": script,
+        "args": args,
+        "reason": "dry-run scenario",
+        "requestedBy": BOB,
+    });
+    if let (Some(r), Some(extra)) = (r.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            r.insert(k.clone(), v.clone());
+        }
+    }
+    r
+}
+
+impl P {
+    async fn submit(&self, input: &Value) -> Result<(String, String)> {
+        let name = unique_name("preview");
+        let arn = self.stack.start(&self.sm, &name, input).await?;
+        Ok((name, arn))
+    }
+
+    async fn record(&self, id: &str) -> Result<Value> {
+        self.stack
+            .get_item(&self.table, "patchId", id)
+            .await?
+            .with_context(|| format!("no patch record {id}"))
+    }
+
+    /// The record once its preview is recorded and the approval request is posted.
+    async fn pending(&self, id: &str) -> Result<Value> {
+        eventually("the approval request", TIMEOUT, || async {
+            let r = self.stack.get_item(&self.table, "patchId", id).await?;
+            Ok(r.filter(|r| r.get("approvalMessage").is_some() && r.get("preview").is_some()))
+        })
+        .await
+    }
+
+    async fn approve(&self, id: &str) -> Result<()> {
+        let payload = json!({
+            "type": "block_actions",
+            "user": {"id": ALICE_SLACK},
+            "actions": [{"action_id": "patch_approve", "value": id, "type": "button"}],
+            "container": {"type": "message"},
+            "action_ts": unique_name("a"),
+        });
+        let body = format!(
+            "payload={}",
+            payload
+                .to_string()
+                .bytes()
+                .map(|b| if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                })
+                .collect::<String>()
+        );
+        let (status, out) = self
+            .stack
+            .slack_send(&json!({
+                "url": self.stack.info["function_urls"]["ApprovalFunction"],
+                "body": body,
+                "content_type": "application/x-www-form-urlencoded",
+            }))
+            .await?;
+        anyhow::ensure!(status == 200, "approval click: {status} {out}");
+        Ok(())
+    }
+
+    /// The real (approved) builds of a patch; the dry run's carries `BATCHLESS_PREVIEW_ID`.
+    async fn builds_of(&self, id: &str, var: &str) -> Result<Vec<aws_sdk_codebuild::types::Build>> {
+        Ok(self
+            .stack
+            .builds(&self.project)
+            .await?
+            .into_iter()
+            .filter(|b| {
+                b.environment().is_some_and(|e| {
+                    e.environment_variables()
+                        .iter()
+                        .any(|v| v.name() == var && v.value() == id)
+                })
+            })
+            .collect())
+    }
+}
+
+fn db_url(p: &P) -> Result<String> {
+    Ok(p.stack.info["services"]["postgres"]["url"]
+        .as_str()
+        .context("services.postgres.url")?
+        .to_string())
+}
+
+/// One SQL statement through psql; its rows as text (`|`-separated, unaligned).
+fn sql(p: &P, q: &str) -> Result<String> {
+    let out = Command::new("psql")
+        .args([&db_url(p)?, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", q])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "psql {q}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?.trim().to_string())
+}
+
+fn count(p: &P, q: &str) -> Result<i64> {
+    Ok(sql(p, q)?.parse()?)
+}
+
+fn counts(rec: &Value, which: &str, table: &str) -> (u64, u64, u64) {
+    let t = if which == "preview" {
+        &rec["preview"]["measure"]["tables"][table]
+    } else {
+        &rec["actual"]["tables"][table]
+    };
+    (
+        t["inserted"].as_u64().unwrap_or(0),
+        t["updated"].as_u64().unwrap_or(0),
+        t["deleted"].as_u64().unwrap_or(0),
+    )
+}
+
+#[tokio::test]
+async fn the_preview_counts_exactly_changes_nothing_and_the_run_matches_it() -> Result<()> {
+    let p = setup().await?;
+    let tag = unique_name("t").replace('-', "_");
+    let (n, m) = (3, 2);
+    sql(
+        &p,
+        &format!(
+            "INSERT INTO sessions (token, user_id, expires_at) SELECT '{tag}-u-' || i, 1, '2030-01-01' FROM generate_series(1, {n}) i;
+             INSERT INTO sessions (token, user_id, expires_at) SELECT '{tag}-d-' || i, 1, '2030-01-01' FROM generate_series(1, {m}) i;"
+        ),
+    )?;
+    let commit = p.stack.app_head()?;
+    let (id, arn) = p
+        .submit(&runner(
+            &commit,
+            "script/patches/sessions_extend_and_purge.rb",
+            &[&tag],
+            json!({}),
+        ))
+        .await?;
+    let rec = p.pending(&id).await?;
+    let preview = &rec["preview"];
+    assert_eq!(preview["outcome"], "ok", "{preview}");
+    assert_eq!(preview["approvable"], true);
+    assert_eq!(
+        counts(&rec, "preview", "public.sessions"),
+        (0, n, m),
+        "{preview}"
+    );
+    assert_eq!(
+        counts(&rec, "preview", "public.task_runs"),
+        (1, 0, 0),
+        "{preview}"
+    );
+    assert_eq!(preview["measure"]["rolledBack"], true);
+    // The digest is part of the request hash decisions bind to.
+    assert_eq!(rec["request"]["previewDigest"], preview["digest"]);
+    // The database is as before the dry run.
+    let like = |kind: &str| format!("token LIKE '{tag}-{kind}-%'");
+    assert_eq!(
+        count(
+            &p,
+            &format!("SELECT count(*) FROM sessions WHERE {}", like("d"))
+        )?,
+        m as i64
+    );
+    assert_eq!(
+        count(
+            &p,
+            &format!(
+                "SELECT count(*) FROM sessions WHERE {} AND expires_at = '2030-01-01'",
+                like("u")
+            )
+        )?,
+        n as i64
+    );
+    assert_eq!(
+        count(
+            &p,
+            &format!("SELECT count(*) FROM task_runs WHERE arguments = '{tag}'")
+        )?,
+        0
+    );
+    // The dry run ran as its own build, and nothing else ran yet.
+    assert_eq!(p.builds_of(&id, "BATCHLESS_PREVIEW_ID").await?.len(), 1);
+    assert!(p.builds_of(&id, "BATCHLESS_PATCH_ID").await?.is_empty());
+    // The approval request shows the preview.
+    let ts = rec["approvalMessage"]["ts"].as_str().unwrap_or_default();
+    let msgs = p.stack.slack_messages("C0PATCHES").await?;
+    let msg = msgs
+        .iter()
+        .find(|m| m["ts"] == ts)
+        .context("approval request")?
+        .to_string();
+    assert!(
+        msg.contains(&format!(
+            "public.sessions: 0 inserted, {n} updated, {m} deleted"
+        )),
+        "{msg}"
+    );
+
+    p.approve(&id).await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(ended.status, "SUCCEEDED", "{ended:?}");
+    assert_eq!(
+        count(
+            &p,
+            &format!("SELECT count(*) FROM sessions WHERE {}", like("d"))
+        )?,
+        0
+    );
+    assert_eq!(
+        count(
+            &p,
+            &format!(
+                "SELECT count(*) FROM sessions WHERE {} AND expires_at = '2031-01-01'",
+                like("u")
+            )
+        )?,
+        n as i64
+    );
+    let rec = p.record(&id).await?;
+    for table in ["public.sessions", "public.task_runs"] {
+        assert_eq!(
+            counts(&rec, "actual", table),
+            counts(&rec, "preview", table),
+            "{table}: {rec}"
+        );
+    }
+    assert!(rec.get("previewFlags").is_none(), "{rec}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn jobs_are_listed_not_run_in_the_dry_run_and_processed_after_the_run() -> Result<()> {
+    let p = setup().await?;
+    let tag = unique_name("jobs");
+    let k = 3;
+    let commit = p.stack.app_head()?;
+    let (id, arn) = p
+        .submit(&runner(
+            &commit,
+            "script/patches/enqueue_totals_many.rb",
+            &[&tag, &k.to_string()],
+            json!({}),
+        ))
+        .await?;
+    let rec = p.pending(&id).await?;
+    assert_eq!(
+        rec["preview"]["measure"]["jobs"],
+        json!({"RecomputeUserTotalsJob": k}),
+        "{rec}"
+    );
+    // Nothing reached Redis: the worker ran none of them (it would record task_runs rows).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ran = format!("SELECT count(*) FROM task_runs WHERE source = '{tag}'");
+    assert_eq!(count(&p, &ran)?, 0);
+    p.approve(&id).await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(ended.status, "SUCCEEDED", "{ended:?}");
+    eventually("the jobs processed", TIMEOUT, || async {
+        Ok((count(&p, &ran)? == k).then_some(()))
+    })
+    .await?;
+    let rec = p.record(&id).await?;
+    assert_eq!(
+        rec["actual"]["jobs"],
+        json!({"RecomputeUserTotalsJob": k}),
+        "{rec}"
+    );
+    Ok(())
+}
+
+/// Wait for an execution that must end NotApproved on its dry run: no approval request, no
+/// real build; returns the record.
+async fn not_approvable(p: &P, id: &str, arn: &str) -> Result<Value> {
+    let ended = p.stack.wait_end(arn, TIMEOUT).await?;
+    assert_eq!(ended.status, "FAILED", "{ended:?}");
+    assert_eq!(ended.error.as_deref(), Some("NotApproved"), "{ended:?}");
+    let rec = p.record(id).await?;
+    assert_eq!(rec["status"], "NOT_APPROVED", "{rec}");
+    assert_eq!(rec["preview"]["approvable"], false, "{rec}");
+    assert!(rec.get("approvalMessage").is_none(), "{rec}");
+    assert!(p.builds_of(id, "BATCHLESS_PATCH_ID").await?.is_empty());
+    Ok(rec)
+}
+
+#[tokio::test]
+async fn raised_cut_short_and_lock_bound_dry_runs_are_shown_and_not_approvable() -> Result<()> {
+    let p = setup().await?;
+    let commit = p.stack.app_head()?;
+    let tag = unique_name("raise");
+    // Another session holds user 7's row for longer than the dry run's lock timeout.
+    let mut holder = Command::new("psql")
+        .args([
+            &db_url(&p)?,
+            "-Xq",
+            "-c",
+            "BEGIN; SELECT id FROM users WHERE id = 7 FOR UPDATE; SELECT pg_sleep(90); COMMIT;",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    eventually("the lock held", Duration::from_secs(20), || async {
+        Ok((count(
+            &p,
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(90)%' AND pid <> pg_backend_pid()",
+        )? > 0)
+            .then_some(()))
+    })
+    .await?;
+    let (raised, raised_arn) = p
+        .submit(&runner(
+            &commit,
+            "script/patches/raises.rb",
+            &[&tag],
+            json!({}),
+        ))
+        .await?;
+    let (slow, slow_arn) = p
+        .submit(&runner(
+            &commit,
+            "script/patches/sleeps.rb",
+            &["120"],
+            json!({"dryRunTimeLimitSeconds": 5}),
+        ))
+        .await?;
+    let (locked, locked_arn) = p
+        .submit(&runner(
+            &commit,
+            "script/patches/touch_user.rb",
+            &["7"],
+            json!({}),
+        ))
+        .await?;
+    let rec = not_approvable(&p, &raised, &raised_arn).await?;
+    assert_eq!(rec["preview"]["outcome"], "raised", "{rec}");
+    assert!(
+        rec["preview"]["problem"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("patch raised on purpose"),
+        "{rec}"
+    );
+    let rec = not_approvable(&p, &slow, &slow_arn).await?;
+    assert_eq!(rec["preview"]["outcome"], "timed_out", "{rec}");
+    let rec = not_approvable(&p, &locked, &locked_arn).await?;
+    assert_eq!(rec["preview"]["outcome"], "lock_bound", "{rec}");
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(
+        count(
+            &p,
+            "SELECT count(*) FROM users WHERE name = 'touched by a patch'"
+        )?,
+        0
+    );
+    // The CLI cannot approve it either: it is no longer pending.
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_outbound_http_call_is_blocked_and_counted() -> Result<()> {
+    let p = setup().await?;
+    let commit = p.stack.app_head()?;
+    let endpoint = p.stack.endpoint().to_string();
+    let hostport = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let (id, arn) = p
+        .submit(&runner(
+            &commit,
+            "script/patches/calls_out.rb",
+            &[&endpoint],
+            json!({}),
+        ))
+        .await?;
+    let rec = p.pending(&id).await?;
+    let m = &rec["preview"]["measure"];
+    assert_eq!(m["blockedConnections"][&hostport], 1, "{rec}");
+    assert!(
+        m["outputTail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("blocked"),
+        "{rec}"
+    );
+    assert_eq!(counts(&rec, "preview", "public.users"), (0, 1, 0));
+    // Rejected: nothing else runs.
+    p.stack
+        .sfn
+        .stop_execution()
+        .execution_arn(&arn)
+        .send()
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn changed_code_gets_another_digest_and_one_approval_starts_only_its_patch() -> Result<()> {
+    let p = setup().await?;
+    let repo = p.stack.app_repo();
+    let first = p.stack.app_head()?;
+    let branch = unique_name("preview");
+    git(&repo, &["checkout", "-q", "-b", &branch])?;
+    std::fs::write(
+        repo.join("script/patches/sessions_extend_and_purge.rb"),
+        "Session.where(\"token LIKE ?\", \"#{ARGV.fetch(0)}-%\").delete_all\nUser.where(id: 2).update_all(updated_at: Time.current)\n",
+    )?;
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-qam",
+            "another patch body",
+        ],
+    )?;
+    let second = git(&repo, &["rev-parse", "HEAD"])?;
+    git(&repo, &["checkout", "-q", "-"])?;
+    let tag = unique_name("digest").replace('-', "_");
+    let script = "script/patches/sessions_extend_and_purge.rb";
+    let (a, a_arn) = p
+        .submit(&runner(&first, script, &[&tag], json!({})))
+        .await?;
+    let (b, b_arn) = p
+        .submit(&runner(&second, script, &[&tag], json!({})))
+        .await?;
+    let ra = p.pending(&a).await?;
+    let rb = p.pending(&b).await?;
+    assert_ne!(ra["preview"]["digest"], rb["preview"]["digest"]);
+    assert_ne!(ra["request"]["requestHash"], rb["request"]["requestHash"]);
+    assert!(
+        rb["preview"]["measure"]["tables"]
+            .get("public.users")
+            .is_some(),
+        "{rb}"
+    );
+    p.approve(&a).await?;
+    let ended = p.stack.wait_end(&a_arn, TIMEOUT).await?;
+    assert_eq!(ended.status, "SUCCEEDED", "{ended:?}");
+    let rb = p.record(&b).await?;
+    assert_eq!(rb["status"], "PENDING_APPROVAL", "{rb}");
+    assert!(p.builds_of(&b, "BATCHLESS_PATCH_ID").await?.is_empty());
+    p.stack
+        .sfn
+        .stop_execution()
+        .execution_arn(&b_arn)
+        .send()
+        .await?;
+    Ok(())
+}

@@ -568,6 +568,7 @@ pub fn login_message(rec: &SessionRecord, channel: &str, alert_channel: &str) ->
         ":rotating_light: *Bastion login* — {who}\n\
          • where: cluster `{cluster}`, task `{task}`, container `{container}`\n\
          • what: `{command}`\n\
+         {not_console}\
          • when: {at} from {ip}\n\
          • session: `{session}`\n\
          *Approvers:* an executive other than the person who logged in replies *in this thread* \
@@ -578,6 +579,12 @@ pub fn login_message(rec: &SessionRecord, channel: &str, alert_channel: &str) ->
         task = rec.task_id,
         container = rec.container,
         command = crate::platform::redact::redact(&rec.command),
+        not_console = if super::login::is_console_entrypoint(&rec.command) {
+            ""
+        } else {
+            ":warning: *Not the console entrypoint* (a shell or another program): the console \
+             hook does not see what is typed in this session.\n"
+        },
         at = rec.login_at,
         ip = if rec.source_ip.is_empty() {
             "an unknown address"
@@ -748,6 +755,11 @@ mod tests {
         ] {
             assert!(m.text.contains(needle), "{needle} not in {}", m.text);
         }
+        assert!(!m.text.contains("Not the console entrypoint"), "{}", m.text);
+        let mut shell = record();
+        shell.command = "bash".into();
+        let m = login_message(&shell, "C0BASTION", "C0ALERTS");
+        assert!(m.text.contains("Not the console entrypoint"), "{}", m.text);
     }
 
     #[test]

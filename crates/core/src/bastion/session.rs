@@ -545,12 +545,43 @@ impl Store {
             .await
     }
 
-    /// Remember a processed Slack event (once: a concurrent duplicate finds it stored).
+    /// Claim a Slack event before processing it (once: a concurrent or later duplicate
+    /// finds it stored and does nothing).
     pub async fn remember_slack_event(
         &self,
         event: &SlackEventRecord,
     ) -> Result<Once<SlackEventRecord>, Error> {
         self.events.put_once(event).await
+    }
+
+    /// Store what became of a claimed Slack event.
+    pub async fn slack_event_outcome(&self, event_id: &str, outcome: &Value) -> Result<(), Error> {
+        let pk = SlackEventRecord::pk_for(event_id);
+        crate::platform::dynamo::set_fields(
+            self.events.client(),
+            self.events.name(),
+            &[("pk", pk.as_str()), ("sk", SLACK_EVENT_SK)],
+            &[("outcome", outcome.clone())],
+            None,
+            &[],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Release the claim of an event whose processing failed, so that Slack's retry runs it.
+    pub async fn forget_slack_event(&self, event_id: &str) -> Result<(), Error> {
+        use crate::platform::aws::AwsResultExt;
+        self.events
+            .client()
+            .delete_item()
+            .table_name(self.events.name())
+            .key("pk", crate::platform::dynamo::s(SlackEventRecord::pk_for(event_id)))
+            .key("sk", crate::platform::dynamo::s(SLACK_EVENT_SK))
+            .send()
+            .await
+            .aws("DeleteItem")?;
+        Ok(())
     }
 }
 

@@ -535,12 +535,13 @@ fn comment_start(line: &str) -> usize {
     let len = b.len();
     // Every reading, as (position, open literals); each followed to its end or its comment.
     let mut todo: Vec<(usize, Vec<Frame>)> = vec![(0, Vec::new())];
-    let mut seen: std::collections::HashSet<(usize, Vec<Frame>)> = Default::default();
+    // (Made on the first fork: most lines have none, and then cost no allocation.)
+    let mut seen: Option<std::collections::HashSet<(usize, Vec<Frame>)>> = None;
     let mut cut = 0;
     let mut budget = 16 * len + 1024;
     while let Some((mut i, mut stack)) = todo.pop() {
         let mut fork = |at: usize, stack: Vec<Frame>, todo: &mut Vec<(usize, Vec<Frame>)>| {
-            if seen.insert((at, stack.clone())) {
+            if seen.get_or_insert_with(Default::default).insert((at, stack.clone())) {
                 todo.push((at, stack));
             }
         };

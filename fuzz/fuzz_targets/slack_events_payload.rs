@@ -9,8 +9,14 @@ fuzz_target!(|data: &[u8]| {
     let ts = String::from_utf8_lossy(head);
     let _ = slack::verify_signature(secret, Some(&ts), Some("v0=00"), body, 1_800_000_000);
     let sig = slack::sign(secret, &ts, body);
-    if ts.trim() == ts && ts.parse::<i64>().is_ok_and(|t| t.abs_diff(1_800_000_000) <= 300) {
-        assert!(slack::verify_signature(secret, Some(&ts), Some(&sig), body, 1_800_000_000).is_ok());
+    if ts.trim() == ts
+        && ts
+            .parse::<i64>()
+            .is_ok_and(|t| t.abs_diff(1_800_000_000) <= 300)
+    {
+        assert!(
+            slack::verify_signature(secret, Some(&ts), Some(&sig), body, 1_800_000_000).is_ok()
+        );
     }
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         if let Some(key) = slack::replay_key(&v) {

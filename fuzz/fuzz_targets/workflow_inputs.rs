@@ -15,7 +15,9 @@ fuzz_target!(|data: &[u8]| {
     };
     match which % 6 {
         0 => drop(parse_strict::<migration::steps::validate_input::Input>(v)),
-        1 => drop(parse_strict::<patch::steps::validate_patch_request::Input>(v)),
+        1 => drop(parse_strict::<patch::steps::validate_patch_request::Input>(
+            v,
+        )),
         2 => drop(parse_strict::<jobs::steps::claim_occurrence::Input>(v)),
         3 => drop(parse_strict::<jobs::steps::acquire_job_lease::Input>(v)),
         4 => drop(parse_strict::<bastion::steps::open_session::Input>(v)),

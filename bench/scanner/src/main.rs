@@ -53,7 +53,9 @@ impl Rng {
 fn planted(kind: u64, n: usize) -> String {
     match kind % 8 {
         0 => format!("User.where(id: {n}).destroy_all"),
-        1 => format!("ActiveRecord::Base.connection.execute(\"DELETE FROM sessions WHERE id = {n}\")"),
+        1 => format!(
+            "ActiveRecord::Base.connection.execute(\"DELETE FROM sessions WHERE id = {n}\")"
+        ),
         2 => format!("Redis.current.flushall if {n}"),
         3 => format!("rm -rf /app/storage/tmp/{n}"),
         4 => format!("Sidekiq::RetrySet.new.clear; {n}"),
@@ -99,7 +101,9 @@ fn ordinary(bytes: usize) -> (String, Vec<String>) {
         };
         if r % 7 == 1 {
             // A correction: a typo erased with backspaces.
-            out.push_str(&format!("\x1b[32mirb(main):{n:03}:0>\x1b[0m {cmd}q\x08\r\n"));
+            out.push_str(&format!(
+                "\x1b[32mirb(main):{n:03}:0>\x1b[0m {cmd}q\x08\r\n"
+            ));
         } else {
             out.push_str(&format!("\x1b[32mirb(main):{n:03}:0>\x1b[0m {cmd}\r\n"));
         }

@@ -82,13 +82,15 @@ pub fn is_console_entrypoint(command: &str) -> bool {
     let [program, "console" | "c", args @ ..] = rest else {
         return false;
     };
-    if !matches!(*program, "bin/rails" | "./bin/rails" | "rails" | "/app/bin/rails") {
+    if !matches!(
+        *program,
+        "bin/rails" | "./bin/rails" | "rails" | "/app/bin/rails"
+    ) {
         return false;
     }
     let env_name = |v: &str| {
         !v.is_empty()
-            && v
-                .bytes()
+            && v.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     };
     let mut args = args.iter();

@@ -541,7 +541,10 @@ fn comment_start(line: &str) -> usize {
     let mut budget = 16 * len + 1024;
     while let Some((mut i, mut stack)) = todo.pop() {
         let mut fork = |at: usize, stack: Vec<Frame>, todo: &mut Vec<(usize, Vec<Frame>)>| {
-            if seen.get_or_insert_with(Default::default).insert((at, stack.clone())) {
+            if seen
+                .get_or_insert_with(Default::default)
+                .insert((at, stack.clone()))
+            {
                 todo.push((at, stack));
             }
         };
@@ -651,10 +654,8 @@ fn comment_start(line: &str) -> usize {
                             _ => {}
                         },
                         // `$'`, `$"`, `$/` … (globals) or `$` then a literal.
-                        b'$' => {
-                            if b.get(i + 1).is_some_and(u8::is_ascii_punctuation) {
-                                fork(i + 2, stack.clone(), &mut todo);
-                            }
+                        b'$' if b.get(i + 1).is_some_and(u8::is_ascii_punctuation) => {
+                            fork(i + 2, stack.clone(), &mut todo);
                         }
                         _ => {}
                     }
@@ -967,7 +968,11 @@ mod tests {
             .filter(|l| !s.scan(l).is_empty())
             .map(|l| format!("{l:?} → {:?}", names(&s, l)))
             .collect();
-        assert!(flagged.is_empty(), "false positives:\n{}", flagged.join("\n"));
+        assert!(
+            flagged.is_empty(),
+            "false positives:\n{}",
+            flagged.join("\n")
+        );
     }
 
     #[test]

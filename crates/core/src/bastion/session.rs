@@ -576,7 +576,10 @@ impl Store {
             .client()
             .delete_item()
             .table_name(self.events.name())
-            .key("pk", crate::platform::dynamo::s(SlackEventRecord::pk_for(event_id)))
+            .key(
+                "pk",
+                crate::platform::dynamo::s(SlackEventRecord::pk_for(event_id)),
+            )
             .key("sk", crate::platform::dynamo::s(SLACK_EVENT_SK))
             .send()
             .await

@@ -308,8 +308,7 @@ fn slack_id(v: Option<&Value>) -> Option<String> {
     let v = v?.as_str()?;
     let ok = !v.is_empty()
         && v.len() <= 200
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     ok.then(|| v.to_string())
 }
@@ -640,9 +639,18 @@ mod tests {
         assert_eq!(check_app(&interaction, "T1", "A1"), Ok(()));
         assert_eq!(check_app(&ok, "T2", "A1"), Err("team_id"));
         assert_eq!(check_app(&ok, "T1", "A2"), Err("api_app_id"));
-        assert_eq!(check_app(&json!({"api_app_id": "A1"}), "T1", "A1"), Err("team_id"));
-        assert_eq!(check_app(&json!({"team_id": "T1"}), "T1", "A1"), Err("api_app_id"));
+        assert_eq!(
+            check_app(&json!({"api_app_id": "A1"}), "T1", "A1"),
+            Err("team_id")
+        );
+        assert_eq!(
+            check_app(&json!({"team_id": "T1"}), "T1", "A1"),
+            Err("api_app_id")
+        );
         // Nothing configured matches nothing.
-        assert_eq!(check_app(&json!({"team_id": "", "api_app_id": ""}), "", ""), Err("team_id"));
+        assert_eq!(
+            check_app(&json!({"team_id": "", "api_app_id": ""}), "", ""),
+            Err("team_id")
+        );
     }
 }

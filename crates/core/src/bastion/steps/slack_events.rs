@@ -531,7 +531,9 @@ mod tests {
         let query = mock!(aws_sdk_dynamodb::Client::query).then_error(|| {
             aws_sdk_dynamodb::operation::query::QueryError::ProvisionedThroughputExceededException(
                 aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException::builder()
-                    .meta(crate::testing::meta("ProvisionedThroughputExceededException"))
+                    .meta(crate::testing::meta(
+                        "ProvisionedThroughputExceededException",
+                    ))
                     .build(),
             )
         });
@@ -554,8 +556,13 @@ mod tests {
     #[tokio::test]
     async fn events_of_another_workspace_or_app_are_refused_untouched() {
         let (d, calls) = deps(&[], &[]).await;
-        for (team, app) in [("T0OTHER", "A0BATCHLESS"), ("T0REPLICA", "A0OTHER"), ("", "")] {
-            let mut body: Value = serde_json::from_str(&reply_body("U0CAROL01", "approved")).unwrap();
+        for (team, app) in [
+            ("T0OTHER", "A0BATCHLESS"),
+            ("T0REPLICA", "A0OTHER"),
+            ("", ""),
+        ] {
+            let mut body: Value =
+                serde_json::from_str(&reply_body("U0CAROL01", "approved")).unwrap();
             body["team_id"] = json!(team);
             body["api_app_id"] = json!(app);
             let resp = handle(

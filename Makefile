@@ -8,7 +8,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed-$(shell sha256sum local/requirements.txt | cut -c1-12)
 CARGO   ?= cargo
 
-.PHONY: help setup setup-apt build lint checkov test unit scenarios ruby demo up down status coverage package deploy clean bench bench-claim
+.PHONY: help setup setup-apt build lint checkov test unit scenarios ruby demo up down status coverage package deploy clean bench bench-claim fuzz
 
 help:
 	@echo "make demo    bring up the local replica, run the migration workflow (success and failure), show what happened"
@@ -16,6 +16,7 @@ help:
 	@echo "make test    unit tests, then replica self-tests and scenario tests on a fresh local stack, then workflow coverage"
 	@echo "make lint    cargo fmt --check, clippy -D warnings, statelint (after substitution), cfn-lint, checkov"
 	@echo "make bench   every benchmark (start-up, collect-logs vs AWS CLI, workflow cost, claim, scanner, sizes, demo) -> target/bench/results.md"
+	@echo "make fuzz    every fuzz target (fuzz/, cargo +nightly fuzz) for FUZZ_SECONDS each (default 60); not part of CI"
 	@echo "make package arm64 release zips of every function (cargo-lambda), with sizes"
 	@echo "make deploy ENV=staging|production   sam build + sam deploy --config-env ENV (needs the SAM CLI)"
 	@echo "make up|down|status   the 'dev' replica stack (batchless local up|down|status)"
@@ -124,3 +125,20 @@ deploy:
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) .local
+
+# Fuzzing (issue 16): every strict input parser and the bastion scanner, each for a bounded time
+# (FUZZ_SECONDS, default 60), one after another. Needs a nightly toolchain and cargo-fuzz
+# (installed here when missing). Not run by CI or `make test`. A crash stops the run and leaves
+# its input in fuzz/artifacts/<target>/; turn it into a regression test next to the parser.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := scanner phrases watch_config jobs_file people slack_events_payload slack_interaction \
+                logs_subscription codepipeline_event cloudtrail_login workflow_inputs
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  $(CARGO) +nightly fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 2>&1 | \
+	    grep -E "^(#[0-9]+ +DONE|Done [0-9]+ runs|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)" || true; \
+	  test -z "$$(ls artifacts/$$t 2>/dev/null)" || { echo "fuzz $$t: crash inputs in fuzz/artifacts/$$t"; exit 1; }; \
+	done

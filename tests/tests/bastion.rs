@@ -744,6 +744,8 @@ async fn forged_or_stale_slack_requests_get_401_and_nothing_is_recorded() -> Res
     let session = b.waiting_session(&sid).await?;
     let body = json!({
         "type": "event_callback",
+        "team_id": "T0REPLICA",
+        "api_app_id": "A0BATCHLESS",
         "event_id": format!("EvForged{}", sid),
         "event": {"type": "message", "channel": session["channel"], "user": CAROL_SLACK,
                   "text": "approved", "ts": "1.000001", "thread_ts": session["threadTs"]}
@@ -789,6 +791,8 @@ async fn a_retried_slack_event_is_acknowledged_once() -> Result<()> {
     let session = b.waiting_session(&sid).await?;
     let body = json!({
         "type": "event_callback",
+        "team_id": "T0REPLICA",
+        "api_app_id": "A0BATCHLESS",
         "event_id": format!("EvRetry{}", &sid[sid.len() - 10..]),
         "event": {"type": "message", "channel": session["channel"], "user": BOB_SLACK,
                   "text": "approved", "ts": "2.000001", "thread_ts": session["threadTs"]}

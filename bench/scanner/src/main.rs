@@ -48,7 +48,74 @@ impl Rng {
     }
 }
 
-fn transcript(bytes: usize) -> (String, usize) {
+/// A planted dangerous command, unique per `n` so that every planted line is its own distinct
+/// hit: the count of distinct hits must equal the count planted.
+fn planted(kind: u64, n: usize) -> String {
+    match kind % 8 {
+        0 => format!("User.where(id: {n}).destroy_all"),
+        1 => format!(
+            "ActiveRecord::Base.connection.execute(\"DELETE FROM sessions WHERE id = {n}\")"
+        ),
+        2 => format!("Redis.current.flushall if {n}"),
+        3 => format!("rm -rf /app/storage/tmp/{n}"),
+        4 => format!("Sidekiq::RetrySet.new.clear; {n}"),
+        5 => format!("User.send(:delete_all) if {n}"),
+        6 => format!("x = %( #); Order.where(id: {n}).update_all(state: 0)"),
+        _ => format!("system 'bash', '-c', 'env | wc -l #{n}'"),
+    }
+}
+
+/// A transcript that is mostly ordinary console traffic, as real sessions are: mostly output
+/// (query logs, inspected records, tables), commands with a coloured prompt and an occasional
+/// correction, one dangerous command per ~5000 commands.
+fn ordinary(bytes: usize) -> (String, Vec<String>) {
+    let commands = [
+        "User.find(42)",
+        "Order.where(state: \"pending\").count",
+        "Invoice.where(created_at: 1.day.ago..).sum(:amount)",
+        "u = User.find_by(email: \"a@example.com\"); u.orders.last",
+        "pp Order.last(3).map(&:attributes)",
+        "Rails.cache.read(\"feature_flags\")",
+        "Sidekiq::Queue.new(\"default\").size",
+        "puts \"#{user.id}: #{user.email}\" # check this one",
+    ];
+    let output = [
+        "  User Load (0.6ms)  SELECT \"users\".* FROM \"users\" WHERE \"users\".\"id\" = $1 LIMIT $2  [[\"id\", 42], [\"LIMIT\", 1]]",
+        "=> #<User id: 42, email: \"[FILTERED]\", name: \"Alice Example\", created_at: \"2026-11-01 10:00:00.000000000 +0000\", updated_at: \"2026-11-28 09:12:44.000000000 +0000\">",
+        "  Order Count (2.1ms)  SELECT COUNT(*) FROM \"orders\" WHERE \"orders\".\"state\" = $1  [[\"state\", \"pending\"]]",
+        "=> 1289",
+        " {\"id\"=>1001, \"user_id\"=>42, \"state\"=>\"shipped\", \"amount\"=>\"129.00\", \"created_at\"=>Sat, 28 Nov 2026 09:00:00 UTC +00:00},",
+        "=> nil",
+    ];
+    let mut rng = Rng(0x2545f4914f6cdd1d);
+    let mut out = String::with_capacity(bytes + 1024);
+    let (mut n, mut planted_lines) = (0usize, Vec::new());
+    while out.len() < bytes {
+        n += 1;
+        let r = rng.next();
+        let cmd = if r.is_multiple_of(5000) {
+            planted_lines.push(planted(r / 5000, n));
+            planted(r / 5000, n)
+        } else {
+            rng.pick(&commands).to_string()
+        };
+        if r % 7 == 1 {
+            // A correction: a typo erased with backspaces.
+            out.push_str(&format!(
+                "\x1b[32mirb(main):{n:03}:0>\x1b[0m {cmd}q\x08\r\n"
+            ));
+        } else {
+            out.push_str(&format!("\x1b[32mirb(main):{n:03}:0>\x1b[0m {cmd}\r\n"));
+        }
+        for _ in 0..(2 + rng.next() % 8) {
+            out.push_str(rng.pick(&output));
+            out.push_str("\r\n");
+        }
+    }
+    (out, planted_lines)
+}
+
+fn transcript(bytes: usize) -> (String, Vec<String>) {
     let benign = [
         "User.find(42)",
         "Order.where(state: \"pending\").count",
@@ -79,12 +146,15 @@ fn transcript(bytes: usize) -> (String, usize) {
     let mut rng = Rng(0x9e3779b97f4a7c15);
     let mut out = String::with_capacity(bytes + 1024);
     let mut n = 0usize;
-    let mut dangerous_lines = 0;
+    let mut dangerous_lines = Vec::new();
     while out.len() < bytes {
         n += 1;
-        let cmd = if rng.next().is_multiple_of(1000) {
-            dangerous_lines += 1;
-            rng.pick(&dangerous)
+        let r = rng.next();
+        let planted_cmd;
+        let cmd = if r.is_multiple_of(1000) {
+            planted_cmd = format!("{}; {}", rng.pick(&dangerous), planted(r / 1000, n));
+            dangerous_lines.push(planted_cmd.clone());
+            planted_cmd.as_str()
         } else {
             rng.pick(&benign)
         };
@@ -170,41 +240,13 @@ fn main() {
         serde_norway::from_str(&std::fs::read_to_string(config_path).expect("config"))
             .expect("yaml");
     let scanner = scan::Scanner::new(&config.patterns).expect("patterns compile");
-
     std::fs::create_dir_all(&workdir).expect("workdir");
-    let (text, planted) = transcript(mib * 1024 * 1024);
-    let input = workdir.join("transcript.txt");
-    std::fs::write(&input, &text).expect("write transcript");
     let ere = workdir.join("patterns.ere");
     let mut f = std::fs::File::create(&ere).expect("patterns file");
     for p in &config.patterns {
         writeln!(f, "{}", to_ere(&p.regex)).expect("write");
     }
     drop(f);
-
-    let mb = text.len() as f64 / 1_000_000.0;
-    let (ours, hits) = best(3, || scanner.scan(&text).len());
-    // Per-line matching over the cleaned lines only (the regex part of the work).
-    let lines = scan::clean_lines(&text);
-    let (set_only, line_hits) = best(3, || {
-        lines
-            .iter()
-            .filter(|l| scanner.match_command(l).is_some())
-            .count()
-    });
-    let (grep, grep_hits) = best(3, || {
-        let out = Command::new("grep")
-            .env("LC_ALL", "C")
-            .args(["-E", "-c", "-f"])
-            .arg(&ere)
-            .arg(&input)
-            .output()
-            .expect("grep runs");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0)
-    });
     let grep_version = Command::new("grep")
         .arg("--version")
         .output()
@@ -217,9 +259,60 @@ fn main() {
         })
         .unwrap_or_default();
     println!(
-        "input: {mb:.1} MB synthetic ECS Exec transcript ({} lines, {planted} dangerous commands planted), {} patterns, best of 3, one core",
-        text.matches('\n').count(),
+        "{} patterns, best of 3, one core, {grep_version}",
         config.patterns.len()
+    );
+    let bytes = mib * 1024 * 1024;
+    for (name, (text, planted)) in [
+        ("synthetic (noise on every command line)", transcript(bytes)),
+        ("mostly ordinary console traffic", ordinary(bytes)),
+    ] {
+        measure(&scanner, &workdir, &ere, name, &text, &planted);
+    }
+}
+
+fn measure(
+    scanner: &scan::Scanner,
+    workdir: &std::path::Path,
+    ere: &std::path::Path,
+    name: &str,
+    text: &str,
+    planted: &[String],
+) {
+    let input = workdir.join("transcript.txt");
+    std::fs::write(&input, text).expect("write transcript");
+    let mb = text.len() as f64 / 1_000_000.0;
+    let (ours, hits) = best(3, || scanner.scan(text).len());
+    let found_hits = scanner.scan(text);
+    let found = planted
+        .iter()
+        .filter(|p| found_hits.iter().any(|h| h.command.contains(p.as_str())))
+        .count();
+    let lines = scan::clean_lines(text);
+    let (set_only, line_hits) = best(3, || {
+        lines
+            .iter()
+            .filter(|l| scanner.match_command(l).is_some())
+            .count()
+    });
+    let (grep, grep_hits) = best(3, || {
+        let out = Command::new("grep")
+            .env("LC_ALL", "C")
+            .args(["-E", "-c", "-f"])
+            .arg(ere)
+            .arg(&input)
+            .output()
+            .expect("grep runs");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    });
+    println!();
+    println!(
+        "input: {name}: {mb:.1} MB, {} lines, {} dangerous commands planted, {found} of them found",
+        text.matches('\n').count(),
+        planted.len(),
     );
     println!();
     println!("| scanner | time | throughput | matches |");
@@ -232,7 +325,7 @@ fn main() {
         )
     };
     row(
-        "batchless `Scanner::scan` (noise + prompts + comments stripped, RegexSet, deduplicated)",
+        "batchless `Scanner::scan` (noise + prompts + comments stripped, all patterns, deduplicated)",
         ours,
         hits,
         "distinct commands",
@@ -244,9 +337,14 @@ fn main() {
         "lines",
     );
     row(
-        &format!("`grep -E -c -f patterns.ere` ({grep_version}, LC_ALL=C, raw text)"),
+        "`grep -E -c -f patterns.ere` (LC_ALL=C, raw text)",
         grep,
         grep_hits,
         "lines",
+    );
+    println!(
+        "\nscan / grep: {:.2}x; planted found: {found}/{}",
+        grep.as_secs_f64() / ours.as_secs_f64(),
+        planted.len()
     );
 }

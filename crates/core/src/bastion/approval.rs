@@ -1,41 +1,14 @@
 //! Approval evidence: a reply in the login's Slack thread by a person with the `executive` role
 //! (from the people map, never free text) who is not the person who logged in, whose text
-//! matches an approval phrase and no negation.
+//! reads as an affirmative approval statement (see [`super::phrases`]: a phrase, and no
+//! negation, question or request).
 
-use regex::RegexSet;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
 use crate::shared::people::{People, Role};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PhraseSpec {
-    pub phrases: Vec<String>,
-    #[serde(default)]
-    pub negations: Vec<String>,
-}
-
-#[derive(Debug)]
-pub struct Phrases {
-    phrases: RegexSet,
-    negations: RegexSet,
-}
-
-impl Phrases {
-    pub fn new(spec: &PhraseSpec) -> Result<Self, Error> {
-        let phrases = RegexSet::new(&spec.phrases)
-            .map_err(|e| Error::config(format!("approval phrases: {e}")))?;
-        let negations = RegexSet::new(&spec.negations)
-            .map_err(|e| Error::config(format!("approval negations: {e}")))?;
-        Ok(Phrases { phrases, negations })
-    }
-
-    /// Whether `text` reads as an approval.
-    pub fn approves(&self, text: &str) -> bool {
-        self.phrases.is_match(text) && !self.negations.is_match(text)
-    }
-}
+// The phrase rules (what reads as an affirmative approval) live in `super::phrases`.
+pub use super::phrases::{PhraseSpec, Phrases};
 
 /// A reply in a login thread, as the Slack Events API delivers it.
 #[derive(Debug, Clone, PartialEq, Eq)]

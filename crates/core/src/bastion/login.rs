@@ -68,6 +68,49 @@ impl WatchInput {
     }
 }
 
+/// Whether an ECS Exec `command` is the console entrypoint the hook watches:
+/// `[bundle exec] [./]bin/rails|rails console|c`, with at most `--sandbox`/`-s` and an
+/// environment (`-e NAME`, `--environment NAME`, `--environment=NAME`). Anything else — a
+/// shell (`bash`, `sh -c …`), `rails runner`, `rails dbconsole`, a second command after `;` —
+/// is not: what is typed there never reaches the console hook.
+pub fn is_console_entrypoint(command: &str) -> bool {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    let mut rest = words.as_slice();
+    if let ["bundle", "exec", tail @ ..] = rest {
+        rest = tail;
+    }
+    let [program, "console" | "c", args @ ..] = rest else {
+        return false;
+    };
+    if !matches!(
+        *program,
+        "bin/rails" | "./bin/rails" | "rails" | "/app/bin/rails"
+    ) {
+        return false;
+    }
+    let env_name = |v: &str| {
+        !v.is_empty()
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match *arg {
+            "--sandbox" | "-s" => {}
+            "-e" | "--environment" => {
+                if !args.next().is_some_and(|v| env_name(v)) {
+                    return false;
+                }
+            }
+            a => match a.strip_prefix("--environment=") {
+                Some(v) if env_name(v) => {}
+                _ => return false,
+            },
+        }
+    }
+    true
+}
+
 fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     let mut cur = v;
     for p in path {
@@ -296,5 +339,35 @@ mod tests {
         assert_eq!(w.waits(), (82800, 3600));
         w.reminder_before_seconds = 86400;
         assert!(w.validate().is_err());
+    }
+
+    #[test]
+    fn only_the_console_entrypoint_is_a_console_login() {
+        for console in [
+            "bin/rails console",
+            "bin/rails c",
+            "./bin/rails console --sandbox",
+            "bundle exec rails console -e production",
+            "rails c --environment=staging",
+        ] {
+            assert!(is_console_entrypoint(console), "{console}");
+        }
+        for other in [
+            "bash",
+            "/bin/sh",
+            "sh -c 'bin/rails console'",
+            "bin/rails runner 'User.delete_all'",
+            "bin/rails dbconsole",
+            "bin/rails console; bash",
+            "bin/rails console && bash",
+            "bin/rails console -e",
+            "bin/rails console -e 'x;bash'",
+            "bundle exec irb",
+            "env RUBYOPT=-rx bin/rails console",
+            "rails",
+            "",
+        ] {
+            assert!(!is_console_entrypoint(other), "{other}");
+        }
     }
 }

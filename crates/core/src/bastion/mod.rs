@@ -5,12 +5,14 @@
 //! Plain, unit-tested policies live in the submodules:
 //! - [`scan`]: terminal-noise stripping and dangerous-command matching (one `RegexSet` pass);
 //! - [`approval`]: what counts as approval evidence in the login thread;
+//! - [`phrases`]: which reply texts are affirmative approval statements (configuration);
 //! - [`subscription`]: CloudWatch Logs subscription payloads (base64 + gzip) and the hook's lines;
 //! - [`login`]: the CloudTrail `ExecuteCommand` event → the watch's input;
 //! - [`session`]: the session records (DynamoDB) and the Slack messages.
 
 pub mod approval;
 pub mod login;
+pub mod phrases;
 pub mod scan;
 pub mod session;
 pub mod steps;

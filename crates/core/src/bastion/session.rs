@@ -545,12 +545,46 @@ impl Store {
             .await
     }
 
-    /// Remember a processed Slack event (once: a concurrent duplicate finds it stored).
+    /// Claim a Slack event before processing it (once: a concurrent or later duplicate
+    /// finds it stored and does nothing).
     pub async fn remember_slack_event(
         &self,
         event: &SlackEventRecord,
     ) -> Result<Once<SlackEventRecord>, Error> {
         self.events.put_once(event).await
+    }
+
+    /// Store what became of a claimed Slack event.
+    pub async fn slack_event_outcome(&self, event_id: &str, outcome: &Value) -> Result<(), Error> {
+        let pk = SlackEventRecord::pk_for(event_id);
+        crate::platform::dynamo::set_fields(
+            self.events.client(),
+            self.events.name(),
+            &[("pk", pk.as_str()), ("sk", SLACK_EVENT_SK)],
+            &[("outcome", outcome.clone())],
+            None,
+            &[],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Release the claim of an event whose processing failed, so that Slack's retry runs it.
+    pub async fn forget_slack_event(&self, event_id: &str) -> Result<(), Error> {
+        use crate::platform::aws::AwsResultExt;
+        self.events
+            .client()
+            .delete_item()
+            .table_name(self.events.name())
+            .key(
+                "pk",
+                crate::platform::dynamo::s(SlackEventRecord::pk_for(event_id)),
+            )
+            .key("sk", crate::platform::dynamo::s(SLACK_EVENT_SK))
+            .send()
+            .await
+            .aws("DeleteItem")?;
+        Ok(())
     }
 }
 
@@ -568,6 +602,7 @@ pub fn login_message(rec: &SessionRecord, channel: &str, alert_channel: &str) ->
         ":rotating_light: *Bastion login* — {who}\n\
          • where: cluster `{cluster}`, task `{task}`, container `{container}`\n\
          • what: `{command}`\n\
+         {not_console}\
          • when: {at} from {ip}\n\
          • session: `{session}`\n\
          *Approvers:* an executive other than the person who logged in replies *in this thread* \
@@ -578,6 +613,12 @@ pub fn login_message(rec: &SessionRecord, channel: &str, alert_channel: &str) ->
         task = rec.task_id,
         container = rec.container,
         command = crate::platform::redact::redact(&rec.command),
+        not_console = if super::login::is_console_entrypoint(&rec.command) {
+            ""
+        } else {
+            ":warning: *Not the console entrypoint* (a shell or another program): the console \
+             hook does not see what is typed in this session.\n"
+        },
         at = rec.login_at,
         ip = if rec.source_ip.is_empty() {
             "an unknown address"
@@ -748,6 +789,11 @@ mod tests {
         ] {
             assert!(m.text.contains(needle), "{needle} not in {}", m.text);
         }
+        assert!(!m.text.contains("Not the console entrypoint"), "{}", m.text);
+        let mut shell = record();
+        shell.command = "bash".into();
+        let m = login_message(&shell, "C0BASTION", "C0ALERTS");
+        assert!(m.text.contains("Not the console entrypoint"), "{}", m.text);
     }
 
     #[test]

@@ -303,6 +303,52 @@ pub mod function_url {
     }
 }
 
+/// A Slack id as it may be used in a key: 1..=200 of `[A-Za-z0-9._-]`.
+fn slack_id(v: Option<&Value>) -> Option<String> {
+    let v = v?.as_str()?;
+    let ok = !v.is_empty()
+        && v.len() <= 200
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    ok.then(|| v.to_string())
+}
+
+/// The replay key of a verified Events API body: its own `event_id` (the same on every retry
+/// of one event, and signed with the body, unlike any header).
+pub fn replay_key(body: &Value) -> Option<String> {
+    slack_id(body.get("event_id"))
+}
+
+/// The replay key of a verified interactivity payload (the JSON of its `payload` field): its
+/// `trigger_id`, which Slack makes unique per interaction, or else the first action's
+/// `action_ts` with the user who acted.
+pub fn interaction_replay_key(payload: &Value) -> Option<String> {
+    if let Some(trigger) = slack_id(payload.get("trigger_id")) {
+        return Some(format!("trigger:{trigger}"));
+    }
+    let action = payload.get("actions")?.as_array()?.first()?;
+    let ts = slack_id(action.get("action_ts"))?;
+    let user = slack_id(payload.get("user").and_then(|u| u.get("id")))?;
+    Some(format!("action:{user}:{ts}"))
+}
+
+/// Whether a verified body (Events API or interactivity payload) comes from the configured
+/// workspace and app: `Err` names the field that differs or is missing (`team_id` is
+/// top-level in events and `team.id` in interactivity payloads).
+pub fn check_app(body: &Value, team_id: &str, api_app_id: &str) -> Result<(), &'static str> {
+    let team = body
+        .get("team_id")
+        .or_else(|| body.get("team").and_then(|t| t.get("id")))
+        .and_then(Value::as_str);
+    if team_id.is_empty() || team != Some(team_id) {
+        return Err("team_id");
+    }
+    if api_app_id.is_empty() || body.get("api_app_id").and_then(Value::as_str) != Some(api_app_id) {
+        return Err("api_app_id");
+    }
+    Ok(())
+}
+
 /// `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{body}`.
 pub fn sign(signing_secret: &str, timestamp: &str, raw_body: &[u8]) -> String {
     let mut mac =
@@ -556,5 +602,55 @@ mod tests {
     fn debug_never_shows_the_token() {
         let c = SlackClient::new("http://127.0.0.1:1/api", "xoxb-very-secret");
         assert!(!format!("{c:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn replay_keys_come_from_the_payloads_own_ids() {
+        let event = json!({"event_id": "Ev0123ABC", "event_time": 1});
+        assert_eq!(replay_key(&event).as_deref(), Some("Ev0123ABC"));
+        assert_eq!(replay_key(&json!({})), None);
+        assert_eq!(replay_key(&json!({"event_id": ""})), None);
+        assert_eq!(replay_key(&json!({"event_id": "a#b"})), None);
+        let click = json!({
+            "trigger_id": "398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c",
+            "user": {"id": "U0CAROL01"},
+            "actions": [{"action_ts": "1732800000.123456"}],
+        });
+        assert_eq!(
+            interaction_replay_key(&click).as_deref(),
+            Some("trigger:398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c")
+        );
+        let no_trigger = json!({
+            "user": {"id": "U0CAROL01"},
+            "actions": [{"action_ts": "1732800000.123456"}],
+        });
+        assert_eq!(
+            interaction_replay_key(&no_trigger).as_deref(),
+            Some("action:U0CAROL01:1732800000.123456")
+        );
+        assert_eq!(interaction_replay_key(&json!({"actions": []})), None);
+    }
+
+    #[test]
+    fn only_the_configured_workspace_and_app_pass() {
+        let ok = json!({"team_id": "T1", "api_app_id": "A1"});
+        assert_eq!(check_app(&ok, "T1", "A1"), Ok(()));
+        let interaction = json!({"team": {"id": "T1"}, "api_app_id": "A1"});
+        assert_eq!(check_app(&interaction, "T1", "A1"), Ok(()));
+        assert_eq!(check_app(&ok, "T2", "A1"), Err("team_id"));
+        assert_eq!(check_app(&ok, "T1", "A2"), Err("api_app_id"));
+        assert_eq!(
+            check_app(&json!({"api_app_id": "A1"}), "T1", "A1"),
+            Err("team_id")
+        );
+        assert_eq!(
+            check_app(&json!({"team_id": "T1"}), "T1", "A1"),
+            Err("api_app_id")
+        );
+        // Nothing configured matches nothing.
+        assert_eq!(
+            check_app(&json!({"team_id": "", "api_app_id": ""}), "", ""),
+            Err("team_id")
+        );
     }
 }

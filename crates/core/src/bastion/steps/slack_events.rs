@@ -3,9 +3,12 @@
 //! constant-time compare, 5-minute window): a forged or stale request gets 401 and nothing is
 //! recorded. `url_verification` is answered. A reply in a bastion login thread is judged
 //! (`bastion::approval`), recorded, and approval evidence completes the watch's wait
-//! (`sfn::waits::complete` on `session-approval#<sessionId>`). Retries (`X-Slack-Retry-Num`)
-//! of an event already processed (`event_id`, remembered with `put_once`) are acknowledged
-//! without a second effect. Processing is a handful of DynamoDB calls, well inside Slack's 3 s.
+//! (`sfn::waits::complete` on `session-approval#<sessionId>`). An event is claimed by its own
+//! `event_id` with one `put_once` *before* it is processed, so a retry (`X-Slack-Retry-Num`)
+//! or a concurrent duplicate does nothing (the claim is released when processing fails, so
+//! Slack's retry runs it). Only events of the configured workspace and app (`team_id`,
+//! `api_app_id` against `SLACK_TEAM_ID` / `SLACK_API_APP_ID`) are processed. Processing is a
+//! handful of DynamoDB calls, well inside Slack's 3 s.
 
 use aws_types::SdkConfig;
 use serde::Serialize;
@@ -17,7 +20,7 @@ use crate::bastion::WatchConfig;
 use crate::error::Error;
 use crate::platform::dynamo::Once;
 use crate::platform::slack::function_url::{self, header, respond};
-use crate::platform::slack::SlackClient;
+use crate::platform::slack::{self, SlackClient};
 use crate::platform::{aws, config, redact, time};
 use crate::sfn::waits::{self, WaitKind};
 use crate::shared::people::People;
@@ -31,6 +34,9 @@ pub struct Deps {
     pub phrases: Phrases,
     pub waits_table: String,
     pub signing_secret: String,
+    /// The Slack workspace (`team_id`) and app (`api_app_id`) whose events count.
+    pub team_id: String,
+    pub api_app_id: String,
 }
 
 impl Deps {
@@ -46,6 +52,8 @@ impl Deps {
             phrases: Phrases::new(&watch.approval)?,
             waits_table: config::required("WAITS_TABLE")?,
             signing_secret: config::slack_signing_secret(sdk).await?,
+            team_id: config::required("SLACK_TEAM_ID")?,
+            api_app_id: config::required("SLACK_API_APP_ID")?,
         })
     }
 }
@@ -103,25 +111,41 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
             Ok(respond(200, json!({ "challenge": challenge })))
         }
         Some("event_callback") => {
-            let event_id = body
-                .get("event_id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            if let Err(field) = slack::check_app(&body, &deps.team_id, &deps.api_app_id) {
+                tracing::warn!(%field, "a signed event of another workspace or app: ignored");
+                return Ok(respond(
+                    403,
+                    json!({ "error": format!("{field} is not this app's") }),
+                ));
+            }
+            let Some(event_id) = slack::replay_key(&body) else {
+                return Ok(respond(400, json!({ "error": "event_id missing" })));
+            };
             let retry = header(&event, "x-slack-retry-num").map(str::to_string);
-            if !event_id.is_empty() && deps.store.slack_event(&event_id).await?.is_some() {
+            let claim = SlackEventRecord::new(
+                &event_id,
+                retry.clone(),
+                time::now(),
+                json!({ "processing": true }),
+            );
+            if let Once::Seen(prev) = deps.store.remember_slack_event(&claim).await? {
                 tracing::info!(%event_id, retry = ?retry, "duplicate delivery acknowledged");
-                return Ok(respond(200, json!({ "ok": true, "duplicate": true })));
+                return Ok(respond(
+                    200,
+                    json!({ "ok": true, "duplicate": true, "outcome": prev.outcome }),
+                ));
             }
             let inner = body.get("event").cloned().unwrap_or(Value::Null);
-            let outcome = process(&inner, deps).await?;
-            let outcome = serde_json::to_value(&outcome).expect("an outcome serializes");
-            if !event_id.is_empty() {
-                let seen = SlackEventRecord::new(&event_id, retry, time::now(), outcome.clone());
-                if let Once::Seen(_) = deps.store.remember_slack_event(&seen).await? {
-                    tracing::info!(%event_id, "a concurrent delivery of this event was processed too");
+            let outcome = match process(&inner, deps).await {
+                Ok(outcome) => serde_json::to_value(&outcome).expect("an outcome serializes"),
+                Err(e) => {
+                    if let Err(release) = deps.store.forget_slack_event(&event_id).await {
+                        tracing::error!(%event_id, error = %release, "could not release the event's claim");
+                    }
+                    return Err(e);
                 }
-            }
+            };
+            deps.store.slack_event_outcome(&event_id, &outcome).await?;
             Ok(respond(200, json!({ "ok": true, "outcome": outcome })))
         }
         other => Ok(respond(
@@ -260,6 +284,8 @@ mod tests {
             phrases: Phrases::new(&watch.approval).unwrap(),
             waits_table: "waits".into(),
             signing_secret: "s3cr3t".into(),
+            team_id: "T0REPLICA".into(),
+            api_app_id: "A0BATCHLESS".into(),
         };
         (d, calls)
     }
@@ -341,7 +367,8 @@ mod tests {
     }
 
     fn reply_body(user: &str, text: &str) -> String {
-        json!({"type": "event_callback", "event_id": "EvA1", "event": {
+        json!({"type": "event_callback", "event_id": "EvA1", "team_id": "T0REPLICA",
+            "api_app_id": "A0BATCHLESS", "event": {
             "type": "message", "channel": "C0BASTION", "user": user, "text": text,
             "ts": "1.7", "thread_ts": "1.5"}})
         .to_string()
@@ -415,9 +442,10 @@ mod tests {
         assert_eq!(out["outcome"]["verdict"], "evidence", "{out}");
         assert_eq!(out["outcome"]["approvedBy"], "carol", "{out}");
         assert_eq!(out["outcome"]["waitEnded"], true, "{out}");
-        // The reply and the event are each written once; the approval, then the status.
+        // The event (claimed first) and the reply are each written once; the approval, the
+        // status, then the event's outcome.
         assert_eq!(puts.num_calls(), 2);
-        assert_eq!(updates.num_calls(), 2);
+        assert_eq!(updates.num_calls(), 3);
         assert_eq!((take.num_calls(), send.num_calls()), (1, 1));
     }
 
@@ -427,7 +455,9 @@ mod tests {
         let query = by_thread();
         let puts = mock!(aws_sdk_dynamodb::Client::put_item)
             .then_output(|| PutItemOutput::builder().build());
-        let (d, _) = deps(&[&seen, &query, &puts], &[]).await;
+        let outcome = mock!(aws_sdk_dynamodb::Client::update_item)
+            .then_output(|| UpdateItemOutput::builder().build());
+        let (d, _) = deps(&[&seen, &query, &puts, &outcome], &[]).await;
         let resp = handle(
             &d,
             request(
@@ -444,9 +474,21 @@ mod tests {
         assert_eq!(puts.num_calls(), 2);
     }
 
-    #[tokio::test]
-    async fn a_redelivered_event_is_acknowledged_without_effect() {
-        let seen = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+    /// The claim's conditional put loses: the event was (or is being) processed elsewhere.
+    fn claimed_before() -> [Rule; 2] {
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                r.item().unwrap()["pk"].as_s().unwrap() == "slack-event#EvA1"
+                    && r.condition_expression() == Some("attribute_not_exists(#k)")
+            })
+            .then_error(|| {
+                aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
+                    aws_sdk_dynamodb::types::error::ConditionalCheckFailedException::builder()
+                        .meta(crate::testing::meta("ConditionalCheckFailedException"))
+                        .build(),
+                )
+            });
+        let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
             GetItemOutput::builder()
                 .set_item(Some(to_item(&SlackEventRecord::new(
                     "EvA1",
@@ -456,7 +498,88 @@ mod tests {
                 ))))
                 .build()
         });
-        let (d, calls) = deps(&[&seen], &[]).await;
+        [put, get]
+    }
+
+    #[tokio::test]
+    async fn the_event_is_claimed_before_it_is_processed() {
+        let [put, get] = claimed_before();
+        let query = by_thread();
+        let (d, calls) = deps(&[&put, &get, &query], &[]).await;
+        let out = answer(
+            &handle(
+                &d,
+                request(
+                    &reply_body("U0CAROL01", "approved"),
+                    "s3cr3t",
+                    time::now().timestamp(),
+                ),
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(out["duplicate"], true, "{out}");
+        // One conditional put decided it; the reply was never looked at.
+        assert_eq!((put.num_calls(), query.num_calls()), (1, 0));
+        assert!(calls.all().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_processing_releases_the_claim() {
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .then_output(|| PutItemOutput::builder().build());
+        let query = mock!(aws_sdk_dynamodb::Client::query).then_error(|| {
+            aws_sdk_dynamodb::operation::query::QueryError::ProvisionedThroughputExceededException(
+                aws_sdk_dynamodb::types::error::ProvisionedThroughputExceededException::builder()
+                    .meta(crate::testing::meta(
+                        "ProvisionedThroughputExceededException",
+                    ))
+                    .build(),
+            )
+        });
+        let release = mock!(aws_sdk_dynamodb::Client::delete_item)
+            .match_requests(|r| {
+                r.table_name() == Some("bastion")
+                    && r.key().unwrap()["pk"].as_s().unwrap() == "slack-event#EvA1"
+            })
+            .then_output(|| DeleteItemOutput::builder().build());
+        let (d, _) = deps(&[&put, &query, &release], &[]).await;
+        let req = request(
+            &reply_body("U0CAROL01", "approved"),
+            "s3cr3t",
+            time::now().timestamp(),
+        );
+        assert!(handle(&d, req).await.is_err());
+        assert_eq!(release.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn events_of_another_workspace_or_app_are_refused_untouched() {
+        let (d, calls) = deps(&[], &[]).await;
+        for (team, app) in [
+            ("T0OTHER", "A0BATCHLESS"),
+            ("T0REPLICA", "A0OTHER"),
+            ("", ""),
+        ] {
+            let mut body: Value =
+                serde_json::from_str(&reply_body("U0CAROL01", "approved")).unwrap();
+            body["team_id"] = json!(team);
+            body["api_app_id"] = json!(app);
+            let resp = handle(
+                &d,
+                request(&body.to_string(), "s3cr3t", time::now().timestamp()),
+            )
+            .await
+            .unwrap();
+            assert_eq!(resp["statusCode"], 403, "{resp}");
+        }
+        assert!(calls.all().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_event_is_acknowledged_without_effect() {
+        let [put, seen] = claimed_before();
+        let (d, calls) = deps(&[&put, &seen], &[]).await;
         let mut req = request(
             &reply_body("U0CAROL01", "approved"),
             "s3cr3t",

@@ -702,9 +702,10 @@ async fn a_failing_script_is_patch_failed_and_audited_and_metacharacters_are_inv
     .check(&p.stack, &arn, &ended)
     .await?;
     assert!(p.stack.get_item(&p.table, "patchId", &id).await?.is_none());
-    // A script that exits non-zero (the sample app's script/fail.rb exits 3); `null` drops
-    // the rake task from the request.
-    let runner = json!({"task": null, "kind": "runner", "script": "script/fail.rb"});
+    // A script whose real run exits non-zero (3) after a dry run that passed (a dry run that
+    // fails is never approvable: tests/tests/patch_preview.rs); `null` drops the rake task.
+    let runner =
+        json!({"task": null, "kind": "runner", "script": "script/patches/fails_in_real_run.rb"});
     let (id, arn, ended) = p.approved_run(runner, &[]).await?;
     Expect {
         cause_has: &["in phase BUILD"],

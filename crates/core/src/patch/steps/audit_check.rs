@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use crate::error::Error;
 use crate::patch::check::{self, BuildFacts, Verdict};
 use crate::patch::store::{self, Backend, PatchRecord};
-use crate::patch::{build_env, events, PatchRun, Status};
+use crate::patch::{build_env, events, preview, PatchRun, Status};
 use crate::platform::dynamo::{Record, Table};
 use crate::platform::input::{self, InputError};
 use crate::platform::slack::{Message, SlackClient};
@@ -48,6 +48,9 @@ pub struct Deps {
     pub environment: String,
     /// This function is the audit writer: the only role that writes `audit/` and signs.
     pub writer: audit::Writer,
+    /// The dry-run settings (`PATCH_DRY_RUN*`, as start-patch-build has them): the buildspecs
+    /// batchless sends are rebuilt from them, so only those count as batchless's own.
+    pub settings: preview::Settings,
 }
 
 impl Deps {
@@ -73,6 +76,7 @@ impl Deps {
             alerts_channel: config::required("SLACK_ALERTS_CHANNEL")?,
             environment,
             writer: audit::Writer::from_env(sdk)?,
+            settings: preview::Settings::from_env()?,
         })
     }
 }
@@ -305,7 +309,10 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
         }
     };
     for b in &builds {
-        let rec = match b.env.get(build_env::PATCH_ID) {
+        // A real run carries the patch id, a dry run its preview id (the same patch id).
+        let dry_run = !b.env.contains_key(build_env::PATCH_ID);
+        let id = b.env.get(build_env::PATCH_ID).or_else(|| b.env.get(preview::PREVIEW_ID_ENV));
+        let rec = match id {
             Some(id) if input::identifier("patchId", id, 80).is_ok() => {
                 match store::get(st.db, st.table, id).await {
                     Ok(r) => r,
@@ -317,17 +324,30 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
             }
             _ => None,
         };
-        if rec
-            .as_ref()
-            .is_some_and(|r| r.status == Status::Approved && r.build_id.is_none())
-        {
+        if rec.as_ref().is_some_and(|r| {
+            (!dry_run && r.status == Status::Approved && r.build_id.is_none())
+                || (dry_run && r.status == Status::PendingApproval && r.preview_build_id.is_none())
+        }) {
             continue; // start-patch-build is recording this very build
         }
-        let mut findings = match &rec {
-            Some(r) => check::check_run(r, b, &deps.people).findings,
-            None => vec!["no approved request".to_string()],
+        let (mut findings, expected_spec) = match &rec {
+            Some(r) if dry_run => match r.run() {
+                Ok(run) if r.preview_build_id.as_deref() == Some(b.build_id.as_str()) => {
+                    let limit = deps.settings.time_limit_for(run.dry_run_time_limit_seconds);
+                    let spec = preview::buildspec(preview::Mode::DryRun, &deps.settings, limit);
+                    (Vec::new(), Some(spec))
+                }
+                _ => (vec!["a dry run no patch record started".to_string()], None),
+            },
+            Some(r) => (
+                check::check_run(r, b, &deps.people).findings,
+                Some(preview::buildspec(preview::Mode::Run, &deps.settings, 0)),
+            ),
+            None => (vec!["no approved request".to_string()], None),
         };
-        if let Some(f) = check::buildspec_override(b, patch_spec.as_deref()) {
+        // batchless's own buildspec for a recorded run; the project's for anything else.
+        let spec = expected_spec.or_else(|| patch_spec.clone());
+        if let Some(f) = check::buildspec_override(b, spec.as_deref()) {
             findings.push(f);
         }
         if findings.is_empty() {

@@ -131,6 +131,8 @@ pub struct StartRequest<'a> {
     pub idempotency_token: &'a str,
     /// Where the buildspec's `artifacts` go: `(bucket, path, name)` in S3, unpackaged.
     pub artifacts: Option<(&'a str, &'a str, &'a str)>,
+    /// The build's `buildspecOverride` (the migration workflow's own buildspec).
+    pub buildspec: Option<&'a str>,
 }
 
 /// Start a build; returns its id (`project:uuid`).
@@ -156,6 +158,7 @@ pub async fn start(
         .source_version(req.source_version)
         .set_environment_variables_override((!env.is_empty()).then_some(env))
         .idempotency_token(req.idempotency_token)
+        .set_buildspec_override(req.buildspec.map(str::to_string))
         .set_artifacts_override(req.artifacts.map(|(bucket, path, name)| {
             aws_sdk_codebuild::types::ProjectArtifacts::builder()
                 .r#type(aws_sdk_codebuild::types::ArtifactsType::S3)
@@ -323,6 +326,7 @@ mod tests {
                 environment: &env,
                 idempotency_token: "tok",
                 artifacts: None,
+                buildspec: None,
             },
         )
         .await
@@ -350,6 +354,7 @@ mod tests {
                 environment: &env,
                 idempotency_token: "t",
                 artifacts: None,
+                buildspec: None,
             },
         )
         .await

@@ -155,6 +155,9 @@ pub struct RunRecord {
     pub log_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slack_ts: Option<String>,
+    /// A migration's report (pre-flight, findings, timings, failure; `migration::report`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_report: Option<Value>,
 }
 
 impl Record for RunRecord {

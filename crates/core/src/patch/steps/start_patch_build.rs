@@ -122,6 +122,7 @@ async fn start(deps: &Deps, patch: PatchRun) -> Result<Output, Error> {
             environment: &env,
             idempotency_token: &token,
             artifacts: Some((&deps.backend.bucket, &path, "output")),
+            buildspec: None,
         },
     )
     .await?;

@@ -397,6 +397,7 @@ module BatchlessMigration
         attempt += 1
         ta = now
         session.call
+        last_sql = nil
         blk.call
         entry["status"] = "succeeded"
       rescue StandardError => e

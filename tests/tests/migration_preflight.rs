@@ -41,7 +41,13 @@ struct Pending {
 /// `main`; returns the commit.
 fn pending(stack: &Stack, kind: &str, sfx: &str, body: &str) -> Result<Pending> {
     let v = version();
-    let class = format!("Preflight{}{}", kind, sfx.to_uppercase());
+    // Rails' camelize of the file name: `preflight_<kind>_<sfx>` → `Preflight<Kind><Sfx>`.
+    let mut chars = sfx.chars();
+    let sfx_camel: String = chars
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default();
+    let class = format!("Preflight{kind}{sfx_camel}");
     let file = format!("db/migrate/{v}_preflight_{}_{sfx}.rb", kind.to_lowercase());
     let source = format!("class {class} < ActiveRecord::Migration[6.1]\n{body}end\n");
     let commit = stack.commit_to_app(
@@ -488,7 +494,7 @@ async fn production_needs_an_approval_for_findings_and_leaves_the_schema_unchang
     let index = format!("idx_preflight_prod_{sfx}");
     let p = pending(
         &stack,
-        "ProdIndex",
+        "Prodindex",
         &sfx,
         &format!("  def change\n    add_index :users, :name, name: \"{index}\"\n  end\n"),
     )?;
@@ -524,7 +530,7 @@ async fn production_needs_an_approval_for_findings_and_leaves_the_schema_unchang
     let table = format!("preflight_prod_safe_{sfx}");
     let safe = pending(
         &stack,
-        "ProdSafe",
+        "Prodsafe",
         &format!("{sfx}b"),
         &format!("  def change\n    create_table :{table}\n  end\n"),
     )?;

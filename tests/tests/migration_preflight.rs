@@ -121,7 +121,9 @@ impl Holder {
             .args([
                 "-qX",
                 "-c",
-                &format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600);"),
+                &format!(
+                    "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600);"
+                ),
             ])
             .env("PGAPPNAME", &app)
             .stdout(Stdio::null())
@@ -180,10 +182,16 @@ const LOCK_PROBE: &str = "SELECT a.application_name || ':' || c.relname || ':' |
 // ----------------------------------------------------------------------------- staging
 
 #[tokio::test]
-async fn a_non_concurrent_index_on_a_table_with_rows_is_reported_in_staging_and_migrated() -> Result<()> {
+async fn a_non_concurrent_index_on_a_table_with_rows_is_reported_in_staging_and_migrated(
+) -> Result<()> {
     let stack = Stack::from_env().await?;
     stack.clear_faults().await?;
-    assert!(stack.sql_value("SELECT count(*) FROM users")?.parse::<i64>()? > 0);
+    assert!(
+        stack
+            .sql_value("SELECT count(*) FROM users")?
+            .parse::<i64>()?
+            > 0
+    );
     let sfx = suffix();
     let index = format!("idx_preflight_{sfx}");
     let p = pending(
@@ -208,12 +216,18 @@ async fn a_non_concurrent_index_on_a_table_with_rows_is_reported_in_staging_and_
     assert_eq!(pending["file"], p.file.as_str());
     assert_eq!(pending["disablesDdlTransaction"], false);
     let sql = pending["statements"][0]["sql"].as_str().unwrap_or_default();
-    assert!(sql.starts_with(&format!("CREATE INDEX \"{index}\" ON \"users\"")), "{sql}");
+    assert!(
+        sql.starts_with(&format!("CREATE INDEX \"{index}\" ON \"users\"")),
+        "{sql}"
+    );
     let finding = &report["preflight"]["findings"][0];
     assert_eq!(finding["rule"], "index-not-concurrent", "{report}");
     assert_eq!(finding["version"], p.version.as_str());
     assert_eq!(finding["line"], 3, "the add_index line");
-    assert!(finding["recipe"].as_str().unwrap_or_default().contains("algorithm: :concurrently"));
+    assert!(finding["recipe"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("algorithm: :concurrently"));
     let ran = &report["migrate"]["migrations"][0];
     assert_eq!(ran["status"], "succeeded", "{report}");
     assert!(ran["durationMs"].as_u64().is_some(), "{ran}");
@@ -289,7 +303,14 @@ async fn a_held_lock_times_out_is_retried_and_fails_naming_the_table_while_prefl
     )?;
     // ACCESS EXCLUSIVE on every app table: any lock the pre-flight asked for on one would
     // wait (and show in pg_locks) or time out.
-    let tables = ["users", "orders", "sessions", "task_runs", "billing_reports", "exchange_rates"];
+    let tables = [
+        "users",
+        "orders",
+        "sessions",
+        "task_runs",
+        "billing_reports",
+        "exchange_rates",
+    ];
     let mut holders = Vec::new();
     for t in tables {
         holders.push(Holder::start(&stack, t, &format!("{sfx}-{t}"))?);
@@ -351,14 +372,24 @@ async fn a_held_lock_times_out_is_retried_and_fails_naming_the_table_while_prefl
         assert!(cause.contains(&needle), "{needle:?} in {cause}");
     }
     let m = report_file(&stack, &name, "migrate.json").await?;
-    let attempts = m["migrations"][0]["attempts"].as_array().cloned().unwrap_or_default();
+    let attempts = m["migrations"][0]["attempts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     assert_eq!(attempts.len(), 4, "1 + 3 retries: {m}");
     assert!(attempts.iter().all(|a| a["table"] == "users"), "{m}");
     assert_eq!(m["failure"]["table"], "users");
     assert_eq!(m["failure"]["lockTimeout"], true);
     let pre = report_file(&stack, &name, "preflight.json").await?;
-    assert_eq!(pre["error"], Value::Null, "pre-flight completed under the locks: {pre}");
-    assert!(!column_exists(&stack, "users", &column)?, "schema unchanged");
+    assert_eq!(
+        pre["error"],
+        Value::Null,
+        "pre-flight completed under the locks: {pre}"
+    );
+    assert!(
+        !column_exists(&stack, "users", &column)?,
+        "schema unchanged"
+    );
     assert!(!applied(&stack, &p.version)?);
     Ok(())
 }
@@ -396,7 +427,10 @@ async fn a_lock_released_halfway_succeeds_on_a_retry() -> Result<()> {
     let ran = &end.output.context("output")?["report"]["migrate"]["migrations"][0];
     assert_eq!(ran["status"], "succeeded", "{ran}");
     assert!(ran["retries"].as_u64().unwrap_or_default() >= 1, "{ran}");
-    assert!(ran["lockWaitMs"].as_u64().unwrap_or_default() >= 4000, "{ran}");
+    assert!(
+        ran["lockWaitMs"].as_u64().unwrap_or_default() >= 4000,
+        "{ran}"
+    );
     let m = report_file(&stack, &name, "migrate.json").await?;
     assert_eq!(m["migrations"][0]["attempts"][0]["table"], "users", "{m}");
     assert!(column_exists(&stack, "users", &column)?);
@@ -451,7 +485,17 @@ impl ProductionStack {
         let bin = repo_root().join("target/debug/batchless");
         let out = Command::new(&bin)
             .current_dir(repo_root())
-            .args(["local", "up", "--name", &name, "--time-scale", "60", "--", "--env", "production"])
+            .args([
+                "local",
+                "up",
+                "--name",
+                &name,
+                "--time-scale",
+                "60",
+                "--",
+                "--env",
+                "production",
+            ])
             .output()
             .context("batchless local up")?;
         if !out.status.success() {
@@ -500,9 +544,16 @@ async fn production_needs_an_approval_for_findings_and_leaves_the_schema_unchang
     )?;
     let (arn, _, end) = migrate(&stack, &p.commit, "pf-prod").await?;
     assert_eq!(end.status, "FAILED", "{end:?}");
-    assert_eq!(end.error.as_deref(), Some("MigrationNeedsApproval"), "{end:?}");
+    assert_eq!(
+        end.error.as_deref(),
+        Some("MigrationNeedsApproval"),
+        "{end:?}"
+    );
     let cause = end.cause.clone().unwrap_or_default();
-    assert!(cause.chars().count() <= 5000, "CodePipeline shows 5,000 characters");
+    assert!(
+        cause.chars().count() <= 5000,
+        "CodePipeline shows 5,000 characters"
+    );
     for needle in [
         "needs an approval",
         "the production policy is require-approval",
@@ -514,7 +565,11 @@ async fn production_needs_an_approval_for_findings_and_leaves_the_schema_unchang
     ] {
         assert!(cause.contains(needle), "{needle:?} in {cause}");
     }
-    assert!(stack.task_errors(&arn).await?.iter().any(|e| e == "MigrationNeedsApproval"));
+    assert!(stack
+        .task_errors(&arn)
+        .await?
+        .iter()
+        .any(|e| e == "MigrationNeedsApproval"));
     let states = stack.states_entered(&arn).await?;
     assert!(states.iter().any(|s| s == "ReadReport"), "{states:?}");
     assert!(!index_exists(&stack, &index)?, "schema unchanged");

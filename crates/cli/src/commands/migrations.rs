@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
 use anyhow::bail;
+use anyhow::Result;
 use batchless_core::migration::report::MigrationReport;
 use batchless_core::shared::runs::{self, RunRecord};
 use clap::Subcommand;

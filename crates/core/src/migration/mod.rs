@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::migration::report::MigrationReport;
 use crate::platform::input::{self, InputError};
 use crate::platform::slack::{Message, Posted};
-use crate::migration::report::MigrationReport;
 use crate::sfn::{execution_console_url, Execution, StepError};
 use crate::shared::build::BuildOutcome;
 use crate::shared::build::StartedBuild;
@@ -315,7 +315,8 @@ pub fn failure_cause(state: &MigrationState) -> String {
     // failing migration and the card come first and are kept.
     let head_chars = crate::platform::redact::redact(&text).chars().count();
     let budget = crate::shared::cause::MAX_CAUSE_CHARS.saturating_sub(head_chars + 200);
-    let mut logs = crate::shared::cause::log_section(state.logs.as_ref(), state.logs_error.as_ref());
+    let mut logs =
+        crate::shared::cause::log_section(state.logs.as_ref(), state.logs_error.as_ref());
     if logs.chars().count() > budget {
         let chars: Vec<char> = logs.chars().collect();
         let (head, tail) = match logs.find("Last lines of the log:\n") {
@@ -324,8 +325,14 @@ pub fn failure_cause(state: &MigrationState) -> String {
         };
         let keep = budget.saturating_sub(head.chars().count() + 2);
         let tail_chars: Vec<char> = tail.chars().collect();
-        let kept: String = tail_chars[tail_chars.len().saturating_sub(keep)..].iter().collect();
-        logs = if keep == 0 { chars.iter().take(budget).collect() } else { format!("{head}…{kept}") };
+        let kept: String = tail_chars[tail_chars.len().saturating_sub(keep)..]
+            .iter()
+            .collect();
+        logs = if keep == 0 {
+            chars.iter().take(budget).collect()
+        } else {
+            format!("{head}…{kept}")
+        };
     }
     text.push_str(&logs);
     crate::shared::cause::finish(&text)
@@ -459,7 +466,13 @@ pub fn slack_message(state: &MigrationState, channel: &str) -> Message {
         .unwrap_or_default();
     let redact = |t: &str| crate::platform::redact::redact(t).into_owned();
     let text = redact(&format!("{head}{run_link}{failing}{card}{log}{tail}"));
-    let blocks = slack_blocks(state, &redact(&head), &redact(&run_link), &redact(&log), &redact(&tail));
+    let blocks = slack_blocks(
+        state,
+        &redact(&head),
+        &redact(&run_link),
+        &redact(&log),
+        &redact(&tail),
+    );
     Message {
         channel: channel.to_string(),
         text,
@@ -484,7 +497,13 @@ fn section(text: &str) -> serde_json::Value {
 /// The result card as Block Kit: the verdict, the pending list with timings, lock waits and
 /// retries, the findings with their recipes, the failing migration (statement and PG error),
 /// then the log tail and links.
-fn slack_blocks(state: &MigrationState, head: &str, run_link: &str, log: &str, tail: &str) -> serde_json::Value {
+fn slack_blocks(
+    state: &MigrationState,
+    head: &str,
+    run_link: &str,
+    log: &str,
+    tail: &str,
+) -> serde_json::Value {
     let redact = |t: &str| escape_mrkdwn(&crate::platform::redact::redact(t));
     let mut blocks = vec![section(&format!("{head}{run_link}"))];
     if let Some(r) = &state.report {
@@ -544,7 +563,10 @@ fn slack_blocks(state: &MigrationState, head: &str, run_link: &str, log: &str, t
                 f.version,
                 redact(&f.class_name),
                 redact(&f.statement),
-                f.pg_code.as_deref().map(|c| format!(" `{c}`")).unwrap_or_default(),
+                f.pg_code
+                    .as_deref()
+                    .map(|c| format!(" `{c}`"))
+                    .unwrap_or_default(),
                 redact(f.message.as_deref().unwrap_or(&f.pg_error))
             )));
         }

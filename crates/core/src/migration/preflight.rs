@@ -145,7 +145,10 @@ impl Settings {
                 "BATCHLESS_STATEMENT_TIMEOUT".into(),
                 self.statement_timeout.clone(),
             ),
-            ("BATCHLESS_LOCK_RETRIES".into(), self.lock_retries.to_string()),
+            (
+                "BATCHLESS_LOCK_RETRIES".into(),
+                self.lock_retries.to_string(),
+            ),
             (
                 "BATCHLESS_LOCK_RETRY_BACKOFF_SECONDS".into(),
                 self.lock_retry_backoff_seconds.to_string(),
@@ -186,7 +189,10 @@ pub fn gate(policy: Policy, preflight: Option<&Preflight>, approved_digest: Opti
         (false, _) => Gate::Pass,
         (true, Policy::Report) => Gate::Reported,
         (true, Policy::RequireApproval) => {
-            if p.error.is_none() && approved_digest.is_some() && approved_digest == p.digest.as_deref() {
+            if p.error.is_none()
+                && approved_digest.is_some()
+                && approved_digest == p.digest.as_deref()
+            {
                 Gate::Approved
             } else {
                 Gate::NeedsApproval
@@ -215,7 +221,10 @@ mod tests {
         assert_eq!(String::from_utf8(decoded).unwrap(), SHIM);
         let pre = spec.find("bin/rails batchless:preflight").unwrap();
         let migrate = spec.find("bin/rails db:migrate\n").unwrap();
-        assert!(pre < migrate, "pre-flight runs in pre_build, before db:migrate");
+        assert!(
+            pre < migrate,
+            "pre-flight runs in pre_build, before db:migrate"
+        );
         assert!(spec.contains("base-directory: tmp/batchless"));
         // The shim exits 3 on the gate (a pre_build failure skips the build phase).
         assert!(SHIM.contains("exit(3) if %w[needs-approval preflight-failed]"));
@@ -281,9 +290,14 @@ mod tests {
             Gate::Approved
         );
         let mut failed = preflight_with(0);
-        failed.error = Some("PG::InsufficientPrivilege: permission denied to create database".into());
+        failed.error =
+            Some("PG::InsufficientPrivilege: permission denied to create database".into());
         assert_eq!(
-            gate(Policy::RequireApproval, Some(&failed), failed.digest.as_deref()),
+            gate(
+                Policy::RequireApproval,
+                Some(&failed),
+                failed.digest.as_deref()
+            ),
             Gate::NeedsApproval,
             "a pre-flight that could not complete is not approvable"
         );

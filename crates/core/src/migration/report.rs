@@ -270,7 +270,10 @@ impl MigrationReport {
                     .unwrap_or_default()
             ));
             if let Some(e) = &p.error {
-                t.push_str(&format!("Pre-flight could not complete: {}\n", clip(e, 300)));
+                t.push_str(&format!(
+                    "Pre-flight could not complete: {}\n",
+                    clip(e, 300)
+                ));
             }
             for m in &p.pending {
                 let applied = self
@@ -411,8 +414,14 @@ pub(crate) mod tests {
             migrate: None,
         };
         let card = r.card(4000);
-        assert!(card.contains("1 pending, 2 finding(s), gate needs-approval"), "{card}");
-        assert!(card.contains("20261201000000 AddIndexToUsersName"), "{card}");
+        assert!(
+            card.contains("1 pending, 2 finding(s), gate needs-approval"),
+            "{card}"
+        );
+        assert!(
+            card.contains("20261201000000 AddIndexToUsersName"),
+            "{card}"
+        );
         assert!(card.contains("index-not-concurrent AddIndexToUsersName db/migrate/20261201000000_add_index_to_users_name.rb:3"), "{card}");
         assert!(card.contains("— not run"), "{card}");
         let mut big = r.clone();

@@ -41,18 +41,16 @@ pub struct Input {
 
 pub type Output = MigrationReport;
 
-async fn read<T: serde::de::DeserializeOwned>(
-    deps: &Deps,
-    key: &str,
-) -> Result<Option<T>, Error> {
-    let got = deps.s3.get_object().bucket(&deps.bucket).key(key).send().await;
+async fn read<T: serde::de::DeserializeOwned>(deps: &Deps, key: &str) -> Result<Option<T>, Error> {
+    let got = deps
+        .s3
+        .get_object()
+        .bucket(&deps.bucket)
+        .key(key)
+        .send()
+        .await;
     let out = match got {
-        Err(e)
-            if matches!(
-                e.as_service_error(),
-                Some(GetObjectError::NoSuchKey(_))
-            ) =>
-        {
+        Err(e) if matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_))) => {
             return Ok(None)
         }
         other => other.aws("GetObject")?,
@@ -63,9 +61,12 @@ async fn read<T: serde::de::DeserializeOwned>(
         .await
         .map_err(|e| Error::Corrupt(format!("reading s3://{}/{key}: {e}", deps.bucket)))?
         .into_bytes();
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|e| Error::Corrupt(format!("s3://{}/{key} is not the shim's report: {e}", deps.bucket)))
+    serde_json::from_slice(&body).map(Some).map_err(|e| {
+        Error::Corrupt(format!(
+            "s3://{}/{key} is not the shim's report: {e}",
+            deps.bucket
+        ))
+    })
 }
 
 /// Why a run needs an approval and how to get one (the cause CodePipeline shows).
@@ -95,10 +96,16 @@ pub fn needs_approval_message(run: &MigrationRun, report: &MigrationReport) -> S
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     let run = &input.run;
-    let preflight: Option<Preflight> =
-        read(deps, &preflight::report_key(&run.execution_name, "preflight.json")).await?;
-    let migrate: Option<Migrate> =
-        read(deps, &preflight::report_key(&run.execution_name, "migrate.json")).await?;
+    let preflight: Option<Preflight> = read(
+        deps,
+        &preflight::report_key(&run.execution_name, "preflight.json"),
+    )
+    .await?;
+    let migrate: Option<Migrate> = read(
+        deps,
+        &preflight::report_key(&run.execution_name, "migrate.json"),
+    )
+    .await?;
     let policy = deps.settings.policy;
     // No approval can be recorded yet (see README "Migration approvals").
     let gate = preflight::gate(policy, preflight.as_ref(), None);
@@ -192,14 +199,27 @@ mod tests {
         let p = object("migrations/e1/report/preflight.json", preflight_json(1));
         let m = object("migrations/e1/report/migrate.json", None);
         let d = deps(Policy::RequireApproval, &[&p, &m]);
-        let err = handle(&d, Input { run: run("production") }).await.unwrap_err();
+        let err = handle(
+            &d,
+            Input {
+                run: run("production"),
+            },
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind().name(), "MigrationNeedsApproval");
         assert!(!err.is_retryable());
         let msg = err.to_string();
-        assert!(msg.starts_with("Migration of 0123456789ab on production needs an approval"), "{msg}");
+        assert!(
+            msg.starts_with("Migration of 0123456789ab on production needs an approval"),
+            "{msg}"
+        );
         assert!(msg.contains("db:migrate did not run"), "{msg}");
         assert!(msg.contains("How to approve"), "{msg}");
-        assert!(msg.contains("index-not-concurrent AddIndexToUsersName"), "{msg}");
+        assert!(
+            msg.contains("index-not-concurrent AddIndexToUsersName"),
+            "{msg}"
+        );
         assert!(msg.contains("digest d1"), "{msg}");
     }
 
@@ -211,11 +231,22 @@ mod tests {
             Some(json!({"migrations": [{"version": "20261201000000", "class": "AddIndexToUsersName", "status": "succeeded", "durationMs": 40}]}).to_string()),
         );
         let d = deps(Policy::Report, &[&p, &m]);
-        let r = handle(&d, Input { run: run("staging") }).await.unwrap();
+        let r = handle(
+            &d,
+            Input {
+                run: run("staging"),
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(r.gate, Gate::Reported);
         assert_eq!(r.findings().len(), 1);
         assert_eq!(r.uri, "s3://logs/migrations/e1/report/");
-        assert!(r.card(4000).contains("succeeded in 40 ms"), "{}", r.card(4000));
+        assert!(
+            r.card(4000).contains("succeeded in 40 ms"),
+            "{}",
+            r.card(4000)
+        );
     }
 
     #[tokio::test]
@@ -223,15 +254,32 @@ mod tests {
         let p = object("migrations/e1/report/preflight.json", None);
         let m = object("migrations/e1/report/migrate.json", None);
         let d = deps(Policy::RequireApproval, &[&p, &m]);
-        let r = handle(&d, Input { run: run("production") }).await.unwrap();
+        let r = handle(
+            &d,
+            Input {
+                run: run("production"),
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(r.gate, Gate::Missing);
     }
 
     #[tokio::test]
     async fn a_forged_report_is_corrupt() {
-        let p = object("migrations/e1/report/preflight.json", Some("{\"pending\": 3}".into()));
+        let p = object(
+            "migrations/e1/report/preflight.json",
+            Some("{\"pending\": 3}".into()),
+        );
         let d = deps(Policy::Report, &[&p]);
-        let err = handle(&d, Input { run: run("staging") }).await.unwrap_err();
+        let err = handle(
+            &d,
+            Input {
+                run: run("staging"),
+            },
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind().name(), "Corrupt");
     }
 }

@@ -163,7 +163,8 @@ mod tests {
                     && env.get("RAILS_LOG_LEVEL") == Some(&"debug")
                     && env.get("BATCHLESS_MIGRATION_POLICY") == Some(&"report")
                     && env.get("BATCHLESS_LOCK_TIMEOUT") == Some(&"5s")
-                    && r.buildspec_override().is_some_and(|b| b.contains("bin/rails batchless:preflight"))
+                    && r.buildspec_override()
+                        .is_some_and(|b| b.contains("bin/rails batchless:preflight"))
                     && r.artifacts_override().is_some_and(|a| {
                         a.location() == Some("logs")
                             && a.path() == Some("migrations/e1")

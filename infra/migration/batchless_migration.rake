@@ -124,7 +124,65 @@ module BatchlessMigration
   end
 
   class << self
-    attr_accessor :current_hook
+    attr_accessor :current_hook, :lock_free
+  end
+
+  # PostgreSQL's deparse functions (`pg_get_expr(expr, relid)`, `pg_get_indexdef`) take an
+  # ACCESS SHARE lock on the table. While pre-flight dumps production's schema these two
+  # catalog reads avoid them: defaults deparsed without the relation (no column references
+  # in a default; generated columns are left out), indexes rebuilt from pg_index's columns
+  # (expression and partial indexes cannot be read without the lock: left out and listed).
+  module LockFreeCatalog
+    def column_definitions(table_name)
+      return super unless BatchlessMigration.lock_free
+
+      query(<<~SQL, "SCHEMA")
+        SELECT a.attname, format_type(a.atttypid, a.atttypmod),
+               CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, 0) END, a.attnotnull, a.atttypid, a.atttypmod,
+               c.collname, col_description(a.attrelid, a.attnum) AS comment
+          FROM pg_attribute a
+          LEFT JOIN pg_attrdef d ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+          LEFT JOIN pg_type t ON a.atttypid = t.oid
+          LEFT JOIN pg_collation c ON a.attcollation = c.oid AND a.attcollation <> t.typcollation
+         WHERE a.attrelid = #{quote(quote_table_name(table_name))}::regclass
+           AND a.attnum > 0 AND NOT a.attisdropped
+         ORDER BY a.attnum
+      SQL
+    end
+
+    def indexes(table_name)
+      return super unless BatchlessMigration.lock_free
+
+      rows = query(<<~SQL, "SCHEMA")
+        SELECT i.relname, d.indisunique::text, d.indkey::text, am.amname,
+               (d.indexprs IS NOT NULL OR d.indpred IS NOT NULL)::text, t.oid
+          FROM pg_index d
+          JOIN pg_class i ON i.oid = d.indexrelid
+          JOIN pg_class t ON t.oid = d.indrelid
+          JOIN pg_am am ON am.oid = i.relam
+         WHERE d.indrelid = #{quote(quote_table_name(table_name))}::regclass AND NOT d.indisprimary
+         ORDER BY i.relname
+      SQL
+      rows.filter_map do |name, unique, indkey, using, partial, oid|
+        if partial == "true"
+          (BatchlessMigration.unseen_indexes ||= []) << "#{table_name}.#{name}"
+          next
+        end
+        names = query(<<~SQL, "SCHEMA").to_h
+          SELECT attnum::text, attname FROM pg_attribute WHERE attrelid = #{oid.to_i}
+        SQL
+        cols = indkey.split(" ").map { |k| names[k] }
+        next if cols.any?(&:nil?)
+
+        ActiveRecord::ConnectionAdapters::IndexDefinition.new(
+          table_name, name, unique == "true", cols, using: using.to_sym
+        )
+      end
+    end
+  end
+
+  class << self
+    attr_accessor :unseen_indexes
   end
 
   # ------------------------------------------------------------------------------ pre-flight
@@ -143,7 +201,14 @@ module BatchlessMigration
         rows = row_estimates
         models = model_columns
         schema = StringIO.new
-        ActiveRecord::SchemaDumper.dump(conn, schema)
+        ActiveRecord::ConnectionAdapters::PostgreSQLAdapter.prepend(LockFreeCatalog)
+        BatchlessMigration.lock_free = true
+        begin
+          ActiveRecord::SchemaDumper.dump(conn, schema)
+        ensure
+          BatchlessMigration.lock_free = false
+        end
+        doc["unseenIndexes"] = BatchlessMigration.unseen_indexes || []
         existing = conn.tables
         record_on_scratch(schema.string, applied, pending, doc)
         doc["findings"] = lint(doc["pending"], existing, rows, models)

@@ -14,6 +14,8 @@ use batchless_scenarios::*;
 use serde_json::{json, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(300);
+/// A stack started by the test builds its functions on their first call (cargo lambda).
+const COLD_TIMEOUT: Duration = Duration::from_secs(900);
 const MIGRATIONS_CHANNEL: &str = "C0MIGRATIONS";
 
 fn suffix() -> String {
@@ -64,12 +66,21 @@ fn pending(stack: &Stack, kind: &str, sfx: &str, body: &str) -> Result<Pending> 
 }
 
 async fn migrate(stack: &Stack, commit: &str, prefix: &str) -> Result<(String, String, Ended)> {
+    migrate_within(stack, commit, prefix, TIMEOUT).await
+}
+
+async fn migrate_within(
+    stack: &Stack,
+    commit: &str,
+    prefix: &str,
+    timeout: Duration,
+) -> Result<(String, String, Ended)> {
     let sm = stack.state_machine("MigrationStateMachine")?;
     let name = unique_name(prefix);
     let arn = stack
         .start(&sm, &name, &migration_input(commit, json!({})))
         .await?;
-    let end = stack.wait_end(&arn, TIMEOUT).await?;
+    let end = stack.wait_end(&arn, timeout).await?;
     Ok((arn, name, end))
 }
 
@@ -542,7 +553,7 @@ async fn production_needs_an_approval_for_findings_and_leaves_the_schema_unchang
         &sfx,
         &format!("  def change\n    add_index :users, :name, name: \"{index}\"\n  end\n"),
     )?;
-    let (arn, _, end) = migrate(&stack, &p.commit, "pf-prod").await?;
+    let (arn, _, end) = migrate_within(&stack, &p.commit, "pf-prod", COLD_TIMEOUT).await?;
     assert_eq!(end.status, "FAILED", "{end:?}");
     assert_eq!(
         end.error.as_deref(),

@@ -350,14 +350,17 @@ async fn a_data_patch_changes_exactly_its_rows_and_the_job_it_enqueued_runs() ->
 // ----------------------------------------------------------------------------- scheduled jobs
 
 #[tokio::test]
-async fn a_scheduled_runner_writes_its_row_once_for_fifty_concurrent_deliveries() -> Result<()> {
+async fn a_scheduled_rake_task_writes_its_rows_once_for_fifty_concurrent_deliveries() -> Result<()>
+{
     let stack = Stack::from_env().await?;
     stack.clear_faults().await?;
-    let job = "nightly-billing-report";
-    // A minute in the catch-up window (30 min) that no earlier run claimed.
+    // A job that runs every minute, so that a recent minute is a real occurrence (a delivery for
+    // a time its schedule does not imply is InvalidInput).
+    let job = "sync-exchange-rates";
+    // A minute in the catch-up window (10 min) that no earlier run claimed.
     let occurrences = stack.table("OccurrencesTable")?;
     let mut at = None;
-    for minutes_ago in 1..=25 {
+    for minutes_ago in 1..=8 {
         let t = chrono::Utc::now() - chrono::Duration::minutes(minutes_ago);
         let t = batchless_core::platform::time::rfc3339(
             batchless_core::platform::time::truncate_to_minute(t),
@@ -371,9 +374,9 @@ async fn a_scheduled_runner_writes_its_row_once_for_fifty_concurrent_deliveries(
             break;
         }
     }
-    let at = at.context("no unclaimed minute of nightly-billing-report in the last 25")?;
+    let at = at.context("no unclaimed minute of sync-exchange-rates in the last 8")?;
     let before: i64 = stack
-        .sql_value("SELECT count(*) FROM billing_reports")?
+        .sql_value("SELECT count(*) FROM exchange_rates")?
         .parse()?;
     let resp: Value = stack
         .http
@@ -404,16 +407,15 @@ async fn a_scheduled_runner_writes_its_row_once_for_fifty_concurrent_deliveries(
     }
     assert_eq!(ran, 1, "one execution ran the occurrence");
     let after: i64 = stack
-        .sql_value("SELECT count(*) FROM billing_reports")?
+        .sql_value("SELECT count(*) FROM exchange_rates")?
         .parse()?;
-    assert_eq!(after, before + 1, "the runner wrote its row exactly once");
-    // The row is the real report of the seeded data: the paid orders' count and total.
-    let paid = stack.sql_value(
-        "SELECT count(*) || '|' || sum(amount_cents) FROM orders WHERE status = 'paid'",
-    )?;
+    // rates:sync writes one row per currency (EUR, JPY, GBP), once.
+    assert_eq!(after, before + 3, "the task wrote its rows exactly once");
     assert_eq!(
-        stack.sql_value("SELECT orders_count || '|' || total_cents FROM billing_reports ORDER BY id DESC LIMIT 1")?,
-        paid
+        stack.sql_value(
+            "SELECT string_agg(currency, ',' ORDER BY currency) FROM (SELECT currency FROM exchange_rates ORDER BY id DESC LIMIT 3) r"
+        )?,
+        "EUR,GBP,JPY"
     );
     Ok(())
 }

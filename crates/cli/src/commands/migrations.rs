@@ -1,8 +1,11 @@
-//! `batchless migrations list`: the migration history from the runs table.
+//! `batchless migrations list` / `show`: the migration history from the runs table, with each
+//! run's pre-flight (pending migrations, findings) and per-migration timings and lock waits.
 
 use std::process::ExitCode;
 
+use anyhow::bail;
 use anyhow::Result;
+use batchless_core::migration::report::MigrationReport;
 use batchless_core::shared::runs::{self, RunRecord};
 use clap::Subcommand;
 
@@ -12,6 +15,18 @@ use crate::context::Context;
 pub enum Command {
     /// List migration runs, newest first.
     List(ListArgs),
+    /// One run: its record and result card (pending list, SQL, findings, durations, lock
+    /// waits and retries, the failing migration).
+    Show(ShowArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    /// The execution name or ARN (the run id).
+    pub run: String,
+    /// Print the run record (with the whole report) as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -24,7 +39,7 @@ pub struct ListArgs {
     pub json: bool,
 }
 
-pub const HEADERS: [&str; 8] = [
+pub const HEADERS: [&str; 10] = [
     "STARTED",
     "COMMIT",
     "STATUS",
@@ -32,6 +47,8 @@ pub const HEADERS: [&str; 8] = [
     "STARTED BY",
     "BUILD",
     "FAILED PHASE",
+    "PENDING",
+    "FINDINGS",
     "LOG",
 ];
 
@@ -47,7 +64,15 @@ pub fn duration(seconds: i64) -> String {
     }
 }
 
-fn row(r: &RunRecord) -> [String; 8] {
+fn report(r: &RunRecord) -> Option<MigrationReport> {
+    r.migration_report
+        .clone()
+        .and_then(|v| serde_json::from_value(v).ok())
+}
+
+fn row(r: &RunRecord) -> [String; 10] {
+    let rep = report(r);
+    let pre = rep.as_ref().and_then(|x| x.preflight.as_ref());
     let or_dash = |v: Option<&str>| v.filter(|s| !s.is_empty()).unwrap_or("-").to_string();
     [
         r.started_at.clone(),
@@ -64,13 +89,17 @@ fn row(r: &RunRecord) -> [String; 8] {
         or_dash(Some(&r.started_by)),
         or_dash(r.build_id.as_deref()),
         or_dash(r.failed_phase.as_deref()),
+        pre.map(|p| p.pending.len().to_string())
+            .unwrap_or_else(|| "-".into()),
+        pre.map(|p| p.findings.len().to_string())
+            .unwrap_or_else(|| "-".into()),
         or_dash(r.log_uri.as_deref()),
     ]
 }
 
 /// The records as an aligned table (columns separated by two spaces, no trailing blanks).
 pub fn table(records: &[RunRecord]) -> String {
-    let rows: Vec<[String; 8]> = records.iter().map(row).collect();
+    let rows: Vec<[String; 10]> = records.iter().map(row).collect();
     let mut widths = HEADERS.map(|h| h.chars().count());
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
@@ -99,7 +128,80 @@ pub fn table(records: &[RunRecord]) -> String {
 pub async fn run(cx: &Context, cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::List(a) => list(cx, a).await,
+        Command::Show(a) => show(cx, a).await,
     }
+}
+
+/// A run as text: the record's essentials, then the result card.
+pub fn show_text(r: &RunRecord) -> String {
+    let mut t = format!(
+        "run        {}\nstarted    {} by {}\ncommit     {}\nstatus     {}{}\nbuild      {}\nlog        {}\n",
+        r.execution_name,
+        r.started_at,
+        r.started_by,
+        r.commit.as_deref().unwrap_or("-"),
+        r.status,
+        r.duration_seconds
+            .map(|d| format!(" in {}", duration(d)))
+            .unwrap_or_default(),
+        r.build_id.as_deref().unwrap_or("-"),
+        r.log_uri.as_deref().unwrap_or("-"),
+    );
+    match report(r) {
+        Some(rep) => {
+            if let Some(f) = rep.failure_text() {
+                t.push('\n');
+                t.push_str(&f);
+            }
+            t.push('\n');
+            t.push_str(&rep.card(20_000));
+            if let Some(p) = &rep.preflight {
+                for m in &p.pending {
+                    if m.statements.is_empty() {
+                        continue;
+                    }
+                    t.push_str(&format!("\nSQL of {} {}:\n", m.version, m.class_name));
+                    for st in &m.statements {
+                        t.push_str(&format!(
+                            "  {}{}\n",
+                            st.line.map(|l| format!("line {l}: ")).unwrap_or_default(),
+                            st.sql
+                        ));
+                    }
+                }
+            }
+        }
+        None => t.push_str("\nno pre-flight report recorded\n"),
+    }
+    if let Some(c) = &r.failure_cause {
+        if report(r).is_none() {
+            t.push_str(&format!("\n{c}\n"));
+        }
+    }
+    t
+}
+
+async fn show(cx: &Context, args: ShowArgs) -> Result<ExitCode> {
+    let aws = cx.aws().await?;
+    let table_name = aws.runs_table();
+    let runs = runs::Runs::new(aws.dynamodb(), &table_name);
+    let record = if args.run.starts_with("arn:") {
+        runs.get(&args.run).await?
+    } else {
+        runs.list("migration", 500)
+            .await?
+            .into_iter()
+            .find(|r| r.execution_name == args.run)
+    };
+    let Some(record) = record else {
+        bail!("no migration run {} in {table_name}", args.run);
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        print!("{}", show_text(&record));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn list(cx: &Context, args: ListArgs) -> Result<ExitCode> {
@@ -137,6 +239,13 @@ mod tests {
                 duration_seconds: Some(3723),
                 failed_phase: Some("BUILD".into()),
                 log_uri: Some("s3://logs/migration/e2.log".into()),
+                migration_report: Some(serde_json::json!({
+                    "policy": "require-approval", "gate": "needs-approval", "uri": "s3://logs/migrations/e2/report/",
+                    "preflight": {"approach": "scratch-database", "pending": [{"version": "20261201000000", "class": "AddIndex", "file": "db/migrate/20261201000000_add_index.rb",
+                        "statements": [{"sql": "CREATE INDEX \"i\" ON \"users\" (\"name\")", "line": 3}]}],
+                        "findings": [{"rule": "index-not-concurrent", "version": "20261201000000", "class": "AddIndex", "file": "db/migrate/20261201000000_add_index.rb", "line": 3, "message": "index created without concurrently on users", "recipe": "algorithm: :concurrently"}]},
+                    "migrate": {"migrations": [], "failure": {"version": "20261201000000", "class": "AddIndex", "statement": "CREATE INDEX", "pgError": "ERROR: canceling statement due to lock timeout", "pgCode": "55P03"}}
+                })),
                 ..Default::default()
             },
             RunRecord {
@@ -157,9 +266,9 @@ mod tests {
     fn the_table_is_aligned_and_shows_what_matters() {
         let t = table(&records());
         let expected = "\
-STARTED               COMMIT   STATUS   DURATION  STARTED BY    BUILD                           FAILED PHASE  LOG
-2026-11-28T14:00:00Z  0123456  FAILED   1h02m03s  alice         batchless-staging-migrate:1f2e  BUILD         s3://logs/migration/e2.log
-2026-11-28T13:00:00Z  fedcba9  RUNNING  -         codepipeline  -                               -             -";
+STARTED               COMMIT   STATUS   DURATION  STARTED BY    BUILD                           FAILED PHASE  PENDING  FINDINGS  LOG
+2026-11-28T14:00:00Z  0123456  FAILED   1h02m03s  alice         batchless-staging-migrate:1f2e  BUILD         1        1         s3://logs/migration/e2.log
+2026-11-28T13:00:00Z  fedcba9  RUNNING  -         codepipeline  -                               -             -        -         -";
         assert_eq!(t, expected);
     }
 
@@ -167,18 +276,41 @@ STARTED               COMMIT   STATUS   DURATION  STARTED BY    BUILD           
     fn an_empty_history_has_only_headers() {
         assert_eq!(
             table(&[]),
-            "STARTED  COMMIT  STATUS  DURATION  STARTED BY  BUILD  FAILED PHASE  LOG"
+            "STARTED  COMMIT  STATUS  DURATION  STARTED BY  BUILD  FAILED PHASE  PENDING  FINDINGS  LOG"
         );
     }
 
     #[test]
     fn list_options() {
         let parse = crate::testing::parse_subcommand::<Command>;
-        let Command::List(l) = parse(&["list", "--limit", "5", "--json"]).unwrap();
+        let Ok(Command::List(l)) = parse(&["list", "--limit", "5", "--json"]) else {
+            panic!("list")
+        };
         assert_eq!((l.limit, l.json), (5, true));
         assert!(parse(&["list", "--limit", "0"]).is_err());
-        let Command::List(l) = parse(&["list"]).unwrap();
+        let Ok(Command::List(l)) = parse(&["list"]) else {
+            panic!("list")
+        };
         assert_eq!((l.limit, l.json), (20, false));
+        let Ok(Command::Show(s)) = parse(&["show", "e2"]) else {
+            panic!("show")
+        };
+        assert_eq!(s.run, "e2");
+    }
+
+    #[test]
+    fn show_prints_the_card_the_sql_and_the_failure() {
+        let t = show_text(&records()[0]);
+        for needle in [
+            "Failing migration: 20261201000000 AddIndex",
+            "PostgreSQL error 55P03: ERROR: canceling statement due to lock timeout",
+            "1 pending, 1 finding(s), gate needs-approval",
+            "! index-not-concurrent AddIndex db/migrate/20261201000000_add_index.rb:3",
+            "line 3: CREATE INDEX \"i\" ON \"users\" (\"name\")",
+        ] {
+            assert!(t.contains(needle), "{needle:?} in {t}");
+        }
+        assert!(show_text(&records()[1]).contains("no pre-flight report recorded"));
     }
 
     #[test]

@@ -34,10 +34,13 @@ pub enum Kind {
     Forbidden,
     /// A data patch may not run: its approval record does not hold up.
     NotApproved,
+    /// A migration's pre-flight found dangerous operations and the environment's policy asks
+    /// for an approval that is not recorded: `db:migrate` did not run.
+    MigrationNeedsApproval,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::InvalidInput,
         Kind::LockHeld,
         Kind::Throttled,
@@ -52,6 +55,7 @@ impl Kind {
         Kind::Conflict,
         Kind::Forbidden,
         Kind::NotApproved,
+        Kind::MigrationNeedsApproval,
     ];
 
     /// The `error_type` a Lambda reports and ASL matches.
@@ -71,6 +75,7 @@ impl Kind {
             Kind::Conflict => "Conflict",
             Kind::Forbidden => "Forbidden",
             Kind::NotApproved => "NotApproved",
+            Kind::MigrationNeedsApproval => "MigrationNeedsApproval",
         }
     }
 

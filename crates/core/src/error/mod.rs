@@ -43,6 +43,9 @@ pub enum Error {
     /// A data patch may not run: its approval record does not hold up.
     #[error("not approved: {0}")]
     NotApproved(String),
+    /// A migration's pre-flight findings need an approval that is not recorded.
+    #[error("{0}")]
+    MigrationNeedsApproval(String),
 }
 
 impl Error {
@@ -60,6 +63,7 @@ impl Error {
             Error::Conflict(_) => Kind::Conflict,
             Error::Forbidden(_) => Kind::Forbidden,
             Error::NotApproved(_) => Kind::NotApproved,
+            Error::MigrationNeedsApproval(_) => Kind::MigrationNeedsApproval,
         }
     }
 

@@ -2,12 +2,15 @@
 //! what the deploying engineer reads when it fails, and what Slack is told.
 
 pub mod pipeline;
+pub mod preflight;
+pub mod report;
 pub mod steps;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::migration::report::MigrationReport;
 use crate::platform::input::{self, InputError};
 use crate::platform::slack::{Message, Posted};
 use crate::sfn::{execution_console_url, Execution, StepError};
@@ -17,8 +20,14 @@ use crate::shared::logs::CollectedLogs;
 use crate::shared::runs::{RunRecord, RunStatus};
 
 pub const WORKFLOW: &str = "migration";
+/// The state machine's `TimeoutSeconds` (`statemachines/migration.asl.json`): above the
+/// largest build timeout the template allows (`MigrationTimeoutMinutes` MaxValue 480) plus
+/// the workflow's own steps; `timeout_tests` checks both files.
+pub const STATE_MACHINE_TIMEOUT_SECONDS: u64 = MAX_BUILD_TIMEOUT_MINUTES * 60 + 30 * 60;
+/// `MigrationTimeoutMinutes`' MaxValue in `infra/template.yaml`.
+pub const MAX_BUILD_TIMEOUT_MINUTES: u64 = 480;
 /// Longer than the state machine's own timeout, so only an abandoned lock ever expires.
-pub const LOCK_TTL_SECONDS: u64 = 4 * 60 * 60;
+pub const LOCK_TTL_SECONDS: u64 = STATE_MACHINE_TIMEOUT_SECONDS + 30 * 60;
 pub const MAX_OVERRIDES: usize = 20;
 pub const MAX_OVERRIDE_VALUE: usize = 1024;
 
@@ -82,6 +91,13 @@ pub fn validate(
     }
     for (name, value) in &req.environment_overrides {
         input::env_override_name("environmentOverrides", name)?;
+        if name.starts_with("BATCHLESS_") {
+            // The shim's settings (policy, timeouts, approval) come from configuration only.
+            return Err(InputError::field(
+                &format!("environmentOverrides.{name}"),
+                "BATCHLESS_* variables are reserved for the migration's own settings",
+            ));
+        }
         input::bounded_text(
             &format!("environmentOverrides.{name}"),
             value,
@@ -172,6 +188,9 @@ pub struct MigrationOutput {
     pub log_uri: Option<String>,
     pub log_console_url: Option<String>,
     pub log_sha256: Option<String>,
+    /// Pre-flight, findings, per-migration duration, lock waits and retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<MigrationReport>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +215,10 @@ pub struct MigrationState {
     pub logs: Option<CollectedLogs>,
     #[serde(default)]
     pub logs_error: Option<StepError>,
+    #[serde(default)]
+    pub report: Option<MigrationReport>,
+    #[serde(default)]
+    pub report_error: Option<StepError>,
     #[serde(default)]
     pub error: Option<StepError>,
     #[serde(default)]
@@ -234,6 +257,7 @@ pub fn record(state: &MigrationState) -> Recorded {
             log_uri: state.logs.as_ref().map(|l| l.uri.clone()),
             log_console_url: state.logs.as_ref().map(|l| l.console_url.clone()),
             log_sha256: state.logs.as_ref().map(|l| l.sha256.clone()),
+            report: state.report.clone(),
         },
     }
 }
@@ -251,22 +275,66 @@ pub fn failure_cause(state: &MigrationState) -> String {
             err.message()
         ));
     } else if let Some(o) = &state.outcome {
-        text.push_str(&format!(
-            "Migration of {} failed: build {} ended {} in phase {}.\n",
-            short(&run.commit),
-            o.build_id,
-            o.status,
-            o.failed_phase.as_deref().unwrap_or("(unknown)")
-        ));
+        let failing = state.report.as_ref().and_then(|r| r.failure());
+        match failing {
+            Some(f) => text.push_str(&format!(
+                "Migration of {} failed: {} {} (build {} ended {} in phase {}).\n",
+                short(&run.commit),
+                f.version,
+                f.class_name,
+                o.build_id,
+                o.status,
+                o.failed_phase.as_deref().unwrap_or("(unknown)")
+            )),
+            None => text.push_str(&format!(
+                "Migration of {} failed: build {} ended {} in phase {}.\n",
+                short(&run.commit),
+                o.build_id,
+                o.status,
+                o.failed_phase.as_deref().unwrap_or("(unknown)")
+            )),
+        }
         if let Some(ctx) = &o.phase_context {
             text.push_str(ctx);
             text.push('\n');
         }
     }
-    text.push_str(&crate::shared::cause::log_section(
-        state.logs.as_ref(),
-        state.logs_error.as_ref(),
-    ));
+    let needs_approval = state
+        .error
+        .as_ref()
+        .is_some_and(|e| e.error == crate::error::Kind::MigrationNeedsApproval.name());
+    if let Some(r) = &state.report {
+        if let Some(f) = r.failure_text() {
+            text.push_str(&f);
+        }
+        if !needs_approval {
+            text.push_str(&r.card(1800));
+        }
+    }
+    // The log tail gets what is left of CodePipeline's 5,000 characters; the verdict, the
+    // failing migration and the card come first and are kept.
+    let head_chars = crate::platform::redact::redact(&text).chars().count();
+    let budget = crate::shared::cause::MAX_CAUSE_CHARS.saturating_sub(head_chars + 200);
+    let mut logs =
+        crate::shared::cause::log_section(state.logs.as_ref(), state.logs_error.as_ref());
+    if logs.chars().count() > budget {
+        let chars: Vec<char> = logs.chars().collect();
+        let (head, tail) = match logs.find("Last lines of the log:\n") {
+            Some(i) => logs.split_at(i + "Last lines of the log:\n".len()),
+            None => ("", logs.as_str()),
+        };
+        let keep = budget.saturating_sub(head.chars().count() + 2);
+        let tail_chars: Vec<char> = tail.chars().collect();
+        let kept: String = tail_chars[tail_chars.len().saturating_sub(keep)..]
+            .iter()
+            .collect();
+        logs = if keep == 0 {
+            chars.iter().take(budget).collect()
+        } else {
+            format!("{head}…{kept}")
+        };
+    }
+    text.push_str(&logs);
     crate::shared::cause::finish(&text)
 }
 
@@ -317,6 +385,10 @@ pub fn run_record(state: &MigrationState, recorded: &Recorded, ended_at: &str) -
         log_sha256: state.logs.as_ref().map(|l| l.sha256.clone()),
         log_bytes: state.logs.as_ref().map(|l| l.bytes),
         slack_ts: None,
+        migration_report: state
+            .report
+            .as_ref()
+            .and_then(|r| serde_json::to_value(r).ok()),
         ..base_record(run, recorded.status.run_status())
     }
 }
@@ -381,13 +453,176 @@ pub fn slack_message(state: &MigrationState, channel: &str) -> Message {
         execution_console_url(&run.run_id),
         run.execution_name
     );
-    let text =
-        crate::platform::redact::redact(&format!("{head}{run_link}{log}{tail}")).into_owned();
+    let card = state
+        .report
+        .as_ref()
+        .map(|r| format!("\n{}", r.card(2500)))
+        .unwrap_or_default();
+    let failing = state
+        .report
+        .as_ref()
+        .and_then(|r| r.failure_text())
+        .map(|f| format!("\n{f}"))
+        .unwrap_or_default();
+    let redact = |t: &str| crate::platform::redact::redact(t).into_owned();
+    let text = redact(&format!("{head}{run_link}{failing}{card}{log}{tail}"));
+    let blocks = slack_blocks(
+        state,
+        &redact(&head),
+        &redact(&run_link),
+        &redact(&log),
+        &redact(&tail),
+    );
     Message {
         channel: channel.to_string(),
         text,
-        blocks: None,
+        blocks: Some(blocks),
         thread_ts: None,
+    }
+}
+
+/// Slack mrkdwn: `&`, `<` and `>` escaped (user text never becomes a link or a mention).
+fn escape_mrkdwn(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn section(text: &str) -> serde_json::Value {
+    // A section's text may have at most 3,000 characters.
+    let t: String = text.chars().take(2900).collect();
+    serde_json::json!({"type": "section", "text": {"type": "mrkdwn", "text": t}})
+}
+
+/// The result card as Block Kit: the verdict, the pending list with timings, lock waits and
+/// retries, the findings with their recipes, the failing migration (statement and PG error),
+/// then the log tail and links.
+fn slack_blocks(
+    state: &MigrationState,
+    head: &str,
+    run_link: &str,
+    log: &str,
+    tail: &str,
+) -> serde_json::Value {
+    let redact = |t: &str| escape_mrkdwn(&crate::platform::redact::redact(t));
+    let mut blocks = vec![section(&format!("{head}{run_link}"))];
+    if let Some(r) = &state.report {
+        if let Some(p) = &r.preflight {
+            let mut lines = vec![format!(
+                "*Pre-flight* ({}, policy `{}`): {} pending, {} finding(s)",
+                p.approach,
+                r.policy.as_str(),
+                p.pending.len(),
+                p.findings.len()
+            )];
+            for m in &p.pending {
+                let applied = r
+                    .migrate
+                    .as_ref()
+                    .and_then(|x| x.migrations.iter().find(|a| a.version == m.version));
+                lines.push(format!(
+                    "• `{}` {}{}",
+                    m.version,
+                    redact(&m.class_name),
+                    match applied {
+                        Some(a) => format!(
+                            " — {} in {} ms, {} lock wait(s), {} retr{}",
+                            a.status,
+                            a.duration_ms.unwrap_or_default(),
+                            a.attempts.len(),
+                            a.retries.unwrap_or_default(),
+                            if a.retries == Some(1) { "y" } else { "ies" }
+                        ),
+                        None => " — not run".into(),
+                    }
+                ));
+            }
+            blocks.push(section(&lines.join("\n")));
+            if !p.findings.is_empty() {
+                let f: Vec<String> = p
+                    .findings
+                    .iter()
+                    .take(10)
+                    .map(|f| {
+                        format!(
+                            ":warning: *{}* `{}:{}` {} → _{}_",
+                            f.rule,
+                            redact(&f.file),
+                            f.line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()),
+                            redact(&f.message),
+                            redact(&f.recipe)
+                        )
+                    })
+                    .collect();
+                blocks.push(section(&f.join("\n")));
+            }
+        }
+        if let Some(f) = r.failure() {
+            blocks.push(section(&format!(
+                "*Failing migration* `{}` {}\n```{}```\n*PostgreSQL error*{}: ```{}```",
+                f.version,
+                redact(&f.class_name),
+                redact(&f.statement),
+                f.pg_code
+                    .as_deref()
+                    .map(|c| format!(" `{c}`"))
+                    .unwrap_or_default(),
+                redact(f.message.as_deref().unwrap_or(&f.pg_error))
+            )));
+        }
+    }
+    if !log.is_empty() || !tail.is_empty() {
+        blocks.push(section(&format!("{}{}", log.trim_start(), tail)));
+    }
+    serde_json::Value::Array(blocks)
+}
+
+/// Issue 16: the state machine's timeout is derived from, and always above, the largest build
+/// timeout the template allows; the lock outlives both.
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+
+    const TEMPLATE: &str = include_str!("../../../../infra/template.yaml");
+    const ASL: &str = include_str!("../../../../statemachines/migration.asl.json");
+
+    /// A template parameter's `MaxValue` (within the parameter's own lines).
+    fn parameter_max(name: &str) -> u64 {
+        let start = TEMPLATE
+            .find(&format!("\n  {name}:\n"))
+            .unwrap_or_else(|| panic!("parameter {name}"));
+        let line = TEMPLATE[start + 1..]
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("    ") || l.trim().is_empty())
+            .find(|l| l.trim_start().starts_with("MaxValue:"))
+            .unwrap_or_else(|| panic!("{name} has no MaxValue"));
+        line.trim_start()
+            .trim_start_matches("MaxValue:")
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_state_machine_outlasts_the_longest_build_and_the_lock_outlasts_both() {
+        let max_build_minutes = parameter_max("MigrationTimeoutMinutes");
+        assert_eq!(
+            max_build_minutes, MAX_BUILD_TIMEOUT_MINUTES,
+            "MigrationTimeoutMinutes' MaxValue changed: derive STATE_MACHINE_TIMEOUT_SECONDS and the ASL's TimeoutSeconds from it"
+        );
+        let asl: serde_json::Value = serde_json::from_str(ASL).unwrap();
+        let timeout = asl["TimeoutSeconds"].as_u64().unwrap();
+        assert_eq!(
+            timeout, STATE_MACHINE_TIMEOUT_SECONDS,
+            "migration.asl.json TimeoutSeconds is derived from MigrationTimeoutMinutes' MaxValue"
+        );
+        // The build, plus room for validation, the lock wait (~10 min), polling, logs and records.
+        assert!(
+            timeout >= max_build_minutes * 60 + 20 * 60,
+            "state machine timeout {timeout}s must stay above the largest build timeout {max_build_minutes} min + 20 min"
+        );
+        assert!(LOCK_TTL_SECONDS > timeout);
     }
 }
 
@@ -490,6 +725,8 @@ pub(crate) mod tests {
                 tail: "Connecting to postgres://app:[REDACTED]@db/app\nPG::UndefinedTable: relation \"widgets\" does not exist".into(),
             }),
             logs_error: None,
+            report: None,
+            report_error: None,
             error,
             record: None,
             notification: None,

@@ -155,6 +155,13 @@ pub struct RunRecord {
     pub log_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slack_ts: Option<String>,
+    /// A migration's report (pre-flight, findings, timings, failure; `migration::report`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration_report: Option<Value>,
+    /// SHA-256 (hex) of the `buildspecOverride` batchless sent with the run's build: the sweep
+    /// accepts that buildspec, and only that one, as batchless's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buildspec_sha256: Option<String>,
 }
 
 impl Record for RunRecord {

@@ -6,6 +6,7 @@ pub mod migration_lock;
 pub mod notify;
 /// Not a state: the CodePipeline action that starts the workflow and reports its end.
 pub mod pipeline_bridge;
+pub mod read_migration_report;
 pub mod record_migration_run;
 pub mod start_migration_build;
 pub mod validate_input;

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
+use crate::migration::preflight::{self, Settings};
 use crate::migration::{self, MigrationRun};
 use crate::platform::{aws, config};
 use crate::shared::build::{self, StartedBuild};
@@ -21,6 +22,9 @@ pub struct Deps {
     pub codebuild: aws_sdk_codebuild::Client,
     pub runs_table: String,
     pub project: String,
+    /// Where the build's reports go (the logs bucket).
+    pub bucket: String,
+    pub settings: Settings,
 }
 
 impl Deps {
@@ -30,6 +34,8 @@ impl Deps {
             codebuild: aws::codebuild(sdk),
             runs_table: config::required("RUNS_TABLE")?,
             project: config::required("MIGRATION_PROJECT")?,
+            bucket: config::required("LOGS_BUCKET")?,
+            settings: Settings::from_env(&config::environment()?)?,
         })
     }
 }
@@ -47,10 +53,13 @@ pub fn idempotency_token(run_id: &str) -> String {
     hex::encode(&Sha256::digest(run_id.as_bytes())[..16])
 }
 
-/// The build's environment: the run's overrides plus `BATCHLESS_RUN_ID`.
-pub fn build_environment(run: &MigrationRun) -> BTreeMap<String, String> {
+/// The build's environment: the run's overrides, then `BATCHLESS_RUN_ID` and the migration
+/// session's settings (which win over any override).
+pub fn build_environment(run: &MigrationRun, settings: &Settings) -> BTreeMap<String, String> {
     let mut env = run.environment_overrides.clone();
     env.insert("BATCHLESS_RUN_ID".into(), run.run_id.clone());
+    // No approval can be recorded yet (README "Migration approvals").
+    env.extend(settings.build_environment(None));
     env
 }
 
@@ -63,20 +72,23 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
             return Ok(StartedBuild { build_id });
         }
     }
+    let buildspec = preflight::buildspec();
+    let path = format!("{}/{}", preflight::REPORT_PREFIX, run.execution_name);
     let started = build::start(
         &deps.codebuild,
         build::StartRequest {
             project: &deps.project,
             source_version: &run.commit,
-            environment: &build_environment(&run),
+            environment: &build_environment(&run, &deps.settings),
             idempotency_token: &idempotency_token(&run.run_id),
-            artifacts: None,
-            buildspec: None,
+            artifacts: Some((&deps.bucket, &path, preflight::REPORT_NAME)),
+            buildspec: Some(&buildspec),
             timeout_minutes: None,
         },
     )
     .await?;
-    let record = migration::running_record(&run, &started);
+    let mut record = migration::running_record(&run, &started);
+    record.buildspec_sha256 = Some(hex::encode(Sha256::digest(buildspec.as_bytes())));
     let build_id = match runs.create(&record).await? {
         Some(existing) => existing.build_id.unwrap_or(started),
         None => started,
@@ -122,6 +134,8 @@ mod tests {
             codebuild: mock_client!(aws_sdk_codebuild, RuleMode::MatchAny, cb),
             runs_table: "runs".into(),
             project: "migrate".into(),
+            bucket: "logs".into(),
+            settings: Settings::from_values("staging", "", "5s", "30min", "3", "2").unwrap(),
         }
     }
 
@@ -144,6 +158,15 @@ mod tests {
                     && r.idempotency_token() == Some(idempotency_token(RUN).as_str())
                     && env.get("BATCHLESS_RUN_ID") == Some(&RUN)
                     && env.get("RAILS_LOG_LEVEL") == Some(&"debug")
+                    && env.get("BATCHLESS_MIGRATION_POLICY") == Some(&"report")
+                    && env.get("BATCHLESS_LOCK_TIMEOUT") == Some(&"5s")
+                    && r.buildspec_override()
+                        .is_some_and(|b| b.contains("bin/rails batchless:preflight"))
+                    && r.artifacts_override().is_some_and(|a| {
+                        a.location() == Some("logs")
+                            && a.path() == Some("migrations/e1")
+                            && a.name() == Some("report")
+                    })
             })
             .then_output(move || {
                 StartBuildOutput::builder()

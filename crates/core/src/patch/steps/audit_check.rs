@@ -11,9 +11,12 @@
 //!   `audit/` in S3 and `kms:Sign` with the audit signing key; it anchors the chain up to `N`
 //!   and writes a signed checkpoint of it (`audit::seal`).
 
+use std::collections::BTreeMap;
+
 use aws_types::SdkConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::error::Error;
 use crate::patch::check::{self, BuildFacts, Verdict};
@@ -311,7 +314,10 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
     for b in &builds {
         // A real run carries the patch id, a dry run its preview id (the same patch id).
         let dry_run = !b.env.contains_key(build_env::PATCH_ID);
-        let id = b.env.get(build_env::PATCH_ID).or_else(|| b.env.get(preview::PREVIEW_ID_ENV));
+        let id = b
+            .env
+            .get(build_env::PATCH_ID)
+            .or_else(|| b.env.get(preview::PREVIEW_ID_ENV));
         let rec = match id {
             Some(id) if input::identifier("patchId", id, 80).is_ok() => {
                 match store::get(st.db, st.table, id).await {
@@ -387,10 +393,16 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
             errors.push(e);
             Vec::new()
         });
-    let recorded_builds: std::collections::BTreeSet<String> = migration_runs
+    // Build id → the SHA-256 of the buildspec batchless sent with it (if any).
+    let recorded_builds: BTreeMap<String, Option<&str>> = migration_runs
         .iter()
-        .filter_map(|r| r.build_id.as_deref())
-        .map(|b| aws::normalize_build_id(b).to_string())
+        .filter_map(|r| {
+            let b = r.build_id.as_deref()?;
+            Some((
+                aws::normalize_build_id(b).to_string(),
+                r.buildspec_sha256.as_deref(),
+            ))
+        })
         .collect();
     let recording = migration_runs
         .iter()
@@ -413,7 +425,8 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
         };
     for b in &migration_builds {
         let mut findings = Vec::new();
-        if !recorded_builds.contains(aws::normalize_build_id(&b.build_id)) && !recording {
+        let recorded = recorded_builds.get(aws::normalize_build_id(&b.build_id));
+        if recorded.is_none() && !recording {
             findings.push(format!(
                 "build {} of the migration project was started by {} at {} without a migration run",
                 b.build_id,
@@ -421,8 +434,15 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
                 b.start_time.as_deref().unwrap_or("an unknown time")
             ));
         }
-        if let Some(f) = check::buildspec_override(b, migration_spec.as_deref()) {
-            findings.push(f);
+        let sent_by_batchless = recorded.copied().flatten().is_some_and(|sha| {
+            b.buildspec
+                .as_deref()
+                .is_some_and(|ran| hex::encode(Sha256::digest(ran.as_bytes())) == sha)
+        });
+        if !sent_by_batchless {
+            if let Some(f) = check::buildspec_override(b, migration_spec.as_deref()) {
+                findings.push(f);
+            }
         }
         if !findings.is_empty() {
             pending.push((
@@ -430,7 +450,7 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
                 findings.join("; "),
                 json!({"buildId": b.build_id, "project": b.project, "initiator": b.initiator,
                        "startTime": b.start_time, "sourceVersion": b.source_version,
-                       "buildspecOverridden": b.buildspec.as_deref() != migration_spec.as_deref()}),
+                       "buildspecOverridden": !sent_by_batchless && b.buildspec.as_deref() != migration_spec.as_deref()}),
             ));
         }
     }
@@ -649,6 +669,7 @@ mod tests {
                 kms: None,
                 lock_days: 0,
             },
+            settings: preview::Settings::default(),
         }
     }
 

@@ -1,0 +1,285 @@
+//! `read-migration-report` (the `ReadReport` state): reads what the build's shim reported
+//! (`preflight.json`, `migrate.json`, uploaded as the build's artifacts under
+//! `s3://<logs bucket>/migrations/<execution>/report/`), applies the environment's policy to
+//! the pre-flight's findings, and returns the bounded report the result card is made from.
+//! Findings under `require-approval` without a recorded approval fail `MigrationNeedsApproval`
+//! with why and how to approve (the build itself stopped before `db:migrate` on the same gate).
+//! Read-only; a retried step reads the same objects.
+
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_types::SdkConfig;
+use serde::Deserialize;
+
+use crate::error::Error;
+use crate::migration::preflight::{self, Gate, Settings};
+use crate::migration::report::{Migrate, MigrationReport, Preflight};
+use crate::migration::MigrationRun;
+use crate::platform::aws::{self, AwsResultExt};
+use crate::platform::config;
+
+pub struct Deps {
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: String,
+    pub settings: Settings,
+}
+
+impl Deps {
+    pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+        Ok(Deps {
+            s3: aws::s3(sdk),
+            bucket: config::required("LOGS_BUCKET")?,
+            settings: Settings::from_env(&config::environment()?)?,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    pub run: MigrationRun,
+}
+
+pub type Output = MigrationReport;
+
+async fn read<T: serde::de::DeserializeOwned>(deps: &Deps, key: &str) -> Result<Option<T>, Error> {
+    let got = deps
+        .s3
+        .get_object()
+        .bucket(&deps.bucket)
+        .key(key)
+        .send()
+        .await;
+    let out = match got {
+        Err(e) if matches!(e.as_service_error(), Some(GetObjectError::NoSuchKey(_))) => {
+            return Ok(None)
+        }
+        other => other.aws("GetObject")?,
+    };
+    let body = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| Error::Corrupt(format!("reading s3://{}/{key}: {e}", deps.bucket)))?
+        .into_bytes();
+    serde_json::from_slice(&body).map(Some).map_err(|e| {
+        Error::Corrupt(format!(
+            "s3://{}/{key} is not the shim's report: {e}",
+            deps.bucket
+        ))
+    })
+}
+
+/// Why a run needs an approval and how to get one (the cause CodePipeline shows).
+pub fn needs_approval_message(run: &MigrationRun, report: &MigrationReport) -> String {
+    let short = &run.commit[..run.commit.len().min(12)];
+    let p = report.preflight.as_ref();
+    let why = match p.and_then(|p| p.error.as_deref()) {
+        Some(e) => format!("its pre-flight could not complete ({e})"),
+        None => format!(
+            "its pre-flight found {} dangerous operation(s)",
+            report.findings().len()
+        ),
+    };
+    format!(
+        "Migration of {short} on {env} needs an approval: {why}, and the {env} policy is require-approval. \
+         db:migrate did not run; the schema is unchanged.\n\
+         How to approve: make the migrations safe (each finding's recipe below) and push a new commit; or \
+         have the pending set approved (digest {digest}, commit {commit}) and re-run the stage. Until migration \
+         approvals reuse the data-patch approval (README \"Migration approvals\"), an operator approves by \
+         deploying this environment with MigrationFindingsPolicy=report for the run.\n{card}",
+        env = run.environment,
+        digest = p.and_then(|p| p.digest.as_deref()).unwrap_or("(none)"),
+        commit = run.commit,
+        card = report.card(2600),
+    )
+}
+
+pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
+    let run = &input.run;
+    let preflight: Option<Preflight> = read(
+        deps,
+        &preflight::report_key(&run.execution_name, "preflight.json"),
+    )
+    .await?;
+    let migrate: Option<Migrate> = read(
+        deps,
+        &preflight::report_key(&run.execution_name, "migrate.json"),
+    )
+    .await?;
+    let policy = deps.settings.policy;
+    // No approval can be recorded yet (see README "Migration approvals").
+    let gate = preflight::gate(policy, preflight.as_ref(), None);
+    let report = MigrationReport {
+        policy,
+        gate: gate.clone(),
+        uri: format!(
+            "s3://{}/{}",
+            deps.bucket,
+            preflight::report_key(&run.execution_name, "")
+        ),
+        preflight,
+        migrate,
+    }
+    .bounded();
+    tracing::info!(
+        gate = ?report.gate,
+        findings = report.findings().len(),
+        failed = report.failure().is_some(),
+        "migration report read"
+    );
+    if gate == Gate::NeedsApproval {
+        return Err(Error::MigrationNeedsApproval(needs_approval_message(
+            run, &report,
+        )));
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::preflight::Policy;
+    use crate::migration::report::tests::preflight_with;
+    use aws_sdk_s3::operation::get_object::GetObjectOutput;
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::error::NoSuchKey;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+    use serde_json::json;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn run(env: &str) -> MigrationRun {
+        crate::migration::tests::validate_json(
+            json!({"commit": SHA}),
+            &crate::sfn::Execution {
+                id: "arn:aws:states:us-east-1:1:execution:m:e1".into(),
+                name: "e1".into(),
+                start_time: "2026-11-28T13:00:00Z".into(),
+            },
+            env,
+        )
+        .unwrap()
+    }
+
+    fn deps(policy: Policy, rules: &[&Rule]) -> Deps {
+        Deps {
+            s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, rules),
+            bucket: "logs".into(),
+            settings: Settings {
+                policy,
+                lock_timeout: "5s".into(),
+                statement_timeout: "30min".into(),
+                lock_retries: 3,
+                lock_retry_backoff_seconds: 2,
+            },
+        }
+    }
+
+    fn object(key: &'static str, body: Option<String>) -> Rule {
+        match body {
+            Some(b) => mock!(aws_sdk_s3::Client::get_object)
+                .match_requests(move |r| r.key() == Some(key) && r.bucket() == Some("logs"))
+                .then_output(move || {
+                    GetObjectOutput::builder()
+                        .body(ByteStream::from(b.clone().into_bytes()))
+                        .build()
+                }),
+            None => mock!(aws_sdk_s3::Client::get_object)
+                .match_requests(move |r| r.key() == Some(key))
+                .then_error(|| GetObjectError::NoSuchKey(NoSuchKey::builder().build())),
+        }
+    }
+
+    fn preflight_json(findings: usize) -> Option<String> {
+        Some(serde_json::to_string(&preflight_with(findings)).unwrap())
+    }
+
+    #[tokio::test]
+    async fn findings_under_require_approval_fail_with_why_and_how() {
+        let p = object("migrations/e1/report/preflight.json", preflight_json(1));
+        let m = object("migrations/e1/report/migrate.json", None);
+        let d = deps(Policy::RequireApproval, &[&p, &m]);
+        let err = handle(
+            &d,
+            Input {
+                run: run("production"),
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind().name(), "MigrationNeedsApproval");
+        assert!(!err.is_retryable());
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("Migration of 0123456789ab on production needs an approval"),
+            "{msg}"
+        );
+        assert!(msg.contains("db:migrate did not run"), "{msg}");
+        assert!(msg.contains("How to approve"), "{msg}");
+        assert!(
+            msg.contains("index-not-concurrent AddIndexToUsersName"),
+            "{msg}"
+        );
+        assert!(msg.contains("digest d1"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn findings_under_report_are_returned_and_nothing_fails() {
+        let p = object("migrations/e1/report/preflight.json", preflight_json(1));
+        let m = object(
+            "migrations/e1/report/migrate.json",
+            Some(json!({"migrations": [{"version": "20261201000000", "class": "AddIndexToUsersName", "status": "succeeded", "durationMs": 40}]}).to_string()),
+        );
+        let d = deps(Policy::Report, &[&p, &m]);
+        let r = handle(
+            &d,
+            Input {
+                run: run("staging"),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.gate, Gate::Reported);
+        assert_eq!(r.findings().len(), 1);
+        assert_eq!(r.uri, "s3://logs/migrations/e1/report/");
+        assert!(
+            r.card(4000).contains("succeeded in 40 ms"),
+            "{}",
+            r.card(4000)
+        );
+    }
+
+    #[tokio::test]
+    async fn no_report_is_missing_not_an_error() {
+        let p = object("migrations/e1/report/preflight.json", None);
+        let m = object("migrations/e1/report/migrate.json", None);
+        let d = deps(Policy::RequireApproval, &[&p, &m]);
+        let r = handle(
+            &d,
+            Input {
+                run: run("production"),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.gate, Gate::Missing);
+    }
+
+    #[tokio::test]
+    async fn a_forged_report_is_corrupt() {
+        let p = object(
+            "migrations/e1/report/preflight.json",
+            Some("{\"pending\": 3}".into()),
+        );
+        let d = deps(Policy::Report, &[&p]);
+        let err = handle(
+            &d,
+            Input {
+                run: run("staging"),
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind().name(), "Corrupt");
+    }
+}

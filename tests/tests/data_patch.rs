@@ -376,6 +376,8 @@ async fn approved_patch_runs_the_approved_sha_logs_to_s3_and_is_compliant() -> R
         p.audit_names(&id).await?,
         [
             "REQUESTED",
+            "DRY_RUN_STARTED",
+            "PREVIEWED",
             "DECISION",
             "APPROVED",
             "BUILD_STARTED",
@@ -877,8 +879,9 @@ async fn a_start_build_error_is_recorded_and_the_lost_event_is_caught_by_the_pol
 async fn failures_after_the_build_are_recorded_and_named() -> Result<()> {
     let p = setup().await?;
     let faults = [
-        // The work log's upload (not the audit anchors, also S3 objects).
-        fault::aws_matching("s3", "PutObject", "Running task", "AccessDenied", 1),
+        // The work log's upload: CodeBuild's own phase lines are only in the log (not in the
+        // audit anchors, nor in the run's measure, which holds the command's output tail).
+        fault::aws_matching("s3", "PutObject", "Entering phase BUILD", "AccessDenied", 1),
         // Only the audit check writes a verdict to the patch record.
         fault::aws_matching(
             "dynamodb",

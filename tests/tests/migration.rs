@@ -496,7 +496,15 @@ async fn an_unrecoverable_start_error_is_recorded_and_frees_the_lock() -> Result
 #[tokio::test]
 async fn a_log_archive_failure_is_recorded_and_the_result_stands() -> Result<()> {
     let (stack, sm) = setup().await?;
-    let faults = [fault::aws("s3", "PutObject", "AccessDenied", 1)];
+    // The build log's upload (CodeBuild's phase lines are only in the log, not in the
+    // pre-flight and migrate reports the build uploads as its artifacts).
+    let faults = [fault::aws_matching(
+        "s3",
+        "PutObject",
+        "Entering phase BUILD",
+        "AccessDenied",
+        1,
+    )];
     let (arn, end) = migrate(&stack, &sm, "nolog", &faults, json!({})).await?;
     Expect::succeeded().check(&stack, &arn, &end).await?;
     let item = stack.run_record(&arn).await?;

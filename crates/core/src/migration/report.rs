@@ -243,11 +243,16 @@ impl MigrationReport {
             t.push_str(&format!("Statement: {}\n", clip(&f.statement, 600)));
         }
         t.push_str(&format!(
-            "PostgreSQL error{}: {}\n",
+            "PostgreSQL error{}{}: {}\n",
             f.pg_code
                 .as_deref()
                 .map(|c| format!(" {c}"))
                 .unwrap_or_default(),
+            if f.error_class.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", f.error_class)
+            },
             clip(&f.pg_error, 800)
         ));
         Some(t)

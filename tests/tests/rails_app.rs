@@ -173,13 +173,11 @@ async fn a_failing_migration_leaves_schema_and_schema_migrations_as_they_were() 
         cause.contains("PG::NotNullViolation") && cause.contains(&format!("column \"{column}\"")),
         "the cause names the PostgreSQL error: {cause}"
     );
+    // The migration shim's report names the failing migration first (issue 19), ahead of the
+    // card and the log tail.
     assert!(
-        cause.contains(&format!("== {v} {class}: migrating")),
+        cause.contains(&format!("Failing migration: {v} {class}")),
         "the cause names the failing migration's version and class: {cause}"
-    );
-    assert!(
-        cause.contains(&format!("  down    {v}")),
-        "post_build's db:migrate:status shows it still down: {cause}"
     );
     // The archived log has it all too (the cause carries only the log's last lines: a migration
     // with a long backtrace can push its `== VERSION Class: migrating` line out of them).
@@ -202,6 +200,10 @@ async fn a_failing_migration_leaves_schema_and_schema_migrations_as_they_were() 
     )?;
     assert!(log.contains(&format!("== {v} {class}: migrating")), "{log}");
     assert!(log.contains("PG::NotNullViolation"), "{log}");
+    assert!(
+        log.contains(&format!("  down    {v}")),
+        "post_build's db:migrate:status shows it still down: {log}"
+    );
     Ok(())
 }
 

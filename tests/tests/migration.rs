@@ -252,9 +252,12 @@ async fn invalid_inputs_fail_invalid_input_and_start_nothing() -> Result<()> {
 async fn two_concurrent_migrations_never_build_at_once() -> Result<()> {
     let (stack, sm) = setup().await?;
     let commit = stack.app_head()?;
-    let slow = migration_input(&commit, json!({"FAKE_SLEEP_SECONDS": "3"}));
-    let a = stack.start(&sm, &unique_name("conc-a"), &slow).await?;
-    let b = stack.start(&sm, &unique_name("conc-b"), &slow).await?;
+    // No extra sleep: each real build (pre-flight, db:migrate, status: three Rails boots) is
+    // long enough for the other run to meet the lock, and B's lock budget (~10 min, 10 s at
+    // time-scale 60) must outlast A's whole run.
+    let input = migration_input(&commit, json!({}));
+    let a = stack.start(&sm, &unique_name("conc-a"), &input).await?;
+    let b = stack.start(&sm, &unique_name("conc-b"), &input).await?;
     let (ea, eb) = (
         stack.wait_end(&a, TIMEOUT).await?,
         stack.wait_end(&b, TIMEOUT).await?,

@@ -9,6 +9,73 @@ use anyhow::{bail, Context, Result};
 
 use crate::{git, repo_root, Stack};
 
+/// Another session of the app's database holding a lock until released: `BEGIN; <lock>;` then
+/// `pg_sleep`. Released (its backend terminated, not only its psql killed: a killed client
+/// leaves the backend sleeping with the lock) on `release` or on drop, so a failing test never
+/// leaves a lock behind for the next test binary on the same stack.
+pub struct LockHolder {
+    child: std::process::Child,
+    app: String,
+    url: String,
+}
+
+impl LockHolder {
+    /// Runs `lock` (e.g. `LOCK TABLE users IN ACCESS EXCLUSIVE MODE` or
+    /// `SELECT id FROM users WHERE id = 7 FOR UPDATE`) in a transaction of a new session named
+    /// `test-holder-<name>`, and returns once that session holds it (it is sleeping).
+    pub fn start(stack: &Stack, lock: &str, name: &str) -> Result<LockHolder> {
+        let app = format!("test-holder-{name}");
+        let url = stack.database_url()?;
+        let child = Command::new("psql")
+            .arg(&url)
+            .args([
+                "-qX",
+                "-c",
+                &format!("BEGIN; {lock}; SELECT pg_sleep(600);"),
+            ])
+            .env("PGAPPNAME", &app)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("psql")?;
+        let holder = LockHolder { child, app, url };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while stack.sql_value(&format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = '{}' AND wait_event = 'PgSleep'",
+            holder.app
+        ))? != "1"
+        {
+            if std::time::Instant::now() > deadline {
+                bail!("{} never got past {lock:?}", holder.app);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        Ok(holder)
+    }
+
+    pub fn release(&mut self) {
+        let _ = Command::new("psql")
+            .arg(&self.url)
+            .args([
+                "-qAtX",
+                "-c",
+                &format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}'",
+                    self.app
+                ),
+            ])
+            .output();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 impl Stack {
     /// A DynamoDB item by its `pk` / `sk` (consistent read), as JSON.
     pub async fn get_item_pk_sk(

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod scenario;
 
+pub use app::LockHolder;
 pub use scenario::{fault, Expect};
 
 use std::path::PathBuf;

@@ -6,7 +6,7 @@
 //! The production test starts its own replica stack with `--env production` (the findings
 //! policy follows the environment) unless `BATCHLESS_PRODUCTION_STACK` names one already up.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -116,70 +116,13 @@ fn column_exists(stack: &Stack, table: &str, column: &str) -> Result<bool> {
     ))? == "1")
 }
 
-/// Another session holding ACCESS EXCLUSIVE on a table until released (or killed on drop).
-struct Holder {
-    child: Child,
-    app: String,
-    url: String,
-}
-
-impl Holder {
-    fn start(stack: &Stack, table: &str, sfx: &str) -> Result<Holder> {
-        let app = format!("test-holder-{sfx}");
-        let url = stack.database_url()?;
-        let child = Command::new("psql")
-            .arg(&url)
-            .args([
-                "-qX",
-                "-c",
-                &format!(
-                    "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(600);"
-                ),
-            ])
-            .env("PGAPPNAME", &app)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("psql")?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let held = stack.sql_value(&format!(
-                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                 WHERE a.application_name = '{app}' AND l.granted AND l.mode = 'AccessExclusiveLock' \
-                 AND l.relation = '{table}'::regclass"
-            ))?;
-            if held == "1" {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("the holder never got its lock on {table}");
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Ok(Holder { child, app, url })
-    }
-
-    fn release(&mut self) {
-        let _ = Command::new("psql")
-            .arg(&self.url)
-            .args([
-                "-qAtX",
-                "-c",
-                &format!(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{}'",
-                    self.app
-                ),
-            ])
-            .output();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        self.release();
-    }
+/// Another session holding ACCESS EXCLUSIVE on `table` until released (or dropped).
+fn hold(stack: &Stack, table: &str, sfx: &str) -> Result<LockHolder> {
+    LockHolder::start(
+        stack,
+        &format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"),
+        sfx,
+    )
 }
 
 /// Locks the pre-flight's session holds or waits for on the app's tables (everything in
@@ -324,7 +267,7 @@ async fn a_held_lock_times_out_is_retried_and_fails_naming_the_table_while_prefl
     ];
     let mut holders = Vec::new();
     for t in tables {
-        holders.push(Holder::start(&stack, t, &format!("{sfx}-{t}"))?);
+        holders.push(hold(&stack, t, &format!("{sfx}-{t}"))?);
     }
     let sm = stack.state_machine("MigrationStateMachine")?;
     let name = unique_name("pf-lock");
@@ -417,7 +360,7 @@ async fn a_lock_released_halfway_succeeds_on_a_retry() -> Result<()> {
         &sfx,
         &format!("  def change\n    add_column :users, :{column}, :string\n  end\n"),
     )?;
-    let mut holder = Holder::start(&stack, "users", &sfx)?;
+    let mut holder = hold(&stack, "users", &sfx)?;
     let sm = stack.state_machine("MigrationStateMachine")?;
     let name = unique_name("pf-release");
     let arn = stack

@@ -4,7 +4,6 @@
 //! runs not approvable (the default setting), the preview's digest in the request hash, and the
 //! real run measured beside its preview. The patches are `local/sample-app/script/patches/*`.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -125,28 +124,8 @@ impl P {
     }
 }
 
-fn db_url(p: &P) -> Result<String> {
-    Ok(p.stack.info["services"]["postgres"]["url"]
-        .as_str()
-        .context("services.postgres.url")?
-        .to_string())
-}
-
-/// One SQL statement through psql; its rows as text (`|`-separated, unaligned).
-fn sql(p: &P, q: &str) -> Result<String> {
-    let out = Command::new("psql")
-        .args([&db_url(p)?, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", q])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "psql {q}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?.trim().to_string())
-}
-
 fn count(p: &P, q: &str) -> Result<i64> {
-    Ok(sql(p, q)?.parse()?)
+    Ok(p.stack.sql_value(q)?.parse()?)
 }
 
 fn counts(rec: &Value, which: &str, table: &str) -> (u64, u64, u64) {
@@ -167,9 +146,7 @@ async fn the_preview_counts_exactly_changes_nothing_and_the_run_matches_it() -> 
     let p = setup().await?;
     let tag = unique_name("t").replace('-', "_");
     let (n, m) = (3, 2);
-    sql(
-        &p,
-        &format!(
+    p.stack.sql(&format!(
             "INSERT INTO sessions (token, user_id, expires_at) SELECT '{tag}-u-' || i, 1, '2030-01-01' FROM generate_series(1, {n}) i;
              INSERT INTO sessions (token, user_id, expires_at) SELECT '{tag}-d-' || i, 1, '2030-01-01' FROM generate_series(1, {m}) i;"
         ),
@@ -336,24 +313,11 @@ async fn raised_cut_short_and_lock_bound_dry_runs_are_shown_and_not_approvable()
     let commit = p.stack.app_head()?;
     let tag = unique_name("raise");
     // Another session holds user 7's row for longer than the dry run's lock timeout.
-    let mut holder = Command::new("psql")
-        .args([
-            &db_url(&p)?,
-            "-Xq",
-            "-c",
-            "BEGIN; SELECT id FROM users WHERE id = 7 FOR UPDATE; SELECT pg_sleep(90); COMMIT;",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    eventually("the lock held", Duration::from_secs(20), || async {
-        Ok((count(
-            &p,
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(90)%' AND pid <> pg_backend_pid()",
-        )? > 0)
-            .then_some(()))
-    })
-    .await?;
+    let mut holder = LockHolder::start(
+        &p.stack,
+        "SELECT id FROM users WHERE id = 7 FOR UPDATE",
+        &tag,
+    )?;
     let (raised, raised_arn) = p
         .submit(&runner(
             &commit,
@@ -391,8 +355,7 @@ async fn raised_cut_short_and_lock_bound_dry_runs_are_shown_and_not_approvable()
     assert_eq!(rec["preview"]["outcome"], "timed_out", "{rec}");
     let rec = not_approvable(&p, &locked, &locked_arn).await?;
     assert_eq!(rec["preview"]["outcome"], "lock_bound", "{rec}");
-    let _ = holder.kill();
-    let _ = holder.wait();
+    holder.release();
     assert_eq!(
         count(
             &p,
@@ -445,28 +408,15 @@ async fn an_outbound_http_call_is_blocked_and_counted() -> Result<()> {
 #[tokio::test]
 async fn changed_code_gets_another_digest_and_one_approval_starts_only_its_patch() -> Result<()> {
     let p = setup().await?;
-    let repo = p.stack.app_repo();
     let first = p.stack.app_head()?;
-    let branch = unique_name("preview");
-    git(&repo, &["checkout", "-q", "-b", &branch])?;
-    std::fs::write(
-        repo.join("script/patches/sessions_extend_and_purge.rb"),
-        "Session.where(\"token LIKE ?\", \"#{ARGV.fetch(0)}-%\").delete_all\nUser.where(id: 2).update_all(updated_at: Time.current)\n",
+    let second = p.stack.commit_to_app(
+        &unique_name("preview"),
+        &[(
+            "script/patches/sessions_extend_and_purge.rb",
+            "Session.where(\"token LIKE ?\", \"#{ARGV.fetch(0)}-%\").delete_all\nUser.where(id: 2).update_all(updated_at: Time.current)\n",
+        )],
+        "another patch body",
     )?;
-    git(
-        &repo,
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-qam",
-            "another patch body",
-        ],
-    )?;
-    let second = git(&repo, &["rev-parse", "HEAD"])?;
-    git(&repo, &["checkout", "-q", "-"])?;
     let tag = unique_name("digest").replace('-', "_");
     let script = "script/patches/sessions_extend_and_purge.rb";
     let (a, a_arn) = p

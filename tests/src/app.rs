@@ -84,19 +84,7 @@ impl Stack {
         pk: &str,
         sk: &str,
     ) -> Result<Option<serde_json::Value>> {
-        use aws_sdk_dynamodb::types::AttributeValue;
-        let out = self
-            .db
-            .get_item()
-            .table_name(table)
-            .key("pk", AttributeValue::S(pk.into()))
-            .key("sk", AttributeValue::S(sk.into()))
-            .consistent_read(true)
-            .send()
-            .await?;
-        Ok(out
-            .item()
-            .map(batchless_core::platform::dynamo::item_to_value))
+        self.get_item_keyed(table, &[("pk", pk), ("sk", sk)]).await
     }
 
     /// The app's `DATABASE_URL` (the one the app secret carries).
@@ -261,4 +249,53 @@ pub fn strip_ansi(text: &str) -> String {
         }
     }
     out
+}
+
+/// A suffix unique to this run: digits and lowercase letters (Ruby constant- and column-safe).
+pub fn suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{:x}", nanos % 0xffff_ffff_ffff)
+}
+
+/// A migration version (UTC timestamp) no earlier migration has, and never in the future
+/// relative to the previous call (versions must sort).
+pub fn version() -> String {
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    chrono::Utc::now().format("%Y%m%d%H%M%S").to_string()
+}
+
+/// Rails' `camelize` of a file name: `add_x_to_users` → `AddXToUsers`.
+pub fn camel(s: &str) -> String {
+    s.split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Migrate `commit` (an execution named `<prefix>-<unique>`) and wait up to `timeout` for the
+/// end: the execution's ARN, its name and its end.
+pub async fn migrate_within(
+    stack: &Stack,
+    commit: &str,
+    prefix: &str,
+    timeout: std::time::Duration,
+) -> Result<(String, String, crate::Ended)> {
+    let sm = stack.state_machine("MigrationStateMachine")?;
+    let name = crate::unique_name(prefix);
+    let arn = stack
+        .start(
+            &sm,
+            &name,
+            &crate::migration_input(commit, serde_json::json!({})),
+        )
+        .await?;
+    let end = stack.wait_end(&arn, timeout).await?;
+    Ok((arn, name, end))
 }

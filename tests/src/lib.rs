@@ -3,6 +3,8 @@
 //! deadline (never sleep-and-hope).
 
 pub mod app;
+pub mod bastion;
+pub mod patch;
 pub mod scenario;
 
 pub use app::LockHolder;
@@ -348,14 +350,25 @@ impl Stack {
     }
 
     pub async fn get_item(&self, table: &str, key: &str, value: &str) -> Result<Option<Value>> {
+        self.get_item_keyed(table, &[(key, value)]).await
+    }
+
+    /// A DynamoDB item by its string key attributes (consistent read), as JSON.
+    pub async fn get_item_keyed(&self, table: &str, key: &[(&str, &str)]) -> Result<Option<Value>> {
+        let key = key
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    aws_sdk_dynamodb::types::AttributeValue::S(v.to_string()),
+                )
+            })
+            .collect();
         let out = self
             .db
             .get_item()
             .table_name(table)
-            .key(
-                key,
-                aws_sdk_dynamodb::types::AttributeValue::S(value.to_string()),
-            )
+            .set_key(Some(key))
             .consistent_read(true)
             .send()
             .await?;

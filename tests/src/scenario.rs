@@ -160,6 +160,17 @@ impl Stack {
         Ok(())
     }
 
+    /// [`Stack::slack_send`] of `spec` with the fields of `extra` added or replaced (e.g. a
+    /// wrong signing secret or a stale timestamp).
+    pub async fn slack_send_with(&self, mut spec: Value, extra: &Value) -> Result<(u16, Value)> {
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        self.slack_send(&spec).await
+    }
+
     /// The run's record in the runs table, if any.
     pub async fn find_run(&self, execution_arn: &str) -> Result<Option<Value>> {
         let runs = self.table("RunsTable")?;

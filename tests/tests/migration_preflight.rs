@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use batchless_scenarios::app::{camel, migrate_within, suffix, version};
 use batchless_scenarios::*;
 use serde_json::{json, Value};
 
@@ -17,20 +18,6 @@ const TIMEOUT: Duration = Duration::from_secs(300);
 /// A stack started by the test builds its functions on their first call (cargo lambda).
 const COLD_TIMEOUT: Duration = Duration::from_secs(900);
 const MIGRATIONS_CHANNEL: &str = "C0MIGRATIONS";
-
-fn suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{:x}", nanos % 0xffff_ffff_ffff)
-}
-
-/// A migration version no earlier one has (versions sort by time).
-fn version() -> String {
-    std::thread::sleep(Duration::from_millis(1100));
-    chrono::Utc::now().format("%Y%m%d%H%M%S").to_string()
-}
 
 struct Pending {
     version: String,
@@ -44,11 +31,7 @@ struct Pending {
 fn pending(stack: &Stack, kind: &str, sfx: &str, body: &str) -> Result<Pending> {
     let v = version();
     // Rails' camelize of the file name: `preflight_<kind>_<sfx>` → `Preflight<Kind><Sfx>`.
-    let mut chars = sfx.chars();
-    let sfx_camel: String = chars
-        .next()
-        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
-        .unwrap_or_default();
+    let sfx_camel = camel(sfx);
     let class = format!("Preflight{kind}{sfx_camel}");
     let file = format!("db/migrate/{v}_preflight_{}_{sfx}.rb", kind.to_lowercase());
     let source = format!("class {class} < ActiveRecord::Migration[6.1]\n{body}end\n");
@@ -67,21 +50,6 @@ fn pending(stack: &Stack, kind: &str, sfx: &str, body: &str) -> Result<Pending> 
 
 async fn migrate(stack: &Stack, commit: &str, prefix: &str) -> Result<(String, String, Ended)> {
     migrate_within(stack, commit, prefix, TIMEOUT).await
-}
-
-async fn migrate_within(
-    stack: &Stack,
-    commit: &str,
-    prefix: &str,
-    timeout: Duration,
-) -> Result<(String, String, Ended)> {
-    let sm = stack.state_machine("MigrationStateMachine")?;
-    let name = unique_name(prefix);
-    let arn = stack
-        .start(&sm, &name, &migration_input(commit, json!({})))
-        .await?;
-    let end = stack.wait_end(&arn, timeout).await?;
-    Ok((arn, name, end))
 }
 
 async fn report_file(stack: &Stack, execution: &str, file: &str) -> Result<Value> {

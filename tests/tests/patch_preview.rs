@@ -7,30 +7,13 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use batchless_scenarios::patch::Patches as P;
 use batchless_scenarios::*;
 use serde_json::{json, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 const BOB: &str = "arn:aws:iam::123456789012:user/bob";
 const ALICE_SLACK: &str = "U0ALICE01";
-
-struct P {
-    stack: Stack,
-    sm: String,
-    table: String,
-    project: String,
-}
-
-async fn setup() -> Result<P> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
-    Ok(P {
-        sm: stack.state_machine("DataPatchStateMachine")?,
-        table: stack.table("PatchesTable")?,
-        project: stack.physical_id("PatchProject")?,
-        stack,
-    })
-}
 
 fn runner(commit: &str, script: &str, args: &[&str], extra: Value) -> Value {
     let mut r = json!({
@@ -51,76 +34,33 @@ fn runner(commit: &str, script: &str, args: &[&str], extra: Value) -> Value {
     r
 }
 
-impl P {
-    async fn submit(&self, input: &Value) -> Result<(String, String)> {
-        let name = unique_name("preview");
-        let arn = self.stack.start(&self.sm, &name, input).await?;
-        Ok((name, arn))
-    }
+/// What the dry-run tests do beyond the shared data-patch fixture.
+trait Preview {
+    async fn submit(&self, input: &Value) -> Result<(String, String)>;
+    async fn pending(&self, id: &str) -> Result<Value>;
+    async fn approve(&self, id: &str) -> Result<()>;
+}
 
-    async fn record(&self, id: &str) -> Result<Value> {
-        self.stack
-            .get_item(&self.table, "patchId", id)
-            .await?
-            .with_context(|| format!("no patch record {id}"))
+impl Preview for P {
+    async fn submit(&self, input: &Value) -> Result<(String, String)> {
+        self.start_named("preview", input).await
     }
 
     /// The record once its preview is recorded and the approval request is posted.
     async fn pending(&self, id: &str) -> Result<Value> {
         eventually("the approval request", TIMEOUT, || async {
-            let r = self.stack.get_item(&self.table, "patchId", id).await?;
+            let r = self.find_record(id).await?;
             Ok(r.filter(|r| r.get("approvalMessage").is_some() && r.get("preview").is_some()))
         })
         .await
     }
 
     async fn approve(&self, id: &str) -> Result<()> {
-        let payload = json!({
-            "type": "block_actions",
-            "user": {"id": ALICE_SLACK},
-            "actions": [{"action_id": "patch_approve", "value": id, "type": "button"}],
-            "container": {"type": "message"},
-            "action_ts": unique_name("a"),
-        });
-        let body = format!(
-            "payload={}",
-            payload
-                .to_string()
-                .bytes()
-                .map(|b| if b.is_ascii_alphanumeric() {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                })
-                .collect::<String>()
-        );
         let (status, out) = self
-            .stack
-            .slack_send(&json!({
-                "url": self.stack.info["function_urls"]["ApprovalFunction"],
-                "body": body,
-                "content_type": "application/x-www-form-urlencoded",
-            }))
+            .click(id, ALICE_SLACK, "patch_approve", json!({}))
             .await?;
         anyhow::ensure!(status == 200, "approval click: {status} {out}");
         Ok(())
-    }
-
-    /// The real (approved) builds of a patch; the dry run's carries `BATCHLESS_PREVIEW_ID`.
-    async fn builds_of(&self, id: &str, var: &str) -> Result<Vec<aws_sdk_codebuild::types::Build>> {
-        Ok(self
-            .stack
-            .builds(&self.project)
-            .await?
-            .into_iter()
-            .filter(|b| {
-                b.environment().is_some_and(|e| {
-                    e.environment_variables()
-                        .iter()
-                        .any(|v| v.name() == var && v.value() == id)
-                })
-            })
-            .collect())
     }
 }
 
@@ -143,7 +83,7 @@ fn counts(rec: &Value, which: &str, table: &str) -> (u64, u64, u64) {
 
 #[tokio::test]
 async fn the_preview_counts_exactly_changes_nothing_and_the_run_matches_it() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let tag = unique_name("t").replace('-', "_");
     let (n, m) = (3, 2);
     p.stack.sql(&format!(
@@ -255,7 +195,7 @@ async fn the_preview_counts_exactly_changes_nothing_and_the_run_matches_it() -> 
 
 #[tokio::test]
 async fn jobs_are_listed_not_run_in_the_dry_run_and_processed_after_the_run() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let tag = unique_name("jobs");
     let k = 3;
     let commit = p.stack.app_head()?;
@@ -309,7 +249,7 @@ async fn not_approvable(p: &P, id: &str, arn: &str) -> Result<Value> {
 
 #[tokio::test]
 async fn raised_cut_short_and_lock_bound_dry_runs_are_shown_and_not_approvable() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let commit = p.stack.app_head()?;
     let tag = unique_name("raise");
     // Another session holds user 7's row for longer than the dry run's lock timeout.
@@ -369,7 +309,7 @@ async fn raised_cut_short_and_lock_bound_dry_runs_are_shown_and_not_approvable()
 
 #[tokio::test]
 async fn an_outbound_http_call_is_blocked_and_counted() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let commit = p.stack.app_head()?;
     let endpoint = p.stack.endpoint().to_string();
     let hostport = endpoint
@@ -407,7 +347,7 @@ async fn an_outbound_http_call_is_blocked_and_counted() -> Result<()> {
 
 #[tokio::test]
 async fn changed_code_gets_another_digest_and_one_approval_starts_only_its_patch() -> Result<()> {
-    let p = setup().await?;
+    let p = P::setup().await?;
     let first = p.stack.app_head()?;
     let second = p.stack.commit_to_app(
         &unique_name("preview"),

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use batchless_core::bastion::login::sample_event;
-use batchless_scenarios::app::strip_ansi;
+use batchless_scenarios::app::{camel, migrate_within, strip_ansi, suffix, version};
+use batchless_scenarios::patch::urlencode;
 use batchless_scenarios::*;
 use serde_json::{json, Value};
 
@@ -17,33 +18,6 @@ const ALICE: &str = "arn:aws:iam::123456789012:user/alice";
 const ALICE_SLACK: &str = "U0ALICE01";
 const BOB: &str = "arn:aws:iam::123456789012:user/bob";
 const BASTION_CHANNEL: &str = "C0BASTION";
-
-/// A suffix unique to this run: digits and lowercase letters (Ruby constant- and column-safe).
-fn suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{:x}", nanos % 0xffff_ffff_ffff)
-}
-
-/// A migration version (UTC timestamp) no earlier migration has, and never in the future
-/// relative to the previous call (versions must sort).
-fn version() -> String {
-    std::thread::sleep(Duration::from_millis(1100));
-    chrono::Utc::now().format("%Y%m%d%H%M%S").to_string()
-}
-
-fn camel(s: &str) -> String {
-    s.split('_')
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-                .unwrap_or_default()
-        })
-        .collect()
-}
 
 fn columns(stack: &Stack, table: &str) -> Result<Vec<String>> {
     stack.sql(&format!(
@@ -56,15 +30,7 @@ fn versions(stack: &Stack) -> Result<Vec<String>> {
 }
 
 async fn migrate(stack: &Stack, commit: &str, prefix: &str) -> Result<Ended> {
-    let sm = stack.state_machine("MigrationStateMachine")?;
-    let arn = stack
-        .start(
-            &sm,
-            &unique_name(prefix),
-            &migration_input(commit, json!({})),
-        )
-        .await?;
-    stack.wait_end(&arn, TIMEOUT).await
+    Ok(migrate_within(stack, commit, prefix, TIMEOUT).await?.2)
 }
 
 // ----------------------------------------------------------------------------- migrations
@@ -208,17 +174,6 @@ async fn a_failing_migration_leaves_schema_and_schema_migrations_as_they_were() 
 }
 
 // ----------------------------------------------------------------------------- data patches
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// A user with `open` open and `paid` paid orders (100, 200, ... cents); its id.
 fn user_with_orders(stack: &Stack, email: &str, open: usize, paid: usize) -> Result<String> {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use batchless_core::bastion::login::{execution_name, from_event, sample_event, WatchInput};
+use batchless_scenarios::bastion::{session_id, Sessions as Bastion};
 use batchless_scenarios::*;
 use serde_json::{json, Value};
 
@@ -68,32 +69,13 @@ async fn execution_status(stack: &Stack, arn: &str) -> Result<String> {
 
 // ------------------------------------------------------------------------------- bastion
 
-struct Bastion {
-    stack: Stack,
-    sm: String,
-    table: String,
-    cluster: String,
+/// What the trust tests do with the shared bastion fixture.
+trait Watch {
+    async fn watch(&self, sid: &str, principal: &str) -> Result<String>;
+    async fn alerts_about(&self, sid: &str) -> Result<Vec<String>>;
 }
 
-impl Bastion {
-    async fn setup() -> Result<Bastion> {
-        let stack = Stack::from_env().await?;
-        stack.clear_faults().await?;
-        Ok(Bastion {
-            sm: stack.state_machine("BastionSessionStateMachine")?,
-            table: stack.table("BastionTable")?,
-            cluster: stack.physical_id("BastionCluster")?,
-            stack,
-        })
-    }
-
-    fn session_id(prefix: &str) -> String {
-        format!(
-            "ecs-execute-command-{prefix}{}",
-            unique_name("").replace('-', "")
-        )
-    }
-
+impl Watch for Bastion {
     /// Start the watch of a login by `principal`, with a deadline far beyond the test (the
     /// replica scales it; a forged wake is the only thing that can end the wait early).
     async fn watch(&self, sid: &str, principal: &str) -> Result<String> {
@@ -120,28 +102,6 @@ impl Bastion {
             .await
     }
 
-    async fn session(&self, sid: &str) -> Result<Option<Value>> {
-        let out = self
-            .stack
-            .db
-            .get_item()
-            .table_name(&self.table)
-            .key(
-                "pk",
-                aws_sdk_dynamodb::types::AttributeValue::S(format!("session#{sid}")),
-            )
-            .key(
-                "sk",
-                aws_sdk_dynamodb::types::AttributeValue::S("session".into()),
-            )
-            .consistent_read(true)
-            .send()
-            .await?;
-        Ok(out
-            .item()
-            .map(batchless_core::platform::dynamo::item_to_value))
-    }
-
     async fn alerts_about(&self, sid: &str) -> Result<Vec<String>> {
         Ok(self
             .stack
@@ -151,32 +111,6 @@ impl Bastion {
             .filter_map(|m| m["text"].as_str().map(str::to_string))
             .filter(|t| t.contains(sid))
             .collect())
-    }
-
-    /// A signed reply in the session's login thread, through the fake Slack.
-    async fn reply(&self, session: &Value, user: &str, text: &str) -> Result<(u16, Value)> {
-        let thread_ts = session["threadTs"].as_str().context("threadTs")?;
-        let ts = format!("{}001", &thread_ts[..thread_ts.len() - 3]);
-        let body = json!({
-            "token": "verification-token-unused",
-            "team_id": "T0REPLICA",
-            "api_app_id": "A0BATCHLESS",
-            "type": "event_callback",
-            "event_id": format!("Ev{}", unique_name("t").replace('-', "")),
-            "event_time": chrono::Utc::now().timestamp(),
-            "event": {
-                "type": "message", "channel": session["channel"], "user": user, "text": text,
-                "ts": ts, "thread_ts": thread_ts, "channel_type": "channel",
-            }
-        });
-        let url = self.stack.info["function_urls"]["SlackEventsFunction"]
-            .as_str()
-            .context("the slack-events function URL")?;
-        self.stack
-            .slack_send(&json!({
-                "url": url, "body": body.to_string(), "content_type": "application/json",
-            }))
-            .await
     }
 }
 
@@ -195,7 +129,7 @@ async fn a_forged_wake_of_the_bastion_watch_ends_approval_missing_alerted_and_pu
                    "text": "承認します", "ts": "1.6", "permalink": "", "recordedAt": "2026-12-01T00:00:00Z"}),
         ),
     ] {
-        let sid = Bastion::session_id(prefix);
+        let sid = session_id(prefix);
         let arn = b.watch(&sid, ALICE).await?;
         let token = stored_token(&b.stack, &format!("session-approval#{sid}")).await?;
         forge_success(&b.stack, &token, &forged).await?;
@@ -241,7 +175,7 @@ async fn a_forged_wake_of_the_bastion_watch_ends_approval_missing_alerted_and_pu
 #[tokio::test]
 async fn a_forged_wake_while_slack_is_down_is_still_published_and_approval_missing() -> Result<()> {
     let b = Bastion::setup().await?;
-    let sid = Bastion::session_id("forgeddown");
+    let sid = session_id("forgeddown");
     let arn = b.watch(&sid, ALICE).await?;
     let token = stored_token(&b.stack, &format!("session-approval#{sid}")).await?;
     eventually("the login posted", TIMEOUT, || async {
@@ -294,7 +228,7 @@ async fn a_forged_wake_while_slack_is_down_is_still_published_and_approval_missi
 #[tokio::test]
 async fn an_assumed_role_named_after_an_executive_is_an_unknown_principal() -> Result<()> {
     let b = Bastion::setup().await?;
-    let sid = Bastion::session_id("assumed");
+    let sid = session_id("assumed");
     let forged = "arn:aws:sts::123456789012:assumed-role/ci-runner/carol@example.com";
     let arn = b.watch(&sid, forged).await?;
     stored_token(&b.stack, &format!("session-approval#{sid}")).await?;
@@ -327,7 +261,7 @@ async fn an_assumed_role_named_after_an_executive_is_an_unknown_principal() -> R
             .contains("Carol Example"),
         "{login_post}"
     );
-    let (status, body) = b.reply(&session, CAROL_SLACK, "承認します").await?;
+    let (status, body) = b.reply(&session, CAROL_SLACK, "承認します", 1).await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["outcome"]["verdict"], "evidence", "{body}");
     let end = b.stack.wait_end(&arn, TIMEOUT).await?;

@@ -1,0 +1,117 @@
+//! The bastion watch on a replica stack, shared by the `bastion` and `trust` scenario tests:
+//! its state machine, tables and cluster, the session record, and signed Slack Events requests
+//! (replies in a session's login thread) through the fake Slack.
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+
+use crate::{unique_name, Stack};
+
+/// A stack's bastion watch: its state machine, the bastion and waits tables and the cluster.
+pub struct Sessions {
+    pub stack: Stack,
+    pub sm: String,
+    pub table: String,
+    pub waits: String,
+    pub cluster: String,
+}
+
+/// A session id as ECS Exec makes them (`ecs-execute-command-<prefix><unique>`).
+pub fn session_id(prefix: &str) -> String {
+    format!(
+        "ecs-execute-command-{prefix}{}",
+        unique_name("").replace('-', "")
+    )
+}
+
+/// A Slack Events `message` callback (`event_id`) by `user` in `channel`, replying at `ts` in
+/// the thread `thread_ts`.
+pub fn message_event(
+    event_id: &str,
+    channel: &Value,
+    user: &str,
+    text: &str,
+    ts: &str,
+    thread_ts: &Value,
+) -> Value {
+    json!({
+        "token": "verification-token-unused",
+        "team_id": "T0REPLICA",
+        "api_app_id": "A0BATCHLESS",
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": chrono::Utc::now().timestamp(),
+        "event": {
+            "type": "message",
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": ts,
+            "thread_ts": thread_ts,
+            "channel_type": "channel",
+        }
+    })
+}
+
+impl Sessions {
+    /// The bastion watch of the stack named by `BATCHLESS_STACK`, its faults cleared.
+    pub async fn setup() -> Result<Sessions> {
+        let stack = Stack::from_env().await?;
+        stack.clear_faults().await?;
+        Ok(Sessions {
+            sm: stack.state_machine("BastionSessionStateMachine")?,
+            table: stack.table("BastionTable")?,
+            waits: stack.table("WaitsTable")?,
+            cluster: stack.physical_id("BastionCluster")?,
+            stack,
+        })
+    }
+
+    /// The session's record in the bastion table, if there is one.
+    pub async fn session(&self, sid: &str) -> Result<Option<Value>> {
+        self.stack
+            .get_item_pk_sk(&self.table, &format!("session#{sid}"), "session")
+            .await
+    }
+
+    /// The slack-events function URL.
+    pub fn events_url(&self) -> String {
+        self.stack.info["function_urls"]["SlackEventsFunction"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// A signed (or, with `extra` overriding the signing, mis-signed) Slack Events request
+    /// through the fake Slack.
+    pub async fn send(&self, body: &Value, extra: Value) -> Result<(u16, Value)> {
+        let spec = json!({
+            "url": self.events_url(),
+            "body": body.to_string(),
+            "content_type": "application/json",
+        });
+        self.stack.slack_send_with(spec, &extra).await
+    }
+
+    /// The `n`th signed reply (its own event id and `ts`) in the session's login thread.
+    pub async fn reply(
+        &self,
+        session: &Value,
+        user: &str,
+        text: &str,
+        n: u32,
+    ) -> Result<(u16, Value)> {
+        let thread_ts = session["threadTs"].as_str().context("threadTs")?;
+        let ts = format!("{}{:03}", &thread_ts[..thread_ts.len() - 3], n);
+        let event_id = format!("Ev{}{}", n, unique_name("r").replace('-', ""));
+        let body = message_event(
+            &event_id,
+            &session["channel"],
+            user,
+            text,
+            &ts,
+            &session["threadTs"],
+        );
+        self.send(&body, json!({})).await
+    }
+}

@@ -24,16 +24,9 @@ pub fn session_id(prefix: &str) -> String {
     )
 }
 
-/// A Slack Events `message` callback (`event_id`) by `user` in `channel`, replying at `ts` in
-/// the thread `thread_ts`.
-pub fn message_event(
-    event_id: &str,
-    channel: &Value,
-    user: &str,
-    text: &str,
-    ts: &str,
-    thread_ts: &Value,
-) -> Value {
+/// A Slack Events `message` callback (`event_id`) by `user`, at `ts` in the login thread of
+/// `session` (its `channel` and `threadTs`).
+pub fn message_event(event_id: &str, session: &Value, user: &str, text: &str, ts: &str) -> Value {
     json!({
         "token": "verification-token-unused",
         "team_id": "T0REPLICA",
@@ -43,11 +36,11 @@ pub fn message_event(
         "event_time": chrono::Utc::now().timestamp(),
         "event": {
             "type": "message",
-            "channel": channel,
+            "channel": session["channel"],
             "user": user,
             "text": text,
             "ts": ts,
-            "thread_ts": thread_ts,
+            "thread_ts": session["threadTs"],
             "channel_type": "channel",
         }
     })
@@ -104,14 +97,7 @@ impl Sessions {
         let thread_ts = session["threadTs"].as_str().context("threadTs")?;
         let ts = format!("{}{:03}", &thread_ts[..thread_ts.len() - 3], n);
         let event_id = format!("Ev{}{}", n, unique_name("r").replace('-', ""));
-        let body = message_event(
-            &event_id,
-            &session["channel"],
-            user,
-            text,
-            &ts,
-            &session["threadTs"],
-        );
+        let body = message_event(&event_id, session, user, text, &ts);
         self.send(&body, json!({})).await
     }
 }

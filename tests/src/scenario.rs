@@ -171,6 +171,32 @@ impl Stack {
         self.slack_send(&spec).await
     }
 
+    /// The replica's scheduler delivers the target input of the job's schedule
+    /// (`batchless-<env>-job-<job>`) for the time `at`, `n` times concurrently; the execution
+    /// ARNs (an error when a delivery failed).
+    pub async fn fire_schedule(&self, job: &str, at: &str, n: u32) -> Result<Vec<String>> {
+        let schedule = format!("batchless-{}-job-{job}", self.environment());
+        let resp: Value = self
+            .http
+            .post(format!("{}/_replica/scheduler/fire", self.endpoint()))
+            .json(&serde_json::json!({"schedule": schedule, "at": at, "deliveries": n}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        resp["deliveries"]
+            .as_array()
+            .context("no deliveries")?
+            .iter()
+            .map(|d| {
+                d["execution_arn"]
+                    .as_str()
+                    .map(str::to_string)
+                    .with_context(|| format!("delivery failed: {d}"))
+            })
+            .collect()
+    }
+
     /// The run's record in the runs table, if any.
     pub async fn find_run(&self, execution_arn: &str) -> Result<Option<Value>> {
         let runs = self.table("RunsTable")?;

@@ -41,6 +41,7 @@ trait Watch {
     async fn items(&self, pk: &str) -> Result<Vec<Value>>;
     async fn approval_wait_registered(&self, sid: &str) -> Result<bool>;
     async fn waiting_session(&self, sid: &str) -> Result<Value>;
+    async fn logged_in(&self, sid: &str, who: &str, task: &str) -> Result<Value>;
     async fn states(&self, arn: &str) -> Result<Vec<String>>;
     async fn wait_for_state(&self, arn: &str, state: &str) -> Result<()>;
     async fn thread(&self, session: &Value) -> Result<Vec<Value>>;
@@ -140,6 +141,12 @@ impl Watch for Bastion {
             .get_item(&self.waits, "waitKey", &format!("session-approval#{sid}"))
             .await?;
         Ok(wait.is_some_and(|i| i.get("taskToken").is_some()))
+    }
+
+    /// A login by `who` into `task` (its CloudTrail event put), and its session once waiting.
+    async fn logged_in(&self, sid: &str, who: &str, task: &str) -> Result<Value> {
+        self.put_event(&self.login_event(sid, who, task)).await?;
+        self.waiting_session(sid).await
     }
 
     /// The session once its wait has stored a task token (the watch is waiting).
@@ -359,9 +366,7 @@ async fn login_event_posts_and_records_and_a_redelivery_opens_no_second_watch() 
 async fn an_executives_signed_approval_ends_the_watch_without_an_alert() -> Result<()> {
     let b = Bastion::setup().await?;
     let sid = session_id("approve");
-    b.put_event(&b.login_event(&sid, ALICE, "taskapprove"))
-        .await?;
-    let session = b.waiting_session(&sid).await?;
+    let session = b.logged_in(&sid, ALICE, "taskapprove").await?;
     let (status, body) = b
         .reply(&session, CAROL_SLACK, "確認しました。承認します", 1)
         .await?;
@@ -405,9 +410,7 @@ async fn replies_by_a_non_executive_by_the_person_logged_in_or_without_a_phrase_
     let b = Bastion::setup().await?;
     // carol (an executive) logs in: her own approval does not count, nor bob's (not an executive).
     let sid_a = session_id("selfappr");
-    b.put_event(&b.login_event(&sid_a, CAROL, "taskselfappr"))
-        .await?;
-    let a = b.waiting_session(&sid_a).await?;
+    let a = b.logged_in(&sid_a, CAROL, "taskselfappr").await?;
     let (s1, r1) = b.reply(&a, BOB_SLACK, "approved", 1).await?;
     let (s2, r2) = b.reply(&a, CAROL_SLACK, "承認します", 2).await?;
     assert_eq!((s1, s2), (200, 200));
@@ -415,9 +418,7 @@ async fn replies_by_a_non_executive_by_the_person_logged_in_or_without_a_phrase_
     assert_eq!(r2["outcome"]["verdict"], "self_approval", "{r2}");
     // alice logs in: carol's replies without an approval phrase (or negated) do not count.
     let sid_b = session_id("nophrase");
-    b.put_event(&b.login_event(&sid_b, ALICE, "tasknophrase"))
-        .await?;
-    let bs = b.waiting_session(&sid_b).await?;
+    let bs = b.logged_in(&sid_b, ALICE, "tasknophrase").await?;
     let (_, r3) = b
         .reply(&bs, CAROL_SLACK, "what is this session for?", 1)
         .await?;
@@ -580,9 +581,7 @@ async fn an_approval_recorded_while_the_alert_step_retries_wins() -> Result<()> 
 async fn a_slack_outage_at_the_confirmation_keeps_the_approval() -> Result<()> {
     let b = Bastion::setup().await?;
     let sid = session_id("confirm");
-    b.put_event(&b.login_event(&sid, ALICE, "taskconfirm"))
-        .await?;
-    let session = b.waiting_session(&sid).await?;
+    let session = b.logged_in(&sid, ALICE, "taskconfirm").await?;
     // ConfirmApproval makes 4 attempts; all fail. The approval stands.
     b.stack
         .slack_fail("chat.postMessage", "service_unavailable", 4)
@@ -644,17 +643,9 @@ async fn an_invalid_watch_input_fails_fast_and_records_nothing() -> Result<()> {
 async fn forged_or_stale_slack_requests_get_401_and_nothing_is_recorded() -> Result<()> {
     let b = Bastion::setup().await?;
     let sid = session_id("forged");
-    b.put_event(&b.login_event(&sid, ALICE, "taskforged"))
-        .await?;
-    let session = b.waiting_session(&sid).await?;
-    let body = message_event(
-        &format!("EvForged{}", sid),
-        &session["channel"],
-        CAROL_SLACK,
-        "approved",
-        "1.000001",
-        &session["threadTs"],
-    );
+    let session = b.logged_in(&sid, ALICE, "taskforged").await?;
+    let event_id = format!("EvForged{}", sid);
+    let body = message_event(&event_id, &session, CAROL_SLACK, "approved", "1.000001");
     let (forged, _) = b
         .send(&body, json!({"signing_secret": "not-the-secret"}))
         .await?;
@@ -691,17 +682,9 @@ async fn forged_or_stale_slack_requests_get_401_and_nothing_is_recorded() -> Res
 async fn a_retried_slack_event_is_acknowledged_once() -> Result<()> {
     let b = Bastion::setup().await?;
     let sid = session_id("retry");
-    b.put_event(&b.login_event(&sid, CAROL, "taskretry"))
-        .await?;
-    let session = b.waiting_session(&sid).await?;
-    let body = message_event(
-        &format!("EvRetry{}", &sid[sid.len() - 10..]),
-        &session["channel"],
-        BOB_SLACK,
-        "approved",
-        "2.000001",
-        &session["threadTs"],
-    );
+    let session = b.logged_in(&sid, CAROL, "taskretry").await?;
+    let event_id = format!("EvRetry{}", &sid[sid.len() - 10..]);
+    let body = message_event(&event_id, &session, BOB_SLACK, "approved", "2.000001");
     let (s1, first) = b.send(&body, json!({})).await?;
     let (s2, second) = b.send(&body, json!({"retry_num": 1})).await?;
     assert_eq!((s1, s2), (200, 200));
@@ -719,13 +702,10 @@ async fn hook_lines_and_transcripts_with_dangerous_commands_post_in_the_right_th
     let b = Bastion::setup().await?;
     let sid = session_id("cmds");
     let task = format!("taskcmds{}", &sid[sid.len() - 6..]);
-    b.put_event(&b.login_event(&sid, ALICE, &task)).await?;
-    let session = b.waiting_session(&sid).await?;
+    let session = b.logged_in(&sid, ALICE, &task).await?;
     // An unrelated session elsewhere must not get these posts.
     let other = session_id("other");
-    b.put_event(&b.login_event(&other, ALICE, "taskother"))
-        .await?;
-    let other_session = b.waiting_session(&other).await?;
+    let other_session = b.logged_in(&other, ALICE, "taskother").await?;
 
     let hook = payload(
         &console_group(&b),
@@ -825,8 +805,7 @@ async fn malformed_truncated_or_oversized_payloads_are_clear_errors_and_the_rest
     let b = Bastion::setup().await?;
     let sid = session_id("badpay");
     let task = format!("taskbad{}", &sid[sid.len() - 6..]);
-    b.put_event(&b.login_event(&sid, ALICE, &task)).await?;
-    let session = b.waiting_session(&sid).await?;
+    let session = b.logged_in(&sid, ALICE, &task).await?;
 
     let b64 = base64::engine::general_purpose::STANDARD;
     let good = payload(
@@ -917,8 +896,7 @@ async fn console_log_lines_reach_command_watch_through_the_subscription() -> Res
     let b = Bastion::setup().await?;
     let sid = session_id("sub");
     let task = format!("tasksub{}", &sid[sid.len() - 6..]);
-    b.put_event(&b.login_event(&sid, ALICE, &task)).await?;
-    let session = b.waiting_session(&sid).await?;
+    let session = b.logged_in(&sid, ALICE, &task).await?;
     let group = console_group(&b);
     let stream = format!("console/app/{task}");
     logs_call(
@@ -988,8 +966,7 @@ async fn the_ruby_hook_in_irb_emits_the_json_lines_command_watch_reads() -> Resu
     }
     let sid = session_id("irb");
     let task = format!("irbtask{}", &sid[sid.len() - 6..]);
-    b.put_event(&b.login_event(&sid, ALICE, &task)).await?;
-    let session = b.waiting_session(&sid).await?;
+    let session = b.logged_in(&sid, ALICE, &task).await?;
 
     let metadata = fake_metadata(&format!(
         "arn:aws:ecs:us-east-1:123456789012:task/batchless-staging-bastion/{task}"

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use batchless_core::shared::audit::{self, Trail};
+use batchless_core::shared::audit;
 use batchless_scenarios::patch::{Patches as P, PATCH_ID_VAR};
 use batchless_scenarios::*;
 use serde_json::{json, Value};

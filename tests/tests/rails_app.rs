@@ -335,21 +335,8 @@ async fn a_scheduled_rake_task_writes_its_rows_once_for_fifty_concurrent_deliver
     let before: i64 = stack
         .sql_value("SELECT count(*) FROM exchange_rates")?
         .parse()?;
-    let resp: Value = stack
-        .http
-        .post(format!("{}/_replica/scheduler/fire", stack.endpoint()))
-        .json(&json!({"schedule": format!("batchless-{}-job-{job}", stack.environment()), "at": at, "deliveries": 50}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let arns: Vec<String> = resp["deliveries"]
-        .as_array()
-        .context("no deliveries")?
-        .iter()
-        .filter_map(|d| d["execution_arn"].as_str().map(str::to_string))
-        .collect();
-    assert_eq!(arns.len(), 50, "{resp}");
+    let arns = stack.fire_schedule(job, &at, 50).await?;
+    assert_eq!(arns.len(), 50, "{arns:?}");
     let mut ran = 0;
     for arn in &arns {
         let end = stack.wait_end(arn, Duration::from_secs(300)).await?;

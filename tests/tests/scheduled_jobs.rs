@@ -41,34 +41,6 @@ fn past_day_at(hh: u32, mm: u32) -> String {
     format!("{}T{hh:02}:{mm:02}:00Z", day.format("%Y-%m-%d"))
 }
 
-fn schedule(stack: &Stack, job: &str) -> String {
-    format!("batchless-{}-job-{job}", stack.environment())
-}
-
-/// Deliver the schedule's target input `n` times concurrently; the execution ARNs.
-async fn fire(stack: &Stack, job: &str, at: &str, n: u32) -> Result<Vec<String>> {
-    let resp: Value = stack
-        .http
-        .post(format!("{}/_replica/scheduler/fire", stack.endpoint()))
-        .json(&json!({"schedule": schedule(stack, job), "at": at, "deliveries": n}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let arns: Vec<String> = resp["deliveries"]
-        .as_array()
-        .context("no deliveries")?
-        .iter()
-        .map(|d| {
-            d["execution_arn"]
-                .as_str()
-                .map(str::to_string)
-                .with_context(|| format!("delivery failed: {d}"))
-        })
-        .collect::<Result<_>>()?;
-    Ok(arns)
-}
-
 async fn manual(stack: &Stack, sm: &str, job: &str, manual: Value) -> Result<String> {
     let name = unique_name(&format!("manual-{job}"));
     stack
@@ -191,7 +163,7 @@ async fn fifty_concurrent_deliveries_run_one_task_and_record_49_duplicates() -> 
     let at = unclaimed_minute(&stack, "sync-exchange-rates").await?;
     let key = format!("sync-exchange-rates#{at}");
     let before = tasks(&stack).await?.len();
-    let arns = fire(&stack, "sync-exchange-rates", &at, 50).await?;
+    let arns = stack.fire_schedule("sync-exchange-rates", &at, 50).await?;
     assert_eq!(arns.len(), 50);
     let mut ran = Vec::new();
     let mut duplicates = 0;
@@ -264,7 +236,9 @@ async fn a_legacy_claim_and_a_scheduler_delivery_of_one_occurrence_run_it_once()
     )?;
     assert_eq!(code, 0, "{out}{err}");
     let before = tasks(&stack).await?.len();
-    let arns = fire(&stack, "purge-expired-sessions", &t1, 1).await?;
+    let arns = stack
+        .fire_schedule("purge-expired-sessions", &t1, 1)
+        .await?;
     let end = stack.wait_end(&arns[0], TIMEOUT).await?;
     assert_eq!(end.status, "SUCCEEDED");
     let output = end.output.unwrap_or_default();
@@ -288,7 +262,9 @@ async fn a_legacy_claim_and_a_scheduler_delivery_of_one_occurrence_run_it_once()
 
     // The scheduler first: the legacy claim of the same occurrence exits 3.
     let t2 = past_day_at(11, 30);
-    let arns = fire(&stack, "purge-expired-sessions", &t2, 1).await?;
+    let arns = stack
+        .fire_schedule("purge-expired-sessions", &t2, 1)
+        .await?;
     stack.wait_end(&arns[0], TIMEOUT).await?;
     let (code, _, err) = batchless(
         &stack,
@@ -393,7 +369,7 @@ async fn replace_stops_the_previous_task_then_runs() -> Result<()> {
     .await?;
     let old_task = running_task(&stack, &old).await?;
     let at = unclaimed_minute(&stack, job).await?;
-    let arn = fire(&stack, job, &at, 1).await?.remove(0);
+    let arn = stack.fire_schedule(job, &at, 1).await?.remove(0);
     let end = stack.wait_end(&arn, TIMEOUT).await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
     let out = end.output.unwrap();
@@ -533,7 +509,8 @@ async fn a_stale_occurrence_is_skipped_and_recorded() -> Result<()> {
     }
     let at = at.context("no unclaimed occurrence of purge in the last two days")?;
     let before = tasks(&stack).await?.len();
-    let arn = fire(&stack, "purge-expired-sessions", &at, 1)
+    let arn = stack
+        .fire_schedule("purge-expired-sessions", &at, 1)
         .await?
         .remove(0);
     let end = stack.wait_end(&arn, TIMEOUT).await?;
@@ -914,7 +891,10 @@ async fn a_made_up_scheduled_time_fails_and_the_real_occurrence_later_runs() -> 
         );
     }
     // The real occurrence, delivered by the Scheduler, runs (it is no one's duplicate).
-    let arn = fire(&stack, "sync-exchange-rates", &at, 1).await?.remove(0);
+    let arn = stack
+        .fire_schedule("sync-exchange-rates", &at, 1)
+        .await?
+        .remove(0);
     let end = stack.wait_end(&arn, TIMEOUT).await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
     let out = end.output.unwrap();

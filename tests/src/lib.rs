@@ -8,7 +8,7 @@ pub mod patch;
 pub mod scenario;
 
 pub use app::LockHolder;
-pub use scenario::{fault, Expect};
+pub use scenario::{fault, post_containing, Expect};
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -22,6 +22,13 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf()
+}
+
+/// A name stack.json lists for `logical_id` (at `v`); an error naming the `what` when none.
+fn listed(v: &Value, what: &str, logical_id: &str) -> Result<String> {
+    v.as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("no {what} {logical_id} in stack.json"))
 }
 
 /// A running replica stack and clients for it.
@@ -83,38 +90,35 @@ impl Stack {
     }
 
     pub fn state_machine(&self, logical_id: &str) -> Result<String> {
-        self.info["state_machines"][logical_id]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("no state machine {logical_id} in stack.json"))
+        listed(
+            &self.info["state_machines"][logical_id],
+            "state machine",
+            logical_id,
+        )
     }
 
     pub fn table(&self, logical_id: &str) -> Result<String> {
-        self.info["tables"][logical_id]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("no table {logical_id} in stack.json"))
+        listed(&self.info["tables"][logical_id], "table", logical_id)
     }
 
     pub fn bucket(&self, logical_id: &str) -> Result<String> {
-        self.info["buckets"][logical_id]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("no bucket {logical_id} in stack.json"))
+        listed(&self.info["buckets"][logical_id], "bucket", logical_id)
     }
 
     pub fn function_name(&self, logical_id: &str) -> Result<String> {
-        self.info["functions"][logical_id]["name"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("no function {logical_id} in stack.json"))
+        listed(
+            &self.info["functions"][logical_id]["name"],
+            "function",
+            logical_id,
+        )
     }
 
     pub fn physical_id(&self, logical_id: &str) -> Result<String> {
-        self.info["resources"][logical_id]["physical_id"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("no resource {logical_id} in stack.json"))
+        listed(
+            &self.info["resources"][logical_id]["physical_id"],
+            "resource",
+            logical_id,
+        )
     }
 
     fn replica_url(&self) -> String {
@@ -392,7 +396,14 @@ impl Stack {
             .project_name(project)
             .send()
             .await?;
-        let ids: Vec<String> = ids.ids().to_vec();
+        self.builds_by_id(ids.ids().to_vec()).await
+    }
+
+    /// The CodeBuild builds with these ids.
+    pub async fn builds_by_id(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<Vec<aws_sdk_codebuild::types::Build>> {
         if ids.is_empty() {
             return Ok(vec![]);
         }

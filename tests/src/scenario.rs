@@ -197,6 +197,61 @@ impl Stack {
             .collect()
     }
 
+    /// A JSON-protocol AWS call (`x-amz-target: target`) to the replica, in the credential
+    /// scope of `service` (`ecs`, `events`, `logs`, ...); the raw response.
+    pub async fn aws_json(
+        &self,
+        service: &str,
+        target: &str,
+        body: &Value,
+    ) -> Result<reqwest::Response> {
+        let scope = format!("testing/20261128/us-east-1/{service}/aws4_request");
+        Ok(self
+            .http
+            .post(self.endpoint())
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", target)
+            .header(
+                "authorization",
+                format!("AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host, Signature=0"),
+            )
+            .body(body.to_string())
+            .send()
+            .await?)
+    }
+
+    /// ECS `RunTask` (`run` is its JSON request) as an operator would call it; the task's ARN.
+    pub async fn run_task(&self, run: &Value) -> Result<String> {
+        let resp: Value = self
+            .aws_json("ecs", "AmazonEC2ContainerServiceV20141113.RunTask", run)
+            .await?
+            .json()
+            .await?;
+        resp["tasks"][0]["taskArn"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("RunTask: {resp}"))
+    }
+
+    /// The execution's status now (`RUNNING`, `SUCCEEDED`, ...).
+    pub async fn execution_status(&self, execution_arn: &str) -> Result<String> {
+        let out = self
+            .sfn
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await?;
+        Ok(out.status().as_str().to_string())
+    }
+
+    /// The first post in `channel` (waiting up to 30 s) whose text contains `needle`.
+    pub async fn slack_post_containing(&self, channel: &str, needle: &str) -> Result<Value> {
+        post_containing(&format!("a Slack post in {channel}"), needle, || {
+            self.slack_messages(channel)
+        })
+        .await
+    }
+
     /// The run's record in the runs table, if any.
     pub async fn find_run(&self, execution_arn: &str) -> Result<Option<Value>> {
         let runs = self.table("RunsTable")?;
@@ -238,4 +293,27 @@ impl Stack {
         let project = self.physical_id(project_logical_id)?;
         Ok(self.builds(&project).await?.len())
     }
+}
+
+/// The first of the posts `posts` returns (a channel's, a thread's; polled up to 30 s) whose
+/// text contains `needle`; `what` names them in the timeout error.
+pub async fn post_containing<F, Fut>(what: &str, needle: &str, mut posts: F) -> Result<Value>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Value>>>,
+{
+    crate::eventually(
+        &format!("{what} containing {needle:?}"),
+        std::time::Duration::from_secs(30),
+        || {
+            let fetched = posts();
+            async move {
+                Ok(fetched
+                    .await?
+                    .into_iter()
+                    .find(|m| m["text"].as_str().is_some_and(|t| t.contains(needle))))
+            }
+        },
+    )
+    .await
 }

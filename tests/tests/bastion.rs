@@ -70,13 +70,11 @@ impl Watch for Bastion {
         });
         let resp = self
             .stack
-            .http
-            .post(self.stack.endpoint())
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("x-amz-target", "AWSEvents.PutEvents")
-            .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261128/us-east-1/events/aws4_request, SignedHeaders=host, Signature=0")
-            .body(json!({ "Entries": [entry] }).to_string())
-            .send()
+            .aws_json(
+                "events",
+                "AWSEvents.PutEvents",
+                &json!({ "Entries": [entry] }),
+            )
             .await?;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
@@ -194,18 +192,7 @@ impl Watch for Bastion {
     }
 
     async fn thread_post_containing(&self, session: &Value, needle: &str) -> Result<Value> {
-        eventually(
-            &format!("a thread post containing {needle:?}"),
-            Duration::from_secs(30),
-            || async {
-                Ok(self
-                    .thread(session)
-                    .await?
-                    .into_iter()
-                    .find(|m| m["text"].as_str().is_some_and(|t| t.contains(needle))))
-            },
-        )
-        .await
+        post_containing("a thread post", needle, || self.thread(session)).await
     }
 
     async fn alerts_about(&self, sid: &str) -> Result<Vec<Value>> {
@@ -442,15 +429,8 @@ async fn replies_by_a_non_executive_by_the_person_logged_in_or_without_a_phrase_
             "every judged reply is recorded: {replies:?}"
         );
         let arn = b.execution_arn(sid);
-        let desc = b
-            .stack
-            .sfn
-            .describe_execution()
-            .execution_arn(&arn)
-            .send()
-            .await?;
         assert_eq!(
-            desc.status().as_str(),
+            b.stack.execution_status(&arn).await?,
             "RUNNING",
             "still waiting for evidence"
         );
@@ -875,13 +855,7 @@ async fn malformed_truncated_or_oversized_payloads_are_clear_errors_and_the_rest
 async fn logs_call(b: &Bastion, op: &str, body: Value) -> Result<Value> {
     let resp = b
         .stack
-        .http
-        .post(b.stack.endpoint())
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", format!("Logs_20140328.{op}"))
-        .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261128/us-east-1/logs/aws4_request, SignedHeaders=host, Signature=0")
-        .body(body.to_string())
-        .send()
+        .aws_json("logs", &format!("Logs_20140328.{op}"), &body)
         .await?;
     let status = resp.status();
     let out: Value = resp.json().await.unwrap_or(Value::Null);

@@ -48,21 +48,6 @@ async fn lock_is_free(stack: &Stack) -> Result<bool> {
     Ok(stack.get_item(&locks, "lockName", LOCK).await?.is_none())
 }
 
-async fn slack_post_containing(stack: &Stack, needle: &str) -> Result<Value> {
-    eventually(
-        &format!("a Slack post containing {needle:?}"),
-        Duration::from_secs(30),
-        || async {
-            Ok(stack
-                .slack_messages(MIGRATIONS_CHANNEL)
-                .await?
-                .into_iter()
-                .find(|m| m["text"].as_str().is_some_and(|t| t.contains(needle))))
-        },
-    )
-    .await
-}
-
 #[tokio::test]
 async fn success_runs_the_commit_and_leaves_log_history_and_slack_post() -> Result<()> {
     let (stack, sm) = setup().await?;
@@ -134,7 +119,9 @@ async fn success_runs_the_commit_and_leaves_log_history_and_slack_post() -> Resu
     assert_eq!(item["workflow"], "migration");
     assert!(item["durationSeconds"].as_i64().is_some(), "{item}");
 
-    let post = slack_post_containing(&stack, &format!("|{name}>")).await?;
+    let post = stack
+        .slack_post_containing(MIGRATIONS_CHANNEL, &format!("|{name}>"))
+        .await?;
     let post_text = post["text"].as_str().unwrap_or_default();
     assert!(
         post_text.contains(&format!("`{}` succeeded", &commit[..12])),
@@ -178,7 +165,9 @@ async fn failing_build_phase_fails_migration_with_phase_and_redacted_tail() -> R
         log.contains(INFRA_SECRET),
         "the test must see the secret in the raw log to prove redaction"
     );
-    let post = slack_post_containing(&stack, &format!("|{name}>")).await?;
+    let post = stack
+        .slack_post_containing(MIGRATIONS_CHANNEL, &format!("|{name}>"))
+        .await?;
     let post_text = post["text"].as_str().unwrap_or_default();
     assert!(
         post_text.contains(&format!("`{}` *failed*", &commit[..12])),
@@ -273,14 +262,9 @@ async fn two_concurrent_migrations_never_build_at_once() -> Result<()> {
                 .to_string()
         })
         .collect();
-    let out = stack
-        .codebuild
-        .batch_get_builds()
-        .set_ids(Some(ids))
-        .send()
-        .await?;
-    let spans: Vec<(i64, i64)> = out
-        .builds()
+    let spans: Vec<(i64, i64)> = stack
+        .builds_by_id(ids)
+        .await?
         .iter()
         .map(|b| {
             (

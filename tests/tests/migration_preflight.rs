@@ -251,13 +251,7 @@ async fn a_held_lock_times_out_is_retried_and_fails_naming_the_table_while_prefl
                 seen.push(row);
             }
         }
-        let d = stack
-            .sfn
-            .describe_execution()
-            .execution_arn(&arn)
-            .send()
-            .await?;
-        if d.status().as_str() != "RUNNING" {
+        if stack.execution_status(&arn).await? != "RUNNING" {
             break stack.wait_end(&arn, Duration::from_secs(10)).await?;
         }
         if Instant::now() > deadline {

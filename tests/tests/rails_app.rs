@@ -11,7 +11,7 @@ use batchless_core::bastion::login::sample_event;
 use batchless_scenarios::app::{camel, migrate_within, strip_ansi, suffix, version};
 use batchless_scenarios::patch::urlencode;
 use batchless_scenarios::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 const ALICE: &str = "arn:aws:iam::123456789012:user/alice";
@@ -375,21 +375,8 @@ async fn a_real_rails_console_is_watched_and_its_enqueued_job_is_processed() -> 
     let sfx = suffix();
 
     // The bastion task (its definition's `sleep infinity`), as the bastion service runs it.
-    let resp: Value = stack
-        .http
-        .post(stack.endpoint())
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.RunTask")
-        .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261201/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=0")
-        .body(json!({"cluster": cluster, "taskDefinition": stack.physical_id("BastionTaskDefinition")?, "launchType": "FARGATE", "count": 1}).to_string())
-        .send()
-        .await?
-        .json()
-        .await?;
-    let task_arn = resp["tasks"][0]["taskArn"]
-        .as_str()
-        .context("RunTask")?
-        .to_string();
+    let run = json!({"cluster": cluster, "taskDefinition": stack.physical_id("BastionTaskDefinition")?, "launchType": "FARGATE", "count": 1});
+    let task_arn = stack.run_task(&run).await?;
     let task = task_arn.rsplit('/').next().unwrap_or_default().to_string();
     eventually(
         "the bastion task RUNNING",
@@ -418,13 +405,11 @@ async fn a_real_rails_console_is_watched_and_its_enqueued_job_is_processed() -> 
     );
     let entry = json!({"Source": event["source"], "DetailType": event["detail-type"], "Detail": event["detail"].to_string(), "Resources": [], "EventBusName": "default"});
     let put = stack
-        .http
-        .post(stack.endpoint())
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", "AWSEvents.PutEvents")
-        .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261201/us-east-1/events/aws4_request, SignedHeaders=host, Signature=0")
-        .body(json!({"Entries": [entry]}).to_string())
-        .send()
+        .aws_json(
+            "events",
+            "AWSEvents.PutEvents",
+            &json!({"Entries": [entry]}),
+        )
         .await?;
     assert!(put.status().is_success());
     let session = eventually("the session waiting for approval", TIMEOUT, || async {
@@ -530,14 +515,9 @@ async fn a_real_rails_console_is_watched_and_its_enqueued_job_is_processed() -> 
         ))
         .send()
         .await;
+    let stop = json!({"cluster": cluster, "task": task_arn});
     let _ = stack
-        .http
-        .post(stack.endpoint())
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.StopTask")
-        .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261201/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=0")
-        .body(json!({"cluster": cluster, "task": task_arn}).to_string())
-        .send()
+        .aws_json("ecs", "AmazonEC2ContainerServiceV20141113.StopTask", &stop)
         .await;
     Ok(())
 }

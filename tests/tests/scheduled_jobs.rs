@@ -131,21 +131,6 @@ async fn running_task(stack: &Stack, execution_arn: &str) -> Result<String> {
     Ok(arn)
 }
 
-async fn slack_post_containing(stack: &Stack, channel: &str, needle: &str) -> Result<Value> {
-    eventually(
-        &format!("a Slack post in {channel} containing {needle:?}"),
-        Duration::from_secs(30),
-        || async {
-            Ok(stack
-                .slack_messages(channel)
-                .await?
-                .into_iter()
-                .find(|m| m["text"].as_str().is_some_and(|t| t.contains(needle))))
-        },
-    )
-    .await
-}
-
 fn has(states: &[String], name: &str) -> bool {
     states.iter().any(|s| s == name)
 }
@@ -418,7 +403,7 @@ async fn a_failing_command_fails_job_failed_with_exit_code_tail_and_a_slack_post
     let log = String::from_utf8(stack.object(rec["logUri"].as_str().unwrap()).await?)?;
     assert!(log.contains("Arguments: --month 2026-10"), "{log}");
     let name = arn.rsplit(':').next().unwrap();
-    let post = slack_post_containing(&stack, JOBS_CHANNEL, name).await?;
+    let post = stack.slack_post_containing(JOBS_CHANNEL, name).await?;
     let text = post["text"].as_str().unwrap_or_default();
     assert!(
         text.contains("*failed* with exit code 3") && text.contains("<@U0ALICE01>"),
@@ -463,7 +448,9 @@ async fn over_its_timeout_the_task_is_stopped_and_the_job_timed_out() -> Result<
         has(&states, "PollTask") && has(&states, "TaskStopped?"),
         "{states:?}"
     );
-    slack_post_containing(&stack, JOBS_CHANNEL, "*timed out*").await?;
+    stack
+        .slack_post_containing(JOBS_CHANNEL, "*timed out*")
+        .await?;
     Ok(())
 }
 
@@ -551,7 +538,7 @@ async fn a_missed_occurrence_raises_one_alert() -> Result<()> {
         json!([{"job": "sync-exchange-rates", "scheduledTime": missed}]),
         "{res}"
     );
-    let post = slack_post_containing(&stack, ALERTS_CHANNEL, &missed).await?;
+    let post = stack.slack_post_containing(ALERTS_CHANNEL, &missed).await?;
     let text = post["text"].as_str().unwrap();
     assert!(
         text.contains("Missed scheduled job runs") && text.contains("`sync-exchange-rates`"),
@@ -649,7 +636,7 @@ async fn step_errors_are_recorded_alerted_and_leave_nothing_running() -> Result<
     assert_eq!(end.error.as_deref(), Some("AwsServiceError"), "{end:?}");
     assert_eq!(run_record(&stack, &arn).await?["status"], "ERROR");
     let name = arn.rsplit(':').next().unwrap().to_string();
-    slack_post_containing(&stack, JOBS_CHANNEL, &name).await?;
+    stack.slack_post_containing(JOBS_CHANNEL, &name).await?;
 
     // The lease write fails → recorded as an error, nothing started.
     // (Only lease items carry `acquiredAt`.)

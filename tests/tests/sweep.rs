@@ -95,21 +95,7 @@ async fn an_ecs_run_task_not_started_by_batchless_is_alerted() -> Result<()> {
         "overrides": {"containerOverrides": [{"name": "app", "command": ["sh", "-c", "echo rogue task"]}]},
         "startedBy": "console",
     });
-    let resp: Value = stack
-        .http
-        .post(stack.endpoint())
-        .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.RunTask")
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261128/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=0")
-        .body(body.to_string())
-        .send()
-        .await?
-        .json()
-        .await?;
-    let task = resp["tasks"][0]["taskArn"]
-        .as_str()
-        .with_context(|| format!("RunTask: {resp}"))?
-        .to_string();
+    let task = stack.run_task(&body).await?;
     let report = sweep(&stack).await?;
     assert!(
         report["unsanctioned"]

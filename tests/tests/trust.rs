@@ -57,16 +57,6 @@ async fn forge_success(stack: &Stack, token: &str, output: &Value) -> Result<()>
     Ok(())
 }
 
-async fn execution_status(stack: &Stack, arn: &str) -> Result<String> {
-    let out = stack
-        .sfn
-        .describe_execution()
-        .execution_arn(arn)
-        .send()
-        .await?;
-    Ok(out.status().as_str().to_string())
-}
-
 // ------------------------------------------------------------------------------- bastion
 
 /// What the trust tests do with the shared bastion fixture.
@@ -366,7 +356,7 @@ async fn a_forged_build_outcome_on_the_migration_wait_is_rechecked_and_waited_ou
         "not recorded while the build runs"
     );
     assert!(m.lock_held().await?, "the lock is not freed early");
-    assert_eq!(execution_status(&m.stack, &arn).await?, "RUNNING");
+    assert_eq!(m.stack.execution_status(&arn).await?, "RUNNING");
     let states = m.stack.states_entered(&arn).await?;
     assert!(has(&states, "RecheckBuild"), "{states:?}");
     assert!(!has(&states, "CollectLogs"), "{states:?}");

@@ -49,8 +49,7 @@ pub fn message_event(event_id: &str, session: &Value, user: &str, text: &str, ts
 impl Sessions {
     /// The bastion watch of the stack named by `BATCHLESS_STACK`, its faults cleared.
     pub async fn setup() -> Result<Sessions> {
-        let stack = Stack::from_env().await?;
-        stack.clear_faults().await?;
+        let stack = Stack::cleared().await?;
         Ok(Sessions {
             sm: stack.state_machine("BastionSessionStateMachine")?,
             table: stack.table("BastionTable")?,

@@ -275,12 +275,7 @@ impl Stack {
     pub async fn wait_end(&self, execution_arn: &str, timeout: Duration) -> Result<Ended> {
         let deadline = Instant::now() + timeout;
         loop {
-            let out = self
-                .sfn
-                .describe_execution()
-                .execution_arn(execution_arn)
-                .send()
-                .await?;
+            let out = self.describe(execution_arn).await?;
             if *out.status() != ExecutionStatus::Running {
                 return Ok(Ended {
                     status: out.status().as_str().to_string(),

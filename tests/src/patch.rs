@@ -25,8 +25,7 @@ pub struct Patches {
 impl Patches {
     /// The data-patch workflow of the stack named by `BATCHLESS_STACK`, its faults cleared.
     pub async fn setup() -> Result<Patches> {
-        let stack = Stack::from_env().await?;
-        stack.clear_faults().await?;
+        let stack = Stack::cleared().await?;
         Ok(Patches {
             sm: stack.state_machine("DataPatchStateMachine")?,
             table: stack.table("PatchesTable")?,

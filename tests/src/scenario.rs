@@ -220,6 +220,13 @@ impl Stack {
             .await?)
     }
 
+    /// The stack named by `BATCHLESS_STACK` ([`Stack::from_env`]), its injected faults cleared.
+    pub async fn cleared() -> Result<Stack> {
+        let stack = Stack::from_env().await?;
+        stack.clear_faults().await?;
+        Ok(stack)
+    }
+
     /// ECS `RunTask` (`run` is its JSON request) as an operator would call it; the task's ARN.
     pub async fn run_task(&self, run: &Value) -> Result<String> {
         let resp: Value = self
@@ -233,15 +240,27 @@ impl Stack {
             .with_context(|| format!("RunTask: {resp}"))
     }
 
-    /// The execution's status now (`RUNNING`, `SUCCEEDED`, ...).
-    pub async fn execution_status(&self, execution_arn: &str) -> Result<String> {
-        let out = self
+    /// DescribeExecution of the execution.
+    pub async fn describe(
+        &self,
+        execution_arn: &str,
+    ) -> Result<aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput> {
+        Ok(self
             .sfn
             .describe_execution()
             .execution_arn(execution_arn)
             .send()
-            .await?;
-        Ok(out.status().as_str().to_string())
+            .await?)
+    }
+
+    /// The execution's status now (`RUNNING`, `SUCCEEDED`, ...).
+    pub async fn execution_status(&self, execution_arn: &str) -> Result<String> {
+        Ok(self
+            .describe(execution_arn)
+            .await?
+            .status()
+            .as_str()
+            .to_string())
     }
 
     /// The first post in `channel` (waiting up to 30 s) whose text contains `needle`.

@@ -16,8 +16,7 @@ const LOCK: &str = "migration:staging";
 const INFRA_SECRET: &str = "change-me";
 
 async fn setup() -> Result<(Stack, String)> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
+    let stack = Stack::cleared().await?;
     let sm = stack.state_machine("MigrationStateMachine")?;
     Ok((stack, sm))
 }

@@ -106,8 +106,7 @@ const LOCK_PROBE: &str = "SELECT a.application_name || ':' || c.relname || ':' |
 #[tokio::test]
 async fn a_non_concurrent_index_on_a_table_with_rows_is_reported_in_staging_and_migrated(
 ) -> Result<()> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
+    let stack = Stack::cleared().await?;
     assert!(
         stack
             .sql_value("SELECT count(*) FROM users")?
@@ -183,8 +182,7 @@ async fn a_non_concurrent_index_on_a_table_with_rows_is_reported_in_staging_and_
 
 #[tokio::test]
 async fn a_safe_migration_has_no_findings_and_runs() -> Result<()> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
+    let stack = Stack::cleared().await?;
     let sfx = suffix();
     let table = format!("preflight_safe_{sfx}");
     let p = pending(
@@ -213,8 +211,7 @@ async fn a_safe_migration_has_no_findings_and_runs() -> Result<()> {
 #[tokio::test]
 async fn a_held_lock_times_out_is_retried_and_fails_naming_the_table_while_preflight_takes_no_lock(
 ) -> Result<()> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
+    let stack = Stack::cleared().await?;
     let sfx = suffix();
     let column = format!("preflight_locked_{sfx}");
     let p = pending(
@@ -312,8 +309,7 @@ async fn a_held_lock_times_out_is_retried_and_fails_naming_the_table_while_prefl
 
 #[tokio::test]
 async fn a_lock_released_halfway_succeeds_on_a_retry() -> Result<()> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
+    let stack = Stack::cleared().await?;
     let sfx = suffix();
     let column = format!("preflight_released_{sfx}");
     let p = pending(
@@ -356,8 +352,7 @@ async fn a_lock_released_halfway_succeeds_on_a_retry() -> Result<()> {
 
 #[tokio::test]
 async fn a_raising_migration_names_its_version_class_sql_and_pg_error() -> Result<()> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
+    let stack = Stack::cleared().await?;
     let sfx = suffix();
     let p = pending(
         &stack,

@@ -37,8 +37,7 @@ async fn migrate(stack: &Stack, commit: &str, prefix: &str) -> Result<Ended> {
 
 #[tokio::test]
 async fn a_migration_adds_a_column_and_schema_migrations_records_its_version() -> Result<()> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
+    let stack = Stack::cleared().await?;
     let sfx = suffix();
     let column = format!("nickname_{sfx}");
     let name = format!("add_{column}_to_users");
@@ -88,8 +87,7 @@ async fn a_migration_adds_a_column_and_schema_migrations_records_its_version() -
 
 #[tokio::test]
 async fn a_failing_migration_leaves_schema_and_schema_migrations_as_they_were() -> Result<()> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
+    let stack = Stack::cleared().await?;
     let sfx = suffix();
     let column = format!("phone_{sfx}");
     let name = format!("require_{column}_on_users");
@@ -192,8 +190,7 @@ fn user_with_orders(stack: &Stack, email: &str, open: usize, paid: usize) -> Res
 
 #[tokio::test]
 async fn a_data_patch_changes_exactly_its_rows_and_the_job_it_enqueued_runs() -> Result<()> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
+    let stack = Stack::cleared().await?;
     let sm = stack.state_machine("DataPatchStateMachine")?;
     let table = stack.table("PatchesTable")?;
     let sfx = suffix();
@@ -309,8 +306,7 @@ async fn a_data_patch_changes_exactly_its_rows_and_the_job_it_enqueued_runs() ->
 #[tokio::test]
 async fn a_scheduled_rake_task_writes_its_rows_once_for_fifty_concurrent_deliveries() -> Result<()>
 {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
+    let stack = Stack::cleared().await?;
     // A job that runs every minute, so that a recent minute is a real occurrence (a delivery for
     // a time its schedule does not imply is InvalidInput).
     let job = "sync-exchange-rates";
@@ -368,8 +364,7 @@ async fn a_scheduled_rake_task_writes_its_rows_once_for_fifty_concurrent_deliver
 
 #[tokio::test]
 async fn a_real_rails_console_is_watched_and_its_enqueued_job_is_processed() -> Result<()> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
+    let stack = Stack::cleared().await?;
     let cluster = stack.physical_id("BastionCluster")?;
     let bastion_table = stack.table("BastionTable")?;
     let sfx = suffix();

@@ -19,8 +19,7 @@ const ALERTS_CHANNEL: &str = "C0ALERTS";
 const INFRA_SECRET: &str = "change-me";
 
 async fn setup() -> Result<(Stack, String)> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
+    let stack = Stack::cleared().await?;
     let sm = stack.state_machine("ScheduledJobStateMachine")?;
     Ok((stack, sm))
 }

@@ -16,8 +16,7 @@ const ALERTS_CHANNEL: &str = "C0ALERTS";
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn setup() -> Result<Stack> {
-    let stack = Stack::from_env().await?;
-    stack.clear_faults().await?;
+    let stack = Stack::cleared().await?;
     Ok(stack)
 }
 

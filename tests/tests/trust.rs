@@ -270,8 +270,7 @@ struct Migration {
 
 impl Migration {
     async fn setup() -> Result<Migration> {
-        let stack = Stack::from_env().await?;
-        stack.clear_faults().await?;
+        let stack = Stack::cleared().await?;
         Ok(Migration {
             sm: stack.state_machine("MigrationStateMachine")?,
             runs: stack.table("RunsTable")?,

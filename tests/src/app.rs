@@ -99,21 +99,18 @@ impl Stack {
 
     /// One SQL statement through `psql` (unaligned, tuples only): rows of `|`-separated fields.
     pub fn sql(&self, statement: &str) -> Result<Vec<String>> {
-        let out = Command::new("psql")
-            .arg(self.database_url()?)
-            .args(["-AtqX", "-v", "ON_ERROR_STOP=1", "-c", statement])
-            .output()
-            .context("psql (apt-get install postgresql-client)")?;
-        if !out.status.success() {
-            bail!(
-                "psql {statement:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_string)
-            .collect())
+        let out = stdout_of(
+            Command::new("psql").arg(self.database_url()?).args([
+                "-AtqX",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                statement,
+            ]),
+            "psql (apt-get install postgresql-client)",
+            &format!("psql {statement:?} failed"),
+        )?;
+        Ok(out.lines().map(str::to_string).collect())
     }
 
     /// The single value of a one-row, one-column query.
@@ -128,19 +125,15 @@ impl Stack {
     /// A Redis command through `redis-cli` against the stack's redis-server.
     pub fn redis(&self, args: &[&str]) -> Result<String> {
         let r = &self.info["services"]["redis"];
-        let out = Command::new("redis-cli")
-            .args(["-p", &r["port"].to_string(), "--no-auth-warning", "-a"])
-            .arg(r["password"].as_str().unwrap_or_default())
-            .args(args)
-            .output()
-            .context("redis-cli (apt-get install redis-tools)")?;
-        if !out.status.success() {
-            bail!(
-                "redis-cli {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let out = stdout_of(
+            Command::new("redis-cli")
+                .args(["-p", &r["port"].to_string(), "--no-auth-warning", "-a"])
+                .arg(r["password"].as_str().unwrap_or_default())
+                .args(args),
+            "redis-cli (apt-get install redis-tools)",
+            &format!("redis-cli {args:?}"),
+        )?;
+        Ok(out.trim().to_string())
     }
 
     /// Commit `files` (path, content) to the app repository on `branch` (created from `main`
@@ -226,6 +219,16 @@ impl Stack {
             ),
         ))
     }
+}
+
+/// Run `cmd` (`tool` names it when it cannot start); its stdout, or an error `failed` with its
+/// stderr when it exits unsuccessfully.
+fn stdout_of(cmd: &mut Command, tool: &str, failed: &str) -> Result<String> {
+    let out = cmd.output().context(tool.to_string())?;
+    if !out.status.success() {
+        bail!("{failed}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Terminal output without ANSI escape sequences and carriage returns.

@@ -8,7 +8,7 @@ pub mod patch;
 pub mod scenario;
 
 pub use app::LockHolder;
-pub use scenario::{fault, post_containing, Expect};
+pub use scenario::{fault, post_containing, Expect, INFRA_SECRET};
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -61,6 +61,10 @@ pub mod fault {
     }
 }
 
+/// The app's database and Redis password on the replica (`local/batchless_local/services.py`):
+/// an infrastructure secret, never to appear in a cause, a log or a post.
+pub const INFRA_SECRET: &str = "change-me";
+
 /// What an ended execution is expected to show; every field that is set is asserted by
 /// [`Expect::check`]. Start from [`Expect::succeeded`] or [`Expect::failed`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -225,6 +229,13 @@ impl Stack {
         let stack = Stack::from_env().await?;
         stack.clear_faults().await?;
         Ok(stack)
+    }
+
+    /// [`Stack::cleared`] and the ARN of its state machine `logical_id`.
+    pub async fn cleared_with(logical_id: &str) -> Result<(Stack, String)> {
+        let stack = Stack::cleared().await?;
+        let sm = stack.state_machine(logical_id)?;
+        Ok((stack, sm))
     }
 
     /// ECS `RunTask` (`run` is its JSON request) as an operator would call it; the task's ARN.

@@ -13,12 +13,9 @@ use serde_json::{json, Value};
 const TIMEOUT: Duration = Duration::from_secs(180);
 const MIGRATIONS_CHANNEL: &str = "C0MIGRATIONS";
 const LOCK: &str = "migration:staging";
-const INFRA_SECRET: &str = "change-me";
 
 async fn setup() -> Result<(Stack, String)> {
-    let stack = Stack::cleared().await?;
-    let sm = stack.state_machine("MigrationStateMachine")?;
-    Ok((stack, sm))
+    Stack::cleared_with("MigrationStateMachine").await
 }
 
 /// The scenario: inject `faults`, migrate the app's head with `overrides`, wait for the end;

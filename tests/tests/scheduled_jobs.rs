@@ -16,12 +16,9 @@ use serde_json::{json, Value};
 const TIMEOUT: Duration = Duration::from_secs(120);
 const JOBS_CHANNEL: &str = "C0JOBS";
 const ALERTS_CHANNEL: &str = "C0ALERTS";
-const INFRA_SECRET: &str = "change-me";
 
 async fn setup() -> Result<(Stack, String)> {
-    let stack = Stack::cleared().await?;
-    let sm = stack.state_machine("ScheduledJobStateMachine")?;
-    Ok((stack, sm))
+    Stack::cleared_with("ScheduledJobStateMachine").await
 }
 
 fn now_minute(minutes_ago: i64) -> String {

@@ -39,6 +39,7 @@ trait Preview {
     async fn submit(&self, input: &Value) -> Result<(String, String)>;
     async fn pending(&self, id: &str) -> Result<Value>;
     async fn approve(&self, id: &str) -> Result<()>;
+    async fn previewed(&self, script: &str, args: &[&str]) -> Result<(String, String, Value)>;
 }
 
 impl Preview for P {
@@ -53,6 +54,15 @@ impl Preview for P {
             Ok(r.filter(|r| r.get("approvalMessage").is_some() && r.get("preview").is_some()))
         })
         .await
+    }
+
+    /// Submit `script` with `args` at the app's head; the patch id, the execution and the
+    /// record once its preview is recorded and the approval request posted.
+    async fn previewed(&self, script: &str, args: &[&str]) -> Result<(String, String, Value)> {
+        let input = runner(&self.stack.app_head()?, script, args, json!({}));
+        let (id, arn) = self.submit(&input).await?;
+        let rec = self.pending(&id).await?;
+        Ok((id, arn, rec))
     }
 
     async fn approve(&self, id: &str) -> Result<()> {
@@ -91,16 +101,9 @@ async fn the_preview_counts_exactly_changes_nothing_and_the_run_matches_it() -> 
              INSERT INTO sessions (token, user_id, expires_at) SELECT '{tag}-d-' || i, 1, '2030-01-01' FROM generate_series(1, {m}) i;"
         ),
     )?;
-    let commit = p.stack.app_head()?;
-    let (id, arn) = p
-        .submit(&runner(
-            &commit,
-            "script/patches/sessions_extend_and_purge.rb",
-            &[&tag],
-            json!({}),
-        ))
+    let (id, arn, rec) = p
+        .previewed("script/patches/sessions_extend_and_purge.rb", &[&tag])
         .await?;
-    let rec = p.pending(&id).await?;
     let preview = &rec["preview"];
     assert_eq!(preview["outcome"], "ok", "{preview}");
     assert_eq!(preview["approvable"], true);
@@ -198,16 +201,12 @@ async fn jobs_are_listed_not_run_in_the_dry_run_and_processed_after_the_run() ->
     let p = P::setup().await?;
     let tag = unique_name("jobs");
     let k = 3;
-    let commit = p.stack.app_head()?;
-    let (id, arn) = p
-        .submit(&runner(
-            &commit,
+    let (id, arn, rec) = p
+        .previewed(
             "script/patches/enqueue_totals_many.rb",
             &[&tag, &k.to_string()],
-            json!({}),
-        ))
+        )
         .await?;
-    let rec = p.pending(&id).await?;
     assert_eq!(
         rec["preview"]["measure"]["jobs"],
         json!({"RecomputeUserTotalsJob": k}),
@@ -310,21 +309,14 @@ async fn raised_cut_short_and_lock_bound_dry_runs_are_shown_and_not_approvable()
 #[tokio::test]
 async fn an_outbound_http_call_is_blocked_and_counted() -> Result<()> {
     let p = P::setup().await?;
-    let commit = p.stack.app_head()?;
     let endpoint = p.stack.endpoint().to_string();
     let hostport = endpoint
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    let (id, arn) = p
-        .submit(&runner(
-            &commit,
-            "script/patches/calls_out.rb",
-            &[&endpoint],
-            json!({}),
-        ))
+    let (_, arn, rec) = p
+        .previewed("script/patches/calls_out.rb", &[&endpoint])
         .await?;
-    let rec = p.pending(&id).await?;
     let m = &rec["preview"]["measure"];
     assert_eq!(m["blockedConnections"][&hostport], 1, "{rec}");
     assert!(

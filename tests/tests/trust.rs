@@ -25,6 +25,15 @@ const BASTION_CHANNEL: &str = "C0BASTION";
 const ALICE: &str = "arn:aws:iam::123456789012:user/alice";
 const CAROL_SLACK: &str = "U0CAROL01";
 
+/// Whether a task of the execution published to SNS (its output has the `MessageId`).
+async fn published_to_sns(stack: &Stack, arn: &str) -> Result<bool> {
+    Ok(stack.history(arn).await?.iter().any(|e| {
+        e.task_succeeded_event_details().is_some_and(|d| {
+            d.resource_type() == "sns" && d.output().is_some_and(|o| o.contains("MessageId"))
+        })
+    }))
+}
+
 fn has(states: &[String], name: &str) -> bool {
     states.iter().any(|s| s == name)
 }
@@ -139,14 +148,8 @@ async fn a_forged_wake_of_the_bastion_watch_ends_approval_missing_alerted_and_pu
         assert!(!has(&states, "Approved"), "{states:?}");
         assert!(!has(&states, "Remind"), "woken long before the reminder");
         // Published to the SNS topic ...
-        let history = b.stack.history(&arn).await?;
         assert!(
-            history
-                .iter()
-                .any(|e| e.task_succeeded_event_details().is_some_and(|d| {
-                    d.resource_type() == "sns"
-                        && d.output().is_some_and(|o| o.contains("MessageId"))
-                })),
+            published_to_sns(&b.stack, &arn).await?,
             "the alert was published to SNS"
         );
         // ... posted to the alert channel, and recorded on the session.
@@ -200,13 +203,8 @@ async fn a_forged_wake_while_slack_is_down_is_still_published_and_approval_missi
         assert!(has(&states, s), "{s} not entered: {states:?}");
     }
     assert!(!has(&states, "Approved"), "{states:?}");
-    let history = b.stack.history(&arn).await?;
     assert!(
-        history
-            .iter()
-            .any(|e| e.task_succeeded_event_details().is_some_and(|d| {
-                d.resource_type() == "sns" && d.output().is_some_and(|o| o.contains("MessageId"))
-            })),
+        published_to_sns(&b.stack, &arn).await?,
         "the alert was published to SNS"
     );
     Ok(())

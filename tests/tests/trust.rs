@@ -133,19 +133,20 @@ async fn a_forged_wake_of_the_bastion_watch_ends_approval_missing_alerted_and_pu
         let token = stored_token(&b.stack, &format!("session-approval#{sid}")).await?;
         forge_success(&b.stack, &token, &forged).await?;
         let end = b.stack.wait_end(&arn, TIMEOUT).await?;
-        let states = b.stack.states_entered(&arn).await?;
-        assert_eq!(end.status, "FAILED", "{forged}: {end:?} {states:?}");
-        assert_eq!(end.error.as_deref(), Some("ApprovalMissing"), "{end:?}");
-        for s in [
-            "ConfirmApproval",
-            "Confirmed?",
-            "AlertNoApproval",
-            "PublishAlert",
-            "NoApproval",
-        ] {
-            assert!(has(&states, s), "{s} not entered: {states:?}");
+        let states = Expect {
+            entered: &[
+                "ConfirmApproval",
+                "Confirmed?",
+                "AlertNoApproval",
+                "PublishAlert",
+                "NoApproval",
+            ],
+            not_entered: &["Approved"],
+            ..Expect::failed("ApprovalMissing")
         }
-        assert!(!has(&states, "Approved"), "{states:?}");
+        .check(&b.stack, &arn, &end)
+        .await
+        .with_context(|| format!("forged {forged}"))?;
         assert!(!has(&states, "Remind"), "woken long before the reminder");
         // Published to the SNS topic ...
         assert!(
@@ -188,21 +189,18 @@ async fn a_forged_wake_while_slack_is_down_is_still_published_and_approval_missi
     .await;
     b.stack.clear_faults().await?;
     let end = result?;
-    let states = b.stack.states_entered(&arn).await?;
-    assert_eq!(
-        end.error.as_deref(),
-        Some("ApprovalMissing"),
-        "{end:?} {states:?}"
-    );
-    for s in [
-        "Confirmed?",
-        "AlertNoApproval",
-        "PublishUnpostedAlert",
-        "NoApproval",
-    ] {
-        assert!(has(&states, s), "{s} not entered: {states:?}");
+    Expect {
+        entered: &[
+            "Confirmed?",
+            "AlertNoApproval",
+            "PublishUnpostedAlert",
+            "NoApproval",
+        ],
+        not_entered: &["Approved"],
+        ..Expect::error("ApprovalMissing")
     }
-    assert!(!has(&states, "Approved"), "{states:?}");
+    .check(&b.stack, &arn, &end)
+    .await?;
     assert!(
         published_to_sns(&b.stack, &arn).await?,
         "the alert was published to SNS"

@@ -25,6 +25,28 @@ const BASTION_CHANNEL: &str = "C0BASTION";
 const ALICE: &str = "arn:aws:iam::123456789012:user/alice";
 const CAROL_SLACK: &str = "U0CAROL01";
 
+/// The (forged) wake ended `ApprovalMissing` through every state of `path`, never `Approved`,
+/// and the alert was published to SNS; the states entered.
+async fn approval_missing_alerted(
+    stack: &Stack,
+    arn: &str,
+    end: &Ended,
+    path: &[&str],
+) -> Result<Vec<String>> {
+    let states = Expect {
+        entered: path,
+        not_entered: &["Approved"],
+        ..Expect::error("ApprovalMissing")
+    }
+    .check(stack, arn, end)
+    .await?;
+    assert!(
+        published_to_sns(stack, arn).await?,
+        "the alert was published to SNS"
+    );
+    Ok(states)
+}
+
 /// Whether a task of the execution published to SNS (its output has the `MessageId`).
 async fn published_to_sns(stack: &Stack, arn: &str) -> Result<bool> {
     Ok(stack.history(arn).await?.iter().any(|e| {
@@ -133,27 +155,18 @@ async fn a_forged_wake_of_the_bastion_watch_ends_approval_missing_alerted_and_pu
         let token = stored_token(&b.stack, &format!("session-approval#{sid}")).await?;
         forge_success(&b.stack, &token, &forged).await?;
         let end = b.stack.wait_end(&arn, TIMEOUT).await?;
-        let states = Expect {
-            entered: &[
-                "ConfirmApproval",
-                "Confirmed?",
-                "AlertNoApproval",
-                "PublishAlert",
-                "NoApproval",
-            ],
-            not_entered: &["Approved"],
-            ..Expect::failed("ApprovalMissing")
-        }
-        .check(&b.stack, &arn, &end)
-        .await
-        .with_context(|| format!("forged {forged}"))?;
+        assert_eq!(end.status, "FAILED", "{forged}: {end:?}");
+        let path = [
+            "ConfirmApproval",
+            "Confirmed?",
+            "AlertNoApproval",
+            "PublishAlert",
+            "NoApproval",
+        ];
+        let states = approval_missing_alerted(&b.stack, &arn, &end, &path).await?;
         assert!(!has(&states, "Remind"), "woken long before the reminder");
-        // Published to the SNS topic ...
-        assert!(
-            published_to_sns(&b.stack, &arn).await?,
-            "the alert was published to SNS"
-        );
-        // ... posted to the alert channel, and recorded on the session.
+        // Published to the SNS topic (asserted above), posted to the alert channel, and
+        // recorded on the session.
         let alerts = b.alerts_about(&sid).await?;
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         assert!(alerts[0].contains("No executive approval"), "{alerts:?}");
@@ -189,22 +202,13 @@ async fn a_forged_wake_while_slack_is_down_is_still_published_and_approval_missi
     .await;
     b.stack.clear_faults().await?;
     let end = result?;
-    Expect {
-        entered: &[
-            "Confirmed?",
-            "AlertNoApproval",
-            "PublishUnpostedAlert",
-            "NoApproval",
-        ],
-        not_entered: &["Approved"],
-        ..Expect::error("ApprovalMissing")
-    }
-    .check(&b.stack, &arn, &end)
-    .await?;
-    assert!(
-        published_to_sns(&b.stack, &arn).await?,
-        "the alert was published to SNS"
-    );
+    let path = [
+        "Confirmed?",
+        "AlertNoApproval",
+        "PublishUnpostedAlert",
+        "NoApproval",
+    ];
+    approval_missing_alerted(&b.stack, &arn, &end, &path).await?;
     Ok(())
 }
 

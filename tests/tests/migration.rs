@@ -39,6 +39,17 @@ async fn migrate(
     result
 }
 
+/// Assert that the migration project has had `n` builds since it had `before` (`what` says
+/// which).
+async fn assert_new_builds(stack: &Stack, before: usize, n: usize, what: &str) -> Result<()> {
+    assert_eq!(
+        stack.build_count("MigrationProject").await?,
+        before + n,
+        "{what}"
+    );
+    Ok(())
+}
+
 async fn lock_is_free(stack: &Stack) -> Result<bool> {
     let locks = stack.table("LocksTable")?;
     Ok(stack.get_item(&locks, "lockName", LOCK).await?.is_none())
@@ -225,11 +236,7 @@ async fn invalid_inputs_fail_invalid_input_and_start_nothing() -> Result<()> {
             "no run recorded for {input}"
         );
     }
-    assert_eq!(
-        stack.build_count("MigrationProject").await?,
-        before,
-        "no build started"
-    );
+    assert_new_builds(&stack, before, 0, "no build started").await?;
     Ok(())
 }
 
@@ -329,11 +336,7 @@ async fn a_held_lock_fails_migration_in_progress_without_a_build() -> Result<()>
     }
     .check(&stack, &arn, &end)
     .await?;
-    assert_eq!(
-        stack.build_count("MigrationProject").await?,
-        before,
-        "no build started"
-    );
+    assert_new_builds(&stack, before, 0, "no build started").await?;
     Ok(())
 }
 
@@ -445,11 +448,7 @@ async fn a_throttled_start_is_retried_then_succeeds() -> Result<()> {
     }
     .check(&stack, &arn, &end)
     .await?;
-    assert_eq!(
-        stack.build_count("MigrationProject").await?,
-        before + 1,
-        "one build"
-    );
+    assert_new_builds(&stack, before, 1, "one build").await?;
     Ok(())
 }
 
@@ -566,11 +565,7 @@ async fn pipeline_bridge_delivered_twice_makes_one_build_and_never_logs_credenti
         .await?;
     assert_eq!(done["decision"], "succeeded", "{done}");
 
-    assert_eq!(
-        stack.build_count("MigrationProject").await?,
-        before + 1,
-        "exactly one build"
-    );
+    assert_new_builds(&stack, before, 1, "exactly one build").await?;
     let results = job_results(&stack, &job_id).await?;
     let kinds: Vec<(String, bool)> = results
         .iter()

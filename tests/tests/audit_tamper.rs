@@ -30,6 +30,8 @@ fn key(chain: &str, seq: u64) -> Item {
 trait Tamper {
     async fn append(&self, chain: &str, patch: &str, from: u64, to: u64) -> Result<()>;
     fn verify(&self, chain: &str) -> Result<(bool, String)>;
+    fn refused(&self, chain: &str, needles: &[String]) -> Result<()>;
+    async fn sealed_chain(&self, prefix: &str, n: u64) -> Result<String>;
     async fn sealed_record(&self, chain: &str, seq: u64) -> Result<audit::AuditRecord>;
     async fn put_record(&self, r: &audit::AuditRecord) -> Result<()>;
     async fn set_head(&self, chain: &str, seq: u64, hash: &str) -> Result<()>;
@@ -64,6 +66,24 @@ impl Tamper for T {
             assert!(sealed["checkpoint"].is_u64(), "{sealed}");
         }
         Ok(())
+    }
+
+    /// `audit verify` refuses the chain, naming each of `needles`.
+    fn refused(&self, chain: &str, needles: &[String]) -> Result<()> {
+        let (ok, out) = self.verify(chain)?;
+        assert!(!ok, "{out}");
+        for needle in needles {
+            assert!(out.contains(needle.as_str()), "{needle:?} not in {out}");
+        }
+        Ok(())
+    }
+
+    /// A new chain (`<prefix>-<unique>`) of `n` sealed records that verifies; its name.
+    async fn sealed_chain(&self, prefix: &str, n: u64) -> Result<String> {
+        let chain = unique_name(prefix);
+        self.append(&chain, "p", 1, n).await?;
+        assert!(self.verify(&chain)?.0);
+        Ok(chain)
     }
 
     fn verify(&self, chain: &str) -> Result<(bool, String)> {
@@ -214,9 +234,7 @@ async fn an_untouched_chain_verifies() -> Result<()> {
 #[tokio::test]
 async fn an_overwritten_anchor_is_named() -> Result<()> {
     let t = T::setup().await?;
-    let chain = unique_name("overwrite");
-    t.append(&chain, "p", 1, 3).await?;
-    assert!(t.verify(&chain)?.0);
+    let chain = t.sealed_chain("overwrite", 3).await?;
     // A new version of anchor 2 (the record is untouched: the anchor alone is forged).
     let forged = json!({"seq": 2, "hash": "f".repeat(64), "at": "2026-11-28T13:00:00Z"});
     t.put_object(
@@ -224,24 +242,20 @@ async fn an_overwritten_anchor_is_named() -> Result<()> {
         forged.to_string().into_bytes(),
     )
     .await?;
-    let (ok, out) = t.verify(&chain)?;
-    assert!(!ok, "{out}");
-    assert!(
-        out.contains(&format!(
+    t.refused(
+        &chain,
+        &[format!(
             "{} was overwritten: S3 keeps 2 versions",
             audit::anchor_key(&chain, 2)
-        )),
-        "{out}"
-    );
+        )],
+    )?;
     Ok(())
 }
 
 #[tokio::test]
 async fn a_truncated_tail_with_its_anchors_deleted_is_named() -> Result<()> {
     let t = T::setup().await?;
-    let chain = unique_name("truncate");
-    t.append(&chain, "p", 1, 4).await?;
-    assert!(t.verify(&chain)?.0);
+    let chain = t.sealed_chain("truncate", 4).await?;
     // Delete records 3 and 4, move the head back to 2, delete their anchors and checkpoints.
     for seq in [3, 4] {
         t.stack
@@ -266,30 +280,24 @@ async fn a_truncated_tail_with_its_anchors_deleted_is_named() -> Result<()> {
     }
     let two = t.sealed_record(&chain, 2).await?;
     t.set_head(&chain, 2, &two.hash).await?;
-    let (ok, out) = t.verify(&chain)?;
-    assert!(!ok, "{out}");
-    assert!(
-        out.contains(&format!(
-            "{} was deleted (1 delete marker(s))",
-            audit::anchor_key(&chain, 4)
-        )),
-        "{out}"
-    );
-    assert!(
-        out.contains(
+    t.refused(
+        &chain,
+        &[
+            format!(
+                "{} was deleted (1 delete marker(s))",
+                audit::anchor_key(&chain, 4)
+            ),
             "the chain was truncated: record 4 has a signed checkpoint but the last record is 2"
-        ),
-        "{out}"
-    );
+                .to_string(),
+        ],
+    )?;
     Ok(())
 }
 
 #[tokio::test]
 async fn a_rewritten_and_reanchored_chain_cannot_be_resigned() -> Result<()> {
     let t = T::setup().await?;
-    let chain = unique_name("rewrite");
-    t.append(&chain, "p", 1, 3).await?;
-    assert!(t.verify(&chain)?.0);
+    let chain = t.sealed_chain("rewrite", 3).await?;
     // Rewrite record 2, recompute the hashes of 2 and 3, move the head.
     let mut prev = t.sealed_record(&chain, 1).await?.hash;
     let mut last = None;
@@ -357,16 +365,14 @@ async fn a_rewritten_and_reanchored_chain_cannot_be_resigned() -> Result<()> {
     )
     .await?;
     // The chain, its head and its anchors agree with each other; only the signature tells.
-    let (ok, out) = t.verify(&chain)?;
-    assert!(!ok, "{out}");
-    assert!(
-        out.contains("the checkpoint of record 3 is not signed by the audit writer's key (forged)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("the chain head (record 3) has no checkpoint signed by the audit writer"),
-        "{out}"
-    );
+    t.refused(
+        &chain,
+        &[
+            "the checkpoint of record 3 is not signed by the audit writer's key (forged)"
+                .to_string(),
+            "the chain head (record 3) has no checkpoint signed by the audit writer".to_string(),
+        ],
+    )?;
     Ok(())
 }
 

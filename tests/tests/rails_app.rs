@@ -111,7 +111,7 @@ async fn a_failing_migration_leaves_schema_and_schema_migrations_as_they_were() 
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
     )?;
 
-    let end = migrate(&stack, &commit, "app-migfail").await?;
+    let (arn, _, end) = migrate_within(&stack, &commit, "app-migfail", TIMEOUT).await?;
     assert_eq!(end.status, "FAILED", "{end:?}");
     assert_eq!(end.error.as_deref(), Some("MigrationFailed"));
     assert_eq!(
@@ -145,18 +145,8 @@ async fn a_failing_migration_leaves_schema_and_schema_migrations_as_they_were() 
     );
     // The archived log has it all too (the cause carries only the log's last lines: a migration
     // with a long backtrace can push its `== VERSION Class: migrating` line out of them).
-    let runs = stack.table("RunsTable")?;
-    let arn_item = stack
-        .db
-        .scan()
-        .table_name(&runs)
-        .send()
-        .await?
-        .items()
-        .iter()
-        .map(batchless_core::platform::dynamo::item_to_value)
-        .find(|i| i["commit"] == commit.as_str())
-        .context("the run record of the failed migration")?;
+    let arn_item = stack.run_record(&arn).await?;
+    assert_eq!(arn_item["commit"], commit.as_str(), "{arn_item}");
     let log = String::from_utf8(
         stack
             .object(arn_item["logUri"].as_str().context("logUri")?)

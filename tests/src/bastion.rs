@@ -7,6 +7,9 @@ use serde_json::{json, Value};
 
 use crate::{unique_name, Stack};
 
+/// The alert channel of the replica's Slack.
+pub const ALERTS_CHANNEL: &str = "C0ALERTS";
+
 /// A stack's bastion watch: its state machine, the bastion and waits tables and the cluster.
 pub struct Sessions {
     pub stack: Stack,
@@ -64,6 +67,17 @@ impl Sessions {
         self.stack
             .get_item_pk_sk(&self.table, &format!("session#{sid}"), "session")
             .await
+    }
+
+    /// The alerts posted about the session (their text names it).
+    pub async fn alerts_about(&self, sid: &str) -> Result<Vec<Value>> {
+        Ok(self
+            .stack
+            .slack_messages(ALERTS_CHANNEL)
+            .await?
+            .into_iter()
+            .filter(|m| m["text"].as_str().is_some_and(|t| t.contains(sid)))
+            .collect())
     }
 
     /// The slack-events function URL.

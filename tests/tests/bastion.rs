@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use batchless_core::bastion::login::{from_event, sample_event, WatchInput};
 use batchless_core::bastion::subscription::{encode, LogEvent, LogsData};
-use batchless_scenarios::bastion::{message_event, session_id, Sessions as Bastion};
+use batchless_scenarios::bastion::{
+    message_event, session_id, Sessions as Bastion, ALERTS_CHANNEL,
+};
 use batchless_scenarios::*;
 use serde_json::{json, Value};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 const BASTION_CHANNEL: &str = "C0BASTION";
-const ALERTS_CHANNEL: &str = "C0ALERTS";
 const ALICE: &str = "arn:aws:iam::123456789012:user/alice";
 const CAROL: &str = "arn:aws:iam::123456789012:user/carol";
 const CAROL_SLACK: &str = "U0CAROL01";
@@ -46,7 +47,6 @@ trait Watch {
     async fn wait_for_state(&self, arn: &str, state: &str) -> Result<()>;
     async fn thread(&self, session: &Value) -> Result<Vec<Value>>;
     async fn thread_post_containing(&self, session: &Value, needle: &str) -> Result<Value>;
-    async fn alerts_about(&self, sid: &str) -> Result<Vec<Value>>;
     async fn stop(&self, arn: &str);
 }
 
@@ -193,16 +193,6 @@ impl Watch for Bastion {
 
     async fn thread_post_containing(&self, session: &Value, needle: &str) -> Result<Value> {
         post_containing("a thread post", needle, || self.thread(session)).await
-    }
-
-    async fn alerts_about(&self, sid: &str) -> Result<Vec<Value>> {
-        Ok(self
-            .stack
-            .slack_messages(ALERTS_CHANNEL)
-            .await?
-            .into_iter()
-            .filter(|m| m["text"].as_str().is_some_and(|t| t.contains(sid)))
-            .collect())
     }
 
     async fn stop(&self, arn: &str) {

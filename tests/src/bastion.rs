@@ -10,12 +10,11 @@ use crate::{unique_name, Stack};
 /// The alert channel of the replica's Slack.
 pub const ALERTS_CHANNEL: &str = "C0ALERTS";
 
-/// A stack's bastion watch: its state machine, the bastion and waits tables and the cluster.
+/// A stack's bastion watch: its state machine, the bastion table and the cluster.
 pub struct Sessions {
     pub stack: Stack,
     pub sm: String,
     pub table: String,
-    pub waits: String,
     pub cluster: String,
 }
 
@@ -56,7 +55,6 @@ impl Sessions {
         Ok(Sessions {
             sm: stack.state_machine("BastionSessionStateMachine")?,
             table: stack.table("BastionTable")?,
-            waits: stack.table("WaitsTable")?,
             cluster: stack.physical_id("BastionCluster")?,
             stack,
         })

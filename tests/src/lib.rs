@@ -344,8 +344,13 @@ impl Stack {
     /// Whether a task-token wait is registered under `wait_key` (e.g. `patch-approval#<id>`)
     /// in the waits table: the one place every workflow keeps its tokens.
     pub async fn wait_registered(&self, wait_key: &str) -> Result<bool> {
+        Ok(self.wait(wait_key).await?.is_some())
+    }
+
+    /// The task-token wait registered under `wait_key` in the waits table, if any.
+    pub async fn wait(&self, wait_key: &str) -> Result<Option<Value>> {
         let waits = self.table("WaitsTable")?;
-        Ok(self.get_item(&waits, "waitKey", wait_key).await?.is_some())
+        self.get_item(&waits, "waitKey", wait_key).await
     }
 
     pub async fn get_item(&self, table: &str, key: &str, value: &str) -> Result<Option<Value>> {

@@ -11,12 +11,12 @@ use crate::{unique_name, Stack};
 /// The environment variable that names the patch a (real, approved) build runs.
 pub const PATCH_ID_VAR: &str = "BATCHLESS_PATCH_ID";
 
-/// A stack's data-patch workflow: its state machine, tables, logs bucket and CodeBuild project.
+/// A stack's data-patch workflow: its state machine, patches and audit tables, logs bucket and
+/// CodeBuild project.
 pub struct Patches {
     pub stack: Stack,
     pub sm: String,
     pub table: String,
-    pub waits_table: String,
     pub audit_table: String,
     pub bucket: String,
     pub project: String,
@@ -29,7 +29,6 @@ impl Patches {
         Ok(Patches {
             sm: stack.state_machine("DataPatchStateMachine")?,
             table: stack.table("PatchesTable")?,
-            waits_table: stack.table("WaitsTable")?,
             audit_table: stack.table("AuditTable")?,
             bucket: stack.bucket("LogsBucket")?,
             project: stack.physical_id("PatchProject")?,

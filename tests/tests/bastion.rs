@@ -134,10 +134,7 @@ impl Watch for Bastion {
 
     /// Whether the session's approval wait has stored its task token (in the waits table).
     async fn approval_wait_registered(&self, sid: &str) -> Result<bool> {
-        let wait = self
-            .stack
-            .get_item(&self.waits, "waitKey", &format!("session-approval#{sid}"))
-            .await?;
+        let wait = self.stack.wait(&format!("session-approval#{sid}")).await?;
         Ok(wait.is_some_and(|i| i.get("taskToken").is_some()))
     }
 

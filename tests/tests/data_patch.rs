@@ -111,13 +111,7 @@ impl DataPatch for P {
 
     /// The approval wait of a patch: `patch-approval#<patchId>` in the waits table.
     async fn approval_wait(&self, id: &str) -> Result<Option<Value>> {
-        self.stack
-            .get_item(
-                &self.waits_table,
-                "waitKey",
-                &format!("patch-approval#{id}"),
-            )
-            .await
+        self.stack.wait(&format!("patch-approval#{id}")).await
     }
 
     async fn audit_events(&self, id: &str) -> Result<Vec<(String, Value)>> {
@@ -847,7 +841,7 @@ async fn failures_of_the_waits_end_the_run_recorded() -> Result<()> {
             vec![fault::aws_matching(
                 "dynamodb",
                 "PutItem",
-                &p.waits_table,
+                &p.stack.table("WaitsTable")?,
                 "ValidationException",
                 1,
             )],

@@ -265,11 +265,11 @@ struct Migration {
 
 impl Migration {
     async fn setup() -> Result<Migration> {
-        let stack = Stack::cleared().await?;
+        let (stack, sm) = Stack::cleared_with("MigrationStateMachine").await?;
         Ok(Migration {
-            sm: stack.state_machine("MigrationStateMachine")?,
             runs: stack.table("RunsTable")?,
             locks: stack.table("LocksTable")?,
+            sm,
             stack,
         })
     }

@@ -286,16 +286,13 @@ async fn process(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bastion::login::{from_event, sample_event};
-    use crate::bastion::session::Times;
     use crate::bastion::steps::fake_slack;
     use crate::bastion::subscription::LogEvent;
     use crate::platform::dynamo::to_item;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
-    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
     use aws_sdk_dynamodb::operation::query::QueryOutput;
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
     use serde_json::json;
 
@@ -353,30 +350,7 @@ mod tests {
     }
 
     fn session() -> SessionRecord {
-        let login = from_event(&sample_event(
-            "s1",
-            "arn:aws:iam::123456789012:user/alice",
-            "bastion",
-            "t1",
-            "2026-11-28T13:00:00Z",
-        ))
-        .unwrap()
-        .unwrap();
-        let mut rec = SessionRecord::new(
-            &login,
-            None,
-            "staging",
-            "s1",
-            None,
-            Times {
-                deadline_at: "2026-11-29T13:00:00Z".into(),
-                reminder_at: "2026-11-29T12:00:00Z".into(),
-                recorded_at: "2026-11-28T13:00:01Z".into(),
-            },
-        );
-        rec.channel = Some("C0BASTION".into());
-        rec.thread_ts = Some("1.5".into());
-        rec
+        crate::bastion::fixtures::posted("s1", false)
     }
 
     fn by_task() -> Rule {
@@ -476,13 +450,7 @@ mod tests {
     #[tokio::test]
     async fn a_redelivered_hit_that_was_posted_is_a_duplicate() {
         let query = by_task();
-        let put = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                    .build(),
-            )
-        });
+        let put = crate::testing::put_item_exists();
         let stored = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
             GetItemOutput::builder()
                 .set_item(Some(to_item(&HitRecord {

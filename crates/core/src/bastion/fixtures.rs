@@ -1,0 +1,55 @@
+//! The unit tests' sample login and session record: alice's login `t1` into the `bastion`
+//! cluster at 13:00 on 2026-11-28, due a day later (one source for every step's tests).
+
+use crate::bastion::login::{from_event, sample_event, Login};
+use crate::bastion::session::{SessionRecord, Times};
+use crate::shared::people::{People, EMBEDDED};
+
+/// alice's login (`arn:aws:iam::123456789012:user/alice`, task `t1`, cluster `bastion`).
+pub fn login(session_id: &str) -> Login {
+    from_event(&sample_event(
+        session_id,
+        "arn:aws:iam::123456789012:user/alice",
+        "bastion",
+        "t1",
+        "2026-11-28T13:00:00Z",
+    ))
+    .unwrap()
+    .unwrap()
+}
+
+/// The people map the tests judge by (the embedded one, staging).
+pub fn people() -> People {
+    People::parse(EMBEDDED, "staging").unwrap()
+}
+
+/// The record of [`login`], due at 13:00 the next day (reminder at 12:00), not yet posted;
+/// `known`: alice is looked up in [`people`] (else the record names no person).
+pub fn session(session_id: &str, known: bool) -> SessionRecord {
+    let login = login(session_id);
+    let people = people();
+    SessionRecord::new(
+        &login,
+        if known {
+            people.by_principal(&login.principal_arn)
+        } else {
+            None
+        },
+        "staging",
+        session_id,
+        None,
+        Times {
+            deadline_at: "2026-11-29T13:00:00Z".into(),
+            reminder_at: "2026-11-29T12:00:00Z".into(),
+            recorded_at: "2026-11-28T13:00:01Z".into(),
+        },
+    )
+}
+
+/// [`session`] posted: its login message is `1.5` in `C0BASTION`.
+pub fn posted(session_id: &str, known: bool) -> SessionRecord {
+    let mut rec = session(session_id, known);
+    rec.channel = Some("C0BASTION".into());
+    rec.thread_ts = Some("1.5".into());
+    rec
+}

@@ -53,3 +53,27 @@ pub fn posted(session_id: &str, known: bool) -> SessionRecord {
     rec.thread_ts = Some("1.5".into());
     rec
 }
+
+/// carol's approval evidence: her reply `text` at `ts` in the login thread.
+pub fn carol_approves(text: &str, ts: &str) -> crate::bastion::session::Approval {
+    crate::bastion::session::Approval {
+        by: "carol".into(),
+        by_name: "Carol".into(),
+        slack_user: "U0CAROL01".into(),
+        text: text.into(),
+        ts: ts.into(),
+        permalink: String::new(),
+        recorded_at: "2026-11-28T14:00:00Z".into(),
+    }
+}
+
+/// The approval wait's waiter of session `s1` (task token `tok`), as the waits table holds it.
+pub fn waiter() -> crate::sfn::waits::Waiter {
+    crate::sfn::waits::Waiter {
+        wait_key: "session-approval#s1".into(),
+        task_token: "tok".into(),
+        execution_arn: "arn:e".into(),
+        registered_at: "2026-11-28T13:00:00Z".into(),
+        expires_at: "2027-11-28T13:00:00Z".into(),
+    }
+}

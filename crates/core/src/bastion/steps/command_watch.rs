@@ -353,6 +353,13 @@ mod tests {
         crate::bastion::fixtures::posted("s1", false)
     }
 
+    /// The step's report on one console hook line typing `command` after the login.
+    async fn console(d: &Deps, command: &str) -> Output {
+        handle(d, input(payload("/console", &[&hook(command)], login_ms())))
+            .await
+            .unwrap()
+    }
+
     fn by_task() -> Rule {
         mock!(aws_sdk_dynamodb::Client::query)
             .match_requests(|r| r.index_name() == Some("byTask"))
@@ -426,16 +433,7 @@ mod tests {
             })
             .then_output(|| UpdateItemOutput::builder().build());
         let (d, calls) = deps(&[&query, &put, &posted, &flagged]).await;
-        let out = handle(
-            &d,
-            input(payload(
-                "/console",
-                &[&hook("User.where(active: false).destroy_all")],
-                login_ms(),
-            )),
-        )
-        .await
-        .unwrap();
+        let out = console(&d, "User.where(active: false).destroy_all").await;
         assert_eq!((out.hits, out.posted, out.duplicates), (1, 1, 0), "{out:?}");
         assert_eq!(
             (put.num_calls(), posted.num_calls(), flagged.num_calls()),
@@ -472,16 +470,7 @@ mod tests {
                 .build()
         });
         let (d, calls) = deps(&[&query, &put, &stored]).await;
-        let out = handle(
-            &d,
-            input(payload(
-                "/console",
-                &[&hook("Order.delete_all")],
-                login_ms(),
-            )),
-        )
-        .await
-        .unwrap();
+        let out = console(&d, "Order.delete_all").await;
         assert_eq!((out.posted, out.duplicates), (0, 1), "{out:?}");
         assert!(calls.all().is_empty());
     }

@@ -222,15 +222,7 @@ mod tests {
         let mut rec = crate::bastion::fixtures::posted("s1", false);
         if approved {
             rec.status = SessionStatus::Approved;
-            rec.approval = Some(Approval {
-                by: "carol".into(),
-                by_name: "Carol".into(),
-                slack_user: "U0CAROL01".into(),
-                text: "approved".into(),
-                ts: "1.6".into(),
-                permalink: String::new(),
-                recorded_at: "2026-11-28T14:00:00Z".into(),
-            });
+            rec.approval = Some(crate::bastion::fixtures::carol_approves("approved", "1.6"));
         }
         rec
     }
@@ -305,13 +297,7 @@ mod tests {
         let get = get(record(true));
         let take = mock!(aws_sdk_dynamodb::Client::delete_item).then_output(|| {
             DeleteItemOutput::builder()
-                .set_attributes(Some(to_item(&waits::Waiter {
-                    wait_key: "session-approval#s1".into(),
-                    task_token: "tok".into(),
-                    execution_arn: "arn:e".into(),
-                    registered_at: "2026-11-28T13:00:00Z".into(),
-                    expires_at: "2027-11-28T13:00:00Z".into(),
-                })))
+                .set_attributes(Some(to_item(&crate::bastion::fixtures::waiter())))
                 .build()
         });
         let send = mock!(aws_sdk_sfn::Client::send_task_success)

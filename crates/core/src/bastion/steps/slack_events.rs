@@ -375,15 +375,10 @@ mod tests {
             .match_requests(|r| r.condition_expression() == Some("attribute_not_exists(#k)"))
             .then_output(|| PutItemOutput::builder().build());
         let mut approved = session();
-        approved.approval = Some(Approval {
-            by: "carol".into(),
-            by_name: "Carol".into(),
-            slack_user: "U0CAROL01".into(),
-            text: "承認します".into(),
-            ts: "1.7".into(),
-            permalink: String::new(),
-            recorded_at: "2026-11-28T14:00:00Z".into(),
-        });
+        approved.approval = Some(crate::bastion::fixtures::carol_approves(
+            "承認します",
+            "1.7",
+        ));
         let updates = mock!(aws_sdk_dynamodb::Client::update_item).then_output(move || {
             UpdateItemOutput::builder()
                 .set_attributes(Some(to_item(&approved)))
@@ -396,13 +391,7 @@ mod tests {
             })
             .then_output(|| {
                 DeleteItemOutput::builder()
-                    .set_attributes(Some(to_item(&waits::Waiter {
-                        wait_key: "session-approval#s1".into(),
-                        task_token: "tok".into(),
-                        execution_arn: "arn:e".into(),
-                        registered_at: "2026-11-28T13:00:00Z".into(),
-                        expires_at: "2027-11-28T13:00:00Z".into(),
-                    })))
+                    .set_attributes(Some(to_item(&crate::bastion::fixtures::waiter())))
                     .build()
             });
         let send = mock!(aws_sdk_sfn::Client::send_task_success)

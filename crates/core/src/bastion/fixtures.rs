@@ -77,3 +77,15 @@ pub fn waiter() -> crate::sfn::waits::Waiter {
         expires_at: "2027-11-28T13:00:00Z".into(),
     }
 }
+
+/// A first `put_once` (`PutItem` on the condition that the key is new) of an item holding each
+/// of `fields` (attribute, string value); it answers that the item is stored.
+pub fn put_once_of(fields: &'static [(&'static str, &'static str)]) -> aws_smithy_mocks::Rule {
+    aws_smithy_mocks::mock!(aws_sdk_dynamodb::Client::put_item)
+        .match_requests(move |r| {
+            let item = r.item().unwrap();
+            r.condition_expression() == Some("attribute_not_exists(#k)")
+                && fields.iter().all(|(k, v)| item[*k].as_s().unwrap() == v)
+        })
+        .then_output(|| aws_sdk_dynamodb::operation::put_item::PutItemOutput::builder().build())
+}

@@ -290,7 +290,6 @@ mod tests {
     use crate::bastion::subscription::LogEvent;
     use crate::platform::dynamo::to_item;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
-    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
     use aws_sdk_dynamodb::operation::query::QueryOutput;
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
@@ -412,17 +411,13 @@ mod tests {
     #[tokio::test]
     async fn a_hit_is_recorded_once_posted_in_the_thread_and_counted() {
         let query = by_task();
-        let put = mock!(aws_sdk_dynamodb::Client::put_item)
-            .match_requests(|r| {
-                let item = r.item().unwrap();
-                r.condition_expression() == Some("attribute_not_exists(#k)")
-                    && item["pk"].as_s().unwrap() == "session#s1"
-                    && item["sk"].as_s().unwrap() == "hit#0#0"
-                    && item["kind"].as_s().unwrap() == "hit"
-                    && item["severity"].as_s().unwrap() == "high"
-                    && item["source"].as_s().unwrap() == "hook"
-            })
-            .then_output(|| PutItemOutput::builder().build());
+        let put = crate::bastion::fixtures::put_once_of(&[
+            ("pk", "session#s1"),
+            ("sk", "hit#0#0"),
+            ("kind", "hit"),
+            ("severity", "high"),
+            ("source", "hook"),
+        ]);
         let posted = mock!(aws_sdk_dynamodb::Client::update_item)
             .match_requests(|r| r.update_expression().is_some_and(|e| e.starts_with("SET")))
             .then_output(|| UpdateItemOutput::builder().build());

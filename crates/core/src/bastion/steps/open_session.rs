@@ -224,17 +224,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_run_records_the_session_once_and_posts_the_login() {
-        let put = mock!(aws_sdk_dynamodb::Client::put_item)
-            .match_requests(|r| {
-                let item = r.item().unwrap();
-                r.condition_expression() == Some("attribute_not_exists(#k)")
-                    && item["pk"].as_s().unwrap() == "session#ecs-execute-command-1"
-                    && item["sk"].as_s().unwrap() == "session"
-                    && item["status"].as_s().unwrap() == "open"
-                    && item["personId"].as_s().unwrap() == "alice"
-                    && item["deadlineAt"].as_s().unwrap() == "2026-11-29T13:00:01Z"
-            })
-            .then_output(|| PutItemOutput::builder().build());
+        let put = crate::bastion::fixtures::put_once_of(&[
+            ("pk", "session#ecs-execute-command-1"),
+            ("sk", "session"),
+            ("status", "open"),
+            ("personId", "alice"),
+            ("deadlineAt", "2026-11-29T13:00:01Z"),
+        ]);
         let update = mock!(aws_sdk_dynamodb::Client::update_item)
             .match_requests(|r| {
                 let values = r.expression_attribute_values().unwrap();

@@ -89,3 +89,15 @@ pub fn put_once_of(fields: &'static [(&'static str, &'static str)]) -> aws_smith
         })
         .then_output(|| aws_sdk_dynamodb::operation::put_item::PutItemOutput::builder().build())
 }
+
+/// The bastion table (`bastion`) on a DynamoDB client that answers with `rules`.
+pub fn store(rules: &[&aws_smithy_mocks::Rule]) -> crate::bastion::session::Store {
+    crate::bastion::session::Store::new(
+        aws_smithy_mocks::mock_client!(
+            aws_sdk_dynamodb,
+            aws_smithy_mocks::RuleMode::MatchAny,
+            rules
+        ),
+        "bastion",
+    )
+}

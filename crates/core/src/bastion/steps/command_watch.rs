@@ -292,17 +292,14 @@ mod tests {
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::query::QueryOutput;
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
-    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+    use aws_smithy_mocks::{mock, Rule};
     use serde_json::json;
 
     async fn deps(db: &[&Rule]) -> (Deps, fake_slack::Calls) {
         let watch = WatchConfig::parse(crate::bastion::EMBEDDED).unwrap();
         let (slack, calls) = fake_slack::start(false).await;
         let d = Deps {
-            store: Store::new(
-                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db),
-                "bastion",
-            ),
+            store: crate::bastion::fixtures::store(db),
             slack,
             scanner: Scanner::new(&watch.patterns).unwrap(),
             channel: "C0BASTION".into(),

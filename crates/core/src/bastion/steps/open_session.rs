@@ -165,7 +165,7 @@ mod tests {
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
-    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+    use aws_smithy_mocks::{mock, Rule};
 
     fn input() -> Input {
         Input {
@@ -188,10 +188,7 @@ mod tests {
     async fn deps(db: &[&Rule]) -> (Deps, fake_slack::Calls) {
         let (slack, calls) = fake_slack::start(false).await;
         let d = Deps {
-            store: Store::new(
-                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db),
-                "bastion",
-            ),
+            store: crate::bastion::fixtures::store(db),
             slack,
             people: people(),
             channel: "C0BASTION".into(),

@@ -11,6 +11,8 @@
 //! - [`session`]: the session records (DynamoDB) and the Slack messages.
 
 pub mod approval;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod login;
 pub mod phrases;
 pub mod scan;

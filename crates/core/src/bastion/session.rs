@@ -119,17 +119,6 @@ pub struct SessionRecord {
     pub recorded_at: String,
 }
 
-impl Record for SessionRecord {
-    const KEY: &'static str = "pk";
-    const SORT_KEY: Option<&'static str> = Some("sk");
-    fn key(&self) -> &str {
-        &self.pk
-    }
-    fn sort_key(&self) -> Option<&str> {
-        Some(&self.sk)
-    }
-}
-
 /// When the watch's deadline and reminder fall, and when the record was made (RFC 3339).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Times {
@@ -241,17 +230,6 @@ pub struct HitRecord {
     pub posted_ts: Option<String>,
 }
 
-impl Record for HitRecord {
-    const KEY: &'static str = "pk";
-    const SORT_KEY: Option<&'static str> = Some("sk");
-    fn key(&self) -> &str {
-        &self.pk
-    }
-    fn sort_key(&self) -> Option<&str> {
-        Some(&self.sk)
-    }
-}
-
 impl HitRecord {
     /// The partition a hit is kept under: its session, or the task when no session matched.
     pub fn pk_for(session_id: Option<&str>, task_id: &str) -> String {
@@ -284,17 +262,6 @@ pub struct ReplyRecord {
     pub judged_at: String,
 }
 
-impl Record for ReplyRecord {
-    const KEY: &'static str = "pk";
-    const SORT_KEY: Option<&'static str> = Some("sk");
-    fn key(&self) -> &str {
-        &self.pk
-    }
-    fn sort_key(&self) -> Option<&str> {
-        Some(&self.sk)
-    }
-}
-
 impl ReplyRecord {
     pub fn sk_for(ts: &str) -> String {
         format!("reply#{ts}")
@@ -314,17 +281,6 @@ pub struct SlackEventRecord {
     pub outcome: Value,
     /// TTL (seconds since the epoch): a week is far beyond Slack's retries.
     pub expires_at_epoch: i64,
-}
-
-impl Record for SlackEventRecord {
-    const KEY: &'static str = "pk";
-    const SORT_KEY: Option<&'static str> = Some("sk");
-    fn key(&self) -> &str {
-        &self.pk
-    }
-    fn sort_key(&self) -> Option<&str> {
-        Some(&self.sk)
-    }
 }
 
 impl SlackEventRecord {
@@ -739,37 +695,30 @@ pub fn hit_message(
     }
 }
 
+/// The bastion table's records are keyed by `pk` and `sk`, both fields of the record.
+macro_rules! keyed_by_pk_sk {
+    ($($record:ty),+) => {$(
+        impl Record for $record {
+            const KEY: &'static str = "pk";
+            const SORT_KEY: Option<&'static str> = Some("sk");
+            fn key(&self) -> &str {
+                &self.pk
+            }
+            fn sort_key(&self) -> Option<&str> {
+                Some(&self.sk)
+            }
+        }
+    )+};
+}
+
+keyed_by_pk_sk!(SessionRecord, HitRecord, ReplyRecord, SlackEventRecord);
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bastion::login::{from_event, sample_event};
 
     fn record() -> SessionRecord {
-        let login = from_event(&sample_event(
-            "ecs-execute-command-1",
-            "arn:aws:iam::123456789012:user/alice",
-            "bastion",
-            "t1",
-            "2026-11-28T13:00:00Z",
-        ))
-        .unwrap()
-        .unwrap();
-        let people =
-            crate::shared::people::People::parse(crate::shared::people::EMBEDDED, "staging")
-                .unwrap();
-        let person = people.by_principal(&login.principal_arn);
-        SessionRecord::new(
-            &login,
-            person,
-            "staging",
-            "ecs-execute-command-1",
-            None,
-            Times {
-                deadline_at: "2026-11-29T13:00:00Z".into(),
-                reminder_at: "2026-11-29T12:00:00Z".into(),
-                recorded_at: "2026-11-28T13:00:01Z".into(),
-            },
-        )
+        crate::bastion::fixtures::session("ecs-execute-command-1", true)
     }
 
     #[test]

@@ -286,27 +286,20 @@ async fn process(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bastion::login::{from_event, sample_event};
-    use crate::bastion::session::Times;
     use crate::bastion::steps::fake_slack;
     use crate::bastion::subscription::LogEvent;
     use crate::platform::dynamo::to_item;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
-    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
     use aws_sdk_dynamodb::operation::query::QueryOutput;
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
-    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+    use aws_smithy_mocks::{mock, Rule};
     use serde_json::json;
 
     async fn deps(db: &[&Rule]) -> (Deps, fake_slack::Calls) {
         let watch = WatchConfig::parse(crate::bastion::EMBEDDED).unwrap();
         let (slack, calls) = fake_slack::start(false).await;
         let d = Deps {
-            store: Store::new(
-                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db),
-                "bastion",
-            ),
+            store: crate::bastion::fixtures::store(db),
             slack,
             scanner: Scanner::new(&watch.patterns).unwrap(),
             channel: "C0BASTION".into(),
@@ -353,30 +346,14 @@ mod tests {
     }
 
     fn session() -> SessionRecord {
-        let login = from_event(&sample_event(
-            "s1",
-            "arn:aws:iam::123456789012:user/alice",
-            "bastion",
-            "t1",
-            "2026-11-28T13:00:00Z",
-        ))
-        .unwrap()
-        .unwrap();
-        let mut rec = SessionRecord::new(
-            &login,
-            None,
-            "staging",
-            "s1",
-            None,
-            Times {
-                deadline_at: "2026-11-29T13:00:00Z".into(),
-                reminder_at: "2026-11-29T12:00:00Z".into(),
-                recorded_at: "2026-11-28T13:00:01Z".into(),
-            },
-        );
-        rec.channel = Some("C0BASTION".into());
-        rec.thread_ts = Some("1.5".into());
-        rec
+        crate::bastion::fixtures::posted("s1", false)
+    }
+
+    /// The step's report on one console hook line typing `command` after the login.
+    async fn console(d: &Deps, command: &str) -> Output {
+        handle(d, input(payload("/console", &[&hook(command)], login_ms())))
+            .await
+            .unwrap()
     }
 
     fn by_task() -> Rule {
@@ -431,17 +408,13 @@ mod tests {
     #[tokio::test]
     async fn a_hit_is_recorded_once_posted_in_the_thread_and_counted() {
         let query = by_task();
-        let put = mock!(aws_sdk_dynamodb::Client::put_item)
-            .match_requests(|r| {
-                let item = r.item().unwrap();
-                r.condition_expression() == Some("attribute_not_exists(#k)")
-                    && item["pk"].as_s().unwrap() == "session#s1"
-                    && item["sk"].as_s().unwrap() == "hit#0#0"
-                    && item["kind"].as_s().unwrap() == "hit"
-                    && item["severity"].as_s().unwrap() == "high"
-                    && item["source"].as_s().unwrap() == "hook"
-            })
-            .then_output(|| PutItemOutput::builder().build());
+        let put = crate::bastion::fixtures::put_once_of(&[
+            ("pk", "session#s1"),
+            ("sk", "hit#0#0"),
+            ("kind", "hit"),
+            ("severity", "high"),
+            ("source", "hook"),
+        ]);
         let posted = mock!(aws_sdk_dynamodb::Client::update_item)
             .match_requests(|r| r.update_expression().is_some_and(|e| e.starts_with("SET")))
             .then_output(|| UpdateItemOutput::builder().build());
@@ -452,16 +425,7 @@ mod tests {
             })
             .then_output(|| UpdateItemOutput::builder().build());
         let (d, calls) = deps(&[&query, &put, &posted, &flagged]).await;
-        let out = handle(
-            &d,
-            input(payload(
-                "/console",
-                &[&hook("User.where(active: false).destroy_all")],
-                login_ms(),
-            )),
-        )
-        .await
-        .unwrap();
+        let out = console(&d, "User.where(active: false).destroy_all").await;
         assert_eq!((out.hits, out.posted, out.duplicates), (1, 1, 0), "{out:?}");
         assert_eq!(
             (put.num_calls(), posted.num_calls(), flagged.num_calls()),
@@ -476,13 +440,7 @@ mod tests {
     #[tokio::test]
     async fn a_redelivered_hit_that_was_posted_is_a_duplicate() {
         let query = by_task();
-        let put = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                    .build(),
-            )
-        });
+        let put = crate::testing::put_item_exists();
         let stored = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
             GetItemOutput::builder()
                 .set_item(Some(to_item(&HitRecord {
@@ -504,16 +462,7 @@ mod tests {
                 .build()
         });
         let (d, calls) = deps(&[&query, &put, &stored]).await;
-        let out = handle(
-            &d,
-            input(payload(
-                "/console",
-                &[&hook("Order.delete_all")],
-                login_ms(),
-            )),
-        )
-        .await
-        .unwrap();
+        let out = console(&d, "Order.delete_all").await;
         assert_eq!((out.posted, out.duplicates), (0, 1), "{out:?}");
         assert!(calls.all().is_empty());
     }

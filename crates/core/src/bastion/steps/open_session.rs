@@ -160,28 +160,17 @@ pub fn unknown_principal_alert(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bastion::login::{from_event, sample_event};
     use crate::bastion::steps::fake_slack;
     use crate::platform::dynamo::to_item;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
-    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
-    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use aws_smithy_mocks::{mock, Rule};
 
     fn input() -> Input {
-        let login = from_event(&sample_event(
-            "ecs-execute-command-1",
-            "arn:aws:iam::123456789012:user/alice",
-            "bastion",
-            "t1",
-            "2026-11-28T13:00:00Z",
-        ))
-        .unwrap()
-        .unwrap();
         Input {
             watch: WatchInput {
-                login,
+                login: crate::bastion::fixtures::login("ecs-execute-command-1"),
                 deadline_seconds: 86_400,
                 reminder_before_seconds: 3_600,
             },
@@ -193,8 +182,19 @@ mod tests {
         }
     }
 
-    fn people() -> People {
-        People::parse(crate::shared::people::EMBEDDED, "staging").unwrap()
+    use crate::bastion::fixtures::people;
+
+    /// The step's dependencies on a mocked table and a fake Slack.
+    async fn deps(db: &[&Rule]) -> (Deps, fake_slack::Calls) {
+        let (slack, calls) = fake_slack::start(false).await;
+        let d = Deps {
+            store: crate::bastion::fixtures::store(db),
+            slack,
+            people: people(),
+            channel: "C0BASTION".into(),
+            alert_channel: "C0ALERTS".into(),
+        };
+        (d, calls)
     }
 
     fn stored(with_thread: bool) -> SessionRecord {
@@ -221,17 +221,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_run_records_the_session_once_and_posts_the_login() {
-        let put = mock!(aws_sdk_dynamodb::Client::put_item)
-            .match_requests(|r| {
-                let item = r.item().unwrap();
-                r.condition_expression() == Some("attribute_not_exists(#k)")
-                    && item["pk"].as_s().unwrap() == "session#ecs-execute-command-1"
-                    && item["sk"].as_s().unwrap() == "session"
-                    && item["status"].as_s().unwrap() == "open"
-                    && item["personId"].as_s().unwrap() == "alice"
-                    && item["deadlineAt"].as_s().unwrap() == "2026-11-29T13:00:01Z"
-            })
-            .then_output(|| PutItemOutput::builder().build());
+        let put = crate::bastion::fixtures::put_once_of(&[
+            ("pk", "session#ecs-execute-command-1"),
+            ("sk", "session"),
+            ("status", "open"),
+            ("personId", "alice"),
+            ("deadlineAt", "2026-11-29T13:00:01Z"),
+        ]);
         let update = mock!(aws_sdk_dynamodb::Client::update_item)
             .match_requests(|r| {
                 let values = r.expression_attribute_values().unwrap();
@@ -246,17 +242,7 @@ mod tests {
                     .set_attributes(Some(to_item(&stored(true))))
                     .build()
             });
-        let (slack, calls) = fake_slack::start(false).await;
-        let d = Deps {
-            store: Store::new(
-                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update]),
-                "bastion",
-            ),
-            slack,
-            people: people(),
-            channel: "C0BASTION".into(),
-            alert_channel: "C0ALERTS".into(),
-        };
+        let (d, calls) = deps(&[&put, &update]).await;
         let out = handle(&d, input()).await.unwrap();
         assert_eq!(out.session_id, "ecs-execute-command-1");
         assert_eq!(out.person_id.as_deref(), Some("alice"));
@@ -277,13 +263,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_retry_finds_the_post_and_does_not_post_twice() {
-        let put = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                    .build(),
-            )
-        });
+        let put = crate::testing::put_item_exists();
         let get = mock!(aws_sdk_dynamodb::Client::get_item)
             .match_requests(|r| r.key().unwrap()["sk"].as_s().unwrap() == "session")
             .then_output(|| {
@@ -291,17 +271,7 @@ mod tests {
                     .set_item(Some(to_item(&stored(true))))
                     .build()
             });
-        let (slack, calls) = fake_slack::start(false).await;
-        let d = Deps {
-            store: Store::new(
-                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &get]),
-                "bastion",
-            ),
-            slack,
-            people: people(),
-            channel: "C0BASTION".into(),
-            alert_channel: "C0ALERTS".into(),
-        };
+        let (d, calls) = deps(&[&put, &get]).await;
         let out = handle(&d, input()).await.unwrap();
         assert_eq!(out.thread_ts.as_deref(), Some("1.5"));
         assert!(calls.all().is_empty(), "{:?}", calls.all());
@@ -332,17 +302,7 @@ mod tests {
                 .set_attributes(Some(to_item(&rec)))
                 .build()
         });
-        let (slack, calls) = fake_slack::start(false).await;
-        let d = Deps {
-            store: Store::new(
-                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put, &update]),
-                "bastion",
-            ),
-            slack,
-            people: people(),
-            channel: "C0BASTION".into(),
-            alert_channel: "C0ALERTS".into(),
-        };
+        let (d, calls) = deps(&[&put, &update]).await;
         let out = handle(&d, i).await.unwrap();
         assert_eq!(out.person_id, None);
         assert_eq!(put.num_calls(), 1);
@@ -362,14 +322,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_watch_input_is_invalid_and_records_nothing() {
-        let (slack, _) = fake_slack::start(false).await;
-        let d = Deps {
-            store: Store::new(mock_client!(aws_sdk_dynamodb, []), "bastion"),
-            slack,
-            people: people(),
-            channel: "C0BASTION".into(),
-            alert_channel: "C0ALERTS".into(),
-        };
+        let (d, _) = deps(&[]).await;
         let mut i = input();
         i.watch.reminder_before_seconds = i.watch.deadline_seconds;
         let err = handle(&d, i).await.unwrap_err();

@@ -207,8 +207,7 @@ async fn confirm(deps: &Deps, session_id: &str) -> Result<Output, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bastion::login::{from_event, sample_event};
-    use crate::bastion::session::{SessionRecord, Times};
+    use crate::bastion::session::SessionRecord;
     use crate::bastion::steps::fake_slack;
     use crate::platform::dynamo::to_item;
     use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
@@ -220,40 +219,10 @@ mod tests {
     use serde_json::{json, Value};
 
     fn record(approved: bool) -> SessionRecord {
-        let login = from_event(&sample_event(
-            "s1",
-            "arn:aws:iam::123456789012:user/alice",
-            "bastion",
-            "t1",
-            "2026-11-28T13:00:00Z",
-        ))
-        .unwrap()
-        .unwrap();
-        let mut rec = SessionRecord::new(
-            &login,
-            None,
-            "staging",
-            "s1",
-            None,
-            Times {
-                deadline_at: "2026-11-29T13:00:00Z".into(),
-                reminder_at: "2026-11-29T12:00:00Z".into(),
-                recorded_at: "2026-11-28T13:00:01Z".into(),
-            },
-        );
-        rec.channel = Some("C0BASTION".into());
-        rec.thread_ts = Some("1.5".into());
+        let mut rec = crate::bastion::fixtures::posted("s1", false);
         if approved {
             rec.status = SessionStatus::Approved;
-            rec.approval = Some(Approval {
-                by: "carol".into(),
-                by_name: "Carol".into(),
-                slack_user: "U0CAROL01".into(),
-                text: "approved".into(),
-                ts: "1.6".into(),
-                permalink: String::new(),
-                recorded_at: "2026-11-28T14:00:00Z".into(),
-            });
+            rec.approval = Some(crate::bastion::fixtures::carol_approves("approved", "1.6"));
         }
         rec
     }
@@ -280,6 +249,18 @@ mod tests {
             alert_channel: "C0ALERTS".into(),
         };
         (d, calls)
+    }
+
+    fn alert() -> Input {
+        Input::Alert {
+            session_id: "s1".into(),
+        }
+    }
+
+    fn confirm() -> Input {
+        Input::Confirm {
+            session_id: "s1".into(),
+        }
     }
 
     fn register_input() -> Value {
@@ -316,13 +297,7 @@ mod tests {
         let get = get(record(true));
         let take = mock!(aws_sdk_dynamodb::Client::delete_item).then_output(|| {
             DeleteItemOutput::builder()
-                .set_attributes(Some(to_item(&waits::Waiter {
-                    wait_key: "session-approval#s1".into(),
-                    task_token: "tok".into(),
-                    execution_arn: "arn:e".into(),
-                    registered_at: "2026-11-28T13:00:00Z".into(),
-                    expires_at: "2027-11-28T13:00:00Z".into(),
-                })))
+                .set_attributes(Some(to_item(&crate::bastion::fixtures::waiter())))
                 .build()
         });
         let send = mock!(aws_sdk_sfn::Client::send_task_success)
@@ -361,14 +336,7 @@ mod tests {
             })
             .then_output(|| UpdateItemOutput::builder().build());
         let (d, calls) = deps(&[&get, &update], &[]).await;
-        let out = handle(
-            &d,
-            Input::Alert {
-                session_id: "s1".into(),
-            },
-        )
-        .await
-        .unwrap();
+        let out = handle(&d, alert()).await.unwrap();
         let json = serde_json::to_value(&out).unwrap();
         assert_eq!(json["alerted"], true);
         assert_eq!(json["alert"]["channel"], "C0ALERTS");
@@ -384,14 +352,7 @@ mod tests {
     async fn an_approval_in_the_meantime_wins_over_the_alert() {
         let get = get(record(true));
         let (d, calls) = deps(&[&get], &[]).await;
-        let out = handle(
-            &d,
-            Input::Alert {
-                session_id: "s1".into(),
-            },
-        )
-        .await
-        .unwrap();
+        let out = handle(&d, alert()).await.unwrap();
         assert_eq!(
             serde_json::to_value(&out).unwrap(),
             json!({"alerted": false})
@@ -403,14 +364,7 @@ mod tests {
     async fn confirm_posts_the_approval_and_needs_one() {
         let get_ok = get(record(true));
         let (d, calls) = deps(&[&get_ok], &[]).await;
-        let out = handle(
-            &d,
-            Input::Confirm {
-                session_id: "s1".into(),
-            },
-        )
-        .await
-        .unwrap();
+        let out = handle(&d, confirm()).await.unwrap();
         let json = serde_json::to_value(&out).unwrap();
         assert_eq!(
             (
@@ -435,14 +389,7 @@ mod tests {
         // the record, which has no approval. The workflow routes on `confirmed: false`.
         let get_open = get(record(false));
         let (d, calls) = deps(&[&get_open], &[]).await;
-        let out = handle(
-            &d,
-            Input::Confirm {
-                session_id: "s1".into(),
-            },
-        )
-        .await
-        .unwrap();
+        let out = handle(&d, confirm()).await.unwrap();
         assert_eq!(
             serde_json::to_value(&out).unwrap(),
             json!({"confirmed": false, "sessionId": "s1", "status": "open"})

@@ -257,8 +257,7 @@ async fn process(ev: &Value, deps: &Deps) -> Result<Outcome, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bastion::login::{from_event, sample_event};
-    use crate::bastion::session::{SessionRecord, Times};
+    use crate::bastion::session::SessionRecord;
     use crate::bastion::steps::fake_slack;
     use crate::platform::dynamo::to_item;
     use crate::platform::slack;
@@ -280,7 +279,7 @@ mod tests {
             db,
             sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, sfn),
             slack,
-            people: People::parse(crate::shared::people::EMBEDDED, "staging").unwrap(),
+            people: crate::bastion::fixtures::people(),
             phrases: Phrases::new(&watch.approval).unwrap(),
             waits_table: "waits".into(),
             signing_secret: "s3cr3t".into(),
@@ -338,30 +337,7 @@ mod tests {
     }
 
     fn session() -> SessionRecord {
-        let login = from_event(&sample_event(
-            "s1",
-            "arn:aws:iam::123456789012:user/alice",
-            "bastion",
-            "t1",
-            "2026-11-28T13:00:00Z",
-        ))
-        .unwrap()
-        .unwrap();
-        let people = People::parse(crate::shared::people::EMBEDDED, "staging").unwrap();
-        let mut rec = SessionRecord::new(
-            &login,
-            people.by_principal(&login.principal_arn),
-            "staging",
-            "s1",
-            None,
-            Times {
-                deadline_at: "2026-11-29T13:00:00Z".into(),
-                reminder_at: "2026-11-29T12:00:00Z".into(),
-                recorded_at: "2026-11-28T13:00:01Z".into(),
-            },
-        );
-        rec.channel = Some("C0BASTION".into());
-        rec.thread_ts = Some("1.5".into());
+        let mut rec = crate::bastion::fixtures::posted("s1", true);
         rec.thread_key = Some("C0BASTION:1.5".into());
         rec
     }
@@ -372,6 +348,11 @@ mod tests {
             "type": "message", "channel": "C0BASTION", "user": user, "text": text,
             "ts": "1.7", "thread_ts": "1.5"}})
         .to_string()
+    }
+
+    /// A signed, fresh request carrying [`reply_body`].
+    fn reply(user: &str, text: &str) -> Value {
+        request(&reply_body(user, text), "s3cr3t", time::now().timestamp())
     }
 
     fn by_thread() -> Rule {
@@ -394,15 +375,10 @@ mod tests {
             .match_requests(|r| r.condition_expression() == Some("attribute_not_exists(#k)"))
             .then_output(|| PutItemOutput::builder().build());
         let mut approved = session();
-        approved.approval = Some(Approval {
-            by: "carol".into(),
-            by_name: "Carol".into(),
-            slack_user: "U0CAROL01".into(),
-            text: "承認します".into(),
-            ts: "1.7".into(),
-            permalink: String::new(),
-            recorded_at: "2026-11-28T14:00:00Z".into(),
-        });
+        approved.approval = Some(crate::bastion::fixtures::carol_approves(
+            "承認します",
+            "1.7",
+        ));
         let updates = mock!(aws_sdk_dynamodb::Client::update_item).then_output(move || {
             UpdateItemOutput::builder()
                 .set_attributes(Some(to_item(&approved)))
@@ -415,29 +391,14 @@ mod tests {
             })
             .then_output(|| {
                 DeleteItemOutput::builder()
-                    .set_attributes(Some(to_item(&waits::Waiter {
-                        wait_key: "session-approval#s1".into(),
-                        task_token: "tok".into(),
-                        execution_arn: "arn:e".into(),
-                        registered_at: "2026-11-28T13:00:00Z".into(),
-                        expires_at: "2027-11-28T13:00:00Z".into(),
-                    })))
+                    .set_attributes(Some(to_item(&crate::bastion::fixtures::waiter())))
                     .build()
             });
         let send = mock!(aws_sdk_sfn::Client::send_task_success)
             .match_requests(|r| r.task_token() == Some("tok"))
             .then_output(|| SendTaskSuccessOutput::builder().build());
         let (d, _) = deps(&[&seen, &query, &puts, &updates, &take], &[&send]).await;
-        let resp = handle(
-            &d,
-            request(
-                &reply_body("U0CAROL01", "承認します"),
-                "s3cr3t",
-                time::now().timestamp(),
-            ),
-        )
-        .await
-        .unwrap();
+        let resp = handle(&d, reply("U0CAROL01", "承認します")).await.unwrap();
         let out = answer(&resp);
         assert_eq!(out["outcome"]["verdict"], "evidence", "{out}");
         assert_eq!(out["outcome"]["approvedBy"], "carol", "{out}");
@@ -458,16 +419,7 @@ mod tests {
         let outcome = mock!(aws_sdk_dynamodb::Client::update_item)
             .then_output(|| UpdateItemOutput::builder().build());
         let (d, _) = deps(&[&seen, &query, &puts, &outcome], &[]).await;
-        let resp = handle(
-            &d,
-            request(
-                &reply_body("U0BOB0001", "approved"),
-                "s3cr3t",
-                time::now().timestamp(),
-            ),
-        )
-        .await
-        .unwrap();
+        let resp = handle(&d, reply("U0BOB0001", "approved")).await.unwrap();
         let out = answer(&resp);
         assert_eq!(out["outcome"]["verdict"], "not_executive", "{out}");
         assert!(out["outcome"].get("waitEnded").is_none(), "{out}");
@@ -506,18 +458,7 @@ mod tests {
         let [put, get] = claimed_before();
         let query = by_thread();
         let (d, calls) = deps(&[&put, &get, &query], &[]).await;
-        let out = answer(
-            &handle(
-                &d,
-                request(
-                    &reply_body("U0CAROL01", "approved"),
-                    "s3cr3t",
-                    time::now().timestamp(),
-                ),
-            )
-            .await
-            .unwrap(),
-        );
+        let out = answer(&handle(&d, reply("U0CAROL01", "approved")).await.unwrap());
         assert_eq!(out["duplicate"], true, "{out}");
         // One conditional put decided it; the reply was never looked at.
         assert_eq!((put.num_calls(), query.num_calls()), (1, 0));
@@ -544,11 +485,7 @@ mod tests {
             })
             .then_output(|| DeleteItemOutput::builder().build());
         let (d, _) = deps(&[&put, &query, &release], &[]).await;
-        let req = request(
-            &reply_body("U0CAROL01", "approved"),
-            "s3cr3t",
-            time::now().timestamp(),
-        );
+        let req = reply("U0CAROL01", "approved");
         assert!(handle(&d, req).await.is_err());
         assert_eq!(release.num_calls(), 1);
     }
@@ -580,11 +517,7 @@ mod tests {
     async fn a_redelivered_event_is_acknowledged_without_effect() {
         let [put, seen] = claimed_before();
         let (d, calls) = deps(&[&put, &seen], &[]).await;
-        let mut req = request(
-            &reply_body("U0CAROL01", "approved"),
-            "s3cr3t",
-            time::now().timestamp(),
-        );
+        let mut req = reply("U0CAROL01", "approved");
         req["headers"]["x-slack-retry-num"] = json!("1");
         let out = answer(&handle(&d, req).await.unwrap());
         assert_eq!(out["duplicate"], true, "{out}");

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use batchless_scenarios::*;
 use serde_json::{json, Value};
 
@@ -245,8 +245,10 @@ async fn two_concurrent_migrations_never_build_at_once() -> Result<()> {
     let (stack, sm) = setup().await?;
     let commit = stack.app_head()?;
     // No extra sleep: each real build (pre-flight, db:migrate, status: three Rails boots) is
-    // long enough for the other run to meet the lock, and B's lock budget (~10 min, 10 s at
-    // time-scale 60) must outlast A's whole run.
+    // long enough for the other run to meet the lock. B's lock budget (~10 min, about 10 s at
+    // time-scale 60) may or may not outlast A's whole run on a loaded machine: either way the
+    // builds never overlap. B either waits and then builds after A's build ended, or gives up
+    // as `MigrationInProgress` without a build.
     let input = migration_input(&commit, json!({}));
     let a = stack.start(&sm, &unique_name("conc-a"), &input).await?;
     let b = stack.start(&sm, &unique_name("conc-b"), &input).await?;
@@ -254,38 +256,54 @@ async fn two_concurrent_migrations_never_build_at_once() -> Result<()> {
         stack.wait_end(&a, TIMEOUT).await?,
         stack.wait_end(&b, TIMEOUT).await?,
     );
-    assert_eq!(ea.status, "SUCCEEDED", "{ea:?}");
-    assert_eq!(eb.status, "SUCCEEDED", "{eb:?}");
-    let ids: Vec<String> = [&ea, &eb]
-        .iter()
-        .map(|e| {
-            e.output.as_ref().unwrap()["buildId"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    let spans: Vec<(i64, i64)> = stack
-        .builds_by_id(ids)
-        .await?
-        .iter()
-        .map(|b| {
-            (
-                b.start_time().unwrap().as_nanos() as i64,
-                b.end_time().unwrap().as_nanos() as i64,
-            )
-        })
-        .collect();
-    assert_eq!(spans.len(), 2);
-    let (first, second) = if spans[0].0 <= spans[1].0 {
-        (spans[0], spans[1])
+    // Whichever took the lock first built and succeeded; the other met the lock.
+    let (won, lost, lost_arn) = if ea.status == "SUCCEEDED" {
+        (&ea, &eb, &b)
     } else {
-        (spans[1], spans[0])
+        (&eb, &ea, &a)
     };
-    assert!(first.1 <= second.0, "builds overlapped: {spans:?}");
-    // One of them waited for the lock.
+    assert_eq!(won.status, "SUCCEEDED", "{ea:?} {eb:?}");
     let errors = [stack.task_errors(&a).await?, stack.task_errors(&b).await?].concat();
     assert!(errors.iter().any(|e| e == "LockHeld"), "{errors:?}");
+    let build_of = |e: &Ended| {
+        e.output
+            .as_ref()
+            .and_then(|o| o["buildId"].as_str())
+            .map(str::to_string)
+    };
+    let won_build = build_of(won).context("the winner's build")?;
+    if lost.status == "SUCCEEDED" {
+        let spans: Vec<(i64, i64)> = stack
+            .builds_by_id(vec![won_build, build_of(lost).context("the second build")?])
+            .await?
+            .iter()
+            .map(|b| {
+                (
+                    b.start_time().unwrap().as_nanos() as i64,
+                    b.end_time().unwrap().as_nanos() as i64,
+                )
+            })
+            .collect();
+        assert_eq!(spans.len(), 2);
+        let (first, second) = if spans[0].0 <= spans[1].0 {
+            (spans[0], spans[1])
+        } else {
+            (spans[1], spans[0])
+        };
+        assert!(first.1 <= second.0, "builds overlapped: {spans:?}");
+    } else {
+        assert_eq!(lost.status, "FAILED", "{lost:?}");
+        assert_eq!(
+            lost.error.as_deref(),
+            Some("MigrationInProgress"),
+            "{lost:?}"
+        );
+        let states = stack.states_entered(lost_arn).await?;
+        assert!(
+            !states.iter().any(|s| s == "StartBuild"),
+            "the run that gave up built nothing: {states:?}"
+        );
+    }
     Ok(())
 }
 

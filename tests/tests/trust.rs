@@ -309,7 +309,9 @@ impl Migration {
 #[tokio::test]
 async fn a_forged_build_outcome_on_the_migration_wait_is_rechecked_and_waited_out() -> Result<()> {
     let m = Migration::setup().await?;
-    let input = migration_input(&m.stack.app_head()?, json!({"FAKE_SLEEP_SECONDS": "20"}));
+    // 60 s of work: the build outlasts the forge, the re-check and the checks below even on a
+    // loaded machine (20 s was not always enough on two busy cores).
+    let input = migration_input(&m.stack.app_head()?, json!({"FAKE_SLEEP_SECONDS": "60"}));
     let arn = m
         .stack
         .start(&m.sm, &unique_name("forgedbuild"), &input)

@@ -47,13 +47,36 @@ pub(crate) mod testing {
             .build()
     }
 
+    /// `PutItem`'s error when its condition does not hold.
+    pub fn put_item_failed() -> aws_sdk_dynamodb::operation::put_item::PutItemError {
+        aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
+            conditional_check_failed(),
+        )
+    }
+
+    /// `DeleteItem`'s error when its condition does not hold.
+    pub fn delete_item_failed() -> aws_sdk_dynamodb::operation::delete_item::DeleteItemError {
+        aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(
+            conditional_check_failed(),
+        )
+    }
+
+    /// `UpdateItem`'s error when its condition does not hold.
+    pub fn update_item_failed() -> aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(
+            conditional_check_failed(),
+        )
+    }
+
     /// A `PutItem` whose condition fails: the item is already there (`put_once` lost).
     pub fn put_item_exists() -> aws_smithy_mocks::Rule {
-        aws_smithy_mocks::mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
-            aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
-                conditional_check_failed(),
-            )
-        })
+        aws_smithy_mocks::mock!(aws_sdk_dynamodb::Client::put_item).then_error(put_item_failed)
+    }
+
+    /// A conditional `DeleteItem` whose condition fails: nothing (of this owner) to delete.
+    pub fn delete_item_absent() -> aws_smithy_mocks::Rule {
+        aws_smithy_mocks::mock!(aws_sdk_dynamodb::Client::delete_item)
+            .then_error(delete_item_failed)
     }
 }
 

@@ -841,8 +841,8 @@ pub async fn end_unrecorded(
 mod tests {
     use super::*;
     use crate::patch::steps::fixtures;
-    use aws_sdk_dynamodb::operation::delete_item::{DeleteItemError, DeleteItemOutput};
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
+
     use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 
@@ -905,13 +905,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wait_registered_before_the_upgrade_is_ended_through_its_record() {
-        let none = mock!(aws_sdk_dynamodb::Client::delete_item).then_error(|| {
-            DeleteItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                    .build(),
-            )
-        });
+        let none = crate::testing::delete_item_absent();
         let sent = send("old-tok", json!({"decision": "rejected", "by": "carol"}));
         let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&none]);
         let sfn = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&sent]);

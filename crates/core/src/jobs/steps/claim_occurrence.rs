@@ -111,7 +111,7 @@ mod tests {
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemInput, PutItemOutput};
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+
     use aws_sdk_dynamodb::types::AttributeValue;
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 
@@ -146,11 +146,7 @@ mod tests {
     }
 
     fn ccf() -> PutItemError {
-        PutItemError::ConditionalCheckFailedException(
-            ConditionalCheckFailedException::builder()
-                .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                .build(),
-        )
+        crate::testing::put_item_failed()
     }
 
     /// A PutItem into `table` (the two tables share one mocked client).

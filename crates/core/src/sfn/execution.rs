@@ -91,6 +91,19 @@ pub struct ExecutionStatusChange {
     pub name: Option<String>,
 }
 
+/// `s` fit for an execution name: every character but `[A-Za-z0-9_-]` becomes `-`.
+pub fn name_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
 /// The ARN of execution `name` of `state_machine_arn` (what StartExecution would return).
 pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
     format!(

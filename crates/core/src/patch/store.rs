@@ -327,6 +327,18 @@ impl DecisionOutcome {
         }
     }
 
+    /// A refused decision: nothing was written, no wait ended.
+    fn refused(refusal: Refusal, rec: PatchRecord, run: &PatchRun, people: &People) -> Self {
+        DecisionOutcome::new(
+            DecisionResult::Refused,
+            Some(refusal),
+            rec,
+            run,
+            people,
+            false,
+        )
+    }
+
     /// One line for Slack or the terminal.
     pub fn summary(&self, who: &str, decision: Decision) -> String {
         match (self.outcome, &self.refusal) {
@@ -466,14 +478,7 @@ pub async fn decide(
                 ),
             )
             .await?;
-            return Ok(DecisionOutcome::new(
-                DecisionResult::Refused,
-                Some(refusal),
-                rec,
-                &run,
-                people,
-                false,
-            ));
+            return Ok(DecisionOutcome::refused(refusal, rec, &run, people));
         }
     }
     let person = decider.person.expect("judged: a person");
@@ -518,14 +523,7 @@ pub async fn decide(
     let Some(stored) = rec.decisions.get(&person.id).cloned() else {
         // Not written and not there: the patch left PENDING_APPROVAL meanwhile.
         let refusal = Refusal::NotPending { status: rec.status };
-        return Ok(DecisionOutcome::new(
-            DecisionResult::Refused,
-            Some(refusal),
-            rec,
-            &run,
-            people,
-            false,
-        ));
+        return Ok(DecisionOutcome::refused(refusal, rec, &run, people));
     };
     audit::append(
         &st.trail,

@@ -16,6 +16,15 @@ pub struct Execution {
     pub start_time: String,
 }
 
+/// The input of a workflow's first step: the execution input as it came (the step parses it
+/// strictly) and the execution it started.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StartInput {
+    pub input: serde_json::Value,
+    pub execution: Execution,
+}
+
 /// A caught Step Functions error (`Catch` with `ResultPath`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1277,52 +1277,53 @@ mod tests {
     #[test]
     fn rule_evaluation() {
         let input = json!({"a": {"b": [1, "x"]}, "s": "release-42", "t": "2026-11-28T13:00:00Z", "f": false});
-        let rule = |r: Value| evaluate_rule(&r, &input);
-        assert_eq!(
-            rule(json!({"Variable": "$.a.b[0]", "NumericGreaterThanEquals": 1})),
-            Some(true)
-        );
-        assert_eq!(
-            rule(json!({"Variable": "$.a.b[1]", "NumericEquals": 1})),
-            Some(false)
-        );
-        assert_eq!(
-            rule(json!({"Variable": "$.s", "StringMatches": "release-*"})),
-            Some(true)
-        );
-        assert_eq!(
-            rule(json!({"Variable": "$.s", "StringMatches": "rel\\*"})),
-            Some(false)
-        );
-        assert_eq!(
-            rule(json!({"Variable": "$.f", "BooleanEquals": false})),
-            Some(true)
-        );
-        assert_eq!(
-            rule(json!({"Variable": "$.nope", "IsPresent": false})),
-            Some(true)
-        );
-        assert_eq!(
-            rule(json!({"Not": {"Variable": "$['s']", "StringEquals": "x"}})),
-            Some(true)
-        );
-        assert_eq!(
-            rule(json!({"Variable": "$.t", "TimestampLessThan": "2026-11-28T14:00:00+00:00"})),
-            Some(true)
-        );
-        assert_eq!(
-            rule(json!({"Variable": "$.s", "StringEqualsPath": "$.s"})),
-            Some(true)
-        );
-        // Missing variables and the context object cannot be evaluated.
-        assert_eq!(
-            rule(json!({"Variable": "$.nope", "StringEquals": "x"})),
-            None
-        );
-        assert_eq!(
-            rule(json!({"Variable": "$$.Execution.Id", "IsPresent": true})),
-            None
-        );
+        let cases = [
+            (
+                json!({"Variable": "$.a.b[0]", "NumericGreaterThanEquals": 1}),
+                Some(true),
+            ),
+            (
+                json!({"Variable": "$.a.b[1]", "NumericEquals": 1}),
+                Some(false),
+            ),
+            (
+                json!({"Variable": "$.s", "StringMatches": "release-*"}),
+                Some(true),
+            ),
+            (
+                json!({"Variable": "$.s", "StringMatches": "rel\\*"}),
+                Some(false),
+            ),
+            (
+                json!({"Variable": "$.f", "BooleanEquals": false}),
+                Some(true),
+            ),
+            (
+                json!({"Variable": "$.nope", "IsPresent": false}),
+                Some(true),
+            ),
+            (
+                json!({"Not": {"Variable": "$['s']", "StringEquals": "x"}}),
+                Some(true),
+            ),
+            (
+                json!({"Variable": "$.t", "TimestampLessThan": "2026-11-28T14:00:00+00:00"}),
+                Some(true),
+            ),
+            (
+                json!({"Variable": "$.s", "StringEqualsPath": "$.s"}),
+                Some(true),
+            ),
+            // Missing variables and the context object cannot be evaluated.
+            (json!({"Variable": "$.nope", "StringEquals": "x"}), None),
+            (
+                json!({"Variable": "$$.Execution.Id", "IsPresent": true}),
+                None,
+            ),
+        ];
+        for (rule, want) in cases {
+            assert_eq!(evaluate_rule(&rule, &input), want, "{rule}");
+        }
         assert_eq!(
             evaluate_choices(
                 &[json!({"Variable": "$.f", "BooleanEquals": true, "Next": "X"})],

@@ -47,13 +47,80 @@ pub(crate) mod testing {
             .build()
     }
 
+    /// `PutItem`'s error when its condition does not hold.
+    pub fn put_item_failed() -> aws_sdk_dynamodb::operation::put_item::PutItemError {
+        aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
+            conditional_check_failed(),
+        )
+    }
+
+    /// `DeleteItem`'s error when its condition does not hold.
+    pub fn delete_item_failed() -> aws_sdk_dynamodb::operation::delete_item::DeleteItemError {
+        aws_sdk_dynamodb::operation::delete_item::DeleteItemError::ConditionalCheckFailedException(
+            conditional_check_failed(),
+        )
+    }
+
+    /// `UpdateItem`'s error when its condition does not hold.
+    pub fn update_item_failed() -> aws_sdk_dynamodb::operation::update_item::UpdateItemError {
+        aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(
+            conditional_check_failed(),
+        )
+    }
+
     /// A `PutItem` whose condition fails: the item is already there (`put_once` lost).
     pub fn put_item_exists() -> aws_smithy_mocks::Rule {
-        aws_smithy_mocks::mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
-            aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(
-                conditional_check_failed(),
-            )
-        })
+        aws_smithy_mocks::mock!(aws_sdk_dynamodb::Client::put_item).then_error(put_item_failed)
+    }
+
+    /// A one-request HTTP server on loopback: answers `response` (raw HTTP) and hands back the
+    /// request it read (head and body).
+    pub async fn serve_once(response: String) -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/api", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = sock.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&seen).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if seen.len() >= end + 4 + length || n == 0 {
+                        break;
+                    }
+                }
+                assert!(n > 0, "the client closed before sending a whole request");
+            }
+            sock.write_all(response.as_bytes()).await.unwrap();
+            sock.shutdown().await.unwrap();
+            String::from_utf8(seen).unwrap()
+        });
+        (base, server)
+    }
+
+    /// A raw HTTP/1.1 answer with a JSON body (`extra`: more header lines, each ending `\r\n`).
+    pub fn answer(status: &str, extra: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// A conditional `DeleteItem` whose condition fails: nothing (of this owner) to delete.
+    pub fn delete_item_absent() -> aws_smithy_mocks::Rule {
+        aws_smithy_mocks::mock!(aws_sdk_dynamodb::Client::delete_item)
+            .then_error(delete_item_failed)
     }
 }
 

@@ -160,7 +160,7 @@ mod tests {
     use crate::platform::dynamo;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
     fn req(policy: Concurrency) -> Request<'static> {
@@ -177,11 +177,7 @@ mod tests {
     }
 
     fn ccf() -> PutItemError {
-        PutItemError::ConditionalCheckFailedException(
-            ConditionalCheckFailedException::builder()
-                .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                .build(),
-        )
+        crate::testing::put_item_failed()
     }
 
     fn holder() -> GetItemOutput {

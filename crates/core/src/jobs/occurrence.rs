@@ -220,9 +220,7 @@ mod tests {
     }
 
     fn ccf() -> ConditionalCheckFailedException {
-        ConditionalCheckFailedException::builder()
-            .meta(crate::testing::meta("ConditionalCheckFailedException"))
-            .build()
+        crate::testing::conditional_check_failed()
     }
 
     #[test]

@@ -86,16 +86,7 @@ pub enum Decision {
 
 /// `codepipeline-<job id>`: deterministic, ≤ 80 characters, no `:`.
 pub fn execution_name(job_id: &str) -> String {
-    let safe: String = job_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let safe = crate::sfn::execution::name_safe(job_id);
     let mut name = format!("codepipeline-{safe}");
     name.truncate(80);
     name

@@ -439,56 +439,25 @@ pub async fn started_executions(
     state_machine_arn: &str,
     since: DateTime<Utc>,
 ) -> Result<Vec<StartedExecution>, Error> {
-    use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
     let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        let page = cloudtrail
-            .lookup_events()
-            .lookup_attributes(
-                LookupAttribute::builder()
-                    .attribute_key(LookupAttributeKey::EventName)
-                    .attribute_value("StartExecution")
-                    .build()
-                    .expect("key and value are set"),
-            )
-            .start_time(aws_smithy_types::DateTime::from_secs(since.timestamp()))
-            .end_time(aws_smithy_types::DateTime::from_secs(
-                crate::platform::time::now().timestamp() + 60,
-            ))
-            .set_next_token(token)
-            .send()
-            .await
-            .aws("LookupEvents")?;
-        for e in page.events() {
-            let Some(raw) = e.cloud_trail_event() else {
-                continue;
-            };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(raw) else {
-                continue;
-            };
-            if v["eventSource"] != "states.amazonaws.com"
-                || v["requestParameters"]["stateMachineArn"] != state_machine_arn
-            {
-                continue;
-            }
-            out.push(StartedExecution {
-                execution_name: v["requestParameters"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                principal: v["userIdentity"]["arn"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                event_time: v["eventTime"].as_str().unwrap_or_default().to_string(),
-                event_id: v["eventID"].as_str().unwrap_or_default().to_string(),
-            });
+    for v in cloudtrail_events(cloudtrail, "StartExecution", since).await? {
+        if v["eventSource"] != "states.amazonaws.com"
+            || v["requestParameters"]["stateMachineArn"] != state_machine_arn
+        {
+            continue;
         }
-        match page.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
-        }
+        out.push(StartedExecution {
+            execution_name: v["requestParameters"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            principal: v["userIdentity"]["arn"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            event_time: v["eventTime"].as_str().unwrap_or_default().to_string(),
+            event_id: v["eventID"].as_str().unwrap_or_default().to_string(),
+        });
     }
     Ok(out)
 }

@@ -210,71 +210,38 @@ impl Default for Policy {
 
 /// Rake task names: `namespace:task`, letters, digits, `_`, `-`, `.`, `:`; no leading `-`.
 pub fn rake_task(field: &str, s: &str) -> Result<(), InputError> {
-    let ok = !s.is_empty()
-        && s.len() <= 128
-        && !s.starts_with(['-', ':', '.'])
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(InputError::field(
-            field,
-            format!(
-                "{:?} is not a safe rake task name (1-128 of [A-Za-z0-9_.:-], not starting with - : or .; shell metacharacters are refused)",
-                crate::platform::input::truncate(s, 60)
-            ),
-        ))
-    }
+    input::accept(
+        input::made_of(s, 128, b"_-.:") && !s.starts_with(['-', ':', '.']),
+        field,
+        s,
+        "is not a safe rake task name (1-128 of [A-Za-z0-9_.:-], not starting with - : or .; shell metacharacters are refused)",
+    )
 }
 
 /// Script paths: relative, inside the repository, `.rb`, safe characters only.
 pub fn script_path(field: &str, s: &str) -> Result<(), InputError> {
-    let safe_chars = s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"_-./".contains(&b));
-    let ok = !s.is_empty()
-        && s.len() <= 256
-        && safe_chars
+    let ok = input::made_of(s, 256, b"_-./")
         && !s.starts_with(['/', '-', '.'])
         && s.ends_with(".rb")
         && !s.split('/').any(|part| part.is_empty() || part == "..");
-    if ok {
-        Ok(())
-    } else {
-        Err(InputError::field(
-            field,
-            format!(
-                "{:?} is not a safe script path (a relative path to a .rb file inside the repository, [A-Za-z0-9_./-] only, no ..; shell metacharacters are refused)",
-                crate::platform::input::truncate(s, 60)
-            ),
-        ))
-    }
+    input::accept(
+        ok,
+        field,
+        s,
+        "is not a safe script path (a relative path to a .rb file inside the repository, [A-Za-z0-9_./-] only, no ..; shell metacharacters are refused)",
+    )
 }
 
 /// A git ref as typed: what `git check-ref-format` allows, plus full SHAs, without anything a
 /// shell or a URL would read differently.
 pub fn git_ref(field: &str, s: &str) -> Result<(), InputError> {
-    let ok = !s.is_empty()
-        && s.len() <= 200
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-./+@".contains(&b))
+    let ok = input::made_of(s, 200, b"_-./+@")
         && !s.starts_with(['-', '/', '.'])
         && !s.ends_with(['/', '.'])
         && !s.contains("..")
         && !s.contains("@{")
         && !s.ends_with(".lock");
-    if ok {
-        Ok(())
-    } else {
-        Err(InputError::field(
-            field,
-            format!(
-                "{:?} is not a valid git ref",
-                crate::platform::input::truncate(s, 60)
-            ),
-        ))
-    }
+    input::accept(ok, field, s, "is not a valid git ref")
 }
 
 /// Quote one word for bash: bare when it is made of safe characters, else single-quoted
@@ -469,18 +436,12 @@ pub fn patch_id_of_execution(execution_arn: &str) -> Option<&str> {
 
 /// A Step Functions-safe execution name for a patch: `patch-<ticket>-<utc stamp>`.
 pub fn execution_name(ticket: &str, now: chrono::DateTime<chrono::Utc>) -> String {
-    let t: String = ticket
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect();
-    format!("patch-{t}-{}", now.format("%Y%m%dT%H%M%S%3fZ"))
+    let t: String = ticket.chars().take(40).collect();
+    format!(
+        "patch-{}-{}",
+        crate::sfn::execution::name_safe(&t),
+        now.format("%Y%m%dT%H%M%S%3fZ")
+    )
 }
 
 #[cfg(test)]

@@ -138,23 +138,19 @@ pub enum Mode {
     Run,
 }
 
-/// Indent every line of `text` by `n` spaces (a YAML block scalar's content).
-fn indent(text: &str, n: usize) -> String {
-    let pad = " ".repeat(n);
-    text.lines()
-        .map(|l| {
-            if l.is_empty() {
-                String::new()
-            } else {
-                format!("{pad}{l}")
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+/// The shim as the buildspec carries it: gzip, then base64 on one line (the build log prints
+/// every command it runs; the plain text printed the whole shim, ~15 KB, in each build's log).
+/// Deterministic (the gzip header's time is 0), so the sweep's rebuilt buildspec matches.
+pub fn shim_payload() -> String {
+    use base64::Engine;
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(SHIM.as_bytes()).expect("writing to memory");
+    base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("writing to memory"))
 }
 
 /// batchless's buildspec for a patch build: the shim is written from the buildspec itself
-/// (a quoted heredoc: nothing in it is expanded) and runs the approved command
+/// (`shim_payload`, decoded in the build: no variable an override could set) and runs the approved command
 /// (`$BATCHLESS_PATCH_COMMAND`, built and quoted by batchless from the request only).
 pub fn buildspec(mode: Mode, s: &Settings, time_limit_seconds: u64) -> String {
     let (id_var, mode_arg, out, header) = match mode {
@@ -180,7 +176,7 @@ pub fn buildspec(mode: Mode, s: &Settings, time_limit_seconds: u64) -> String {
                 .to_string()
         }
     };
-    let shim = indent(SHIM, 8);
+    let shim = shim_payload();
     format!(
         r#"version: 0.2
 env:
@@ -193,9 +189,7 @@ phases:
       - mkdir -p "${{BATCHLESS_OUTPUT_DIR}}" "{PREVIEW_DIR}" && touch "${{BATCHLESS_OUTPUT_DIR}}/.batchless"
       - |
         mkdir -p "/tmp/batchless-${{CODEBUILD_BUILD_ID##*:}}"
-        cat > "/tmp/batchless-${{CODEBUILD_BUILD_ID##*:}}/patch_shim.rb" <<'BATCHLESS_PATCH_SHIM_END'
-{shim}
-        BATCHLESS_PATCH_SHIM_END
+        echo '{shim}' | base64 -d | gunzip > "/tmp/batchless-${{CODEBUILD_BUILD_ID##*:}}/patch_shim.rb"
   build:
     commands:
       - eval "ruby /tmp/batchless-${{CODEBUILD_BUILD_ID##*:}}/patch_shim.rb {mode_arg} \"{out}\" {lock} {stmt} {limit} -- ${{BATCHLESS_PATCH_COMMAND}}"
@@ -592,8 +586,23 @@ mod tests {
         let spec = buildspec(Mode::DryRun, &s, 60);
         let y: serde_json::Value = serde_norway::from_str(&spec).unwrap();
         let pre = y["phases"]["pre_build"]["commands"][3].as_str().unwrap();
-        assert!(pre.contains("module PatchShim"), "{pre}");
-        assert!(pre.contains("<<'BATCHLESS_PATCH_SHIM_END'"));
+        // The shim travels compressed: decoding the command's payload gives it back whole,
+        // and its text is not in the buildspec (nor so in the build's log).
+        let payload = pre.split('\'').nth(1).unwrap();
+        let gz =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, payload).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text)
+            .unwrap();
+        assert_eq!(text, SHIM);
+        assert!(!pre.contains("module PatchShim"), "{pre}");
+        assert!(pre.contains("| base64 -d | gunzip > "), "{pre}");
+        assert!(spec.len() < SHIM.len(), "{}", spec.len());
+        assert_eq!(
+            spec,
+            buildspec(Mode::DryRun, &s, 60),
+            "rebuilt alike (the sweep's check)"
+        );
         let build = y["phases"]["build"]["commands"][0].as_str().unwrap();
         assert!(
             build.contains("dry-run") && build.contains(" 2000 30000 60 -- "),
@@ -606,6 +615,6 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("patch_shim.rb run "));
-        assert!(!SHIM.contains("BATCHLESS_PATCH_SHIM_END"));
+        assert!(run.contains(&format!("echo '{}' | base64 -d", shim_payload())));
     }
 }

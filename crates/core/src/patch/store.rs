@@ -327,6 +327,18 @@ impl DecisionOutcome {
         }
     }
 
+    /// A refused decision: nothing was written, no wait ended.
+    fn refused(refusal: Refusal, rec: PatchRecord, run: &PatchRun, people: &People) -> Self {
+        DecisionOutcome::new(
+            DecisionResult::Refused,
+            Some(refusal),
+            rec,
+            run,
+            people,
+            false,
+        )
+    }
+
     /// One line for Slack or the terminal.
     pub fn summary(&self, who: &str, decision: Decision) -> String {
         match (self.outcome, &self.refusal) {
@@ -466,14 +478,7 @@ pub async fn decide(
                 ),
             )
             .await?;
-            return Ok(DecisionOutcome::new(
-                DecisionResult::Refused,
-                Some(refusal),
-                rec,
-                &run,
-                people,
-                false,
-            ));
+            return Ok(DecisionOutcome::refused(refusal, rec, &run, people));
         }
     }
     let person = decider.person.expect("judged: a person");
@@ -518,14 +523,7 @@ pub async fn decide(
     let Some(stored) = rec.decisions.get(&person.id).cloned() else {
         // Not written and not there: the patch left PENDING_APPROVAL meanwhile.
         let refusal = Refusal::NotPending { status: rec.status };
-        return Ok(DecisionOutcome::new(
-            DecisionResult::Refused,
-            Some(refusal),
-            rec,
-            &run,
-            people,
-            false,
-        ));
+        return Ok(DecisionOutcome::refused(refusal, rec, &run, people));
     };
     audit::append(
         &st.trail,
@@ -841,8 +839,8 @@ pub async fn end_unrecorded(
 mod tests {
     use super::*;
     use crate::patch::steps::fixtures;
-    use aws_sdk_dynamodb::operation::delete_item::{DeleteItemError, DeleteItemOutput};
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
+
     use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 
@@ -905,13 +903,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_wait_registered_before_the_upgrade_is_ended_through_its_record() {
-        let none = mock!(aws_sdk_dynamodb::Client::delete_item).then_error(|| {
-            DeleteItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                    .build(),
-            )
-        });
+        let none = crate::testing::delete_item_absent();
         let sent = send("old-tok", json!({"decision": "rejected", "by": "carol"}));
         let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&none]);
         let sfn = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&sent]);

@@ -418,18 +418,8 @@ impl<T: Record> Table<T> {
         condition: Option<&str>,
         values: &[(&str, Value)],
     ) -> Result<Option<T>, Error> {
-        set_fields(
-            &self.db,
-            &self.name,
-            &[(T::KEY, key)],
-            fields,
-            condition,
-            values,
-        )
-        .await?
-        .as_ref()
-        .map(from_item)
-        .transpose()
+        self.set_fields_at(key, None, fields, condition, values)
+            .await
     }
 
     /// The records of `index` whose partition attribute `attr` is `value`, newest first.

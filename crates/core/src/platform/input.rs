@@ -149,19 +149,31 @@ pub fn bounded_text(field: &str, s: &str, max: usize) -> Result<(), InputError> 
 
 /// An identifier: 1..=max chars of `[A-Za-z0-9._:/@+-]`.
 pub fn identifier(field: &str, s: &str, max: usize) -> Result<(), InputError> {
-    let ok = !s.is_empty()
+    accept(
+        made_of(s, max, b"._:/@+-"),
+        field,
+        s,
+        &format!("must be 1-{max} characters of [A-Za-z0-9._:/@+-]"),
+    )
+}
+
+/// Whether `s` is 1..=`max` bytes, each an ASCII letter or digit or one of `extra`.
+pub fn made_of(s: &str, max: usize, extra: &[u8]) -> bool {
+    !s.is_empty()
         && s.len() <= max
         && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:/@+-".contains(&b));
+            .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+}
+
+/// `Ok` when `ok`; else `field`'s error: the value (cut to 60 characters), then `what` it
+/// should have been.
+pub fn accept(ok: bool, field: &str, s: &str, what: &str) -> Result<(), InputError> {
     if ok {
         Ok(())
     } else {
         Err(InputError::field(
             field,
-            format!(
-                "{:?} must be 1-{max} characters of [A-Za-z0-9._:/@+-]",
-                truncate(s, 60)
-            ),
+            format!("{:?} {what}", truncate(s, 60)),
         ))
     }
 }

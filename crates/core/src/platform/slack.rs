@@ -453,48 +453,7 @@ mod tests {
         );
     }
 
-    /// A one-request HTTP server on loopback: answers `response` (raw HTTP) and hands back the
-    /// request it read (head and body).
-    async fn serve_once(response: String) -> (String, tokio::task::JoinHandle<String>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}/api", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            let mut seen = Vec::new();
-            let mut buf = [0u8; 4096];
-            loop {
-                let n = sock.read(&mut buf).await.unwrap();
-                seen.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&seen).to_string();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if seen.len() >= end + 4 + length || n == 0 {
-                        break;
-                    }
-                }
-                assert!(n > 0, "the client closed before sending a whole request");
-            }
-            sock.write_all(response.as_bytes()).await.unwrap();
-            sock.shutdown().await.unwrap();
-            String::from_utf8(seen).unwrap()
-        });
-        (base, server)
-    }
-
-    fn answer(status: &str, extra: &str, body: &str) -> String {
-        format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    }
+    use crate::testing::{answer, serve_once};
 
     /// `method`'s call against a server that answers `response`; the call must fail.
     async fn failing_call(response: String, method: &str) -> SlackError {

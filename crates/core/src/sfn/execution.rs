@@ -16,6 +16,15 @@ pub struct Execution {
     pub start_time: String,
 }
 
+/// The input of a workflow's first step: the execution input as it came (the step parses it
+/// strictly) and the execution it started.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StartInput {
+    pub input: serde_json::Value,
+    pub execution: Execution,
+}
+
 /// A caught Step Functions error (`Catch` with `ResultPath`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +98,19 @@ pub struct ExecutionStatusChange {
     pub state_machine_arn: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
+}
+
+/// `s` fit for an execution name: every character but `[A-Za-z0-9_-]` becomes `-`.
+pub fn name_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 /// The ARN of execution `name` of `state_machine_arn` (what StartExecution would return).

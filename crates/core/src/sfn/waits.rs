@@ -184,8 +184,8 @@ pub struct Registered {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_dynamodb::operation::delete_item::{DeleteItemError, DeleteItemOutput};
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
+
     use aws_sdk_sfn::operation::send_task_success::{SendTaskSuccessError, SendTaskSuccessOutput};
     use aws_smithy_mocks::{mock, mock_client};
     use serde_json::json;
@@ -218,13 +218,7 @@ mod tests {
                     .set_attributes(Some(dynamo::to_item(&waiter())))
                     .build()
             })
-            .error(|| {
-                DeleteItemError::ConditionalCheckFailedException(
-                    ConditionalCheckFailedException::builder()
-                        .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                        .build(),
-                )
-            })
+            .error(crate::testing::delete_item_failed)
             .build();
         let send = mock!(aws_sdk_sfn::Client::send_task_success)
             .match_requests(|r| r.task_token() == Some("tok-1"))

@@ -156,7 +156,7 @@ pub async fn held_by(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
+
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
@@ -222,11 +222,7 @@ mod tests {
 
     #[tokio::test]
     async fn release_by_a_non_owner_is_a_no_op() {
-        let del = mock!(aws_sdk_dynamodb::Client::delete_item).then_error(|| {
-            DeleteItemError::ConditionalCheckFailedException(
-                crate::testing::conditional_check_failed(),
-            )
-        });
+        let del = crate::testing::delete_item_absent();
         let db = mock_client!(aws_sdk_dynamodb, [&del]);
         assert!(!release(&db, "locks", "migration:staging", "exec-9")
             .await

@@ -250,9 +250,7 @@ mod tests {
     }
 
     fn ccf() -> ConditionalCheckFailedException {
-        ConditionalCheckFailedException::builder()
-            .meta(crate::testing::meta("ConditionalCheckFailedException"))
-            .build()
+        crate::testing::conditional_check_failed()
     }
 
     #[test]

@@ -62,8 +62,8 @@ mod tests {
     use crate::jobs::{Concurrency, JobsFile};
     use crate::platform::dynamo;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
-    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use serde_json::json;
 
@@ -124,13 +124,7 @@ mod tests {
 
     #[tokio::test]
     async fn forbid_with_a_live_holder_is_not_acquired() {
-        let put = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                    .build(),
-            )
-        });
+        let put = crate::testing::put_item_exists();
         let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
             GetItemOutput::builder()
                 .set_item(Some(dynamo::to_item(&lease::JobLease {

@@ -7,15 +7,13 @@
 
 use aws_types::SdkConfig;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::error::Error;
 use crate::jobs::occurrence::{Claim, Occurrence, OccurrenceStatus, Occurrences};
 use crate::jobs::workflow::{self, ClaimOutcome, ClaimResult, JobRun, Trigger};
 use crate::jobs::JobsFile;
 use crate::platform::{aws, config, time};
-use crate::sfn::Execution;
 use crate::shared::runs::Runs;
 
 pub struct Deps {
@@ -38,12 +36,7 @@ impl Deps {
 }
 
 /// The execution input as it came (validated here, strictly) and the execution it started.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Input {
-    pub input: Value,
-    pub execution: Execution,
-}
+pub type Input = crate::sfn::execution::StartInput;
 
 /// The workflow's state from here on: the validated run and the claim.
 #[derive(Debug, Serialize)]
@@ -108,10 +101,12 @@ async fn claim(deps: &Deps, run: JobRun, now: DateTime<Utc>) -> Result<Output, E
 mod tests {
     use super::*;
     use crate::platform::dynamo;
+    use crate::sfn::Execution;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemInput, PutItemOutput};
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use serde_json::Value;
+
     use aws_sdk_dynamodb::types::AttributeValue;
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 
@@ -146,11 +141,7 @@ mod tests {
     }
 
     fn ccf() -> PutItemError {
-        PutItemError::ConditionalCheckFailedException(
-            ConditionalCheckFailedException::builder()
-                .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                .build(),
-        )
+        crate::testing::put_item_failed()
     }
 
     /// A PutItem into `table` (the two tables share one mocked client).

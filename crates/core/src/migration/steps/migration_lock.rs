@@ -76,10 +76,10 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
 mod tests {
     use super::*;
     use crate::lambda::invoke;
-    use aws_sdk_dynamodb::operation::delete_item::{DeleteItemError, DeleteItemOutput};
+    use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
-    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
     use serde_json::json;
 
@@ -93,13 +93,7 @@ mod tests {
     }
 
     fn conditional_failed_put() -> Rule {
-        mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                    .build(),
-            )
-        })
+        crate::testing::put_item_exists()
     }
 
     #[tokio::test]
@@ -173,13 +167,7 @@ mod tests {
                         .and_then(|v| v.as_s().ok())
                         .is_some_and(|o| o == OWNER)
             })
-            .then_error(|| {
-                DeleteItemError::ConditionalCheckFailedException(
-                    ConditionalCheckFailedException::builder()
-                        .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                        .build(),
-                )
-            });
+            .then_error(crate::testing::delete_item_failed);
         let d = deps(&[&del]);
         let out = invoke(
             &d,

@@ -53,42 +53,10 @@ mod tests {
     use crate::lambda::invoke;
     use crate::migration::tests::{outcome, state};
     use serde_json::json;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A one-shot Slack Web API: answers `response` and hands back the request it got.
     async fn slack(response: &'static str) -> (String, tokio::task::JoinHandle<String>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}/api", listener.local_addr().unwrap());
-        let served = tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                let n = sock.read(&mut chunk).await.unwrap();
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf);
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + len || n == 0 {
-                        break;
-                    }
-                }
-            }
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{response}",
-                response.len()
-            );
-            sock.write_all(reply.as_bytes()).await.unwrap();
-            String::from_utf8_lossy(&buf).into_owned()
-        });
-        (base, served)
+        crate::testing::serve_once(crate::testing::answer("200 OK", "", response)).await
     }
 
     #[tokio::test]

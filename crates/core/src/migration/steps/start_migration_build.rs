@@ -105,8 +105,8 @@ mod tests {
     use aws_sdk_codebuild::operation::start_build::StartBuildOutput;
     use aws_sdk_codebuild::types::Build;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
-    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
     use serde_json::json;
 
@@ -216,13 +216,7 @@ mod tests {
             .match_requests(|_| true)
             .then_output(|| GetItemOutput::builder().build());
         let winner = stored(Some("migrate:winner"));
-        let lost = mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                    .build(),
-            )
-        });
+        let lost = crate::testing::put_item_exists();
         let sb = start("migrate:mine");
         let d = Deps {
             db: mock_client!(

@@ -194,8 +194,8 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
 mod tests {
     use super::*;
     use crate::platform::slack;
-    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
     use serde_json::json;
 
@@ -255,13 +255,7 @@ mod tests {
                         .and_then(|v| v.as_s().ok())
                         .is_some_and(|k| k.starts_with("slack-request#"))
             })
-            .then_error(|| {
-                PutItemError::ConditionalCheckFailedException(
-                    ConditionalCheckFailedException::builder()
-                        .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                        .build(),
-                )
-            });
+            .then_error(crate::testing::put_item_failed);
         let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
             aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
                 .set_item(Some(crate::platform::dynamo::to_item(

@@ -338,8 +338,8 @@ mod tests {
     use super::*;
     use crate::error::Kind;
     use crate::patch::steps::fixtures::{self, anchor, audit_append, backend, stored, PATCHES};
-    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 
     fn deps(db: &[&Rule], s3: &[&Rule]) -> Deps {
@@ -369,13 +369,7 @@ mod tests {
     }
 
     fn seen() -> Rule {
-        mock!(aws_sdk_dynamodb::Client::put_item).then_error(|| {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                    .build(),
-            )
-        })
+        crate::testing::put_item_exists()
     }
 
     #[tokio::test]

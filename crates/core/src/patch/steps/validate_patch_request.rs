@@ -4,13 +4,11 @@
 //! or fails `InvalidInput` before anything is recorded.
 
 use aws_types::SdkConfig;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
 
 use crate::error::Error;
 use crate::patch::{self, PatchRun, Policy};
 use crate::platform::config;
-use crate::sfn::Execution;
 use crate::shared::people::People;
 
 pub struct Deps {
@@ -57,13 +55,8 @@ fn number(name: &str, value: Option<String>, default: u64) -> Result<u64, Error>
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Input {
-    /// The execution input: a `PatchRequest`, parsed strictly by [`patch::validate`].
-    pub input: Value,
-    pub execution: Execution,
-}
+/// The execution input as it came (validated here, strictly) and the execution it started.
+pub type Input = crate::sfn::execution::StartInput;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -88,6 +81,7 @@ mod tests {
     use super::*;
     use crate::error::Kind;
     use serde_json::json;
+    use serde_json::Value;
 
     fn deps() -> Deps {
         Deps {

@@ -182,8 +182,8 @@ mod tests {
     use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::scan::ScanOutput;
-    use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+
     use aws_sdk_dynamodb::types::AttributeValue;
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
     use serde_json::{json, Value};
@@ -289,13 +289,7 @@ mod tests {
                         .set_attributes(Some(dynamo::to_item(&run_record())))
                         .build()
                 })
-                .error(|| {
-                    UpdateItemError::ConditionalCheckFailedException(
-                        ConditionalCheckFailedException::builder()
-                            .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                            .build(),
-                    )
-                })
+                .error(crate::testing::update_item_failed)
                 .repeatedly()
                 .build(),
             get_build: mock!(aws_sdk_codebuild::Client::batch_get_builds).then_output(move || {

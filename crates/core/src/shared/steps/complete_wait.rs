@@ -188,8 +188,8 @@ mod tests {
     use crate::platform::input::parse_strict;
     use aws_sdk_codebuild::operation::batch_get_builds::BatchGetBuildsOutput;
     use aws_sdk_codebuild::types::Build;
-    use aws_sdk_dynamodb::operation::delete_item::{DeleteItemError, DeleteItemOutput};
-    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
+
     use aws_sdk_ecs::operation::describe_tasks::DescribeTasksOutput;
     use aws_sdk_ecs::types::Task;
     use aws_sdk_sfn::operation::send_task_success::{SendTaskSuccessError, SendTaskSuccessOutput};
@@ -271,25 +271,13 @@ mod tests {
                     .set_attributes(Some(crate::platform::dynamo::to_item(&waiter(key))))
                     .build()
             })
-            .error(|| {
-                DeleteItemError::ConditionalCheckFailedException(
-                    ConditionalCheckFailedException::builder()
-                        .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                        .build(),
-                )
-            })
+            .error(crate::testing::delete_item_failed)
             .repeatedly()
             .build()
     }
 
     fn nobody_waits() -> Rule {
-        mock!(aws_sdk_dynamodb::Client::delete_item).then_error(|| {
-            DeleteItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .meta(crate::testing::meta("ConditionalCheckFailedException"))
-                    .build(),
-            )
-        })
+        crate::testing::delete_item_absent()
     }
 
     fn build_lookup() -> Rule {

@@ -10,12 +10,11 @@
 //! build fails the wait `Corrupt`, loudly (the run is recorded failed and Slack told), and
 //! nothing is waited on.
 
-use aws_types::SdkConfig;
 use serde::Deserialize;
 
 use crate::error::{Error, Kind};
 use crate::platform::input::InputError;
-use crate::platform::{aws, config, time};
+use crate::platform::time;
 use crate::sfn::waits::{self, Registered, WaitKind};
 use crate::shared::{build, task};
 
@@ -51,25 +50,8 @@ pub fn check_started_for(
     )))
 }
 
-pub struct Deps {
-    pub db: aws_sdk_dynamodb::Client,
-    pub sfn: aws_sdk_sfn::Client,
-    pub codebuild: aws_sdk_codebuild::Client,
-    pub ecs: aws_sdk_ecs::Client,
-    pub table: String,
-}
-
-impl Deps {
-    pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
-        Ok(Deps {
-            db: aws::dynamodb(sdk),
-            sfn: aws::sfn(sdk),
-            codebuild: aws::codebuild(sdk),
-            ecs: aws::ecs(sdk),
-            table: config::required("WAITS_TABLE")?,
-        })
-    }
-}
+/// The same clients and table as ending a wait: one `Deps` for both halves of `sfn::waits`.
+pub use super::complete_wait::Deps;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

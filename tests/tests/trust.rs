@@ -309,9 +309,10 @@ impl Migration {
 #[tokio::test]
 async fn a_forged_build_outcome_on_the_migration_wait_is_rechecked_and_waited_out() -> Result<()> {
     let m = Migration::setup().await?;
-    // 60 s of work: the build outlasts the forge, the re-check and the checks below even on a
-    // loaded machine (20 s was not always enough on two busy cores).
-    let input = migration_input(&m.stack.app_head()?, json!({"FAKE_SLEEP_SECONDS": "60"}));
+    // 35 s of work: the build outlasts the forge, the re-check and the checks below even on a
+    // loaded machine (20 s was not always enough on two busy cores), and ends inside the build
+    // timeout (MigrationTimeoutMinutes 60: 60 s at time-scale 60; 60 s of work timed out).
+    let input = migration_input(&m.stack.app_head()?, json!({"FAKE_SLEEP_SECONDS": "35"}));
     let arn = m
         .stack
         .start(&m.sm, &unique_name("forgedbuild"), &input)

@@ -202,6 +202,13 @@ pub struct Recorded {
     pub output: MigrationOutput,
 }
 
+/// The input of a step that needs only the validated run (`{"run.$": "$.run"}`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunInput {
+    pub run: MigrationRun,
+}
+
 /// The state the workflow carries from step to step (the ASL's `$`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -18,12 +18,15 @@ pub const SHIM: &str = include_str!("../../../../infra/migration/batchless_migra
 pub const REPORT_PREFIX: &str = "migrations";
 pub const REPORT_NAME: &str = "report";
 
-/// The buildspec every migration build runs (its `buildspecOverride`).
-pub fn buildspec() -> String {
-    BUILDSPEC.replace(
-        "@@SHIM_BASE64@@",
-        &base64::engine::general_purpose::STANDARD.encode(SHIM),
-    )
+/// The buildspec every migration build runs (its `buildspecOverride`); built once per process.
+pub fn buildspec() -> &'static str {
+    static SPEC: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        BUILDSPEC.replace(
+            "@@SHIM_BASE64@@",
+            &base64::engine::general_purpose::STANDARD.encode(SHIM),
+        )
+    });
+    &SPEC
 }
 
 /// The S3 key of one of a run's report files.

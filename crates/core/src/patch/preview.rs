@@ -141,12 +141,16 @@ pub enum Mode {
 /// The shim as the buildspec carries it: gzip, then base64 on one line (the build log prints
 /// every command it runs; the plain text printed the whole shim, ~15 KB, in each build's log).
 /// Deterministic (the gzip header's time is 0), so the sweep's rebuilt buildspec matches.
-pub fn shim_payload() -> String {
-    use base64::Engine;
-    use std::io::Write;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    gz.write_all(SHIM.as_bytes()).expect("writing to memory");
-    base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("writing to memory"))
+/// Computed once per process: every buildspec (and the sweep's rebuild of each) reuses it.
+pub fn shim_payload() -> &'static str {
+    static PAYLOAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        use base64::Engine;
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(SHIM.as_bytes()).expect("writing to memory");
+        base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("writing to memory"))
+    });
+    &PAYLOAD
 }
 
 /// batchless's buildspec for a patch build: the shim is written from the buildspec itself

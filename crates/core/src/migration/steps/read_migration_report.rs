@@ -8,7 +8,6 @@
 
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_types::SdkConfig;
-use serde::Deserialize;
 
 use crate::error::Error;
 use crate::migration::preflight::{self, Gate, Settings};
@@ -33,11 +32,7 @@ impl Deps {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Input {
-    pub run: MigrationRun,
-}
+pub type Input = crate::migration::RunInput;
 
 pub type Output = MigrationReport;
 

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use aws_types::SdkConfig;
-use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
@@ -40,11 +39,7 @@ impl Deps {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Input {
-    pub run: MigrationRun,
-}
+pub type Input = crate::migration::RunInput;
 
 pub type Output = StartedBuild;
 
@@ -82,7 +77,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
             environment: &build_environment(&run, &deps.settings),
             idempotency_token: &idempotency_token(&run.run_id),
             artifacts: Some((&deps.bucket, &path, preflight::REPORT_NAME)),
-            buildspec: Some(&buildspec),
+            buildspec: Some(buildspec),
             timeout_minutes: None,
         },
     )

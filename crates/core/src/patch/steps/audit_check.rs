@@ -311,6 +311,8 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
             None
         }
     };
+    // batchless's buildspec for a real run (one for every run; a dry run's depends on its limit).
+    let run_spec = preview::buildspec(preview::Mode::Run, &deps.settings, 0);
     for b in &builds {
         // A real run carries the patch id, a dry run its preview id (the same patch id).
         let dry_run = !b.env.contains_key(build_env::PATCH_ID);
@@ -347,7 +349,7 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
             },
             Some(r) => (
                 check::check_run(r, b, &deps.people).findings,
-                Some(preview::buildspec(preview::Mode::Run, &deps.settings, 0)),
+                Some(run_spec.clone()),
             ),
             None => (vec!["no approved request".to_string()], None),
         };

@@ -279,6 +279,10 @@ pub async fn cloudtrail_events(
     use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
     let mut out = Vec::new();
     let mut token = None;
+    // One window for every page: a NextToken is only valid with the parameters of the request
+    // that returned it (InvalidNextTokenException otherwise).
+    let start = aws_smithy_types::DateTime::from_secs(since.timestamp());
+    let end = aws_smithy_types::DateTime::from_secs(crate::platform::time::now().timestamp() + 60);
     loop {
         let page = cloudtrail
             .lookup_events()
@@ -289,10 +293,8 @@ pub async fn cloudtrail_events(
                     .build()
                     .expect("key and value are set"),
             )
-            .start_time(aws_smithy_types::DateTime::from_secs(since.timestamp()))
-            .end_time(aws_smithy_types::DateTime::from_secs(
-                crate::platform::time::now().timestamp() + 60,
-            ))
+            .start_time(start)
+            .end_time(end)
             .set_next_token(token)
             .send()
             .await

@@ -25,13 +25,16 @@ pub type Occurrences = Table<Occurrence>;
 /// The index of a job's occurrences (`job`, `scheduledTime`).
 pub const BY_JOB_INDEX: &str = "byJob";
 
-/// How an occurrence was claimed: to run it, or (by the missed-run check) as missed.
+/// How an occurrence was claimed: to run it, by the missed-run check as missed, or while the
+/// job was paused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OccurrenceStatus {
     #[default]
     Claimed,
     Missed,
+    /// Delivered while the job was paused (`batchless jobs pause`): recorded, never run.
+    Paused,
 }
 
 impl OccurrenceStatus {
@@ -40,6 +43,7 @@ impl OccurrenceStatus {
         match self {
             OccurrenceStatus::Claimed => "CLAIMED",
             OccurrenceStatus::Missed => "MISSED",
+            OccurrenceStatus::Paused => "PAUSED",
         }
     }
 }
@@ -240,6 +244,7 @@ mod tests {
         assert_eq!(item.get("status"), Some(&s("MISSED")));
         assert_eq!(OccurrenceStatus::Missed.as_str(), "MISSED");
         assert_eq!(OccurrenceStatus::Claimed.as_str(), "CLAIMED");
+        assert_eq!(OccurrenceStatus::Paused.as_str(), "PAUSED");
         assert_eq!(item.get("runStatus"), Some(&s("SKIPPED_STALE")));
         assert_eq!(
             item.get("occurrenceKey"),

@@ -13,7 +13,7 @@ CARGO   ?= cargo
 help:
 	@echo "make demo    bring up the local replica, run the migration workflow (success and failure), show what happened"
 	@echo "             (APP=DIR: on your own Rails app instead of local/sample-app)"
-	@echo "make test    unit tests, then replica self-tests and scenario tests on a fresh local stack, then workflow coverage"
+	@echo "make test    unit tests, then replica self-tests and scenario tests on fresh local stacks, then workflow coverage (every transition)"
 	@echo "make lint    cargo fmt --check, clippy -D warnings, statelint (after substitution), cfn-lint, checkov"
 	@echo "make bench   every benchmark (start-up, collect-logs vs AWS CLI, workflow cost, claim, scanner, sizes, demo) -> target/bench/results.md"
 	@echo "make fuzz    every fuzz target (fuzz/, cargo +nightly fuzz) for FUZZ_SECONDS each (default 60); not part of CI"

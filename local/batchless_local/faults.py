@@ -26,7 +26,15 @@ _STATUS = {"AccessDenied": 403, "NoSuchBucket": 404, "SlowDown": 503, "InternalE
 
 
 def add(spec: dict[str, Any]) -> dict[str, Any]:
-    if "drop_events" in spec:
+    if "lambda_error" in spec:
+        d = dict(spec["lambda_error"])
+        for k in ("function", "error"):
+            if not d.get(k):
+                raise ValueError(f"lambda_error needs {k!r}")
+        entry = {"kind": "lambda_error", "function": d["function"], "input": d.get("input") or {},
+                 "error": d["error"], "message": d.get("message") or f"Injected {d['error']}",
+                 "remaining": int(d.get("count", 1))}
+    elif "drop_events" in spec:
         d = dict(spec["drop_events"])
         entry = {"kind": "drop_events", "source": d.get("source"), "detail_type": d.get("detail_type"),
                  "detail": d.get("detail") or {}, "remaining": int(d.get("count", 1))}
@@ -78,6 +86,23 @@ def should_drop(source: str, detail_type: str, detail: dict[str, Any]) -> bool:
                  and (not f["source"] or f["source"] == source)
                  and (not f["detail_type"] or f["detail_type"] == detail_type)
                  and _subset(f["detail"], detail)) is not None
+
+
+def lambda_error(function_name: str, payload: str) -> str | None:
+    """The error document a `lambda_error` fault makes this invocation answer (the function is
+    not run), or None.  `function` is a substring of the function's name; `input` a subset of
+    the invocation's JSON payload (e.g. {"woken": true}: only RecheckBuild's poll)."""
+    if not _faults:
+        return None
+    try:
+        parsed: Any = json.loads(payload)
+    except ValueError:
+        parsed = None
+    f = _take(lambda f: f["kind"] == "lambda_error" and f["function"] in function_name
+              and _subset(f["input"], parsed))
+    if f is None:
+        return None
+    return json.dumps({"errorType": f["error"], "errorMessage": f["message"]})
 
 
 def service_operation(environ: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -133,11 +158,13 @@ def check_request(environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], 
         return None
     body = b""
     if any(f.get("match") for f in listing()):
-        # `match`: a substring of the request body (e.g. a table name); re-wrap the stream.
+        # `match`: a substring of the request path or body (e.g. a table name, an object
+        # key); re-wrap the stream.
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         environ["wsgi.input"] = io.BytesIO(body)
-    text = body.decode("utf-8", "replace")
+    # The path too: an S3 object's key is in the path, not the body.
+    text = environ.get("PATH_INFO", "") + "\n" + body.decode("utf-8", "replace")
     f = _take(lambda f: f["kind"] == "error" and f["service"] == service and f["operation"] == op
               and (not f.get("match") or f["match"] in text))
     if f is None:

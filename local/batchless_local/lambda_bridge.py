@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import requests
 
+from . import faults
 from .context import CTX, utcnow
 
 _session = requests.Session()
@@ -59,18 +60,13 @@ def invoke_binary(binary: str, payload: str, function_name: str | None = None) -
     t0 = time.monotonic()
     record: dict[str, Any] = {"function": function_name or binary, "binary": binary,
                               "started": started.isoformat(), "request_id": str(uuid.uuid4())}
-    try:
-        resp = _post_watching_crashes(url, payload, binary)
-        if isinstance(resp, str):  # the function process kept dying before answering
-            text, errored = resp, True
-            record["status"] = None
-        else:
-            text, errored = interpret_response(resp.status_code, dict(resp.headers), resp.text)
-            record["status"] = resp.status_code
-    except requests.RequestException as exc:
-        text = json.dumps({"errorType": "Lambda.EmulatorUnavailable", "errorMessage": str(exc)})
-        errored = True
+    injected = faults.lambda_error(function_name or binary, payload)
+    if injected is not None:  # a `lambda_error` fault: answered without running the function
+        text, errored = injected, True
         record["status"] = None
+        record["injected"] = True
+    else:
+        text, errored, record["status"] = _invoke(url, payload, binary)
     record["duration_ms"] = round((time.monotonic() - t0) * 1000, 1)
     record["errored"] = errored
     if errored:
@@ -78,6 +74,18 @@ def invoke_binary(binary: str, payload: str, function_name: str | None = None) -
     with CTX.lock:
         CTX.invocations.append(record)
     return text, errored, ""
+
+
+def _invoke(url: str, payload: str, binary: str) -> tuple[str, bool, int | None]:
+    """The function's answer (text, errored, HTTP status)."""
+    try:
+        resp = _post_watching_crashes(url, payload, binary)
+    except requests.RequestException as exc:
+        return json.dumps({"errorType": "Lambda.EmulatorUnavailable", "errorMessage": str(exc)}), True, None
+    if isinstance(resp, str):  # the function process kept dying before answering
+        return resp, True, None
+    text, errored = interpret_response(resp.status_code, dict(resp.headers), resp.text)
+    return text, errored, resp.status_code
 
 
 _post_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lambda-invoke")

@@ -545,6 +545,34 @@ def test_lambda_error_type_routes_catch_in_a_state_machine(stub_stack):
     assert any(i["binary"] == "notify" and i["errored"] for i in inv)
 
 
+def test_lambda_error_fault_answers_matching_invocations_without_running_the_function(stub_stack):
+    fn = stub_stack.info["functions"]["NotifyFunction"]["arn"]
+    definition = json.dumps({"StartAt": "Call", "States": {
+        "Call": {"Type": "Task", "Resource": "arn:aws:states:::lambda:invoke",
+                 "Parameters": {"FunctionName": fn, "Payload": {"bogus.$": "$.bogus"}},
+                 "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Handled"}],
+                 "End": True},
+        "Handled": {"Type": "Pass", "End": True}}})
+    sm = make_sm(stub_stack, definition)
+    sfn = stub_stack.client("stepfunctions")
+    requests.post(f"{stub_stack.replica}/faults", json={"lambda_error": {
+        "function": "notify", "input": {"bogus": 2}, "error": "AwsServiceError", "count": 1}}, timeout=10)
+    try:
+        before = len(requests.get(f"{stub_stack.replica}/invocations", timeout=10).json()["invocations"])
+        errors = []
+        # Payload {"bogus": 1} does not match: the function runs; {"bogus": 2} gets the fault, once.
+        for bogus in (1, 2, 2):
+            arn = sfn.start_execution(stateMachineArn=sm, input=json.dumps({"bogus": bogus}))["executionArn"]
+            d = wait_execution(stub_stack, arn)
+            assert d["status"] == "SUCCEEDED", d
+            errors.append(json.loads(d["output"])["error"]["Error"])
+        assert errors == ["InvalidInput", "AwsServiceError", "InvalidInput"], errors
+        inv = requests.get(f"{stub_stack.replica}/invocations", timeout=10).json()["invocations"][before:]
+        assert [bool(i.get("injected")) for i in inv if i["binary"] == "notify"] == [False, True, False]
+    finally:
+        requests.delete(f"{stub_stack.replica}/faults", timeout=10)
+
+
 def test_time_scale_shortens_waits(stub_stack):
     definition = json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 60, "End": True}}})
     t0 = time.monotonic()
@@ -652,6 +680,17 @@ def test_s3_object_fault_and_body_matched_dynamodb_fault(stack):
             db.put_item(TableName=tables[1], Item={"k": {"S": "2"}})
         assert exc.value.response["Error"]["Code"] == "ValidationException"
         db.put_item(TableName=tables[1], Item={"k": {"S": "3"}})
+        # `match` also reads the path: an S3 object's key.
+        requests.post(f"{stack.replica}/faults", json={"service": "s3", "operation": "GetObject",
+                                                       "match": "/reports/one.json", "error": "AccessDenied",
+                                                       "count": 1}, timeout=10)
+        s3.put_object(Bucket=bucket, Key="reports/one.json", Body=b"{}")
+        s3.put_object(Bucket=bucket, Key="reports/two.json", Body=b"{}")
+        assert s3.get_object(Bucket=bucket, Key="reports/two.json")["Body"].read() == b"{}"
+        with pytest.raises(botocore.exceptions.ClientError) as exc:
+            s3.get_object(Bucket=bucket, Key="reports/one.json")
+        assert exc.value.response["Error"]["Code"] == "AccessDenied"
+        assert s3.get_object(Bucket=bucket, Key="reports/one.json")["Body"].read() == b"{}"
     finally:
         requests.delete(f"{stack.replica}/faults", timeout=10)
 

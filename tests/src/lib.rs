@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod bastion;
+pub mod other;
 pub mod patch;
 pub mod scenario;
 
@@ -47,6 +48,12 @@ impl Stack {
     pub async fn from_env() -> Result<Stack> {
         let name = std::env::var("BATCHLESS_STACK")
             .context("BATCHLESS_STACK is not set: run the scenario tests with `make test` (it starts a replica stack)")?;
+        Stack::named(&name).await
+    }
+
+    /// The running local stack `name`.
+    pub async fn named(name: &str) -> Result<Stack> {
+        let name = name.to_string();
         let path = repo_root().join(".local").join(&name).join("stack.json");
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("{} not found: is the stack {name} up?", path.display()))?;

@@ -25,7 +25,11 @@ pub struct Patches {
 impl Patches {
     /// The data-patch workflow of the stack named by `BATCHLESS_STACK`, its faults cleared.
     pub async fn setup() -> Result<Patches> {
-        let stack = Stack::cleared().await?;
+        Patches::on(Stack::cleared().await?)
+    }
+
+    /// The data-patch workflow of `stack`.
+    pub fn on(stack: Stack) -> Result<Patches> {
         Ok(Patches {
             sm: stack.state_machine("DataPatchStateMachine")?,
             table: stack.table("PatchesTable")?,

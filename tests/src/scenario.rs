@@ -39,6 +39,13 @@ pub mod fault {
         f
     }
 
+    /// The next `count` invocations of the function whose name contains `function` and whose
+    /// JSON payload contains `input` (a subset) answer `error` without running it: singles
+    /// out one state of several that call the same function (`{"woken": true}`: RecheckBuild).
+    pub fn lambda_error(function: &str, input: Value, error: &str, count: u32) -> Value {
+        json!({"lambda_error": {"function": function, "input": input, "error": error, "count": count}})
+    }
+
     /// The fake Slack answers the next `count` calls of `method` with `ok: false` and `error`
     /// (not a replica fault: [`crate::Stack::faults`] sends it to the fake Slack).
     pub fn slack(method: &str, error: &str, count: u32) -> Value {

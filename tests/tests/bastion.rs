@@ -545,6 +545,55 @@ async fn an_approval_recorded_while_the_alert_step_retries_wins() -> Result<()> 
 }
 
 #[tokio::test]
+async fn a_confirmation_that_cannot_read_the_record_falls_to_the_alert_step_which_finds_the_approval(
+) -> Result<()> {
+    let b = Bastion::setup().await?;
+    let sid = session_id("noread");
+    let session = b.logged_in(&sid, ALICE, "tasknoread").await?;
+    // ConfirmApproval cannot read the session record (denied: not retried), the alert step's
+    // read goes through. slack-events finds the session by its thread (a query), so the
+    // faulted GetItem of the record is the workflow's.
+    b.stack
+        .fault(fault::aws_matching(
+            "dynamodb",
+            "GetItem",
+            &format!("session#{sid}"),
+            "AccessDeniedException",
+            1,
+        ))
+        .await?;
+    let (status, body) = b.reply(&session, CAROL_SLACK, "approved", 1).await?;
+    assert_eq!(status, 200, "{body}");
+    let arn = b.execution_arn(&sid);
+    let end = b.stack.wait_end(&arn, TIMEOUT).await;
+    b.stack.clear_faults().await?;
+    let end = end?;
+    // The approval stands and nothing is alerted: the alert step re-read the record.
+    Expect {
+        entered: &["ConfirmApproval", "AlertNoApproval", "Alerted?", "Approved"],
+        not_entered: &["PublishAlert", "Confirmed?"],
+        ..Expect::succeeded()
+    }
+    .check(&b.stack, &arn, &end)
+    .await?;
+    let output = end.output.clone().unwrap_or_default();
+    assert_eq!(
+        output["confirmError"]["Error"], "AwsServiceError",
+        "{output}"
+    );
+    assert_eq!(output["alert"]["alerted"], false, "{output}");
+    assert!(
+        b.alerts_about(&sid).await?.is_empty(),
+        "no alert once approved"
+    );
+    assert_eq!(
+        b.session(&sid).await?.context("session")?["approval"]["by"],
+        "carol"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_slack_outage_at_the_confirmation_keeps_the_approval() -> Result<()> {
     let b = Bastion::setup().await?;
     let sid = session_id("confirm");

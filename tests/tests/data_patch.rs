@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use batchless_core::shared::audit;
+use batchless_scenarios::other::{OtherStack, Setup};
 use batchless_scenarios::patch::{Patches as P, PATCH_ID_VAR};
 use batchless_scenarios::*;
 use serde_json::{json, Value};
@@ -864,12 +865,206 @@ async fn failures_of_the_waits_end_the_run_recorded() -> Result<()> {
                 ..Expect::error("AwsServiceError")
             },
         ),
+        // The build's end wakes the wait and the re-check that follows fails (only
+        // RecheckBuild's poll, `woken: true`; the build has ended: nothing is left running).
+        (
+            json!({}),
+            vec![fault::lambda_error(
+                "poll-build",
+                json!({"woken": true}),
+                "AwsServiceError",
+                1,
+            )],
+            Expect {
+                entered: &["RecheckBuild"],
+                not_entered: &["CollectLogs"],
+                ..Expect::error("AwsServiceError")
+            },
+        ),
     ];
     for (extra, faults, expect) in cases {
         let (id, arn, ended) = p.approved_run(extra, &faults).await?;
         expect.check(&p.stack, &arn, &ended).await?;
         assert_eq!(p.record(&id).await?["status"], "ERROR");
     }
+    Ok(())
+}
+
+/// An environment deployed with `PatchDryRun=off`: the request goes straight to its approval
+/// request, which says that nothing previews the patch; the approved patch runs.
+#[tokio::test]
+async fn with_the_dry_run_off_the_approval_request_says_so_and_the_patch_runs() -> Result<()> {
+    let other = OtherStack::up(Setup::NoDryRun)?;
+    let p = P::on(other.stack().await?)?;
+    let (id, arn) = p.submit_request(json!({})).await?;
+    let rec = p.pending(&id).await?;
+    assert!(rec.get("preview").is_none(), "{rec}");
+    let ts = rec["approvalMessage"]["ts"].as_str().unwrap_or_default();
+    let posted = p.stack.slack_messages(PATCHES_CHANNEL).await?;
+    let msg = posted
+        .iter()
+        .find(|m| m["ts"] == ts)
+        .context("approval request posted")?
+        .to_string();
+    assert!(
+        msg.contains("the dry run is off in this environment"),
+        "{msg}"
+    );
+    let (status, body) = p
+        .click(&id, ALICE_SLACK, "patch_approve", json!({}))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    Expect {
+        entered: &["DryRun?", "RequestApproval", "StartPatchBuild"],
+        not_entered: &["StartDryRun", "RecordPreview"],
+        ..Expect::succeeded()
+    }
+    .check(&p.stack, &arn, &ended)
+    .await?;
+    assert_eq!(p.builds_of(&id, PATCH_ID_VAR).await?.len(), 1);
+    assert!(!p
+        .audit_names(&id)
+        .await?
+        .iter()
+        .any(|e| e == "DRY_RUN_STARTED"));
+    Ok(())
+}
+
+/// The dry run's build id, once its wait is registered and re-checked (`TaskSubmitted`: the
+/// register-wait invocation returned): from here only the safety-net poll reads that build.
+async fn registered_dry_run(p: &P, arn: &str) -> Result<String> {
+    eventually("the dry run's wait registered", TIMEOUT, || async {
+        let history = p.stack.history(arn).await?;
+        if !history
+            .iter()
+            .any(|e| e.r#type() == &aws_sdk_sfn::types::HistoryEventType::TaskSubmitted)
+        {
+            return Ok(None);
+        }
+        Ok(history
+            .iter()
+            .filter_map(|e| e.state_exited_event_details())
+            .filter(|d| d.name() == "StartDryRun")
+            .filter_map(|d| d.output())
+            .filter_map(|o| serde_json::from_str::<Value>(o).ok())
+            .find_map(|o| o["previewBuild"]["buildId"].as_str().map(str::to_string)))
+    })
+    .await
+}
+
+/// The dry run breaks before the approval request (CodeBuild refuses it, its wait cannot be
+/// stored, or its end event is lost and CodeBuild refuses the poll): the run is recorded
+/// `ERROR` and nothing was asked of an approver or built.
+#[tokio::test]
+async fn a_dry_run_that_cannot_start_be_waited_for_or_polled_errors_the_run_before_any_approval(
+) -> Result<()> {
+    let p = P::setup().await?;
+    let waits = p.stack.table("WaitsTable")?;
+    let cases = [
+        (
+            json!({}),
+            vec![fault::aws(
+                "codebuild",
+                "StartBuild",
+                "InvalidInputException",
+                1,
+            )],
+            ["StartDryRun", "WaitForDryRun"],
+        ),
+        (
+            json!({}),
+            vec![fault::aws_matching(
+                "dynamodb",
+                "PutItem",
+                &waits,
+                "ValidationException",
+                1,
+            )],
+            ["WaitForDryRun", "RecordPreview"],
+        ),
+        // The dry run's end event is lost, and once its wait is registered (and re-checked),
+        // CodeBuild refuses every read of that build: the safety-net poll fails.
+        (
+            json!({"task": "fake:sleep", "args": ["4"]}),
+            vec![fault::lost_build_end(Some(&p.project))],
+            ["PollDryRun", "DryRunEnded?"],
+        ),
+    ];
+    for (extra, faults, [failing, next]) in cases {
+        p.stack.faults(&faults).await?;
+        let run = async {
+            let (id, arn) = p.submit_request(extra).await?;
+            if failing == "PollDryRun" {
+                let build = registered_dry_run(&p, &arn).await?;
+                p.stack
+                    .fault(fault::aws_matching(
+                        "codebuild",
+                        "BatchGetBuilds",
+                        &build,
+                        "InvalidInputException",
+                        10,
+                    ))
+                    .await?;
+            }
+            let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+            anyhow::Ok((id, arn, ended))
+        }
+        .await;
+        p.stack.clear_faults().await?;
+        let (id, arn, ended) = run?;
+        Expect {
+            entered: &[failing, "RecordOutcome"],
+            not_entered: &[next, "RequestApproval", "StartPatchBuild"],
+            ..Expect::error("AwsServiceError")
+        }
+        .check(&p.stack, &arn, &ended)
+        .await?;
+        let rec = p.record(&id).await?;
+        assert_eq!(rec["status"], "ERROR", "{failing}: {rec}");
+        assert!(rec.get("approvalMessage").is_none(), "{failing}: {rec}");
+        assert!(
+            p.builds_of(&id, PATCH_ID_VAR).await?.is_empty(),
+            "{failing}"
+        );
+    }
+    Ok(())
+}
+
+/// The dry run's end event is lost: the safety-net poll finds it ended, and the approvers
+/// still get its preview.
+#[tokio::test]
+async fn a_lost_dry_run_end_is_found_by_the_poll_and_its_preview_shown() -> Result<()> {
+    let p = P::setup().await?;
+    p.stack
+        .faults(&[fault::lost_build_end(Some(&p.project))])
+        .await?;
+    let run = async {
+        let (id, arn) = p
+            .submit_request(json!({"task": "fake:sleep", "args": ["4"]}))
+            .await?;
+        let rec = p.pending(&id).await?;
+        anyhow::Ok((id, arn, rec))
+    }
+    .await;
+    p.stack.clear_faults().await?;
+    let (id, arn, rec) = run?;
+    assert!(rec.get("preview").is_some(), "{rec}");
+    let (status, body) = p.click(&id, CAROL_SLACK, "patch_reject", json!({})).await?;
+    assert_eq!(status, 200, "{body}");
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    Expect {
+        entered: &[
+            "PollDryRun",
+            "DryRunEnded?",
+            "RecordPreview",
+            "RequestApproval",
+        ],
+        not_entered: &["StartPatchBuild"],
+        ..Expect::error("PatchRejected")
+    }
+    .check(&p.stack, &arn, &ended)
+    .await?;
     Ok(())
 }
 

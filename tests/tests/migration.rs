@@ -763,3 +763,61 @@ async fn a_failing_safety_net_poll_errors_the_run() -> Result<()> {
     assert!(lock_is_free(&stack).await?);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_failing_recheck_after_the_wake_errors_the_run() -> Result<()> {
+    let (stack, sm) = setup().await?;
+    // The build's end wakes the wait, and the re-check that follows fails (only RecheckBuild's
+    // poll, `woken: true`: the safety-net PollBuild, if the wait times out first on a slow
+    // machine, goes through). The build has ended: releasing the lock leaves nothing running.
+    let faults = [fault::lambda_error(
+        "poll-build",
+        json!({"woken": true}),
+        "AwsServiceError",
+        1,
+    )];
+    let (arn, end) = migrate(&stack, &sm, "norecheck", &faults, json!({})).await?;
+    Expect {
+        entered: &["RecheckBuild", "RecordRun", "Errored"],
+        not_entered: &["CollectLogs", "ReadReport"],
+        ..Expect::failed("AwsServiceError")
+    }
+    .check(&stack, &arn, &end)
+    .await?;
+    assert_eq!(stack.run_record(&arn).await?["status"], "ERROR");
+    assert!(lock_is_free(&stack).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_report_that_cannot_be_read_is_recorded_and_the_run_ends_on_its_build() -> Result<()> {
+    let (stack, sm) = setup().await?;
+    // ReadReport is denied the pre-flight report (S3 GetObject of its key): not fatal, the
+    // build's own outcome decides, and the gap is on the record.
+    let faults = [fault::aws_matching(
+        "s3",
+        "GetObject",
+        "preflight.json",
+        "AccessDenied",
+        1,
+    )];
+    let (arn, end) = migrate(&stack, &sm, "noreport", &faults, json!({})).await?;
+    Expect {
+        entered: &["ReadReport", "RecordRun", "Migrated"],
+        ..Expect::succeeded()
+    }
+    .check(&stack, &arn, &end)
+    .await?;
+    let item = stack.run_record(&arn).await?;
+    assert_eq!(item["status"], "SUCCEEDED", "{item}");
+    let unreadable = &item["migrationReport"]["unreadable"];
+    assert_eq!(unreadable["error"], "AwsServiceError", "{item}");
+    assert!(
+        unreadable["cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("AccessDenied")),
+        "{item}"
+    );
+    assert!(lock_is_free(&stack).await?);
+    Ok(())
+}

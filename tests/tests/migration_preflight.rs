@@ -3,14 +3,15 @@
 //! to a branch of the app's repository (never `main`, so other tests see none of them) and
 //! migrates that commit. Run one at a time (`--test-threads=1`).
 //!
-//! The production test starts its own replica stack with `--env production` (the findings
-//! policy follows the environment) unless `BATCHLESS_PRODUCTION_STACK` names one already up.
+//! The production test runs on a replica stack with `--env production` (the findings policy
+//! follows the environment): `BATCHLESS_PRODUCTION_STACK`, or one it starts
+//! (`batchless_scenarios::other`).
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use batchless_scenarios::app::{camel, migrate_within, suffix, version};
+use batchless_scenarios::other::{OtherStack, Setup};
 use batchless_scenarios::*;
 use serde_json::{json, Value};
 
@@ -378,72 +379,10 @@ async fn a_raising_migration_names_its_version_class_sql_and_pg_error() -> Resul
 
 // ----------------------------------------------------------------------------- production
 
-/// A production replica stack: `BATCHLESS_PRODUCTION_STACK`, or one started (and stopped) here.
-struct ProductionStack {
-    name: String,
-    started: bool,
-}
-
-impl ProductionStack {
-    fn up() -> Result<ProductionStack> {
-        if let Ok(name) = std::env::var("BATCHLESS_PRODUCTION_STACK") {
-            return Ok(ProductionStack {
-                name,
-                started: false,
-            });
-        }
-        let name = format!("pf-prod-{}", std::process::id());
-        let bin = repo_root().join("target/debug/batchless");
-        let out = Command::new(&bin)
-            .current_dir(repo_root())
-            .args([
-                "local",
-                "up",
-                "--name",
-                &name,
-                "--time-scale",
-                "60",
-                "--",
-                "--env",
-                "production",
-            ])
-            .output()
-            .context("batchless local up")?;
-        if !out.status.success() {
-            bail!(
-                "local up --env production failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(ProductionStack {
-            name,
-            started: true,
-        })
-    }
-}
-
-impl Drop for ProductionStack {
-    fn drop(&mut self) {
-        if self.started {
-            let _ = Command::new(repo_root().join("target/debug/batchless"))
-                .current_dir(repo_root())
-                .args(["local", "down", "--name", &self.name])
-                .output();
-        }
-    }
-}
-
 #[tokio::test]
 async fn production_needs_an_approval_for_findings_and_leaves_the_schema_unchanged() -> Result<()> {
-    let prod = ProductionStack::up()?;
-    let staging = std::env::var("BATCHLESS_STACK").ok();
-    std::env::set_var("BATCHLESS_STACK", &prod.name);
-    let stack = Stack::from_env().await;
-    if let Some(s) = staging {
-        std::env::set_var("BATCHLESS_STACK", s);
-    }
-    let stack = stack?;
+    let prod = OtherStack::up(Setup::Production)?;
+    let stack = prod.stack().await?;
     assert_eq!(stack.environment(), "production");
     let sfx = suffix();
     let index = format!("idx_preflight_prod_{sfx}");

@@ -29,6 +29,11 @@ pub struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also count the executions of this local stack (repeatable): one report over the runs of
+    /// several stacks, e.g. environments set up differently (`make test` adds its production
+    /// and no-dry-run stacks).
+    #[arg(long = "with-stack", value_name = "NAME")]
+    pub with_stacks: Vec<String>,
     /// Exit 1 when overall coverage (all items of all workflows) is below PCT percent.
     #[arg(long, value_name = "PCT", value_parser = parse::percent)]
     pub fail_under: Option<f64>,
@@ -208,29 +213,43 @@ pub async fn run(cx: &Context, args: Args) -> Result<ExitCode> {
     if workflows.is_empty() {
         bail!("no *{SUFFIX} definitions in {}", dir.display());
     }
-    let client = aws.sfn();
-    let machines = sfn::state_machines(&client).await?;
+    let others: Vec<Context> = args
+        .with_stacks
+        .iter()
+        .map(|name| Context::new(Some(name.clone()), None))
+        .collect();
+    let mut stacks = vec![aws];
+    for other in &others {
+        stacks.push(other.aws().await?);
+    }
+    let mut sources = Vec::new();
+    for stack in stacks {
+        let client = stack.sfn();
+        let machines = sfn::state_machines(&client).await?;
+        sources.push((stack, client, machines));
+    }
     let mut reports = Vec::new();
     for workflow in workflows {
         let path = definition_path(&dir, &workflow);
         // A bad or missing definition fails before any history is read.
         analyze_file(&path, &[])?;
-        let name = aws.state_machine_name(&workflow);
-        let arn = machines
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, a)| a.clone());
         let mut histories: Vec<Vec<HistoryEvent>> = Vec::new();
-        if let Some(arn) = &arn {
-            for execution in executions(&client, arn, args.since).await? {
-                histories.push(sfn::history(&client, &execution).await?);
+        let mut deployed = false;
+        for (stack, client, machines) in &sources {
+            let name = stack.state_machine_name(&workflow);
+            let Some((_, arn)) = machines.iter().find(|(n, _)| *n == name) else {
+                continue;
+            };
+            deployed = true;
+            for execution in executions(client, arn, args.since).await? {
+                histories.push(sfn::history(client, &execution).await?);
             }
         }
         reports.push(WorkflowReport {
             coverage: analyze_file(&path, &histories)?,
+            state_machine: aws.state_machine_name(&workflow),
             workflow,
-            state_machine: name,
-            deployed: arn.is_some(),
+            deployed,
         });
     }
     let report = Report::new(&aws.environment, args.since, reports);
@@ -354,6 +373,10 @@ total: 3/12 (25.0%)"
             "data-patch",
             "--since",
             "2026-11-28T13:00:00+09:00",
+            "--with-stack",
+            "prod-1",
+            "--with-stack",
+            "nodry-1",
             "--fail-under",
             "80%",
         ])
@@ -361,6 +384,7 @@ total: 3/12 (25.0%)"
         assert_eq!(c.workflows, vec!["migration", "data-patch"]);
         assert_eq!(c.since.unwrap().to_rfc3339(), "2026-11-28T04:00:00+00:00");
         assert_eq!(c.fail_under, Some(80.0));
+        assert_eq!(c.with_stacks, vec!["prod-1", "nodry-1"]);
         assert!(crate::testing::parse_args::<Args>(&["--since", "yesterday"]).is_err());
         assert!(crate::testing::parse_args::<Args>(&["--fail-under", "120"]).is_err());
     }

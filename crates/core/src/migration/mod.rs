@@ -392,11 +392,20 @@ pub fn run_record(state: &MigrationState, recorded: &Recorded, ended_at: &str) -
         log_sha256: state.logs.as_ref().map(|l| l.sha256.clone()),
         log_bytes: state.logs.as_ref().map(|l| l.bytes),
         slack_ts: None,
-        migration_report: state
-            .report
-            .as_ref()
-            .and_then(|r| serde_json::to_value(r).ok()),
+        migration_report: report_value(state),
         ..base_record(run, recorded.status.run_status())
+    }
+}
+
+/// The run's report as recorded: the report, or why it could not be read (ReadReport's
+/// `reportError`: the run still ends on its build, and the gap is on the record).
+fn report_value(state: &MigrationState) -> Option<serde_json::Value> {
+    match (&state.report, &state.report_error) {
+        (Some(r), _) => serde_json::to_value(r).ok(),
+        (None, Some(e)) => Some(serde_json::json!({
+            "unreadable": {"error": e.error, "cause": e.message()}
+        })),
+        (None, None) => None,
     }
 }
 
@@ -460,11 +469,14 @@ pub fn slack_message(state: &MigrationState, channel: &str) -> Message {
         execution_console_url(&run.run_id),
         run.execution_name
     );
-    let card = state
-        .report
-        .as_ref()
-        .map(|r| format!("\n{}", r.card(2500)))
-        .unwrap_or_default();
+    let card = match (&state.report, &state.report_error) {
+        (Some(r), _) => format!("\n{}", r.card(2500)),
+        (None, Some(e)) => format!(
+            "\nThe migration report could not be read ({}): see the build log.",
+            e.error
+        ),
+        (None, None) => String::new(),
+    };
     let failing = state
         .report
         .as_ref()
@@ -862,5 +874,30 @@ pub(crate) mod tests {
         assert_eq!(running.build_id.as_deref(), Some("migrate:1"));
         assert_eq!(running.ended_at, None);
         assert_eq!(running.started_by, rec.started_by);
+    }
+
+    #[test]
+    fn a_report_that_could_not_be_read_is_on_the_record_and_in_the_post() {
+        let mut s = state(Some(outcome(true)), None);
+        s.report_error = Some(StepError {
+            error: "AwsServiceError".into(),
+            cause: r#"{"errorMessage":"GetObject failed: AccessDenied: denied"}"#.into(),
+        });
+        let rec = run_record(&s, &record(&s), "2026-11-28T13:01:00Z");
+        assert_eq!(rec.status, "SUCCEEDED");
+        assert_eq!(
+            rec.migration_report,
+            Some(serde_json::json!({"unreadable": {
+                "error": "AwsServiceError",
+                "cause": "GetObject failed: AccessDenied: denied"
+            }}))
+        );
+        let post = slack_message(&s, "C1").text;
+        assert!(
+            post.contains("report could not be read (AwsServiceError)"),
+            "{post}"
+        );
+        s.report_error = None;
+        assert_eq!(run_record(&s, &record(&s), "x").migration_report, None);
     }
 }

@@ -437,6 +437,74 @@ pub fn ledger(
     }
 }
 
+/// The scheduled-job metrics (CloudWatch EMF, namespace `batchless`, dimensions
+/// `Environment` + `Job` and `Environment` alone), emitted by the step where each event happens.
+pub mod metric {
+    use crate::platform::metrics::{self, Unit};
+
+    /// `claim-occurrence`: this delivery won its occurrence.
+    pub const CLAIMED: &str = "OccurrencesClaimed";
+    /// `claim-occurrence`: a duplicate delivery (or legacy claim) that ran nothing.
+    pub const DUPLICATES: &str = "DuplicatesSuppressed";
+    /// `missed-run-check`: occurrences claimed as missed.
+    pub const MISSED: &str = "OccurrencesMissed";
+    /// Recorded but not run; the `Reason` property says why (`stale` at the claim, `running`
+    /// at the lease, `paused`).
+    pub const SKIPPED: &str = "OccurrencesSkipped";
+    /// `run-job-task`: from the scheduled time to the task's start.
+    pub const LATENESS: &str = "LatenessMs";
+    /// `run-job-task`: 1 when that lateness is over the job's catch-up window, else 0.
+    pub const LATE_OVER_CATCH_UP: &str = "LatenessOverCatchUp";
+
+    /// One EMF line for `job`.
+    pub fn emit(environment: &str, job: &str, values: &[(&str, Unit, f64)], reason: Option<&str>) {
+        let props: Vec<(&str, serde_json::Value)> = reason
+            .map(|r| ("Reason", serde_json::Value::from(r)))
+            .into_iter()
+            .collect();
+        metrics::emit(
+            &[("Environment", environment), ("Job", job)],
+            &[2, 1],
+            values,
+            &props,
+        );
+    }
+
+    /// A count of one.
+    pub fn count(environment: &str, job: &str, name: &str, reason: Option<&str>) {
+        emit(environment, job, &[(name, Unit::Count, 1.0)], reason);
+    }
+
+    /// Pure: a scheduled run's lateness at `started` (milliseconds from its occurrence) and
+    /// whether it is over the job's catch-up window; `None` for a manual run.
+    pub fn lateness(
+        run: &crate::jobs::workflow::JobRun,
+        started: chrono::DateTime<chrono::Utc>,
+    ) -> Option<(i64, bool)> {
+        let t = crate::platform::time::parse("occurrence", run.occurrence.as_deref()?).ok()?;
+        let ms = (started - t).num_milliseconds();
+        Some((ms, ms > run.catch_up_seconds as i64 * 1000))
+    }
+
+    /// `run-job-task`: the task of a scheduled run started at `started`.
+    pub fn task_started(
+        run: &crate::jobs::workflow::JobRun,
+        started: chrono::DateTime<chrono::Utc>,
+    ) {
+        if let Some((ms, over)) = lateness(run, started) {
+            emit(
+                &run.environment,
+                &run.job,
+                &[
+                    (LATENESS, Unit::Milliseconds, ms as f64),
+                    (LATE_OVER_CATCH_UP, Unit::Count, f64::from(u8::from(over))),
+                ],
+                None,
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

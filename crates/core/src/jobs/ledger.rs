@@ -874,6 +874,40 @@ mod tests {
     }
 
     #[test]
+    fn lateness_is_from_the_occurrence_and_compared_with_the_catch_up_window() {
+        let jobs = JobsFile::embedded();
+        let exec = crate::sfn::Execution {
+            id: "arn:aws:states:us-east-1:1:execution:m:e1".into(),
+            name: "e1".into(),
+            start_time: "2026-11-28T13:15:02Z".into(),
+        };
+        let run = crate::jobs::workflow::validate(
+            serde_json::json!({"job": "sync-exchange-rates", "scheduledTime": "2026-11-28T13:15:00Z"}),
+            &exec,
+            "staging",
+            &jobs,
+        )
+        .unwrap();
+        // catch-up 10 min
+        assert_eq!(
+            metric::lateness(&run, t("2026-11-28T13:15:02.500Z")),
+            Some((2500, false))
+        );
+        assert_eq!(
+            metric::lateness(&run, t("2026-11-28T13:25:00.001Z")),
+            Some((600_001, true))
+        );
+        let manual = crate::jobs::workflow::validate(
+            serde_json::json!({"job": "sync-exchange-rates", "manual": {}}),
+            &exec,
+            "staging",
+            &jobs,
+        )
+        .unwrap();
+        assert_eq!(metric::lateness(&manual, t("2026-11-28T13:25:00Z")), None);
+    }
+
+    #[test]
     fn a_disabled_job_implies_nothing_missing() {
         let j = job("weekly-digest");
         assert!(!j.enabled, "weekly-digest is disabled in the jobs file");

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod lease;
+pub mod ledger;
 pub mod occurrence;
 pub mod schedule;
 pub mod steps;

@@ -422,6 +422,43 @@ impl<T: Record> Table<T> {
             .await
     }
 
+    /// The records of `index` whose partition attribute `attr` is `value` and whose (string)
+    /// sort attribute `sort` lies in `[from, to]`, oldest first, every page.
+    pub async fn between(
+        &self,
+        index: &str,
+        (attr, value): (&str, &str),
+        (sort, from, to): (&str, &str, &str),
+    ) -> Result<Vec<T>, Error> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .db
+                .query()
+                .table_name(&self.name)
+                .index_name(index)
+                .key_condition_expression("#k = :v AND #s BETWEEN :from AND :to")
+                .expression_attribute_names("#k", attr)
+                .expression_attribute_names("#s", sort)
+                .expression_attribute_values(":v", s(value))
+                .expression_attribute_values(":from", s(from))
+                .expression_attribute_values(":to", s(to))
+                .scan_index_forward(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .aws("Query")?;
+            for item in page.items() {
+                out.push(from_item(item)?);
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// The records of `index` whose partition attribute `attr` is `value`, newest first.
     pub async fn newest(
         &self,

@@ -6,6 +6,7 @@ pub mod aws;
 pub mod config;
 pub mod dynamo;
 pub mod input;
+pub mod metrics;
 pub mod redact;
 pub mod slack;
 pub mod time;

@@ -2,6 +2,7 @@
 //! claim an occurrence for the legacy crontab (the cut-over), run now, cancel, and (locally)
 //! fire a schedule's deliveries. `validate`, `generate` and `list --offline` need no AWS.
 
+pub mod history;
 pub mod template;
 
 use std::path::PathBuf;
@@ -45,6 +46,8 @@ pub enum Command {
     Fire(FireArgs),
     /// The occurrences around a date, with the time zone's DST gaps and folds and what they do.
     Next(NextArgs),
+    /// The occurrence ledger: each occurrence the schedule implies, with its fate, and alerts.
+    History(history::HistoryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +193,7 @@ pub async fn run(cx: &Context, cmd: Command) -> Result<ExitCode> {
         Command::Cancel(a) => cancel(cx.aws().await?, a).await,
         Command::Fire(a) => fire(cx.aws().await?, a).await,
         Command::Next(a) => next(a),
+        Command::History(a) => history::run(cx.aws().await?, a).await,
     }
 }
 

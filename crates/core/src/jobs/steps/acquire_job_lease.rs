@@ -53,6 +53,10 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     )
     .await?;
     tracing::info!(lease = %run.lease, acquired = result.acquired, replaced = ?result.replaced, "lease");
+    if !result.acquired {
+        use crate::jobs::ledger::metric;
+        metric::count(&run.environment, &run.job, metric::SKIPPED, Some("running"));
+    }
     Ok(result)
 }
 

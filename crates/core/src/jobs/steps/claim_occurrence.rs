@@ -94,6 +94,17 @@ async fn claim(deps: &Deps, run: JobRun, now: DateTime<Utc>) -> Result<Output, E
         late_by_seconds,
     };
     tracing::info!(key = %claim.occurrence_key, outcome = ?claim.outcome, stale, "occurrence claim");
+    if run.trigger == Trigger::Scheduled {
+        use crate::jobs::ledger::metric;
+        let (env, job) = (&run.environment, &run.job);
+        match claim.outcome {
+            ClaimOutcome::Claimed => metric::count(env, job, metric::CLAIMED, None),
+            ClaimOutcome::Duplicate => metric::count(env, job, metric::DUPLICATES, None),
+        }
+        if stale && claim.outcome == ClaimOutcome::Claimed {
+            metric::count(env, job, metric::SKIPPED, Some("stale"));
+        }
+    }
     Ok(Output { run, claim })
 }
 

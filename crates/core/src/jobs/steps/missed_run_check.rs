@@ -1,26 +1,41 @@
-//! `missed-run-check`: on its own schedule, finds occurrences of enabled jobs whose catch-up
-//! window has closed and that nobody claimed (schedule disabled in the console, a delivery
-//! lost, the workflow broken). Each is claimed as `MISSED` with the same conditional write as a
-//! run (so it is alerted once and can never run late) and one Slack alert lists them.
+//! `missed-run-check`: on its own schedule, a check of the occurrence ledger
+//! (`jobs::ledger`) of every job over the occurrences whose catch-up window has closed:
+//! - each occurrence with no fate (nobody claimed it: schedule disabled in the console, a
+//!   delivery lost, the workflow broken) is claimed as `MISSED` with the same conditional write
+//!   as a run (so it is alerted once and can never run late);
+//! - a job that ran more often than its schedule implies (an occurrence item or run at a time
+//!   that is not on the schedule, or two runs for one occurrence) is alerted once per occurrence
+//!   (marked on its item with a conditional write).
+//!
+//! One Slack alert lists both; `OccurrencesMissed` is emitted per job (EMF).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use aws_types::SdkConfig;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::Error;
-use crate::jobs::occurrence::{self, Claim, Occurrence, OccurrenceStatus, Occurrences};
+use crate::jobs::ledger::{self, metric};
+use crate::jobs::occurrence::{
+    self, Claim, Occurrence, OccurrenceStatus, Occurrences, BY_JOB_INDEX,
+};
 use crate::jobs::{workflow, JobsFile};
 use crate::platform::slack::{Message, SlackClient};
 use crate::platform::{aws, config, input, time};
+use crate::shared::runs::{RunRecord, Runs, BY_WORKFLOW_INDEX};
 
 pub const DEFAULT_LOOKBACK_MINUTES: i64 = 120;
 /// Who claims a missed occurrence (its `claimedBy` and `source`).
 pub const CLAIMANT: &str = "missed-run-check";
+/// Set on an occurrence item once "ran more often than scheduled" was alerted for it.
+pub const RAN_MORE_OFTEN_ALERTED: &str = "ranMoreOftenAlertedAt";
 
 pub struct Deps {
     pub occurrences: Occurrences,
+    pub runs: Runs,
     pub slack: SlackClient,
     pub alerts_channel: String,
     pub environment: String,
@@ -29,11 +44,10 @@ pub struct Deps {
 
 impl Deps {
     pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+        let db = aws::dynamodb(sdk);
         Ok(Deps {
-            occurrences: Occurrences::new(
-                aws::dynamodb(sdk),
-                config::required("OCCURRENCES_TABLE")?,
-            ),
+            occurrences: Occurrences::new(db.clone(), config::required("OCCURRENCES_TABLE")?),
+            runs: Runs::new(db, config::required("RUNS_TABLE")?),
             slack: config::slack_client(sdk).await?,
             alerts_channel: config::required("SLACK_ALERTS_CHANNEL")?,
             environment: config::environment()?,
@@ -64,14 +78,25 @@ pub struct Missed {
     pub scheduled_time: String,
 }
 
+/// An occurrence at which the job ran more often than its schedule implies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RanMoreOften {
+    pub job: String,
+    pub scheduled_time: String,
+    pub message: String,
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Output {
-    /// Occurrences looked at.
+    /// Occurrences looked at (those the schedules of enabled jobs imply in the window).
     pub checked: usize,
     /// Those claimed as missed by this check.
     pub missed: Vec<Missed>,
-    /// The alert's Slack `ts` (`null`: nothing missed, nothing posted).
+    /// Newly alerted: runs the schedules do not imply.
+    pub ran_more_often: Vec<RanMoreOften>,
+    /// The alert's Slack `ts` (`null`: nothing to alert, nothing posted).
     pub slack_ts: Option<String>,
 }
 
@@ -85,44 +110,84 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     if !(1..=7 * 24 * 60).contains(&lookback) {
         return Err(input::InputError::field("lookbackMinutes", "must be 1-10080").into());
     }
-    let (checked, missed) = claim_missed(deps, now, Duration::minutes(lookback)).await?;
-    let slack_ts = match missed.is_empty() {
+    let found = check(deps, now, Duration::minutes(lookback)).await?;
+    let slack_ts = match found.missed.is_empty() && found.ran_more_often.is_empty() {
         true => None,
         false => Some(
             deps.slack
-                .post_message(&alert(&deps.alerts_channel, &deps.environment, &missed))
+                .post_message(&alert(&deps.alerts_channel, &deps.environment, &found))
                 .await?
                 .ts,
         ),
     };
-    tracing::info!(checked, missed = missed.len(), "missed-run check");
-    Ok(Output {
-        checked,
-        missed,
-        slack_ts,
-    })
+    tracing::info!(
+        checked = found.checked,
+        missed = found.missed.len(),
+        ran_more_often = found.ran_more_often.len(),
+        "missed-run check"
+    );
+    Ok(Output { slack_ts, ..found })
 }
 
-/// Claim every unclaimed occurrence past its catch-up window within `lookback` of `now`.
-async fn claim_missed(
+/// The scheduled-job runs that can belong to occurrences in `[from, now]`.
+async fn runs_since(
     deps: &Deps,
+    from: DateTime<Utc>,
     now: DateTime<Utc>,
-    lookback: Duration,
-) -> Result<(usize, Vec<Missed>), Error> {
-    let mut missed = Vec::new();
-    let mut checked = 0;
-    for job in deps.jobs.jobs.iter().filter(|j| j.enabled) {
-        let (from, to) = workflow::missed_window(job, now, lookback);
-        for t in job.parsed_schedule().occurrences(from, to, 1000) {
-            checked += 1;
-            let key = occurrence::key(&job.name, t);
-            if deps.occurrences.get(&key).await?.is_some() {
-                continue;
-            }
+) -> Result<Vec<RunRecord>, Error> {
+    deps.runs
+        .between(
+            BY_WORKFLOW_INDEX,
+            ("workflow", workflow::WORKFLOW),
+            ("startedAt", &time::rfc3339(from), &time::rfc3339(now)),
+        )
+        .await
+}
+
+/// The ledger of every job over the occurrences within `lookback` whose catch-up window has
+/// closed at `now`: claim the unaccounted ones as missed, mark and collect the new
+/// "ran more often" alerts.
+async fn check(deps: &Deps, now: DateTime<Utc>, lookback: Duration) -> Result<Output, Error> {
+    let windows: Vec<_> = deps
+        .jobs
+        .jobs
+        .iter()
+        .map(|job| (job, workflow::missed_window(job, now, lookback)))
+        .collect();
+    let earliest = windows
+        .iter()
+        .map(|(_, (from, _))| *from)
+        .min()
+        .unwrap_or(now);
+    let runs = runs_since(deps, earliest, now).await?;
+    let mut out = Output {
+        checked: 0,
+        missed: Vec::new(),
+        ran_more_often: Vec::new(),
+        slack_ts: None,
+    };
+    for (job, (from, to)) in windows {
+        let items = deps
+            .occurrences
+            .between(
+                BY_JOB_INDEX,
+                ("job", &job.name),
+                ("scheduledTime", &time::rfc3339(from), &time::rfc3339(to)),
+            )
+            .await?;
+        let l = ledger::ledger(job, from, to, now, &items, &runs);
+        if job.enabled {
+            out.checked += l.counts.expected;
+        }
+        let mut missed_here = 0;
+        for e in l.unaccounted() {
             let occ = Occurrence {
-                occurrence_key: key,
+                occurrence_key: occurrence::key(
+                    &job.name,
+                    time::parse("scheduledTime", &e.scheduled_time)?,
+                ),
                 job: job.name.clone(),
-                scheduled_time: time::rfc3339(t),
+                scheduled_time: e.scheduled_time.clone(),
                 environment: deps.environment.clone(),
                 claimed_by: CLAIMANT.into(),
                 claimed_at: time::rfc3339(time::now()),
@@ -132,23 +197,89 @@ async fn claim_missed(
                 duplicate_claimers: vec![],
             };
             if deps.occurrences.claim(&occ).await? == Claim::Won {
-                missed.push(Missed {
+                missed_here += 1;
+                out.missed.push(Missed {
                     job: occ.job,
                     scheduled_time: occ.scheduled_time,
                 });
             }
         }
+        if missed_here > 0 {
+            metric::emit(
+                &deps.environment,
+                &job.name,
+                &[(
+                    metric::MISSED,
+                    crate::platform::metrics::Unit::Count,
+                    missed_here as f64,
+                )],
+                None,
+            );
+        }
+        // One alert per occurrence (its messages joined), once: marked on its item.
+        let mut by_time: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for a in l.ran_more_often() {
+            by_time
+                .entry(&a.scheduled_time)
+                .or_default()
+                .push(&a.message);
+        }
+        for (at, messages) in by_time {
+            let key = format!("{}#{at}", job.name);
+            let has_item = l
+                .occurrences
+                .iter()
+                .any(|e| e.scheduled_time == at && e.claimed_by.is_some());
+            let first = !has_item
+                || deps
+                    .occurrences
+                    .set_fields(
+                        &key,
+                        &[(RAN_MORE_OFTEN_ALERTED, Value::from(time::rfc3339(now)))],
+                        Some(&format!("attribute_not_exists(#{RAN_MORE_OFTEN_ALERTED})")),
+                        &[],
+                    )
+                    .await?
+                    .is_some();
+            if first {
+                out.ran_more_often.push(RanMoreOften {
+                    job: job.name.clone(),
+                    scheduled_time: at.to_string(),
+                    message: messages.join("; "),
+                });
+            }
+        }
     }
-    Ok((checked, missed))
+    Ok(out)
 }
 
-/// Pure: the one alert listing what was missed.
-fn alert(channel: &str, environment: &str, missed: &[Missed]) -> Message {
-    let mut text = format!(
-        ":rotating_light: *Missed scheduled job runs* on *{environment}*: due, never claimed, past their catch-up window (schedule disabled? delivery lost?)",
-    );
-    for m in missed {
-        let _ = write!(text, "\n• `{}` at {}", m.job, m.scheduled_time);
+/// Pure: the one alert listing what was missed and what ran more often than scheduled.
+fn alert(channel: &str, environment: &str, found: &Output) -> Message {
+    let mut text = String::new();
+    if !found.missed.is_empty() {
+        let _ = write!(
+            text,
+            ":rotating_light: *Missed scheduled job runs* on *{environment}*: due, never claimed, past their catch-up window (schedule disabled? delivery lost?)",
+        );
+        for m in &found.missed {
+            let _ = write!(text, "\n• `{}` at {}", m.job, m.scheduled_time);
+        }
+    }
+    if !found.ran_more_often.is_empty() {
+        if !text.is_empty() {
+            text.push_str("\n\n");
+        }
+        let _ = write!(
+            text,
+            ":rotating_light: *Scheduled jobs ran more often than their schedules imply* on *{environment}* (a claim or run at a time off the schedule, or two runs of one occurrence)",
+        );
+        for r in &found.ran_more_often {
+            let _ = write!(
+                text,
+                "\n• `{}` at {}: {}",
+                r.job, r.scheduled_time, r.message
+            );
+        }
     }
     Message {
         channel: channel.to_string(),
@@ -162,23 +293,55 @@ fn alert(channel: &str, environment: &str, missed: &[Missed]) -> Message {
 mod tests {
     use super::*;
     use crate::platform::dynamo;
-    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+    use aws_sdk_dynamodb::operation::query::QueryOutput;
+    use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
     use serde_json::json;
 
-    fn deps(rules: &[&Rule]) -> Deps {
+    fn deps_with(rules: &[&Rule], jobs: JobsFile) -> Deps {
+        let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules);
         Deps {
-            occurrences: Occurrences::new(
-                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules),
-                "occ",
-            ),
+            occurrences: Occurrences::new(db.clone(), "occ"),
+            runs: Runs::new(db, "runs"),
             // Nothing listens here: a test that reaches Slack fails.
             slack: SlackClient::new("http://127.0.0.1:9", "xoxb-test"),
             alerts_channel: "CALERTS".into(),
             environment: "staging".into(),
-            jobs: JobsFile::embedded(),
+            jobs,
         }
+    }
+
+    fn deps(rules: &[&Rule]) -> Deps {
+        deps_with(rules, JobsFile::embedded())
+    }
+
+    /// One job: purge-expired-sessions alone (`cron(30 * * * ? *)` UTC, catch-up 1h).
+    fn purge_only() -> JobsFile {
+        let mut f = JobsFile::embedded();
+        f.jobs.retain(|j| j.name == "purge-expired-sessions");
+        f
+    }
+
+    fn item(at: &str, by: &str, source: &str) -> Occurrence {
+        Occurrence {
+            occurrence_key: format!("purge-expired-sessions#{at}"),
+            job: "purge-expired-sessions".into(),
+            scheduled_time: at.into(),
+            environment: "staging".into(),
+            claimed_by: by.into(),
+            claimed_at: at.into(),
+            source: source.into(),
+            status: OccurrenceStatus::Claimed,
+            run_status: None,
+            duplicate_claimers: vec![],
+        }
+    }
+
+    fn no_runs() -> Rule {
+        mock!(aws_sdk_dynamodb::Client::query)
+            .match_requests(|r| r.index_name() == Some("byWorkflow"))
+            .then_output(|| QueryOutput::builder().build())
     }
 
     #[test]
@@ -197,37 +360,46 @@ mod tests {
 
     #[tokio::test]
     async fn claimed_occurrences_are_not_missed() {
-        let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
-            GetItemOutput::builder()
-                .set_item(Some(dynamo::to_item(&Occurrence {
-                    occurrence_key: "k".into(),
-                    job: "j".into(),
-                    scheduled_time: "2026-11-28T13:00:00Z".into(),
-                    environment: "staging".into(),
-                    claimed_by: "arn:e1".into(),
-                    claimed_at: "2026-11-28T13:00:01Z".into(),
-                    source: "scheduler".into(),
-                    status: OccurrenceStatus::Claimed,
-                    run_status: None,
-                    duplicate_claimers: vec![],
-                })))
-                .build()
-        });
-        let d = deps(&[&get]);
+        // At 14:00 over 3h, purge's window closes at 12:59:59: 10:30, 11:30 and 12:30.
+        let claimed = mock!(aws_sdk_dynamodb::Client::query)
+            .match_requests(|r| {
+                r.index_name() == Some("byJob")
+                    && r.expression_attribute_values().and_then(|v| v.get(":to"))
+                        == Some(&dynamo::s("2026-11-28T12:59:59Z"))
+            })
+            .then_output(|| {
+                let mut out = QueryOutput::builder();
+                for h in ["10", "11", "12"] {
+                    out = out.items(dynamo::to_item(&item(
+                        &format!("2026-11-28T{h}:30:00Z"),
+                        "arn:e",
+                        "scheduler",
+                    )));
+                }
+                out.build()
+            });
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .then_output(|| PutItemOutput::builder().build());
+        let runs = no_runs();
+        let d = deps_with(&[&claimed, &runs, &put], purge_only());
         let input = Input(Some(Window {
             at: Some("2026-11-28T14:00:00Z".into()),
-            lookback_minutes: Some(60),
+            lookback_minutes: Some(180),
         }));
         let out = handle(&d, input).await.unwrap();
-        assert!(out.checked > 0);
-        assert!(out.missed.is_empty() && out.slack_ts.is_none());
-        assert_eq!(get.num_calls(), out.checked);
+        assert_eq!(out.checked, 3);
+        assert!(out.missed.is_empty() && out.ran_more_often.is_empty() && out.slack_ts.is_none());
+        assert_eq!(
+            (claimed.num_calls(), runs.num_calls(), put.num_calls()),
+            (1, 1, 0)
+        );
     }
 
     #[tokio::test]
     async fn unclaimed_occurrences_are_claimed_as_missed() {
-        let none = mock!(aws_sdk_dynamodb::Client::get_item)
-            .then_output(|| GetItemOutput::builder().build());
+        let none = mock!(aws_sdk_dynamodb::Client::query)
+            .match_requests(|r| r.index_name() == Some("byJob"))
+            .then_output(|| QueryOutput::builder().build());
         let put = mock!(aws_sdk_dynamodb::Client::put_item)
             .match_requests(|r| {
                 let item = r.item().unwrap();
@@ -236,19 +408,97 @@ mod tests {
                     && item.get("claimedBy") == Some(&dynamo::s(CLAIMANT))
             })
             .then_output(|| PutItemOutput::builder().build());
-        let d = deps(&[&none, &put]);
+        let runs = no_runs();
+        let d = deps(&[&none, &runs, &put]);
         let now = time::parse("t", "2026-11-28T14:00:00Z").unwrap();
-        let (checked, missed) = claim_missed(&d, now, Duration::minutes(60)).await.unwrap();
-        assert_eq!(missed.len(), checked);
-        assert_eq!(put.num_calls(), checked);
-        assert!(missed
+        let found = check(&d, now, Duration::minutes(60)).await.unwrap();
+        assert_eq!(found.missed.len(), found.checked);
+        assert_eq!(put.num_calls(), found.checked);
+        assert!(found
+            .missed
             .iter()
             .any(|m| m.job == "sync-exchange-rates" && m.scheduled_time == "2026-11-28T13:45:00Z"));
-        let text = alert("C", "staging", &missed).text;
+        // The disabled job is not checked, and nothing of it is claimed.
+        assert!(!found.missed.iter().any(|m| m.job == "weekly-digest"));
+        let text = alert("C", "staging", &found).text;
         assert!(
             text.contains("• `sync-exchange-rates` at 2026-11-28T13:45:00Z"),
             "{text}"
         );
+        assert!(text.contains("Missed scheduled job runs"), "{text}");
+        assert!(!text.contains("ran more often"), "{text}");
+    }
+
+    /// Issue 20: the check is a check of the ledger: a claim at a time off the schedule (or a
+    /// second run of one occurrence) is "ran more often than its schedule implies", alerted
+    /// once (the second check finds the item marked).
+    #[tokio::test]
+    async fn a_run_off_the_schedule_is_alerted_once() {
+        let items = mock!(aws_sdk_dynamodb::Client::query)
+            .match_requests(|r| r.index_name() == Some("byJob"))
+            .then_output(|| {
+                QueryOutput::builder()
+                    .items(dynamo::to_item(&item(
+                        "2026-11-28T12:30:00Z",
+                        "arn:e1",
+                        "scheduler",
+                    )))
+                    .items(dynamo::to_item(&item(
+                        "2026-11-28T12:45:00Z",
+                        "legacy:box:9",
+                        "legacy",
+                    )))
+                    .build()
+            });
+        let mark = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                r.key().and_then(|k| k.get("occurrenceKey"))
+                    == Some(&dynamo::s("purge-expired-sessions#2026-11-28T12:45:00Z"))
+                    && r.condition_expression()
+                        .is_some_and(|c| c.contains("attribute_not_exists(#ranMoreOftenAlertedAt)"))
+            })
+            .sequence()
+            .output(|| {
+                UpdateItemOutput::builder()
+                    .set_attributes(Some(dynamo::to_item(&item(
+                        "2026-11-28T12:45:00Z",
+                        "legacy:box:9",
+                        "legacy",
+                    ))))
+                    .build()
+            })
+            .error(|| {
+                UpdateItemError::ConditionalCheckFailedException(
+                    crate::testing::conditional_check_failed(),
+                )
+            })
+            .build();
+        let runs = no_runs();
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .then_output(|| PutItemOutput::builder().build());
+        let d = deps_with(&[&items, &runs, &mark, &put], purge_only());
+        let now = time::parse("t", "2026-11-28T14:00:00Z").unwrap();
+        let found = check(&d, now, Duration::minutes(60)).await.unwrap();
+        assert!(found.missed.is_empty(), "{:?}", found.missed);
+        assert_eq!(found.ran_more_often.len(), 1, "{:?}", found.ran_more_often);
+        assert_eq!(
+            found.ran_more_often[0].scheduled_time,
+            "2026-11-28T12:45:00Z"
+        );
+        assert!(found.ran_more_often[0].message.contains("legacy:box:9"));
+        let text = alert("C", "staging", &found).text;
+        assert!(
+            text.contains("ran more often than their schedules imply"),
+            "{text}"
+        );
+        assert!(
+            text.contains("• `purge-expired-sessions` at 2026-11-28T12:45:00Z"),
+            "{text}"
+        );
+        assert!(!text.contains("Missed scheduled job runs"), "{text}");
+        let again = check(&d, now, Duration::minutes(60)).await.unwrap();
+        assert!(again.ran_more_often.is_empty(), "alerted once");
+        assert_eq!((mark.num_calls(), put.num_calls()), (2, 0));
     }
 
     #[tokio::test]

@@ -89,6 +89,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         },
     )
     .await?;
+    crate::jobs::ledger::metric::task_started(&run, crate::platform::time::now());
     if run.concurrency != Concurrency::Allow
         && !lease::set_task(
             &deps.db,

@@ -5,15 +5,21 @@
 //!
 //! Transcripts are large, so [`Scanner::scan`] takes shortcuts that give the same result as the
 //! plain definitions ([`strip_noise`], [`clean_lines`], [`Scanner::match_command`] per line),
-//! as the tests check against the straightforward versions: noise is stripped a physical line
-//! at a time without building a cleaned copy of the chunk, bytes are scanned in vectorisable
-//! chunks, ASCII prompts are recognised by hand rather than by regex, and a line is first
-//! asked whether it matches any pattern at all.
+//! as the tests check against the straightforward versions: noise is stripped bytewise, bytes
+//! are scanned in vectorisable chunks, one search over the whole noise-free chunk for the
+//! patterns with their assertions dropped ([`relax`]) picks out the few segments that can
+//! match at all, and only those are cleaned (ASCII prompts are recognised by hand rather than
+//! by regex) and matched.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use regex::{Regex, RegexSet};
+use regex_automata::{meta, Input};
+use regex_syntax::hir::{
+    Class, ClassBytes, ClassBytesRange, ClassUnicode, ClassUnicodeRange, Hir, HirKind, Literal,
+    Repetition,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -61,23 +67,27 @@ pub struct Hit {
 #[derive(Debug)]
 pub struct Scanner {
     set: RegexSet,
-    /// All patterns as one alternation: whether a line matches any of them, answered faster
-    /// than by `set` (which is built to tell which ones). `None` when it cannot be built
-    /// safely (see [`any_pattern`]).
-    any: Option<Regex>,
+    /// Whether a segment of a noise-free chunk can match at all (see [`relaxed`]).
+    relaxed: meta::Regex,
     specs: Vec<PatternSpec>,
 }
 
 impl Scanner {
     pub fn new(specs: &[PatternSpec]) -> Result<Self, Error> {
+        let mut hirs = Vec::with_capacity(specs.len());
         for s in specs {
             Regex::new(&s.regex).map_err(|e| Error::config(format!("pattern {}: {e}", s.name)))?;
+            // `regex`'s own parser settings (its defaults); it just accepted the pattern.
+            let hir = regex_syntax::Parser::new()
+                .parse(&s.regex)
+                .map_err(|e| Error::config(format!("pattern {}: {e}", s.name)))?;
+            hirs.push(hir);
         }
         let set = RegexSet::new(specs.iter().map(|s| &s.regex))
             .map_err(|e| Error::config(format!("patterns: {e}")))?;
         Ok(Scanner {
             set,
-            any: any_pattern(specs),
+            relaxed: relaxed(&hirs)?,
             specs: specs.to_vec(),
         })
     }
@@ -88,16 +98,10 @@ impl Scanner {
 
     /// Match one already-cleaned command line.
     pub fn match_command(&self, command: &str) -> Option<Hit> {
-        // Almost every line matches nothing: answer that first, cheaply (`is_match` can stop
-        // early and, unlike `matches`, allocates nothing).
-        let matches_any = match &self.any {
-            Some(any) => any.is_match(command),
-            None => self.set.is_match(command),
-        };
-        if !matches_any {
+        let matched = self.set.matches(command);
+        if !matched.matched_any() {
             return None;
         }
-        let matched = self.set.matches(command);
         let specs: Vec<&PatternSpec> = matched.iter().map(|i| &self.specs[i]).collect();
         Some(Hit {
             command: command.to_string(),
@@ -113,14 +117,43 @@ impl Scanner {
     /// Scan a chunk of raw text (a transcript chunk or a hook command, possibly several lines):
     /// every physical line (and every carriage-return redraw of it) is cleaned and matched.
     /// The same cleaned command is reported once per chunk.
+    ///
+    /// By definition that is [`clean_lines`] then [`Scanner::match_command`] on each line. Done
+    /// so, most of the time goes into cleaning lines that cannot match; instead the noise is
+    /// stripped from the whole chunk, one search for the [`relaxed`] patterns finds the segments
+    /// (text between line ends and carriage returns) that can, and only those are cleaned and
+    /// matched.
     pub fn scan(&self, raw: &str) -> Vec<Hit> {
         let mut hits = Vec::new();
-        if each_clean_line_by_line(raw, |line| self.record(line, &mut hits)).is_err() {
-            // Noise crosses a line end somewhere: clean the whole chunk at once instead.
-            hits.clear();
-            each_clean_line(&strip_noise(raw), &mut |line| self.record(line, &mut hits));
-        }
+        self.each_candidate(&strip_noise(raw), |segment| {
+            let line = clean_line(segment);
+            if !line.is_empty() {
+                self.record(line, &mut hits);
+            }
+        });
         hits
+    }
+
+    /// Calls `f`, in order, with every segment of noise-free `text` in which [`relaxed`]
+    /// matches: a superset of the segments whose cleaned line matches a pattern.
+    fn each_candidate(&self, text: &str, mut f: impl FnMut(&str)) {
+        let bytes = text.as_bytes();
+        let mut from = 0;
+        while from <= bytes.len() {
+            let input = Input::new(bytes).range(from..).earliest(true);
+            let Some(m) = self.relaxed.search_half(&input) else {
+                return;
+            };
+            // A relaxed match holds no line end or carriage return: it lies in the segment
+            // around its end (the earliest-ending match is in the first segment that has one).
+            let end = m.offset();
+            let start =
+                memchr::memrchr2(b'\n', b'\r', &bytes[from..end]).map_or(from, |i| from + i + 1);
+            let stop =
+                memchr::memchr2(b'\n', b'\r', &bytes[end..]).map_or(bytes.len(), |i| end + i);
+            f(&text[start..stop]);
+            from = stop + 1;
+        }
     }
 
     /// Match a cleaned line; keep a hit unless the same command already has one.
@@ -133,26 +166,57 @@ impl Scanner {
     }
 }
 
-/// `(?:p1)|(?:p2)|…`: it matches a text exactly when one of the patterns does, since wrapping a
-/// valid pattern in a group changes nothing, not even the reach of its inline flags (they end
-/// with the group as they ended with the pattern). Except in verbose mode, where a `#` comment
-/// at the end of a pattern would swallow the closing parenthesis: then, or if the alternation
-/// fails to compile (e.g. two patterns name a group alike), there is none.
-fn any_pattern(specs: &[PatternSpec]) -> Option<Regex> {
-    // Textual and cautious: any group that looks like it sets flags including `x`.
-    let verbose = |re: &str| {
-        re.match_indices("(?").any(|(i, _)| {
-            re[i + 2..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphabetic() || *c == '-')
-                .any(|c| c == 'x')
-        })
-    };
-    if specs.is_empty() || specs.iter().any(|s| verbose(&s.regex)) {
-        return None;
+/// Relaxed patterns (see [`relax`]) in one alternation: where a pattern matches a cleaned line,
+/// its relaxed form matches the same text, and a cleaned line is a piece of one segment of the
+/// noise-free chunk (what is left once the prompt, comment and surrounding blanks are cut
+/// off). So a segment in which it finds nothing cannot give a hit.
+fn relaxed(hirs: &[Hir]) -> Result<meta::Regex, Error> {
+    meta::Regex::builder()
+        .configure(meta::Config::new().utf8_empty(false))
+        .build_from_hir(&Hir::alternation(hirs.iter().map(relax).collect()))
+        .map_err(|e| Error::config(format!("patterns: {e}")))
+}
+
+/// A pattern that matches wherever `hir` does within a line, and never across a line end or a
+/// carriage return: the assertions (`^`, `$`, `\b`, ...) are dropped, since a cleaned line's
+/// edges are not the segment's; line ends and carriage returns are taken out of every class
+/// and literal (a cleaned line has none); groups lose their names (two patterns may name one
+/// alike). Only what matches grows, so no match is lost.
+fn relax(hir: &Hir) -> Hir {
+    match hir.kind() {
+        HirKind::Empty => Hir::empty(),
+        HirKind::Look(_) => Hir::empty(),
+        HirKind::Literal(Literal(bytes)) => {
+            if bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
+                Hir::fail()
+            } else {
+                hir.clone()
+            }
+        }
+        HirKind::Class(Class::Unicode(class)) => {
+            let mut class = class.clone();
+            class.difference(&ClassUnicode::new([
+                ClassUnicodeRange::new('\n', '\n'),
+                ClassUnicodeRange::new('\r', '\r'),
+            ]));
+            Hir::class(Class::Unicode(class))
+        }
+        HirKind::Class(Class::Bytes(class)) => {
+            let mut class = class.clone();
+            class.difference(&ClassBytes::new([
+                ClassBytesRange::new(b'\n', b'\n'),
+                ClassBytesRange::new(b'\r', b'\r'),
+            ]));
+            Hir::class(Class::Bytes(class))
+        }
+        HirKind::Repetition(r) => Hir::repetition(Repetition {
+            sub: Box::new(relax(&r.sub)),
+            ..r.clone()
+        }),
+        HirKind::Capture(c) => relax(&c.sub),
+        HirKind::Concat(subs) => Hir::concat(subs.iter().map(relax).collect()),
+        HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(relax).collect()),
     }
-    let alternation: Vec<String> = specs.iter().map(|s| format!("(?:{})", s.regex)).collect();
-    Regex::new(&alternation.join("|")).ok()
 }
 
 /// Is the byte at `i` the start of a character [`strip_noise`] removes or acts on: a C0
@@ -173,16 +237,11 @@ fn may_be_noise(b: u8) -> bool {
 }
 
 /// The first noise position at or after `from`.
-fn find_noise(bytes: &[u8], from: usize) -> Option<usize> {
-    find_noise_or(bytes, from, |_| false)
-}
-
-/// The first noise position, or byte satisfying `stop`, at or after `from`.
-fn find_noise_or(bytes: &[u8], mut from: usize, stop: impl Fn(u8) -> bool) -> Option<usize> {
+fn find_noise(bytes: &[u8], mut from: usize) -> Option<usize> {
     loop {
         // (0xC2 also starts harmless characters, such as U+00A0.)
-        let i = find_byte(bytes, from, |b| may_be_noise(b) | stop(b))?;
-        if stop(bytes[i]) || is_noise_at(bytes, i) {
+        let i = find_byte(bytes, from, may_be_noise)?;
+        if is_noise_at(bytes, i) {
             return Some(i);
         }
         from = i + 1;
@@ -213,26 +272,14 @@ pub fn strip_noise(raw: &str) -> Cow<'_, str> {
         return Cow::Borrowed(raw);
     };
     let mut out = String::with_capacity(raw.len());
-    // For a whole chunk, noise running off either end is simply cut there (the `Overflow`).
     strip_noise_into(raw, first, &mut out);
     Cow::Owned(out)
 }
 
-/// How the noise in a piece of text reached beyond it. Harmless for a whole chunk; for one
-/// line of it, the line cannot be cleaned on its own (see [`each_clean_line_by_line`]).
-#[derive(Debug, Default)]
-struct Overflow {
-    /// An escape sequence was still open at the end.
-    open_at_end: bool,
-    /// A backspace had nothing before it to erase.
-    erased_before_start: bool,
-}
-
 /// [`strip_noise`] of `text`, whose first noise is at `first`, appended to `out`.
-fn strip_noise_into(text: &str, first: usize, out: &mut String) -> Overflow {
+fn strip_noise_into(text: &str, first: usize, out: &mut String) {
     let bytes = text.as_bytes();
     let char_len = |i: usize| text[i..].chars().next().map_or(0, char::len_utf8);
-    let mut overflow = Overflow::default();
     // The text between noise is copied in one piece. Every delimiter below is ASCII, and in
     // UTF-8 an ASCII byte is always a whole character, so byte offsets stay on character
     // boundaries and scanning bytes finds what scanning characters would.
@@ -249,10 +296,7 @@ fn strip_noise_into(text: &str, first: usize, out: &mut String) -> Overflow {
                         .position(|b| (0x40..=0x7e).contains(b))
                     {
                         Some(i) => next + 1 + i + 1,
-                        None => {
-                            overflow.open_at_end = true;
-                            bytes.len()
-                        }
+                        None => bytes.len(),
                     },
                     // OSC / DCS / PM / APC strings: up to BEL or ST (ESC \)
                     Some(b']' | b'P' | b'^' | b'_') => {
@@ -262,28 +306,19 @@ fn strip_noise_into(text: &str, first: usize, out: &mut String) -> Overflow {
                                 Some(0x07) => break i + 1,
                                 Some(0x1b) if bytes.get(i + 1) == Some(&b'\\') => break i + 2,
                                 Some(_) => i += 1,
-                                None => {
-                                    overflow.open_at_end = true;
-                                    break i;
-                                }
+                                None => break i,
                             }
                         }
                     }
                     // Charset selection: ESC ( B etc.
-                    Some(b'(' | b')' | b'*' | b'+') => {
-                        overflow.open_at_end |= next + 1 == bytes.len();
-                        next + 1 + char_len(next + 1)
-                    }
+                    Some(b'(' | b')' | b'*' | b'+') => next + 1 + char_len(next + 1),
                     // Any other two-character sequence (ESC 7, ESC 8, ESC =, ESC >, ESC M, ...)
                     Some(_) => next + char_len(next),
-                    None => {
-                        overflow.open_at_end = true;
-                        next
-                    }
+                    None => next,
                 }
             }
             0x08 | 0x7f => {
-                overflow.erased_before_start |= out.pop().is_none();
+                out.pop();
                 at + 1
             }
             0xc2 => at + 2, // a C1 control
@@ -295,7 +330,6 @@ fn strip_noise_into(text: &str, first: usize, out: &mut String) -> Overflow {
         }
     }
     out.push_str(&text[copied..]);
-    overflow
 }
 
 fn prompt_re() -> &'static Regex {
@@ -693,44 +727,6 @@ fn each_clean_line(text: &str, f: &mut impl FnMut(&str)) {
         match end {
             Some(end) => start = end + 1,
             None => return,
-        }
-    }
-}
-
-/// Noise crosses a line end: see [`each_clean_line_by_line`].
-#[derive(Debug)]
-struct CrossesLine;
-
-/// `each_clean_line(&strip_noise(raw), f)`, but stripping the noise of one physical line at a
-/// time, in a small buffer, instead of building the whole noise-free chunk first (lines
-/// without noise are cleaned in place). That is the same unless noise crosses a line end: an
-/// escape sequence still open at the end of a line would swallow the '\n', and a backspace
-/// with nothing before it on its line would erase the previous line's '\n'. Then this stops
-/// with `Err` (after `f` has seen some of the lines), and the caller starts over with the
-/// whole chunk.
-fn each_clean_line_by_line(raw: &str, mut f: impl FnMut(&str)) -> Result<(), CrossesLine> {
-    let bytes = raw.as_bytes();
-    let mut buf = String::new();
-    let mut start = 0;
-    loop {
-        let (end, text) = match find_noise_or(bytes, start, |b| b == b'\n') {
-            Some(noise) if bytes[noise] != b'\n' => {
-                let end = find_byte(bytes, noise, |b| b == b'\n');
-                let line = &raw[start..end.unwrap_or(raw.len())];
-                buf.clear();
-                let overflow = strip_noise_into(line, noise - start, &mut buf);
-                // At the end of the chunk, an open sequence ends there as it would anyway.
-                if overflow.erased_before_start || (overflow.open_at_end && end.is_some()) {
-                    return Err(CrossesLine);
-                }
-                (end, buf.as_str())
-            }
-            end => (end, &raw[start..end.unwrap_or(raw.len())]),
-        };
-        each_clean_line(text, &mut f);
-        match end {
-            Some(end) => start = end + 1,
-            None => return Ok(()),
         }
     }
 }
@@ -1279,35 +1275,34 @@ mod tests {
     }
 
     #[test]
-    fn line_by_line_cleaning_matches_the_whole_chunk_or_declines() {
+    fn the_prefilter_passes_every_segment_that_can_match() {
+        let s = scanner();
         let mut texts = random_texts(CONSOLE, 20_000, 12);
         texts.extend(random_texts(NOISY, 5_000, 12));
-        let (mut by_line, mut declined) = (0, 0);
+        texts.extend(EVASIONS.iter().map(|(line, _)| line.to_string()));
+        let (mut matching, mut skipped) = (0, 0);
         for raw in &texts {
-            let mut lines = Vec::new();
-            match each_clean_line_by_line(raw, |line| lines.push(line.to_string())) {
-                Ok(()) => {
-                    assert_eq!(lines, clean_lines(raw), "{raw:?}");
-                    by_line += 1;
+            for segment in strip_noise_reference(raw).split(['\n', '\r']) {
+                let passes = s.relaxed.is_match(segment);
+                let line = clean_line(segment);
+                if !line.is_empty() && s.set.is_match(line) {
+                    assert!(passes, "{segment:?} (from {raw:?}) skipped");
+                    matching += 1;
                 }
-                Err(CrossesLine) => declined += 1,
+                skipped += usize::from(!passes);
             }
         }
-        assert!(by_line > 10_000 && declined > 100, "{by_line} / {declined}");
-
-        // Noise that reaches across a line end: the whole chunk must be cleaned at once.
-        for raw in [
-            "a\n\x08b",
-            "a\x1b[\nb",
-            "a\x1b\nb",
-            "a\x1b]0;t\nb\x07c",
-            "a\x1b(\nb",
-        ] {
-            assert!(each_clean_line_by_line(raw, |_| {}).is_err(), "{raw:?}");
-        }
-        // ... except at the very end of the chunk, where it stops anyway.
-        assert!(each_clean_line_by_line("a\nb\x1b[1", |_| {}).is_ok());
+        // Both kinds are there: the prefilter does skip most segments.
+        assert!(
+            matching > 1_000 && skipped > 20_000,
+            "{matching} / {skipped}"
+        );
+        // Noise that reaches across a line end is stripped from the whole chunk first.
         assert_eq!(clean_lines("\x08a\n\x08b"), vec!["ab".to_string()]);
+        assert_eq!(
+            s.scan("User.destroy_\n\x08all")[0].command,
+            "User.destroy_all"
+        );
     }
 
     #[test]
@@ -1326,28 +1321,46 @@ mod tests {
     }
 
     #[test]
-    fn the_alternation_agrees_with_the_set() {
-        let s = scanner();
-        let any = s.any.as_ref().expect("the default patterns can be joined");
-        for line in random_texts(CONSOLE, 20_000, 8) {
-            assert_eq!(any.is_match(&line), s.set.is_match(&line), "{line:?}");
-        }
+    fn the_prefilter_is_built_from_any_valid_patterns() {
         let spec = |regex: &str| PatternSpec {
             name: "p".into(),
             regex: regex.into(),
             severity: Severity::Low,
         };
-        // A comment in verbose mode would swallow the group's closing parenthesis.
-        assert!(any_pattern(&[spec("(?x) a # comment"), spec("b")]).is_none());
-        assert!(any_pattern(&[spec("(?ix:a)"), spec("b")]).is_none());
-        // Two groups of the same name cannot be in one regex: the set alone does the work.
+        // A comment in verbose mode, two groups of the same name, inline flags: each pattern
+        // keeps its meaning in the one prefilter.
+        let verbose = Scanner::new(&[spec("(?x) a b # comment"), spec("c")]).unwrap();
+        assert_eq!(verbose.scan("xabx").len(), 1);
+        assert_eq!(verbose.scan("xcx").len(), 1);
+        assert!(verbose.scan("a b").is_empty());
         let twice = [spec("(?P<n>a)"), spec("(?P<n>b)")];
-        assert!(any_pattern(&twice).is_none());
         assert_eq!(Scanner::new(&twice).unwrap().scan("xbx")[0].patterns, ["p"]);
-        // Inline flags stay within their pattern.
         let flags = Scanner::new(&[spec("(?i)a"), spec("b")]).unwrap();
-        assert!(flags.any.is_some());
         assert!(flags.scan("B").is_empty());
         assert_eq!(flags.scan("A").len(), 1);
+        // Anchors hold at the cleaned line's edges, not the segment's.
+        let anchored = Scanner::new(&[spec("^rm$"), spec(r"\bENV$")]).unwrap();
+        assert_eq!(anchored.scan("$ rm # now")[0].command, "rm");
+        assert_eq!(
+            anchored.scan("irb(main):001:0> pp ENV # all")[0].command,
+            "pp ENV"
+        );
+        assert!(anchored.scan("form").is_empty());
+        // A pattern that needs a line end can never match one line; one that matches the
+        // empty string matches every non-empty line.
+        assert!(Scanner::new(&[spec(r"a\nb")])
+            .unwrap()
+            .scan("a\nb")
+            .is_empty());
+        assert_eq!(
+            Scanner::new(&[spec(r"x*")]).unwrap().scan("\n\ny\n").len(),
+            1
+        );
+        // Multi-line mode and classes that hold a line end.
+        let multi = Scanner::new(&[spec(r"(?m)^a\s*b$"), spec(r"c[^d]*e")]).unwrap();
+        assert_eq!(multi.scan("$ a b").len(), 1);
+        assert!(multi.scan("a\nb").is_empty());
+        assert!(multi.scan("c\re").is_empty());
+        assert_eq!(multi.scan("c\tx e").len(), 1);
     }
 }

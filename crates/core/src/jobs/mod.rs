@@ -4,6 +4,7 @@
 pub mod config;
 pub mod lease;
 pub mod occurrence;
+pub mod pause;
 pub mod schedule;
 pub mod steps;
 pub mod workflow;

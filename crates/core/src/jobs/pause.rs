@@ -20,6 +20,7 @@ use crate::platform::aws::AwsResultExt;
 /// At most this many characters of note (Scheduler's `Description` holds 512 in all).
 pub const NOTE_MAX_CHARS: usize = 200;
 const MARK: &str = " [paused by ";
+const RESUMED: &str = " [resumed by ";
 
 /// Who paused a job, when (RFC 3339) and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,12 +77,42 @@ pub fn description(base: &str, pause: Option<&Pause>) -> String {
     }
 }
 
+/// The schedule's `Description` after `jobs resume`: the job's, plus who resumed it, when and
+/// why (until the next deploy writes the job's own description back).
+pub fn resumed_description(base: &str, resume: &Pause) -> String {
+    format!(
+        "{base}{RESUMED}{} at {}: {}]",
+        resume.by, resume.at, resume.note
+    )
+}
+
 /// Pure: the job's description and the pause recorded in a schedule's `Description`.
 pub fn parse_description(text: &str) -> (String, Option<Pause>) {
-    let Some(i) = text.rfind(MARK) else {
-        return (text.to_string(), None);
+    let (base, mark) = parse_marked(text);
+    match mark {
+        Some((true, p)) => (base, Some(p)),
+        Some((false, _)) => (base, None),
+        None => (base, None),
+    }
+}
+
+/// Pure: the resume recorded in a schedule's `Description` (`jobs resume --note`).
+pub fn parse_resumed(text: &str) -> Option<Pause> {
+    match parse_marked(text).1 {
+        Some((false, p)) => Some(p),
+        _ => None,
+    }
+}
+
+/// (base, Some((paused?, record))).
+fn parse_marked(text: &str) -> (String, Option<(bool, Pause)>) {
+    let (i, paused, mark) = match (text.rfind(MARK), text.rfind(RESUMED)) {
+        (Some(p), Some(r)) if r > p => (r, false, RESUMED),
+        (Some(p), _) => (p, true, MARK),
+        (None, Some(r)) => (r, false, RESUMED),
+        (None, None) => return (text.to_string(), None),
     };
-    let rest = &text[i + MARK.len()..];
+    let rest = &text[i + mark.len()..];
     let Some(rest) = rest.strip_suffix(']') else {
         return (text.to_string(), None);
     };
@@ -93,7 +124,7 @@ pub fn parse_description(text: &str) -> (String, Option<Pause>) {
         })
     });
     match parsed {
-        Some(p) => (text[..i].to_string(), Some(p)),
+        Some(p) => (text[..i].to_string(), Some((paused, p))),
         None => (text.to_string(), None),
     }
 }
@@ -105,6 +136,8 @@ pub struct Live {
     pub enabled: bool,
     /// The pause its description records (set by `jobs pause` or a deploy of a paused job).
     pub pause: Option<Pause>,
+    /// The last `jobs resume` its description records (until the next deploy).
+    pub resumed: Option<Pause>,
 }
 
 impl Live {
@@ -127,22 +160,30 @@ pub async fn live(
         .send()
         .await
         .aws("GetSchedule")?;
-    let (_, pause) = parse_description(out.description().unwrap_or_default());
+    let text = out.description().unwrap_or_default();
+    let (_, pause) = parse_description(text);
     Ok(Live {
         enabled: out.state() != Some(&ScheduleState::Disabled),
         pause,
+        resumed: parse_resumed(text),
         schedule: name,
     })
 }
 
+/// What [`set_state`] writes: paused with its record, or resumed (with a note or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Pause(Pause),
+    Resume(Option<Pause>),
+}
+
 /// `GetSchedule` then `UpdateSchedule` with every field as read, except `State` (and the
-/// pause in `Description`). Returns what the schedule was before.
+/// pause or resume in `Description`). Returns what the schedule was before.
 pub async fn set_state(
     client: &aws_sdk_scheduler::Client,
     environment: &str,
     job: &str,
-    enabled: bool,
-    pause: Option<&Pause>,
+    change: &Change,
 ) -> Result<Live, Error> {
     let name = schedule_name(environment, job);
     let s = client
@@ -151,11 +192,18 @@ pub async fn set_state(
         .send()
         .await
         .aws("GetSchedule")?;
-    let (base, before) = parse_description(s.description().unwrap_or_default());
+    let text = s.description().unwrap_or_default();
+    let (base, before) = parse_description(text);
     let was = Live {
         schedule: name.clone(),
         enabled: s.state() != Some(&ScheduleState::Disabled),
         pause: before,
+        resumed: parse_resumed(text),
+    };
+    let (enabled, new_description) = match change {
+        Change::Pause(p) => (false, description(&base, Some(p))),
+        Change::Resume(None) => (true, base),
+        Change::Resume(Some(r)) => (true, resumed_description(&base, r)),
     };
     client
         .update_schedule()
@@ -169,7 +217,7 @@ pub async fn set_state(
         .set_target(s.target().cloned())
         .set_kms_key_arn(s.kms_key_arn().map(str::to_string))
         .set_action_after_completion(s.action_after_completion().cloned())
-        .description(description(&base, pause))
+        .description(new_description)
         .state(if enabled {
             ScheduleState::Enabled
         } else {
@@ -186,7 +234,9 @@ mod tests {
     use super::*;
     use aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput;
     use aws_sdk_scheduler::operation::update_schedule::UpdateScheduleOutput;
-    use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, Target};
+    use aws_sdk_scheduler::types::{
+        FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, Target,
+    };
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
 
     fn pause() -> Pause {
@@ -212,6 +262,13 @@ mod tests {
             parse_description("report: Nightly [x]."),
             ("report: Nightly [x].".into(), None)
         );
+        let r = resumed_description("report: Nightly report.", &pause());
+        assert_eq!(
+            parse_description(&r),
+            ("report: Nightly report.".into(), None)
+        );
+        assert_eq!(parse_resumed(&r), Some(pause()));
+        assert_eq!(parse_resumed(&d), None);
         assert!(pause().check().is_ok());
         for bad in [
             Pause {
@@ -294,7 +351,7 @@ mod tests {
             })
             .then_output(|| UpdateScheduleOutput::builder().schedule_arn("arn").build().unwrap());
         let client = mock_client!(aws_sdk_scheduler, RuleMode::MatchAny, [&get, &update]);
-        let was = set_state(&client, "staging", "report", false, Some(&pause()))
+        let was = set_state(&client, "staging", "report", &Change::Pause(pause()))
             .await
             .unwrap();
         assert!(was.enabled && was.pause.is_none());

@@ -364,8 +364,10 @@ mod tests {
     }
 
     fn backfill() -> Input {
-        input(json!({"job": "sync-exchange-rates", "scheduledTime": "2026-11-28T13:15:00Z",
-                     "backfill": {"requestedBy": "alice"}}))
+        input(
+            json!({"job": "sync-exchange-rates", "scheduledTime": "2026-11-28T13:15:00Z",
+                     "backfill": {"requestedBy": "alice"}}),
+        )
     }
 
     /// Issue 20: a delivery while the job is paused is claimed PAUSED; nothing else is written
@@ -383,10 +385,14 @@ mod tests {
         let out = handle(&d, scheduled()).await.unwrap();
         assert_eq!(out.claim.outcome, ClaimOutcome::Paused);
         assert_eq!((claim.num_calls(), run.num_calls()), (1, 0));
-        assert_eq!(serde_json::to_value(&out).unwrap()["claim"]["outcome"], "paused");
+        assert_eq!(
+            serde_json::to_value(&out).unwrap()["claim"]["outcome"],
+            "paused"
+        );
         // A manual run is no occurrence of the schedule: the pause does not stop it.
-        let manual = put_into!("occ", |r: &PutItemInput| attr(r, "status") == Some("CLAIMED"))
-            .then_output(|| PutItemOutput::builder().build());
+        let manual = put_into!("occ", |r: &PutItemInput| attr(r, "status")
+            == Some("CLAIMED"))
+        .then_output(|| PutItemOutput::builder().build());
         let run = put_into!("runs").then_output(|| PutItemOutput::builder().build());
         let d = deps_with(&[&manual, &run], ScheduleState::Disabled);
         let out = handle(
@@ -402,8 +408,9 @@ mod tests {
     /// Backfill: never stale (it bypasses the catch-up window only), source `backfill`.
     #[tokio::test]
     async fn a_backfill_is_claimed_and_not_stale() {
-        let claim = put_into!("occ", |r: &PutItemInput| attr(r, "source") == Some("backfill"))
-            .then_output(|| PutItemOutput::builder().build());
+        let claim = put_into!("occ", |r: &PutItemInput| attr(r, "source")
+            == Some("backfill"))
+        .then_output(|| PutItemOutput::builder().build());
         let run = put_into!("runs").then_output(|| PutItemOutput::builder().build());
         let d = deps(&[&claim, &run]);
         let r = workflow::validate(backfill().input, &backfill().execution, "staging", &d.jobs)
@@ -435,14 +442,18 @@ mod tests {
                 r.condition_expression()
                     .unwrap_or_default()
                     .contains("#status = :missed")
-                    && r.expression_attribute_values().and_then(|v| v.get(":missed"))
+                    && r.expression_attribute_values()
+                        .and_then(|v| v.get(":missed"))
                         == Some(&AttributeValue::S("MISSED".into()))
                     && r.expression_attribute_values()
                         .is_some_and(|v| v.values().any(|a| a == &AttributeValue::S(ARN.into())))
             })
             .then_output(|| {
                 UpdateItemOutput::builder()
-                    .set_attributes(Some(dynamo::to_item(&stored(ARN, OccurrenceStatus::Claimed))))
+                    .set_attributes(Some(dynamo::to_item(&stored(
+                        ARN,
+                        OccurrenceStatus::Claimed,
+                    ))))
                     .build()
             });
         let run = put_into!("runs").then_output(|| PutItemOutput::builder().build());
@@ -480,5 +491,4 @@ mod tests {
             );
         }
     }
-
 }

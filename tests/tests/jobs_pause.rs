@@ -227,6 +227,8 @@ async fn a_paused_job_records_its_deliveries_paused_and_runs_nothing_until_resum
     let result = async {
         let sched = schedule(&stack, SYNC).await?;
         let list = list_json(&stack).await?;
+        let file = std::fs::read_to_string(&jobs_file)?;
+        let tpl = std::fs::read_to_string(&template)?;
         let (live_code, live_out) =
             batchless(&stack, None, &["jobs", "generate", "--check", "--live"]).await?;
         let mut recorded = vec!["jobs", "generate", "--check", "--live"];
@@ -240,7 +242,7 @@ async fn a_paused_job_records_its_deliveries_paused_and_runs_nothing_until_resum
         let (legacy_code, legacy_out) =
             batchless(&stack, None, &["jobs", "claim", SYNC, "--at", legacy_at]).await?;
         Ok::<_, anyhow::Error>((
-            sched, list, live_code, live_out, rec_code, rec_out, before, arn, end, states, after,
+            sched, list, file, tpl, live_code, live_out, rec_code, rec_out, before, arn, end, states, after,
             legacy_code, legacy_out,
         ))
     }
@@ -253,6 +255,8 @@ async fn a_paused_job_records_its_deliveries_paused_and_runs_nothing_until_resum
     let (
         sched,
         list,
+        file,
+        tpl,
         live_code,
         live_out,
         rec_code,
@@ -284,9 +288,7 @@ async fn a_paused_job_records_its_deliveries_paused_and_runs_nothing_until_resum
     assert_eq!(entry["scheduleState"], "DISABLED");
     assert!(job_entry(&list, PURGE)["paused"].is_null());
     // The jobs file and the template carry it: the next deploy keeps it.
-    let file = std::fs::read_to_string(&jobs_file)?;
     assert!(file.contains("    paused:\n      by: 'alice'\n"), "{file}");
-    let tpl = std::fs::read_to_string(&template)?;
     let block = tpl
         .split("\n\n")
         .find(|b| b.contains("JobScheduleSyncExchangeRates:"))

@@ -209,8 +209,7 @@ async fn update_schedule_records(stack: &Stack, arn: &str) -> Result<Vec<(String
 /// file and template record it; a delivery meanwhile is claimed PAUSED and runs no task (nor does
 /// a legacy claim); resume → ENABLED and the next delivery runs.
 #[tokio::test]
-async fn a_paused_job_records_its_deliveries_paused_and_runs_nothing_until_resumed() -> Result<()>
-{
+async fn a_paused_job_records_its_deliveries_paused_and_runs_nothing_until_resumed() -> Result<()> {
     let (stack, _) = Stack::cleared_with("ScheduledJobStateMachine").await?;
     ensure_resumed(&stack, SYNC).await?;
     let (jobs_file, template) = scratch_files()?;
@@ -242,8 +241,21 @@ async fn a_paused_job_records_its_deliveries_paused_and_runs_nothing_until_resum
         let (legacy_code, legacy_out) =
             batchless(&stack, None, &["jobs", "claim", SYNC, "--at", legacy_at]).await?;
         Ok::<_, anyhow::Error>((
-            sched, list, file, tpl, live_code, live_out, rec_code, rec_out, before, arn, end, states, after,
-            legacy_code, legacy_out,
+            sched,
+            list,
+            file,
+            tpl,
+            live_code,
+            live_out,
+            rec_code,
+            rec_out,
+            before,
+            arn,
+            end,
+            states,
+            after,
+            legacy_code,
+            legacy_out,
         ))
     }
     .await;
@@ -274,7 +286,7 @@ async fn a_paused_job_records_its_deliveries_paused_and_runs_nothing_until_resum
     assert_eq!(sched["State"], "DISABLED", "{sched}");
     let desc = sched["Description"].as_str().unwrap_or_default();
     assert!(
-        desc.contains(&format!("[paused by alice at ")) && desc.ends_with(&format!(": {note}]")),
+        desc.contains("[paused by alice at ") && desc.ends_with(&format!(": {note}]")),
         "{desc}"
     );
     // `jobs list`: who, when, why (the requester from alice's identity, never a flag).
@@ -332,8 +344,12 @@ async fn a_paused_job_records_its_deliveries_paused_and_runs_nothing_until_resum
     assert_eq!(entry["resumed"]["note"], "vendor back", "{entry}");
     // CloudTrail: alice's DISABLED, then bob's ENABLED (newest first).
     let trail = update_schedule_records(&stack, sched["Arn"].as_str().unwrap()).await?;
-    let alice = trail.iter().position(|r| r == &("alice".into(), "DISABLED".into()));
-    let bob = trail.iter().position(|r| r == &("bob".into(), "ENABLED".into()));
+    let alice = trail
+        .iter()
+        .position(|r| r == &("alice".into(), "DISABLED".into()));
+    let bob = trail
+        .iter()
+        .position(|r| r == &("bob".into(), "ENABLED".into()));
     assert!(
         matches!((bob, alice), (Some(b), Some(a)) if b < a),
         "{trail:?}"
@@ -408,7 +424,16 @@ async fn backfill_runs_only_the_occurrences_that_never_ran() -> Result<()> {
     let (code, out) = batchless(
         &stack,
         Some("alice"),
-        &["jobs", "backfill", PURGE, "--from", &from, "--to", &to, "--dry-run"],
+        &[
+            "jobs",
+            "backfill",
+            PURGE,
+            "--from",
+            &from,
+            "--to",
+            &to,
+            "--dry-run",
+        ],
     )
     .await?;
     assert_eq!(code, 0, "{out}");
@@ -416,13 +441,19 @@ async fn backfill_runs_only_the_occurrences_that_never_ran() -> Result<()> {
         out.contains(&format!("{}  skip: already CLAIMED by legacy:", at(10))),
         "{out}"
     );
-    assert!(out.contains(&format!("{}  run (was MISSED)", at(11))), "{out}");
+    assert!(
+        out.contains(&format!("{}  run (was MISSED)", at(11))),
+        "{out}"
+    );
     assert!(out.contains(&format!("{}  run\n", at(12))), "{out}");
     assert!(out.contains("3 occurrences (2 to run"), "{out}");
     assert_eq!(backfill_executions(&stack, &sm).await?.len(), started);
     assert_eq!(tasks(&stack).await?.len(), before);
     assert!(occurrence(&stack, &key(12)).await?.is_none());
-    assert_eq!(occurrence(&stack, &key(11)).await?.unwrap()["status"], "MISSED");
+    assert_eq!(
+        occurrence(&stack, &key(11)).await?.unwrap()["status"],
+        "MISSED"
+    );
 
     // The backfill: 11:30 and 12:30 run, 10:30 does not.
     let (code, out) = batchless(

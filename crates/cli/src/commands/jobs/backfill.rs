@@ -430,7 +430,7 @@ mod tests {
 
     #[test]
     fn the_command_parses() {
-        let parse = crate::testing::parse_subcommand::<super::super::Command>;
+        let parse = crate::testing::parse_subcommand::<crate::commands::jobs::Command>;
         assert!(parse(&[
             "backfill",
             "x",

@@ -103,6 +103,18 @@ def record_run_task(request: dict[str, Any], tasks: list[dict[str, Any]], access
                        region, user_agent, signing_key)
 
 
+def record_update_schedule(request: dict[str, Any], schedule_arn: str, access_key: str, account: str,
+                           region: str, user_agent: str = "", signing_key: str | None = None) -> dict[str, Any]:
+    """Record one successful EventBridge Scheduler UpdateSchedule call (issue 20: `jobs pause` /
+    `resume` leave this evidence, with the caller's real identity): `requestParameters` `{name,
+    groupName, state, description, scheduleExpression, scheduleExpressionTimezone}` as sent (the
+    target left out), `responseElements` `{scheduleArn}`."""
+    params = {k: v for k, v in request.items() if v is not None}
+    return record_call("scheduler.amazonaws.com", "UpdateSchedule", params, {"scheduleArn": schedule_arn},
+                       [("AWS::Scheduler::Schedule", schedule_arn)], access_key, account, region,
+                       user_agent, signing_key)
+
+
 def record_call(source: str, name: str, params: dict[str, Any], elements: dict[str, Any],
                 resources: list[tuple[str, str]], access_key: str, account: str, region: str,
                 user_agent: str = "", signing_key: str | None = None) -> dict[str, Any]:
@@ -230,8 +242,8 @@ def lookup_events(request: dict[str, Any], account: str, region: str) -> dict[st
 # --------------------------------------------------------------------------- moto hooks
 
 def cloudtrail_replacements(original: dict[str, Any]) -> dict[str, Any]:
-    """Record StartExecution in moto's Step Functions handler; serve LookupEvents in its CloudTrail handler
-    (registered in patches.py)."""
+    """Record StartExecution in moto's Step Functions handler and UpdateSchedule in its Scheduler handler;
+    serve LookupEvents in its CloudTrail handler (registered in patches.py)."""
     from moto.core.exceptions import JsonRESTError
 
     class _Invalid(JsonRESTError):
@@ -259,4 +271,21 @@ def cloudtrail_replacements(original: dict[str, Any]) -> dict[str, Any]:
         except LookupEventsError as exc:
             raise _Invalid(exc.code, exc.message) from None
 
-    return {"start_execution": start_execution, "lookup_events": handle_lookup_events}
+    orig_update_schedule = original["update_schedule"]
+
+    def update_schedule(self):  # type: ignore[no-untyped-def]
+        result = orig_update_schedule(self)  # raises on failure: nothing is recorded
+        try:
+            arn = json.loads(result)["ScheduleArn"]
+        except (TypeError, ValueError, KeyError):
+            return result
+        request = {"name": self.uri.split("?")[0].split("/")[-1]}
+        for k in ("GroupName", "State", "Description", "ScheduleExpression", "ScheduleExpressionTimezone"):
+            request[k[0].lower() + k[1:]] = self._get_param(k)
+        signed = re.search(r"Credential=([^/,\s]+)/", self.headers.get("Authorization", ""))
+        record_update_schedule(request, arn, self.get_access_key(), self.current_account, self.region,
+                               self.headers.get("User-Agent", ""), signed.group(1) if signed else None)
+        return result
+
+    return {"start_execution": start_execution, "lookup_events": handle_lookup_events,
+            "update_schedule": update_schedule}

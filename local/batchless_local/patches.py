@@ -104,6 +104,7 @@ GROUPS: tuple[Group, ...] = (
            "put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item", wraps=True),
     Group(cloudtrail.cloudtrail_replacements, (
         Patch("moto.stepfunctions.responses.StepFunctionResponse.start_execution", CLOUDTRAIL, wraps=True),
+        Patch("moto.scheduler.responses.EventBridgeSchedulerResponse.update_schedule", CLOUDTRAIL, wraps=True),
         Patch("moto.cloudtrail.responses.CloudTrailResponse.lookup_events", CLOUDTRAIL, adds=True),
     )),
 )

@@ -192,6 +192,10 @@ impl Aws {
         batchless_core::platform::aws::dynamodb(&self.config)
     }
 
+    pub fn scheduler(&self) -> aws_sdk_scheduler::Client {
+        batchless_core::platform::aws::scheduler(&self.config)
+    }
+
     pub fn sts(&self) -> aws_sdk_sts::Client {
         batchless_core::platform::aws::sts(&self.config)
     }

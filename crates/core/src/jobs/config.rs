@@ -105,6 +105,8 @@ struct RawJob {
     environment: BTreeMap<String, String>,
     #[serde(default)]
     manual: Option<RawManual>,
+    #[serde(default)]
+    paused: Option<super::pause::Pause>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -134,6 +136,9 @@ pub struct Job {
     pub parameters: Vec<Parameter>,
     /// The variables a manual run may set (each also passes the overrides denylist).
     pub manual_environment: Vec<String>,
+    /// Paused by `batchless jobs pause` (who, when, why): the schedule is generated `DISABLED`,
+    /// so the next deploy keeps the pause (issue 20).
+    pub paused: Option<super::pause::Pause>,
 }
 
 /// A named parameter of a manual run: its value must match `pattern` entirely.
@@ -495,6 +500,17 @@ impl JobsFile {
                     err("description", "longer than 200 characters".into());
                 }
             }
+            if let Some(p) = &raw.paused {
+                if let Err(e) = p.check() {
+                    err("paused", e);
+                }
+                if raw.enabled == Some(false) {
+                    err(
+                        "paused",
+                        "a disabled job cannot be paused (its schedule is DISABLED already)".into(),
+                    );
+                }
+            }
             jobs.push(Job {
                 name,
                 description: raw.description.unwrap_or_default(),
@@ -518,6 +534,7 @@ impl JobsFile {
                     })
                     .collect(),
                 manual_environment: manual.environment,
+                paused: raw.paused,
             });
         }
         if errors.is_empty() {

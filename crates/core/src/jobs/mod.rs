@@ -5,6 +5,7 @@ pub mod config;
 pub mod lease;
 pub mod ledger;
 pub mod occurrence;
+pub mod pause;
 pub mod schedule;
 pub mod steps;
 pub mod workflow;

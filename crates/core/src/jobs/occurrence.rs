@@ -149,6 +149,26 @@ impl Table<Occurrence> {
         Ok(set.is_some())
     }
 
+    /// Backfill (issue 20): take over an occurrence the missed-run check claimed `MISSED`, with
+    /// one conditional write (`status = MISSED` → `CLAIMED`, the new claimant and source). A
+    /// `CLAIMED` or `PAUSED` occurrence is never taken over. Returns whether it was taken.
+    pub async fn take_over_missed(&self, occurrence: &Occurrence) -> Result<bool, Error> {
+        let set = self
+            .set_fields(
+                &occurrence.occurrence_key,
+                &[
+                    ("status", Value::from(OccurrenceStatus::Claimed.as_str())),
+                    ("claimedBy", Value::from(occurrence.claimed_by.as_str())),
+                    ("claimedAt", Value::from(occurrence.claimed_at.as_str())),
+                    ("source", Value::from(occurrence.source.as_str())),
+                ],
+                Some("#status = :missed"),
+                &[(":missed", Value::from(OccurrenceStatus::Missed.as_str()))],
+            )
+            .await?;
+        Ok(set.is_some())
+    }
+
     /// The newest occurrences of a job.
     pub async fn of_job(&self, job: &str, limit: i32) -> Result<Vec<Occurrence>, Error> {
         self.newest(BY_JOB_INDEX, "job", job, Some(limit)).await

@@ -50,6 +50,9 @@ pub enum ClaimOutcome {
     Claimed,
     /// Another delivery (or the legacy crontab) owns it: the workflow ends `duplicate`.
     Duplicate,
+    /// Delivered while the job was paused (`batchless jobs pause`): claimed `PAUSED`, nothing
+    /// runs, the workflow ends `Paused`.
+    Paused,
 }
 
 /// A manual run's parameters (`batchless jobs run`, or the console).
@@ -83,6 +86,19 @@ pub struct JobRequest {
     pub delivery_id: Option<String>,
     #[serde(default)]
     pub manual: Option<Manual>,
+    /// `batchless jobs backfill`: run this (past) occurrence through the same claim, bypassing
+    /// only the catch-up window's staleness check (issue 20).
+    #[serde(default)]
+    pub backfill: Option<Backfill>,
+}
+
+/// A backfill's request: who asked, and the overlap policy for this run (default: the job's).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Backfill {
+    pub requested_by: String,
+    #[serde(default)]
+    pub policy: Option<Concurrency>,
 }
 
 /// A validated run: everything later steps need, decided once.
@@ -116,6 +132,10 @@ pub struct JobRun {
     #[serde(default)]
     pub mention: Vec<String>,
     pub client_token: String,
+    /// A `batchless jobs backfill` run: not stale past the catch-up window, and it may take
+    /// over an occurrence the missed-run check claimed `MISSED`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backfill: bool,
 }
 
 /// What `ClaimOccurrence` adds to the state.
@@ -196,6 +216,13 @@ pub fn validate(
     let mut env = job.environment.clone();
     let mut command = job.command.clone();
     let mut timeout = job.timeout_seconds;
+    let mut concurrency = job.concurrency;
+    if req.backfill.is_some() && req.manual.is_some() {
+        return Err(InputError::field(
+            "backfill",
+            "only for a scheduled occurrence (scheduledTime), not a manual run",
+        ));
+    }
     let (trigger, occurrence, key, started_by) = match (&req.scheduled_time, &req.manual) {
         (Some(t), None) => {
             let t = crate::platform::time::parse("scheduledTime", t)?;
@@ -204,11 +231,21 @@ pub fn validate(
             if let Some(d) = &req.delivery_id {
                 input::identifier("deliveryId", d, 128)?;
             }
+            let started_by = match &req.backfill {
+                Some(b) => {
+                    input::identifier("backfill.requestedBy", &b.requested_by, 256)?;
+                    if let Some(p) = b.policy {
+                        concurrency = p;
+                    }
+                    format!("backfill:{}", b.requested_by)
+                }
+                None => "scheduler".to_string(),
+            };
             (
                 Trigger::Scheduled,
                 Some(crate::platform::time::rfc3339(t)),
                 occurrence::key(&job.name, t),
-                "scheduler".to_string(),
+                started_by,
             )
         }
         (None, Some(m)) => {
@@ -299,13 +336,14 @@ pub fn validate(
         cpu,
         memory,
         timeout_seconds: timeout,
-        concurrency: job.concurrency,
+        concurrency,
         lease: super::lease::name(environment, &job.name),
         lease_ttl_seconds: timeout + LEASE_MARGIN_SECONDS,
         catch_up_seconds: job.catch_up_seconds,
         notify_channel: job.notify_channel.clone(),
         mention: job.mention.clone(),
         client_token,
+        backfill: req.backfill.is_some(),
     })
 }
 

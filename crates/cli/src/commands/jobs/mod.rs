@@ -2,7 +2,9 @@
 //! claim an occurrence for the legacy crontab (the cut-over), run now, cancel, and (locally)
 //! fire a schedule's deliveries. `validate`, `generate` and `list --offline` need no AWS.
 
+pub mod backfill;
 pub mod history;
+pub mod pause;
 pub mod template;
 
 use std::path::PathBuf;
@@ -27,6 +29,8 @@ pub const EXIT_ALREADY_CLAIMED: u8 = 3;
 /// `jobs claim`: no occurrence of the job is due at that time (not on its schedule, or past
 /// its catch-up window): do not run.
 pub const EXIT_NOT_DUE: u8 = 4;
+/// `jobs claim`: the job is paused (`jobs pause`): the occurrence is claimed PAUSED; do not run.
+pub const EXIT_PAUSED: u8 = 5;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -48,6 +52,12 @@ pub enum Command {
     Next(NextArgs),
     /// The occurrence ledger: each occurrence the schedule implies, with its fate, and alerts.
     History(history::HistoryArgs),
+    /// Pause a job's schedule with a note (recorded on AWS and in the jobs file).
+    Pause(pause::PauseArgs),
+    /// Resume a paused job's schedule.
+    Resume(pause::ResumeArgs),
+    /// Run the occurrences of a past range through the same claim (never one that already ran).
+    Backfill(backfill::BackfillArgs),
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +108,10 @@ pub struct GenerateArgs {
     /// Do not write; exit 1 if the template disagrees with the jobs file.
     #[arg(long)]
     pub check: bool,
+    /// With --check: also exit 1 while a schedule's state on AWS (paused or not) disagrees
+    /// with the jobs file.
+    #[arg(long, requires = "check")]
+    pub live: bool,
 }
 
 #[derive(Debug, Args)]
@@ -185,7 +199,24 @@ pub async fn run(cx: &Context, cmd: Command) -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Generate(a) if a.live => {
+            let aws = cx.aws().await?;
+            let jobs = load(&a.file)?;
+            let code = generate(a)?;
+            let d = pause::disagreements(&aws.scheduler(), &aws.environment, &jobs).await?;
+            for l in &d {
+                eprintln!("{l}");
+            }
+            Ok(if d.is_empty() {
+                code
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Generate(a) => generate(a),
+        Command::Pause(a) => pause::pause_job(cx.aws().await?, a).await,
+        Command::Resume(a) => pause::resume_job(cx.aws().await?, a).await,
+        Command::Backfill(a) => backfill::run(cx.aws().await?, a).await,
         Command::List(a) if a.offline => list(None, a).await,
         Command::List(a) => list(Some(cx.aws().await?), a).await,
         Command::Claim(a) => claim(cx.aws().await?, a).await,
@@ -283,6 +314,11 @@ async fn claim(aws: &Aws, a: ClaimArgs) -> Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_NOT_DUE));
         }
     };
+    // A paused job's occurrence is claimed PAUSED (so it is accounted for) and not run.
+    let paused = batchless_core::jobs::pause::live(&aws.scheduler(), &aws.environment, &job.name)
+        .await
+        .context("is the job paused? (scheduler:GetSchedule on its schedule)")?
+        .is_paused(job);
     let occ = Occurrence {
         occurrence_key: occurrence::key(&job.name, t),
         job: job.name.clone(),
@@ -291,12 +327,23 @@ async fn claim(aws: &Aws, a: ClaimArgs) -> Result<ExitCode> {
         claimed_by: a.claimant.unwrap_or_else(claimant_default),
         claimed_at: batchless_core::platform::time::rfc3339(now),
         source: "legacy".into(),
-        status: occurrence::OccurrenceStatus::Claimed,
+        status: if paused {
+            occurrence::OccurrenceStatus::Paused
+        } else {
+            occurrence::OccurrenceStatus::Claimed
+        },
         run_status: None,
         duplicate_claimers: vec![],
     };
     let table = occurrences_table(aws);
     match occurrence::claim(&aws.dynamodb(), &table, &occ).await? {
+        Claim::Won if paused => {
+            eprintln!(
+                "{} is paused: {} claimed PAUSED for {}: do not run",
+                job.name, occ.occurrence_key, occ.claimed_by
+            );
+            Ok(ExitCode::from(EXIT_PAUSED))
+        }
         Claim::Won => {
             println!(
                 "claimed {} for {}: run it",
@@ -338,6 +385,21 @@ async fn list(aws: Option<&Aws>, a: ListArgs) -> Result<ExitCode> {
                 .unwrap_or_default(),
             None => vec![],
         };
+        // Paused? The schedule on AWS says (who, when, why in its description); offline, the
+        // jobs file's `paused:`.
+        let live = match aws {
+            Some(aws) => {
+                batchless_core::jobs::pause::live(&aws.scheduler(), &aws.environment, &j.name)
+                    .await
+                    .ok()
+            }
+            None => None,
+        };
+        let paused = match &live {
+            Some(l) if l.is_paused(j) => Some(l.pause.clone().map_or(json!({}), |p| json!(p))),
+            Some(_) => None,
+            None => j.paused.as_ref().map(|p| json!(p)),
+        };
         out.push(json!({
             "job": j.name,
             "schedule": j.schedule,
@@ -348,6 +410,9 @@ async fn list(aws: Option<&Aws>, a: ListArgs) -> Result<ExitCode> {
             "catchUpSeconds": j.catch_up_seconds,
             "command": j.command,
             "next": next,
+            "paused": paused,
+            "scheduleState": live.as_ref().map(|l| if l.enabled { "ENABLED" } else { "DISABLED" }),
+            "resumed": live.as_ref().and_then(|l| l.resumed.as_ref()).map(|p| json!(p)),
             "last": last.iter().map(|o| json!({
                 "scheduledTime": o.scheduled_time,
                 "claimedBy": o.claimed_by,
@@ -378,6 +443,23 @@ async fn list(aws: Option<&Aws>, a: ListArgs) -> Result<ExitCode> {
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
+        if let Some(p) = j["paused"].as_object() {
+            println!(
+                "    PAUSED by {} at {}: {}",
+                p.get("by")
+                    .and_then(Value::as_str)
+                    .unwrap_or("? (schedule DISABLED outside `jobs pause`)"),
+                p.get("at").and_then(Value::as_str).unwrap_or("?"),
+                p.get("note").and_then(Value::as_str).unwrap_or("")
+            );
+        } else if let Some(r) = j["resumed"].as_object() {
+            println!(
+                "    resumed by {} at {}: {}",
+                r.get("by").and_then(Value::as_str).unwrap_or_default(),
+                r.get("at").and_then(Value::as_str).unwrap_or_default(),
+                r.get("note").and_then(Value::as_str).unwrap_or_default()
+            );
+        }
         println!("    next: {}", next.join(", "));
         for l in j["last"].as_array().into_iter().flatten() {
             println!(

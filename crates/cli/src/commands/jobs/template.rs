@@ -2,7 +2,7 @@
 //! rewrites the block between the markers in `infra/template.yaml`; a unit test (and
 //! `batchless jobs generate --check`) fails while the two disagree.
 
-use batchless_core::jobs::{Job, JobsFile};
+use batchless_core::jobs::{pause, Job, JobsFile};
 
 pub const BEGIN: &str =
     "  # ---- generated from infra/jobs.yaml by `batchless jobs generate`: do not edit ----";
@@ -20,10 +20,7 @@ pub fn logical_id(job: &str) -> String {
     id
 }
 
-/// The schedule's name (what `jobs fire` and the console use).
-pub fn schedule_name(environment: &str, job: &str) -> String {
-    format!("batchless-{environment}-job-{job}")
-}
+pub use batchless_core::jobs::pause::schedule_name;
 
 /// The target input, with Scheduler's context attributes: the scheduled time (the occurrence
 /// key) and the execution id (recorded for tracing only).
@@ -38,11 +35,10 @@ fn yaml_quote(s: &str) -> String {
 }
 
 fn schedule(job: &Job) -> String {
-    let desc = if job.description.is_empty() {
-        format!("Scheduled job {}", job.name)
-    } else {
-        format!("{}: {}", job.name, job.description)
-    };
+    // A paused job (`paused:` in the jobs file, written by `batchless jobs pause`) is
+    // generated DISABLED with the pause in its description: what `jobs pause` set on AWS, so
+    // the next deploy keeps it.
+    let desc = pause::description(&pause::base_description(job), job.paused.as_ref());
     format!(
         "  {id}:
     Type: AWS::Scheduler::Schedule
@@ -69,7 +65,11 @@ fn schedule(job: &Job) -> String {
         desc = yaml_quote(&desc),
         expr = yaml_quote(&job.schedule),
         tz = job.timezone,
-        state = if job.enabled { "ENABLED" } else { "DISABLED" },
+        state = if job.enabled && job.paused.is_none() {
+            "ENABLED"
+        } else {
+            "DISABLED"
+        },
         input = yaml_quote(&target_input(&job.name)),
         // A delivery later than the catch-up window would be skipped anyway.
         age = job.catch_up_seconds.max(60),

@@ -4,6 +4,13 @@
 //! retried claim finds it there); a duplicate delivery is recorded on the occurrence and the
 //! workflow ends `duplicate`. A claim past the catch-up window is still taken (so the
 //! occurrence can never run late) but marked stale.
+//!
+//! Pause (issue 20): a scheduled delivery first reads the job's schedule (`GetSchedule`, the
+//! authoritative state: see [`crate::jobs::pause`]); while the job is paused the occurrence is
+//! claimed `PAUSED` and the workflow ends `Paused` with nothing run. Backfill
+//! (`batchless jobs backfill`): the same claim and key, never stale, and it may take over an
+//! occurrence the missed-run check claimed `MISSED` (conditionally; never a `CLAIMED` or
+//! `PAUSED` one).
 
 use aws_types::SdkConfig;
 use chrono::{DateTime, Utc};
@@ -11,6 +18,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::jobs::occurrence::{Claim, Occurrence, OccurrenceStatus, Occurrences};
+use crate::jobs::pause;
 use crate::jobs::workflow::{self, ClaimOutcome, ClaimResult, JobRun, Trigger};
 use crate::jobs::JobsFile;
 use crate::platform::{aws, config, time};
@@ -21,6 +29,8 @@ pub struct Deps {
     pub runs: Runs,
     pub environment: String,
     pub jobs: JobsFile,
+    /// `scheduler:GetSchedule` on the jobs' schedules: is the job paused?
+    pub scheduler: aws_sdk_scheduler::Client,
 }
 
 impl Deps {
@@ -31,7 +41,18 @@ impl Deps {
             runs: Runs::new(db, config::required("RUNS_TABLE")?),
             environment: config::environment()?,
             jobs: JobsFile::embedded(),
+            scheduler: aws::scheduler(sdk),
         })
+    }
+
+    /// Whether the job is paused now (its schedule's state on AWS).
+    async fn paused(&self, job: &str) -> Result<bool, Error> {
+        let Some(j) = self.jobs.get(job) else {
+            return Ok(false);
+        };
+        Ok(pause::live(&self.scheduler, &self.environment, job)
+            .await?
+            .is_paused(j))
     }
 }
 
@@ -62,6 +83,7 @@ fn occurrence(run: &JobRun, now: DateTime<Utc>) -> Occurrence {
         claimed_at: time::rfc3339(now),
         source: match run.trigger {
             Trigger::Manual => "manual",
+            Trigger::Scheduled if run.backfill => "backfill",
             Trigger::Scheduled => "scheduler",
         }
         .into(),
@@ -73,9 +95,27 @@ fn occurrence(run: &JobRun, now: DateTime<Utc>) -> Occurrence {
 
 async fn claim(deps: &Deps, run: JobRun, now: DateTime<Utc>) -> Result<Output, Error> {
     let (stale, late_by_seconds) = workflow::lateness(&run, now);
-    let (outcome, claimed_by) = match deps.occurrences.claim(&occurrence(&run, now)).await? {
+    // Backfill bypasses the catch-up window's staleness check, and nothing else.
+    let stale = stale && !run.backfill;
+    // A manual run is not a schedule's occurrence: a pause does not stop it.
+    let paused = run.trigger == Trigger::Scheduled && deps.paused(&run.job).await?;
+    let mut occ = occurrence(&run, now);
+    if paused {
+        occ.status = OccurrenceStatus::Paused;
+    }
+    let (outcome, claimed_by) = match deps.occurrences.claim(&occ).await? {
+        Claim::Won if paused => (ClaimOutcome::Paused, run.run_id.clone()),
         Claim::Won => {
             // RUNNING until RecordJobRun; cleanup ends it on abort.
+            deps.runs.put_once(&workflow::running_record(&run)).await?;
+            (ClaimOutcome::Claimed, run.run_id.clone())
+        }
+        Claim::Duplicate(owner)
+            if run.backfill
+                && !paused
+                && owner.status == OccurrenceStatus::Missed
+                && deps.occurrences.take_over_missed(&occ).await? =>
+        {
             deps.runs.put_once(&workflow::running_record(&run)).await?;
             (ClaimOutcome::Claimed, run.run_id.clone())
         }
@@ -100,6 +140,7 @@ async fn claim(deps: &Deps, run: JobRun, now: DateTime<Utc>) -> Result<Output, E
         match claim.outcome {
             ClaimOutcome::Claimed => metric::count(env, job, metric::CLAIMED, None),
             ClaimOutcome::Duplicate => metric::count(env, job, metric::DUPLICATES, None),
+            ClaimOutcome::Paused => metric::count(env, job, metric::SKIPPED, Some("paused")),
         }
         if stale && claim.outcome == ClaimOutcome::Claimed {
             metric::count(env, job, metric::SKIPPED, Some("stale"));
@@ -119,6 +160,8 @@ mod tests {
     use serde_json::Value;
 
     use aws_sdk_dynamodb::types::AttributeValue;
+    use aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput;
+    use aws_sdk_scheduler::types::ScheduleState;
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 
     use serde_json::json;
@@ -127,12 +170,21 @@ mod tests {
         "arn:aws:states:us-east-1:123456789012:execution:batchless-staging-scheduled-job:e1";
 
     fn deps(rules: &[&Rule]) -> Deps {
+        deps_with(rules, ScheduleState::Enabled)
+    }
+
+    /// The job's schedule reads `state` (GetSchedule).
+    fn deps_with(rules: &[&Rule], state: ScheduleState) -> Deps {
         let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules);
+        let get = mock!(aws_sdk_scheduler::Client::get_schedule)
+            .match_requests(|r| r.name() == Some("batchless-staging-job-sync-exchange-rates"))
+            .then_output(move || GetScheduleOutput::builder().state(state.clone()).build());
         Deps {
             occurrences: Occurrences::new(db.clone(), "occ"),
             runs: Runs::new(db, "runs"),
             environment: "staging".into(),
             jobs: JobsFile::embedded(),
+            scheduler: mock_client!(aws_sdk_scheduler, [&get]),
         }
     }
 
@@ -306,5 +358,149 @@ mod tests {
         .await
         .unwrap_err();
         assert!(manual.to_string().contains("colour"), "{manual}");
+    }
+
+    fn stored(by: &str, status: OccurrenceStatus) -> Occurrence {
+        Occurrence {
+            occurrence_key: "sync-exchange-rates#2026-11-28T13:15:00Z".into(),
+            job: "sync-exchange-rates".into(),
+            scheduled_time: "2026-11-28T13:15:00Z".into(),
+            environment: "staging".into(),
+            claimed_by: by.into(),
+            claimed_at: "2026-11-28T13:45:00Z".into(),
+            source: "missed-run-check".into(),
+            status,
+            run_status: None,
+            duplicate_claimers: vec![],
+        }
+    }
+
+    fn backfill() -> Input {
+        input(
+            json!({"job": "sync-exchange-rates", "scheduledTime": "2026-11-28T13:15:00Z",
+                     "backfill": {"requestedBy": "alice"}}),
+        )
+    }
+
+    /// Issue 20: a delivery while the job is paused is claimed PAUSED; nothing else is written
+    /// (no RUNNING run) and the workflow ends `Paused`.
+    #[tokio::test]
+    async fn a_delivery_while_paused_is_claimed_paused_and_runs_nothing() {
+        let claim = put_into!("occ", |r: &PutItemInput| {
+            r.condition_expression() == Some("attribute_not_exists(#k)")
+                && attr(r, "status") == Some("PAUSED")
+                && attr(r, "claimedBy") == Some(ARN)
+        })
+        .then_output(|| PutItemOutput::builder().build());
+        let run = put_into!("runs").then_output(|| PutItemOutput::builder().build());
+        let d = deps_with(&[&claim, &run], ScheduleState::Disabled);
+        let out = handle(&d, scheduled()).await.unwrap();
+        assert_eq!(out.claim.outcome, ClaimOutcome::Paused);
+        assert_eq!((claim.num_calls(), run.num_calls()), (1, 0));
+        assert_eq!(
+            serde_json::to_value(&out).unwrap()["claim"]["outcome"],
+            "paused"
+        );
+        // A manual run is no occurrence of the schedule: the pause does not stop it.
+        let manual = put_into!("occ", |r: &PutItemInput| attr(r, "status")
+            == Some("CLAIMED"))
+        .then_output(|| PutItemOutput::builder().build());
+        let run = put_into!("runs").then_output(|| PutItemOutput::builder().build());
+        let d = deps_with(&[&manual, &run], ScheduleState::Disabled);
+        let out = handle(
+            &d,
+            input(json!({"job": "sync-exchange-rates", "manual": {}})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.claim.outcome, ClaimOutcome::Claimed);
+        assert_eq!((manual.num_calls(), run.num_calls()), (1, 1));
+    }
+
+    /// Backfill: never stale (it bypasses the catch-up window only), source `backfill`.
+    #[tokio::test]
+    async fn a_backfill_is_claimed_and_not_stale() {
+        let claim = put_into!("occ", |r: &PutItemInput| attr(r, "source")
+            == Some("backfill"))
+        .then_output(|| PutItemOutput::builder().build());
+        let run = put_into!("runs").then_output(|| PutItemOutput::builder().build());
+        let d = deps(&[&claim, &run]);
+        let r = workflow::validate(backfill().input, &backfill().execution, "staging", &d.jobs)
+            .unwrap();
+        assert_eq!(r.started_by, "backfill:alice");
+        let late = time::parse("t", "2026-11-29T13:45:00Z").unwrap();
+        let out = claim_at(&d, r, late).await;
+        assert!(!out.claim.stale);
+        assert_eq!(out.claim.outcome, ClaimOutcome::Claimed);
+        assert_eq!((claim.num_calls(), run.num_calls()), (1, 1));
+    }
+
+    /// Backfill takes over a MISSED occurrence with a conditional write (status = MISSED).
+    #[tokio::test]
+    async fn a_backfill_takes_over_a_missed_occurrence_conditionally() {
+        let claim = put_into!("occ").then_error(ccf);
+        let owner = mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|r| r.table_name() == Some("occ"))
+            .then_output(|| {
+                GetItemOutput::builder()
+                    .set_item(Some(dynamo::to_item(&stored(
+                        "missed-run-check",
+                        OccurrenceStatus::Missed,
+                    ))))
+                    .build()
+            });
+        let take = mock!(aws_sdk_dynamodb::Client::update_item)
+            .match_requests(|r| {
+                r.condition_expression()
+                    .unwrap_or_default()
+                    .contains("#status = :missed")
+                    && r.expression_attribute_values()
+                        .and_then(|v| v.get(":missed"))
+                        == Some(&AttributeValue::S("MISSED".into()))
+                    && r.expression_attribute_values()
+                        .is_some_and(|v| v.values().any(|a| a == &AttributeValue::S(ARN.into())))
+            })
+            .then_output(|| {
+                UpdateItemOutput::builder()
+                    .set_attributes(Some(dynamo::to_item(&stored(
+                        ARN,
+                        OccurrenceStatus::Claimed,
+                    ))))
+                    .build()
+            });
+        let run = put_into!("runs").then_output(|| PutItemOutput::builder().build());
+        let d = deps(&[&claim, &owner, &take, &run]);
+        let out = handle(&d, backfill()).await.unwrap();
+        assert_eq!(out.claim.outcome, ClaimOutcome::Claimed);
+        assert_eq!((take.num_calls(), run.num_calls()), (1, 1));
+    }
+
+    /// ... but never a CLAIMED (it ran) or PAUSED one: those are duplicates, nothing runs.
+    #[tokio::test]
+    async fn a_backfill_never_takes_over_a_claimed_or_paused_occurrence() {
+        for status in [OccurrenceStatus::Claimed, OccurrenceStatus::Paused] {
+            let claim = put_into!("occ").then_error(ccf);
+            let owner = mock!(aws_sdk_dynamodb::Client::get_item)
+                .match_requests(|r| r.table_name() == Some("occ"))
+                .then_output(move || {
+                    GetItemOutput::builder()
+                        .set_item(Some(dynamo::to_item(&stored("exec-0", status))))
+                        .build()
+                });
+            let dup = mock!(aws_sdk_dynamodb::Client::update_item)
+                .match_requests(|r| r.update_expression() == Some("ADD duplicateClaimers :c"))
+                .then_output(|| UpdateItemOutput::builder().build());
+            let take = mock!(aws_sdk_dynamodb::Client::update_item)
+                .match_requests(|r| r.condition_expression().is_some())
+                .then_output(|| UpdateItemOutput::builder().build());
+            let run = put_into!("runs").then_output(|| PutItemOutput::builder().build());
+            let d = deps(&[&claim, &owner, &dup, &take, &run]);
+            let out = handle(&d, backfill()).await.unwrap();
+            assert_eq!(out.claim.outcome, ClaimOutcome::Duplicate, "{status:?}");
+            assert_eq!(
+                (dup.num_calls(), take.num_calls(), run.num_calls()),
+                (1, 0, 0)
+            );
+        }
     }
 }

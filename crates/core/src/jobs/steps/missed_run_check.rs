@@ -2,7 +2,9 @@
 //! (`jobs::ledger`) of every job over the occurrences whose catch-up window has closed:
 //! - each occurrence with no fate (nobody claimed it: schedule disabled in the console, a
 //!   delivery lost, the workflow broken) is claimed as `MISSED` with the same conditional write
-//!   as a run (so it is alerted once and can never run late);
+//!   as a run (so it is alerted once and can never run late); unless the job is paused (its
+//!   schedule `DISABLED` with a pause recorded by `jobs pause`, `jobs::pause`): then it is
+//!   claimed `PAUSED`, not alerted (a schedule disabled with no pause recorded is missed);
 //! - a job that ran more often than its schedule implies (an occurrence item or run at a time
 //!   that is not on the schedule, or two runs for one occurrence) is alerted once per occurrence
 //!   (marked on its item with a conditional write).
@@ -22,7 +24,7 @@ use crate::jobs::ledger::{self, metric};
 use crate::jobs::occurrence::{
     self, Claim, Occurrence, OccurrenceStatus, Occurrences, BY_JOB_INDEX,
 };
-use crate::jobs::{workflow, JobsFile};
+use crate::jobs::{pause, workflow, JobsFile};
 use crate::platform::slack::{Message, SlackClient};
 use crate::platform::{aws, config, input, time};
 use crate::shared::runs::{RunRecord, Runs, BY_WORKFLOW_INDEX};
@@ -36,6 +38,7 @@ pub const RAN_MORE_OFTEN_ALERTED: &str = "ranMoreOftenAlertedAt";
 pub struct Deps {
     pub occurrences: Occurrences,
     pub runs: Runs,
+    pub scheduler: aws_sdk_scheduler::Client,
     pub slack: SlackClient,
     pub alerts_channel: String,
     pub environment: String,
@@ -48,6 +51,7 @@ impl Deps {
         Ok(Deps {
             occurrences: Occurrences::new(db.clone(), config::required("OCCURRENCES_TABLE")?),
             runs: Runs::new(db, config::required("RUNS_TABLE")?),
+            scheduler: aws::scheduler(sdk),
             slack: config::slack_client(sdk).await?,
             alerts_channel: config::required("SLACK_ALERTS_CHANNEL")?,
             environment: config::environment()?,
@@ -94,6 +98,8 @@ pub struct Output {
     pub checked: usize,
     /// Those claimed as missed by this check.
     pub missed: Vec<Missed>,
+    /// Those claimed as paused by this check (the job paused: not alerted).
+    pub paused: Vec<Missed>,
     /// Newly alerted: runs the schedules do not imply.
     pub ran_more_often: Vec<RanMoreOften>,
     /// The alert's Slack `ts` (`null`: nothing to alert, nothing posted).
@@ -123,6 +129,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     tracing::info!(
         checked = found.checked,
         missed = found.missed.len(),
+        paused = found.paused.len(),
         ran_more_often = found.ran_more_often.len(),
         "missed-run check"
     );
@@ -163,6 +170,7 @@ async fn check(deps: &Deps, now: DateTime<Utc>, lookback: Duration) -> Result<Ou
     let mut out = Output {
         checked: 0,
         missed: Vec::new(),
+        paused: Vec::new(),
         ran_more_often: Vec::new(),
         slack_ts: None,
     };
@@ -180,7 +188,15 @@ async fn check(deps: &Deps, now: DateTime<Utc>, lookback: Duration) -> Result<Ou
             out.checked += l.counts.expected;
         }
         let mut missed_here = 0;
-        for e in l.unaccounted() {
+        let unaccounted: Vec<_> = l.unaccounted().collect();
+        let paused = match unaccounted.is_empty() || !job.enabled {
+            true => false,
+            false => {
+                let live = pause::live(&deps.scheduler, &deps.environment, &job.name).await?;
+                live.is_paused(job) && live.pause.is_some()
+            }
+        };
+        for e in unaccounted {
             let occ = Occurrence {
                 occurrence_key: occurrence::key(
                     &job.name,
@@ -192,16 +208,25 @@ async fn check(deps: &Deps, now: DateTime<Utc>, lookback: Duration) -> Result<Ou
                 claimed_by: CLAIMANT.into(),
                 claimed_at: time::rfc3339(time::now()),
                 source: CLAIMANT.into(),
-                status: OccurrenceStatus::Missed,
+                status: match paused {
+                    true => OccurrenceStatus::Paused,
+                    false => OccurrenceStatus::Missed,
+                },
                 run_status: None,
                 duplicate_claimers: vec![],
             };
             if deps.occurrences.claim(&occ).await? == Claim::Won {
-                missed_here += 1;
-                out.missed.push(Missed {
+                let m = Missed {
                     job: occ.job,
                     scheduled_time: occ.scheduled_time,
-                });
+                };
+                match paused {
+                    true => out.paused.push(m),
+                    false => {
+                        missed_here += 1;
+                        out.missed.push(m);
+                    }
+                }
             }
         }
         if missed_here > 0 {
@@ -299,11 +324,36 @@ mod tests {
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
     use serde_json::json;
 
+    /// Every job's schedule as `jobs pause` leaves it (`DISABLED`, the pause recorded), or
+    /// as deployed (`ENABLED`).
+    fn schedules(paused: bool) -> Rule {
+        use aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput;
+        use aws_sdk_scheduler::types::ScheduleState;
+        mock!(aws_sdk_scheduler::Client::get_schedule).then_output(move || {
+            let (state, description) = match paused {
+                true => (
+                    ScheduleState::Disabled,
+                    "job [paused by alice at 2026-11-28T09:00:00Z: vendor outage]",
+                ),
+                false => (ScheduleState::Enabled, "job"),
+            };
+            GetScheduleOutput::builder()
+                .state(state)
+                .description(description)
+                .build()
+        })
+    }
+
     fn deps_with(rules: &[&Rule], jobs: JobsFile) -> Deps {
+        deps_paused(rules, jobs, false)
+    }
+
+    fn deps_paused(rules: &[&Rule], jobs: JobsFile, paused: bool) -> Deps {
         let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules);
         Deps {
             occurrences: Occurrences::new(db.clone(), "occ"),
             runs: Runs::new(db, "runs"),
+            scheduler: mock_client!(aws_sdk_scheduler, RuleMode::MatchAny, &[&schedules(paused)]),
             // Nothing listens here: a test that reaches Slack fails.
             slack: SlackClient::new("http://127.0.0.1:9", "xoxb-test"),
             alerts_channel: "CALERTS".into(),
@@ -393,6 +443,28 @@ mod tests {
             (claimed.num_calls(), runs.num_calls(), put.num_calls()),
             (1, 1, 0)
         );
+    }
+
+    #[tokio::test]
+    async fn a_paused_jobs_occurrences_are_claimed_paused_and_not_alerted() {
+        let none = mock!(aws_sdk_dynamodb::Client::query)
+            .match_requests(|r| r.index_name() == Some("byJob"))
+            .then_output(|| QueryOutput::builder().build());
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| r.item().unwrap().get("status") == Some(&dynamo::s("PAUSED")))
+            .then_output(|| PutItemOutput::builder().build());
+        let runs = no_runs();
+        let d = deps_paused(&[&none, &runs, &put], purge_only(), true);
+        let input = Input(Some(Window {
+            at: Some("2026-11-28T14:00:00Z".into()),
+            lookback_minutes: Some(180),
+        }));
+        // Nothing listens on the Slack URL: an alert would fail the call.
+        let out = handle(&d, input).await.unwrap();
+        assert_eq!(out.checked, 3);
+        assert_eq!(out.paused.len(), 3);
+        assert!(out.missed.is_empty() && out.slack_ts.is_none());
+        assert_eq!(put.num_calls(), 3);
     }
 
     #[tokio::test]

@@ -1,0 +1,377 @@
+//! Pause and resume (issue 20). The authoritative state is the job's Scheduler schedule:
+//! a job the jobs file enables whose schedule is `DISABLED` is **paused**. (A job with
+//! `enabled: false` has a `DISABLED` schedule by design — e.g. during the cut-over, when the
+//! legacy crontab runs it — and is not paused.) Who paused it, when and why travel with the
+//! schedule, in its `Description` (`... [paused by <who> at <when>: <note>]`), the same text the
+//! template generates from the jobs file's `paused: {by, at, note}`, so a deploy writes back
+//! exactly what `batchless jobs pause` set. The change itself is CloudTrail's `UpdateSchedule`
+//! event, with the caller's real identity.
+//!
+//! `UpdateSchedule` replaces the whole schedule (fields left out become their defaults), so
+//! [`set_state`] reads it with `GetSchedule` and writes every field back, changing only `State`
+//! and `Description`.
+
+use aws_sdk_scheduler::types::ScheduleState;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::platform::aws::AwsResultExt;
+
+/// At most this many characters of note (Scheduler's `Description` holds 512 in all).
+pub const NOTE_MAX_CHARS: usize = 200;
+const MARK: &str = " [paused by ";
+const RESUMED: &str = " [resumed by ";
+
+/// Who paused a job, when (RFC 3339) and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pause {
+    pub by: String,
+    pub at: String,
+    pub note: String,
+}
+
+impl Pause {
+    /// The note is 1-200 printable characters on one line; `by` and `at` hold no `]`.
+    pub fn check(&self) -> Result<(), String> {
+        let n = self.note.chars().count();
+        if self.note.trim().is_empty() || n > NOTE_MAX_CHARS {
+            return Err(format!("the note must be 1-{NOTE_MAX_CHARS} characters"));
+        }
+        if self.note.chars().any(char::is_control) {
+            return Err("the note must be one line without control characters".into());
+        }
+        if crate::platform::time::parse("at", &self.at).is_err() {
+            return Err(format!("`at` {:?} is not an RFC 3339 time", self.at));
+        }
+        if self.by.is_empty()
+            || self.by.len() > 200
+            || self.by.contains(']')
+            || self.by.contains(" at ")
+        {
+            return Err(format!("`by` {:?} is not a person id or ARN", self.by));
+        }
+        Ok(())
+    }
+}
+
+/// The schedule's name (what `jobs fire` and the console use).
+pub fn schedule_name(environment: &str, job: &str) -> String {
+    format!("batchless-{environment}-job-{job}")
+}
+
+/// The job's own description (as the template writes it).
+pub fn base_description(job: &crate::jobs::Job) -> String {
+    if job.description.is_empty() {
+        format!("Scheduled job {}", job.name)
+    } else {
+        format!("{}: {}", job.name, job.description)
+    }
+}
+
+/// The schedule's `Description`: the job's, plus the pause when there is one.
+pub fn description(base: &str, pause: Option<&Pause>) -> String {
+    match pause {
+        None => base.to_string(),
+        Some(p) => format!("{base}{MARK}{} at {}: {}]", p.by, p.at, p.note),
+    }
+}
+
+/// The schedule's `Description` after `jobs resume`: the job's, plus who resumed it, when and
+/// why (until the next deploy writes the job's own description back).
+pub fn resumed_description(base: &str, resume: &Pause) -> String {
+    format!(
+        "{base}{RESUMED}{} at {}: {}]",
+        resume.by, resume.at, resume.note
+    )
+}
+
+/// Pure: the job's description and the pause recorded in a schedule's `Description`.
+pub fn parse_description(text: &str) -> (String, Option<Pause>) {
+    let (base, mark) = parse_marked(text);
+    match mark {
+        Some((true, p)) => (base, Some(p)),
+        Some((false, _)) => (base, None),
+        None => (base, None),
+    }
+}
+
+/// Pure: the resume recorded in a schedule's `Description` (`jobs resume --note`).
+pub fn parse_resumed(text: &str) -> Option<Pause> {
+    match parse_marked(text).1 {
+        Some((false, p)) => Some(p),
+        _ => None,
+    }
+}
+
+/// (base, Some((paused?, record))).
+fn parse_marked(text: &str) -> (String, Option<(bool, Pause)>) {
+    let (i, paused, mark) = match (text.rfind(MARK), text.rfind(RESUMED)) {
+        (Some(p), Some(r)) if r > p => (r, false, RESUMED),
+        (Some(p), _) => (p, true, MARK),
+        (None, Some(r)) => (r, false, RESUMED),
+        (None, None) => return (text.to_string(), None),
+    };
+    let rest = &text[i + mark.len()..];
+    let Some(rest) = rest.strip_suffix(']') else {
+        return (text.to_string(), None);
+    };
+    let parsed = rest.split_once(" at ").and_then(|(by, rest)| {
+        rest.split_once(": ").map(|(at, note)| Pause {
+            by: by.to_string(),
+            at: at.to_string(),
+            note: note.to_string(),
+        })
+    });
+    match parsed {
+        Some(p) => (text[..i].to_string(), Some((paused, p))),
+        None => (text.to_string(), None),
+    }
+}
+
+/// What the schedule on AWS says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Live {
+    pub schedule: String,
+    pub enabled: bool,
+    /// The pause its description records (set by `jobs pause` or a deploy of a paused job).
+    pub pause: Option<Pause>,
+    /// The last `jobs resume` its description records (until the next deploy).
+    pub resumed: Option<Pause>,
+}
+
+impl Live {
+    /// Paused: the file enables the job and the schedule is `DISABLED`.
+    pub fn is_paused(&self, job: &crate::jobs::Job) -> bool {
+        job.enabled && !self.enabled
+    }
+}
+
+/// `GetSchedule`: the job's schedule's state and pause.
+pub async fn live(
+    client: &aws_sdk_scheduler::Client,
+    environment: &str,
+    job: &str,
+) -> Result<Live, Error> {
+    let name = schedule_name(environment, job);
+    let out = client
+        .get_schedule()
+        .name(&name)
+        .send()
+        .await
+        .aws("GetSchedule")?;
+    let text = out.description().unwrap_or_default();
+    let (_, pause) = parse_description(text);
+    Ok(Live {
+        enabled: out.state() != Some(&ScheduleState::Disabled),
+        pause,
+        resumed: parse_resumed(text),
+        schedule: name,
+    })
+}
+
+/// What [`set_state`] writes: paused with its record, or resumed (with a note or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Pause(Pause),
+    Resume(Option<Pause>),
+}
+
+/// `GetSchedule` then `UpdateSchedule` with every field as read, except `State` (and the
+/// pause or resume in `Description`). Returns what the schedule was before.
+pub async fn set_state(
+    client: &aws_sdk_scheduler::Client,
+    environment: &str,
+    job: &str,
+    change: &Change,
+) -> Result<Live, Error> {
+    let name = schedule_name(environment, job);
+    let s = client
+        .get_schedule()
+        .name(&name)
+        .send()
+        .await
+        .aws("GetSchedule")?;
+    let text = s.description().unwrap_or_default();
+    let (base, before) = parse_description(text);
+    let was = Live {
+        schedule: name.clone(),
+        enabled: s.state() != Some(&ScheduleState::Disabled),
+        pause: before,
+        resumed: parse_resumed(text),
+    };
+    let (enabled, new_description) = match change {
+        Change::Pause(p) => (false, description(&base, Some(p))),
+        Change::Resume(None) => (true, base),
+        Change::Resume(Some(r)) => (true, resumed_description(&base, r)),
+    };
+    client
+        .update_schedule()
+        .name(&name)
+        .set_group_name(s.group_name().map(str::to_string))
+        .set_schedule_expression(s.schedule_expression().map(str::to_string))
+        .set_schedule_expression_timezone(s.schedule_expression_timezone().map(str::to_string))
+        .set_start_date(s.start_date().copied())
+        .set_end_date(s.end_date().copied())
+        .set_flexible_time_window(s.flexible_time_window().cloned())
+        .set_target(s.target().cloned())
+        .set_kms_key_arn(s.kms_key_arn().map(str::to_string))
+        .set_action_after_completion(s.action_after_completion().cloned())
+        .description(new_description)
+        .state(if enabled {
+            ScheduleState::Enabled
+        } else {
+            ScheduleState::Disabled
+        })
+        .send()
+        .await
+        .aws("UpdateSchedule")?;
+    Ok(was)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput;
+    use aws_sdk_scheduler::operation::update_schedule::UpdateScheduleOutput;
+    use aws_sdk_scheduler::types::{
+        FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, Target,
+    };
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    fn pause() -> Pause {
+        Pause {
+            by: "alice".into(),
+            at: "2026-12-01T19:00:00Z".into(),
+            note: "vendor API down: INC-42".into(),
+        }
+    }
+
+    #[test]
+    fn the_description_carries_the_pause_and_reads_back() {
+        let d = description("report: Nightly report.", Some(&pause()));
+        assert_eq!(
+            d,
+            "report: Nightly report. [paused by alice at 2026-12-01T19:00:00Z: vendor API down: INC-42]"
+        );
+        assert_eq!(
+            parse_description(&d),
+            ("report: Nightly report.".into(), Some(pause()))
+        );
+        assert_eq!(
+            parse_description("report: Nightly [x]."),
+            ("report: Nightly [x].".into(), None)
+        );
+        let r = resumed_description("report: Nightly report.", &pause());
+        assert_eq!(
+            parse_description(&r),
+            ("report: Nightly report.".into(), None)
+        );
+        assert_eq!(parse_resumed(&r), Some(pause()));
+        assert_eq!(parse_resumed(&d), None);
+        assert!(pause().check().is_ok());
+        for bad in [
+            Pause {
+                note: String::new(),
+                ..pause()
+            },
+            Pause {
+                note: "a\nb".into(),
+                ..pause()
+            },
+            Pause {
+                note: "x".repeat(201),
+                ..pause()
+            },
+            Pause {
+                at: "yesterday".into(),
+                ..pause()
+            },
+            Pause {
+                by: "a] [x".into(),
+                ..pause()
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+        }
+    }
+
+    fn stored() -> GetScheduleOutput {
+        GetScheduleOutput::builder()
+            .name("batchless-staging-job-report")
+            .group_name("default")
+            .description("report: Nightly report.")
+            .schedule_expression("cron(0 3 * * ? *)")
+            .schedule_expression_timezone("Asia/Tokyo")
+            .state(ScheduleState::Enabled)
+            .flexible_time_window(
+                FlexibleTimeWindow::builder()
+                    .mode(FlexibleTimeWindowMode::Off)
+                    .build()
+                    .unwrap(),
+            )
+            .target(
+                Target::builder()
+                    .arn("arn:aws:states:us-east-1:123456789012:stateMachine:sj")
+                    .role_arn("arn:aws:iam::123456789012:role/r")
+                    .input("{\"job\": \"report\"}")
+                    .retry_policy(
+                        RetryPolicy::builder()
+                            .maximum_event_age_in_seconds(1800)
+                            .maximum_retry_attempts(185)
+                            .build(),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    }
+
+    /// UpdateSchedule replaces the whole schedule: everything GetSchedule returned is written
+    /// back, only State and the pause in Description change.
+    #[tokio::test]
+    async fn pausing_writes_the_schedule_back_with_only_its_state_changed() {
+        let get = mock!(aws_sdk_scheduler::Client::get_schedule)
+            .match_requests(|r| r.name() == Some("batchless-staging-job-report"))
+            .then_output(stored);
+        let update = mock!(aws_sdk_scheduler::Client::update_schedule)
+            .match_requests(|r| {
+                let t = r.target().unwrap();
+                r.name() == Some("batchless-staging-job-report")
+                    && r.state() == Some(&ScheduleState::Disabled)
+                    && r.schedule_expression() == Some("cron(0 3 * * ? *)")
+                    && r.schedule_expression_timezone() == Some("Asia/Tokyo")
+                    && r.group_name() == Some("default")
+                    && r.flexible_time_window().map(|f| f.mode())
+                        == Some(&FlexibleTimeWindowMode::Off)
+                    && t.input() == Some("{\"job\": \"report\"}")
+                    && t.retry_policy().and_then(|p| p.maximum_event_age_in_seconds()) == Some(1800)
+                    && r.description()
+                        == Some("report: Nightly report. [paused by alice at 2026-12-01T19:00:00Z: vendor API down: INC-42]")
+            })
+            .then_output(|| UpdateScheduleOutput::builder().schedule_arn("arn").build().unwrap());
+        let client = mock_client!(aws_sdk_scheduler, RuleMode::MatchAny, [&get, &update]);
+        let was = set_state(&client, "staging", "report", &Change::Pause(pause()))
+            .await
+            .unwrap();
+        assert!(was.enabled && was.pause.is_none());
+        assert_eq!((get.num_calls(), update.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn the_live_state_names_the_pause() {
+        let get = mock!(aws_sdk_scheduler::Client::get_schedule).then_output(|| {
+            GetScheduleOutput::builder()
+                .state(ScheduleState::Disabled)
+                .description(description("report: x", Some(&pause())))
+                .build()
+        });
+        let client = mock_client!(aws_sdk_scheduler, [&get]);
+        let l = live(&client, "staging", "report").await.unwrap();
+        assert!(!l.enabled);
+        assert_eq!(l.pause, Some(pause()));
+        let jobs = crate::jobs::JobsFile::embedded();
+        assert!(l.is_paused(jobs.get("nightly-billing-report").unwrap()));
+        assert!(!l.is_paused(jobs.get("weekly-digest").unwrap()));
+    }
+}

@@ -462,6 +462,103 @@ pub fn git(repo: &std::path::Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
 
+/// A random past day (never used before), as `YYYY-MM-DD`: occurrences on it belong to one test.
+pub fn past_day() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let days = 400 + (nanos / 1000 % 3000) as i64;
+    (chrono::Utc::now() - chrono::Duration::days(days))
+        .date_naive()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+impl Stack {
+    /// An access key of IAM user `name` in the replica (created once per stack and cached in
+    /// `.local/<stack>/key-<name>`).
+    pub async fn access_key(&self, name: &str) -> Result<String> {
+        let file = repo_root()
+            .join(".local")
+            .join(&self.name)
+            .join(format!("key-{name}"));
+        if let Ok(k) = std::fs::read_to_string(&file) {
+            return Ok(k);
+        }
+        let iam = |action: &'static str| {
+            self.http
+                .post(format!("{}/", self.endpoint()))
+                .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261128/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0")
+                .form(&[("Action", action), ("UserName", name), ("Version", "2010-05-08")])
+                .send()
+        };
+        iam("CreateUser").await?;
+        let xml = iam("CreateAccessKey").await?.text().await?;
+        let key = xml
+            .split("<AccessKeyId>")
+            .nth(1)
+            .and_then(|s| s.split("</AccessKeyId>").next())
+            .with_context(|| format!("no access key in {xml}"))?
+            .to_string();
+        std::fs::write(&file, &key)?;
+        Ok(key)
+    }
+
+    /// `batchless --stack <this stack> args...` with the replica's default identity: its exit
+    /// code, stdout and stderr.
+    pub fn cli(&self, args: &[&str]) -> Result<(i32, String, String)> {
+        self.run_cli(None, args)
+    }
+
+    /// [`Stack::cli`] as IAM user `who` (the replica's default identity when `None`).
+    pub async fn cli_as(&self, who: Option<&str>, args: &[&str]) -> Result<(i32, String, String)> {
+        let key = match who {
+            Some(u) => Some(self.access_key(u).await?),
+            None => None,
+        };
+        self.run_cli(key, args)
+    }
+
+    fn run_cli(&self, access_key: Option<String>, args: &[&str]) -> Result<(i32, String, String)> {
+        let bin = repo_root().join("target/debug/batchless");
+        let mut cmd = std::process::Command::new(&bin);
+        cmd.arg("--stack")
+            .arg(&self.name)
+            .args(args)
+            .current_dir(repo_root())
+            .env_remove("BATCHLESS_LOCAL_ACCESS_KEY_ID");
+        if let Some(k) = access_key {
+            cmd.env("BATCHLESS_LOCAL_ACCESS_KEY_ID", k);
+        }
+        let out = cmd
+            .output()
+            .with_context(|| format!("running {} (cargo build -p batchless-cli)", bin.display()))?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// The ECS tasks of the jobs cluster (other workflows' tasks, e.g. bastion sessions,
+    /// excluded).
+    pub async fn job_tasks(&self) -> Result<Vec<Value>> {
+        let cluster = format!(":cluster/{}", self.physical_id("JobsCluster")?);
+        Ok(self.replica_get("tasks").await?["tasks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| {
+                t["clusterArn"]
+                    .as_str()
+                    .is_some_and(|c| c.ends_with(&cluster))
+            })
+            .collect())
+    }
+}
+
 /// A unique, valid execution name for a test.
 pub fn unique_name(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()

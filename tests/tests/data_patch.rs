@@ -5,7 +5,6 @@
 //! sample app at pinned commits, the audit trail in DynamoDB + S3 anchors. Run one at a time
 //! (`--test-threads=1`): fault injection is per stack.
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -62,7 +61,6 @@ trait DataPatch {
     async fn audit_event(&self, id: &str, event: &str) -> Result<Value>;
     async fn sweep(&self) -> Result<Value>;
     async fn cli(&self, as_user: Option<&str>, args: &[&str]) -> Result<(bool, String)>;
-    async fn access_key(&self, name: &str) -> Result<String>;
 }
 
 impl DataPatch for P {
@@ -164,48 +162,8 @@ impl DataPatch for P {
     /// The CLI against this stack, acting as `as_user` (an IAM user of the replica) or the
     /// replica's default identity.
     async fn cli(&self, as_user: Option<&str>, args: &[&str]) -> Result<(bool, String)> {
-        let mut cmd = Command::new(repo_root().join("target/debug/batchless"));
-        cmd.arg("--stack").arg(&self.stack.name).args(args);
-        cmd.env_remove("BATCHLESS_LOCAL_ACCESS_KEY_ID");
-        if let Some(u) = as_user {
-            cmd.env("BATCHLESS_LOCAL_ACCESS_KEY_ID", self.access_key(u).await?);
-        }
-        let out = cmd.output().context("running batchless")?;
-        Ok((
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        ))
-    }
-
-    /// An access key of IAM user `name` in the replica (created once per stack).
-    async fn access_key(&self, name: &str) -> Result<String> {
-        let dir = repo_root().join(".local").join(&self.stack.name);
-        let file = dir.join(format!("key-{name}"));
-        if let Ok(k) = std::fs::read_to_string(&file) {
-            return Ok(k);
-        }
-        let iam = |action: &'static str| {
-            self.stack
-                .http
-                .post(format!("{}/", self.stack.endpoint()))
-                .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261128/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0")
-                .form(&[("Action", action), ("UserName", name), ("Version", "2010-05-08")])
-                .send()
-        };
-        iam("CreateUser").await?;
-        let xml = iam("CreateAccessKey").await?.text().await?;
-        let key = xml
-            .split("<AccessKeyId>")
-            .nth(1)
-            .and_then(|s| s.split("</AccessKeyId>").next())
-            .with_context(|| format!("no access key in {xml}"))?
-            .to_string();
-        std::fs::write(&file, &key)?;
-        Ok(key)
+        let (code, out, err) = self.stack.cli_as(as_user, args).await?;
+        Ok((code == 0, format!("{out}{err}")))
     }
 }
 

@@ -5,7 +5,6 @@
 //! picks occurrences nobody claimed yet (recent free minutes, or a random past day), so reruns
 //! on the same stack do not collide.
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -19,30 +18,11 @@ const TIMEOUT: Duration = Duration::from_secs(180);
 const JOB: &str = "sync-exchange-rates"; // every minute, UTC, catch-up 10 min
 const ALERTS_CHANNEL: &str = "C0ALERTS";
 
-fn batchless(stack: &Stack, args: &[&str]) -> Result<(i32, String, String)> {
-    let bin = repo_root().join("target/debug/batchless");
-    let out = Command::new(&bin)
-        .arg("--stack")
-        .arg(&stack.name)
-        .args(args)
-        .current_dir(repo_root())
-        .output()
-        .with_context(|| format!("running {} (cargo build -p batchless-cli)", bin.display()))?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
 /// `batchless jobs history <job> --since <from> --until <to> --json`, which must exit 0.
 fn history(stack: &Stack, job: &str, from: &str, to: &str) -> Result<Value> {
-    let (code, out, err) = batchless(
-        stack,
-        &[
-            "jobs", "history", job, "--since", from, "--until", to, "--json",
-        ],
-    )?;
+    let (code, out, err) = stack.cli(&[
+        "jobs", "history", job, "--since", from, "--until", to, "--json",
+    ])?;
     anyhow::ensure!(code == 0, "jobs history exited {code}: {out}{err}");
     serde_json::from_str(&out).with_context(|| format!("not JSON: {out}"))
 }
@@ -81,19 +61,6 @@ async fn free_minute(
         }
     }
     anyhow::bail!("{job} has an occurrence at every minute {minutes_ago:?} ago")
-}
-
-/// A random past day (never used before), as `YYYY-MM-DD`.
-fn past_day() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let days = 400 + (nanos / 1000 % 3000) as i64;
-    (Utc::now() - chrono::Duration::days(days))
-        .date_naive()
-        .format("%Y-%m-%d")
-        .to_string()
 }
 
 fn plus_seconds(at: &str, s: i64) -> String {
@@ -165,7 +132,7 @@ async fn the_ledger_reports_each_fate_at_its_scheduled_time() -> Result<()> {
     let legacy = format!("{day}T10:00:00Z");
     let missed = format!("{day}T10:01:00Z");
     let no_fate = format!("{day}T10:02:00Z");
-    let (code, out, err) = batchless(&stack, &["jobs", "claim", JOB, "--at", &legacy])?;
+    let (code, out, err) = stack.cli(&["jobs", "claim", JOB, "--at", &legacy])?;
     assert_eq!(code, 0, "{out}{err}");
     let res = stack
         .invoke(
@@ -188,18 +155,15 @@ async fn the_ledger_reports_each_fate_at_its_scheduled_time() -> Result<()> {
     assert_eq!(alerts[0]["kind"], "noFateAfterCatchUp");
     assert_eq!(alerts[0]["scheduledTime"], no_fate.as_str());
     // The table says the same, and an alert is not an error.
-    let (code, text, err) = batchless(
-        &stack,
-        &[
-            "jobs",
-            "history",
-            JOB,
-            "--since",
-            &legacy,
-            "--until",
-            &plus_seconds(&no_fate, 30),
-        ],
-    )?;
+    let (code, text, err) = stack.cli(&[
+        "jobs",
+        "history",
+        JOB,
+        "--since",
+        &legacy,
+        "--until",
+        &plus_seconds(&no_fate, 30),
+    ])?;
     assert_eq!(code, 0, "{text}{err}");
     assert!(text.contains(&format!("{missed}  missed")), "{text}");
     assert!(

@@ -5,10 +5,9 @@
 //! records. Run one at a time (`--test-threads=1`). Each test leaves the schedules ENABLED.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use aws_sdk_dynamodb::types::AttributeValue;
 use batchless_scenarios::*;
 use serde_json::{json, Value};
@@ -22,69 +21,10 @@ fn now_minute(minutes_ago: i64) -> String {
     batchless_core::platform::time::rfc3339(batchless_core::platform::time::truncate_to_minute(t))
 }
 
-/// A random past day (never used before), `YYYY-MM-DD`.
-fn past_day() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let days = 400 + (nanos / 1000 % 3000) as i64;
-    (chrono::Utc::now() - chrono::Duration::days(days))
-        .date_naive()
-        .format("%Y-%m-%d")
-        .to_string()
-}
-
-/// An access key of IAM user `name` in the replica (created once per stack; the same cache
-/// file as the data-patch tests).
-async fn access_key(stack: &Stack, name: &str) -> Result<String> {
-    let file = repo_root()
-        .join(".local")
-        .join(&stack.name)
-        .join(format!("key-{name}"));
-    if let Ok(k) = std::fs::read_to_string(&file) {
-        return Ok(k);
-    }
-    let iam = |action: &'static str| {
-        stack
-            .http
-            .post(format!("{}/", stack.endpoint()))
-            .header("authorization", "AWS4-HMAC-SHA256 Credential=testing/20261128/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0")
-            .form(&[("Action", action), ("UserName", name), ("Version", "2010-05-08")])
-            .send()
-    };
-    iam("CreateUser").await?;
-    let xml = iam("CreateAccessKey").await?.text().await?;
-    let key = xml
-        .split("<AccessKeyId>")
-        .nth(1)
-        .and_then(|s| s.split("</AccessKeyId>").next())
-        .with_context(|| format!("no access key in {xml}"))?
-        .to_string();
-    std::fs::write(&file, &key)?;
-    Ok(key)
-}
-
 /// The CLI against the stack, as IAM user `who` (or the replica's default identity).
 async fn batchless(stack: &Stack, who: Option<&str>, args: &[&str]) -> Result<(i32, String)> {
-    let mut cmd = Command::new(repo_root().join("target/debug/batchless"));
-    cmd.arg("--stack")
-        .arg(&stack.name)
-        .args(args)
-        .current_dir(repo_root());
-    cmd.env_remove("BATCHLESS_LOCAL_ACCESS_KEY_ID");
-    if let Some(u) = who {
-        cmd.env("BATCHLESS_LOCAL_ACCESS_KEY_ID", access_key(stack, u).await?);
-    }
-    let out = cmd.output().context("running target/debug/batchless")?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    ))
+    let (code, out, err) = stack.cli_as(who, args).await?;
+    Ok((code, format!("{out}{err}")))
 }
 
 /// The job's schedule as the replica's Scheduler returns it (GetSchedule, REST-JSON).
@@ -124,21 +64,6 @@ fn scratch_files() -> Result<(PathBuf, PathBuf)> {
 
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-async fn tasks(stack: &Stack) -> Result<Vec<Value>> {
-    let cluster = format!(":cluster/{}", stack.physical_id("JobsCluster")?);
-    Ok(stack.replica_get("tasks").await?["tasks"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|t| {
-            t["clusterArn"]
-                .as_str()
-                .is_some_and(|c| c.ends_with(&cluster))
-        })
-        .collect())
 }
 
 async fn occurrence(stack: &Stack, key: &str) -> Result<Option<Value>> {
@@ -233,11 +158,11 @@ async fn a_paused_job_records_its_deliveries_paused_and_runs_nothing_until_resum
         let mut recorded = vec!["jobs", "generate", "--check", "--live"];
         recorded.extend(files);
         let (rec_code, rec_out) = batchless(&stack, None, &recorded).await?;
-        let before = tasks(&stack).await?.len();
+        let before = stack.job_tasks().await?.len();
         let arn = stack.fire_schedule(SYNC, paused_at, 1).await?.remove(0);
         let end = stack.wait_end(&arn, TIMEOUT).await?;
         let states = stack.states_entered(&arn).await?;
-        let after = tasks(&stack).await?.len();
+        let after = stack.job_tasks().await?.len();
         let (legacy_code, legacy_out) =
             batchless(&stack, None, &["jobs", "claim", SYNC, "--at", legacy_at]).await?;
         Ok::<_, anyhow::Error>((
@@ -356,12 +281,12 @@ async fn a_paused_job_records_its_deliveries_paused_and_runs_nothing_until_resum
     );
 
     // The next delivery runs.
-    let before = tasks(&stack).await?.len();
+    let before = stack.job_tasks().await?.len();
     let arn = stack.fire_schedule(SYNC, resumed_at, 1).await?.remove(0);
     let end = stack.wait_end(&arn, TIMEOUT).await?;
     let states = stack.states_entered(&arn).await?;
     assert!(states.iter().any(|s| s == "RunTask"), "{states:?} {end:?}");
-    assert_eq!(tasks(&stack).await?.len(), before + 1);
+    assert_eq!(stack.job_tasks().await?.len(), before + 1);
     let occ = occurrence(&stack, &format!("{SYNC}#{resumed_at}"))
         .await?
         .unwrap();
@@ -420,7 +345,7 @@ async fn backfill_runs_only_the_occurrences_that_never_ran() -> Result<()> {
 
     // --dry-run: the plan, and nothing changes.
     let started = backfill_executions(&stack, &sm).await?.len();
-    let before = tasks(&stack).await?.len();
+    let before = stack.job_tasks().await?.len();
     let (code, out) = batchless(
         &stack,
         Some("alice"),
@@ -448,7 +373,7 @@ async fn backfill_runs_only_the_occurrences_that_never_ran() -> Result<()> {
     assert!(out.contains(&format!("{}  run\n", at(12))), "{out}");
     assert!(out.contains("3 occurrences (2 to run"), "{out}");
     assert_eq!(backfill_executions(&stack, &sm).await?.len(), started);
-    assert_eq!(tasks(&stack).await?.len(), before);
+    assert_eq!(stack.job_tasks().await?.len(), before);
     assert!(occurrence(&stack, &key(12)).await?.is_none());
     assert_eq!(
         occurrence(&stack, &key(11)).await?.unwrap()["status"],
@@ -466,7 +391,7 @@ async fn backfill_runs_only_the_occurrences_that_never_ran() -> Result<()> {
     assert!(out.contains("backfilled 2 of 3"), "{out}");
     let arns = backfill_executions(&stack, &sm).await?;
     assert_eq!(arns.len(), started + 2, "{arns:?}");
-    assert_eq!(tasks(&stack).await?.len(), before + 2);
+    assert_eq!(stack.job_tasks().await?.len(), before + 2);
     for h in [11, 12] {
         let occ = occurrence(&stack, &key(h)).await?.unwrap();
         assert_eq!(occ["status"], "CLAIMED", "{occ}");

@@ -6,7 +6,6 @@
 //! time (`--test-threads=1`): fault injection is per stack. Every test uses its own occurrence
 //! (a distinct minute), so reruns on the same stack do not collide after a minute.
 
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -44,40 +43,9 @@ async fn manual(stack: &Stack, sm: &str, job: &str, manual: Value) -> Result<Str
         .await
 }
 
-fn batchless(stack: &Stack, args: &[&str]) -> Result<(i32, String, String)> {
-    let bin = repo_root().join("target/debug/batchless");
-    let out = Command::new(&bin)
-        .arg("--stack")
-        .arg(&stack.name)
-        .args(args)
-        .current_dir(repo_root())
-        .output()
-        .with_context(|| format!("running {} (cargo build -p batchless-cli)", bin.display()))?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
-/// The ECS tasks of the jobs cluster (other workflows' tasks, e.g. bastion sessions, excluded).
-async fn tasks(stack: &Stack) -> Result<Vec<Value>> {
-    let cluster = format!(":cluster/{}", stack.physical_id("JobsCluster")?);
-    Ok(stack.replica_get("tasks").await?["tasks"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|t| {
-            t["clusterArn"]
-                .as_str()
-                .is_some_and(|c| c.ends_with(&cluster))
-        })
-        .collect())
-}
-
 async fn task(stack: &Stack, arn: &str) -> Result<Value> {
-    tasks(stack)
+    stack
+        .job_tasks()
         .await?
         .into_iter()
         .find(|t| t["taskArn"] == arn)
@@ -143,7 +111,7 @@ async fn fifty_concurrent_deliveries_run_one_task_and_record_49_duplicates() -> 
     let (stack, _) = setup().await?;
     let at = unclaimed_minute(&stack, "sync-exchange-rates").await?;
     let key = format!("sync-exchange-rates#{at}");
-    let before = tasks(&stack).await?.len();
+    let before = stack.job_tasks().await?.len();
     let arns = stack.fire_schedule("sync-exchange-rates", &at, 50).await?;
     assert_eq!(arns.len(), 50);
     let mut ran = Vec::new();
@@ -165,7 +133,7 @@ async fn fifty_concurrent_deliveries_run_one_task_and_record_49_duplicates() -> 
     }
     assert_eq!(ran.len(), 1, "exactly one execution ran the occurrence");
     assert_eq!(duplicates, 49);
-    let new_tasks: Vec<Value> = tasks(&stack).await?.into_iter().skip(before).collect();
+    let new_tasks: Vec<Value> = stack.job_tasks().await?.into_iter().skip(before).collect();
     assert!(new_tasks
         .iter()
         .any(|t| t["taskArn"] == ran[0].1["taskArn"]));
@@ -211,12 +179,9 @@ async fn a_legacy_claim_and_a_scheduler_delivery_of_one_occurrence_run_it_once()
     let (stack, _) = setup().await?;
     // The legacy crontab claims first: it runs; the scheduler's delivery is a duplicate.
     let t1 = past_day_at(10, 30);
-    let (code, out, err) = batchless(
-        &stack,
-        &["jobs", "claim", "purge-expired-sessions", "--at", &t1],
-    )?;
+    let (code, out, err) = stack.cli(&["jobs", "claim", "purge-expired-sessions", "--at", &t1])?;
     assert_eq!(code, 0, "{out}{err}");
-    let before = tasks(&stack).await?.len();
+    let before = stack.job_tasks().await?.len();
     let arns = stack
         .fire_schedule("purge-expired-sessions", &t1, 1)
         .await?;
@@ -229,15 +194,12 @@ async fn a_legacy_claim_and_a_scheduler_delivery_of_one_occurrence_run_it_once()
         "{output}"
     );
     assert_eq!(
-        tasks(&stack).await?.len(),
+        stack.job_tasks().await?.len(),
         before,
         "no ECS task for a legacy-claimed occurrence"
     );
     // A second legacy host (or a rerun) is told not to run.
-    let (code, _, err) = batchless(
-        &stack,
-        &["jobs", "claim", "purge-expired-sessions", "--at", &t1],
-    )?;
+    let (code, _, err) = stack.cli(&["jobs", "claim", "purge-expired-sessions", "--at", &t1])?;
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("already claimed"), "{err}");
 
@@ -247,10 +209,7 @@ async fn a_legacy_claim_and_a_scheduler_delivery_of_one_occurrence_run_it_once()
         .fire_schedule("purge-expired-sessions", &t2, 1)
         .await?;
     stack.wait_end(&arns[0], TIMEOUT).await?;
-    let (code, _, err) = batchless(
-        &stack,
-        &["jobs", "claim", "purge-expired-sessions", "--at", &t2],
-    )?;
+    let (code, _, err) = stack.cli(&["jobs", "claim", "purge-expired-sessions", "--at", &t2])?;
     assert_eq!(code, 3, "{err}");
     let occ = occurrence(&stack, &format!("purge-expired-sessions#{t2}"))
         .await?
@@ -258,16 +217,13 @@ async fn a_legacy_claim_and_a_scheduler_delivery_of_one_occurrence_run_it_once()
     assert_eq!(occ["claimedBy"], arns[0].as_str());
     assert_eq!(occ["duplicateClaimers"].as_array().map(Vec::len), Some(1));
     // Not on the schedule: exit 4, nothing claimed.
-    let (code, _, err) = batchless(
-        &stack,
-        &[
-            "jobs",
-            "claim",
-            "purge-expired-sessions",
-            "--at",
-            &past_day_at(10, 31),
-        ],
-    )?;
+    let (code, _, err) = stack.cli(&[
+        "jobs",
+        "claim",
+        "purge-expired-sessions",
+        "--at",
+        &past_day_at(10, 31),
+    ])?;
     assert_eq!(code, 4, "{err}");
     Ok(())
 }
@@ -309,7 +265,7 @@ async fn forbid_skips_and_records_while_a_previous_run_is_live() -> Result<()> {
     );
 
     // `jobs cancel` stops the live run: cleanup stops its task and frees the lease.
-    let (code, out, err) = batchless(&stack, &["jobs", "cancel", &live])?;
+    let (code, out, err) = stack.cli(&["jobs", "cancel", &live])?;
     assert_eq!(code, 0, "{out}{err}");
     let end = stack.wait_end(&live, TIMEOUT).await?;
     assert_eq!(end.status, "ABORTED");
@@ -491,7 +447,7 @@ async fn a_stale_occurrence_is_skipped_and_recorded() -> Result<()> {
         }
     }
     let at = at.context("no unclaimed occurrence of purge in the last two days")?;
-    let before = tasks(&stack).await?.len();
+    let before = stack.job_tasks().await?.len();
     let arn = stack
         .fire_schedule("purge-expired-sessions", &at, 1)
         .await?
@@ -504,7 +460,7 @@ async fn a_stale_occurrence_is_skipped_and_recorded() -> Result<()> {
         .as_str()
         .unwrap()
         .contains("catch-up window is 3600s"));
-    assert_eq!(tasks(&stack).await?.len(), before, "nothing ran late");
+    assert_eq!(stack.job_tasks().await?.len(), before, "nothing ran late");
     let occ = occurrence(&stack, &format!("purge-expired-sessions#{at}"))
         .await?
         .unwrap();
@@ -522,10 +478,8 @@ async fn a_missed_occurrence_raises_one_alert() -> Result<()> {
     let (d, _) = day.split_once('T').unwrap();
     let claimed = format!("{d}T10:00:00Z");
     let missed = format!("{d}T10:01:00Z");
-    let (code, out, err) = batchless(
-        &stack,
-        &["jobs", "claim", "sync-exchange-rates", "--at", &claimed],
-    )?;
+    let (code, out, err) =
+        stack.cli(&["jobs", "claim", "sync-exchange-rates", "--at", &claimed])?;
     assert_eq!(code, 0, "{out}{err}");
     let payload = json!({"at": day, "lookbackMinutes": 2});
     let res = stack.invoke("MissedRunCheckFunction", &payload).await?;
@@ -565,7 +519,7 @@ async fn a_malformed_jobs_file_is_rejected_naming_job_and_field() -> Result<()> 
         "jobs:\n  - name: report\n    schedule: cron(0 3 * * *)\n    timezone: Asia/Tokyo\n    command: bin/rake report\n  - name: report\n    schedule: cron(0 4 * * ? *)\n    timezone: UTC\n    command: bin/rake report\n    retries: 3\n",
     )?;
     let path = bad.to_string_lossy().to_string();
-    let (code, out, err) = batchless(&stack, &["jobs", "validate", "--file", &path])?;
+    let (code, out, err) = stack.cli(&["jobs", "validate", "--file", &path])?;
     assert_eq!(code, 1, "{out}{err}");
     assert!(
         err.contains("job \"report\": field `schedule`: cron(0 3 * * *) has 5 fields"),
@@ -575,13 +529,10 @@ async fn a_malformed_jobs_file_is_rejected_naming_job_and_field() -> Result<()> 
         err.contains("job \"report\": unknown field `retries`"),
         "{err}"
     );
-    let (code, _, err) = batchless(
-        &stack,
-        &["jobs", "claim", "report", "--now", "--file", &path],
-    )?;
+    let (code, _, err) = stack.cli(&["jobs", "claim", "report", "--now", "--file", &path])?;
     assert_eq!(code, 1, "{err}");
     // The shipped file is valid and the template agrees with it.
-    let (code, out, err) = batchless(&stack, &["jobs", "generate", "--check"])?;
+    let (code, out, err) = stack.cli(&["jobs", "generate", "--check"])?;
     assert_eq!(code, 0, "{out}{err}");
     std::fs::remove_dir_all(&dir)?;
     Ok(())
@@ -735,7 +686,7 @@ async fn a_log_or_slack_outage_does_not_change_the_result() -> Result<()> {
 #[tokio::test]
 async fn a_manual_run_cannot_append_tasks_or_set_forbidden_variables() -> Result<()> {
     let (stack, sm) = setup().await?;
-    let before = tasks(&stack).await?.len();
+    let before = stack.job_tasks().await?.len();
     for (i, (job, manual, field)) in [
         (
             "purge-expired-sessions",
@@ -806,7 +757,7 @@ async fn a_manual_run_cannot_append_tasks_or_set_forbidden_variables() -> Result
             "{manual}: no record"
         );
     }
-    assert_eq!(tasks(&stack).await?.len(), before, "nothing ran");
+    assert_eq!(stack.job_tasks().await?.len(), before, "nothing ran");
     // A declared parameter reaches the task as the job's own argument.
     let arn = manual(
         &stack,
@@ -818,7 +769,7 @@ async fn a_manual_run_cannot_append_tasks_or_set_forbidden_variables() -> Result
     let end = stack.wait_end(&arn, TIMEOUT).await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
     let rec = run_record(&stack, &arn).await?;
-    let ran: Vec<Value> = tasks(&stack).await?.into_iter().skip(before).collect();
+    let ran: Vec<Value> = stack.job_tasks().await?.into_iter().skip(before).collect();
     assert!(
         ran.iter().any(|t| t["taskArn"] == rec["taskArn"]
             && t["overrides"].to_string().contains("rates:sync[EUR]")),

@@ -682,15 +682,24 @@ mod tests {
         assert_eq!(v["alerts"][0]["kind"], "noFateAfterCatchUp");
     }
 
-    #[test]
-    fn a_run_record_that_ended_outranks_the_item_cleanup_does_not_touch() {
+    /// purge-expired-sessions' ledger over 01:00-02:00 (one occurrence, 01:30) at `now`.
+    fn purge_hour(now: &str, items: &[Occurrence], runs: &[RunRecord]) -> Ledger {
         let j = job("purge-expired-sessions");
-        let at = "2026-11-28T01:30:00Z";
-        let l = ledger(
+        ledger(
             &j,
             t("2026-11-28T01:00:00Z"),
             t("2026-11-28T02:00:00Z"),
-            t("2026-11-28T03:00:00Z"),
+            t(now),
+            items,
+            runs,
+        )
+    }
+
+    #[test]
+    fn a_run_record_that_ended_outranks_the_item_cleanup_does_not_touch() {
+        let at = "2026-11-28T01:30:00Z";
+        let l = purge_hour(
+            "2026-11-28T03:00:00Z",
             &[item("purge-expired-sessions", at, "arn:e1")],
             &[run(
                 "purge-expired-sessions",
@@ -718,14 +727,7 @@ mod tests {
                 )
             },
         ];
-        let l = ledger(
-            &j,
-            t("2026-11-28T01:00:00Z"),
-            t("2026-11-28T02:00:00Z"),
-            t("2026-11-28T02:00:00Z"),
-            &items,
-            &[],
-        );
+        let l = purge_hour("2026-11-28T02:00:00Z", &items, &[]);
         assert_eq!(l.counts.expected, 1);
         assert_eq!(l.occurrences.len(), 2);
         assert!(!l.occurrences[1].on_schedule);
@@ -756,13 +758,9 @@ mod tests {
 
     #[test]
     fn two_runs_for_one_occurrence_are_an_alert() {
-        let j = job("purge-expired-sessions");
         let at = "2026-11-28T01:30:00Z";
-        let l = ledger(
-            &j,
-            t("2026-11-28T01:00:00Z"),
-            t("2026-11-28T02:00:00Z"),
-            t("2026-11-28T03:00:00Z"),
+        let l = purge_hour(
+            "2026-11-28T03:00:00Z",
             &[item("purge-expired-sessions", at, "arn:e1")],
             &[
                 run("purge-expired-sessions", at, "arn:e1", RunStatus::Succeeded),
@@ -777,11 +775,8 @@ mod tests {
             alerts[0].message
         );
         // A run recorded off the schedule, with no item, is one too.
-        let l = ledger(
-            &j,
-            t("2026-11-28T01:00:00Z"),
-            t("2026-11-28T02:00:00Z"),
-            t("2026-11-28T03:00:00Z"),
+        let l = purge_hour(
+            "2026-11-28T03:00:00Z",
             &[item("purge-expired-sessions", at, "arn:e1")],
             &[run(
                 "purge-expired-sessions",
@@ -796,7 +791,6 @@ mod tests {
 
     #[test]
     fn manual_runs_are_listed_apart_and_other_jobs_ignored() {
-        let j = job("purge-expired-sessions");
         let manual = RunRecord {
             trigger: Some("manual".into()),
             occurrence: None,
@@ -820,14 +814,7 @@ mod tests {
             item("purge-expired-sessions", "2026-11-28T01:30:00Z", "arn:e1"),
             item("sync-exchange-rates", "2026-11-28T01:31:00Z", "arn:o"),
         ];
-        let l = ledger(
-            &j,
-            t("2026-11-28T01:00:00Z"),
-            t("2026-11-28T02:00:00Z"),
-            t("2026-11-28T03:00:00Z"),
-            &items,
-            &[manual, other],
-        );
+        let l = purge_hour("2026-11-28T03:00:00Z", &items, &[manual, other]);
         assert_eq!(l.occurrences.len(), 1);
         assert_eq!(l.manual_runs.len(), 1);
         assert_eq!(l.manual_runs[0].started_by, "alice");

@@ -53,22 +53,12 @@ async fn read_then_write(
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
+    batchless_scenarios::percentile(sorted, p).unwrap_or_default()
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let rounds: usize = args
-        .iter()
-        .position(|a| a == "--rounds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let rounds = batchless_scenarios::count_arg("--rounds", 20)?;
     let stack = Stack::from_env().await?;
     let table = stack
         .table("OccurrencesTable")

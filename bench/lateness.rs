@@ -23,10 +23,7 @@ use chrono::{DateTime, Utc};
 const JOB: &str = "sync-exchange-rates";
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+    batchless_scenarios::percentile(sorted, p).unwrap_or_default()
 }
 
 /// The replica's ECS times (`2026-12-01 19:50:29.650505+00:00`).
@@ -38,13 +35,7 @@ fn replica_time(v: &serde_json::Value) -> Option<DateTime<Utc>> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let runs: usize = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(9);
+    let runs = batchless_scenarios::count_arg("--runs", 9)?;
     let stack = Stack::cleared().await?;
     let table = stack.table("OccurrencesTable")?;
     let mut samples = Vec::new();

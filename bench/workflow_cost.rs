@@ -159,14 +159,7 @@ async fn one_run(stack: &Stack, sm: &str, scale: f64, minutes: u32, lost: bool) 
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let reps: usize = args
-        .iter()
-        .position(|a| a == "--reps")
-        .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse())
-        .transpose()?
-        .unwrap_or(2);
+    let reps = batchless_scenarios::count_arg("--reps", 2)?;
     let stack = Stack::from_env().await?;
     let sm = stack.state_machine("MigrationStateMachine")?;
     let scale = stack.info["time_scale"].as_f64().unwrap_or(1.0);

@@ -16,14 +16,7 @@ import requests
 
 from . import ACCOUNT, REGION, REPO_ROOT, cfn
 from .context import CTX
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from .services import free_port
 
 
 def write_json_atomic(path: str, data: Any) -> None:

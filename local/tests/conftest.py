@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
@@ -64,6 +65,18 @@ class Stack:
                             aws_access_key_id="testing", aws_secret_access_key="testing",
                             config=Config(retries={"max_attempts": retries, "mode": "standard"},
                                           read_timeout=900))
+
+    def new_user(self, prefix: str) -> tuple[str, dict[str, Any]]:
+        """A new IAM user of the replica and its access key."""
+        user = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        iam = self.client("iam")
+        iam.create_user(UserName=user)
+        return user, iam.create_access_key(UserName=user)["AccessKey"]
+
+    def client_as(self, service: str, key: dict[str, Any]) -> Any:
+        """A client signed with `key` (moto resolves the caller from the access key)."""
+        return boto3.client(service, endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
 
 
 def template_for_session() -> str:

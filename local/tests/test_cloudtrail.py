@@ -20,28 +20,20 @@ def _sm(stack):
         roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
 
 
-def _as(stack, service, key):
-    return boto3.client(service, endpoint_url=stack.endpoint, region_name="us-east-1",
-                        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
-
-
 def _by_resource(ct, arn, **kw):
     return ct.lookup_events(LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": arn}], **kw)
 
 
 def test_start_execution_is_recorded_with_the_caller_and_found_by_lookup_events(stack):
-    iam = stack.client("iam")
-    user = f"selftest-{uuid.uuid4().hex[:8]}"
-    iam.create_user(UserName=user)
-    key = iam.create_access_key(UserName=user)["AccessKey"]
+    user, key = stack.new_user("selftest")
     user_arn = f"arn:aws:iam::123456789012:user/{user}"
-    assert _as(stack, "sts", key).get_caller_identity()["Arn"] == user_arn  # how moto resolves the key
+    assert stack.client_as("sts", key).get_caller_identity()["Arn"] == user_arn  # how moto resolves the key
     assert stack.client("sts").get_caller_identity()["Arn"] == "arn:aws:sts::123456789012:user/moto"
 
     sm = _sm(stack)
     t0 = int(time.time()) - 1
     by_user, by_default = f"by-user-{uuid.uuid4().hex[:8]}", f"by-default-{uuid.uuid4().hex[:8]}"
-    started_user = _as(stack, "stepfunctions", key).start_execution(
+    started_user = stack.client_as("stepfunctions", key).start_execution(
         stateMachineArn=sm, name=by_user, input='{"password": "hunter2"}')
     started_default = stack.client("stepfunctions").start_execution(stateMachineArn=sm, name=by_default, input="{}")
     with pytest.raises(botocore.exceptions.ClientError):  # a failed call is not recorded

@@ -7,19 +7,10 @@ from __future__ import annotations
 import json
 import uuid
 
-import boto3
-
-
-def _as(stack, service, key):
-    return boto3.client(service, endpoint_url=stack.endpoint, region_name="us-east-1",
-                        aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
 
 
 def test_update_schedule_keeps_every_field_and_is_recorded_with_the_caller(stack):
-    iam = stack.client("iam")
-    user = f"pauser-{uuid.uuid4().hex[:8]}"
-    iam.create_user(UserName=user)
-    key = iam.create_access_key(UserName=user)["AccessKey"]
+    user, key = stack.new_user("pauser")
     name = f"selftest-pause-{uuid.uuid4().hex[:8]}"
     target = {"Arn": "arn:aws:states:us-east-1:123456789012:stateMachine:nowhere",
               "RoleArn": "arn:aws:iam::123456789012:role/scheduler", "Input": '{"job": "x"}',
@@ -30,7 +21,7 @@ def test_update_schedule_keeps_every_field_and_is_recorded_with_the_caller(stack
                           Description="x: the job", FlexibleTimeWindow={"Mode": "OFF"}, Target=target,
                           State="ENABLED")
     got = sched.get_schedule(Name=name)
-    mine = _as(stack, "scheduler", key)
+    mine = stack.client_as("scheduler", key)
     mine.update_schedule(Name=name, GroupName=got["GroupName"], ScheduleExpression=got["ScheduleExpression"],
                          ScheduleExpressionTimezone=got["ScheduleExpressionTimezone"],
                          FlexibleTimeWindow=got["FlexibleTimeWindow"], Target=got["Target"],

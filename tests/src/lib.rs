@@ -462,6 +462,25 @@ pub fn git(repo: &std::path::Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8(out.stdout)?.trim().to_string())
 }
 
+/// A benchmark's `--<name> N` argument (`default` when absent); a value that is not a count is
+/// an error.
+pub fn count_arg(flag: &str, default: usize) -> Result<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == flag) {
+        None => Ok(default),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("{flag} takes a count")),
+    }
+}
+
+/// The `p` quantile (0..=1, nearest rank) of `sorted`; `None` when it is empty.
+pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
+    let last = sorted.len().checked_sub(1)?;
+    sorted.get(((last as f64) * p).round() as usize).copied()
+}
+
 /// A random past day (never used before), as `YYYY-MM-DD`: occurrences on it belong to one test.
 pub fn past_day() -> String {
     let nanos = std::time::SystemTime::now()

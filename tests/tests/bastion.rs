@@ -545,8 +545,7 @@ async fn an_approval_recorded_while_the_alert_step_retries_wins() -> Result<()> 
 }
 
 #[tokio::test]
-async fn a_confirmation_that_cannot_read_the_record_falls_to_the_alert_step_which_finds_the_approval(
-) -> Result<()> {
+async fn the_alert_step_finds_an_approval_the_confirmation_could_not_read() -> Result<()> {
     let b = Bastion::setup().await?;
     let sid = session_id("noread");
     let session = b.logged_in(&sid, ALICE, "tasknoread").await?;

@@ -130,6 +130,16 @@ async fn update_schedule_records(stack: &Stack, arn: &str) -> Result<Vec<(String
         .collect())
 }
 
+/// Resumes the job on AWS when dropped (`jobs resume --aws-only`; refused, harmlessly, when it
+/// is not paused).
+struct ResumeOnDrop<'a>(&'a Stack, &'static str);
+
+impl Drop for ResumeOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.cli(&["jobs", "resume", self.1, "--aws-only"]);
+    }
+}
+
 /// Pause → the schedule DISABLED (CloudTrail names alice), `jobs list` says who/when/why, the
 /// file and template record it; a delivery meanwhile is claimed PAUSED and runs no task (nor does
 /// a legacy claim); resume → ENABLED and the next delivery runs.
@@ -146,66 +156,25 @@ async fn a_paused_job_records_its_deliveries_paused_and_runs_nothing_until_resum
     let mut args = vec!["jobs", "pause", SYNC, "--note", note];
     args.extend(files);
     let (code, out) = batchless(&stack, Some("alice"), &args).await?;
-    // Everything observed while paused is collected first, then the job is resumed, then
-    // asserted on: a failed assertion never leaves the shared stack's schedule paused.
-    let result = async {
-        let sched = schedule(&stack, SYNC).await?;
-        let list = list_json(&stack).await?;
-        let file = std::fs::read_to_string(&jobs_file)?;
-        let tpl = std::fs::read_to_string(&template)?;
-        let (live_code, live_out) =
-            batchless(&stack, None, &["jobs", "generate", "--check", "--live"]).await?;
-        let mut recorded = vec!["jobs", "generate", "--check", "--live"];
-        recorded.extend(files);
-        let (rec_code, rec_out) = batchless(&stack, None, &recorded).await?;
-        let before = stack.job_tasks().await?.len();
-        let arn = stack.fire_schedule(SYNC, paused_at, 1).await?.remove(0);
-        let end = stack.wait_end(&arn, TIMEOUT).await?;
-        let states = stack.states_entered(&arn).await?;
-        let after = stack.job_tasks().await?.len();
-        let (legacy_code, legacy_out) =
-            batchless(&stack, None, &["jobs", "claim", SYNC, "--at", legacy_at]).await?;
-        Ok::<_, anyhow::Error>((
-            sched,
-            list,
-            file,
-            tpl,
-            live_code,
-            live_out,
-            rec_code,
-            rec_out,
-            before,
-            arn,
-            end,
-            states,
-            after,
-            legacy_code,
-            legacy_out,
-        ))
-    }
-    .await;
-    let mut resume = vec!["jobs", "resume", SYNC, "--note", "vendor back"];
-    resume.extend(files);
-    let (resume_code, resume_out) = batchless(&stack, Some("bob"), &resume).await?;
-    ensure_resumed(&stack, SYNC).await?;
+    // A failed assertion never leaves the shared stack's schedule paused.
+    let _resume = ResumeOnDrop(&stack, SYNC);
     assert_eq!(code, 0, "{out}");
-    let (
-        sched,
-        list,
-        file,
-        tpl,
-        live_code,
-        live_out,
-        rec_code,
-        rec_out,
-        before,
-        arn,
-        end,
-        states,
-        after,
-        legacy_code,
-        legacy_out,
-    ) = result?;
+    let sched = schedule(&stack, SYNC).await?;
+    let list = list_json(&stack).await?;
+    let file = std::fs::read_to_string(&jobs_file)?;
+    let tpl = std::fs::read_to_string(&template)?;
+    let (live_code, live_out) =
+        batchless(&stack, None, &["jobs", "generate", "--check", "--live"]).await?;
+    let mut recorded = vec!["jobs", "generate", "--check", "--live"];
+    recorded.extend(files);
+    let (rec_code, rec_out) = batchless(&stack, None, &recorded).await?;
+    let before = stack.job_tasks().await?.len();
+    let arn = stack.fire_schedule(SYNC, paused_at, 1).await?.remove(0);
+    let end = stack.wait_end(&arn, TIMEOUT).await?;
+    let states = stack.states_entered(&arn).await?;
+    let after = stack.job_tasks().await?.len();
+    let (legacy_code, legacy_out) =
+        batchless(&stack, None, &["jobs", "claim", SYNC, "--at", legacy_at]).await?;
 
     // The schedule on AWS: DISABLED, with the pause in its description; CloudTrail names alice.
     assert_eq!(sched["State"], "DISABLED", "{sched}");
@@ -258,6 +227,9 @@ async fn a_paused_job_records_its_deliveries_paused_and_runs_nothing_until_resum
     assert_eq!(occ["status"], "PAUSED", "{occ}");
 
     // Resumed by bob: ENABLED, the file's pause removed, `jobs list` says who resumed.
+    let mut resume = vec!["jobs", "resume", SYNC, "--note", "vendor back"];
+    resume.extend(files);
+    let (resume_code, resume_out) = batchless(&stack, Some("bob"), &resume).await?;
     assert_eq!(resume_code, 0, "{resume_out}");
     let sched = schedule(&stack, SYNC).await?;
     assert_eq!(sched["State"], "ENABLED");
@@ -381,14 +353,9 @@ async fn backfill_runs_only_the_occurrences_that_never_ran() -> Result<()> {
     );
 
     // The backfill: 11:30 and 12:30 run, 10:30 does not.
-    let (code, out) = batchless(
-        &stack,
-        Some("alice"),
-        &["jobs", "backfill", PURGE, "--from", &from, "--to", &to],
-    )
-    .await?;
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("backfilled 2 of 3"), "{out}");
+    let backfill = ["jobs", "backfill", PURGE, "--from", &from, "--to", &to];
+    let (code, out) = batchless(&stack, Some("alice"), &backfill).await?;
+    assert!(code == 0 && out.contains("backfilled 2 of 3"), "{out}");
     let arns = backfill_executions(&stack, &sm).await?;
     assert_eq!(arns.len(), started + 2, "{arns:?}");
     assert_eq!(stack.job_tasks().await?.len(), before + 2);
@@ -408,14 +375,8 @@ async fn backfill_runs_only_the_occurrences_that_never_ran() -> Result<()> {
     assert_eq!(occurrence(&stack, &key(10)).await?.unwrap(), legacy);
 
     // Again: nothing left to run.
-    let (code, out) = batchless(
-        &stack,
-        Some("alice"),
-        &["jobs", "backfill", PURGE, "--from", &from, "--to", &to],
-    )
-    .await?;
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("backfilled 0 of 3"), "{out}");
+    let (code, out) = batchless(&stack, Some("alice"), &backfill).await?;
+    assert!(code == 0 && out.contains("backfilled 0 of 3"), "{out}");
     assert_eq!(backfill_executions(&stack, &sm).await?.len(), started + 2);
     Ok(())
 }

@@ -50,6 +50,23 @@ async fn assert_new_builds(stack: &Stack, before: usize, n: usize, what: &str) -
     Ok(())
 }
 
+/// Migrate with `faults` (see [`migrate`]): the run ends as `expect` says, is recorded
+/// `ERROR`, and leaves the lock free.
+async fn errored_run(
+    stack: &Stack,
+    sm: &str,
+    prefix: &str,
+    faults: &[Value],
+    overrides: Value,
+    expect: Expect<'_>,
+) -> Result<()> {
+    let (arn, end) = migrate(stack, sm, prefix, faults, overrides).await?;
+    expect.check(stack, &arn, &end).await?;
+    assert_eq!(stack.run_record(&arn).await?["status"], "ERROR");
+    assert!(lock_is_free(stack).await?);
+    Ok(())
+}
+
 async fn lock_is_free(stack: &Stack) -> Result<bool> {
     let locks = stack.table("LocksTable")?;
     Ok(stack.get_item(&locks, "lockName", LOCK).await?.is_none())
@@ -479,18 +496,12 @@ async fn an_unrecoverable_start_error_is_recorded_and_frees_the_lock() -> Result
         "InvalidInputException",
         1,
     )];
-    let (arn, end) = migrate(&stack, &sm, "starterr", &faults, json!({})).await?;
-    Expect {
+    let expect = Expect {
         cause_has: &["InvalidInputException"],
         entered: &["Errored", "ReleaseLock"],
         ..Expect::failed("AwsServiceError")
-    }
-    .check(&stack, &arn, &end)
-    .await?;
-    // The error is recorded.
-    assert_eq!(stack.run_record(&arn).await?["status"], "ERROR");
-    assert!(lock_is_free(&stack).await?);
-    Ok(())
+    };
+    errored_run(&stack, &sm, "starterr", &faults, json!({}), expect).await
 }
 
 #[tokio::test]
@@ -745,23 +756,13 @@ async fn a_failing_safety_net_poll_errors_the_run() -> Result<()> {
         fault::lost_build_end(None),
         fault::aws_after("codebuild", "BatchGetBuilds", "InvalidInputException", 1, 1),
     ];
-    let (arn, end) = migrate(
-        &stack,
-        &sm,
-        "nopoll",
-        &faults,
-        json!({"FAKE_SLEEP_SECONDS": "8"}),
-    )
-    .await?;
-    Expect {
+    let expect = Expect {
         entered: &["PollBuild", "Errored"],
         not_entered: &["BuildEnded?"],
         ..Expect::failed("AwsServiceError")
-    }
-    .check(&stack, &arn, &end)
-    .await?;
-    assert!(lock_is_free(&stack).await?);
-    Ok(())
+    };
+    let slow = json!({"FAKE_SLEEP_SECONDS": "8"});
+    errored_run(&stack, &sm, "nopoll", &faults, slow, expect).await
 }
 
 #[tokio::test]
@@ -776,17 +777,12 @@ async fn a_failing_recheck_after_the_wake_errors_the_run() -> Result<()> {
         "AwsServiceError",
         1,
     )];
-    let (arn, end) = migrate(&stack, &sm, "norecheck", &faults, json!({})).await?;
-    Expect {
+    let expect = Expect {
         entered: &["RecheckBuild", "RecordRun", "Errored"],
         not_entered: &["CollectLogs", "ReadReport"],
         ..Expect::failed("AwsServiceError")
-    }
-    .check(&stack, &arn, &end)
-    .await?;
-    assert_eq!(stack.run_record(&arn).await?["status"], "ERROR");
-    assert!(lock_is_free(&stack).await?);
-    Ok(())
+    };
+    errored_run(&stack, &sm, "norecheck", &faults, json!({}), expect).await
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@
 //! [`set_state`] reads it with `GetSchedule` and writes every field back, changing only `State`
 //! and `Description`.
 
+use aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput;
 use aws_sdk_scheduler::types::ScheduleState;
 use serde::{Deserialize, Serialize};
 
@@ -153,7 +154,15 @@ pub async fn live(
     environment: &str,
     job: &str,
 ) -> Result<Live, Error> {
-    let name = schedule_name(environment, job);
+    Ok(read(client, schedule_name(environment, job)).await?.1)
+}
+
+/// `GetSchedule` of `name`: the schedule as read (what [`set_state`] writes back) and what it
+/// says.
+async fn read(
+    client: &aws_sdk_scheduler::Client,
+    name: String,
+) -> Result<(GetScheduleOutput, Live), Error> {
     let out = client
         .get_schedule()
         .name(&name)
@@ -162,12 +171,13 @@ pub async fn live(
         .aws("GetSchedule")?;
     let text = out.description().unwrap_or_default();
     let (_, pause) = parse_description(text);
-    Ok(Live {
+    let live = Live {
         enabled: out.state() != Some(&ScheduleState::Disabled),
         pause,
         resumed: parse_resumed(text),
         schedule: name,
-    })
+    };
+    Ok((out, live))
 }
 
 /// What [`set_state`] writes: paused with its record, or resumed (with a note or not).
@@ -186,20 +196,8 @@ pub async fn set_state(
     change: &Change,
 ) -> Result<Live, Error> {
     let name = schedule_name(environment, job);
-    let s = client
-        .get_schedule()
-        .name(&name)
-        .send()
-        .await
-        .aws("GetSchedule")?;
-    let text = s.description().unwrap_or_default();
-    let (base, before) = parse_description(text);
-    let was = Live {
-        schedule: name.clone(),
-        enabled: s.state() != Some(&ScheduleState::Disabled),
-        pause: before,
-        resumed: parse_resumed(text),
-    };
+    let (s, was) = read(client, name.clone()).await?;
+    let (base, _) = parse_description(s.description().unwrap_or_default());
     let (enabled, new_description) = match change {
         Change::Pause(p) => (false, description(&base, Some(p))),
         Change::Resume(None) => (true, base),

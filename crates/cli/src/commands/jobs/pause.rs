@@ -383,21 +383,27 @@ mod tests {
             .build()
     }
 
+    fn updated() -> UpdateScheduleOutput {
+        UpdateScheduleOutput::builder()
+            .schedule_arn("a")
+            .build()
+            .unwrap()
+    }
+
+    /// GetSchedule answers the schedule in `state`.
+    fn reads(state: ScheduleState) -> aws_smithy_mocks::Rule {
+        mock!(aws_sdk_scheduler::Client::get_schedule).then_output(move || schedule(state.clone()))
+    }
+
     #[tokio::test]
     async fn pause_and_resume_change_only_what_they_must() {
         let jobs = JobsFile::embedded();
         let job = jobs.get("sync-exchange-rates").unwrap();
         // Pausing a running job: one UpdateSchedule to DISABLED.
-        let get = mock!(aws_sdk_scheduler::Client::get_schedule)
-            .then_output(|| schedule(ScheduleState::Enabled));
+        let get = reads(ScheduleState::Enabled);
         let update = mock!(aws_sdk_scheduler::Client::update_schedule)
             .match_requests(|r| r.state() == Some(&ScheduleState::Disabled))
-            .then_output(|| {
-                UpdateScheduleOutput::builder()
-                    .schedule_arn("a")
-                    .build()
-                    .unwrap()
-            });
+            .then_output(updated);
         let c = mock_client!(aws_sdk_scheduler, RuleMode::MatchAny, [&get, &update]);
         change(&c, "staging", job, &Change::Pause(p()))
             .await
@@ -408,28 +414,16 @@ mod tests {
             (ScheduleState::Disabled, Change::Pause(p())),
             (ScheduleState::Enabled, Change::Resume(None)),
         ] {
-            let get = mock!(aws_sdk_scheduler::Client::get_schedule)
-                .then_output(move || schedule(state.clone()));
-            let update = mock!(aws_sdk_scheduler::Client::update_schedule).then_output(|| {
-                UpdateScheduleOutput::builder()
-                    .schedule_arn("a")
-                    .build()
-                    .unwrap()
-            });
+            let get = reads(state);
+            let update = mock!(aws_sdk_scheduler::Client::update_schedule).then_output(updated);
             let c = mock_client!(aws_sdk_scheduler, RuleMode::MatchAny, [&get, &update]);
             let e = change(&c, "staging", job, &ch).await.unwrap_err();
             assert!(e.to_string().contains("nothing changed"), "{e}");
             assert_eq!(update.num_calls(), 0);
         }
         // A bad note: refused before anything is written.
-        let get = mock!(aws_sdk_scheduler::Client::get_schedule)
-            .then_output(|| schedule(ScheduleState::Enabled));
-        let update = mock!(aws_sdk_scheduler::Client::update_schedule).then_output(|| {
-            UpdateScheduleOutput::builder()
-                .schedule_arn("a")
-                .build()
-                .unwrap()
-        });
+        let get = reads(ScheduleState::Enabled);
+        let update = mock!(aws_sdk_scheduler::Client::update_schedule).then_output(updated);
         let c = mock_client!(aws_sdk_scheduler, RuleMode::MatchAny, [&get, &update]);
         let bad = Pause {
             note: " ".into(),
@@ -448,20 +442,14 @@ mod tests {
             .to_string()
             .contains("enabled: false"));
         // Resuming a paused job: ENABLED, with the resume note in the description.
-        let get = mock!(aws_sdk_scheduler::Client::get_schedule)
-            .then_output(|| schedule(ScheduleState::Disabled));
+        let get = reads(ScheduleState::Disabled);
         let update = mock!(aws_sdk_scheduler::Client::update_schedule)
             .match_requests(|r| {
                 r.state() == Some(&ScheduleState::Enabled)
                     && r.description()
                         .is_some_and(|d| d.contains("[resumed by alice"))
             })
-            .then_output(|| {
-                UpdateScheduleOutput::builder()
-                    .schedule_arn("a")
-                    .build()
-                    .unwrap()
-            });
+            .then_output(updated);
         let c = mock_client!(aws_sdk_scheduler, RuleMode::MatchAny, [&get, &update]);
         change(&c, "staging", job, &Change::Resume(Some(p())))
             .await
@@ -472,8 +460,7 @@ mod tests {
     #[tokio::test]
     async fn the_live_check_names_each_disagreement() {
         // Every schedule reads DISABLED: the three enabled jobs disagree, the disabled one agrees.
-        let get = mock!(aws_sdk_scheduler::Client::get_schedule)
-            .then_output(|| schedule(ScheduleState::Disabled));
+        let get = reads(ScheduleState::Disabled);
         let c = mock_client!(aws_sdk_scheduler, RuleMode::MatchAny, [&get]);
         let d = disagreements(&c, "staging", &JobsFile::embedded())
             .await

@@ -122,6 +122,20 @@ mod tests {
             .build()
     }
 
+    /// One poll of the task 300 s into its wait, for a run with `timeout_seconds`.
+    async fn poll_after_300s(ecs: aws_sdk_ecs::Client, timeout_seconds: u64) -> Output {
+        let task = TaskState {
+            task_arn: TASK.into(),
+            wait_seconds: 300,
+            ..Default::default()
+        };
+        let input = Input {
+            run: run(timeout_seconds),
+            task,
+        };
+        handle(&Deps { ecs }, input).await.unwrap()
+    }
+
     #[tokio::test]
     async fn past_the_timeout_the_running_task_is_stopped() {
         let describe = mock!(aws_sdk_ecs::Client::describe_tasks).then_output(running);
@@ -132,23 +146,8 @@ mod tests {
                         .is_some_and(|m| m.contains("timed out after 300s"))
             })
             .then_output(|| StopTaskOutput::builder().build());
-        let d = Deps {
-            ecs: mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &stop]),
-        };
-        let task = TaskState {
-            task_arn: TASK.into(),
-            wait_seconds: 300,
-            ..Default::default()
-        };
-        let out = handle(
-            &d,
-            Input {
-                run: run(300),
-                task,
-            },
-        )
-        .await
-        .unwrap();
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe, &stop]);
+        let out = poll_after_300s(ecs, 300).await;
         assert!(out.timed_out);
         assert_eq!(out.wait_seconds, workflow::STOP_WAIT_SECONDS);
         assert_eq!(out.last_poll.map(|p| p.finished), Some(false));
@@ -158,23 +157,8 @@ mod tests {
     #[tokio::test]
     async fn within_the_timeout_nothing_is_stopped() {
         let describe = mock!(aws_sdk_ecs::Client::describe_tasks).then_output(running);
-        let d = Deps {
-            ecs: mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe]),
-        };
-        let task = TaskState {
-            task_arn: TASK.into(),
-            wait_seconds: 300,
-            ..Default::default()
-        };
-        let out = handle(
-            &d,
-            Input {
-                run: run(3600),
-                task,
-            },
-        )
-        .await
-        .unwrap();
+        let ecs = mock_client!(aws_sdk_ecs, RuleMode::MatchAny, [&describe]);
+        let out = poll_after_300s(ecs, 3600).await;
         assert!(!out.timed_out);
         assert_eq!((out.waited_seconds, out.wait_seconds), (300, 300));
     }

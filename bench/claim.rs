@@ -20,15 +20,9 @@ use batchless_scenarios::Stack;
 fn occ(key: &str, by: &str) -> Occurrence {
     Occurrence {
         occurrence_key: key.into(),
-        job: "bench".into(),
         scheduled_time: key.rsplit('#').next().unwrap_or_default().into(),
-        environment: "bench".into(),
-        claimed_by: by.into(),
-        claimed_at: batchless_core::platform::time::rfc3339(chrono::Utc::now()),
         source: "bench".into(),
-        status: occurrence::OccurrenceStatus::Claimed,
-        run_status: None,
-        duplicate_claimers: vec![],
+        ..Occurrence::new("bench", chrono::Utc::now(), "bench", by)
     }
 }
 

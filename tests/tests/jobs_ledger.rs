@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use batchless_core::jobs::occurrence::{Occurrence, OccurrenceStatus, Occurrences};
+use batchless_core::jobs::occurrence::{Occurrence, Occurrences};
 use batchless_core::platform::time::{rfc3339, truncate_to_minute};
 use batchless_scenarios::*;
 use chrono::Utc;
@@ -222,16 +222,14 @@ async fn a_run_off_the_schedule_is_an_alert_in_the_ledger_and_the_check() -> Res
     let table = Occurrences::new(stack.db.clone(), stack.table("OccurrencesTable")?);
     table
         .put(&Occurrence {
-            occurrence_key: format!("{job}#{off}"),
-            job: job.into(),
-            scheduled_time: off.clone(),
-            environment: stack.environment().into(),
-            claimed_by: "legacy:forged:1".into(),
             claimed_at: off.clone(),
             source: "legacy".into(),
-            status: OccurrenceStatus::Claimed,
-            run_status: None,
-            duplicate_claimers: vec![],
+            ..Occurrence::new(
+                job,
+                batchless_core::platform::time::parse("off", &off)?,
+                stack.environment(),
+                "legacy:forged:1",
+            )
         })
         .await?;
     let l = history(

@@ -520,16 +520,8 @@ mod tests {
 
     fn item(job: &str, at: &str, by: &str) -> Occurrence {
         Occurrence {
-            occurrence_key: crate::jobs::occurrence::key(job, t(at)),
-            job: job.into(),
-            scheduled_time: at.into(),
-            environment: "staging".into(),
-            claimed_by: by.into(),
             claimed_at: rfc3339(t(at) + chrono::Duration::seconds(2)),
-            source: "scheduler".into(),
-            status: OccurrenceStatus::Claimed,
-            run_status: None,
-            duplicate_claimers: vec![],
+            ..Occurrence::new(job, t(at), "staging", by)
         }
     }
 

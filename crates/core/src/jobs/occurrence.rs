@@ -77,6 +77,30 @@ pub struct Occurrence {
     pub run_status: Option<RunStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub duplicate_claimers: Vec<String>,
+    /// The missed-run check's reading of the schedule's pause (`jobs::pause::PauseCheck`):
+    /// what a `PAUSED` occurrence rests on, or why a claimed pause did not count (`MISSED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<crate::jobs::pause::PauseCheck>,
+}
+
+impl Occurrence {
+    /// `job`'s occurrence at `scheduled` (keyed to its minute, UTC) as `claimed_by` claims it
+    /// now: `source` `scheduler`, status `CLAIMED` (change them with `..`).
+    pub fn new(job: &str, scheduled: DateTime<Utc>, environment: &str, claimed_by: &str) -> Self {
+        Occurrence {
+            occurrence_key: key(job, scheduled),
+            job: job.to_string(),
+            scheduled_time: rfc3339(truncate_to_minute(scheduled)),
+            environment: environment.to_string(),
+            claimed_by: claimed_by.to_string(),
+            claimed_at: rfc3339(crate::platform::time::now()),
+            source: "scheduler".into(),
+            status: OccurrenceStatus::Claimed,
+            run_status: None,
+            duplicate_claimers: vec![],
+            pause: None,
+        }
+    }
 }
 
 impl Record for Occurrence {
@@ -230,16 +254,13 @@ mod tests {
 
     pub(crate) fn occ(by: &str) -> Occurrence {
         Occurrence {
-            occurrence_key: "report#2026-11-28T18:00:00Z".into(),
-            job: "report".into(),
-            scheduled_time: "2026-11-28T18:00:00Z".into(),
-            environment: "staging".into(),
-            claimed_by: by.into(),
             claimed_at: "2026-11-28T18:00:02Z".into(),
-            source: "scheduler".into(),
-            status: OccurrenceStatus::Claimed,
-            run_status: None,
-            duplicate_claimers: vec![],
+            ..Occurrence::new(
+                "report",
+                crate::platform::time::parse("t", "2026-11-28T18:00:00Z").unwrap(),
+                "staging",
+                by,
+            )
         }
     }
 

@@ -7,16 +7,26 @@
 //! exactly what `batchless jobs pause` set. The change itself is CloudTrail's `UpdateSchedule`
 //! event, with the caller's real identity.
 //!
+//! A description is only a claim: anyone allowed `scheduler:UpdateSchedule` can write
+//! "[paused by alice ...]". So the missed-run check counts a pause only when [`verify`] finds it
+//! borne out (by CloudTrail's `UpdateSchedule` that wrote it, called by the person it names, or by
+//! the deployed jobs file) and in force before the occurrence was due; otherwise the occurrence
+//! is missed and the alert says why ([`PauseCheck`] on the occurrence keeps the reading).
+//!
 //! `UpdateSchedule` replaces the whole schedule (fields left out become their defaults), so
 //! [`set_state`] reads it with `GetSchedule` and writes every field back, changing only `State`
 //! and `Description`.
 
 use aws_sdk_scheduler::operation::get_schedule::GetScheduleOutput;
 use aws_sdk_scheduler::types::ScheduleState;
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::Error;
 use crate::platform::aws::AwsResultExt;
+use crate::platform::time;
+use crate::shared::people::People;
 
 /// At most this many characters of note (Scheduler's `Description` holds 512 in all).
 pub const NOTE_MAX_CHARS: usize = 200;
@@ -225,6 +235,209 @@ pub async fn set_state(
         .await
         .aws("UpdateSchedule")?;
     Ok(was)
+}
+
+/// How far a pause's `at` may be from CloudTrail's time of the `UpdateSchedule` that wrote it.
+pub const AT_TOLERANCE_MINUTES: i64 = 5;
+
+/// One CloudTrail `UpdateSchedule` record of a schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleUpdate {
+    pub event_id: String,
+    pub event_time: DateTime<Utc>,
+    /// `userIdentity.arn`: who really called.
+    pub caller: String,
+    /// The state it set.
+    pub enabled: bool,
+    /// The `Description` it wrote.
+    pub description: String,
+}
+
+/// Pure: a CloudTrail record as an `UpdateSchedule` of `schedule` (`None`: another call,
+/// another schedule, or a record without a caller or time).
+pub fn schedule_update(v: &Value, schedule: &str) -> Option<ScheduleUpdate> {
+    let p = &v["requestParameters"];
+    if v["eventName"] != "UpdateSchedule" || p["name"] != schedule || v["errorCode"].is_string() {
+        return None;
+    }
+    Some(ScheduleUpdate {
+        event_id: v["eventID"].as_str()?.to_string(),
+        event_time: time::parse("eventTime", v["eventTime"].as_str()?).ok()?,
+        caller: v["userIdentity"]["arn"].as_str()?.to_string(),
+        enabled: p["state"] != "DISABLED",
+        description: p["description"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
+/// CloudTrail's `UpdateSchedule` records of the job's schedule since `since` (at most 90 days
+/// back: CloudTrail's event history), oldest first.
+pub async fn updates(
+    cloudtrail: &aws_sdk_cloudtrail::Client,
+    environment: &str,
+    job: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<ScheduleUpdate>, Error> {
+    let since = since.max(time::now() - Duration::days(90));
+    let name = schedule_name(environment, job);
+    let mut out: Vec<_> =
+        crate::platform::aws::cloudtrail_events(cloudtrail, "UpdateSchedule", since)
+            .await?
+            .iter()
+            .filter_map(|v| schedule_update(v, &name))
+            .collect();
+    out.sort_by_key(|u| u.event_time);
+    Ok(out)
+}
+
+/// Where to start looking for the `UpdateSchedule` behind a disabled schedule whose earliest
+/// unaccounted occurrence is `earliest`: a little before the pause it claims, or a day before.
+pub fn updates_since(live: &Live, earliest: DateTime<Utc>) -> DateTime<Utc> {
+    let claimed = live
+        .pause
+        .as_ref()
+        .and_then(|p| time::parse("at", &p.at).ok());
+    claimed
+        .unwrap_or(earliest - Duration::days(1))
+        .min(earliest)
+        - Duration::minutes(AT_TOLERANCE_MINUTES)
+}
+
+/// The missed-run check's reading of a disabled schedule for one occurrence, kept on the
+/// occurrence: the pause claimed, what CloudTrail says, and why it does not count (if not).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseCheck {
+    /// The pause the schedule's description records (`None`: disabled with none recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed: Option<Pause>,
+    /// What bears the pause out: `cloudtrail:<eventId>` or `jobs-file` (`None`: nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corroborated_by: Option<String>,
+    /// Who CloudTrail says last updated the schedule (ARN), and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_at: Option<String>,
+    /// Why the pause does not count for this occurrence (then it is missed and alerted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding: Option<String>,
+}
+
+impl PauseCheck {
+    /// The occurrence is paused (recorded `PAUSED`, not alerted).
+    pub fn counts(&self) -> bool {
+        self.finding.is_none() && self.corroborated_by.is_some()
+    }
+
+    /// One line for the alert.
+    pub fn summary(&self) -> String {
+        let claimed = self
+            .claimed
+            .as_ref()
+            .map(|p| format!("paused by {} at {}: {}", p.by, p.at, p.note));
+        let last = match (&self.last_update_by, &self.last_update_at) {
+            (Some(by), Some(at)) => format!("UpdateSchedule by {by} at {at}"),
+            _ => "no UpdateSchedule in CloudTrail".into(),
+        };
+        match (&self.finding, claimed) {
+            (None, Some(c)) => format!(
+                "{c} ({}; {last})",
+                self.corroborated_by.as_deref().unwrap_or_default()
+            ),
+            (Some(f), Some(c)) => format!("schedule DISABLED, its description claims \"{c}\": {f}"),
+            (f, None) => format!(
+                "schedule DISABLED with no pause recorded ({last}){}",
+                f.as_deref().map(|f| format!(": {f}")).unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// Pure: whether the pause a disabled schedule claims holds for `job`'s occurrence at
+/// `scheduled`, given CloudTrail's `UpdateSchedule` records of it (oldest first). It holds when
+/// the deployed jobs file records that very pause, or when the schedule's last update wrote it
+/// (`DISABLED`, that pause in its description), called by the person it names (the people map;
+/// or the ARN it names), within [`AT_TOLERANCE_MINUTES`] of its `at`; and, either way, it was
+/// in force before the occurrence was due (a pause cannot excuse a run missed before it).
+pub fn verify(
+    job: &crate::jobs::Job,
+    live: &Live,
+    updates: &[ScheduleUpdate],
+    people: &People,
+    scheduled: DateTime<Utc>,
+) -> PauseCheck {
+    let last = updates.last();
+    let mut out = PauseCheck {
+        claimed: live.pause.clone(),
+        corroborated_by: None,
+        last_update_by: last.map(|u| u.caller.clone()),
+        last_update_at: last.map(|u| time::rfc3339(u.event_time)),
+        finding: None,
+    };
+    let finding = match &live.pause {
+        None => Some("a pause is recorded only by `batchless jobs pause` or the jobs file".into()),
+        Some(p) => corroboration(job, p, last, people, scheduled).map_or_else(Some, |by| {
+            out.corroborated_by = Some(by);
+            None
+        }),
+    };
+    out.finding = finding;
+    out
+}
+
+/// What bears `p` out for the occurrence at `scheduled`, or why nothing does.
+fn corroboration(
+    job: &crate::jobs::Job,
+    p: &Pause,
+    last: Option<&ScheduleUpdate>,
+    people: &People,
+    scheduled: DateTime<Utc>,
+) -> Result<String, String> {
+    let at =
+        time::parse("at", &p.at).map_err(|_| format!("its time {:?} is not RFC 3339", p.at))?;
+    let in_force = |since: DateTime<Utc>| match since <= scheduled {
+        true => Ok(()),
+        false => Err(format!(
+            "paused at {}, after this occurrence was due",
+            time::rfc3339(since)
+        )),
+    };
+    if job.paused.as_ref() == Some(p) {
+        in_force(at)?;
+        return Ok("jobs-file".into());
+    }
+    let Some(u) = last else {
+        return Err("CloudTrail has no UpdateSchedule of the schedule that wrote it".into());
+    };
+    let wrote_it = !u.enabled && parse_description(&u.description).1.as_ref() == Some(p);
+    if !wrote_it {
+        return Err(format!(
+            "the schedule's last UpdateSchedule (CloudTrail {}, {} at {}) did not write it",
+            u.event_id,
+            u.caller,
+            time::rfc3339(u.event_time)
+        ));
+    }
+    let person = people.by_principal(&u.caller).map(|x| x.id.as_str());
+    if person != Some(p.by.as_str()) && u.caller != p.by {
+        return Err(format!(
+            "it names {}, but CloudTrail {} says {} ({}) wrote it",
+            p.by,
+            u.event_id,
+            u.caller,
+            person.unwrap_or("nobody in the people map")
+        ));
+    }
+    if (u.event_time - at).num_minutes().abs() > AT_TOLERANCE_MINUTES {
+        return Err(format!(
+            "it says {}, but CloudTrail {} wrote it at {}",
+            p.at,
+            u.event_id,
+            time::rfc3339(u.event_time)
+        ));
+    }
+    in_force(u.event_time)?;
+    Ok(format!("cloudtrail:{}", u.event_id))
 }
 
 #[cfg(test)]

@@ -270,51 +270,6 @@ pub fn buildspec_override(b: &BuildFacts, project_buildspec: Option<&str>) -> Op
     ))
 }
 
-/// CloudTrail management events named `event_name` since `since`, as parsed records.
-pub async fn cloudtrail_events(
-    cloudtrail: &aws_sdk_cloudtrail::Client,
-    event_name: &str,
-    since: DateTime<Utc>,
-) -> Result<Vec<serde_json::Value>, Error> {
-    use aws_sdk_cloudtrail::types::{LookupAttribute, LookupAttributeKey};
-    let mut out = Vec::new();
-    let mut token = None;
-    // One window for every page: a NextToken is only valid with the parameters of the request
-    // that returned it (InvalidNextTokenException otherwise).
-    let start = aws_smithy_types::DateTime::from_secs(since.timestamp());
-    let end = aws_smithy_types::DateTime::from_secs(crate::platform::time::now().timestamp() + 60);
-    loop {
-        let page = cloudtrail
-            .lookup_events()
-            .lookup_attributes(
-                LookupAttribute::builder()
-                    .attribute_key(LookupAttributeKey::EventName)
-                    .attribute_value(event_name)
-                    .build()
-                    .expect("key and value are set"),
-            )
-            .start_time(start)
-            .end_time(end)
-            .set_next_token(token)
-            .send()
-            .await
-            .aws("LookupEvents")?;
-        for e in page.events() {
-            if let Some(v) = e
-                .cloud_trail_event()
-                .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw).ok())
-            {
-                out.push(v);
-            }
-        }
-        match page.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
-        }
-    }
-    Ok(out)
-}
-
 /// An ECS `RunTask` or `ExecuteCommand` call CloudTrail recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -442,7 +397,7 @@ pub async fn started_executions(
     since: DateTime<Utc>,
 ) -> Result<Vec<StartedExecution>, Error> {
     let mut out = Vec::new();
-    for v in cloudtrail_events(cloudtrail, "StartExecution", since).await? {
+    for v in crate::platform::aws::cloudtrail_events(cloudtrail, "StartExecution", since).await? {
         if v["eventSource"] != "states.amazonaws.com"
             || v["requestParameters"]["stateMachineArn"] != state_machine_arn
         {

@@ -298,15 +298,14 @@ mod tests {
             key.to_string(),
             Occurrence {
                 occurrence_key: key.into(),
-                job: "purge-expired-sessions".into(),
-                scheduled_time: "x".into(),
-                environment: "staging".into(),
-                claimed_by: "legacy:batch1".into(),
-                claimed_at: "x".into(),
                 source: "legacy".into(),
                 status,
-                run_status: None,
-                duplicate_claimers: vec![],
+                ..Occurrence::new(
+                    "purge-expired-sessions",
+                    Utc::now(),
+                    "staging",
+                    "legacy:batch1",
+                )
             },
         )
     }

@@ -266,7 +266,6 @@ mod tests {
     use aws_sdk_dynamodb::operation::query::{QueryInput, QueryOutput};
     use aws_sdk_dynamodb::types::AttributeValue;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
-    use batchless_core::jobs::occurrence::OccurrenceStatus;
     use batchless_core::jobs::JobsFile;
     use batchless_core::platform::dynamo;
     use batchless_core::shared::runs::RunStatus;
@@ -277,16 +276,8 @@ mod tests {
 
     fn item(at: &str, by: &str) -> Occurrence {
         Occurrence {
-            occurrence_key: format!("purge-expired-sessions#{at}"),
-            job: "purge-expired-sessions".into(),
-            scheduled_time: at.into(),
-            environment: "staging".into(),
-            claimed_by: by.into(),
             claimed_at: at.into(),
-            source: "scheduler".into(),
-            status: OccurrenceStatus::Claimed,
-            run_status: None,
-            duplicate_claimers: vec![],
+            ..Occurrence::new("purge-expired-sessions", t(at), "staging", by)
         }
     }
 

@@ -319,12 +319,8 @@ async fn claim(aws: &Aws, a: ClaimArgs) -> Result<ExitCode> {
         .await
         .context("is the job paused? (scheduler:GetSchedule on its schedule)")?
         .is_paused(job);
+    let claimant = a.claimant.unwrap_or_else(claimant_default);
     let occ = Occurrence {
-        occurrence_key: occurrence::key(&job.name, t),
-        job: job.name.clone(),
-        scheduled_time: batchless_core::platform::time::rfc3339(t),
-        environment: aws.environment.clone(),
-        claimed_by: a.claimant.unwrap_or_else(claimant_default),
         claimed_at: batchless_core::platform::time::rfc3339(now),
         source: "legacy".into(),
         status: if paused {
@@ -332,8 +328,7 @@ async fn claim(aws: &Aws, a: ClaimArgs) -> Result<ExitCode> {
         } else {
             occurrence::OccurrenceStatus::Claimed
         },
-        run_status: None,
-        duplicate_claimers: vec![],
+        ..Occurrence::new(&job.name, t, &aws.environment, &claimant)
     };
     let table = occurrences_table(aws);
     match occurrence::claim(&aws.dynamodb(), &table, &occ).await? {

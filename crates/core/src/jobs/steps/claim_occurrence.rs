@@ -90,6 +90,7 @@ fn occurrence(run: &JobRun, now: DateTime<Utc>) -> Occurrence {
         status: OccurrenceStatus::Claimed,
         run_status: None,
         duplicate_claimers: vec![],
+        pause: None,
     }
 }
 
@@ -290,16 +291,10 @@ mod tests {
             .then_output(|| {
                 GetItemOutput::builder()
                     .set_item(Some(dynamo::to_item(&Occurrence {
-                        occurrence_key: "sync-exchange-rates#2026-11-28T13:15:00Z".into(),
-                        job: "sync-exchange-rates".into(),
-                        scheduled_time: "2026-11-28T13:15:00Z".into(),
-                        environment: "staging".into(),
-                        claimed_by: "legacy:batch1".into(),
                         claimed_at: "2026-11-28T13:15:00Z".into(),
                         source: "legacy".into(),
                         status: OccurrenceStatus::Claimed,
-                        run_status: None,
-                        duplicate_claimers: vec![],
+                        ..stored("legacy:batch1", OccurrenceStatus::Claimed)
                     })))
                     .build()
             });
@@ -361,17 +356,12 @@ mod tests {
     }
 
     fn stored(by: &str, status: OccurrenceStatus) -> Occurrence {
+        let at = time::parse("t", "2026-11-28T13:15:00Z").unwrap();
         Occurrence {
-            occurrence_key: "sync-exchange-rates#2026-11-28T13:15:00Z".into(),
-            job: "sync-exchange-rates".into(),
-            scheduled_time: "2026-11-28T13:15:00Z".into(),
-            environment: "staging".into(),
-            claimed_by: by.into(),
             claimed_at: "2026-11-28T13:45:00Z".into(),
             source: "missed-run-check".into(),
             status,
-            run_status: None,
-            duplicate_claimers: vec![],
+            ..Occurrence::new("sync-exchange-rates", at, "staging", by)
         }
     }
 

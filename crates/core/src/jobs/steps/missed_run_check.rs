@@ -2,9 +2,13 @@
 //! (`jobs::ledger`) of every job over the occurrences whose catch-up window has closed:
 //! - each occurrence with no fate (nobody claimed it: schedule disabled in the console, a
 //!   delivery lost, the workflow broken) is claimed as `MISSED` with the same conditional write
-//!   as a run (so it is alerted once and can never run late); unless the job is paused (its
-//!   schedule `DISABLED` with a pause recorded by `jobs pause`, `jobs::pause`): then it is
-//!   claimed `PAUSED`, not alerted (a schedule disabled with no pause recorded is missed);
+//!   as a run (so it is alerted once and can never run late); unless the job was paused before
+//!   it was due (its schedule `DISABLED` with a pause that `jobs::pause::verify` finds borne out
+//!   by CloudTrail's `UpdateSchedule` or the deployed jobs file): then it is claimed `PAUSED`.
+//!   A schedule disabled with no pause recorded, or with one nothing bears out (a description
+//!   anyone with `UpdateSchedule` could write), is missed, and the alert names who CloudTrail
+//!   says disabled it. Paused occurrences are posted too (who paused, when, why, and the
+//!   evidence), so a pause is never silent; the reading is kept on the item (`pause`);
 //! - a job that ran more often than its schedule implies (an occurrence item or run at a time
 //!   that is not on the schedule, or two runs for one occurrence) is alerted once per occurrence
 //!   (marked on its item with a conditional write).
@@ -21,12 +25,11 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::jobs::ledger::{self, metric};
-use crate::jobs::occurrence::{
-    self, Claim, Occurrence, OccurrenceStatus, Occurrences, BY_JOB_INDEX,
-};
+use crate::jobs::occurrence::{Claim, Occurrence, OccurrenceStatus, Occurrences, BY_JOB_INDEX};
 use crate::jobs::{pause, workflow, JobsFile};
 use crate::platform::slack::{Message, SlackClient};
 use crate::platform::{aws, config, input, time};
+use crate::shared::people::People;
 use crate::shared::runs::{RunRecord, Runs, BY_WORKFLOW_INDEX};
 
 pub const DEFAULT_LOOKBACK_MINUTES: i64 = 120;
@@ -39,6 +42,8 @@ pub struct Deps {
     pub occurrences: Occurrences,
     pub runs: Runs,
     pub scheduler: aws_sdk_scheduler::Client,
+    pub cloudtrail: aws_sdk_cloudtrail::Client,
+    pub people: People,
     pub slack: SlackClient,
     pub alerts_channel: String,
     pub environment: String,
@@ -48,13 +53,16 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
         let db = aws::dynamodb(sdk);
+        let environment = config::environment()?;
         Ok(Deps {
             occurrences: Occurrences::new(db.clone(), config::required("OCCURRENCES_TABLE")?),
             runs: Runs::new(db, config::required("RUNS_TABLE")?),
             scheduler: aws::scheduler(sdk),
+            cloudtrail: aws::cloudtrail(sdk),
+            people: People::load(&environment)?,
             slack: config::slack_client(sdk).await?,
             alerts_channel: config::required("SLACK_ALERTS_CHANNEL")?,
-            environment: config::environment()?,
+            environment,
             jobs: JobsFile::embedded(),
         })
     }
@@ -80,6 +88,9 @@ pub struct Input(pub Option<Window>);
 pub struct Missed {
     pub job: String,
     pub scheduled_time: String,
+    /// The schedule's pause as the check read it (`PauseCheck::summary`), when it was disabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause: Option<String>,
 }
 
 /// An occurrence at which the job ran more often than its schedule implies.
@@ -98,7 +109,7 @@ pub struct Output {
     pub checked: usize,
     /// Those claimed as missed by this check.
     pub missed: Vec<Missed>,
-    /// Those claimed as paused by this check (the job paused: not alerted).
+    /// Those claimed as paused by this check (the pause borne out; posted, not alerted).
     pub paused: Vec<Missed>,
     /// Newly alerted: runs the schedules do not imply.
     pub ran_more_often: Vec<RanMoreOften>,
@@ -117,7 +128,9 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         return Err(input::InputError::field("lookbackMinutes", "must be 1-10080").into());
     }
     let found = check(deps, now, Duration::minutes(lookback)).await?;
-    let slack_ts = match found.missed.is_empty() && found.ran_more_often.is_empty() {
+    let quiet =
+        found.missed.is_empty() && found.ran_more_often.is_empty() && found.paused.is_empty();
+    let slack_ts = match quiet {
         true => None,
         false => Some(
             deps.slack
@@ -189,36 +202,44 @@ async fn check(deps: &Deps, now: DateTime<Utc>, lookback: Duration) -> Result<Ou
         }
         let mut missed_here = 0;
         let unaccounted: Vec<_> = l.unaccounted().collect();
-        let paused = match unaccounted.is_empty() || !job.enabled {
-            true => false,
-            false => {
+        // A disabled schedule: its pause and CloudTrail's updates of it, read once per job.
+        let disabled = match unaccounted.first() {
+            Some(first) if job.enabled => {
                 let live = pause::live(&deps.scheduler, &deps.environment, &job.name).await?;
-                live.is_paused(job) && live.pause.is_some()
+                match live.is_paused(job) {
+                    true => {
+                        let earliest = time::parse("scheduledTime", &first.scheduled_time)?;
+                        let since = pause::updates_since(&live, earliest);
+                        let ups =
+                            pause::updates(&deps.cloudtrail, &deps.environment, &job.name, since)
+                                .await?;
+                        Some((live, ups))
+                    }
+                    false => None,
+                }
             }
+            _ => None,
         };
         for e in unaccounted {
+            let scheduled = time::parse("scheduledTime", &e.scheduled_time)?;
+            let check = disabled
+                .as_ref()
+                .map(|(live, ups)| pause::verify(job, live, ups, &deps.people, scheduled));
+            let paused = check.as_ref().is_some_and(pause::PauseCheck::counts);
             let occ = Occurrence {
-                occurrence_key: occurrence::key(
-                    &job.name,
-                    time::parse("scheduledTime", &e.scheduled_time)?,
-                ),
-                job: job.name.clone(),
-                scheduled_time: e.scheduled_time.clone(),
-                environment: deps.environment.clone(),
-                claimed_by: CLAIMANT.into(),
-                claimed_at: time::rfc3339(time::now()),
                 source: CLAIMANT.into(),
                 status: match paused {
                     true => OccurrenceStatus::Paused,
                     false => OccurrenceStatus::Missed,
                 },
-                run_status: None,
-                duplicate_claimers: vec![],
+                pause: check.clone(),
+                ..Occurrence::new(&job.name, scheduled, &deps.environment, CLAIMANT)
             };
             if deps.occurrences.claim(&occ).await? == Claim::Won {
                 let m = Missed {
                     job: occ.job,
                     scheduled_time: occ.scheduled_time,
+                    pause: check.map(|c| c.summary()),
                 };
                 match paused {
                     true => out.paused.push(m),
@@ -278,6 +299,16 @@ async fn check(deps: &Deps, now: DateTime<Utc>, lookback: Duration) -> Result<Ou
     Ok(out)
 }
 
+/// One line per occurrence, with the pause as read when there is one.
+fn bullets(text: &mut String, list: &[Missed]) {
+    for m in list {
+        let _ = write!(text, "\n• `{}` at {}", m.job, m.scheduled_time);
+        if let Some(p) = &m.pause {
+            let _ = write!(text, ": {p}");
+        }
+    }
+}
+
 /// Pure: the one alert listing what was missed and what ran more often than scheduled.
 fn alert(channel: &str, environment: &str, found: &Output) -> Message {
     let mut text = String::new();
@@ -286,9 +317,7 @@ fn alert(channel: &str, environment: &str, found: &Output) -> Message {
             text,
             ":rotating_light: *Missed scheduled job runs* on *{environment}*: due, never claimed, past their catch-up window (schedule disabled? delivery lost?)",
         );
-        for m in &found.missed {
-            let _ = write!(text, "\n• `{}` at {}", m.job, m.scheduled_time);
-        }
+        bullets(&mut text, &found.missed);
     }
     if !found.ran_more_often.is_empty() {
         if !text.is_empty() {
@@ -305,6 +334,16 @@ fn alert(channel: &str, environment: &str, found: &Output) -> Message {
                 r.job, r.scheduled_time, r.message
             );
         }
+    }
+    if !found.paused.is_empty() {
+        if !text.is_empty() {
+            text.push_str("\n\n");
+        }
+        let _ = write!(
+            text,
+            ":double_vertical_bar: *Paused scheduled job occurrences* on *{environment}*: recorded PAUSED, not run",
+        );
+        bullets(&mut text, &found.paused);
     }
     Message {
         channel: channel.to_string(),
@@ -348,12 +387,45 @@ mod tests {
         deps_paused(rules, jobs, false)
     }
 
+    /// CloudTrail's UpdateSchedule of purge's schedule by `caller` at 09:00:30, writing the
+    /// pause [`schedules`] shows.
+    fn trail(caller: &'static str) -> Rule {
+        use aws_sdk_cloudtrail::operation::lookup_events::LookupEventsOutput;
+        use aws_sdk_cloudtrail::types::Event;
+        mock!(aws_sdk_cloudtrail::Client::lookup_events).then_output(move || {
+            let record = json!({
+                "eventName": "UpdateSchedule", "eventID": "ev-1",
+                "eventTime": "2026-11-28T09:00:30Z",
+                "userIdentity": {"arn": caller},
+                "requestParameters": {
+                    "name": "batchless-staging-job-purge-expired-sessions", "state": "DISABLED",
+                    "description": "job [paused by alice at 2026-11-28T09:00:00Z: vendor outage]",
+                },
+            });
+            LookupEventsOutput::builder()
+                .events(
+                    Event::builder()
+                        .cloud_trail_event(record.to_string())
+                        .build(),
+                )
+                .build()
+        })
+    }
+
+    const ALICE: &str = "arn:aws:iam::123456789012:user/alice";
+
     fn deps_paused(rules: &[&Rule], jobs: JobsFile, paused: bool) -> Deps {
+        deps_trail(rules, jobs, paused, &trail(ALICE))
+    }
+
+    fn deps_trail(rules: &[&Rule], jobs: JobsFile, paused: bool, trail: &Rule) -> Deps {
         let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules);
         Deps {
             occurrences: Occurrences::new(db.clone(), "occ"),
             runs: Runs::new(db, "runs"),
             scheduler: mock_client!(aws_sdk_scheduler, RuleMode::MatchAny, &[&schedules(paused)]),
+            cloudtrail: mock_client!(aws_sdk_cloudtrail, RuleMode::MatchAny, &[trail]),
+            people: People::parse(crate::shared::people::EMBEDDED, "staging").unwrap(),
             // Nothing listens here: a test that reaches Slack fails.
             slack: SlackClient::new("http://127.0.0.1:9", "xoxb-test"),
             alerts_channel: "CALERTS".into(),
@@ -374,17 +446,11 @@ mod tests {
     }
 
     fn item(at: &str, by: &str, source: &str) -> Occurrence {
+        let t = time::parse("at", at).unwrap();
         Occurrence {
-            occurrence_key: format!("purge-expired-sessions#{at}"),
-            job: "purge-expired-sessions".into(),
-            scheduled_time: at.into(),
-            environment: "staging".into(),
-            claimed_by: by.into(),
-            claimed_at: at.into(),
             source: source.into(),
-            status: OccurrenceStatus::Claimed,
-            run_status: None,
-            duplicate_claimers: vec![],
+            claimed_at: at.into(),
+            ..Occurrence::new("purge-expired-sessions", t, "staging", by)
         }
     }
 
@@ -445,26 +511,208 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_paused_jobs_occurrences_are_claimed_paused_and_not_alerted() {
+    /// Purge (10:30, 11:30, 12:30 unclaimed) checked at 14:00 over 3h, its schedule paused by
+    /// alice at 09:00 as its description says; CloudTrail's UpdateSchedule by `caller`.
+    async fn check_paused(caller: &'static str, status: &'static str) -> (Output, usize) {
         let none = mock!(aws_sdk_dynamodb::Client::query)
             .match_requests(|r| r.index_name() == Some("byJob"))
             .then_output(|| QueryOutput::builder().build());
         let put = mock!(aws_sdk_dynamodb::Client::put_item)
-            .match_requests(|r| r.item().unwrap().get("status") == Some(&dynamo::s("PAUSED")))
+            .match_requests(move |r| {
+                let item = r.item().unwrap();
+                item.get("status") == Some(&dynamo::s(status)) && item.contains_key("pause")
+            })
             .then_output(|| PutItemOutput::builder().build());
         let runs = no_runs();
-        let d = deps_paused(&[&none, &runs, &put], purge_only(), true);
-        let input = Input(Some(Window {
-            at: Some("2026-11-28T14:00:00Z".into()),
-            lookback_minutes: Some(180),
-        }));
-        // Nothing listens on the Slack URL: an alert would fail the call.
-        let out = handle(&d, input).await.unwrap();
+        let d = deps_trail(&[&none, &runs, &put], purge_only(), true, &trail(caller));
+        let now = time::parse("t", "2026-11-28T14:00:00Z").unwrap();
+        let out = check(&d, now, Duration::minutes(180)).await.unwrap();
+        (out, put.num_calls())
+    }
+
+    /// A pause CloudTrail bears out (alice's own UpdateSchedule wrote it before the occurrences
+    /// were due): claimed PAUSED, with the evidence, and posted (a pause is never silent).
+    #[tokio::test]
+    async fn a_paused_jobs_occurrences_are_claimed_paused_and_posted_with_the_evidence() {
+        let (out, puts) = check_paused(ALICE, "PAUSED").await;
         assert_eq!(out.checked, 3);
-        assert_eq!(out.paused.len(), 3);
-        assert!(out.missed.is_empty() && out.slack_ts.is_none());
-        assert_eq!(put.num_calls(), 3);
+        assert_eq!((out.paused.len(), out.missed.len(), puts), (3, 0, 3));
+        let text = alert("C", "staging", &out).text;
+        assert!(text.contains("Paused scheduled job occurrences"), "{text}");
+        assert!(!text.contains("Missed"), "{text}");
+        assert!(
+            text.contains("• `purge-expired-sessions` at 2026-11-28T10:30:00Z: paused by alice at 2026-11-28T09:00:00Z: vendor outage (cloudtrail:ev-1; UpdateSchedule by arn:aws:iam::123456789012:user/alice at 2026-11-28T09:00:30Z)"),
+            "{text}"
+        );
+    }
+
+    /// The attack: bob disables the schedule himself and writes alice's name into its
+    /// description. CloudTrail names bob: every occurrence is MISSED and alerted, naming both.
+    #[tokio::test]
+    async fn a_pause_in_someone_elses_name_is_missed_and_names_the_real_caller() {
+        let (out, puts) = check_paused("arn:aws:iam::123456789012:user/bob", "MISSED").await;
+        assert_eq!((out.paused.len(), out.missed.len(), puts), (0, 3, 3));
+        let text = alert("C", "staging", &out).text;
+        assert!(text.contains("Missed scheduled job runs"), "{text}");
+        assert!(
+            text.contains("it names alice, but CloudTrail ev-1 says arn:aws:iam::123456789012:user/bob (bob) wrote it"),
+            "{text}"
+        );
+    }
+
+    fn purge() -> crate::jobs::Job {
+        purge_only().jobs.remove(0)
+    }
+
+    fn alices_pause() -> pause::Pause {
+        pause::Pause {
+            by: "alice".into(),
+            at: "2026-11-28T09:00:00Z".into(),
+            note: "vendor outage".into(),
+        }
+    }
+
+    fn disabled(p: Option<pause::Pause>) -> pause::Live {
+        pause::Live {
+            schedule: "batchless-staging-job-purge-expired-sessions".into(),
+            enabled: false,
+            pause: p,
+            resumed: None,
+        }
+    }
+
+    fn update(
+        caller: &str,
+        at: &str,
+        enabled: bool,
+        p: Option<&pause::Pause>,
+    ) -> pause::ScheduleUpdate {
+        pause::ScheduleUpdate {
+            event_id: "ev-9".into(),
+            event_time: time::parse("t", at).unwrap(),
+            caller: caller.into(),
+            enabled,
+            description: pause::description("purge-expired-sessions: x", p),
+        }
+    }
+
+    /// Every way a pause claim can fail to hold, and the two ways it holds.
+    #[test]
+    fn a_pause_counts_only_when_borne_out_and_in_force_before_the_occurrence() {
+        let people = People::parse(crate::shared::people::EMBEDDED, "staging").unwrap();
+        let due = time::parse("t", "2026-11-28T10:30:00Z").unwrap();
+        let p = alices_pause();
+        let alice_at = |at: &str| update(ALICE, at, false, Some(&p));
+        let verify = |live: &pause::Live, ups: &[pause::ScheduleUpdate], job: &crate::jobs::Job| {
+            pause::verify(job, live, ups, &people, due)
+        };
+        let live = disabled(Some(p.clone()));
+        // Held: alice's UpdateSchedule wrote it, 30 s after its `at`, before 10:30.
+        let ok = verify(&live, &[alice_at("2026-11-28T09:00:30Z")], &purge());
+        assert!(ok.counts(), "{ok:?}");
+        assert_eq!(ok.corroborated_by.as_deref(), Some("cloudtrail:ev-9"));
+        // Held: the deployed jobs file records that very pause (the last update a deploy's).
+        let mut in_file = purge();
+        in_file.paused = Some(p.clone());
+        let deploy = update(
+            "arn:aws:sts::123456789012:assumed-role/cfn/x",
+            "2026-11-28T09:30:00Z",
+            false,
+            Some(&p),
+        );
+        let f = verify(&live, std::slice::from_ref(&deploy), &in_file);
+        assert_eq!(
+            (f.counts(), f.corroborated_by.as_deref()),
+            (true, Some("jobs-file"))
+        );
+        for (why, check) in [
+            (
+                "no pause recorded",
+                verify(
+                    &disabled(None),
+                    &[alice_at("2026-11-28T09:00:30Z")],
+                    &purge(),
+                ),
+            ),
+            ("no UpdateSchedule", verify(&live, &[], &purge())),
+            (
+                "a deploy wrote it, the file does not say so",
+                verify(&live, &[deploy], &purge()),
+            ),
+            (
+                "another caller",
+                verify(
+                    &live,
+                    &[update(
+                        "arn:aws:iam::123456789012:user/mallory",
+                        "2026-11-28T09:00:30Z",
+                        false,
+                        Some(&p),
+                    )],
+                    &purge(),
+                ),
+            ),
+            (
+                "its `at` is not CloudTrail's",
+                verify(&live, &[alice_at("2026-11-28T09:06:00Z")], &purge()),
+            ),
+            (
+                "paused after the occurrence was due",
+                verify(
+                    &disabled(Some(pause::Pause {
+                        at: "2026-11-28T10:45:00Z".into(),
+                        ..p.clone()
+                    })),
+                    &[update(
+                        ALICE,
+                        "2026-11-28T10:45:10Z",
+                        false,
+                        Some(&pause::Pause {
+                            at: "2026-11-28T10:45:00Z".into(),
+                            ..p.clone()
+                        }),
+                    )],
+                    &purge(),
+                ),
+            ),
+            (
+                "the last update was another one",
+                verify(
+                    &live,
+                    &[
+                        alice_at("2026-11-28T09:00:30Z"),
+                        update(ALICE, "2026-11-28T09:10:00Z", false, None),
+                    ],
+                    &purge(),
+                ),
+            ),
+        ] {
+            assert!(!check.counts(), "{why}: {check:?}");
+            assert!(check.finding.is_some(), "{why}: {check:?}");
+            assert!(
+                check.summary().contains("schedule DISABLED"),
+                "{why}: {}",
+                check.summary()
+            );
+        }
+    }
+
+    /// CloudTrail records of other calls and other schedules are not this schedule's updates.
+    #[test]
+    fn only_this_schedules_update_schedule_records_are_read() {
+        let name = "batchless-staging-job-purge-expired-sessions";
+        let rec = |event: &str, schedule: &str| {
+            json!({"eventName": event, "eventID": "e", "eventTime": "2026-11-28T09:00:30Z",
+                   "userIdentity": {"arn": ALICE},
+                   "requestParameters": {"name": schedule, "state": "DISABLED", "description": "d"}})
+        };
+        let u = pause::schedule_update(&rec("UpdateSchedule", name), name).unwrap();
+        assert!(!u.enabled && u.caller == ALICE && u.description == "d");
+        assert!(pause::schedule_update(&rec("CreateSchedule", name), name).is_none());
+        assert!(pause::schedule_update(&rec("UpdateSchedule", "other"), name).is_none());
+        let mut failed = rec("UpdateSchedule", name);
+        failed["errorCode"] = json!("AccessDenied");
+        assert!(pause::schedule_update(&failed, name).is_none());
     }
 
     #[tokio::test]

@@ -478,7 +478,7 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
     let bastion_family = check::family_of(&deps.bastion_task_definition);
     let mut ecs_calls = 0;
     for name in ["RunTask", "ExecuteCommand"] {
-        let records = match check::cloudtrail_events(&deps.cloudtrail, name, since).await {
+        let records = match aws::cloudtrail_events(&deps.cloudtrail, name, since).await {
             Ok(r) => r,
             Err(e) => {
                 errors.push(e);

@@ -58,20 +58,7 @@ impl Stack {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("{} not found: is the stack {name} up?", path.display()))?;
         let info: Value = serde_json::from_str(&text)?;
-        let endpoint = info["endpoint"]
-            .as_str()
-            .context("stack.json has no endpoint")?
-            .to_string();
-        let region = info["region"].as_str().unwrap_or("us-east-1").to_string();
-        let creds =
-            aws_sdk_sfn::config::Credentials::new("testing", "testing", None, None, "replica");
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(batchless_core::platform::aws::http_client())
-            .endpoint_url(&endpoint)
-            .region(aws_config::Region::new(region))
-            .credentials_provider(creds)
-            .load()
-            .await;
+        let config = sdk_config(&info, "testing").await?;
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(&config)
                 .force_path_style(true)
@@ -494,14 +481,37 @@ pub fn past_day() -> String {
         .to_string()
 }
 
+/// The SDK's configuration for the stack `info` describes, acting as `access_key` (the
+/// replica's default identity is `testing`).
+async fn sdk_config(info: &Value, access_key: &str) -> Result<aws_config::SdkConfig> {
+    let endpoint = info["endpoint"]
+        .as_str()
+        .context("stack.json has no endpoint")?;
+    let region = info["region"].as_str().unwrap_or("us-east-1").to_string();
+    let creds = aws_sdk_sfn::config::Credentials::new(access_key, "testing", None, None, "replica");
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(batchless_core::platform::aws::http_client())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region))
+        .credentials_provider(creds)
+        .load()
+        .await)
+}
+
 impl Stack {
+    /// The SDK's configuration acting as IAM user `who` of the replica (an operator calling
+    /// AWS directly, around batchless).
+    pub async fn sdk_config_as(&self, who: &str) -> Result<aws_config::SdkConfig> {
+        sdk_config(&self.info, &self.access_key(who).await?).await
+    }
+
     /// An access key of IAM user `name` in the replica (created once per stack and cached in
-    /// `.local/<stack>/key-<name>`).
+    /// `.local/<stack>/key-<name>-<replica pid>`: a restarted stack has new users).
     pub async fn access_key(&self, name: &str) -> Result<String> {
         let file = repo_root()
             .join(".local")
             .join(&self.name)
-            .join(format!("key-{name}"));
+            .join(format!("key-{name}-{}", self.info["pid"]));
         if let Ok(k) = std::fs::read_to_string(&file) {
             return Ok(k);
         }

@@ -380,3 +380,137 @@ async fn backfill_runs_only_the_occurrences_that_never_ran() -> Result<()> {
     assert_eq!(backfill_executions(&stack, &sm).await?.len(), started + 2);
     Ok(())
 }
+
+/// The missed-run check over the first two of `SYNC`'s occurrences after the minute of
+/// `paused_at` that no earlier run claimed (checked as if their 10-minute catch-up window had
+/// closed), and what it returned.
+async fn check_after(stack: &Stack, paused_at: chrono::DateTime<chrono::Utc>) -> Result<Value> {
+    use batchless_core::platform::time::{rfc3339, truncate_to_minute};
+    let minute = |n: i64| truncate_to_minute(paused_at) + chrono::Duration::minutes(n);
+    let mut first = 1;
+    while occurrence(stack, &format!("{SYNC}#{}", rfc3339(minute(first))))
+        .await?
+        .is_some()
+        || occurrence(stack, &format!("{SYNC}#{}", rfc3339(minute(first + 1))))
+            .await?
+            .is_some()
+    {
+        first += 1;
+        anyhow::ensure!(
+            first < 60,
+            "no two unclaimed minutes of {SYNC} within the hour"
+        );
+    }
+    // The window closes at `at - 10m - 1s` and opens 2 minutes before.
+    let at = minute(first + 1 + 10 + 1);
+    let payload = json!({"at": rfc3339(at), "lookbackMinutes": 2});
+    stack.invoke("MissedRunCheckFunction", &payload).await
+}
+
+/// The entries of `list` (the check's `missed` or `paused`) of `SYNC`.
+fn of_sync(list: &Value) -> Vec<&Value> {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["job"] == SYNC)
+        .collect()
+}
+
+/// Issue 20, trust: a pause counts only when CloudTrail bears it out. alice's `jobs pause`: the
+/// occurrences after it are claimed PAUSED, with the evidence (her UpdateSchedule's event), and
+/// posted. The attack: bob, who may call UpdateSchedule, disables the schedule himself with a
+/// description that says alice paused it. The check claims the occurrences MISSED and alerts,
+/// naming bob as CloudTrail's caller; CloudTrail keeps bob's UpdateSchedule.
+#[tokio::test]
+async fn the_missed_run_check_counts_a_pause_only_when_cloudtrail_bears_it_out() -> Result<()> {
+    use batchless_core::jobs::pause::{self, Change, Pause};
+    const ALERTS: &str = "C0ALERTS";
+    let (stack, _) = Stack::cleared_with("ScheduledJobStateMachine").await?;
+    ensure_resumed(&stack, SYNC).await?;
+    let _resume = ResumeOnDrop(&stack, SYNC);
+
+    // alice pauses through the CLI.
+    let paused_at = chrono::Utc::now();
+    let note = "ledger freeze (CHG-7)";
+    let (code, out) = batchless(
+        &stack,
+        Some("alice"),
+        &["jobs", "pause", SYNC, "--note", note, "--aws-only"],
+    )
+    .await?;
+    assert_eq!(code, 0, "{out}");
+    let res = check_after(&stack, paused_at).await?;
+    let paused = of_sync(&res["paused"]);
+    assert_eq!(paused.len(), 2, "{res}");
+    assert!(of_sync(&res["missed"]).is_empty(), "{res}");
+    let at = paused[0]["scheduledTime"].as_str().unwrap();
+    let item = occurrence(&stack, &format!("{SYNC}#{at}")).await?.unwrap();
+    assert_eq!(item["status"], "PAUSED", "{item}");
+    assert_eq!(item["pause"]["claimed"]["by"], "alice", "{item}");
+    assert!(
+        item["pause"]["corroboratedBy"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("cloudtrail:")),
+        "{item}"
+    );
+    assert!(item["pause"]["finding"].is_null(), "{item}");
+    // Posted, not silent: who, why and CloudTrail's caller.
+    let post = stack
+        .slack_post_containing(ALERTS, &format!("`{SYNC}` at {at}: paused by alice"))
+        .await?;
+    let text = post["text"].as_str().unwrap_or_default();
+    assert!(text.contains("Paused scheduled job occurrences"), "{text}");
+    assert!(
+        text.contains(&format!("{note} (cloudtrail:"))
+            && text.contains("UpdateSchedule by arn:aws:iam::123456789012:user/alice"),
+        "{text}"
+    );
+    let (code, out) = batchless(
+        &stack,
+        Some("alice"),
+        &["jobs", "resume", SYNC, "--aws-only"],
+    )
+    .await?;
+    assert_eq!(code, 0, "{out}");
+
+    // The attack: bob's own UpdateSchedule, a pause in alice's name.
+    let forged_at = chrono::Utc::now();
+    let bob = aws_sdk_scheduler::Client::new(&stack.sdk_config_as("bob").await?);
+    let forged = Pause {
+        by: "alice".into(),
+        at: batchless_core::platform::time::rfc3339(forged_at),
+        note: "approved by alice".into(),
+    };
+    pause::set_state(&bob, stack.environment(), SYNC, &Change::Pause(forged)).await?;
+    let sched = schedule(&stack, SYNC).await?;
+    assert_eq!(sched["State"], "DISABLED", "{sched}");
+    let res = check_after(&stack, forged_at).await?;
+    let missed = of_sync(&res["missed"]);
+    assert_eq!(missed.len(), 2, "{res}");
+    assert!(of_sync(&res["paused"]).is_empty(), "{res}");
+    let at = missed[0]["scheduledTime"].as_str().unwrap();
+    let item = occurrence(&stack, &format!("{SYNC}#{at}")).await?.unwrap();
+    assert_eq!(item["status"], "MISSED", "{item}");
+    assert!(item["pause"]["corroboratedBy"].is_null(), "{item}");
+    let finding = item["pause"]["finding"].as_str().unwrap_or_default();
+    assert!(
+        finding.contains("it names alice, but CloudTrail")
+            && finding.contains("arn:aws:iam::123456789012:user/bob (bob) wrote it"),
+        "{item}"
+    );
+    // The alert names the forgery and the real caller.
+    let post = stack
+        .slack_post_containing(ALERTS, &format!("`{SYNC}` at {at}: schedule DISABLED"))
+        .await?;
+    let text = post["text"].as_str().unwrap_or_default();
+    assert!(text.contains("Missed scheduled job runs"), "{text}");
+    assert!(text.contains("user/bob (bob) wrote it"), "{text}");
+    // The trace: CloudTrail's UpdateSchedule by bob, DISABLED.
+    let trail = update_schedule_records(&stack, sched["Arn"].as_str().unwrap()).await?;
+    assert_eq!(
+        trail.first(),
+        Some(&("bob".to_string(), "DISABLED".to_string())),
+        "{trail:?}"
+    );
+    Ok(())
+}

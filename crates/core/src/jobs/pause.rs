@@ -285,6 +285,8 @@ pub async fn updates(
             .iter()
             .filter_map(|v| schedule_update(v, &name))
             .collect();
+    // CloudTrail lists the newest first; within one second that order is the only order.
+    out.reverse();
     out.sort_by_key(|u| u.event_time);
     Ok(out)
 }

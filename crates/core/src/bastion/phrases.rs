@@ -93,8 +93,7 @@ fn normalise(text: &str) -> String {
             '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0),
             '\u{3000}' => Some(' '),
             '\u{2018}' | '\u{2019}' | '\u{02bc}' => Some('\''),
-            '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' => None,
-            '\u{2066}'..='\u{2069}' | '\u{feff}' | '\u{00ad}' => None,
+            c if crate::platform::input::is_invisible(c) => None,
             c => Some(c),
         })
         .collect()

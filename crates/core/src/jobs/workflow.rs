@@ -274,7 +274,7 @@ pub fn validate(
                         ),
                     ));
                 }
-                input::bounded_text(&format!("manual.environment.{k}"), v, 1024)?;
+                input::visible_text(&format!("manual.environment.{k}"), v, 1024)?;
                 env.insert(k.clone(), v.clone());
             }
             if let Some(t) = m.timeout_seconds {

@@ -98,7 +98,7 @@ pub fn validate(
                 "BATCHLESS_* variables are reserved for the migration's own settings",
             ));
         }
-        input::bounded_text(
+        input::visible_text(
             &format!("environmentOverrides.{name}"),
             value,
             MAX_OVERRIDE_VALUE,

@@ -1,5 +1,9 @@
 //! What Slack shows for a data patch: the approval request (Block Kit, with Approve / Reject
-//! buttons) and the result in the request's thread. Every text is redacted.
+//! buttons) and the result in the request's thread. The approval request shows the command
+//! **verbatim** (issue 16: the approver approves exactly what runs; the approval channel is the
+//! place for it); every other text, and every text posted elsewhere, is redacted. Every user
+//! text is mrkdwn-escaped ([`escape`]); invisible and bidi-control characters never get here
+//! (`input::visible_text` refused them).
 
 use serde_json::{json, Value};
 
@@ -96,8 +100,8 @@ pub fn approval_request(
     expires_at: &str,
     preview: Option<&super::preview::Preview>,
 ) -> Message {
-    let command = redact(&run.command).into_owned();
-    let reason = redact(&run.reason).into_owned();
+    let command = escape(&run.command);
+    let reason = escape(&redact(&run.reason));
     let diff = match deployed {
         Some(base) => format!(
             "<{}|diff against the deployed {}>",
@@ -110,7 +114,7 @@ pub fn approval_request(
         "Data patch {} ({}) by {} needs {} approval(s): `{}` at {}",
         run.patch_id,
         run.ticket,
-        run.requester_name,
+        escape(&run.requester_name),
         run.required_approvals,
         command,
         short(&run.commit)
@@ -119,8 +123,8 @@ pub fn approval_request(
         {"type": "header", "text": {"type": "plain_text", "text": format!("Data patch approval: {}", run.ticket)}},
         {"type": "section", "fields": [
             {"type": "mrkdwn", "text": format!("*Ticket*\n{}", run.ticket)},
-            {"type": "mrkdwn", "text": format!("*Requester*\n{} ({})", run.requester_name, run.requester)},
-            {"type": "mrkdwn", "text": format!("*Commit*\n`{}` ({})", short(&run.commit), run.git_ref)},
+            {"type": "mrkdwn", "text": format!("*Requester*\n{} ({})", escape(&run.requester_name), escape(&run.requester))},
+            {"type": "mrkdwn", "text": format!("*Commit*\n`{}` (what runs; ref `{}` as given, not verified to point at it)", short(&run.commit), escape(&run.git_ref))},
             {"type": "mrkdwn", "text": format!("*Environment*\n{}", run.environment)},
             {"type": "mrkdwn", "text": format!("*Approvals needed*\n{} (not the requester)", run.required_approvals)},
             {"type": "mrkdwn", "text": format!("*Expires*\n{expires_at}")},
@@ -128,7 +132,7 @@ pub fn approval_request(
         {"type": "section", "text": {"type": "mrkdwn", "text": format!("*Command*\n```{command}```")}},
         {"type": "section", "text": {"type": "mrkdwn", "text": format!("*Reason*\n{reason}")}},
         {"type": "context", "elements": [
-            {"type": "mrkdwn", "text": format!("<{}|{} at {}> · {}", links.script(run), run.target, short(&run.commit), diff)},
+            {"type": "mrkdwn", "text": format!("<{}|{} at {}> · {}", links.script(run), escape(&run.target), short(&run.commit), diff)},
             {"type": "mrkdwn", "text": format!("patch `{}` · request hash `{}`", run.patch_id, short(&run.request_hash))},
         ]},
         {"type": "actions", "block_id": "patch_decision", "elements": [
@@ -150,7 +154,7 @@ pub fn approval_request(
     }
     Message {
         channel: channel.to_string(),
-        text: redact(&text).into_owned(),
+        text,
         blocks: Some(blocks),
         thread_ts: None,
     }
@@ -230,6 +234,51 @@ mod tests {
             "patch_reject",
         ] {
             assert!(blocks.contains(needle), "{needle} missing from {blocks}");
+        }
+    }
+
+    /// Issue 16: the approver sees the command exactly as it runs (an e-mail argument and a
+    /// `TOKEN_SCOPE=all` are not redacted away), and user text cannot mention, link or close the
+    /// code block.
+    #[test]
+    fn the_request_shows_the_command_verbatim_and_escapes_user_text() {
+        let mut req = request();
+        req["args"] = json!(["user@example.com", "TOKEN_SCOPE=all", "<!channel>", "a```b"]);
+        req["reason"] = json!("<!channel> see <https://evil.example|the ticket> & ```");
+        let run = validate(req, &exec(), "staging", &people(), Policy::default()).unwrap();
+        let m = approval_request(&run, "C1", &links(), None, "2026-11-29T13:00:00Z", None);
+        let blocks = m.blocks.unwrap().to_string();
+        for needle in [
+            "user@example.com",
+            "TOKEN_SCOPE=all",
+            "&lt;!channel&gt;",
+            "&lt;https://evil.example|the ticket&gt; &amp; '''",
+            "not verified to point at it",
+        ] {
+            assert!(blocks.contains(needle), "{needle} missing from {blocks}");
+        }
+        assert!(m.text.contains("user@example.com"), "{}", m.text);
+        for absent in ["REDACTED", "<!channel>", "<https://evil", "a```b"] {
+            assert!(!blocks.contains(absent), "{absent} in {blocks}");
+        }
+        // Elsewhere (the thread, logs) the command stays redacted.
+        let reply = thread_reply("C1", "1.2", &format!("ran `{}`", run.command));
+        assert!(!reply.text.contains("user@example.com"), "{}", reply.text);
+    }
+
+    #[test]
+    fn invisible_characters_in_a_patch_are_refused() {
+        for (field, value) in [
+            ("args", json!(["rm\u{202e}"])),
+            ("reason", json!("ok\u{200b}")),
+        ] {
+            let mut req = request();
+            req[field] = value;
+            let err = validate(req, &exec(), "staging", &people(), Policy::default()).unwrap_err();
+            assert!(
+                err.to_string().contains("invisible or bidi-control"),
+                "{err}"
+            );
         }
     }
 

@@ -341,7 +341,7 @@ pub fn validate(
     }
     for (i, a) in req.args.iter().enumerate() {
         let field = format!("args[{i}]");
-        input::bounded_text(&field, a, MAX_ARG_CHARS)?;
+        input::visible_text(&field, a, MAX_ARG_CHARS)?;
         if a.contains(['\n', '\t']) {
             return Err(InputError::field(&field, "must be a single line"));
         }
@@ -352,7 +352,7 @@ pub fn validate(
             "must say why the data is patched",
         ));
     }
-    input::bounded_text("reason", &req.reason, MAX_REASON_CHARS)?;
+    input::visible_text("reason", &req.reason, MAX_REASON_CHARS)?;
     let person = people.by_principal(&req.requested_by).ok_or_else(|| {
         InputError::field(
             "requestedBy",

@@ -147,6 +147,50 @@ pub fn bounded_text(field: &str, s: &str, max: usize) -> Result<(), InputError> 
     Ok(())
 }
 
+/// Characters that change how text reads without being seen (Trojan Source, CVE-2021-42574):
+/// bidi embeddings, overrides, isolates and marks; zero-width spaces and joiners; the word
+/// joiner and invisible operators; the soft hyphen, the BOM, Hangul fillers, Mongolian
+/// variation selectors, interlinear annotation marks, musical formatting and tag characters.
+pub fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{034f}'
+            | '\u{061c}'
+            | '\u{115f}'
+            | '\u{1160}'
+            | '\u{17b4}'
+            | '\u{17b5}'
+            | '\u{180b}'..='\u{180f}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}'
+            | '\u{3164}'
+            | '\u{feff}'
+            | '\u{ffa0}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0000}'..='\u{e0fff}'
+    )
+}
+
+/// [`bounded_text`] that a person typed and another will read or run (a patch's arguments and
+/// reason, overrides): also free of invisible and bidi-control characters ([`is_invisible`]),
+/// so what the approver reads is what runs.
+pub fn visible_text(field: &str, s: &str, max: usize) -> Result<(), InputError> {
+    bounded_text(field, s, max)?;
+    match s.char_indices().find(|(_, c)| is_invisible(*c)) {
+        None => Ok(()),
+        Some((i, c)) => Err(InputError::field(
+            field,
+            format!(
+                "contains the invisible or bidi-control character U+{:04X} at byte {i}",
+                c as u32
+            ),
+        )),
+    }
+}
+
 /// An identifier: 1..=max chars of `[A-Za-z0-9._:/@+-]`.
 pub fn identifier(field: &str, s: &str, max: usize) -> Result<(), InputError> {
     accept(
@@ -251,6 +295,23 @@ mod tests {
         assert!(bounded_text("x", "hello\nworld", 20).is_ok());
         assert!(bounded_text("x", "\u{1b}[31m", 20).is_err());
         assert!(bounded_text("x", &"a".repeat(21), 20).is_err());
+        // What the approver reads is what runs: no bidi overrides, no zero-width characters.
+        assert!(visible_text("x", "注文の合計を再計算 (OPS-42) ❤", 60).is_ok());
+        for hidden in [
+            "rm\u{202e}fr- ",
+            "a\u{2066}b\u{2069}",
+            "user\u{200b}@example.com",
+            "\u{feff}x",
+            "x\u{e0041}",
+            "a\u{00ad}b",
+        ] {
+            let err = visible_text("reason", hidden, 60).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("invisible or bidi-control character U+"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -33,8 +33,11 @@ for block in request.get("blocks", []):
 
 
 def click(user, n):
-    payload = {"type": "block_actions", "user": {"id": user}, "action_ts": f"{time.time()}.{n}",
-               "actions": [{"action_id": "patch_approve", "value": patch_id, "type": "button"}]}
+    # A real click's own ids: trigger_id (the approval function's replay key) and action_ts.
+    action_ts = f"{time.time():.6f}{n}"
+    payload = {"type": "block_actions", "user": {"id": user}, "trigger_id": f"t{action_ts}",
+               "actions": [{"action_id": "patch_approve", "value": patch_id, "type": "button",
+                            "action_ts": action_ts}]}
     spec = {"url": stack["function_urls"]["ApprovalFunction"],
             "body": "payload=" + urllib.parse.quote(json.dumps(payload)),
             "content_type": "application/x-www-form-urlencoded"}

@@ -71,13 +71,14 @@ impl Patches {
             .as_object_mut()
             .and_then(|e| e.remove("action_ts"))
             .unwrap_or_else(|| json!(unique_name("a")));
+        // Every real click has its own trigger_id and action_ts (the replay key).
+        let trigger_id = format!("t{}", action_ts.as_str().unwrap_or_default());
         let payload = json!({
             "type": "block_actions",
             "user": {"id": user},
-            "actions": [{"action_id": action, "value": id, "type": "button"}],
+            "trigger_id": trigger_id,
+            "actions": [{"action_id": action, "value": id, "type": "button", "action_ts": action_ts}],
             "container": {"type": "message"},
-            // Every real click has its own action_ts (so its own signature).
-            "action_ts": action_ts,
         });
         let body = format!("payload={}", urlencode(&payload.to_string()));
         let spec = json!({

@@ -381,3 +381,64 @@ async fn changed_code_gets_another_digest_and_one_approval_starts_only_its_patch
         .await?;
     Ok(())
 }
+
+/// Issue 16: the approver sees exactly what runs. A reason hiding a bidi override is
+/// `InvalidInput` before anything is recorded or posted; an e-mail argument shows verbatim in
+/// the approval request (the one place it is not redacted) and a `<!channel>` in the reason is
+/// escaped, not a mention.
+#[tokio::test]
+async fn the_approval_request_shows_the_command_verbatim_and_refuses_hidden_characters(
+) -> Result<()> {
+    const PATCHES: &str = "C0PATCHES";
+    let p = P::setup().await?;
+    let head = p.stack.app_head()?;
+    let script = "script/patches/sessions_extend_and_purge.rb";
+    let hidden = runner(
+        &head,
+        script,
+        &["x"],
+        json!({"reason": "fix totals\u{202e}lla ped"}),
+    );
+    let (id, arn) = p.submit(&hidden).await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    Expect {
+        cause_has: &["reason", "invisible or bidi-control character U+202E"],
+        ..Expect::error("InvalidInput")
+    }
+    .check(&p.stack, &arn, &ended)
+    .await?;
+    assert!(p.find_record(&id).await?.is_none(), "nothing recorded");
+
+    let email = format!("{}@example.com", unique_name("u"));
+    let input = runner(
+        &head,
+        script,
+        &[&email],
+        json!({"reason": "<!channel> see <https://evil.example|OPS-18>"}),
+    );
+    let (id, arn) = p.submit(&input).await?;
+    p.pending(&id).await?;
+    let post = p.stack.slack_post_containing(PATCHES, &id).await?;
+    let blocks = post["blocks"].to_string();
+    // The command verbatim (the dry run's output tail, a log, stays redacted).
+    let command = post["blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["text"]["text"].as_str())
+        .find(|t| t.starts_with("*Command*"))
+        .unwrap_or_default();
+    assert!(
+        command.contains(&email) && !command.contains("REDACTED"),
+        "the command verbatim: {blocks}"
+    );
+    assert!(
+        blocks.contains("&lt;!channel&gt; see &lt;https://evil.example|OPS-18&gt;"),
+        "{blocks}"
+    );
+    assert!(!blocks.contains("<!channel>"), "{blocks}");
+    let (code, out, err) = p.stack.cli(&["patch", "cancel", &id])?;
+    assert_eq!(code, 0, "{out}{err}");
+    p.stack.wait_end(&arn, TIMEOUT).await?;
+    Ok(())
+}

@@ -746,7 +746,7 @@ impl Backend {
 }
 
 /// The marker of a signed Slack request seen within the replay window (kept in the patches
-/// table under `slack-request#<sha256(timestamp:signature)>`, removed by TTL later).
+/// table under `slack-request#<sha256(replay key)>`, removed by TTL later).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SlackRequestSeen {
@@ -761,21 +761,19 @@ impl Record for SlackRequestSeen {
     }
 }
 
-/// Remember a signed Slack request (by its timestamp and signature) for the replay window.
-/// Returns `false` when it was seen before: a replay.
+/// Remember a signed Slack request by its replay key (`slack::interaction_replay_key`: the
+/// payload's own `trigger_id`, signed with it, never a header) for the replay window. Returns
+/// `false` when it was seen before: a replay.
 pub async fn remember_request(
     db: &aws_sdk_dynamodb::Client,
     table: &str,
-    timestamp: &str,
-    signature: &str,
+    replay_key: &str,
 ) -> Result<bool, Error> {
     use sha2::Digest;
     let marker = SlackRequestSeen {
         patch_id: format!(
             "slack-request#{}",
-            hex::encode(sha2::Sha256::digest(
-                format!("{timestamp}:{signature}").as_bytes()
-            ))
+            hex::encode(sha2::Sha256::digest(replay_key.as_bytes()))
         ),
         expires_at_epoch: crate::platform::time::now().timestamp()
             + 2 * crate::platform::slack::MAX_SKEW_SECONDS,

@@ -15,8 +15,8 @@ use crate::error::Error;
 use crate::patch::approval::{Decision, Via};
 use crate::patch::message::{self, APPROVE_ACTION, REJECT_ACTION};
 use crate::patch::store::{self, ApprovalWait, Backend, Decider, DecisionOutcome};
-use crate::platform::slack::function_url::{header, respond, verified_body};
-use crate::platform::slack::SlackClient;
+use crate::platform::slack::function_url::{respond, verified_body};
+use crate::platform::slack::{self, SlackClient};
 use crate::platform::{aws, config, input, time};
 use crate::shared::people::People;
 
@@ -94,19 +94,6 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
         Ok(raw) => raw,
         Err(response) => return Ok(response),
     };
-    let (ts, sig) = (
-        header(&event, "x-slack-request-timestamp").unwrap_or_default(),
-        header(&event, "x-slack-signature").unwrap_or_default(),
-    );
-    if !store::remember_request(&deps.backend.db, &deps.backend.patches_table, ts, sig).await? {
-        tracing::warn!("rejected a replayed Slack request");
-        return Ok(reply(
-            401,
-            Reply::Refused {
-                error: "replayed request".into(),
-            },
-        ));
-    }
     let Some(payload) = message::interaction_payload(&raw) else {
         return Ok(reply(
             400,
@@ -115,6 +102,25 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
             },
         ));
     };
+    // The replay key is the payload's own id (signed with it): a click re-sent with a fresh
+    // timestamp and signature is still the same click.
+    let Some(key) = slack::interaction_replay_key(&payload) else {
+        return Ok(reply(
+            400,
+            Reply::Refused {
+                error: "the payload has no trigger_id or action_ts".into(),
+            },
+        ));
+    };
+    if !store::remember_request(&deps.backend.db, &deps.backend.patches_table, &key).await? {
+        tracing::warn!("rejected a replayed Slack request");
+        return Ok(reply(
+            401,
+            Reply::Refused {
+                error: "replayed request".into(),
+            },
+        ));
+    }
     if payload["type"] != "block_actions" {
         return Ok(ignored(payload["type"].clone()));
     }
@@ -268,12 +274,58 @@ mod tests {
         });
         let d = deps(&[&put, &get]);
         let now = time::now().timestamp();
-        let out = handle(&d, signed("s3cr3t", now, "payload=%7B%7D"))
-            .await
-            .unwrap();
+        let out = handle(&d, signed("s3cr3t", now, CLICK)).await.unwrap();
         assert_eq!(out["statusCode"], 401);
         assert!(out["body"].as_str().unwrap().contains("replayed"));
         assert_eq!(put.num_calls(), 1);
+    }
+
+    /// `{"type":"view_submission","trigger_id":"13345.98765.abc"}`, form-encoded.
+    const CLICK: &str =
+        "payload=%7B%22type%22%3A%22view_submission%22%2C%22trigger_id%22%3A%2213345.98765.abc%22%7D";
+
+    /// One click signed twice (a fresh timestamp, so a fresh signature): the second is a
+    /// replay, keyed on the payload's `trigger_id`, not on the headers.
+    #[tokio::test]
+    async fn a_click_re_signed_with_a_new_timestamp_is_still_a_replay() {
+        use sha2::Digest;
+        let key = format!(
+            "slack-request#{}",
+            hex::encode(sha2::Sha256::digest(b"trigger:13345.98765.abc"))
+        );
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(move |r| {
+                r.item()
+                    .and_then(|i| i.get("patchId"))
+                    .and_then(|v| v.as_s().ok())
+                    == Some(&key)
+            })
+            .sequence()
+            .output(|| PutItemOutput::builder().build())
+            .error(crate::testing::put_item_failed)
+            .build();
+        let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+            aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
+                .set_item(Some(crate::platform::dynamo::to_item(
+                    &store::SlackRequestSeen {
+                        patch_id: "slack-request#x".into(),
+                        expires_at_epoch: 1,
+                    },
+                )))
+                .build()
+        });
+        let d = deps(&[&put, &get]);
+        let now = time::now().timestamp();
+        let first = handle(&d, signed("s3cr3t", now, CLICK)).await.unwrap();
+        assert_eq!(first["statusCode"], 200, "{first}");
+        let again = handle(&d, signed("s3cr3t", now + 7, CLICK)).await.unwrap();
+        assert_eq!(again["statusCode"], 401, "{again}");
+        // And a payload without its own id is refused before anything is remembered.
+        let bare = handle(&d, signed("s3cr3t", now, "payload=%7B%7D"))
+            .await
+            .unwrap();
+        assert_eq!(bare["statusCode"], 400, "{bare}");
+        assert_eq!(put.num_calls(), 2);
     }
 
     #[tokio::test]
@@ -282,8 +334,7 @@ mod tests {
             .then_output(|| PutItemOutput::builder().build());
         let d = deps(&[&put]);
         let now = time::now().timestamp();
-        let body = "payload=%7B%22type%22%3A%22view_submission%22%7D";
-        let out = handle(&d, signed("s3cr3t", now, body)).await.unwrap();
+        let out = handle(&d, signed("s3cr3t", now, CLICK)).await.unwrap();
         assert_eq!(out["statusCode"], 200);
         let body: Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
         assert_eq!(body, json!({"ok": true, "ignored": "view_submission"}));

@@ -74,24 +74,20 @@ pub fn convert(e: &SdkEvent) -> HistoryEvent {
 
 /// The whole history of an execution, oldest first.
 pub async fn history(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> Result<Vec<HistoryEvent>> {
-    let mut events = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = sfn
-            .get_execution_history()
-            .execution_arn(execution_arn)
-            .include_execution_data(true)
-            .max_results(1000)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .aws("GetExecutionHistory")?;
-        events.extend(page.events().iter().map(convert));
-        match page.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
-        }
-    }
+    let mut events: Vec<HistoryEvent> = sfn
+        .get_execution_history()
+        .execution_arn(execution_arn)
+        .include_execution_data(true)
+        .max_results(1000)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .aws("GetExecutionHistory")?
+        .iter()
+        .map(convert)
+        .collect();
     events.sort_by_key(|e| e.id);
     Ok(events)
 }
@@ -116,26 +112,17 @@ pub async fn describe(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> Result<
 
 /// Every state machine (name, ARN).
 pub async fn state_machines(sfn: &aws_sdk_sfn::Client) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = sfn
-            .list_state_machines()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .aws("ListStateMachines")?;
-        out.extend(
-            page.state_machines()
-                .iter()
-                .map(|m| (m.name().to_string(), m.state_machine_arn().to_string())),
-        );
-        match page.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
-        }
-    }
-    Ok(out)
+    Ok(sfn
+        .list_state_machines()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .aws("ListStateMachines")?
+        .iter()
+        .map(|m| (m.name().to_string(), m.state_machine_arn().to_string()))
+        .collect())
 }
 
 /// The ARN of the workflow's state machine `batchless-<env>-<workflow>`, if deployed.

@@ -241,6 +241,49 @@ mod tests {
         HistoryEventType, LambdaFunctionFailedEventDetails, StateEnteredEventDetails,
     };
 
+    /// Every page of the history is read (the SDK's paginator follows `nextToken`), and the
+    /// events come back oldest first.
+    #[tokio::test]
+    async fn the_whole_history_is_read_page_by_page() {
+        use aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryOutput;
+        use aws_smithy_mocks::{mock, mock_client};
+        let event = |id: i64| {
+            SdkEvent::builder()
+                .id(id)
+                .r#type(HistoryEventType::PassStateEntered)
+                .timestamp(DateTime::from_millis(id * 1_000))
+                .build()
+                .unwrap()
+        };
+        let pages = mock!(aws_sdk_sfn::Client::get_execution_history)
+            .match_requests(|r| r.execution_arn() == Some("arn:e"))
+            .sequence()
+            .output(move || {
+                GetExecutionHistoryOutput::builder()
+                    .events(event(3))
+                    .events(event(1))
+                    .next_token("page-2")
+                    .build()
+                    .unwrap()
+            })
+            .output(move || {
+                GetExecutionHistoryOutput::builder()
+                    .events(event(2))
+                    .build()
+                    .unwrap()
+            })
+            .build();
+        let sfn = mock_client!(aws_sdk_sfn, [&pages]);
+        let ids: Vec<i64> = history(&sfn, "arn:e")
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(pages.num_calls(), 2);
+    }
+
     #[test]
     fn sdk_events_convert() {
         let entered = SdkEvent::builder()

@@ -163,14 +163,15 @@ class ReplicaApp:
             return replica_api(Request(environ))(environ, start_response)
         hit = faults.check_request(environ)
         if hit is not None:
-            status, headers, body = hit
-            start_response(f"{status} {'Bad Request' if status == 400 else 'Error'}",
-                           headers + [("Content-Length", str(len(body)))])
-            return [body]
+            return _answer(start_response, hit, "Bad Request" if hit[0] == 400 else "Error")
         hit = codepipeline.wsgi_intercept(environ)
         if hit is not None:
-            status, headers, body = hit
-            start_response(f"{status} {'OK' if status == 200 else 'Bad Request'}",
-                           headers + [("Content-Length", str(len(body)))])
-            return [body]
+            return _answer(start_response, hit, "OK" if hit[0] == 200 else "Bad Request")
         return self.moto_app(environ, start_response)
+
+
+def _answer(start_response: Any, hit: tuple, reason: str) -> list:
+    """Answer a request that never reaches moto: `hit` is (status, headers, body)."""
+    status, headers, body = hit
+    start_response(f"{status} {reason}", headers + [("Content-Length", str(len(body)))])
+    return [body]

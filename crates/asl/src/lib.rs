@@ -903,6 +903,13 @@ mod tests {
         v
     }
 
+    /// Each `(item, hits)` is in `tally` and was taken exactly that many times.
+    fn assert_hits(tally: &Tally, expected: &[(&str, usize)]) {
+        for &(id, n) in expected {
+            assert_eq!(tally.hits(id), Some(n), "{id}: {:?}", tally.items);
+        }
+    }
+
     fn definition() -> Value {
         json!({
             "StartAt": "Validate",
@@ -1024,10 +1031,7 @@ mod tests {
             cov.states.items
         );
         assert_eq!(cov.choice_branches.total, 4);
-        assert_eq!(
-            cov.choice_branches.hits("Outcome? -> Done [rule 1]"),
-            Some(1)
-        );
+        assert_hits(&cov.choice_branches, &[("Outcome? -> Done [rule 1]", 1)]);
         assert_eq!(
             cov.choice_branches.missed(),
             vec![
@@ -1057,13 +1061,12 @@ mod tests {
             .enter("Pass", "Record", json!({"error": {}}))
             .done();
         let cov = analyze(&definition(), &[caught.clone(), caught, other]);
-        assert_eq!(
-            cov.catches.hits("Run catch[0] (BuildFailed) -> Record"),
-            Some(2)
-        );
-        assert_eq!(
-            cov.catches.hits("Run catch[1] (States.ALL) -> Record"),
-            Some(1)
+        assert_hits(
+            &cov.catches,
+            &[
+                ("Run catch[0] (BuildFailed) -> Record", 2),
+                ("Run catch[1] (States.ALL) -> Record", 1),
+            ],
         );
         assert_eq!(
             cov.catches.missed(),
@@ -1090,10 +1093,7 @@ mod tests {
         let cov = analyze(&definition(), &[h]);
         assert_eq!(cov.catches.covered, 0);
         // Rule 1 fails (900 >= 600), rule 2 matches: evaluated, not guessed.
-        assert_eq!(
-            cov.choice_branches.hits("Outcome? -> Slow [rule 2]"),
-            Some(1)
-        );
+        assert_hits(&cov.choice_branches, &[("Outcome? -> Slow [rule 2]", 1)]);
     }
 
     #[test]
@@ -1110,13 +1110,12 @@ mod tests {
         let errored = h(json!({"error": {"Error": "X"}}));
         let unknown = h(json!({"build": {"status": "FAILED"}}));
         let cov = analyze(&definition(), &[errored, unknown]);
-        assert_eq!(
-            cov.choice_branches.hits("Outcome? -> Record [rule 0]"),
-            Some(1)
-        );
-        assert_eq!(
-            cov.choice_branches.hits("Outcome? -> Record [Default]"),
-            Some(1)
+        assert_hits(
+            &cov.choice_branches,
+            &[
+                ("Outcome? -> Record [rule 0]", 1),
+                ("Outcome? -> Record [Default]", 1),
+            ],
         );
         assert!(cov.notes.is_empty(), "{:?}", cov.notes);
 
@@ -1126,13 +1125,12 @@ mod tests {
             e.input = None;
         }
         let cov = analyze(&definition(), &[blind]);
-        assert_eq!(
-            cov.choice_branches.hits("Outcome? -> Record [rule 0]"),
-            Some(1)
-        );
-        assert_eq!(
-            cov.choice_branches.hits("Outcome? -> Record [Default]"),
-            Some(1)
+        assert_hits(
+            &cov.choice_branches,
+            &[
+                ("Outcome? -> Record [rule 0]", 1),
+                ("Outcome? -> Record [Default]", 1),
+            ],
         );
         assert_eq!(cov.notes.len(), 1);
     }
@@ -1144,10 +1142,7 @@ mod tests {
             e.previous_event_id = None;
         }
         let cov = analyze(&definition(), &[h]);
-        assert_eq!(
-            cov.choice_branches.hits("Outcome? -> Done [rule 1]"),
-            Some(1)
-        );
+        assert_hits(&cov.choice_branches, &[("Outcome? -> Done [rule 1]", 1)]);
         assert_eq!(cov.states.covered, 4);
     }
 
@@ -1159,13 +1154,11 @@ mod tests {
             .push("ExecutionFailed", |e| e.error = Some("InvalidInput".into()))
             .done();
         let cov = analyze(&definition(), &[h]);
-        assert_eq!(
-            cov.catches
-                .hits("Validate catch[0] (InvalidInput) -> Rejected"),
-            Some(1)
+        assert_hits(
+            &cov.catches,
+            &[("Validate catch[0] (InvalidInput) -> Rejected", 1)],
         );
-        assert_eq!(cov.states.hits("Rejected"), Some(1));
-        assert_eq!(cov.states.hits("Run"), Some(0));
+        assert_hits(&cov.states, &[("Rejected", 1), ("Run", 0)]);
     }
 
     fn parallel_definition() -> Value {
@@ -1220,12 +1213,13 @@ mod tests {
         let cov = analyze(&parallel_definition(), std::slice::from_ref(&h));
         assert_eq!(cov.states.total, 7);
         assert_eq!(sorted(cov.states.missed()), vec!["AFixed", "Broken", "Ok"]);
-        assert_eq!(
-            cov.catches
-                .hits("Both catch[0] (States.Timeout) -> TimedOut"),
-            Some(1)
+        assert_hits(
+            &cov.catches,
+            &[
+                ("Both catch[0] (States.Timeout) -> TimedOut", 1),
+                ("A catch[0] (Minor) -> AFixed", 0),
+            ],
         );
-        assert_eq!(cov.catches.hits("A catch[0] (Minor) -> AFixed"), Some(0));
 
         // The inner catcher handles "Minor": the Parallel itself catches nothing.
         h.truncate(6);
@@ -1237,7 +1231,7 @@ mod tests {
         h.push(ev(11, 10, "ParallelStateExited", Some("Both")));
         h.push(ev(12, 11, "SucceedStateEntered", Some("Ok")));
         let cov = analyze(&parallel_definition(), &[h]);
-        assert_eq!(cov.catches.hits("A catch[0] (Minor) -> AFixed"), Some(1));
+        assert_hits(&cov.catches, &[("A catch[0] (Minor) -> AFixed", 1)]);
         assert_eq!(cov.catches.covered, 1);
         assert_eq!(sorted(cov.states.missed()), vec!["Broken", "TimedOut"]);
     }

@@ -117,6 +117,31 @@ impl Renderer {
     }
 }
 
+/// Rows as aligned columns, the header line first: each cell padded to its column's widest
+/// cell (the header's included), two spaces between columns, no trailing blanks.
+pub fn columns<const N: usize>(headers: [&str; N], rows: &[[String; N]]) -> Vec<String> {
+    let mut widths = headers.map(|h| h.chars().count());
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            s.push_str(cell);
+            s.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
+        }
+        s.trim_end().to_string()
+    };
+    let mut lines = vec![line(&headers)];
+    lines.extend(rows.iter().map(|r| line(&r.each_ref().map(String::as_str))));
+    lines
+}
+
 /// `12.3s`
 pub fn seconds(millis: i64) -> String {
     format!("{:.1}s", millis as f64 / 1000.0)

@@ -74,24 +74,20 @@ pub fn convert(e: &SdkEvent) -> HistoryEvent {
 
 /// The whole history of an execution, oldest first.
 pub async fn history(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> Result<Vec<HistoryEvent>> {
-    let mut events = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = sfn
-            .get_execution_history()
-            .execution_arn(execution_arn)
-            .include_execution_data(true)
-            .max_results(1000)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .aws("GetExecutionHistory")?;
-        events.extend(page.events().iter().map(convert));
-        match page.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
-        }
-    }
+    let mut events: Vec<HistoryEvent> = sfn
+        .get_execution_history()
+        .execution_arn(execution_arn)
+        .include_execution_data(true)
+        .max_results(1000)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .aws("GetExecutionHistory")?
+        .iter()
+        .map(convert)
+        .collect();
     events.sort_by_key(|e| e.id);
     Ok(events)
 }
@@ -116,26 +112,17 @@ pub async fn describe(sfn: &aws_sdk_sfn::Client, execution_arn: &str) -> Result<
 
 /// Every state machine (name, ARN).
 pub async fn state_machines(sfn: &aws_sdk_sfn::Client) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = sfn
-            .list_state_machines()
-            .set_next_token(token.take())
-            .send()
-            .await
-            .aws("ListStateMachines")?;
-        out.extend(
-            page.state_machines()
-                .iter()
-                .map(|m| (m.name().to_string(), m.state_machine_arn().to_string())),
-        );
-        match page.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
-        }
-    }
-    Ok(out)
+    Ok(sfn
+        .list_state_machines()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .aws("ListStateMachines")?
+        .iter()
+        .map(|m| (m.name().to_string(), m.state_machine_arn().to_string()))
+        .collect())
 }
 
 /// The ARN of the workflow's state machine `batchless-<env>-<workflow>`, if deployed.
@@ -253,6 +240,49 @@ mod tests {
     use aws_sdk_sfn::types::{
         HistoryEventType, LambdaFunctionFailedEventDetails, StateEnteredEventDetails,
     };
+
+    /// Every page of the history is read (the SDK's paginator follows `nextToken`), and the
+    /// events come back oldest first.
+    #[tokio::test]
+    async fn the_whole_history_is_read_page_by_page() {
+        use aws_sdk_sfn::operation::get_execution_history::GetExecutionHistoryOutput;
+        use aws_smithy_mocks::{mock, mock_client};
+        let event = |id: i64| {
+            SdkEvent::builder()
+                .id(id)
+                .r#type(HistoryEventType::PassStateEntered)
+                .timestamp(DateTime::from_millis(id * 1_000))
+                .build()
+                .unwrap()
+        };
+        let pages = mock!(aws_sdk_sfn::Client::get_execution_history)
+            .match_requests(|r| r.execution_arn() == Some("arn:e"))
+            .sequence()
+            .output(move || {
+                GetExecutionHistoryOutput::builder()
+                    .events(event(3))
+                    .events(event(1))
+                    .next_token("page-2")
+                    .build()
+                    .unwrap()
+            })
+            .output(move || {
+                GetExecutionHistoryOutput::builder()
+                    .events(event(2))
+                    .build()
+                    .unwrap()
+            })
+            .build();
+        let sfn = mock_client!(aws_sdk_sfn, [&pages]);
+        let ids: Vec<i64> = history(&sfn, "arn:e")
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(pages.num_calls(), 2);
+    }
 
     #[test]
     fn sdk_events_convert() {

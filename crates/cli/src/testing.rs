@@ -31,18 +31,7 @@ pub fn parse_subcommand<S: Subcommand>(args: &[&str]) -> Result<S, clap::Error> 
 /// The plumbing (every module outside `commands/`, except `cli` and `main` which assemble the
 /// commands) names no command, and no command names another.
 mod layering {
-    use std::path::{Path, PathBuf};
-
-    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                files(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
+    use std::path::Path;
 
     /// The problems in one file: `own` is its command (`Some("jobs")` for
     /// `commands/jobs/template.rs`), `None` for plumbing.
@@ -76,36 +65,15 @@ mod layering {
     #[test]
     fn plumbing_names_no_command_and_commands_not_one_another() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut all = Vec::new();
-        files(&src, &mut all);
-        let mut problems = Vec::new();
-        for path in all {
-            let rel = path.strip_prefix(&src).unwrap();
-            let parts: Vec<String> = rel
-                .components()
-                .map(|c| {
-                    c.as_os_str()
-                        .to_string_lossy()
-                        .trim_end_matches(".rs")
-                        .to_string()
-                })
-                .collect();
-            let own = match parts.as_slice() {
-                [top] if top == "main" || top == "cli" || top == "testing" => continue,
-                [commands, module] if commands == "commands" && module == "mod" => continue,
+        batchless_layering::assert_no_violations(&src, |parts, text| {
+            let own = match parts {
+                [top] if top == "main" || top == "cli" || top == "testing" => return vec![],
+                [commands, module] if commands == "commands" && module == "mod" => return vec![],
                 [commands, command, ..] if commands == "commands" => Some(command.as_str()),
                 _ => None,
             };
-            let text = std::fs::read_to_string(&path).unwrap();
-            for v in violations(own, &text) {
-                problems.push(format!("{}: {v}", rel.display()));
-            }
-        }
-        assert!(
-            problems.is_empty(),
-            "layering broken:\n{}",
-            problems.join("\n")
-        );
+            violations(own, text)
+        });
     }
 
     #[test]

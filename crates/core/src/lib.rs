@@ -68,6 +68,15 @@ pub(crate) mod testing {
         )
     }
 
+    /// The string attribute `name` of a mocked request's item, key or values (`None` when it
+    /// is absent or not a string).
+    pub fn attr_s<'a>(
+        map: Option<&'a std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+        name: &str,
+    ) -> Option<&'a str> {
+        map?.get(name)?.as_s().ok().map(String::as_str)
+    }
+
     /// A `PutItem` whose condition fails: the item is already there (`put_once` lost).
     pub fn put_item_exists() -> aws_smithy_mocks::Rule {
         aws_smithy_mocks::mock!(aws_sdk_dynamodb::Client::put_item).then_error(put_item_failed)
@@ -128,7 +137,7 @@ pub(crate) mod testing {
 /// its own layer or below, and no workflow names another.
 #[cfg(test)]
 mod layering {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     const WORKFLOWS: [&str; 4] = ["migration", "jobs", "patch", "bastion"];
 
@@ -140,17 +149,6 @@ mod layering {
             "shared" => Some(2),
             w if WORKFLOWS.contains(&w) => Some(3),
             _ => None,
-        }
-    }
-
-    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                files(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
         }
     }
 
@@ -185,31 +183,11 @@ mod layering {
     #[test]
     fn every_module_uses_only_its_layer_and_below() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut all = Vec::new();
-        files(&src, &mut all);
-        let mut problems = Vec::new();
-        for path in all {
-            let rel = path.strip_prefix(&src).unwrap();
-            let top = rel
-                .components()
-                .next()
-                .unwrap()
-                .as_os_str()
-                .to_string_lossy();
-            let top = top.trim_end_matches(".rs").to_string();
-            if top == "lib" {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
-            for v in violations(&top, &text) {
-                problems.push(format!("{}: {v}", rel.display()));
-            }
-        }
-        assert!(
-            problems.is_empty(),
-            "layering broken:\n{}",
-            problems.join("\n")
-        );
+        batchless_layering::assert_no_violations(&src, |parts, text| match parts {
+            [top] if top == "lib" => vec![],
+            [top, ..] => violations(top, text),
+            [] => unreachable!("a file has a name"),
+        });
     }
 
     #[test]

@@ -174,29 +174,24 @@ async fn executions(
     since: Option<DateTime<Utc>>,
 ) -> Result<Vec<String>> {
     let since_ms = since.map(|t| t.timestamp_millis());
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = client
-            .list_executions()
-            .state_machine_arn(machine)
-            .max_results(1000)
-            .set_next_token(token.take())
-            .send()
-            .await
-            .aws("ListExecutions")?;
-        for e in page.executions() {
+    let all = client
+        .list_executions()
+        .state_machine_arn(machine)
+        .max_results(1000)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .aws("ListExecutions")?;
+    Ok(all
+        .iter()
+        .filter(|e| {
             let started = e.start_date().to_millis().unwrap_or(i64::MAX);
-            if since_ms.is_none_or(|s| started >= s) {
-                out.push(e.execution_arn().to_string());
-            }
-        }
-        match page.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
-        }
-    }
-    Ok(out)
+            since_ms.is_none_or(|s| started >= s)
+        })
+        .map(|e| e.execution_arn().to_string())
+        .collect())
 }
 
 pub async fn run(cx: &Context, args: Args) -> Result<ExitCode> {

@@ -100,29 +100,7 @@ fn row(r: &RunRecord) -> [String; 10] {
 /// The records as an aligned table (columns separated by two spaces, no trailing blanks).
 pub fn table(records: &[RunRecord]) -> String {
     let rows: Vec<[String; 10]> = records.iter().map(row).collect();
-    let mut widths = HEADERS.map(|h| h.chars().count());
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i > 0 {
-                s.push_str("  ");
-            }
-            s.push_str(cell);
-            s.extend(std::iter::repeat_n(' ', w - cell.chars().count()));
-        }
-        s.trim_end().to_string()
-    };
-    let mut out = line(HEADERS.to_vec());
-    for r in &rows {
-        out.push('\n');
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
-    }
-    out
+    crate::render::columns(HEADERS, &rows).join("\n")
 }
 
 pub async fn run(cx: &Context, cmd: Command) -> Result<ExitCode> {

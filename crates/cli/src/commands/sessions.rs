@@ -123,27 +123,11 @@ pub fn render(views: &[SessionView]) -> String {
             ]
         })
         .collect();
-    let mut widths = headers.map(|h| h.chars().count());
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut out = String::new();
-        for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
-            if i > 0 {
-                out.push_str("  ");
-            }
-            out.push_str(c);
-            out.extend(std::iter::repeat_n(' ', w - c.chars().count()));
-        }
-        out.trim_end().to_string()
-    };
-    let mut out = line(headers.to_vec());
-    for (v, r) in views.iter().zip(&rows) {
+    let lines = crate::render::columns(headers, &rows);
+    let mut out = lines[0].clone();
+    for (v, line) in views.iter().zip(&lines[1..]) {
         out.push('\n');
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
+        out.push_str(line);
         let x = &v.session;
         if x["approval"].is_object() {
             out.push_str(&format!(

@@ -31,7 +31,7 @@ pub fn session(session_id: &str, known: bool) -> SessionRecord {
     SessionRecord::new(
         &login,
         if known {
-            people.by_principal(&login.principal_arn)
+            people.by_principal(&login.exec.principal_arn)
         } else {
             None
         },

@@ -11,8 +11,23 @@ use crate::platform::input::{self, InputError};
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Login {
     pub session_id: String,
-    pub principal_arn: String,
+    /// Who ran what where: also the session record's (its fields stand at the top level).
+    #[serde(flatten)]
+    pub exec: Exec,
     pub principal_type: String,
+    #[serde(default)]
+    pub cloudtrail_event_id: Option<String>,
+    pub region: String,
+    pub account: String,
+}
+
+/// The `ExecuteCommand` call: who ran which command in which task's container, when and from
+/// where. The login carries it; the session record keeps it (both flatten it, so the JSON
+/// fields and the stored attributes are `principalArn`, `cluster`, ... as they always were).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Exec {
+    pub principal_arn: String,
     pub cluster: String,
     pub task_arn: String,
     pub task_id: String,
@@ -22,10 +37,6 @@ pub struct Login {
     pub source_ip: String,
     #[serde(default)]
     pub user_agent: Option<String>,
-    #[serde(default)]
-    pub cloudtrail_event_id: Option<String>,
-    pub region: String,
-    pub account: String,
 }
 
 /// The state machine's input, as the starter builds it.
@@ -42,7 +53,7 @@ pub struct WatchInput {
 impl WatchInput {
     pub fn validate(&self) -> Result<(), InputError> {
         input::identifier("login.sessionId", &self.login.session_id, 200)?;
-        input::bounded_text("login.command", &self.login.command, 4096)?;
+        input::bounded_text("login.command", &self.login.exec.command, 4096)?;
         if self.deadline_seconds == 0 || self.deadline_seconds > 7 * 86400 {
             return Err(InputError::field(
                 "deadlineSeconds",
@@ -55,7 +66,7 @@ impl WatchInput {
                 "must be less than deadlineSeconds",
             ));
         }
-        crate::platform::time::parse("login.loginAt", &self.login.login_at)?;
+        crate::platform::time::parse("login.loginAt", &self.login.exec.login_at)?;
         Ok(())
     }
 
@@ -174,18 +185,20 @@ pub fn from_event(event: &Value) -> Result<Option<Login>, InputError> {
         crate::platform::time::rfc3339(crate::platform::time::parse("detail.eventTime", login_at)?);
     Ok(Some(Login {
         session_id: session_id.to_string(),
-        principal_arn: principal_arn.to_string(),
+        exec: Exec {
+            principal_arn: principal_arn.to_string(),
+            cluster: last_segment(cluster_raw).to_string(),
+            task_arn: task_arn.to_string(),
+            task_id: last_segment(task_arn).to_string(),
+            container: container.to_string(),
+            command: req("command")?.to_string(),
+            login_at,
+            source_ip: s(detail, &["sourceIPAddress"]).unwrap_or("").to_string(),
+            user_agent: s(detail, &["userAgent"]).map(str::to_string),
+        },
         principal_type: s(detail, &["userIdentity", "type"])
             .unwrap_or("Unknown")
             .to_string(),
-        cluster: last_segment(cluster_raw).to_string(),
-        task_arn: task_arn.to_string(),
-        task_id: last_segment(task_arn).to_string(),
-        container: container.to_string(),
-        command: req("command")?.to_string(),
-        login_at,
-        source_ip: s(detail, &["sourceIPAddress"]).unwrap_or("").to_string(),
-        user_agent: s(detail, &["userAgent"]).map(str::to_string),
         cloudtrail_event_id: s(detail, &["eventID"]).map(str::to_string),
         region: s(detail, &["awsRegion"])
             .or_else(|| s(event, &["region"]))
@@ -291,12 +304,12 @@ mod tests {
         );
         let login = from_event(&ev).unwrap().unwrap();
         assert_eq!(login.session_id, "ecs-execute-command-0a1b2c3d4e");
-        assert_eq!(login.cluster, "batchless-staging-bastion");
-        assert_eq!(login.task_id, "9f8e7d");
-        assert_eq!(login.container, "app");
-        assert_eq!(login.command, "bin/rails console");
-        assert_eq!(login.source_ip, "203.0.113.7");
-        assert_eq!(login.login_at, "2026-11-28T13:00:00Z");
+        assert_eq!(login.exec.cluster, "batchless-staging-bastion");
+        assert_eq!(login.exec.task_id, "9f8e7d");
+        assert_eq!(login.exec.container, "app");
+        assert_eq!(login.exec.command, "bin/rails console");
+        assert_eq!(login.exec.source_ip, "203.0.113.7");
+        assert_eq!(login.exec.login_at, "2026-11-28T13:00:00Z");
     }
 
     #[test]
@@ -307,6 +320,50 @@ mod tests {
         let mut ev = sample_event("s", "arn:x", "c", "t", "2026-11-28T13:00:00Z");
         ev["detail"]["eventName"] = "RunTask".into();
         assert!(from_event(&ev).unwrap_err().message.contains("eventName"));
+    }
+
+    /// The login's JSON (the watch's input, read by the ASL) keeps its field names, and an
+    /// unknown field is still refused.
+    #[test]
+    fn the_login_json_keeps_its_names_and_refuses_unknown_fields() {
+        let mut login = crate::bastion::fixtures::login("s1");
+        login.exec.user_agent = Some("aws-cli".into());
+        login.cloudtrail_event_id = Some("ev-1".into());
+        let json = serde_json::to_value(&login).unwrap();
+        let mut names: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "account",
+                "cloudtrailEventId",
+                "cluster",
+                "command",
+                "container",
+                "loginAt",
+                "principalArn",
+                "principalType",
+                "region",
+                "sessionId",
+                "sourceIp",
+                "taskArn",
+                "taskId",
+                "userAgent",
+            ]
+        );
+        assert_eq!(
+            serde_json::from_value::<Login>(json.clone()).unwrap(),
+            login
+        );
+        let mut extra = json;
+        extra["sneaky"] = "x".into();
+        let err = serde_json::from_value::<Login>(extra).unwrap_err();
+        assert!(err.to_string().contains("sneaky"), "{err}");
     }
 
     #[test]

@@ -1167,6 +1167,13 @@ mod tests {
         hits
     }
 
+    /// The texts the scanner's whole-text checks share: 20,000 console-like, 5,000 noisy.
+    fn console_and_noise() -> Vec<String> {
+        let mut texts = random_texts(CONSOLE, 20_000, 12);
+        texts.extend(random_texts(NOISY, 5_000, 12));
+        texts
+    }
+
     /// Deterministic pseudo-random strings made of the given pieces.
     fn random_texts(pieces: &[&str], count: usize, max_pieces: u64) -> Vec<String> {
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
@@ -1277,8 +1284,7 @@ mod tests {
     #[test]
     fn the_prefilter_passes_every_segment_that_can_match() {
         let s = scanner();
-        let mut texts = random_texts(CONSOLE, 20_000, 12);
-        texts.extend(random_texts(NOISY, 5_000, 12));
+        let mut texts = console_and_noise();
         texts.extend(EVASIONS.iter().map(|(line, _)| line.to_string()));
         let (mut matching, mut skipped) = (0, 0);
         for raw in &texts {
@@ -1308,8 +1314,7 @@ mod tests {
     #[test]
     fn scan_matches_the_reference() {
         let s = scanner();
-        let mut texts = random_texts(CONSOLE, 20_000, 12);
-        texts.extend(random_texts(NOISY, 5_000, 12));
+        let mut texts = console_and_noise();
         texts.push("User.destroy_all\n\x08\x08\x08\x08all # ok\nUser.destroy_all".into());
         let mut hits = 0;
         for raw in &texts {

@@ -20,7 +20,7 @@ use crate::platform::slack::Message;
 use crate::shared::people::Person;
 
 use super::approval::Verdict;
-use super::login::Login;
+use super::login::{Exec, Login};
 use super::scan::Severity;
 
 pub const BY_THREAD: &str = "byThread";
@@ -87,16 +87,9 @@ pub struct SessionRecord {
     pub person_name: Option<String>,
     #[serde(default)]
     pub person_slack_user: Option<String>,
-    pub principal_arn: String,
-    pub cluster: String,
-    pub task_arn: String,
-    pub task_id: String,
-    pub container: String,
-    pub command: String,
-    pub login_at: String,
-    pub source_ip: String,
-    #[serde(default)]
-    pub user_agent: Option<String>,
+    /// The login's `ExecuteCommand` call (its attributes stand at the top level).
+    #[serde(flatten)]
+    pub exec: Exec,
     pub deadline_at: String,
     pub reminder_at: String,
     pub status: SessionStatus,
@@ -146,15 +139,7 @@ impl SessionRecord {
             person_id: person.map(|p| p.id.clone()),
             person_name: person.map(|p| p.name.clone()),
             person_slack_user: person.map(|p| p.slack_user_id.clone()),
-            principal_arn: login.principal_arn.clone(),
-            cluster: login.cluster.clone(),
-            task_arn: login.task_arn.clone(),
-            task_id: login.task_id.clone(),
-            container: login.container.clone(),
-            command: login.command.clone(),
-            login_at: login.login_at.clone(),
-            source_ip: login.source_ip.clone(),
-            user_agent: login.user_agent.clone(),
+            exec: login.exec.clone(),
             deadline_at: times.deadline_at,
             reminder_at: times.reminder_at,
             status: SessionStatus::Open,
@@ -167,7 +152,7 @@ impl SessionRecord {
     pub fn who(&self) -> String {
         match (&self.person_name, &self.person_id) {
             (Some(n), Some(id)) => format!("{n} ({id})"),
-            _ => format!("UNKNOWN principal {}", self.principal_arn),
+            _ => format!("UNKNOWN principal {}", self.exec.principal_arn),
         }
     }
 
@@ -459,7 +444,7 @@ impl Store {
             .sessions
             .newest_where(BY_TASK, "taskId", task_id, is_session)
             .await?;
-        v.sort_by(|a, b| b.login_at.cmp(&a.login_at));
+        v.sort_by(|a, b| b.exec.login_at.cmp(&a.exec.login_at));
         Ok(v)
     }
 
@@ -565,21 +550,21 @@ pub fn login_message(rec: &SessionRecord, channel: &str, alert_channel: &str) ->
          with approval (e.g. 「承認します」 or \"approved\") before *{deadline}*; otherwise an \
          alert goes to <#{alert}>. Dangerous commands typed in this session are posted here.",
         who = rec.mention(),
-        cluster = rec.cluster,
-        task = rec.task_id,
-        container = rec.container,
-        command = crate::platform::redact::redact(&rec.command),
-        not_console = if super::login::is_console_entrypoint(&rec.command) {
+        cluster = rec.exec.cluster,
+        task = rec.exec.task_id,
+        container = rec.exec.container,
+        command = crate::platform::redact::redact(&rec.exec.command),
+        not_console = if super::login::is_console_entrypoint(&rec.exec.command) {
             ""
         } else {
             ":warning: *Not the console entrypoint* (a shell or another program): the console \
              hook does not see what is typed in this session.\n"
         },
-        at = rec.login_at,
-        ip = if rec.source_ip.is_empty() {
+        at = rec.exec.login_at,
+        ip = if rec.exec.source_ip.is_empty() {
             "an unknown address"
         } else {
-            &rec.source_ip
+            &rec.exec.source_ip
         },
         session = rec.session_id,
         deadline = rec.deadline_at,
@@ -618,10 +603,10 @@ pub fn alert_message(rec: &SessionRecord, alert_channel: &str) -> Message {
              {deadline} passed without approval evidence in {link}. Flagged commands: {flagged}.",
             session = rec.session_id,
             who = rec.who(),
-            cluster = rec.cluster,
-            task = rec.task_id,
-            at = rec.login_at,
-            ip = rec.source_ip,
+            cluster = rec.exec.cluster,
+            task = rec.exec.task_id,
+            at = rec.exec.login_at,
+            ip = rec.exec.source_ip,
             deadline = rec.deadline_at,
             link = link(rec),
             flagged = rec.flagged.unwrap_or(0),
@@ -740,7 +725,7 @@ mod tests {
         }
         assert!(!m.text.contains("Not the console entrypoint"), "{}", m.text);
         let mut shell = record();
-        shell.command = "bash".into();
+        shell.exec.command = "bash".into();
         let m = login_message(&shell, "C0BASTION", "C0ALERTS");
         assert!(m.text.contains("Not the console entrypoint"), "{}", m.text);
     }
@@ -772,6 +757,68 @@ mod tests {
         );
         assert_eq!(m.channel, "C0B");
         assert!(m.thread_ts.is_none());
+    }
+
+    /// The session item's attribute names are what the table, the CLI and the audit read: a
+    /// change of the Rust shape must not rename, add or drop one.
+    #[test]
+    fn the_stored_attribute_names_stay_the_same() {
+        let mut rec = crate::bastion::fixtures::posted("s1", true);
+        rec.execution_arn = Some("arn:e".into());
+        rec.exec.user_agent = Some("aws-cli".into());
+        rec.thread_key = Some("k".into());
+        rec.permalink = Some("https://x".into());
+        rec.approval = Some(crate::bastion::fixtures::carol_approves("ok", "1.6"));
+        rec.reminded_at = Some("2026-11-29T12:00:00Z".into());
+        rec.alert = Some(Alert {
+            at: "2026-11-29T13:00:00Z".into(),
+            channel: "C0ALERTS".into(),
+            ts: "2.0".into(),
+            deadline_at: "2026-11-29T13:00:00Z".into(),
+        });
+        rec.flagged = Some(1);
+        let item = crate::platform::dynamo::to_item(&rec);
+        let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "alert",
+                "approval",
+                "channel",
+                "cluster",
+                "command",
+                "container",
+                "deadlineAt",
+                "environment",
+                "executionArn",
+                "executionName",
+                "flagged",
+                "loginAt",
+                "permalink",
+                "personId",
+                "personName",
+                "personSlackUser",
+                "pk",
+                "principalArn",
+                "recordedAt",
+                "remindedAt",
+                "reminderAt",
+                "sessionId",
+                "sk",
+                "sourceIp",
+                "status",
+                "taskArn",
+                "taskId",
+                "threadKey",
+                "threadTs",
+                "userAgent",
+            ]
+        );
+        assert_eq!(item["cluster"].as_s().unwrap(), "bastion");
+        assert_eq!(item["taskId"].as_s().unwrap(), "t1");
+        let back: SessionRecord = crate::platform::dynamo::from_item(&item).unwrap();
+        assert_eq!(back, rec);
     }
 
     #[test]

@@ -238,53 +238,60 @@ mod tests {
         );
     }
 
-    /// Decisions keyed by person, as the record stores them.
-    fn decisions(list: &[(&str, Decision, &str)]) -> BTreeMap<String, DecisionRecord> {
-        list.iter()
-            .map(|(by, d, hash)| (by.to_string(), decision(by, *d, hash)))
-            .collect()
+    /// The tally of a run needing `required` approvals (requested by bob) over `list`: each
+    /// person's decision, made on the run's own request hash unless another is given.
+    fn tally_over(required: u32, list: &[(&str, Decision, Option<&str>)]) -> Tally {
+        let r = run(required);
+        let decisions = list
+            .iter()
+            .map(|(by, d, hash)| {
+                let hash = hash.unwrap_or(&r.request_hash);
+                (by.to_string(), decision(by, *d, hash))
+            })
+            .collect();
+        tally(&r, &decisions, &people())
     }
 
     #[test]
     fn two_required_means_two_distinct_approvers() {
-        let p = people();
-        let r = run(2);
-        let h = r.request_hash.as_str();
-        let mut d = decisions(&[("alice", Decision::Approve, h)]);
-        let t = tally(&r, &d, &p);
+        let t = tally_over(2, &[("alice", Decision::Approve, None)]);
         assert!(!t.approved());
         assert_eq!(t.approvers, vec!["alice"]);
-        d.extend(decisions(&[("carol", Decision::Approve, h)]));
-        assert!(tally(&r, &d, &p).approved());
+        let t = tally_over(
+            2,
+            &[
+                ("alice", Decision::Approve, None),
+                ("carol", Decision::Approve, None),
+            ],
+        );
+        assert!(t.approved());
     }
 
     #[test]
     fn decisions_that_do_not_hold_up_are_ignored() {
-        let p = people();
-        let r = run(1);
-        let h = r.request_hash.as_str();
         // Forged into the record: the requester, a non-approver, someone unknown, a stale hash.
-        let d = decisions(&[
-            ("bob", Decision::Approve, h),
-            ("dave", Decision::Approve, h),
-            ("zed", Decision::Approve, h),
-            ("alice", Decision::Approve, "stale"),
-        ]);
-        let t = tally(&r, &d, &p);
+        let t = tally_over(
+            1,
+            &[
+                ("bob", Decision::Approve, None),
+                ("dave", Decision::Approve, None),
+                ("zed", Decision::Approve, None),
+                ("alice", Decision::Approve, Some("stale")),
+            ],
+        );
         assert!(!t.approved(), "{t:?}");
         assert_eq!(t.ignored.len(), 4);
     }
 
     #[test]
     fn one_rejection_rejects() {
-        let p = people();
-        let r = run(2);
-        let h = r.request_hash.as_str();
-        let d = decisions(&[
-            ("alice", Decision::Approve, h),
-            ("carol", Decision::Reject, h),
-        ]);
-        let t = tally(&r, &d, &p);
+        let t = tally_over(
+            2,
+            &[
+                ("alice", Decision::Approve, None),
+                ("carol", Decision::Reject, None),
+            ],
+        );
         assert_eq!(t.rejected_by.as_deref(), Some("carol"));
         assert!(!t.approved());
     }

@@ -865,9 +865,7 @@ mod tests {
         let take = mock!(aws_sdk_dynamodb::Client::delete_item)
             .match_requests(|r| {
                 r.table_name() == Some("waits")
-                    && r.key()
-                        .and_then(|k| k.get("waitKey"))
-                        .and_then(|v| v.as_s().ok())
+                    && crate::testing::attr_s(r.key(), "waitKey")
                         .is_some_and(|k| k == "patch-approval#patch-1")
             })
             .then_output(|| {

@@ -255,25 +255,27 @@ mod tests {
         assert_eq!(started.num_calls(), 1);
     }
 
+    /// `login-s1` started again with `{"sessionId": "s1"}` while an execution of that name
+    /// exists with `existing_input`: what `start` answers, and how often it described it.
+    async fn start_again(existing_input: &'static str) -> (Result<Started, Error>, usize) {
+        let (start_rule, describe) = (already_exists(), existing_with(existing_input));
+        let sfn = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&start_rule, &describe]);
+        let out = start(&sfn, MACHINE, "login-s1", &json!({"sessionId": "s1"})).await;
+        (out, describe.num_calls())
+    }
+
     #[tokio::test]
     async fn the_same_name_and_input_again_is_the_existing_execution() {
-        let (start_rule, describe) = (already_exists(), existing_with(r#"{ "sessionId": "s1" }"#));
-        let sfn = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&start_rule, &describe]);
-        let out = start(&sfn, MACHINE, "login-s1", &json!({"sessionId": "s1"}))
-            .await
-            .unwrap();
+        let (out, described) = start_again(r#"{ "sessionId": "s1" }"#).await;
+        let out = out.unwrap();
         assert!(out.already_existed);
         assert_eq!(out.execution_arn, EXECUTION);
-        assert_eq!(describe.num_calls(), 1);
+        assert_eq!(described, 1);
     }
 
     #[tokio::test]
     async fn the_same_name_with_another_input_is_a_conflict() {
-        let (start_rule, describe) = (already_exists(), existing_with(r#"{"sessionId":"s2"}"#));
-        let sfn = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&start_rule, &describe]);
-        let err = start(&sfn, MACHINE, "login-s1", &json!({"sessionId": "s1"}))
-            .await
-            .unwrap_err();
+        let err = start_again(r#"{"sessionId":"s2"}"#).await.0.unwrap_err();
         assert_eq!(err.kind(), crate::error::Kind::Conflict);
         assert!(err.to_string().contains("login-s1"), "{err}");
     }

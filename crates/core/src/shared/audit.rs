@@ -1276,16 +1276,19 @@ mod tests {
         assert_eq!(records[0].prev_hash, GENESIS_HASH);
     }
 
+    /// The one problem `v` names (it must name exactly one).
+    fn only_problem(v: Verification) -> Problem {
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        v.problems.into_iter().next().unwrap()
+    }
+
     #[test]
     fn an_edited_record_is_named() {
         let (mut records, head, anchors) = chain(4);
         records[1].actor = "mallory".into();
-        let v = verify(&records, Some(&head), &anchors);
-        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
-        assert!(matches!(v.problems[0], Problem::Modified { seq: 2, .. }));
-        assert!(v.problems[0]
-            .to_string()
-            .starts_with("record 2 was modified"));
+        let problem = only_problem(verify(&records, Some(&head), &anchors));
+        assert!(matches!(problem, Problem::Modified { seq: 2, .. }));
+        assert!(problem.to_string().starts_with("record 2 was modified"));
     }
 
     #[test]
@@ -1322,9 +1325,8 @@ mod tests {
             head_seq: 3,
             head_hash: records[2].hash.clone(),
         };
-        let v = verify(&records, Some(&rolled), &anchors);
-        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
-        assert!(v.problems[0]
+        let problem = only_problem(verify(&records, Some(&rolled), &anchors));
+        assert!(problem
             .to_string()
             .contains("newest record(s) 4..=4 were deleted"));
     }

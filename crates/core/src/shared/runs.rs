@@ -291,10 +291,7 @@ mod tests {
                 r.condition_expression() == Some("attribute_not_exists(#k)")
                     && r.expression_attribute_names().and_then(|n| n.get("#k"))
                         == Some(&"runId".to_string())
-                    && r.item()
-                        .and_then(|i| i.get("status"))
-                        .and_then(|v| v.as_s().ok())
-                        == Some(&"RUNNING".to_string())
+                    && crate::testing::attr_s(r.item(), "status") == Some("RUNNING")
             })
             .then_output(|| PutItemOutput::builder().build());
         let db = mock_client!(aws_sdk_dynamodb, [&put]);

@@ -192,7 +192,7 @@ async fn process(
                 let open: Vec<SessionRecord> = all
                     .into_iter()
                     .filter(|s| {
-                        time::parse("loginAt", &s.login_at).is_ok_and(|login| {
+                        time::parse("loginAt", &s.exec.login_at).is_ok_and(|login| {
                             login <= at + Duration::seconds(60) && at < login + deps.session_window
                         })
                     })
@@ -208,7 +208,10 @@ async fn process(
                     .unwrap_or(&data.log_stream)
                     .to_string();
                 let found = cache.of(&deps.store, &sid, true).await?;
-                let task = found.first().map(|s| s.task_id.clone()).unwrap_or_default();
+                let task = found
+                    .first()
+                    .map(|s| s.exec.task_id.clone())
+                    .unwrap_or_default();
                 (hits, found, task, HitSource::Transcript)
             }
         };

@@ -72,10 +72,10 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     let deadline = started + Duration::seconds(input.watch.deadline_seconds as i64);
     let reminder = started + Duration::seconds(until_reminder as i64);
     let login = &input.watch.login;
-    let person = deps.people.by_principal(&login.principal_arn);
-    let unknown = deps.people.why_unknown(&login.principal_arn);
+    let person = deps.people.by_principal(&login.exec.principal_arn);
+    let unknown = deps.people.why_unknown(&login.exec.principal_arn);
     if let Some(why) = &unknown {
-        tracing::warn!(principal = %login.principal_arn, %why, "bastion login by a principal not in the people map");
+        tracing::warn!(principal = %login.exec.principal_arn, %why, "bastion login by a principal not in the people map");
     }
     let fresh = SessionRecord::new(
         login,
@@ -148,11 +148,11 @@ pub fn unknown_principal_alert(
             ":warning: *Bastion login by an unknown principal* `{arn}` (session `{session}`, \
              cluster `{cluster}`, task `{task}`, from {ip}): {why}. Nobody in the people map is \
              recorded as having logged in.",
-            arn = rec.principal_arn,
+            arn = rec.exec.principal_arn,
             session = rec.session_id,
-            cluster = rec.cluster,
-            task = rec.task_id,
-            ip = rec.source_ip,
+            cluster = rec.exec.cluster,
+            task = rec.exec.task_id,
+            ip = rec.exec.source_ip,
         ),
     }
 }
@@ -201,7 +201,7 @@ mod tests {
         let i = input();
         let mut rec = SessionRecord::new(
             &i.watch.login,
-            people().by_principal(&i.watch.login.principal_arn),
+            people().by_principal(&i.watch.login.exec.principal_arn),
             "staging",
             "ecs-execute-command-1",
             Some("arn:exec:ecs-execute-command-1"),
@@ -282,7 +282,7 @@ mod tests {
         // Anyone who may assume some role can name the session after carol.
         let forged = "arn:aws:sts::123456789012:assumed-role/ci-runner/carol@example.com";
         let mut i = input();
-        i.watch.login.principal_arn = forged.into();
+        i.watch.login.exec.principal_arn = forged.into();
         let put = mock!(aws_sdk_dynamodb::Client::put_item)
             .match_requests(|r| {
                 let item = r.item().unwrap();
@@ -296,7 +296,7 @@ mod tests {
             rec.person_id = None;
             rec.person_name = None;
             rec.person_slack_user = None;
-            rec.principal_arn =
+            rec.exec.principal_arn =
                 "arn:aws:sts::123456789012:assumed-role/ci-runner/carol@example.com".into();
             UpdateItemOutput::builder()
                 .set_attributes(Some(to_item(&rec)))

@@ -162,9 +162,7 @@ mod tests {
         let del = mock!(aws_sdk_dynamodb::Client::delete_item)
             .match_requests(|r| {
                 r.condition_expression() == Some("#owner = :owner")
-                    && r.expression_attribute_values()
-                        .and_then(|v| v.get(":owner"))
-                        .and_then(|v| v.as_s().ok())
+                    && crate::testing::attr_s(r.expression_attribute_values(), ":owner")
                         .is_some_and(|o| o == OWNER)
             })
             .then_error(crate::testing::delete_item_failed);

@@ -11,15 +11,14 @@ use crate::platform::{aws, config, time};
 use crate::shared::runs::Runs;
 
 pub struct Deps {
-    pub db: aws_sdk_dynamodb::Client,
-    pub table: String,
+    pub runs: Runs,
 }
 
 impl Deps {
+    /// The runs table (`RUNS_TABLE`).
     pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
         Ok(Deps {
-            db: aws::dynamodb(sdk),
-            table: config::required("RUNS_TABLE")?,
+            runs: Runs::new(aws::dynamodb(sdk), &config::required("RUNS_TABLE")?),
         })
     }
 }
@@ -32,7 +31,7 @@ pub type Output = Recorded;
 pub async fn handle(deps: &Deps, state: Input) -> Result<Output, Error> {
     let recorded = migration::record(&state);
     let record = migration::run_record(&state, &recorded, &time::rfc3339(time::now()));
-    Runs::new(deps.db.clone(), &deps.table).put(&record).await?;
+    deps.runs.put(&record).await?;
     tracing::info!(run_id = %record.run_id, status = %record.status, "run recorded");
     Ok(recorded)
 }
@@ -51,8 +50,10 @@ mod tests {
 
     fn deps(rules: &[&Rule]) -> Deps {
         Deps {
-            db: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules),
-            table: "runs".into(),
+            runs: Runs::new(
+                mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, rules),
+                "runs",
+            ),
         }
     }
 

@@ -256,9 +256,7 @@ mod tests {
         let put = mock!(aws_sdk_dynamodb::Client::put_item)
             .match_requests(|r| {
                 r.condition_expression() == Some("attribute_not_exists(#k)")
-                    && r.item()
-                        .and_then(|i| i.get("patchId"))
-                        .and_then(|v| v.as_s().ok())
+                    && crate::testing::attr_s(r.item(), "patchId")
                         .is_some_and(|k| k.starts_with("slack-request#"))
             })
             .then_error(crate::testing::put_item_failed);

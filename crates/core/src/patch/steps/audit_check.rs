@@ -285,6 +285,34 @@ fn sweep_start(
     }
 }
 
+/// What one of the sweep's reads found; when the read failed, nothing (`T::default()`) with
+/// the error kept in `errors`: the sweep goes on with its other reads and reports it.
+fn or_noted<T: Default>(errors: &mut Vec<Error>, read: Result<T, Error>) -> T {
+    read.unwrap_or_else(|e| {
+        errors.push(e);
+        T::default()
+    })
+}
+
+/// A CodeBuild project's builds since `since` and the buildspec it is configured with (each
+/// read [`or_noted`]).
+async fn project_builds(
+    deps: &Deps,
+    project: &str,
+    since: chrono::DateTime<chrono::Utc>,
+    errors: &mut Vec<Error>,
+) -> (Vec<BuildFacts>, Option<String>) {
+    let builds = or_noted(
+        errors,
+        check::builds_since(&deps.codebuild, project, since).await,
+    );
+    let spec = or_noted(
+        errors,
+        check::project_buildspec(&deps.codebuild, project).await,
+    );
+    (builds, spec)
+}
+
 /// One sweep: everything since the watermark is examined even when a read or an alert fails;
 /// only a sweep without errors moves the watermark, so a failed one's window is examined
 /// again by the next.
@@ -297,20 +325,7 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
     let (mut compliant, mut alerts, mut unsanctioned) = (0, Vec::new(), Vec::new());
 
     // The patch project: every build a compliant run of an approved patch.
-    let builds = match check::builds_since(&deps.codebuild, &deps.project, since).await {
-        Ok(b) => b,
-        Err(e) => {
-            errors.push(e);
-            Vec::new()
-        }
-    };
-    let patch_spec = match check::project_buildspec(&deps.codebuild, &deps.project).await {
-        Ok(s) => s,
-        Err(e) => {
-            errors.push(e);
-            None
-        }
-    };
+    let (builds, patch_spec) = project_builds(deps, &deps.project, since, &mut errors).await;
     // batchless's buildspec for a real run (one for every run; a dry run's depends on its limit).
     let run_spec = preview::buildspec(preview::Mode::Run, &deps.settings, 0);
     for b in &builds {
@@ -387,14 +402,12 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
 
     // The migration project: every build one a migration run recorded, with its buildspec.
     let mut pending = Vec::new();
-    let migration_runs = deps
-        .runs
-        .newest(runs::BY_WORKFLOW_INDEX, "workflow", "migration", None)
-        .await
-        .unwrap_or_else(|e| {
-            errors.push(e);
-            Vec::new()
-        });
+    let migration_runs = or_noted(
+        &mut errors,
+        deps.runs
+            .newest(runs::BY_WORKFLOW_INDEX, "workflow", "migration", None)
+            .await,
+    );
     // Build id → the SHA-256 of the buildspec batchless sent with it (if any).
     let recorded_builds: BTreeMap<String, Option<&str>> = migration_runs
         .iter()
@@ -409,22 +422,8 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
     let recording = migration_runs
         .iter()
         .any(|r| r.status == runs::RunStatus::Running && r.build_id.is_none());
-    let migration_builds =
-        match check::builds_since(&deps.codebuild, &deps.migration_project, since).await {
-            Ok(b) => b,
-            Err(e) => {
-                errors.push(e);
-                Vec::new()
-            }
-        };
-    let migration_spec =
-        match check::project_buildspec(&deps.codebuild, &deps.migration_project).await {
-            Ok(s) => s,
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        };
+    let (migration_builds, migration_spec) =
+        project_builds(deps, &deps.migration_project, since, &mut errors).await;
     for b in &migration_builds {
         let mut findings = Vec::new();
         let recorded = recorded_builds.get(aws::normalize_build_id(&b.build_id));
@@ -458,14 +457,12 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
     }
 
     // ECS: RunTask of the job / bastion task definition, ExecuteCommand into job tasks.
-    let job_runs = deps
-        .runs
-        .newest(runs::BY_WORKFLOW_INDEX, "workflow", "scheduled-job", None)
-        .await
-        .unwrap_or_else(|e| {
-            errors.push(e);
-            Vec::new()
-        });
+    let job_runs = or_noted(
+        &mut errors,
+        deps.runs
+            .newest(runs::BY_WORKFLOW_INDEX, "workflow", "scheduled-job", None)
+            .await,
+    );
     let recorded_tasks: std::collections::BTreeSet<String> = job_runs
         .iter()
         .filter_map(|r| r.task_arn.as_deref())
@@ -517,12 +514,10 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
     }
 
     // Data-patch executions: started by the requester the patch names.
-    let started = check::started_executions(&deps.cloudtrail, &deps.state_machine_arn, since)
-        .await
-        .unwrap_or_else(|e| {
-            errors.push(e);
-            Vec::new()
-        });
+    let started = or_noted(
+        &mut errors,
+        check::started_executions(&deps.cloudtrail, &deps.state_machine_arn, since).await,
+    );
     let mut mismatches = Vec::new();
     for s in &started {
         let rec = match store::get(st.db, st.table, &s.execution_name).await {

@@ -357,10 +357,7 @@ mod tests {
             .match_requests(|r| {
                 r.table_name() == Some(PATCHES)
                     && r.condition_expression() == Some("attribute_not_exists(#k)")
-                    && r.item()
-                        .and_then(|i| i.get("status"))
-                        .and_then(|v| v.as_s().ok())
-                        == Some(&"PENDING_APPROVAL".to_string())
+                    && crate::testing::attr_s(r.item(), "status") == Some("PENDING_APPROVAL")
                     && r.item()
                         .and_then(|i| i.get("decisions"))
                         .is_some_and(|v| v.is_m())

@@ -176,10 +176,9 @@ mod tests {
     fn register() -> Rule {
         mock!(aws_sdk_dynamodb::Client::put_item)
             .match_requests(|r| {
-                let item = r.item().cloned().unwrap_or_default();
                 r.table_name() == Some("waits")
-                    && item.get("waitKey").and_then(|v| v.as_s().ok()) == Some(&KEY.to_string())
-                    && item.get("taskToken").and_then(|v| v.as_s().ok()) == Some(&"tok".to_string())
+                    && crate::testing::attr_s(r.item(), "waitKey") == Some(KEY)
+                    && crate::testing::attr_s(r.item(), "taskToken") == Some("tok")
             })
             .then_output(|| PutItemOutput::builder().build())
     }
@@ -188,10 +187,7 @@ mod tests {
         mock!(aws_sdk_dynamodb::Client::delete_item)
             .match_requests(|r| {
                 r.table_name() == Some("waits")
-                    && r.key()
-                        .and_then(|k| k.get("waitKey"))
-                        .and_then(|v| v.as_s().ok())
-                        == Some(&KEY.to_string())
+                    && crate::testing::attr_s(r.key(), "waitKey") == Some(KEY)
             })
             .then_output(|| {
                 DeleteItemOutput::builder()
@@ -242,38 +238,32 @@ mod tests {
         }
     }
 
+    /// The step run on `rec` as stored, with the waits table and Step Functions mocked: its
+    /// output and how often it registered the token, took it back and sent the decision.
+    async fn run_on(rec: PatchRecord) -> (Output, (usize, usize, usize)) {
+        let (get, put, del, sfn) = (stored(rec), register(), take(), send());
+        let d = deps(&[&get, &put, &del], &[&sfn]);
+        let out = handle(&d, input()).await.unwrap();
+        (out, (put.num_calls(), del.num_calls(), sfn.num_calls()))
+    }
+
     #[tokio::test]
     async fn a_decision_made_before_the_token_was_stored_ends_the_wait_at_once() {
         let mut rec = posted(Status::Approved);
         rec.approvers = vec!["alice".into()];
-        let (get, put, del, sfn) = (stored(rec), register(), take(), send());
-        let d = deps(&[&get, &put, &del], &[&sfn]);
-        let out = handle(&d, input()).await.unwrap();
+        let (out, calls) = run_on(rec).await;
         assert_eq!(out.wait_key, KEY);
         assert!(out.wait_ended);
         assert_eq!(out.status, Status::Approved);
-        assert_eq!(
-            (put.num_calls(), del.num_calls(), sfn.num_calls()),
-            (1, 1, 1)
-        );
+        assert_eq!(calls, (1, 1, 1));
     }
 
     #[tokio::test]
     async fn a_pending_patch_leaves_its_token_in_the_waits_table() {
-        let (get, put, del, sfn) = (
-            stored(posted(Status::PendingApproval)),
-            register(),
-            take(),
-            send(),
-        );
-        let d = deps(&[&get, &put, &del], &[&sfn]);
-        let out = handle(&d, input()).await.unwrap();
+        let (out, calls) = run_on(posted(Status::PendingApproval)).await;
         assert!(!out.wait_ended);
         assert_eq!(out.status, Status::PendingApproval);
-        assert_eq!(
-            (put.num_calls(), del.num_calls(), sfn.num_calls()),
-            (1, 0, 0)
-        );
+        assert_eq!(calls, (1, 0, 0));
     }
 
     #[tokio::test]

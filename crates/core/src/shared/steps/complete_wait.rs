@@ -259,10 +259,7 @@ mod tests {
     fn take_once(key: &'static str) -> Rule {
         mock!(aws_sdk_dynamodb::Client::delete_item)
             .match_requests(move |r| {
-                r.key()
-                    .and_then(|k| k.get("waitKey"))
-                    .and_then(|v| v.as_s().ok())
-                    .is_some_and(|k| k == key)
+                crate::testing::attr_s(r.key(), "waitKey").is_some_and(|k| k == key)
                     && r.condition_expression() == Some("attribute_exists(waitKey)")
             })
             .sequence()

@@ -157,9 +157,7 @@ mod tests {
     fn deps_for(status: StatusType, run_id: &'static str) -> (Deps, Rule, Rule, Rule) {
         let put = mock!(aws_sdk_dynamodb::Client::put_item)
             .match_requests(|r| {
-                r.item()
-                    .and_then(|i| i.get("waitKey"))
-                    .and_then(|v| v.as_s().ok())
+                crate::testing::attr_s(r.item(), "waitKey")
                     .is_some_and(|k| k == "codebuild#migrate:1")
             })
             .then_output(|| PutItemOutput::builder().build());

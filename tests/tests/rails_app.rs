@@ -218,12 +218,15 @@ async fn a_data_patch_changes_exactly_its_rows_and_the_job_it_enqueued_runs() ->
         ))?,
         "0"
     );
+    // A real click's own ids: its trigger_id is the approval function's replay key.
+    let action_ts = unique_name("a");
     let payload = json!({
         "type": "block_actions",
         "user": {"id": ALICE_SLACK},
-        "actions": [{"action_id": "patch_approve", "value": name, "type": "button"}],
+        "trigger_id": format!("t{action_ts}"),
+        "actions": [{"action_id": "patch_approve", "value": name, "type": "button",
+                     "action_ts": action_ts}],
         "container": {"type": "message"},
-        "action_ts": unique_name("a"),
     });
     let (status, body) = stack
         .slack_send(&json!({

@@ -381,13 +381,14 @@ async fn backfill_runs_only_the_occurrences_that_never_ran() -> Result<()> {
     Ok(())
 }
 
-/// The missed-run check over the first two of `SYNC`'s occurrences after the minute of
-/// `paused_at` that no earlier run claimed (checked as if their 10-minute catch-up window had
-/// closed), and what it returned.
+/// The missed-run check over the first two of `SYNC`'s occurrences from 10 minutes after the
+/// minute of `paused_at` that no earlier run claimed (checked as if their 10-minute catch-up
+/// window had closed, so at least 20 minutes after the pause: past CloudTrail's lag, when a
+/// pause it does not bear out is decided, not deferred), and what it returned.
 async fn check_after(stack: &Stack, paused_at: chrono::DateTime<chrono::Utc>) -> Result<Value> {
     use batchless_core::platform::time::{rfc3339, truncate_to_minute};
     let minute = |n: i64| truncate_to_minute(paused_at) + chrono::Duration::minutes(n);
-    let mut first = 1;
+    let mut first = 10;
     while occurrence(stack, &format!("{SYNC}#{}", rfc3339(minute(first))))
         .await?
         .is_some()

@@ -240,6 +240,15 @@ pub async fn set_state(
 /// How far a pause's `at` may be from CloudTrail's time of the `UpdateSchedule` that wrote it.
 pub const AT_TOLERANCE_MINUTES: i64 = 5;
 
+/// CloudTrail's event history lags the call (about 5 minutes on average, up to 15): a pause
+/// younger than this that CloudTrail does not bear out yet is decided at a later check.
+pub const CLOUDTRAIL_LAG_MINUTES: i64 = 20;
+
+/// ... but only for an occurrence younger than this (the check looks back 120 minutes by
+/// default, so a later check still sees it): a pause rewritten again and again cannot keep an
+/// occurrence undecided until it leaves the window.
+pub const DEFER_OCCURRENCES_MINUTES: i64 = 60;
+
 /// One CloudTrail `UpdateSchedule` record of a schedule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleUpdate {
@@ -329,6 +338,22 @@ impl PauseCheck {
     /// The occurrence is paused (recorded `PAUSED`, not alerted).
     pub fn counts(&self) -> bool {
         self.finding.is_none() && self.corroborated_by.is_some()
+    }
+
+    /// Not borne out *yet*: the pause it claims is younger than [`CLOUDTRAIL_LAG_MINUTES`]
+    /// at `now` (CloudTrail may not list its `UpdateSchedule` yet) and the occurrence younger
+    /// than [`DEFER_OCCURRENCES_MINUTES`]: leave it for a later check rather than claim it
+    /// `MISSED` for good.
+    pub fn awaits_cloudtrail(&self, scheduled: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        let young =
+            |t: DateTime<Utc>, minutes: i64| t <= now && now - t < Duration::minutes(minutes);
+        !self.counts()
+            && young(scheduled, DEFER_OCCURRENCES_MINUTES)
+            && self
+                .claimed
+                .as_ref()
+                .and_then(|p| time::parse("at", &p.at).ok())
+                .is_some_and(|at| young(at, CLOUDTRAIL_LAG_MINUTES))
     }
 
     /// One line for the alert.

@@ -260,7 +260,18 @@ mod tests {
                         .is_some_and(|k| k.starts_with("slack-request#"))
             })
             .then_error(crate::testing::put_item_failed);
-        let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
+        let get = seen();
+        let d = deps(&[&put, &get]);
+        let now = time::now().timestamp();
+        let out = handle(&d, signed("s3cr3t", now, CLICK)).await.unwrap();
+        assert_eq!(out["statusCode"], 401);
+        assert!(out["body"].as_str().unwrap().contains("replayed"));
+        assert_eq!(put.num_calls(), 1);
+    }
+
+    /// The replay marker as stored: the request was seen before.
+    fn seen() -> Rule {
+        mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
             aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
                 .set_item(Some(crate::platform::dynamo::to_item(
                     &store::SlackRequestSeen {
@@ -269,13 +280,7 @@ mod tests {
                     },
                 )))
                 .build()
-        });
-        let d = deps(&[&put, &get]);
-        let now = time::now().timestamp();
-        let out = handle(&d, signed("s3cr3t", now, CLICK)).await.unwrap();
-        assert_eq!(out["statusCode"], 401);
-        assert!(out["body"].as_str().unwrap().contains("replayed"));
-        assert_eq!(put.num_calls(), 1);
+        })
     }
 
     /// `{"type":"view_submission","trigger_id":"13345.98765.abc"}`, form-encoded.
@@ -293,25 +298,13 @@ mod tests {
         );
         let put = mock!(aws_sdk_dynamodb::Client::put_item)
             .match_requests(move |r| {
-                r.item()
-                    .and_then(|i| i.get("patchId"))
-                    .and_then(|v| v.as_s().ok())
-                    == Some(&key)
+                crate::testing::attr_s(r.item(), "patchId") == Some(key.as_str())
             })
             .sequence()
             .output(|| PutItemOutput::builder().build())
             .error(crate::testing::put_item_failed)
             .build();
-        let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(|| {
-            aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
-                .set_item(Some(crate::platform::dynamo::to_item(
-                    &store::SlackRequestSeen {
-                        patch_id: "slack-request#x".into(),
-                        expires_at_epoch: 1,
-                    },
-                )))
-                .build()
-        });
+        let get = seen();
         let d = deps(&[&put, &get]);
         let now = time::now().timestamp();
         let first = handle(&d, signed("s3cr3t", now, CLICK)).await.unwrap();

@@ -886,6 +886,16 @@ async fn with_the_dry_run_off_the_approval_request_says_so_and_the_patch_runs() 
         .await?
         .iter()
         .any(|e| e == "DRY_RUN_STARTED"));
+    // A dry run only asks for what this environment does not run: refused, nothing recorded.
+    let (id, arn) = p.submit_request(json!({"dryRunOnly": true})).await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    Expect {
+        cause_has: &["dryRunOnly", "the dry run is off"],
+        ..Expect::error("InvalidInput")
+    }
+    .check(&p.stack, &arn, &ended)
+    .await?;
+    assert!(p.find_record(&id).await?.is_none(), "nothing recorded");
     Ok(())
 }
 

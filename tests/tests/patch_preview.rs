@@ -442,3 +442,281 @@ async fn the_approval_request_shows_the_command_verbatim_and_refuses_hidden_char
     p.stack.wait_end(&arn, TIMEOUT).await?;
     Ok(())
 }
+
+/// The patch id and execution ARN `batchless patch submit` printed.
+fn submitted(out: &str) -> Result<(String, String)> {
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("patch ")?.split_once(" submitted:"))
+        .map(|(id, _)| id.to_string())
+        .with_context(|| format!("no patch id in {out}"))?;
+    let arn = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("execution: "))
+        .map(str::to_string)
+        .with_context(|| format!("no execution in {out}"))?;
+    Ok((id, arn))
+}
+
+/// `batchless patch submit --dry-run-only` (issue 18): the CLI follows the dry run and prints
+/// its preview; nobody is asked, nothing runs for real, the database is unchanged, and an
+/// approval of the previewed patch is refused and audited.
+#[tokio::test]
+async fn a_dry_run_only_request_prints_its_preview_and_asks_nobody() -> Result<()> {
+    let p = P::setup().await?;
+    let tag = unique_name("o").replace('-', "_");
+    p.stack.sql(&format!(
+        "INSERT INTO sessions (token, user_id, expires_at) SELECT '{tag}-u-' || i, 1, '2030-01-01' FROM generate_series(1, 2) i;
+         INSERT INTO sessions (token, user_id, expires_at) VALUES ('{tag}-d-1', 1, '2030-01-01');"
+    ))?;
+    let (code, out, err) = p
+        .stack
+        .cli_as(
+            Some("bob"),
+            &[
+                "patch",
+                "submit",
+                "--ticket",
+                "OPS-18",
+                "--ref",
+                "main",
+                "--kind",
+                "runner",
+                "--script",
+                "script/patches/sessions_extend_and_purge.rb",
+                "--arg",
+                &tag,
+                "--reason",
+                "what would this change?",
+                "--dry-run-only",
+            ],
+        )
+        .await?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("dry run completed (build "), "{out}");
+    assert!(
+        out.contains("  preview: public.sessions: 0 inserted, 2 updated, 1 deleted"),
+        "{out}"
+    );
+    let (id, arn) = submitted(&out)?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    Expect {
+        entered: &["StartDryRun", "RecordPreview", "PreviewOnly?", "Previewed"],
+        not_entered: &["RequestApproval", "StartPatchBuild"],
+        ..Expect::succeeded()
+    }
+    .check(&p.stack, &arn, &ended)
+    .await?;
+    let output = ended.output.clone().unwrap_or_default();
+    assert_eq!(output["status"], "PREVIEWED", "{output}");
+    assert!(
+        output["preview"]
+            .to_string()
+            .contains("2 updated, 1 deleted"),
+        "{output}"
+    );
+    let rec = p.record(&id).await?;
+    assert_eq!(rec["status"], "PREVIEWED", "{rec}");
+    assert!(rec.get("approvalMessage").is_none(), "{rec}");
+    assert_eq!(counts(&rec, "preview", "public.sessions"), (0, 2, 1));
+    assert_eq!(p.builds_of(&id, "BATCHLESS_PREVIEW_ID").await?.len(), 1);
+    assert!(p.builds_of(&id, "BATCHLESS_PATCH_ID").await?.is_empty());
+    assert_eq!(
+        count(
+            &p,
+            &format!("SELECT count(*) FROM sessions WHERE token LIKE '{tag}-%'")
+        )?,
+        3,
+        "the dry run changed nothing"
+    );
+    // The preview is posted, so a dry run against production is never silent.
+    let post = p.stack.slack_post_containing("C0ALERTS", &id).await?;
+    let text = post["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("Dry run only") && text.contains("2 updated, 1 deleted"),
+        "{text}"
+    );
+    // Approving it is refused, and the refusal is in the audit trail.
+    let (code, out, err) = p
+        .stack
+        .cli_as(Some("alice"), &["patch", "approve", &id])
+        .await?;
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(
+        format!("{out}{err}").contains("a dry run only"),
+        "{out}{err}"
+    );
+    let (records, _) = batchless_core::shared::audit::read_chain(
+        &p.trail(batchless_core::shared::audit::PATCH_CHAIN),
+    )
+    .await?;
+    let refused = records.iter().any(|r| {
+        r.patch_id == id
+            && r.event == "DECISION_REFUSED"
+            && r.data["refusal"]["refusal"] == "dry_run_only"
+    });
+    assert!(refused, "the refused approval is audited");
+    assert_eq!(p.record(&id).await?["status"], "PREVIEWED");
+    // A dry run only that raises is still a preview (there is nothing to approve), shown as
+    // failed, and the CLI exits non-zero.
+    let (code, out, err) = p
+        .stack
+        .cli_as(
+            Some("bob"),
+            &[
+                "patch",
+                "submit",
+                "--ticket",
+                "OPS-18",
+                "--ref",
+                "main",
+                "--kind",
+                "runner",
+                "--script",
+                "script/patches/raises.rb",
+                "--arg",
+                "x",
+                "--reason",
+                "does it work?",
+                "--dry-run-only",
+            ],
+        )
+        .await?;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("dry run failed (raised)"), "{out}");
+    let (id, _) = submitted(&out)?;
+    assert_eq!(p.record(&id).await?["status"], "PREVIEWED");
+    Ok(())
+}
+
+/// Rows that appear between the preview and the real run: the run changes more than it showed,
+/// and the difference is flagged in the Slack thread, on the record and in the audit report (a
+/// flag, not a violation: the run stays COMPLIANT).
+#[tokio::test]
+async fn a_run_that_changes_more_than_its_preview_is_flagged() -> Result<()> {
+    let p = P::setup().await?;
+    let tag = unique_name("f").replace('-', "_");
+    let insert = |from: u32, to: u32| {
+        format!(
+            "INSERT INTO sessions (token, user_id, expires_at) SELECT '{tag}-u-' || i, 1, '2030-01-01' FROM generate_series({from}, {to}) i;"
+        )
+    };
+    p.stack.sql(&insert(1, 2))?;
+    let (id, arn, rec) = p
+        .previewed("script/patches/sessions_extend_and_purge.rb", &[&tag])
+        .await?;
+    assert_eq!(counts(&rec, "preview", "public.sessions"), (0, 2, 0));
+    p.stack.sql(&insert(3, 7))?;
+    p.approve(&id).await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    Expect {
+        entered: &["AuditCheck", "Patched"],
+        ..Expect::succeeded()
+    }
+    .check(&p.stack, &arn, &ended)
+    .await?;
+    let rec = p.record(&id).await?;
+    assert_eq!(rec["verdict"], "COMPLIANT", "{rec}");
+    assert_eq!(counts(&rec, "actual", "public.sessions"), (0, 7, 0));
+    let flag = "public.sessions: 7 updated in the run, 2 in the preview";
+    assert_eq!(rec["previewFlags"], json!([flag]), "{rec}");
+    let ts = rec["approvalMessage"]["ts"].as_str().unwrap_or_default();
+    let reply = eventually("the flagged result in the thread", TIMEOUT, || async {
+        let msgs = p.stack.slack_messages("C0PATCHES").await?;
+        Ok(msgs
+            .into_iter()
+            .find(|m| m["thread_ts"] == ts && m.to_string().contains("Preview:")))
+    })
+    .await?;
+    let text = reply["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains(&format!(":triangular_flag_on_post: {flag}")),
+        "{text}"
+    );
+    let since = rec["createdAt"].as_str().unwrap_or("2026-01-01");
+    let (code, out, err) =
+        p.stack
+            .cli(&["audit", "report", "--since", &since[..10], "--format", "md"])?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("  - FLAG: {flag}")), "{out}");
+    assert!(
+        out.contains("  - preview: public.sessions: 0 inserted, 2 updated, 0 deleted"),
+        "{out}"
+    );
+    Ok(())
+}
+
+/// Mail a patch sends: counted and captured in the dry run (nothing delivered), delivered by the
+/// real run (the sample app delivers to files, one per recipient).
+#[tokio::test]
+async fn mail_is_counted_not_sent_in_the_dry_run_and_sent_by_the_run() -> Result<()> {
+    let p = P::setup().await?;
+    let tag = unique_name("m");
+    let dir = std::path::Path::new("/tmp/sample-app-mails");
+    let delivered = || {
+        (1..=3)
+            .filter(|i| dir.join(format!("{tag}-{i}@example.test")).exists())
+            .count()
+    };
+    let (id, arn, rec) = p
+        .previewed("script/patches/mails_notices.rb", &[&tag, "3"])
+        .await?;
+    assert_eq!(rec["preview"]["outcome"], "ok", "{rec}");
+    assert_eq!(rec["preview"]["measure"]["mails"], 3, "{rec}");
+    assert_eq!(delivered(), 0, "the dry run delivered mail");
+    let post = p.stack.slack_post_containing("C0PATCHES", &id).await?;
+    assert!(post.to_string().contains("mails: 3"), "{post}");
+    p.approve(&id).await?;
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(ended.status, "SUCCEEDED", "{ended:?}");
+    assert_eq!(delivered(), 3, "the run delivers every mail");
+    assert_eq!(p.record(&id).await?["actual"]["mails"], 3);
+    Ok(())
+}
+
+/// The re-check after the dry run's wake (issue 15: a callback wakes, CodeBuild decides) fails:
+/// the run errors before any preview is recorded or approval asked.
+#[tokio::test]
+async fn a_failing_recheck_of_the_dry_run_errors_the_run() -> Result<()> {
+    let p = P::setup().await?;
+    let head = p.stack.app_head()?;
+    // The dry run's wait can time out before the build ends on a loaded machine (then the
+    // safety-net poll, not the re-check, reads the build): up to three tries.
+    for attempt in 1..=3 {
+        p.stack
+            .faults(&[fault::lambda_error(
+                "poll-build",
+                json!({"woken": true, "dryRun": true}),
+                "AwsServiceError",
+                1,
+            )])
+            .await?;
+        let input = runner(
+            &head,
+            "script/patches/sessions_extend_and_purge.rb",
+            &["r"],
+            json!({}),
+        );
+        let started = p.submit(&input).await;
+        let ended = match &started {
+            Ok((_, arn)) => p.stack.wait_end(arn, TIMEOUT).await,
+            Err(_) => Err(anyhow::anyhow!("not started")),
+        };
+        p.stack.clear_faults().await?;
+        let ((id, arn), ended) = (started?, ended?);
+        let states = p.stack.states_entered(&arn).await?;
+        if !states.iter().any(|s| s == "RecheckDryRun") && attempt < 3 {
+            continue;
+        }
+        Expect {
+            entered: &["WaitForDryRun", "RecheckDryRun", "Errored"],
+            not_entered: &["RecordPreview", "RequestApproval", "StartPatchBuild"],
+            ..Expect::error("AwsServiceError")
+        }
+        .check(&p.stack, &arn, &ended)
+        .await?;
+        assert_eq!(p.record(&id).await?["status"], "ERROR");
+        return Ok(());
+    }
+    unreachable!("the last attempt returns")
+}

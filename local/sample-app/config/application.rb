@@ -4,6 +4,7 @@ require "rails"
 require "active_model/railtie"
 require "active_job/railtie"
 require "active_record/railtie"
+require "action_mailer/railtie"
 require "rails/test_unit/railtie"
 
 Bundler.require(*Rails.groups)
@@ -15,6 +16,11 @@ module SampleApp
     config.autoload_paths << Rails.root.join("lib")
     config.active_job.queue_adapter = :sidekiq
     config.time_zone = "UTC"
+    # Mail is delivered as files (one per recipient) under SAMPLE_APP_MAIL_DIR: what the data
+    # patch tests read to tell a captured mail (dry run) from a delivered one (real run).
+    config.action_mailer.delivery_method = :file
+    config.action_mailer.file_settings = { location: ENV.fetch("SAMPLE_APP_MAIL_DIR", "/tmp/sample-app-mails") }
+    config.action_mailer.perform_deliveries = true
 
     # Fault injection for the batchless replica (see README.md): migrations that exist only
     # when asked, so they stay pending and fail (or take a while) every time they are asked for.

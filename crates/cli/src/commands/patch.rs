@@ -67,6 +67,12 @@ pub struct SubmitArgs {
     /// Seconds to wait for approval [default: the environment's, 24 h].
     #[arg(long)]
     pub approval_timeout: Option<u64>,
+    /// Run only the dry run (rolled back), follow it and print its preview: nobody is asked to
+    /// approve and nothing runs for real. Exit 0 when the dry run completed cleanly.
+    #[arg(long, conflicts_with_all = ["required_approvals", "approval_timeout"])]
+    pub dry_run_only: bool,
+    #[command(flatten)]
+    pub poll: sfn::PollArgs,
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +151,9 @@ async fn submit(aws: &Aws, a: SubmitArgs) -> Result<ExitCode> {
         "reason": a.reason,
         "requestedBy": requested_by,
     });
+    if a.dry_run_only {
+        input["dryRunOnly"] = json!(true);
+    }
     for (k, v) in [
         ("task", a.task.map(Value::from)),
         ("script", a.script.map(Value::from)),
@@ -164,8 +173,51 @@ async fn submit(aws: &Aws, a: SubmitArgs) -> Result<ExitCode> {
     let execution = sfn::start(&client, &machine, &name, &input).await?;
     println!("patch {name} submitted: {} at {commit}", a.git_ref);
     println!("  execution: {execution}");
-    println!("  approve:   batchless patch approve {name}   (or the Slack buttons)");
-    Ok(ExitCode::SUCCESS)
+    if !a.dry_run_only {
+        println!("  approve:   batchless patch approve {name}   (or the Slack buttons)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("  dry run only: following it; nobody is asked to approve, nothing runs for real");
+    let followed = sfn::follow(&client, &execution, a.poll.interval()).await?;
+    if followed == ExitCode::from(130) {
+        return Ok(followed);
+    }
+    let b = aws.patch_backend(&caller(aws).await?.account);
+    let rec = store::must_get(&b.db, &b.patches_table, &name)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for l in preview_lines(&rec) {
+        println!("{l}");
+    }
+    let clean = rec.status == patch::Status::Previewed
+        && rec
+            .preview
+            .as_ref()
+            .is_some_and(|p| p.outcome == batchless_core::patch::preview::Outcome::Ok);
+    Ok(if clean && followed == ExitCode::SUCCESS {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Preview and actual side by side, for a reader.
+fn preview_lines(rec: &store::PatchRecord) -> Vec<String> {
+    use batchless_core::patch::preview::summary_lines;
+    let mut lines: Vec<String> = batchless_core::patch::workflow::preview_lines(rec)
+        .into_iter()
+        .enumerate()
+        .map(|(i, l)| if i == 0 { l } else { format!("  preview: {l}") })
+        .collect();
+    if let Some(a) = &rec.actual {
+        lines.extend(
+            summary_lines(a)
+                .into_iter()
+                .map(|l| format!("  actual:  {l}")),
+        );
+    }
+    lines.extend(rec.preview_flags.iter().map(|f| format!("  flag:    {f}")));
+    lines
 }
 
 async fn decide(aws: &Aws, a: DecideArgs, decision: Decision) -> Result<ExitCode> {
@@ -235,30 +287,8 @@ async fn show(aws: &Aws, a: IdArgs) -> Result<ExitCode> {
     rec.task_token = rec.task_token.map(|_| "[held by the workflow]".into());
     println!("{}", serde_json::to_string_pretty(&rec)?);
     // Preview and actual side by side, for a reader (stderr: stdout stays the record's JSON).
-    use batchless_core::patch::preview::summary_lines;
-    match &rec.preview {
-        Some(p) => {
-            eprintln!(
-                "dry run: {}{}",
-                p.outcome.describe(),
-                p.problem
-                    .as_deref()
-                    .map(|x| format!(" - {x}"))
-                    .unwrap_or_default()
-            );
-            for l in p.measure.as_ref().map(summary_lines).unwrap_or_default() {
-                eprintln!("  preview: {l}");
-            }
-        }
-        None => eprintln!("dry run: none recorded"),
-    }
-    if let Some(a) = &rec.actual {
-        for l in summary_lines(a) {
-            eprintln!("  actual:  {l}");
-        }
-    }
-    for f in &rec.preview_flags {
-        eprintln!("  flag:    {f}");
+    for l in preview_lines(&rec) {
+        eprintln!("{l}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -61,6 +61,7 @@ pub enum Refusal {
     NotApprover { person: String },
     SelfApproval { person: String },
     NotPending { status: Status },
+    DryRunOnly { patch_id: String },
 }
 
 impl Refusal {
@@ -70,6 +71,7 @@ impl Refusal {
             Refusal::NotApprover { .. } => "not_approver",
             Refusal::SelfApproval { .. } => "self_approval",
             Refusal::NotPending { .. } => "not_pending",
+            Refusal::DryRunOnly { .. } => "dry_run_only",
         }
     }
 }
@@ -88,6 +90,12 @@ impl std::fmt::Display for Refusal {
             }
             Refusal::NotPending { status } => {
                 write!(f, "the patch is {status}, no longer pending approval")
+            }
+            Refusal::DryRunOnly { patch_id } => {
+                write!(
+                    f,
+                    "{patch_id} is a dry run only: there is nothing to approve"
+                )
             }
         }
     }
@@ -111,6 +119,11 @@ pub fn judge(
     if person.id == run.requester {
         return Err(Refusal::SelfApproval {
             person: person.id.clone(),
+        });
+    }
+    if run.dry_run_only {
+        return Err(Refusal::DryRunOnly {
+            patch_id: run.patch_id.clone(),
         });
     }
     if patch_status != Status::PendingApproval {
@@ -235,6 +248,14 @@ mod tests {
             Err(Refusal::NotPending {
                 status: Status::Approved
             })
+        );
+        let mut only = run(1);
+        only.dry_run_only = true;
+        assert_eq!(
+            judge(&only, pending, p.by_id("alice"), "U0ALICE01")
+                .unwrap_err()
+                .code(),
+            "dry_run_only"
         );
     }
 

@@ -79,6 +79,8 @@ pub enum Status {
     Succeeded,
     Failed,
     Error,
+    /// A dry-run-only request ended with its preview recorded (nothing was asked or run).
+    Previewed,
     /// The execution was stopped or timed out before it could record an outcome.
     Aborted,
     TimedOut,
@@ -97,6 +99,7 @@ impl Status {
             Status::Succeeded => "SUCCEEDED",
             Status::Failed => "FAILED",
             Status::Error => "ERROR",
+            Status::Previewed => "PREVIEWED",
             Status::Aborted => "ABORTED",
             Status::TimedOut => "TIMED_OUT",
         }
@@ -150,6 +153,10 @@ pub struct PatchRequest {
     /// May lower, never raise, the environment's time limit of the dry run.
     #[serde(default)]
     pub dry_run_time_limit_seconds: Option<u64>,
+    /// Only the dry run: its preview is recorded and posted, nobody is asked to approve and
+    /// nothing runs for real (`batchless patch submit --dry-run-only`).
+    #[serde(default)]
+    pub dry_run_only: bool,
 }
 
 /// A validated patch: everything later steps need, decided once. `patch_id` is the
@@ -183,6 +190,10 @@ pub struct PatchRun {
     pub dry_run: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dry_run_time_limit_seconds: Option<u64>,
+    /// Only the dry run (the request's `dryRunOnly`): the ASL's `PreviewOnly?` ends the run
+    /// after the preview is recorded, decisions are refused, no real build starts.
+    #[serde(default)]
+    pub dry_run_only: bool,
     /// The digest of the recorded preview ([`preview::Preview::digest`]); set once the dry run
     /// is recorded, and then part of the request hash decisions bind to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -294,6 +305,9 @@ pub fn request_hash(run: &PatchRun) -> String {
     if let Some(t) = run.dry_run_time_limit_seconds {
         v["dryRunTimeLimitSeconds"] = json!(t);
     }
+    if run.dry_run_only {
+        v["dryRunOnly"] = json!(true);
+    }
     hex::encode(Sha256::digest(
         crate::shared::audit::canonical_json(&v).as_bytes(),
     ))
@@ -387,6 +401,12 @@ pub fn validate(
             ),
         ));
     }
+    if req.dry_run_only && !policy.dry_run {
+        return Err(InputError::field(
+            "dryRunOnly",
+            format!("the dry run is off in {environment} (PATCH_DRY_RUN=off): there is no preview to run"),
+        ));
+    }
     let mut run = PatchRun {
         patch_id: execution.name.clone(),
         execution_arn: execution.id.clone(),
@@ -418,6 +438,7 @@ pub fn validate(
             }
             t => t,
         },
+        dry_run_only: req.dry_run_only,
         preview_digest: None,
         request_hash: String::new(),
     };
@@ -490,6 +511,28 @@ mod tests {
         assert_eq!(run.approval_timeout_seconds, 86400);
         assert_eq!(run.required_approvals, 1);
         assert_eq!(run.request_hash, request_hash(&run));
+    }
+
+    #[test]
+    fn a_dry_run_only_request_needs_the_dry_run_and_is_bound_into_the_hash() {
+        let mut req = request();
+        req["dryRunOnly"] = json!(true);
+        let only = validate_json(req.clone()).unwrap();
+        assert!(only.dry_run_only && only.dry_run);
+        assert_ne!(
+            only.request_hash,
+            validate_json(request()).unwrap().request_hash
+        );
+        let off = Policy {
+            dry_run: false,
+            ..Policy::default()
+        };
+        let err = validate(req, &exec(), "staging", &people(), off).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("field `dryRunOnly`: the dry run is off in staging"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub struct PatchOutput {
     pub log_uri: Option<String>,
     pub log_console_url: Option<String>,
     pub log_sha256: Option<String>,
+    /// A dry-run-only request's preview ([`preview_lines`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +109,9 @@ pub fn final_status(state: &PatchState, rec: &PatchRecord) -> Status {
         }
         return Status::Error;
     }
+    if state.patch.dry_run_only && state.outcome.is_none() {
+        return Status::Previewed;
+    }
     match &state.outcome {
         Some(o) if o.succeeded => Status::Succeeded,
         Some(_) if rec.cancelled_by.is_some() => Status::Cancelled,
@@ -127,7 +133,7 @@ pub fn record(state: &PatchState, rec: &PatchRecord) -> Recorded {
     let verdict = state.check.as_ref().map(|c| c.verdict);
     let mut cause = String::new();
     match status {
-        Status::Succeeded => {}
+        Status::Succeeded | Status::Previewed => {}
         Status::Rejected => cause.push_str(&format!(
             "Patch {} was rejected by {}; nothing ran.\n",
             run.patch_id,
@@ -208,7 +214,7 @@ pub fn record(state: &PatchState, rec: &PatchRecord) -> Recorded {
     Recorded {
         status,
         verdict,
-        failure_cause: (status != Status::Succeeded || violation)
+        failure_cause: (!matches!(status, Status::Succeeded | Status::Previewed) || violation)
             .then(|| crate::shared::cause::finish(&cause)),
         output: PatchOutput {
             patch_id: run.patch_id.clone(),
@@ -221,10 +227,35 @@ pub fn record(state: &PatchState, rec: &PatchRecord) -> Recorded {
             log_uri: state.logs.as_ref().map(|l| l.uri.clone()),
             log_console_url: state.logs.as_ref().map(|l| l.console_url.clone()),
             log_sha256: state.logs.as_ref().map(|l| l.sha256.clone()),
+            preview: (status == Status::Previewed).then(|| preview_lines(rec)),
         },
         thread: rec.approval_message.clone(),
         comparison: None,
     }
+}
+
+/// A recorded preview for a reader: how the dry run ended (and why it is not a clean one),
+/// then its counts.
+pub fn preview_lines(rec: &PatchRecord) -> Vec<String> {
+    let Some(p) = &rec.preview else {
+        return vec!["no preview recorded".into()];
+    };
+    let mut lines = vec![format!(
+        "dry run {} (build {}){}",
+        p.outcome.describe(),
+        p.build_id,
+        p.problem
+            .as_deref()
+            .map(|x| format!(": {x}"))
+            .unwrap_or_default()
+    )];
+    lines.extend(
+        p.measure
+            .as_ref()
+            .map(super::preview::summary_lines)
+            .unwrap_or_default(),
+    );
+    lines
 }
 
 /// The result posted in the request's thread.
@@ -236,6 +267,7 @@ pub fn result_text(state: &PatchState) -> String {
     let icon = match r.status {
         Status::Succeeded if r.verdict == Some(Compliance::Compliant) => ":white_check_mark:",
         Status::Succeeded => ":warning:",
+        Status::Previewed => ":mag:",
         Status::Rejected | Status::Cancelled | Status::Expired => ":no_entry_sign:",
         _ => ":x:",
     };
@@ -252,6 +284,12 @@ pub fn result_text(state: &PatchState) -> String {
     }
     if let Some(v) = &r.verdict {
         text.push_str(&format!("\nAudit check: {v}"));
+    }
+    if let Some(lines) = &r.output.preview {
+        text.push_str("\nDry run only: nobody was asked to approve and nothing ran for real.");
+        for l in lines {
+            text.push_str(&format!("\n• {}", super::message::escape(l)));
+        }
     }
     if let Some(c) = &r.comparison {
         text.push_str(&format!(
@@ -305,6 +343,46 @@ mod tests {
             "phaseContext": if succeeded {None} else {Some("COMMAND_EXECUTION_ERROR: exit status 3")},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_dry_run_only_ends_previewed_with_its_preview_in_the_output_and_the_post() {
+        let mut s = state();
+        s.patch.dry_run_only = true;
+        let mut r = rec(Status::PendingApproval);
+        r.preview = Some(
+            serde_json::from_value(json!({
+                "buildId": "p:2", "buildStatus": "SUCCEEDED", "outcome": "ok",
+                "measure": {"mode": "dry-run", "rolledBack": true, "outcome": "ok", "exitStatus": 0, "durationMs": 5,
+                            "tables": {"public.users": {"inserted": 0, "updated": 2, "deleted": 0}}},
+                "approvable": true, "digest": "d"
+            }))
+            .unwrap(),
+        );
+        assert_eq!(final_status(&s, &r), Status::Previewed);
+        let recorded = record(&s, &r);
+        assert!(recorded.failure_cause.is_none());
+        let lines = recorded.output.preview.clone().unwrap();
+        assert_eq!(lines[0], "dry run completed (build p:2)");
+        assert_eq!(lines[1], "public.users: 0 inserted, 2 updated, 0 deleted");
+        s.record = Some(recorded);
+        let text = result_text(&s);
+        assert!(
+            text.contains("PREVIEWED") && text.contains("Dry run only"),
+            "{text}"
+        );
+        assert!(
+            text.contains("• public.users: 0 inserted, 2 updated"),
+            "{text}"
+        );
+        // A dry run only whose dry run could not start is an error, not a preview.
+        let mut s = state();
+        s.patch.dry_run_only = true;
+        s.error = Some(StepError {
+            error: "AwsServiceError".into(),
+            cause: "boom".into(),
+        });
+        assert_eq!(final_status(&s, &r), Status::Error);
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub struct Row {
     pub status: String,
     pub verdict: String,
     pub log: String,
+    /// The dry run's counts (PREVIEWED), the real run's beside them and what differs beyond
+    /// the configured factor (FINISHED's comparison): flags, not violations.
+    pub preview: Vec<String>,
+    pub actual: Vec<String>,
+    pub flags: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -37,6 +42,17 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Sweep findings: (when, what).
     pub alerts: Vec<(String, String)>,
+}
+
+fn lines(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn text(v: &Value, k: &str) -> String {
@@ -106,9 +122,23 @@ pub fn build(records: &[AuditRecord], since: &str) -> Report {
                 row.ran_commit = text(&r.data, "resolvedSourceVersion");
                 row.build_started_at = text(&r.data, "buildStartedAt");
             }
+            events::PREVIEWED => {
+                row.preview = lines(&r.data["summary"]);
+                let outcome = text(&r.data, "outcome");
+                if outcome != "ok" {
+                    let problem = text(&r.data, "problem");
+                    row.preview
+                        .insert(0, format!("dry run {outcome}: {problem}"));
+                }
+            }
             events::FINISHED => {
                 row.status = text(&r.data, "status");
                 row.log = text(&r.data, "logUri");
+                let c = &r.data["comparison"];
+                if !c.is_null() {
+                    row.actual = lines(&c["actual"]);
+                    row.flags = lines(&c["flags"]);
+                }
             }
             other if other == "APPROVED" || other == "REJECTED" => row.status = other.to_string(),
             _ => {}
@@ -165,6 +195,26 @@ pub fn markdown(r: &Report) -> String {
         ));
     }
     out.push_str(&format!("\n{} patch(es).\n", r.rows.len()));
+    let previewed: Vec<&Row> = r
+        .rows
+        .iter()
+        .filter(|row| !row.preview.is_empty())
+        .collect();
+    if !previewed.is_empty() {
+        out.push_str("\n## Preview and actual\n\n");
+        for row in previewed {
+            out.push_str(&format!("- **{}**\n", md_cell(&row.patch_id)));
+            for (what, l) in row
+                .preview
+                .iter()
+                .map(|l| ("preview", l))
+                .chain(row.actual.iter().map(|l| ("actual", l)))
+                .chain(row.flags.iter().map(|l| ("FLAG", l)))
+            {
+                out.push_str(&format!("  - {what}: {}\n", md_cell(l)));
+            }
+        }
+    }
     if !r.alerts.is_empty() {
         out.push_str("\n## Alerts from the audit sweep\n\n");
         for (at, what) in &r.alerts {
@@ -213,6 +263,28 @@ pub fn html(r: &Report) -> String {
         out.push_str("</tr>\n");
     }
     out.push_str("</table>\n");
+    let previewed: Vec<&Row> = r
+        .rows
+        .iter()
+        .filter(|row| !row.preview.is_empty())
+        .collect();
+    if !previewed.is_empty() {
+        out.push_str("<h2>Preview and actual</h2>\n<ul>\n");
+        for row in previewed {
+            out.push_str(&format!("<li><b>{}</b><ul>", esc(&row.patch_id)));
+            for (what, l) in row
+                .preview
+                .iter()
+                .map(|l| ("preview", l))
+                .chain(row.actual.iter().map(|l| ("actual", l)))
+                .chain(row.flags.iter().map(|l| ("FLAG", l)))
+            {
+                out.push_str(&format!("<li>{what}: {}</li>", esc(l)));
+            }
+            out.push_str("</ul></li>\n");
+        }
+        out.push_str("</ul>\n");
+    }
     if !r.alerts.is_empty() {
         out.push_str("<h2>Alerts from the audit sweep</h2>\n<ul>\n");
         for (at, what) in &r.alerts {
@@ -291,6 +363,14 @@ mod tests {
                 "2026-11-28T10:02:00Z",
             ),
             rec(
+                5,
+                "p1",
+                "PREVIEWED",
+                "workflow",
+                json!({"outcome": "ok", "summary": ["public.users: 0 inserted, 2 updated, 0 deleted"]}),
+                "2026-11-28T10:01:30Z",
+            ),
+            rec(
                 6,
                 "p1",
                 "BUILD_STARTED",
@@ -311,7 +391,10 @@ mod tests {
                 "p1",
                 "FINISHED",
                 "workflow",
-                json!({"status": "SUCCEEDED", "logUri": "s3://b/logs/p1.log"}),
+                json!({"status": "SUCCEEDED", "logUri": "s3://b/logs/p1.log", "comparison": {
+                    "preview": ["public.users: 0 inserted, 2 updated, 0 deleted"],
+                    "actual": ["public.users: 0 inserted, 9 updated, 0 deleted"],
+                    "flags": ["public.users: 9 updated in the run, 2 in the preview"]}}),
                 "2026-11-28T10:05:00Z",
             ),
             rec(
@@ -338,7 +421,23 @@ mod tests {
             ("SUCCEEDED", "COMPLIANT")
         );
         assert_eq!(row.log, "s3://b/logs/p1.log");
+        assert_eq!(
+            row.preview,
+            ["public.users: 0 inserted, 2 updated, 0 deleted"]
+        );
+        assert_eq!(
+            row.actual,
+            ["public.users: 0 inserted, 9 updated, 0 deleted"]
+        );
+        assert_eq!(row.flags.len(), 1);
         assert_eq!(r.alerts.len(), 1);
+        let md = markdown(&r);
+        assert!(
+            md.contains("  - FLAG: public.users: 9 updated in the run, 2 in the preview"),
+            "{md}"
+        );
+        assert!(html(&r)
+            .contains("<li>FLAG: public.users: 9 updated in the run, 2 in the preview</li>"));
     }
 
     #[test]

@@ -213,7 +213,8 @@ async fn record_preview(
     };
     let rec = store::must_get(st.db, st.table, &patch.patch_id).await?;
     let next = rec.run()?.clone();
-    if !stored.approvable {
+    // A dry run only is never approved: its preview is the result, whatever it shows.
+    if !stored.approvable && !next.dry_run_only {
         return Err(Error::NotApproved(format!(
             "patch {}: {}; in {} a patch whose dry run failed or was cut short cannot be approved: fix it (or the lock it waited on) and submit it again",
             next.patch_id,

@@ -191,6 +191,12 @@ async fn start(deps: &Deps, patch: PatchRun) -> Result<Output, Error> {
             p.problem.as_deref().unwrap_or("failed")
         )));
     }
+    if approved.dry_run_only {
+        return Err(Error::NotApproved(format!(
+            "patch {}: a dry run only never runs for real",
+            patch.patch_id
+        )));
+    }
     if approved.dry_run && rec.preview.is_none() {
         return Err(Error::NotApproved(format!(
             "patch {}: no dry run is recorded",

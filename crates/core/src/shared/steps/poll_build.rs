@@ -5,6 +5,7 @@
 //!   so the workflow routes on what CodeBuild says, never on what the callback carried. A wake
 //!   while the build still runs (a forged or stray `SendTaskSuccess`: `complete-wait` sends only
 //!   for a final status) is logged as such and the workflow waits again;
+//!   `RecheckDryRun` does the same for a data patch's dry run (`dryRun: true`);
 //! - `PollBuild`, the safety net when the wait times out (the state-change event was lost or is
 //!   late).
 
@@ -35,6 +36,10 @@ pub struct Input {
     /// Whether a callback woke the wait (`RecheckBuild`) rather than its timeout.
     #[serde(default)]
     pub woken: bool,
+    /// The build is a data patch's dry run (`RecheckDryRun`); only logged, and what tells the
+    /// two re-checks apart in the execution history.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 pub type Output = BuildOutcome;
@@ -45,10 +50,11 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         tracing::warn!(
             build_id = %input.build_id,
             status = %outcome.status,
+            dry_run = input.dry_run,
             "the build's wait was woken while the build still runs (a forged or stray SendTaskSuccess): waiting again"
         );
     } else {
-        tracing::info!(build_id = %input.build_id, status = %outcome.status, finished = outcome.finished, woken = input.woken, "polled build");
+        tracing::info!(build_id = %input.build_id, status = %outcome.status, finished = outcome.finished, woken = input.woken, dry_run = input.dry_run, "polled build");
     }
     Ok(outcome)
 }
@@ -107,6 +113,7 @@ mod tests {
             Input {
                 build_id: "migrate:404".into(),
                 woken: false,
+                dry_run: false,
             },
         )
         .await

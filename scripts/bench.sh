@@ -2,7 +2,7 @@
 # make bench: every benchmark of issues 8 and 21 in one run, on its own replica stack; the tables go
 # to target/bench/results.md (with the machine they ran on) and are read in BENCHMARKS.md.
 # Not a test and not in CI. BENCH_SKIP="package demo ..." skips sections by name:
-#   startup (stub + empty function) cost startup-replica collect-logs workflow claim lateness scanner package demo
+#   startup (stub + empty function) cost startup-replica collect-logs workflow claim lateness dry-run preflight scanner package demo
 # BENCH_PROFILE=bench-dev builds and measures the functions with the cheaper profile (harness
 # development only; BENCHMARKS.md's numbers are from the release profile).
 set -euo pipefail
@@ -52,7 +52,7 @@ if want cost; then
     .venv/bin/python bench/cost.py --set bastion_always_on=false; } >> "$OUT"
 fi
 
-if want startup-replica || want collect-logs || want workflow || want claim || want lateness; then
+if want startup-replica || want collect-logs || want workflow || want claim || want lateness || want dry-run || want preflight; then
 # a 60-minute migration build needs more than the project's default 60-minute timeout
 target/debug/batchless local up --name "$STACK" --time-scale 60 -- --param MigrationTimeoutMinutes=90 >&2
 trap 'target/debug/batchless local down --name "$STACK" >&2 || true' EXIT
@@ -83,6 +83,16 @@ fi
 if want lateness; then
   section "Scheduled-job lateness: delivery to task start (issue 20)"
   BATCHLESS_STACK=$STACK timed cargo run -q -p batchless-scenarios --example lateness-bench >> "$OUT"
+fi
+
+if want dry-run; then
+  section "Data-patch dry run: latency added before the approval request, overhead over a plain run (issue 18)"
+  BATCHLESS_STACK=$STACK timed cargo run -q -p batchless-scenarios --example dry-run-bench >> "$OUT"
+fi
+
+if want preflight; then
+  section "Migration pre-flight: added time for 1 and 20 pending migrations (issue 19)"
+  BATCHLESS_STACK=$STACK timed cargo run -q -p batchless-scenarios --example preflight-bench >> "$OUT"
 fi
 
 target/debug/batchless local down --name "$STACK" >&2

@@ -9,6 +9,20 @@
 #    "container":"app","command":"User.destroy_all","time":"2026-11-28T13:00:00.123Z",
 #    "pid":42,"lineNo":1}
 #
+# It also reports on itself, so that getting around it leaves a trace:
+#
+#   {"batchless":"console-heartbeat","v":1,"taskId":"…",…,"seq":3,"intervalSeconds":60}
+#   {"batchless":"console-tamper","v":1,"taskId":"…",…,"what":"Batchless::ConsoleHook.emit was redefined"}
+#
+# A heartbeat every BATCHLESS_HOOK_HEARTBEAT_SECONDS (default 60; the first at install) from a
+# thread of its own; batchless records the last one on the session. A tamper report when one of
+# the hook's methods is redefined (at once, and at the next heartbeat, which also sees a
+# redefined tamper hook), when
+# IRB::Context#evaluate no longer goes through the hook first, or when BATCHLESS_CONSOLE_LOG is
+# changed after start (the hook keeps writing where it started). Heartbeats and tamper reports are
+# written through a writer bound at install, not through the methods they watch. A console that
+# kills the thread stops the heartbeats: that gap is what batchless alerts on.
+#
 # Where the line goes: an ECS Exec session's own stdout is the operator's terminal, not the
 # container's log driver, so the line is written to the stdout of the container's main process
 # (`/proc/1/fd/1`), which awslogs ships to the console log group. `BATCHLESS_CONSOLE_LOG`
@@ -26,6 +40,8 @@ require "uri"
 module Batchless
   module ConsoleHook
     MAX_COMMAND_BYTES = 64 * 1024
+    # The methods whose redefinition silences the hook.
+    WATCHED = %i[emit write destination task_metadata fields singleton_method_added].freeze
 
     class << self
       def emit(code, line_no = nil)
@@ -33,20 +49,10 @@ module Batchless
         return if command.strip.empty?
 
         command = command.byteslice(0, MAX_COMMAND_BYTES).scrub("?") if command.bytesize > MAX_COMMAND_BYTES
-        meta = task_metadata
-        line = {
-          "batchless" => "console-command",
-          "v" => 1,
-          "taskId" => meta[:task_id],
-          "taskArn" => meta[:task_arn],
-          "cluster" => meta[:cluster],
-          "container" => meta[:container],
+        line = fields("console-command").merge(
           "command" => command,
-          "time" => Time.now.utc.iso8601(3),
-          "pid" => Process.pid,
-          "lineNo" => line_no.is_a?(Integer) ? line_no : nil,
-          "metadataError" => meta[:error]
-        }.compact
+          "lineNo" => line_no.is_a?(Integer) ? line_no : nil
+        ).compact
         write(JSON.generate(line))
       rescue StandardError => e
         # Never break the console; say so where the operator sees it.
@@ -55,6 +61,83 @@ module Batchless
 
       def task_metadata
         @task_metadata ||= fetch_task_metadata
+      end
+
+      # The fields every line carries.
+      def fields(kind)
+        meta = task_metadata
+        {
+          "batchless" => kind,
+          "v" => 1,
+          "taskId" => meta[:task_id],
+          "taskArn" => meta[:task_arn],
+          "cluster" => meta[:cluster],
+          "container" => meta[:container],
+          "time" => Time.now.utc.iso8601(3),
+          "pid" => Process.pid,
+          "metadataError" => meta[:error]
+        }.compact
+      end
+
+      # Install-time writer for heartbeats and tamper reports: bound to the destination and the
+      # metadata as they were at install, so redefining write/destination/emit cannot reach it.
+      def start_self_reporting
+        return if @reporter
+
+        out = destination
+        base = fields("console-heartbeat").reject { |k, _| %w[batchless time].include?(k) }.freeze
+        @reporter = lambda do |kind, extra|
+          line = { "batchless" => kind }.merge(base).merge("time" => Time.now.utc.iso8601(3)).merge(extra)
+          out.write("#{JSON.generate(line)}\n")
+          out.flush
+        rescue StandardError
+          nil
+        end.freeze
+        reporter = @reporter
+        originals = WATCHED.to_h { |m| [m, method(m).unbind] }
+        started_log = ENV["BATCHLESS_CONSOLE_LOG"]
+        interval = Integer(ENV.fetch("BATCHLESS_HOOK_HEARTBEAT_SECONDS", "60"), exception: false) || 60
+        interval = 60 unless interval.positive?
+        hook = self
+        irb_patched = defined?(IRB::Context) && IRB::Context.ancestors.include?(IrbContextPatch)
+        @heartbeat = Thread.new do
+          seq = 0
+          reported = {}
+          loop do
+            seq += 1
+            problems = originals.filter_map do |m, orig|
+              "Batchless::ConsoleHook.#{m} was redefined" if hook.method(m).unbind != orig
+            end
+            if irb_patched && IRB::Context.instance_method(:evaluate).owner != IrbContextPatch
+              problems << "IRB::Context#evaluate no longer goes through the hook first " \
+                          "(#{IRB::Context.instance_method(:evaluate).owner})"
+            end
+            now_log = ENV["BATCHLESS_CONSOLE_LOG"]
+            if now_log != started_log
+              problems << "BATCHLESS_CONSOLE_LOG changed from #{started_log.inspect} to #{now_log.inspect} " \
+                          "(the hook keeps writing where it started)"
+            end
+            problems.each do |what|
+              next if reported[what] == seq - 1 # said at the previous beat: once per stretch
+
+              reporter.call("console-tamper", "what" => what)
+            ensure
+              reported[what] = seq
+            end
+            reporter.call("console-heartbeat", "seq" => seq, "intervalSeconds" => interval)
+            sleep interval
+          end
+        end
+        @heartbeat.report_on_exception = false
+      end
+
+      # A method of the hook redefined after install: said at once (the heartbeat says it again
+      # if this hook itself is replaced).
+      def singleton_method_added(name)
+        super
+        return unless @reporter && WATCHED.include?(name)
+
+        @reporter.call("console-tamper", "what" => "Batchless::ConsoleHook.#{name} was redefined")
       end
 
       def reset!
@@ -133,6 +216,7 @@ module Batchless
       if defined?(Pry) && Pry.respond_to?(:hooks)
         Pry.hooks.add_hook(:before_eval, :batchless_console_hook) { |code, _pry| emit(code) }
       end
+      start_self_reporting
       true
     end
   end

@@ -963,6 +963,130 @@ fn fake_metadata(task_arn: &str) -> Result<String> {
     Ok(format!("http://{addr}/v4/0123456789abcdef-1234"))
 }
 
+/// Debian's irb with the console hook loaded (`-r`), `script` typed into it, the hook writing to
+/// this process's stdout; the finished process.
+async fn irb_with_hook(
+    metadata: &str,
+    script: &str,
+    env: &[(&str, &str)],
+) -> Result<std::process::Output> {
+    let hook = repo_root().join("infra/bastion/console_hook.rb");
+    let mut child = tokio::process::Command::new("irb")
+        .args(["--noprompt", "--noverbose", "-r"])
+        .arg(&hook)
+        .env("ECS_CONTAINER_METADATA_URI_V4", metadata)
+        .env("BATCHLESS_CONSOLE_LOG", "-")
+        .env("HOME", std::env::temp_dir())
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("irb")?;
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().context("stdin")?;
+        stdin.write_all(script.as_bytes()).await?;
+    }
+    Ok(tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await??)
+}
+
+/// Issue 16: the hook reports on itself. Heartbeats (every second here) are recorded on the
+/// session; silencing the hook (`emit` redefined) and moving its destination
+/// (`BATCHLESS_CONSOLE_LOG`) are each reported by the hook, and posted in the session's thread
+/// as "console hook tampered with", although the command typed after it is not reported.
+#[tokio::test]
+async fn the_ruby_hook_reports_its_heartbeat_and_being_tampered_with() -> Result<()> {
+    let b = Bastion::setup().await?;
+    let sid = session_id("tamper");
+    let task = format!("tampertask{}", &sid[sid.len() - 6..]);
+    let session = b.logged_in(&sid, ALICE, &task).await?;
+    let metadata = fake_metadata(&format!(
+        "arn:aws:ecs:us-east-1:123456789012:task/batchless-staging-bastion/{task}"
+    ))?;
+    let script = "x = 1\nsleep 1.5\nBatchless::ConsoleHook.define_singleton_method(:emit) { |*a| nil }\nUser.delete_all rescue nil\nENV['BATCHLESS_CONSOLE_LOG'] = '/dev/null'\nsleep 2.5\n";
+    let out = irb_with_hook(
+        &metadata,
+        script,
+        &[("BATCHLESS_HOOK_HEARTBEAT_SECONDS", "1")],
+    )
+    .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with("{\"batchless\":\"console-"))
+        .map(serde_json::from_str)
+        .collect::<std::result::Result<_, _>>()?;
+    let of =
+        |kind: &str| -> Vec<&Value> { lines.iter().filter(|l| l["batchless"] == kind).collect() };
+    let beats: Vec<u64> = of("console-heartbeat")
+        .iter()
+        .filter_map(|l| l["seq"].as_u64())
+        .collect();
+    assert!(
+        beats.len() >= 3 && beats.windows(2).all(|w| w[1] == w[0] + 1),
+        "{stdout}"
+    );
+    let tampered: Vec<&str> = of("console-tamper")
+        .iter()
+        .filter_map(|l| l["what"].as_str())
+        .collect();
+    assert!(
+        tampered.contains(&"Batchless::ConsoleHook.emit was redefined"),
+        "{stdout}"
+    );
+    assert!(
+        tampered
+            .iter()
+            .any(|w| w.starts_with("BATCHLESS_CONSOLE_LOG changed from \"-\" to \"/dev/null\"")),
+        "{stdout}"
+    );
+    // Silenced: the command typed after the redefinition is not reported (only its trace is).
+    assert!(
+        !stdout.contains("\"command\":\"User.delete_all"),
+        "{stdout}"
+    );
+    for l in &lines {
+        assert_eq!(l["taskId"], task, "{l}");
+    }
+
+    let messages: Vec<String> = lines.iter().map(Value::to_string).collect();
+    let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
+    let out = b
+        .stack
+        .invoke(
+            "CommandWatchFunction",
+            &payload(&console_group(&b), &format!("console/app/{task}"), &refs),
+        )
+        .await?;
+    assert_eq!(
+        out["heartbeats"].as_u64(),
+        Some(beats.len() as u64),
+        "{out}"
+    );
+    assert_eq!(out["hits"].as_u64(), Some(tampered.len() as u64), "{out}");
+    assert_eq!(out["posted"], out["hits"], "{out}");
+    let post = b
+        .thread_post_containing(&session, "Batchless::ConsoleHook.emit was redefined")
+        .await?;
+    assert!(
+        post.to_string().contains("Console hook tampered with"),
+        "{post}"
+    );
+    b.thread_post_containing(&session, "BATCHLESS_CONSOLE_LOG changed")
+        .await?;
+    let rec = b.session(&sid).await?.context("the session record")?;
+    assert!(
+        rec["hookLastSeenAt"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{rec}"
+    );
+    assert!(rec["flagged"].as_i64().unwrap_or(0) >= 2, "{rec}");
+    b.stop(&b.execution_arn(&sid)).await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_ruby_hook_in_irb_emits_the_json_lines_command_watch_reads() -> Result<()> {
     let b = Bastion::setup().await?;
@@ -980,26 +1104,9 @@ async fn the_ruby_hook_in_irb_emits_the_json_lines_command_watch_reads() -> Resu
     let metadata = fake_metadata(&format!(
         "arn:aws:ecs:us-east-1:123456789012:task/batchless-staging-bastion/{task}"
     ))?;
-    let hook = repo_root().join("infra/bastion/console_hook.rb");
     let script = "User = Struct.new(:id) unless defined?(User)\nUser.new(1)\n# destroy_all later\n[1, 2].sum\nputs :done\n";
-    let mut child = tokio::process::Command::new("irb")
-        .args(["--noprompt", "--noverbose", "-r"])
-        .arg(&hook)
-        .env("ECS_CONTAINER_METADATA_URI_V4", &metadata)
-        .env("BATCHLESS_CONSOLE_LOG", "-")
-        .env("HOME", std::env::temp_dir())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("irb")?;
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = child.stdin.take().context("stdin")?;
-        stdin.write_all(script.as_bytes()).await?;
-    }
     let started = Instant::now();
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await??;
+    let out = irb_with_hook(&metadata, script, &[]).await?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<Value> = stdout
         .lines()

@@ -109,6 +109,9 @@ pub struct SessionRecord {
     pub alert: Option<Alert>,
     #[serde(default)]
     pub flagged: Option<i64>,
+    /// The console hook's last heartbeat on this session's task (`console-heartbeat`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_last_seen_at: Option<String>,
     pub recorded_at: String,
 }
 
@@ -180,6 +183,9 @@ pub enum HitSource {
     Hook,
     /// An ECS Exec session transcript.
     Transcript,
+    /// The console hook reporting that it was tampered with (`console-tamper`: a method of the
+    /// hook redefined, IRB's patch overridden, its destination changed).
+    Tamper,
 }
 
 impl HitSource {
@@ -187,6 +193,7 @@ impl HitSource {
         match self {
             HitSource::Hook => "hook",
             HitSource::Transcript => "transcript",
+            HitSource::Tamper => "hook tampered",
         }
     }
 }
@@ -474,6 +481,21 @@ impl Store {
             .await
     }
 
+    /// The console hook was heard from at `at` (RFC 3339, a heartbeat): `hookLastSeenAt` only
+    /// moves forward, so a late, out-of-order delivery never moves it back.
+    pub async fn hook_seen(&self, session_id: &str, at: &str) -> Result<(), Error> {
+        self.sessions
+            .set_fields_at(
+                &pk(session_id),
+                Some(SESSION_SK),
+                &[("hookLastSeenAt", json!(at))],
+                Some("attribute_not_exists(#hookLastSeenAt) OR #hookLastSeenAt < :at"),
+                &[(":at", json!(at))],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Record a judged reply once (a redelivered reply is judged the same).
     pub async fn record_reply(&self, reply: &ReplyRecord) -> Result<Once<ReplyRecord>, Error> {
         self.replies.put_once(reply).await
@@ -659,11 +681,18 @@ pub fn hit_message(
     };
     let (severity, source) = (severity.as_str(), source.as_str());
     let who = rec.map(|r| r.who()).unwrap_or_else(|| "someone".into());
-    let text = format!(
-        "{icon} *Dangerous command* ({severity}) by {who} on task `{task_id}` [{source}]\n\
-         ```{command_redacted}```\npattern: {}",
-        patterns.join(", ")
-    );
+    let text = if source == HitSource::Tamper.as_str() {
+        format!(
+            ":rotating_light: *Console hook tampered with* ({severity}) by {who} on task `{task_id}`\n\
+             ```{command_redacted}```\nthe hook reported this about itself: commands typed after it may not be reported"
+        )
+    } else {
+        format!(
+            "{icon} *Dangerous command* ({severity}) by {who} on task `{task_id}` [{source}]\n\
+             ```{command_redacted}```\npattern: {}",
+            patterns.join(", ")
+        )
+    };
     match rec.and_then(|r| Some((r.channel.clone()?, r.thread_ts.clone()?))) {
         Some((channel, ts)) => Message {
             channel,

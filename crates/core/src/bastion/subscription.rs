@@ -97,11 +97,13 @@ pub fn encode(data: &LogsData) -> String {
     base64::engine::general_purpose::STANDARD.encode(gz.finish().expect("in-memory gzip"))
 }
 
-/// The line the console hook (`infra/bastion/console_hook.rb`) writes for every command.
+/// A line the console hook (`infra/bastion/console_hook.rb`) writes: one per command
+/// (`console-command`), a heartbeat (`console-heartbeat`, every `intervalSeconds`), or a report
+/// that it was tampered with (`console-tamper`, `what`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HookLine {
-    /// Always `console-command`.
+    /// [`HOOK_COMMAND`], [`HOOK_HEARTBEAT`] or [`HOOK_TAMPER`].
     pub batchless: String,
     pub v: u32,
     pub task_id: String,
@@ -111,6 +113,8 @@ pub struct HookLine {
     pub cluster: Option<String>,
     #[serde(default)]
     pub container: Option<String>,
+    /// The command (`console-command` only).
+    #[serde(default)]
     pub command: String,
     pub time: String,
     #[serde(default)]
@@ -119,9 +123,20 @@ pub struct HookLine {
     pub line_no: Option<u64>,
     #[serde(default)]
     pub metadata_error: Option<String>,
+    /// What was tampered with (`console-tamper`).
+    #[serde(default)]
+    pub what: Option<String>,
+    /// The heartbeat's number since the console started, and its interval (`console-heartbeat`).
+    #[serde(default)]
+    pub seq: Option<u64>,
+    #[serde(default)]
+    pub interval_seconds: Option<u64>,
 }
 
-pub const HOOK_MARKER: &str = "{\"batchless\":\"console-command\"";
+pub const HOOK_COMMAND: &str = "console-command";
+pub const HOOK_HEARTBEAT: &str = "console-heartbeat";
+pub const HOOK_TAMPER: &str = "console-tamper";
+pub const HOOK_MARKER: &str = "{\"batchless\":\"console-";
 
 /// What a log event is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,13 +161,22 @@ pub fn classify(message: &str, from_console_group: bool) -> Result<Source, Strin
     let trimmed = message.trim();
     // The hook writes compact JSON; accept any JSON spacing all the same.
     if trimmed.starts_with(HOOK_MARKER)
-        || (trimmed.starts_with('{') && trimmed.contains("\"console-command\""))
+        || (trimmed.starts_with('{')
+            && [HOOK_COMMAND, HOOK_HEARTBEAT, HOOK_TAMPER]
+                .iter()
+                .any(|k| trimmed.contains(&format!("\"{k}\""))))
     {
         let line: HookLine = serde_json::from_str(trimmed)
             .map_err(|e| format!("malformed console hook line: {e}"))?;
-        if line.batchless != "console-command" || line.v != 1 {
+        let complete = match line.batchless.as_str() {
+            HOOK_COMMAND => !line.command.is_empty(),
+            HOOK_TAMPER => line.what.as_deref().is_some_and(|w| !w.is_empty()),
+            HOOK_HEARTBEAT => true,
+            _ => false,
+        };
+        if !complete || line.v != 1 {
             return Err(format!(
-                "unsupported console hook line (batchless={:?}, v={})",
+                "unsupported console hook line (batchless={:?}, v={}, command or what missing?)",
                 line.batchless, line.v
             ));
         }
@@ -189,6 +213,27 @@ mod tests {
             classify("Started GET /", true),
             Ok(Source::Ignored)
         ));
+    }
+
+    #[test]
+    fn heartbeats_and_tamper_reports_are_hook_lines_and_must_be_complete() {
+        let beat = r#"{"batchless":"console-heartbeat","v":1,"taskId":"t1","time":"2026-12-02T03:00:00Z","pid":7,"seq":3,"intervalSeconds":60}"#;
+        assert!(
+            matches!(classify(beat, true), Ok(Source::Hook(l)) if l.batchless == HOOK_HEARTBEAT && l.seq == Some(3))
+        );
+        let tamper = r#"{"batchless":"console-tamper","v":1,"taskId":"t1","time":"2026-12-02T03:00:00Z","what":"Batchless::ConsoleHook.emit was redefined"}"#;
+        assert!(
+            matches!(classify(tamper, true), Ok(Source::Hook(l)) if l.what.as_deref() == Some("Batchless::ConsoleHook.emit was redefined"))
+        );
+        // A tamper report that says nothing, a command line without a command, an unknown kind:
+        // reported as bad events, never taken for hook lines.
+        for bad in [
+            r#"{"batchless":"console-tamper","v":1,"taskId":"t1","time":"t"}"#,
+            r#"{"batchless":"console-command","v":1,"taskId":"t1","time":"t"}"#,
+            r#"{"batchless":"console-quiet","v":1,"taskId":"t1","time":"t"}"#,
+        ] {
+            assert!(classify(bad, true).is_err(), "{bad}");
+        }
     }
 
     fn sample() -> LogsData {

@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::bastion::scan::Scanner;
+use crate::bastion::scan::{Hit, Scanner, Severity};
 use crate::bastion::session::{self, HitRecord, HitSource, ItemKind, SessionRecord, Store};
 use crate::bastion::subscription::{self, LogsData, Source};
 use crate::bastion::WatchConfig;
@@ -79,6 +79,8 @@ pub struct Output {
     pub hits: usize,
     pub posted: usize,
     pub duplicates: usize,
+    /// Console hook heartbeats recorded on their sessions.
+    pub heartbeats: usize,
     pub errors: Vec<Problem>,
 }
 
@@ -183,8 +185,21 @@ async fn process(
         let (hits, sessions, task_id, kind) = match &source {
             Source::Ignored => continue,
             Source::Hook(line) => {
-                let hits = deps.scanner.scan(&line.command);
-                if hits.is_empty() {
+                let (hits, kind) = match line.batchless.as_str() {
+                    // What the hook says about itself is a critical finding of its own.
+                    subscription::HOOK_TAMPER => (
+                        vec![Hit {
+                            command: line.what.clone().unwrap_or_default(),
+                            patterns: vec!["console-hook-tampered".into()],
+                            severity: Severity::Critical,
+                        }],
+                        HitSource::Tamper,
+                    ),
+                    subscription::HOOK_HEARTBEAT => (Vec::new(), HitSource::Hook),
+                    _ => (deps.scanner.scan(&line.command), HitSource::Hook),
+                };
+                let heartbeat = line.batchless == subscription::HOOK_HEARTBEAT;
+                if hits.is_empty() && !heartbeat {
                     continue;
                 }
                 let all = cache.of(&deps.store, &line.task_id, false).await?;
@@ -197,7 +212,16 @@ async fn process(
                         })
                     })
                     .collect();
-                (hits, open, line.task_id.clone(), HitSource::Hook)
+                if heartbeat {
+                    report.heartbeats += 1;
+                    for s in &open {
+                        deps.store
+                            .hook_seen(&s.session_id, &time::rfc3339(at))
+                            .await?;
+                    }
+                    continue;
+                }
+                (hits, open, line.task_id.clone(), kind)
             }
             Source::Transcript => {
                 let hits = deps.scanner.scan(&ev.message);

@@ -200,7 +200,7 @@ impl Scanner {
         // that starts in the block is seen whole), into a buffer that stays in the cache.
         const BLOCK: usize = 1 << 15;
         let bytes = text.as_bytes();
-        let mut folded = Vec::with_capacity(BLOCK + literals.max_len);
+        let mut buffer = vec![0; BLOCK + literals.max_len];
         let mut search = literals.start();
         // Where the search goes on: a segment's start, every literal before it seen to.
         let mut from = 0;
@@ -211,11 +211,15 @@ impl Scanner {
                 base = end;
                 continue;
             }
-            folded.clear();
-            folded.extend_from_slice(&bytes[base..(end + literals.max_len - 1).min(bytes.len())]);
-            fold_in_place(&mut folded);
+            let source = &bytes[base..(end + literals.max_len - 1).min(bytes.len())];
+            let folded = &mut buffer[..source.len()];
+            // (In this form the compiler vectorises it.)
+            for (f, &b) in folded.iter_mut().zip(source) {
+                *f = fold_byte(b);
+            }
+            let folded = &*folded;
             search.restart();
-            while let Some(at) = search.next(&folded, from.max(base) - base) {
+            while let Some(at) = search.next(folded, from.max(base) - base) {
                 let at = base + at;
                 if at >= end {
                     break; // (the next block's)
@@ -367,15 +371,7 @@ fn fold_byte(b: u8) -> u8 {
 }
 
 fn fold(bytes: &[u8]) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    fold_in_place(&mut out);
-    out
-}
-
-fn fold_in_place(bytes: &mut [u8]) {
-    for b in bytes {
-        *b = fold_byte(*b);
-    }
+    bytes.iter().map(|&b| fold_byte(b)).collect()
 }
 
 /// What is known of the strings a relaxed pattern (see [`relax`]) matches, for a literal

@@ -870,7 +870,9 @@ fn strip_noise_into(text: &str, first: usize, out: &mut String) {
     // boundaries and scanning bytes finds what scanning characters would.
     let (mut at, mut copied) = (first, 0);
     loop {
-        out.push_str(&text[copied..at]);
+        if at > copied {
+            out.push_str(&text[copied..at]);
+        }
         copied = match bytes[at] {
             0x1b => {
                 let next = at + 1;
@@ -909,6 +911,11 @@ fn strip_noise_into(text: &str, first: usize, out: &mut String) {
             0xc2 => at + 2, // a C1 control
             _ => at + 1,    // another C0 control
         };
+        // (Noise often comes in runs: `ESC[1m` `ESC[32m`.)
+        if copied < bytes.len() && is_noise_at(bytes, copied) {
+            at = copied;
+            continue;
+        }
         match find_noise(bytes, copied) {
             Some(next) => at = next,
             None => break,

@@ -1459,6 +1459,11 @@ mod tests {
         ("FileUtils.rm_rf('/app')", "rm_rf"),
         ("FileUtils.rm_r Rails.root", "rm_rf"),
         ("find /app -name '*.rb' -delete", "rm_rf"),
+        // destructive shell commands (`dd if=/…`: no word boundary after `=`)
+        ("dd if=/dev/zero of=/dev/nvme0n1 bs=1M", "destructive_shell"),
+        ("sudo dd  if=/dev/urandom of=/dev/xvda", "destructive_shell"),
+        ("mkfs.ext4 /dev/xvdf", "destructive_shell"),
+        ("kill -9 -1", "destructive_shell"),
         // environment dumps
         ("ENV.to_hash", "env_dump"),
         ("ENV.to_h", "env_dump"),

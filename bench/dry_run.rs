@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 use aws_sdk_codebuild::types::{EnvironmentVariable, EnvironmentVariableType};
 use aws_sdk_sfn::types::HistoryEvent;
 use batchless_scenarios::patch::Patches;
-use batchless_scenarios::{eventually, unique_name, Stack};
+use batchless_scenarios::{eventually, p50_min_max_row, unique_name, Stack};
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -52,16 +52,6 @@ fn build_seconds(b: &aws_sdk_codebuild::types::Build) -> Result<f64> {
     Ok(
         secs(*b.end_time().context("build not ended")?)
             - secs(*b.start_time().context("no start")?),
-    )
-}
-
-fn stats(label: &str, v: &mut [f64]) -> String {
-    v.sort_by(f64::total_cmp);
-    let p50 = batchless_scenarios::percentile(v, 0.5).unwrap_or_default();
-    format!(
-        "| {label} | {p50:.2} | {:.2} | {:.2} |",
-        v.first().copied().unwrap_or_default(),
-        v.last().copied().unwrap_or_default()
     )
 }
 
@@ -171,50 +161,50 @@ async fn main() -> Result<()> {
     println!("| --- | ---: | ---: | ---: |");
     println!(
         "{}",
-        stats(
+        p50_min_max_row(
             "added before the approval request (`DryRun?` left → `RequestApproval` entered)",
             &mut added
         )
     );
     println!(
         "{}",
-        stats(
+        p50_min_max_row(
             "… of which the dry-run build (CodeBuild start → end)",
             &mut dry_build
         )
     );
     println!(
         "{}",
-        stats(
+        p50_min_max_row(
             "… of which the workflow around it (start, wake, re-check, preview recorded)",
             &mut around
         )
     );
     println!(
         "{}",
-        stats("dry-run build (shim, rolled back)", &mut dry_build.clone())
+        p50_min_max_row("dry-run build (shim, rolled back)", &mut dry_build.clone())
     );
     println!(
         "{}",
-        stats("real-run build (shim in run mode)", &mut real_build)
+        p50_min_max_row("real-run build (shim in run mode)", &mut real_build)
     );
     println!(
         "{}",
-        stats(
+        p50_min_max_row(
             "plain build (the project's own buildspec, no shim)",
             &mut plain
         )
     );
     println!(
         "{}",
-        stats(
+        p50_min_max_row(
             "the command inside the shim, dry run (`durationMs`)",
             &mut dry_cmd
         )
     );
     println!(
         "{}",
-        stats(
+        p50_min_max_row(
             "the command inside the shim, real run (`durationMs`)",
             &mut real_cmd
         )

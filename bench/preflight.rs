@@ -16,35 +16,15 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use batchless_scenarios::app::{migrate_within, suffix, version};
+use batchless_scenarios::app::{migrate_within, migration_report, suffix, version};
+use batchless_scenarios::p50_min_max_row;
 use batchless_scenarios::Stack;
 use serde_json::Value;
 
 const TIMEOUT: Duration = Duration::from_secs(600);
 
-async fn report(stack: &Stack, execution: &str, file: &str) -> Result<Value> {
-    let bucket = stack.bucket("LogsBucket")?;
-    let body = stack
-        .object(&format!(
-            "s3://{bucket}/migrations/{execution}/report/{file}"
-        ))
-        .await
-        .with_context(|| format!("{file} of {execution}"))?;
-    Ok(serde_json::from_slice(&body)?)
-}
-
 fn ms(v: &Value) -> f64 {
     v["durationMs"].as_f64().unwrap_or_default() / 1000.0
-}
-
-fn row(label: &str, v: &mut [f64]) -> String {
-    v.sort_by(f64::total_cmp);
-    let p50 = batchless_scenarios::percentile(v, 0.5).unwrap_or_default();
-    format!(
-        "| {label} | {p50:.2} | {:.2} | {:.2} |",
-        v.first().copied().unwrap_or_default(),
-        v.last().copied().unwrap_or_default()
-    )
 }
 
 #[tokio::main]
@@ -83,8 +63,8 @@ async fn main() -> Result<()> {
             )?;
             let (_, name, end) = migrate_within(&stack, &commit, "bench-pf", TIMEOUT).await?;
             anyhow::ensure!(end.status == "SUCCEEDED", "{end:?}");
-            let p = report(&stack, &name, "preflight.json").await?;
-            let m = report(&stack, &name, "migrate.json").await?;
+            let p = migration_report(&stack, &name, "preflight.json").await?;
+            let m = migration_report(&stack, &name, "migrate.json").await?;
             anyhow::ensure!(
                 p["pending"].as_array().map(Vec::len) == Some(n),
                 "pre-flight saw {:?} pending, not {n}",
@@ -111,28 +91,28 @@ async fn main() -> Result<()> {
         }
         println!(
             "{}",
-            row(
+            p50_min_max_row(
                 &format!("{n}: pre-flight (`preflight.json` durationMs)"),
                 &mut pre
             )
         );
         println!(
             "{}",
-            row(
+            p50_min_max_row(
                 &format!("{n}: the migrations themselves (sum of `migrate.json` `migrations[].durationMs`)"),
                 &mut migrate
             )
         );
         println!(
             "{}",
-            row(
+            p50_min_max_row(
                 &format!("{n}: the whole build (CodeBuild start → end)"),
                 &mut build
             )
         );
         println!(
             "{}",
-            row(
+            p50_min_max_row(
                 &format!("{n}: pre-flight's share of the build, %"),
                 &mut share
             )

@@ -282,6 +282,23 @@ pub fn camel(s: &str) -> String {
         .collect()
 }
 
+/// A report the migration shim wrote for the execution `execution` (`preflight.json`,
+/// `migrate.json`: the build's artifacts in the logs bucket).
+pub async fn migration_report(
+    stack: &Stack,
+    execution: &str,
+    file: &str,
+) -> Result<serde_json::Value> {
+    let bucket = stack.bucket("LogsBucket")?;
+    let body = stack
+        .object(&format!(
+            "s3://{bucket}/migrations/{execution}/report/{file}"
+        ))
+        .await
+        .with_context(|| format!("{file} of {execution}"))?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
 /// Migrate `commit` (an execution named `<prefix>-<unique>`) and wait up to `timeout` for the
 /// end: the execution's ARN, its name and its end.
 pub async fn migrate_within(

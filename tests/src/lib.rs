@@ -468,6 +468,17 @@ pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
     sorted.get(((last as f64) * p).round() as usize).copied()
 }
 
+/// A benchmark table row `| label | p50 | min | max |` of `v` (sorted in place), two decimals.
+pub fn p50_min_max_row(label: &str, v: &mut [f64]) -> String {
+    v.sort_by(f64::total_cmp);
+    format!(
+        "| {label} | {:.2} | {:.2} | {:.2} |",
+        percentile(v, 0.5).unwrap_or_default(),
+        v.first().copied().unwrap_or_default(),
+        v.last().copied().unwrap_or_default()
+    )
+}
+
 /// A random past day (never used before), as `YYYY-MM-DD`: occurrences on it belong to one test.
 pub fn past_day() -> String {
     let nanos = std::time::SystemTime::now()

@@ -963,6 +963,21 @@ fn fake_metadata(task_arn: &str) -> Result<String> {
     Ok(format!("http://{addr}/v4/0123456789abcdef-1234"))
 }
 
+/// `messages` as awslogs ships them from the console log group of `task`, to command-watch.
+async fn console_lines_to_command_watch(
+    b: &Bastion,
+    task: &str,
+    messages: &[String],
+) -> Result<Value> {
+    let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
+    b.stack
+        .invoke(
+            "CommandWatchFunction",
+            &payload(&console_group(b), &format!("console/app/{task}"), &refs),
+        )
+        .await
+}
+
 /// Debian's irb with the console hook loaded (`-r`), `script` typed into it, the hook writing to
 /// this process's stdout; the finished process.
 async fn irb_with_hook(
@@ -1051,14 +1066,7 @@ async fn the_ruby_hook_reports_its_heartbeat_and_being_tampered_with() -> Result
     }
 
     let messages: Vec<String> = lines.iter().map(Value::to_string).collect();
-    let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
-    let out = b
-        .stack
-        .invoke(
-            "CommandWatchFunction",
-            &payload(&console_group(&b), &format!("console/app/{task}"), &refs),
-        )
-        .await?;
+    let out = console_lines_to_command_watch(&b, &task, &messages).await?;
     assert_eq!(
         out["heartbeats"].as_u64(),
         Some(beats.len() as u64),
@@ -1140,14 +1148,7 @@ async fn the_ruby_hook_in_irb_emits_the_json_lines_command_watch_reads() -> Resu
     let mut dangerous = lines[1].clone();
     dangerous["command"] = json!("User.delete_all");
     messages.push(dangerous.to_string());
-    let refs: Vec<&str> = messages.iter().map(String::as_str).collect();
-    let out = b
-        .stack
-        .invoke(
-            "CommandWatchFunction",
-            &payload(&console_group(&b), &format!("console/app/{task}"), &refs),
-        )
-        .await?;
+    let out = console_lines_to_command_watch(&b, &task, &messages).await?;
     assert_eq!(
         (out["hits"].as_i64(), out["posted"].as_i64()),
         (Some(1), Some(1)),

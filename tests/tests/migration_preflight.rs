@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use batchless_scenarios::app::{camel, migrate_within, suffix, version};
+use batchless_scenarios::app::{camel, migrate_within, migration_report, suffix, version};
 use batchless_scenarios::other::{OtherStack, Setup};
 use batchless_scenarios::*;
 use serde_json::{json, Value};
@@ -51,17 +51,6 @@ fn pending(stack: &Stack, kind: &str, sfx: &str, body: &str) -> Result<Pending> 
 
 async fn migrate(stack: &Stack, commit: &str, prefix: &str) -> Result<(String, String, Ended)> {
     migrate_within(stack, commit, prefix, TIMEOUT).await
-}
-
-async fn report_file(stack: &Stack, execution: &str, file: &str) -> Result<Value> {
-    let bucket = stack.bucket("LogsBucket")?;
-    let body = stack
-        .object(&format!(
-            "s3://{bucket}/migrations/{execution}/report/{file}"
-        ))
-        .await
-        .with_context(|| format!("{file} of {execution}"))?;
-    Ok(serde_json::from_slice(&body)?)
 }
 
 fn applied(stack: &Stack, version: &str) -> Result<bool> {
@@ -156,7 +145,7 @@ async fn a_non_concurrent_index_on_a_table_with_rows_is_reported_in_staging_and_
     assert_eq!(ran["retries"], 0);
 
     // The full report in S3, the history record, and the Slack card.
-    let pre = report_file(&stack, &name, "preflight.json").await?;
+    let pre = migration_report(&stack, &name, "preflight.json").await?;
     assert_eq!(pre["gate"], "reported");
     let runs = stack.table("RunsTable")?;
     let rec = stack
@@ -285,7 +274,7 @@ async fn a_held_lock_times_out_is_retried_and_fails_naming_the_table_while_prefl
     ] {
         assert!(cause.contains(&needle), "{needle:?} in {cause}");
     }
-    let m = report_file(&stack, &name, "migrate.json").await?;
+    let m = migration_report(&stack, &name, "migrate.json").await?;
     let attempts = m["migrations"][0]["attempts"]
         .as_array()
         .cloned()
@@ -294,7 +283,7 @@ async fn a_held_lock_times_out_is_retried_and_fails_naming_the_table_while_prefl
     assert!(attempts.iter().all(|a| a["table"] == "users"), "{m}");
     assert_eq!(m["failure"]["table"], "users");
     assert_eq!(m["failure"]["lockTimeout"], true);
-    let pre = report_file(&stack, &name, "preflight.json").await?;
+    let pre = migration_report(&stack, &name, "preflight.json").await?;
     assert_eq!(
         pre["error"],
         Value::Null,
@@ -344,7 +333,7 @@ async fn a_lock_released_halfway_succeeds_on_a_retry() -> Result<()> {
         ran["lockWaitMs"].as_u64().unwrap_or_default() >= 4000,
         "{ran}"
     );
-    let m = report_file(&stack, &name, "migrate.json").await?;
+    let m = migration_report(&stack, &name, "migrate.json").await?;
     assert_eq!(m["migrations"][0]["attempts"][0]["table"], "users", "{m}");
     assert!(column_exists(&stack, "users", &column)?);
     assert!(applied(&stack, &p.version)?);

@@ -458,19 +458,14 @@ fn submitted(out: &str) -> Result<(String, String)> {
     Ok((id, arn))
 }
 
-/// `batchless patch submit --dry-run-only` (issue 18): the CLI follows the dry run and prints
-/// its preview; nobody is asked, nothing runs for real, the database is unchanged, and an
-/// approval of the previewed patch is refused and audited.
-#[tokio::test]
-async fn a_dry_run_only_request_prints_its_preview_and_asks_nobody() -> Result<()> {
-    let p = P::setup().await?;
-    let tag = unique_name("o").replace('-', "_");
-    p.stack.sql(&format!(
-        "INSERT INTO sessions (token, user_id, expires_at) SELECT '{tag}-u-' || i, 1, '2030-01-01' FROM generate_series(1, 2) i;
-         INSERT INTO sessions (token, user_id, expires_at) VALUES ('{tag}-d-1', 1, '2030-01-01');"
-    ))?;
-    let (code, out, err) = p
-        .stack
+/// `batchless patch submit --dry-run-only` as bob: a runner `script` with one argument.
+async fn dry_run_only(
+    p: &P,
+    script: &str,
+    arg: &str,
+    reason: &str,
+) -> Result<(i32, String, String)> {
+    p.stack
         .cli_as(
             Some("bob"),
             &[
@@ -483,15 +478,35 @@ async fn a_dry_run_only_request_prints_its_preview_and_asks_nobody() -> Result<(
                 "--kind",
                 "runner",
                 "--script",
-                "script/patches/sessions_extend_and_purge.rb",
+                script,
                 "--arg",
-                &tag,
+                arg,
                 "--reason",
-                "what would this change?",
+                reason,
                 "--dry-run-only",
             ],
         )
-        .await?;
+        .await
+}
+
+/// `batchless patch submit --dry-run-only` (issue 18): the CLI follows the dry run and prints
+/// its preview; nobody is asked, nothing runs for real, the database is unchanged, and an
+/// approval of the previewed patch is refused and audited.
+#[tokio::test]
+async fn a_dry_run_only_request_prints_its_preview_and_asks_nobody() -> Result<()> {
+    let p = P::setup().await?;
+    let tag = unique_name("o").replace('-', "_");
+    p.stack.sql(&format!(
+        "INSERT INTO sessions (token, user_id, expires_at) SELECT '{tag}-u-' || i, 1, '2030-01-01' FROM generate_series(1, 2) i;
+         INSERT INTO sessions (token, user_id, expires_at) VALUES ('{tag}-d-1', 1, '2030-01-01');"
+    ))?;
+    let (code, out, err) = dry_run_only(
+        &p,
+        "script/patches/sessions_extend_and_purge.rb",
+        &tag,
+        "what would this change?",
+    )
+    .await?;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("dry run completed (build "), "{out}");
     assert!(
@@ -559,29 +574,8 @@ async fn a_dry_run_only_request_prints_its_preview_and_asks_nobody() -> Result<(
     assert_eq!(p.record(&id).await?["status"], "PREVIEWED");
     // A dry run only that raises is still a preview (there is nothing to approve), shown as
     // failed, and the CLI exits non-zero.
-    let (code, out, err) = p
-        .stack
-        .cli_as(
-            Some("bob"),
-            &[
-                "patch",
-                "submit",
-                "--ticket",
-                "OPS-18",
-                "--ref",
-                "main",
-                "--kind",
-                "runner",
-                "--script",
-                "script/patches/raises.rb",
-                "--arg",
-                "x",
-                "--reason",
-                "does it work?",
-                "--dry-run-only",
-            ],
-        )
-        .await?;
+    let (code, out, err) =
+        dry_run_only(&p, "script/patches/raises.rb", "x", "does it work?").await?;
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("dry run failed (raised)"), "{out}");
     let (id, _) = submitted(&out)?;

@@ -165,6 +165,24 @@ fn md_cell(s: &str) -> String {
     or_dash(s).replace('|', "\\|").replace('\n', " ")
 }
 
+/// Each previewed patch with its preview, actual and flag lines, labelled.
+fn preview_and_actual(r: &Report) -> Vec<(&str, Vec<(&'static str, &str)>)> {
+    r.rows
+        .iter()
+        .filter(|row| !row.preview.is_empty())
+        .map(|row| {
+            let lines = row
+                .preview
+                .iter()
+                .map(|l| ("preview", l.as_str()))
+                .chain(row.actual.iter().map(|l| ("actual", l.as_str())))
+                .chain(row.flags.iter().map(|l| ("FLAG", l.as_str())))
+                .collect();
+            (row.patch_id.as_str(), lines)
+        })
+        .collect()
+}
+
 pub fn markdown(r: &Report) -> String {
     let mut out = format!("# Data patches since {}\n\n", r.since);
     out.push_str("| patch | requested | ticket | requester | approved by | command | commit | ran commit | build started | status | verdict | log |\n");
@@ -195,22 +213,12 @@ pub fn markdown(r: &Report) -> String {
         ));
     }
     out.push_str(&format!("\n{} patch(es).\n", r.rows.len()));
-    let previewed: Vec<&Row> = r
-        .rows
-        .iter()
-        .filter(|row| !row.preview.is_empty())
-        .collect();
+    let previewed = preview_and_actual(r);
     if !previewed.is_empty() {
         out.push_str("\n## Preview and actual\n\n");
-        for row in previewed {
-            out.push_str(&format!("- **{}**\n", md_cell(&row.patch_id)));
-            for (what, l) in row
-                .preview
-                .iter()
-                .map(|l| ("preview", l))
-                .chain(row.actual.iter().map(|l| ("actual", l)))
-                .chain(row.flags.iter().map(|l| ("FLAG", l)))
-            {
+        for (patch, lines) in previewed {
+            out.push_str(&format!("- **{}**\n", md_cell(patch)));
+            for (what, l) in lines {
                 out.push_str(&format!("  - {what}: {}\n", md_cell(l)));
             }
         }
@@ -263,22 +271,12 @@ pub fn html(r: &Report) -> String {
         out.push_str("</tr>\n");
     }
     out.push_str("</table>\n");
-    let previewed: Vec<&Row> = r
-        .rows
-        .iter()
-        .filter(|row| !row.preview.is_empty())
-        .collect();
+    let previewed = preview_and_actual(r);
     if !previewed.is_empty() {
         out.push_str("<h2>Preview and actual</h2>\n<ul>\n");
-        for row in previewed {
-            out.push_str(&format!("<li><b>{}</b><ul>", esc(&row.patch_id)));
-            for (what, l) in row
-                .preview
-                .iter()
-                .map(|l| ("preview", l))
-                .chain(row.actual.iter().map(|l| ("actual", l)))
-                .chain(row.flags.iter().map(|l| ("FLAG", l)))
-            {
+        for (patch, lines) in previewed {
+            out.push_str(&format!("<li><b>{}</b><ul>", esc(patch)));
+            for (what, l) in lines {
                 out.push_str(&format!("<li>{what}: {}</li>", esc(l)));
             }
             out.push_str("</ul></li>\n");

@@ -138,7 +138,9 @@ fuzz:
 	@rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
-	  $(CARGO) +nightly fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 2>&1 | \
-	    grep -E "^(#[0-9]+ +DONE|Done [0-9]+ runs|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)" || true; \
+	  mkdir -p target; $(CARGO) +nightly fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	    > target/fuzz-$$t.log 2>&1; rc=$$?; \
+	  grep -E "^(#[0-9]+ +DONE|Done [0-9]+ runs|==[0-9]+==|SUMMARY|artifact_prefix|Test unit written)" target/fuzz-$$t.log; \
 	  test -z "$$(ls artifacts/$$t 2>/dev/null)" || { echo "fuzz $$t: crash inputs in fuzz/artifacts/$$t"; exit 1; }; \
+	  test $$rc = 0 || { tail -20 target/fuzz-$$t.log; echo "fuzz $$t: exit $$rc (a build error counts), log: fuzz/target/fuzz-$$t.log"; exit 1; }; \
 	done

@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
         if let Ok(Some(l)) = login::from_event(&v) {
-            let _ = login::is_console_entrypoint(&l.command);
+            let _ = login::is_console_entrypoint(&l.exec.command);
             let _ = login::execution_name(&l.session_id);
         }
     }

@@ -418,3 +418,76 @@ async fn a_planted_run_record_with_an_old_build_fails_the_migration_loudly() -> 
     assert!(!m.lock_held().await?, "the lock is released");
     Ok(())
 }
+
+// ------------------------------------------------------------------------------- data patch
+
+/// A forged `{"finished": true, "succeeded": true}` on the dry run's wait while the dry run
+/// runs (issue 15): `RecheckDryRun` asks CodeBuild, the workflow waits again, and the preview is
+/// recorded only from the build's real end; nothing is asked for approval early.
+#[tokio::test]
+async fn a_forged_wake_of_the_dry_run_wait_is_rechecked_and_waited_out() -> Result<()> {
+    let p = batchless_scenarios::patch::Patches::setup().await?;
+    let input = json!({
+        "ticket": "OPS-15", "ref": "main", "commit": p.stack.app_head()?, "kind": "runner",
+        "script": "script/patches/sleeps.rb", "args": ["20"], "reason": "forged dry-run wake",
+        "requestedBy": "arn:aws:iam::123456789012:user/bob",
+    });
+    let (id, arn) = p.start_named("forgeddry", &input).await?;
+    let build_id: String = eventually("the dry-run build", TIMEOUT, || async {
+        Ok(p.find_record(&id)
+            .await?
+            .and_then(|r| r["previewBuildId"].as_str().map(str::to_string)))
+    })
+    .await?;
+    let key = batchless_core::sfn::waits::WaitKind::Codebuild.key(&build_id);
+    let token = stored_token(&p.stack, &key).await?;
+    forge_success(
+        &p.stack,
+        &token,
+        &json!({"buildId": build_id, "finished": true, "succeeded": true, "status": "SUCCEEDED"}),
+    )
+    .await?;
+    eventually("the workflow to act on the wake", TIMEOUT, || async {
+        let states = p.stack.states_entered(&arn).await?;
+        Ok((has(&states, "RecheckDryRun") || has(&states, "RecordPreview")).then_some(()))
+    })
+    .await?;
+    let status = p
+        .stack
+        .build(&build_id)
+        .await?
+        .build_status()
+        .map(|s| s.as_str().to_string());
+    assert_eq!(
+        status.as_deref(),
+        Some("IN_PROGRESS"),
+        "the dry run outlasts the forged wake (precondition)"
+    );
+    let states = p.stack.states_entered(&arn).await?;
+    assert!(has(&states, "RecheckDryRun"), "{states:?}");
+    assert!(!has(&states, "RecordPreview"), "{states:?}");
+    let rec = p.record(&id).await?;
+    assert!(
+        rec.get("preview").is_none(),
+        "no preview while it runs: {rec}"
+    );
+    assert!(
+        rec.get("approvalMessage").is_none(),
+        "nobody asked yet: {rec}"
+    );
+    // The real end records the real preview, then the approval request.
+    let rec = eventually("the approval request", TIMEOUT, || async {
+        Ok(p.find_record(&id)
+            .await?
+            .filter(|r| r.get("approvalMessage").is_some()))
+    })
+    .await?;
+    assert_eq!(rec["preview"]["outcome"], "ok", "{rec}");
+    assert_eq!(rec["preview"]["buildStatus"], "SUCCEEDED", "{rec}");
+    let states = p.stack.states_entered(&arn).await?;
+    assert!(count(&states, "WaitForDryRun") >= 2, "{states:?}");
+    let (code, out, err) = p.stack.cli(&["patch", "cancel", &id])?;
+    assert_eq!(code, 0, "{out}{err}");
+    p.stack.wait_end(&arn, TIMEOUT).await?;
+    Ok(())
+}

@@ -94,7 +94,10 @@ module Batchless
           nil
         end.freeze
         reporter = @reporter
-        originals = WATCHED.to_h { |m| [m, method(m).unbind] }
+        # Bound once, so that redefining `method` or `instance_method` cannot blind the check.
+        method_of = Object.instance_method(:method)
+        instance_method_of = Module.instance_method(:instance_method)
+        originals = WATCHED.to_h { |m| [m, method_of.bind_call(self, m).unbind] }
         started_log = ENV["BATCHLESS_CONSOLE_LOG"]
         interval = Integer(ENV.fetch("BATCHLESS_HOOK_HEARTBEAT_SECONDS", "60"), exception: false) || 60
         interval = 60 unless interval.positive?
@@ -105,24 +108,29 @@ module Batchless
           reported = {}
           loop do
             seq += 1
-            problems = originals.filter_map do |m, orig|
-              "Batchless::ConsoleHook.#{m} was redefined" if hook.method(m).unbind != orig
-            end
-            if irb_patched && IRB::Context.instance_method(:evaluate).owner != IrbContextPatch
-              problems << "IRB::Context#evaluate no longer goes through the hook first " \
-                          "(#{IRB::Context.instance_method(:evaluate).owner})"
-            end
-            now_log = ENV["BATCHLESS_CONSOLE_LOG"]
-            if now_log != started_log
-              problems << "BATCHLESS_CONSOLE_LOG changed from #{started_log.inspect} to #{now_log.inspect} " \
-                          "(the hook keeps writing where it started)"
-            end
-            problems.each do |what|
-              next if reported[what] == seq - 1 # said at the previous beat: once per stretch
+            begin
+              problems = originals.filter_map do |m, orig|
+                "Batchless::ConsoleHook.#{m} was redefined" if method_of.bind_call(hook, m).unbind != orig
+              end
+              owner = irb_patched && instance_method_of.bind_call(IRB::Context, :evaluate).owner
+              if owner && owner != IrbContextPatch
+                problems << "IRB::Context#evaluate no longer goes through the hook first (#{owner})"
+              end
+              now_log = ENV["BATCHLESS_CONSOLE_LOG"]
+              if now_log != started_log
+                problems << "BATCHLESS_CONSOLE_LOG changed from #{started_log.inspect} to #{now_log.inspect} " \
+                            "(the hook keeps writing where it started)"
+              end
+              problems.each do |what|
+                next if reported[what] == seq - 1 # said at the previous beat: once per stretch
 
-              reporter.call("console-tamper", "what" => what)
-            ensure
-              reported[what] = seq
+                reporter.call("console-tamper", "what" => what)
+              ensure
+                reported[what] = seq
+              end
+            rescue StandardError => e
+              # The self-check itself broken (a method it relies on replaced): that is tampering too.
+              reporter.call("console-tamper", "what" => "the hook's self-check failed: #{e.class}: #{e.message}")
             end
             reporter.call("console-heartbeat", "seq" => seq, "intervalSeconds" => interval)
             sleep interval

@@ -19,7 +19,6 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use aws_sdk_codebuild::types::{EnvironmentVariable, EnvironmentVariableType};
 use aws_sdk_sfn::types::HistoryEvent;
 use batchless_scenarios::patch::Patches;
 use batchless_scenarios::{eventually, p50_min_max_row, unique_name, Stack};
@@ -56,31 +55,17 @@ fn build_seconds(b: &aws_sdk_codebuild::types::Build) -> Result<f64> {
 }
 
 async fn plain_build(p: &Patches, commit: &str, command: &str) -> Result<f64> {
-    let env = |k: &str, v: &str| {
-        EnvironmentVariable::builder()
-            .name(k)
-            .value(v)
-            .r#type(EnvironmentVariableType::Plaintext)
-            .build()
-            .expect("name and value")
-    };
     let id = unique_name("bench-plain");
-    let started = p
-        .stack
-        .codebuild
-        .start_build()
-        .project_name(&p.project)
-        .source_version(commit)
-        .environment_variables_override(env("BATCHLESS_PATCH_ID", &id))
-        .environment_variables_override(env("BATCHLESS_PATCH_COMMAND", command))
-        .environment_variables_override(env("BATCHLESS_OUTPUT_DIR", "tmp/batchless-output"))
-        .send()
+    let build_id = p
+        .start_outside_build(
+            commit,
+            &[
+                ("BATCHLESS_PATCH_ID", &id),
+                ("BATCHLESS_PATCH_COMMAND", command),
+                ("BATCHLESS_OUTPUT_DIR", "tmp/batchless-output"),
+            ],
+        )
         .await?;
-    let build_id = started
-        .build_value()
-        .and_then(|b| b.id())
-        .context("no build id")?
-        .to_string();
     let build = eventually("the plain build's end", TIMEOUT, || async {
         let b = p.stack.build(&build_id).await?;
         Ok(b.end_time().is_some().then_some(b))

@@ -89,6 +89,34 @@ impl Patches {
         self.stack.slack_send_with(spec, &extra).await
     }
 
+    /// A build of the patch project started outside the workflow (its own buildspec) at
+    /// `commit`, with `env` as plaintext variables: its id.
+    pub async fn start_outside_build(&self, commit: &str, env: &[(&str, &str)]) -> Result<String> {
+        use aws_sdk_codebuild::types::{EnvironmentVariable, EnvironmentVariableType};
+        let mut req = self
+            .stack
+            .codebuild
+            .start_build()
+            .project_name(&self.project)
+            .source_version(commit);
+        for (k, v) in env {
+            req = req.environment_variables_override(
+                EnvironmentVariable::builder()
+                    .name(*k)
+                    .value(*v)
+                    .r#type(EnvironmentVariableType::Plaintext)
+                    .build()?,
+            );
+        }
+        Ok(req
+            .send()
+            .await?
+            .build_value()
+            .and_then(|b| b.id())
+            .context("no build id")?
+            .to_string())
+    }
+
     /// The project's builds whose environment sets `var` (e.g. [`PATCH_ID_VAR`]) to `id`.
     pub async fn builds_of(
         &self,

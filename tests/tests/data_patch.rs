@@ -499,19 +499,7 @@ async fn the_approved_sha_runs_after_the_branch_moved_and_the_cli_decides() -> R
 async fn the_sweep_names_a_build_started_outside_the_workflow_and_a_false_requester() -> Result<()>
 {
     let p = P::setup().await?;
-    let outside = p
-        .stack
-        .codebuild
-        .start_build()
-        .project_name(&p.project)
-        .source_version(p.stack.app_head()?)
-        .send()
-        .await?;
-    let build_id = outside
-        .build_value()
-        .and_then(|b| b.id())
-        .context("id")?
-        .to_string();
+    let build_id = p.start_outside_build(&p.stack.app_head()?, &[]).await?;
     // Started by the replica's default identity (local-operator) but naming bob.
     let (id, arn) = p.submit_request(json!({"ticket": "OPS-9"})).await?;
     p.pending(&id).await?;

@@ -75,6 +75,13 @@ async fn stored_token(stack: &Stack, wait_key: &str) -> Result<String> {
     .await
 }
 
+/// A forged wake of the build wait of `build_id` (its token from the waits table): `output`.
+async fn forge_build_end(stack: &Stack, build_id: &str, output: &Value) -> Result<()> {
+    let key = batchless_core::sfn::waits::WaitKind::Codebuild.key(build_id);
+    let token = stored_token(stack, &key).await?;
+    forge_success(stack, &token, output).await
+}
+
 async fn forge_success(stack: &Stack, token: &str, output: &Value) -> Result<()> {
     stack
         .sfn
@@ -323,11 +330,9 @@ async fn a_forged_build_outcome_on_the_migration_wait_is_rechecked_and_waited_ou
             .and_then(|r| r["buildId"].as_str().map(str::to_string)))
     })
     .await?;
-    let key = batchless_core::sfn::waits::WaitKind::Codebuild.key(&build_id);
-    let token = stored_token(&m.stack, &key).await?;
-    forge_success(
+    forge_build_end(
         &m.stack,
-        &token,
+        &build_id,
         &json!({"buildId": build_id, "finished": true, "succeeded": true, "status": "SUCCEEDED",
                 "logGroup": "/forged", "logStream": "forged"}),
     )
@@ -439,11 +444,9 @@ async fn a_forged_wake_of_the_dry_run_wait_is_rechecked_and_waited_out() -> Resu
             .and_then(|r| r["previewBuildId"].as_str().map(str::to_string)))
     })
     .await?;
-    let key = batchless_core::sfn::waits::WaitKind::Codebuild.key(&build_id);
-    let token = stored_token(&p.stack, &key).await?;
-    forge_success(
+    forge_build_end(
         &p.stack,
-        &token,
+        &build_id,
         &json!({"buildId": build_id, "finished": true, "succeeded": true, "status": "SUCCEEDED"}),
     )
     .await?;

@@ -373,6 +373,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_dry_run_only_patch_never_starts_a_build_even_marked_approved() {
+        // A record written to look approved (status, approvers): a dry run only still never runs.
+        let mut rec = fixtures::record(Status::Approved);
+        rec.approvers = vec!["alice".into()];
+        let run = rec.request.as_mut().unwrap();
+        run.dry_run_only = true;
+        run.request_hash = crate::patch::request_hash(run);
+        let patch = run.clone();
+        let (get, start) = (stored(rec), start_build());
+        let d = deps(&[&get], &[&start]);
+        let err = handle(
+            &d,
+            Input {
+                patch,
+                dry_run: false,
+            },
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.kind(), Kind::NotApproved);
+        assert!(
+            err.to_string()
+                .contains("a dry run only never runs for real"),
+            "{err}"
+        );
+        assert_eq!(start.num_calls(), 0);
+    }
+
+    #[tokio::test]
     async fn a_request_other_than_the_recorded_one_starts_nothing() {
         let start = start_build();
         let get = stored(fixtures::record(Status::Approved));

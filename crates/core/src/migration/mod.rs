@@ -1,6 +1,7 @@
 //! The DB migration workflow's domain: its input, the run it becomes, how the run is recorded,
 //! what the deploying engineer reads when it fails, and what Slack is told.
 
+pub mod approval;
 pub mod pipeline;
 pub mod preflight;
 pub mod report;
@@ -20,10 +21,14 @@ use crate::shared::logs::CollectedLogs;
 use crate::shared::runs::{RunRecord, RunStatus};
 
 pub const WORKFLOW: &str = "migration";
-/// The state machine's `TimeoutSeconds` (`statemachines/migration.asl.json`): above the
-/// largest build timeout the template allows (`MigrationTimeoutMinutes` MaxValue 480) plus
-/// the workflow's own steps; `timeout_tests` checks both files.
-pub const STATE_MACHINE_TIMEOUT_SECONDS: u64 = MAX_BUILD_TIMEOUT_MINUTES * 60 + 30 * 60;
+/// The state machine's `TimeoutSeconds` (`statemachines/migration.asl.json`): above two of
+/// the largest builds the template allows (`MigrationTimeoutMinutes` MaxValue 480: the first
+/// build and, when the findings need one, the approved build), the longest approval wait
+/// (`MigrationApprovalTimeoutMinutes` MaxValue 420) and the workflow's own steps, within
+/// CodePipeline's 24 hours for a Lambda invoke action; `timeout_tests` checks both files.
+pub const STATE_MACHINE_TIMEOUT_SECONDS: u64 = 2 * MAX_BUILD_TIMEOUT_MINUTES * 60
+    + approval::MAX_APPROVAL_TIMEOUT_MINUTES * 60
+    + 30 * 60;
 /// `MigrationTimeoutMinutes`' MaxValue in `infra/template.yaml`.
 pub const MAX_BUILD_TIMEOUT_MINUTES: u64 = 480;
 /// Longer than the state machine's own timeout, so only an abandoned lock ever expires.
@@ -214,6 +219,9 @@ pub struct RunInput {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct MigrationState {
     pub run: MigrationRun,
+    /// `AskApproval`'s reading of the run's approval (`null` from `ValidateInput` on).
+    #[serde(default)]
+    pub approval: Option<approval::ApprovalState>,
     #[serde(default)]
     pub build: Option<StartedBuild>,
     #[serde(default)]
@@ -314,7 +322,8 @@ pub fn failure_cause(state: &MigrationState) -> String {
         if let Some(f) = r.failure_text() {
             text.push_str(&f);
         }
-        if !needs_approval {
+        // The pre-flight's own cause already holds the card; an approval's does not.
+        if !needs_approval || state.approval.is_some() {
             text.push_str(&r.card(1800));
         }
     }
@@ -365,6 +374,13 @@ fn base_record(run: &MigrationRun, status: RunStatus) -> RunRecord {
     }
 }
 
+/// SHA-256 (hex) of the buildspec every migration build gets (`preflight::buildspec`): the
+/// sweep accepts that one, and only that one, as batchless's own.
+pub fn buildspec_sha256() -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(preflight::buildspec().as_bytes()))
+}
+
 /// The history record of a run whose build has just started (`RUNNING`).
 pub fn running_record(run: &MigrationRun, build_id: &str) -> RunRecord {
     RunRecord {
@@ -393,6 +409,14 @@ pub fn run_record(state: &MigrationState, recorded: &Recorded, ended_at: &str) -
         log_bytes: state.logs.as_ref().map(|l| l.bytes),
         slack_ts: None,
         migration_report: report_value(state),
+        // Every build batchless starts gets this buildspec (the sweep reads it from here).
+        buildspec_sha256: recorded.output.build_id.as_ref().map(|_| buildspec_sha256()),
+        approval_id: state.approval.as_ref().map(|a| a.approval_id.clone()),
+        preflight_build_id: state
+            .approval
+            .as_ref()
+            .filter(|a| a.approved)
+            .map(|a| a.preflight_build_id.clone()),
         ..base_record(run, recorded.status.run_status())
     }
 }
@@ -636,10 +660,21 @@ mod timeout_tests {
             timeout, STATE_MACHINE_TIMEOUT_SECONDS,
             "migration.asl.json TimeoutSeconds is derived from MigrationTimeoutMinutes' MaxValue"
         );
-        // The build, plus room for validation, the lock wait (~10 min), polling, logs and records.
+        let max_approval_minutes = parameter_max("MigrationApprovalTimeoutMinutes");
+        assert_eq!(
+            max_approval_minutes,
+            approval::MAX_APPROVAL_TIMEOUT_MINUTES,
+            "MigrationApprovalTimeoutMinutes' MaxValue changed: derive the timeouts from it"
+        );
+        // Two builds and the approval wait, plus room for validation, the lock wait (~10 min),
+        // polling, logs and records.
         assert!(
-            timeout >= max_build_minutes * 60 + 20 * 60,
-            "state machine timeout {timeout}s must stay above the largest build timeout {max_build_minutes} min + 20 min"
+            timeout >= 2 * max_build_minutes * 60 + max_approval_minutes * 60 + 20 * 60,
+            "state machine timeout {timeout}s must stay above two builds and the approval wait + 20 min"
+        );
+        assert!(
+            timeout <= 24 * 60 * 60,
+            "CodePipeline fails a Lambda invoke action after 24 hours"
         );
         assert!(LOCK_TTL_SECONDS > timeout);
     }
@@ -732,6 +767,7 @@ pub(crate) mod tests {
     pub(crate) fn state(outcome: Option<BuildOutcome>, error: Option<StepError>) -> MigrationState {
         MigrationState {
             run: validate_json(json!({"commit": SHA, "startedBy": "alice"}), &exec(), "staging").unwrap(),
+            approval: None,
             build: Some(StartedBuild { build_id: "migrate:1".into() }),
             outcome,
             logs: Some(CollectedLogs {

@@ -17,6 +17,18 @@ pub const SHIM: &str = include_str!("../../../../infra/migration/batchless_migra
 /// `migrations/<execution name>/report/<file>`.
 pub const REPORT_PREFIX: &str = "migrations";
 pub const REPORT_NAME: &str = "report";
+/// The approved build's artifacts (`migrations/<execution name>/approved/<file>`): never
+/// mistaken for the first build's.
+pub const APPROVED_REPORT_NAME: &str = "approved";
+
+/// Where a build's reports go: the first build's, or the approved build's.
+pub const fn report_name(approved: bool) -> &'static str {
+    if approved {
+        APPROVED_REPORT_NAME
+    } else {
+        REPORT_NAME
+    }
+}
 
 /// The buildspec every migration build runs (its `buildspecOverride`); built once per process.
 pub fn buildspec() -> &'static str {
@@ -29,9 +41,12 @@ pub fn buildspec() -> &'static str {
     &SPEC
 }
 
-/// The S3 key of one of a run's report files.
-pub fn report_key(execution_name: &str, file: &str) -> String {
-    format!("{REPORT_PREFIX}/{execution_name}/{REPORT_NAME}/{file}")
+/// The S3 key of one of a run's report files (of its first build, or of its approved build).
+pub fn report_key(execution_name: &str, approved: bool, file: &str) -> String {
+    format!(
+        "{REPORT_PREFIX}/{execution_name}/{}/{file}",
+        report_name(approved)
+    )
 }
 
 /// What the environment does with findings.

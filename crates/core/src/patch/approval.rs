@@ -1,103 +1,31 @@
-//! The one rule set for approving or rejecting a data patch, whether the decision comes from
-//! a Slack button (the `approval` function) or `batchless patch approve|reject`:
+//! A data patch under the one approval rule set (`shared::approval`), whether the decision
+//! comes from a Slack button (the `approval` function) or `batchless patch approve|reject`:
 //! the decider is a person in the people map with the `approver` role, is not the requester,
-//! decides a pending patch once; the patch is approved when the required number of distinct
-//! approvers is reached, rejected by the first rejection.
+//! decides a pending patch once (never a dry run only); the patch is approved when the
+//! required number of distinct approvers is reached, rejected by the first rejection.
 //! [`tally`] re-checks every recorded decision against the people map, so `start-patch-build`
 //! trusts nothing it did not verify itself.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+pub use crate::shared::approval::{Decision, DecisionRecord, Refusal, Tally, Via};
+use crate::shared::approval::{self as shared, Subject};
+use crate::shared::people::{People, Person};
 
 use super::{PatchRun, Status};
-use crate::shared::people::{People, Person, Role};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Decision {
-    Approve,
-    Reject,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Approve => "approve",
-            Decision::Reject => "reject",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Via {
-    Slack,
-    Cli,
-}
-
-/// A decision as recorded on the patch (one per person).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct DecisionRecord {
-    pub decision: Decision,
-    pub by: String,
-    pub by_name: String,
-    pub via: Via,
-    pub at: String,
-    /// The Slack user id or the IAM principal the decision came from.
-    pub identity: String,
-    /// The request hash the decider saw: a decision binds to exactly that request.
-    pub request_hash: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-}
-
-/// Why a decision was refused (nothing is recorded on the patch).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "refusal", rename_all = "snake_case")]
-pub enum Refusal {
-    UnknownPerson { identity: String },
-    NotApprover { person: String },
-    SelfApproval { person: String },
-    NotPending { status: Status },
-    DryRunOnly { patch_id: String },
-}
-
-impl Refusal {
-    pub fn code(&self) -> &'static str {
-        match self {
-            Refusal::UnknownPerson { .. } => "unknown_person",
-            Refusal::NotApprover { .. } => "not_approver",
-            Refusal::SelfApproval { .. } => "self_approval",
-            Refusal::NotPending { .. } => "not_pending",
-            Refusal::DryRunOnly { .. } => "dry_run_only",
-        }
-    }
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refusal::UnknownPerson { identity } => {
-                write!(f, "{identity} is nobody in the people map")
-            }
-            Refusal::NotApprover { person } => {
-                write!(f, "{person} does not have the approver role")
-            }
-            Refusal::SelfApproval { person } => {
-                write!(f, "{person} requested this patch and cannot decide it")
-            }
-            Refusal::NotPending { status } => {
-                write!(f, "the patch is {status}, no longer pending approval")
-            }
-            Refusal::DryRunOnly { patch_id } => {
-                write!(
-                    f,
-                    "{patch_id} is a dry run only: there is nothing to approve"
-                )
-            }
-        }
+/// What the shared rules need of a patch in `status`.
+pub fn subject(run: &PatchRun, status: Status) -> Subject<'_> {
+    Subject {
+        noun: "patch",
+        id: &run.patch_id,
+        requester: Some(&run.requester),
+        required: run.required_approvals,
+        request_hash: &run.request_hash,
+        status: status.as_str(),
+        undecidable: run.dry_run_only.then(|| Refusal::DryRunOnly {
+            patch_id: run.patch_id.clone(),
+        }),
     }
 }
 
@@ -108,47 +36,7 @@ pub fn judge(
     person: Option<&Person>,
     identity: &str,
 ) -> Result<(), Refusal> {
-    let person = person.ok_or_else(|| Refusal::UnknownPerson {
-        identity: identity.to_string(),
-    })?;
-    if !person.has_role(Role::Approver) {
-        return Err(Refusal::NotApprover {
-            person: person.id.clone(),
-        });
-    }
-    if person.id == run.requester {
-        return Err(Refusal::SelfApproval {
-            person: person.id.clone(),
-        });
-    }
-    if run.dry_run_only {
-        return Err(Refusal::DryRunOnly {
-            patch_id: run.patch_id.clone(),
-        });
-    }
-    if patch_status != Status::PendingApproval {
-        return Err(Refusal::NotPending {
-            status: patch_status,
-        });
-    }
-    Ok(())
-}
-
-/// The recorded decisions, each re-checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Tally {
-    pub approvers: Vec<String>,
-    pub rejected_by: Option<String>,
-    pub required: u32,
-    /// Recorded decisions that do not count (and why).
-    pub ignored: Vec<String>,
-}
-
-impl Tally {
-    pub fn approved(&self) -> bool {
-        self.rejected_by.is_none() && self.approvers.len() as u32 >= self.required
-    }
+    shared::judge(&subject(run, patch_status), person, identity)
 }
 
 /// Pure: count the decisions that hold up (decider exists now, is an approver, is not the
@@ -158,42 +46,7 @@ pub fn tally(
     decisions: &BTreeMap<String, DecisionRecord>,
     people: &People,
 ) -> Tally {
-    let mut t = Tally {
-        approvers: Vec::new(),
-        rejected_by: None,
-        required: run.required_approvals,
-        ignored: Vec::new(),
-    };
-    let mut ordered: Vec<&DecisionRecord> = decisions.values().collect();
-    ordered.sort_by(|a, b| a.at.cmp(&b.at));
-    for d in ordered {
-        let person = people.by_id(&d.by);
-        let valid = match person {
-            None => Err(format!("{}: not in the people map", d.by)),
-            Some(p) if !p.has_role(Role::Approver) => Err(format!("{}: not an approver", d.by)),
-            Some(p) if p.id == run.requester => Err(format!("{}: the requester", d.by)),
-            Some(_) if d.request_hash != run.request_hash => {
-                Err(format!("{}: decided a different request", d.by))
-            }
-            Some(_) => Ok(()),
-        };
-        match valid {
-            Err(why) => t.ignored.push(why),
-            Ok(()) => match d.decision {
-                Decision::Approve => {
-                    if !t.approvers.contains(&d.by) {
-                        t.approvers.push(d.by.clone());
-                    }
-                }
-                Decision::Reject => {
-                    if t.rejected_by.is_none() {
-                        t.rejected_by = Some(d.by.clone());
-                    }
-                }
-            },
-        }
-    }
-    t
+    shared::tally(&subject(run, Status::PendingApproval), decisions, people)
 }
 
 #[cfg(test)]
@@ -246,7 +99,7 @@ mod tests {
         assert_eq!(
             judge(&r, Status::Approved, p.by_id("alice"), "U0ALICE01"),
             Err(Refusal::NotPending {
-                status: Status::Approved
+                status: "APPROVED".into()
             })
         );
         let mut only = run(1);

@@ -47,14 +47,7 @@ fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }
 
-/// Slack mrkdwn: `&`, `<`, `>` escaped (no `<!channel>`, no fake links), and a code fence
-/// cannot be closed from inside (three backticks become `'''`).
-pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace("```", "'''")
-}
+pub use crate::platform::slack::escape;
 
 /// The dry run's preview as Block Kit sections (next to the command and commit).
 pub fn preview_blocks(preview: Option<&super::preview::Preview>) -> Vec<Value> {

@@ -8,27 +8,18 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::approval::{self, Decision, DecisionRecord, Refusal, Via};
+use super::approval::{self, Decision, DecisionRecord};
 use super::check::Compliance;
 use super::{events, PatchRun, Status};
 use crate::error::Error;
-use crate::platform::aws::{AwsResultExt, ConditionalExt};
-use crate::platform::dynamo::{self, s, Once, Record, Table};
-use crate::sfn::waits::{self, WaitKind};
+use crate::platform::dynamo::{Once, Record, Table};
+use crate::sfn::waits::WaitKind;
+use crate::shared::approval::{self as shared, Approvable, Approvals, Subject};
+pub use crate::shared::approval::{ApprovalMessage, Decider, DecisionOutcome, DecisionResult};
 use crate::shared::audit::{self, Entry, Trail};
 use crate::shared::people::{People, Person, Role};
 
 pub const BY_ENVIRONMENT_INDEX: &str = "byEnvironment";
-
-/// The Slack message that asked for approval (the thread every later post goes to).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ApprovalMessage {
-    pub channel: String,
-    pub ts: String,
-    #[serde(default)]
-    pub permalink: String,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -41,7 +32,7 @@ pub struct PatchRecord {
     pub request: Option<PatchRun>,
     /// Legacy: where versions before the waits table kept the approval wait's task token.
     /// Never written now; read so old records still parse, and so a patch that was pending
-    /// approval while the stack was upgraded can still be woken ([`ApprovalWait::end`]).
+    /// approval while the stack was upgraded can still be woken (`Approvable::legacy_task_token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,113 +252,6 @@ pub async fn transition(
     update(db, table, patch_id, &all, Some(&cond), &values).await
 }
 
-/// What a decision did: written now, written before by the same person, or refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DecisionResult {
-    Recorded,
-    /// This person decided before.
-    Duplicate,
-    Refused,
-}
-
-impl DecisionResult {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            DecisionResult::Recorded => "recorded",
-            DecisionResult::Duplicate => "duplicate",
-            DecisionResult::Refused => "refused",
-        }
-    }
-}
-
-impl std::fmt::Display for DecisionResult {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-/// What came of a decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DecisionOutcome {
-    pub patch_id: String,
-    pub outcome: DecisionResult,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refusal: Option<Refusal>,
-    pub status: Status,
-    pub approvals: usize,
-    pub required: u32,
-    /// Whether the waiting workflow was told (approved or rejected now).
-    pub wait_ended: bool,
-    /// The approval request's Slack thread, for an answer there.
-    #[serde(skip)]
-    pub thread: Option<ApprovalMessage>,
-}
-
-impl DecisionOutcome {
-    fn new(
-        outcome: DecisionResult,
-        refusal: Option<Refusal>,
-        rec: PatchRecord,
-        run: &PatchRun,
-        people: &People,
-        wait_ended: bool,
-    ) -> Self {
-        let t = approval::tally(run, &rec.decisions, people);
-        DecisionOutcome {
-            patch_id: rec.patch_id,
-            outcome,
-            refusal,
-            status: rec.status,
-            approvals: t.approvers.len(),
-            required: t.required,
-            wait_ended,
-            thread: rec.approval_message,
-        }
-    }
-
-    /// A refused decision: nothing was written, no wait ended.
-    fn refused(refusal: Refusal, rec: PatchRecord, run: &PatchRun, people: &People) -> Self {
-        DecisionOutcome::new(
-            DecisionResult::Refused,
-            Some(refusal),
-            rec,
-            run,
-            people,
-            false,
-        )
-    }
-
-    /// One line for Slack or the terminal.
-    pub fn summary(&self, who: &str, decision: Decision) -> String {
-        match (self.outcome, &self.refusal) {
-            (_, Some(r)) => format!(
-                "{who} cannot {} patch {}: {r}",
-                decision.as_str(),
-                self.patch_id
-            ),
-            (DecisionResult::Duplicate, _) => format!(
-                "{who} already decided patch {} (status {}, {}/{} approvals)",
-                self.patch_id, self.status, self.approvals, self.required
-            ),
-            _ => match self.status {
-                Status::Approved => format!(
-                    "{who} approved patch {}: approved ({}/{}), the build starts",
-                    self.patch_id, self.approvals, self.required
-                ),
-                Status::Rejected => {
-                    format!("{who} rejected patch {}: no build will run", self.patch_id)
-                }
-                _ => format!(
-                    "{who} approved patch {}: {}/{} approvals, waiting for more",
-                    self.patch_id, self.approvals, self.required
-                ),
-            },
-        }
-    }
-}
-
 /// What ends a patch's approval wait (the output of its `.waitForTaskToken` step). It only
 /// wakes the workflow: `start-patch-build` re-reads the record and trusts nothing in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -409,40 +293,79 @@ pub struct ApprovalWait<'a> {
 }
 
 impl ApprovalWait<'_> {
-    /// End the approval wait of `rec` with what its record says was decided (the one
-    /// [`waits::complete`]). Returns whether a waiting execution was told.
+    /// End the approval wait of `rec` with what its record says was decided.
     pub async fn end(
         &self,
         db: &aws_sdk_dynamodb::Client,
         rec: &PatchRecord,
     ) -> Result<bool, Error> {
-        let Some(decided) = ApprovalDecided::of(rec) else {
-            return Ok(false);
-        };
-        let key = WaitKind::PatchApproval.key(&rec.patch_id);
-        if waits::complete(db, self.sfn, self.table, &key, &decided.to_value()).await? {
-            return Ok(true);
-        }
-        // Upgrade path: an execution that started waiting before the waits table held the
-        // token has it on the record only.
-        match &rec.task_token {
-            Some(token) => waits::send_success(self.sfn, token, &decided.to_value()).await,
-            None => Ok(false),
+        shared::end_wait(db, self.sfn, self.table, rec).await
+    }
+}
+
+impl Store<'_> {
+    /// The patches as approval subjects (`shared::approval`), with their wait.
+    pub fn approvals<'s>(&'s self, wait: &ApprovalWait<'s>) -> Approvals<'s> {
+        Approvals {
+            db: self.db,
+            table: self.table,
+            trail: self.trail.clone(),
+            sfn: wait.sfn,
+            waits_table: wait.table,
         }
     }
 }
 
-/// Who is deciding, as the caller established it (a verified Slack user or an STS identity).
-#[derive(Debug, Clone)]
-pub struct Decider<'p> {
-    pub person: Option<&'p Person>,
-    pub identity: String,
-    pub via: Via,
-    pub comment: Option<String>,
+impl Approvable for PatchRecord {
+    fn subject(&self) -> Result<Subject<'_>, Error> {
+        Ok(approval::subject(self.run()?, self.status))
+    }
+
+    fn decisions(&self) -> &BTreeMap<String, DecisionRecord> {
+        &self.decisions
+    }
+
+    fn thread(&self) -> Option<&ApprovalMessage> {
+        self.approval_message.as_ref()
+    }
+
+    fn entry(&self, key: String, event: &str, actor: &str, data: Value) -> Entry {
+        Entry {
+            key,
+            environment: self.environment.clone(),
+            patch_id: self.patch_id.clone(),
+            event: event.to_string(),
+            actor: actor.to_string(),
+            data,
+        }
+    }
+
+    fn wait_key(&self) -> String {
+        WaitKind::PatchApproval.key(&self.patch_id)
+    }
+
+    fn decided(&self) -> Option<Value> {
+        ApprovalDecided::of(self).map(|d| d.to_value())
+    }
+
+    fn legacy_task_token(&self) -> Option<&str> {
+        // Legacy: versions before the waits table kept the token on the record.
+        self.task_token.as_deref()
+    }
+
+    fn concluded_data(&self) -> Value {
+        match self.run() {
+            Ok(run) => json!({
+                "requestHash": run.request_hash,
+                "commit": run.commit,
+                "command": run.command,
+            }),
+            Err(_) => json!({}),
+        }
+    }
 }
 
-/// Record a decision under the rule set of [`approval`], finish the approval when it is
-/// complete (`APPROVED` / `REJECTED`), and tell the waiting workflow.
+/// Record a decision on a patch under the one rule set (`shared::approval::decide`).
 pub async fn decide(
     st: &Store<'_>,
     wait: &ApprovalWait<'_>,
@@ -451,168 +374,12 @@ pub async fn decide(
     decider: &Decider<'_>,
     decision: Decision,
 ) -> Result<DecisionOutcome, Error> {
-    let rec = must_get(st.db, st.table, patch_id).await?;
-    let run = rec.run()?.clone();
-    let actor = decider
-        .person
-        .map(|p| p.id.clone())
-        .unwrap_or_else(|| decider.identity.clone());
-    let already = decider
-        .person
-        .is_some_and(|p| rec.decisions.contains_key(&p.id));
-    if !already {
-        if let Err(refusal) = approval::judge(&run, rec.status, decider.person, &decider.identity) {
-            audit::append(
-                &st.trail,
-                &entry(
-                    &run,
-                    format!(
-                        "refused:{patch_id}:{actor}:{}:{}:{}",
-                        decision.as_str(),
-                        refusal.code(),
-                        rec.status
-                    ),
-                    events::DECISION_REFUSED,
-                    &actor,
-                    json!({"decision": decision.as_str(), "via": decider.via, "identity": decider.identity, "refusal": refusal}),
-                ),
-            )
-            .await?;
-            return Ok(DecisionOutcome::refused(refusal, rec, &run, people));
-        }
-    }
-    let person = decider.person.expect("judged: a person");
-    let record = DecisionRecord {
-        decision,
-        by: person.id.clone(),
-        by_name: person.name.clone(),
-        via: decider.via,
-        at: crate::platform::time::rfc3339(crate::platform::time::now()),
-        identity: decider.identity.clone(),
-        request_hash: run.request_hash.clone(),
-        comment: decider
-            .comment
-            .as_deref()
-            .map(|c| crate::platform::redact::redact(c).into_owned()),
-    };
-    let written = st
-        .db
-        .update_item()
-        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-        .table_name(st.table)
-        .key("patchId", s(patch_id))
-        .update_expression("SET decisions.#p = :d, #updatedAt = :now")
-        .condition_expression("#status = :pending AND attribute_not_exists(decisions.#p)")
-        .expression_attribute_names("#p", &person.id)
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_names("#updatedAt", "updatedAt")
-        .expression_attribute_values(
-            ":d",
-            dynamo::to_attr(&serde_json::to_value(&record).expect("serializes")),
-        )
-        .expression_attribute_values(":pending", s(Status::PendingApproval.as_str()))
-        .expression_attribute_values(":now", s(record.at.clone()))
-        .send()
+    shared::decide::<PatchRecord>(&st.approvals(wait), people, patch_id, decider, decision)
         .await
-        .aws("UpdateItem")
-        .conditional()?;
-    let rec = match written.as_ref().and_then(|out| out.attributes()) {
-        Some(item) => dynamo::from_item::<PatchRecord>(item)?,
-        None => must_get(st.db, st.table, patch_id).await?,
-    };
-    let Some(stored) = rec.decisions.get(&person.id).cloned() else {
-        // Not written and not there: the patch left PENDING_APPROVAL meanwhile.
-        let refusal = Refusal::NotPending { status: rec.status };
-        return Ok(DecisionOutcome::refused(refusal, rec, &run, people));
-    };
-    audit::append(
-        &st.trail,
-        &entry(
-            &run,
-            format!("decision:{patch_id}:{}", person.id),
-            events::DECISION,
-            &person.id,
-            json!({
-                "decision": stored.decision.as_str(),
-                "via": stored.via,
-                "identity": stored.identity,
-                "requestHash": stored.request_hash,
-                "comment": stored.comment,
-            }),
-        ),
-    )
-    .await?;
-    let (rec, wait_ended) = conclude(st, wait, people, rec).await?;
-    let outcome = if written.is_some() {
-        DecisionResult::Recorded
-    } else {
-        DecisionResult::Duplicate
-    };
-    Ok(DecisionOutcome::new(
-        outcome, None, rec, &run, people, wait_ended,
-    ))
-}
-
-/// When the decisions add up, move the patch to `APPROVED` / `REJECTED`, audit it and end the
-/// workflow's wait. Safe to repeat.
-async fn conclude(
-    st: &Store<'_>,
-    wait: &ApprovalWait<'_>,
-    people: &People,
-    rec: PatchRecord,
-) -> Result<(PatchRecord, bool), Error> {
-    let run = rec.run()?.clone();
-    let t = approval::tally(&run, &rec.decisions, people);
-    let now = crate::platform::time::rfc3339(crate::platform::time::now());
-    let (to, fields) = if let Some(by) = &t.rejected_by {
-        (Status::Rejected, vec![("rejectedBy", json!(by))])
-    } else if t.approved() {
-        (
-            Status::Approved,
-            vec![
-                ("approvers", json!(t.approvers)),
-                ("approvedAt", json!(now)),
-            ],
-        )
-    } else {
-        return Ok((rec, false));
-    };
-    let rec = match transition(
-        st.db,
-        st.table,
-        &run.patch_id,
-        &[Status::PendingApproval],
-        to,
-        &fields,
-    )
-    .await?
-    {
-        Some(updated) => updated,
-        None => must_get(st.db, st.table, &run.patch_id).await?,
-    };
-    if rec.status != to {
-        return Ok((rec, false));
-    }
-    audit::append(
-        &st.trail,
-        &entry(
-            &run,
-            format!("{}:{}", to.as_str().to_lowercase(), run.patch_id),
-            to.as_str(),
-            "workflow",
-            json!({
-                "approvers": rec.approvers,
-                "rejectedBy": rec.rejected_by,
-                "requiredApprovals": run.required_approvals,
-                "requestHash": run.request_hash,
-                "commit": run.commit,
-                "command": run.command,
-            }),
-        ),
-    )
-    .await?;
-    let ended = wait.end(st.db, &rec).await?;
-    Ok((rec, ended))
+        .map_err(|e| match e {
+            Error::NotFound(_) => Error::NotFound(format!("patch {patch_id}")),
+            other => other,
+        })
 }
 
 /// What `batchless patch cancel` did.
@@ -837,6 +604,8 @@ pub async fn end_unrecorded(
 mod tests {
     use super::*;
     use crate::patch::steps::fixtures;
+    use crate::platform::dynamo;
+    use crate::sfn::waits;
     use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
 
     use aws_sdk_sfn::operation::send_task_success::SendTaskSuccessOutput;

@@ -360,6 +360,15 @@ pub fn sign(signing_secret: &str, timestamp: &str, raw_body: &[u8]) -> String {
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Slack mrkdwn: `&`, `<`, `>` escaped (no `<!channel>`, no fake links), and a code fence
+/// cannot be closed from inside (three backticks become `'''`).
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace("```", "'''")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,3 +622,4 @@ mod tests {
         );
     }
 }
+

@@ -26,6 +26,8 @@ pub enum WaitKind {
     Ecs,
     /// A data patch's approval decision, by patch id.
     PatchApproval,
+    /// A migration's approval decision (`shared::approval`), by approval id.
+    MigrationApproval,
     /// A bastion session's executive approval evidence, by session id.
     SessionApproval,
 }
@@ -38,6 +40,7 @@ impl WaitKind {
             }
             WaitKind::Ecs => format!("ecs#{id}"),
             WaitKind::PatchApproval => format!("patch-approval#{id}"),
+            WaitKind::MigrationApproval => format!("migration-approval#{id}"),
             WaitKind::SessionApproval => format!("session-approval#{id}"),
         }
     }

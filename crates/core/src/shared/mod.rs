@@ -4,6 +4,7 @@
 //! a build, collect logs, cleanup on abort). Stands on [`crate::platform`] and [`crate::sfn`];
 //! knows no workflow.
 
+pub mod approval;
 pub mod audit;
 pub mod build;
 pub mod cause;

@@ -162,6 +162,12 @@ pub struct RunRecord {
     /// accepts that buildspec, and only that one, as batchless's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buildspec_sha256: Option<String>,
+    /// A migration that needed an approval: the approval (`approvals` table) and, once the
+    /// approved build started, the first build (whose pre-flight asked for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preflight_build_id: Option<String>,
 }
 
 impl Record for RunRecord {

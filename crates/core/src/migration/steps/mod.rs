@@ -2,6 +2,7 @@
 //! order `statemachines/migration.asl.json` runs them. Each has `Deps` (built once,
 //! `Deps::from_env`), a strict `Input`, an `Output` and `handle`.
 
+pub mod migration_approval;
 pub mod migration_lock;
 pub mod notify;
 /// Not a state: the CodePipeline action that starts the workflow and reports its end.

@@ -2,9 +2,12 @@
 //! (`preflight.json`, `migrate.json`, uploaded as the build's artifacts under
 //! `s3://<logs bucket>/migrations/<execution>/report/`), applies the environment's policy to
 //! the pre-flight's findings, and returns the bounded report the result card is made from.
-//! Findings under `require-approval` without a recorded approval fail `MigrationNeedsApproval`
-//! with why and how to approve (the build itself stopped before `db:migrate` on the same gate).
-//! Read-only; a retried step reads the same objects.
+//! Findings under `require-approval` without an approval end with the gate `needs-approval`
+//! (the build itself stopped before `db:migrate` on the same gate), and the workflow asks for
+//! the approval (`AskApproval`); a pre-flight that could not complete has nothing an approval
+//! could bind to and fails `MigrationNeedsApproval` with why and how. After the approved
+//! build (`approval` approved), the reports are that build's and the gate counts the
+//! approved digest. Read-only; a retried step reads the same objects.
 
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_types::SdkConfig;
@@ -32,7 +35,13 @@ impl Deps {
     }
 }
 
-pub type Input = crate::migration::RunInput;
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    pub run: MigrationRun,
+    /// `$.approval`: `null` unless the run asked for one.
+    pub approval: Option<crate::migration::approval::ApprovalState>,
+}
 
 pub type Output = MigrationReport;
 
@@ -78,10 +87,9 @@ pub fn needs_approval_message(run: &MigrationRun, report: &MigrationReport) -> S
     format!(
         "Migration of {short} on {env} needs an approval: {why}, and the {env} policy is require-approval. \
          db:migrate did not run; the schema is unchanged.\n\
-         How to approve: make the migrations safe (each finding's recipe below) and push a new commit; or \
-         have the pending set approved (digest {digest}, commit {commit}) and re-run the stage. Until migration \
-         approvals reuse the data-patch approval (README \"Migration approvals\"), an operator approves by \
-         deploying this environment with MigrationFindingsPolicy=report for the run.\n{card}",
+         How to approve: an approval binds to a pending set the pre-flight could read (digest {digest}, commit {commit}), \
+         so fix what stopped the pre-flight and re-run the stage, where approvers are asked in Slack; or make the \
+         migrations safe (each finding's recipe below) and push a new commit.\n{card}",
         env = run.environment,
         digest = p.and_then(|p| p.digest.as_deref()).unwrap_or("(none)"),
         commit = run.commit,
@@ -91,26 +99,23 @@ pub fn needs_approval_message(run: &MigrationRun, report: &MigrationReport) -> S
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     let run = &input.run;
-    let preflight: Option<Preflight> = read(
-        deps,
-        &preflight::report_key(&run.execution_name, "preflight.json"),
-    )
-    .await?;
-    let migrate: Option<Migrate> = read(
-        deps,
-        &preflight::report_key(&run.execution_name, "migrate.json"),
-    )
-    .await?;
+    let approved = input.approval.as_ref().filter(|a| a.approved);
+    let key = |file: &str| preflight::report_key(&run.execution_name, approved.is_some(), file);
+    let preflight: Option<Preflight> = read(deps, &key("preflight.json")).await?;
+    let migrate: Option<Migrate> = read(deps, &key("migrate.json")).await?;
     let policy = deps.settings.policy;
-    // No approval can be recorded yet (see README "Migration approvals").
-    let gate = preflight::gate(policy, preflight.as_ref(), None);
+    let gate = preflight::gate(
+        policy,
+        preflight.as_ref(),
+        approved.map(|a| a.digest.as_str()),
+    );
     let report = MigrationReport {
         policy,
         gate: gate.clone(),
         uri: format!(
             "s3://{}/{}",
             deps.bucket,
-            preflight::report_key(&run.execution_name, "")
+            key("")
         ),
         preflight,
         migrate,
@@ -122,7 +127,11 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         failed = report.failure().is_some(),
         "migration report read"
     );
-    if gate == Gate::NeedsApproval {
+    let approvable = report
+        .preflight
+        .as_ref()
+        .is_some_and(|p| p.error.is_none() && p.digest.is_some());
+    if gate == Gate::NeedsApproval && !approvable {
         return Err(Error::MigrationNeedsApproval(needs_approval_message(
             run, &report,
         )));
@@ -190,14 +199,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn findings_under_require_approval_fail_with_why_and_how() {
+    async fn findings_under_require_approval_ask_for_the_approval() {
         let p = object("migrations/e1/report/preflight.json", preflight_json(1));
+        let m = object("migrations/e1/report/migrate.json", None);
+        let d = deps(Policy::RequireApproval, &[&p, &m]);
+        let r = handle(
+            &d,
+            Input {
+                run: run("production"),
+                approval: None,
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.gate, Gate::NeedsApproval);
+        assert_eq!(r.preflight.unwrap().digest.as_deref(), Some("d1"));
+    }
+
+    #[tokio::test]
+    async fn a_preflight_that_could_not_complete_fails_with_why_and_how() {
+        let mut broken = preflight_with(0);
+        broken.error = Some("ActiveRecord::ConnectionNotEstablished: no scratch database".into());
+        let p = object(
+            "migrations/e1/report/preflight.json",
+            Some(serde_json::to_string(&broken).unwrap()),
+        );
         let m = object("migrations/e1/report/migrate.json", None);
         let d = deps(Policy::RequireApproval, &[&p, &m]);
         let err = handle(
             &d,
             Input {
                 run: run("production"),
+                approval: None,
             },
         )
         .await
@@ -209,13 +242,49 @@ mod tests {
             msg.starts_with("Migration of 0123456789ab on production needs an approval"),
             "{msg}"
         );
+        assert!(msg.contains("could not complete"), "{msg}");
         assert!(msg.contains("db:migrate did not run"), "{msg}");
         assert!(msg.contains("How to approve"), "{msg}");
-        assert!(
-            msg.contains("index-not-concurrent AddIndexToUsersName"),
-            "{msg}"
+    }
+
+    #[tokio::test]
+    async fn after_the_approval_the_approved_builds_reports_are_read_against_its_digest() {
+        let p = object("migrations/e1/approved/preflight.json", preflight_json(1));
+        let m = object(
+            "migrations/e1/approved/migrate.json",
+            Some(json!({"migrations": [{"version": "20261201000000", "class": "AddIndexToUsersName", "status": "succeeded", "durationMs": 40}]}).to_string()),
         );
-        assert!(msg.contains("digest d1"), "{msg}");
+        let d = deps(Policy::RequireApproval, &[&p, &m]);
+        let approval = |digest: &str| crate::migration::approval::ApprovalState {
+            approval_id: "migration-e1".into(),
+            approved: true,
+            digest: digest.into(),
+            approvers: vec!["alice".into()],
+            wait_seconds: 0,
+            preflight_build_id: "migrate:1".into(),
+        };
+        let r = handle(
+            &d,
+            Input {
+                run: run("production"),
+                approval: Some(approval("d1")),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.gate, Gate::Approved);
+        assert_eq!(r.uri, "s3://logs/migrations/e1/approved/");
+        // Another pending set than the approved one is not approved.
+        let r = handle(
+            &d,
+            Input {
+                run: run("production"),
+                approval: Some(approval("d0")),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.gate, Gate::NeedsApproval);
     }
 
     #[tokio::test]
@@ -230,6 +299,7 @@ mod tests {
             &d,
             Input {
                 run: run("staging"),
+                approval: None,
             },
         )
         .await
@@ -253,6 +323,7 @@ mod tests {
             &d,
             Input {
                 run: run("production"),
+                approval: None,
             },
         )
         .await
@@ -271,6 +342,7 @@ mod tests {
             &d,
             Input {
                 run: run("staging"),
+                approval: None,
             },
         )
         .await

@@ -1,25 +1,45 @@
-//! `start-migration-build` (the `StartBuild` state): CodeBuild `StartBuild` on the migration
-//! project at the run's commit, with the run's environment overrides, and the run recorded as
-//! `RUNNING` with its build. Idempotent: a retried step finds the build already recorded on the
-//! run, CodeBuild's idempotency token (derived from the run id) returns the same build within
-//! 5 minutes, and the record is written only once (a second writer reads the first's build).
+//! `start-migration-build` (the `StartBuild` and `StartApprovedBuild` states): CodeBuild
+//! `StartBuild` on the migration project at the run's commit, with the run's environment
+//! overrides, and the run recorded as `RUNNING` with its build.
+//!
+//! - The first build runs the pre-flight and, when its findings need an approval that is not
+//!   there, stops before `db:migrate`.
+//! - The approved build (`approval` approved, issue 19) starts only after this step has read
+//!   the approval itself and found it holding up for this run, commit and pending set (the
+//!   workflow's state is not trusted for it); the build gets the approved digest
+//!   (`BATCHLESS_MIGRATION_APPROVED_DIGEST`, which the shim lets through only if its own
+//!   pre-flight finds that very digest), writes its reports under `approved/`, and replaces
+//!   the first build on the run record (kept as `preflightBuildId`).
+//!
+//! Idempotent: a retried step finds the build already recorded on the run, CodeBuild's
+//! idempotency token (derived from the run id, and the approval for the approved build)
+//! returns the same build within 5 minutes, and the record is written only once (a second
+//! writer reads the first's build).
 
 use std::collections::BTreeMap;
 
 use aws_types::SdkConfig;
+use serde::Deserialize;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::error::Error;
+use crate::migration::approval::{self, ApprovalState};
 use crate::migration::preflight::{self, Settings};
 use crate::migration::{self, MigrationRun};
+use crate::platform::dynamo::Table;
 use crate::platform::{aws, config};
+use crate::shared::approval::record::ApprovalRecord;
 use crate::shared::build::{self, StartedBuild};
+use crate::shared::people::People;
 use crate::shared::runs::Runs;
 
 pub struct Deps {
     pub db: aws_sdk_dynamodb::Client,
     pub codebuild: aws_sdk_codebuild::Client,
     pub runs_table: String,
+    pub approvals_table: String,
+    pub people: People,
     pub project: String,
     /// Where the build's reports go (the logs bucket).
     pub bucket: String,
@@ -28,67 +48,155 @@ pub struct Deps {
 
 impl Deps {
     pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+        let environment = config::environment()?;
         Ok(Deps {
             db: aws::dynamodb(sdk),
             codebuild: aws::codebuild(sdk),
             runs_table: config::required("RUNS_TABLE")?,
+            approvals_table: config::required("APPROVALS_TABLE")?,
+            people: People::load(&environment)?,
             project: config::required("MIGRATION_PROJECT")?,
             bucket: config::required("LOGS_BUCKET")?,
-            settings: Settings::from_env(&config::environment()?)?,
+            settings: Settings::from_env(&environment)?,
         })
     }
 }
 
-pub type Input = crate::migration::RunInput;
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    pub run: MigrationRun,
+    /// `$.approval`: `null`, or `AskApproval`'s reading (the approved build when approved).
+    #[serde(default)]
+    pub approval: Option<ApprovalState>,
+}
 
 pub type Output = StartedBuild;
 
-/// CodeBuild's idempotency token for a run: the same for every retry of its step.
-pub fn idempotency_token(run_id: &str) -> String {
-    hex::encode(&Sha256::digest(run_id.as_bytes())[..16])
+/// CodeBuild's idempotency token for a run's build: the same for every retry of its step
+/// (the approved build's is derived from the approval too).
+pub fn idempotency_token(run_id: &str, approval_id: Option<&str>) -> String {
+    let seed = match approval_id {
+        Some(a) => format!("{run_id}\n{a}"),
+        None => run_id.to_string(),
+    };
+    hex::encode(&Sha256::digest(seed.as_bytes())[..16])
 }
 
 /// The build's environment: the run's overrides, then `BATCHLESS_RUN_ID` and the migration
-/// session's settings (which win over any override).
-pub fn build_environment(run: &MigrationRun, settings: &Settings) -> BTreeMap<String, String> {
+/// session's settings with the approved digest, if any (which win over any override).
+pub fn build_environment(
+    run: &MigrationRun,
+    settings: &Settings,
+    approved_digest: Option<&str>,
+) -> BTreeMap<String, String> {
     let mut env = run.environment_overrides.clone();
     env.insert("BATCHLESS_RUN_ID".into(), run.run_id.clone());
-    // No approval can be recorded yet (README "Migration approvals").
-    env.extend(settings.build_environment(None));
+    env.extend(settings.build_environment(approved_digest));
     env
 }
 
+/// The approval, read and re-counted here: the approvers, or `MigrationNeedsApproval`.
+async fn verified(deps: &Deps, run: &MigrationRun, a: &ApprovalState) -> Result<(), Error> {
+    let rec = Table::<ApprovalRecord>::new(deps.db.clone(), &deps.approvals_table)
+        .get(&a.approval_id)
+        .await?;
+    let why = match &rec {
+        None => format!("approval {} does not exist", a.approval_id),
+        Some(rec) => match approval::holds_up(rec, run, &a.digest, &deps.people) {
+            Ok(approvers) => {
+                tracing::info!(approval = %a.approval_id, ?approvers, digest = %a.digest, "approval verified");
+                return Ok(());
+            }
+            Err(why) => why,
+        },
+    };
+    tracing::warn!(approval = %a.approval_id, %why, "refused to start the approved build");
+    Err(Error::MigrationNeedsApproval(match &rec {
+        Some(rec) => approval::not_approved_message(run, rec, &why),
+        None => why,
+    }))
+}
+
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
-    let Input { run } = input;
+    let Input { run, approval } = input;
+    let approved = approval.filter(|a| a.approved);
     let runs = Runs::new(deps.db.clone(), &deps.runs_table);
-    if let Some(existing) = runs.get(&run.run_id).await? {
-        if let Some(build_id) = existing.build_id {
-            tracing::info!(%build_id, "build already started for this run");
-            return Ok(StartedBuild { build_id });
+    let existing = runs.get(&run.run_id).await?;
+    if let Some(a) = &approved {
+        verified(deps, &run, a).await?;
+        if let Some(rec) = &existing {
+            if rec.approval_id.as_deref() == Some(a.approval_id.as_str()) {
+                if let Some(build_id) = &rec.build_id {
+                    tracing::info!(%build_id, "approved build already started for this run");
+                    return Ok(StartedBuild {
+                        build_id: build_id.clone(),
+                    });
+                }
+            }
         }
+    } else if let Some(build_id) = existing.and_then(|e| e.build_id) {
+        tracing::info!(%build_id, "build already started for this run");
+        return Ok(StartedBuild { build_id });
     }
     let buildspec = preflight::buildspec();
     let path = format!("{}/{}", preflight::REPORT_PREFIX, run.execution_name);
+    let approval_id = approved.as_ref().map(|a| a.approval_id.as_str());
     let started = build::start(
         &deps.codebuild,
         build::StartRequest {
             project: &deps.project,
             source_version: &run.commit,
-            environment: &build_environment(&run, &deps.settings),
-            idempotency_token: &idempotency_token(&run.run_id),
-            artifacts: Some((&deps.bucket, &path, preflight::REPORT_NAME)),
+            environment: &build_environment(
+                &run,
+                &deps.settings,
+                approved.as_ref().map(|a| a.digest.as_str()),
+            ),
+            idempotency_token: &idempotency_token(&run.run_id, approval_id),
+            artifacts: Some((
+                &deps.bucket,
+                &path,
+                preflight::report_name(approved.is_some()),
+            )),
             buildspec: Some(buildspec),
             timeout_minutes: None,
         },
     )
     .await?;
-    let mut record = migration::running_record(&run, &started);
-    record.buildspec_sha256 = Some(hex::encode(Sha256::digest(buildspec.as_bytes())));
-    let build_id = match runs.create(&record).await? {
-        Some(existing) => existing.build_id.unwrap_or(started),
-        None => started,
+    let build_id = match &approved {
+        None => {
+            let mut record = migration::running_record(&run, &started);
+            record.buildspec_sha256 = Some(migration::buildspec_sha256());
+            match runs.create(&record).await? {
+                Some(existing) => existing.build_id.unwrap_or(started),
+                None => started,
+            }
+        }
+        Some(a) => {
+            let first = runs.get(&run.run_id).await?.and_then(|r| r.build_id);
+            let replaced = runs
+                .set_fields(
+                    &run.run_id,
+                    &[
+                        ("buildId", json!(started)),
+                        ("approvalId", json!(a.approval_id)),
+                        ("preflightBuildId", json!(first)),
+                    ],
+                    Some("attribute_not_exists(#approvalId)"),
+                    &[],
+                )
+                .await?;
+            match replaced {
+                Some(_) => started,
+                None => runs
+                    .get(&run.run_id)
+                    .await?
+                    .and_then(|r| r.build_id)
+                    .unwrap_or(started),
+            }
+        }
     };
-    tracing::info!(%build_id, commit = %run.commit, project = %deps.project, "migration build started");
+    tracing::info!(%build_id, commit = %run.commit, project = %deps.project, approved = approved.is_some(), "migration build started");
     Ok(StartedBuild { build_id })
 }
 
@@ -128,6 +236,8 @@ mod tests {
             db: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db),
             codebuild: mock_client!(aws_sdk_codebuild, RuleMode::MatchAny, cb),
             runs_table: "runs".into(),
+            approvals_table: "approvals".into(),
+            people: People::parse(crate::shared::people::EMBEDDED, "staging").unwrap(),
             project: "migrate".into(),
             bucket: "logs".into(),
             settings: Settings::from_values("staging", "", "5s", "30min", "3", "2").unwrap(),
@@ -150,7 +260,7 @@ mod tests {
                     .collect();
                 r.project_name() == Some("migrate")
                     && r.source_version() == Some(SHA)
-                    && r.idempotency_token() == Some(idempotency_token(RUN).as_str())
+                    && r.idempotency_token() == Some(idempotency_token(RUN, None).as_str())
                     && env.get("BATCHLESS_RUN_ID") == Some(&RUN)
                     && env.get("RAILS_LOG_LEVEL") == Some(&"debug")
                     && env.get("BATCHLESS_MIGRATION_POLICY") == Some(&"report")
@@ -185,7 +295,10 @@ mod tests {
             })
             .then_output(|| PutItemOutput::builder().build());
         let d = deps(&[&get, &put], &[&sb]);
-        let out = handle(&d, Input { run: run() }).await.unwrap();
+        let out = handle(&d, Input {
+            run: run(),
+            approval: None,
+        }).await.unwrap();
         assert_eq!(out.build_id, "migrate:new");
         assert_eq!((sb.num_calls(), put.num_calls()), (1, 1));
         assert_eq!(
@@ -199,7 +312,10 @@ mod tests {
         let get = stored(Some("migrate:first"));
         let sb = start("migrate:second");
         let d = deps(&[&get], &[&sb]);
-        let out = handle(&d, Input { run: run() }).await.unwrap();
+        let out = handle(&d, Input {
+            run: run(),
+            approval: None,
+        }).await.unwrap();
         assert_eq!(out.build_id, "migrate:first");
         assert_eq!(sb.num_calls(), 0);
     }
@@ -221,7 +337,10 @@ mod tests {
             ),
             ..deps(&[], &[&sb])
         };
-        let out = handle(&d, Input { run: run() }).await.unwrap();
+        let out = handle(&d, Input {
+            run: run(),
+            approval: None,
+        }).await.unwrap();
         assert_eq!(out.build_id, "migrate:winner");
         assert_eq!((lost.num_calls(), winner.num_calls()), (1, 1));
     }
@@ -237,7 +356,10 @@ mod tests {
             )
         });
         let d = deps(&[&get], &[&sb]);
-        let err = handle(&d, Input { run: run() }).await.unwrap_err();
+        let err = handle(&d, Input {
+            run: run(),
+            approval: None,
+        }).await.unwrap_err();
         assert_eq!(err.kind().name(), "AccountLimitExceeded");
         assert!(err.is_retryable());
     }

@@ -37,15 +37,21 @@ pub struct Input {
     pub execution: Execution,
 }
 
+/// The workflow's state from here on: the run, and `approval: null` (later states pass
+/// `$.approval` whether or not the run needed one).
 #[derive(Debug, Serialize)]
 pub struct Output {
     pub run: MigrationRun,
+    pub approval: Option<crate::migration::approval::ApprovalState>,
 }
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     let run = migration::validate(input.input, &input.execution, &deps.environment)?;
     tracing::info!(run_id = %run.run_id, commit = %run.commit, "migration input valid");
-    Ok(Output { run })
+    Ok(Output {
+        run,
+        approval: None,
+    })
 }
 
 #[cfg(test)]
@@ -81,6 +87,7 @@ mod tests {
             "arn:aws:states:us-east-1:1:execution:m:e"
         );
         assert_eq!(out["run"]["startedBy"], "unattributed");
+        assert!(out["approval"].is_null() && out.get("approval").is_some());
     }
 
     #[tokio::test]

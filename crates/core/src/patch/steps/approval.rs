@@ -2,10 +2,11 @@
 //! URL). Every request is verified first (HMAC-SHA256 over the raw body, constant-time
 //! compare, 5-minute window) and must not have been seen before (a replayed timestamp +
 //! signature, remembered once with `put_once`): otherwise 401 and nothing is recorded. An
-//! Approve / Reject click is then decided under the one rule set (`patch::store::decide`):
+//! Approve / Reject click is then decided under the one rule set (`shared::approval::decide`):
 //! the clicker is a person with the `approver` role, not the requester, deciding once; a
 //! concluded approval ends the workflow's wait (`waits::complete` on
-//! `patch-approval#<patchId>`); the answer goes to the request's thread.
+//! `patch-approval#<patchId>`, or `migration-approval#<approvalId>` for a migration's pending
+//! set: the same endpoint decides both subjects); the answer goes to the request's thread.
 
 use aws_types::SdkConfig;
 use serde::Serialize;
@@ -15,6 +16,8 @@ use crate::error::Error;
 use crate::patch::approval::{Decision, Via};
 use crate::patch::message::{self, APPROVE_ACTION, REJECT_ACTION};
 use crate::patch::store::{self, ApprovalWait, Backend, Decider, DecisionOutcome};
+use crate::shared::approval::record::{ApprovalRecord, SubjectKind};
+use crate::shared::approval::{self as shared, MIGRATION_APPROVE_ACTION, MIGRATION_REJECT_ACTION};
 use crate::platform::slack::function_url::{respond, verified_body};
 use crate::platform::slack::{self, SlackClient};
 use crate::platform::{aws, config, input, time};
@@ -27,6 +30,8 @@ pub struct Deps {
     pub people: People,
     pub signing_secret: String,
     pub waits_table: String,
+    /// The approvals of every other subject (a migration's pending set).
+    pub approvals_table: String,
 }
 
 impl Deps {
@@ -39,6 +44,7 @@ impl Deps {
             people: People::load(&config::environment()?)?,
             signing_secret: config::slack_signing_secret(sdk).await?,
             waits_table: config::required("WAITS_TABLE")?,
+            approvals_table: config::required("APPROVALS_TABLE")?,
         })
     }
 }
@@ -127,9 +133,11 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
     let Some(action) = payload["actions"].as_array().and_then(|a| a.first()) else {
         return Ok(ignored("no action"));
     };
-    let decision = match action["action_id"].as_str() {
-        Some(APPROVE_ACTION) => Decision::Approve,
-        Some(REJECT_ACTION) => Decision::Reject,
+    let (decision, subject) = match action["action_id"].as_str() {
+        Some(APPROVE_ACTION) => (Decision::Approve, None),
+        Some(REJECT_ACTION) => (Decision::Reject, None),
+        Some(MIGRATION_APPROVE_ACTION) => (Decision::Approve, Some(SubjectKind::Migration)),
+        Some(MIGRATION_REJECT_ACTION) => (Decision::Reject, Some(SubjectKind::Migration)),
         other => return Ok(ignored(other)),
     };
     let patch_id = action["value"].as_str().unwrap_or_default();
@@ -153,8 +161,28 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
         table: &deps.waits_table,
     };
     let st = deps.backend.store();
-    let outcome = match store::decide(&st, &wait, &deps.people, patch_id, &decider, decision).await
-    {
+    let decided = match subject {
+        None => store::decide(&st, &wait, &deps.people, patch_id, &decider, decision).await,
+        Some(kind) => {
+            let approvals = shared::Approvals {
+                db: &deps.backend.db,
+                table: &deps.approvals_table,
+                trail: crate::shared::audit::Trail {
+                    chain: kind.chain(),
+                    ..deps.backend.trail()
+                },
+                sfn: &deps.sfn,
+                waits_table: &deps.waits_table,
+            };
+            shared::decide::<ApprovalRecord>(&approvals, &deps.people, patch_id, &decider, decision)
+                .await
+                .map_err(|e| match e {
+                    Error::NotFound(_) => Error::NotFound(format!("{} approval {patch_id}", kind.noun())),
+                    other => other,
+                })
+        }
+    };
+    let outcome = match decided {
         Ok(o) => o,
         Err(Error::NotFound(what)) => {
             return Ok(reply(
@@ -220,6 +248,7 @@ mod tests {
             people: People::parse(crate::shared::people::EMBEDDED, "staging").unwrap(),
             signing_secret: "s3cr3t".into(),
             waits_table: "waits".into(),
+            approvals_table: "approvals".into(),
         }
     }
 

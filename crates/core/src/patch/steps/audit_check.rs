@@ -411,12 +411,18 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
     // Build id → the SHA-256 of the buildspec batchless sent with it (if any).
     let recorded_builds: BTreeMap<String, Option<&str>> = migration_runs
         .iter()
-        .filter_map(|r| {
-            let b = r.build_id.as_deref()?;
-            Some((
-                aws::normalize_build_id(b).to_string(),
-                r.buildspec_sha256.as_deref(),
-            ))
+        .flat_map(|r| {
+            // A run that needed an approval started two builds: its pre-flight's and the
+            // approved one, both with batchless's buildspec.
+            [r.build_id.as_deref(), r.preflight_build_id.as_deref()]
+                .into_iter()
+                .flatten()
+                .map(|b| {
+                    (
+                        aws::normalize_build_id(b).to_string(),
+                        r.buildspec_sha256.as_deref(),
+                    )
+                })
         })
         .collect();
     let recording = migration_runs

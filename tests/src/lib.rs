@@ -335,6 +335,38 @@ impl Stack {
             .collect())
     }
 
+    /// A Slack button click on an approval request (a patch's or a migration's: `action` is
+    /// its action id, `id` the button's value), posted to the approval function URL and
+    /// signed by the fake Slack (or with `extra` overriding the signing).
+    pub async fn approval_click(
+        &self,
+        id: &str,
+        user: &str,
+        action: &str,
+        mut extra: Value,
+    ) -> Result<(u16, Value)> {
+        let action_ts = extra
+            .as_object_mut()
+            .and_then(|e| e.remove("action_ts"))
+            .unwrap_or_else(|| json!(unique_name("a")));
+        // Every real click has its own trigger_id and action_ts (the replay key).
+        let trigger_id = format!("t{}", action_ts.as_str().unwrap_or_default());
+        let payload = json!({
+            "type": "block_actions",
+            "user": {"id": user},
+            "trigger_id": trigger_id,
+            "actions": [{"action_id": action, "value": id, "type": "button", "action_ts": action_ts}],
+            "container": {"type": "message"},
+        });
+        let body = format!("payload={}", patch::urlencode(&payload.to_string()));
+        let spec = json!({
+            "url": self.info["function_urls"]["ApprovalFunction"],
+            "body": body,
+            "content_type": "application/x-www-form-urlencoded",
+        });
+        self.slack_send_with(spec, &extra).await
+    }
+
     /// Whether a task-token wait is registered under `wait_key` (e.g. `patch-approval#<id>`)
     /// in the waits table: the one place every workflow keeps its tokens.
     pub async fn wait_registered(&self, wait_key: &str) -> Result<bool> {

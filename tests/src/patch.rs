@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use batchless_core::shared::audit::Trail;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::{unique_name, Stack};
 
@@ -59,34 +59,15 @@ impl Patches {
             .with_context(|| format!("no patch record {id}"))
     }
 
-    /// A Slack button click, signed by the fake Slack (or with `extra` overriding the signing).
+    /// A Slack button click on a patch's approval request ([`Stack::approval_click`]).
     pub async fn click(
         &self,
         id: &str,
         user: &str,
         action: &str,
-        mut extra: Value,
+        extra: Value,
     ) -> Result<(u16, Value)> {
-        let action_ts = extra
-            .as_object_mut()
-            .and_then(|e| e.remove("action_ts"))
-            .unwrap_or_else(|| json!(unique_name("a")));
-        // Every real click has its own trigger_id and action_ts (the replay key).
-        let trigger_id = format!("t{}", action_ts.as_str().unwrap_or_default());
-        let payload = json!({
-            "type": "block_actions",
-            "user": {"id": user},
-            "trigger_id": trigger_id,
-            "actions": [{"action_id": action, "value": id, "type": "button", "action_ts": action_ts}],
-            "container": {"type": "message"},
-        });
-        let body = format!("payload={}", urlencode(&payload.to_string()));
-        let spec = json!({
-            "url": self.stack.info["function_urls"]["ApprovalFunction"],
-            "body": body,
-            "content_type": "application/x-www-form-urlencoded",
-        });
-        self.stack.slack_send_with(spec, &extra).await
+        self.stack.approval_click(id, user, action, extra).await
     }
 
     /// A build of the patch project started outside the workflow (its own buildspec) at

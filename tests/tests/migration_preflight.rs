@@ -368,8 +368,61 @@ async fn a_raising_migration_names_its_version_class_sql_and_pg_error() -> Resul
 
 // ----------------------------------------------------------------------------- production
 
+const APPROVE: &str = "migration_approve";
+const REJECT: &str = "migration_reject";
+
+/// Start a migration of `commit` and wait until it waits for its approval (the request posted,
+/// the task token stored): the execution's ARN and the approval id.
+async fn until_it_asks(stack: &Stack, commit: &str, prefix: &str) -> Result<(String, String)> {
+    let sm = stack.state_machine("MigrationStateMachine")?;
+    let name = unique_name(prefix);
+    let arn = stack
+        .start(&sm, &name, &migration_input(commit, json!({})))
+        .await?;
+    let id = format!("migration-{name}");
+    let key = format!("migration-approval#{id}");
+    eventually("the migration's approval wait", COLD_TIMEOUT, || async {
+        Ok(stack.wait_registered(&key).await?.then_some(()))
+    })
+    .await?;
+    Ok((arn, id))
+}
+
+/// The migration approval record.
+async fn approval(stack: &Stack, id: &str) -> Result<Value> {
+    let table = stack.table("ApprovalsTable")?;
+    stack
+        .get_item(&table, "approvalId", id)
+        .await?
+        .with_context(|| format!("no approval {id}"))
+}
+
+/// The events of the migrations audit chain about `id`, in order; the chain verifies.
+async fn audited(stack: &Stack, id: &str) -> Result<Vec<String>> {
+    let (code, out, err) = stack.cli(&["audit", "verify", "--chain", "migrations"])?;
+    if code != 0 {
+        bail!("audit verify --chain migrations failed ({code}): {out} {err}");
+    }
+    let trail = batchless_core::shared::audit::Trail {
+        db: &stack.db,
+        s3: &stack.s3,
+        table: &stack.table("AuditTable")?,
+        bucket: &stack.bucket("LogsBucket")?,
+        chain: "migrations",
+    };
+    let (records, _) = batchless_core::shared::audit::read_chain(&trail)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(records
+        .into_iter()
+        .filter(|r| r.patch_id == id)
+        .map(|r| r.event)
+        .collect())
+}
+
 #[tokio::test]
-async fn production_needs_an_approval_for_findings_and_leaves_the_schema_unchanged() -> Result<()> {
+async fn production_waits_for_an_approval_of_its_findings_and_a_rejection_leaves_the_schema_unchanged(
+) -> Result<()> {
     let prod = OtherStack::up(Setup::Production)?;
     let stack = prod.stack().await?;
     assert_eq!(stack.environment(), "production");
@@ -381,7 +434,49 @@ async fn production_needs_an_approval_for_findings_and_leaves_the_schema_unchang
         &sfx,
         &format!("  def change\n    add_index :users, :name, name: \"{index}\"\n  end\n"),
     )?;
-    let (arn, _, end) = migrate_within(&stack, &p.commit, "pf-prod", COLD_TIMEOUT).await?;
+    let (arn, id) = until_it_asks(&stack, &p.commit, "pf-prod").await?;
+    // The request is in the migrations channel with the finding, its recipe and the buttons.
+    let asked = format!("Migration of {} on production needs", &p.commit[..12]);
+    let post = stack
+        .slack_post_containing(MIGRATIONS_CHANNEL, &asked)
+        .await?
+        .to_string();
+    for needle in [
+        "index-not-concurrent",
+        p.class.as_str(),
+        "safer",
+        id.as_str(),
+        APPROVE,
+        REJECT,
+    ] {
+        assert!(post.contains(needle), "{needle:?} in {post}");
+    }
+    let rec = approval(&stack, &id).await?;
+    assert_eq!(rec["status"], "PENDING_APPROVAL", "{rec}");
+    assert_eq!(rec["details"]["commit"], p.commit.as_str(), "{rec}");
+    assert!(
+        !index_exists(&stack, &index)?,
+        "nothing migrated while it waits"
+    );
+
+    // Somebody outside the production people map cannot decide it.
+    let (code, body) = stack
+        .approval_click(&id, "U0DAVE001", APPROVE, json!({}))
+        .await?;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        body["outcome"]["refusal"]["refusal"], "unknown_person",
+        "{body}"
+    );
+    assert_eq!(approval(&stack, &id).await?["status"], "PENDING_APPROVAL");
+
+    // Carol (an approver) rejects: the run fails MigrationNeedsApproval, schema unchanged.
+    let (code, body) = stack
+        .approval_click(&id, "U0CAROL01", REJECT, json!({}))
+        .await?;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["outcome"]["status"], "REJECTED", "{body}");
+    let end = stack.wait_end(&arn, TIMEOUT).await?;
     assert_eq!(end.status, "FAILED", "{end:?}");
     assert_eq!(
         end.error.as_deref(),
@@ -394,8 +489,8 @@ async fn production_needs_an_approval_for_findings_and_leaves_the_schema_unchang
         "CodePipeline shows 5,000 characters"
     );
     for needle in [
-        "needs an approval",
-        "the production policy is require-approval",
+        "was not approved",
+        "carol rejected it",
         "db:migrate did not run",
         "How to approve",
         "index-not-concurrent",
@@ -404,21 +499,27 @@ async fn production_needs_an_approval_for_findings_and_leaves_the_schema_unchang
     ] {
         assert!(cause.contains(needle), "{needle:?} in {cause}");
     }
-    assert!(stack
-        .task_errors(&arn)
-        .await?
-        .iter()
-        .any(|e| e == "MigrationNeedsApproval"));
     let states = stack.states_entered(&arn).await?;
-    assert!(states.iter().any(|s| s == "ReadReport"), "{states:?}");
+    assert!(states.iter().any(|s| s == "WaitForApproval"), "{states:?}");
+    assert!(
+        !states.iter().any(|s| s == "StartApprovedBuild"),
+        "{states:?}"
+    );
     assert!(!index_exists(&stack, &index)?, "schema unchanged");
     assert!(!applied(&stack, &p.version)?);
     let runs = stack.table("RunsTable")?;
-    let rec = stack
+    let run = stack
         .get_item(&runs, "runId", &arn)
         .await?
         .context("run record")?;
-    assert_eq!(rec["error"], "MigrationNeedsApproval", "{rec}");
+    assert_eq!(run["error"], "MigrationNeedsApproval", "{run}");
+    assert_eq!(run["approvalId"], id.as_str(), "{run}");
+    let events = audited(&stack, &id).await?;
+    assert_eq!(
+        events,
+        ["REQUESTED", "DECISION_REFUSED", "DECISION", "REJECTED"],
+        "{events:?}"
+    );
 
     // A safe migration on production asks for nothing and runs.
     let table = format!("preflight_prod_safe_{sfx}");
@@ -428,8 +529,180 @@ async fn production_needs_an_approval_for_findings_and_leaves_the_schema_unchang
         &format!("{sfx}b"),
         &format!("  def change\n    create_table :{table}\n  end\n"),
     )?;
-    let (_, _, end) = migrate(&stack, &safe.commit, "pf-prod-safe").await?;
+    let (safe_arn, _, end) = migrate(&stack, &safe.commit, "pf-prod-safe").await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
     assert!(applied(&stack, &safe.version)?);
+    let states = stack.states_entered(&safe_arn).await?;
+    assert!(!states.iter().any(|s| s == "AskApproval"), "{states:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn production_migrates_the_approved_pending_set_and_a_forged_wake_changes_nothing(
+) -> Result<()> {
+    let prod = OtherStack::up(Setup::Production)?;
+    let stack = prod.stack().await?;
+    let sfx = suffix();
+    let index = format!("idx_preflight_ok_{sfx}");
+    let p = pending(
+        &stack,
+        "Prodapproved",
+        &sfx,
+        &format!("  def change\n    add_index :users, :email, name: \"{index}\"\n  end\n"),
+    )?;
+    let (arn, id) = until_it_asks(&stack, &p.commit, "pf-prod-ok").await?;
+
+    // Attack: whoever can read the waits table ends the wait with a forged "approved".
+    let key = format!("migration-approval#{id}");
+    let token = stack.wait(&key).await?.context("the wait")?["taskToken"]
+        .as_str()
+        .context("a token")?
+        .to_string();
+    stack
+        .sfn
+        .send_task_success()
+        .task_token(&token)
+        .output(json!({"decision": "approved", "approvers": ["alice"]}).to_string())
+        .send()
+        .await?;
+    // The wake is re-checked (AskApproval again), found pending, and the run waits again.
+    eventually(
+        "the run waiting again after the forged wake",
+        TIMEOUT,
+        || async {
+            let asked = stack
+                .states_entered(&arn)
+                .await?
+                .iter()
+                .filter(|s| *s == "AskApproval")
+                .count();
+            let token_now = stack
+                .wait(&key)
+                .await?
+                .and_then(|w| w["taskToken"].as_str().map(String::from));
+            Ok((asked >= 2 && token_now.is_some_and(|t| t != token)).then_some(()))
+        },
+    )
+    .await?;
+    assert!(
+        !index_exists(&stack, &index)?,
+        "the forged wake migrated nothing"
+    );
+    assert_eq!(approval(&stack, &id).await?["status"], "PENDING_APPROVAL");
+
+    // Alice approves: the approved build migrates exactly this pending set.
+    let (code, body) = stack
+        .approval_click(&id, "U0ALICE01", APPROVE, json!({}))
+        .await?;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["outcome"]["status"], "APPROVED", "{body}");
+    let end = stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
+    assert!(index_exists(&stack, &index)?, "migrated after the approval");
+    assert!(applied(&stack, &p.version)?);
+    let states = stack.states_entered(&arn).await?;
+    assert!(
+        states.iter().any(|s| s == "StartApprovedBuild"),
+        "{states:?}"
+    );
+    let out = end.output.clone().unwrap_or_default();
+    assert_eq!(out["report"]["gate"], "approved", "{out}");
+    let runs = stack.table("RunsTable")?;
+    let run = stack
+        .get_item(&runs, "runId", &arn)
+        .await?
+        .context("run record")?;
+    assert_eq!(run["approvalId"], id.as_str(), "{run}");
+    let first = run["preflightBuildId"]
+        .as_str()
+        .context("the pre-flight build")?;
+    assert_ne!(Some(first), run["buildId"].as_str(), "{run}");
+    let rec = approval(&stack, &id).await?;
+    assert_eq!(rec["approvers"], json!(["alice"]), "{rec}");
+    let events = audited(&stack, &id).await?;
+    assert_eq!(events, ["REQUESTED", "DECISION", "APPROVED"], "{events:?}");
+    Ok(())
+}
+
+/// The approval's failure paths on production: the wait's own step fails, the approved
+/// build cannot start, and nobody answers until the approval expires (the default 240 min,
+/// 4 minutes at the test time scale). Each leaves the schema unchanged.
+#[tokio::test]
+async fn production_approval_failures_and_expiry_migrate_nothing() -> Result<()> {
+    let prod = OtherStack::up(Setup::Production)?;
+    let stack = prod.stack().await?;
+    stack.clear_faults().await?;
+    let sfx = suffix();
+    let pending_index = |tag: &str| -> Result<(Pending, String)> {
+        let index = format!("idx_preflight_{tag}_{sfx}");
+        let p = pending(
+            &stack,
+            &format!("Prod{tag}"),
+            &format!("{sfx}{tag}"),
+            &format!("  def change\n    add_index :users, :name, name: \"{index}\"\n  end\n"),
+        )?;
+        Ok((p, index))
+    };
+
+    // The wait's step fails (not retried): the run errs, nothing is asked or migrated.
+    let (p, index) = pending_index("waitfails")?;
+    stack
+        .faults(&[fault::lambda_error(
+            "migration-approval",
+            json!({"mode": "wait"}),
+            "AwsServiceError",
+            1,
+        )])
+        .await?;
+    let (arn, _, end) = migrate_within(&stack, &p.commit, "pf-wait-fails", COLD_TIMEOUT).await?;
+    assert_eq!(end.error.as_deref(), Some("AwsServiceError"), "{end:?}");
+    let states = stack.states_entered(&arn).await?;
+    assert!(states.iter().any(|s| s == "WaitForApproval"), "{states:?}");
+    assert!(!index_exists(&stack, &index)?);
+
+    // Approved, and the approved build cannot start: the run errs, nothing migrated.
+    let (p, index) = pending_index("startfails")?;
+    let (arn, id) = until_it_asks(&stack, &p.commit, "pf-start-fails").await?;
+    stack
+        .faults(&[fault::lambda_error(
+            "start-migration-build",
+            json!({"approval": {"approved": true}}),
+            "AwsServiceError",
+            1,
+        )])
+        .await?;
+    let (code, body) = stack
+        .approval_click(&id, "U0ALICE01", APPROVE, json!({}))
+        .await?;
+    assert_eq!(code, 200, "{body}");
+    let end = stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(end.error.as_deref(), Some("AwsServiceError"), "{end:?}");
+    let states = stack.states_entered(&arn).await?;
+    assert!(
+        states.iter().any(|s| s == "StartApprovedBuild"),
+        "{states:?}"
+    );
+    assert!(!index_exists(&stack, &index)?);
+
+    // Nobody answers: the approval expires, the run fails MigrationNeedsApproval.
+    let (p, index) = pending_index("expires")?;
+    let (arn, id) = until_it_asks(&stack, &p.commit, "pf-expires").await?;
+    let end = stack
+        .wait_end(&arn, Duration::from_secs(240) + TIMEOUT)
+        .await?;
+    assert_eq!(
+        end.error.as_deref(),
+        Some("MigrationNeedsApproval"),
+        "{end:?}"
+    );
+    let cause = end.cause.clone().unwrap_or_default();
+    assert!(cause.contains("nobody approved it before"), "{cause}");
+    assert!(cause.contains("How to approve"), "{cause}");
+    let states = stack.states_entered(&arn).await?;
+    assert!(states.iter().any(|s| s == "ExpireApproval"), "{states:?}");
+    assert_eq!(approval(&stack, &id).await?["status"], "EXPIRED");
+    assert!(!index_exists(&stack, &index)?);
+    let events = audited(&stack, &id).await?;
+    assert_eq!(events, ["REQUESTED", "EXPIRED"], "{events:?}");
     Ok(())
 }

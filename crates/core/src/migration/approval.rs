@@ -82,7 +82,11 @@ pub const MAX_APPROVAL_TIMEOUT_MINUTES: u64 = 420;
 
 /// Pure: what an approval of this run's pending set approves; `None` when the pre-flight
 /// could not complete (nothing to bind an approval to).
-pub fn subject(run: &MigrationRun, report: &MigrationReport, build_id: &str) -> Option<MigrationSubject> {
+pub fn subject(
+    run: &MigrationRun,
+    report: &MigrationReport,
+    build_id: &str,
+) -> Option<MigrationSubject> {
     let p = report.preflight.as_ref()?;
     if p.error.is_some() {
         return None;
@@ -363,7 +367,10 @@ mod tests {
             .contains("0/1 approvals"));
         let hash = rec.request_hash.clone();
         approved(&mut rec, "alice", &hash);
-        assert_eq!(holds_up(&rec, &run, &m.digest, &people), Ok(vec!["alice".to_string()]));
+        assert_eq!(
+            holds_up(&rec, &run, &m.digest, &people),
+            Ok(vec!["alice".to_string()])
+        );
         // Another pending set, another commit, a record whose hash was edited.
         assert!(holds_up(&rec, &run, "other", &people)
             .unwrap_err()

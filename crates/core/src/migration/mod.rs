@@ -26,9 +26,8 @@ pub const WORKFLOW: &str = "migration";
 /// build and, when the findings need one, the approved build), the longest approval wait
 /// (`MigrationApprovalTimeoutMinutes` MaxValue 420) and the workflow's own steps, within
 /// CodePipeline's 24 hours for a Lambda invoke action; `timeout_tests` checks both files.
-pub const STATE_MACHINE_TIMEOUT_SECONDS: u64 = 2 * MAX_BUILD_TIMEOUT_MINUTES * 60
-    + approval::MAX_APPROVAL_TIMEOUT_MINUTES * 60
-    + 30 * 60;
+pub const STATE_MACHINE_TIMEOUT_SECONDS: u64 =
+    2 * MAX_BUILD_TIMEOUT_MINUTES * 60 + approval::MAX_APPROVAL_TIMEOUT_MINUTES * 60 + 30 * 60;
 /// `MigrationTimeoutMinutes`' MaxValue in `infra/template.yaml`.
 pub const MAX_BUILD_TIMEOUT_MINUTES: u64 = 480;
 /// Longer than the state machine's own timeout, so only an abandoned lock ever expires.
@@ -410,7 +409,11 @@ pub fn run_record(state: &MigrationState, recorded: &Recorded, ended_at: &str) -
         slack_ts: None,
         migration_report: report_value(state),
         // Every build batchless starts gets this buildspec (the sweep reads it from here).
-        buildspec_sha256: recorded.output.build_id.as_ref().map(|_| buildspec_sha256()),
+        buildspec_sha256: recorded
+            .output
+            .build_id
+            .as_ref()
+            .map(|_| buildspec_sha256()),
         approval_id: state.approval.as_ref().map(|a| a.approval_id.clone()),
         preflight_build_id: state
             .approval

@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 
-pub use crate::shared::approval::{Decision, DecisionRecord, Refusal, Tally, Via};
 use crate::shared::approval::{self as shared, Subject};
+pub use crate::shared::approval::{Decision, DecisionRecord, Refusal, Tally, Via};
 use crate::shared::people::{People, Person};
 
 use super::{PatchRun, Status};

@@ -13,7 +13,8 @@
 //!   (`migration-approval#<approvalId>`) and re-checks the record; the `approval` function ends
 //!   the wait when a decision concludes. The wake is discarded: `AskApproval` decides.
 //! - `{"mode": "expire"}` (`ExpireApproval`, after the wait's timeout): `PENDING_APPROVAL` →
-//!   `EXPIRED` (audited, said in the request's thread), then `MigrationNeedsApproval`.
+//!   `EXPIRED` (audited, said in the request's thread); returns the run's error,
+//!   `MigrationNeedsApproval` with why and how (the ASL puts it at `$.error`).
 
 use aws_types::SdkConfig;
 use serde::{Deserialize, Serialize};
@@ -91,7 +92,7 @@ impl Deps {
 pub enum Input {
     Check {
         run: MigrationRun,
-        report: MigrationReport,
+        report: Box<MigrationReport>,
         build: StartedBuild,
         /// `$.approval`: `null` the first time.
         approval: Option<ApprovalState>,
@@ -117,9 +118,17 @@ pub enum Output {
         #[serde(rename = "waitEnded")]
         wait_ended: bool,
     },
+    /// What the run fails with (`ExpireApproval`'s result, at `$.error`).
+    Failed(crate::sfn::execution::StepError),
 }
 
-async fn append(deps: &Deps, rec: &ApprovalRecord, key: String, event: &str, data: serde_json::Value) -> Result<(), Error> {
+async fn append(
+    deps: &Deps,
+    rec: &ApprovalRecord,
+    key: String,
+    event: &str,
+    data: serde_json::Value,
+) -> Result<(), Error> {
     audit::append(&deps.trail(), &rec.entry(key, event, "workflow", data)).await?;
     Ok(())
 }
@@ -347,7 +356,139 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         } => wait(deps, &task_token, &run, &approval).await,
         Input::Expire { run, approval } => {
             let rec = deps.records().must_get(&approval.approval_id).await?;
-            Err(expire(deps, &run, &rec).await?)
+            let err = expire(deps, &run, &rec).await?;
+            Ok(Output::Failed(crate::sfn::execution::StepError {
+                error: err.kind().name().to_string(),
+                cause: err.to_string(),
+            }))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::report::tests::preflight_with;
+    use crate::platform::dynamo::to_item;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    fn run() -> MigrationRun {
+        crate::migration::tests::validate_json(
+            json!({"commit": "0123456789abcdef0123456789abcdef01234567"}),
+            &crate::sfn::Execution {
+                id: "arn:aws:states:us-east-1:1:execution:batchless-production-migration:e1".into(),
+                name: "e1".into(),
+                start_time: "2026-12-02T07:00:00Z".into(),
+            },
+            "production",
+        )
+        .unwrap()
+    }
+
+    fn report() -> MigrationReport {
+        MigrationReport {
+            policy: crate::migration::preflight::Policy::RequireApproval,
+            gate: crate::migration::preflight::Gate::NeedsApproval,
+            uri: "s3://logs/migrations/e1/report/".into(),
+            preflight: Some(preflight_with(1)),
+            migrate: None,
+        }
+    }
+
+    fn deps(db: &[&Rule]) -> Deps {
+        Deps {
+            db: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db),
+            s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, []),
+            sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, []),
+            slack: SlackClient::new("http://127.0.0.1:9/api", "t"),
+            people: People::parse(crate::shared::people::EMBEDDED, "production").unwrap(),
+            approvals_table: "approvals".into(),
+            audit_table: "audit".into(),
+            bucket: "logs".into(),
+            waits_table: "waits".into(),
+            channel: "C0MIGRATIONS".into(),
+            settings: ApprovalSettings::from_values("240", "1").unwrap(),
+        }
+    }
+
+    fn stored(status: &str) -> Rule {
+        let run = run();
+        let m = approval::subject(&run, &report(), "migrate:1").unwrap();
+        let mut rec = approval::new_record(&run, &m, deps(&[]).settings, time::now());
+        rec.status = status.into();
+        rec.rejected_by = Some("carol".into());
+        let item = to_item(&rec);
+        mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|r| r.table_name() == Some("approvals"))
+            .then_output(move || {
+                GetItemOutput::builder()
+                    .set_item(Some(item.clone()))
+                    .build()
+            })
+    }
+
+    fn check(previous: Option<ApprovalState>) -> Input {
+        Input::Check {
+            run: run(),
+            report: Box::new(report()),
+            build: StartedBuild {
+                build_id: "migrate:1".into(),
+            },
+            approval: previous,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pending_approval_waits_for_what_is_left_of_its_expiry() {
+        let get = stored(shared::PENDING);
+        let out = handle(&deps(&[&get]), check(None)).await.unwrap();
+        let Output::Checked(state) = out else {
+            panic!("checked")
+        };
+        assert!(!state.approved);
+        assert_eq!(state.approval_id, "migration-e1");
+        assert!((14_000..=14_400).contains(&state.wait_seconds), "{state:?}");
+    }
+
+    #[tokio::test]
+    async fn a_rejection_fails_naming_who_rejected_it() {
+        let get = stored(shared::REJECTED);
+        let err = handle(&deps(&[&get]), check(None)).await.unwrap_err();
+        assert_eq!(err.kind().name(), "MigrationNeedsApproval");
+        assert!(err.to_string().contains("carol rejected it"), "{err}");
+        assert!(err.to_string().contains("How to approve"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_approved_run_that_comes_back_with_another_pending_set_fails() {
+        let get = stored(shared::APPROVED);
+        let previous = ApprovalState {
+            approval_id: "migration-e1".into(),
+            approved: true,
+            digest: "d0".into(),
+            approvers: vec!["alice".into()],
+            wait_seconds: 0,
+            preflight_build_id: "migrate:1".into(),
+        };
+        let err = handle(&deps(&[&get]), check(Some(previous)))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind().name(), "MigrationNeedsApproval");
+        assert!(
+            err.to_string()
+                .contains("an approval is for one pending set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn each_mode_parses_strictly() {
+        let v = json!({"mode": "expire", "run": run(), "approval": {"approvalId": "migration-e1",
+            "approved": false, "digest": "d1", "approvers": [], "waitSeconds": 5, "preflightBuildId": "migrate:1"}});
+        assert!(serde_json::from_value::<Input>(v.clone()).is_ok());
+        let mut extra = v;
+        extra["approved"] = json!(true);
+        assert!(serde_json::from_value::<Input>(extra).is_err());
     }
 }

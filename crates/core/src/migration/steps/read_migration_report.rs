@@ -112,11 +112,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     let report = MigrationReport {
         policy,
         gate: gate.clone(),
-        uri: format!(
-            "s3://{}/{}",
-            deps.bucket,
-            key("")
-        ),
+        uri: format!("s3://{}/{}", deps.bucket, key("")),
         preflight,
         migrate,
     }

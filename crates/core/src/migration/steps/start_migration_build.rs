@@ -295,10 +295,15 @@ mod tests {
             })
             .then_output(|| PutItemOutput::builder().build());
         let d = deps(&[&get, &put], &[&sb]);
-        let out = handle(&d, Input {
-            run: run(),
-            approval: None,
-        }).await.unwrap();
+        let out = handle(
+            &d,
+            Input {
+                run: run(),
+                approval: None,
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(out.build_id, "migrate:new");
         assert_eq!((sb.num_calls(), put.num_calls()), (1, 1));
         assert_eq!(
@@ -312,10 +317,15 @@ mod tests {
         let get = stored(Some("migrate:first"));
         let sb = start("migrate:second");
         let d = deps(&[&get], &[&sb]);
-        let out = handle(&d, Input {
-            run: run(),
-            approval: None,
-        }).await.unwrap();
+        let out = handle(
+            &d,
+            Input {
+                run: run(),
+                approval: None,
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(out.build_id, "migrate:first");
         assert_eq!(sb.num_calls(), 0);
     }
@@ -337,10 +347,15 @@ mod tests {
             ),
             ..deps(&[], &[&sb])
         };
-        let out = handle(&d, Input {
-            run: run(),
-            approval: None,
-        }).await.unwrap();
+        let out = handle(
+            &d,
+            Input {
+                run: run(),
+                approval: None,
+            },
+        )
+        .await
+        .unwrap();
         assert_eq!(out.build_id, "migrate:winner");
         assert_eq!((lost.num_calls(), winner.num_calls()), (1, 1));
     }
@@ -356,10 +371,15 @@ mod tests {
             )
         });
         let d = deps(&[&get], &[&sb]);
-        let err = handle(&d, Input {
-            run: run(),
-            approval: None,
-        }).await.unwrap_err();
+        let err = handle(
+            &d,
+            Input {
+                run: run(),
+                approval: None,
+            },
+        )
+        .await
+        .unwrap_err();
         assert_eq!(err.kind().name(), "AccountLimitExceeded");
         assert!(err.is_retryable());
     }

@@ -16,11 +16,11 @@ use crate::error::Error;
 use crate::patch::approval::{Decision, Via};
 use crate::patch::message::{self, APPROVE_ACTION, REJECT_ACTION};
 use crate::patch::store::{self, ApprovalWait, Backend, Decider, DecisionOutcome};
-use crate::shared::approval::record::{ApprovalRecord, SubjectKind};
-use crate::shared::approval::{self as shared, MIGRATION_APPROVE_ACTION, MIGRATION_REJECT_ACTION};
 use crate::platform::slack::function_url::{respond, verified_body};
 use crate::platform::slack::{self, SlackClient};
 use crate::platform::{aws, config, input, time};
+use crate::shared::approval::record::{ApprovalRecord, SubjectKind};
+use crate::shared::approval::{self as shared, MIGRATION_APPROVE_ACTION, MIGRATION_REJECT_ACTION};
 use crate::shared::people::People;
 
 pub struct Deps {
@@ -177,7 +177,9 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
             shared::decide::<ApprovalRecord>(&approvals, &deps.people, patch_id, &decider, decision)
                 .await
                 .map_err(|e| match e {
-                    Error::NotFound(_) => Error::NotFound(format!("{} approval {patch_id}", kind.noun())),
+                    Error::NotFound(_) => {
+                        Error::NotFound(format!("{} approval {patch_id}", kind.noun()))
+                    }
                     other => other,
                 })
         }

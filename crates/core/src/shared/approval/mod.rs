@@ -451,7 +451,13 @@ pub async fn decide<R: Approvable>(
                 &rec.entry(key, events::DECISION_REFUSED, &actor, data),
             )
             .await?;
-            return DecisionOutcome::new(DecisionResult::Refused, Some(refusal), &rec, people, false);
+            return DecisionOutcome::new(
+                DecisionResult::Refused,
+                Some(refusal),
+                &rec,
+                people,
+                false,
+            );
         }
     }
     let person = decider.person.expect("judged: a person");
@@ -655,14 +661,19 @@ mod tests {
     fn a_decision_on_another_request_hash_does_not_count() {
         let s = subject(1);
         let decisions = BTreeMap::from([
-            ("alice".to_string(), decision("alice", Decision::Approve, "h0")),
+            (
+                "alice".to_string(),
+                decision("alice", Decision::Approve, "h0"),
+            ),
             ("zed".to_string(), decision("zed", Decision::Approve, "h1")),
         ]);
         let t = tally(&s, &decisions, &people());
         assert!(!t.approved(), "{t:?}");
         assert_eq!(t.ignored.len(), 2, "{t:?}");
-        let decisions =
-            BTreeMap::from([("alice".to_string(), decision("alice", Decision::Approve, "h1"))]);
+        let decisions = BTreeMap::from([(
+            "alice".to_string(),
+            decision("alice", Decision::Approve, "h1"),
+        )]);
         assert!(tally(&s, &decisions, &people()).approved());
     }
 }

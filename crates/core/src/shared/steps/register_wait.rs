@@ -93,7 +93,9 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
                 let outcome = task::describe(&deps.ecs, &id).await?;
                 (outcome.finished, serde_json::to_value(&outcome))
             }
-            WaitKind::PatchApproval | WaitKind::MigrationApproval | WaitKind::SessionApproval => unreachable!("refused above"),
+            WaitKind::PatchApproval | WaitKind::MigrationApproval | WaitKind::SessionApproval => {
+                unreachable!("refused above")
+            }
         };
         Ok(finished.then(|| output.expect("outcome serializes")))
     };

@@ -1,11 +1,14 @@
 //! `batchless migrations list` / `show`: the migration history from the runs table, with each
-//! run's pre-flight (pending migrations, findings) and per-migration timings and lock waits.
+//! run's pre-flight (pending migrations, findings), per-migration timings and lock waits, and
+//! the approval its findings needed (`show`: status, binding, every decision).
 
 use std::process::ExitCode;
 
 use anyhow::bail;
 use anyhow::Result;
 use batchless_core::migration::report::MigrationReport;
+use batchless_core::platform::dynamo::Table;
+use batchless_core::shared::approval::record::ApprovalRecord;
 use batchless_core::shared::runs::{self, RunRecord};
 use clap::Subcommand;
 
@@ -159,6 +162,43 @@ pub fn show_text(r: &RunRecord) -> String {
     t
 }
 
+/// A migration's approval as text: its status, what it binds to, every decision.
+pub fn approval_text(a: &ApprovalRecord) -> String {
+    let mut t = format!(
+        "\napproval   {} {} ({} of {} needed, expires {})\n",
+        a.approval_id,
+        a.status,
+        a.approvers.len(),
+        a.required_approvals,
+        a.expires_at
+    );
+    if let Ok(m) = a.migration() {
+        t.push_str(&format!(
+            "  binds    commit {} · pending set {} · request hash {}\n  pre-flight build {}\n",
+            m.commit, m.digest, a.request_hash, m.preflight_build_id
+        ));
+    }
+    let mut decisions: Vec<_> = a.decisions.values().collect();
+    decisions.sort_by(|x, y| x.at.cmp(&y.at));
+    for d in decisions {
+        t.push_str(&format!(
+            "  {} {} by {} ({}) at {}\n",
+            d.decision.as_str(),
+            if d.request_hash == a.request_hash { "" } else { "(another request)" },
+            d.by_name,
+            d.identity,
+            d.at
+        ));
+    }
+    if let Some(by) = &a.rejected_by {
+        t.push_str(&format!("  rejected by {by}\n"));
+    }
+    if let Some(at) = &a.expired_at {
+        t.push_str(&format!("  expired at {at}\n"));
+    }
+    t
+}
+
 async fn show(cx: &Context, args: ShowArgs) -> Result<ExitCode> {
     let aws = cx.aws().await?;
     let table_name = aws.runs_table();
@@ -174,10 +214,21 @@ async fn show(cx: &Context, args: ShowArgs) -> Result<ExitCode> {
     let Some(record) = record else {
         bail!("no migration run {} in {table_name}", args.run);
     };
+    let approval = match &record.approval_id {
+        Some(id) => Table::<ApprovalRecord>::new(aws.dynamodb(), aws.resource("approvals"))
+            .get(id)
+            .await?,
+        None => None,
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&record)?);
+        let mut v = serde_json::to_value(&record)?;
+        v["approval"] = serde_json::to_value(&approval)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", show_text(&record));
+        if let Some(a) = &approval {
+            print!("{}", approval_text(a));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -289,6 +340,31 @@ STARTED               COMMIT   STATUS   DURATION  STARTED BY    BUILD           
             assert!(t.contains(needle), "{needle:?} in {t}");
         }
         assert!(show_text(&records()[1]).contains("no pre-flight report recorded"));
+    }
+
+    #[test]
+    fn show_prints_the_approval_with_every_decision() {
+        let a: ApprovalRecord = serde_json::from_value(serde_json::json!({
+            "approvalId": "migration-e2", "subject": "migration", "environment": "production",
+            "status": "REJECTED", "createdAt": "2026-12-02T07:00:00Z", "updatedAt": "2026-12-02T07:05:00Z",
+            "expiresAt": "2026-12-02T11:00:00Z", "requiredApprovals": 1, "requestHash": "h1",
+            "details": {"runId": "arn:e2", "executionName": "e2", "commit": "c0ffee", "digest": "d1",
+                        "pending": ["20261201000000 AddIndex"], "findings": [], "startedBy": "pipeline",
+                        "preflightBuildId": "migrate:7"},
+            "decisions": {"carol": {"decision": "reject", "by": "carol", "byName": "Carol Example",
+                "via": "slack", "at": "2026-12-02T07:05:00Z", "identity": "slack:U0CAROL01", "requestHash": "h1"}},
+            "rejectedBy": "carol"
+        }))
+        .unwrap();
+        let t = approval_text(&a);
+        for needle in [
+            "migration-e2 REJECTED (0 of 1 needed",
+            "commit c0ffee · pending set d1",
+            "reject  by Carol Example (slack:U0CAROL01)",
+            "rejected by carol",
+        ] {
+            assert!(t.contains(needle), "{needle:?} in {t}");
+        }
     }
 
     #[test]

@@ -184,7 +184,11 @@ pub fn approval_text(a: &ApprovalRecord) -> String {
         t.push_str(&format!(
             "  {} {} by {} ({}) at {}\n",
             d.decision.as_str(),
-            if d.request_hash == a.request_hash { "" } else { "(another request)" },
+            if d.request_hash == a.request_hash {
+                ""
+            } else {
+                "(another request)"
+            },
             d.by_name,
             d.identity,
             d.at
@@ -215,9 +219,11 @@ async fn show(cx: &Context, args: ShowArgs) -> Result<ExitCode> {
         bail!("no migration run {} in {table_name}", args.run);
     };
     let approval = match &record.approval_id {
-        Some(id) => Table::<ApprovalRecord>::new(aws.dynamodb(), aws.resource("approvals"))
-            .get(id)
-            .await?,
+        Some(id) => {
+            Table::<ApprovalRecord>::new(aws.dynamodb(), aws.resource("approvals"))
+                .get(id)
+                .await?
+        }
         None => None,
     };
     if args.json {

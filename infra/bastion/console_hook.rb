@@ -13,6 +13,7 @@
 #
 #   {"batchless":"console-heartbeat","v":1,"taskId":"…",…,"seq":3,"intervalSeconds":60}
 #   {"batchless":"console-tamper","v":1,"taskId":"…",…,"what":"Batchless::ConsoleHook.emit was redefined"}
+#   {"batchless":"console-end","v":1,"taskId":"…",…}   (once, at exit)
 #
 # A heartbeat every BATCHLESS_HOOK_HEARTBEAT_SECONDS (default 60; the first at install) from a
 # thread of its own; batchless records the last one on the session. A tamper report when one of
@@ -137,6 +138,8 @@ module Batchless
           end
         end
         @heartbeat.report_on_exception = false
+        # The console's end, said once at exit: the silence after it is not a gap (hook-watch).
+        at_exit { reporter.call("console-end", {}) }
       end
 
       # A method of the hook redefined after install: said at once (the heartbeat says it again

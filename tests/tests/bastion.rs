@@ -1159,3 +1159,104 @@ async fn the_ruby_hook_in_irb_emits_the_json_lines_command_watch_reads() -> Resu
     b.stop(&b.execution_arn(&sid)).await;
     Ok(())
 }
+
+/// "Console hook not reporting" (`hook-watch`): a session with no hook line after its login,
+/// and one whose heartbeats stopped, are alerted in their threads, once per silence; a session
+/// whose console ended (the real hook's `console-end` at irb's exit) is not.
+#[tokio::test]
+async fn a_session_the_console_hook_is_silent_on_is_alerted_once_and_an_ended_one_is_not(
+) -> Result<()> {
+    let b = Bastion::setup().await?;
+    let tag = |p: &str| session_id(p);
+    // A: never a hook line. B: the real hook in irb, which ends. C: one heartbeat, then silence.
+    let (a, bb, c) = (tag("silent"), tag("ended"), tag("gap"));
+    let task_of = |sid: &str, p: &str| format!("{p}task{}", &sid[sid.len() - 6..]);
+    let (task_a, task_b, task_c) = (task_of(&a, "sil"), task_of(&bb, "end"), task_of(&c, "gap"));
+    let session_a = b.logged_in(&a, ALICE, &task_a).await?;
+    let _session_b = b.logged_in(&bb, ALICE, &task_b).await?;
+    let session_c = b.logged_in(&c, ALICE, &task_c).await?;
+
+    let metadata = fake_metadata(&format!(
+        "arn:aws:ecs:us-east-1:123456789012:task/batchless-staging-bastion/{task_b}"
+    ))?;
+    let out = irb_with_hook(&metadata, "x = 1\n", &[]).await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<String> = stdout
+        .lines()
+        .filter(|l| l.starts_with("{\"batchless\":\"console-"))
+        .map(String::from)
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("\"console-end\"")),
+        "the hook says the console ended at exit: {stdout}"
+    );
+    let watched = console_lines_to_command_watch(&b, &task_b, &lines).await?;
+    assert!(watched["heartbeats"].as_u64() >= Some(1), "{watched}");
+    assert_eq!(watched["ends"].as_u64(), Some(1), "{watched}");
+    let heartbeat = json!({"batchless": "console-heartbeat", "v": 1, "taskId": task_c,
+        "time": now_rfc3339(), "seq": 1, "intervalSeconds": 60})
+    .to_string();
+    console_lines_to_command_watch(&b, &task_c, &[heartbeat]).await?;
+    let rec_b = b.session(&bb).await?.context("session B")?;
+    assert!(rec_b["hookEndedAt"].is_string(), "{rec_b}");
+
+    // Past a grace and a gap of one second (the input may only shorten them).
+    let watch = |grace: u64| {
+        let stack = &b.stack;
+        async move {
+            stack
+                .invoke(
+                    "HookWatchFunction",
+                    &json!({"graceSeconds": grace, "gapSeconds": 1}),
+                )
+                .await
+        }
+    };
+    // Each run alerts what is silent by then; together they must alert A and C.
+    let seen = std::cell::RefCell::new(Vec::<String>::new());
+    let alerted = eventually("A and C alerted", TIMEOUT, || async {
+        let out = watch(1).await?;
+        let mut got = seen.borrow_mut();
+        got.extend(
+            out["alerted"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s.as_str().map(String::from)),
+        );
+        Ok((got.contains(&a) && got.contains(&c)).then(|| got.clone()))
+    })
+    .await?;
+    assert!(
+        !alerted.contains(&bb),
+        "an ended console is not silent: {alerted:?}"
+    );
+    let post = b
+        .thread_post_containing(&session_a, "Console hook not reporting")
+        .await?;
+    assert!(
+        post.to_string()
+            .contains("no console hook line since the login"),
+        "{post}"
+    );
+    let post = b
+        .thread_post_containing(&session_c, "Console hook not reporting")
+        .await?;
+    assert!(post.to_string().contains("no heartbeat since"), "{post}");
+    // Once per silence: the next run alerts neither again.
+    let again = watch(1).await?;
+    for sid in [&a, &bb, &c] {
+        assert!(
+            !again["alerted"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|s| s == sid.as_str())),
+            "{sid} alerted twice: {again}"
+        );
+    }
+    let rec_a = b.session(&a).await?.context("session A")?;
+    assert_eq!(rec_a["hookAlertFor"], "never", "{rec_a}");
+    for sid in [&a, &bb, &c] {
+        b.stop(&b.execution_arn(sid)).await;
+    }
+    Ok(())
+}

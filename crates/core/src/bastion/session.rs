@@ -25,6 +25,9 @@ use super::scan::Severity;
 
 pub const BY_THREAD: &str = "byThread";
 pub const BY_TASK: &str = "byTask";
+/// Sessions by environment and login time (`environment`, `loginAt`: only session records
+/// carry both), for `hook-watch`.
+pub const BY_ENVIRONMENT: &str = "byEnvironment";
 pub const SESSION_SK: &str = "session";
 const SLACK_EVENT_SK: &str = "event";
 
@@ -112,6 +115,15 @@ pub struct SessionRecord {
     /// The console hook's last heartbeat on this session's task (`console-heartbeat`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook_last_seen_at: Option<String>,
+    /// When the hook said the console ended (`console-end`, at exit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_ended_at: Option<String>,
+    /// The silence the last "console hook not reporting" alert was about (`hook-watch`): the
+    /// last heartbeat it saw, or `never`; one alert per silence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_alert_for: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_alert_at: Option<String>,
     pub recorded_at: String,
 }
 
@@ -479,6 +491,71 @@ impl Store {
         self.sessions
             .add_at(&pk(session_id), Some(SESSION_SK), "flagged", 1)
             .await
+    }
+
+    /// Sessions of `environment` that logged in between `from` and `to` (RFC 3339), oldest first.
+    pub async fn logged_in_between(
+        &self,
+        environment: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<SessionRecord>, Error> {
+        self.sessions
+            .between(
+                BY_ENVIRONMENT,
+                ("environment", environment),
+                ("loginAt", from, to),
+            )
+            .await
+    }
+
+    /// The console hook said the console ended at `at` (`console-end`); the first end counts.
+    pub async fn hook_ended(&self, session_id: &str, at: &str) -> Result<(), Error> {
+        self.sessions
+            .set_fields_at(
+                &pk(session_id),
+                Some(SESSION_SK),
+                &[("hookEndedAt", json!(at))],
+                Some("attribute_not_exists(#hookEndedAt)"),
+                &[],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Claim the "not reporting" alert about the silence `silence` (the last heartbeat, or
+    /// `never`): true for the one caller that may post it.
+    pub async fn claim_hook_alert(
+        &self,
+        session_id: &str,
+        silence: &str,
+        at: &str,
+    ) -> Result<bool, Error> {
+        Ok(self
+            .sessions
+            .set_fields_at(
+                &pk(session_id),
+                Some(SESSION_SK),
+                &[("hookAlertFor", json!(silence)), ("hookAlertAt", json!(at))],
+                Some("attribute_not_exists(#hookAlertFor) OR #hookAlertFor <> :silence"),
+                &[(":silence", json!(silence))],
+            )
+            .await?
+            .is_some())
+    }
+
+    /// Give a claimed alert back (its post failed): the next run claims and posts it again.
+    pub async fn release_hook_alert(&self, session_id: &str, silence: &str) -> Result<(), Error> {
+        self.sessions
+            .set_fields_at(
+                &pk(session_id),
+                Some(SESSION_SK),
+                &[("hookAlertFor", json!(""))],
+                Some("#hookAlertFor = :silence"),
+                &[(":silence", json!(silence))],
+            )
+            .await?;
+        Ok(())
     }
 
     /// The console hook was heard from at `at` (RFC 3339, a heartbeat): `hookLastSeenAt` only

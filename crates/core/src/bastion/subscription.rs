@@ -103,7 +103,7 @@ pub fn encode(data: &LogsData) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HookLine {
-    /// [`HOOK_COMMAND`], [`HOOK_HEARTBEAT`] or [`HOOK_TAMPER`].
+    /// [`HOOK_COMMAND`], [`HOOK_HEARTBEAT`], [`HOOK_TAMPER`] or [`HOOK_END`].
     pub batchless: String,
     pub v: u32,
     pub task_id: String,
@@ -136,6 +136,8 @@ pub struct HookLine {
 pub const HOOK_COMMAND: &str = "console-command";
 pub const HOOK_HEARTBEAT: &str = "console-heartbeat";
 pub const HOOK_TAMPER: &str = "console-tamper";
+/// Written once when the console exits (`at_exit`): the silence after it is not a gap.
+pub const HOOK_END: &str = "console-end";
 pub const HOOK_MARKER: &str = "{\"batchless\":\"console-";
 
 /// What a log event is.
@@ -162,7 +164,7 @@ pub fn classify(message: &str, from_console_group: bool) -> Result<Source, Strin
     // The hook writes compact JSON; accept any JSON spacing all the same.
     if trimmed.starts_with(HOOK_MARKER)
         || (trimmed.starts_with('{')
-            && [HOOK_COMMAND, HOOK_HEARTBEAT, HOOK_TAMPER]
+            && [HOOK_COMMAND, HOOK_HEARTBEAT, HOOK_TAMPER, HOOK_END]
                 .iter()
                 .any(|k| trimmed.contains(&format!("\"{k}\""))))
     {
@@ -171,7 +173,7 @@ pub fn classify(message: &str, from_console_group: bool) -> Result<Source, Strin
         let complete = match line.batchless.as_str() {
             HOOK_COMMAND => !line.command.is_empty(),
             HOOK_TAMPER => line.what.as_deref().is_some_and(|w| !w.is_empty()),
-            HOOK_HEARTBEAT => true,
+            HOOK_HEARTBEAT | HOOK_END => true,
             _ => false,
         };
         if !complete || line.v != 1 {
@@ -225,6 +227,8 @@ mod tests {
         assert!(
             matches!(classify(tamper, true), Ok(Source::Hook(l)) if l.what.as_deref() == Some("Batchless::ConsoleHook.emit was redefined"))
         );
+        let end = r#"{"batchless":"console-end","v":1,"taskId":"t1","time":"2026-12-02T03:00:00Z","pid":7}"#;
+        assert!(matches!(classify(end, true), Ok(Source::Hook(l)) if l.batchless == HOOK_END));
         // A tamper report that says nothing, a command line without a command, an unknown kind:
         // reported as bad events, never taken for hook lines.
         for bad in [

@@ -81,6 +81,8 @@ pub struct Output {
     pub duplicates: usize,
     /// Console hook heartbeats recorded on their sessions.
     pub heartbeats: usize,
+    /// Console hook `console-end` lines recorded on their sessions.
+    pub ends: usize,
     pub errors: Vec<Problem>,
 }
 
@@ -195,10 +197,13 @@ async fn process(
                         }],
                         HitSource::Tamper,
                     ),
-                    subscription::HOOK_HEARTBEAT => (Vec::new(), HitSource::Hook),
+                    subscription::HOOK_HEARTBEAT | subscription::HOOK_END => {
+                        (Vec::new(), HitSource::Hook)
+                    }
                     _ => (deps.scanner.scan(&line.command), HitSource::Hook),
                 };
-                let heartbeat = line.batchless == subscription::HOOK_HEARTBEAT;
+                let end = line.batchless == subscription::HOOK_END;
+                let heartbeat = end || line.batchless == subscription::HOOK_HEARTBEAT;
                 if hits.is_empty() && !heartbeat {
                     continue;
                 }
@@ -213,11 +218,17 @@ async fn process(
                     })
                     .collect();
                 if heartbeat {
-                    report.heartbeats += 1;
+                    if end {
+                        report.ends += 1;
+                    } else {
+                        report.heartbeats += 1;
+                    }
                     for s in &open {
-                        deps.store
-                            .hook_seen(&s.session_id, &time::rfc3339(at))
-                            .await?;
+                        let at = time::rfc3339(at);
+                        deps.store.hook_seen(&s.session_id, &at).await?;
+                        if end {
+                            deps.store.hook_ended(&s.session_id, &at).await?;
+                        }
                     }
                     continue;
                 }

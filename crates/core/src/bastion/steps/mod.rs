@@ -5,9 +5,11 @@
 //! - [`open_session`]: record the session, post the login;
 //! - [`session_deadline`]: the approval wait, the reminder, the alert, the confirmation;
 //! - [`slack_events`]: the Slack Events endpoint judging replies in login threads;
-//! - [`command_watch`]: dangerous commands in transcripts and console hook lines.
+//! - [`command_watch`]: dangerous commands in transcripts and console hook lines;
+//! - [`hook_watch`]: the schedule that alerts a session the console hook is silent on.
 
 pub mod command_watch;
+pub mod hook_watch;
 pub mod open_session;
 pub mod session_deadline;
 pub mod slack_events;

@@ -748,11 +748,19 @@ async fn hook_lines_and_transcripts_with_dangerous_commands_post_in_the_right_th
             "\x1b[1m\x1b[32mirb(main):001:0>\x1b[0m User.count\r\n=> 12\r\n",
             "irb(main):002:0> ActiveRecord::Base.connection.execute(\"DELETE FROM users WHERE id > 10\")\r\n",
             "root@ip-10-0-1-23:/app# rm -rf /app/storage\r\n",
+            "irb(main):003:0> User.find(1)\r\n",
         ],
     );
+    // Two dangerous commands, and two console commands the hook never reported (`User.count`
+    // and the raw SQL; `User.find(1)` it did report).
     let out = b.stack.invoke("CommandWatchFunction", &transcript).await?;
-    assert_eq!(out["hits"], 2, "{out}");
-    assert_eq!(out["posted"], 2, "{out}");
+    assert_eq!(out["hits"], 4, "{out}");
+    assert_eq!(out["unhooked"], 2, "{out}");
+    assert_eq!(out["posted"], 4, "{out}");
+    let unhooked = b
+        .thread_post_containing(&session, "Typed without the hook")
+        .await?;
+    assert!(unhooked.to_string().contains("User.count"), "{unhooked}");
 
     let destroy = b.thread_post_containing(&session, "destroy_all").await?;
     let text = destroy["text"].as_str().unwrap_or_default();
@@ -787,14 +795,14 @@ async fn hook_lines_and_transcripts_with_dangerous_commands_post_in_the_right_th
     );
 
     let rec = b.session(&sid).await?.context("session")?;
-    assert_eq!(rec["flagged"], 4, "{rec}");
+    assert_eq!(rec["flagged"], 6, "{rec}");
     let hits: Vec<Value> = b
         .items(&format!("session#{sid}"))
         .await?
         .into_iter()
         .filter(|i| i["kind"] == "hit")
         .collect();
-    assert_eq!(hits.len(), 4);
+    assert_eq!(hits.len(), 6);
     assert!(
         hits.iter().all(|h| h["postedTs"].as_str().is_some()),
         "{hits:?}"

@@ -1333,6 +1333,34 @@ fn each_clean_line(text: &str, f: &mut impl FnMut(&str)) {
     }
 }
 
+fn console_prompt_re() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(concat!(
+            r"^\s*(?:",
+            r"\[\d+\]\s*pry\([^)]*\)(?::\d+)*>", // [1] pry(main)>
+            r"|irb\([^)]*\)(?::\d+)*>",          // irb(main):001:0>
+            r"|[\w.-]+\([\w.-]+\)(?::\d+)*>",    // myapp(prod)>
+            r")\s?(.*)$"
+        ))
+        .expect("console prompt regex")
+    })
+}
+
+/// The console statements a transcript chunk shows typed: the text after each console prompt
+/// (IRB, Pry, a Rails app prompt; not a continuation prompt, not a shell), noise stripped.
+pub fn console_commands(raw: &str) -> Vec<String> {
+    let clean = strip_noise(raw);
+    clean
+        .split(['\n', '\r'])
+        .filter_map(|line| {
+            let caps = console_prompt_re().captures(line)?;
+            let cmd = caps.get(1)?.as_str().trim();
+            (!cmd.is_empty()).then(|| cmd.to_string())
+        })
+        .collect()
+}
+
 /// Cleaned command lines of a raw chunk: noise stripped, split on newlines and
 /// carriage-return redraws, prompts and comments removed, blank lines dropped.
 pub fn clean_lines(raw: &str) -> Vec<String> {
@@ -1345,6 +1373,15 @@ pub fn clean_lines(raw: &str) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::bastion::{WatchConfig, EMBEDDED};
+
+    #[test]
+    fn console_commands_are_what_follows_a_console_prompt() {
+        let raw = "irb(main):001:0> User.count\r\n=> 3\n[2] pry(main)> \x1b[32mUser.first\x1b[0m\nirb(main):002:0* .name\nroot@ip-1:/app# ls\napp(production)> Post.delete_all\nirb(main):003:0> \n";
+        assert_eq!(
+            console_commands(raw),
+            ["User.count", "User.first", "Post.delete_all"]
+        );
+    }
 
     fn scanner() -> Scanner {
         Scanner::new(&WatchConfig::parse(EMBEDDED).unwrap().patterns).unwrap()

@@ -198,6 +198,8 @@ pub enum HitSource {
     /// The console hook reporting that it was tampered with (`console-tamper`: a method of the
     /// hook redefined, IRB's patch overridden, its destination changed).
     Tamper,
+    /// A console command in the session's transcript that the hook never reported.
+    Unhooked,
 }
 
 impl HitSource {
@@ -206,6 +208,7 @@ impl HitSource {
             HitSource::Hook => "hook",
             HitSource::Transcript => "transcript",
             HitSource::Tamper => "hook tampered",
+            HitSource::Unhooked => "typed without the hook",
         }
     }
 }
@@ -246,6 +249,36 @@ impl HitRecord {
     pub fn sk_for(log_event_id: &str, n: usize) -> String {
         format!("hit#{log_event_id}#{n}")
     }
+}
+
+/// A console command the hook reported on a session (`console-command`), by its key
+/// ([`hook_command_key`]): what the session's transcript is compared with at its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookCommandRecord {
+    pub pk: String,
+    pub sk: String,
+    pub at: String,
+}
+
+impl HookCommandRecord {
+    pub fn sk_for(key: &str) -> String {
+        format!("hookcmd#{key}")
+    }
+}
+
+/// The key a console command is known by on both sides: SHA-256 of its first line with the
+/// whitespace collapsed (the transcript echoes the first line after the prompt; the hook
+/// reports the whole statement).
+pub fn hook_command_key(command: &str) -> String {
+    use sha2::Digest;
+    let first = command
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let collapsed = first.split_whitespace().collect::<Vec<_>>().join(" ");
+    hex::encode(sha2::Sha256::digest(collapsed.as_bytes()))
 }
 
 /// A judged reply in a login thread.
@@ -317,6 +350,7 @@ impl SlackEventRecord {
 pub struct Store {
     sessions: Table<SessionRecord>,
     hits: Table<HitRecord>,
+    hook_commands: Table<HookCommandRecord>,
     replies: Table<ReplyRecord>,
     events: Table<SlackEventRecord>,
 }
@@ -333,6 +367,7 @@ impl Store {
         Store {
             sessions: Table::new(db.clone(), table),
             hits: Table::new(db.clone(), table),
+            hook_commands: Table::new(db.clone(), table),
             replies: Table::new(db.clone(), table),
             events: Table::new(db, table),
         }
@@ -484,6 +519,35 @@ impl Store {
             )
             .await?;
         Ok(())
+    }
+
+    /// The hook reported `command` on the session (first report kept).
+    pub async fn hook_command(
+        &self,
+        session_id: &str,
+        command: &str,
+        at: &str,
+    ) -> Result<(), Error> {
+        self.hook_commands
+            .put_once(&HookCommandRecord {
+                pk: pk(session_id),
+                sk: HookCommandRecord::sk_for(&hook_command_key(command)),
+                at: at.to_string(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Did the hook report `command` on the session?
+    pub async fn hook_reported(&self, session_id: &str, command: &str) -> Result<bool, Error> {
+        Ok(self
+            .hook_commands
+            .get_at(
+                &pk(session_id),
+                Some(&HookCommandRecord::sk_for(&hook_command_key(command))),
+            )
+            .await?
+            .is_some())
     }
 
     /// Count a flagged command on the session.
@@ -758,7 +822,12 @@ pub fn hit_message(
     };
     let (severity, source) = (severity.as_str(), source.as_str());
     let who = rec.map(|r| r.who()).unwrap_or_else(|| "someone".into());
-    let text = if source == HitSource::Tamper.as_str() {
+    let text = if source == HitSource::Unhooked.as_str() {
+        format!(
+            ":rotating_light: *Typed without the hook* by {who} on task `{task_id}`: the session's transcript holds this console command, which the console hook never reported\n\
+             ```{command_redacted}```"
+        )
+    } else if source == HitSource::Tamper.as_str() {
         format!(
             ":rotating_light: *Console hook tampered with* ({severity}) by {who} on task `{task_id}`\n\
              ```{command_redacted}```\nthe hook reported this about itself: commands typed after it may not be reported"
@@ -802,7 +871,13 @@ macro_rules! keyed_by_pk_sk {
     )+};
 }
 
-keyed_by_pk_sk!(SessionRecord, HitRecord, ReplyRecord, SlackEventRecord);
+keyed_by_pk_sk!(
+    SessionRecord,
+    HitRecord,
+    HookCommandRecord,
+    ReplyRecord,
+    SlackEventRecord
+);
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::bastion::scan::{Hit, Scanner, Severity};
+use crate::bastion::scan::{self, Hit, Scanner, Severity};
 use crate::bastion::session::{self, HitRecord, HitSource, ItemKind, SessionRecord, Store};
 use crate::bastion::subscription::{self, LogsData, Source};
 use crate::bastion::WatchConfig;
@@ -83,6 +83,10 @@ pub struct Output {
     pub heartbeats: usize,
     /// Console hook `console-end` lines recorded on their sessions.
     pub ends: usize,
+    /// Console hook command lines recorded on their sessions (for the transcript's check).
+    pub hook_commands: usize,
+    /// Transcript console commands the hook never reported ("typed without the hook").
+    pub unhooked: usize,
     pub errors: Vec<Problem>,
 }
 
@@ -184,7 +188,7 @@ async fn process(
         };
         let at: DateTime<Utc> =
             DateTime::from_timestamp_millis(ev.timestamp).unwrap_or_else(time::now);
-        let (hits, sessions, task_id, kind) = match &source {
+        let (hits, kinds, sessions, task_id) = match &source {
             Source::Ignored => continue,
             Source::Hook(line) => {
                 let (hits, kind) = match line.batchless.as_str() {
@@ -204,7 +208,8 @@ async fn process(
                 };
                 let end = line.batchless == subscription::HOOK_END;
                 let heartbeat = end || line.batchless == subscription::HOOK_HEARTBEAT;
-                if hits.is_empty() && !heartbeat {
+                let command = line.batchless == subscription::HOOK_COMMAND;
+                if hits.is_empty() && !heartbeat && !command {
                     continue;
                 }
                 let all = cache.of(&deps.store, &line.task_id, false).await?;
@@ -232,11 +237,25 @@ async fn process(
                     }
                     continue;
                 }
-                (hits, open, line.task_id.clone(), kind)
+                if command {
+                    // What the transcript is compared with when it arrives.
+                    for s in &open {
+                        deps.store
+                            .hook_command(&s.session_id, &line.command, &time::rfc3339(at))
+                            .await?;
+                    }
+                    report.hook_commands += 1;
+                }
+                if hits.is_empty() {
+                    continue;
+                }
+                let kinds = vec![kind; hits.len()];
+                (hits, kinds, open, line.task_id.clone())
             }
             Source::Transcript => {
-                let hits = deps.scanner.scan(&ev.message);
-                if hits.is_empty() {
+                let mut hits = deps.scanner.scan(&ev.message);
+                let typed = scan::console_commands(&ev.message);
+                if hits.is_empty() && typed.is_empty() {
                     continue;
                 }
                 let sid = subscription::session_id_from_stream(&data.log_stream)
@@ -247,10 +266,30 @@ async fn process(
                     .first()
                     .map(|s| s.exec.task_id.clone())
                     .unwrap_or_default();
-                (hits, found, task, HitSource::Transcript)
+                let mut kinds = vec![HitSource::Transcript; hits.len()];
+                // A console command the hook never reported on the session: typed without it.
+                for cmd in typed {
+                    let mut reported = false;
+                    for s in &found {
+                        reported |= deps.store.hook_reported(&s.session_id, &cmd).await?;
+                    }
+                    if !reported && !found.is_empty() {
+                        report.unhooked += 1;
+                        hits.push(Hit {
+                            command: cmd,
+                            patterns: vec!["typed-without-the-hook".into()],
+                            severity: Severity::Critical,
+                        });
+                        kinds.push(HitSource::Unhooked);
+                    }
+                }
+                if hits.is_empty() {
+                    continue;
+                }
+                (hits, kinds, found, task)
             }
         };
-        for (n, hit) in hits.iter().enumerate() {
+        for (n, (hit, kind)) in hits.iter().zip(kinds).enumerate() {
             report.hits += 1;
             let command = redact::redact(&hit.command).into_owned();
             let targets: Vec<Option<&SessionRecord>> = if sessions.is_empty() {
@@ -400,6 +439,58 @@ mod tests {
             .then_output(|| QueryOutput::builder().items(to_item(&session())).build())
     }
 
+    /// The hook's command recorded on the session (what the transcript is compared with).
+    fn hook_command_put() -> Rule {
+        mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                r.item().unwrap()["sk"]
+                    .as_s()
+                    .is_ok_and(|sk| sk.starts_with("hookcmd#"))
+            })
+            .then_output(|| aws_sdk_dynamodb::operation::put_item::PutItemOutput::builder().build())
+    }
+
+    #[tokio::test]
+    async fn a_transcript_command_the_hook_never_reported_is_typed_without_the_hook() {
+        // The transcript's session (found by its id), and no hook command recorded on it.
+        let stored = session();
+        let get = mock!(aws_sdk_dynamodb::Client::get_item)
+            .then_output(|| GetItemOutput::builder().build());
+        let session_get = mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|r| {
+                r.key().unwrap()["sk"]
+                    .as_s()
+                    .is_ok_and(|sk| sk == "session")
+            })
+            .then_output(move || {
+                GetItemOutput::builder()
+                    .set_item(Some(to_item(&stored)))
+                    .build()
+            });
+        let put = mock!(aws_sdk_dynamodb::Client::put_item).then_output(|| {
+            aws_sdk_dynamodb::operation::put_item::PutItemOutput::builder().build()
+        });
+        let update = mock!(aws_sdk_dynamodb::Client::update_item)
+            .then_output(|| UpdateItemOutput::builder().build());
+        let (d, calls) = deps(&[&session_get, &get, &put, &update]).await;
+        let out = handle(
+            &d,
+            input(payload(
+                "/exec",
+                &["irb(main):001:0> User.count\r\n=> 3"],
+                0,
+            )),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out.unhooked, 1, "{out:?}");
+        let posts = calls.of("chat.postMessage");
+        assert_eq!(posts.len(), 1, "{posts:?}");
+        let text = posts[0]["text"].as_str().unwrap();
+        assert!(text.contains("Typed without the hook"), "{text}");
+        assert!(text.contains("User.count"), "{text}");
+    }
+
     #[tokio::test]
     async fn a_bad_payload_is_invalid_input() {
         let (d, _) = deps(&[]).await;
@@ -414,7 +505,8 @@ mod tests {
 
     #[tokio::test]
     async fn benign_lines_and_bad_events_are_reported_without_hits() {
-        let (d, calls) = deps(&[]).await;
+        let (query, recorded) = (by_task(), hook_command_put());
+        let (d, calls) = deps(&[&query, &recorded]).await;
         let out = handle(
             &d,
             input(payload(
@@ -431,6 +523,7 @@ mod tests {
         .unwrap();
         assert_eq!((out.events, out.hits), (3, 0));
         assert_eq!(out.errors.len(), 1, "{out:?}");
+        assert_eq!(out.hook_commands, 1, "{out:?}");
         let out = handle(
             &d,
             input(json!([payload("/exec", &["irb> # destroy_all later"], 0), {"awslogs": {"data": "%%"}}])),
@@ -462,9 +555,15 @@ mod tests {
                     && r.key().unwrap()["sk"].as_s().unwrap() == "session"
             })
             .then_output(|| UpdateItemOutput::builder().build());
-        let (d, calls) = deps(&[&query, &put, &posted, &flagged]).await;
+        let recorded = hook_command_put();
+        let (d, calls) = deps(&[&query, &put, &posted, &flagged, &recorded]).await;
         let out = console(&d, "User.where(active: false).destroy_all").await;
         assert_eq!((out.hits, out.posted, out.duplicates), (1, 1, 0), "{out:?}");
+        assert_eq!(
+            recorded.num_calls(),
+            1,
+            "the command recorded on its session"
+        );
         assert_eq!(
             (put.num_calls(), posted.num_calls(), flagged.num_calls()),
             (1, 1, 1)

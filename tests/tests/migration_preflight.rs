@@ -644,6 +644,33 @@ async fn production_approval_failures_and_expiry_migrate_nothing() -> Result<()>
         Ok((p, index))
     };
 
+    // A pending migration that does not load (its class is misnamed): the pre-flight cannot
+    // complete, so there is no pending set an approval could bind to. The run fails
+    // MigrationNeedsApproval at once (ReadReport), nothing asked, nothing migrated.
+    let v = version();
+    let file = format!("db/migrate/{v}_preflight_misnamed_{sfx}.rb");
+    let source = format!(
+        "class NotTheFileName{} < ActiveRecord::Migration[6.1]\n  def change\n    add_index :users, :name\n  end\nend\n",
+        camel(&sfx)
+    );
+    let commit = stack.commit_to_app(
+        &format!("preflight-misnamed-{sfx}"),
+        &[(&file, &source)],
+        "a pending migration that does not load",
+    )?;
+    let (arn, _, end) = migrate_within(&stack, &commit, "pf-no-load", COLD_TIMEOUT).await?;
+    assert_eq!(
+        end.error.as_deref(),
+        Some("MigrationNeedsApproval"),
+        "{end:?}"
+    );
+    let cause = end.cause.clone().unwrap_or_default();
+    assert!(cause.contains("could not complete"), "{cause}");
+    assert!(cause.contains("How to approve"), "{cause}");
+    let states = stack.states_entered(&arn).await?;
+    assert!(!states.iter().any(|s| s == "AskApproval"), "{states:?}");
+    assert!(!applied(&stack, &v)?);
+
     // The wait's step fails (not retried): the run errs, nothing is asked or migrated.
     let (p, index) = pending_index("waitfails")?;
     stack

@@ -142,7 +142,17 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
     };
     let patch_id = action["value"].as_str().unwrap_or_default();
     let user = payload["user"]["id"].as_str().unwrap_or_default();
-    if let Err(e) = input::identifier("value", patch_id, 80) {
+    // A patch id, or a migration approval id (`migration-` and an execution name: up to 80
+    // characters of Step Functions' [A-Za-z0-9_-]).
+    let valid = match subject {
+        None => input::identifier("value", patch_id, 80),
+        Some(_) if input::made_of(patch_id, 100, b"_-") => Ok(()),
+        Some(_) => Err(input::InputError::field(
+            "value",
+            "must be 1-100 characters of [A-Za-z0-9_-]",
+        )),
+    };
+    if let Err(e) = valid {
         return Ok(reply(
             400,
             Reply::Refused {
@@ -360,5 +370,54 @@ mod tests {
         assert_eq!(out["statusCode"], 200);
         let body: Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
         assert_eq!(body, json!({"ok": true, "ignored": "view_submission"}));
+    }
+
+    /// A signed click on a migration approval's button (`value` = the approval id).
+    fn migration_click(value: &str, trigger: &str) -> String {
+        let payload = json!({
+            "type": "block_actions", "user": {"id": "U0ALICE01"}, "trigger_id": trigger,
+            "actions": [{"action_id": MIGRATION_APPROVE_ACTION, "value": value, "action_ts": "1.2"}],
+        });
+        let enc: String = payload
+            .to_string()
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        format!("payload={enc}")
+    }
+
+    #[tokio::test]
+    async fn a_migration_click_is_decided_on_the_approvals_table() {
+        let put = mock!(aws_sdk_dynamodb::Client::put_item)
+            .then_output(|| PutItemOutput::builder().build());
+        let get = mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|r| r.table_name() == Some("approvals"))
+            .then_output(|| {
+                aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder().build()
+            });
+        let d = deps(&[&put, &get]);
+        let now = time::now().timestamp();
+        // An execution name may hold `_` and be 80 characters long.
+        let id = format!("migration-{}_x", "e".repeat(76));
+        let body = migration_click(&id, "t-mig-1");
+        let out = handle(&d, signed("s3cr3t", now, &body)).await.unwrap();
+        assert_eq!(out["statusCode"], 200, "{out}");
+        let reply: Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            reply["error"],
+            format!("no migration approval {id}"),
+            "{reply}"
+        );
+        assert_eq!(get.num_calls(), 1);
+        // Not an approval id: refused before anything is read.
+        let body = migration_click("migration-e1;drop", "t-mig-2");
+        let out = handle(&d, signed("s3cr3t", now, &body)).await.unwrap();
+        assert_eq!(out["statusCode"], 400, "{out}");
+        assert_eq!(get.num_calls(), 1);
     }
 }

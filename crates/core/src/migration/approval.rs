@@ -302,7 +302,7 @@ pub fn requested_data(rec: &ApprovalRecord, m: &MigrationSubject) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::migration::report::tests::preflight_with;
     use crate::shared::approval::{DecisionRecord, Via};
@@ -311,7 +311,8 @@ mod tests {
         People::parse(crate::shared::people::EMBEDDED, "production").unwrap()
     }
 
-    fn run() -> MigrationRun {
+    /// A production run whose pre-flight found findings (`report`).
+    pub(crate) fn run() -> MigrationRun {
         crate::migration::tests::validate_json(
             json!({"commit": "0123456789abcdef0123456789abcdef01234567"}),
             &crate::sfn::Execution {
@@ -324,7 +325,7 @@ mod tests {
         .unwrap()
     }
 
-    fn report() -> MigrationReport {
+    pub(crate) fn report() -> MigrationReport {
         MigrationReport {
             policy: crate::migration::preflight::Policy::RequireApproval,
             gate: crate::migration::preflight::Gate::NeedsApproval,

@@ -54,24 +54,12 @@ mod tests {
     use super::*;
     use crate::patch::tests::{exec, people, request};
     use crate::patch::{validate, Policy};
+    use crate::shared::approval::tests::decision;
 
     fn run(required: u32) -> PatchRun {
         let mut r = request();
         r["requiredApprovals"] = serde_json::json!(required);
         validate(r, &exec(), "staging", &people(), Policy::default()).unwrap()
-    }
-
-    fn decision(by: &str, d: Decision, hash: &str) -> DecisionRecord {
-        DecisionRecord {
-            decision: d,
-            by: by.into(),
-            by_name: by.into(),
-            via: Via::Slack,
-            at: format!("2026-11-28T13:00:0{}Z", by.len()),
-            identity: "U".into(),
-            request_hash: hash.into(),
-            comment: None,
-        }
     }
 
     #[test]

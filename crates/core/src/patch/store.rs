@@ -240,16 +240,9 @@ pub async fn transition(
     to: Status,
     fields: &[(&str, Value)],
 ) -> Result<Option<PatchRecord>, Error> {
-    let mut all = vec![("status", json!(to))];
-    all.extend(fields.iter().cloned());
-    let names: Vec<String> = (0..from.len()).map(|i| format!(":from{i}")).collect();
-    let values: Vec<(&str, Value)> = names
-        .iter()
-        .zip(from)
-        .map(|(n, s)| (n.as_str(), json!(s)))
-        .collect();
-    let cond = format!("#status IN ({})", names.join(", "));
-    update(db, table, patch_id, &all, Some(&cond), &values).await
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let records = Table::<PatchRecord>::new(db.clone(), table);
+    shared::transition(&records, patch_id, &from, to.as_str(), fields).await
 }
 
 /// What ends a patch's approval wait (the output of its `.waitForTaskToken` step). It only
@@ -329,15 +322,8 @@ impl Approvable for PatchRecord {
         self.approval_message.as_ref()
     }
 
-    fn entry(&self, key: String, event: &str, actor: &str, data: Value) -> Entry {
-        Entry {
-            key,
-            environment: self.environment.clone(),
-            patch_id: self.patch_id.clone(),
-            event: event.to_string(),
-            actor: actor.to_string(),
-            data,
-        }
+    fn environment(&self) -> &str {
+        &self.environment
     }
 
     fn wait_key(&self) -> String {

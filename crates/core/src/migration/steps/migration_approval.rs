@@ -29,7 +29,7 @@ use crate::platform::slack::SlackClient;
 use crate::platform::{aws, config, time};
 use crate::sfn::waits;
 use crate::shared::approval::record::{migration_approval_id, ApprovalRecord, MIGRATION_CHAIN};
-use crate::shared::approval::{self as shared, Approvable, ApprovalMessage};
+use crate::shared::approval::{self as shared, Approvable};
 use crate::shared::audit::{self, Trail};
 use crate::shared::build::StartedBuild;
 use crate::shared::people::People;
@@ -285,30 +285,13 @@ async fn wait(
     let rec = records.must_get(&state.approval_id).await?;
     if rec.approval_message.is_none() && rec.status == shared::PENDING {
         let m = rec.migration()?;
-        let posted = deps
-            .slack
-            .post_message(&approval::request_message(&rec, &m, &deps.channel))
-            .await?;
-        let permalink = deps
-            .slack
-            .permalink(&posted.channel, &posted.ts)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "no permalink for the approval request");
-                String::new()
-            });
+        let msg = approval::request_message(&rec, &m, &deps.channel);
+        let posted = shared::post_request(&deps.slack, &msg).await?;
         records
             .set_fields(
                 &rec.approval_id,
                 &[
-                    (
-                        "approvalMessage",
-                        json!(ApprovalMessage {
-                            channel: posted.channel.clone(),
-                            ts: posted.ts.clone(),
-                            permalink,
-                        }),
-                    ),
+                    ("approvalMessage", json!(posted)),
                     ("updatedAt", json!(time::rfc3339(time::now()))),
                 ],
                 Some("attribute_not_exists(approvalMessage)"),
@@ -368,33 +351,10 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::report::tests::preflight_with;
+    use crate::migration::approval::tests::{report, run};
     use crate::platform::dynamo::to_item;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
-
-    fn run() -> MigrationRun {
-        crate::migration::tests::validate_json(
-            json!({"commit": "0123456789abcdef0123456789abcdef01234567"}),
-            &crate::sfn::Execution {
-                id: "arn:aws:states:us-east-1:1:execution:batchless-production-migration:e1".into(),
-                name: "e1".into(),
-                start_time: "2026-12-02T07:00:00Z".into(),
-            },
-            "production",
-        )
-        .unwrap()
-    }
-
-    fn report() -> MigrationReport {
-        MigrationReport {
-            policy: crate::migration::preflight::Policy::RequireApproval,
-            gate: crate::migration::preflight::Gate::NeedsApproval,
-            uri: "s3://logs/migrations/e1/report/".into(),
-            preflight: Some(preflight_with(1)),
-            migrate: None,
-        }
-    }
 
     fn deps(db: &[&Rule]) -> Deps {
         Deps {

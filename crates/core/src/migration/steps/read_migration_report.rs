@@ -161,6 +161,14 @@ mod tests {
         .unwrap()
     }
 
+    /// The input after the first build (no approval), of a run in `env`.
+    fn first(env: &str) -> Input {
+        Input {
+            run: run(env),
+            approval: None,
+        }
+    }
+
     fn deps(policy: Policy, rules: &[&Rule]) -> Deps {
         Deps {
             s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, rules),
@@ -199,15 +207,7 @@ mod tests {
         let p = object("migrations/e1/report/preflight.json", preflight_json(1));
         let m = object("migrations/e1/report/migrate.json", None);
         let d = deps(Policy::RequireApproval, &[&p, &m]);
-        let r = handle(
-            &d,
-            Input {
-                run: run("production"),
-                approval: None,
-            },
-        )
-        .await
-        .unwrap();
+        let r = handle(&d, first("production")).await.unwrap();
         assert_eq!(r.gate, Gate::NeedsApproval);
         assert_eq!(r.preflight.unwrap().digest.as_deref(), Some("d1"));
     }
@@ -222,15 +222,7 @@ mod tests {
         );
         let m = object("migrations/e1/report/migrate.json", None);
         let d = deps(Policy::RequireApproval, &[&p, &m]);
-        let err = handle(
-            &d,
-            Input {
-                run: run("production"),
-                approval: None,
-            },
-        )
-        .await
-        .unwrap_err();
+        let err = handle(&d, first("production")).await.unwrap_err();
         assert_eq!(err.kind().name(), "MigrationNeedsApproval");
         assert!(!err.is_retryable());
         let msg = err.to_string();
@@ -291,15 +283,7 @@ mod tests {
             Some(json!({"migrations": [{"version": "20261201000000", "class": "AddIndexToUsersName", "status": "succeeded", "durationMs": 40}]}).to_string()),
         );
         let d = deps(Policy::Report, &[&p, &m]);
-        let r = handle(
-            &d,
-            Input {
-                run: run("staging"),
-                approval: None,
-            },
-        )
-        .await
-        .unwrap();
+        let r = handle(&d, first("staging")).await.unwrap();
         assert_eq!(r.gate, Gate::Reported);
         assert_eq!(r.findings().len(), 1);
         assert_eq!(r.uri, "s3://logs/migrations/e1/report/");
@@ -315,15 +299,7 @@ mod tests {
         let p = object("migrations/e1/report/preflight.json", None);
         let m = object("migrations/e1/report/migrate.json", None);
         let d = deps(Policy::RequireApproval, &[&p, &m]);
-        let r = handle(
-            &d,
-            Input {
-                run: run("production"),
-                approval: None,
-            },
-        )
-        .await
-        .unwrap();
+        let r = handle(&d, first("production")).await.unwrap();
         assert_eq!(r.gate, Gate::Missing);
     }
 
@@ -334,15 +310,7 @@ mod tests {
             Some("{\"pending\": 3}".into()),
         );
         let d = deps(Policy::Report, &[&p]);
-        let err = handle(
-            &d,
-            Input {
-                run: run("staging"),
-                approval: None,
-            },
-        )
-        .await
-        .unwrap_err();
+        let err = handle(&d, first("staging")).await.unwrap_err();
         assert_eq!(err.kind().name(), "Corrupt");
     }
 }

@@ -135,7 +135,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
                 }
             }
         }
-    } else if let Some(build_id) = existing.and_then(|e| e.build_id) {
+    } else if let Some(build_id) = existing.as_ref().and_then(|e| e.build_id.clone()) {
         tracing::info!(%build_id, "build already started for this run");
         return Ok(StartedBuild { build_id });
     }
@@ -173,7 +173,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
             }
         }
         Some(a) => {
-            let first = runs.get(&run.run_id).await?.and_then(|r| r.build_id);
+            let first = existing.as_ref().and_then(|r| r.build_id.clone());
             let replaced = runs
                 .set_fields(
                     &run.run_id,
@@ -229,6 +229,14 @@ mod tests {
         .unwrap();
         run.started_by = "alice".into();
         run
+    }
+
+    /// The first build's input (no approval).
+    fn first() -> Input {
+        Input {
+            run: run(),
+            approval: None,
+        }
     }
 
     fn deps(db: &[&Rule], cb: &[&Rule]) -> Deps {
@@ -295,15 +303,7 @@ mod tests {
             })
             .then_output(|| PutItemOutput::builder().build());
         let d = deps(&[&get, &put], &[&sb]);
-        let out = handle(
-            &d,
-            Input {
-                run: run(),
-                approval: None,
-            },
-        )
-        .await
-        .unwrap();
+        let out = handle(&d, first()).await.unwrap();
         assert_eq!(out.build_id, "migrate:new");
         assert_eq!((sb.num_calls(), put.num_calls()), (1, 1));
         assert_eq!(
@@ -317,15 +317,7 @@ mod tests {
         let get = stored(Some("migrate:first"));
         let sb = start("migrate:second");
         let d = deps(&[&get], &[&sb]);
-        let out = handle(
-            &d,
-            Input {
-                run: run(),
-                approval: None,
-            },
-        )
-        .await
-        .unwrap();
+        let out = handle(&d, first()).await.unwrap();
         assert_eq!(out.build_id, "migrate:first");
         assert_eq!(sb.num_calls(), 0);
     }
@@ -347,15 +339,7 @@ mod tests {
             ),
             ..deps(&[], &[&sb])
         };
-        let out = handle(
-            &d,
-            Input {
-                run: run(),
-                approval: None,
-            },
-        )
-        .await
-        .unwrap();
+        let out = handle(&d, first()).await.unwrap();
         assert_eq!(out.build_id, "migrate:winner");
         assert_eq!((lost.num_calls(), winner.num_calls()), (1, 1));
     }
@@ -371,15 +355,7 @@ mod tests {
             )
         });
         let d = deps(&[&get], &[&sb]);
-        let err = handle(
-            &d,
-            Input {
-                run: run(),
-                approval: None,
-            },
-        )
-        .await
-        .unwrap_err();
+        let err = handle(&d, first()).await.unwrap_err();
         assert_eq!(err.kind().name(), "AccountLimitExceeded");
         assert!(err.is_retryable());
     }

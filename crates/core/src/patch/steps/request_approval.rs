@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::error::Error;
 use crate::patch::message::{self, Links};
-use crate::patch::store::{self, ApprovalDecided, ApprovalMessage, Backend};
+use crate::patch::store::{self, ApprovalDecided, Backend};
 use crate::patch::{PatchRun, Status};
 use crate::platform::slack::SlackClient;
 use crate::platform::{aws, config, time};
@@ -95,27 +95,12 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
             &time::rfc3339(expires),
             rec.preview.as_ref(),
         );
-        let posted = deps.slack.post_message(&msg).await?;
-        let permalink = deps
-            .slack
-            .permalink(&posted.channel, &posted.ts)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "no permalink for the approval request");
-                String::new()
-            });
+        let posted = crate::shared::approval::post_request(&deps.slack, &msg).await?;
         store::update(
             db,
             table,
             &patch.patch_id,
-            &[(
-                "approvalMessage",
-                json!(ApprovalMessage {
-                    channel: posted.channel.clone(),
-                    ts: posted.ts.clone(),
-                    permalink,
-                }),
-            )],
+            &[("approvalMessage", json!(posted))],
             Some("attribute_not_exists(approvalMessage)"),
             &[],
         )
@@ -153,7 +138,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
 mod tests {
     use super::*;
     use crate::patch::steps::fixtures::{self, backend, stored};
-    use crate::patch::store::PatchRecord;
+    use crate::patch::store::{ApprovalMessage, PatchRecord};
     use crate::platform::dynamo::to_item;
     use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
     use aws_sdk_dynamodb::operation::put_item::PutItemOutput;

@@ -250,14 +250,45 @@ pub struct ApprovalMessage {
     pub permalink: String,
 }
 
+/// Post an approval request and say where it went (the thread every later post goes to); a
+/// missing permalink is logged, not fatal.
+pub async fn post_request(
+    slack: &crate::platform::slack::SlackClient,
+    msg: &crate::platform::slack::Message,
+) -> Result<ApprovalMessage, Error> {
+    let posted = slack.post_message(msg).await?;
+    let permalink = slack
+        .permalink(&posted.channel, &posted.ts)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no permalink for the approval request");
+            String::new()
+        });
+    Ok(ApprovalMessage {
+        channel: posted.channel,
+        ts: posted.ts,
+        permalink,
+    })
+}
+
 /// A record that can be approved: where it is, what the rules need, where its trail and its
 /// workflow's wait are.
 pub trait Approvable: Record + Serialize + DeserializeOwned + Clone + Send + Sync {
     fn subject(&self) -> Result<Subject<'_>, Error>;
     fn decisions(&self) -> &BTreeMap<String, DecisionRecord>;
     fn thread(&self) -> Option<&ApprovalMessage>;
-    /// An audit entry about this subject (its environment and id).
-    fn entry(&self, key: String, event: &str, actor: &str, data: Value) -> Entry;
+    fn environment(&self) -> &str;
+    /// An audit entry about this subject (its environment and id: the record's key).
+    fn entry(&self, key: String, event: &str, actor: &str, data: Value) -> Entry {
+        Entry {
+            key,
+            environment: self.environment().to_string(),
+            patch_id: self.key().to_string(),
+            event: event.to_string(),
+            actor: actor.to_string(),
+            data,
+        }
+    }
     /// The waits-table key of the workflow waiting for the decision.
     fn wait_key(&self) -> String;
     /// What ends the wait, once the record says the approval is over.
@@ -603,7 +634,7 @@ pub async fn conclude<R: Approvable>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn people() -> People {
@@ -622,7 +653,8 @@ mod tests {
         }
     }
 
-    fn decision(by: &str, d: Decision, hash: &str) -> DecisionRecord {
+    /// A Slack decision by `by` on `hash` (its time orders decisions by the name's length).
+    pub(crate) fn decision(by: &str, d: Decision, hash: &str) -> DecisionRecord {
         DecisionRecord {
             decision: d,
             by: by.into(),

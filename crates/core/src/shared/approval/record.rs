@@ -17,7 +17,6 @@ use super::{Approvable, ApprovalMessage, DecisionRecord, Subject, APPROVED, EXPI
 use crate::error::Error;
 use crate::platform::dynamo::Record;
 use crate::sfn::waits::WaitKind;
-use crate::shared::audit::Entry;
 
 /// The audit chain of migration approvals (`batchless audit verify --chain migrations`).
 pub const MIGRATION_CHAIN: &str = "migrations";
@@ -182,15 +181,8 @@ impl Approvable for ApprovalRecord {
         self.approval_message.as_ref()
     }
 
-    fn entry(&self, key: String, event: &str, actor: &str, data: Value) -> Entry {
-        Entry {
-            key,
-            environment: self.environment.clone(),
-            patch_id: self.approval_id.clone(),
-            event: event.to_string(),
-            actor: actor.to_string(),
-            data,
-        }
+    fn environment(&self) -> &str {
+        &self.environment
     }
 
     fn wait_key(&self) -> String {

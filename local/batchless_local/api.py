@@ -10,7 +10,7 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from .context import CTX, utcnow
-from . import codebuild, codepipeline, ecs, faults, lambda_bridge
+from . import codebuild, codepipeline, ecs, faults, iam_auth, lambda_bridge
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -141,7 +141,17 @@ def function_url(req: Request, logical_id: str, raw_path: str) -> Response:
     if req.path.endswith("/") and not raw_path.endswith("/"):
         raw_path += "/"
     body = req.get_data()
+    authorizer = None
+    if CTX.function_url_auth.get(logical_id) == "AWS_IAM":
+        try:
+            authorizer = iam_auth.verify(req.environ, body)
+        except iam_auth.Forbidden as exc:
+            print(f"replica: function URL {logical_id}: 403 ({exc})", flush=True)
+            return _json({"Message": "Forbidden"}, 403)
     event = lambda_bridge.url_event(req.environ, raw_path, body, fname)
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = authorizer
+        event["requestContext"]["accountId"] = authorizer["iam"]["accountId"]
     text, errored = lambda_bridge.invoke_function(fname, json.dumps(event))
     status, headers, data = lambda_bridge.url_response(text, errored)
     resp = Response(data, status=status)

@@ -562,6 +562,7 @@ def build_plan(template_path: str, environment: str = "staging", params: dict[st
                 lambda_env.setdefault(k, (lid, v))
             if props.get("FunctionUrlConfig") is not None:
                 entry["function_url"] = True
+                entry["function_url_auth"] = (props["FunctionUrlConfig"] or {}).get("AuthType", "NONE")
             entry["events"] = props.get("Events") or {}
         if rtype in ("AWS::Serverless::StateMachine", "AWS::StepFunctions::StateMachine"):
             entry["definition"] = _state_machine_definition(lid, rtype, props, base_dir)

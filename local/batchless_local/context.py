@@ -51,6 +51,7 @@ class Context:
         self.invocations: list[dict[str, Any]] = []
         self.functions_by_name: dict[str, dict[str, Any]] = {}  # physical name -> {logical_id, binary}
         self.function_urls: dict[str, str] = {}  # logical id -> physical name
+        self.function_url_auth: dict[str, str] = {}  # logical id -> AuthType (NONE, AWS_IAM)
         self.children: dict[int, str] = {}  # pgid -> what
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="replica-async")
         self._clients: dict[str, Any] = {}

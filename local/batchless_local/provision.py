@@ -156,6 +156,7 @@ class Provisioner:
         self.functions[lid] = {"name": name, "binary": e["binary"], "arn": arn}
         if e.get("function_url"):
             CTX.function_urls[lid] = name
+            CTX.function_url_auth[lid] = e.get("function_url_auth", "NONE")
         for ev_name, ev in (e.get("events") or {}).items():
             self._sam_event(lid, ev_name, ev, arn)
         return {"Arn": arn}

@@ -409,6 +409,141 @@ async fn a_forged_send_task_success_ends_not_approved_without_a_build() -> Resul
     Ok(())
 }
 
+/// An operator with write access to the patches table records alice's approval themselves
+/// (the right request hash, alice's Slack identity, a made-up seal), marks the patch APPROVED
+/// and wakes the workflow with the stored token: the decision's seal does not verify, so it
+/// counts for nothing, nothing is built, and the audit trail names the forgery.
+#[tokio::test]
+async fn a_decision_written_into_the_table_counts_for_nothing_and_is_audited_as_forged(
+) -> Result<()> {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let p = P::setup().await?;
+    let (id, arn) = p.submit_request(json!({})).await?;
+    let rec = p.pending(&id).await?;
+    let hash = rec["request"]["requestHash"].as_str().context("hash")?;
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let s = |v: &str| A::S(v.to_string());
+    let decision = A::M(
+        [
+            ("decision", s("approve")),
+            ("by", s("alice")),
+            ("byName", s("Alice")),
+            ("via", s("slack")),
+            ("at", s(&now)),
+            ("identity", s(&format!("slack:{ALICE_SLACK}"))),
+            ("requestHash", s(hash)),
+            ("seal", s("MEUCIQDforgedforgedforgedforgedforgedforgedforgedAiBforged")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect(),
+    );
+    p.stack
+        .db
+        .update_item()
+        .table_name(&p.table)
+        .key("patchId", s(&id))
+        .update_expression(
+            "SET decisions.alice = :d, #s = :approved, approvers = :a, approvedAt = :now",
+        )
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":d", decision)
+        .expression_attribute_values(":approved", s("APPROVED"))
+        .expression_attribute_values(":a", A::L(vec![s("alice")]))
+        .expression_attribute_values(":now", s(&now))
+        .send()
+        .await?;
+    let wait = p.approval_wait(&id).await?.context("the approval wait")?;
+    let token = wait["taskToken"].as_str().context("token")?;
+    p.stack
+        .sfn
+        .send_task_success()
+        .task_token(token)
+        .output(json!({"decision": "approved", "approvers": ["alice"]}).to_string())
+        .send()
+        .await?;
+    let cause = ended_without_build(&p, &id, &arn, "NotApproved", None).await?;
+    assert!(
+        cause.contains("0 of 1 valid approvals") && cause.contains("seal does not verify"),
+        "{cause}"
+    );
+    let forged = p.audit_event(&id, "DECISION_FORGED").await?;
+    assert_eq!(forged["by"], "alice", "{forged}");
+    assert_eq!(forged["sealed"], true, "{forged}");
+    assert!(p.find_audit_event(&id, "DECISION").await?.is_none());
+    Ok(())
+}
+
+/// Decisions are made by the decision endpoint for the caller AWS authenticated: an unsigned
+/// or badly signed request is refused before the function runs; a doctored people file on
+/// the operator's machine changes nothing (the deployed map decides); the requester cannot
+/// approve their own patch from the CLI either. Every refusal is audited, nothing recorded.
+#[tokio::test]
+async fn cli_decisions_are_the_servers_for_the_signed_caller_whatever_the_local_people_file(
+) -> Result<()> {
+    let p = P::setup().await?;
+    let (id, arn) = p.submit_request(json!({})).await?;
+    p.pending(&id).await?;
+    let url = p.stack.info["function_urls"]["DecisionFunction"]
+        .as_str()
+        .context("the decision URL")?
+        .to_string();
+    let body = json!({"action": "approve", "patchId": id}).to_string();
+    let unsigned = p.stack.http.post(&url).body(body.clone()).send().await?;
+    assert_eq!(unsigned.status().as_u16(), 403);
+    let forged = p
+        .stack
+        .http
+        .post(&url)
+        .header(
+            "authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential=AKIAALICE/{}/us-east-1/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature={}",
+                chrono::Utc::now().format("%Y%m%d"),
+                "0".repeat(64)
+            ),
+        )
+        .header("x-amz-date", chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string())
+        .body(body)
+        .send()
+        .await?;
+    assert_eq!(forged.status().as_u16(), 403);
+    // dave, with a people file that makes him an approver.
+    let doctored = repo_root().join(".local").join(format!("people-doctored-{}.yaml", std::process::id()));
+    let map = std::fs::read_to_string(repo_root().join("infra/people.yaml"))?;
+    let dave = map.find("id: dave").context("dave in the map")?;
+    let roles = dave + map[dave..].find("roles:").context("dave's roles")?;
+    let end = roles + map[roles..].find('\n').context("line end")?;
+    let doctored_map = format!("{}roles: [approver]{}", &map[..roles], &map[end..]);
+    std::fs::write(&doctored, doctored_map)?;
+    std::env::set_var("PEOPLE_FILE", &doctored);
+    let dave_says = p.cli(Some("dave"), &["patch", "approve", &id]).await;
+    let bob_says = p.cli(Some("bob"), &["patch", "approve", &id]).await;
+    std::env::remove_var("PEOPLE_FILE");
+    let _ = std::fs::remove_file(&doctored);
+    let (ok, out) = dave_says?;
+    assert!(!ok && out.contains("does not have the approver role"), "{out}");
+    let (ok, out) = bob_says?;
+    assert!(!ok && out.contains("requested this and cannot decide it"), "{out}");
+    let rec = p.record(&id).await?;
+    assert_eq!(rec["status"], "PENDING_APPROVAL");
+    assert_eq!(rec["decisions"], json!({}));
+    let refused: Vec<Value> = p
+        .audit_events(&id)
+        .await?
+        .into_iter()
+        .filter(|(e, _)| e == "DECISION_REFUSED")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert_eq!(refused[0]["identity"], "arn:aws:iam::123456789012:user/dave");
+    assert_eq!(refused[1]["refusal"]["refusal"], "self_approval");
+    let (ok, out) = p.cli(Some("bob"), &["patch", "cancel", &id]).await?;
+    assert!(ok, "{out}");
+    ended_without_build(&p, &id, &arn, "PatchCancelled", None).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_approved_sha_runs_after_the_branch_moved_and_the_cli_decides() -> Result<()> {
     let p = P::setup().await?;

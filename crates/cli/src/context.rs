@@ -51,6 +51,9 @@ pub struct StackInfo {
     /// The replica's app repository (`{"path": ...}`).
     #[serde(default)]
     pub app_repo: Option<serde_json::Value>,
+    /// Logical id → function URL.
+    #[serde(default)]
+    pub function_urls: BTreeMap<String, String>,
 }
 
 pub fn stack_file(root: &Path, name: &str) -> PathBuf {
@@ -207,6 +210,26 @@ impl Aws {
     /// The environment's resource `batchless-<env>-<suffix>` (a table, say).
     pub fn resource(&self, suffix: &str) -> String {
         format!("batchless-{}-{suffix}", self.environment)
+    }
+
+    /// The IAM-authenticated decision endpoint: the local stack's `DecisionFunction` URL, or
+    /// `BATCHLESS_DECISION_URL` (the stack's `DecisionUrl` output).
+    pub fn decision_url(&self) -> Result<String> {
+        if let Ok(url) = std::env::var("BATCHLESS_DECISION_URL") {
+            if !url.is_empty() {
+                return Ok(url);
+            }
+        }
+        match &self.stack {
+            Some(s) => s
+                .function_urls
+                .get("DecisionFunction")
+                .cloned()
+                .context("the local stack has no DecisionFunction URL (restart it)"),
+            None => anyhow::bail!(
+                "where is the decision endpoint? set BATCHLESS_DECISION_URL to the stack's DecisionUrl output"
+            ),
+        }
     }
 
     pub fn runs_table(&self) -> String {

@@ -27,11 +27,6 @@ pub async fn caller(aws: &Aws) -> Result<Caller> {
     })
 }
 
-/// The environment's people map.
-pub fn people(aws: &Aws) -> Result<People> {
-    People::load(&aws.environment).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
 /// The person id behind `arn`, or the ARN itself with a warning when nobody in the people map
 /// has it.
 pub fn requester(people: Result<&People, String>, arn: &str) -> (String, Option<String>) {

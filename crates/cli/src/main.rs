@@ -21,6 +21,7 @@ mod identity;
 mod parse;
 mod render;
 mod sfn;
+mod signed;
 #[cfg(test)]
 mod testing;
 

@@ -1,6 +1,7 @@
 //! `batchless migrations list` / `show`: the migration history from the runs table, with each
 //! run's pre-flight (pending migrations, findings), per-migration timings and lock waits, and
-//! the approval its findings needed (`show`: status, binding, every decision).
+//! the approval its findings needed (`show`: status, binding, every decision); `approve` /
+//! `reject` decide that approval through the IAM-authenticated decision endpoint.
 
 use std::process::ExitCode;
 
@@ -21,6 +22,35 @@ pub enum Command {
     /// One run: its record and result card (pending list, SQL, findings, durations, lock
     /// waits and retries, the failing migration).
     Show(ShowArgs),
+    /// Approve a production run's pending set that its findings hold up (through the
+    /// IAM-authenticated decision endpoint: it decides who you are; or the Slack buttons).
+    Approve(DecideArgs),
+    /// Reject a run's pending set: the run ends MigrationNeedsApproval.
+    Reject(DecideArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DecideArgs {
+    /// The execution name (or ARN) of the waiting run.
+    pub run: String,
+    #[arg(long)]
+    pub comment: Option<String>,
+}
+
+async fn decide(
+    cx: &Context,
+    a: DecideArgs,
+    decision: batchless_core::shared::approval::Decision,
+) -> Result<ExitCode> {
+    let name = a.run.rsplit(':').next().unwrap_or(&a.run);
+    let mut body = serde_json::json!({
+        "action": decision.as_str(),
+        "approvalId": batchless_core::shared::approval::record::migration_approval_id(name),
+    });
+    if let Some(c) = a.comment {
+        body["comment"] = c.into();
+    }
+    crate::commands::patch::ask_endpoint(cx.aws().await?, body).await
 }
 
 #[derive(Debug, clap::Args)]
@@ -110,6 +140,10 @@ pub async fn run(cx: &Context, cmd: Command) -> Result<ExitCode> {
     match cmd {
         Command::List(a) => list(cx, a).await,
         Command::Show(a) => show(cx, a).await,
+        Command::Approve(a) => {
+            decide(cx, a, batchless_core::shared::approval::Decision::Approve).await
+        }
+        Command::Reject(a) => decide(cx, a, batchless_core::shared::approval::Decision::Reject).await,
     }
 }
 

@@ -1,20 +1,21 @@
-//! `batchless patch submit|approve|reject|cancel|show|list`. Decisions go through the same rule
-//! set as the Slack buttons (core `patch::store::decide`), with the person behind the caller's
-//! identity (STS `GetCallerIdentity`).
+//! `batchless patch submit|approve|reject|cancel|show|list`. Decisions and cancels are made on
+//! the server: a SigV4-signed request to the IAM-authenticated decision endpoint, which takes
+//! the caller from AWS and decides under the same rule set as the Slack buttons. The CLI
+//! writes no decision and wakes no workflow itself.
 
 use std::process::ExitCode;
 
 use anyhow::{bail, Context as _, Result};
-use batchless_core::patch::approval::{Decision, Via};
-use batchless_core::patch::store::{self, ApprovalWait, Decider};
+use batchless_core::patch::approval::Decision;
+use batchless_core::patch::store;
 use batchless_core::patch::{self, Kind};
 use batchless_core::platform::time;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 
 use crate::context::{Aws, Context};
-use crate::identity::{caller, people};
-use crate::sfn;
+use crate::identity::caller;
+use crate::{sfn, signed};
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -220,63 +221,49 @@ fn preview_lines(rec: &store::PatchRecord) -> Vec<String> {
     lines
 }
 
-async fn decide(aws: &Aws, a: DecideArgs, decision: Decision) -> Result<ExitCode> {
-    let me = caller(aws).await?;
-    let b = aws.patch_backend(&me.account);
-    let people = people(aws)?;
-    let arn = me.arn;
-    let decider = Decider {
-        person: people.by_principal(&arn),
-        identity: arn.clone(),
-        via: Via::Cli,
-        comment: a.comment,
-    };
-    // The workflow keeps its approval wait's task token in the waits table.
-    let (sfn, waits) = (aws.sfn(), aws.resource("waits"));
-    let wait = ApprovalWait {
-        sfn: &sfn,
-        table: &waits,
-    };
-    let outcome = store::decide(&b.store(), &wait, &people, &a.patch_id, &decider, decision)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let who = decider.person.map(|p| p.id.clone()).unwrap_or(arn);
-    println!("{}", outcome.summary(&who, decision));
-    Ok(if outcome.refusal.is_some() {
-        ExitCode::FAILURE
+/// Ask the decision endpoint (signed with your credentials: it decides who you are) to
+/// approve, reject or cancel; print its answer. Exit 1 when it refused.
+pub async fn ask_endpoint(aws: &Aws, body: Value) -> Result<ExitCode> {
+    let url = aws.decision_url()?;
+    let (status, answer) = signed::post(aws, &url, &body).await?;
+    let line = answer["text"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| answer["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| answer.to_string());
+    if let Some(c) = answer.get("cancelled") {
+        println!(
+            "patch {}: {}{}",
+            c["patchId"].as_str().unwrap_or_default(),
+            c["status"].as_str().unwrap_or_default(),
+            if c["buildStopped"] == true {
+                ", its build was stopped (the workflow records CANCELLED)"
+            } else {
+                ""
+            }
+        );
+    } else if status == 200 {
+        println!("{line}");
     } else {
+        eprintln!("{line}");
+    }
+    Ok(if status == 200 {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 
+async fn decide(aws: &Aws, a: DecideArgs, decision: Decision) -> Result<ExitCode> {
+    let mut body = json!({"action": decision.as_str(), "patchId": a.patch_id});
+    if let Some(c) = a.comment {
+        body["comment"] = json!(c);
+    }
+    ask_endpoint(aws, body).await
+}
+
 async fn cancel(aws: &Aws, a: IdArgs) -> Result<ExitCode> {
-    let me = caller(aws).await?;
-    let b = aws.patch_backend(&me.account);
-    let people = people(aws)?;
-    let arn = me.arn;
-    let person = people
-        .by_principal(&arn)
-        .with_context(|| format!("{arn} is nobody in the people map"))?;
-    let codebuild = batchless_core::platform::aws::codebuild(&aws.config);
-    let (sfn, waits) = (aws.sfn(), aws.resource("waits"));
-    let wait = ApprovalWait {
-        sfn: &sfn,
-        table: &waits,
-    };
-    let out = store::cancel(&b.store(), &wait, &codebuild, &a.patch_id, person)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!(
-        "patch {}: {}{}",
-        out.patch_id,
-        out.status,
-        if out.build_stopped {
-            ", its build was stopped (the workflow records CANCELLED)"
-        } else {
-            ""
-        }
-    );
-    Ok(ExitCode::SUCCESS)
+    ask_endpoint(aws, json!({"action": "cancel", "patchId": a.patch_id})).await
 }
 
 async fn show(aws: &Aws, a: IdArgs) -> Result<ExitCode> {

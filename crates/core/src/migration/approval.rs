@@ -16,9 +16,8 @@ use crate::shared::approval::record::{
     SubjectKind,
 };
 use crate::shared::approval::{
-    self, Approvable, MIGRATION_APPROVE_ACTION, MIGRATION_REJECT_ACTION, PENDING,
+    self, MIGRATION_APPROVE_ACTION, MIGRATION_REJECT_ACTION, PENDING,
 };
-use crate::shared::people::People;
 
 /// `$.approval` of the workflow: what `AskApproval` found (`null` until then).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,12 +147,13 @@ pub fn new_record(
 
 /// Why an approval does not let this run migrate, if it does not: it is for another run,
 /// commit or pending set, its hash does not match what it approves, or its decisions do not
-/// add up under today's people map. Pure; `Ok` carries the approvers.
+/// add up: `t` is their [`approval::tally`] under today's people map, seals verified
+/// ([`approval::counted`]). Pure; `Ok` carries the approvers.
 pub fn holds_up(
     rec: &ApprovalRecord,
     run: &MigrationRun,
     digest: &str,
-    people: &People,
+    t: &approval::Tally,
 ) -> Result<Vec<String>, String> {
     let m = rec.migration().map_err(|e| e.to_string())?;
     if m.run_id != run.run_id || m.commit != run.commit || rec.environment != run.environment {
@@ -174,8 +174,6 @@ pub fn holds_up(
             rec.approval_id
         ));
     }
-    let subject = rec.subject().map_err(|e| e.to_string())?;
-    let t = approval::tally(&subject, &rec.decisions, people);
     if rec.status != approval::APPROVED || !t.approved() {
         let mut why = format!(
             "approval {} is {} with {}/{} approvals that hold up",
@@ -189,7 +187,7 @@ pub fn holds_up(
         }
         return Err(why);
     }
-    Ok(t.approvers)
+    Ok(t.approvers.clone())
 }
 
 fn short(sha: &str) -> &str {
@@ -305,7 +303,8 @@ pub fn requested_data(rec: &ApprovalRecord, m: &MigrationSubject) -> Value {
 pub(crate) mod tests {
     use super::*;
     use crate::migration::report::tests::preflight_with;
-    use crate::shared::approval::{DecisionRecord, Via};
+    use crate::shared::approval::Approvable;
+    use crate::shared::people::People;
 
     fn people() -> People {
         People::parse(crate::shared::people::EMBEDDED, "production").unwrap()
@@ -338,16 +337,7 @@ pub(crate) mod tests {
     fn approved(rec: &mut ApprovalRecord, by: &str, hash: &str) {
         rec.decisions.insert(
             by.into(),
-            DecisionRecord {
-                decision: approval::Decision::Approve,
-                by: by.into(),
-                by_name: by.into(),
-                via: Via::Slack,
-                at: "2026-12-02T07:01:00Z".into(),
-                identity: format!("slack:{by}"),
-                request_hash: hash.into(),
-                comment: None,
-            },
+            approval::tests::decision(by, approval::Decision::Approve, hash),
         );
         rec.status = approval::APPROVED.into();
         rec.approvers = vec![by.into()];
@@ -357,37 +347,49 @@ pub(crate) mod tests {
         ApprovalSettings::from_values("240", "1").unwrap()
     }
 
+    /// [`holds_up`] with every decision's seal taken as verified.
+    fn held(
+        rec: &ApprovalRecord,
+        run: &MigrationRun,
+        digest: &str,
+        people: &People,
+    ) -> Result<Vec<String>, String> {
+        let subject = rec.subject().unwrap();
+        let seals = approval::Seals::all(&rec.decisions);
+        holds_up(rec, run, digest, &approval::tally(&subject, &rec.decisions, people, &seals))
+    }
+
     #[test]
     fn an_approval_holds_up_only_for_its_run_commit_and_pending_set() {
         let run = run();
         let m = subject(&run, &report(), "migrate:1").expect("a digest");
         let mut rec = new_record(&run, &m, settings(), chrono::Utc::now());
         let people = people();
-        assert!(holds_up(&rec, &run, &m.digest, &people)
+        assert!(held(&rec, &run, &m.digest, &people)
             .unwrap_err()
             .contains("0/1 approvals"));
         let hash = rec.request_hash.clone();
         approved(&mut rec, "alice", &hash);
         assert_eq!(
-            holds_up(&rec, &run, &m.digest, &people),
+            held(&rec, &run, &m.digest, &people),
             Ok(vec!["alice".to_string()])
         );
         // Another pending set, another commit, a record whose hash was edited.
-        assert!(holds_up(&rec, &run, "other", &people)
+        assert!(held(&rec, &run, "other", &people)
             .unwrap_err()
             .contains("now finds other"));
         let mut other = run.clone();
         other.commit = "f".repeat(40);
-        assert!(holds_up(&rec, &other, &m.digest, &people).is_err());
+        assert!(held(&rec, &other, &m.digest, &people).is_err());
         let mut edited = rec.clone();
         edited.request_hash = "0".repeat(64);
-        assert!(holds_up(&edited, &run, &m.digest, &people)
+        assert!(held(&edited, &run, &m.digest, &people)
             .unwrap_err()
             .contains("hash"));
         // Marked APPROVED by a write to the table, with a decision nobody in the map made.
         let mut forged = new_record(&run, &m, settings(), chrono::Utc::now());
         approved(&mut forged, "mallory", &hash);
-        assert!(holds_up(&forged, &run, &m.digest, &people)
+        assert!(held(&forged, &run, &m.digest, &people)
             .unwrap_err()
             .contains("not in the people map"));
     }

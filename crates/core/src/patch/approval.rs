@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::shared::approval::{self as shared, Subject};
+use crate::shared::approval::{self as shared, Seals, Subject};
 pub use crate::shared::approval::{Decision, DecisionRecord, Refusal, Tally, Via};
 use crate::shared::people::{People, Person};
 
@@ -39,14 +39,15 @@ pub fn judge(
     shared::judge(&subject(run, patch_status), person, identity)
 }
 
-/// Pure: count the decisions that hold up (decider exists now, is an approver, is not the
-/// requester, decided this very request).
+/// Pure: count the decisions that hold up (sealed, decider exists now, is an approver, is not
+/// the requester, decided this very request from one of their own identities).
 pub fn tally(
     run: &PatchRun,
     decisions: &BTreeMap<String, DecisionRecord>,
     people: &People,
+    seals: &Seals,
 ) -> Tally {
-    shared::tally(&subject(run, Status::PendingApproval), decisions, people)
+    shared::tally(&subject(run, Status::PendingApproval), decisions, people, seals)
 }
 
 #[cfg(test)]
@@ -111,7 +112,7 @@ mod tests {
                 (by.to_string(), decision(by, *d, hash))
             })
             .collect();
-        tally(&r, &decisions, &people())
+        tally(&r, &decisions, &people(), &Seals::all(&decisions))
     }
 
     #[test]

@@ -21,6 +21,7 @@ use super::store::PatchRecord;
 use super::{approval, build_env};
 use crate::error::Error;
 use crate::platform::aws::AwsResultExt;
+use crate::shared::approval::Seals;
 use crate::shared::people::People;
 
 /// What the audit check found: the build is what was approved, or it is not.
@@ -107,12 +108,13 @@ pub struct Verdict {
 }
 
 /// Pure: the build against the approved record.
-pub fn check_run(rec: &PatchRecord, b: &BuildFacts, people: &People) -> Verdict {
+/// `seals`: which of `rec`'s decisions carry a decision endpoint's seal.
+pub fn check_run(rec: &PatchRecord, b: &BuildFacts, people: &People, seals: &Seals) -> Verdict {
     let mut findings = Vec::new();
     match rec.request.as_ref() {
         None => findings.push(format!("patch {} has no recorded request", rec.patch_id)),
         Some(run) => {
-            let t = approval::tally(run, &rec.decisions, people);
+            let t = approval::tally(run, &rec.decisions, people, seals);
             if !t.approved() || rec.approved_at.is_none() {
                 findings.push(format!(
                     "patch {} is not approved ({} of {} valid approvals, status {})",
@@ -458,9 +460,10 @@ mod tests {
                 by_name: "Alice".into(),
                 via: Via::Slack,
                 at: "2026-11-28T13:05:00Z".into(),
-                identity: "U0ALICE01".into(),
+                identity: "slack:U0ALICE01".into(),
                 request_hash: run.request_hash.clone(),
                 comment: None,
+                seal: None,
             },
         );
         let build = BuildFacts {
@@ -498,7 +501,7 @@ mod tests {
     #[test]
     fn the_approved_build_is_compliant() {
         let (rec, b) = approved();
-        let v = check_run(&rec, &b, &people());
+        let v = check_run(&rec, &b, &people(), &Seals::all(&rec.decisions));
         assert_eq!(v.verdict, Compliance::Compliant, "{:?}", v.findings);
     }
 
@@ -509,20 +512,20 @@ mod tests {
         let mut moved = b.clone();
         moved.source_version = Some("fix/backfill".into());
         moved.resolved_source_version = Some("ffffffffffffffffffffffffffffffffffffffff".into());
-        let v = check_run(&rec, &moved, &p);
+        let v = check_run(&rec, &moved, &p, &Seals::all(&rec.decisions));
         assert_eq!(v.verdict, Compliance::Violation);
         assert_eq!(v.findings.len(), 2, "{:?}", v.findings);
         let mut other = b.clone();
         other
             .env
             .insert(build_env::COMMAND.into(), "bin/rake db:drop".into());
-        assert!(check_run(&rec, &other, &p).findings[0].contains("db:drop"));
+        assert!(check_run(&rec, &other, &p, &Seals::all(&rec.decisions)).findings[0].contains("db:drop"));
         let mut early = b.clone();
         early.start_time = Some("2026-11-28T13:04:00Z".into());
-        assert!(check_run(&rec, &early, &p).findings[0].contains("before the approval"));
+        assert!(check_run(&rec, &early, &p, &Seals::all(&rec.decisions)).findings[0].contains("before the approval"));
         let mut unapproved = rec.clone();
         unapproved.decisions.clear();
-        assert!(check_run(&unapproved, &b, &p).findings[0].contains("not approved"));
+        assert!(check_run(&unapproved, &b, &p, &Seals::all(&unapproved.decisions)).findings[0].contains("not approved"));
     }
 
     #[test]

@@ -278,11 +278,13 @@ impl ApprovalDecided {
 }
 
 /// Where a patch's approval wait is kept: the waits table (key `patch-approval#<patchId>`,
-/// [`WaitKind::PatchApproval`]) and the Step Functions client that ends it.
+/// [`WaitKind::PatchApproval`]) and the Step Functions client that ends it; and the sealer
+/// of the decisions that end it.
 #[derive(Debug, Clone, Copy)]
 pub struct ApprovalWait<'a> {
     pub sfn: &'a aws_sdk_sfn::Client,
     pub table: &'a str,
+    pub sealer: &'a shared::Sealer,
 }
 
 impl ApprovalWait<'_> {
@@ -305,6 +307,7 @@ impl Store<'_> {
             trail: self.trail.clone(),
             sfn: wait.sfn,
             waits_table: wait.table,
+            sealer: wait.sealer,
         }
     }
 }
@@ -640,9 +643,11 @@ mod tests {
         );
         let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&take]);
         let sfn = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&sent]);
+        let sealer = crate::shared::approval::seal::tests::sealer(true);
         let wait = ApprovalWait {
             sfn: &sfn,
             table: "waits",
+            sealer: &sealer,
         };
         assert!(wait.end(&db, &approved()).await.unwrap());
         assert_eq!((take.num_calls(), sent.num_calls()), (1, 1));
@@ -658,9 +663,11 @@ mod tests {
         let sent = send("old-tok", json!({"decision": "rejected", "by": "carol"}));
         let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&none]);
         let sfn = mock_client!(aws_sdk_sfn, RuleMode::MatchAny, [&sent]);
+        let sealer = crate::shared::approval::seal::tests::sealer(true);
         let wait = ApprovalWait {
             sfn: &sfn,
             table: "waits",
+            sealer: &sealer,
         };
         let mut rec = fixtures::record(Status::Rejected);
         rec.rejected_by = Some("carol".into());

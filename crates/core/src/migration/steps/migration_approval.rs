@@ -46,6 +46,8 @@ pub struct Deps {
     pub waits_table: String,
     pub channel: String,
     pub settings: ApprovalSettings,
+    /// Verifies the decisions' seals (`DECISION_SIGNING_KEY`).
+    pub sealer: shared::Sealer,
 }
 
 impl Deps {
@@ -64,6 +66,7 @@ impl Deps {
             waits_table: config::required("WAITS_TABLE")?,
             channel: config::required("SLACK_MIGRATIONS_CHANNEL")?,
             settings: ApprovalSettings::from_env()?,
+            sealer: shared::Sealer::from_env(sdk)?,
         })
     }
 
@@ -187,7 +190,11 @@ async fn check(
                 preflight_build_id: m.preflight_build_id,
             })
         }
-        shared::APPROVED => match approval::holds_up(&rec, run, &m.digest, &deps.people) {
+        shared::APPROVED => match approval::holds_up(&rec, run, &m.digest, &{
+            let t = shared::counted(&deps.sealer, &deps.people, &rec).await?;
+            shared::audit_forgeries(&deps.trail(), &rec, &t, "migration-approval").await?;
+            t
+        }) {
             Ok(approvers) => Ok(ApprovalState {
                 approval_id: id,
                 approved: true,
@@ -369,6 +376,7 @@ mod tests {
             waits_table: "waits".into(),
             channel: "C0MIGRATIONS".into(),
             settings: ApprovalSettings::from_values("240", "1").unwrap(),
+            sealer: crate::shared::approval::seal::tests::sealer(true),
         }
     }
 

@@ -30,6 +30,7 @@ use crate::migration::{self, MigrationRun};
 use crate::platform::dynamo::Table;
 use crate::platform::{aws, config};
 use crate::shared::approval::record::ApprovalRecord;
+use crate::shared::approval::{counted, Sealer};
 use crate::shared::build::{self, StartedBuild};
 use crate::shared::people::People;
 use crate::shared::runs::Runs;
@@ -44,6 +45,8 @@ pub struct Deps {
     /// Where the build's reports go (the logs bucket).
     pub bucket: String,
     pub settings: Settings,
+    /// Verifies the decisions' seals (`DECISION_SIGNING_KEY`).
+    pub sealer: Sealer,
 }
 
 impl Deps {
@@ -58,6 +61,7 @@ impl Deps {
             project: config::required("MIGRATION_PROJECT")?,
             bucket: config::required("LOGS_BUCKET")?,
             settings: Settings::from_env(&environment)?,
+            sealer: Sealer::from_env(sdk)?,
         })
     }
 }
@@ -103,7 +107,12 @@ async fn verified(deps: &Deps, run: &MigrationRun, a: &ApprovalState) -> Result<
         .await?;
     let why = match &rec {
         None => format!("approval {} does not exist", a.approval_id),
-        Some(rec) => match approval::holds_up(rec, run, &a.digest, &deps.people) {
+        Some(rec) => match approval::holds_up(
+            rec,
+            run,
+            &a.digest,
+            &counted(&deps.sealer, &deps.people, rec).await?,
+        ) {
             Ok(approvers) => {
                 tracing::info!(approval = %a.approval_id, ?approvers, digest = %a.digest, "approval verified");
                 return Ok(());
@@ -249,6 +258,7 @@ mod tests {
             project: "migrate".into(),
             bucket: "logs".into(),
             settings: Settings::from_values("staging", "", "5s", "30min", "3", "2").unwrap(),
+            sealer: crate::shared::approval::seal::tests::sealer(true),
         }
     }
 

@@ -23,28 +23,126 @@ use crate::shared::approval::record::{ApprovalRecord, SubjectKind};
 use crate::shared::approval::{self as shared, MIGRATION_APPROVE_ACTION, MIGRATION_REJECT_ACTION};
 use crate::shared::people::People;
 
-pub struct Deps {
+/// What deciding needs, whichever endpoint the decision came through (this Slack endpoint
+/// or the IAM-authenticated `decision` endpoint): the subjects' tables, their waits, the
+/// people map, the sealer of every decision recorded, Slack for the answer in the thread.
+pub struct Endpoint {
     pub backend: Backend,
     pub sfn: aws_sdk_sfn::Client,
     pub slack: SlackClient,
     pub people: People,
-    pub signing_secret: String,
     pub waits_table: String,
     /// The approvals of every other subject (a migration's pending set).
     pub approvals_table: String,
+    /// Seals every decision recorded here (`DECISION_SIGNING_KEY`).
+    pub sealer: shared::Sealer,
 }
 
-impl Deps {
-    /// The patch backend, `WAITS_TABLE`, Slack (bot token and signing secret), the people map.
+impl Endpoint {
+    /// The patch backend, `WAITS_TABLE`, `APPROVALS_TABLE`, Slack's bot token, the people map,
+    /// `DECISION_SIGNING_KEY`.
     pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
-        Ok(Deps {
+        Ok(Endpoint {
             backend: Backend::from_env(sdk)?,
             sfn: aws::sfn(sdk),
             slack: config::slack_client(sdk).await?,
             people: People::load(&config::environment()?)?,
-            signing_secret: config::slack_signing_secret(sdk).await?,
             waits_table: config::required("WAITS_TABLE")?,
             approvals_table: config::required("APPROVALS_TABLE")?,
+            sealer: shared::Sealer::from_env(sdk)?,
+        })
+    }
+
+    /// The wait of a patch approval.
+    pub fn wait(&self) -> ApprovalWait<'_> {
+        ApprovalWait {
+            sfn: &self.sfn,
+            table: &self.waits_table,
+            sealer: &self.sealer,
+        }
+    }
+
+    /// Decide subject `id` (a patch when `kind` is `None`) under the one rule set; `Ok(None)`
+    /// when there is no such subject (the error's text names it).
+    pub async fn decide(
+        &self,
+        kind: Option<SubjectKind>,
+        id: &str,
+        decider: &Decider<'_>,
+        decision: Decision,
+    ) -> Result<Result<DecisionOutcome, String>, Error> {
+        let decided = match kind {
+            None => {
+                let st = self.backend.store();
+                store::decide(&st, &self.wait(), &self.people, id, decider, decision).await
+            }
+            Some(kind) => {
+                let approvals = shared::Approvals {
+                    db: &self.backend.db,
+                    table: &self.approvals_table,
+                    trail: crate::shared::audit::Trail {
+                        chain: kind.chain(),
+                        ..self.backend.trail()
+                    },
+                    sfn: &self.sfn,
+                    waits_table: &self.waits_table,
+                    sealer: &self.sealer,
+                };
+                shared::decide::<ApprovalRecord>(&approvals, &self.people, id, decider, decision)
+                    .await
+                    .map_err(|e| match e {
+                        Error::NotFound(_) => {
+                            Error::NotFound(format!("{} approval {id}", kind.noun()))
+                        }
+                        other => other,
+                    })
+            }
+        };
+        match decided {
+            Ok(o) => Ok(Ok(o)),
+            Err(Error::NotFound(what)) => Ok(Err(format!("no {what}"))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Say what came of a decision in the approval request's thread (a failure is logged).
+    pub async fn tell_thread(&self, outcome: &DecisionOutcome, summary: &str) {
+        if let Some(thread) = &outcome.thread {
+            if let Err(e) = self
+                .slack
+                .post_message(&message::thread_reply(&thread.channel, &thread.ts, summary))
+                .await
+            {
+                tracing::warn!(error = %e, "could not post the decision in the thread");
+            }
+        }
+    }
+}
+
+/// A subject id as its kind has them: a patch id, or a migration approval id (`migration-`
+/// and an execution name: up to 80 characters of Step Functions' [A-Za-z0-9_-]).
+pub fn valid_id(kind: Option<SubjectKind>, field: &str, id: &str) -> Result<(), input::InputError> {
+    match kind {
+        None => input::identifier(field, id, 80),
+        Some(_) if input::made_of(id, 100, b"_-") => Ok(()),
+        Some(_) => Err(input::InputError::field(
+            field,
+            "must be 1-100 characters of [A-Za-z0-9_-]",
+        )),
+    }
+}
+
+pub struct Deps {
+    pub endpoint: Endpoint,
+    pub signing_secret: String,
+}
+
+impl Deps {
+    /// The [`Endpoint`] and Slack's signing secret.
+    pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+        Ok(Deps {
+            endpoint: Endpoint::from_env(sdk).await?,
+            signing_secret: config::slack_signing_secret(sdk).await?,
         })
     }
 }
@@ -118,7 +216,8 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
             },
         ));
     };
-    if !store::remember_request(&deps.backend.db, &deps.backend.patches_table, &key).await? {
+    let backend = &deps.endpoint.backend;
+    if !store::remember_request(&backend.db, &backend.patches_table, &key).await? {
         tracing::warn!("rejected a replayed Slack request");
         return Ok(reply(
             401,
@@ -142,17 +241,7 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
     };
     let patch_id = action["value"].as_str().unwrap_or_default();
     let user = payload["user"]["id"].as_str().unwrap_or_default();
-    // A patch id, or a migration approval id (`migration-` and an execution name: up to 80
-    // characters of Step Functions' [A-Za-z0-9_-]).
-    let valid = match subject {
-        None => input::identifier("value", patch_id, 80),
-        Some(_) if input::made_of(patch_id, 100, b"_-") => Ok(()),
-        Some(_) => Err(input::InputError::field(
-            "value",
-            "must be 1-100 characters of [A-Za-z0-9_-]",
-        )),
-    };
-    if let Err(e) = valid {
+    if let Err(e) = valid_id(subject, "value", patch_id) {
         return Ok(reply(
             400,
             Reply::Refused {
@@ -160,52 +249,16 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
             },
         ));
     }
+    let ep = &deps.endpoint;
     let decider = Decider {
-        person: deps.people.by_slack_user(user),
+        person: ep.people.by_slack_user(user),
         identity: format!("slack:{user}"),
         via: Via::Slack,
         comment: None,
     };
-    let wait = ApprovalWait {
-        sfn: &deps.sfn,
-        table: &deps.waits_table,
-    };
-    let st = deps.backend.store();
-    let decided = match subject {
-        None => store::decide(&st, &wait, &deps.people, patch_id, &decider, decision).await,
-        Some(kind) => {
-            let approvals = shared::Approvals {
-                db: &deps.backend.db,
-                table: &deps.approvals_table,
-                trail: crate::shared::audit::Trail {
-                    chain: kind.chain(),
-                    ..deps.backend.trail()
-                },
-                sfn: &deps.sfn,
-                waits_table: &deps.waits_table,
-            };
-            shared::decide::<ApprovalRecord>(&approvals, &deps.people, patch_id, &decider, decision)
-                .await
-                .map_err(|e| match e {
-                    Error::NotFound(_) => {
-                        Error::NotFound(format!("{} approval {patch_id}", kind.noun()))
-                    }
-                    other => other,
-                })
-        }
-    };
-    let outcome = match decided {
+    let outcome = match ep.decide(subject, patch_id, &decider, decision).await? {
         Ok(o) => o,
-        Err(Error::NotFound(what)) => {
-            return Ok(reply(
-                200,
-                Reply::NoSuchPatch {
-                    ok: false,
-                    error: format!("no {what}"),
-                },
-            ))
-        }
-        Err(e) => return Err(e),
+        Err(error) => return Ok(reply(200, Reply::NoSuchPatch { ok: false, error })),
     };
     let who = decider
         .person
@@ -213,19 +266,7 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
         .unwrap_or_else(|| format!("<@{user}>"));
     let summary = outcome.summary(&who, decision);
     tracing::info!(patch = %patch_id, user, outcome = %outcome.outcome, status = %outcome.status, "decision handled");
-    if let Some(thread) = &outcome.thread {
-        if let Err(e) = deps
-            .slack
-            .post_message(&message::thread_reply(
-                &thread.channel,
-                &thread.ts,
-                &summary,
-            ))
-            .await
-        {
-            tracing::warn!(error = %e, "could not post the decision in the thread");
-        }
-    }
+    ep.tell_thread(&outcome, &summary).await;
     Ok(reply(
         200,
         Reply::Decided {
@@ -237,7 +278,7 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::platform::slack;
     use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
@@ -248,6 +289,14 @@ mod tests {
     fn deps(db_rules: &[&Rule]) -> Deps {
         let db = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, db_rules);
         Deps {
+            endpoint: endpoint(db),
+            signing_secret: "s3cr3t".into(),
+        }
+    }
+
+    /// An endpoint on mocked tables (`db`), the staging people map, a sealer that verifies all.
+    pub(crate) fn endpoint(db: aws_sdk_dynamodb::Client) -> Endpoint {
+        Endpoint {
             backend: Backend {
                 db,
                 s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, []),
@@ -258,9 +307,9 @@ mod tests {
             sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, []),
             slack: SlackClient::new("http://127.0.0.1:9/api", "t"),
             people: People::parse(crate::shared::people::EMBEDDED, "staging").unwrap(),
-            signing_secret: "s3cr3t".into(),
             waits_table: "waits".into(),
             approvals_table: "approvals".into(),
+            sealer: crate::shared::approval::seal::tests::sealer(true),
         }
     }
 

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::shared::approval::Sealer;
 use crate::error::Error;
 use crate::patch::check::{self, BuildFacts, Verdict};
 use crate::patch::store::{self, Backend, PatchRecord};
@@ -54,6 +55,9 @@ pub struct Deps {
     /// The dry-run settings (`PATCH_DRY_RUN*`, as start-patch-build has them): the buildspecs
     /// batchless sends are rebuilt from them, so only those count as batchless's own.
     pub settings: preview::Settings,
+    /// Verifies the decisions' seals (`DECISION_SIGNING_KEY`): an unsealed decision does not
+    /// make a build compliant.
+    pub sealer: Sealer,
 }
 
 impl Deps {
@@ -80,6 +84,7 @@ impl Deps {
             environment,
             writer: audit::Writer::from_env(sdk)?,
             settings: preview::Settings::from_env()?,
+            sealer: Sealer::from_env(sdk)?,
         })
     }
 }
@@ -175,7 +180,11 @@ async fn run_check(deps: &Deps, patch: &PatchRun, build_id: &str) -> Result<Verd
     let st = deps.backend.store();
     let facts = check::facts(&build::fetch(&deps.codebuild, build_id).await?);
     let rec = store::must_get(st.db, st.table, &patch.patch_id).await?;
-    let verdict = check::check_run(&rec, &facts, &deps.people);
+    let seals = deps
+        .sealer
+        .check(&rec.environment, &rec.patch_id, &rec.decisions)
+        .await?;
+    let verdict = check::check_run(&rec, &facts, &deps.people, &seals);
     let mut fields = vec![("verdict", json!(verdict.verdict))];
     if let Some(sha) = &facts.resolved_source_version {
         fields.push(("resolvedSourceVersion", json!(sha)));
@@ -362,10 +371,23 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
                 }
                 _ => (vec!["a dry run no patch record started".to_string()], None),
             },
-            Some(r) => (
-                check::check_run(r, b, &deps.people).findings,
-                Some(run_spec.clone()),
-            ),
+            Some(r) => {
+                let seals = match deps
+                    .sealer
+                    .check(&r.environment, &r.patch_id, &r.decisions)
+                    .await
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        errors.push(e);
+                        continue;
+                    }
+                };
+                (
+                    check::check_run(r, b, &deps.people, &seals).findings,
+                    Some(run_spec.clone()),
+                )
+            }
             None => (vec!["no approved request".to_string()], None),
         };
         // batchless's own buildspec for a recorded run; the project's for anything else.
@@ -673,6 +695,7 @@ mod tests {
                 lock_days: 0,
             },
             settings: preview::Settings::default(),
+            sealer: crate::shared::approval::seal::tests::sealer(true),
         }
     }
 

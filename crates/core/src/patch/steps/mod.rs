@@ -8,12 +8,14 @@
 //! - [`start_patch_build`] with `dryRun` (`StartDryRun`) and [`record_patch`] `preview`
 //!   (`RecordPreview`): the dry run before the approval request, its preview recorded.
 //! - [`approval`]: the Slack buttons (a function URL) that decide and end that wait.
+//! - [`decision`]: the same decisions and cancels from an IAM-authenticated caller (the CLI).
 //! - [`start_patch_build`]: `StartPatchBuild`, the approval re-checked, the build started.
 //! - [`audit_check`]: `AuditCheck`, the build against the approval; and the daily sweep.
 //! - [`notify_patch_result`]: `Notify`, the result in the request's thread.
 
 pub mod approval;
 pub mod audit_check;
+pub mod decision;
 pub mod notify_patch_result;
 pub mod record_patch;
 pub mod request_approval;

@@ -21,10 +21,11 @@ use crate::error::Error;
 use crate::patch::preview::{self, Settings};
 use crate::patch::store::{self, Backend};
 use crate::patch::{
-    approval, build_env, events, request_hash, PatchRun, Status, OUTPUT_DIR, WORKFLOW,
+    build_env, events, request_hash, PatchRun, Status, OUTPUT_DIR, WORKFLOW,
 };
 use crate::platform::{aws, config, time};
 use crate::shared::build::{self, StartedBuild};
+use crate::shared::approval::{self as shared_approval, Sealer};
 use crate::shared::people::People;
 use crate::shared::{audit, runs};
 
@@ -35,6 +36,8 @@ pub struct Deps {
     pub project: String,
     pub runs_table: String,
     pub settings: Settings,
+    /// Verifies every decision's seal (`DECISION_SIGNING_KEY`) before it counts.
+    pub sealer: Sealer,
 }
 
 impl Deps {
@@ -47,6 +50,7 @@ impl Deps {
             project: config::required("PATCH_PROJECT")?,
             runs_table: config::required("RUNS_TABLE")?,
             settings: Settings::from_env()?,
+            sealer: Sealer::from_env(sdk)?,
         })
     }
 }
@@ -203,7 +207,10 @@ async fn start(deps: &Deps, patch: PatchRun) -> Result<Output, Error> {
             patch.patch_id
         )));
     }
-    let tally = approval::tally(approved, &rec.decisions, &deps.people);
+    // Every decision's seal first: one written by anyone but a decision endpoint does not
+    // count, and is audited as the forgery attempt it is.
+    let tally = shared_approval::counted(&deps.sealer, &deps.people, &rec).await?;
+    shared_approval::audit_forgeries(&st.trail, &rec, &tally, "start-patch-build").await?;
     if rec.status != Status::Approved || !tally.approved() {
         return Err(Error::NotApproved(format!(
             "patch {} is {} with {} of {} valid approvals{}; nothing was started",
@@ -325,6 +332,7 @@ mod tests {
             project: "batchless-staging-patch".into(),
             runs_table: "runs".into(),
             settings: Settings::default(),
+            sealer: crate::shared::approval::seal::tests::sealer(true),
         }
     }
 

@@ -17,6 +17,7 @@
 //! (approvals table, one chain per subject kind).
 
 pub mod record;
+pub mod seal;
 
 use std::collections::BTreeMap;
 
@@ -31,6 +32,7 @@ use crate::platform::time;
 use crate::sfn::waits;
 use crate::shared::audit::{self, Entry, Trail};
 use crate::shared::people::{People, Person, Role};
+pub use seal::{Sealer, Seals};
 
 /// The statuses every subject shares (stored as these strings).
 pub const PENDING: &str = "PENDING_APPROVAL";
@@ -42,6 +44,9 @@ pub const EXPIRED: &str = "EXPIRED";
 pub mod events {
     pub const DECISION: &str = "DECISION";
     pub const DECISION_REFUSED: &str = "DECISION_REFUSED";
+    /// A recorded decision whose seal does not verify: written by someone other than a
+    /// decision endpoint (a forgery attempt), so it does not count.
+    pub const DECISION_FORGED: &str = "DECISION_FORGED";
 }
 
 /// The Slack actions of a migration approval request (a data patch's are `patch::message`'s).
@@ -86,6 +91,9 @@ pub struct DecisionRecord {
     pub request_hash: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// The decision endpoint's KMS signature over all of the above ([`seal`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
 }
 
 /// Why a decision was refused (nothing is recorded on the subject).
@@ -186,6 +194,9 @@ pub struct Tally {
     pub required: u32,
     /// Recorded decisions that do not count (and why).
     pub ignored: Vec<String>,
+    /// The keys of recorded decisions whose seal does not verify: forgery attempts.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forged: Vec<String>,
 }
 
 impl Tally {
@@ -194,28 +205,56 @@ impl Tally {
     }
 }
 
-/// Pure: count the decisions that hold up (decider exists now, is an approver, is not the
-/// requester, decided this very request).
+/// Whether `identity` (a decision's `slack:<user id>` or IAM principal) is one of the person
+/// `by`'s own: a decision recorded for one person from another's identity does not count.
+fn identity_is(people: &People, by: &str, identity: &str, via: Via) -> bool {
+    let who = match via {
+        Via::Slack => identity
+            .strip_prefix("slack:")
+            .and_then(|u| people.by_slack_user(u)),
+        Via::Cli => people.by_principal(identity),
+    };
+    who.is_some_and(|p| p.id == by)
+}
+
+/// Pure: count the decisions that hold up (sealed by a decision endpoint, recorded from one
+/// of the decider's own identities, decider exists now, is an approver, is not the requester,
+/// decided this very request).
 pub fn tally(
     subject: &Subject,
     decisions: &BTreeMap<String, DecisionRecord>,
     people: &People,
+    seals: &Seals,
 ) -> Tally {
     let mut t = Tally {
         approvers: Vec::new(),
         rejected_by: None,
         required: subject.required,
         ignored: Vec::new(),
+        forged: Vec::new(),
     };
-    let mut ordered: Vec<&DecisionRecord> = decisions.values().collect();
-    ordered.sort_by(|a, b| a.at.cmp(&b.at));
-    for d in ordered {
+    let mut ordered: Vec<(&String, &DecisionRecord)> = decisions.iter().collect();
+    ordered.sort_by(|a, b| a.1.at.cmp(&b.1.at));
+    for (key, d) in ordered {
+        if !seals.holds(key) {
+            t.forged.push(key.clone());
+            t.ignored.push(format!(
+                "{}: its seal does not verify (not recorded by a decision endpoint)",
+                d.by
+            ));
+            continue;
+        }
         let valid = match people.by_id(&d.by) {
+            _ if key != &d.by => Err(format!("{}: recorded under {key}", d.by)),
             None => Err(format!("{}: not in the people map", d.by)),
             Some(p) if !p.has_role(Role::Approver) => Err(format!("{}: not an approver", d.by)),
             Some(p) if subject.requester == Some(p.id.as_str()) => {
                 Err(format!("{}: the requester", d.by))
             }
+            Some(_) if !identity_is(people, &d.by, &d.identity, d.via) => Err(format!(
+                "{}: decided as {}, which is not theirs",
+                d.by, d.identity
+            )),
             Some(_) if d.request_hash != subject.request_hash => {
                 Err(format!("{}: decided a different request", d.by))
             }
@@ -238,6 +277,46 @@ pub fn tally(
         }
     }
     t
+}
+
+/// Audit every forged decision `t` found on `rec` (once each: the key names the decision's
+/// content), so a forgery attempt is on the subject's chain whoever notices it first.
+pub async fn audit_forgeries<R: Approvable>(
+    trail: &Trail<'_>,
+    rec: &R,
+    t: &Tally,
+    noticed_by: &str,
+) -> Result<(), Error> {
+    use sha2::Digest;
+    for key in &t.forged {
+        let Some(d) = rec.decisions().get(key) else {
+            continue;
+        };
+        let fingerprint = hex::encode(
+            &sha2::Sha256::digest(serde_json::to_vec(d).expect("serializes"))[..8],
+        );
+        tracing::warn!(subject = %rec.key(), decision = %key, "a recorded decision's seal does not verify: ignored");
+        audit::append(
+            trail,
+            &rec.entry(
+                format!("forged:{}:{key}:{fingerprint}", rec.key()),
+                events::DECISION_FORGED,
+                noticed_by,
+                json!({
+                    "decisionKey": key,
+                    "decision": d.decision.as_str(),
+                    "by": d.by,
+                    "identity": d.identity,
+                    "via": d.via,
+                    "at": d.at,
+                    "requestHash": d.request_hash,
+                    "sealed": d.seal.is_some(),
+                }),
+            ),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// The Slack message that asked for approval (the thread every later post goes to).
@@ -310,6 +389,8 @@ pub struct Approvals<'a> {
     pub trail: Trail<'a>,
     pub sfn: &'a aws_sdk_sfn::Client,
     pub waits_table: &'a str,
+    /// Seals the decisions recorded here and verifies every one before it counts.
+    pub sealer: &'a Sealer,
 }
 
 impl Approvals<'_> {
@@ -317,10 +398,27 @@ impl Approvals<'_> {
         Table::new(self.db.clone(), self.table)
     }
 
+    /// [`tally`] of `rec`'s decisions, their seals verified first.
+    pub async fn tally<R: Approvable>(&self, people: &People, rec: &R) -> Result<Tally, Error> {
+        counted(self.sealer, people, rec).await
+    }
+
     /// End the approval wait of `rec` ([`end_wait`]).
     pub async fn end_wait<R: Approvable>(&self, rec: &R) -> Result<bool, Error> {
         end_wait(self.db, self.sfn, self.waits_table, rec).await
     }
+}
+
+/// [`tally`] of `rec`'s decisions under the people map, each seal verified with `sealer`.
+pub async fn counted<R: Approvable>(
+    sealer: &Sealer,
+    people: &People,
+    rec: &R,
+) -> Result<Tally, Error> {
+    let seals = sealer
+        .check(rec.environment(), rec.key(), rec.decisions())
+        .await?;
+    Ok(tally(&rec.subject()?, rec.decisions(), people, &seals))
 }
 
 /// End the approval wait of `rec` with what its record says was decided (the one
@@ -407,11 +505,10 @@ impl DecisionOutcome {
         outcome: DecisionResult,
         refusal: Option<Refusal>,
         rec: &R,
-        people: &People,
+        t: &Tally,
         wait_ended: bool,
     ) -> Result<Self, Error> {
         let subject = rec.subject()?;
-        let t = tally(&subject, rec.decisions(), people);
         Ok(DecisionOutcome {
             id: subject.id.to_string(),
             noun: subject.noun,
@@ -482,17 +579,12 @@ pub async fn decide<R: Approvable>(
                 &rec.entry(key, events::DECISION_REFUSED, &actor, data),
             )
             .await?;
-            return DecisionOutcome::new(
-                DecisionResult::Refused,
-                Some(refusal),
-                &rec,
-                people,
-                false,
-            );
+            let t = st.tally(people, &rec).await?;
+            return DecisionOutcome::new(DecisionResult::Refused, Some(refusal), &rec, &t, false);
         }
     }
     let person = decider.person.expect("judged: a person");
-    let record = DecisionRecord {
+    let mut record = DecisionRecord {
         decision,
         by: person.id.clone(),
         by_name: person.name.clone(),
@@ -504,7 +596,9 @@ pub async fn decide<R: Approvable>(
             .comment
             .as_deref()
             .map(|c| crate::platform::redact::redact(c).into_owned()),
+        seal: None,
     };
+    record.seal = Some(st.sealer.seal(rec.environment(), id, &record).await?);
     let written = st
         .db
         .update_item()
@@ -535,7 +629,8 @@ pub async fn decide<R: Approvable>(
         let refusal = Refusal::NotPending {
             status: rec.subject()?.status.to_string(),
         };
-        return DecisionOutcome::new(DecisionResult::Refused, Some(refusal), &rec, people, false);
+        let t = st.tally(people, &rec).await?;
+        return DecisionOutcome::new(DecisionResult::Refused, Some(refusal), &rec, &t, false);
     };
     audit::append(
         &st.trail,
@@ -553,13 +648,13 @@ pub async fn decide<R: Approvable>(
         ),
     )
     .await?;
-    let (rec, wait_ended) = conclude(st, people, rec).await?;
+    let (rec, t, wait_ended) = conclude(st, people, rec).await?;
     let outcome = if written.is_some() {
         DecisionResult::Recorded
     } else {
         DecisionResult::Duplicate
     };
-    DecisionOutcome::new(outcome, None, &rec, people, wait_ended)
+    DecisionOutcome::new(outcome, None, &rec, &t, wait_ended)
 }
 
 /// Move a subject from one of `from` to `to` (with `fields`, and `updatedAt`); `None` when it
@@ -585,15 +680,16 @@ pub async fn transition<R: Approvable>(
 }
 
 /// When the decisions add up, move the subject to `APPROVED` / `REJECTED`, audit it and end
-/// the workflow's wait. Safe to repeat.
+/// the workflow's wait; a forged decision found on the way is audited. Safe to repeat.
+/// Returns the record, its tally and whether the wait was ended.
 pub async fn conclude<R: Approvable>(
     st: &Approvals<'_>,
     people: &People,
     rec: R,
-) -> Result<(R, bool), Error> {
-    let subject = rec.subject()?;
-    let id = subject.id.to_string();
-    let t = tally(&subject, rec.decisions(), people);
+) -> Result<(R, Tally, bool), Error> {
+    let id = rec.subject()?.id.to_string();
+    let t = st.tally(people, &rec).await?;
+    audit_forgeries(&st.trail, &rec, &t, "workflow").await?;
     let now = time::rfc3339(time::now());
     let (to, fields) = if let Some(by) = &t.rejected_by {
         (REJECTED, vec![("rejectedBy", json!(by))])
@@ -606,7 +702,7 @@ pub async fn conclude<R: Approvable>(
             ],
         )
     } else {
-        return Ok((rec, false));
+        return Ok((rec, t, false));
     };
     let records = st.records::<R>();
     let rec = match transition(&records, &id, &[PENDING], to, &fields).await? {
@@ -614,7 +710,7 @@ pub async fn conclude<R: Approvable>(
         None => records.must_get(&id).await?,
     };
     if rec.subject()?.status != to {
-        return Ok((rec, false));
+        return Ok((rec, t, false));
     }
     let mut data = json!({
         "approvers": t.approvers,
@@ -630,7 +726,7 @@ pub async fn conclude<R: Approvable>(
     )
     .await?;
     let ended = st.end_wait(&rec).await?;
-    Ok((rec, ended))
+    Ok((rec, t, ended))
 }
 
 #[cfg(test)]
@@ -661,9 +757,13 @@ pub(crate) mod tests {
             by_name: by.into(),
             via: Via::Slack,
             at: format!("2026-11-28T13:00:0{}Z", by.len()),
-            identity: "U".into(),
+            identity: people()
+                .by_id(by)
+                .map(|p| format!("slack:{}", p.slack_user_id))
+                .unwrap_or_else(|| "slack:U".into()),
             request_hash: hash.into(),
             comment: None,
+            seal: None,
         }
     }
 
@@ -699,13 +799,55 @@ pub(crate) mod tests {
             ),
             ("zed".to_string(), decision("zed", Decision::Approve, "h1")),
         ]);
-        let t = tally(&s, &decisions, &people());
+        let t = tally(&s, &decisions, &people(), &Seals::all(&decisions));
         assert!(!t.approved(), "{t:?}");
         assert_eq!(t.ignored.len(), 2, "{t:?}");
         let decisions = BTreeMap::from([(
             "alice".to_string(),
             decision("alice", Decision::Approve, "h1"),
         )]);
-        assert!(tally(&s, &decisions, &people()).approved());
+        assert!(tally(&s, &decisions, &people(), &Seals::all(&decisions)).approved());
+    }
+
+    #[test]
+    fn an_unsealed_decision_or_one_made_from_someone_elses_identity_does_not_count() {
+        let s = subject(1);
+        let p = people();
+        let bob = decision("bob", Decision::Approve, "h1");
+        let decisions = BTreeMap::from([("bob".to_string(), bob.clone())]);
+        // Unsealed: forged, whatever it says.
+        let t = tally(&s, &decisions, &p, &Seals::default());
+        assert!(!t.approved(), "{t:?}");
+        assert_eq!(t.forged, vec!["bob".to_string()]);
+        assert!(t.ignored[0].contains("seal does not verify"), "{t:?}");
+        // Sealed, but made from alice's Slack identity or an IAM principal that is not bob's.
+        for (identity, via) in [
+            ("slack:U0ALICE01", Via::Slack),
+            ("U0BOB0001", Via::Slack),
+            ("arn:aws:iam::123456789012:user/alice", Via::Cli),
+            ("arn:aws:sts::123456789012:assumed-role/any/bob@example.com", Via::Cli),
+        ] {
+            let d = DecisionRecord {
+                identity: identity.into(),
+                via,
+                ..bob.clone()
+            };
+            let decisions = BTreeMap::from([("bob".to_string(), d)]);
+            let t = tally(&s, &decisions, &p, &Seals::all(&decisions));
+            assert!(!t.approved(), "{identity}: {t:?}");
+            assert!(t.forged.is_empty());
+            assert!(t.ignored[0].contains("which is not theirs"), "{t:?}");
+        }
+        // bob's own IAM user through the CLI counts; a decision filed under another key does not.
+        let cli = DecisionRecord {
+            identity: "arn:aws:iam::123456789012:user/bob".into(),
+            via: Via::Cli,
+            ..bob.clone()
+        };
+        let decisions = BTreeMap::from([("bob".to_string(), cli.clone())]);
+        assert!(tally(&s, &decisions, &p, &Seals::all(&decisions)).approved());
+        let misfiled = BTreeMap::from([("carol".to_string(), cli)]);
+        let t = tally(&s, &misfiled, &p, &Seals::all(&misfiled));
+        assert!(!t.approved() && t.ignored[0].contains("recorded under carol"), "{t:?}");
     }
 }

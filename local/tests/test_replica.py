@@ -590,6 +590,45 @@ def test_function_url_round_trip(stub_stack):
                         "body": '{"a":1}', "isBase64Encoded": False, "header": "yes"}
 
 
+def _signed(url, body, secret="testing", key="testing", when=None):
+    """Headers of a SigV4 (service lambda) POST of `body` to `url`, as the SDKs sign it."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    req = AWSRequest(method="POST", url=url, data=body, headers={"Content-Type": "application/json"})
+    auth = SigV4Auth(Credentials(key, secret), "lambda", "us-east-1")
+    if when is None:
+        auth.add_auth(req)
+    else:
+        import unittest.mock
+        with unittest.mock.patch("botocore.auth.datetime") as dt:
+            dt.datetime.now.return_value = when
+            dt.datetime.utcnow.return_value = when
+            auth.add_auth(req)
+    return dict(req.headers.items())
+
+
+def test_iam_function_url(stack):
+    """AuthType AWS_IAM: unsigned, wrongly signed and stale requests are 403 before the function
+    runs; a signed one reaches it with the caller in requestContext.authorizer.iam."""
+    import datetime
+    url = stack.info["function_urls"]["DecisionFunction"]
+    body = json.dumps({"action": "approve", "patchId": f"selftest-{uuid.uuid4().hex[:8]}"}).encode()
+    before = len(requests.get(f"{stack.replica}/invocations?function=decision", timeout=10).json()["invocations"])
+    assert requests.post(url, data=body, timeout=30).status_code == 403
+    assert requests.post(url, data=body, headers=_signed(url, body, secret="other"), timeout=30).status_code == 403
+    old = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=10)
+    assert requests.post(url, data=body, headers=_signed(url, body, when=old), timeout=30).status_code == 403
+    tampered = _signed(url, body)
+    assert requests.post(url, data=body + b" ", headers=tampered, timeout=30).status_code == 403
+    after = len(requests.get(f"{stack.replica}/invocations?function=decision", timeout=10).json()["invocations"])
+    assert after == before, "a refused request never runs the function"
+    r = requests.post(url, data=body, headers=_signed(url, body), timeout=60)
+    # The real decision function: the default identity is the people map's local-operator,
+    # and there is no such patch.
+    assert r.status_code == 404 and "no patch selftest-" in r.json()["error"], r.text
+
+
 def test_two_stacks_side_by_side(stack, stub_stack):
     assert stack.endpoint != stub_stack.endpoint and stack.slack != stub_stack.slack
     for s in (stack, stub_stack):

@@ -577,6 +577,29 @@ impl Stack {
         Ok(key)
     }
 
+    /// An access key of an `sts:AssumeRole` session of `role_arn` named `session` (how IAM
+    /// Identity Center signs a person in: `AWSReservedSSO_*` roles, the session their e-mail).
+    pub async fn role_session_key(&self, role_arn: &str, session: &str) -> Result<String> {
+        let sts = aws_sdk_sts::Client::new(&sdk_config(&self.info, "testing").await?);
+        let out = sts
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(session)
+            .send()
+            .await
+            .context("AssumeRole")?;
+        Ok(out
+            .credentials()
+            .context("no credentials")?
+            .access_key_id()
+            .to_string())
+    }
+
+    /// [`Stack::cli`] with `access_key` (say, a [`Stack::role_session_key`]).
+    pub fn cli_with_key(&self, access_key: &str, args: &[&str]) -> Result<(i32, String, String)> {
+        self.run_cli(Some(access_key.to_string()), args)
+    }
+
     /// `batchless --stack <this stack> args...` with the replica's default identity: its exit
     /// code, stdout and stderr.
     pub fn cli(&self, args: &[&str]) -> Result<(i32, String, String)> {

@@ -432,7 +432,10 @@ async fn a_decision_written_into_the_table_counts_for_nothing_and_is_audited_as_
             ("at", s(&now)),
             ("identity", s(&format!("slack:{ALICE_SLACK}"))),
             ("requestHash", s(hash)),
-            ("seal", s("MEUCIQDforgedforgedforgedforgedforgedforgedforgedAiBforged")),
+            (
+                "seal",
+                s("MEUCIQDforgedforgedforgedforgedforgedforgedforgedAiBforged"),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -509,7 +512,9 @@ async fn cli_decisions_are_the_servers_for_the_signed_caller_whatever_the_local_
         .await?;
     assert_eq!(forged.status().as_u16(), 403);
     // dave, with a people file that makes him an approver.
-    let doctored = repo_root().join(".local").join(format!("people-doctored-{}.yaml", std::process::id()));
+    let doctored = repo_root()
+        .join(".local")
+        .join(format!("people-doctored-{}.yaml", std::process::id()));
     let map = std::fs::read_to_string(repo_root().join("infra/people.yaml"))?;
     let dave = map.find("id: dave").context("dave in the map")?;
     let roles = dave + map[dave..].find("roles:").context("dave's roles")?;
@@ -522,9 +527,15 @@ async fn cli_decisions_are_the_servers_for_the_signed_caller_whatever_the_local_
     std::env::remove_var("PEOPLE_FILE");
     let _ = std::fs::remove_file(&doctored);
     let (ok, out) = dave_says?;
-    assert!(!ok && out.contains("does not have the approver role"), "{out}");
+    assert!(
+        !ok && out.contains("does not have the approver role"),
+        "{out}"
+    );
     let (ok, out) = bob_says?;
-    assert!(!ok && out.contains("requested this and cannot decide it"), "{out}");
+    assert!(
+        !ok && out.contains("requested this and cannot decide it"),
+        "{out}"
+    );
     let rec = p.record(&id).await?;
     assert_eq!(rec["status"], "PENDING_APPROVAL");
     assert_eq!(rec["decisions"], json!({}));
@@ -536,7 +547,10 @@ async fn cli_decisions_are_the_servers_for_the_signed_caller_whatever_the_local_
         .map(|(_, d)| d)
         .collect();
     assert_eq!(refused.len(), 2, "{refused:?}");
-    assert_eq!(refused[0]["identity"], "arn:aws:iam::123456789012:user/dave");
+    assert_eq!(
+        refused[0]["identity"],
+        "arn:aws:iam::123456789012:user/dave"
+    );
     assert_eq!(refused[1]["refusal"]["refusal"], "self_approval");
     let (ok, out) = p.cli(Some("bob"), &["patch", "cancel", &id]).await?;
     assert!(ok, "{out}");

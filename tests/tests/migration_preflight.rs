@@ -590,12 +590,19 @@ async fn production_migrates_the_approved_pending_set_and_a_forged_wake_changes_
     );
     assert_eq!(approval(&stack, &id).await?["status"], "PENDING_APPROVAL");
 
-    // Alice approves: the approved build migrates exactly this pending set.
-    let (code, body) = stack
-        .approval_click(&id, "U0ALICE01", APPROVE, json!({}))
+    // Alice approves from the CLI, signed in through IAM Identity Center (the production
+    // people map knows her by that role session): the decision endpoint decides for the
+    // caller AWS authenticated. The approved build migrates exactly this pending set.
+    let alice = stack
+        .role_session_key(
+            "arn:aws:iam::123456789012:role/AWSReservedSSO_Developer_0123456789abcdef",
+            "alice@example.com",
+        )
         .await?;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["outcome"]["status"], "APPROVED", "{body}");
+    let name = arn.rsplit(':').next().context("execution name")?;
+    let (code, out, err) = stack.cli_with_key(&alice, &["migrations", "approve", name])?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("approved migration"), "{out}");
     let end = stack.wait_end(&arn, TIMEOUT).await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
     assert!(index_exists(&stack, &index)?, "migrated after the approval");
@@ -710,6 +717,78 @@ async fn production_approval_failures_and_expiry_migrate_nothing() -> Result<()>
         "{states:?}"
     );
     assert!(!index_exists(&stack, &index)?);
+
+    // A decision written into the approvals table (alice's, the right hash, marked APPROVED) and
+    // a wake: its seal does not verify, so the approval does not hold up. The run fails
+    // MigrationNeedsApproval, nothing migrated, the forgery audited.
+    let (p, index) = pending_index("forged")?;
+    let (arn, id) = until_it_asks(&stack, &p.commit, "pf-forged").await?;
+    let rec = approval(&stack, &id).await?;
+    let hash = rec["requestHash"].as_str().context("hash")?;
+    {
+        use aws_sdk_dynamodb::types::AttributeValue as A;
+        let s = |v: &str| A::S(v.to_string());
+        let decision = A::M(
+            [
+                ("decision", s("approve")),
+                ("by", s("alice")),
+                ("byName", s("Alice Example")),
+                ("via", s("slack")),
+                ("at", s("2026-12-02T07:01:00Z")),
+                ("identity", s("slack:U0ALICE01")),
+                ("requestHash", s(hash)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        );
+        stack
+            .db
+            .update_item()
+            .table_name(stack.table("ApprovalsTable")?)
+            .key("approvalId", s(&id))
+            .update_expression("SET decisions.alice = :d, #s = :approved, approvers = :a")
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":d", decision)
+            .expression_attribute_values(":approved", s("APPROVED"))
+            .expression_attribute_values(":a", A::L(vec![s("alice")]))
+            .send()
+            .await?;
+    }
+    let token = stack
+        .wait(&format!("migration-approval#{id}"))
+        .await?
+        .context("the wait")?["taskToken"]
+        .as_str()
+        .context("a token")?
+        .to_string();
+    stack
+        .sfn
+        .send_task_success()
+        .task_token(&token)
+        .output("{}")
+        .send()
+        .await?;
+    let end = stack.wait_end(&arn, TIMEOUT).await?;
+    assert_eq!(
+        end.error.as_deref(),
+        Some("MigrationNeedsApproval"),
+        "{end:?}"
+    );
+    let cause = end.cause.clone().unwrap_or_default();
+    assert!(cause.contains("seal does not verify"), "{cause}");
+    let states = stack.states_entered(&arn).await?;
+    assert!(
+        !states.iter().any(|s| s == "StartApprovedBuild"),
+        "{states:?}"
+    );
+    assert!(!index_exists(&stack, &index)?);
+    let events = audited(&stack, &id).await?;
+    assert_eq!(
+        events,
+        ["REQUESTED", "DECISION_FORGED", "NOT_APPROVED"],
+        "{events:?}"
+    );
 
     // Nobody answers: the approval expires, the run fails MigrationNeedsApproval.
     let (p, index) = pending_index("expires")?;

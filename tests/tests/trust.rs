@@ -176,6 +176,58 @@ async fn a_forged_wake_of_the_bastion_watch_ends_approval_missing_alerted_and_pu
     Ok(())
 }
 
+/// An operator with write access to the bastion table plants an executive's approval evidence
+/// on the session record (status `approved` and all) and wakes the watch with its token: the
+/// evidence carries no seal of `slack-events`, so it is no evidence, and the watch alerts.
+#[tokio::test]
+async fn approval_evidence_planted_on_the_session_record_is_no_evidence() -> Result<()> {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let b = Bastion::setup().await?;
+    let sid = session_id("planted");
+    let arn = b.watch(&sid, ALICE).await?;
+    let token = stored_token(&b.stack, &format!("session-approval#{sid}")).await?;
+    let evidence = json!({"by": "carol", "byName": "Carol Example", "slackUser": CAROL_SLACK,
+        "text": "承認します", "ts": "1.6", "permalink": "", "recordedAt": "2026-12-01T00:00:00Z",
+        "seal": "MEUCIQCplantedplantedplantedplantedplantedAiAplanted"});
+    let s = |v: &str| A::S(v.to_string());
+    let item = A::M(
+        evidence
+            .as_object()
+            .context("evidence")?
+            .iter()
+            .map(|(k, v)| (k.clone(), s(v.as_str().unwrap_or_default())))
+            .collect(),
+    );
+    b.stack
+        .db
+        .update_item()
+        .table_name(&b.table)
+        .key("pk", s(&format!("session#{sid}")))
+        .key("sk", s("session"))
+        .update_expression("SET approval = :a, #s = :approved")
+        .expression_attribute_names("#s", "status")
+        .expression_attribute_values(":a", item)
+        .expression_attribute_values(":approved", s("approved"))
+        .send()
+        .await?;
+    forge_success(&b.stack, &token, &evidence).await?;
+    let end = b.stack.wait_end(&arn, TIMEOUT).await?;
+    let path = [
+        "ConfirmApproval",
+        "Confirmed?",
+        "AlertNoApproval",
+        "PublishAlert",
+        "NoApproval",
+    ];
+    approval_missing_alerted(&b.stack, &arn, &end, &path).await?;
+    let alerts = b.alerts_about(&sid).await?;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let rec = b.session(&sid).await?.context("session")?;
+    assert_eq!(rec["status"], "alerted", "{rec}");
+    assert!(rec.get("alert").is_some(), "{rec}");
+    Ok(())
+}
+
 /// The same forged wake while Slack is down: the alert step fails after its retries, and the
 /// alert still goes to the SNS topic; the watch still ends `ApprovalMissing`, never Approved.
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! body is signed with SigV4 (service `lambda`) with the caller's own credentials, so the
 //! endpoint learns who is calling from AWS, never from anything the CLI says.
 
+use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::{bail, Context as _, Result};
@@ -86,6 +87,39 @@ pub async fn post(aws: &Aws, url: &str, body: &Value) -> Result<(u16, Value)> {
     Ok((status, answer))
 }
 
+/// Ask the decision endpoint (signed with your credentials: it decides who you are) to
+/// approve, reject or cancel; print its answer. Exit 1 when it refused.
+pub async fn decide(aws: &Aws, body: Value) -> Result<ExitCode> {
+    let url = aws.decision_url()?;
+    let (status, answer) = post(aws, &url, &body).await?;
+    let line = answer["text"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| answer["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| answer.to_string());
+    if let Some(c) = answer.get("cancelled") {
+        println!(
+            "patch {}: {}{}",
+            c["patchId"].as_str().unwrap_or_default(),
+            c["status"].as_str().unwrap_or_default(),
+            if c["buildStopped"] == true {
+                ", its build was stopped (the workflow records CANCELLED)"
+            } else {
+                ""
+            }
+        );
+    } else if status == 200 {
+        println!("{line}");
+    } else {
+        eprintln!("{line}");
+    }
+    Ok(if status == 200 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,10 +133,15 @@ mod tests {
         let get = |k: &str| h.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         let auth = get("authorization").unwrap();
         assert!(
-            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDBOB/20270115/us-east-1/lambda/aws4_request"),
+            auth.starts_with(
+                "AWS4-HMAC-SHA256 Credential=AKIDBOB/20270115/us-east-1/lambda/aws4_request"
+            ),
             "{auth}"
         );
-        assert!(auth.contains("SignedHeaders=content-type;host;x-amz-date"), "{auth}");
+        assert!(
+            auth.contains("SignedHeaders=content-type;host;x-amz-date"),
+            "{auth}"
+        );
         assert_eq!(get("x-amz-date"), Some("20270115T080000Z"));
         // Another body, another signature.
         let h2 = signing_headers(
@@ -113,6 +152,9 @@ mod tests {
             b"{\"x\":1}",
         )
         .unwrap();
-        assert_ne!(h2.iter().find(|(n, _)| n == "authorization").unwrap().1, auth);
+        assert_ne!(
+            h2.iter().find(|(n, _)| n == "authorization").unwrap().1,
+            auth
+        );
     }
 }

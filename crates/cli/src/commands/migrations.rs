@@ -50,7 +50,7 @@ async fn decide(
     if let Some(c) = a.comment {
         body["comment"] = c.into();
     }
-    crate::commands::patch::ask_endpoint(cx.aws().await?, body).await
+    crate::signed::decide(cx.aws().await?, body).await
 }
 
 #[derive(Debug, clap::Args)]
@@ -143,7 +143,9 @@ pub async fn run(cx: &Context, cmd: Command) -> Result<ExitCode> {
         Command::Approve(a) => {
             decide(cx, a, batchless_core::shared::approval::Decision::Approve).await
         }
-        Command::Reject(a) => decide(cx, a, batchless_core::shared::approval::Decision::Reject).await,
+        Command::Reject(a) => {
+            decide(cx, a, batchless_core::shared::approval::Decision::Reject).await
+        }
     }
 }
 

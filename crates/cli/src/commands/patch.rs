@@ -221,49 +221,16 @@ fn preview_lines(rec: &store::PatchRecord) -> Vec<String> {
     lines
 }
 
-/// Ask the decision endpoint (signed with your credentials: it decides who you are) to
-/// approve, reject or cancel; print its answer. Exit 1 when it refused.
-pub async fn ask_endpoint(aws: &Aws, body: Value) -> Result<ExitCode> {
-    let url = aws.decision_url()?;
-    let (status, answer) = signed::post(aws, &url, &body).await?;
-    let line = answer["text"]
-        .as_str()
-        .map(str::to_string)
-        .or_else(|| answer["error"].as_str().map(str::to_string))
-        .unwrap_or_else(|| answer.to_string());
-    if let Some(c) = answer.get("cancelled") {
-        println!(
-            "patch {}: {}{}",
-            c["patchId"].as_str().unwrap_or_default(),
-            c["status"].as_str().unwrap_or_default(),
-            if c["buildStopped"] == true {
-                ", its build was stopped (the workflow records CANCELLED)"
-            } else {
-                ""
-            }
-        );
-    } else if status == 200 {
-        println!("{line}");
-    } else {
-        eprintln!("{line}");
-    }
-    Ok(if status == 200 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
 async fn decide(aws: &Aws, a: DecideArgs, decision: Decision) -> Result<ExitCode> {
     let mut body = json!({"action": decision.as_str(), "patchId": a.patch_id});
     if let Some(c) = a.comment {
         body["comment"] = json!(c);
     }
-    ask_endpoint(aws, body).await
+    signed::decide(aws, body).await
 }
 
 async fn cancel(aws: &Aws, a: IdArgs) -> Result<ExitCode> {
-    ask_endpoint(aws, json!({"action": "cancel", "patchId": a.patch_id})).await
+    signed::decide(aws, json!({"action": "cancel", "patchId": a.patch_id})).await
 }
 
 async fn show(aws: &Aws, a: IdArgs) -> Result<ExitCode> {

@@ -64,6 +64,7 @@ pub fn carol_approves(text: &str, ts: &str) -> crate::bastion::session::Approval
         ts: ts.into(),
         permalink: String::new(),
         recorded_at: "2026-11-28T14:00:00Z".into(),
+        seal: Some("c2VhbGVkLWJ5LXRlc3Q=".into()),
     }
 }
 

@@ -62,6 +62,34 @@ pub struct Approval {
     pub ts: String,
     pub permalink: String,
     pub recorded_at: String,
+    /// `slack-events`' seal over the session and all of the above (the decision signing key,
+    /// `shared::approval::seal`): evidence written into the table by anyone else has none
+    /// that verifies, and the watch alerts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+}
+
+impl Approval {
+    /// What the seal signs: session `session_id` and every field but the seal.
+    pub fn seal_message(&self, session_id: &str) -> Vec<u8> {
+        use sha2::Digest;
+        let canonical = json!([
+            "batchless-session-approval/1",
+            session_id,
+            self.by,
+            self.by_name,
+            self.slack_user,
+            self.text,
+            self.ts,
+            self.permalink,
+            self.recorded_at,
+        ]);
+        format!(
+            "batchless-session-approval/1:{}",
+            hex::encode(sha2::Sha256::digest(canonical.to_string().as_bytes()))
+        )
+        .into_bytes()
+    }
 }
 
 /// The alert posted when the deadline passed without approval evidence.

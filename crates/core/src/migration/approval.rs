@@ -15,9 +15,7 @@ use crate::shared::approval::record::{
     migration_approval_id, migration_request_hash, ApprovalRecord, Finding, MigrationSubject,
     SubjectKind,
 };
-use crate::shared::approval::{
-    self, MIGRATION_APPROVE_ACTION, MIGRATION_REJECT_ACTION, PENDING,
-};
+use crate::shared::approval::{self, MIGRATION_APPROVE_ACTION, MIGRATION_REJECT_ACTION, PENDING};
 
 /// `$.approval` of the workflow: what `AskApproval` found (`null` until then).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -356,7 +354,12 @@ pub(crate) mod tests {
     ) -> Result<Vec<String>, String> {
         let subject = rec.subject().unwrap();
         let seals = approval::Seals::all(&rec.decisions);
-        holds_up(rec, run, digest, &approval::tally(&subject, &rec.decisions, people, &seals))
+        holds_up(
+            rec,
+            run,
+            digest,
+            &approval::tally(&subject, &rec.decisions, people, &seals),
+        )
     }
 
     #[test]

@@ -47,7 +47,12 @@ pub fn tally(
     people: &People,
     seals: &Seals,
 ) -> Tally {
-    shared::tally(&subject(run, Status::PendingApproval), decisions, people, seals)
+    shared::tally(
+        &subject(run, Status::PendingApproval),
+        decisions,
+        people,
+        seals,
+    )
 }
 
 #[cfg(test)]

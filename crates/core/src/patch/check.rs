@@ -519,13 +519,22 @@ mod tests {
         other
             .env
             .insert(build_env::COMMAND.into(), "bin/rake db:drop".into());
-        assert!(check_run(&rec, &other, &p, &Seals::all(&rec.decisions)).findings[0].contains("db:drop"));
+        assert!(
+            check_run(&rec, &other, &p, &Seals::all(&rec.decisions)).findings[0]
+                .contains("db:drop")
+        );
         let mut early = b.clone();
         early.start_time = Some("2026-11-28T13:04:00Z".into());
-        assert!(check_run(&rec, &early, &p, &Seals::all(&rec.decisions)).findings[0].contains("before the approval"));
+        assert!(
+            check_run(&rec, &early, &p, &Seals::all(&rec.decisions)).findings[0]
+                .contains("before the approval")
+        );
         let mut unapproved = rec.clone();
         unapproved.decisions.clear();
-        assert!(check_run(&unapproved, &b, &p, &Seals::all(&unapproved.decisions)).findings[0].contains("not approved"));
+        assert!(
+            check_run(&unapproved, &b, &p, &Seals::all(&unapproved.decisions)).findings[0]
+                .contains("not approved")
+        );
     }
 
     #[test]

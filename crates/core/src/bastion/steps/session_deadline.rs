@@ -15,11 +15,12 @@
 use aws_types::SdkConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::bastion::session::{self, Alert, Approval, SessionStatus, Store};
+use crate::bastion::session::{self, Alert, Approval, SessionRecord, SessionStatus, Store};
 use crate::error::Error;
 use crate::platform::slack::SlackClient;
 use crate::platform::{aws, config, time};
 use crate::sfn::waits::{self, Registered, WaitKind};
+use crate::shared::approval::Sealer;
 
 pub struct Deps {
     pub store: Store,
@@ -28,6 +29,8 @@ pub struct Deps {
     pub slack: SlackClient,
     pub waits_table: String,
     pub alert_channel: String,
+    /// Verifies the approval evidence's seal (`DECISION_SIGNING_KEY`).
+    pub sealer: Sealer,
 }
 
 impl Deps {
@@ -40,6 +43,7 @@ impl Deps {
             slack: config::slack_client(sdk).await?,
             waits_table: config::required("WAITS_TABLE")?,
             alert_channel: config::required("SLACK_ALERTS_CHANNEL")?,
+            sealer: Sealer::from_env(sdk)?,
         })
     }
 }
@@ -139,9 +143,26 @@ async fn remind(deps: &Deps, session_id: &str) -> Result<Output, Error> {
     Ok(Output::Reminded { reminded: true })
 }
 
+/// The session's approval evidence, if `slack-events` recorded it: evidence whose seal does not
+/// verify was written by someone else and is no evidence (logged as the forgery it is).
+async fn evidence<'r>(deps: &Deps, rec: &'r SessionRecord) -> Result<Option<&'r Approval>, Error> {
+    let Some(a) = &rec.approval else {
+        return Ok(None);
+    };
+    if deps
+        .sealer
+        .valid(a.seal_message(&rec.session_id), a.seal.as_deref())
+        .await?
+    {
+        return Ok(Some(a));
+    }
+    tracing::warn!(session_id = %rec.session_id, by = %a.by, "the session record holds approval evidence whose seal does not verify (not recorded by slack-events): no evidence");
+    Ok(None)
+}
+
 async fn alert(deps: &Deps, session_id: &str) -> Result<Output, Error> {
     let rec = deps.store.must_get(session_id).await?;
-    if rec.approval.is_some() {
+    if evidence(deps, &rec).await?.is_some() {
         tracing::info!(%session_id, "approval recorded in the meantime: no alert");
         return Ok(Output::Alerted {
             alerted: false,
@@ -179,7 +200,7 @@ async fn alert(deps: &Deps, session_id: &str) -> Result<Output, Error> {
 
 async fn confirm(deps: &Deps, session_id: &str) -> Result<Output, Error> {
     let rec = deps.store.must_get(session_id).await?;
-    let Some(approval) = &rec.approval else {
+    let Some(approval) = evidence(deps, &rec).await? else {
         tracing::warn!(
             %session_id,
             "the approval wait was woken but no approval evidence is recorded (a forged or stray SendTaskSuccess): alert path"
@@ -247,6 +268,7 @@ mod tests {
             slack,
             waits_table: "waits".into(),
             alert_channel: "C0ALERTS".into(),
+            sealer: crate::shared::approval::seal::tests::sealer(true),
         };
         (d, calls)
     }
@@ -395,6 +417,24 @@ mod tests {
             json!({"confirmed": false, "sessionId": "s1", "status": "open"})
         );
         assert!(calls.all().is_empty(), "nothing confirmed in the thread");
+    }
+
+    #[tokio::test]
+    async fn evidence_whose_seal_does_not_verify_is_no_evidence() {
+        // An `approval` written onto the record by someone other than slack-events (its seal
+        // made up): confirm does not confirm it, and the alert is posted over it.
+        let get_forged = get(record(true));
+        let update = mock!(aws_sdk_dynamodb::Client::update_item)
+            .then_output(|| UpdateItemOutput::builder().build());
+        let (mut d, calls) = deps(&[&get_forged, &update], &[]).await;
+        d.sealer = crate::shared::approval::seal::tests::sealer(false);
+        let out = serde_json::to_value(handle(&d, confirm()).await.unwrap()).unwrap();
+        assert_eq!(out["confirmed"], false, "{out}");
+        assert!(calls.of("chat.postMessage").is_empty());
+        let out = serde_json::to_value(handle(&d, alert()).await.unwrap()).unwrap();
+        assert_eq!(out["alerted"], true, "{out}");
+        assert_eq!(calls.of("chat.postMessage")[0]["channel"], "C0ALERTS");
+        assert_eq!(update.num_calls(), 1);
     }
 
     #[tokio::test]

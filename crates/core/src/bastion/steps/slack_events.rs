@@ -23,6 +23,7 @@ use crate::platform::slack::function_url::{self, header, respond};
 use crate::platform::slack::{self, SlackClient};
 use crate::platform::{aws, config, redact, time};
 use crate::sfn::waits::{self, WaitKind};
+use crate::shared::approval::Sealer;
 use crate::shared::people::People;
 
 pub struct Deps {
@@ -37,6 +38,8 @@ pub struct Deps {
     /// The Slack workspace (`team_id`) and app (`api_app_id`) whose events count.
     pub team_id: String,
     pub api_app_id: String,
+    /// Seals the approval evidence recorded (`DECISION_SIGNING_KEY`).
+    pub sealer: Sealer,
 }
 
 impl Deps {
@@ -54,6 +57,7 @@ impl Deps {
             signing_secret: config::slack_signing_secret(sdk).await?,
             team_id: config::required("SLACK_TEAM_ID")?,
             api_app_id: config::required("SLACK_API_APP_ID")?,
+            sealer: Sealer::from_env(sdk)?,
         })
     }
 }
@@ -217,7 +221,7 @@ async fn process(ev: &Value, deps: &Deps) -> Result<Outcome, Error> {
         tracing::warn!(error = %e, "no permalink for the approval reply");
         String::new()
     });
-    let approval = Approval {
+    let mut approval = Approval {
         by: person.id.clone(),
         by_name: person.name.clone(),
         slack_user: user.to_string(),
@@ -225,7 +229,13 @@ async fn process(ev: &Value, deps: &Deps) -> Result<Outcome, Error> {
         ts: ts.to_string(),
         permalink,
         recorded_at: now,
+        seal: None,
     };
+    approval.seal = Some(
+        deps.sealer
+            .sign(approval.seal_message(&rec.session_id))
+            .await?,
+    );
     // The first evidence wins; later approvals are recorded as replies only.
     if deps
         .store
@@ -285,6 +295,7 @@ mod tests {
             signing_secret: "s3cr3t".into(),
             team_id: "T0REPLICA".into(),
             api_app_id: "A0BATCHLESS".into(),
+            sealer: crate::shared::approval::seal::tests::sealer(true),
         };
         (d, calls)
     }

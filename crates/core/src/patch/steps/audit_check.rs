@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::shared::approval::Sealer;
 use crate::error::Error;
 use crate::patch::check::{self, BuildFacts, Verdict};
 use crate::patch::store::{self, Backend, PatchRecord};
@@ -27,6 +26,7 @@ use crate::platform::dynamo::{Record, Table};
 use crate::platform::input::{self, InputError};
 use crate::platform::slack::{Message, SlackClient};
 use crate::platform::{aws, config, redact, time};
+use crate::shared::approval::Sealer;
 use crate::shared::people::People;
 use crate::shared::{audit, build, runs};
 

@@ -203,7 +203,10 @@ mod tests {
         let alice = Some("arn:aws:iam::123456789012:user/alice");
         let ok = json!({"action": "approve", "patchId": "p1"});
         // No IAM caller in the request context (a function URL without AWS_IAM, a raw invoke).
-        assert_eq!(status(&handle(&d, request(None, ok.clone())).await.unwrap()), 403);
+        assert_eq!(
+            status(&handle(&d, request(None, ok.clone())).await.unwrap()),
+            403
+        );
         for bad in [
             json!({"action": "approve"}),
             json!({"action": "approve", "patchId": "p1", "approvalId": "migration-x"}),
@@ -243,7 +246,10 @@ mod tests {
         .unwrap();
         assert_eq!(status(&out), 403, "{out}");
         let reply: Value = serde_json::from_str(out["body"].as_str().unwrap()).unwrap();
-        assert_eq!(reply["outcome"]["refusal"]["refusal"], "unknown_person", "{reply}");
+        assert_eq!(
+            reply["outcome"]["refusal"]["refusal"], "unknown_person",
+            "{reply}"
+        );
         assert_eq!(audit_put.num_calls(), 1, "the refusal is audited");
         // The requester approving their own patch through the endpoint is refused too.
         let out = handle(
@@ -258,7 +264,10 @@ mod tests {
         let cancel = json!({"action": "cancel", "patchId": id});
         let out = handle(
             &d,
-            request(Some("arn:aws:sts::123456789012:assumed-role/ops/bob@example.com"), cancel),
+            request(
+                Some("arn:aws:sts::123456789012:assumed-role/ops/bob@example.com"),
+                cancel,
+            ),
         )
         .await
         .unwrap();

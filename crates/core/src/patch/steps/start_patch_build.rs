@@ -20,12 +20,10 @@ use sha2::{Digest, Sha256};
 use crate::error::Error;
 use crate::patch::preview::{self, Settings};
 use crate::patch::store::{self, Backend};
-use crate::patch::{
-    build_env, events, request_hash, PatchRun, Status, OUTPUT_DIR, WORKFLOW,
-};
+use crate::patch::{build_env, events, request_hash, PatchRun, Status, OUTPUT_DIR, WORKFLOW};
 use crate::platform::{aws, config, time};
-use crate::shared::build::{self, StartedBuild};
 use crate::shared::approval::{self as shared_approval, Sealer};
+use crate::shared::build::{self, StartedBuild};
 use crate::shared::people::People;
 use crate::shared::{audit, runs};
 
@@ -360,6 +358,38 @@ mod tests {
         assert_eq!(err.kind(), Kind::NotApproved);
         assert!(err.to_string().contains("0 of 1 valid approvals"), "{err}");
         assert_eq!(start.num_calls(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_unsealed_decision_starts_nothing_and_is_audited_as_forged() {
+        // alice's approval on the right request, as a decision endpoint would have recorded it,
+        // but the seal does not verify: written by someone else.
+        let mut rec = fixtures::record(Status::Approved);
+        let hash = rec.run().unwrap().request_hash.clone();
+        let mut alice = crate::shared::approval::tests::decision(
+            "alice",
+            crate::shared::approval::Decision::Approve,
+            &hash,
+        );
+        alice.seal = Some("c2VhbGVkLWJ5LXRlc3Q=".into());
+        rec.decisions.insert("alice".into(), alice);
+        rec.approvers = vec!["alice".into()];
+        rec.approved_at = Some("2026-11-28T13:05:00Z".into());
+        let (get, start) = (stored(rec.clone()), start_build());
+        let [audit_get, audit_put] = fixtures::audit_append();
+        let anchor = fixtures::anchor();
+        let mut d = deps(&[&get, &audit_get, &audit_put], &[&start]);
+        d.backend.s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&anchor]);
+        d.sealer = crate::shared::approval::seal::tests::sealer(false);
+        let err = handle(&d, input()).await.unwrap_err();
+        assert_eq!(err.kind(), Kind::NotApproved);
+        assert!(err.to_string().contains("seal does not verify"), "{err}");
+        assert_eq!(start.num_calls(), 0);
+        assert_eq!(audit_put.num_calls(), 1, "DECISION_FORGED appended");
+        // The same decision with a seal that verifies starts the build.
+        d.sealer = crate::shared::approval::seal::tests::sealer(true);
+        let second = handle(&d, input()).await;
+        assert_eq!(start.num_calls(), 1, "{second:?}");
     }
 
     #[tokio::test]

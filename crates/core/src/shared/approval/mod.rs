@@ -292,9 +292,8 @@ pub async fn audit_forgeries<R: Approvable>(
         let Some(d) = rec.decisions().get(key) else {
             continue;
         };
-        let fingerprint = hex::encode(
-            &sha2::Sha256::digest(serde_json::to_vec(d).expect("serializes"))[..8],
-        );
+        let fingerprint =
+            hex::encode(&sha2::Sha256::digest(serde_json::to_vec(d).expect("serializes"))[..8]);
         tracing::warn!(subject = %rec.key(), decision = %key, "a recorded decision's seal does not verify: ignored");
         audit::append(
             trail,
@@ -825,7 +824,10 @@ pub(crate) mod tests {
             ("slack:U0ALICE01", Via::Slack),
             ("U0BOB0001", Via::Slack),
             ("arn:aws:iam::123456789012:user/alice", Via::Cli),
-            ("arn:aws:sts::123456789012:assumed-role/any/bob@example.com", Via::Cli),
+            (
+                "arn:aws:sts::123456789012:assumed-role/any/bob@example.com",
+                Via::Cli,
+            ),
         ] {
             let d = DecisionRecord {
                 identity: identity.into(),
@@ -848,6 +850,9 @@ pub(crate) mod tests {
         assert!(tally(&s, &decisions, &p, &Seals::all(&decisions)).approved());
         let misfiled = BTreeMap::from([("carol".to_string(), cli)]);
         let t = tally(&s, &misfiled, &p, &Seals::all(&misfiled));
-        assert!(!t.approved() && t.ignored[0].contains("recorded under carol"), "{t:?}");
+        assert!(
+            !t.approved() && t.ignored[0].contains("recorded under carol"),
+            "{t:?}"
+        );
     }
 }

@@ -1,4 +1,6 @@
-//! Decision seals (issue 15): a decision counts only if the endpoint that recorded it signed
+//! Decision seals (issue 15): a decision (an approval of a data patch or a migration, or an
+//! executive's approval evidence of a bastion session) counts only if the endpoint that
+//! recorded it signed
 //! it with the decision signing key (`DECISION_SIGNING_KEY`, an asymmetric KMS key whose
 //! policy gives `kms:Sign` to the decision endpoints' roles alone and `kms:Verify` to the
 //! account). A decision written into a table by anyone else, an administrator included, has
@@ -59,18 +61,14 @@ impl Sealer {
         })
     }
 
-    /// The seal of `d` (base64 of the KMS signature).
-    pub async fn seal(
-        &self,
-        environment: &str,
-        id: &str,
-        d: &DecisionRecord,
-    ) -> Result<String, Error> {
+    /// The seal of `message` (base64 of the KMS signature): what the decision endpoints sign
+    /// and nobody else may.
+    pub async fn sign(&self, message: Vec<u8>) -> Result<String, Error> {
         let out = self
             .kms
             .sign()
             .key_id(&self.key)
-            .message(aws_smithy_types::Blob::new(message(environment, id, d)))
+            .message(aws_smithy_types::Blob::new(message))
             .message_type(aws_sdk_kms::types::MessageType::Raw)
             .signing_algorithm(ALGORITHM)
             .send()
@@ -81,17 +79,10 @@ impl Sealer {
             .ok_or_else(|| Error::Corrupt("KMS Sign returned no signature".into()))
     }
 
-    /// Whether `d` carries a seal of the decision key over exactly what it says. A signature
-    /// KMS rejects is `false`; KMS being unavailable is an error (retried, never "forged").
-    pub async fn verifies(
-        &self,
-        environment: &str,
-        id: &str,
-        d: &DecisionRecord,
-    ) -> Result<bool, Error> {
-        let Some(sig) = d
-            .seal
-            .as_deref()
+    /// Whether `seal` is the decision key's signature of exactly `message`. No seal, or one
+    /// KMS rejects, is `false`; KMS being unavailable is an error (retried, never "forged").
+    pub async fn valid(&self, message: Vec<u8>, seal: Option<&str>) -> Result<bool, Error> {
+        let Some(sig) = seal
             .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
             .filter(|s| !s.is_empty())
         else {
@@ -101,7 +92,7 @@ impl Sealer {
             .kms
             .verify()
             .key_id(&self.key)
-            .message(aws_smithy_types::Blob::new(message(environment, id, d)))
+            .message(aws_smithy_types::Blob::new(message))
             .message_type(aws_sdk_kms::types::MessageType::Raw)
             .signing_algorithm(ALGORITHM)
             .signature(aws_smithy_types::Blob::new(sig))
@@ -113,6 +104,27 @@ impl Sealer {
             Err(e) if e.is_code("KMSInvalidSignatureException") => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The seal of decision `d` on subject `id` of `environment`.
+    pub async fn seal(
+        &self,
+        environment: &str,
+        id: &str,
+        d: &DecisionRecord,
+    ) -> Result<String, Error> {
+        self.sign(message(environment, id, d)).await
+    }
+
+    /// Whether decision `d` carries a seal over exactly what it says.
+    pub async fn verifies(
+        &self,
+        environment: &str,
+        id: &str,
+        d: &DecisionRecord,
+    ) -> Result<bool, Error> {
+        self.valid(message(environment, id, d), d.seal.as_deref())
+            .await
     }
 
     /// Check every decision of a subject ([`Seals`]).

@@ -169,3 +169,59 @@ async fn a_failed_alert_stops_nothing_and_the_next_sweep_starts_where_the_failed
     }
     Ok(())
 }
+
+/// An operator who started a rogue build moves the sweep's watermark past it (the old seal
+/// copied over) so that the next sweep would start after the build: the watermark's seal does
+/// not verify, so the sweep believes none of it, examines its whole reach again, alerts the
+/// build and the forged watermark, and seals a new one.
+#[tokio::test]
+async fn a_watermark_moved_past_a_rogue_build_is_not_believed() -> Result<()> {
+    let stack = setup().await?;
+    sweep(&stack).await?;
+    let table = stack.table("PatchesTable")?;
+    let old = stack
+        .get_item(&table, "patchId", "sweep-watermark")
+        .await?
+        .context("a watermark after a clean sweep")?;
+    let build = rogue_migration_build(&stack).await?;
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    stack
+        .db
+        .put_item()
+        .table_name(&table)
+        .item("patchId", s("sweep-watermark"))
+        .item("examinedUntil", s(&now))
+        .item("sweptAt", s(&now))
+        .item(
+            "seal",
+            s(old["seal"]
+                .as_str()
+                .context("the sweep seals its watermark")?),
+        )
+        .send()
+        .await?;
+    let report = sweep(&stack).await?;
+    let since = report["since"].as_str().context("since")?;
+    assert!(
+        since < old["examinedUntil"].as_str().unwrap_or_default(),
+        "{report}"
+    );
+    assert!(
+        alerted(&stack, &build).await?,
+        "the rogue build {build} was alerted"
+    );
+    assert!(
+        alerted(&stack, "watermark was not written by the sweep").await?,
+        "the forged watermark was alerted"
+    );
+    let new = stack
+        .get_item(&table, "patchId", "sweep-watermark")
+        .await?
+        .context("watermark")?;
+    assert_ne!(new["seal"], old["seal"], "{new}");
+    // The next sweep believes the watermark it sealed itself.
+    let again = sweep(&stack).await?;
+    assert_eq!(again["since"], new["examinedUntil"], "{again}");
+    Ok(())
+}

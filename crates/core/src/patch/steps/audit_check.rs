@@ -125,6 +125,55 @@ pub struct Watermark {
     pub patch_id: String,
     pub examined_until: String,
     pub swept_at: String,
+    /// The audit writer's signature (`AUDIT_SIGNING_KEY`, which only this function may use)
+    /// over the two instants: a watermark moved by anyone else does not verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+}
+
+impl Watermark {
+    /// What the seal signs.
+    pub fn seal_message(&self) -> Vec<u8> {
+        format!(
+            "batchless-sweep-watermark/1:{}:{}",
+            self.examined_until, self.swept_at
+        )
+        .into_bytes()
+    }
+}
+
+/// The audit signing key as a [`Sealer`] (the audit writer's own; `None` without one: unit
+/// tests and tools, where the watermark is neither sealed nor checked).
+fn watermark_sealer(deps: &Deps) -> Option<Sealer> {
+    deps.writer.kms.as_ref().map(|(kms, key)| Sealer {
+        kms: kms.clone(),
+        key: key.clone(),
+    })
+}
+
+/// The watermark as read: absent, trusted, or forged (its seal does not verify, or it claims
+/// an instant after `now`: moved by someone else to make the sweep skip a window).
+#[derive(Debug)]
+enum Mark {
+    Absent,
+    Trusted(Watermark),
+    Forged(Watermark),
+}
+
+async fn read_watermark(deps: &Deps, now: chrono::DateTime<chrono::Utc>) -> Result<Mark, Error> {
+    let Some(m) = deps.watermarks.get(WATERMARK_KEY).await? else {
+        return Ok(Mark::Absent);
+    };
+    let future = time::parse("examinedUntil", &m.examined_until).map_or(true, |t| t > now);
+    let sealed = match watermark_sealer(deps) {
+        Some(s) => s.valid(m.seal_message(), m.seal.as_deref()).await?,
+        None => true,
+    };
+    Ok(if sealed && !future {
+        Mark::Trusted(m)
+    } else {
+        Mark::Forged(m)
+    })
 }
 
 impl Record for Watermark {
@@ -140,6 +189,8 @@ pub const WATERMARK_KEY: &str = "sweep-watermark";
 const CLOUDTRAIL_LAG_MINUTES: i64 = 20;
 /// A build, task or call batchless did not start (the migration project, ECS).
 pub const UNSANCTIONED: &str = "UNSANCTIONED";
+/// The sweep's watermark was moved by someone other than the sweep.
+pub const WATERMARK_FORGED: &str = "WATERMARK_FORGED";
 
 /// What a sweep looked at and found.
 #[derive(Debug, Serialize)]
@@ -327,11 +378,44 @@ async fn project_builds(
 /// again by the next.
 async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
     let now = time::now();
-    let mark = deps.watermarks.get(WATERMARK_KEY).await?;
-    let since = sweep_start(now, mark.as_ref(), window_hours);
+    let mark = read_watermark(deps, now).await?;
+    let since = match &mark {
+        Mark::Absent => sweep_start(now, None, window_hours),
+        Mark::Trusted(m) => sweep_start(now, Some(m), window_hours),
+        // Someone moved it: nothing it says is believed; everything the sweep may reach is
+        // examined again (findings are idempotent).
+        Mark::Forged(_) => now - chrono::Duration::hours(MAX_WINDOW_HOURS as i64),
+    };
     let st = deps.backend.store();
     let mut errors: Vec<Error> = Vec::new();
     let (mut compliant, mut alerts, mut unsanctioned) = (0, Vec::new(), Vec::new());
+    if let Mark::Forged(m) = &mark {
+        let message = format!(
+            "The audit sweep's watermark was not written by the sweep (its seal does not verify, or it lies in the future): examined until {}, swept at {}. This sweep examined the last {} days instead.",
+            m.examined_until,
+            m.swept_at,
+            MAX_WINDOW_HOURS / 24
+        );
+        tracing::warn!(examined_until = %m.examined_until, "a forged sweep watermark");
+        match finding(
+            deps,
+            format!("watermark:{}:{}", m.examined_until, m.swept_at),
+            WATERMARK_FORGED,
+            "-",
+            message.clone(),
+            json!({"examinedUntil": m.examined_until, "sweptAt": m.swept_at, "sealed": m.seal.is_some()}),
+        )
+        .await
+        {
+            Ok(new) => unsanctioned.push(Finding {
+                build_id: None,
+                patch_id: None,
+                message,
+                new,
+            }),
+            Err(e) => errors.push(e),
+        }
+    }
 
     // The patch project: every build a compliant run of an approved patch.
     let (builds, patch_spec) = project_builds(deps, &deps.project, since, &mut errors).await;
@@ -580,11 +664,15 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
 
     let examined_until = (now - chrono::Duration::minutes(CLOUDTRAIL_LAG_MINUTES)).max(since);
     let watermark = if errors.is_empty() {
-        let m = Watermark {
+        let mut m = Watermark {
             patch_id: WATERMARK_KEY.into(),
             examined_until: time::rfc3339(examined_until),
             swept_at: time::rfc3339(now),
+            seal: None,
         };
+        if let Some(s) = watermark_sealer(deps) {
+            m.seal = Some(s.sign(m.seal_message()).await?);
+        }
         deps.watermarks.put(&m).await?;
         m.examined_until
     } else {
@@ -764,6 +852,57 @@ mod tests {
         assert_eq!((update.num_calls(), audit_tx.num_calls()), (1, 1));
     }
 
+    /// The watermark as stored, read back under a writer whose KMS says signatures are `valid`.
+    async fn read_back(m: &Watermark, valid: bool) -> Mark {
+        let item = crate::platform::dynamo::to_item(m);
+        let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(move || {
+            aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
+                .set_item(Some(item.clone()))
+                .build()
+        });
+        let mut d = deps(&[&get], &[], &[]);
+        d.writer.kms = Some((
+            crate::shared::approval::seal::tests::sealer(valid).kms,
+            "alias/audit-signing".into(),
+        ));
+        read_watermark(&d, time::parse("t", "2026-11-28T13:00:00Z").unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_watermark_the_sweep_did_not_seal_or_one_in_the_future_is_forged() {
+        let sealed = Watermark {
+            patch_id: WATERMARK_KEY.into(),
+            examined_until: "2026-11-28T12:00:00Z".into(),
+            swept_at: "2026-11-28T12:20:00Z".into(),
+            seal: Some("c2VhbGVk".into()),
+        };
+        assert!(matches!(read_back(&sealed, true).await, Mark::Trusted(_)));
+        // Moved by someone else: KMS rejects the seal, or there is none at all.
+        assert!(matches!(read_back(&sealed, false).await, Mark::Forged(_)));
+        let unsealed = Watermark {
+            seal: None,
+            ..sealed.clone()
+        };
+        assert!(matches!(read_back(&unsealed, true).await, Mark::Forged(_)));
+        // Sealed (say, replayed from another stack's key) but claiming a time not yet come.
+        let future = Watermark {
+            examined_until: "2026-12-28T12:00:00Z".into(),
+            ..sealed
+        };
+        assert!(matches!(read_back(&future, true).await, Mark::Forged(_)));
+        assert_eq!(
+            Watermark {
+                examined_until: "a".into(),
+                swept_at: "b".into(),
+                ..unsealed
+            }
+            .seal_message(),
+            b"batchless-sweep-watermark/1:a:b"
+        );
+    }
+
     #[test]
     fn the_sweep_starts_at_the_watermark_else_the_window() {
         let now = time::parse("t", "2026-11-28T13:00:00Z").unwrap();
@@ -775,6 +914,7 @@ mod tests {
             patch_id: WATERMARK_KEY.into(),
             examined_until: "2026-11-20T06:00:00Z".into(),
             swept_at: "2026-11-20T06:20:00Z".into(),
+            seal: None,
         };
         // A failed week left the watermark behind: the sweep starts there, not 26 h back.
         assert_eq!(

@@ -595,6 +595,54 @@ impl Stack {
             .to_string())
     }
 
+    /// What an operator with write access to an approvals-bearing table (patches, approvals)
+    /// can do around batchless: write alice's approval of `request_hash` (as the Slack
+    /// endpoint would have recorded it, `seal` made up or left out) on the item `key` =
+    /// `id` and mark it `APPROVED` by her.
+    pub async fn plant_approval(
+        &self,
+        table: &str,
+        key: &str,
+        id: &str,
+        request_hash: &str,
+        seal: Option<&str>,
+    ) -> Result<()> {
+        use aws_sdk_dynamodb::types::AttributeValue as A;
+        let s = |v: &str| A::S(v.to_string());
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let mut decision: std::collections::HashMap<String, A> = [
+            ("decision", "approve"),
+            ("by", "alice"),
+            ("byName", "Alice Example"),
+            ("via", "slack"),
+            ("at", now.as_str()),
+            ("identity", "slack:U0ALICE01"),
+            ("requestHash", request_hash),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), s(v)))
+        .collect();
+        if let Some(seal) = seal {
+            decision.insert("seal".into(), s(seal));
+        }
+        self.db
+            .update_item()
+            .table_name(table)
+            .key(key, s(id))
+            .update_expression(
+                "SET decisions.alice = :d, #s = :approved, approvers = :a, approvedAt = :now",
+            )
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":d", A::M(decision))
+            .expression_attribute_values(":approved", s("APPROVED"))
+            .expression_attribute_values(":a", A::L(vec![s("alice")]))
+            .expression_attribute_values(":now", s(&now))
+            .send()
+            .await
+            .context("UpdateItem (a planted approval)")?;
+        Ok(())
+    }
+
     /// [`Stack::cli`] with `access_key` (say, a [`Stack::role_session_key`]).
     pub fn cli_with_key(&self, access_key: &str, args: &[&str]) -> Result<(i32, String, String)> {
         self.run_cli(Some(access_key.to_string()), args)

@@ -416,45 +416,13 @@ async fn a_forged_send_task_success_ends_not_approved_without_a_build() -> Resul
 #[tokio::test]
 async fn a_decision_written_into_the_table_counts_for_nothing_and_is_audited_as_forged(
 ) -> Result<()> {
-    use aws_sdk_dynamodb::types::AttributeValue as A;
     let p = P::setup().await?;
     let (id, arn) = p.submit_request(json!({})).await?;
     let rec = p.pending(&id).await?;
     let hash = rec["request"]["requestHash"].as_str().context("hash")?;
-    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    let s = |v: &str| A::S(v.to_string());
-    let decision = A::M(
-        [
-            ("decision", s("approve")),
-            ("by", s("alice")),
-            ("byName", s("Alice")),
-            ("via", s("slack")),
-            ("at", s(&now)),
-            ("identity", s(&format!("slack:{ALICE_SLACK}"))),
-            ("requestHash", s(hash)),
-            (
-                "seal",
-                s("MEUCIQDforgedforgedforgedforgedforgedforgedforgedAiBforged"),
-            ),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect(),
-    );
+    let seal = "MEUCIQDforgedforgedforgedforgedforgedforgedforgedAiBforged";
     p.stack
-        .db
-        .update_item()
-        .table_name(&p.table)
-        .key("patchId", s(&id))
-        .update_expression(
-            "SET decisions.alice = :d, #s = :approved, approvers = :a, approvedAt = :now",
-        )
-        .expression_attribute_names("#s", "status")
-        .expression_attribute_values(":d", decision)
-        .expression_attribute_values(":approved", s("APPROVED"))
-        .expression_attribute_values(":a", A::L(vec![s("alice")]))
-        .expression_attribute_values(":now", s(&now))
-        .send()
+        .plant_approval(&p.table, "patchId", &id, hash, Some(seal))
         .await?;
     let wait = p.approval_wait(&id).await?.context("the approval wait")?;
     let token = wait["taskToken"].as_str().context("token")?;

@@ -725,36 +725,15 @@ async fn production_approval_failures_and_expiry_migrate_nothing() -> Result<()>
     let (arn, id) = until_it_asks(&stack, &p.commit, "pf-forged").await?;
     let rec = approval(&stack, &id).await?;
     let hash = rec["requestHash"].as_str().context("hash")?;
-    {
-        use aws_sdk_dynamodb::types::AttributeValue as A;
-        let s = |v: &str| A::S(v.to_string());
-        let decision = A::M(
-            [
-                ("decision", s("approve")),
-                ("by", s("alice")),
-                ("byName", s("Alice Example")),
-                ("via", s("slack")),
-                ("at", s("2026-12-02T07:01:00Z")),
-                ("identity", s("slack:U0ALICE01")),
-                ("requestHash", s(hash)),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-        );
-        stack
-            .db
-            .update_item()
-            .table_name(stack.table("ApprovalsTable")?)
-            .key("approvalId", s(&id))
-            .update_expression("SET decisions.alice = :d, #s = :approved, approvers = :a")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":d", decision)
-            .expression_attribute_values(":approved", s("APPROVED"))
-            .expression_attribute_values(":a", A::L(vec![s("alice")]))
-            .send()
-            .await?;
-    }
+    stack
+        .plant_approval(
+            &stack.table("ApprovalsTable")?,
+            "approvalId",
+            &id,
+            hash,
+            None,
+        )
+        .await?;
     let token = stack
         .wait(&format!("migration-approval#{id}"))
         .await?

@@ -23,7 +23,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -31,6 +30,7 @@ use sha2::{Digest, Sha256};
 use crate::error::Error;
 use crate::platform::aws::AwsResultExt;
 use crate::platform::dynamo::{self, s};
+use crate::platform::signing::Signer;
 
 /// The chain every data-patch record goes to.
 pub const PATCH_CHAIN: &str = "patches";
@@ -495,21 +495,12 @@ pub async fn seal(t: &Trail<'_>, w: &Writer, seq: u64) -> Result<Sealed, Error> 
     if let (Some((kms, key_id)), Some(head)) = (&w.kms, prev.as_ref().filter(|p| p.seq == seq)) {
         let key = checkpoint_key(t.chain, seq);
         if current_object(t, &key).await?.is_none() {
-            let out = kms
-                .sign()
-                .key_id(key_id)
-                .message(aws_smithy_types::Blob::new(checkpoint_message(
-                    t.chain, head.seq, &head.hash, &head.at,
-                )))
-                .message_type(aws_sdk_kms::types::MessageType::Raw)
-                .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
-                .send()
-                .await
-                .aws("Sign")?;
-            let signature = out
-                .signature()
-                .map(|b| base64::engine::general_purpose::STANDARD.encode(b.as_ref()))
-                .ok_or_else(|| Error::Corrupt("KMS Sign returned no signature".into()))?;
+            let signature = Signer {
+                kms: kms.clone(),
+                key: key_id.clone(),
+            }
+            .sign(checkpoint_message(t.chain, head.seq, &head.hash, &head.at))
+            .await?;
             let c = Checkpoint {
                 chain: t.chain.to_string(),
                 seq: head.seq,
@@ -859,26 +850,15 @@ async fn signature_valid(
     key: &str,
     cp: &Checkpoint,
 ) -> Result<bool, Error> {
-    let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(&cp.signature) else {
-        return Ok(false);
-    };
-    let res = kms
-        .verify()
-        .key_id(key)
-        .message(aws_smithy_types::Blob::new(checkpoint_message(
-            &cp.chain, cp.seq, &cp.hash, &cp.at,
-        )))
-        .message_type(aws_sdk_kms::types::MessageType::Raw)
-        .signing_algorithm(aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256)
-        .signature(aws_smithy_types::Blob::new(sig))
-        .send()
-        .await
-        .aws("Verify");
-    match res {
-        Ok(out) => Ok(out.signature_valid()),
-        Err(e) if e.is_code("KMSInvalidSignatureException") => Ok(false),
-        Err(e) => Err(e.into()),
+    Signer {
+        kms: kms.clone(),
+        key: key.to_string(),
     }
+    .valid(
+        checkpoint_message(&cp.chain, cp.seq, &cp.hash, &cp.at),
+        Some(&cp.signature),
+    )
+    .await
 }
 
 /// Read everything (the chain, every S3 version, the checkpoints' signatures) and verify it.

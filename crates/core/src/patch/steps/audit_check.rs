@@ -144,11 +144,14 @@ impl Watermark {
 
 /// The audit signing key as a [`Sealer`] (the audit writer's own; `None` without one: unit
 /// tests and tools, where the watermark is neither sealed nor checked).
-fn watermark_sealer(deps: &Deps) -> Option<Sealer> {
-    deps.writer.kms.as_ref().map(|(kms, key)| Sealer {
-        kms: kms.clone(),
-        key: key.clone(),
-    })
+fn watermark_sealer(deps: &Deps) -> Option<crate::platform::signing::Signer> {
+    deps.writer
+        .kms
+        .as_ref()
+        .map(|(kms, key)| crate::platform::signing::Signer {
+            kms: kms.clone(),
+            key: key.clone(),
+        })
 }
 
 /// The watermark as read: absent, trusted, or forged (its seal does not verify, or it claims

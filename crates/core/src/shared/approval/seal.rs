@@ -14,16 +14,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use super::DecisionRecord;
 use crate::error::Error;
-use crate::platform::aws::AwsResultExt;
-
-/// The KMS algorithm of every seal (the key is `ECC_NIST_P256`, as the audit signing key).
-const ALGORITHM: aws_sdk_kms::types::SigningAlgorithmSpec =
-    aws_sdk_kms::types::SigningAlgorithmSpec::EcdsaSha256;
 
 /// What is signed for `d` on the subject `id` of `environment`.
 pub fn message(environment: &str, id: &str, d: &DecisionRecord) -> Vec<u8> {
@@ -45,65 +39,15 @@ pub fn message(environment: &str, id: &str, d: &DecisionRecord) -> Vec<u8> {
 }
 
 /// The decision signing key and the client that signs and verifies with it.
-#[derive(Debug, Clone)]
-pub struct Sealer {
-    pub kms: aws_sdk_kms::Client,
-    /// `DECISION_SIGNING_KEY`: the key's alias or ARN.
-    pub key: String,
-}
+pub use crate::platform::signing::Signer as Sealer;
 
 impl Sealer {
-    /// From `DECISION_SIGNING_KEY`.
+    /// The decision signing key, `DECISION_SIGNING_KEY`.
     pub fn from_env(sdk: &aws_types::SdkConfig) -> Result<Self, Error> {
         Ok(Sealer {
             kms: crate::platform::aws::kms(sdk),
             key: crate::platform::config::required("DECISION_SIGNING_KEY")?,
         })
-    }
-
-    /// The seal of `message` (base64 of the KMS signature): what the decision endpoints sign
-    /// and nobody else may.
-    pub async fn sign(&self, message: Vec<u8>) -> Result<String, Error> {
-        let out = self
-            .kms
-            .sign()
-            .key_id(&self.key)
-            .message(aws_smithy_types::Blob::new(message))
-            .message_type(aws_sdk_kms::types::MessageType::Raw)
-            .signing_algorithm(ALGORITHM)
-            .send()
-            .await
-            .aws("Sign")?;
-        out.signature()
-            .map(|b| base64::engine::general_purpose::STANDARD.encode(b.as_ref()))
-            .ok_or_else(|| Error::Corrupt("KMS Sign returned no signature".into()))
-    }
-
-    /// Whether `seal` is the decision key's signature of exactly `message`. No seal, or one
-    /// KMS rejects, is `false`; KMS being unavailable is an error (retried, never "forged").
-    pub async fn valid(&self, message: Vec<u8>, seal: Option<&str>) -> Result<bool, Error> {
-        let Some(sig) = seal
-            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-            .filter(|s| !s.is_empty())
-        else {
-            return Ok(false);
-        };
-        let res = self
-            .kms
-            .verify()
-            .key_id(&self.key)
-            .message(aws_smithy_types::Blob::new(message))
-            .message_type(aws_sdk_kms::types::MessageType::Raw)
-            .signing_algorithm(ALGORITHM)
-            .signature(aws_smithy_types::Blob::new(sig))
-            .send()
-            .await
-            .aws("Verify");
-        match res {
-            Ok(out) => Ok(out.signature_valid()),
-            Err(e) if e.is_code("KMSInvalidSignatureException") => Ok(false),
-            Err(e) => Err(e.into()),
-        }
     }
 
     /// The seal of decision `d` on subject `id` of `environment`.
@@ -250,7 +194,10 @@ pub(crate) mod tests {
         let mut good = decision("bob", Decision::Approve, "h1");
         good.seal = Some(sealer.seal("staging", "p1", &good).await.unwrap());
         let mut forged = decision("carol", Decision::Approve, "h1");
-        forged.seal = Some(base64::engine::general_purpose::STANDARD.encode(b"forged"));
+        forged.seal = Some(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            b"forged",
+        ));
         let unsealed = decision("erin", Decision::Approve, "h1");
         let mut garbage = decision("frank", Decision::Approve, "h1");
         garbage.seal = Some("%%% not base64".into());

@@ -228,6 +228,56 @@ async fn approval_evidence_planted_on_the_session_record_is_no_evidence() -> Res
     Ok(())
 }
 
+/// An operator plants an `alert` on the session record (as if the deadline's alert had gone
+/// out) and wakes the watch: the alert was not sealed by `session-deadline`, so it does not
+/// stop the real one, which is posted and recorded over it.
+#[tokio::test]
+async fn an_alert_planted_on_the_session_record_does_not_silence_the_real_one() -> Result<()> {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let b = Bastion::setup().await?;
+    let sid = session_id("plantedalert");
+    let arn = b.watch(&sid, ALICE).await?;
+    let token = stored_token(&b.stack, &format!("session-approval#{sid}")).await?;
+    let s = |v: &str| A::S(v.to_string());
+    let planted = A::M(
+        [
+            ("at", "2026-12-01T00:00:00Z"),
+            ("channel", "C0ALERTS"),
+            ("ts", "1.0"),
+            ("deadlineAt", "2026-12-01T00:00:00Z"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), s(v)))
+        .collect(),
+    );
+    b.stack
+        .db
+        .update_item()
+        .table_name(&b.table)
+        .key("pk", s(&format!("session#{sid}")))
+        .key("sk", s("session"))
+        .update_expression("SET alert = :a")
+        .expression_attribute_values(":a", planted)
+        .send()
+        .await?;
+    forge_success(&b.stack, &token, &json!({})).await?;
+    let end = b.stack.wait_end(&arn, TIMEOUT).await?;
+    let path = [
+        "ConfirmApproval",
+        "Confirmed?",
+        "AlertNoApproval",
+        "PublishAlert",
+        "NoApproval",
+    ];
+    approval_missing_alerted(&b.stack, &arn, &end, &path).await?;
+    let alerts = b.alerts_about(&sid).await?;
+    assert_eq!(alerts.len(), 1, "the real alert was posted: {alerts:?}");
+    let rec = b.session(&sid).await?.context("session")?;
+    assert_ne!(rec["alert"]["ts"], "1.0", "{rec}");
+    assert!(rec["alert"]["seal"].is_string(), "{rec}");
+    Ok(())
+}
+
 /// The same forged wake while Slack is down: the alert step fails after its retries, and the
 /// alert still goes to the SNS topic; the watch still ends `ApprovalMissing`, never Approved.
 #[tokio::test]

@@ -100,6 +100,21 @@ pub struct Alert {
     pub channel: String,
     pub ts: String,
     pub deadline_at: String,
+    /// `session-deadline`'s seal (the decision signing key) over the session and the above: an
+    /// alert planted on the record by anyone else does not stop the real one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+}
+
+impl Alert {
+    /// What the seal signs: session `session_id` and every field but the seal.
+    pub fn seal_message(&self, session_id: &str) -> Vec<u8> {
+        format!(
+            "batchless-session-alert/1:{session_id}:{}:{}:{}:{}",
+            self.at, self.channel, self.ts, self.deadline_at
+        )
+        .into_bytes()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -984,6 +999,7 @@ mod tests {
             channel: "C0ALERTS".into(),
             ts: "2.0".into(),
             deadline_at: "2026-11-29T13:00:00Z".into(),
+            seal: None,
         });
         rec.flagged = Some(1);
         let item = crate::platform::dynamo::to_item(&rec);

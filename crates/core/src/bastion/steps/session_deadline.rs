@@ -29,7 +29,7 @@ pub struct Deps {
     pub slack: SlackClient,
     pub waits_table: String,
     pub alert_channel: String,
-    /// Verifies the approval evidence's seal (`DECISION_SIGNING_KEY`).
+    /// Verifies the approval evidence's seal and seals the alert (`DECISION_SIGNING_KEY`).
     pub sealer: Sealer,
 }
 
@@ -169,11 +169,18 @@ async fn alert(deps: &Deps, session_id: &str) -> Result<Output, Error> {
             alert: None,
         });
     }
-    if let Some(alert) = rec.alert {
-        return Ok(Output::Alerted {
-            alerted: true,
-            alert: Some(alert),
-        });
+    if let Some(alert) = rec.alert.clone() {
+        let sealed = deps
+            .sealer
+            .valid(alert.seal_message(session_id), alert.seal.as_deref())
+            .await?;
+        if sealed {
+            return Ok(Output::Alerted {
+                alerted: true,
+                alert: Some(alert),
+            });
+        }
+        tracing::warn!(%session_id, "the session record holds an alert this step did not seal (planted): alerting");
     }
     let posted = deps
         .slack
@@ -184,12 +191,14 @@ async fn alert(deps: &Deps, session_id: &str) -> Result<Output, Error> {
             tracing::warn!(error = %e, "could not note the alert in the login thread");
         }
     }
-    let alert = Alert {
+    let mut alert = Alert {
         at: time::rfc3339(time::now()),
         channel: posted.channel,
         ts: posted.ts,
         deadline_at: rec.deadline_at,
+        seal: None,
     };
+    alert.seal = Some(deps.sealer.sign(alert.seal_message(session_id)).await?);
     deps.store.set_alerted(session_id, &alert).await?;
     tracing::warn!(%session_id, "no executive approval by the deadline: alerted");
     Ok(Output::Alerted {
@@ -417,6 +426,36 @@ mod tests {
             json!({"confirmed": false, "sessionId": "s1", "status": "open"})
         );
         assert!(calls.all().is_empty(), "nothing confirmed in the thread");
+    }
+
+    #[tokio::test]
+    async fn an_alert_on_the_record_stops_a_second_post_only_when_this_step_sealed_it() {
+        let mut planted = record(false);
+        planted.alert = Some(Alert {
+            at: "2026-11-29T13:00:00Z".into(),
+            channel: "C0ALERTS".into(),
+            ts: "9.9".into(),
+            deadline_at: "2026-11-29T13:00:00Z".into(),
+            seal: None,
+        });
+        let mut sealed = planted.clone();
+        sealed.alert.as_mut().unwrap().seal = Some("c2VhbGVk".into());
+        // Sealed by this step (a retry): nothing posted again.
+        let get_sealed = get(sealed);
+        let (d, calls) = deps(&[&get_sealed], &[]).await;
+        let out = serde_json::to_value(handle(&d, alert()).await.unwrap()).unwrap();
+        assert_eq!(out["alert"]["ts"], "9.9", "{out}");
+        assert!(calls.all().is_empty());
+        // Planted (no seal): the alert is posted and recorded, sealed, over it.
+        let get_planted = get(planted);
+        let update = mock!(aws_sdk_dynamodb::Client::update_item)
+            .then_output(|| UpdateItemOutput::builder().build());
+        let (d, calls) = deps(&[&get_planted, &update], &[]).await;
+        let out = serde_json::to_value(handle(&d, alert()).await.unwrap()).unwrap();
+        assert_ne!(out["alert"]["ts"], "9.9", "{out}");
+        assert!(out["alert"]["seal"].is_string(), "{out}");
+        assert_eq!(calls.of("chat.postMessage")[0]["channel"], "C0ALERTS");
+        assert_eq!(update.num_calls(), 1);
     }
 
     #[tokio::test]

@@ -598,7 +598,7 @@ impl Stack {
     /// What an operator with write access to an approvals-bearing table (patches, approvals)
     /// can do around batchless: write alice's approval of `request_hash` (as the Slack
     /// endpoint would have recorded it, `seal` made up or left out) on the item `key` =
-    /// `id` and mark it `APPROVED` by her.
+    /// `id` and, with `mark_approved`, mark it `APPROVED` by her.
     pub async fn plant_approval(
         &self,
         table: &str,
@@ -606,6 +606,7 @@ impl Stack {
         id: &str,
         request_hash: &str,
         seal: Option<&str>,
+        mark_approved: bool,
     ) -> Result<()> {
         use aws_sdk_dynamodb::types::AttributeValue as A;
         let s = |v: &str| A::S(v.to_string());
@@ -625,19 +626,24 @@ impl Stack {
         if let Some(seal) = seal {
             decision.insert("seal".into(), s(seal));
         }
-        self.db
+        let mut req = self
+            .db
             .update_item()
             .table_name(table)
             .key(key, s(id))
-            .update_expression(
+            .expression_attribute_values(":d", A::M(decision));
+        req = if mark_approved {
+            req.update_expression(
                 "SET decisions.alice = :d, #s = :approved, approvers = :a, approvedAt = :now",
             )
             .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":d", A::M(decision))
             .expression_attribute_values(":approved", s("APPROVED"))
             .expression_attribute_values(":a", A::L(vec![s("alice")]))
             .expression_attribute_values(":now", s(&now))
-            .send()
+        } else {
+            req.update_expression("SET decisions.alice = :d")
+        };
+        req.send()
             .await
             .context("UpdateItem (a planted approval)")?;
         Ok(())

@@ -422,7 +422,7 @@ async fn a_decision_written_into_the_table_counts_for_nothing_and_is_audited_as_
     let hash = rec["request"]["requestHash"].as_str().context("hash")?;
     let seal = "MEUCIQDforgedforgedforgedforgedforgedforgedforgedAiBforged";
     p.stack
-        .plant_approval(&p.table, "patchId", &id, hash, Some(seal))
+        .plant_approval(&p.table, "patchId", &id, hash, Some(seal), true)
         .await?;
     let wait = p.approval_wait(&id).await?.context("the approval wait")?;
     let token = wait["taskToken"].as_str().context("token")?;
@@ -442,6 +442,38 @@ async fn a_decision_written_into_the_table_counts_for_nothing_and_is_audited_as_
     assert_eq!(forged["by"], "alice", "{forged}");
     assert_eq!(forged["sealed"], true, "{forged}");
     assert!(p.find_audit_event(&id, "DECISION").await?.is_none());
+    Ok(())
+}
+
+/// A decision planted under an approver's name while the patch is pending (so that their own
+/// click would find "already decided"): it does not count, it is audited as forged when the
+/// approver clicks, and their real decision replaces it. The patch then runs on theirs.
+#[tokio::test]
+async fn a_decision_planted_under_an_approvers_name_is_replaced_by_theirs() -> Result<()> {
+    let p = P::setup().await?;
+    let (id, arn) = p.submit_request(json!({})).await?;
+    let rec = p.pending(&id).await?;
+    let hash = rec["request"]["requestHash"].as_str().context("hash")?;
+    p.stack
+        .plant_approval(&p.table, "patchId", &id, hash, None, false)
+        .await?;
+    let (status, body) = p
+        .click(&id, ALICE_SLACK, "patch_approve", json!({}))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"]["outcome"], "recorded", "{body}");
+    assert_eq!(body["outcome"]["status"], "APPROVED", "{body}");
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    Expect::succeeded().check(&p.stack, &arn, &ended).await?;
+    let names = p.audit_names(&id).await?;
+    let forged = names.iter().position(|n| n == "DECISION_FORGED");
+    let decided = names.iter().position(|n| n == "DECISION");
+    assert!(
+        forged.is_some() && decided.is_some() && forged < decided,
+        "{names:?}"
+    );
+    let stored = &p.record(&id).await?["decisions"]["alice"];
+    assert!(stored["seal"].is_string(), "{stored}");
     Ok(())
 }
 

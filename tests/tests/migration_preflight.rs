@@ -732,6 +732,7 @@ async fn production_approval_failures_and_expiry_migrate_nothing() -> Result<()>
             &id,
             hash,
             None,
+            true,
         )
         .await?;
     let token = stack

@@ -598,38 +598,74 @@ pub async fn decide<R: Approvable>(
         seal: None,
     };
     record.seal = Some(st.sealer.seal(rec.environment(), id, &record).await?);
-    let written = st
-        .db
-        .update_item()
-        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-        .table_name(st.table)
-        .key(R::KEY, s(id))
-        .update_expression("SET decisions.#p = :d, #updatedAt = :now")
-        .condition_expression("#status = :pending AND attribute_not_exists(decisions.#p)")
-        .expression_attribute_names("#p", &person.id)
-        .expression_attribute_names("#status", "status")
-        .expression_attribute_names("#updatedAt", "updatedAt")
-        .expression_attribute_values(
-            ":d",
-            dynamo::to_attr(&serde_json::to_value(&record).expect("serializes")),
-        )
-        .expression_attribute_values(":pending", s(PENDING))
-        .expression_attribute_values(":now", s(record.at.clone()))
-        .send()
-        .await
-        .aws("UpdateItem")
-        .conditional()?;
-    let rec: R = match written.as_ref().and_then(|out| out.attributes()) {
+    // Written only where this person has no decision yet, or (below) over one that is not
+    // sealed: a decision planted under their name must not stand in for theirs.
+    let write = |condition: &'static str, old: Option<&DecisionRecord>| {
+        let mut req = st
+            .db
+            .update_item()
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .table_name(st.table)
+            .key(R::KEY, s(id))
+            .update_expression("SET decisions.#p = :d, #updatedAt = :now")
+            .condition_expression(condition)
+            .expression_attribute_names("#p", &person.id)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#updatedAt", "updatedAt")
+            .expression_attribute_values(
+                ":d",
+                dynamo::to_attr(&serde_json::to_value(&record).expect("serializes")),
+            )
+            .expression_attribute_values(":pending", s(PENDING))
+            .expression_attribute_values(":now", s(record.at.clone()));
+        if let Some(old) = old {
+            req = req.expression_attribute_values(
+                ":old",
+                dynamo::to_attr(&serde_json::to_value(old).expect("serializes")),
+            );
+        }
+        req.send()
+    };
+    let mut written = write(
+        "#status = :pending AND attribute_not_exists(decisions.#p)",
+        None,
+    )
+    .await
+    .aws("UpdateItem")
+    .conditional()?;
+    let mut rec: R = match written.as_ref().and_then(|out| out.attributes()) {
         Some(item) => dynamo::from_item(item)?,
         None => records.must_get(id).await?,
     };
-    let Some(stored) = rec.decisions().get(&person.id).cloned() else {
-        // Not written and not there: the subject left PENDING_APPROVAL meanwhile.
-        let refusal = Refusal::NotPending {
-            status: rec.subject()?.status.to_string(),
-        };
-        let t = st.tally(people, &rec).await?;
-        return DecisionOutcome::new(DecisionResult::Refused, Some(refusal), &rec, &t, false);
+    if written.is_none() {
+        if let Some(planted) = rec.decisions().get(&person.id).cloned() {
+            if !st.sealer.verifies(rec.environment(), id, &planted).await? {
+                // Someone wrote a decision under this person's name: audit it, then record
+                // theirs over it (only if it is still exactly that one).
+                let t = st.tally(people, &rec).await?;
+                audit_forgeries(&st.trail, &rec, &t, "decision").await?;
+                written = write("#status = :pending AND decisions.#p = :old", Some(&planted))
+                    .await
+                    .aws("UpdateItem")
+                    .conditional()?;
+                rec = match written.as_ref().and_then(|out| out.attributes()) {
+                    Some(item) => dynamo::from_item(item)?,
+                    None => records.must_get(id).await?,
+                };
+            }
+        }
+    }
+    let stored = match rec.decisions().get(&person.id).cloned() {
+        Some(d) if written.is_some() || st.sealer.verifies(rec.environment(), id, &d).await? => d,
+        _ => {
+            // Not written (the subject left PENDING_APPROVAL meanwhile, or a planted decision
+            // could not be replaced): nothing of this person's is recorded.
+            let refusal = Refusal::NotPending {
+                status: rec.subject()?.status.to_string(),
+            };
+            let t = st.tally(people, &rec).await?;
+            return DecisionOutcome::new(DecisionResult::Refused, Some(refusal), &rec, &t, false);
+        }
     };
     audit::append(
         &st.trail,

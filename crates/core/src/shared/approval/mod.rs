@@ -619,10 +619,15 @@ pub async fn decide<R: Approvable>(
             .expression_attribute_values(":pending", s(PENDING))
             .expression_attribute_values(":now", s(record.at.clone()));
         if let Some(old) = old {
-            req = req.expression_attribute_values(
-                ":old",
-                dynamo::to_attr(&serde_json::to_value(old).expect("serializes")),
-            );
+            // Still that very decision (compared by value field by field: map equality is
+            // not something to lean on): its time, identity and seal, or its lack of one.
+            req = req
+                .expression_attribute_names("#at", "at")
+                .expression_attribute_names("#identity", "identity")
+                .expression_attribute_names("#seal", "seal")
+                .expression_attribute_values(":oldAt", s(old.at.clone()))
+                .expression_attribute_values(":oldIdentity", s(old.identity.clone()))
+                .expression_attribute_values(":oldSeal", s(old.seal.clone().unwrap_or_default()));
         }
         req.send()
     };
@@ -644,10 +649,15 @@ pub async fn decide<R: Approvable>(
                 // theirs over it (only if it is still exactly that one).
                 let t = st.tally(people, &rec).await?;
                 audit_forgeries(&st.trail, &rec, &t, "decision").await?;
-                written = write("#status = :pending AND decisions.#p = :old", Some(&planted))
-                    .await
-                    .aws("UpdateItem")
-                    .conditional()?;
+                written = write(
+                    "#status = :pending AND decisions.#p.#at = :oldAt \
+                     AND decisions.#p.#identity = :oldIdentity \
+                     AND (attribute_not_exists(decisions.#p.#seal) OR decisions.#p.#seal = :oldSeal)",
+                    Some(&planted),
+                )
+                .await
+                .aws("UpdateItem")
+                .conditional()?;
                 rec = match written.as_ref().and_then(|out| out.attributes()) {
                     Some(item) => dynamo::from_item(item)?,
                     None => records.must_get(id).await?,

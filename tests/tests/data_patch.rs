@@ -55,6 +55,7 @@ trait DataPatch {
         -> Result<(String, String, Ended)>;
     async fn pending(&self, id: &str) -> Result<Value>;
     async fn approval_wait(&self, id: &str) -> Result<Option<Value>>;
+    async fn forge_approval_wake(&self, id: &str, output: &Value) -> Result<()>;
     async fn audit_events(&self, id: &str) -> Result<Vec<(String, Value)>>;
     async fn audit_names(&self, id: &str) -> Result<Vec<String>>;
     async fn find_audit_event(&self, id: &str, event: &str) -> Result<Option<Value>>;
@@ -111,6 +112,21 @@ impl DataPatch for P {
     /// The approval wait of a patch: `patch-approval#<patchId>` in the waits table.
     async fn approval_wait(&self, id: &str) -> Result<Option<Value>> {
         self.stack.wait(&format!("patch-approval#{id}")).await
+    }
+
+    /// Wake the patch's approval wait with `output` through its stored token, as anyone who
+    /// can read the waits table can (`SendTaskSuccess`).
+    async fn forge_approval_wake(&self, id: &str, output: &Value) -> Result<()> {
+        let wait = self.approval_wait(id).await?.context("the approval wait")?;
+        let token = wait["taskToken"].as_str().context("token")?;
+        self.stack
+            .sfn
+            .send_task_success()
+            .task_token(token)
+            .output(output.to_string())
+            .send()
+            .await?;
+        Ok(())
     }
 
     async fn audit_events(&self, id: &str) -> Result<Vec<(String, Value)>> {
@@ -395,15 +411,11 @@ async fn a_forged_send_task_success_ends_not_approved_without_a_build() -> Resul
     let p = P::setup().await?;
     let (id, arn) = p.submit_request(json!({})).await?;
     p.pending(&id).await?;
-    let wait = p.approval_wait(&id).await?.context("the approval wait")?;
-    let token = wait["taskToken"].as_str().context("token")?;
-    p.stack
-        .sfn
-        .send_task_success()
-        .task_token(token)
-        .output(json!({"decision": "approved", "approvers": ["alice", "carol"]}).to_string())
-        .send()
-        .await?;
+    p.forge_approval_wake(
+        &id,
+        &json!({"decision": "approved", "approvers": ["alice", "carol"]}),
+    )
+    .await?;
     let cause = ended_without_build(&p, &id, &arn, "NotApproved", Some("NOT_APPROVED")).await?;
     assert!(cause.contains("0 of 1 valid approvals"));
     Ok(())
@@ -424,15 +436,11 @@ async fn a_decision_written_into_the_table_counts_for_nothing_and_is_audited_as_
     p.stack
         .plant_approval(&p.table, "patchId", &id, hash, Some(seal), true)
         .await?;
-    let wait = p.approval_wait(&id).await?.context("the approval wait")?;
-    let token = wait["taskToken"].as_str().context("token")?;
-    p.stack
-        .sfn
-        .send_task_success()
-        .task_token(token)
-        .output(json!({"decision": "approved", "approvers": ["alice"]}).to_string())
-        .send()
-        .await?;
+    p.forge_approval_wake(
+        &id,
+        &json!({"decision": "approved", "approvers": ["alice"]}),
+    )
+    .await?;
     let cause = ended_without_build(&p, &id, &arn, "NotApproved", None).await?;
     assert!(
         cause.contains("0 of 1 valid approvals") && cause.contains("seal does not verify"),

@@ -150,14 +150,7 @@ async fn a_forged_wake_of_the_bastion_watch_ends_approval_missing_alerted_and_pu
         forge_success(&b.stack, &token, &forged).await?;
         let end = b.stack.wait_end(&arn, TIMEOUT).await?;
         assert_eq!(end.status, "FAILED", "{forged}: {end:?}");
-        let path = [
-            "ConfirmApproval",
-            "Confirmed?",
-            "AlertNoApproval",
-            "PublishAlert",
-            "NoApproval",
-        ];
-        let states = approval_missing_alerted(&b.stack, &arn, &end, &path).await?;
+        let states = approval_missing_alerted(&b.stack, &arn, &end, &ALERT_PATH).await?;
         assert!(!has(&states, "Remind"), "woken long before the reminder");
         // Published to the SNS topic (asserted above), posted to the alert channel, and
         // recorded on the session.
@@ -176,12 +169,50 @@ async fn a_forged_wake_of_the_bastion_watch_ends_approval_missing_alerted_and_pu
     Ok(())
 }
 
+/// The alert path a forged or unproven wake of the watch takes.
+const ALERT_PATH: [&str; 5] = [
+    "ConfirmApproval",
+    "Confirmed?",
+    "AlertNoApproval",
+    "PublishAlert",
+    "NoApproval",
+];
+
+/// What an operator with write access to the bastion table can do: set `fields` (JSON, as
+/// the record holds them) on the session record of `sid`, around batchless.
+async fn plant_on_session(b: &Bastion, sid: &str, fields: &[(&str, Value)]) -> Result<()> {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let s = |v: &str| A::S(v.to_string());
+    let sets: Vec<String> = (0..fields.len())
+        .map(|i| format!("#f{i} = :v{i}"))
+        .collect();
+    let mut req = b
+        .stack
+        .db
+        .update_item()
+        .table_name(&b.table)
+        .key("pk", s(&format!("session#{sid}")))
+        .key("sk", s("session"))
+        .update_expression(format!("SET {}", sets.join(", ")));
+    for (i, (name, value)) in fields.iter().enumerate() {
+        req = req
+            .expression_attribute_names(format!("#f{i}"), *name)
+            .expression_attribute_values(
+                format!(":v{i}"),
+                batchless_core::platform::dynamo::to_attr(value),
+            );
+    }
+    req.send()
+        .await
+        .context("UpdateItem (a planted session field)")?;
+    Ok(())
+}
+
 /// An operator with write access to the bastion table plants an executive's approval evidence
 /// on the session record (status `approved` and all) and wakes the watch with its token: the
 /// evidence carries no seal of `slack-events`, so it is no evidence, and the watch alerts.
 #[tokio::test]
 async fn approval_evidence_planted_on_the_session_record_is_no_evidence() -> Result<()> {
-    use aws_sdk_dynamodb::types::AttributeValue as A;
     let b = Bastion::setup().await?;
     let sid = session_id("planted");
     let arn = b.watch(&sid, ALICE).await?;
@@ -189,37 +220,18 @@ async fn approval_evidence_planted_on_the_session_record_is_no_evidence() -> Res
     let evidence = json!({"by": "carol", "byName": "Carol Example", "slackUser": CAROL_SLACK,
         "text": "承認します", "ts": "1.6", "permalink": "", "recordedAt": "2026-12-01T00:00:00Z",
         "seal": "MEUCIQCplantedplantedplantedplantedplantedAiAplanted"});
-    let s = |v: &str| A::S(v.to_string());
-    let item = A::M(
-        evidence
-            .as_object()
-            .context("evidence")?
-            .iter()
-            .map(|(k, v)| (k.clone(), s(v.as_str().unwrap_or_default())))
-            .collect(),
-    );
-    b.stack
-        .db
-        .update_item()
-        .table_name(&b.table)
-        .key("pk", s(&format!("session#{sid}")))
-        .key("sk", s("session"))
-        .update_expression("SET approval = :a, #s = :approved")
-        .expression_attribute_names("#s", "status")
-        .expression_attribute_values(":a", item)
-        .expression_attribute_values(":approved", s("approved"))
-        .send()
-        .await?;
+    plant_on_session(
+        &b,
+        &sid,
+        &[
+            ("approval", evidence.clone()),
+            ("status", json!("approved")),
+        ],
+    )
+    .await?;
     forge_success(&b.stack, &token, &evidence).await?;
     let end = b.stack.wait_end(&arn, TIMEOUT).await?;
-    let path = [
-        "ConfirmApproval",
-        "Confirmed?",
-        "AlertNoApproval",
-        "PublishAlert",
-        "NoApproval",
-    ];
-    approval_missing_alerted(&b.stack, &arn, &end, &path).await?;
+    approval_missing_alerted(&b.stack, &arn, &end, &ALERT_PATH).await?;
     let alerts = b.alerts_about(&sid).await?;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     let rec = b.session(&sid).await?.context("session")?;
@@ -233,43 +245,16 @@ async fn approval_evidence_planted_on_the_session_record_is_no_evidence() -> Res
 /// stop the real one, which is posted and recorded over it.
 #[tokio::test]
 async fn an_alert_planted_on_the_session_record_does_not_silence_the_real_one() -> Result<()> {
-    use aws_sdk_dynamodb::types::AttributeValue as A;
     let b = Bastion::setup().await?;
     let sid = session_id("plantedalert");
     let arn = b.watch(&sid, ALICE).await?;
     let token = stored_token(&b.stack, &format!("session-approval#{sid}")).await?;
-    let s = |v: &str| A::S(v.to_string());
-    let planted = A::M(
-        [
-            ("at", "2026-12-01T00:00:00Z"),
-            ("channel", "C0ALERTS"),
-            ("ts", "1.0"),
-            ("deadlineAt", "2026-12-01T00:00:00Z"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), s(v)))
-        .collect(),
-    );
-    b.stack
-        .db
-        .update_item()
-        .table_name(&b.table)
-        .key("pk", s(&format!("session#{sid}")))
-        .key("sk", s("session"))
-        .update_expression("SET alert = :a")
-        .expression_attribute_values(":a", planted)
-        .send()
-        .await?;
+    let planted = json!({"at": "2026-12-01T00:00:00Z", "channel": "C0ALERTS", "ts": "1.0",
+        "deadlineAt": "2026-12-01T00:00:00Z"});
+    plant_on_session(&b, &sid, &[("alert", planted)]).await?;
     forge_success(&b.stack, &token, &json!({})).await?;
     let end = b.stack.wait_end(&arn, TIMEOUT).await?;
-    let path = [
-        "ConfirmApproval",
-        "Confirmed?",
-        "AlertNoApproval",
-        "PublishAlert",
-        "NoApproval",
-    ];
-    approval_missing_alerted(&b.stack, &arn, &end, &path).await?;
+    approval_missing_alerted(&b.stack, &arn, &end, &ALERT_PATH).await?;
     let alerts = b.alerts_about(&sid).await?;
     assert_eq!(alerts.len(), 1, "the real alert was posted: {alerts:?}");
     let rec = b.session(&sid).await?.context("session")?;

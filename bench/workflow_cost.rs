@@ -53,7 +53,7 @@ fn build_id(v: &Value) -> Option<String> {
     }
 }
 
-async fn one_run(stack: &Stack, sm: &str, scale: f64, minutes: u32, lost: bool) -> Result<Run> {
+async fn one_run(stack: &Stack, scale: f64, minutes: u32, lost: bool) -> Result<Run> {
     let real_sleep = (f64::from(minutes) * 60.0 / scale).round().max(1.0) as u64;
     stack.clear_faults().await?;
     if lost {
@@ -70,7 +70,7 @@ async fn one_run(stack: &Stack, sm: &str, scale: f64, minutes: u32, lost: bool) 
         json!({"FAKE_SLEEP_SECONDS": real_sleep.to_string()}),
     );
     let arn = stack
-        .start(sm, &unique_name(&format!("cost{minutes}")), &input)
+        .submit("migration", &unique_name(&format!("cost{minutes}")), &input)
         .await?;
     let end = stack
         .wait_end(&arn, Duration::from_secs(real_sleep + 180))
@@ -161,7 +161,6 @@ async fn one_run(stack: &Stack, sm: &str, scale: f64, minutes: u32, lost: bool) 
 async fn main() -> Result<()> {
     let reps = batchless_scenarios::count_arg("--reps", 2)?;
     let stack = Stack::from_env().await?;
-    let sm = stack.state_machine("MigrationStateMachine")?;
     let scale = stack.info["time_scale"].as_f64().unwrap_or(1.0);
     eprintln!(
         "workflow cost benchmark on stack {} (time scale {scale}, {reps} runs per row)",
@@ -169,12 +168,12 @@ async fn main() -> Result<()> {
     );
     // Not measured: the replica's Lambda emulator starts each function's process on its first
     // invocation, which would land in the first run's delay.
-    one_run(&stack, &sm, scale, 1, false).await?;
+    one_run(&stack, scale, 1, false).await?;
     let mut runs = Vec::new();
     for lost in [false, true] {
         for minutes in [1, 10, 60] {
             for _ in 0..reps {
-                let r = one_run(&stack, &sm, scale, minutes, lost).await?;
+                let r = one_run(&stack, scale, minutes, lost).await?;
                 eprintln!(
                     "  {minutes:>2} min build, event {}: {} · {} transitions · {} + {} Lambda invocations · {} polls · delay {:.2} s",
                     if lost { "lost" } else { "delivered" },

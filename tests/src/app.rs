@@ -307,11 +307,10 @@ pub async fn migrate_within(
     prefix: &str,
     timeout: std::time::Duration,
 ) -> Result<(String, String, crate::Ended)> {
-    let sm = stack.state_machine("MigrationStateMachine")?;
     let name = crate::unique_name(prefix);
     let arn = stack
-        .start(
-            &sm,
+        .submit(
+            "migration",
             &name,
             &crate::migration_input(commit, serde_json::json!({})),
         )

@@ -265,6 +265,75 @@ impl Stack {
         Ok(started.execution_arn)
     }
 
+    /// Submit a person's run the way they do (issue 15): `batchless run <workflow> --input
+    /// <file> --name <name> --no-follow`, as the IAM user the input names as its starter
+    /// (`requestedBy` of a patch, `startedBy` of a migration, `manual.requestedBy` or
+    /// `backfill.requestedBy` of a job run), or as the replica's default identity
+    /// (local-operator) when it names none. The decision endpoint writes the starter in and
+    /// seals the input; the CLI starts the execution with it. Its ARN.
+    pub async fn submit(&self, workflow: &str, name: &str, input: &Value) -> Result<String> {
+        let named = [
+            &input["requestedBy"],
+            &input["startedBy"],
+            &input["manual"]["requestedBy"],
+            &input["backfill"]["requestedBy"],
+        ]
+        .into_iter()
+        .find_map(Value::as_str)
+        .map(|s| s.rsplit('/').next().unwrap_or(s).to_string());
+        let out = self
+            .run_with_input(named.as_deref(), workflow, name, input, "--no-follow")
+            .await?;
+        out.lines()
+            .rev()
+            .find(|l| l.starts_with("arn:"))
+            .map(str::to_string)
+            .with_context(|| format!("no execution ARN in {out:?}"))
+    }
+
+    /// The input as the decision endpoint seals it for execution `name` when IAM user `who`
+    /// submits it (`batchless run <workflow> --seal-only`), started by nobody.
+    pub async fn sealed(
+        &self,
+        who: &str,
+        workflow: &str,
+        name: &str,
+        input: &Value,
+    ) -> Result<Value> {
+        let out = self
+            .run_with_input(Some(who), workflow, name, input, "--seal-only")
+            .await?;
+        serde_json::from_str(&out).with_context(|| format!("not a sealed input: {out}"))
+    }
+
+    /// `batchless run <workflow> --input <file> --name <name> <flag>` as `who`: its stdout,
+    /// or an error with its stderr when it failed.
+    async fn run_with_input(
+        &self,
+        who: Option<&str>,
+        workflow: &str,
+        name: &str,
+        input: &Value,
+        flag: &str,
+    ) -> Result<String> {
+        let file = repo_root()
+            .join(".local")
+            .join(&self.name)
+            .join(format!("input-{name}.json"));
+        std::fs::write(&file, serde_json::to_vec(input)?)?;
+        let path = file.to_string_lossy().into_owned();
+        let args = ["run", workflow, "--input", &path, "--name", name, flag];
+        let ran = self.cli_as(who, &args).await;
+        let _ = std::fs::remove_file(&file);
+        let (code, out, err) = ran?;
+        anyhow::ensure!(
+            code == 0,
+            "batchless run {workflow} {flag} (as {}) exited {code}: {err}",
+            who.unwrap_or("local-operator")
+        );
+        Ok(out)
+    }
+
     /// Wait (with a deadline) until the execution is no longer RUNNING.
     pub async fn wait_end(&self, execution_arn: &str, timeout: Duration) -> Result<Ended> {
         let deadline = Instant::now() + timeout;

@@ -40,10 +40,11 @@ impl Patches {
         })
     }
 
-    /// Start a data-patch execution named `<prefix>-<unique>` (the patch id): its name and ARN.
+    /// Submit a data patch named `<prefix>-<unique>` (the patch id) as its requester does
+    /// ([`Stack::submit`]): its name and ARN.
     pub async fn start_named(&self, prefix: &str, input: &Value) -> Result<(String, String)> {
         let name = unique_name(prefix);
-        let arn = self.stack.start(&self.sm, &name, input).await?;
+        let arn = self.stack.submit("data-patch", &name, input).await?;
         Ok((name, arn))
     }
 

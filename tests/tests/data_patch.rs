@@ -657,8 +657,12 @@ async fn the_sweep_names_a_build_started_outside_the_workflow_and_a_false_reques
 {
     let p = P::setup().await?;
     let build_id = p.start_outside_build(&p.stack.app_head()?, &[]).await?;
-    // Started by the replica's default identity (local-operator) but naming bob.
-    let (id, arn) = p.submit_request(json!({"ticket": "OPS-9"})).await?;
+    // bob submits (the decision endpoint seals his request for this name), but the replica's
+    // default identity (local-operator) starts it: CloudTrail names someone else.
+    let id = unique_name("patch");
+    let input = request(&p.stack.app_head()?, json!({"ticket": "OPS-9"}));
+    let sealed = p.stack.sealed("bob", "data-patch", &id, &input).await?;
+    let arn = p.stack.start(&p.sm, &id, &sealed).await?;
     p.pending(&id).await?;
     // Slack is down for the first alert: that sweep fails, and nothing it found is lost.
     p.stack

@@ -14,15 +14,14 @@ const TIMEOUT: Duration = Duration::from_secs(180);
 const MIGRATIONS_CHANNEL: &str = "C0MIGRATIONS";
 const LOCK: &str = "migration:staging";
 
-async fn setup() -> Result<(Stack, String)> {
-    Stack::cleared_with("MigrationStateMachine").await
+async fn setup() -> Result<Stack> {
+    Ok(Stack::cleared_with("MigrationStateMachine").await?.0)
 }
 
 /// The scenario: inject `faults`, migrate the app's head with `overrides`, wait for the end;
 /// the injected faults are cleared whatever happened.
 async fn migrate(
     stack: &Stack,
-    sm: &str,
     prefix: &str,
     faults: &[Value],
     overrides: Value,
@@ -30,7 +29,9 @@ async fn migrate(
     let result = async {
         stack.faults(faults).await?;
         let input = migration_input(&stack.app_head()?, overrides);
-        let arn = stack.start(sm, &unique_name(prefix), &input).await?;
+        let arn = stack
+            .submit("migration", &unique_name(prefix), &input)
+            .await?;
         let end = stack.wait_end(&arn, TIMEOUT).await?;
         anyhow::Ok((arn, end))
     }
@@ -54,13 +55,12 @@ async fn assert_new_builds(stack: &Stack, before: usize, n: usize, what: &str) -
 /// `ERROR`, and leaves the lock free.
 async fn errored_run(
     stack: &Stack,
-    sm: &str,
     prefix: &str,
     faults: &[Value],
     overrides: Value,
     expect: Expect<'_>,
 ) -> Result<()> {
-    let (arn, end) = migrate(stack, sm, prefix, faults, overrides).await?;
+    let (arn, end) = migrate(stack, prefix, faults, overrides).await?;
     expect.check(stack, &arn, &end).await?;
     assert_eq!(stack.run_record(&arn).await?["status"], "ERROR");
     assert!(lock_is_free(stack).await?);
@@ -74,11 +74,11 @@ async fn lock_is_free(stack: &Stack) -> Result<bool> {
 
 #[tokio::test]
 async fn success_runs_the_commit_and_leaves_log_history_and_slack_post() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let stack = setup().await?;
     let commit = stack.app_head()?;
     let name = unique_name("ok");
     let arn = stack
-        .start(&sm, &name, &migration_input(&commit, json!({})))
+        .submit("migration", &name, &migration_input(&commit, json!({})))
         .await?;
     let end = stack.wait_end(&arn, TIMEOUT).await?;
     Expect {
@@ -161,12 +161,12 @@ async fn success_runs_the_commit_and_leaves_log_history_and_slack_post() -> Resu
 
 #[tokio::test]
 async fn failing_build_phase_fails_migration_with_phase_and_redacted_tail() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let stack = setup().await?;
     let name = unique_name("fail");
     let commit = stack.app_head()?;
     let arn = stack
-        .start(
-            &sm,
+        .submit(
+            "migration",
             &name,
             &migration_input(&commit, json!({"FAKE_EXIT_CODE": "1"})),
         )
@@ -227,7 +227,7 @@ async fn failing_build_phase_fails_migration_with_phase_and_redacted_tail() -> R
 
 #[tokio::test]
 async fn invalid_inputs_fail_invalid_input_and_start_nothing() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let stack = setup().await?;
     let before = stack.build_count("MigrationProject").await?;
     let head = stack.app_head()?;
     let cases = [
@@ -238,7 +238,9 @@ async fn invalid_inputs_fail_invalid_input_and_start_nothing() -> Result<()> {
         json!({}),
     ];
     for input in cases {
-        let arn = stack.start(&sm, &unique_name("bad"), &input).await?;
+        let arn = stack
+            .submit("migration", &unique_name("bad"), &input)
+            .await?;
         let end = stack.wait_end(&arn, TIMEOUT).await?;
         eprintln!("input {input}");
         Expect {
@@ -259,7 +261,7 @@ async fn invalid_inputs_fail_invalid_input_and_start_nothing() -> Result<()> {
 
 #[tokio::test]
 async fn two_concurrent_migrations_never_build_at_once() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let stack = setup().await?;
     let commit = stack.app_head()?;
     // No extra sleep: each real build (pre-flight, db:migrate, status: three Rails boots) is
     // long enough for the other run to meet the lock. B's lock budget (~10 min, about 10 s at
@@ -267,8 +269,12 @@ async fn two_concurrent_migrations_never_build_at_once() -> Result<()> {
     // builds never overlap. B either waits and then builds after A's build ended, or gives up
     // as `MigrationInProgress` without a build.
     let input = migration_input(&commit, json!({}));
-    let a = stack.start(&sm, &unique_name("conc-a"), &input).await?;
-    let b = stack.start(&sm, &unique_name("conc-b"), &input).await?;
+    let a = stack
+        .submit("migration", &unique_name("conc-a"), &input)
+        .await?;
+    let b = stack
+        .submit("migration", &unique_name("conc-b"), &input)
+        .await?;
     let (ea, eb) = (
         stack.wait_end(&a, TIMEOUT).await?,
         stack.wait_end(&b, TIMEOUT).await?,
@@ -326,7 +332,7 @@ async fn two_concurrent_migrations_never_build_at_once() -> Result<()> {
 
 #[tokio::test]
 async fn a_held_lock_fails_migration_in_progress_without_a_build() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let stack = setup().await?;
     let locks = stack.table("LocksTable")?;
     // Another execution holds the lock (for longer than the retries last).
     stack
@@ -352,7 +358,7 @@ async fn a_held_lock_fails_migration_in_progress_without_a_build() -> Result<()>
         .send()
         .await?;
     let before = stack.build_count("MigrationProject").await?;
-    let result = migrate(&stack, &sm, "held", &[], json!({})).await;
+    let result = migrate(&stack, "held", &[], json!({})).await;
     stack
         .db
         .delete_item()
@@ -377,11 +383,11 @@ async fn a_held_lock_fails_migration_in_progress_without_a_build() -> Result<()>
 
 #[tokio::test]
 async fn stop_execution_mid_build_stops_the_build_and_frees_the_lock() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let stack = setup().await?;
     let commit = stack.app_head()?;
     let arn = stack
-        .start(
-            &sm,
+        .submit(
+            "migration",
             &unique_name("stop"),
             &migration_input(&commit, json!({"FAKE_SLEEP_SECONDS": "120"})),
         )
@@ -429,12 +435,11 @@ async fn stop_execution_mid_build_stops_the_build_and_frees_the_lock() -> Result
 
 #[tokio::test]
 async fn a_lost_state_change_event_is_caught_by_the_safety_net_poll() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let stack = setup().await?;
     // The build outlasts register-wait's one re-check and the first (time-scaled 10 s) wait,
     // so the first poll finds it running and waits again; only a poll can end the run.
     let (arn, end) = migrate(
         &stack,
-        &sm,
         "lost",
         &[fault::lost_build_end(None)],
         json!({"FAKE_SLEEP_SECONDS": "14"}),
@@ -461,7 +466,7 @@ async fn a_lost_state_change_event_is_caught_by_the_safety_net_poll() -> Result<
 
 #[tokio::test]
 async fn a_throttled_start_is_retried_then_succeeds() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let stack = setup().await?;
     // The SDK itself retries throttling (3 attempts in its standard mode): three throttled
     // answers exhaust it, so the workflow's Retry has to act; then a full build queue
     // (AccountLimitExceeded, which the SDK does not retry) once more.
@@ -475,7 +480,7 @@ async fn a_throttled_start_is_retried_then_succeeds() -> Result<()> {
         ),
     ];
     let before = stack.build_count("MigrationProject").await?;
-    let (arn, end) = migrate(&stack, &sm, "throttle", &faults, json!({})).await?;
+    let (arn, end) = migrate(&stack, "throttle", &faults, json!({})).await?;
     // Retried, then success.
     Expect {
         task_errors: Some(&["Throttled", "AccountLimitExceeded"]),
@@ -489,7 +494,7 @@ async fn a_throttled_start_is_retried_then_succeeds() -> Result<()> {
 
 #[tokio::test]
 async fn an_unrecoverable_start_error_is_recorded_and_frees_the_lock() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let stack = setup().await?;
     let faults = [fault::aws(
         "codebuild",
         "StartBuild",
@@ -501,12 +506,12 @@ async fn an_unrecoverable_start_error_is_recorded_and_frees_the_lock() -> Result
         entered: &["Errored", "ReleaseLock"],
         ..Expect::failed("AwsServiceError")
     };
-    errored_run(&stack, &sm, "starterr", &faults, json!({}), expect).await
+    errored_run(&stack, "starterr", &faults, json!({}), expect).await
 }
 
 #[tokio::test]
 async fn a_log_archive_failure_is_recorded_and_the_result_stands() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let stack = setup().await?;
     // The build log's upload (CodeBuild's phase lines are only in the log, not in the
     // pre-flight and migrate reports the build uploads as its artifacts).
     let faults = [fault::aws_matching(
@@ -516,7 +521,7 @@ async fn a_log_archive_failure_is_recorded_and_the_result_stands() -> Result<()>
         "AccessDenied",
         1,
     )];
-    let (arn, end) = migrate(&stack, &sm, "nolog", &faults, json!({})).await?;
+    let (arn, end) = migrate(&stack, "nolog", &faults, json!({})).await?;
     Expect::succeeded().check(&stack, &arn, &end).await?;
     let item = stack.run_record(&arn).await?;
     assert_eq!(item["status"], "SUCCEEDED");
@@ -565,7 +570,7 @@ async fn job_results(stack: &Stack, job_id: &str) -> Result<Vec<Value>> {
 #[tokio::test]
 async fn pipeline_bridge_delivered_twice_makes_one_build_and_never_logs_credentials() -> Result<()>
 {
-    let (stack, _sm) = setup().await?;
+    let stack = setup().await?;
     let before = stack.build_count("MigrationProject").await?;
     let commit = stack.app_head()?;
     let job_id = unique_job_id("0000")?;
@@ -649,7 +654,7 @@ async fn pipeline_bridge_delivered_twice_makes_one_build_and_never_logs_credenti
 
 #[tokio::test]
 async fn pipeline_bridge_reports_a_failed_migration_with_its_cause() -> Result<()> {
-    let (stack, _sm) = setup().await?;
+    let stack = setup().await?;
     let job_id = unique_job_id("1111")?;
     // A short SHA: the workflow fails InvalidInput and the job fails with that cause.
     let first = stack
@@ -689,12 +694,12 @@ async fn pipeline_bridge_reports_a_failed_migration_with_its_cause() -> Result<(
 
 #[tokio::test]
 async fn a_slack_outage_does_not_change_the_result() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let stack = setup().await?;
     // Notify tries 1 + 3 times: all four fail.
     stack
         .slack_fail("chat.postMessage", "service_unavailable", 4)
         .await?;
-    let (arn, end) = migrate(&stack, &sm, "noslack", &[], json!({})).await?;
+    let (arn, end) = migrate(&stack, "noslack", &[], json!({})).await?;
     Expect {
         task_errors: Some(&["SlackError"; 4]),
         ..Expect::succeeded()
@@ -707,7 +712,7 @@ async fn a_slack_outage_does_not_change_the_result() -> Result<()> {
 
 #[tokio::test]
 async fn a_wait_that_cannot_be_registered_errors_and_cleanup_stops_the_build() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let stack = setup().await?;
     let waits = stack.table("WaitsTable")?;
     let faults = [fault::aws_matching(
         "dynamodb",
@@ -718,7 +723,6 @@ async fn a_wait_that_cannot_be_registered_errors_and_cleanup_stops_the_build() -
     )];
     let (arn, end) = migrate(
         &stack,
-        &sm,
         "nowait",
         &faults,
         json!({"FAKE_SLEEP_SECONDS": "60"}),
@@ -748,7 +752,7 @@ async fn a_wait_that_cannot_be_registered_errors_and_cleanup_stops_the_build() -
 
 #[tokio::test]
 async fn a_failing_safety_net_poll_errors_the_run() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let stack = setup().await?;
     // The end-of-build event is lost, and CodeBuild refuses the poll (the first
     // BatchGetBuilds, register-wait's re-check, goes through). The build outlasts that
     // re-check (even with a cold function start) and ends before the 10 s (scaled) wait does.
@@ -762,12 +766,12 @@ async fn a_failing_safety_net_poll_errors_the_run() -> Result<()> {
         ..Expect::failed("AwsServiceError")
     };
     let slow = json!({"FAKE_SLEEP_SECONDS": "8"});
-    errored_run(&stack, &sm, "nopoll", &faults, slow, expect).await
+    errored_run(&stack, "nopoll", &faults, slow, expect).await
 }
 
 #[tokio::test]
 async fn a_failing_recheck_after_the_wake_errors_the_run() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let stack = setup().await?;
     // The build's end wakes the wait, and the re-check that follows fails (only RecheckBuild's
     // poll, `woken: true`: the safety-net PollBuild, if the wait times out first on a slow
     // machine, goes through). The build has ended: releasing the lock leaves nothing running.
@@ -786,7 +790,7 @@ async fn a_failing_recheck_after_the_wake_errors_the_run() -> Result<()> {
     // (600 s, 10 s at time-scale 60) and the safety-net poll find it ended, with no wake and so
     // no re-check. Such a run proves nothing here: it is run again (at most three times).
     for _ in 0..3 {
-        let (arn, end) = migrate(&stack, &sm, "norecheck", &faults, json!({})).await?;
+        let (arn, end) = migrate(&stack, "norecheck", &faults, json!({})).await?;
         let states = stack.states_entered(&arn).await?;
         if !states.iter().any(|s| s == "RecheckBuild") {
             eprintln!("no wake before the wait's timeout ({states:?}): again");
@@ -802,7 +806,7 @@ async fn a_failing_recheck_after_the_wake_errors_the_run() -> Result<()> {
 
 #[tokio::test]
 async fn a_report_that_cannot_be_read_is_recorded_and_the_run_ends_on_its_build() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let stack = setup().await?;
     // ReadReport is denied the pre-flight report (S3 GetObject of its key): not fatal, the
     // build's own outcome decides, and the gap is on the record.
     let faults = [fault::aws_matching(
@@ -812,7 +816,7 @@ async fn a_report_that_cannot_be_read_is_recorded_and_the_run_ends_on_its_build(
         "AccessDenied",
         1,
     )];
-    let (arn, end) = migrate(&stack, &sm, "noreport", &faults, json!({})).await?;
+    let (arn, end) = migrate(&stack, "noreport", &faults, json!({})).await?;
     Expect {
         entered: &["ReadReport", "RecordRun", "Migrated"],
         ..Expect::succeeded()

@@ -224,10 +224,9 @@ async fn a_held_lock_times_out_is_retried_and_fails_naming_the_table_while_prefl
     for t in tables {
         holders.push(hold(&stack, t, &format!("{sfx}-{t}"))?);
     }
-    let sm = stack.state_machine("MigrationStateMachine")?;
     let name = unique_name("pf-lock");
     let arn = stack
-        .start(&sm, &name, &migration_input(&p.commit, json!({})))
+        .submit("migration", &name, &migration_input(&p.commit, json!({})))
         .await?;
     // Sample pg_locks until the run ends.
     let mut seen: Vec<String> = Vec::new();
@@ -309,10 +308,9 @@ async fn a_lock_released_halfway_succeeds_on_a_retry() -> Result<()> {
         &format!("  def change\n    add_column :users, :{column}, :string\n  end\n"),
     )?;
     let mut holder = hold(&stack, "users", &sfx)?;
-    let sm = stack.state_machine("MigrationStateMachine")?;
     let name = unique_name("pf-release");
     let arn = stack
-        .start(&sm, &name, &migration_input(&p.commit, json!({})))
+        .submit("migration", &name, &migration_input(&p.commit, json!({})))
         .await?;
     eventually("the migration waiting on users", TIMEOUT, || async {
         Ok(stack
@@ -374,10 +372,9 @@ const REJECT: &str = "migration_reject";
 /// Start a migration of `commit` and wait until it waits for its approval (the request posted,
 /// the task token stored): the execution's ARN and the approval id.
 async fn until_it_asks(stack: &Stack, commit: &str, prefix: &str) -> Result<(String, String)> {
-    let sm = stack.state_machine("MigrationStateMachine")?;
     let name = unique_name(prefix);
     let arn = stack
-        .start(&sm, &name, &migration_input(commit, json!({})))
+        .submit("migration", &name, &migration_input(commit, json!({})))
         .await?;
     let id = format!("migration-{name}");
     let key = format!("migration-approval#{id}");

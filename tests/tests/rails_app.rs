@@ -181,7 +181,6 @@ fn user_with_orders(stack: &Stack, email: &str, open: usize, paid: usize) -> Res
 #[tokio::test]
 async fn a_data_patch_changes_exactly_its_rows_and_the_job_it_enqueued_runs() -> Result<()> {
     let stack = Stack::cleared().await?;
-    let sm = stack.state_machine("DataPatchStateMachine")?;
     let table = stack.table("PatchesTable")?;
     let sfx = suffix();
     let target = format!("target-{sfx}@example.com");
@@ -202,7 +201,7 @@ async fn a_data_patch_changes_exactly_its_rows_and_the_job_it_enqueued_runs() ->
         "reason": "the customer cancelled everything open",
         "requestedBy": BOB,
     });
-    let arn = stack.start(&sm, &name, &input).await?;
+    let arn = stack.submit("data-patch", &name, &input).await?;
     eventually("the approval request", TIMEOUT, || async {
         let r = stack.get_item(&table, "patchId", &name).await?;
         let waiting = stack

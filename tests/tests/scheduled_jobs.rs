@@ -36,10 +36,14 @@ fn past_day_at(hh: u32, mm: u32) -> String {
     format!("{}T{hh:02}:{mm:02}:00Z", day.format("%Y-%m-%d"))
 }
 
-async fn manual(stack: &Stack, sm: &str, job: &str, manual: Value) -> Result<String> {
+async fn manual(stack: &Stack, job: &str, manual: Value) -> Result<String> {
     let name = unique_name(&format!("manual-{job}"));
     stack
-        .start(sm, &name, &json!({"job": job, "manual": manual}))
+        .submit(
+            "scheduled-job",
+            &name,
+            &json!({"job": job, "manual": manual}),
+        )
         .await
 }
 
@@ -230,11 +234,10 @@ async fn a_legacy_claim_and_a_scheduler_delivery_of_one_occurrence_run_it_once()
 
 #[tokio::test]
 async fn forbid_skips_and_records_while_a_previous_run_is_live() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let (stack, _) = setup().await?;
     let job = "nightly-billing-report";
     let live = manual(
         &stack,
-        &sm,
         job,
         json!({"environment": {"FAKE_SLEEP_SECONDS": "60"}, "requestedBy": "alice"}),
     )
@@ -242,7 +245,7 @@ async fn forbid_skips_and_records_while_a_previous_run_is_live() -> Result<()> {
     let live_task = running_task(&stack, &live).await?;
     // The job runs nightly, so no real occurrence is at hand: a second manual run meets the
     // same lease (manual runs honour the policy too).
-    let arn = manual(&stack, &sm, job, json!({})).await?;
+    let arn = manual(&stack, job, json!({})).await?;
     let end = stack.wait_end(&arn, TIMEOUT).await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
     let out = end.output.unwrap();
@@ -295,11 +298,10 @@ async fn forbid_skips_and_records_while_a_previous_run_is_live() -> Result<()> {
 
 #[tokio::test]
 async fn replace_stops_the_previous_task_then_runs() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let (stack, _) = setup().await?;
     let job = "sync-exchange-rates";
     let old = manual(
         &stack,
-        &sm,
         job,
         json!({"environment": {"FAKE_SLEEP_SECONDS": "60"}}),
     )
@@ -330,11 +332,8 @@ async fn replace_stops_the_previous_task_then_runs() -> Result<()> {
 
 #[tokio::test]
 async fn a_failing_command_fails_job_failed_with_exit_code_tail_and_a_slack_post() -> Result<()> {
-    let (stack, sm) = setup().await?;
-    let arn = manual(
-        &stack,
-        &sm,
-        "nightly-billing-report",
+    let (stack, _) = setup().await?;
+    let arn = manual(&stack, "nightly-billing-report",
         json!({"environment": {"FAKE_EXIT_CODE": "3"}, "parameters": {"month": "2026-10"}, "requestedBy": "alice"}),
     )
     .await?;
@@ -372,10 +371,9 @@ async fn a_failing_command_fails_job_failed_with_exit_code_tail_and_a_slack_post
 
 #[tokio::test]
 async fn over_its_timeout_the_task_is_stopped_and_the_job_timed_out() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let (stack, _) = setup().await?;
     let arn = manual(
         &stack,
-        &sm,
         "purge-expired-sessions",
         json!({"environment": {"FAKE_SLEEP_SECONDS": "120"}, "timeoutSeconds": 120}),
     )
@@ -408,13 +406,12 @@ async fn over_its_timeout_the_task_is_stopped_and_the_job_timed_out() -> Result<
 
 #[tokio::test]
 async fn a_lost_stopped_event_is_caught_by_the_safety_net_poll() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let (stack, _) = setup().await?;
     stack
         .fault(json!({"drop_events": {"source": "aws.ecs", "detail_type": "ECS Task State Change", "detail": {"lastStatus": "STOPPED"}, "count": 1}}))
         .await?;
     let arn = manual(
         &stack,
-        &sm,
         "purge-expired-sessions",
         json!({"environment": {"FAKE_SLEEP_SECONDS": "2"}, "timeoutSeconds": 600}),
     )
@@ -551,9 +548,13 @@ async fn malformed_input_fails_invalid_input_and_claims_nothing() -> Result<()> 
     .into_iter()
     .enumerate()
     {
-        let arn = stack
-            .start(&sm, &unique_name(&format!("bad{i}")), &input)
-            .await?;
+        // A person's (manual) run is submitted; the rest come as EventBridge Scheduler's do.
+        let name = unique_name(&format!("bad{i}"));
+        let arn = if input.get("manual").is_some() {
+            stack.submit("scheduled-job", &name, &input).await?
+        } else {
+            stack.start(&sm, &name, &input).await?
+        };
         let end = stack.wait_end(&arn, TIMEOUT).await?;
         assert_eq!(end.status, "FAILED", "{input}: {end:?}");
         assert_eq!(end.error.as_deref(), Some("InvalidInput"), "{input}");
@@ -573,12 +574,12 @@ async fn malformed_input_fails_invalid_input_and_claims_nothing() -> Result<()> 
 
 #[tokio::test]
 async fn step_errors_are_recorded_alerted_and_leave_nothing_running() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let (stack, _) = setup().await?;
     // RunTask rejected → Errored with the step's error, recorded, Slack; the lease is released.
     stack
         .fault(json!({"service": "ecs", "operation": "RunTask", "error": "ClientException", "count": 1}))
         .await?;
-    let arn = manual(&stack, &sm, "weekly-digest", json!({})).await?;
+    let arn = manual(&stack, "weekly-digest", json!({})).await?;
     let end = stack.wait_end(&arn, TIMEOUT).await?;
     assert_eq!(end.error.as_deref(), Some("AwsServiceError"), "{end:?}");
     assert_eq!(run_record(&stack, &arn).await?["status"], "ERROR");
@@ -590,7 +591,7 @@ async fn step_errors_are_recorded_alerted_and_leave_nothing_running() -> Result<
     stack
         .fault(json!({"service": "dynamodb", "operation": "PutItem", "match": "acquiredAt", "error": "ValidationException", "count": 1}))
         .await?;
-    let arn = manual(&stack, &sm, "weekly-digest", json!({})).await?;
+    let arn = manual(&stack, "weekly-digest", json!({})).await?;
     let end = stack.wait_end(&arn, TIMEOUT).await?;
     assert_eq!(end.error.as_deref(), Some("AwsServiceError"), "{end:?}");
     let states = stack.states_entered(&arn).await?;
@@ -606,7 +607,6 @@ async fn step_errors_are_recorded_alerted_and_leave_nothing_running() -> Result<
         .await?;
     let arn = manual(
         &stack,
-        &sm,
         "weekly-digest",
         json!({"environment": {"FAKE_SLEEP_SECONDS": "60"}}),
     )
@@ -630,7 +630,6 @@ async fn step_errors_are_recorded_alerted_and_leave_nothing_running() -> Result<
         .await?;
     let arn = manual(
         &stack,
-        &sm,
         "weekly-digest",
         json!({"environment": {"FAKE_SLEEP_SECONDS": "30"}, "timeoutSeconds": 600}),
     )
@@ -644,7 +643,7 @@ async fn step_errors_are_recorded_alerted_and_leave_nothing_running() -> Result<
 
 #[tokio::test]
 async fn a_log_or_slack_outage_does_not_change_the_result() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let (stack, _) = setup().await?;
     let marker = unique_name("nolog");
     stack
         .fault(json!({"service": "s3", "operation": "PutObject", "match": marker, "error": "InternalError", "count": 20}))
@@ -654,7 +653,6 @@ async fn a_log_or_slack_outage_does_not_change_the_result() -> Result<()> {
         .await?;
     let arn = manual(
         &stack,
-        &sm,
         "weekly-digest",
         json!({"parameters": {"label": marker}, "environment": {"FAKE_EXIT_CODE": "2"}}),
     )
@@ -685,7 +683,7 @@ async fn a_log_or_slack_outage_does_not_change_the_result() -> Result<()> {
 /// `InvalidInput` naming the field, and nothing is claimed, recorded or run.
 #[tokio::test]
 async fn a_manual_run_cannot_append_tasks_or_set_forbidden_variables() -> Result<()> {
-    let (stack, sm) = setup().await?;
+    let (stack, _) = setup().await?;
     let before = stack.job_tasks().await?.len();
     for (i, (job, manual, field)) in [
         (
@@ -734,7 +732,11 @@ async fn a_manual_run_cannot_append_tasks_or_set_forbidden_variables() -> Result
     {
         let name = unique_name(&format!("smuggle{i}"));
         let arn = stack
-            .start(&sm, &name, &json!({"job": job, "manual": manual}))
+            .submit(
+                "scheduled-job",
+                &name,
+                &json!({"job": job, "manual": manual}),
+            )
             .await?;
         let end = stack.wait_end(&arn, TIMEOUT).await?;
         assert_eq!(end.status, "FAILED", "{manual}: {end:?}");
@@ -761,7 +763,6 @@ async fn a_manual_run_cannot_append_tasks_or_set_forbidden_variables() -> Result
     // A declared parameter reaches the task as the job's own argument.
     let arn = manual(
         &stack,
-        &sm,
         "sync-exchange-rates",
         json!({"parameters": {"currency": "EUR"}}),
     )

@@ -8,6 +8,8 @@
 //! - A record planted ahead of an execution (a run record naming an old green build) does not
 //!   silently stand in for the work.
 //! - An assumed-role session is not a person because its session name is their e-mail.
+//! - The starter of a run is the caller the decision endpoint authenticated: a run naming a
+//!   person without its seal, or with a seal made for another input or execution, is refused.
 //!
 //! Run one at a time (`--test-threads=1`): the migration lock and fault injection are per stack.
 
@@ -409,7 +411,7 @@ async fn a_forged_build_outcome_on_the_migration_wait_is_rechecked_and_waited_ou
     let input = migration_input(&m.stack.app_head()?, json!({"FAKE_SLEEP_SECONDS": "35"}));
     let arn = m
         .stack
-        .start(&m.sm, &unique_name("forgedbuild"), &input)
+        .submit("migration", &unique_name("forgedbuild"), &input)
         .await?;
     let build_id: String = eventually("the build", TIMEOUT, || async {
         Ok(m.run(&arn)
@@ -470,7 +472,10 @@ async fn a_forged_build_outcome_on_the_migration_wait_is_rechecked_and_waited_ou
 async fn a_planted_run_record_with_an_old_build_fails_the_migration_loudly() -> Result<()> {
     let m = Migration::setup().await?;
     let input = migration_input(&m.stack.app_head()?, json!({}));
-    let first = m.stack.start(&m.sm, &unique_name("green"), &input).await?;
+    let first = m
+        .stack
+        .submit("migration", &unique_name("green"), &input)
+        .await?;
     let end = m.stack.wait_end(&first, TIMEOUT).await?;
     assert_eq!(end.status, "SUCCEEDED", "a green build to plant: {end:?}");
     let green = m.run(&first).await?.context("the green run")?;
@@ -493,7 +498,7 @@ async fn a_planted_run_record_with_an_old_build_fails_the_migration_loudly() -> 
         .set_item(Some(batchless_core::platform::dynamo::to_item(&planted)))
         .send()
         .await?;
-    let started = m.stack.start(&m.sm, &name, &input).await?;
+    let started = m.stack.submit("migration", &name, &input).await?;
     assert_eq!(started, arn);
     let end = m.stack.wait_end(&arn, TIMEOUT).await?;
     let states = m.stack.states_entered(&arn).await?;
@@ -579,5 +584,137 @@ async fn a_forged_wake_of_the_dry_run_wait_is_rechecked_and_waited_out() -> Resu
     let (code, out, err) = p.stack.cli(&["patch", "cancel", &id])?;
     assert_eq!(code, 0, "{out}{err}");
     p.stack.wait_end(&arn, TIMEOUT).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------- submissions
+
+/// Who started a run is the caller the decision endpoint authenticated (issue 15). A run
+/// started from the "console" (a raw StartExecution) naming a person, a sealed input edited
+/// after it was sealed (the requester swapped, an argument changed), and a sealed input started
+/// under another execution name: each fails `InvalidInput` in the first state, before anything
+/// is recorded or built, and its failed execution says why. The sealed input itself, under its
+/// own name, passes the same state (the control that the seal is what the others lack).
+#[tokio::test]
+async fn a_run_naming_its_starter_without_a_seal_that_verifies_is_invalid_input() -> Result<()> {
+    let stack = Stack::cleared().await?;
+    let head = stack.app_head()?;
+    let patches = stack.table("PatchesTable")?;
+    let runs = stack.table("RunsTable")?;
+    let occurrences = stack.table("OccurrencesTable")?;
+    let builds_before = (
+        stack.build_count("PatchProject").await?,
+        stack.build_count("MigrationProject").await?,
+    );
+    let patch = json!({
+        "ticket": "OPS-15", "ref": "main", "commit": head, "kind": "runner",
+        "script": "script/patches/sleeps.rb", "args": ["1"], "reason": "who asks",
+        "requestedBy": "arn:aws:iam::123456789012:user/bob",
+    });
+    // bob's request sealed for a name; a copy with one thing changed, started under it.
+    let sealed_for = |name: String, change: Option<(&'static str, Value)>| {
+        let (stack, patch) = (&stack, &patch);
+        async move {
+            let mut sealed = stack.sealed("bob", "data-patch", &name, patch).await?;
+            assert_eq!(sealed["submission"]["person"], "bob", "{sealed}");
+            if let Some((k, v)) = change {
+                sealed[k] = v;
+            }
+            anyhow::Ok((name, sealed))
+        }
+    };
+    let swapped = sealed_for(unique_name("swapped"), Some(("requestedBy", json!(ALICE)))).await?;
+    let edited = sealed_for(unique_name("edited"), Some(("args", json!(["600"])))).await?;
+    let (name, sealed) = sealed_for(unique_name("sealed"), None).await?;
+    let cases = [
+        (
+            "data-patch",
+            unique_name("console"),
+            patch.clone(),
+            "field `submission`",
+        ),
+        (
+            "migration",
+            unique_name("console"),
+            migration_input(&head, json!({})),
+            "field `startedBy`",
+        ),
+        (
+            "scheduled-job",
+            unique_name("console"),
+            json!({"job": "sync-exchange-rates", "manual": {"requestedBy": "bob"}}),
+            "field `submission`",
+        ),
+        ("data-patch", swapped.0, swapped.1, "does not verify"),
+        ("data-patch", edited.0, edited.1, "does not verify"),
+        // Replayed under another execution name.
+        (
+            "data-patch",
+            unique_name("moved"),
+            sealed.clone(),
+            "does not verify",
+        ),
+    ];
+    for (workflow, name, input, why) in cases {
+        let (sm, first) = match workflow {
+            "data-patch" => ("DataPatchStateMachine", "ValidateInput"),
+            "migration" => ("MigrationStateMachine", "ValidateInput"),
+            _ => ("ScheduledJobStateMachine", "ClaimOccurrence"),
+        };
+        let arn = stack
+            .start(&stack.state_machine(sm)?, &name, &input)
+            .await?;
+        let end = stack.wait_end(&arn, TIMEOUT).await?;
+        eprintln!("{workflow} {name}: {end:?}");
+        Expect {
+            path: Some(&[first, "RejectInput"]),
+            cause_has: &[why],
+            ..Expect::failed("InvalidInput")
+        }
+        .check(&stack, &arn, &end)
+        .await?;
+        assert!(
+            stack.get_item(&patches, "patchId", &name).await?.is_none(),
+            "{name}: no patch"
+        );
+        assert!(
+            stack.get_item(&runs, "runId", &arn).await?.is_none(),
+            "{name}: no run"
+        );
+        let manual = format!("sync-exchange-rates#manual#{name}");
+        assert!(stack
+            .get_item(&occurrences, "occurrenceKey", &manual)
+            .await?
+            .is_none());
+    }
+    assert_eq!(
+        (
+            stack.build_count("PatchProject").await?,
+            stack.build_count("MigrationProject").await?,
+        ),
+        builds_before,
+        "nothing was built"
+    );
+    // The control: bob's sealed input under its own name is recorded as his request.
+    let sm = stack.state_machine("DataPatchStateMachine")?;
+    let arn = stack.start(&sm, &name, &sealed).await?;
+    let record = eventually("bob's patch record", TIMEOUT, || async {
+        stack.get_item(&patches, "patchId", &name).await
+    })
+    .await?;
+    assert_eq!(
+        (
+            &record["request"]["requester"],
+            &record["request"]["requesterPrincipal"]
+        ),
+        (&json!("bob"), &json!("arn:aws:iam::123456789012:user/bob")),
+        "{record}"
+    );
+    stack
+        .sfn
+        .stop_execution()
+        .execution_arn(&arn)
+        .send()
+        .await?;
     Ok(())
 }

@@ -170,6 +170,51 @@ pub async fn start(
     Ok(started.execution_arn)
 }
 
+/// Whether `workflow` is one a person submits through the decision endpoint (its first state
+/// refuses a run that names a person without the endpoint's seal).
+pub fn is_submitted(workflow: &str) -> bool {
+    batchless_core::shared::submission::Workflow::from_name(workflow).is_some()
+}
+
+/// Seal a run a person submits (a data patch, a migration, a manual or backfilled job run)
+/// for execution `name`: the decision endpoint, which knows who you are from your signed
+/// request, writes you in as the starter and seals the input. The sealed input.
+pub async fn seal(
+    aws: &Aws,
+    workflow: &str,
+    name: &str,
+    input: &serde_json::Value,
+) -> Result<serde_json::Value> {
+    let url = aws.decision_url()?;
+    let body =
+        serde_json::json!({"action": "submit", "workflow": workflow, "name": name, "input": input});
+    let (status, answer) = crate::signed::post(aws, &url, &body).await?;
+    match (status, answer.get("input")) {
+        (200, Some(sealed)) if sealed.is_object() => Ok(sealed.clone()),
+        _ => anyhow::bail!(
+            "the decision endpoint did not accept the {workflow} run ({status}): {}",
+            answer["error"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| answer.to_string())
+        ),
+    }
+}
+
+/// [`seal`] the run, then start the execution with the sealed input, with your own
+/// credentials (so CloudTrail's StartExecution names you too). Its ARN.
+pub async fn submit(
+    aws: &Aws,
+    sfn: &aws_sdk_sfn::Client,
+    workflow: &str,
+    machine: &str,
+    name: &str,
+    input: &serde_json::Value,
+) -> Result<String> {
+    let sealed = seal(aws, workflow, name, input).await?;
+    start(sfn, machine, name, &sealed).await
+}
+
 /// The follow loop's option (`run` and `follow`).
 #[derive(Debug, clap::Args, Clone, Copy)]
 pub struct PollArgs {

@@ -142,7 +142,6 @@ async fn submit(aws: &Aws, a: SubmitArgs) -> Result<ExitCode> {
         (None, None) => bail!("which repository? pass --repo or set BATCHLESS_APP_REPO"),
     };
     let commit = resolve_ref(&repo, &a.git_ref)?;
-    let requested_by = caller(aws).await?.arn;
     let mut input = json!({
         "ticket": a.ticket,
         "ref": a.git_ref,
@@ -150,7 +149,6 @@ async fn submit(aws: &Aws, a: SubmitArgs) -> Result<ExitCode> {
         "kind": match a.kind { KindArg::Rake => Kind::Rake, KindArg::Runner => Kind::Runner },
         "args": a.args,
         "reason": a.reason,
-        "requestedBy": requested_by,
     });
     if a.dry_run_only {
         input["dryRunOnly"] = json!(true);
@@ -171,7 +169,7 @@ async fn submit(aws: &Aws, a: SubmitArgs) -> Result<ExitCode> {
     let client = aws.sfn();
     let machine = sfn::require_state_machine(aws, &client, patch::WORKFLOW).await?;
     let name = patch::execution_name(&a.ticket, time::now());
-    let execution = sfn::start(&client, &machine, &name, &input).await?;
+    let execution = sfn::submit(aws, &client, patch::WORKFLOW, &machine, &name, &input).await?;
     println!("patch {name} submitted: {} at {commit}", a.git_ref);
     println!("  execution: {execution}");
     if !a.dry_run_only {

@@ -9,8 +9,7 @@ use batchless_core::platform::input;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use crate::context::{Aws, Context};
-use crate::identity;
+use crate::context::Context;
 use crate::parse;
 use crate::sfn::{self, PollArgs};
 
@@ -33,6 +32,10 @@ pub struct Args {
     /// Print the execution ARN and return without following it.
     #[arg(long)]
     pub no_follow: bool,
+    /// Start nothing: print the input as the decision endpoint sealed it for execution
+    /// `--name`, to start from the Step Functions console under exactly that name.
+    #[arg(long, requires = "name", conflicts_with = "no_follow")]
+    pub seal_only: bool,
     #[command(flatten)]
     pub poll: PollArgs,
 }
@@ -72,10 +75,6 @@ pub fn parse_input(text: &str, source: &str) -> Result<Value> {
     Ok(v)
 }
 
-pub fn has_started_by(input: &Value) -> bool {
-    input.get("startedBy").is_some_and(|v| !v.is_null())
-}
-
 /// A readable, unique execution name (≤ 80 characters, no `:`):
 /// `migration-<sha7>-20261128T130509Z` for a commit, else `<workflow>-20261128T130509Z-<8 hex>`.
 /// (Always named: the local replica would otherwise name every execution `None`.)
@@ -95,23 +94,10 @@ pub fn default_execution_name(workflow: &str, commit: Option<&str>, now: DateTim
     name
 }
 
-/// The person starting the run (the caller's ARN when nobody in the people map has it).
-async fn resolve_requester(aws: &Aws) -> Result<String> {
-    let arn = identity::caller(aws).await?.arn;
-    if arn.is_empty() {
-        bail!("GetCallerIdentity returned no ARN");
-    }
-    let (id, warning) = identity::requester_for(aws, &arn);
-    if let Some(w) = warning {
-        eprintln!("warning: {w}");
-    }
-    Ok(id)
-}
-
 pub async fn run(cx: &Context, args: Args) -> Result<ExitCode> {
     let aws = cx.aws().await?;
     args.validate().map_err(anyhow::Error::msg)?;
-    let mut input = match (&args.input, &args.commit) {
+    let input = match (&args.input, &args.commit) {
         (_, Some(commit)) => {
             if args.workflow != "migration" {
                 bail!(
@@ -137,10 +123,6 @@ pub async fn run(cx: &Context, args: Args) -> Result<ExitCode> {
         }
         (None, None) => bail!("give --input <file|-> or --commit <sha>"),
     };
-    if !has_started_by(&input) {
-        let person = resolve_requester(aws).await?;
-        input["startedBy"] = Value::String(person);
-    }
     let commit = args
         .commit
         .as_ref()
@@ -150,9 +132,27 @@ pub async fn run(cx: &Context, args: Args) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| default_execution_name(&args.workflow, commit, Utc::now()));
 
+    if args.seal_only {
+        if !sfn::is_submitted(&args.workflow) {
+            bail!(
+                "a {} run is not submitted: there is nothing to seal",
+                args.workflow
+            );
+        }
+        let sealed = sfn::seal(aws, &args.workflow, &name, &input).await?;
+        eprintln!("sealed for execution {name} (start it under exactly that name)");
+        println!("{}", serde_json::to_string_pretty(&sealed)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let client = aws.sfn();
     let machine = sfn::require_state_machine(aws, &client, &args.workflow).await?;
-    let arn = sfn::start(&client, &machine, &name, &input).await?;
+    // A person's run is submitted (the decision endpoint writes in who started it and seals
+    // the input); a bastion-session watch names nobody.
+    let arn = if sfn::is_submitted(&args.workflow) {
+        sfn::submit(aws, &client, &args.workflow, &machine, &name, &input).await?
+    } else {
+        sfn::start(&client, &machine, &name, &input).await?
+    };
     eprintln!("started {arn}");
     if !aws.is_local() {
         if let Some(region) = aws.config.region() {
@@ -211,6 +211,23 @@ mod tests {
             .contains("--env-override goes with --commit"));
         assert!(parse(&["data-patch", "--env-override", "A=1"]).is_err());
         assert!(parse(&["migration", "--commit", "a", "--env-override", "=1"]).is_err());
+        // --seal-only names the execution it seals for, and follows nothing.
+        assert!(parse(&["data-patch", "--input", "f.json", "--seal-only"]).is_err());
+        assert!(parse(&[
+            "data-patch",
+            "--input",
+            "f",
+            "--name",
+            "n",
+            "--seal-only",
+            "--no-follow"
+        ])
+        .is_err());
+        assert!(
+            parse(&["data-patch", "--input", "f", "--name", "n", "--seal-only"])
+                .unwrap()
+                .seal_only
+        );
         let run = parse(&["data-patch", "--input", "f.json", "--name", "n1"]).unwrap();
         assert_eq!(run.input.as_deref(), Some("f.json"));
         assert_eq!(run.name.as_deref(), Some("n1"));
@@ -259,12 +276,7 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not JSON"));
-        let v = parse_input(r#"{"startedBy": "bob"}"#, "f.json").unwrap();
-        assert!(has_started_by(&v));
-        assert!(!has_started_by(
-            &parse_input(r#"{"startedBy": null}"#, "f").unwrap()
-        ));
-        assert!(!has_started_by(&parse_input("{}", "f").unwrap()));
+        assert!(parse_input("{}", "f").is_ok());
     }
 
     #[test]

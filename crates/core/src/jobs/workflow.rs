@@ -907,12 +907,22 @@ mod tests {
 
     #[test]
     fn the_console_example_is_valid() {
-        let example: Value = serde_json::from_str(include_str!(
+        let mut example: Value = serde_json::from_str(include_str!(
             "../../../../infra/examples/scheduled-job-manual-input.json"
         ))
         .unwrap();
+        // What `run --seal-only` makes of it: the decision endpoint writes in who asks.
+        use crate::shared::submission::{fill, Workflow};
+        fill(
+            Workflow::ScheduledJob,
+            &mut example,
+            "arn:aws:iam::123456789012:user/alice",
+            "alice",
+        )
+        .unwrap();
         let run = validate(example, &exec(), "staging", &jobs()).unwrap();
         assert_eq!(run.trigger, Trigger::Manual);
+        assert_eq!(run.started_by, "alice");
     }
 
     #[test]

@@ -13,4 +13,5 @@ pub mod logs;
 pub mod people;
 pub mod runs;
 pub mod steps;
+pub mod submission;
 pub mod task;

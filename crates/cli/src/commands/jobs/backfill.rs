@@ -25,7 +25,6 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::context::Aws;
-use crate::identity;
 use crate::parse;
 use crate::sfn::{self, PollArgs};
 
@@ -145,9 +144,10 @@ pub fn plan(
         .collect())
 }
 
-/// The execution input of one backfilled occurrence.
-pub fn input(job: &str, p: &Planned, requested_by: &str, policy: Option<Concurrency>) -> Value {
-    let mut backfill = json!({"requestedBy": requested_by});
+/// The execution input of one backfilled occurrence (the decision endpoint writes in who
+/// asks).
+pub fn input(job: &str, p: &Planned, policy: Option<Concurrency>) -> Value {
+    let mut backfill = json!({});
     if let Some(p) = policy {
         backfill["policy"] = json!(p.as_str());
     }
@@ -231,20 +231,15 @@ pub async fn run(aws: &Aws, a: BackfillArgs) -> Result<ExitCode> {
         );
     }
     print_plan(job, &plan, policy);
-    let arn = identity::caller(aws).await?.arn;
-    let (who, warning) = identity::requester_for(aws, &arn);
-    if let Some(w) = warning {
-        eprintln!("warning: {w}");
-    }
     let client = aws.sfn();
     let machine = sfn::require_state_machine(aws, &client, "scheduled-job").await?;
     let todo: Vec<&Planned> = plan.iter().filter(|p| p.runs()).collect();
     let mut failed = 0;
     let start = |p: &Planned| {
-        let body = input(&job.name, p, &who, a.policy);
+        let body = input(&job.name, p, a.policy);
         let name = execution_name(&job.name, p);
         let (client, machine) = (client.clone(), machine.clone());
-        async move { sfn::start(&client, &machine, &name, &body).await }
+        async move { sfn::submit(aws, &client, "scheduled-job", &machine, &name, &body).await }
     };
     if policy == Concurrency::Allow {
         let mut arns = Vec::new();
@@ -395,17 +390,22 @@ mod tests {
             occurrence_key: "k".into(),
             action: Action::Run,
         };
-        let v = input(
-            "purge-expired-sessions",
-            &p,
-            "alice",
-            Some(Concurrency::Forbid),
-        );
+        let mut v = input("purge-expired-sessions", &p, Some(Concurrency::Forbid));
         assert_eq!(
             v,
             json!({"job": "purge-expired-sessions", "scheduledTime": "2026-11-28T11:30:00Z",
-                   "backfill": {"requestedBy": "alice", "policy": "forbid"}})
+                   "backfill": {"policy": "forbid"}})
         );
+        // The decision endpoint writes in who asks ...
+        use batchless_core::shared::submission::{fill, Workflow};
+        fill(
+            Workflow::ScheduledJob,
+            &mut v,
+            "arn:aws:iam::123456789012:user/alice",
+            "alice",
+        )
+        .unwrap();
+        assert_eq!(v["backfill"]["requestedBy"], "alice");
         // The workflow accepts it strictly, as the same occurrence key a delivery claims.
         let run = batchless_core::jobs::workflow::validate(
             v,

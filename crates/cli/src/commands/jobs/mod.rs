@@ -20,7 +20,6 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use crate::context::{repo_root, Aws, Context};
-use crate::identity;
 use crate::parse;
 use crate::sfn;
 
@@ -143,9 +142,6 @@ pub struct RunArgs {
     /// A timeout for this run instead of the job's.
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<u64>,
-    /// Who asks [default: the person behind the caller's identity].
-    #[arg(long)]
-    pub requested_by: Option<String>,
     /// Print the execution ARN and return.
     #[arg(long)]
     pub no_follow: bool,
@@ -472,15 +468,14 @@ async fn list(aws: Option<&Aws>, a: ListArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The execution input of a manual run.
-pub fn manual_input(a: &RunArgs, requested_by: &str) -> Value {
+/// The execution input of a manual run (the decision endpoint writes in who asks).
+pub fn manual_input(a: &RunArgs) -> Value {
     let map = |kv: &[(String, String)]| -> serde_json::Map<String, Value> {
         kv.iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
             .collect()
     };
     let mut manual = json!({
-        "requestedBy": requested_by,
         "parameters": map(&a.parameters),
         "environment": map(&a.variables),
     });
@@ -496,14 +491,7 @@ async fn run_now(aws: &Aws, a: RunArgs) -> Result<ExitCode> {
     if jobs.get(&a.job).is_none() {
         bail!("no job {:?} in the jobs file", a.job);
     }
-    let who = match &a.requested_by {
-        Some(w) => w.clone(),
-        None => {
-            let arn = identity::caller(aws).await?.arn;
-            identity::requester_for(aws, &arn).0
-        }
-    };
-    let input = manual_input(&a, &who);
+    let input = manual_input(&a);
     let client = aws.sfn();
     let machine = sfn::require_state_machine(aws, &client, "scheduled-job").await?;
     let mut name = format!(
@@ -513,7 +501,7 @@ async fn run_now(aws: &Aws, a: RunArgs) -> Result<ExitCode> {
         &uuid::Uuid::new_v4().simple().to_string()[..6]
     );
     name.truncate(80);
-    let arn = sfn::start(&client, &machine, &name, &input).await?;
+    let arn = sfn::submit(aws, &client, "scheduled-job", &machine, &name, &input).await?;
     eprintln!("started {arn}");
     if a.no_follow {
         println!("{arn}");
@@ -701,13 +689,13 @@ mod tests {
             parameters: vec![("month".into(), "2026-10".into())],
             variables: vec![("FAKE_EXIT_CODE".into(), "3".into())],
             timeout: Some(60),
-            requested_by: None,
             no_follow: true,
         };
-        let v = manual_input(&a, "alice");
+        let v = manual_input(&a);
         assert_eq!(v["manual"]["environment"]["FAKE_EXIT_CODE"], "3");
         assert_eq!(v["manual"]["timeoutSeconds"], 60);
-        assert_eq!(v["manual"]["requestedBy"], "alice");
+        // Who asks is the decision endpoint's to write, never the CLI's.
+        assert!(v["manual"].get("requestedBy").is_none());
         assert_eq!(v["manual"]["parameters"]["month"], "2026-10");
     }
 }

@@ -22,7 +22,9 @@ use crate::jobs::pause;
 use crate::jobs::workflow::{self, ClaimOutcome, ClaimResult, JobRun, Trigger};
 use crate::jobs::JobsFile;
 use crate::platform::{aws, config, time};
+use crate::shared::approval::Sealer;
 use crate::shared::runs::Runs;
+use crate::shared::submission;
 
 pub struct Deps {
     pub occurrences: Occurrences,
@@ -31,6 +33,8 @@ pub struct Deps {
     pub jobs: JobsFile,
     /// `scheduler:GetSchedule` on the jobs' schedules: is the job paused?
     pub scheduler: aws_sdk_scheduler::Client,
+    /// Verifies a manual run's submission seal (`DECISION_SIGNING_KEY`).
+    pub sealer: Sealer,
 }
 
 impl Deps {
@@ -42,6 +46,7 @@ impl Deps {
             environment: config::environment()?,
             jobs: JobsFile::embedded(),
             scheduler: aws::scheduler(sdk),
+            sealer: Sealer::from_env(sdk)?,
         })
     }
 
@@ -68,7 +73,15 @@ pub struct Output {
 }
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
-    let run = workflow::validate(input.input, &input.execution, &deps.environment, &deps.jobs)?;
+    let (request, _) = submission::open(
+        &deps.sealer,
+        &deps.environment,
+        submission::Workflow::ScheduledJob,
+        &input.execution.name,
+        input.input,
+    )
+    .await?;
+    let run = workflow::validate(request, &input.execution, &deps.environment, &deps.jobs)?;
     claim(deps, run, time::now()).await
 }
 
@@ -186,6 +199,7 @@ mod tests {
             environment: "staging".into(),
             jobs: JobsFile::embedded(),
             scheduler: mock_client!(aws_sdk_scheduler, [&get]),
+            sealer: crate::shared::approval::seal::tests::sealer(true),
         }
     }
 
@@ -198,6 +212,12 @@ mod tests {
                 start_time: "2026-11-28T13:15:02Z".into(),
             },
         }
+    }
+
+    /// `body` as the decision endpoint submits it (the seal is whatever the mocked KMS likes).
+    fn submitted(mut body: Value) -> Value {
+        body["submission"] = json!({"by": "arn:aws:iam::123456789012:user/alice", "person": "alice", "at": "2026-11-28T13:15:00Z", "seal": "c2VhbGVk"});
+        body
     }
 
     fn scheduled() -> Input {
@@ -348,11 +368,30 @@ mod tests {
         assert_eq!(err.kind(), crate::error::Kind::InvalidInput);
         let manual = handle(
             &d,
-            input(json!({"job": "sync-exchange-rates", "manual": {"colour": 1}})),
+            input(submitted(
+                json!({"job": "sync-exchange-rates", "manual": {"colour": 1}}),
+            )),
         )
         .await
         .unwrap_err();
         assert!(manual.to_string().contains("colour"), "{manual}");
+        // A manual run or a backfill started without the endpoint names its starter itself.
+        for body in [
+            json!({"job": "sync-exchange-rates", "manual": {"requestedBy": "bob"}}),
+            backfill()
+                .input
+                .as_object()
+                .map(|o| {
+                    let mut o = o.clone();
+                    o.remove("submission");
+                    Value::Object(o)
+                })
+                .unwrap(),
+        ] {
+            let err = handle(&d, input(body)).await.unwrap_err();
+            assert_eq!(err.kind(), crate::error::Kind::InvalidInput);
+            assert!(err.to_string().contains("field `submission`"), "{err}");
+        }
     }
 
     fn stored(by: &str, status: OccurrenceStatus) -> Occurrence {
@@ -366,10 +405,10 @@ mod tests {
     }
 
     fn backfill() -> Input {
-        input(
+        input(submitted(
             json!({"job": "sync-exchange-rates", "scheduledTime": "2026-11-28T13:15:00Z",
                      "backfill": {"requestedBy": "alice"}}),
-        )
+        ))
     }
 
     /// Issue 20: a delivery while the job is paused is claimed PAUSED; nothing else is written
@@ -399,7 +438,9 @@ mod tests {
         let d = deps_with(&[&manual, &run], ScheduleState::Disabled);
         let out = handle(
             &d,
-            input(json!({"job": "sync-exchange-rates", "manual": {}})),
+            input(submitted(
+                json!({"job": "sync-exchange-rates", "manual": {"requestedBy": "alice"}}),
+            )),
         )
         .await
         .unwrap();
@@ -415,8 +456,9 @@ mod tests {
         .then_output(|| PutItemOutput::builder().build());
         let run = put_into!("runs").then_output(|| PutItemOutput::builder().build());
         let d = deps(&[&claim, &run]);
-        let r = workflow::validate(backfill().input, &backfill().execution, "staging", &d.jobs)
-            .unwrap();
+        let mut body = backfill().input;
+        body.as_object_mut().unwrap().remove("submission");
+        let r = workflow::validate(body, &backfill().execution, "staging", &d.jobs).unwrap();
         assert_eq!(r.started_by, "backfill:alice");
         let late = time::parse("t", "2026-11-29T13:45:00Z").unwrap();
         let out = claim_at(&d, r, late).await;

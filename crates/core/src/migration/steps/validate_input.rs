@@ -7,17 +7,22 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::migration::{self, MigrationRequest, MigrationRun};
-use crate::platform::config;
+use crate::platform::{config, input};
 use crate::sfn::Execution;
+use crate::shared::approval::Sealer;
+use crate::shared::submission;
 
 pub struct Deps {
     pub environment: String,
+    /// Verifies a submission's seal (the decision signing key, `DECISION_SIGNING_KEY`).
+    pub sealer: Sealer,
 }
 
 impl Deps {
-    pub async fn from_env(_sdk: &SdkConfig) -> Result<Self, Error> {
+    pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
         Ok(Deps {
             environment: config::environment()?,
+            sealer: Sealer::from_env(sdk)?,
         })
     }
 }
@@ -33,7 +38,9 @@ pub enum Workflow {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Input {
     pub workflow: Workflow,
-    pub input: MigrationRequest,
+    /// A [`MigrationRequest`], with the decision endpoint's submission when a person
+    /// submitted it (`crate::shared::submission`).
+    pub input: serde_json::Value,
     pub execution: Execution,
 }
 
@@ -46,7 +53,16 @@ pub struct Output {
 }
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
-    let run = migration::validate(input.input, &input.execution, &deps.environment)?;
+    let (request, _) = submission::open(
+        &deps.sealer,
+        &deps.environment,
+        submission::Workflow::Migration,
+        &input.execution.name,
+        input.input,
+    )
+    .await?;
+    let request: MigrationRequest = input::parse_strict(request)?;
+    let run = migration::validate(request, &input.execution, &deps.environment)?;
     tracing::info!(run_id = %run.run_id, commit = %run.commit, "migration input valid");
     Ok(Output {
         run,
@@ -63,9 +79,22 @@ mod tests {
     const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
     fn deps() -> Deps {
+        deps_verifying(true)
+    }
+
+    /// A KMS that says every seal is `valid` (or none is).
+    fn deps_verifying(valid: bool) -> Deps {
         Deps {
             environment: "staging".into(),
+            sealer: crate::shared::approval::seal::tests::sealer(valid),
         }
+    }
+
+    /// alice's migration as the decision endpoint submits it.
+    fn submitted(mut input: Value) -> Value {
+        input["startedBy"] = json!("alice");
+        input["submission"] = json!({"by": "arn:aws:iam::123456789012:user/alice", "person": "alice", "at": "2026-11-28T12:59:00Z", "seal": "c2VhbGVk"});
+        input
     }
 
     fn event(input: Value) -> Value {
@@ -76,7 +105,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_valid_migration_becomes_the_run() {
-        let out = invoke(&deps(), &handle, event(json!({"commit": SHA})))
+        let out = invoke(&deps(), &handle, event(submitted(json!({"commit": SHA}))))
             .await
             .unwrap();
         assert_eq!(out["run"]["lock"], "migration:staging");
@@ -86,16 +115,46 @@ mod tests {
             out["run"]["runId"],
             "arn:aws:states:us-east-1:1:execution:m:e"
         );
-        assert_eq!(out["run"]["startedBy"], "unattributed");
+        assert_eq!(out["run"]["startedBy"], "alice");
         assert!(out["approval"].is_null() && out.get("approval").is_some());
+        // CodePipeline's run names its pipeline and needs no submission.
+        let pipeline = json!({"commit": SHA, "pipeline": {"name": "app-deploy"}});
+        let out = invoke(&deps_verifying(false), &handle, event(pipeline))
+            .await
+            .unwrap();
+        assert_eq!(out["run"]["startedBy"], "codepipeline:app-deploy");
+    }
+
+    #[tokio::test]
+    async fn a_starter_without_a_seal_that_verifies_is_invalid_input() {
+        for (d, ev, expected) in [
+            // The console, naming bob.
+            (
+                deps(),
+                event(json!({"commit": SHA, "startedBy": "bob"})),
+                "field `startedBy`",
+            ),
+            // The console, naming nobody and no pipeline.
+            (deps(), event(json!({"commit": SHA})), "field `submission`"),
+            // A made-up or moved seal.
+            (
+                deps_verifying(false),
+                event(submitted(json!({"commit": SHA}))),
+                "does not verify",
+            ),
+        ] {
+            let err = invoke(&d, &handle, ev).await.unwrap_err();
+            assert_eq!(err.kind(), crate::error::Kind::InvalidInput);
+            assert!(err.to_string().contains(expected), "{err}");
+        }
     }
 
     #[tokio::test]
     async fn invalid_input_is_named() {
         for (ev, expected) in [
-            (event(json!({"commit": "HEAD"})), "`commit`"),
+            (event(submitted(json!({"commit": "HEAD"}))), "`commit`"),
             (
-                event(json!({"commit": SHA, "extra": 1})),
+                event(submitted(json!({"commit": SHA, "extra": 1}))),
                 "unknown field `extra`",
             ),
             (
@@ -104,7 +163,7 @@ mod tests {
             ),
             (
                 {
-                    let mut e = event(json!({"commit": SHA}));
+                    let mut e = event(submitted(json!({"commit": SHA})));
                     e["surprise"] = json!(true);
                     e
                 },

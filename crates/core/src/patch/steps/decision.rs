@@ -10,12 +10,22 @@
 //! signing key lets sign, and the CLI holds no write access to the tables and no
 //! `states:SendTaskSuccess`.
 //!
+//! It also takes submissions ([`crate::shared::submission`]): `batchless patch submit`,
+//! `batchless run migration`, `batchless jobs run` and `batchless jobs backfill` send the
+//! input they are about to start here first; the endpoint writes the caller in as the
+//! starter, seals the input for that execution name and answers it, and the CLI starts the
+//! execution with it (with the caller's own credentials). The workflow's first state refuses
+//! an input whose seal does not verify.
+//!
 //! Body (JSON, unknown fields refused):
 //! `{"action": "approve" | "reject" | "cancel", "patchId": "..."}` or
 //! `{"action": "approve" | "reject", "approvalId": "migration-..."}`, with an optional
-//! `"comment"`. Answers: 200 decided or cancelled; 400 a bad body; 403 an unauthenticated
-//! request, a principal nobody in the people map is, or a refused decision (audited
-//! `DECISION_REFUSED`); 404 no such subject; 409 a cancel of a patch that already ended.
+//! `"comment"`; or `{"action": "submit", "workflow": "data-patch" | "migration" |
+//! "scheduled-job", "name": "<execution name>", "input": {...}}`. Answers: 200 decided,
+//! cancelled or sealed (`{"ok": true, "input": {...}}`); 400 a bad body; 403 an
+//! unauthenticated request, a principal nobody in the people map is, or a refused decision
+//! (audited `DECISION_REFUSED`); 404 no such subject; 409 a cancel of a patch that already
+//! ended.
 
 use aws_types::SdkConfig;
 use serde::{Deserialize, Serialize};
@@ -25,14 +35,17 @@ use super::approval::{valid_id, Endpoint};
 use crate::error::Error;
 use crate::patch::approval::{Decision, Via};
 use crate::patch::store::{self, Decider};
-use crate::platform::aws;
 use crate::platform::slack::function_url::{raw_body, respond};
+use crate::platform::{aws, config, time};
 use crate::shared::approval::record::SubjectKind;
+use crate::shared::submission::{self, Workflow};
 
 pub struct Deps {
     pub endpoint: Endpoint,
     /// Stops a cancelled patch's build.
     pub codebuild: aws_sdk_codebuild::Client,
+    /// `BATCHLESS_ENV`: a submission is sealed for this environment only.
+    pub environment: String,
 }
 
 impl Deps {
@@ -40,6 +53,7 @@ impl Deps {
         Ok(Deps {
             endpoint: Endpoint::from_env(sdk).await?,
             codebuild: aws::codebuild(sdk),
+            environment: config::environment()?,
         })
     }
 }
@@ -56,6 +70,7 @@ pub enum Action {
     Approve,
     Reject,
     Cancel,
+    Submit,
 }
 
 /// What the caller asks for.
@@ -69,6 +84,13 @@ pub struct Request {
     pub approval_id: Option<String>,
     #[serde(default)]
     pub comment: Option<String>,
+    /// `submit`: the workflow, the execution name and the input to seal.
+    #[serde(default)]
+    pub workflow: Option<Workflow>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub input: Option<Value>,
 }
 
 /// The caller's ARN as Lambda verified it (absent on a request the URL did not authenticate).
@@ -80,6 +102,66 @@ pub fn caller(event: &Value) -> Option<&str> {
 
 fn error(status: u16, message: impl Into<String>) -> Output {
     respond(status, json!({"ok": false, "error": message.into()}))
+}
+
+/// A Step Functions execution name as the CLI makes them: 1 to 80 of `[A-Za-z0-9_-]`.
+fn valid_execution_name(name: &str) -> bool {
+    (1..=80).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `submit`: write the caller in as the starter and seal the input for that execution.
+async fn submit(deps: &Deps, arn: &str, request: Request) -> Result<Output, Error> {
+    let (Some(workflow), Some(name), Some(mut input)) =
+        (request.workflow, request.name, request.input)
+    else {
+        return Ok(error(400, "a submission gives workflow, name and input"));
+    };
+    if request.patch_id.is_some() || request.approval_id.is_some() || request.comment.is_some() {
+        return Ok(error(
+            400,
+            "a submission gives only workflow, name and input",
+        ));
+    }
+    if !valid_execution_name(&name) {
+        return Ok(error(
+            400,
+            format!("name: {name:?} is not an execution name (1 to 80 of A-Z a-z 0-9 - _)"),
+        ));
+    }
+    let ep = &deps.endpoint;
+    let Some(person) = ep.people.by_principal(arn) else {
+        tracing::warn!(
+            caller = arn,
+            workflow = workflow.name(),
+            "a submission by nobody in the people map"
+        );
+        return Ok(error(
+            403,
+            ep.people
+                .why_unknown(arn)
+                .unwrap_or_else(|| format!("{arn} is nobody in the people map")),
+        ));
+    };
+    if let Err(e) = submission::fill(workflow, &mut input, arn, &person.id) {
+        return Ok(error(400, e));
+    }
+    let at = time::rfc3339(time::now());
+    submission::seal(
+        &ep.sealer,
+        &deps.environment,
+        workflow,
+        &name,
+        &mut input,
+        arn,
+        &person.id,
+        &at,
+    )
+    .await?;
+    tracing::info!(caller = arn, person = %person.id, workflow = workflow.name(), execution = %name, "submission sealed");
+    Ok(respond(200, json!({"ok": true, "input": input})))
 }
 
 /// The subject and its id, checked.
@@ -111,6 +193,15 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
         Ok(r) => r,
         Err(e) => return Ok(error(400, format!("not a decision request: {e}"))),
     };
+    if request.action == Action::Submit {
+        return submit(deps, arn, request).await;
+    }
+    if request.workflow.is_some() || request.name.is_some() || request.input.is_some() {
+        return Ok(error(
+            400,
+            "workflow, name and input belong to a submission",
+        ));
+    }
     let (kind, id) = match subject(&request) {
         Ok(s) => s,
         Err(e) => return Ok(error(400, e)),
@@ -121,6 +212,7 @@ pub async fn handle(deps: &Deps, event: Input) -> Result<Output, Error> {
     let decision = match request.action {
         Action::Approve => Decision::Approve,
         Action::Reject => Decision::Reject,
+        Action::Submit => unreachable!("a submission is answered above"),
         Action::Cancel => {
             let Some(person) = person else {
                 return Ok(error(
@@ -181,6 +273,7 @@ mod tests {
         Deps {
             endpoint,
             codebuild: mock_client!(aws_sdk_codebuild, RuleMode::MatchAny, []),
+            environment: "staging".into(),
         }
     }
 
@@ -313,5 +406,121 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(update.num_calls(), 1, "{out}");
+    }
+
+    fn reply(out: &Value) -> Value {
+        serde_json::from_str(out["body"].as_str().unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_submission_names_the_verified_caller_as_starter_and_is_sealed_for_that_execution() {
+        let d = deps(mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, []));
+        let alice = "arn:aws:iam::123456789012:user/alice";
+        let body = json!({"action": "submit", "workflow": "data-patch", "name": "patch-1",
+            "input": {"ticket": "OPS-1", "database": "app"}});
+        let out = handle(&d, request(Some(alice), body)).await.unwrap();
+        assert_eq!(status(&out), 200, "{out}");
+        let input = &reply(&out)["input"];
+        assert_eq!(input["requestedBy"], alice);
+        assert_eq!(input["ticket"], "OPS-1");
+        assert_eq!(input["submission"]["by"], alice);
+        assert_eq!(input["submission"]["person"], "alice");
+        assert_eq!(input["submission"]["seal"], "c2VhbGVkLWJ5LXRlc3Q=");
+        // What the endpoint sealed opens in the workflow's first state, for that name only.
+        let (rest, s) = submission::open(
+            &d.endpoint.sealer,
+            "staging",
+            Workflow::DataPatch,
+            "patch-1",
+            input.clone(),
+        )
+        .await
+        .unwrap();
+        assert!(rest.get("submission").is_none() && s.is_some());
+        // A job run names the person, in the part that starts it.
+        let body = json!({"action": "submit", "workflow": "scheduled-job", "name": "job-1",
+            "input": {"job": "nightly", "manual": {}}});
+        let out = handle(&d, request(Some(alice), body)).await.unwrap();
+        assert_eq!(
+            reply(&out)["input"]["manual"]["requestedBy"],
+            "alice",
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_submission_by_nobody_naming_someone_else_or_malformed_is_refused() {
+        let d = deps(mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, []));
+        let alice = Some("arn:aws:iam::123456789012:user/alice");
+        let submit = |workflow: &str, name: &str, input: Value| json!({"action": "submit", "workflow": workflow, "name": name, "input": input});
+        let cases = [
+            (None, submit("migration", "m", json!({"commit": "c"})), 403),
+            (
+                Some("arn:aws:iam::123456789012:user/mallory"),
+                submit("migration", "m", json!({"commit": "c"})),
+                403,
+            ),
+            // alice naming bob as the starter, or bringing her own seal.
+            (
+                alice,
+                submit("migration", "m", json!({"commit": "c", "startedBy": "bob"})),
+                400,
+            ),
+            (
+                alice,
+                submit(
+                    "data-patch",
+                    "p",
+                    json!({"requestedBy": "arn:aws:iam::123456789012:user/bob"}),
+                ),
+                400,
+            ),
+            (
+                alice,
+                submit("migration", "m", json!({"commit": "c", "submission": {}})),
+                400,
+            ),
+            // A scheduled occurrence is EventBridge Scheduler's to start.
+            (
+                alice,
+                submit(
+                    "scheduled-job",
+                    "j",
+                    json!({"job": "j", "scheduledTime": "t"}),
+                ),
+                400,
+            ),
+            (alice, submit("bastion-session", "b", json!({})), 400),
+            (
+                alice,
+                submit("migration", "bad name:1", json!({"commit": "c"})),
+                400,
+            ),
+            (
+                alice,
+                submit("migration", &"n".repeat(81), json!({"commit": "c"})),
+                400,
+            ),
+            (
+                alice,
+                json!({"action": "submit", "workflow": "migration", "name": "m"}),
+                400,
+            ),
+            (
+                alice,
+                json!({"action": "submit", "workflow": "migration", "name": "m", "input": {}, "patchId": "p1"}),
+                400,
+            ),
+            (
+                alice,
+                json!({"action": "approve", "patchId": "p1", "input": {}}),
+                400,
+            ),
+        ];
+        for (who, body, expected) in cases {
+            let out = handle(&d, request(who, body.clone())).await.unwrap();
+            assert_eq!(status(&out), expected, "{body}: {out}");
+            assert!(reply(&out).get("input").is_none(), "{body}: nothing sealed");
+        }
     }
 }

@@ -9,10 +9,14 @@ use serde::Serialize;
 use crate::error::Error;
 use crate::patch::{self, PatchRun, Policy};
 use crate::platform::config;
+use crate::shared::approval::Sealer;
 use crate::shared::people::People;
+use crate::shared::submission::{self, Workflow};
 
 pub struct Deps {
     pub environment: String,
+    /// Verifies the submission's seal (the decision signing key, `DECISION_SIGNING_KEY`).
+    pub sealer: Sealer,
     pub people: People,
     pub policy: Policy,
 }
@@ -20,7 +24,7 @@ pub struct Deps {
 impl Deps {
     /// `BATCHLESS_ENV`, the people map, and the environment's policy:
     /// `PATCH_REQUIRED_APPROVALS`, `PATCH_APPROVAL_TIMEOUT_SECONDS` (optional).
-    pub async fn from_env(_sdk: &SdkConfig) -> Result<Self, Error> {
+    pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
         let environment = config::environment()?;
         let defaults = Policy::default();
         let required = number(
@@ -29,6 +33,7 @@ impl Deps {
             defaults.required_approvals as u64,
         )?;
         Ok(Deps {
+            sealer: Sealer::from_env(sdk)?,
             people: People::load(&environment)?,
             policy: Policy {
                 required_approvals: u32::try_from(required).map_err(|_| {
@@ -65,8 +70,16 @@ pub struct Output {
 }
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
-    let run = patch::validate(
+    let (request, _) = submission::open(
+        &deps.sealer,
+        &deps.environment,
+        Workflow::DataPatch,
+        &input.execution.name,
         input.input,
+    )
+    .await?;
+    let run = patch::validate(
+        request,
         &input.execution,
         &deps.environment,
         &deps.people,
@@ -84,7 +97,13 @@ mod tests {
     use serde_json::Value;
 
     fn deps() -> Deps {
+        deps_verifying(true)
+    }
+
+    /// A KMS that says every seal is `valid` (or none is).
+    fn deps_verifying(valid: bool) -> Deps {
         Deps {
+            sealer: crate::shared::approval::seal::tests::sealer(valid),
             environment: "staging".into(),
             people: People::parse(crate::shared::people::EMBEDDED, "staging").unwrap(),
             policy: Policy::default(),
@@ -95,9 +114,35 @@ mod tests {
         json!({"input": input, "execution": {"id": "arn:aws:states:us-east-1:1:execution:batchless-staging-data-patch:e", "name": "e", "startTime": "2026-11-28T13:00:00Z"}})
     }
 
+    /// bob's request as the decision endpoint submits it (sealed for execution `e`).
     fn request() -> Value {
+        let mut r = unsealed_request();
+        r["submission"] =
+            json!({"by": BOB, "person": "bob", "at": "2026-11-28T12:59:00Z", "seal": "c2VhbGVk"});
+        r
+    }
+
+    const BOB: &str = "arn:aws:iam::123456789012:user/bob";
+
+    fn unsealed_request() -> Value {
         json!({"ticket": "OPS-1", "ref": "main", "commit": "0123456789abcdef0123456789abcdef01234567",
-            "kind": "rake", "task": "data:fix", "reason": "r", "requestedBy": "arn:aws:iam::123456789012:user/bob"})
+            "kind": "rake", "task": "data:fix", "reason": "r", "requestedBy": BOB})
+    }
+
+    #[tokio::test]
+    async fn a_request_not_submitted_through_the_endpoint_or_with_a_bad_seal_is_invalid_input() {
+        // Started from the console (no submission), naming bob as requester.
+        let err = crate::lambda::invoke(&deps(), &handle, event(unsealed_request()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), Kind::InvalidInput);
+        assert!(err.to_string().contains("field `submission`"), "{err}");
+        // A submission whose seal KMS does not verify (edited after sealing, or made up).
+        let err = crate::lambda::invoke(&deps_verifying(false), &handle, event(request()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), Kind::InvalidInput);
+        assert!(err.to_string().contains("does not verify"), "{err}");
     }
 
     #[tokio::test]

@@ -406,18 +406,56 @@ async fn forged_stale_and_replayed_slack_requests_get_401_and_record_nothing() -
     Ok(())
 }
 
+/// `SendTaskSuccess` with the stored token and a made-up approval while nothing is decided
+/// (issue 15: a callback wakes a workflow, it never decides): `CheckApproval` reads the record,
+/// finds it still pending, and the workflow waits again for the rest of the window under a new
+/// token. Nothing is built or ended, the history keeps the wake that decided nothing, and a
+/// real approval still runs the patch.
 #[tokio::test]
-async fn a_forged_send_task_success_ends_not_approved_without_a_build() -> Result<()> {
+async fn a_forged_send_task_success_on_a_pending_patch_only_makes_it_wait_again() -> Result<()> {
     let p = P::setup().await?;
     let (id, arn) = p.submit_request(json!({})).await?;
     p.pending(&id).await?;
+    let first = p.approval_wait(&id).await?.context("the approval wait")?;
     p.forge_approval_wake(
         &id,
         &json!({"decision": "approved", "approvers": ["alice", "carol"]}),
     )
     .await?;
-    let cause = ended_without_build(&p, &id, &arn, "NotApproved", Some("NOT_APPROVED")).await?;
-    assert!(cause.contains("0 of 1 valid approvals"));
+    let count = |states: &[String], name: &str| states.iter().filter(|s| *s == name).count();
+    eventually("the workflow to wait again", TIMEOUT, || async {
+        let states = p.stack.states_entered(&arn).await?;
+        let wait = p.approval_wait(&id).await?;
+        Ok((count(&states, "RequestApproval") == 2
+            && wait.is_some_and(|w| w["taskToken"] != first["taskToken"]))
+        .then_some(()))
+    })
+    .await?;
+    let states = p.stack.states_entered(&arn).await?;
+    assert_eq!(count(&states, "CheckApproval"), 1, "{states:?}");
+    for never in ["StartPatchBuild", "RecordOutcome", "WindowEnded"] {
+        assert_eq!(count(&states, never), 0, "{never}: {states:?}");
+    }
+    assert_eq!(p.stack.execution_status(&arn).await?, "RUNNING");
+    assert_eq!(p.record(&id).await?["status"], "PENDING_APPROVAL");
+    assert!(p.builds_of(&id, PATCH_ID_VAR).await?.is_empty());
+    // The trace: the check's reading of the record after a wake nobody decided.
+    let checked = p.stack.history(&arn).await?.iter().any(|e| {
+        e.state_exited_event_details().is_some_and(|d| {
+            d.name() == "CheckApproval"
+                && d.output()
+                    .is_some_and(|o| o.contains(r#""decision":"pending""#))
+        })
+    });
+    assert!(checked, "CheckApproval's pending reading is in the history");
+    // alice's real approval still runs it.
+    let (status, body) = p
+        .click(&id, ALICE_SLACK, "patch_approve", json!({}))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
+    Expect::succeeded().check(&p.stack, &arn, &ended).await?;
+    assert_eq!(p.builds_of(&id, PATCH_ID_VAR).await?.len(), 1);
     Ok(())
 }
 

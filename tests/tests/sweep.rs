@@ -225,3 +225,45 @@ async fn a_watermark_moved_past_a_rogue_build_is_not_believed() -> Result<()> {
     assert_eq!(again["since"], new["examinedUntil"], "{again}");
     Ok(())
 }
+
+/// An operator deletes the sweep's watermark outright (so that the next sweep would start only
+/// 26 h back, past an older window a failed sweep left): the audit trail says sweeps ended
+/// clean before (`SWEEPS_STARTED`), so the sweep knows the watermark was deleted, alerts it,
+/// examines its whole reach (90 days) and seals a new one, which the next sweep believes.
+#[tokio::test]
+async fn a_deleted_watermark_is_alerted_and_the_sweep_looks_back_its_whole_reach() -> Result<()> {
+    let stack = setup().await?;
+    sweep(&stack).await?;
+    let table = stack.table("PatchesTable")?;
+    assert!(
+        watermark(&stack).await?.is_some(),
+        "a watermark after a clean sweep"
+    );
+    stack
+        .db
+        .delete_item()
+        .table_name(&table)
+        .key("patchId", AttributeValue::S("sweep-watermark".into()))
+        .send()
+        .await?;
+    let report = sweep(&stack).await?;
+    let since = report["since"].as_str().context("since")?.to_string();
+    let reach = (chrono::Utc::now() - chrono::Duration::days(89))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    assert!(since < reach, "the sweep looked back 90 days: {report}");
+    assert!(
+        report["unsanctioned"]
+            .to_string()
+            .contains("watermark is gone"),
+        "this sweep found the deleted watermark: {report}"
+    );
+    assert!(
+        alerted(&stack, "watermark is gone").await?,
+        "the deleted watermark was alerted"
+    );
+    let new = watermark(&stack).await?.context("a new watermark")?;
+    let again = sweep(&stack).await?;
+    assert_eq!(again["since"].as_str(), Some(new.as_str()), "{again}");
+    Ok(())
+}

@@ -37,6 +37,10 @@ pub struct PatchRecord {
     pub task_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_message: Option<ApprovalMessage>,
+    /// When the approval request posted then expires (its window); a wake after it finds the
+    /// patch expired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_expires_at: Option<String>,
     #[serde(default)]
     pub decisions: BTreeMap<String, DecisionRecord>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -16,10 +16,13 @@ use crate::shared::logs::CollectedLogs;
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PatchState {
     pub patch: PatchRun,
-    /// What ended the approval wait (`{"decision": "approved" | "rejected" | "cancelled"}`);
-    /// never trusted on its own: `start-patch-build` re-reads the record.
+    /// What a wait of an older version returned (the wake's payload, now discarded).
     #[serde(default)]
     pub approval: Option<Value>,
+    /// `CheckApproval`'s reading of the record after the wake (`ApprovalWindow` before the
+    /// first wait): where the workflow goes and the next wait's timeout.
+    #[serde(default)]
+    pub approval_check: Option<Value>,
     /// The approval wait timed out.
     #[serde(default)]
     pub expired: Option<StepError>,

@@ -154,18 +154,26 @@ fn watermark_sealer(deps: &Deps) -> Option<crate::platform::signing::Signer> {
         })
 }
 
-/// The watermark as read: absent, trusted, or forged (its seal does not verify, or it claims
-/// an instant after `now`: moved by someone else to make the sweep skip a window).
+/// The watermark as read: absent (no sweep ever ended clean), deleted (one did: the audit
+/// trail says so), trusted, or forged (its seal does not verify, or it claims an instant after
+/// `now`: moved by someone else to make the sweep skip a window).
 #[derive(Debug)]
 enum Mark {
     Absent,
+    Deleted,
     Trusted(Watermark),
     Forged(Watermark),
 }
 
 async fn read_watermark(deps: &Deps, now: chrono::DateTime<chrono::Utc>) -> Result<Mark, Error> {
     let Some(m) = deps.watermarks.get(WATERMARK_KEY).await? else {
-        return Ok(Mark::Absent);
+        let st = deps.backend.store();
+        return Ok(
+            match audit::appended(&st.trail, SWEEPS_STARTED_KEY).await? {
+                Some(_) => Mark::Deleted,
+                None => Mark::Absent,
+            },
+        );
     };
     let future = time::parse("examinedUntil", &m.examined_until).map_or(true, |t| t > now);
     let sealed = match watermark_sealer(deps) {
@@ -192,8 +200,13 @@ pub const WATERMARK_KEY: &str = "sweep-watermark";
 const CLOUDTRAIL_LAG_MINUTES: i64 = 20;
 /// A build, task or call batchless did not start (the migration project, ECS).
 pub const UNSANCTIONED: &str = "UNSANCTIONED";
-/// The sweep's watermark was moved by someone other than the sweep.
+/// The sweep's watermark was moved or deleted by someone other than the sweep.
 pub const WATERMARK_FORGED: &str = "WATERMARK_FORGED";
+/// Appended (once) by the first sweep that ends clean: from then on a sweep that finds no
+/// watermark knows it was deleted. The trail is append-only and verified, so removing this
+/// record is itself a problem `audit verify` reports.
+pub const SWEEPS_STARTED: &str = "SWEEPS_STARTED";
+const SWEEPS_STARTED_KEY: &str = "sweeps-started";
 
 /// What a sweep looked at and found.
 #[derive(Debug, Serialize)]
@@ -387,11 +400,37 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
         Mark::Trusted(m) => sweep_start(now, Some(m), window_hours),
         // Someone moved it: nothing it says is believed; everything the sweep may reach is
         // examined again (findings are idempotent).
-        Mark::Forged(_) => now - chrono::Duration::hours(MAX_WINDOW_HOURS as i64),
+        Mark::Forged(_) | Mark::Deleted => now - chrono::Duration::hours(MAX_WINDOW_HOURS as i64),
     };
     let st = deps.backend.store();
     let mut errors: Vec<Error> = Vec::new();
     let (mut compliant, mut alerts, mut unsanctioned) = (0, Vec::new(), Vec::new());
+    if let Mark::Deleted = &mark {
+        let message = format!(
+            "The audit sweep's watermark is gone (deleted by someone other than the sweep: sweeps ended clean before, the audit trail says so). This sweep examined the last {} days instead.",
+            MAX_WINDOW_HOURS / 24
+        );
+        tracing::warn!("the sweep watermark was deleted");
+        // One finding a day while it stays gone (a failed sweep re-finds the same one).
+        match finding(
+            deps,
+            format!("watermark:deleted:{}", now.format("%Y-%m-%d")),
+            WATERMARK_FORGED,
+            "-",
+            message.clone(),
+            json!({"deleted": true}),
+        )
+        .await
+        {
+            Ok(new) => unsanctioned.push(Finding {
+                build_id: None,
+                patch_id: None,
+                message,
+                new,
+            }),
+            Err(e) => errors.push(e),
+        }
+    }
     if let Mark::Forged(m) = &mark {
         let message = format!(
             "The audit sweep's watermark was not written by the sweep (its seal does not verify, or it lies in the future): examined until {}, swept at {}. This sweep examined the last {} days instead.",
@@ -677,6 +716,20 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
             m.seal = Some(s.sign(m.seal_message()).await?);
         }
         deps.watermarks.put(&m).await?;
+        if audit::appended(&st.trail, SWEEPS_STARTED_KEY)
+            .await?
+            .is_none()
+        {
+            let entry = audit::Entry {
+                key: SWEEPS_STARTED_KEY.into(),
+                environment: deps.environment.clone(),
+                patch_id: "-".into(),
+                event: SWEEPS_STARTED.into(),
+                actor: "audit-check".into(),
+                data: json!({"examinedUntil": m.examined_until, "sweptAt": m.swept_at}),
+            };
+            audit::append(&st.trail, &entry).await?;
+        }
         m.examined_until
     } else {
         time::rfc3339(since)

@@ -4,14 +4,21 @@
 //! commit, Approve / Reject), then registers the wait the one way every wait is registered
 //! (`sfn::waits::register_then_recheck`, key `patch-approval#<patchId>`) and re-reads the
 //! record: a decision that completed before the token was stored ends the wait here.
+//!
+//! Its second mode (`{"mode": "check", "patch": ...}`, the `CheckApproval` state after every
+//! wake) re-reads the record and says where the workflow goes: the wake only woke it (issue
+//! 15). A forged `SendTaskSuccess` on a pending patch finds it still pending and the workflow
+//! waits again, for what is left of the approval window (`approvalExpiresAt`, stored when the
+//! request was posted); `start-patch-build` still re-counts the decisions of an approved one.
 
 use aws_types::SdkConfig;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::Error;
 use crate::patch::message::{self, Links};
-use crate::patch::store::{self, ApprovalDecided, Backend};
+use crate::patch::store::{self, ApprovalDecided, Backend, PatchRecord};
 use crate::patch::{PatchRun, Status};
 use crate::platform::slack::SlackClient;
 use crate::platform::{aws, config, time};
@@ -52,19 +59,100 @@ impl Deps {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Input {
+    /// The `.waitForTaskToken` body: post once, store the token, re-check.
+    Wait(WaitInput),
+    /// After a wake: what the record says.
+    Check(CheckInput),
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Input {
+pub struct WaitInput {
     pub task_token: String,
     pub patch: PatchRun,
 }
 
-/// The Lambda's own result (Step Functions waits for the token instead).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CheckInput {
+    pub mode: Mode,
+    pub patch: PatchRun,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Check,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Output {
+    /// The wait's Lambda result (Step Functions waits for the token instead).
+    Waiting(Waiting),
+    Checked(Checked),
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Output {
+pub struct Waiting {
     pub status: Status,
     pub wait_key: String,
     pub wait_ended: bool,
+}
+
+/// Where the workflow goes after a wake (`Approved?` routes on `decision`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checked {
+    pub decision: Next,
+    /// The status on the record.
+    pub status: Status,
+    /// What is left of the approval window (the next wait's timeout), in seconds.
+    pub wait_seconds: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Next {
+    /// Approved on the record: `StartPatchBuild` re-counts the decisions.
+    Approved,
+    /// Nobody concluded (a forged or stray wake): wait again.
+    Pending,
+    /// Still pending past its window.
+    Expired,
+    /// Rejected, cancelled or otherwise over: `RecordOutcome` reads why.
+    Ended,
+}
+
+/// Pure: where a patch whose record is `rec` goes at `now`.
+pub fn next(rec: &PatchRecord, timeout_seconds: u64, now: DateTime<Utc>) -> Checked {
+    let expires = rec
+        .approval_expires_at
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        // A request posted before the expiry was stored: its window counts from the record.
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(&rec.created_at)
+                .ok()
+                .map(|t| t.with_timezone(&Utc) + chrono::Duration::seconds(timeout_seconds as i64))
+        })
+        .unwrap_or(now);
+    let left = (expires - now).num_seconds();
+    let decision = match (ApprovalDecided::of(rec), rec.status) {
+        (Some(ApprovalDecided::Approved { .. }), _) => Next::Approved,
+        (None, Status::PendingApproval) if left > 0 => Next::Pending,
+        (None, Status::PendingApproval) => Next::Expired,
+        _ => Next::Ended,
+    };
+    Checked {
+        decision,
+        status: rec.status,
+        wait_seconds: left.max(1),
+    }
 }
 
 /// The commit production runs: the newest migration that succeeded in this environment.
@@ -79,7 +167,24 @@ async fn deployed_commit(deps: &Deps, environment: &str) -> Result<Option<String
 }
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
-    let Input { task_token, patch } = input;
+    match input {
+        Input::Wait(w) => wait(deps, w).await.map(Output::Waiting),
+        Input::Check(c) => {
+            let rec = store::must_get(
+                &deps.backend.db,
+                &deps.backend.patches_table,
+                &c.patch.patch_id,
+            )
+            .await?;
+            let checked = next(&rec, c.patch.approval_timeout_seconds, time::now());
+            tracing::info!(patch = %c.patch.patch_id, decision = ?checked.decision, status = ?checked.status, wait_seconds = checked.wait_seconds, "approval checked after the wake");
+            Ok(Output::Checked(checked))
+        }
+    }
+}
+
+async fn wait(deps: &Deps, input: WaitInput) -> Result<Waiting, Error> {
+    let WaitInput { task_token, patch } = input;
     let db = &deps.backend.db;
     let table = &deps.backend.patches_table;
     let rec = store::must_get(db, table, &patch.patch_id).await?;
@@ -100,7 +205,10 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
             db,
             table,
             &patch.patch_id,
-            &[("approvalMessage", json!(posted))],
+            &[
+                ("approvalMessage", json!(posted)),
+                ("approvalExpiresAt", json!(time::rfc3339(expires))),
+            ],
             Some("attribute_not_exists(approvalMessage)"),
             &[],
         )
@@ -127,7 +235,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     )
     .await?;
     tracing::info!(patch = %patch.patch_id, key = %registered.wait_key, completed_now = registered.completed_now, "approval wait registered");
-    Ok(Output {
+    Ok(Waiting {
         status,
         wait_key: registered.wait_key,
         wait_ended: registered.completed_now,
@@ -217,18 +325,25 @@ mod tests {
     }
 
     fn input() -> Input {
-        Input {
+        Input::Wait(WaitInput {
             task_token: "tok".into(),
             patch: fixtures::run(),
+        })
+    }
+
+    fn waiting(out: Output) -> Waiting {
+        match out {
+            Output::Waiting(w) => w,
+            other => panic!("not a wait: {other:?}"),
         }
     }
 
     /// The step run on `rec` as stored, with the waits table and Step Functions mocked: its
     /// output and how often it registered the token, took it back and sent the decision.
-    async fn run_on(rec: PatchRecord) -> (Output, (usize, usize, usize)) {
+    async fn run_on(rec: PatchRecord) -> (Waiting, (usize, usize, usize)) {
         let (get, put, del, sfn) = (stored(rec), register(), take(), send());
         let d = deps(&[&get, &put, &del], &[&sfn]);
-        let out = handle(&d, input()).await.unwrap();
+        let out = waiting(handle(&d, input()).await.unwrap());
         (out, (put.num_calls(), del.num_calls(), sfn.num_calls()))
     }
 
@@ -261,5 +376,66 @@ mod tests {
         let err = handle(&d, input()).await.unwrap_err();
         assert_eq!(err.kind(), crate::error::Kind::NotFound);
         assert_eq!(put.num_calls(), 0);
+    }
+
+    #[test]
+    fn after_a_wake_the_record_decides_where_the_workflow_goes() {
+        let now = DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let at = |status: Status, expires: Option<&str>| {
+            let mut rec = posted(status);
+            rec.approval_expires_at = expires.map(str::to_string);
+            next(&rec, 86_400, now)
+        };
+        // A wake with nothing concluded on the record (forged, whatever it said): wait again,
+        // for what is left of the window, never the whole window again.
+        let pending = at(Status::PendingApproval, Some("2026-12-01T13:00:00Z"));
+        assert_eq!(
+            (pending.decision, pending.wait_seconds),
+            (Next::Pending, 3600)
+        );
+        let late = at(Status::PendingApproval, Some("2026-12-01T11:59:59Z"));
+        assert_eq!(late.decision, Next::Expired);
+        assert_eq!(
+            at(Status::Approved, Some("2026-12-01T13:00:00Z")).decision,
+            Next::Approved
+        );
+        for s in [Status::Rejected, Status::Cancelled, Status::Expired] {
+            assert_eq!(
+                at(s, Some("2026-12-01T13:00:00Z")).decision,
+                Next::Ended,
+                "{s:?}"
+            );
+        }
+        // A record from before the expiry was stored: the window counts from its creation.
+        let mut legacy = posted(Status::PendingApproval);
+        legacy.created_at = "2026-12-01T11:00:00Z".into();
+        let checked = next(&legacy, 7200, now);
+        assert_eq!(
+            (checked.decision, checked.wait_seconds),
+            (Next::Pending, 3600)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_check_mode_reads_the_record_and_registers_nothing() {
+        let put = register();
+        let get = stored(posted(Status::PendingApproval));
+        let d = deps(&[&get, &put], &[]);
+        let input: Input =
+            serde_json::from_value(json!({"mode": "check", "patch": fixtures::run()})).unwrap();
+        let out = serde_json::to_value(handle(&d, input).await.unwrap()).unwrap();
+        assert_eq!(out["status"], "PENDING_APPROVAL", "{out}");
+        assert!(
+            out["decision"] == "pending" || out["decision"] == "expired",
+            "{out}"
+        );
+        assert_eq!(put.num_calls(), 0);
+        // Neither shape with anything else is an input.
+        assert!(serde_json::from_value::<Input>(
+            json!({"mode": "approve", "patch": fixtures::run()})
+        )
+        .is_err());
     }
 }

@@ -16,6 +16,7 @@ import re
 import threading
 import uuid
 from typing import Any
+from urllib.parse import unquote
 
 from .context import utcnow
 
@@ -115,7 +116,18 @@ def record_update_schedule(request: dict[str, Any], schedule_arn: str, access_ke
                        user_agent, signing_key)
 
 
-def record_call(source: str, name: str, params: dict[str, Any], elements: dict[str, Any],
+def record_signing_change(source: str, name: str, params: dict[str, Any], resource: tuple[str, str],
+                          access_key: str, account: str, region: str, user_agent: str = "",
+                          signing_key: str | None = None) -> dict[str, Any]:
+    """Record one successful change to what may sign (issue 15: the audit sweep reads them): KMS
+    `PutKeyPolicy` (`requestParameters` `{keyId, policyName}`, the policy left out) and Lambda
+    `UpdateFunctionCode20150331v2` / `UpdateFunctionConfiguration20150331v2` (`{functionName}`), as AWS
+    names them."""
+    return record_call(source, name, params, None, [resource], access_key, account, region, user_agent,
+                       signing_key)
+
+
+def record_call(source: str, name: str, params: dict[str, Any], elements: dict[str, Any] | None,
                 resources: list[tuple[str, str]], access_key: str, account: str, region: str,
                 user_agent: str = "", signing_key: str | None = None) -> dict[str, Any]:
     """Record one successful management API call; returns the CloudTrail record."""
@@ -287,5 +299,40 @@ def cloudtrail_replacements(original: dict[str, Any]) -> dict[str, Any]:
                                self.headers.get("User-Agent", ""), signed.group(1) if signed else None)
         return result
 
+    def signed_key(self) -> str | None:  # type: ignore[no-untyped-def]
+        m = re.search(r"Credential=([^/,\s]+)/", self.headers.get("Authorization", ""))
+        return m.group(1) if m else None
+
+    def lambda_change(event_name: str, orig):  # type: ignore[no-untyped-def]
+        def change(self):  # type: ignore[no-untyped-def]
+            result = orig(self)  # raises on failure: nothing is recorded
+            status = result[0] if isinstance(result, tuple) else 200
+            if status == 200:
+                name = unquote(self.path.rsplit("/", 2)[-2])
+                arn = name if name.startswith("arn:") else \
+                    f"arn:aws:lambda:{self.region}:{self.current_account}:function:{name}"
+                record_signing_change("lambda.amazonaws.com", event_name, {"functionName": name},
+                                      ("AWS::Lambda::Function", arn), self.get_access_key(),
+                                      self.current_account, self.region, self.headers.get("User-Agent", ""),
+                                      signed_key(self))
+            return result
+        return change
+
+    orig_put_key_policy = original["put_key_policy"]
+
+    def put_key_policy(self):  # type: ignore[no-untyped-def]
+        result = orig_put_key_policy(self)  # raises on failure: nothing is recorded
+        key_id = self._get_param("KeyId")
+        arn = key_id if str(key_id).startswith("arn:") else \
+            f"arn:aws:kms:{self.region}:{self.current_account}:key/{key_id}"
+        record_signing_change("kms.amazonaws.com", "PutKeyPolicy",
+                              {"keyId": key_id, "policyName": self._get_param("PolicyName")},
+                              ("AWS::KMS::Key", arn), self.get_access_key(), self.current_account, self.region,
+                              self.headers.get("User-Agent", ""), signed_key(self))
+        return result
+
     return {"start_execution": start_execution, "lookup_events": handle_lookup_events,
-            "update_schedule": update_schedule}
+            "update_schedule": update_schedule, "put_key_policy": put_key_policy,
+            "update_function_code": lambda_change("UpdateFunctionCode20150331v2", original["update_function_code"]),
+            "update_function_configuration": lambda_change("UpdateFunctionConfiguration20150331v2",
+                                                           original["update_function_configuration"])}

@@ -106,6 +106,9 @@ GROUPS: tuple[Group, ...] = (
         Patch("moto.stepfunctions.responses.StepFunctionResponse.start_execution", CLOUDTRAIL, wraps=True),
         Patch("moto.scheduler.responses.EventBridgeSchedulerResponse.update_schedule", CLOUDTRAIL, wraps=True),
         Patch("moto.cloudtrail.responses.CloudTrailResponse.lookup_events", CLOUDTRAIL, adds=True),
+        Patch("moto.kms.responses.KmsResponse.put_key_policy", CLOUDTRAIL, wraps=True),
+        Patch("moto.awslambda.responses.LambdaResponse.update_function_code", CLOUDTRAIL, wraps=True),
+        Patch("moto.awslambda.responses.LambdaResponse.update_function_configuration", CLOUDTRAIL, wraps=True),
     )),
 )
 

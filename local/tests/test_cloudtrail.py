@@ -145,3 +145,38 @@ def test_lookup_events_paginates_newest_first_and_rejects_bad_requests(stack):
     assert code(MaxResults=51) == "InvalidMaxResultsException"
     now = int(time.time())
     assert code(StartTime=now, EndTime=now - 60) == "InvalidTimeRangeException"
+
+
+def test_changes_to_what_signs_are_recorded_with_the_caller(stack):
+    """KMS PutKeyPolicy and Lambda UpdateFunctionConfiguration (issue 15: the sweep alerts them)."""
+    user, key = stack.new_user("selftest-signer")
+    kms = stack.client_as("kms", key)
+    key_id = stack.client("kms").create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:*", "Resource": "*"}]})
+    kms.put_key_policy(KeyId=key_id, PolicyName="default", Policy=policy)
+    ct = stack.client("cloudtrail")
+    found = ct.lookup_events(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "PutKeyPolicy"}])
+    records = [json.loads(e["CloudTrailEvent"]) for e in found["Events"]]
+    mine = [r for r in records if r["requestParameters"]["keyId"] == key_id]
+    assert len(mine) == 1, records
+    assert mine[0]["eventSource"] == "kms.amazonaws.com"
+    assert mine[0]["userIdentity"]["arn"] == f"arn:aws:iam::123456789012:user/{user}"
+    assert "Principal" not in json.dumps(mine[0])  # the policy itself is not recorded
+    event = next(e for e in found["Events"] if key_id in e["CloudTrailEvent"])
+    assert event["Resources"] == [{"ResourceType": "AWS::KMS::Key",
+                                   "ResourceName": f"arn:aws:kms:us-east-1:123456789012:key/{key_id}"}]
+
+    lam = stack.client("lambda")
+    name = lam.list_functions()["Functions"][0]["FunctionName"]
+    stack.client_as("lambda", key).update_function_configuration(FunctionName=name, Description="changed")
+    found = ct.lookup_events(LookupAttributes=[
+        {"AttributeKey": "EventName", "AttributeValue": "UpdateFunctionConfiguration20150331v2"}])
+    records = [json.loads(e["CloudTrailEvent"]) for e in found["Events"]]
+    assert any(r["requestParameters"] == {"functionName": name} and r["eventSource"] == "lambda.amazonaws.com"
+               and r["userIdentity"]["userName"] == user for r in records), records
+    with pytest.raises(botocore.exceptions.ClientError):  # a failed call is not recorded
+        lam.update_function_configuration(FunctionName="no-such-function", Description="x")
+    found = ct.lookup_events(LookupAttributes=[
+        {"AttributeKey": "EventName", "AttributeValue": "UpdateFunctionConfiguration20150331v2"}])
+    assert not any("no-such-function" in e["CloudTrailEvent"] for e in found["Events"])

@@ -266,11 +266,11 @@ impl Stack {
     }
 
     /// Submit a person's run the way they do (issue 15): `batchless run <workflow> --input
-    /// <file> --name <name> --no-follow`, as the IAM user the input names as its starter
+    /// <file> --name <name> --no-follow`, signed as the person the input names as its starter
     /// (`requestedBy` of a patch, `startedBy` of a migration, `manual.requestedBy` or
-    /// `backfill.requestedBy` of a job run), or as the replica's default identity
-    /// (local-operator) when it names none. The decision endpoint writes the starter in and
-    /// seals the input; the CLI starts the execution with it. Its ARN.
+    /// `backfill.requestedBy` of a job run; [`Stack::key_of`]), or as the replica's default
+    /// identity (local-operator) when it names none. The decision endpoint writes the starter
+    /// in and seals the input; the CLI starts the execution with it. Its ARN.
     pub async fn submit(&self, workflow: &str, name: &str, input: &Value) -> Result<String> {
         let named = [
             &input["requestedBy"],
@@ -279,10 +279,13 @@ impl Stack {
             &input["backfill"]["requestedBy"],
         ]
         .into_iter()
-        .find_map(Value::as_str)
-        .map(|s| s.rsplit('/').next().unwrap_or(s).to_string());
+        .find_map(Value::as_str);
+        let key = match named {
+            Some(who) => Some(self.key_of(who).await?),
+            None => None,
+        };
         let out = self
-            .run_with_input(named.as_deref(), workflow, name, input, "--no-follow")
+            .run_with_key(key, workflow, name, input, "--no-follow")
             .await?;
         out.lines()
             .rev()
@@ -291,8 +294,8 @@ impl Stack {
             .with_context(|| format!("no execution ARN in {out:?}"))
     }
 
-    /// The input as the decision endpoint seals it for execution `name` when IAM user `who`
-    /// submits it (`batchless run <workflow> --seal-only`), started by nobody.
+    /// The input as the decision endpoint seals it for execution `name` when `who` (a person
+    /// id or principal ARN) submits it (`batchless run <workflow> --seal-only`); nothing started.
     pub async fn sealed(
         &self,
         who: &str,
@@ -300,17 +303,41 @@ impl Stack {
         name: &str,
         input: &Value,
     ) -> Result<Value> {
+        let key = self.key_of(who).await?;
         let out = self
-            .run_with_input(Some(who), workflow, name, input, "--seal-only")
+            .run_with_key(Some(key), workflow, name, input, "--seal-only")
             .await?;
         serde_json::from_str(&out).with_context(|| format!("not a sealed input: {out}"))
     }
 
-    /// `batchless run <workflow> --input <file> --name <name> <flag>` as `who`: its stdout,
-    /// or an error with its stderr when it failed.
-    async fn run_with_input(
+    /// An access key that signs as `who` (a person id or an IAM principal ARN): the first
+    /// principal the stack environment's people map gives the person (an IAM user, or an
+    /// assumed-role session such as IAM Identity Center's), else the IAM user of that name.
+    pub async fn key_of(&self, who: &str) -> Result<String> {
+        let people = batchless_core::shared::people::People::load(self.environment())?;
+        let principal = people
+            .by_id(who)
+            .and_then(|p| p.principals.first().cloned())
+            .unwrap_or_else(|| who.to_string());
+        match principal.split_once(":assumed-role/") {
+            Some((prefix, rest)) => {
+                let (role, session) = rest.split_once('/').context("a role session ARN")?;
+                let account = prefix.rsplit(':').next().unwrap_or_default();
+                self.role_session_key(&format!("arn:aws:iam::{account}:role/{role}"), session)
+                    .await
+            }
+            None => {
+                let user = principal.rsplit('/').next().unwrap_or(&principal);
+                self.access_key(user).await
+            }
+        }
+    }
+
+    /// `batchless run <workflow> --input <file> --name <name> <flag>` signed with `key` (the
+    /// replica's default identity when `None`): its stdout, or an error with its stderr.
+    async fn run_with_key(
         &self,
-        who: Option<&str>,
+        key: Option<String>,
         workflow: &str,
         name: &str,
         input: &Value,
@@ -323,13 +350,18 @@ impl Stack {
         std::fs::write(&file, serde_json::to_vec(input)?)?;
         let path = file.to_string_lossy().into_owned();
         let args = ["run", workflow, "--input", &path, "--name", name, flag];
-        let ran = self.cli_as(who, &args).await;
+        let signed = key.is_some();
+        let ran = self.run_cli(key, &args);
         let _ = std::fs::remove_file(&file);
         let (code, out, err) = ran?;
         anyhow::ensure!(
             code == 0,
-            "batchless run {workflow} {flag} (as {}) exited {code}: {err}",
-            who.unwrap_or("local-operator")
+            "batchless run {workflow} {flag} ({}) exited {code}: {err}",
+            if signed {
+                "as the input's starter"
+            } else {
+                "as local-operator"
+            }
         );
         Ok(out)
     }

@@ -54,6 +54,7 @@ trait DataPatch {
     async fn approved_run(&self, extra: Value, faults: &[Value])
         -> Result<(String, String, Ended)>;
     async fn pending(&self, id: &str) -> Result<Value>;
+    async fn alice_approves_and_it_succeeds(&self, id: &str, arn: &str) -> Result<Ended>;
     async fn approval_wait(&self, id: &str) -> Result<Option<Value>>;
     async fn forge_approval_wake(&self, id: &str, output: &Value) -> Result<()>;
     async fn audit_events(&self, id: &str) -> Result<Vec<(String, Value)>>;
@@ -112,6 +113,18 @@ impl DataPatch for P {
     /// The approval wait of a patch: `patch-approval#<patchId>` in the waits table.
     async fn approval_wait(&self, id: &str) -> Result<Option<Value>> {
         self.stack.wait(&format!("patch-approval#{id}")).await
+    }
+
+    /// alice approves the pending patch with the Slack button (200) and the execution ends
+    /// succeeded: its end.
+    async fn alice_approves_and_it_succeeds(&self, id: &str, arn: &str) -> Result<Ended> {
+        let (status, body) = self
+            .click(id, ALICE_SLACK, "patch_approve", json!({}))
+            .await?;
+        assert_eq!(status, 200, "{body}");
+        let ended = self.stack.wait_end(arn, TIMEOUT).await?;
+        Expect::succeeded().check(&self.stack, arn, &ended).await?;
+        Ok(ended)
     }
 
     /// Wake the patch's approval wait with `output` through its stored token, as anyone who
@@ -228,12 +241,7 @@ async fn approved_patch_runs_the_approved_sha_logs_to_s3_and_is_compliant() -> R
     ] {
         assert!(blocks.contains(needle), "{needle} not in {blocks}");
     }
-    let (status, body) = p
-        .click(&id, ALICE_SLACK, "patch_approve", json!({}))
-        .await?;
-    assert_eq!(status, 200, "{body}");
-    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    Expect::succeeded().check(&p.stack, &arn, &ended).await?;
+    let ended = p.alice_approves_and_it_succeeds(&id, &arn).await?;
     let out = ended.output.context("output")?;
     assert_eq!(out["verdict"], "COMPLIANT");
     assert_eq!(out["approvers"], json!(["alice"]));
@@ -449,12 +457,7 @@ async fn a_forged_send_task_success_on_a_pending_patch_only_makes_it_wait_again(
     });
     assert!(checked, "CheckApproval's pending reading is in the history");
     // alice's real approval still runs it.
-    let (status, body) = p
-        .click(&id, ALICE_SLACK, "patch_approve", json!({}))
-        .await?;
-    assert_eq!(status, 200, "{body}");
-    let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
-    Expect::succeeded().check(&p.stack, &arn, &ended).await?;
+    p.alice_approves_and_it_succeeds(&id, &arn).await?;
     assert_eq!(p.builds_of(&id, PATCH_ID_VAR).await?.len(), 1);
     Ok(())
 }

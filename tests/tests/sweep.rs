@@ -267,3 +267,50 @@ async fn a_deleted_watermark_is_alerted_and_the_sweep_looks_back_its_whole_reach
     assert_eq!(again["since"].as_str(), Some(new.as_str()), "{again}");
     Ok(())
 }
+
+/// An operator changes what signs batchless's evidence outside a deploy (issue 15): the
+/// configuration of the decision endpoint (whose code and configuration decide what it signs)
+/// and the decision signing key's policy (which says who may `kms:Sign`). The sweep alerts
+/// both, naming who did it; CloudTrail is where the replica records them.
+#[tokio::test]
+async fn a_change_to_a_signing_function_or_key_outside_a_deploy_is_alerted() -> Result<()> {
+    let stack = setup().await?;
+    let mallory = stack.sdk_config_as("mallory").await?;
+    let function = stack.physical_id("DecisionFunction")?;
+    aws_sdk_lambda::Client::new(&mallory)
+        .update_function_configuration()
+        .function_name(&function)
+        .description(format!("changed by mallory {}", unique_name("x")))
+        .send()
+        .await?;
+    let key = stack.physical_id("DecisionSigningKey")?;
+    let kms = aws_sdk_kms::Client::new(&mallory);
+    let policy = kms
+        .get_key_policy()
+        .key_id(&key)
+        .policy_name("default")
+        .send()
+        .await?
+        .policy()
+        .context("the key's policy")?
+        .to_string();
+    kms.put_key_policy()
+        .key_id(&key)
+        .policy_name("default")
+        .policy(policy)
+        .send()
+        .await?;
+    let report = sweep(&stack).await?;
+    let found = report["unsanctioned"].to_string();
+    for what in [
+        format!("configuration of signing function {function}"),
+        format!("the policy of signing key {key}"),
+    ] {
+        assert!(
+            found.contains(&what) && found.contains("user/mallory"),
+            "{what}: {report}"
+        );
+        assert!(alerted(&stack, &what).await?, "{what} was alerted");
+    }
+    Ok(())
+}

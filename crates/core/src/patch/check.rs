@@ -442,6 +442,71 @@ pub fn requester_mismatch(
     }
 }
 
+/// The CloudTrail events that change what signs batchless's evidence (issue 15): a signing
+/// key's policy (who may `kms:Sign`), a signing function's code or configuration (what it signs).
+pub const SIGNING_CHANGE_EVENTS: [&str; 3] = [
+    "PutKeyPolicy",
+    "UpdateFunctionCode20150331v2",
+    "UpdateFunctionConfiguration20150331v2",
+];
+
+/// The functions that sign evidence (`batchless-<env>-<name>`): the decision endpoints, the
+/// bastion's evidence and deadline, the audit writer.
+pub const SIGNING_FUNCTIONS: [&str; 5] = [
+    "approval",
+    "decision",
+    "slack-events",
+    "session-deadline",
+    "audit-check",
+];
+
+/// Pure: the finding for a CloudTrail record that changes the policy of one of `keys` (ARNs) or
+/// the code or configuration of one of `functions` (names), unless CloudFormation made it on a
+/// deploy's behalf (`invokedBy` / `sourceIPAddress` `cloudformation.amazonaws.com`). Whoever
+/// can do either can make batchless sign anything.
+pub fn unsanctioned_signing_change(
+    v: &serde_json::Value,
+    keys: &[String],
+    functions: &[String],
+) -> Option<String> {
+    if v["errorCode"].is_string() {
+        return None;
+    }
+    let name = v["eventName"].as_str()?;
+    if !SIGNING_CHANGE_EVENTS.contains(&name) {
+        return None;
+    }
+    const CFN: &str = "cloudformation.amazonaws.com";
+    if v["userIdentity"]["invokedBy"] == CFN || v["sourceIPAddress"] == CFN {
+        return None;
+    }
+    let req = &v["requestParameters"];
+    let target = if name == "PutKeyPolicy" {
+        let id = req["keyId"].as_str()?;
+        let key_id = |arn: &str| arn.rsplit_once(":key/").map_or(arn, |(_, k)| k).to_string();
+        let hit = keys.iter().any(|k| k == id || key_id(k) == key_id(id));
+        hit.then(|| format!("the policy of signing key {id}"))?
+    } else {
+        let f = req["functionName"].as_str()?;
+        // A name, or an ARN with an optional qualifier.
+        let bare = f
+            .rsplit_once(":function:")
+            .map_or(f, |(_, rest)| rest.split(':').next().unwrap_or(rest));
+        let hit = functions.iter().any(|n| n == bare);
+        let what = if name.starts_with("UpdateFunctionCode") {
+            "code"
+        } else {
+            "configuration"
+        };
+        hit.then(|| format!("the {what} of signing function {bare}"))?
+    };
+    Some(format!(
+        "{name} changed {target}, by {} at {}, not through a CloudFormation deploy: whoever can do this can make batchless sign anything",
+        v["userIdentity"]["arn"].as_str().unwrap_or("an unknown caller"),
+        v["eventTime"].as_str().unwrap_or("an unknown time"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -624,5 +689,63 @@ mod tests {
         let mut failed = run_task.clone();
         failed["errorCode"] = serde_json::json!("AccessDeniedException");
         assert_eq!(ecs_call(&failed), None);
+    }
+
+    #[test]
+    fn a_change_to_what_signs_is_a_finding_unless_cloudformation_made_it() {
+        let keys = vec!["arn:aws:kms:us-east-1:123456789012:key/1111-aaaa".to_string()];
+        let functions = vec!["batchless-staging-decision".to_string()];
+        let event = |name: &str, req: serde_json::Value| {
+            serde_json::json!({"eventName": name, "requestParameters": req,
+                "eventTime": "2026-12-03T10:00:00Z",
+                "userIdentity": {"arn": "arn:aws:iam::123456789012:user/mallory"}})
+        };
+        let check = |v: &serde_json::Value| unsanctioned_signing_change(v, &keys, &functions);
+        let policy = event("PutKeyPolicy", serde_json::json!({"keyId": "1111-aaaa"}));
+        let m = check(&policy).expect("a key policy change by mallory");
+        assert!(
+            m.contains("user/mallory") && m.contains("signing key 1111-aaaa"),
+            "{m}"
+        );
+        for f in [
+            "batchless-staging-decision",
+            "arn:aws:lambda:us-east-1:123456789012:function:batchless-staging-decision",
+            "arn:aws:lambda:us-east-1:123456789012:function:batchless-staging-decision:live",
+        ] {
+            let code = event(
+                "UpdateFunctionCode20150331v2",
+                serde_json::json!({"functionName": f}),
+            );
+            assert!(
+                check(&code).is_some_and(|m| m.contains("code of signing function")),
+                "{f}"
+            );
+        }
+        let config = event(
+            "UpdateFunctionConfiguration20150331v2",
+            serde_json::json!({"functionName": "batchless-staging-decision"}),
+        );
+        assert!(check(&config).is_some());
+        // A deploy (CloudFormation on its behalf), another key or function, a failed call,
+        // another event: nothing.
+        let mut deploy = config.clone();
+        deploy["userIdentity"]["invokedBy"] = serde_json::json!("cloudformation.amazonaws.com");
+        let mut failed = config.clone();
+        failed["errorCode"] = serde_json::json!("AccessDenied");
+        for quiet in [
+            deploy,
+            failed,
+            event("PutKeyPolicy", serde_json::json!({"keyId": "2222-bbbb"})),
+            event(
+                "UpdateFunctionCode20150331v2",
+                serde_json::json!({"functionName": "batchless-staging-notify"}),
+            ),
+            event(
+                "StartExecution",
+                serde_json::json!({"functionName": "batchless-staging-decision"}),
+            ),
+        ] {
+            assert_eq!(check(&quiet), None, "{quiet}");
+        }
     }
 }

@@ -58,6 +58,10 @@ pub struct Deps {
     /// Verifies the decisions' seals (`DECISION_SIGNING_KEY`): an unsealed decision does not
     /// make a build compliant.
     pub sealer: Sealer,
+    /// What signs evidence, whose changes outside a deploy the sweep alerts: the signing keys'
+    /// ARNs (`SIGNING_KEY_ARNS`, comma-separated) and the signing functions' names.
+    pub signing_keys: Vec<String>,
+    pub signing_functions: Vec<String>,
 }
 
 impl Deps {
@@ -81,6 +85,19 @@ impl Deps {
             project: config::required("PATCH_PROJECT")?,
             state_machine_arn: config::required("PATCH_STATE_MACHINE_ARN")?,
             alerts_channel: config::required("SLACK_ALERTS_CHANNEL")?,
+            signing_keys: config::optional("SIGNING_KEY_ARNS")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            signing_functions: check::SIGNING_FUNCTIONS
+                .iter()
+                .map(|f| format!("batchless-{environment}-{f}"))
+                .collect(),
             environment,
             writer: audit::Writer::from_env(sdk)?,
             settings: preview::Settings::from_env()?,
@@ -405,50 +422,27 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
     let st = deps.backend.store();
     let mut errors: Vec<Error> = Vec::new();
     let (mut compliant, mut alerts, mut unsanctioned) = (0, Vec::new(), Vec::new());
-    if let Mark::Deleted = &mark {
-        let message = format!(
-            "The audit sweep's watermark is gone (deleted by someone other than the sweep: sweeps ended clean before, the audit trail says so). This sweep examined the last {} days instead.",
-            MAX_WINDOW_HOURS / 24
-        );
-        tracing::warn!("the sweep watermark was deleted");
+    let days = MAX_WINDOW_HOURS / 24;
+    let moved = match &mark {
+        Mark::Absent | Mark::Trusted(_) => None,
         // One finding a day while it stays gone (a failed sweep re-finds the same one).
-        match finding(
-            deps,
+        Mark::Deleted => Some((
             format!("watermark:deleted:{}", now.format("%Y-%m-%d")),
-            WATERMARK_FORGED,
-            "-",
-            message.clone(),
+            format!("The audit sweep's watermark is gone (deleted by someone other than the sweep: sweeps ended clean before, the audit trail says so). This sweep examined the last {days} days instead."),
             json!({"deleted": true}),
-        )
-        .await
-        {
-            Ok(new) => unsanctioned.push(Finding {
-                build_id: None,
-                patch_id: None,
-                message,
-                new,
-            }),
-            Err(e) => errors.push(e),
-        }
-    }
-    if let Mark::Forged(m) = &mark {
-        let message = format!(
-            "The audit sweep's watermark was not written by the sweep (its seal does not verify, or it lies in the future): examined until {}, swept at {}. This sweep examined the last {} days instead.",
-            m.examined_until,
-            m.swept_at,
-            MAX_WINDOW_HOURS / 24
-        );
-        tracing::warn!(examined_until = %m.examined_until, "a forged sweep watermark");
-        match finding(
-            deps,
+        )),
+        Mark::Forged(m) => Some((
             format!("watermark:{}:{}", m.examined_until, m.swept_at),
-            WATERMARK_FORGED,
-            "-",
-            message.clone(),
+            format!(
+                "The audit sweep's watermark was not written by the sweep (its seal does not verify, or it lies in the future): examined until {}, swept at {}. This sweep examined the last {days} days instead.",
+                m.examined_until, m.swept_at
+            ),
             json!({"examinedUntil": m.examined_until, "sweptAt": m.swept_at, "sealed": m.seal.is_some()}),
-        )
-        .await
-        {
+        )),
+    };
+    if let Some((key, message, data)) = moved {
+        tracing::warn!(%message, "the sweep watermark is not the sweep's");
+        match finding(deps, key, WATERMARK_FORGED, "-", message.clone(), data).await {
             Ok(new) => unsanctioned.push(Finding {
                 build_id: None,
                 patch_id: None,
@@ -655,6 +649,29 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
             }
         }
     }
+    // Changes to what signs: a signing key's policy, a signing function's code or configuration.
+    for name in check::SIGNING_CHANGE_EVENTS {
+        match aws::cloudtrail_events(&deps.cloudtrail, name, since).await {
+            Ok(records) => {
+                for v in &records {
+                    if let Some(message) = check::unsanctioned_signing_change(
+                        v,
+                        &deps.signing_keys,
+                        &deps.signing_functions,
+                    ) {
+                        pending.push((
+                            format!("signing:{}", v["eventID"].as_str().unwrap_or_default()),
+                            message,
+                            json!({"eventName": v["eventName"], "eventID": v["eventID"],
+                                   "eventTime": v["eventTime"], "principal": v["userIdentity"]["arn"],
+                                   "requestParameters": v["requestParameters"]}),
+                        ));
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
     for (key, message, data) in pending {
         match finding(deps, key, UNSANCTIONED, "-", message.clone(), data).await {
             Ok(new) => unsanctioned.push(Finding {
@@ -840,6 +857,8 @@ mod tests {
             },
             settings: preview::Settings::default(),
             sealer: crate::shared::approval::seal::tests::sealer(true),
+            signing_keys: vec![],
+            signing_functions: vec![],
         }
     }
 

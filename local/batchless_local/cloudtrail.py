@@ -104,6 +104,17 @@ def record_run_task(request: dict[str, Any], tasks: list[dict[str, Any]], access
                        region, user_agent, signing_key)
 
 
+def record_execute_command(request: dict[str, Any], elements: dict[str, Any], task_definition_arn: str,
+                           access_key: str, account: str, region: str, user_agent: str = "",
+                           signing_key: str | None = None) -> dict[str, Any]:
+    """Record one successful ECS ExecuteCommand call (issue 15: the sweep alerts one into a job task):
+    `requestParameters` `{cluster, container, command, interactive, task}`, `responseElements` the answer
+    without the session's token and stream URL, as AWS records it."""
+    return record_call("ecs.amazonaws.com", "ExecuteCommand", request, elements,
+                       [("AWS::ECS::TaskDefinition", task_definition_arn)], access_key, account, region,
+                       user_agent, signing_key)
+
+
 def record_update_schedule(request: dict[str, Any], schedule_arn: str, access_key: str, account: str,
                            region: str, user_agent: str = "", signing_key: str | None = None) -> dict[str, Any]:
     """Record one successful EventBridge Scheduler UpdateSchedule call (issue 20: `jobs pause` /

@@ -193,6 +193,16 @@ class Task:
             p.kill(signal.SIGTERM, grace=CTX.scaled(30) if CTX.time_scale > 1 else 30)
 
 
+def _find(ident: str) -> Task | None:
+    with _lock:
+        if ident in TASKS:
+            return TASKS[ident]
+        for t in TASKS.values():
+            if t.id == ident or t.arn.endswith("/" + ident):
+                return t
+    return None
+
+
 def ecs_replacements(original: dict[str, Any]) -> dict[str, Any]:
     """ECS's request handlers that run tasks for real (registered in patches.py)."""
     from moto.core.responses import ActionResult
@@ -239,15 +249,6 @@ def ecs_replacements(original: dict[str, Any]) -> dict[str, Any]:
             self.headers.get("User-Agent", ""), signed.group(1) if signed else None)
         return ActionResult({"tasks": described, "failures": []})
 
-    def _find(ident: str) -> Task | None:
-        with _lock:
-            if ident in TASKS:
-                return TASKS[ident]
-            for t in TASKS.values():
-                if t.id == ident or t.arn.endswith("/" + ident):
-                    return t
-        return None
-
     def describe_tasks(self):  # type: ignore[no-untyped-def]
         found, failures = [], []
         for ident in self._get_param("tasks", []) or []:
@@ -290,6 +291,52 @@ def ecs_replacements(original: dict[str, Any]) -> dict[str, Any]:
         return ActionResult({"task": t.describe()})
 
     return {"run_task": run_task, "describe_tasks": describe_tasks, "list_tasks": list_tasks, "stop_task": stop_task}
+
+
+def ecs_exec_replacements(original: dict[str, Any]) -> dict[str, Any]:
+    """ECS ExecuteCommand, which moto does not have (registered in patches.py)."""
+    from moto.core.responses import ActionResult
+    from moto.ecs.exceptions import InvalidParameterException
+
+    def execute_command(self):  # type: ignore[no-untyped-def]
+        """ECS ExecuteCommand (moto has none): checks what AWS checks (a running task of the cluster, the
+        container, `interactive`), records the CloudTrail event the audit sweep reads (issue 15) and answers
+        with a session. There is no Session Manager: the session goes nowhere (`replica.py exec` runs the
+        command)."""
+        cluster = self.ecs_backend._get_cluster(self._get_param("cluster", "default"))
+        t = _find(self._get_param("task") or "")
+        if t is None or t.describe()["clusterArn"] != cluster.arn:
+            raise InvalidParameterException("The specified task was not found.")
+        d = t.describe()
+        if d["lastStatus"] != "RUNNING":
+            raise InvalidParameterException("The execute command failed because the task is not running.")
+        if self._get_param("interactive") is not True:
+            raise InvalidParameterException("Interactive is the only mode supported currently.")
+        containers = d.get("containers") or []
+        wanted = self._get_param("container")
+        chosen = next((c for c in containers if c.get("name") == wanted), None) if wanted else \
+            (containers[0] if len(containers) == 1 else None)
+        if chosen is None:
+            raise InvalidParameterException("The specified container was not found." if wanted else
+                                            "A container name is required when the task has several containers.")
+        session_id = f"ecs-execute-command-{uuid.uuid4().hex[:17]}"
+        answer = {"clusterArn": cluster.arn, "containerArn": chosen.get("containerArn"),
+                  "containerName": chosen.get("name"), "interactive": True, "taskArn": t.arn,
+                  "session": {"sessionId": session_id,
+                              "streamUrl": f"wss://ssmmessages.{self.region}.amazonaws.com/v1/data-channel/"
+                                           f"{session_id}?role=publish_subscribe",
+                              "tokenValue": uuid.uuid4().hex}}
+        from . import cloudtrail
+        signed = re.search(r"Credential=([^/,\s]+)/", self.headers.get("Authorization", ""))
+        cloudtrail.record_execute_command(
+            {"cluster": self._get_param("cluster", "default"), "container": chosen.get("name"),
+             "command": self._get_param("command"), "interactive": True, "task": self._get_param("task")},
+            {k: v for k, v in answer.items() if k != "session"} | {"session": {"sessionId": session_id}},
+            d["taskDefinitionArn"], self.get_access_key(), self.current_account, self.region,
+            self.headers.get("User-Agent", ""), signed.group(1) if signed else None)
+        return ActionResult(answer)
+
+    return {"execute_command": execute_command}
 
 
 def stop_all() -> None:

@@ -59,6 +59,7 @@ LOGS_PAGES = "CloudWatch Logs GetLogEvents pages"
 TIME_SCALE = "Time scale"
 DYNAMODB = "DynamoDB writes serialized under one lock"
 CLOUDTRAIL = "CloudTrail"
+ECS_EXEC = "ECS ExecuteCommand"
 
 _ASL = "moto.stepfunctions.parser.asl"
 
@@ -79,6 +80,9 @@ GROUPS: tuple[Group, ...] = (
            "start_build", "batch_get_builds", "stop_build", "list_builds", "list_builds_for_project"),
     _group(ecs.ecs_replacements, ECS, "moto.ecs.responses.EC2ContainerServiceResponse",
            "run_task", "describe_tasks", "list_tasks", "stop_task"),
+    Group(ecs.ecs_exec_replacements, (
+        Patch("moto.ecs.responses.EC2ContainerServiceResponse.execute_command", ECS_EXEC, adds=True),
+    )),
     Group(events.events_replacements, (
         Patch("moto.events.models.Rule.send_to_targets", EVENTS, wraps=True),
         Patch("moto.events.models.EventsBackend.put_events", EVENTS, wraps=True),

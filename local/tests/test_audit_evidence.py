@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import uuid
 
 import botocore.exceptions
@@ -86,6 +87,33 @@ def test_run_task_is_recorded_in_cloudtrail(stack):
     assert r["requestParameters"]["startedBy"] == "selftest"
     assert [t["taskArn"] for t in r["responseElements"]["tasks"]] == [task]
     assert r["userIdentity"]["arn"] == "arn:aws:sts::123456789012:user/moto"
+
+
+def test_execute_command_checks_the_task_and_is_recorded_in_cloudtrail(stack):
+    ecs = stack.client("ecs")
+    cluster = ecs.create_cluster(clusterName=f"selftest-{uuid.uuid4().hex[:8]}")["cluster"]["clusterArn"]
+    family = f"selftest-{uuid.uuid4().hex[:8]}"
+    ecs.register_task_definition(family=family, containerDefinitions=[
+        {"name": "app", "image": "x", "essential": True, "memory": 128, "command": ["sh", "-c", "sleep 30"]}])
+    task = ecs.run_task(cluster=cluster, taskDefinition=family)["tasks"][0]["taskArn"]
+    deadline = time.time() + 30
+    while ecs.describe_tasks(cluster=cluster, tasks=[task])["tasks"][0]["lastStatus"] != "RUNNING":
+        assert time.time() < deadline, "the task never ran"
+        time.sleep(0.2)
+    with pytest.raises(botocore.exceptions.ClientError):  # not interactive
+        ecs.execute_command(cluster=cluster, task=task, command="/bin/sh", interactive=False)
+    with pytest.raises(botocore.exceptions.ClientError):  # no such task
+        ecs.execute_command(cluster=cluster, task=task + "0", command="/bin/sh", interactive=True)
+    answer = ecs.execute_command(cluster=cluster, task=task, command="rails c", interactive=True)
+    assert answer["taskArn"] == task and answer["containerName"] == "app" and answer["session"]["sessionId"]
+    events = stack.client("cloudtrail").lookup_events(
+        LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "ExecuteCommand"}])["Events"]
+    records = [json.loads(e["CloudTrailEvent"]) for e in events]
+    mine = [r for r in records if r["requestParameters"].get("task") == task]
+    assert len(mine) == 1, records  # the refused calls are not recorded
+    assert mine[0]["requestParameters"]["command"] == "rails c"
+    assert "tokenValue" not in json.dumps(mine[0])
+    ecs.stop_task(cluster=cluster, task=task)
 
 
 def test_only_the_audit_writer_may_write_the_audit_prefix():

@@ -314,3 +314,48 @@ async fn a_change_to_a_signing_function_or_key_outside_a_deploy_is_alerted() -> 
     }
     Ok(())
 }
+
+/// An operator opens an ECS Exec session into a running job task (`ExecuteCommand`: a shell
+/// with the job's credentials and `DATABASE_URL`). batchless never does that, so the sweep
+/// alerts it, naming the task, who did it and the command.
+#[tokio::test]
+async fn an_execute_command_into_a_job_task_is_alerted() -> Result<()> {
+    let stack = setup().await?;
+    let input = json!({"job": "nightly-billing-report",
+                       "manual": {"environment": {"FAKE_SLEEP_SECONDS": "20"}}});
+    let arn = stack
+        .submit("scheduled-job", &unique_name("manual-exec"), &input)
+        .await?;
+    let task = eventually("the job's task RUNNING", Duration::from_secs(90), || async {
+        let Some(task) = stack
+            .find_run(&arn)
+            .await?
+            .and_then(|r| r["taskArn"].as_str().map(str::to_string))
+        else {
+            return Ok(None);
+        };
+        let running = stack
+            .job_tasks()
+            .await?
+            .iter()
+            .any(|t| t["taskArn"] == task.as_str() && t["lastStatus"] == "RUNNING");
+        Ok(running.then_some(task))
+    })
+    .await?;
+    let mallory = stack.sdk_config_as("mallory").await?;
+    aws_sdk_ecs::Client::new(&mallory)
+        .execute_command()
+        .cluster(stack.physical_id("JobsCluster")?)
+        .task(&task)
+        .command("bin/rails console")
+        .interactive(true)
+        .send()
+        .await?;
+    let report = sweep(&stack).await?;
+    let what = format!("ECS ExecuteCommand into job task {task} by arn:aws:iam::123456789012:user/mallory");
+    assert!(report["unsanctioned"].to_string().contains(&what), "{what}: {report}");
+    assert!(alerted(&stack, &what).await?, "{what} was alerted");
+    let end = stack.wait_end(&arn, Duration::from_secs(180)).await?;
+    assert_eq!(end.status, "SUCCEEDED", "the job itself ran on: {end:?}");
+    Ok(())
+}

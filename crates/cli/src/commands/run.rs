@@ -1,5 +1,7 @@
 //! `batchless run`: start a workflow execution (a JSON input, or `--commit` for a migration)
-//! and follow it live.
+//! and follow it live. A person's run (a data patch, a migration, a job run) is submitted
+//! through the decision endpoint first, which writes the caller in as its starter and seals
+//! the input (`--seal-only` prints that input for a start from the console).
 
 use std::io::Read as _;
 use std::process::ExitCode;

@@ -326,21 +326,25 @@ async fn an_execute_command_into_a_job_task_is_alerted() -> Result<()> {
     let arn = stack
         .submit("scheduled-job", &unique_name("manual-exec"), &input)
         .await?;
-    let task = eventually("the job's task RUNNING", Duration::from_secs(90), || async {
-        let Some(task) = stack
-            .find_run(&arn)
-            .await?
-            .and_then(|r| r["taskArn"].as_str().map(str::to_string))
-        else {
-            return Ok(None);
-        };
-        let running = stack
-            .job_tasks()
-            .await?
-            .iter()
-            .any(|t| t["taskArn"] == task.as_str() && t["lastStatus"] == "RUNNING");
-        Ok(running.then_some(task))
-    })
+    let task = eventually(
+        "the job's task RUNNING",
+        Duration::from_secs(90),
+        || async {
+            let Some(task) = stack
+                .find_run(&arn)
+                .await?
+                .and_then(|r| r["taskArn"].as_str().map(str::to_string))
+            else {
+                return Ok(None);
+            };
+            let running = stack
+                .job_tasks()
+                .await?
+                .iter()
+                .any(|t| t["taskArn"] == task.as_str() && t["lastStatus"] == "RUNNING");
+            Ok(running.then_some(task))
+        },
+    )
     .await?;
     let mallory = stack.sdk_config_as("mallory").await?;
     aws_sdk_ecs::Client::new(&mallory)
@@ -352,8 +356,13 @@ async fn an_execute_command_into_a_job_task_is_alerted() -> Result<()> {
         .send()
         .await?;
     let report = sweep(&stack).await?;
-    let what = format!("ECS ExecuteCommand into job task {task} by arn:aws:iam::123456789012:user/mallory");
-    assert!(report["unsanctioned"].to_string().contains(&what), "{what}: {report}");
+    let what = format!(
+        "ECS ExecuteCommand into job task {task} by arn:aws:iam::123456789012:user/mallory"
+    );
+    assert!(
+        report["unsanctioned"].to_string().contains(&what),
+        "{what}: {report}"
+    );
     assert!(alerted(&stack, &what).await?, "{what} was alerted");
     let end = stack.wait_end(&arn, Duration::from_secs(180)).await?;
     assert_eq!(end.status, "SUCCEEDED", "the job itself ran on: {end:?}");

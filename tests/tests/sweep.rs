@@ -368,3 +368,32 @@ async fn an_execute_command_into_a_job_task_is_alerted() -> Result<()> {
     assert_eq!(end.status, "SUCCEEDED", "the job itself ran on: {end:?}");
     Ok(())
 }
+
+/// bob submits a manual job run (the decision endpoint seals it as his), but someone else
+/// starts it with the sealed input: the run says bob started it, CloudTrail says otherwise, and
+/// the sweep names the mismatch (as it does for a data patch's requester).
+#[tokio::test]
+async fn a_sealed_job_run_started_by_someone_else_is_a_starter_mismatch() -> Result<()> {
+    let stack = setup().await?;
+    let name = unique_name("manual-handed");
+    let input = json!({"job": "nightly-billing-report",
+                       "manual": {"environment": {"FAKE_SLEEP_SECONDS": "1"}}});
+    let sealed = stack.sealed("bob", "scheduled-job", &name, &input).await?;
+    let sm = stack.state_machine("ScheduledJobStateMachine")?;
+    // Started with the replica's default identity (local-operator), not bob's.
+    let arn = stack.start(&sm, &name, &sealed).await?;
+    let end = stack.wait_end(&arn, Duration::from_secs(180)).await?;
+    assert_eq!(
+        end.status, "SUCCEEDED",
+        "the sealed run itself is valid: {end:?}"
+    );
+    let report = sweep(&stack).await?;
+    let what =
+        format!("job run {name} names bob as its starter, but CloudTrail shows local-operator");
+    assert!(
+        report["requesterMismatches"].to_string().contains(&what),
+        "{what}: {report}"
+    );
+    assert!(alerted(&stack, &what).await?, "{what} was alerted");
+    Ok(())
+}

@@ -386,26 +386,32 @@ pub fn unsanctioned_ecs_call(
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StartedExecution {
+    pub state_machine_arn: String,
     pub execution_name: String,
     pub principal: String,
     pub event_time: String,
     pub event_id: String,
 }
 
-/// CloudTrail `StartExecution` records of `state_machine_arn` since `since`.
+/// CloudTrail `StartExecution` records of any of `state_machine_arns` since `since`.
 pub async fn started_executions(
     cloudtrail: &aws_sdk_cloudtrail::Client,
-    state_machine_arn: &str,
+    state_machine_arns: &[&str],
     since: DateTime<Utc>,
 ) -> Result<Vec<StartedExecution>, Error> {
     let mut out = Vec::new();
     for v in crate::platform::aws::cloudtrail_events(cloudtrail, "StartExecution", since).await? {
-        if v["eventSource"] != "states.amazonaws.com"
-            || v["requestParameters"]["stateMachineArn"] != state_machine_arn
-        {
+        let Some(sm) = v["requestParameters"]["stateMachineArn"]
+            .as_str()
+            .filter(|sm| state_machine_arns.contains(sm))
+        else {
+            continue;
+        };
+        if v["eventSource"] != "states.amazonaws.com" {
             continue;
         }
         out.push(StartedExecution {
+            state_machine_arn: sm.to_string(),
             execution_name: v["requestParameters"]["name"]
                 .as_str()
                 .unwrap_or_default()
@@ -429,17 +435,40 @@ pub fn requester_mismatch(
     people: &People,
 ) -> Option<String> {
     let named = rec.request.as_ref().map(|r| r.requester.as_str())?;
-    match people.by_principal(&started.principal) {
-        Some(p) if p.id == named => None,
-        Some(p) => Some(format!(
-            "patch {} names {named} as its requester, but CloudTrail shows {} ({}) started it at {}",
-            rec.patch_id, p.id, started.principal, started.event_time
-        )),
-        None => Some(format!(
-            "patch {} names {named} as its requester, but CloudTrail shows {} (nobody in the people map) started it at {}",
-            rec.patch_id, started.principal, started.event_time
-        )),
-    }
+    starter_mismatch(
+        started,
+        &format!("patch {}", rec.patch_id),
+        "requester",
+        named,
+        people,
+    )
+}
+
+/// Pure: the person CloudTrail saw start an execution against the person its record names
+/// (`what` names the run, `role` what the record calls them). `None` when they agree.
+pub fn starter_mismatch(
+    started: &StartedExecution,
+    what: &str,
+    role: &str,
+    named: &str,
+    people: &People,
+) -> Option<String> {
+    let seen = match people.by_principal(&started.principal) {
+        Some(p) if p.id == named => return None,
+        Some(p) => format!("{} ({})", p.id, started.principal),
+        None => format!("{} (nobody in the people map)", started.principal),
+    };
+    Some(format!(
+        "{what} names {named} as its {role}, but CloudTrail shows {seen} started it at {}",
+        started.event_time
+    ))
+}
+
+/// Pure: the person a run record says started a migration or job run (`backfill:<who>` is
+/// `who`), if it is a person of the map; `None` for the scheduler, a pipeline, `unattributed`.
+pub fn run_starter<'a>(started_by: &'a str, people: &People) -> Option<&'a str> {
+    let who = started_by.strip_prefix("backfill:").unwrap_or(started_by);
+    people.by_id(who).is_some().then_some(who)
 }
 
 /// The CloudTrail events that change what signs batchless's evidence (issue 15): a signing
@@ -607,6 +636,7 @@ mod tests {
         let p = people();
         let (rec, _) = approved();
         let mut started = StartedExecution {
+            state_machine_arn: "arn:sm".into(),
             execution_name: rec.patch_id.clone(),
             principal: "arn:aws:iam::123456789012:user/bob".into(),
             event_time: "2026-11-28T13:00:00Z".into(),
@@ -621,6 +651,26 @@ mod tests {
         assert!(requester_mismatch(&started, &rec, &p)
             .unwrap()
             .contains("nobody in the people map"));
+        // A migration or job run: the person its record names, when it names one.
+        started.principal = "arn:aws:iam::123456789012:user/alice".into();
+        for (by, person) in [
+            ("alice", Some("alice")),
+            ("backfill:bob", Some("bob")),
+            ("scheduler", None),
+            ("codepipeline:app-deploy", None),
+            ("unattributed", None),
+        ] {
+            assert_eq!(run_starter(by, &p), person, "{by}");
+        }
+        assert_eq!(
+            starter_mismatch(&started, "job run j", "starter", "alice", &p),
+            None
+        );
+        let m = starter_mismatch(&started, "job run j", "starter", "bob", &p).unwrap();
+        assert!(
+            m.starts_with("job run j names bob as its starter, but CloudTrail shows alice"),
+            "{m}"
+        );
     }
 
     #[test]

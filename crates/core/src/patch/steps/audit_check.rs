@@ -48,6 +48,10 @@ pub struct Deps {
     pub people: People,
     pub project: String,
     pub state_machine_arn: String,
+    /// The migration and job state machines (`MIGRATION_STATE_MACHINE_ARN`,
+    /// `JOB_STATE_MACHINE_ARN`), whose person-started runs are cross-checked the same way.
+    pub migration_state_machine_arn: String,
+    pub job_state_machine_arn: String,
     pub alerts_channel: String,
     pub environment: String,
     /// This function is the audit writer: the only role that writes `audit/` and signs.
@@ -84,6 +88,8 @@ impl Deps {
             people: People::load(&environment)?,
             project: config::required("PATCH_PROJECT")?,
             state_machine_arn: config::required("PATCH_STATE_MACHINE_ARN")?,
+            migration_state_machine_arn: config::required("MIGRATION_STATE_MACHINE_ARN")?,
+            job_state_machine_arn: config::required("JOB_STATE_MACHINE_ARN")?,
             alerts_channel: config::required("SLACK_ALERTS_CHANNEL")?,
             signing_keys: config::optional("SIGNING_KEY_ARNS")
                 .map(|v| {
@@ -687,10 +693,22 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
     // Data-patch executions: started by the requester the patch names.
     let started = or_noted(
         &mut errors,
-        check::started_executions(&deps.cloudtrail, &deps.state_machine_arn, since).await,
+        check::started_executions(
+            &deps.cloudtrail,
+            &[
+                &deps.state_machine_arn,
+                &deps.migration_state_machine_arn,
+                &deps.job_state_machine_arn,
+            ],
+            since,
+        )
+        .await,
     );
     let mut mismatches = Vec::new();
-    for s in &started {
+    for s in started
+        .iter()
+        .filter(|s| s.state_machine_arn == deps.state_machine_arn)
+    {
         let rec = match store::get(st.db, st.table, &s.execution_name).await {
             Ok(Some(r)) => r,
             Ok(None) => continue, // rejected as invalid input: nothing was recorded, nothing ran
@@ -718,6 +736,58 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
                 }),
                 Err(e) => errors.push(e),
             }
+        }
+    }
+
+    // Migration and job runs a person started: started by that person (a sealed input handed to
+    // someone else and started by them shows here; the scheduler's and a pipeline's do not).
+    let starters: BTreeMap<&str, &str> = migration_runs
+        .iter()
+        .chain(job_runs.iter())
+        .map(|r| (r.run_id.as_str(), r.started_by.as_str()))
+        .collect();
+    for s in started
+        .iter()
+        .filter(|s| s.state_machine_arn != deps.state_machine_arn)
+    {
+        let arn = crate::sfn::execution::execution_arn(&s.state_machine_arn, &s.execution_name);
+        let Some(person) = starters
+            .get(arn.as_str())
+            .and_then(|by| check::run_starter(by, &deps.people))
+        else {
+            continue; // not recorded (refused as invalid input), or not a person's run
+        };
+        let what = if s.state_machine_arn == deps.migration_state_machine_arn {
+            "migration run"
+        } else {
+            "job run"
+        };
+        let Some(message) = check::starter_mismatch(
+            s,
+            &format!("{what} {}", s.execution_name),
+            "starter",
+            person,
+            &deps.people,
+        ) else {
+            continue;
+        };
+        match finding(
+            deps,
+            format!("starter:{arn}"),
+            events::REQUESTER_MISMATCH,
+            "-",
+            message.clone(),
+            json!({"executionArn": arn, "principal": s.principal, "eventId": s.event_id, "eventTime": s.event_time}),
+        )
+        .await
+        {
+            Ok(new) => mismatches.push(Finding {
+                build_id: None,
+                patch_id: None,
+                message,
+                new,
+            }),
+            Err(e) => errors.push(e),
         }
     }
 
@@ -849,6 +919,8 @@ mod tests {
             people: people(),
             project: "batchless-staging-patch".into(),
             state_machine_arn: "arn:sm".into(),
+            migration_state_machine_arn: "arn:sm-migration".into(),
+            job_state_machine_arn: "arn:sm-job".into(),
             alerts_channel: "CALERT".into(),
             environment: "staging".into(),
             writer: audit::Writer {

@@ -1170,17 +1170,39 @@ fn comment_start(line: &str) -> usize {
     let b = line.as_bytes();
     let len = b.len();
     // Every reading, as (position, open literals); each followed to its end or its comment.
+    // A line whose first non-blank is a `#` is all comment: the only reading gets there
+    // without a fork (and this skips the allocations below for a commented-out command).
+    if let Some(k) = b.iter().position(|&c| c != b' ' && c != b'\t') {
+        if b[k] == b'#' {
+            return k;
+        }
+    }
     let mut todo: Vec<(usize, Vec<Frame>)> = vec![(0, Vec::new())];
-    // (Made on the first fork: most lines have none, and then cost no allocation.)
+    // The readings already forked. (Empty until the first fork: most lines have none, and
+    // then cost no allocation. A line forks a few times, and a hash set's set-up and hashing
+    // cost more than a look through a few; it becomes one past `SEEN_LIST`.)
+    const SEEN_LIST: usize = 16;
+    let mut seen_list: Vec<(usize, Vec<Frame>)> = Vec::new();
     let mut seen: Option<std::collections::HashSet<(usize, Vec<Frame>)>> = None;
     let mut cut = 0;
     let mut budget = 16 * len + 1024;
     while let Some((mut i, mut stack)) = todo.pop() {
         let mut fork = |at: usize, stack: Vec<Frame>, todo: &mut Vec<(usize, Vec<Frame>)>| {
-            if seen
-                .get_or_insert_with(Default::default)
-                .insert((at, stack.clone()))
-            {
+            let new = match &mut seen {
+                Some(set) => set.insert((at, stack.clone())),
+                None if seen_list.iter().any(|(a, s)| *a == at && *s == stack) => false,
+                None if seen_list.len() < SEEN_LIST => {
+                    seen_list.push((at, stack.clone()));
+                    true
+                }
+                None => {
+                    let mut set: std::collections::HashSet<_> = seen_list.drain(..).collect();
+                    set.insert((at, stack.clone()));
+                    seen = Some(set);
+                    true
+                }
+            };
+            if new {
                 todo.push((at, stack));
             }
         };

@@ -16,8 +16,9 @@ use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use regex::{Regex, RegexSet};
+use regex_automata::util::pool::Pool;
 use regex_automata::util::prefilter::Prefilter;
-use regex_automata::{meta, Input, MatchKind, Span};
+use regex_automata::{hybrid, meta, nfa::thompson, Input, MatchKind, Span};
 use regex_syntax::hir::{
     Class, ClassBytes, ClassBytesRange, ClassUnicode, ClassUnicodeRange, Hir, HirKind, Literal,
     Repetition,
@@ -71,6 +72,10 @@ pub struct Scanner {
     set: RegexSet,
     /// Whether a segment of a noise-free chunk can match at all (see [`relaxed`]).
     relaxed: meta::Regex,
+    /// [`relaxed`] as a forward lazy DFA only, for "does this segment match": the segments are
+    /// short, and `meta::Regex::is_match`'s own set-up cost more than the search in them.
+    /// (`None` if it cannot be built, such as a cache too small for it: then `relaxed`.)
+    segment_check: Option<SegmentCheck>,
     /// What every match of [`relaxed`] contains (see [`literals`]), when known.
     literals: Option<LiteralSearch>,
     specs: Vec<PatternSpec>,
@@ -98,10 +103,13 @@ impl Scanner {
                 .find_map(named)
                 .unwrap_or_else(|| Error::config(format!("patterns: {e}")))
         })?;
+        let literals = literals(&relaxed_hirs).and_then(LiteralSearch::new);
+        let alternation = Hir::alternation(relaxed_hirs);
         Ok(Scanner {
             set,
-            literals: literals(&relaxed_hirs).and_then(LiteralSearch::new),
-            relaxed: relaxed(relaxed_hirs)?,
+            literals,
+            segment_check: SegmentCheck::new(&alternation),
+            relaxed: relaxed(&alternation)?,
             specs: specs.to_vec(),
         })
     }
@@ -212,6 +220,8 @@ impl Scanner {
         let bytes = text.as_bytes();
         let mut buffer = vec![0; BLOCK + literals.max_len];
         let mut search = literals.start();
+        // (One cache for the whole text: taking it from the pool cost as much per segment.)
+        let mut cache = self.segment_check.as_ref().map(|c| c.caches.get());
         // Where the search goes on: a segment's start, every literal before it seen to.
         let mut from = 0;
         let mut base = 0;
@@ -239,7 +249,7 @@ impl Scanner {
                 let stop =
                     memchr::memchr2(b'\n', b'\r', &bytes[at..]).map_or(bytes.len(), |i| at + i);
                 let segment = &text[start..stop];
-                if self.relaxed.is_match(Input::new(segment).earliest(true)) {
+                if self.segment_can_match(cache.as_deref_mut(), segment) {
                     f(segment);
                 }
                 from = stop + 1;
@@ -249,6 +259,15 @@ impl Scanner {
             }
             base = end;
         }
+    }
+
+    /// Whether [`relaxed`] matches somewhere in `segment`, with a cache of `segment_check`.
+    fn segment_can_match(&self, cache: Option<&mut hybrid::dfa::Cache>, segment: &str) -> bool {
+        self.segment_check
+            .as_ref()
+            .zip(cache)
+            .and_then(|(check, cache)| check.is_match(cache, segment))
+            .unwrap_or_else(|| self.relaxed.is_match(Input::new(segment).earliest(true)))
     }
 
     /// Whether the literal search (when there is one) finds a literal in `segment`.
@@ -278,11 +297,53 @@ impl Scanner {
 /// its relaxed form matches the same text, and a cleaned line is a piece of one segment of the
 /// noise-free chunk (what is left once the prompt, comment and surrounding blanks are cut
 /// off). So a segment in which it finds nothing cannot give a hit.
-fn relaxed(relaxed_hirs: Vec<Hir>) -> Result<meta::Regex, Error> {
+fn relaxed(alternation: &Hir) -> Result<meta::Regex, Error> {
     meta::Regex::builder()
         .configure(meta::Config::new().utf8_empty(false))
-        .build_from_hir(&Hir::alternation(relaxed_hirs))
+        .build_from_hir(alternation)
         .map_err(|e| Error::config(format!("patterns: {e}")))
+}
+
+type CacheFn = Box<
+    dyn Fn() -> hybrid::dfa::Cache
+        + Send
+        + Sync
+        + std::panic::UnwindSafe
+        + std::panic::RefUnwindSafe,
+>;
+
+/// The relaxed alternation as one forward lazy DFA, with a pool of its caches (as
+/// `meta::Regex` keeps one), asked only whether a match ends somewhere in a segment.
+#[derive(Debug)]
+struct SegmentCheck {
+    dfa: std::sync::Arc<hybrid::dfa::DFA>,
+    caches: Pool<hybrid::dfa::Cache, CacheFn>,
+}
+
+impl SegmentCheck {
+    fn new(alternation: &Hir) -> Option<SegmentCheck> {
+        let nfa = thompson::Compiler::new()
+            .configure(thompson::Config::new().utf8(false))
+            .build_from_hir(alternation)
+            .ok()?;
+        let dfa = std::sync::Arc::new(hybrid::dfa::DFA::builder().build_from_nfa(nfa).ok()?);
+        let for_pool = std::sync::Arc::clone(&dfa);
+        let create: CacheFn = Box::new(move || for_pool.create_cache());
+        Some(SegmentCheck {
+            dfa,
+            caches: Pool::new(create),
+        })
+    }
+
+    /// Whether a match ends in `segment`; `None` when the lazy DFA gives up (then ask
+    /// `meta::Regex`, which falls back to other engines).
+    fn is_match(&self, cache: &mut hybrid::dfa::Cache, segment: &str) -> Option<bool> {
+        let input = Input::new(segment).earliest(true);
+        self.dfa
+            .try_search_fwd(cache, &input)
+            .ok()
+            .map(|m| m.is_some())
+    }
 }
 
 /// A pattern that matches wherever `hir` does within a line, and never across a line end or a
@@ -2166,9 +2227,20 @@ mod tests {
         texts.extend(EVASIONS.iter().map(|(line, _)| line.to_string()));
         texts.extend(UNICODE_VARIANTS.iter().map(|(line, _)| line.to_string()));
         let (mut matching, mut skipped) = (0, 0);
+        let check = s
+            .segment_check
+            .as_ref()
+            .expect("a lazy DFA for the defaults");
+        let mut cache = check.caches.get();
         for raw in &texts {
             for segment in strip_noise_reference(raw).split(['\n', '\r']) {
                 let passes = s.relaxed.is_match(segment);
+                // The lazy DFA the scan asks answers as the relaxed regex does.
+                assert_eq!(
+                    check.is_match(&mut cache, segment),
+                    Some(passes),
+                    "{segment:?} (from {raw:?})"
+                );
                 // The literal search passes every segment the regex passes.
                 if passes {
                     assert!(

@@ -16,8 +16,9 @@ use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use regex::{Regex, RegexSet};
+use regex_automata::util::pool::Pool;
 use regex_automata::util::prefilter::Prefilter;
-use regex_automata::{meta, Input, MatchKind, Span};
+use regex_automata::{hybrid, meta, nfa::thompson, Input, MatchKind, Span};
 use regex_syntax::hir::{
     Class, ClassBytes, ClassBytesRange, ClassUnicode, ClassUnicodeRange, Hir, HirKind, Literal,
     Repetition,
@@ -71,6 +72,10 @@ pub struct Scanner {
     set: RegexSet,
     /// Whether a segment of a noise-free chunk can match at all (see [`relaxed`]).
     relaxed: meta::Regex,
+    /// [`relaxed`] as a forward lazy DFA only, for "does this segment match": the segments are
+    /// short, and `meta::Regex::is_match`'s own set-up cost more than the search in them.
+    /// (`None` if it cannot be built, such as a cache too small for it: then `relaxed`.)
+    segment_check: Option<SegmentCheck>,
     /// What every match of [`relaxed`] contains (see [`literals`]), when known.
     literals: Option<LiteralSearch>,
     specs: Vec<PatternSpec>,
@@ -98,10 +103,13 @@ impl Scanner {
                 .find_map(named)
                 .unwrap_or_else(|| Error::config(format!("patterns: {e}")))
         })?;
+        let literals = literals(&relaxed_hirs).and_then(LiteralSearch::new);
+        let alternation = Hir::alternation(relaxed_hirs);
         Ok(Scanner {
             set,
-            literals: literals(&relaxed_hirs).and_then(LiteralSearch::new),
-            relaxed: relaxed(relaxed_hirs)?,
+            literals,
+            segment_check: SegmentCheck::new(&alternation),
+            relaxed: relaxed(&alternation)?,
             specs: specs.to_vec(),
         })
     }
@@ -212,6 +220,8 @@ impl Scanner {
         let bytes = text.as_bytes();
         let mut buffer = vec![0; BLOCK + literals.max_len];
         let mut search = literals.start();
+        // (One cache for the whole text: taking it from the pool cost as much per segment.)
+        let mut cache = self.segment_check.as_ref().map(|c| c.caches.get());
         // Where the search goes on: a segment's start, every literal before it seen to.
         let mut from = 0;
         let mut base = 0;
@@ -239,7 +249,7 @@ impl Scanner {
                 let stop =
                     memchr::memchr2(b'\n', b'\r', &bytes[at..]).map_or(bytes.len(), |i| at + i);
                 let segment = &text[start..stop];
-                if self.relaxed.is_match(Input::new(segment).earliest(true)) {
+                if self.segment_can_match(cache.as_deref_mut(), segment) {
                     f(segment);
                 }
                 from = stop + 1;
@@ -249,6 +259,15 @@ impl Scanner {
             }
             base = end;
         }
+    }
+
+    /// Whether [`relaxed`] matches somewhere in `segment`, with a cache of `segment_check`.
+    fn segment_can_match(&self, cache: Option<&mut hybrid::dfa::Cache>, segment: &str) -> bool {
+        self.segment_check
+            .as_ref()
+            .zip(cache)
+            .and_then(|(check, cache)| check.is_match(cache, segment))
+            .unwrap_or_else(|| self.relaxed.is_match(Input::new(segment).earliest(true)))
     }
 
     /// Whether the literal search (when there is one) finds a literal in `segment`.
@@ -278,11 +297,53 @@ impl Scanner {
 /// its relaxed form matches the same text, and a cleaned line is a piece of one segment of the
 /// noise-free chunk (what is left once the prompt, comment and surrounding blanks are cut
 /// off). So a segment in which it finds nothing cannot give a hit.
-fn relaxed(relaxed_hirs: Vec<Hir>) -> Result<meta::Regex, Error> {
+fn relaxed(alternation: &Hir) -> Result<meta::Regex, Error> {
     meta::Regex::builder()
         .configure(meta::Config::new().utf8_empty(false))
-        .build_from_hir(&Hir::alternation(relaxed_hirs))
+        .build_from_hir(alternation)
         .map_err(|e| Error::config(format!("patterns: {e}")))
+}
+
+type CacheFn = Box<
+    dyn Fn() -> hybrid::dfa::Cache
+        + Send
+        + Sync
+        + std::panic::UnwindSafe
+        + std::panic::RefUnwindSafe,
+>;
+
+/// The relaxed alternation as one forward lazy DFA, with a pool of its caches (as
+/// `meta::Regex` keeps one), asked only whether a match ends somewhere in a segment.
+#[derive(Debug)]
+struct SegmentCheck {
+    dfa: std::sync::Arc<hybrid::dfa::DFA>,
+    caches: Pool<hybrid::dfa::Cache, CacheFn>,
+}
+
+impl SegmentCheck {
+    fn new(alternation: &Hir) -> Option<SegmentCheck> {
+        let nfa = thompson::Compiler::new()
+            .configure(thompson::Config::new().utf8(false))
+            .build_from_hir(alternation)
+            .ok()?;
+        let dfa = std::sync::Arc::new(hybrid::dfa::DFA::builder().build_from_nfa(nfa).ok()?);
+        let for_pool = std::sync::Arc::clone(&dfa);
+        let create: CacheFn = Box::new(move || for_pool.create_cache());
+        Some(SegmentCheck {
+            dfa,
+            caches: Pool::new(create),
+        })
+    }
+
+    /// Whether a match ends in `segment`; `None` when the lazy DFA gives up (then ask
+    /// `meta::Regex`, which falls back to other engines).
+    fn is_match(&self, cache: &mut hybrid::dfa::Cache, segment: &str) -> Option<bool> {
+        let input = Input::new(segment).earliest(true);
+        self.dfa
+            .try_search_fwd(cache, &input)
+            .ok()
+            .map(|m| m.is_some())
+    }
 }
 
 /// A pattern that matches wherever `hir` does within a line, and never across a line end or a
@@ -834,11 +895,136 @@ fn may_be_noise(b: u8) -> bool {
 fn find_noise(bytes: &[u8], mut from: usize) -> Option<usize> {
     loop {
         // (0xC2 also starts harmless characters, such as U+00A0.)
-        let i = find_byte(bytes, from, may_be_noise)?;
+        let i = find_may_be_noise(bytes, from)?;
         if is_noise_at(bytes, i) {
             return Some(i);
         }
         from = i + 1;
+    }
+}
+
+/// The first index at or after `from` whose byte [`may_be_noise`]. On x86_64 16 bytes at a
+/// time with SSE2 (always there), the first hit read from a byte mask: where noise is dense
+/// (an escape sequence every ~20 bytes) [`find_byte`]'s second, bytewise pass over the chunk
+/// with a hit was most of the cost of stripping it. Elsewhere [`find_byte`].
+fn find_may_be_noise(bytes: &[u8], from: usize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut i = from;
+        while i + 16 <= bytes.len() {
+            // SAFETY: SSE2 is part of x86_64; the 16 bytes read are inside `bytes`.
+            let mask = unsafe { sse2::noise_mask(sse2::load(bytes, i)) };
+            if mask != 0 {
+                return Some(i + mask.trailing_zeros() as usize);
+            }
+            i += 16;
+        }
+        let rest = bytes.get(i..)?;
+        rest.iter().position(|&b| may_be_noise(b)).map(|k| i + k)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    find_byte(bytes, from, may_be_noise)
+}
+
+/// Appends `text[from..]` to `out` up to its next noise ([`find_noise`]), and returns where
+/// that is (`None`: copied to the end). On x86_64 the copy and the search are one pass: each
+/// 16 bytes are stored whole (into `out`'s spare capacity) as they are tested, and the length
+/// then set to what precedes the noise, so that short stretches between escape sequences
+/// cost no call to `memcpy`. Elsewhere [`find_noise`] then a copy.
+fn copy_to_noise(text: &str, from: usize, out: &mut String) -> Option<usize> {
+    let bytes = text.as_bytes();
+    #[cfg(target_arch = "x86_64")]
+    {
+        out.reserve(bytes.len() - from + 16);
+        // SAFETY: only whole 16-byte chunks of `text` are stored, at `out`'s end and within
+        // its capacity (reserved above: at most `bytes.len() - from` bytes are appended, plus
+        // the 16 of a chunk stored beyond the new length); the length is set only at the
+        // start of noise, a C1 control or the end of the text: after whole characters of
+        // `text`, so `out` stays UTF-8. SSE2 is part of x86_64.
+        unsafe {
+            let vec = out.as_mut_vec();
+            let start = vec.len();
+            let dst = vec.as_mut_ptr().add(start);
+            let mut i = from;
+            while i + 16 <= bytes.len() {
+                let v = sse2::load(bytes, i);
+                sse2::store(dst.add(i - from), v);
+                let mut mask = sse2::noise_mask(v);
+                while mask != 0 {
+                    let at = i + mask.trailing_zeros() as usize;
+                    // (0xC2 also starts harmless characters, such as U+00A0.)
+                    if is_noise_at(bytes, at) {
+                        vec.set_len(start + at - from);
+                        return Some(at);
+                    }
+                    mask &= mask - 1;
+                }
+                i += 16;
+            }
+            // (`i` may be inside a character: the rest is copied as bytes, up to a noise
+            // position or the end, so that `out` ends on a character boundary.)
+            vec.set_len(start + i - from);
+            let next = find_noise(bytes, i);
+            vec.extend_from_slice(&bytes[i..next.unwrap_or(bytes.len())]);
+            next
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let next = find_noise(bytes, from);
+        out.push_str(&text[from..next.unwrap_or(bytes.len())]);
+        next
+    }
+}
+
+/// The SSE2 parts of [`find_may_be_noise`] and [`copy_to_noise`].
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::{
+        __m128i, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8,
+        _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_storeu_si128,
+    };
+
+    /// The 16 bytes of `bytes` at `i`.
+    ///
+    /// # Safety
+    /// `i + 16 <= bytes.len()`.
+    #[inline(always)]
+    pub(super) unsafe fn load(bytes: &[u8], i: usize) -> __m128i {
+        debug_assert!(i + 16 <= bytes.len());
+        _mm_loadu_si128(bytes.as_ptr().add(i).cast::<__m128i>())
+    }
+
+    /// # Safety
+    /// `dst` is valid for 16 bytes of writes.
+    #[inline(always)]
+    pub(super) unsafe fn store(dst: *mut u8, v: __m128i) {
+        _mm_storeu_si128(dst.cast::<__m128i>(), v)
+    }
+
+    /// One bit per byte of `v` that [`super::may_be_noise`].
+    #[inline(always)]
+    pub(super) fn noise_mask(v: __m128i) -> u32 {
+        // SAFETY: SSE2 is part of x86_64.
+        unsafe {
+            // b < 0x20 (unsigned): min(b, 0x1f) == b.
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+            let kept = _mm_or_si128(
+                _mm_or_si128(
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\t' as i8)),
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\n' as i8)),
+                ),
+                _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\r' as i8)),
+            );
+            let hit = _mm_or_si128(
+                _mm_andnot_si128(kept, control),
+                _mm_or_si128(
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f)),
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8(0xc2u8 as i8)),
+                ),
+            );
+            _mm_movemask_epi8(hit) as u32
+        }
     }
 }
 
@@ -926,12 +1112,11 @@ fn strip_noise_into(text: &str, first: usize, out: &mut String) {
             at = copied;
             continue;
         }
-        match find_noise(bytes, copied) {
-            Some(next) => at = next,
-            None => break,
+        match copy_to_noise(text, copied, out) {
+            Some(next) => (at, copied) = (next, next),
+            None => return,
         }
     }
-    out.push_str(&text[copied..]);
 }
 
 fn prompt_re() -> &'static Regex {
@@ -1170,17 +1355,39 @@ fn comment_start(line: &str) -> usize {
     let b = line.as_bytes();
     let len = b.len();
     // Every reading, as (position, open literals); each followed to its end or its comment.
+    // A line whose first non-blank is a `#` is all comment: the only reading gets there
+    // without a fork (and this skips the allocations below for a commented-out command).
+    if let Some(k) = b.iter().position(|&c| c != b' ' && c != b'\t') {
+        if b[k] == b'#' {
+            return k;
+        }
+    }
     let mut todo: Vec<(usize, Vec<Frame>)> = vec![(0, Vec::new())];
-    // (Made on the first fork: most lines have none, and then cost no allocation.)
+    // The readings already forked. (Empty until the first fork: most lines have none, and
+    // then cost no allocation. A line forks a few times, and a hash set's set-up and hashing
+    // cost more than a look through a few; it becomes one past `SEEN_LIST`.)
+    const SEEN_LIST: usize = 16;
+    let mut seen_list: Vec<(usize, Vec<Frame>)> = Vec::new();
     let mut seen: Option<std::collections::HashSet<(usize, Vec<Frame>)>> = None;
     let mut cut = 0;
     let mut budget = 16 * len + 1024;
     while let Some((mut i, mut stack)) = todo.pop() {
         let mut fork = |at: usize, stack: Vec<Frame>, todo: &mut Vec<(usize, Vec<Frame>)>| {
-            if seen
-                .get_or_insert_with(Default::default)
-                .insert((at, stack.clone()))
-            {
+            let new = match &mut seen {
+                Some(set) => set.insert((at, stack.clone())),
+                None if seen_list.iter().any(|(a, s)| *a == at && *s == stack) => false,
+                None if seen_list.len() < SEEN_LIST => {
+                    seen_list.push((at, stack.clone()));
+                    true
+                }
+                None => {
+                    let mut set: std::collections::HashSet<_> = seen_list.drain(..).collect();
+                    set.insert((at, stack.clone()));
+                    seen = Some(set);
+                    true
+                }
+            };
+            if new {
                 todo.push((at, stack));
             }
         };
@@ -1953,6 +2160,53 @@ mod tests {
     ];
 
     #[test]
+    fn the_vector_noise_search_and_copy_match_the_bytewise_ones() {
+        // Every byte value at every position of a chunk, and lengths around the chunk size.
+        let mut bytes: Vec<u8> = (0..=255u8).collect();
+        bytes.extend((0..=255u8).rev());
+        bytes.extend((0..=255u8).map(|b| b.wrapping_mul(37)));
+        for len in [0, 1, 15, 16, 17, 31, 33, bytes.len()] {
+            for start in 0..17.min(bytes.len() - len.min(bytes.len()) + 1) {
+                let source = &bytes[start..start + len.min(bytes.len() - start)];
+                for from in 0..=source.len() {
+                    let want = source[from..]
+                        .iter()
+                        .position(|&b| may_be_noise(b))
+                        .map(|k| from + k);
+                    assert_eq!(
+                        find_may_be_noise(source, from),
+                        want,
+                        "{source:?} from {from}"
+                    );
+                }
+            }
+        }
+        // The copy to the next noise, on text with noise and characters of several bytes at
+        // every distance from a chunk edge, ending in noise or not.
+        for gap in 0..40 {
+            for (lead, last) in (0..3).flat_map(|lead| [(lead, ""), (lead, "\x08")]) {
+                let plain = "x".repeat(gap);
+                let text = format!(
+                    "{}é\u{a0}{plain}\x1b[1m{plain}\u{85}{plain}日本語{plain}€{last}",
+                    "ab".repeat(lead)
+                );
+                let bytes = text.as_bytes();
+                for from in (0..=bytes.len()).filter(|&i| text.is_char_boundary(i)) {
+                    let mut out = String::from("kept ");
+                    let next = copy_to_noise(&text, from, &mut out);
+                    assert_eq!(next, find_noise(bytes, from), "{text:?} from {from}");
+                    let end = next.unwrap_or(bytes.len());
+                    assert_eq!(
+                        out,
+                        format!("kept {}", &text[from..end]),
+                        "{text:?} from {from}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn unicode_variants_are_flagged() {
         let s = scanner();
         for (line, want) in UNICODE_VARIANTS {
@@ -1973,9 +2227,20 @@ mod tests {
         texts.extend(EVASIONS.iter().map(|(line, _)| line.to_string()));
         texts.extend(UNICODE_VARIANTS.iter().map(|(line, _)| line.to_string()));
         let (mut matching, mut skipped) = (0, 0);
+        let check = s
+            .segment_check
+            .as_ref()
+            .expect("a lazy DFA for the defaults");
+        let mut cache = check.caches.get();
         for raw in &texts {
             for segment in strip_noise_reference(raw).split(['\n', '\r']) {
                 let passes = s.relaxed.is_match(segment);
+                // The lazy DFA the scan asks answers as the relaxed regex does.
+                assert_eq!(
+                    check.is_match(&mut cache, segment),
+                    Some(passes),
+                    "{segment:?} (from {raw:?})"
+                );
                 // The literal search passes every segment the regex passes.
                 if passes {
                     assert!(

@@ -119,10 +119,9 @@ pub struct Checked {
 pub enum Next {
     /// Approved on the record: `StartPatchBuild` re-counts the decisions.
     Approved,
-    /// Nobody concluded (a forged or stray wake): wait again.
+    /// Nobody concluded (a forged or stray wake): wait again, for what is left of the window
+    /// (1 s once it is over: that wait times out, the one way a patch ends `ApprovalExpired`).
     Pending,
-    /// Still pending past its window.
-    Expired,
     /// Rejected, cancelled or otherwise over: `RecordOutcome` reads why.
     Ended,
 }
@@ -144,8 +143,7 @@ pub fn next(rec: &PatchRecord, timeout_seconds: u64, now: DateTime<Utc>) -> Chec
     let left = (expires - now).num_seconds();
     let decision = match (ApprovalDecided::of(rec), rec.status) {
         (Some(ApprovalDecided::Approved { .. }), _) => Next::Approved,
-        (None, Status::PendingApproval) if left > 0 => Next::Pending,
-        (None, Status::PendingApproval) => Next::Expired,
+        (None, Status::PendingApproval) => Next::Pending,
         _ => Next::Ended,
     };
     Checked {
@@ -395,8 +393,9 @@ mod tests {
             (pending.decision, pending.wait_seconds),
             (Next::Pending, 3600)
         );
+        // Past it: one more second, then the wait times out (ApprovalExpired).
         let late = at(Status::PendingApproval, Some("2026-12-01T11:59:59Z"));
-        assert_eq!(late.decision, Next::Expired);
+        assert_eq!((late.decision, late.wait_seconds), (Next::Pending, 1));
         assert_eq!(
             at(Status::Approved, Some("2026-12-01T13:00:00Z")).decision,
             Next::Approved
@@ -427,10 +426,7 @@ mod tests {
             serde_json::from_value(json!({"mode": "check", "patch": fixtures::run()})).unwrap();
         let out = serde_json::to_value(handle(&d, input).await.unwrap()).unwrap();
         assert_eq!(out["status"], "PENDING_APPROVAL", "{out}");
-        assert!(
-            out["decision"] == "pending" || out["decision"] == "expired",
-            "{out}"
-        );
+        assert_eq!(out["decision"], "pending", "{out}");
         assert_eq!(put.num_calls(), 0);
         // Neither shape with anything else is an input.
         assert!(serde_json::from_value::<Input>(

@@ -264,6 +264,12 @@ def lookup_events(request: dict[str, Any], account: str, region: str) -> dict[st
 
 # --------------------------------------------------------------------------- moto hooks
 
+def signing_key_of(headers: Any) -> str | None:
+    """The access key a request was SigV4-signed with (its `Authorization` credential)."""
+    m = re.search(r"Credential=([^/,\s]+)/", headers.get("Authorization", ""))
+    return m.group(1) if m else None
+
+
 def cloudtrail_replacements(original: dict[str, Any]) -> dict[str, Any]:
     """Record StartExecution in moto's Step Functions handler and UpdateSchedule in its Scheduler handler;
     serve LookupEvents in its CloudTrail handler (registered in patches.py)."""
@@ -279,9 +285,8 @@ def cloudtrail_replacements(original: dict[str, Any]) -> dict[str, Any]:
         response = getattr(result, "result", None)
         if isinstance(response, dict):
             request = {k: self._get_param(k) for k in ("stateMachineArn", "name")}
-            signed = re.search(r"Credential=([^/,\s]+)/", self.headers.get("Authorization", ""))
             record_start_execution(request, response, self.get_access_key(), self.current_account, self.region,
-                                   self.headers.get("User-Agent", ""), signed.group(1) if signed else None)
+                                   self.headers.get("User-Agent", ""), signing_key_of(self.headers))
         return result
 
     def handle_lookup_events(self):  # type: ignore[no-untyped-def]
@@ -305,14 +310,9 @@ def cloudtrail_replacements(original: dict[str, Any]) -> dict[str, Any]:
         request = {"name": self.uri.split("?")[0].split("/")[-1]}
         for k in ("GroupName", "State", "Description", "ScheduleExpression", "ScheduleExpressionTimezone"):
             request[k[0].lower() + k[1:]] = self._get_param(k)
-        signed = re.search(r"Credential=([^/,\s]+)/", self.headers.get("Authorization", ""))
         record_update_schedule(request, arn, self.get_access_key(), self.current_account, self.region,
-                               self.headers.get("User-Agent", ""), signed.group(1) if signed else None)
+                               self.headers.get("User-Agent", ""), signing_key_of(self.headers))
         return result
-
-    def signed_key(self) -> str | None:  # type: ignore[no-untyped-def]
-        m = re.search(r"Credential=([^/,\s]+)/", self.headers.get("Authorization", ""))
-        return m.group(1) if m else None
 
     def lambda_change(event_name: str, orig):  # type: ignore[no-untyped-def]
         def change(self):  # type: ignore[no-untyped-def]
@@ -325,7 +325,7 @@ def cloudtrail_replacements(original: dict[str, Any]) -> dict[str, Any]:
                 record_signing_change("lambda.amazonaws.com", event_name, {"functionName": name},
                                       ("AWS::Lambda::Function", arn), self.get_access_key(),
                                       self.current_account, self.region, self.headers.get("User-Agent", ""),
-                                      signed_key(self))
+                                      signing_key_of(self.headers))
             return result
         return change
 
@@ -339,7 +339,7 @@ def cloudtrail_replacements(original: dict[str, Any]) -> dict[str, Any]:
         record_signing_change("kms.amazonaws.com", "PutKeyPolicy",
                               {"keyId": key_id, "policyName": self._get_param("PolicyName")},
                               ("AWS::KMS::Key", arn), self.get_access_key(), self.current_account, self.region,
-                              self.headers.get("User-Agent", ""), signed_key(self))
+                              self.headers.get("User-Agent", ""), signing_key_of(self.headers))
         return result
 
     return {"start_execution": start_execution, "lookup_events": handle_lookup_events,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import re
 import os
 import signal
 import threading
@@ -240,13 +239,12 @@ def ecs_replacements(original: dict[str, Any]) -> dict[str, Any]:
         described = [t.describe() for t in tasks]
         # CloudTrail records the call (the audit sweep reads RunTask records, issue 15).
         from . import cloudtrail
-        signed = re.search(r"Credential=([^/,\s]+)/", self.headers.get("Authorization", ""))
         cloudtrail.record_run_task(
             {"cluster": self._get_param("cluster", "default"), "taskDefinition": self._get_param("taskDefinition"),
              "count": count, "startedBy": params.get("startedBy"), "launchType": params.get("launchType"),
              "group": params.get("group"), "overrides": params.get("overrides")},
             described, self.get_access_key(), self.current_account, self.region,
-            self.headers.get("User-Agent", ""), signed.group(1) if signed else None)
+            self.headers.get("User-Agent", ""), cloudtrail.signing_key_of(self.headers))
         return ActionResult({"tasks": described, "failures": []})
 
     def describe_tasks(self):  # type: ignore[no-untyped-def]
@@ -327,13 +325,12 @@ def ecs_exec_replacements(original: dict[str, Any]) -> dict[str, Any]:
                                            f"{session_id}?role=publish_subscribe",
                               "tokenValue": uuid.uuid4().hex}}
         from . import cloudtrail
-        signed = re.search(r"Credential=([^/,\s]+)/", self.headers.get("Authorization", ""))
         cloudtrail.record_execute_command(
             {"cluster": self._get_param("cluster", "default"), "container": chosen.get("name"),
              "command": self._get_param("command"), "interactive": True, "task": self._get_param("task")},
             {k: v for k, v in answer.items() if k != "session"} | {"session": {"sessionId": session_id}},
             d["taskDefinitionArn"], self.get_access_key(), self.current_account, self.region,
-            self.headers.get("User-Agent", ""), signed.group(1) if signed else None)
+            self.headers.get("User-Agent", ""), cloudtrail.signing_key_of(self.headers))
         return ActionResult(answer)
 
     return {"execute_command": execute_command}

@@ -70,12 +70,18 @@ def test_object_lock_refuses_deleting_a_retained_version(stack):
     assert s3.delete_object(Bucket=bucket, Key="audit/x")["DeleteMarker"] is True
 
 
-def test_run_task_is_recorded_in_cloudtrail(stack):
-    ecs = stack.client("ecs")
+def _cluster_and_family(ecs, script):
+    """A new cluster and a one-container task definition running `sh -c script`."""
     cluster = ecs.create_cluster(clusterName=f"selftest-{uuid.uuid4().hex[:8]}")["cluster"]["clusterArn"]
     family = f"selftest-{uuid.uuid4().hex[:8]}"
     ecs.register_task_definition(family=family, containerDefinitions=[
-        {"name": "app", "image": "x", "essential": True, "memory": 128, "command": ["sh", "-c", "true"]}])
+        {"name": "app", "image": "x", "essential": True, "memory": 128, "command": ["sh", "-c", script]}])
+    return cluster, family
+
+
+def test_run_task_is_recorded_in_cloudtrail(stack):
+    ecs = stack.client("ecs")
+    cluster, family = _cluster_and_family(ecs, "true")
     task = ecs.run_task(cluster=cluster, taskDefinition=family, startedBy="selftest")["tasks"][0]["taskArn"]
     events = stack.client("cloudtrail").lookup_events(
         LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "RunTask"}])["Events"]
@@ -91,10 +97,7 @@ def test_run_task_is_recorded_in_cloudtrail(stack):
 
 def test_execute_command_checks_the_task_and_is_recorded_in_cloudtrail(stack):
     ecs = stack.client("ecs")
-    cluster = ecs.create_cluster(clusterName=f"selftest-{uuid.uuid4().hex[:8]}")["cluster"]["clusterArn"]
-    family = f"selftest-{uuid.uuid4().hex[:8]}"
-    ecs.register_task_definition(family=family, containerDefinitions=[
-        {"name": "app", "image": "x", "essential": True, "memory": 128, "command": ["sh", "-c", "sleep 30"]}])
+    cluster, family = _cluster_and_family(ecs, "sleep 30")
     task = ecs.run_task(cluster=cluster, taskDefinition=family)["tasks"][0]["taskArn"]
     deadline = time.time() + 30
     while ecs.describe_tasks(cluster=cluster, tasks=[task])["tasks"][0]["lastStatus"] != "RUNNING":

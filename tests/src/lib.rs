@@ -366,6 +366,17 @@ impl Stack {
         Ok(out)
     }
 
+    /// Stop an execution (StopExecution, no error or cause).
+    pub async fn stop(&self, execution_arn: &str) -> Result<()> {
+        self.sfn
+            .stop_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .with_context(|| format!("StopExecution {execution_arn}"))?;
+        Ok(())
+    }
+
     /// Wait (with a deadline) until the execution is no longer RUNNING.
     pub async fn wait_end(&self, execution_arn: &str, timeout: Duration) -> Result<Ended> {
         let deadline = Instant::now() + timeout;

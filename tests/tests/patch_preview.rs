@@ -328,12 +328,7 @@ async fn an_outbound_http_call_is_blocked_and_counted() -> Result<()> {
     );
     assert_eq!(counts(&rec, "preview", "public.users"), (0, 1, 0));
     // Rejected: nothing else runs.
-    p.stack
-        .sfn
-        .stop_execution()
-        .execution_arn(&arn)
-        .send()
-        .await?;
+    p.stack.stop(&arn).await?;
     Ok(())
 }
 
@@ -373,12 +368,7 @@ async fn changed_code_gets_another_digest_and_one_approval_starts_only_its_patch
     let rb = p.record(&b).await?;
     assert_eq!(rb["status"], "PENDING_APPROVAL", "{rb}");
     assert!(p.builds_of(&b, "BATCHLESS_PATCH_ID").await?.is_empty());
-    p.stack
-        .sfn
-        .stop_execution()
-        .execution_arn(&b_arn)
-        .send()
-        .await?;
+    p.stack.stop(&b_arn).await?;
     Ok(())
 }
 

@@ -55,6 +55,13 @@ async fn alerted(stack: &Stack, needle: &str) -> Result<bool> {
         .any(|m| m["text"].as_str().is_some_and(|t| t.contains(needle))))
 }
 
+/// The sweep's `report[field]` names `what`, and `what` was alerted.
+async fn found_and_alerted(stack: &Stack, report: &Value, field: &str, what: &str) -> Result<()> {
+    assert!(report[field].to_string().contains(what), "{what}: {report}");
+    assert!(alerted(stack, what).await?, "{what} was alerted");
+    Ok(())
+}
+
 async fn watermark(stack: &Stack) -> Result<Option<String>> {
     Ok(stack
         .get_item(&stack.table("PatchesTable")?, "patchId", "sweep-watermark")
@@ -252,16 +259,7 @@ async fn a_deleted_watermark_is_alerted_and_the_sweep_looks_back_its_whole_reach
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string();
     assert!(since < reach, "the sweep looked back 90 days: {report}");
-    assert!(
-        report["unsanctioned"]
-            .to_string()
-            .contains("watermark is gone"),
-        "this sweep found the deleted watermark: {report}"
-    );
-    assert!(
-        alerted(&stack, "watermark is gone").await?,
-        "the deleted watermark was alerted"
-    );
+    found_and_alerted(&stack, &report, "unsanctioned", "watermark is gone").await?;
     let new = watermark(&stack).await?.context("a new watermark")?;
     let again = sweep(&stack).await?;
     assert_eq!(again["since"].as_str(), Some(new.as_str()), "{again}");
@@ -301,16 +299,15 @@ async fn a_change_to_a_signing_function_or_key_outside_a_deploy_is_alerted() -> 
         .send()
         .await?;
     let report = sweep(&stack).await?;
-    let found = report["unsanctioned"].to_string();
+    assert!(
+        report["unsanctioned"].to_string().contains("user/mallory"),
+        "{report}"
+    );
     for what in [
         format!("configuration of signing function {function}"),
         format!("the policy of signing key {key}"),
     ] {
-        assert!(
-            found.contains(&what) && found.contains("user/mallory"),
-            "{what}: {report}"
-        );
-        assert!(alerted(&stack, &what).await?, "{what} was alerted");
+        found_and_alerted(&stack, &report, "unsanctioned", &what).await?;
     }
     Ok(())
 }
@@ -359,11 +356,7 @@ async fn an_execute_command_into_a_job_task_is_alerted() -> Result<()> {
     let what = format!(
         "ECS ExecuteCommand into job task {task} by arn:aws:iam::123456789012:user/mallory"
     );
-    assert!(
-        report["unsanctioned"].to_string().contains(&what),
-        "{what}: {report}"
-    );
-    assert!(alerted(&stack, &what).await?, "{what} was alerted");
+    found_and_alerted(&stack, &report, "unsanctioned", &what).await?;
     let end = stack.wait_end(&arn, Duration::from_secs(180)).await?;
     assert_eq!(end.status, "SUCCEEDED", "the job itself ran on: {end:?}");
     Ok(())
@@ -390,10 +383,6 @@ async fn a_sealed_job_run_started_by_someone_else_is_a_starter_mismatch() -> Res
     let report = sweep(&stack).await?;
     let what =
         format!("job run {name} names bob as its starter, but CloudTrail shows local-operator");
-    assert!(
-        report["requesterMismatches"].to_string().contains(&what),
-        "{what}: {report}"
-    );
-    assert!(alerted(&stack, &what).await?, "{what} was alerted");
+    found_and_alerted(&stack, &report, "requesterMismatches", &what).await?;
     Ok(())
 }

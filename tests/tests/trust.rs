@@ -710,11 +710,6 @@ async fn a_run_naming_its_starter_without_a_seal_that_verifies_is_invalid_input(
         (&json!("bob"), &json!("arn:aws:iam::123456789012:user/bob")),
         "{record}"
     );
-    stack
-        .sfn
-        .stop_execution()
-        .execution_arn(&arn)
-        .send()
-        .await?;
+    stack.stop(&arn).await?;
     Ok(())
 }

@@ -36,7 +36,7 @@ use crate::error::Error;
 use crate::patch::approval::{Decision, Via};
 use crate::patch::store::{self, Decider};
 use crate::platform::slack::function_url::{raw_body, respond};
-use crate::platform::{aws, config, time};
+use crate::platform::{aws, config, input, time};
 use crate::shared::approval::record::SubjectKind;
 use crate::shared::submission::{self, Workflow};
 
@@ -104,14 +104,6 @@ fn error(status: u16, message: impl Into<String>) -> Output {
     respond(status, json!({"ok": false, "error": message.into()}))
 }
 
-/// A Step Functions execution name as the CLI makes them: 1 to 80 of `[A-Za-z0-9_-]`.
-fn valid_execution_name(name: &str) -> bool {
-    (1..=80).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// `submit`: write the caller in as the starter and seal the input for that execution.
 async fn submit(deps: &Deps, arn: &str, request: Request) -> Result<Output, Error> {
     let (Some(workflow), Some(name), Some(mut input)) =
@@ -125,7 +117,8 @@ async fn submit(deps: &Deps, arn: &str, request: Request) -> Result<Output, Erro
             "a submission gives only workflow, name and input",
         ));
     }
-    if !valid_execution_name(&name) {
+    // An execution name as the CLI makes them (`sfn::execution::name_safe`).
+    if !input::made_of(&name, 80, b"-_") {
         return Ok(error(
             400,
             format!("name: {name:?} is not an execution name (1 to 80 of A-Z a-z 0-9 - _)"),

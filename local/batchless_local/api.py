@@ -117,6 +117,8 @@ def replica_api(req: Request) -> Response:
             return _json(fire_schedule(req.get_json(force=True)))
         if parts == ["codepipeline", "jobs"]:
             return _json({"jobs": codepipeline.listing()})
+        if parts == ["codepipeline", "executions"] and req.method == "POST":
+            return _json(codepipeline.start_run(req.get_json(force=True)))
         if parts == ["builds"]:
             with codebuild._lock:
                 builds = [codebuild.BUILDS[i].describe() for i in codebuild.ORDER]

@@ -131,11 +131,19 @@ def record_signing_change(source: str, name: str, params: dict[str, Any], resour
                           access_key: str, account: str, region: str, user_agent: str = "",
                           signing_key: str | None = None) -> dict[str, Any]:
     """Record one successful change to what may sign (issue 15: the audit sweep reads them): KMS
-    `PutKeyPolicy` (`requestParameters` `{keyId, policyName}`, the policy left out) and Lambda
-    `UpdateFunctionCode20150331v2` / `UpdateFunctionConfiguration20150331v2` (`{functionName}`), as AWS
-    names them."""
+    `PutKeyPolicy` (`requestParameters` `{keyId, policyName}`, the policy left out), Lambda
+    `UpdateFunctionCode20150331v2` / `UpdateFunctionConfiguration20150331v2` / `CreateFunction20150331`
+    (`{functionName, role?}`) and IAM `UpdateAssumeRolePolicy` / `PutRolePolicy` / `AttachRolePolicy`
+    (`{roleName, policyName | policyArn}`), as AWS names them."""
     return record_call(source, name, params, None, [resource], access_key, account, region, user_agent,
                        signing_key)
+
+
+# The access key the replica's stand-in for CloudFormation (provision.py) signs with: its calls
+# are recorded as AWS records a call CloudFormation made for a stack (`invokedBy` and
+# `sourceIPAddress` `cloudformation.amazonaws.com`).
+CLOUDFORMATION_ACCESS_KEY = "REPLICACLOUDFORMATION"
+CLOUDFORMATION = "cloudformation.amazonaws.com"
 
 
 def record_call(source: str, name: str, params: dict[str, Any], elements: dict[str, Any] | None,
@@ -145,13 +153,17 @@ def record_call(source: str, name: str, params: dict[str, Any], elements: dict[s
     global _seq
     who = identity(access_key, account, region, signing_key)
     username = who.pop("_username")
+    by_cloudformation = (signing_key or access_key) == CLOUDFORMATION_ACCESS_KEY
+    if by_cloudformation:
+        who["invokedBy"] = CLOUDFORMATION
     with _lock:
         now = utcnow().replace(microsecond=0)
         _seq += 1
         record = {
             "eventVersion": EVENT_VERSION, "userIdentity": who, "eventTime": _iso(now),
             "eventSource": source, "eventName": name, "awsRegion": region,
-            "sourceIPAddress": "127.0.0.1", "userAgent": user_agent, "requestParameters": params,
+            "sourceIPAddress": CLOUDFORMATION if by_cloudformation else "127.0.0.1",
+            "userAgent": user_agent, "requestParameters": params,
             "responseElements": elements, "requestID": str(uuid.uuid4()), "eventID": str(uuid.uuid4()),
             "readOnly": False, "eventType": "AwsApiCall", "managementEvent": True,
             "recipientAccountId": account, "eventCategory": "Management",
@@ -314,18 +326,42 @@ def cloudtrail_replacements(original: dict[str, Any]) -> dict[str, Any]:
                                self.headers.get("User-Agent", ""), signing_key_of(self.headers))
         return result
 
-    def lambda_change(event_name: str, orig):  # type: ignore[no-untyped-def]
+    def lambda_change(event_name: str, orig, created: bool = False):  # type: ignore[no-untyped-def]
+        """UpdateFunctionCode / UpdateFunctionConfiguration (`{functionName}`, plus `role` when
+        the call sets one) and CreateFunction (`{functionName, role}`)."""
         def change(self):  # type: ignore[no-untyped-def]
             result = orig(self)  # raises on failure: nothing is recorded
             status = result[0] if isinstance(result, tuple) else 200
-            if status == 200:
-                name = unquote(self.path.rsplit("/", 2)[-2])
+            if status == (201 if created else 200):
+                body = self.json_body or {}
+                name = body.get("FunctionName", "").rsplit(":", 1)[-1] if created \
+                    else unquote(self.path.rsplit("/", 2)[-2])
                 arn = name if name.startswith("arn:") else \
                     f"arn:aws:lambda:{self.region}:{self.current_account}:function:{name}"
-                record_signing_change("lambda.amazonaws.com", event_name, {"functionName": name},
+                params = {"functionName": name}
+                if body.get("Role"):
+                    params["role"] = body["Role"]
+                record_signing_change("lambda.amazonaws.com", event_name, params,
                                       ("AWS::Lambda::Function", arn), self.get_access_key(),
                                       self.current_account, self.region, self.headers.get("User-Agent", ""),
                                       signing_key_of(self.headers))
+            return result
+        return change
+
+    def iam_change(event_name: str, orig, *extra: str):  # type: ignore[no-untyped-def]
+        """UpdateAssumeRolePolicy / PutRolePolicy / AttachRolePolicy: `{roleName}` plus the
+        policy's name or ARN (documents left out), recorded in us-east-1 as AWS records IAM's
+        events whatever region the caller used."""
+        def change(self):  # type: ignore[no-untyped-def]
+            result = orig(self)  # raises on failure: nothing is recorded
+            role = self._get_param("RoleName")
+            params = {"roleName": role}
+            for k in extra:
+                params[k[0].lower() + k[1:]] = self._get_param(k)
+            record_signing_change("iam.amazonaws.com", event_name, params,
+                                  ("AWS::IAM::Role", f"arn:aws:iam::{self.current_account}:role/{role}"),
+                                  self.get_access_key(), self.current_account, "us-east-1",
+                                  self.headers.get("User-Agent", ""), signing_key_of(self.headers))
             return result
         return change
 
@@ -346,4 +382,8 @@ def cloudtrail_replacements(original: dict[str, Any]) -> dict[str, Any]:
             "update_schedule": update_schedule, "put_key_policy": put_key_policy,
             "update_function_code": lambda_change("UpdateFunctionCode20150331v2", original["update_function_code"]),
             "update_function_configuration": lambda_change("UpdateFunctionConfiguration20150331v2",
-                                                           original["update_function_configuration"])}
+                                                           original["update_function_configuration"]),
+            "create_function": lambda_change("CreateFunction20150331", original["create_function"], created=True),
+            "update_assume_role_policy": iam_change("UpdateAssumeRolePolicy", original["update_assume_role_policy"]),
+            "put_role_policy": iam_change("PutRolePolicy", original["put_role_policy"], "PolicyName"),
+            "attach_role_policy": iam_change("AttachRolePolicy", original["attach_role_policy"], "PolicyArn")}

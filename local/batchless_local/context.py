@@ -63,17 +63,19 @@ class Context:
             return seconds
         return float(seconds) / (self.time_scale or 1.0)
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, access_key: str = "testing") -> Any:
+        """A boto3 client of the replica (`testing`, the default identity; another key only
+        changes who CloudTrail records)."""
         with self.lock:
-            c = self._clients.get(service)
+            c = self._clients.get((service, access_key))
             if c is None:
                 c = boto3.client(
                     service, endpoint_url=self.endpoint, region_name=self.region,
-                    aws_access_key_id="testing", aws_secret_access_key="testing",
+                    aws_access_key_id=access_key, aws_secret_access_key="testing",
                     config=Config(retries={"max_attempts": 1}, read_timeout=900, connect_timeout=10,
                                   s3={"addressing_style": "path"}),
                 )
-                self._clients[service] = c
+                self._clients[(service, access_key)] = c
             return c
 
     def add_child(self, pgid: int, what: str) -> None:

@@ -113,6 +113,10 @@ GROUPS: tuple[Group, ...] = (
         Patch("moto.kms.responses.KmsResponse.put_key_policy", CLOUDTRAIL, wraps=True),
         Patch("moto.awslambda.responses.LambdaResponse.update_function_code", CLOUDTRAIL, wraps=True),
         Patch("moto.awslambda.responses.LambdaResponse.update_function_configuration", CLOUDTRAIL, wraps=True),
+        Patch("moto.awslambda.responses.LambdaResponse.create_function", CLOUDTRAIL, wraps=True),
+        Patch("moto.iam.responses.IamResponse.update_assume_role_policy", CLOUDTRAIL, wraps=True),
+        Patch("moto.iam.responses.IamResponse.put_role_policy", CLOUDTRAIL, wraps=True),
+        Patch("moto.iam.responses.IamResponse.attach_role_policy", CLOUDTRAIL, wraps=True),
     )),
 )
 

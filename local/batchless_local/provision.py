@@ -13,7 +13,7 @@ import zipfile
 from typing import Any
 
 from .context import CTX
-from . import LOCAL_DIR, REPO_ROOT, cfn
+from . import LOCAL_DIR, REPO_ROOT, cfn, cloudtrail
 
 VALID_COMPUTE = {"BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE", "BUILD_GENERAL1_2XLARGE"}
 VALID_ENV_TYPES = {"WINDOWS_CONTAINER", "LINUX_CONTAINER", "LINUX_GPU_CONTAINER", "ARM_CONTAINER"}
@@ -109,7 +109,9 @@ class Provisioner:
         self.zip = _dummy_zip()
 
     def c(self, svc: str) -> Any:
-        return CTX.client(svc)
+        """The client CloudFormation would be: its calls are recorded as made for a stack
+        (`cloudtrail.CLOUDFORMATION_ACCESS_KEY`), so the sweep treats them as a deploy's."""
+        return CTX.client(svc, access_key=cloudtrail.CLOUDFORMATION_ACCESS_KEY)
 
     def role_arn(self, name: str) -> str:
         if name not in self.roles_created:

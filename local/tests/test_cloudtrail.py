@@ -180,3 +180,49 @@ def test_changes_to_what_signs_are_recorded_with_the_caller(stack):
     found = ct.lookup_events(LookupAttributes=[
         {"AttributeKey": "EventName", "AttributeValue": "UpdateFunctionConfiguration20150331v2"}])
     assert not any("no-such-function" in e["CloudTrailEvent"] for e in found["Events"])
+
+
+def _records(ct, name):
+    found = ct.lookup_events(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": name}])
+    return [json.loads(e["CloudTrailEvent"]) for e in found["Events"]]
+
+
+def test_signing_roles_changes_are_recorded_and_the_deploy_is_cloudformations(stack):
+    """IAM trust/permission changes (in us-east-1, as AWS records IAM) and CreateFunction with its
+    role; the replica's own deploy of the stack's functions carries `invokedBy` CloudFormation."""
+    user, key = stack.new_user("selftest-roles")
+    iam = stack.client_as("iam", key)
+    role = f"selftest-role-{uuid.uuid4().hex[:8]}"
+    stack.client("iam").create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "lambda.amazonaws.com"}}]}))
+    iam.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"AWS": "*"}}]}))
+    iam.put_role_policy(RoleName=role, PolicyName="more", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    ct = stack.client("cloudtrail")
+    for name, params in [("UpdateAssumeRolePolicy", {"roleName": role}),
+                         ("PutRolePolicy", {"roleName": role, "policyName": "more"})]:
+        mine = [r for r in _records(ct, name) if r["requestParameters"].get("roleName") == role]
+        assert len(mine) == 1, (name, mine)
+        assert mine[0]["requestParameters"] == params  # no policy document
+        assert (mine[0]["eventSource"], mine[0]["awsRegion"]) == ("iam.amazonaws.com", "us-east-1")
+        assert mine[0]["userIdentity"]["userName"] == user and "invokedBy" not in mine[0]["userIdentity"]
+
+    fn = f"selftest-fn-{uuid.uuid4().hex[:8]}"
+    role_arn = f"arn:aws:iam::123456789012:role/{role}"
+    stack.client_as("lambda", key).create_function(
+        FunctionName=fn, Runtime="provided.al2023", Role=role_arn, Handler="bootstrap",
+        Code={"ZipFile": b"PK\x05\x06" + bytes(18)})
+    created = _records(ct, "CreateFunction20150331")
+    mine = [r for r in created if r["requestParameters"]["functionName"] == fn]
+    assert len(mine) == 1 and mine[0]["requestParameters"]["role"] == role_arn, mine
+    assert mine[0]["sourceIPAddress"] == "127.0.0.1"
+    # The stack's own functions were created by its deploy.
+    deployed = [r for r in created if r["requestParameters"]["functionName"] != fn
+                and not r["requestParameters"]["functionName"].startswith("selftest-")]
+    assert deployed, created
+    for r in deployed:
+        assert r["userIdentity"]["invokedBy"] == "cloudformation.amazonaws.com", r
+        assert r["sourceIPAddress"] == "cloudformation.amazonaws.com", r

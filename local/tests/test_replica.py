@@ -747,6 +747,37 @@ def test_codepipeline_job_results_are_recorded_and_final_once(stack):
     assert results[1]["request"]["outputVariables"] == {"buildId": "b:1"}
 
 
+def test_codepipeline_action_executions_are_listed_until_their_job_ends(stack):
+    cp = stack.client("codepipeline")
+    pipeline = f"selftest-{uuid.uuid4().hex[:8]}"
+    params = '{"commit": "c0ffee", "pipeline": {"executionId": "#{codepipeline.PipelineExecutionId}"}}'
+    run = requests.post(f"{stack.replica}/codepipeline/executions", timeout=10, json={
+        "pipelineName": pipeline, "provider": "Lambda",
+        "configuration": {"FunctionName": "bridge", "UserParameters": params}}).json()
+    pe = run["pipelineExecutionId"]
+    assert pe in run["resolvedConfiguration"]["UserParameters"]
+
+    def listed():
+        return cp.list_action_executions(pipelineName=pipeline,
+                                         filter={"pipelineExecutionId": pe})["actionExecutionDetails"]
+    [action] = listed()
+    assert (action["actionExecutionId"], action["status"]) == (run["actionExecutionId"], "InProgress")
+    assert action["input"]["actionTypeId"] == {"category": "Invoke", "owner": "AWS", "provider": "Lambda",
+                                               "version": "1"}
+    assert action["input"]["configuration"]["UserParameters"] == params  # as configured
+    assert action["input"]["resolvedConfiguration"] == run["resolvedConfiguration"]
+    cp.put_job_success_result(jobId=run["jobId"], continuationToken="still-running")
+    assert listed()[0]["status"] == "InProgress"
+    cp.put_job_failure_result(jobId=run["jobId"], failureDetails={"type": "JobFailed", "message": "x"})
+    assert listed()[0]["status"] == "Failed"
+    for kwargs, code in [({"pipelineName": "no-such-pipeline"}, "PipelineNotFoundException"),
+                         ({"pipelineName": pipeline, "filter": {"pipelineExecutionId": "nope"}},
+                          "PipelineExecutionNotFoundException")]:
+        with pytest.raises(botocore.exceptions.ClientError) as exc:
+            cp.list_action_executions(**kwargs)
+        assert exc.value.response["Error"]["Code"] == code
+
+
 def test_fake_slack_injected_failures(stack):
     url = stack.info["slack_url"]
     requests.post(f"{url}/_fake/fail", json={"method": "chat.postMessage", "error": "channel_not_found",

@@ -250,6 +250,50 @@ impl Stack {
             .await?)
     }
 
+    /// CodePipeline reaching the Migrate stage of pipeline `pipeline` (the replica's
+    /// `POST /codepipeline/executions`): one action execution of `provider` (`Lambda`,
+    /// `StepFunctions`) with `configuration`, in progress. Its `pipelineExecutionId`,
+    /// `actionExecutionId`, `jobId` and `resolvedConfiguration`.
+    pub async fn pipeline_run(
+        &self,
+        pipeline: &str,
+        provider: &str,
+        configuration: &Value,
+    ) -> Result<Value> {
+        let resp = self
+            .http
+            .post(format!("{}/codepipeline/executions", self.replica_url()))
+            .json(
+                &serde_json::json!({"pipelineName": pipeline, "provider": provider,
+                                      "configuration": configuration}),
+            )
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!(
+                "pipeline run refused: {} {}",
+                resp.status(),
+                resp.text().await?
+            );
+        }
+        Ok(resp.json().await?)
+    }
+
+    /// Pipeline `app-deploy` reaching its Migrate stage for `commit` with the Lambda invoke
+    /// action on `pipeline-bridge` (the UserParameters of `infra/examples/`); the run as
+    /// [`Stack::pipeline_run`] gives it.
+    pub async fn bridge_run(&self, commit: &str) -> Result<Value> {
+        let params = serde_json::json!({"commit": commit, "pipeline": {"name": "app-deploy",
+            "executionId": "#{codepipeline.PipelineExecutionId}"}});
+        self.pipeline_run(
+            "app-deploy",
+            "Lambda",
+            &serde_json::json!({"FunctionName": self.function_name("PipelineBridgeFunction")?,
+                                "UserParameters": params.to_string()}),
+        )
+        .await
+    }
+
     /// Start an execution through the one StartExecution of the core
     /// (`batchless_core::sfn::execution::start`); its ARN.
     pub async fn start(
@@ -821,6 +865,31 @@ impl Stack {
 }
 
 /// A unique, valid execution name for a test.
+/// The event CodePipeline invokes `pipeline-bridge` with for the job of `run` (a
+/// [`Stack::bridge_run`]): its resolved UserParameters, artifact credentials with `secret` and
+/// `token` (which nothing may log), and the continuation token of a re-invocation.
+pub fn bridge_job_event(
+    run: &Value,
+    secret: &str,
+    token: &str,
+    continuation: Option<&str>,
+) -> Value {
+    serde_json::json!({"CodePipeline.job": {
+        "id": run["jobId"],
+        "accountId": "123456789012",
+        "data": {
+            "actionConfiguration": {"configuration": {
+                "FunctionName": "batchless-staging-pipeline-bridge",
+                "UserParameters": run["resolvedConfiguration"]["UserParameters"]
+            }},
+            "inputArtifacts": [],
+            "outputArtifacts": [],
+            "artifactCredentials": {"accessKeyId": "ASIAREPLICAEXAMPLE01", "secretAccessKey": secret, "sessionToken": token},
+            "continuationToken": continuation
+        }
+    }})
+}
+
 pub fn unique_name(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -57,6 +57,12 @@ trait DataPatch {
     async fn alice_approves_and_it_succeeds(&self, id: &str, arn: &str) -> Result<Ended>;
     async fn approval_wait(&self, id: &str) -> Result<Option<Value>>;
     async fn forge_approval_wake(&self, id: &str, output: &Value) -> Result<()>;
+    async fn edit_record(
+        &self,
+        id: &str,
+        update: &str,
+        value: aws_sdk_dynamodb::types::AttributeValue,
+    ) -> Result<()>;
     async fn audit_events(&self, id: &str) -> Result<Vec<(String, Value)>>;
     async fn audit_names(&self, id: &str) -> Result<Vec<String>>;
     async fn find_audit_event(&self, id: &str, event: &str) -> Result<Option<Value>>;
@@ -137,6 +143,28 @@ impl DataPatch for P {
             .send_task_success()
             .task_token(token)
             .output(output.to_string())
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// An operator with write access edits the patch record: `update` (one `:v`) set to `value`.
+    async fn edit_record(
+        &self,
+        id: &str,
+        update: &str,
+        value: aws_sdk_dynamodb::types::AttributeValue,
+    ) -> Result<()> {
+        self.stack
+            .db
+            .update_item()
+            .table_name(&self.table)
+            .key(
+                "patchId",
+                aws_sdk_dynamodb::types::AttributeValue::S(id.to_string()),
+            )
+            .update_expression(update)
+            .expression_attribute_values(":v", value)
             .send()
             .await?;
         Ok(())
@@ -459,6 +487,68 @@ async fn a_forged_send_task_success_on_a_pending_patch_only_makes_it_wait_again(
     // alice's real approval still runs it.
     p.alice_approves_and_it_succeeds(&id, &arn).await?;
     assert_eq!(p.builds_of(&id, PATCH_ID_VAR).await?.len(), 1);
+    Ok(())
+}
+
+/// A writer of the patches table moves the approval window: first into the past (so the next
+/// wake would expire the patch), then ten years out (so a forged wake would keep it waiting).
+/// The window is the execution's own (`ApprovalWindow`'s entered time plus the sealed
+/// `approvalTimeoutSeconds`): each forged wake only waits again for what is left of the
+/// 24 h, the history shows each check, and alice's approval still runs it.
+#[tokio::test]
+async fn a_writer_of_the_patches_table_cannot_move_the_approval_window() -> Result<()> {
+    let p = P::setup().await?;
+    let (id, arn) = p.submit_request(json!({})).await?;
+    p.pending(&id).await?;
+    let window: i64 = 86_400;
+    let count = |states: &[String], name: &str| states.iter().filter(|s| *s == name).count();
+    for (n, planted) in [(2, "2020-01-01T00:00:00Z"), (3, "2036-12-01T00:00:00Z")] {
+        p.edit_record(
+            &id,
+            "SET approvalExpiresAt = :v, createdAt = :v",
+            aws_sdk_dynamodb::types::AttributeValue::S(planted.into()),
+        )
+        .await?;
+        let before = p.approval_wait(&id).await?.context("the approval wait")?;
+        p.forge_approval_wake(
+            &id,
+            &json!({"decision": "approved", "approvers": ["alice"]}),
+        )
+        .await?;
+        eventually("the workflow to wait again", TIMEOUT, || async {
+            let states = p.stack.states_entered(&arn).await?;
+            let wait = p.approval_wait(&id).await?;
+            Ok((count(&states, "RequestApproval") == n
+                && wait.is_some_and(|w| w["taskToken"] != before["taskToken"]))
+            .then_some(()))
+        })
+        .await?;
+    }
+    let checks: Vec<Value> = p
+        .stack
+        .history(&arn)
+        .await?
+        .iter()
+        .filter_map(|e| e.state_exited_event_details())
+        .filter(|d| d.name() == "CheckApproval")
+        .filter_map(|d| {
+            d.output()
+                .and_then(|o| serde_json::from_str::<Value>(o).ok())
+        })
+        .map(|o| o["approvalCheck"].clone())
+        .collect();
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    for c in &checks {
+        assert_eq!(c["decision"], "pending", "{c}");
+        // What is left of the 24 h window (the test's time scale runs it 60x faster, so well
+        // under a day has passed), neither 1 s nor ten years.
+        let left = c["waitSeconds"].as_i64().context("waitSeconds")?;
+        assert!(left > window - 3600 && left <= window, "{c}");
+        assert_eq!(c["openedAt"], checks[0]["openedAt"], "{c}");
+    }
+    assert_eq!(p.stack.execution_status(&arn).await?, "RUNNING");
+    assert_eq!(p.record(&id).await?["status"], "PENDING_APPROVAL");
+    p.alice_approves_and_it_succeeds(&id, &arn).await?;
     Ok(())
 }
 
@@ -1241,21 +1331,12 @@ async fn a_build_no_longer_backed_by_its_approval_is_an_audit_violation() -> Res
         Ok(p.record(&id).await?.get("buildId").map(|_| ()))
     })
     .await?;
-    p.stack
-        .db
-        .update_item()
-        .table_name(&p.table)
-        .key(
-            "patchId",
-            aws_sdk_dynamodb::types::AttributeValue::S(id.clone()),
-        )
-        .update_expression("SET decisions = :none")
-        .expression_attribute_values(
-            ":none",
-            aws_sdk_dynamodb::types::AttributeValue::M(Default::default()),
-        )
-        .send()
-        .await?;
+    p.edit_record(
+        &id,
+        "SET decisions = :v",
+        aws_sdk_dynamodb::types::AttributeValue::M(Default::default()),
+    )
+    .await?;
     let ended = p.stack.wait_end(&arn, TIMEOUT).await?;
     Expect {
         cause_has: &["is not approved"],

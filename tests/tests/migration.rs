@@ -532,33 +532,8 @@ async fn a_log_archive_failure_is_recorded_and_the_result_stands() -> Result<()>
 const ARTIFACT_SECRET: &str = "wJalrXUtnFEMIbridgeSECRETexample";
 const ARTIFACT_TOKEN: &str = "FwoGZXIvYXdzEBridgeSessionTokenExample";
 
-fn job_event(job_id: &str, commit: &str, continuation: Option<&str>) -> Value {
-    json!({"CodePipeline.job": {
-        "id": job_id,
-        "accountId": "123456789012",
-        "data": {
-            "actionConfiguration": {"configuration": {
-                "FunctionName": "batchless-staging-pipeline-bridge",
-                "UserParameters": json!({"commit": commit, "pipeline": {"name": "app-deploy", "executionId": "pe-1"}}).to_string()
-            }},
-            "inputArtifacts": [],
-            "outputArtifacts": [],
-            "artifactCredentials": {"accessKeyId": "ASIAREPLICAEXAMPLE01", "secretAccessKey": ARTIFACT_SECRET, "sessionToken": ARTIFACT_TOKEN},
-            "continuationToken": continuation
-        }
-    }})
-}
-
-/// A job id (a UUID) no other test run uses; `tag` tells the tests' ids apart.
-fn unique_job_id(tag: &str) -> Result<String> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_nanos();
-    Ok(format!(
-        "{:08x}-{tag}-4000-8000-{:012x}",
-        std::process::id(),
-        nanos % (1u128 << 48)
-    ))
+fn job_event(run: &Value, continuation: Option<&str>) -> Value {
+    bridge_job_event(run, ARTIFACT_SECRET, ARTIFACT_TOKEN, continuation)
 }
 
 /// The results the replica's CodePipeline recorded for a job, in order.
@@ -573,8 +548,9 @@ async fn pipeline_bridge_delivered_twice_makes_one_build_and_never_logs_credenti
     let stack = setup().await?;
     let before = stack.build_count("MigrationProject").await?;
     let commit = stack.app_head()?;
-    let job_id = unique_job_id("0000")?;
-    let event = job_event(&job_id, &commit, None);
+    let run = stack.bridge_run(&commit).await?;
+    let job_id = run["jobId"].as_str().context("jobId")?.to_string();
+    let event = job_event(&run, None);
 
     let first = stack.invoke("PipelineBridgeFunction", &event).await?;
     assert_eq!(first["decision"], "continue", "{first}");
@@ -589,13 +565,13 @@ async fn pipeline_bridge_delivered_twice_makes_one_build_and_never_logs_credenti
 
     let end = stack.wait_end(&arn, TIMEOUT).await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
+    // CodePipeline confirmed that its action started the run: attributed to the pipeline.
+    let record = stack.run_record(&arn).await?;
+    assert_eq!(record["startedBy"], "codepipeline:app-deploy", "{record}");
     // CodePipeline polls with the continuation token; a late redelivery of the first event
     // (ExecutionAlreadyExists) would find the same execution. Both end the job once.
     let done = stack
-        .invoke(
-            "PipelineBridgeFunction",
-            &job_event(&job_id, &commit, Some(&arn)),
-        )
+        .invoke("PipelineBridgeFunction", &job_event(&run, Some(&arn)))
         .await?;
     assert_eq!(done["decision"], "succeeded", "{done}");
 
@@ -655,13 +631,11 @@ async fn pipeline_bridge_delivered_twice_makes_one_build_and_never_logs_credenti
 #[tokio::test]
 async fn pipeline_bridge_reports_a_failed_migration_with_its_cause() -> Result<()> {
     let stack = setup().await?;
-    let job_id = unique_job_id("1111")?;
+    let run = stack.bridge_run("abc1234").await?;
+    let job_id = run["jobId"].as_str().context("jobId")?.to_string();
     // A short SHA: the workflow fails InvalidInput and the job fails with that cause.
     let first = stack
-        .invoke(
-            "PipelineBridgeFunction",
-            &job_event(&job_id, "abc1234", None),
-        )
+        .invoke("PipelineBridgeFunction", &job_event(&run, None))
         .await?;
     let arn = first["executionArn"]
         .as_str()
@@ -669,10 +643,7 @@ async fn pipeline_bridge_reports_a_failed_migration_with_its_cause() -> Result<(
         .to_string();
     stack.wait_end(&arn, TIMEOUT).await?;
     let done = stack
-        .invoke(
-            "PipelineBridgeFunction",
-            &job_event(&job_id, "abc1234", Some(&arn)),
-        )
+        .invoke("PipelineBridgeFunction", &job_event(&run, Some(&arn)))
         .await?;
     assert_eq!(done["decision"], "failed", "{done}");
     let results = job_results(&stack, &job_id).await?;

@@ -840,3 +840,130 @@ async fn a_made_up_scheduled_time_fails_and_the_real_occurrence_later_runs() -> 
     assert_eq!(occ["claimedBy"], arn.as_str());
     Ok(())
 }
+
+/// When the occurrence signing key was created: an item of an occurrence due before it was
+/// claimed by a version without seals and counts as it is.
+async fn seals_since(stack: &Stack) -> Result<chrono::DateTime<chrono::Utc>> {
+    let kms = aws_sdk_kms::Client::new(&stack.sdk_config_as("auditor").await?);
+    let key = kms
+        .describe_key()
+        .key_id(format!(
+            "alias/batchless-{}-occurrence-signing",
+            stack.environment()
+        ))
+        .send()
+        .await?;
+    let created = key
+        .key_metadata()
+        .and_then(|m| m.creation_date())
+        .context("the key's creation date")?;
+    chrono::DateTime::from_timestamp(created.secs(), 0).context("a valid creation date")
+}
+
+/// An item written into the occurrences table by hand (an operator with write access), as if
+/// `by` had claimed `key` with `status`.
+async fn plant(stack: &Stack, job: &str, at: &str, by: &str, status: &str) -> Result<()> {
+    let s = |v: &str| aws_sdk_dynamodb::types::AttributeValue::S(v.to_string());
+    stack
+        .db
+        .put_item()
+        .table_name(stack.table("OccurrencesTable")?)
+        .item("occurrenceKey", s(&format!("{job}#{at}")))
+        .item("job", s(job))
+        .item("scheduledTime", s(at))
+        .item("environment", s(stack.environment()))
+        .item("claimedBy", s(by))
+        .item("claimedAt", s(at))
+        .item("source", s("scheduler"))
+        .item("status", s(status))
+        .item("runStatus", s("SUCCEEDED"))
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// Issue 15: an operator plants a `CLAIMED` item (run `SUCCEEDED`) for an occurrence before
+/// the Scheduler delivers it, so the delivery would be a "duplicate" and the job silently not
+/// run. The item carries no seal of the occurrence signing key: the delivery's claim replaces
+/// it, keeps it as `replaced` (the trace), and the job runs.
+#[tokio::test]
+async fn a_planted_claim_does_not_stop_the_occurrence_from_running() -> Result<()> {
+    let (stack, _) = setup().await?;
+    let job = "sync-exchange-rates";
+    let since = seals_since(&stack).await?;
+    // A recent occurrence due after the key existed (the next minute, when the stack is younger
+    // than this one).
+    let at = eventually("a minute after the seals began", TIMEOUT, || async {
+        let at = unclaimed_minute(&stack, job).await?;
+        let due = batchless_core::platform::time::parse("at", &at)?;
+        Ok((due > since).then_some(at))
+    })
+    .await?;
+    let planted =
+        "arn:aws:states:us-east-1:123456789012:execution:batchless-staging-scheduled-job:planted";
+    plant(&stack, job, &at, planted, "CLAIMED").await?;
+    let before = stack.job_tasks().await?.len();
+    let arns = stack.fire_schedule(job, &at, 1).await?;
+    let end = stack.wait_end(&arns[0], TIMEOUT).await?;
+    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
+    let output = end.output.unwrap_or_default();
+    assert_eq!(output["status"], "SUCCEEDED", "not a duplicate: {output}");
+    assert_eq!(stack.job_tasks().await?.len(), before + 1, "the job ran");
+    let occ = occurrence(&stack, &format!("{job}#{at}"))
+        .await?
+        .context("the occurrence")?;
+    assert_eq!(occ["claimedBy"], arns[0].as_str(), "{occ}");
+    assert!(occ["seal"].is_string(), "{occ}");
+    assert_eq!(occ["replaced"]["claimedBy"], planted, "{occ}");
+    Ok(())
+}
+
+/// Issue 15: an operator disables a job's schedule and plants `PAUSED` items for the
+/// occurrences that then never run, so the missed-run check would take them as accounted for.
+/// They carry no seal: the check counts them for nothing, claims the occurrence `MISSED` over
+/// the planted item (kept as `replaced`) and its alert names what was planted.
+#[tokio::test]
+async fn planted_occurrence_items_are_missed_and_the_alert_names_them() -> Result<()> {
+    let (stack, _) = setup().await?;
+    let job = "purge-expired-sessions"; // cron(30 * * * ? *) UTC, catch-up 1h
+                                        // A day no other test uses, in the future of the key (the check is asked about then).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let day = (chrono::Utc::now() + chrono::Duration::days(400 + (nanos / 1000 % 3000) as i64))
+        .date_naive()
+        .format("%Y-%m-%d");
+    let at = format!("{day}T10:30:00Z");
+    plant(&stack, job, &at, "mallory", "PAUSED").await?;
+    let check = json!({"at": format!("{day}T11:32:00Z"), "lookbackMinutes": 5});
+    let res = stack.invoke("MissedRunCheckFunction", &check).await?;
+    let missed = res["missed"]
+        .as_array()
+        .context("missed")?
+        .iter()
+        .find(|m| m["scheduledTime"] == at.as_str())
+        .with_context(|| format!("{at} is not missed: {res}"))?
+        .clone();
+    let replaced = missed["replaced"].as_str().unwrap_or_default();
+    assert!(replaced.contains("PAUSED by mallory"), "{missed}");
+    let post = stack.slack_post_containing(ALERTS_CHANNEL, &at).await?;
+    let text = post["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("Missed scheduled job runs")
+            && text.contains("replaced an item batchless did not write"),
+        "{text}"
+    );
+    let occ = occurrence(&stack, &format!("{job}#{at}"))
+        .await?
+        .context("the occurrence")?;
+    assert_eq!(
+        (&occ["status"], &occ["claimedBy"]),
+        (&json!("MISSED"), &json!("missed-run-check")),
+        "{occ}"
+    );
+    assert_eq!(occ["replaced"]["claimedBy"], "mallory", "{occ}");
+    // Alerted once: the next check finds the sealed MISSED claim.
+    let again = stack.invoke("MissedRunCheckFunction", &check).await?;
+    assert_eq!(again["missed"], json!([]), "{again}");
+    Ok(())
+}

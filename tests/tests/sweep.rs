@@ -312,6 +312,78 @@ async fn a_change_to_a_signing_function_or_key_outside_a_deploy_is_alerted() -> 
     Ok(())
 }
 
+/// An operator takes over what signs without touching the signing functions themselves: lets
+/// their own user assume the decision function's role (its trust policy), and creates a function
+/// of their own under the audit writer's role. Both are alerted, naming the role and the caller;
+/// the replica's CloudFormation creating the signing functions with those roles is a deploy's,
+/// not a finding.
+#[tokio::test]
+async fn a_signing_role_handed_to_someone_else_is_alerted() -> Result<()> {
+    let stack = setup().await?;
+    let mallory = stack.sdk_config_as("mallory").await?;
+    let lambda = aws_sdk_lambda::Client::new(&mallory);
+    let role_of = |logical_id: &'static str| {
+        let lambda = lambda.clone();
+        let stack = &stack;
+        async move {
+            let name = stack.physical_id(logical_id)?;
+            let config = lambda
+                .get_function_configuration()
+                .function_name(&name)
+                .send()
+                .await?;
+            anyhow::Ok((name, config.role().context("role")?.to_string()))
+        }
+    };
+    let (decision, decision_role) = role_of("DecisionFunction").await?;
+    let (audit_writer, audit_role) = role_of("AuditCheckFunction").await?;
+    let role_name = decision_role.rsplit('/').next().context("role name")?;
+    aws_sdk_iam::Client::new(&mallory)
+        .update_assume_role_policy()
+        .role_name(role_name)
+        .policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Action": "sts:AssumeRole",
+                "Principal": {"AWS": "arn:aws:iam::123456789012:user/mallory"}}]})
+            .to_string(),
+        )
+        .send()
+        .await?;
+    let tool = unique_name("mallory-signer");
+    // An empty zip archive: the code does not matter, the role it runs as does.
+    let mut empty_zip = b"PK\x05\x06".to_vec();
+    empty_zip.extend([0u8; 18]);
+    lambda
+        .create_function()
+        .function_name(&tool)
+        .runtime(aws_sdk_lambda::types::Runtime::Providedal2023)
+        .handler("bootstrap")
+        .role(&audit_role)
+        .code(
+            aws_sdk_lambda::types::FunctionCode::builder()
+                .zip_file(aws_smithy_types::Blob::new(empty_zip))
+                .build(),
+        )
+        .send()
+        .await?;
+    let report = sweep(&stack).await?;
+    for what in [
+        format!("who may assume signing role {decision_role}"),
+        format!("a new function {tool} with signing role {audit_role}"),
+    ] {
+        found_and_alerted(&stack, &report, "unsanctioned", &what).await?;
+    }
+    let unsanctioned = report["unsanctioned"].to_string();
+    assert!(unsanctioned.contains("user/mallory"), "{report}");
+    for deployed in [&decision, &audit_writer] {
+        assert!(
+            !unsanctioned.contains(&format!("a new function {deployed} ")),
+            "{deployed} was created by the deploy: {report}"
+        );
+    }
+    Ok(())
+}
+
 /// An operator opens an ECS Exec session into a running job task (`ExecuteCommand`: a shell
 /// with the job's credentials and `DATABASE_URL`). batchless never does that, so the sweep
 /// alerts it, naming the task, who did it and the command.

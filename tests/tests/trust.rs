@@ -9,7 +9,8 @@
 //!   silently stand in for the work.
 //! - An assumed-role session is not a person because its session name is their e-mail.
 //! - The starter of a run is the caller the decision endpoint authenticated: a run naming a
-//!   person without its seal, or with a seal made for another input or execution, is refused.
+//!   person without its seal, or with a seal made for another input or execution, is refused;
+//!   a run naming a pipeline is that pipeline's only if CodePipeline says its action started it.
 //!
 //! Run one at a time (`--test-threads=1`): the migration lock and fault injection are per stack.
 
@@ -711,5 +712,95 @@ async fn a_run_naming_its_starter_without_a_seal_that_verifies_is_invalid_input(
         "{record}"
     );
     stack.stop(&arn).await?;
+    Ok(())
+}
+
+/// An operator starts migrations that name the deploy pipeline, to pass them off as the
+/// pipeline's: with no pipeline execution to check, with one CodePipeline does not know, for a
+/// commit the pipeline did not ask for, under a name the pipeline's action does not give, and
+/// the pipeline's own input replayed after its action ended. Each fails `InvalidInput` at
+/// `ValidateInput` with the reason in the history; nothing is recorded or built.
+#[tokio::test]
+async fn a_migration_naming_a_pipeline_that_did_not_start_it_is_invalid_input() -> Result<()> {
+    let stack = Stack::cleared().await?;
+    let head = stack.app_head()?;
+    let runs = stack.table("RunsTable")?;
+    let builds_before = stack.build_count("MigrationProject").await?;
+    // The pipeline really is at its Migrate stage for head.
+    let run = stack.bridge_run(&head).await?;
+    let pe = run["pipelineExecutionId"]
+        .as_str()
+        .context("pipelineExecutionId")?;
+    let named = |commit: &str, execution_id: Option<&str>| {
+        let mut pipeline = json!({"name": "app-deploy"});
+        if let Some(id) = execution_id {
+            pipeline["executionId"] = json!(id);
+        }
+        json!({"commit": commit, "pipeline": pipeline})
+    };
+    let other = "1111111111111111111111111111111111111111";
+    let sm = stack.state_machine("MigrationStateMachine")?;
+    let refused = |name: String, input: Value, why: &'static str| {
+        let (stack, sm, runs) = (&stack, &sm, &runs);
+        async move {
+            let arn = stack.start(sm, &name, &input).await?;
+            let end = stack.wait_end(&arn, TIMEOUT).await?;
+            Expect {
+                path: Some(&["ValidateInput", "RejectInput"]),
+                cause_has: &[why, "`pipeline`"],
+                ..Expect::failed("InvalidInput")
+            }
+            .check(stack, &arn, &end)
+            .await?;
+            assert!(
+                stack.get_item(runs, "runId", &arn).await?.is_none(),
+                "{name}: no run"
+            );
+            anyhow::Ok(())
+        }
+    };
+    let bridge_name = || unique_name("codepipeline");
+    refused(
+        unique_name("console"),
+        named(&head, None),
+        "`pipeline.executionId` is missing",
+    )
+    .await?;
+    refused(
+        bridge_name(),
+        named(&head, Some("made-up")),
+        "knows no execution made-up",
+    )
+    .await?;
+    refused(
+        bridge_name(),
+        named(other, Some(pe)),
+        "no batchless invoke action",
+    )
+    .await?;
+    refused(
+        unique_name("console"),
+        named(&head, Some(pe)),
+        "no batchless invoke action",
+    )
+    .await?;
+    // The action ends (its job's final result, as the bridge reports it); its input replayed
+    // under a new name.
+    aws_sdk_codepipeline::Client::new(&stack.sdk_config_as("bridge").await?)
+        .put_job_success_result()
+        .job_id(run["jobId"].as_str().context("jobId")?)
+        .send()
+        .await?;
+    refused(
+        bridge_name(),
+        named(&head, Some(pe)),
+        "no longer in progress",
+    )
+    .await?;
+    assert_eq!(
+        stack.build_count("MigrationProject").await?,
+        builds_before,
+        "nothing was built"
+    );
     Ok(())
 }

@@ -7,6 +7,14 @@
 //! the cut-over (`batchless jobs claim`, `claimedBy` = `legacy:<host>`) and the missed-run check
 //! (`claimedBy` = `missed-run-check`: an occurrence past its catch-up window that nobody
 //! claimed is claimed as missed, so it is alerted once and can never run late).
+//!
+//! A claim by batchless (the workflow, the missed-run check) is sealed with the occurrence
+//! signing key (`OCCURRENCE_SIGNING_KEY`; only those two functions may `kms:Sign` with it), so
+//! an item written into the table by anyone else (issue 15: a planted `CLAIMED` or `PAUSED`
+//! item that would make a due run a "duplicate", or account for one that never ran) is no
+//! claim: the next sealed claim of that occurrence replaces it and keeps it as `replaced`, the
+//! trace. The legacy crontab's claims (`source` `legacy`, `batchless jobs claim` with the
+//! caller's own credentials) cannot be sealed and are taken as they are.
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use chrono::{DateTime, Utc};
@@ -14,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::Error;
-use crate::platform::aws::AwsResultExt;
+use crate::platform::aws::{AwsResultExt, ConditionalExt};
 use crate::platform::dynamo::{self, s, Record, Table};
+use crate::platform::signing::Signer;
 use crate::platform::time::{rfc3339, truncate_to_minute};
 use crate::shared::runs::RunStatus;
 
@@ -81,6 +90,75 @@ pub struct Occurrence {
     /// what a `PAUSED` occurrence rests on, or why a claimed pause did not count (`MISSED`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<crate::jobs::pause::PauseCheck>,
+    /// The occurrence signing key's signature of [`seal_message`]: batchless made this claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
+    /// The item this claim replaced because batchless had not written it (its seal did not
+    /// verify), as it was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<Value>,
+}
+
+/// The occurrence signing key (`OCCURRENCE_SIGNING_KEY`): what seals batchless's claims.
+pub fn claim_signer(sdk: &aws_types::SdkConfig) -> Result<Signer, Error> {
+    Ok(Signer {
+        kms: crate::platform::aws::kms(sdk),
+        key: crate::platform::config::required("OCCURRENCE_SIGNING_KEY")?,
+    })
+}
+
+/// The legacy crontab's claims (`batchless jobs claim`) carry no seal.
+pub const LEGACY_SOURCE: &str = "legacy";
+
+/// What a claim's seal covers: which occurrence, who claimed it, when, how and as what.
+pub fn seal_message(o: &Occurrence) -> Vec<u8> {
+    let fields = serde_json::json!([
+        o.environment,
+        o.occurrence_key,
+        o.job,
+        o.scheduled_time,
+        o.claimed_by,
+        o.claimed_at,
+        o.source,
+        o.status.as_str(),
+    ]);
+    format!("batchless-occurrence/1:{fields}").into_bytes()
+}
+
+impl Occurrence {
+    /// Whether this item is a claim batchless made: sealed by the occurrence signing key over
+    /// what it says; the legacy crontab's (which cannot be sealed); or, unsealed, one of an
+    /// occurrence due before that key existed (claimed by a version without seals: KMS's
+    /// `CreationDate` of the key says when, and no table writer can move it).
+    pub async fn is_batchless_claim(&self, signer: &Signer) -> Result<bool, Error> {
+        if self.source == LEGACY_SOURCE {
+            return Ok(true);
+        }
+        if self.seal.is_some() {
+            return signer.valid(seal_message(self), self.seal.as_deref()).await;
+        }
+        let Ok(due) = crate::platform::time::parse("scheduledTime", &self.scheduled_time) else {
+            return Ok(false);
+        };
+        Ok(due < key_created(signer).await?)
+    }
+}
+
+/// When the occurrence signing key was created (`DescribeKey`).
+async fn key_created(signer: &Signer) -> Result<DateTime<Utc>, Error> {
+    let out = signer
+        .kms
+        .describe_key()
+        .key_id(&signer.key)
+        .send()
+        .await
+        .aws("DescribeKey")?;
+    let created = out
+        .key_metadata()
+        .and_then(|m| m.creation_date())
+        .ok_or_else(|| Error::Corrupt(format!("KMS key {} has no creation date", signer.key)))?;
+    DateTime::from_timestamp(created.secs(), 0)
+        .ok_or_else(|| Error::Corrupt(format!("KMS key {} has no valid creation date", signer.key)))
 }
 
 impl Occurrence {
@@ -99,6 +177,8 @@ impl Occurrence {
             run_status: None,
             duplicate_claimers: vec![],
             pause: None,
+            seal: None,
+            replaced: None,
         }
     }
 }
@@ -114,8 +194,18 @@ impl Record for Occurrence {
 pub enum Claim {
     /// This claimant owns the occurrence (first claim, or its own retried claim).
     Won,
+    /// This claimant owns it, having replaced an item batchless did not write (kept on the
+    /// claim as `replaced`; here as it was found).
+    Replaced(Box<Occurrence>),
     /// Someone else owns it.
     Duplicate(Box<Occurrence>),
+}
+
+impl Claim {
+    /// This claimant owns the occurrence.
+    pub fn won(&self) -> bool {
+        !matches!(self, Claim::Duplicate(_))
+    }
 }
 
 impl Table<Occurrence> {
@@ -123,15 +213,66 @@ impl Table<Occurrence> {
     /// unless it exists. When it exists, what is stored decides: this claimant's own earlier
     /// claim (a retried step) wins again, anyone else's is a duplicate. Nothing already stored
     /// is ever written over (a retry keeps the `duplicateClaimers` and `runStatus` recorded
-    /// meanwhile).
-    pub async fn claim(&self, occurrence: &Occurrence) -> Result<Claim, Error> {
-        match self.put_once(occurrence).await? {
-            dynamo::Once::First => Ok(Claim::Won),
-            dynamo::Once::Seen(stored) if stored.claimed_by == occurrence.claimed_by => {
-                Ok(Claim::Won)
-            }
-            dynamo::Once::Seen(owner) => Ok(Claim::Duplicate(Box::new(owner))),
+    /// meanwhile) — except, when batchless claims (`signer`: the claim is sealed), an item
+    /// batchless did not write: it is replaced with one conditional write on exactly what was
+    /// found, and kept as `replaced`.
+    pub async fn claim(
+        &self,
+        occurrence: &Occurrence,
+        signer: Option<&Signer>,
+    ) -> Result<Claim, Error> {
+        let mut occ = occurrence.clone();
+        if let Some(s) = signer {
+            occ.seal = Some(s.sign(seal_message(&occ)).await?);
         }
+        // Twice at most: a forged item replaced under our feet by another claimant is read again.
+        for _ in 0..2 {
+            let stored = match self.put_once(&occ).await? {
+                dynamo::Once::First => return Ok(Claim::Won),
+                dynamo::Once::Seen(stored) if stored.claimed_by == occ.claimed_by => {
+                    return Ok(Claim::Won)
+                }
+                dynamo::Once::Seen(stored) => stored,
+            };
+            let forged = match signer {
+                Some(s) => !stored.is_batchless_claim(s).await?,
+                None => false,
+            };
+            if !forged {
+                return Ok(Claim::Duplicate(Box::new(stored)));
+            }
+            let mut replacement = occ.clone();
+            replacement.replaced = Some(serde_json::to_value(&stored).expect("serializes"));
+            if self.replace(&stored, &replacement).await? {
+                return Ok(Claim::Replaced(Box::new(stored)));
+            }
+        }
+        Err(Error::Corrupt(format!(
+            "occurrence {} keeps changing while it is claimed",
+            occ.occurrence_key
+        )))
+    }
+
+    /// Write `with` over `found`, only if the item is still exactly what was found (its
+    /// claimant and its seal, or the lack of one).
+    async fn replace(&self, found: &Occurrence, with: &Occurrence) -> Result<bool, Error> {
+        let mut put = self
+            .client()
+            .put_item()
+            .table_name(self.name())
+            .set_item(Some(dynamo::to_item(with)))
+            .expression_attribute_names("#claimedBy", "claimedBy")
+            .expression_attribute_names("#seal", "seal")
+            .expression_attribute_values(":claimedBy", s(&found.claimed_by));
+        put = match &found.seal {
+            Some(seal) => put
+                .condition_expression("#claimedBy = :claimedBy AND #seal = :seal")
+                .expression_attribute_values(":seal", s(seal)),
+            None => {
+                put.condition_expression("#claimedBy = :claimedBy AND attribute_not_exists(#seal)")
+            }
+        };
+        Ok(put.send().await.aws("PutItem").conditional()?.is_some())
     }
 
     /// Record a duplicate delivery on the occurrence (a string set: a retried record is not
@@ -176,7 +317,16 @@ impl Table<Occurrence> {
     /// Backfill (issue 20): take over an occurrence the missed-run check claimed `MISSED`, with
     /// one conditional write (`status = MISSED` → `CLAIMED`, the new claimant and source). A
     /// `CLAIMED` or `PAUSED` occurrence is never taken over. Returns whether it was taken.
-    pub async fn take_over_missed(&self, occurrence: &Occurrence) -> Result<bool, Error> {
+    pub async fn take_over_missed(
+        &self,
+        occurrence: &Occurrence,
+        signer: &Signer,
+    ) -> Result<bool, Error> {
+        let taken = Occurrence {
+            status: OccurrenceStatus::Claimed,
+            ..occurrence.clone()
+        };
+        let seal = signer.sign(seal_message(&taken)).await?;
         let set = self
             .set_fields(
                 &occurrence.occurrence_key,
@@ -185,6 +335,7 @@ impl Table<Occurrence> {
                     ("claimedBy", Value::from(occurrence.claimed_by.as_str())),
                     ("claimedAt", Value::from(occurrence.claimed_at.as_str())),
                     ("source", Value::from(occurrence.source.as_str())),
+                    ("seal", Value::from(seal)),
                 ],
                 Some("#status = :missed"),
                 &[(":missed", Value::from(OccurrenceStatus::Missed.as_str()))],
@@ -208,7 +359,9 @@ pub async fn claim(
     table: &str,
     occurrence: &Occurrence,
 ) -> Result<Claim, Error> {
-    Occurrences::new(db.clone(), table).claim(occurrence).await
+    Occurrences::new(db.clone(), table)
+        .claim(occurrence, None)
+        .await
 }
 
 /// See [`Table::<Occurrence>::record_duplicate`].
@@ -386,5 +539,60 @@ mod tests {
             .set_run_status(k, "exec-1", RunStatus::Failed)
             .await
             .unwrap());
+    }
+
+    #[tokio::test]
+    async fn only_a_sealed_legacy_or_pre_seal_item_is_batchless_claim() {
+        let verifying = |valid| crate::shared::approval::seal::tests::sealer(valid);
+        let at = crate::platform::time::parse("t", "2026-11-28T13:00:00Z").unwrap();
+        let occ = Occurrence::new("job", at, "staging", "arn:e");
+        let sealed = Occurrence {
+            seal: Some("c2VhbGVk".into()),
+            ..occ.clone()
+        };
+        assert!(sealed.is_batchless_claim(&verifying(true)).await.unwrap());
+        assert!(!sealed.is_batchless_claim(&verifying(false)).await.unwrap());
+        // Unsealed: not batchless's, unless the legacy crontab's or due before the key existed
+        // (the test key was created on 2025-01-01).
+        assert!(!occ.is_batchless_claim(&verifying(true)).await.unwrap());
+        let legacy = Occurrence {
+            source: LEGACY_SOURCE.into(),
+            ..occ.clone()
+        };
+        assert!(legacy.is_batchless_claim(&verifying(false)).await.unwrap());
+        let before = Occurrence::new(
+            "job",
+            crate::platform::time::parse("t", "2024-12-31T23:00:00Z").unwrap(),
+            "staging",
+            "arn:e",
+        );
+        assert!(before.is_batchless_claim(&verifying(false)).await.unwrap());
+        // The seal binds every field it covers.
+        let base = seal_message(&occ);
+        for edit in [
+            Occurrence {
+                claimed_by: "arn:other".into(),
+                ..occ.clone()
+            },
+            Occurrence {
+                status: OccurrenceStatus::Paused,
+                ..occ.clone()
+            },
+            Occurrence {
+                source: "manual".into(),
+                ..occ.clone()
+            },
+            Occurrence {
+                claimed_at: "2026-11-28T13:01:00Z".into(),
+                ..occ.clone()
+            },
+            Occurrence {
+                environment: "production".into(),
+                ..occ.clone()
+            },
+            Occurrence::new("job", at + chrono::Duration::minutes(1), "staging", "arn:e"),
+        ] {
+            assert_ne!(seal_message(&edit), base, "{edit:?}");
+        }
     }
 }

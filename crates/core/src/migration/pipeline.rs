@@ -116,6 +116,97 @@ pub fn workflow_input(job: &JobEvent) -> Result<Value, InputError> {
     Ok(Value::Object(params))
 }
 
+/// One CodePipeline action execution as `ListActionExecutions` gives it: the fields that say
+/// which action started a migration, for which commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionExecution {
+    pub action_execution_id: String,
+    /// `InProgress`, `Succeeded`, ...
+    pub status: String,
+    /// `Invoke` / `AWS` / `Lambda` or `StepFunctions`.
+    pub category: String,
+    pub owner: String,
+    pub provider: String,
+    /// As configured, and with the pipeline's variables resolved for this execution.
+    pub configuration: BTreeMap<String, String>,
+    pub resolved: BTreeMap<String, String>,
+}
+
+/// Who may start a migration on a pipeline's behalf: the migration state machine itself
+/// (CodePipeline's Step Functions invoke action) or `pipeline-bridge` (its Lambda invoke action).
+#[derive(Debug, Clone, Copy)]
+pub struct Starters<'a> {
+    pub state_machine_arn: &'a str,
+    pub bridge_function: &'a str,
+}
+
+/// Pure: the in-progress action of `actions` (one pipeline execution's) that started this
+/// migration — a batchless invoke action whose resolved input asks for `commit`, under an
+/// execution name that action gives (`<prefix>-<action execution id>` for the Step Functions
+/// action, `codepipeline-<job id>` for the bridge's) — or why there is none. This is how an
+/// unsubmitted migration's attribution to a pipeline is checked against CodePipeline's own
+/// record instead of believed.
+pub fn vouching_action<'a>(
+    actions: &'a [ActionExecution],
+    starters: Starters<'_>,
+    commit: &str,
+    execution_name: &str,
+) -> Result<&'a ActionExecution, String> {
+    let bare = |f: &str| {
+        f.rsplit_once(":function:")
+            .map_or(f, |(_, rest)| rest.split(':').next().unwrap_or(rest))
+            .to_string()
+    };
+    let asks_for = |input: Option<&String>| {
+        input
+            .and_then(|i| serde_json::from_str::<Value>(i).ok())
+            .and_then(|v| v["commit"].as_str().map(str::to_ascii_lowercase))
+            .is_some_and(|c| c == commit.to_ascii_lowercase())
+    };
+    let mut seen = Vec::new();
+    for a in actions {
+        if (a.category.as_str(), a.owner.as_str()) != ("Invoke", "AWS") {
+            continue;
+        }
+        let ours = match a.provider.as_str() {
+            "Lambda" => {
+                a.configuration
+                    .get("FunctionName")
+                    .is_some_and(|f| bare(f) == starters.bridge_function)
+                    && asks_for(a.resolved.get("UserParameters"))
+                    && execution_name.starts_with("codepipeline-")
+            }
+            "StepFunctions" => {
+                let name = match a.configuration.get("ExecutionNamePrefix") {
+                    Some(p) if !p.is_empty() => format!("{p}-{}", a.action_execution_id),
+                    _ => a.action_execution_id.clone(),
+                };
+                a.configuration.get("StateMachineArn").map(String::as_str)
+                    == Some(starters.state_machine_arn)
+                    && asks_for(a.resolved.get("Input"))
+                    && execution_name == name
+            }
+            _ => false,
+        };
+        if ours && a.status == "InProgress" {
+            return Ok(a);
+        }
+        if ours {
+            seen.push(format!("{} ({})", a.action_execution_id, a.status));
+        }
+    }
+    Err(if seen.is_empty() {
+        format!(
+            "no batchless invoke action of that pipeline execution asks for commit {commit} under execution name {execution_name}"
+        )
+    } else {
+        format!(
+            "its action for commit {commit} is no longer in progress: {}",
+            seen.join(", ")
+        )
+    })
+}
+
 /// Pure: the decision for an execution in `status`.
 pub fn decide(
     execution_arn: &str,
@@ -182,6 +273,122 @@ pub fn decide(
 pub(crate) mod tests {
     use super::*;
     use serde_json::json;
+
+    const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn action(
+        provider: &str,
+        status: &str,
+        config: &[(&str, &str)],
+        input: Value,
+    ) -> ActionExecution {
+        let key = if provider == "Lambda" {
+            "UserParameters"
+        } else {
+            "Input"
+        };
+        let configuration: BTreeMap<String, String> = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut resolved = configuration.clone();
+        resolved.insert(key.into(), input.to_string());
+        ActionExecution {
+            action_execution_id: "ae-1".into(),
+            status: status.into(),
+            category: "Invoke".into(),
+            owner: "AWS".into(),
+            provider: provider.into(),
+            configuration,
+            resolved,
+        }
+    }
+
+    #[test]
+    fn only_batchless_own_action_in_progress_for_the_commit_vouches_for_a_run() {
+        let starters = Starters {
+            state_machine_arn: SM,
+            bridge_function: "batchless-staging-pipeline-bridge",
+        };
+        let asks = json!({"commit": COMMIT.to_uppercase()});
+        let bridge = |status: &str, function: &str| {
+            action(
+                "Lambda",
+                status,
+                &[("FunctionName", function)],
+                asks.clone(),
+            )
+        };
+        let sfn = |prefix: &str, sm: &str| {
+            action(
+                "StepFunctions",
+                "InProgress",
+                &[("StateMachineArn", sm), ("ExecutionNamePrefix", prefix)],
+                asks.clone(),
+            )
+        };
+        let check = |a: ActionExecution, name: &str| {
+            vouching_action(&[a], starters, COMMIT, name).map(|a| a.action_execution_id.clone())
+        };
+        // The bridge's run (name or ARN of the function), the Step Functions action's run.
+        assert_eq!(
+            check(
+                bridge("InProgress", "batchless-staging-pipeline-bridge"),
+                "codepipeline-j"
+            ),
+            Ok("ae-1".into())
+        );
+        let arn =
+            "arn:aws:lambda:us-east-1:123456789012:function:batchless-staging-pipeline-bridge";
+        assert!(check(bridge("InProgress", arn), "codepipeline-j").is_ok());
+        assert!(check(sfn("app-deploy", SM), "app-deploy-ae-1").is_ok());
+        assert!(check(sfn("", SM), "ae-1").is_ok());
+        // Anything else is not the pipeline's start of this run.
+        for (a, name) in [
+            (
+                bridge("InProgress", "batchless-staging-pipeline-bridge"),
+                "console-run",
+            ),
+            (bridge("InProgress", "mallory-bridge"), "codepipeline-j"),
+            (
+                bridge("Succeeded", "batchless-staging-pipeline-bridge"),
+                "codepipeline-j",
+            ),
+            (sfn("app-deploy", SM), "app-deploy-ae-2"),
+            (
+                sfn(
+                    "app-deploy",
+                    "arn:aws:states:us-east-1:123456789012:stateMachine:other",
+                ),
+                "app-deploy-ae-1",
+            ),
+            (
+                action(
+                    "Lambda",
+                    "InProgress",
+                    &[("FunctionName", "batchless-staging-pipeline-bridge")],
+                    json!({"commit": "ffff"}),
+                ),
+                "codepipeline-j",
+            ),
+            (
+                ActionExecution {
+                    category: "Build".into(),
+                    ..bridge("InProgress", "batchless-staging-pipeline-bridge")
+                },
+                "codepipeline-j",
+            ),
+        ] {
+            assert!(check(a.clone(), name).is_err(), "{a:?} {name}");
+        }
+        let ended = check(
+            bridge("Failed", "batchless-staging-pipeline-bridge"),
+            "codepipeline-j",
+        );
+        assert!(ended
+            .unwrap_err()
+            .contains("no longer in progress: ae-1 (Failed)"));
+    }
 
     pub(crate) const SM: &str =
         "arn:aws:states:us-east-1:123456789012:stateMachine:batchless-staging-migration";

@@ -471,63 +471,128 @@ pub fn run_starter<'a>(started_by: &'a str, people: &People) -> Option<&'a str> 
     people.by_id(who).is_some().then_some(who)
 }
 
-/// The CloudTrail events that change what signs batchless's evidence (issue 15): a signing
-/// key's policy (who may `kms:Sign`), a signing function's code or configuration (what it signs).
-pub const SIGNING_CHANGE_EVENTS: [&str; 3] = [
+/// What signs batchless's evidence, whose changes outside a deploy the sweep alerts (issue 15).
+#[derive(Debug, Clone, Default)]
+pub struct Signers {
+    /// The signing keys' ARNs (who may `kms:Sign` is their policy).
+    pub keys: Vec<String>,
+    /// The signing functions' names (what is signed is their code and configuration).
+    pub functions: Vec<String>,
+    /// The signing functions' roles' ARNs: a function created with one signs as batchless
+    /// does; a changed trust or permissions policy lets someone else sign.
+    pub roles: Vec<String>,
+}
+
+impl Signers {
+    /// The signing role `r` (an ARN or a role name) names, if any.
+    fn role(&self, r: &str) -> Option<&str> {
+        let name = |arn: &str| arn.rsplit('/').next().unwrap_or(arn).to_string();
+        self.roles
+            .iter()
+            .find(|k| name(k) == name(r))
+            .map(String::as_str)
+    }
+
+    /// The signing function `f` (a name, or an ARN with an optional qualifier) names, if any.
+    fn function<'a>(&self, f: &'a str) -> Option<&'a str> {
+        let bare = f
+            .rsplit_once(":function:")
+            .map_or(f, |(_, rest)| rest.split(':').next().unwrap_or(rest));
+        self.functions.iter().any(|n| n == bare).then_some(bare)
+    }
+
+    /// The signing key `id` (a key id or ARN) names, if any.
+    fn key(&self, id: &str) -> bool {
+        let key_id = |arn: &str| arn.rsplit_once(":key/").map_or(arn, |(_, k)| k).to_string();
+        self.keys.iter().any(|k| k == id || key_id(k) == key_id(id))
+    }
+}
+
+/// The regional CloudTrail events that change what signs: a signing key's policy, a signing
+/// function's code or configuration (its role included), a new function given a signing role.
+pub const SIGNING_CHANGE_EVENTS: [&str; 4] = [
     "PutKeyPolicy",
     "UpdateFunctionCode20150331v2",
     "UpdateFunctionConfiguration20150331v2",
+    "CreateFunction20150331",
 ];
 
+/// The IAM events that change who may act as a signing role (its trust policy) or what it may
+/// do. IAM is global: CloudTrail records them in us-east-1 only ([`IAM_EVENTS_REGION`]).
+pub const SIGNING_ROLE_EVENTS: [&str; 3] = [
+    "UpdateAssumeRolePolicy",
+    "PutRolePolicy",
+    "AttachRolePolicy",
+];
+
+/// Where CloudTrail's event history keeps IAM's events (the `aws` partition).
+pub const IAM_EVENTS_REGION: &str = "us-east-1";
+
 /// The functions that sign evidence (`batchless-<env>-<name>`): the decision endpoints, the
-/// bastion's evidence and deadline, the audit writer.
-pub const SIGNING_FUNCTIONS: [&str; 5] = [
+/// bastion's evidence and deadline, the audit writer, the occurrence claimers.
+pub const SIGNING_FUNCTIONS: [&str; 7] = [
     "approval",
     "decision",
     "slack-events",
     "session-deadline",
     "audit-check",
+    "claim-occurrence",
+    "missed-run-check",
 ];
 
-/// Pure: the finding for a CloudTrail record that changes the policy of one of `keys` (ARNs) or
-/// the code or configuration of one of `functions` (names), unless CloudFormation made it on a
+/// Pure: the finding for a CloudTrail record ([`SIGNING_CHANGE_EVENTS`],
+/// [`SIGNING_ROLE_EVENTS`]) that changes one of `signers`, unless CloudFormation made it on a
 /// deploy's behalf (`invokedBy` / `sourceIPAddress` `cloudformation.amazonaws.com`). Whoever
-/// can do either can make batchless sign anything.
-pub fn unsanctioned_signing_change(
-    v: &serde_json::Value,
-    keys: &[String],
-    functions: &[String],
-) -> Option<String> {
+/// can do any of these can make batchless's evidence say anything.
+pub fn unsanctioned_signing_change(v: &serde_json::Value, signers: &Signers) -> Option<String> {
     if v["errorCode"].is_string() {
         return None;
     }
     let name = v["eventName"].as_str()?;
-    if !SIGNING_CHANGE_EVENTS.contains(&name) {
-        return None;
-    }
     const CFN: &str = "cloudformation.amazonaws.com";
     if v["userIdentity"]["invokedBy"] == CFN || v["sourceIPAddress"] == CFN {
         return None;
     }
     let req = &v["requestParameters"];
-    let target = if name == "PutKeyPolicy" {
-        let id = req["keyId"].as_str()?;
-        let key_id = |arn: &str| arn.rsplit_once(":key/").map_or(arn, |(_, k)| k).to_string();
-        let hit = keys.iter().any(|k| k == id || key_id(k) == key_id(id));
-        hit.then(|| format!("the policy of signing key {id}"))?
-    } else {
-        let f = req["functionName"].as_str()?;
-        // A name, or an ARN with an optional qualifier.
-        let bare = f
-            .rsplit_once(":function:")
-            .map_or(f, |(_, rest)| rest.split(':').next().unwrap_or(rest));
-        let hit = functions.iter().any(|n| n == bare);
-        let what = if name.starts_with("UpdateFunctionCode") {
-            "code"
-        } else {
-            "configuration"
-        };
-        hit.then(|| format!("the {what} of signing function {bare}"))?
+    let field = |k: &str| req[k].as_str();
+    let target = match name {
+        "PutKeyPolicy" => {
+            let id = field("keyId")?;
+            signers
+                .key(id)
+                .then(|| format!("the policy of signing key {id}"))?
+        }
+        "UpdateFunctionCode20150331v2" => {
+            let f = signers.function(field("functionName")?)?;
+            format!("the code of signing function {f}")
+        }
+        "UpdateFunctionConfiguration20150331v2" => {
+            let f = field("functionName")?;
+            match (
+                signers.function(f),
+                field("role").and_then(|r| signers.role(r)),
+            ) {
+                (Some(f), _) => format!("the configuration of signing function {f}"),
+                (None, Some(r)) => format!("the role of function {f}, now signing role {r}"),
+                (None, None) => return None,
+            }
+        }
+        "CreateFunction20150331" => {
+            let r = signers.role(field("role")?)?;
+            format!(
+                "a new function {} with signing role {r}",
+                field("functionName").unwrap_or("?")
+            )
+        }
+        "UpdateAssumeRolePolicy" => {
+            let r = signers.role(field("roleName")?)?;
+            format!("who may assume signing role {r}")
+        }
+        "PutRolePolicy" | "AttachRolePolicy" => {
+            let r = signers.role(field("roleName")?)?;
+            format!("the permissions of signing role {r}")
+        }
+        _ => return None,
     };
     Some(format!(
         "{name} changed {target}, by {} at {}, not through a CloudFormation deploy: whoever can do this can make batchless sign anything",
@@ -743,14 +808,20 @@ mod tests {
 
     #[test]
     fn a_change_to_what_signs_is_a_finding_unless_cloudformation_made_it() {
-        let keys = vec!["arn:aws:kms:us-east-1:123456789012:key/1111-aaaa".to_string()];
-        let functions = vec!["batchless-staging-decision".to_string()];
+        let signers = Signers {
+            keys: vec!["arn:aws:kms:us-east-1:123456789012:key/1111-aaaa".to_string()],
+            functions: vec!["batchless-staging-decision".to_string()],
+            roles: vec![
+                "arn:aws:iam::123456789012:role/batchless-staging-DecisionFunctionRole-X1"
+                    .to_string(),
+            ],
+        };
         let event = |name: &str, req: serde_json::Value| {
             serde_json::json!({"eventName": name, "requestParameters": req,
                 "eventTime": "2026-12-03T10:00:00Z",
                 "userIdentity": {"arn": "arn:aws:iam::123456789012:user/mallory"}})
         };
-        let check = |v: &serde_json::Value| unsanctioned_signing_change(v, &keys, &functions);
+        let check = |v: &serde_json::Value| unsanctioned_signing_change(v, &signers);
         let policy = event("PutKeyPolicy", serde_json::json!({"keyId": "1111-aaaa"}));
         let m = check(&policy).expect("a key policy change by mallory");
         assert!(
@@ -776,6 +847,34 @@ mod tests {
             serde_json::json!({"functionName": "batchless-staging-decision"}),
         );
         assert!(check(&config).is_some());
+        // The signing role handed to another function, or to a new one; the role's trust or
+        // permissions changed (IAM names it, Lambda gives its ARN).
+        let role = "arn:aws:iam::123456789012:role/batchless-staging-DecisionFunctionRole-X1";
+        for (name, req, says) in [
+            (
+                "UpdateFunctionConfiguration20150331v2",
+                serde_json::json!({"functionName": "mallory-tool", "role": role}),
+                "the role of function mallory-tool, now signing role",
+            ),
+            (
+                "CreateFunction20150331",
+                serde_json::json!({"functionName": "mallory-tool", "role": role}),
+                "a new function mallory-tool with signing role",
+            ),
+            (
+                "UpdateAssumeRolePolicy",
+                serde_json::json!({"roleName": "batchless-staging-DecisionFunctionRole-X1"}),
+                "who may assume signing role",
+            ),
+            (
+                "AttachRolePolicy",
+                serde_json::json!({"roleName": "batchless-staging-DecisionFunctionRole-X1", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}),
+                "the permissions of signing role",
+            ),
+        ] {
+            let m = check(&event(name, req)).unwrap_or_default();
+            assert!(m.contains(says) && m.contains(role), "{name}: {m}");
+        }
         // A deploy (CloudFormation on its behalf), another key or function, a failed call,
         // another event: nothing.
         let mut deploy = config.clone();
@@ -793,6 +892,18 @@ mod tests {
             event(
                 "StartExecution",
                 serde_json::json!({"functionName": "batchless-staging-decision"}),
+            ),
+            event(
+                "CreateFunction20150331",
+                serde_json::json!({"functionName": "tool", "role": "arn:aws:iam::123456789012:role/other"}),
+            ),
+            event(
+                "UpdateFunctionConfiguration20150331v2",
+                serde_json::json!({"functionName": "tool", "role": "arn:aws:iam::123456789012:role/other"}),
+            ),
+            event(
+                "PutRolePolicy",
+                serde_json::json!({"roleName": "batchless-staging-NotifyFunctionRole-X2"}),
             ),
         ] {
             assert_eq!(check(&quiet), None, "{quiet}");

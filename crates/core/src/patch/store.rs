@@ -37,8 +37,9 @@ pub struct PatchRecord {
     pub task_token: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_message: Option<ApprovalMessage>,
-    /// When the approval request posted then expires (its window); a wake after it finds the
-    /// patch expired.
+    /// Legacy: the approval window's end as 813c7b8..7d23136 stored it. Never read (a table
+    /// writer could move it): the window is the execution's own (`request_approval`). Kept so
+    /// those records still parse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_expires_at: Option<String>,
     #[serde(default)]

@@ -20,6 +20,23 @@ pub fn optional(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// A comma-separated environment variable (`JOB_SUBNETS`, `SIGNING_KEY_ARNS`), blanks
+/// dropped; empty when unset.
+pub fn list(name: &str) -> Vec<String> {
+    optional(name)
+        .as_deref()
+        .map(split_list)
+        .unwrap_or_default()
+}
+
+fn split_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// The deployment environment every record carries (`staging`, `production`, ...).
 pub fn environment() -> Result<String, Error> {
     required("BATCHLESS_ENV")
@@ -114,5 +131,11 @@ mod tests {
             assert_eq!(err.kind(), crate::error::Kind::ConfigError);
         }
         check_signing_secret("8f742231b10e8888abcd99yyyzzz85a5", "x").unwrap();
+    }
+
+    #[test]
+    fn lists_drop_blanks() {
+        assert_eq!(split_list(" a, ,b "), vec!["a", "b"]);
+        assert!(split_list(" , ").is_empty());
     }
 }

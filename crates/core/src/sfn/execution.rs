@@ -121,6 +121,14 @@ pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
     )
 }
 
+/// The state machine whose execution `execution_arn` is (the inverse of [`execution_arn`]).
+pub fn state_machine_of(execution_arn: &str) -> String {
+    let sm = execution_arn
+        .rsplit_once(':')
+        .map_or(execution_arn, |(sm, _)| sm);
+    sm.replacen(":execution:", ":stateMachine:", 1)
+}
+
 /// What [`start`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -185,6 +193,12 @@ pub async fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_machine_of_an_execution() {
+        let sm = "arn:aws:states:us-east-1:123456789012:stateMachine:batchless-staging-migration";
+        assert_eq!(state_machine_of(&execution_arn(sm, "codepipeline-j-1")), sm);
+    }
     use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
     use aws_sdk_sfn::operation::start_execution::{StartExecutionError, StartExecutionOutput};
     use aws_sdk_sfn::types::error::ExecutionAlreadyExists;

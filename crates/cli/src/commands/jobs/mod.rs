@@ -328,14 +328,15 @@ async fn claim(aws: &Aws, a: ClaimArgs) -> Result<ExitCode> {
     };
     let table = occurrences_table(aws);
     match occurrence::claim(&aws.dynamodb(), &table, &occ).await? {
-        Claim::Won if paused => {
+        // (A legacy claim is unsealed: it never replaces what it finds.)
+        Claim::Won | Claim::Replaced(_) if paused => {
             eprintln!(
                 "{} is paused: {} claimed PAUSED for {}: do not run",
                 job.name, occ.occurrence_key, occ.claimed_by
             );
             Ok(ExitCode::from(EXIT_PAUSED))
         }
-        Claim::Won => {
+        Claim::Won | Claim::Replaced(_) => {
             println!(
                 "claimed {} for {}: run it",
                 occ.occurrence_key, occ.claimed_by

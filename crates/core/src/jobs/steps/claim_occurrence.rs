@@ -11,16 +11,21 @@
 //! (`batchless jobs backfill`): the same claim and key, never stale, and it may take over an
 //! occurrence the missed-run check claimed `MISSED` (conditionally; never a `CLAIMED` or
 //! `PAUSED` one).
+//!
+//! The claim is sealed (`OCCURRENCE_SIGNING_KEY`, `jobs::occurrence`): an item in the way that
+//! batchless did not write (planted to make this delivery a "duplicate") is replaced, kept on
+//! the claim as `replaced`, and the occurrence runs.
 
 use aws_types::SdkConfig;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::jobs::occurrence::{Claim, Occurrence, OccurrenceStatus, Occurrences};
+use crate::jobs::occurrence::{self, Claim, Occurrence, OccurrenceStatus, Occurrences};
 use crate::jobs::pause;
 use crate::jobs::workflow::{self, ClaimOutcome, ClaimResult, JobRun, Trigger};
 use crate::jobs::JobsFile;
+use crate::platform::signing::Signer;
 use crate::platform::{aws, config, time};
 use crate::shared::approval::Sealer;
 use crate::shared::runs::Runs;
@@ -35,6 +40,8 @@ pub struct Deps {
     pub scheduler: aws_sdk_scheduler::Client,
     /// Verifies a manual run's submission seal (`DECISION_SIGNING_KEY`).
     pub sealer: Sealer,
+    /// Seals the claim and verifies one in the way (`OCCURRENCE_SIGNING_KEY`).
+    pub claims: Signer,
 }
 
 impl Deps {
@@ -47,6 +54,7 @@ impl Deps {
             jobs: JobsFile::embedded(),
             scheduler: aws::scheduler(sdk),
             sealer: Sealer::from_env(sdk)?,
+            claims: occurrence::claim_signer(sdk)?,
         })
     }
 
@@ -104,6 +112,8 @@ fn occurrence(run: &JobRun, now: DateTime<Utc>) -> Occurrence {
         run_status: None,
         duplicate_claimers: vec![],
         pause: None,
+        seal: None,
+        replaced: None,
     }
 }
 
@@ -117,9 +127,13 @@ async fn claim(deps: &Deps, run: JobRun, now: DateTime<Utc>) -> Result<Output, E
     if paused {
         occ.status = OccurrenceStatus::Paused;
     }
-    let (outcome, claimed_by) = match deps.occurrences.claim(&occ).await? {
-        Claim::Won if paused => (ClaimOutcome::Paused, run.run_id.clone()),
-        Claim::Won => {
+    let claimed = deps.occurrences.claim(&occ, Some(&deps.claims)).await?;
+    if let Claim::Replaced(forged) = &claimed {
+        tracing::warn!(key = %occ.occurrence_key, forged_claimed_by = %forged.claimed_by, forged_status = %forged.status.as_str(), "an occurrence item batchless did not write was in the way: replaced (kept as `replaced`)");
+    }
+    let (outcome, claimed_by) = match claimed {
+        Claim::Won | Claim::Replaced(_) if paused => (ClaimOutcome::Paused, run.run_id.clone()),
+        Claim::Won | Claim::Replaced(_) => {
             // RUNNING until RecordJobRun; cleanup ends it on abort.
             deps.runs.put_once(&workflow::running_record(&run)).await?;
             (ClaimOutcome::Claimed, run.run_id.clone())
@@ -128,7 +142,10 @@ async fn claim(deps: &Deps, run: JobRun, now: DateTime<Utc>) -> Result<Output, E
             if run.backfill
                 && !paused
                 && owner.status == OccurrenceStatus::Missed
-                && deps.occurrences.take_over_missed(&occ).await? =>
+                && deps
+                    .occurrences
+                    .take_over_missed(&occ, &deps.claims)
+                    .await? =>
         {
             deps.runs.put_once(&workflow::running_record(&run)).await?;
             (ClaimOutcome::Claimed, run.run_id.clone())
@@ -200,6 +217,7 @@ mod tests {
             jobs: JobsFile::embedded(),
             scheduler: mock_client!(aws_sdk_scheduler, [&get]),
             sealer: crate::shared::approval::seal::tests::sealer(true),
+            claims: crate::shared::approval::seal::tests::sealer(true),
         }
     }
 
@@ -333,6 +351,49 @@ mod tests {
         assert_eq!((dup.num_calls(), run.num_calls()), (1, 0));
     }
 
+    /// Issue 15: an item in the way that batchless did not write (no seal, or one that does
+    /// not verify) is no owner: the claim replaces it on exactly what was found, keeps it as
+    /// `replaced`, and the occurrence runs.
+    #[tokio::test]
+    async fn a_planted_item_in_the_way_is_replaced_and_the_occurrence_runs() {
+        let planted = || Occurrence {
+            seal: None,
+            ..stored(
+                "arn:aws:states:us-east-1:1:execution:x:planted",
+                OccurrenceStatus::Claimed,
+            )
+        };
+        let claim = put_into!("occ", |r: &PutItemInput| r.condition_expression()
+            == Some("attribute_not_exists(#k)"))
+        .then_error(ccf);
+        let owner = mock!(aws_sdk_dynamodb::Client::get_item)
+            .match_requests(|r| r.table_name() == Some("occ"))
+            .then_output(move || {
+                GetItemOutput::builder()
+                    .set_item(Some(dynamo::to_item(&planted())))
+                    .build()
+            });
+        let replace = put_into!("occ", |r: &PutItemInput| {
+            r.condition_expression()
+                == Some("#claimedBy = :claimedBy AND attribute_not_exists(#seal)")
+                && attr(r, "claimedBy") == Some(ARN)
+                && attr(r, "seal") == Some("c2VhbGVkLWJ5LXRlc3Q=")
+                && r.item()
+                    .and_then(|i| i.get("replaced"))
+                    .and_then(|v| v.as_m().ok())
+                    .and_then(|m| m.get("claimedBy"))
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|c| c.ends_with(":planted"))
+        })
+        .then_output(|| PutItemOutput::builder().build());
+        let run = put_into!("runs").then_output(|| PutItemOutput::builder().build());
+        let d = deps(&[&claim, &owner, &replace, &run]);
+        let out = handle(&d, scheduled()).await.unwrap();
+        assert_eq!(out.claim.outcome, ClaimOutcome::Claimed);
+        assert_eq!(out.claim.claimed_by, ARN);
+        assert_eq!((replace.num_calls(), run.num_calls()), (1, 1));
+    }
+
     #[tokio::test]
     async fn a_late_delivery_is_claimed_but_stale() {
         let claim = put_into!("occ").then_output(|| PutItemOutput::builder().build());
@@ -400,6 +461,8 @@ mod tests {
             claimed_at: "2026-11-28T13:45:00Z".into(),
             source: "missed-run-check".into(),
             status,
+            // What the test KMS takes for batchless's seal.
+            seal: Some("c2VhbGVk".into()),
             ..Occurrence::new("sync-exchange-rates", at, "staging", by)
         }
     }

@@ -13,6 +13,11 @@
 //!   that is not on the schedule, or two runs for one occurrence) is alerted once per occurrence
 //!   (marked on its item with a conditional write).
 //!
+//! An occurrence item batchless did not write (its seal does not verify: planted to account for
+//! a run that never happened, or to silence a missed one) counts for nothing: the occurrence is
+//! judged as if unclaimed, and the check's own sealed claim replaces the item (kept as
+//! `replaced`), so it is alerted as missed, naming what was planted.
+//!
 //! One Slack alert lists both; `OccurrencesMissed` is emitted per job (EMF).
 
 use std::collections::BTreeMap;
@@ -25,8 +30,11 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::jobs::ledger::{self, metric};
-use crate::jobs::occurrence::{Claim, Occurrence, OccurrenceStatus, Occurrences, BY_JOB_INDEX};
+use crate::jobs::occurrence::{
+    self, Claim, Occurrence, OccurrenceStatus, Occurrences, BY_JOB_INDEX,
+};
 use crate::jobs::{pause, workflow, JobsFile};
+use crate::platform::signing::Signer;
 use crate::platform::slack::{Message, SlackClient};
 use crate::platform::{aws, config, input, time};
 use crate::shared::people::People;
@@ -48,6 +56,8 @@ pub struct Deps {
     pub alerts_channel: String,
     pub environment: String,
     pub jobs: JobsFile,
+    /// Seals the check's claims and verifies those it finds (`OCCURRENCE_SIGNING_KEY`).
+    pub claims: Signer,
 }
 
 impl Deps {
@@ -64,6 +74,7 @@ impl Deps {
             alerts_channel: config::required("SLACK_ALERTS_CHANNEL")?,
             environment,
             jobs: JobsFile::embedded(),
+            claims: occurrence::claim_signer(sdk)?,
         })
     }
 }
@@ -91,6 +102,9 @@ pub struct Missed {
     /// The schedule's pause as the check read it (`PauseCheck::summary`), when it was disabled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause: Option<String>,
+    /// The item batchless did not write that stood for this occurrence, replaced by the claim.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<String>,
 }
 
 /// An occurrence at which the job ran more often than its schedule implies.
@@ -201,6 +215,17 @@ async fn check(deps: &Deps, now: DateTime<Utc>, lookback: Duration) -> Result<Ou
                 ("scheduledTime", &time::rfc3339(from), &time::rfc3339(to)),
             )
             .await?;
+        // Only batchless's claims count: a planted item leaves its occurrence unaccounted.
+        let mut claims = Vec::with_capacity(items.len());
+        for item in items {
+            match item.is_batchless_claim(&deps.claims).await? {
+                true => claims.push(item),
+                false => {
+                    tracing::warn!(key = %item.occurrence_key, claimed_by = %item.claimed_by, status = %item.status.as_str(), "an occurrence item batchless did not write: it counts for nothing")
+                }
+            }
+        }
+        let items = claims;
         let l = ledger::ledger(job, from, to, now, &items, &runs);
         if job.enabled {
             out.checked += l.counts.expected;
@@ -247,11 +272,22 @@ async fn check(deps: &Deps, now: DateTime<Utc>, lookback: Duration) -> Result<Ou
                 pause: check.clone(),
                 ..Occurrence::new(&job.name, scheduled, &deps.environment, CLAIMANT)
             };
-            if deps.occurrences.claim(&occ).await? == Claim::Won {
+            let claimed = deps.occurrences.claim(&occ, Some(&deps.claims)).await?;
+            if claimed.won() {
                 let m = Missed {
                     job: occ.job,
                     scheduled_time: occ.scheduled_time,
                     pause: check.map(|c| c.summary()),
+                    replaced: match claimed {
+                        Claim::Replaced(forged) => Some(format!(
+                            "replaced an item batchless did not write ({} by {} at {}, source {})",
+                            forged.status.as_str(),
+                            forged.claimed_by,
+                            forged.claimed_at,
+                            forged.source
+                        )),
+                        _ => None,
+                    },
                 };
                 match paused {
                     true => out.paused.push(m),
@@ -318,6 +354,9 @@ fn bullets(text: &mut String, list: &[Missed]) {
         if let Some(p) = &m.pause {
             let _ = write!(text, ": {p}");
         }
+        if let Some(r) = &m.replaced {
+            let _ = write!(text, " :warning: {r}");
+        }
     }
 }
 
@@ -369,6 +408,7 @@ fn alert(channel: &str, environment: &str, found: &Output) -> Message {
 mod tests {
     use super::*;
     use crate::platform::dynamo;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
     use aws_sdk_dynamodb::operation::query::QueryOutput;
     use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
@@ -443,6 +483,7 @@ mod tests {
             alerts_channel: "CALERTS".into(),
             environment: "staging".into(),
             jobs,
+            claims: crate::shared::approval::seal::tests::sealer(true),
         }
     }
 
@@ -462,6 +503,8 @@ mod tests {
         Occurrence {
             source: source.into(),
             claimed_at: at.into(),
+            // What the test KMS takes for batchless's seal.
+            seal: Some("c2VhbGVk".into()),
             ..Occurrence::new("purge-expired-sessions", t, "staging", by)
         }
     }
@@ -484,6 +527,68 @@ mod tests {
         assert_eq!(w.lookback_minutes, Some(60));
         let err = parse(json!({"lookback": 60})).unwrap_err();
         assert!(err.message.contains("unknown field `lookback`"), "{err}");
+    }
+
+    /// Issue 15: items planted to account for runs that never happened (no seal) count for
+    /// nothing: the check's sealed claim replaces each and the occurrence is missed, naming the
+    /// planted item; a legacy claim (unsealable) still counts.
+    #[tokio::test]
+    async fn planted_occurrence_items_count_for_nothing_and_are_replaced_as_missed() {
+        let planted = |h: &str, source: &str| Occurrence {
+            seal: None,
+            status: OccurrenceStatus::Paused,
+            ..item(&format!("2026-11-28T{h}:30:00Z"), "mallory", source)
+        };
+        let found = mock!(aws_sdk_dynamodb::Client::query)
+            .match_requests(|r| r.index_name() == Some("byJob"))
+            .then_output(move || {
+                let mut out = QueryOutput::builder();
+                out = out.items(dynamo::to_item(&planted("10", "scheduler")));
+                out = out.items(dynamo::to_item(&item(
+                    "2026-11-28T11:30:00Z",
+                    "legacy:box",
+                    "legacy",
+                )));
+                out = out.items(dynamo::to_item(&Occurrence {
+                    seal: None,
+                    ..item("2026-11-28T12:30:00Z", "legacy:box", "legacy")
+                }));
+                out.build()
+            });
+        let taken = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| r.condition_expression() == Some("attribute_not_exists(#k)"))
+            .then_error(crate::testing::put_item_failed);
+        let get = mock!(aws_sdk_dynamodb::Client::get_item).then_output(move || {
+            GetItemOutput::builder()
+                .set_item(Some(dynamo::to_item(&planted("10", "scheduler"))))
+                .build()
+        });
+        let replace = mock!(aws_sdk_dynamodb::Client::put_item)
+            .match_requests(|r| {
+                r.condition_expression()
+                    == Some("#claimedBy = :claimedBy AND attribute_not_exists(#seal)")
+                    && r.item()
+                        .and_then(|i| i.get("status"))
+                        .and_then(|v| v.as_s().ok())
+                        == Some(&"MISSED".to_string())
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let runs = no_runs();
+        let d = deps_with(&[&found, &runs, &taken, &get, &replace], purge_only());
+        let now = time::parse("t", "2026-11-28T14:00:00Z").unwrap();
+        let out = check(&d, now, Duration::minutes(180)).await.unwrap();
+        assert_eq!(out.checked, 3);
+        assert_eq!(out.missed.len(), 1, "{:?}", out.missed);
+        let m = &out.missed[0];
+        assert_eq!(m.scheduled_time, "2026-11-28T10:30:00Z");
+        let why = m.replaced.as_deref().unwrap_or_default();
+        assert!(why.contains("PAUSED by mallory"), "{why}");
+        assert_eq!((taken.num_calls(), replace.num_calls()), (1, 1));
+        let text = alert("CALERTS", "staging", &out).text;
+        assert!(
+            text.contains("replaced an item batchless did not write"),
+            "{text}"
+        );
     }
 
     #[tokio::test]

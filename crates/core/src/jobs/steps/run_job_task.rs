@@ -28,18 +28,6 @@ pub struct Deps {
     pub security_groups: Vec<String>,
 }
 
-/// A comma-separated list (`JOB_SUBNETS`), blanks dropped.
-fn list(v: Option<String>) -> Vec<String> {
-    v.map(|s| {
-        s.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
 impl Deps {
     pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
         let db = aws::dynamodb(sdk);
@@ -54,8 +42,8 @@ impl Deps {
             log_group: config::required("JOBS_LOG_GROUP")?,
             log_stream_prefix: config::optional("JOBS_LOG_STREAM_PREFIX")
                 .unwrap_or_else(|| "job".into()),
-            subnets: list(config::optional("JOB_SUBNETS")),
-            security_groups: list(config::optional("JOB_SECURITY_GROUPS")),
+            subnets: config::list("JOB_SUBNETS"),
+            security_groups: config::list("JOB_SECURITY_GROUPS"),
         })
     }
 }
@@ -207,11 +195,5 @@ mod tests {
             (start.num_calls(), lease.num_calls(), record.num_calls()),
             (1, 1, 1)
         );
-    }
-
-    #[test]
-    fn lists_drop_blanks() {
-        assert_eq!(list(Some(" a, ,b ".into())), vec!["a", "b"]);
-        assert!(list(None).is_empty());
     }
 }

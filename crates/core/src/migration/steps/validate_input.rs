@@ -1,12 +1,23 @@
 //! `validate-input` (the migration's `ValidateInput` state): parses the execution input
 //! strictly (unknown fields rejected, each error naming its field) and returns the validated
 //! run, or fails `InvalidInput` before anything is started or written.
+//!
+//! Who started it is never taken on the input's word (issue 15): a person's run carries the
+//! decision endpoint's seal (`shared::submission`); a run naming a `pipeline` is checked with
+//! CodePipeline (`ListActionExecutions` of that pipeline execution): one of batchless's invoke
+//! actions — the Step Functions action on this state machine, or the Lambda action on
+//! `pipeline-bridge` — must be in progress for this commit, under the execution name that
+//! action gives ([`pipeline::vouching_action`]). A console start that names a pipeline, a commit
+//! the pipeline did not ask for, or a replay after the action ended is `InvalidInput`.
 
 use aws_types::SdkConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::migration::{self, MigrationRequest, MigrationRun};
+use crate::migration::pipeline::{self, ActionExecution, Starters};
+use crate::migration::{self, MigrationRequest, MigrationRun, PipelineRef};
+use crate::platform::aws::{self, AwsResultExt};
+use crate::platform::input::InputError;
 use crate::platform::{config, input};
 use crate::sfn::Execution;
 use crate::shared::approval::Sealer;
@@ -16,6 +27,8 @@ pub struct Deps {
     pub environment: String,
     /// Verifies a submission's seal (the decision signing key, `DECISION_SIGNING_KEY`).
     pub sealer: Sealer,
+    /// Asks CodePipeline whether a pipeline named in the input started the run.
+    pub codepipeline: aws_sdk_codepipeline::Client,
 }
 
 impl Deps {
@@ -23,6 +36,7 @@ impl Deps {
         Ok(Deps {
             environment: config::environment()?,
             sealer: Sealer::from_env(sdk)?,
+            codepipeline: aws::codepipeline(sdk),
         })
     }
 }
@@ -63,6 +77,10 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     .await?;
     let request: MigrationRequest = input::parse_strict(request)?;
     let run = migration::validate(request, &input.execution, &deps.environment)?;
+    if let Some(p) = &run.pipeline {
+        let action = started_by_pipeline(deps, p, &run).await?;
+        tracing::info!(run_id = %run.run_id, pipeline = %p.name, action_execution = %action, "the pipeline's action started this run");
+    }
     tracing::info!(run_id = %run.run_id, commit = %run.commit, "migration input valid");
     Ok(Output {
         run,
@@ -70,10 +88,116 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     })
 }
 
+/// The id of the in-progress action of pipeline execution `p.execution_id` that started `run`,
+/// or `InvalidInput` saying why none did.
+async fn started_by_pipeline(
+    deps: &Deps,
+    p: &PipelineRef,
+    run: &MigrationRun,
+) -> Result<String, Error> {
+    let refused = |why: String| -> Error {
+        InputError::field(
+            "pipeline",
+            format!(
+                "{why}: a migration naming a pipeline must be started by that pipeline's batchless action (or submitted through the decision endpoint, `batchless run migration`)"
+            ),
+        )
+        .into()
+    };
+    let Some(execution_id) = p.execution_id.as_deref() else {
+        return Err(refused(format!(
+            "`pipeline.executionId` is missing, so CodePipeline cannot confirm that pipeline {} started this run (set it to #{{codepipeline.PipelineExecutionId}} in the action's configuration)",
+            p.name
+        )));
+    };
+    let mut actions = Vec::new();
+    let mut token = None;
+    loop {
+        let page = deps
+            .codepipeline
+            .list_action_executions()
+            .pipeline_name(&p.name)
+            .filter(
+                aws_sdk_codepipeline::types::ActionExecutionFilter::builder()
+                    .pipeline_execution_id(execution_id)
+                    .build(),
+            )
+            .set_next_token(token)
+            .send()
+            .await
+            .aws("ListActionExecutions");
+        let page = match page {
+            Ok(page) => page,
+            Err(e)
+                if e.is_code("PipelineNotFoundException")
+                    || e.is_code("PipelineExecutionNotFoundException") =>
+            {
+                return Err(refused(format!(
+                    "CodePipeline knows no execution {execution_id} of pipeline {}",
+                    p.name
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        actions.extend(page.action_execution_details().iter().map(action_of));
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    let state_machine_arn = crate::sfn::execution::state_machine_of(&run.run_id);
+    let bridge = format!("batchless-{}-pipeline-bridge", run.environment);
+    let starters = Starters {
+        state_machine_arn: &state_machine_arn,
+        bridge_function: &bridge,
+    };
+    pipeline::vouching_action(&actions, starters, &run.commit, &run.execution_name)
+        .map(|a| a.action_execution_id.clone())
+        .map_err(|why| {
+            refused(format!(
+                "pipeline {} execution {execution_id}: {why}",
+                p.name
+            ))
+        })
+}
+
+fn action_of(d: &aws_sdk_codepipeline::types::ActionExecutionDetail) -> ActionExecution {
+    let input = d.input();
+    let kind = input.and_then(|i| i.action_type_id());
+    let map = |m: Option<&std::collections::HashMap<String, String>>| {
+        m.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    };
+    ActionExecution {
+        action_execution_id: d.action_execution_id().unwrap_or_default().to_string(),
+        status: d
+            .status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        category: kind
+            .map(|k| k.category().as_str().to_string())
+            .unwrap_or_default(),
+        owner: kind
+            .map(|k| k.owner().as_str().to_string())
+            .unwrap_or_default(),
+        provider: kind.map(|k| k.provider().to_string()).unwrap_or_default(),
+        configuration: map(input.and_then(|i| i.configuration())),
+        resolved: map(input.and_then(|i| i.resolved_configuration())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lambda::invoke;
+    use aws_sdk_codepipeline::operation::list_action_executions::{
+        ListActionExecutionsError, ListActionExecutionsOutput,
+    };
+    use aws_sdk_codepipeline::types::{
+        ActionCategory, ActionExecutionDetail, ActionExecutionInput, ActionExecutionStatus,
+        ActionOwner, ActionTypeId,
+    };
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
     use serde_json::{json, Value};
 
     const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -82,12 +206,86 @@ mod tests {
         deps_verifying(true)
     }
 
-    /// A KMS that says every seal is `valid` (or none is).
+    /// A KMS that says every seal is `valid` (or none is); CodePipeline knows no pipeline.
     fn deps_verifying(valid: bool) -> Deps {
+        with_pipeline(valid, &[])
+    }
+
+    fn with_pipeline(valid: bool, codepipeline: &[&Rule]) -> Deps {
         Deps {
             environment: "staging".into(),
             sealer: crate::shared::approval::seal::tests::sealer(valid),
+            codepipeline: mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, codepipeline),
         }
+    }
+
+    const SM: &str = "arn:aws:states:us-east-1:1:stateMachine:m";
+
+    /// Pipeline `app-deploy`'s execution `pe-1`: its bridge action asking for `commit`, in
+    /// `status`.
+    fn listed(commit: &'static str, status: ActionExecutionStatus) -> Rule {
+        mock!(aws_sdk_codepipeline::Client::list_action_executions)
+            .match_requests(|r| {
+                r.pipeline_name() == Some("app-deploy")
+                    && r.filter().and_then(|f| f.pipeline_execution_id()) == Some("pe-1")
+            })
+            .then_output(move || {
+                let input = ActionExecutionInput::builder()
+                    .action_type_id(
+                        ActionTypeId::builder()
+                            .category(ActionCategory::Invoke)
+                            .owner(ActionOwner::Aws)
+                            .provider("Lambda")
+                            .version("1")
+                            .build()
+                            .unwrap(),
+                    )
+                    .configuration("FunctionName", "batchless-staging-pipeline-bridge")
+                    .resolved_configuration(
+                        "UserParameters",
+                        json!({"commit": commit, "pipeline": {"name": "app-deploy", "executionId": "pe-1"}}).to_string(),
+                    )
+                    .build();
+                ListActionExecutionsOutput::builder()
+                    .action_execution_details(
+                        ActionExecutionDetail::builder()
+                            .action_execution_id("ae-1")
+                            .status(status.clone())
+                            .input(input)
+                            .build(),
+                    )
+                    .build()
+            })
+    }
+
+    fn unknown_pipeline() -> Rule {
+        mock!(aws_sdk_codepipeline::Client::list_action_executions).then_error(|| {
+            ListActionExecutionsError::PipelineNotFoundException(
+                aws_sdk_codepipeline::types::error::PipelineNotFoundException::builder()
+                    .message("no such pipeline")
+                    .meta(crate::testing::meta("PipelineNotFoundException"))
+                    .build(),
+            )
+        })
+    }
+
+    /// The bridge's start of `commit` for pipeline execution `pe-1` (`executionId` as given).
+    fn from_pipeline(commit: &str, execution_id: Option<&str>) -> Value {
+        let mut ev = event(
+            json!({"commit": commit, "pipeline": {"name": "app-deploy", "executionId": execution_id, "jobId": "j-1"}}),
+        );
+        ev["execution"]["id"] = json!(format!(
+            "{}:codepipeline-j-1",
+            SM.replace(":stateMachine:", ":execution:")
+        ));
+        ev["execution"]["name"] = json!("codepipeline-j-1");
+        if execution_id.is_none() {
+            ev["input"]["pipeline"]
+                .as_object_mut()
+                .unwrap()
+                .remove("executionId");
+        }
+        ev
     }
 
     /// alice's migration as the decision endpoint submits it.
@@ -117,12 +315,59 @@ mod tests {
         );
         assert_eq!(out["run"]["startedBy"], "alice");
         assert!(out["approval"].is_null() && out.get("approval").is_some());
-        // CodePipeline's run names its pipeline and needs no submission.
-        let pipeline = json!({"commit": SHA, "pipeline": {"name": "app-deploy"}});
-        let out = invoke(&deps_verifying(false), &handle, event(pipeline))
-            .await
-            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_run_naming_a_pipeline_is_the_pipelines_only_if_codepipeline_says_its_action_started_it(
+    ) {
+        // CodePipeline's run: no submission, its action in progress for this commit.
+        let rule = listed(SHA, ActionExecutionStatus::InProgress);
+        let out = invoke(
+            &with_pipeline(false, &[&rule]),
+            &handle,
+            from_pipeline(SHA, Some("pe-1")),
+        )
+        .await
+        .unwrap();
         assert_eq!(out["run"]["startedBy"], "codepipeline:app-deploy");
+        assert_eq!(rule.num_calls(), 1);
+        let other = "1111111111111111111111111111111111111111";
+        for (rules, ev, expected) in [
+            // The console, naming the pipeline with no execution to check.
+            (
+                vec![],
+                from_pipeline(SHA, None),
+                "`pipeline.executionId` is missing",
+            ),
+            // An execution CodePipeline does not know.
+            (
+                vec![unknown_pipeline()],
+                from_pipeline(SHA, Some("pe-1")),
+                "knows no execution pe-1",
+            ),
+            // A commit the pipeline did not ask for.
+            (
+                vec![listed(other, ActionExecutionStatus::InProgress)],
+                from_pipeline(SHA, Some("pe-1")),
+                "no batchless invoke action",
+            ),
+            // The pipeline's input replayed after its action ended.
+            (
+                vec![listed(SHA, ActionExecutionStatus::Succeeded)],
+                from_pipeline(SHA, Some("pe-1")),
+                "no longer in progress: ae-1 (Succeeded)",
+            ),
+        ] {
+            let rules: Vec<&Rule> = rules.iter().collect();
+            let err = invoke(&with_pipeline(false, &rules), &handle, ev)
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), crate::error::Kind::InvalidInput);
+            assert!(
+                err.to_string().contains(expected) && err.to_string().contains("`pipeline`"),
+                "{err}"
+            );
+        }
     }
 
     #[tokio::test]

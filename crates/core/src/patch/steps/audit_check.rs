@@ -63,9 +63,11 @@ pub struct Deps {
     /// make a build compliant.
     pub sealer: Sealer,
     /// What signs evidence, whose changes outside a deploy the sweep alerts: the signing keys'
-    /// ARNs (`SIGNING_KEY_ARNS`, comma-separated) and the signing functions' names.
-    pub signing_keys: Vec<String>,
-    pub signing_functions: Vec<String>,
+    /// ARNs (`SIGNING_KEY_ARNS`), the signing functions' names and their roles' ARNs
+    /// (`SIGNING_ROLE_ARNS`; both lists comma-separated).
+    pub signers: check::Signers,
+    /// CloudTrail in the region that records IAM's events ([`check::IAM_EVENTS_REGION`]).
+    pub iam_cloudtrail: aws_sdk_cloudtrail::Client,
 }
 
 impl Deps {
@@ -91,19 +93,21 @@ impl Deps {
             migration_state_machine_arn: config::required("MIGRATION_STATE_MACHINE_ARN")?,
             job_state_machine_arn: config::required("JOB_STATE_MACHINE_ARN")?,
             alerts_channel: config::required("SLACK_ALERTS_CHANNEL")?,
-            signing_keys: config::optional("SIGNING_KEY_ARNS")
-                .map(|v| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|k| !k.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            signing_functions: check::SIGNING_FUNCTIONS
-                .iter()
-                .map(|f| format!("batchless-{environment}-{f}"))
-                .collect(),
+            signers: check::Signers {
+                keys: config::list("SIGNING_KEY_ARNS"),
+                functions: check::SIGNING_FUNCTIONS
+                    .iter()
+                    .map(|f| format!("batchless-{environment}-{f}"))
+                    .collect(),
+                roles: config::list("SIGNING_ROLE_ARNS"),
+            },
+            iam_cloudtrail: aws_sdk_cloudtrail::Client::from_conf(
+                aws_sdk_cloudtrail::config::Builder::from(sdk)
+                    .region(aws_sdk_cloudtrail::config::Region::new(
+                        check::IAM_EVENTS_REGION,
+                    ))
+                    .build(),
+            ),
             environment,
             writer: audit::Writer::from_env(sdk)?,
             settings: preview::Settings::from_env()?,
@@ -655,16 +659,21 @@ async fn sweep(deps: &Deps, window_hours: u32) -> Result<SweepReport, Error> {
             }
         }
     }
-    // Changes to what signs: a signing key's policy, a signing function's code or configuration.
-    for name in check::SIGNING_CHANGE_EVENTS {
-        match aws::cloudtrail_events(&deps.cloudtrail, name, since).await {
+    // Changes to what signs: a signing key's policy, a signing function's code or configuration,
+    // a signing role given to another function, or its trust or permissions changed (IAM).
+    let trails = check::SIGNING_CHANGE_EVENTS
+        .iter()
+        .map(|n| (n, &deps.cloudtrail))
+        .chain(
+            check::SIGNING_ROLE_EVENTS
+                .iter()
+                .map(|n| (n, &deps.iam_cloudtrail)),
+        );
+    for (name, trail) in trails {
+        match aws::cloudtrail_events(trail, name, since).await {
             Ok(records) => {
                 for v in &records {
-                    if let Some(message) = check::unsanctioned_signing_change(
-                        v,
-                        &deps.signing_keys,
-                        &deps.signing_functions,
-                    ) {
+                    if let Some(message) = check::unsanctioned_signing_change(v, &deps.signers) {
                         pending.push((
                             format!("signing:{}", v["eventID"].as_str().unwrap_or_default()),
                             message,
@@ -907,14 +916,8 @@ mod tests {
             watermarks: Table::new(db.clone(), "patches"),
             backend: backend(db, mock_client!(aws_sdk_s3, RuleMode::MatchAny, s3)),
             codebuild: mock_client!(aws_sdk_codebuild, RuleMode::MatchAny, codebuild),
-            // Not reached by these tests (the SDK is built without its test utilities).
-            cloudtrail: aws_sdk_cloudtrail::Client::from_conf(
-                aws_sdk_cloudtrail::Config::builder()
-                    .behavior_version_latest()
-                    .region(aws_sdk_cloudtrail::config::Region::new("us-east-1"))
-                    .endpoint_url("http://127.0.0.1:9")
-                    .build(),
-            ),
+            cloudtrail: unreached_cloudtrail(),
+            iam_cloudtrail: unreached_cloudtrail(),
             slack: SlackClient::new("http://127.0.0.1:9/api", "t"),
             people: people(),
             project: "batchless-staging-patch".into(),
@@ -929,9 +932,19 @@ mod tests {
             },
             settings: preview::Settings::default(),
             sealer: crate::shared::approval::seal::tests::sealer(true),
-            signing_keys: vec![],
-            signing_functions: vec![],
+            signers: check::Signers::default(),
         }
+    }
+
+    /// Not reached by these tests (the SDK is built without its test utilities).
+    fn unreached_cloudtrail() -> aws_sdk_cloudtrail::Client {
+        aws_sdk_cloudtrail::Client::from_conf(
+            aws_sdk_cloudtrail::Config::builder()
+                .behavior_version_latest()
+                .region(aws_sdk_cloudtrail::config::Region::new("us-east-1"))
+                .endpoint_url("http://127.0.0.1:9")
+                .build(),
+        )
     }
 
     #[tokio::test]

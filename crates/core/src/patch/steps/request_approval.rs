@@ -8,8 +8,12 @@
 //! Its second mode (`{"mode": "check", "patch": ...}`, the `CheckApproval` state after every
 //! wake) re-reads the record and says where the workflow goes: the wake only woke it (issue
 //! 15). A forged `SendTaskSuccess` on a pending patch finds it still pending and the workflow
-//! waits again, for what is left of the approval window (`approvalExpiresAt`, stored when the
-//! request was posted); `start-patch-build` still re-counts the decisions of an approved one.
+//! waits again, for what is left of the approval window; `start-patch-build` still re-counts
+//! the decisions of an approved one. The window opens when the `ApprovalWindow` state is
+//! entered (`$$.State.EnteredTime`, which Step Functions writes into the state data: nobody
+//! outside the execution can edit it) and lasts `approvalTimeoutSeconds` (sealed with the
+//! input). Nothing in the patches table moves it, so a writer of that table can neither extend
+//! a pending window nor cut one short.
 
 use aws_types::SdkConfig;
 use chrono::{DateTime, Utc};
@@ -72,6 +76,9 @@ pub enum Input {
 pub struct WaitInput {
     pub task_token: String,
     pub patch: PatchRun,
+    /// When the approval window opened (`ApprovalWindow`'s `$$.State.EnteredTime`): the
+    /// request says when it ends.
+    pub window_opened_at: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +86,8 @@ pub struct WaitInput {
 pub struct CheckInput {
     pub mode: Mode,
     pub patch: PatchRun,
+    /// When the approval window opened (`ApprovalWindow`'s `$$.State.EnteredTime`).
+    pub window_opened_at: String,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -112,6 +121,8 @@ pub struct Checked {
     pub status: Status,
     /// What is left of the approval window (the next wait's timeout), in seconds.
     pub wait_seconds: i64,
+    /// When the window opened, carried to the next check.
+    pub opened_at: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -126,20 +137,15 @@ pub enum Next {
     Ended,
 }
 
-/// Pure: where a patch whose record is `rec` goes at `now`.
-pub fn next(rec: &PatchRecord, timeout_seconds: u64, now: DateTime<Utc>) -> Checked {
-    let expires = rec
-        .approval_expires_at
-        .as_deref()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc))
-        // A request posted before the expiry was stored: its window counts from the record.
-        .or_else(|| {
-            DateTime::parse_from_rfc3339(&rec.created_at)
-                .ok()
-                .map(|t| t.with_timezone(&Utc) + chrono::Duration::seconds(timeout_seconds as i64))
-        })
-        .unwrap_or(now);
+/// Pure: where a patch whose record is `rec` goes at `now`, its approval window having opened
+/// at `opened_at` for `timeout_seconds`.
+pub fn next(
+    rec: &PatchRecord,
+    opened_at: DateTime<Utc>,
+    timeout_seconds: u64,
+    now: DateTime<Utc>,
+) -> Checked {
+    let expires = opened_at + chrono::Duration::seconds(timeout_seconds as i64);
     let left = (expires - now).num_seconds();
     let decision = match (ApprovalDecided::of(rec), rec.status) {
         (Some(ApprovalDecided::Approved { .. }), _) => Next::Approved,
@@ -150,6 +156,7 @@ pub fn next(rec: &PatchRecord, timeout_seconds: u64, now: DateTime<Utc>) -> Chec
         decision,
         status: rec.status,
         wait_seconds: left.max(1),
+        opened_at: time::rfc3339(opened_at),
     }
 }
 
@@ -174,7 +181,8 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
                 &c.patch.patch_id,
             )
             .await?;
-            let checked = next(&rec, c.patch.approval_timeout_seconds, time::now());
+            let opened = time::parse("windowOpenedAt", &c.window_opened_at)?;
+            let checked = next(&rec, opened, c.patch.approval_timeout_seconds, time::now());
             tracing::info!(patch = %c.patch.patch_id, decision = ?checked.decision, status = ?checked.status, wait_seconds = checked.wait_seconds, "approval checked after the wake");
             Ok(Output::Checked(checked))
         }
@@ -182,13 +190,17 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
 }
 
 async fn wait(deps: &Deps, input: WaitInput) -> Result<Waiting, Error> {
-    let WaitInput { task_token, patch } = input;
+    let WaitInput {
+        task_token,
+        patch,
+        window_opened_at,
+    } = input;
     let db = &deps.backend.db;
     let table = &deps.backend.patches_table;
     let rec = store::must_get(db, table, &patch.patch_id).await?;
     if rec.approval_message.is_none() && rec.status == Status::PendingApproval {
-        let expires =
-            time::now() + chrono::Duration::seconds(patch.approval_timeout_seconds as i64);
+        let expires = time::parse("windowOpenedAt", &window_opened_at)?
+            + chrono::Duration::seconds(patch.approval_timeout_seconds as i64);
         let deployed = deployed_commit(deps, &patch.environment).await?;
         let msg = message::approval_request(
             &patch,
@@ -203,10 +215,7 @@ async fn wait(deps: &Deps, input: WaitInput) -> Result<Waiting, Error> {
             db,
             table,
             &patch.patch_id,
-            &[
-                ("approvalMessage", json!(posted)),
-                ("approvalExpiresAt", json!(time::rfc3339(expires))),
-            ],
+            &[("approvalMessage", json!(posted))],
             Some("attribute_not_exists(approvalMessage)"),
             &[],
         )
@@ -326,6 +335,7 @@ mod tests {
         Input::Wait(WaitInput {
             task_token: "tok".into(),
             patch: fixtures::run(),
+            window_opened_at: "2026-12-01T12:00:00Z".into(),
         })
     }
 
@@ -378,43 +388,36 @@ mod tests {
 
     #[test]
     fn after_a_wake_the_record_decides_where_the_workflow_goes() {
-        let now = DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let at = |status: Status, expires: Option<&str>| {
-            let mut rec = posted(status);
-            rec.approval_expires_at = expires.map(str::to_string);
-            next(&rec, 86_400, now)
-        };
+        let t = |s: &str| time::parse("t", s).unwrap();
+        let now = t("2026-12-01T12:00:00Z");
+        // A window of 24 h that opened 23 h ago.
+        let opened = t("2026-12-01T13:00:00Z") - chrono::Duration::seconds(86_400);
+        let at = |status: Status| next(&posted(status), opened, 86_400, now);
         // A wake with nothing concluded on the record (forged, whatever it said): wait again,
         // for what is left of the window, never the whole window again.
-        let pending = at(Status::PendingApproval, Some("2026-12-01T13:00:00Z"));
+        let pending = at(Status::PendingApproval);
         assert_eq!(
             (pending.decision, pending.wait_seconds),
             (Next::Pending, 3600)
         );
+        assert_eq!(pending.opened_at, "2026-11-30T13:00:00Z");
         // Past it: one more second, then the wait times out (ApprovalExpired).
-        let late = at(Status::PendingApproval, Some("2026-12-01T11:59:59Z"));
+        let late = next(
+            &posted(Status::PendingApproval),
+            opened,
+            86_400,
+            t("2026-12-01T13:00:01Z"),
+        );
         assert_eq!((late.decision, late.wait_seconds), (Next::Pending, 1));
-        assert_eq!(
-            at(Status::Approved, Some("2026-12-01T13:00:00Z")).decision,
-            Next::Approved
-        );
+        assert_eq!(at(Status::Approved).decision, Next::Approved);
         for s in [Status::Rejected, Status::Cancelled, Status::Expired] {
-            assert_eq!(
-                at(s, Some("2026-12-01T13:00:00Z")).decision,
-                Next::Ended,
-                "{s:?}"
-            );
+            assert_eq!(at(s).decision, Next::Ended, "{s:?}");
         }
-        // A record from before the expiry was stored: the window counts from its creation.
-        let mut legacy = posted(Status::PendingApproval);
-        legacy.created_at = "2026-12-01T11:00:00Z".into();
-        let checked = next(&legacy, 7200, now);
-        assert_eq!(
-            (checked.decision, checked.wait_seconds),
-            (Next::Pending, 3600)
-        );
+        // Whatever a writer of the patches table stores about the window moves nothing.
+        let mut edited = posted(Status::PendingApproval);
+        edited.approval_expires_at = Some("2036-12-01T00:00:00Z".into());
+        edited.created_at = "2036-12-01T00:00:00Z".into();
+        assert_eq!(next(&edited, opened, 86_400, now), pending);
     }
 
     #[tokio::test]
@@ -423,15 +426,18 @@ mod tests {
         let get = stored(posted(Status::PendingApproval));
         let d = deps(&[&get, &put], &[]);
         let input: Input =
-            serde_json::from_value(json!({"mode": "check", "patch": fixtures::run()})).unwrap();
+            serde_json::from_value(json!({"mode": "check", "patch": fixtures::run(), "windowOpenedAt": "2026-12-01T12:00:00.123456+00:00"}))
+                .unwrap();
         let out = serde_json::to_value(handle(&d, input).await.unwrap()).unwrap();
         assert_eq!(out["status"], "PENDING_APPROVAL", "{out}");
         assert_eq!(out["decision"], "pending", "{out}");
         assert_eq!(put.num_calls(), 0);
-        // Neither shape with anything else is an input.
-        assert!(serde_json::from_value::<Input>(
-            json!({"mode": "approve", "patch": fixtures::run()})
-        )
-        .is_err());
+        // Neither shape with anything else, or without the window, is an input.
+        for bad in [
+            json!({"mode": "approve", "patch": fixtures::run(), "windowOpenedAt": "2026-12-01T12:00:00Z"}),
+            json!({"mode": "check", "patch": fixtures::run()}),
+        ] {
+            assert!(serde_json::from_value::<Input>(bad).is_err());
+        }
     }
 }

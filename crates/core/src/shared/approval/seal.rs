@@ -122,8 +122,20 @@ pub(crate) mod tests {
         });
         let verify = mock!(aws_sdk_kms::Client::verify)
             .then_output(move || VerifyOutput::builder().signature_valid(valid).build());
+        // Created long before any test's time (an occurrence due earlier was claimed unsealed).
+        let describe = mock!(aws_sdk_kms::Client::describe_key).then_output(|| {
+            aws_sdk_kms::operation::describe_key::DescribeKeyOutput::builder()
+                .key_metadata(
+                    aws_sdk_kms::types::KeyMetadata::builder()
+                        .key_id("test")
+                        .creation_date(aws_smithy_types::DateTime::from_secs(1_735_689_600))
+                        .build()
+                        .expect("key id is set"),
+                )
+                .build()
+        });
         Sealer {
-            kms: mock_client!(aws_sdk_kms, RuleMode::MatchAny, [&sign, &verify]),
+            kms: mock_client!(aws_sdk_kms, RuleMode::MatchAny, [&sign, &verify, &describe]),
             key: "alias/batchless-test-decision-signing".into(),
         }
     }

@@ -1,6 +1,7 @@
 """What the tamper-evident audit and the sweep need from the replica (issue 15): KMS asymmetric
 Sign/Verify with the template's signing key, S3 object versions and delete markers, CloudTrail
-records of ECS RunTask; and the template gives audit/ writes to the audit writer alone."""
+records of ECS RunTask; and the template gives audit/ writes to the audit writer alone, and the
+decision endpoint's callers no direct invoke."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import botocore.exceptions
 import pytest
 
 from conftest import REPO
+from batchless_local.cfn import build_plan
 
 
 def test_the_signing_key_is_asymmetric_and_verifies_only_its_own_signatures(stack):
@@ -136,3 +138,49 @@ def test_only_the_audit_writer_may_write_the_audit_prefix():
                 assert not any("&" in x for x in lines[max(0, i - 2):i + 1]), name
     assert sorted(set(writers)) == ["AuditCheckFunction"], writers
     assert "Sid: AuditWriterOnly" in text and "Sid: NobodyElseSigns" in text
+
+
+def _statements(node):
+    """Every IAM policy statement anywhere in a resolved resource's properties."""
+    if isinstance(node, dict):
+        if "Effect" in node and ("Action" in node or "NotAction" in node):
+            yield node
+        for v in node.values():
+            yield from _statements(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _statements(v)
+
+
+def _listed(v):
+    return v if isinstance(v, list) else [v]
+
+
+def test_the_decision_endpoint_is_invoked_through_its_url_only():
+    # A direct lambda:InvokeFunction passes a request context of the caller's choosing, so any
+    # approver's ARN: the only grant of it on the decision function is conditioned on
+    # lambda:InvokedViaFunctionUrl, next to the URL's own action (both needed since Oct 2025).
+    plan = build_plan(os.path.join(REPO, "infra", "template.yaml"))
+    decision = next(r for r in plan["resources"] if r["logical_id"] == "DecisionFunction")
+    arn = f"arn:aws:lambda:{plan['region']}:{plan['account']}:function:{decision['physical_name']}"
+    grants = {}
+    for r in plan["resources"]:
+        if r["type"] == "AWS::Lambda::Permission":
+            assert r["properties"].get("FunctionName") not in (arn, decision["physical_name"]), r
+        for st in _statements(r.get("properties", {})):
+            if st["Effect"] != "Allow":
+                continue
+            actions = _listed(st.get("Action", []))
+            resources = _listed(st.get("Resource", []))
+            hits = [a for a in actions if a in ("*", "lambda:*", "lambda:InvokeFunction", "lambda:Invoke*")]
+            if "NotAction" in st or (hits and any(x in ("*", arn) or x.startswith(arn + ":") for x in resources)):
+                grants.setdefault(r["logical_id"], []).append(st)
+    assert list(grants) == ["DecisionCallerPolicy"], grants
+    (invoke,) = grants["DecisionCallerPolicy"]
+    assert _listed(invoke["Resource"]) == [arn]
+    assert invoke["Condition"] == {"Bool": {"lambda:InvokedViaFunctionUrl": "true"}}
+    policy = next(r for r in plan["resources"] if r["logical_id"] == "DecisionCallerPolicy")
+    url = [st for st in policy["properties"]["PolicyDocument"]["Statement"]
+           if st["Action"] == "lambda:InvokeFunctionUrl"]
+    assert url and url[0]["Resource"] == arn
+    assert url[0]["Condition"] == {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}

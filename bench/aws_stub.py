@@ -137,7 +137,23 @@ def _cloudtrail(op: str, req: dict) -> dict | None:
 
 
 def _codepipeline(op: str, req: dict) -> dict | None:
-    return {"PutJobSuccessResult": {}, "PutJobFailureResult": {}}.get(op)
+    # The pipeline execution the request names has the bridge's Lambda action in progress, with
+    # the UserParameters of bench/events/pipeline-bridge.json (its commit, that pipeline).
+    pipeline, execution = req.get("pipelineName", ""), (req.get("filter") or {}).get("pipelineExecutionId", "")
+    params = {"commit": "0123456789abcdef0123456789abcdef01234567",
+              "pipeline": {"name": pipeline, "executionId": execution}}
+    action = {
+        "pipelineExecutionId": execution, "actionExecutionId": "00000000-0000-4000-8000-00000000a0e1",
+        "stageName": "Migrate", "actionName": "DbMigrate", "status": "InProgress",
+        "startTime": _now(), "lastUpdateTime": _now(),
+        "input": {"actionTypeId": {"category": "Invoke", "owner": "AWS", "provider": "Lambda", "version": "1"},
+                  "configuration": {"FunctionName": "batchless-staging-pipeline-bridge",
+                                    "UserParameters": json.dumps(params)},
+                  "resolvedConfiguration": {"FunctionName": "batchless-staging-pipeline-bridge",
+                                            "UserParameters": json.dumps(params)}},
+    }
+    return {"PutJobSuccessResult": {}, "PutJobFailureResult": {},
+            "ListActionExecutions": {"actionExecutionDetails": [action]}}.get(op)
 
 
 def _kms(op: str, req: dict) -> dict | None:
@@ -157,6 +173,39 @@ JSON_SERVICES = {
 
 
 # ---------------------------------------------------------------- S3 (REST, path style) and STS (query)
+# The shim's reports of a build that applied two migrations, one of them flagged.
+_ADD_INDEX = {"version": "20261120090000", "class": "AddIndexToOrdersCreatedAt",
+              "file": "db/migrate/20261120090000_add_index_to_orders_created_at.rb"}
+_ADD_COLUMN = {"version": "20261121100000", "class": "AddNoteToInvoices",
+               "file": "db/migrate/20261121100000_add_note_to_invoices.rb"}
+MIGRATION_REPORTS = {
+    "preflight.json": {
+        "version": 1, "approach": "scratch-database", "policy": "report",
+        "pending": [
+            {**_ADD_INDEX, "disablesDdlTransaction": False, "sha256": "9f2c" * 16, "scratchMs": 41,
+             "statements": [{"sql": 'CREATE INDEX "index_orders_on_created_at" ON "orders" ("created_at")', "line": 3}]},
+            {**_ADD_COLUMN, "disablesDdlTransaction": False, "sha256": "1a7e" * 16, "scratchMs": 12,
+             "statements": [{"sql": 'ALTER TABLE "invoices" ADD "note" text', "line": 3}]},
+        ],
+        "findings": [
+            {"rule": "index-without-concurrently", **_ADD_INDEX, "line": 3,
+             "message": "CREATE INDEX without CONCURRENTLY locks writes to orders while it builds",
+             "recipe": "disable_ddl_transaction! and add_index ..., algorithm: :concurrently",
+             "sql": 'CREATE INDEX "index_orders_on_created_at" ON "orders" ("created_at")'},
+        ],
+        "error": None, "digest": "5b0e" * 16, "gate": "pass", "durationMs": 930,
+    },
+    "migrate.json": {
+        "version": 1, "lockTimeout": "5s", "statementTimeout": "30min", "lockRetries": 3,
+        "migrations": [
+            {**_ADD_INDEX, "status": "up", "attempts": [], "durationMs": 18, "lockWaitMs": 0, "retries": 0},
+            {**_ADD_COLUMN, "status": "up", "attempts": [], "durationMs": 4, "lockWaitMs": 0, "retries": 0},
+        ],
+        "failure": None,
+    },
+}
+
+
 def _s3(method: str, path: str, query: dict[str, list[str]]) -> tuple[str, int, bytes, dict[str, str]]:
     """(operation, status, body, headers)"""
     xml = {"Content-Type": "application/xml"}
@@ -187,6 +236,10 @@ def _s3(method: str, path: str, query: dict[str, list[str]]) -> tuple[str, int, 
                 f"<Prefix>{query.get('prefix', [''])[0]}</Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys>"
                 "<IsTruncated>false</IsTruncated></ListBucketResult>")
         return "ListObjectsV2", 200, body.encode(), xml
+    if method == "GET" and key.endswith(("/report/preflight.json", "/report/migrate.json")):
+        # what the migration build's shim uploads (read-migration-report)
+        name = key.rsplit("/", 1)[1]
+        return "GetObject", 200, json.dumps(MIGRATION_REPORTS[name]).encode(), {**etag, "Content-Type": "application/json"}
     if method in ("GET", "HEAD") and key:
         body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code>'
                 f"<Message>The specified key does not exist.</Message><Key>{key}</Key></Error>")
@@ -226,7 +279,7 @@ class Stub:
     stub's own time per call in `service_ms`.
     """
 
-    def __init__(self, port: int = 0, signing_secret: str = "bench-signing-secret") -> None:
+    def __init__(self, port: int = 0, signing_secret: str = "bench-signing-secret-0123456789abcdef") -> None:
         self.secret = {"bot_token": "xoxb-bench-stub", "signing_secret": signing_secret}
         self.calls: list[str] = []
         self.times: list[tuple[float, float]] = []  # (arrival, answered) perf_counter per call

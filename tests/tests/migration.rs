@@ -558,10 +558,20 @@ async fn pipeline_bridge_delivered_twice_makes_one_build_and_never_logs_credenti
         .as_str()
         .expect("executionArn")
         .to_string();
-    assert!(arn.ends_with(&format!(":codepipeline-{job_id}")), "{arn}");
+    // Named after the pipeline's action execution, which the bridge found in CodePipeline.
+    let action = run["actionExecutionId"]
+        .as_str()
+        .context("actionExecutionId")?;
+    assert!(arn.ends_with(&format!(":codepipeline-{action}")), "{arn}");
     // The same job delivered again while the execution runs: no second execution.
     let second = stack.invoke("PipelineBridgeFunction", &event).await?;
     assert_eq!(second["executionArn"], arn.as_str(), "{second}");
+    // Nor for a made-up job for the same action (someone invoking the bridge themselves): one
+    // action, one execution.
+    let mut made_up = event.clone();
+    made_up["CodePipeline.job"]["id"] = json!(unique_name("madeup"));
+    let third = stack.invoke("PipelineBridgeFunction", &made_up).await?;
+    assert_eq!(third["executionArn"], arn.as_str(), "{third}");
 
     let end = stack.wait_end(&arn, TIMEOUT).await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");

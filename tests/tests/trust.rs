@@ -716,29 +716,33 @@ async fn a_run_naming_its_starter_without_a_seal_that_verifies_is_invalid_input(
 }
 
 /// An operator starts migrations that name the deploy pipeline, to pass them off as the
-/// pipeline's: with no pipeline execution to check, with one CodePipeline does not know, for a
-/// commit the pipeline did not ask for, under a name the pipeline's action does not give, and
-/// the pipeline's own input replayed after its action ended. Each fails `InvalidInput` at
-/// `ValidateInput` with the reason in the history; nothing is recorded or built.
+/// pipeline's: with no pipeline execution to check, with one CodePipeline does not know, under the
+/// action's own execution name with an override the pipeline did not ask for, the action's very
+/// input a second time under another name, and another action's input replayed after that
+/// action ended. Each fails `InvalidInput` at `ValidateInput` with the reason in the history;
+/// nothing is recorded or built.
 #[tokio::test]
 async fn a_migration_naming_a_pipeline_that_did_not_start_it_is_invalid_input() -> Result<()> {
     let stack = Stack::cleared().await?;
     let head = stack.app_head()?;
     let runs = stack.table("RunsTable")?;
     let builds_before = stack.build_count("MigrationProject").await?;
-    // The pipeline really is at its Migrate stage for head.
+    // The pipeline really is at its Migrate stage for head: what its action asks for, and the
+    // name the bridge gives its execution.
     let run = stack.bridge_run(&head).await?;
-    let pe = run["pipelineExecutionId"]
-        .as_str()
-        .context("pipelineExecutionId")?;
-    let named = |commit: &str, execution_id: Option<&str>| {
-        let mut pipeline = json!({"name": "app-deploy"});
-        if let Some(id) = execution_id {
-            pipeline["executionId"] = json!(id);
-        }
-        json!({"commit": commit, "pipeline": pipeline})
+    let asked = |run: &Value| -> Result<(Value, String)> {
+        let action = run["actionExecutionId"]
+            .as_str()
+            .context("actionExecutionId")?;
+        let params = run["resolvedConfiguration"]["UserParameters"]
+            .as_str()
+            .context("UserParameters")?;
+        Ok((
+            batchless_core::migration::pipeline::workflow_input(params, action)?,
+            batchless_core::migration::pipeline::execution_name(action),
+        ))
     };
-    let other = "1111111111111111111111111111111111111111";
+    let (input, action_name) = asked(&run)?;
     let sm = stack.state_machine("MigrationStateMachine")?;
     let refused = |name: String, input: Value, why: &'static str| {
         let (stack, sm, runs) = (&stack, &sm, &runs);
@@ -759,44 +763,66 @@ async fn a_migration_naming_a_pipeline_that_did_not_start_it_is_invalid_input() 
             anyhow::Ok(())
         }
     };
-    let bridge_name = || unique_name("codepipeline");
+    let mut no_execution = input.clone();
+    no_execution["pipeline"]
+        .as_object_mut()
+        .context("pipeline")?
+        .remove("executionId");
     refused(
         unique_name("console"),
-        named(&head, None),
+        no_execution,
         "`pipeline.executionId` is missing",
     )
     .await?;
+    let mut made_up = input.clone();
+    made_up["pipeline"]["executionId"] = json!("made-up");
     refused(
-        bridge_name(),
-        named(&head, Some("made-up")),
+        unique_name("codepipeline"),
+        made_up,
         "knows no execution made-up",
     )
     .await?;
+    // The pipeline's commit under its action's name (taken first, before the bridge), with an
+    // override it did not ask for. (The name is then used: the bridge's own start would fail
+    // the pipeline's job, which is seen, rather than run anything.)
+    let mut overridden = input.clone();
+    overridden["environmentOverrides"] = json!({"RAILS_LOG_LEVEL": "debug"});
+    refused(action_name.clone(), overridden, "asked for another input").await?;
+    // The pipeline's own job then fails, naming the execution that took the name: seen, and
+    // nothing runs under the pipeline's name.
+    let job = stack
+        .invoke(
+            "PipelineBridgeFunction",
+            &bridge_job_event(&run, "secret", "token", None),
+        )
+        .await?;
+    assert_eq!(job["decision"], "failed", "{job}");
+    let jobs = stack.replica_get("codepipeline/jobs").await?;
+    let results = &jobs["jobs"][run["jobId"].as_str().context("jobId")?];
+    assert_eq!(results[0]["kind"], "failure", "{results}");
+    assert!(
+        results[0]["request"]["failureDetails"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&action_name)),
+        "{results}"
+    );
+    // The action's very input, a second time, under a name that is not the action's.
     refused(
-        bridge_name(),
-        named(other, Some(pe)),
-        "no batchless invoke action",
+        unique_name("codepipeline"),
+        input.clone(),
+        "no batchless invoke action of that pipeline execution starts execution name",
     )
     .await?;
-    refused(
-        unique_name("console"),
-        named(&head, Some(pe)),
-        "no batchless invoke action",
-    )
-    .await?;
-    // The action ends (its job's final result, as the bridge reports it); its input replayed
-    // under a new name.
+    // Another run of the pipeline: its action ends (its job's final result, as the bridge
+    // reports it), then its input is replayed under its name.
+    let ended = stack.bridge_run(&head).await?;
     aws_sdk_codepipeline::Client::new(&stack.sdk_config_as("bridge").await?)
         .put_job_success_result()
-        .job_id(run["jobId"].as_str().context("jobId")?)
+        .job_id(ended["jobId"].as_str().context("jobId")?)
         .send()
         .await?;
-    refused(
-        bridge_name(),
-        named(&head, Some(pe)),
-        "no longer in progress",
-    )
-    .await?;
+    let (replayed, replayed_name) = asked(&ended)?;
+    refused(replayed_name, replayed, "is Succeeded").await?;
     assert_eq!(
         stack.build_count("MigrationProject").await?,
         builds_before,

@@ -56,8 +56,6 @@ pub struct PipelineRef {
     pub execution_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action_execution_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<String>,
 }
 
 /// A validated migration run: everything later steps need, decided once.
@@ -119,7 +117,6 @@ pub fn validate(
         for (field, v) in [
             ("pipeline.executionId", &p.execution_id),
             ("pipeline.actionExecutionId", &p.action_execution_id),
-            ("pipeline.jobId", &p.job_id),
         ] {
             if let Some(v) = v {
                 input::identifier(field, v, 128)?;

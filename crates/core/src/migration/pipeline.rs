@@ -1,6 +1,8 @@
 //! The CodePipeline **Lambda invoke action** (`pipeline-bridge`, the step is
-//! [`super::steps::pipeline_bridge`]): the job event, the execution it starts (named after the
-//! job id), and the pure decision of what to report for an execution's status.
+//! [`super::steps::pipeline_bridge`]): the job event, its own action execution (found with
+//! `ListActionExecutions`), the execution it starts (named after that action execution), how
+//! `ValidateInput` checks that an execution naming a pipeline is the one its action started, and
+//! the pure decision of what to report for an execution's status.
 //!
 //! The job event carries temporary `artifactCredentials`: [`JobEvent`] drops them as soon as
 //! the event is parsed and its `Debug` shows the job id only, so they cannot be logged by
@@ -84,40 +86,69 @@ pub enum Decision {
     },
 }
 
-/// `codepipeline-<job id>`: deterministic, ≤ 80 characters, no `:`.
-pub fn execution_name(job_id: &str) -> String {
-    let safe = crate::sfn::execution::name_safe(job_id);
+/// `codepipeline-<action execution id>`: one execution per action execution (Step Functions
+/// keeps a name unique for 90 days), ≤ 80 characters, no `:`.
+pub fn execution_name(action_execution_id: &str) -> String {
+    let safe = crate::sfn::execution::name_safe(action_execution_id);
     let mut name = format!("codepipeline-{safe}");
     name.truncate(80);
     name
 }
 
-/// The workflow input: the action's `UserParameters` (a JSON object) plus the job id.
-pub fn workflow_input(job: &JobEvent) -> Result<Value, InputError> {
-    let raw = job.user_parameters();
-    let mut params: Map<String, Value> = serde_json::from_str(raw)
+/// The name of the bridge function of `environment` (the template's `FunctionName`).
+pub fn bridge_function(environment: &str) -> String {
+    format!("batchless-{environment}-pipeline-bridge")
+}
+
+/// A bridge action's `UserParameters` (a JSON object) with the pipeline it names:
+/// `pipeline.name` and `pipeline.executionId` (`#{codepipeline.PipelineExecutionId}`) are
+/// required, since the bridge finds its own action execution by them.
+fn parameters(raw: &str) -> Result<(Map<String, Value>, String, String), InputError> {
+    let params: Map<String, Value> = serde_json::from_str(raw)
         .map_err(|e| InputError::field("UserParameters", format!("must be a JSON object: {e}")))?;
-    let pipeline = params
-        .entry("pipeline")
-        .or_insert_with(|| Value::Object(Map::new()));
-    match pipeline {
-        Value::Object(p) => {
-            p.entry("name")
-                .or_insert_with(|| Value::String("codepipeline".into()));
-            p.insert("jobId".into(), Value::String(job.id.clone()));
-        }
-        _ => {
-            return Err(InputError::field(
-                "UserParameters.pipeline",
-                "must be an object",
-            ))
-        }
+    let Some(Value::Object(p)) = params.get("pipeline") else {
+        return Err(InputError::field(
+            "UserParameters.pipeline",
+            "must be an object with `name` and `executionId` (#{codepipeline.PipelineExecutionId})",
+        ));
+    };
+    const WHY: &str = "is required (a string): the bridge finds its action execution by the \
+                       pipeline's name and #{codepipeline.PipelineExecutionId}";
+    let text = |key: &str| match p.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        _ => Err(InputError::field(
+            &format!("UserParameters.pipeline.{key}"),
+            WHY,
+        )),
+    };
+    let (name, execution_id) = (text("name")?, text("executionId")?);
+    Ok((params, name, execution_id))
+}
+
+/// The pipeline (name, execution id) a bridge job's `UserParameters` name.
+pub fn pipeline_of(user_parameters: &str) -> Result<(String, String), InputError> {
+    parameters(user_parameters).map(|(_, name, id)| (name, id))
+}
+
+/// The workflow input the bridge starts for its action execution `action_execution_id`: the
+/// action's `UserParameters` plus `pipeline.actionExecutionId`. The same function tells
+/// `ValidateInput` what that action asked for, so the two cannot disagree.
+pub fn workflow_input(
+    user_parameters: &str,
+    action_execution_id: &str,
+) -> Result<Value, InputError> {
+    let (mut params, _, _) = parameters(user_parameters)?;
+    if let Some(Value::Object(p)) = params.get_mut("pipeline") {
+        p.insert(
+            "actionExecutionId".into(),
+            Value::String(action_execution_id.to_string()),
+        );
     }
     Ok(Value::Object(params))
 }
 
 /// One CodePipeline action execution as `ListActionExecutions` gives it: the fields that say
-/// which action started a migration, for which commit.
+/// which action started a migration, with which input.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ActionExecution {
     pub action_execution_id: String,
@@ -132,6 +163,134 @@ pub struct ActionExecution {
     pub resolved: BTreeMap<String, String>,
 }
 
+impl ActionExecution {
+    fn is_invoke(&self, provider: &str) -> bool {
+        (
+            self.category.as_str(),
+            self.owner.as_str(),
+            self.provider.as_str(),
+        ) == ("Invoke", "AWS", provider)
+    }
+
+    /// A Lambda invoke action on function `bridge` (configured by name or ARN).
+    fn invokes_bridge(&self, bridge: &str) -> bool {
+        let bare = |f: &str| {
+            f.rsplit_once(":function:")
+                .map_or(f, |(_, rest)| rest.split(':').next().unwrap_or(rest))
+                .to_string()
+        };
+        self.is_invoke("Lambda")
+            && self
+                .configuration
+                .get("FunctionName")
+                .is_some_and(|f| bare(f) == bridge)
+    }
+
+    fn in_progress(&self) -> bool {
+        self.status == "InProgress"
+    }
+}
+
+/// Every action execution of pipeline execution `execution_id` of pipeline `pipeline`
+/// (`ListActionExecutions`, all pages), or why CodePipeline knows no such execution.
+pub async fn action_executions(
+    codepipeline: &aws_sdk_codepipeline::Client,
+    pipeline: &str,
+    execution_id: &str,
+) -> Result<Result<Vec<ActionExecution>, String>, crate::error::Error> {
+    use crate::platform::aws::AwsResultExt;
+    let mut actions = Vec::new();
+    let mut token = None;
+    loop {
+        let page = codepipeline
+            .list_action_executions()
+            .pipeline_name(pipeline)
+            .filter(
+                aws_sdk_codepipeline::types::ActionExecutionFilter::builder()
+                    .pipeline_execution_id(execution_id)
+                    .build(),
+            )
+            .set_next_token(token)
+            .send()
+            .await
+            .aws("ListActionExecutions");
+        let page = match page {
+            Ok(page) => page,
+            Err(e)
+                if e.is_code("PipelineNotFoundException")
+                    || e.is_code("PipelineExecutionNotFoundException") =>
+            {
+                return Ok(Err(format!(
+                    "CodePipeline knows no execution {execution_id} of pipeline {pipeline}"
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        actions.extend(page.action_execution_details().iter().map(action_of));
+        match page.next_token() {
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    Ok(Ok(actions))
+}
+
+fn action_of(d: &aws_sdk_codepipeline::types::ActionExecutionDetail) -> ActionExecution {
+    let input = d.input();
+    let kind = input.and_then(|i| i.action_type_id());
+    let map = |m: Option<&std::collections::HashMap<String, String>>| {
+        m.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    };
+    ActionExecution {
+        action_execution_id: d.action_execution_id().unwrap_or_default().to_string(),
+        status: d
+            .status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        category: kind
+            .map(|k| k.category().as_str().to_string())
+            .unwrap_or_default(),
+        owner: kind
+            .map(|k| k.owner().as_str().to_string())
+            .unwrap_or_default(),
+        provider: kind.map(|k| k.provider().to_string()).unwrap_or_default(),
+        configuration: map(input.and_then(|i| i.configuration())),
+        resolved: map(input.and_then(|i| i.resolved_configuration())),
+    }
+}
+
+/// Pure: the bridge's own action among `actions` (one pipeline execution's): the one in-progress
+/// Lambda invoke action on `bridge` whose resolved `UserParameters` are the job's. Its id names
+/// the execution, so a job (or a made-up job) for that action can start one execution only.
+pub fn bridge_action<'a>(
+    actions: &'a [ActionExecution],
+    bridge: &str,
+    user_parameters: &str,
+) -> Result<&'a ActionExecution, String> {
+    let same = |raw: Option<&String>| {
+        let parse = |s: &str| serde_json::from_str::<Value>(s).ok();
+        raw.and_then(|r| parse(r))
+            .is_some_and(|v| Some(v) == parse(user_parameters))
+    };
+    let mine: Vec<&ActionExecution> = actions
+        .iter()
+        .filter(|a| a.invokes_bridge(bridge) && a.in_progress())
+        .filter(|a| same(a.resolved.get("UserParameters")))
+        .collect();
+    match mine.as_slice() {
+        [one] => Ok(one),
+        [] => Err(format!(
+            "no in-progress Lambda action on {bridge} in that pipeline execution has these UserParameters"
+        )),
+        many => Err(format!(
+            "{} in-progress Lambda actions on {bridge} in that pipeline execution have these UserParameters ({}); give each its own",
+            many.len(),
+            many.iter().map(|a| a.action_execution_id.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
 /// Who may start a migration on a pipeline's behalf: the migration state machine itself
 /// (CodePipeline's Step Functions invoke action) or `pipeline-bridge` (its Lambda invoke action).
 #[derive(Debug, Clone, Copy)]
@@ -141,68 +300,66 @@ pub struct Starters<'a> {
 }
 
 /// Pure: the in-progress action of `actions` (one pipeline execution's) that started this
-/// migration — a batchless invoke action whose resolved input asks for `commit`, under an
-/// execution name that action gives (`<prefix>-<action execution id>` for the Step Functions
-/// action, `codepipeline-<job id>` for the bridge's) — or why there is none. This is how an
+/// migration — a batchless invoke action whose resolved input is `request` exactly (the
+/// execution's input, every field: commit, environment overrides, pipeline), under the execution
+/// name that action gives (`<prefix>-<action execution id>` for the Step Functions action,
+/// `codepipeline-<action execution id>` for the bridge's) — or why there is none. This is how an
 /// unsubmitted migration's attribution to a pipeline is checked against CodePipeline's own
-/// record instead of believed.
+/// record instead of believed, and since the name is the action's, one action starts one
+/// execution.
 pub fn vouching_action<'a>(
     actions: &'a [ActionExecution],
     starters: Starters<'_>,
-    commit: &str,
+    request: &Value,
     execution_name: &str,
 ) -> Result<&'a ActionExecution, String> {
-    let bare = |f: &str| {
-        f.rsplit_once(":function:")
-            .map_or(f, |(_, rest)| rest.split(':').next().unwrap_or(rest))
-            .to_string()
-    };
-    let asks_for = |input: Option<&String>| {
-        input
-            .and_then(|i| serde_json::from_str::<Value>(i).ok())
-            .and_then(|v| v["commit"].as_str().map(str::to_ascii_lowercase))
-            .is_some_and(|c| c == commit.to_ascii_lowercase())
-    };
     let mut seen = Vec::new();
     for a in actions {
-        if (a.category.as_str(), a.owner.as_str()) != ("Invoke", "AWS") {
+        // (this action's execution name, the input it asked for)
+        let asked = if a.invokes_bridge(starters.bridge_function) {
+            let input = a
+                .resolved
+                .get("UserParameters")
+                .and_then(|p| workflow_input(p, &a.action_execution_id).ok());
+            (self::execution_name(&a.action_execution_id), input)
+        } else if a.is_invoke("StepFunctions")
+            && a.configuration.get("StateMachineArn").map(String::as_str)
+                == Some(starters.state_machine_arn)
+        {
+            let name = match a.configuration.get("ExecutionNamePrefix") {
+                Some(p) if !p.is_empty() => format!("{p}-{}", a.action_execution_id),
+                _ => a.action_execution_id.clone(),
+            };
+            let input = a
+                .resolved
+                .get("Input")
+                .and_then(|i| serde_json::from_str::<Value>(i).ok());
+            (name, input)
+        } else {
+            continue;
+        };
+        if asked.0 != execution_name {
             continue;
         }
-        let ours = match a.provider.as_str() {
-            "Lambda" => {
-                a.configuration
-                    .get("FunctionName")
-                    .is_some_and(|f| bare(f) == starters.bridge_function)
-                    && asks_for(a.resolved.get("UserParameters"))
-                    && execution_name.starts_with("codepipeline-")
-            }
-            "StepFunctions" => {
-                let name = match a.configuration.get("ExecutionNamePrefix") {
-                    Some(p) if !p.is_empty() => format!("{p}-{}", a.action_execution_id),
-                    _ => a.action_execution_id.clone(),
-                };
-                a.configuration.get("StateMachineArn").map(String::as_str)
-                    == Some(starters.state_machine_arn)
-                    && asks_for(a.resolved.get("Input"))
-                    && execution_name == name
-            }
-            _ => false,
-        };
-        if ours && a.status == "InProgress" {
+        if asked.1.as_ref() != Some(request) {
+            seen.push(format!(
+                "{} ({}) asked for another input",
+                a.action_execution_id, a.status
+            ));
+        } else if a.in_progress() {
             return Ok(a);
-        }
-        if ours {
-            seen.push(format!("{} ({})", a.action_execution_id, a.status));
+        } else {
+            seen.push(format!("{} is {}", a.action_execution_id, a.status));
         }
     }
     Err(if seen.is_empty() {
         format!(
-            "no batchless invoke action of that pipeline execution asks for commit {commit} under execution name {execution_name}"
+            "no batchless invoke action of that pipeline execution starts execution name {execution_name}"
         )
     } else {
         format!(
-            "its action for commit {commit} is no longer in progress: {}",
-            seen.join(", ")
+            "the action that gives execution name {execution_name} did not start this input: {}",
+            seen.join("; ")
         )
     })
 }
@@ -276,6 +433,46 @@ pub(crate) mod tests {
 
     const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
+    /// `ListActionExecutions` of pipeline `pipeline`'s execution `pe-1`: one Lambda invoke
+    /// action `ae-1` on the staging bridge, in `status`, with `user_parameters`.
+    pub(crate) fn listed_bridge_action(
+        pipeline: &'static str,
+        user_parameters: String,
+        status: aws_sdk_codepipeline::types::ActionExecutionStatus,
+    ) -> aws_smithy_mocks::Rule {
+        use aws_sdk_codepipeline::operation::list_action_executions::ListActionExecutionsOutput;
+        use aws_sdk_codepipeline::types::{
+            ActionCategory, ActionExecutionDetail, ActionExecutionInput, ActionOwner, ActionTypeId,
+        };
+        aws_smithy_mocks::mock!(aws_sdk_codepipeline::Client::list_action_executions)
+            .match_requests(move |r| {
+                r.pipeline_name() == Some(pipeline)
+                    && r.filter().and_then(|f| f.pipeline_execution_id()) == Some("pe-1")
+            })
+            .then_output(move || {
+                let kind = ActionTypeId::builder()
+                    .category(ActionCategory::Invoke)
+                    .owner(ActionOwner::Aws)
+                    .provider("Lambda")
+                    .version("1")
+                    .build()
+                    .unwrap();
+                let input = ActionExecutionInput::builder()
+                    .action_type_id(kind)
+                    .configuration("FunctionName", "batchless-staging-pipeline-bridge")
+                    .resolved_configuration("UserParameters", user_parameters.clone())
+                    .build();
+                let detail = ActionExecutionDetail::builder()
+                    .action_execution_id("ae-1")
+                    .status(status.clone())
+                    .input(input)
+                    .build();
+                ListActionExecutionsOutput::builder()
+                    .action_execution_details(detail)
+                    .build()
+            })
+    }
+
     fn action(
         provider: &str,
         status: &str,
@@ -304,13 +501,66 @@ pub(crate) mod tests {
         }
     }
 
+    const BRIDGE: &str = "batchless-staging-pipeline-bridge";
+
+    fn params(commit: &str) -> String {
+        json!({"commit": commit, "environmentOverrides": {"A": "1"},
+               "pipeline": {"name": "app-deploy", "executionId": "pe-1"}})
+        .to_string()
+    }
+
     #[test]
-    fn only_batchless_own_action_in_progress_for_the_commit_vouches_for_a_run() {
+    fn the_bridge_finds_its_one_action_in_progress_with_the_jobs_parameters() {
+        let mine = |status: &str, function: &str, up: &str| ActionExecution {
+            resolved: BTreeMap::from([("UserParameters".into(), up.into())]),
+            ..action("Lambda", status, &[("FunctionName", function)], json!({}))
+        };
+        let up = params(COMMIT);
+        // Whitespace and key order do not matter; the function may be named by ARN.
+        let respaced =
+            serde_json::to_string_pretty(&serde_json::from_str::<Value>(&up).unwrap()).unwrap();
+        let arn = format!("arn:aws:lambda:us-east-1:123456789012:function:{BRIDGE}");
+        for a in [
+            mine("InProgress", BRIDGE, &up),
+            mine("InProgress", &arn, &respaced),
+        ] {
+            assert_eq!(
+                bridge_action(&[a], BRIDGE, &up).map(|a| a.action_execution_id.clone()),
+                Ok("ae-1".into())
+            );
+        }
+        for a in [
+            mine("Succeeded", BRIDGE, &up),
+            mine("InProgress", "mallory", &up),
+            mine("InProgress", BRIDGE, &params("ffff")),
+        ] {
+            let err = bridge_action(std::slice::from_ref(&a), BRIDGE, &up).unwrap_err();
+            assert!(err.contains("no in-progress Lambda action"), "{a:?}: {err}");
+        }
+        let two = [
+            mine("InProgress", BRIDGE, &up),
+            ActionExecution {
+                action_execution_id: "ae-2".into(),
+                ..mine("InProgress", BRIDGE, &up)
+            },
+        ];
+        let err = bridge_action(&two, BRIDGE, &up).unwrap_err();
+        assert!(
+            err.contains("2 in-progress") && err.contains("ae-1, ae-2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn only_batchless_own_action_in_progress_for_the_same_input_vouches_for_a_run() {
         let starters = Starters {
             state_machine_arn: SM,
-            bridge_function: "batchless-staging-pipeline-bridge",
+            bridge_function: BRIDGE,
         };
-        let asks = json!({"commit": COMMIT.to_uppercase()});
+        let asks =
+            json!({"commit": COMMIT, "pipeline": {"name": "app-deploy", "executionId": "pe-1"}});
+        // What the bridge starts for action ae-1: its UserParameters plus the action's id.
+        let started = workflow_input(&asks.to_string(), "ae-1").unwrap();
         let bridge = |status: &str, function: &str| {
             action(
                 "Lambda",
@@ -327,67 +577,68 @@ pub(crate) mod tests {
                 asks.clone(),
             )
         };
-        let check = |a: ActionExecution, name: &str| {
-            vouching_action(&[a], starters, COMMIT, name).map(|a| a.action_execution_id.clone())
+        let check = |a: ActionExecution, request: &Value, name: &str| {
+            vouching_action(&[a], starters, request, name).map(|a| a.action_execution_id.clone())
         };
-        // The bridge's run (name or ARN of the function), the Step Functions action's run.
+        // The bridge's run (function by name or ARN), the Step Functions action's run.
         assert_eq!(
-            check(
-                bridge("InProgress", "batchless-staging-pipeline-bridge"),
-                "codepipeline-j"
-            ),
+            check(bridge("InProgress", BRIDGE), &started, "codepipeline-ae-1"),
             Ok("ae-1".into())
         );
-        let arn =
-            "arn:aws:lambda:us-east-1:123456789012:function:batchless-staging-pipeline-bridge";
-        assert!(check(bridge("InProgress", arn), "codepipeline-j").is_ok());
-        assert!(check(sfn("app-deploy", SM), "app-deploy-ae-1").is_ok());
-        assert!(check(sfn("", SM), "ae-1").is_ok());
+        let arn = format!("arn:aws:lambda:us-east-1:123456789012:function:{BRIDGE}");
+        assert!(check(bridge("InProgress", &arn), &started, "codepipeline-ae-1").is_ok());
+        assert!(check(sfn("app-deploy", SM), &asks, "app-deploy-ae-1").is_ok());
+        assert!(check(sfn("", SM), &asks, "ae-1").is_ok());
+        // The same commit with anything added (an override the pipeline did not ask for, another
+        // pipeline field), under the action's name: not the pipeline's run.
+        let mut overridden = started.clone();
+        overridden["environmentOverrides"] = json!({"DISABLE_SAFETY": "1"});
+        let mut other_id = started.clone();
+        other_id["pipeline"]["actionExecutionId"] = json!("ae-2");
+        for request in [&overridden, &other_id, &asks] {
+            let err =
+                check(bridge("InProgress", BRIDGE), request, "codepipeline-ae-1").unwrap_err();
+            assert!(
+                err.contains("ae-1 (InProgress) asked for another input"),
+                "{request}: {err}"
+            );
+        }
+        let mut sfn_overridden = asks.clone();
+        sfn_overridden["environmentOverrides"] = json!({"X": "1"});
+        assert!(check(sfn("app-deploy", SM), &sfn_overridden, "app-deploy-ae-1").is_err());
         // Anything else is not the pipeline's start of this run.
-        for (a, name) in [
+        for (a, request, name) in [
+            // A second execution of the action's input under another name.
+            (bridge("InProgress", BRIDGE), &started, "codepipeline-j"),
+            (bridge("InProgress", BRIDGE), &started, "console-run"),
             (
-                bridge("InProgress", "batchless-staging-pipeline-bridge"),
-                "console-run",
+                bridge("InProgress", "mallory-bridge"),
+                &started,
+                "codepipeline-ae-1",
             ),
-            (bridge("InProgress", "mallory-bridge"), "codepipeline-j"),
-            (
-                bridge("Succeeded", "batchless-staging-pipeline-bridge"),
-                "codepipeline-j",
-            ),
-            (sfn("app-deploy", SM), "app-deploy-ae-2"),
+            (sfn("app-deploy", SM), &asks, "app-deploy-ae-2"),
             (
                 sfn(
                     "app-deploy",
                     "arn:aws:states:us-east-1:123456789012:stateMachine:other",
                 ),
+                &asks,
                 "app-deploy-ae-1",
-            ),
-            (
-                action(
-                    "Lambda",
-                    "InProgress",
-                    &[("FunctionName", "batchless-staging-pipeline-bridge")],
-                    json!({"commit": "ffff"}),
-                ),
-                "codepipeline-j",
             ),
             (
                 ActionExecution {
                     category: "Build".into(),
-                    ..bridge("InProgress", "batchless-staging-pipeline-bridge")
+                    ..bridge("InProgress", BRIDGE)
                 },
-                "codepipeline-j",
+                &started,
+                "codepipeline-ae-1",
             ),
         ] {
-            assert!(check(a.clone(), name).is_err(), "{a:?} {name}");
+            let err = check(a.clone(), request, name).unwrap_err();
+            assert!(err.contains(&format!("no batchless invoke action of that pipeline execution starts execution name {name}")), "{a:?} {name}: {err}");
         }
-        let ended = check(
-            bridge("Failed", "batchless-staging-pipeline-bridge"),
-            "codepipeline-j",
-        );
-        assert!(ended
-            .unwrap_err()
-            .contains("no longer in progress: ae-1 (Failed)"));
+        let ended = check(bridge("Failed", BRIDGE), &started, "codepipeline-ae-1");
+        assert!(ended.unwrap_err().contains("ae-1 is Failed"));
     }
 
     pub(crate) const SM: &str =
@@ -398,7 +649,7 @@ pub(crate) mod tests {
             "id": "11111111-2222-3333-4444-555555555555",
             "accountId": "123456789012",
             "data": {
-                "actionConfiguration": {"configuration": {"FunctionName": "bridge", "UserParameters": "{\"commit\":\"0123456789abcdef0123456789abcdef01234567\",\"pipeline\":{\"name\":\"app\"}}"}},
+                "actionConfiguration": {"configuration": {"FunctionName": "bridge", "UserParameters": "{\"commit\":\"0123456789abcdef0123456789abcdef01234567\",\"pipeline\":{\"name\":\"app\",\"executionId\":\"pe-1\"}}"}},
                 "inputArtifacts": [],
                 "outputArtifacts": [],
                 "artifactCredentials": {"accessKeyId": "AKIAEXAMPLE", "secretAccessKey": "SECRETEXAMPLE", "sessionToken": "TOKENEXAMPLE"},
@@ -433,21 +684,46 @@ pub(crate) mod tests {
 
     #[test]
     fn names_and_input() {
-        let parsed: JobEvent = serde_json::from_value(event(None)).unwrap();
         assert_eq!(
-            execution_name(&parsed.id),
-            "codepipeline-11111111-2222-3333-4444-555555555555"
+            execution_name("ae-1/x"),
+            format!(
+                "codepipeline-{}",
+                crate::sfn::execution::name_safe("ae-1/x")
+            )
         );
         assert_eq!(
             crate::sfn::execution::execution_arn(SM, "n"),
             "arn:aws:states:us-east-1:123456789012:execution:batchless-staging-migration:n"
         );
-        let input = workflow_input(&parsed).unwrap();
+        let parsed: JobEvent = serde_json::from_value(event(None)).unwrap();
         assert_eq!(
-            input["pipeline"]["jobId"],
-            "11111111-2222-3333-4444-555555555555"
+            pipeline_of(parsed.user_parameters()).unwrap(),
+            ("app".into(), "pe-1".into())
         );
-        assert_eq!(input["pipeline"]["name"], "app");
+        let input = workflow_input(parsed.user_parameters(), "ae-1").unwrap();
+        assert_eq!(
+            input["pipeline"],
+            json!({"name": "app", "executionId": "pe-1", "actionExecutionId": "ae-1"})
+        );
+        assert_eq!(input["commit"], COMMIT);
+        // The bridge finds its action by the pipeline's name and execution id: both required.
+        for (up, field) in [
+            ("not json", "`UserParameters`"),
+            (r#"{"commit":"c"}"#, "`UserParameters.pipeline`"),
+            (r#"{"pipeline":"app"}"#, "`UserParameters.pipeline`"),
+            (
+                r#"{"pipeline":{"name":"app"}}"#,
+                "`UserParameters.pipeline.executionId`",
+            ),
+            (
+                r#"{"pipeline":{"executionId":"pe-1","name":""}}"#,
+                "`UserParameters.pipeline.name`",
+            ),
+        ] {
+            let err = workflow_input(up, "ae-1").unwrap_err().to_string();
+            assert!(err.contains(field), "{up}: {err}");
+            assert!(pipeline_of(up).is_err());
+        }
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! `pipeline-bridge`: the CodePipeline Lambda invoke action. Starts the migration workflow
-//! named after the job id (a redelivered job follows the execution that exists), keeps the job
+//! `pipeline-bridge`: the CodePipeline Lambda invoke action. Finds its own action execution
+//! (`ListActionExecutions` of the pipeline execution its `UserParameters` name: the one
+//! in-progress Lambda action on this function with the job's parameters), starts the migration
+//! workflow named after it (a redelivered job, or a made-up job for the same action, follows the
+//! execution that exists; `ValidateInput` accepts no other name for it), keeps the job
 //! in progress with a `continuationToken` (the execution ARN) while it runs, then reports
 //! success with output variables or failure with the cause. The job event is never logged
 //! (it carries temporary artifact credentials, dropped at parse time): only the job id and
@@ -10,7 +13,7 @@ use aws_types::SdkConfig;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::migration::pipeline::{decide, execution_name, workflow_input};
+use crate::migration::pipeline::{self, decide, execution_name, workflow_input};
 use crate::migration::pipeline::{Decision, JobEvent};
 use crate::platform::aws::{self, AwsResultExt};
 use crate::platform::config;
@@ -20,6 +23,8 @@ pub struct Deps {
     pub sfn: aws_sdk_sfn::Client,
     pub codepipeline: aws_sdk_codepipeline::Client,
     pub state_machine_arn: String,
+    /// This function's name (`batchless-<env>-pipeline-bridge`), as the pipeline's action names it.
+    pub bridge_function: String,
 }
 
 impl Deps {
@@ -28,6 +33,7 @@ impl Deps {
             sfn: aws::sfn(sdk),
             codepipeline: aws::codepipeline(sdk),
             state_machine_arn: config::required("MIGRATION_STATE_MACHINE_ARN")?,
+            bridge_function: pipeline::bridge_function(&config::environment()?),
         })
     }
 }
@@ -53,7 +59,7 @@ pub struct Output {
 }
 
 pub async fn handle(deps: &Deps, job: Input) -> Result<Output, Error> {
-    let decision = match start_or_follow(&deps.sfn, &deps.state_machine_arn, &job).await {
+    let decision = match start_or_follow(deps, &job).await {
         Ok(d) => d,
         // Transient: let Lambda's async retry try again; the job stays in progress.
         Err(e) if e.is_retryable() => return Err(e),
@@ -76,32 +82,22 @@ pub async fn handle(deps: &Deps, job: Input) -> Result<Output, Error> {
     })
 }
 
-/// Start (or find) the job's execution and decide what to report.
-pub async fn start_or_follow(
-    sfn: &aws_sdk_sfn::Client,
-    state_machine_arn: &str,
-    job: &JobEvent,
-) -> Result<Decision, Error> {
+/// Start (or find) the execution of the job's action and decide what to report.
+pub async fn start_or_follow(deps: &Deps, job: &JobEvent) -> Result<Decision, Error> {
     let arn = match job.continuation_token() {
         Some(token) => token.to_string(),
-        None => {
-            let input = match workflow_input(job) {
-                Ok(v) => v,
-                Err(e) => {
-                    return Ok(Decision::Fail {
-                        execution_arn: None,
-                        message: e.to_string(),
-                    })
-                }
-            };
-            // The same job delivered twice has the same input: the execution already
-            // exists and is followed (`already_existed`).
-            execution::start(sfn, state_machine_arn, &execution_name(&job.id), &input)
-                .await?
-                .execution_arn
-        }
+        None => match start(deps, job.user_parameters()).await? {
+            Ok(arn) => arn,
+            Err(message) => {
+                return Ok(Decision::Fail {
+                    execution_arn: None,
+                    message,
+                })
+            }
+        },
     };
-    let out = sfn
+    let out = deps
+        .sfn
         .describe_execution()
         .execution_arn(&arn)
         .send()
@@ -114,6 +110,36 @@ pub async fn start_or_follow(
         out.error(),
         out.cause(),
     ))
+}
+
+/// The first delivery of a job: find the job's action execution and start the execution named
+/// after it (the same action's job delivered twice has the same input: the execution already
+/// exists and is followed, `already_existed`). `Ok(Err(why))`: the job fails with `why`.
+async fn start(deps: &Deps, params: &str) -> Result<Result<String, String>, Error> {
+    let (name, execution_id) = match pipeline::pipeline_of(params) {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let actions =
+        match pipeline::action_executions(&deps.codepipeline, &name, &execution_id).await? {
+            Ok(actions) => actions,
+            Err(why) => return Ok(Err(why)),
+        };
+    let action = match pipeline::bridge_action(&actions, &deps.bridge_function, params) {
+        Ok(a) => a,
+        Err(why) => {
+            return Ok(Err(format!(
+                "pipeline {name} execution {execution_id}: {why}"
+            )))
+        }
+    };
+    let input = match workflow_input(params, &action.action_execution_id) {
+        Ok(v) => v,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let name = execution_name(&action.action_execution_id);
+    let started = execution::start(&deps.sfn, &deps.state_machine_arn, &name, &input).await?;
+    Ok(Ok(started.execution_arn))
 }
 
 /// Tell CodePipeline.
@@ -183,9 +209,10 @@ pub async fn report(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::migration::pipeline::tests::{event, SM};
+    use crate::migration::pipeline::tests::{event, listed_bridge_action, SM};
     use aws_sdk_codepipeline::operation::put_job_failure_result::PutJobFailureResultOutput;
     use aws_sdk_codepipeline::operation::put_job_success_result::PutJobSuccessResultOutput;
+    use aws_sdk_codepipeline::types::ActionExecutionStatus;
     use aws_sdk_sfn::operation::describe_execution::DescribeExecutionOutput;
     use aws_sdk_sfn::operation::start_execution::{StartExecutionError, StartExecutionOutput};
     use aws_sdk_sfn::types::ExecutionStatus;
@@ -193,6 +220,8 @@ mod tests {
     use serde_json::json;
 
     const JOB: &str = "11111111-2222-3333-4444-555555555555";
+    const AE: &str = "ae-1";
+    const BRIDGE: &str = "batchless-staging-pipeline-bridge";
 
     /// The execution the job started, with the input the job's event gives (what
     /// `execution::start` compares on a redelivery).
@@ -200,17 +229,15 @@ mod tests {
         described(
             status,
             output,
-            workflow_input(&job(event(None))).unwrap().to_string(),
+            workflow_input(job(event(None)).user_parameters(), AE)
+                .unwrap()
+                .to_string(),
         )
     }
 
     fn described(status: ExecutionStatus, output: Option<&'static str>, input: String) -> Rule {
         mock!(aws_sdk_sfn::Client::describe_execution)
-            .match_requests(|r| {
-                r.execution_arn()
-                    .unwrap()
-                    .ends_with(":codepipeline-11111111-2222-3333-4444-555555555555")
-            })
+            .match_requests(|r| r.execution_arn().unwrap().ends_with(":codepipeline-ae-1"))
             .then_output(move || {
                 DescribeExecutionOutput::builder()
                     .execution_arn("x")
@@ -245,11 +272,20 @@ mod tests {
             .then_output(|| PutJobFailureResultOutput::builder().build())
     }
 
+    fn listed(user_parameters: String) -> Rule {
+        listed_bridge_action("app", user_parameters, ActionExecutionStatus::InProgress)
+    }
+
+    fn mine() -> Rule {
+        listed(job(event(None)).user_parameters().to_string())
+    }
+
     fn deps(sfn: &[&Rule], cp: &[&Rule]) -> Deps {
         Deps {
             sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, sfn),
             codepipeline: mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, cp),
             state_machine_arn: SM.into(),
+            bridge_function: BRIDGE.into(),
         }
     }
 
@@ -263,15 +299,16 @@ mod tests {
             .match_requests(|r| {
                 let input: serde_json::Value =
                     serde_json::from_str(r.input().unwrap_or("null")).unwrap();
-                r.name() == Some("codepipeline-11111111-2222-3333-4444-555555555555")
+                r.name() == Some("codepipeline-ae-1")
                     && r.state_machine_arn() == Some(SM)
-                    && input["pipeline"]["jobId"] == JOB
+                    && input["pipeline"]
+                        == json!({"name": "app", "executionId": "pe-1", "actionExecutionId": AE})
                     && input["commit"] == "0123456789abcdef0123456789abcdef01234567"
             })
             .then_output(|| {
                 StartExecutionOutput::builder()
                     .execution_arn(format!(
-                        "{}:codepipeline-{JOB}",
+                        "{}:codepipeline-{AE}",
                         SM.replace(":stateMachine:", ":execution:")
                     ))
                     .start_date(aws_smithy_types::DateTime::from_secs(0))
@@ -282,12 +319,12 @@ mod tests {
         let ok = mock!(aws_sdk_codepipeline::Client::put_job_success_result)
             .match_requests(|r| {
                 r.job_id() == Some(JOB)
-                    && r.continuation_token().is_some_and(|t| {
-                        t.ends_with(":codepipeline-11111111-2222-3333-4444-555555555555")
-                    })
+                    && r.continuation_token()
+                        .is_some_and(|t| t.ends_with(":codepipeline-ae-1"))
             })
             .then_output(|| PutJobSuccessResultOutput::builder().build());
-        let d = deps(&[&start, &desc], &[&ok]);
+        let list = mine();
+        let d = deps(&[&start, &desc], &[&ok, &list]);
         let out = handle(&d, job(event(None))).await.unwrap();
         assert_eq!(out.decision, Reported::Continue);
         assert_eq!((start.num_calls(), ok.num_calls()), (1, 1));
@@ -301,13 +338,14 @@ mod tests {
         let start = already_exists();
         let desc = describe(ExecutionStatus::Running, None);
         let ok = success();
-        let d = deps(&[&start, &desc], &[&ok]);
+        let list = mine();
+        let d = deps(&[&start, &desc], &[&ok, &list]);
         let out = handle(&d, job(event(None))).await.unwrap();
         assert_eq!(out.decision, Reported::Continue, "{out:?}");
         assert!(out
             .execution_arn
             .unwrap()
-            .ends_with(":execution:batchless-staging-migration:codepipeline-11111111-2222-3333-4444-555555555555"));
+            .ends_with(":execution:batchless-staging-migration:codepipeline-ae-1"));
         // Once by `execution::start` (same input?), once for the status.
         assert_eq!((start.num_calls(), desc.num_calls()), (1, 2));
     }
@@ -321,7 +359,8 @@ mod tests {
             r#"{"commit":"other"}"#.into(),
         );
         let fail = failure();
-        let d = deps(&[&start, &desc], &[&fail]);
+        let list = mine();
+        let d = deps(&[&start, &desc], &[&fail, &list]);
         let out = handle(&d, job(event(None))).await.unwrap();
         assert_eq!(out.decision, Reported::Failed, "{out:?}");
         assert_eq!((desc.num_calls(), fail.num_calls()), (1, 1));
@@ -345,7 +384,7 @@ mod tests {
             .then_output(|| PutJobSuccessResultOutput::builder().build());
         let d = deps(&[&start, &desc], &[&ok]);
         let token = format!(
-            "{}:codepipeline-{JOB}",
+            "{}:codepipeline-{AE}",
             SM.replace(":stateMachine:", ":execution:")
         );
         let out = handle(&d, job(event(Some(&token)))).await.unwrap();
@@ -361,7 +400,7 @@ mod tests {
         let mut ev = event(None);
         ev["CodePipeline.job"]["data"]["actionConfiguration"]["configuration"]["UserParameters"] =
             json!("not json");
-        let d2 = start_or_follow(&d.sfn, SM, &job(ev.clone())).await.unwrap();
+        let d2 = start_or_follow(&d, &job(ev.clone())).await.unwrap();
         assert!(
             matches!(d2, Decision::Fail { ref message, .. } if message.contains("UserParameters")),
             "{d2:?}"
@@ -379,9 +418,40 @@ mod tests {
         });
         let fail = failure();
         let ok = success();
-        let d = deps(&[&start], &[&fail, &ok]);
+        let list = mine();
+        let d = deps(&[&start], &[&fail, &ok, &list]);
         let err = handle(&d, job(event(None))).await.unwrap_err();
         assert!(err.is_retryable(), "{err}");
         assert_eq!((fail.num_calls(), ok.num_calls()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_job_without_its_own_action_in_progress_fails_without_starting() {
+        let start = already_exists();
+        // UserParameters the pipeline execution's action does not have (a made-up job), and a
+        // pipeline execution CodePipeline does not know.
+        let other =
+            listed(r#"{"commit":"ffff","pipeline":{"name":"app","executionId":"pe-1"}}"#.into());
+        let unknown = mock!(aws_sdk_codepipeline::Client::list_action_executions).then_error(|| {
+            aws_sdk_codepipeline::operation::list_action_executions::ListActionExecutionsError::PipelineExecutionNotFoundException(
+                aws_sdk_codepipeline::types::error::PipelineExecutionNotFoundException::builder()
+                    .meta(crate::testing::meta("PipelineExecutionNotFoundException"))
+                    .build(),
+            )
+        });
+        for (list, expected) in [
+            (other, "pipeline app execution pe-1: no in-progress Lambda action on batchless-staging-pipeline-bridge"),
+            (unknown, "CodePipeline knows no execution pe-1 of pipeline app"),
+        ] {
+            let fail = mock!(aws_sdk_codepipeline::Client::put_job_failure_result)
+                .match_requests(move |r| {
+                    r.failure_details().is_some_and(|f| f.message().contains(expected))
+                })
+                .then_output(|| PutJobFailureResultOutput::builder().build());
+            let d = deps(&[&start], &[&fail, &list]);
+            let out = handle(&d, job(event(None))).await.unwrap();
+            assert_eq!(out.decision, Reported::Failed, "{expected}");
+            assert_eq!((start.num_calls(), fail.num_calls(), list.num_calls()), (0, 1, 1), "{expected}");
+        }
     }
 }

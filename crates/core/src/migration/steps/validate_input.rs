@@ -6,17 +6,18 @@
 //! decision endpoint's seal (`shared::submission`); a run naming a `pipeline` is checked with
 //! CodePipeline (`ListActionExecutions` of that pipeline execution): one of batchless's invoke
 //! actions — the Step Functions action on this state machine, or the Lambda action on
-//! `pipeline-bridge` — must be in progress for this commit, under the execution name that
-//! action gives ([`pipeline::vouching_action`]). A console start that names a pipeline, a commit
-//! the pipeline did not ask for, or a replay after the action ended is `InvalidInput`.
+//! `pipeline-bridge` — must be in progress with exactly this input, under the execution name
+//! that action gives ([`pipeline::vouching_action`]). A console start that names a pipeline, an
+//! input the pipeline did not ask for (another commit, an override added), a second execution of
+//! the action's input, or a replay after the action ended is `InvalidInput`.
 
 use aws_types::SdkConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::migration::pipeline::{self, ActionExecution, Starters};
+use crate::migration::pipeline::{self, Starters};
 use crate::migration::{self, MigrationRequest, MigrationRun, PipelineRef};
-use crate::platform::aws::{self, AwsResultExt};
+use crate::platform::aws;
 use crate::platform::input::InputError;
 use crate::platform::{config, input};
 use crate::sfn::Execution;
@@ -75,10 +76,11 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
         input.input,
     )
     .await?;
+    let asked = request.clone();
     let request: MigrationRequest = input::parse_strict(request)?;
     let run = migration::validate(request, &input.execution, &deps.environment)?;
     if let Some(p) = &run.pipeline {
-        let action = started_by_pipeline(deps, p, &run).await?;
+        let action = started_by_pipeline(deps, p, &run, &asked).await?;
         tracing::info!(run_id = %run.run_id, pipeline = %p.name, action_execution = %action, "the pipeline's action started this run");
     }
     tracing::info!(run_id = %run.run_id, commit = %run.commit, "migration input valid");
@@ -88,12 +90,13 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     })
 }
 
-/// The id of the in-progress action of pipeline execution `p.execution_id` that started `run`,
-/// or `InvalidInput` saying why none did.
+/// The id of the in-progress action of pipeline execution `p.execution_id` that started `run`
+/// with input `request`, or `InvalidInput` saying why none did.
 async fn started_by_pipeline(
     deps: &Deps,
     p: &PipelineRef,
     run: &MigrationRun,
+    request: &serde_json::Value,
 ) -> Result<String, Error> {
     let refused = |why: String| -> Error {
         InputError::field(
@@ -110,48 +113,16 @@ async fn started_by_pipeline(
             p.name
         )));
     };
-    let mut actions = Vec::new();
-    let mut token = None;
-    loop {
-        let page = deps
-            .codepipeline
-            .list_action_executions()
-            .pipeline_name(&p.name)
-            .filter(
-                aws_sdk_codepipeline::types::ActionExecutionFilter::builder()
-                    .pipeline_execution_id(execution_id)
-                    .build(),
-            )
-            .set_next_token(token)
-            .send()
-            .await
-            .aws("ListActionExecutions");
-        let page = match page {
-            Ok(page) => page,
-            Err(e)
-                if e.is_code("PipelineNotFoundException")
-                    || e.is_code("PipelineExecutionNotFoundException") =>
-            {
-                return Err(refused(format!(
-                    "CodePipeline knows no execution {execution_id} of pipeline {}",
-                    p.name
-                )))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        actions.extend(page.action_execution_details().iter().map(action_of));
-        match page.next_token() {
-            Some(t) if !t.is_empty() => token = Some(t.to_string()),
-            _ => break,
-        }
-    }
+    let actions = pipeline::action_executions(&deps.codepipeline, &p.name, execution_id)
+        .await?
+        .map_err(refused)?;
     let state_machine_arn = crate::sfn::execution::state_machine_of(&run.run_id);
-    let bridge = format!("batchless-{}-pipeline-bridge", run.environment);
+    let bridge = pipeline::bridge_function(&run.environment);
     let starters = Starters {
         state_machine_arn: &state_machine_arn,
         bridge_function: &bridge,
     };
-    pipeline::vouching_action(&actions, starters, &run.commit, &run.execution_name)
+    pipeline::vouching_action(&actions, starters, request, &run.execution_name)
         .map(|a| a.action_execution_id.clone())
         .map_err(|why| {
             refused(format!(
@@ -161,42 +132,13 @@ async fn started_by_pipeline(
         })
 }
 
-fn action_of(d: &aws_sdk_codepipeline::types::ActionExecutionDetail) -> ActionExecution {
-    let input = d.input();
-    let kind = input.and_then(|i| i.action_type_id());
-    let map = |m: Option<&std::collections::HashMap<String, String>>| {
-        m.map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default()
-    };
-    ActionExecution {
-        action_execution_id: d.action_execution_id().unwrap_or_default().to_string(),
-        status: d
-            .status()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_default(),
-        category: kind
-            .map(|k| k.category().as_str().to_string())
-            .unwrap_or_default(),
-        owner: kind
-            .map(|k| k.owner().as_str().to_string())
-            .unwrap_or_default(),
-        provider: kind.map(|k| k.provider().to_string()).unwrap_or_default(),
-        configuration: map(input.and_then(|i| i.configuration())),
-        resolved: map(input.and_then(|i| i.resolved_configuration())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::lambda::invoke;
-    use aws_sdk_codepipeline::operation::list_action_executions::{
-        ListActionExecutionsError, ListActionExecutionsOutput,
-    };
-    use aws_sdk_codepipeline::types::{
-        ActionCategory, ActionExecutionDetail, ActionExecutionInput, ActionExecutionStatus,
-        ActionOwner, ActionTypeId,
-    };
+    use crate::migration::pipeline::tests::listed_bridge_action;
+    use aws_sdk_codepipeline::operation::list_action_executions::ListActionExecutionsError;
+    use aws_sdk_codepipeline::types::ActionExecutionStatus;
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
     use serde_json::{json, Value};
 
@@ -224,38 +166,9 @@ mod tests {
     /// Pipeline `app-deploy`'s execution `pe-1`: its bridge action asking for `commit`, in
     /// `status`.
     fn listed(commit: &'static str, status: ActionExecutionStatus) -> Rule {
-        mock!(aws_sdk_codepipeline::Client::list_action_executions)
-            .match_requests(|r| {
-                r.pipeline_name() == Some("app-deploy")
-                    && r.filter().and_then(|f| f.pipeline_execution_id()) == Some("pe-1")
-            })
-            .then_output(move || {
-                let input = ActionExecutionInput::builder()
-                    .action_type_id(
-                        ActionTypeId::builder()
-                            .category(ActionCategory::Invoke)
-                            .owner(ActionOwner::Aws)
-                            .provider("Lambda")
-                            .version("1")
-                            .build()
-                            .unwrap(),
-                    )
-                    .configuration("FunctionName", "batchless-staging-pipeline-bridge")
-                    .resolved_configuration(
-                        "UserParameters",
-                        json!({"commit": commit, "pipeline": {"name": "app-deploy", "executionId": "pe-1"}}).to_string(),
-                    )
-                    .build();
-                ListActionExecutionsOutput::builder()
-                    .action_execution_details(
-                        ActionExecutionDetail::builder()
-                            .action_execution_id("ae-1")
-                            .status(status.clone())
-                            .input(input)
-                            .build(),
-                    )
-                    .build()
-            })
+        let params =
+            json!({"commit": commit, "pipeline": {"name": "app-deploy", "executionId": "pe-1"}});
+        listed_bridge_action("app-deploy", params.to_string(), status)
     }
 
     fn unknown_pipeline() -> Rule {
@@ -269,23 +182,31 @@ mod tests {
         })
     }
 
-    /// The bridge's start of `commit` for pipeline execution `pe-1` (`executionId` as given).
-    fn from_pipeline(commit: &str, execution_id: Option<&str>) -> Value {
-        let mut ev = event(
-            json!({"commit": commit, "pipeline": {"name": "app-deploy", "executionId": execution_id, "jobId": "j-1"}}),
-        );
-        ev["execution"]["id"] = json!(format!(
-            "{}:codepipeline-j-1",
-            SM.replace(":stateMachine:", ":execution:")
-        ));
-        ev["execution"]["name"] = json!("codepipeline-j-1");
+    /// What the bridge starts for action `ae-1` of pipeline execution `pe-1` (`executionId` as
+    /// given), with `extra` fields added, under execution name `name`.
+    fn from_pipeline(commit: &str, execution_id: Option<&str>, extra: Value, name: &str) -> Value {
+        let mut input = json!({"commit": commit, "pipeline": {"name": "app-deploy", "executionId": execution_id, "actionExecutionId": "ae-1"}});
         if execution_id.is_none() {
-            ev["input"]["pipeline"]
+            input["pipeline"]
                 .as_object_mut()
                 .unwrap()
                 .remove("executionId");
         }
+        for (k, v) in extra.as_object().unwrap() {
+            input[k] = v.clone();
+        }
+        let mut ev = event(input);
+        ev["execution"]["id"] = json!(format!(
+            "{}:{name}",
+            SM.replace(":stateMachine:", ":execution:")
+        ));
+        ev["execution"]["name"] = json!(name);
         ev
+    }
+
+    /// The bridge's own start for action `ae-1`.
+    fn bridge_start(commit: &str) -> Value {
+        from_pipeline(commit, Some("pe-1"), json!({}), "codepipeline-ae-1")
     }
 
     /// alice's migration as the decision endpoint submits it.
@@ -320,42 +241,47 @@ mod tests {
     #[tokio::test]
     async fn a_run_naming_a_pipeline_is_the_pipelines_only_if_codepipeline_says_its_action_started_it(
     ) {
-        // CodePipeline's run: no submission, its action in progress for this commit.
+        // CodePipeline's run: no submission, its action in progress with this input.
         let rule = listed(SHA, ActionExecutionStatus::InProgress);
-        let out = invoke(
-            &with_pipeline(false, &[&rule]),
-            &handle,
-            from_pipeline(SHA, Some("pe-1")),
-        )
-        .await
-        .unwrap();
+        let out = invoke(&with_pipeline(false, &[&rule]), &handle, bridge_start(SHA))
+            .await
+            .unwrap();
         assert_eq!(out["run"]["startedBy"], "codepipeline:app-deploy");
         assert_eq!(rule.num_calls(), 1);
         let other = "1111111111111111111111111111111111111111";
+        let in_progress = || vec![listed(SHA, ActionExecutionStatus::InProgress)];
         for (rules, ev, expected) in [
             // The console, naming the pipeline with no execution to check.
             (
                 vec![],
-                from_pipeline(SHA, None),
+                from_pipeline(SHA, None, json!({}), "codepipeline-ae-1"),
                 "`pipeline.executionId` is missing",
             ),
             // An execution CodePipeline does not know.
-            (
-                vec![unknown_pipeline()],
-                from_pipeline(SHA, Some("pe-1")),
-                "knows no execution pe-1",
-            ),
-            // A commit the pipeline did not ask for.
+            (vec![unknown_pipeline()], bridge_start(SHA), "knows no execution pe-1"),
+            // A commit the pipeline did not ask for, under the action's name.
             (
                 vec![listed(other, ActionExecutionStatus::InProgress)],
-                from_pipeline(SHA, Some("pe-1")),
-                "no batchless invoke action",
+                bridge_start(SHA),
+                "ae-1 (InProgress) asked for another input",
+            ),
+            // The pipeline's commit with an override it did not ask for.
+            (
+                in_progress(),
+                from_pipeline(SHA, Some("pe-1"), json!({"environmentOverrides": {"RAILS_LOG_LEVEL": "debug"}}), "codepipeline-ae-1"),
+                "asked for another input",
+            ),
+            // A second execution of the action's very input under another name.
+            (
+                in_progress(),
+                from_pipeline(SHA, Some("pe-1"), json!({}), "codepipeline-j-1"),
+                "no batchless invoke action of that pipeline execution starts execution name codepipeline-j-1",
             ),
             // The pipeline's input replayed after its action ended.
             (
                 vec![listed(SHA, ActionExecutionStatus::Succeeded)],
-                from_pipeline(SHA, Some("pe-1")),
-                "no longer in progress: ae-1 (Succeeded)",
+                bridge_start(SHA),
+                "ae-1 is Succeeded",
             ),
         ] {
             let rules: Vec<&Rule> = rules.iter().collect();

@@ -112,3 +112,15 @@ def test_kebab_fallback_binary_name():
 def test_project_template_plans():
     plan = build_plan(os.path.join(REPO, "infra", "template.yaml"))
     assert plan["resources"], "the project template has no resources"
+
+
+def test_every_function_of_the_template_has_a_start_up_benchmark_event():
+    # `make bench` hands each function its event (bench/events/<binary or short name>.json) and
+    # fails on a function without one; this catches the gap in `make test`, not hours into a bench.
+    plan = build_plan(os.path.join(REPO, "infra", "template.yaml"))
+    events = {f[: -len(".json")] for f in os.listdir(os.path.join(REPO, "bench", "events")) if f.endswith(".json")}
+    functions = [r for r in plan["resources"] if r.get("type") == "AWS::Serverless::Function" and r.get("binary")]
+    assert len(functions) > 30
+    missing = [r["binary"] for r in functions
+               if r["binary"] not in events and r["physical_name"].removeprefix("batchless-staging-") not in events]
+    assert missing == []

@@ -8,8 +8,9 @@ service out, next to the always-on EC2 instance a batch server typically is.
 
 Where each input comes from (BENCHMARKS.md, "What batchless costs to run", says it per line):
 - state transitions and Lambda invocations per run: the migration counts measured by
-  `bench/workflow_cost.rs` (10 transitions + 9 invocations for a build under 10 minutes, +3 / +2
-  per 10-minute `WaitForBuild` timeout: 25 / 19 for a 60-minute build); the other workflows'
+  `bench/workflow_cost.rs` (14 transitions + 11 invocations for a build under 10 minutes, +3 / +2
+  per 10-minute `WaitForBuild` timeout: 32 / 23 for the 63-minute run of a 60-minute build,
+  2026-12-05); the other workflows'
   happy paths traced state by state in `statemachines/*.asl.json` (the same rules);
 - DynamoDB writes per job occurrence: BENCHMARKS.md's table (10 for a `forbid` job); the other
   workflows' writes counted from the code (`crates/core`), stated as estimates;
@@ -132,12 +133,14 @@ class Run:
 def migration_run(w: dict) -> Run:
     m = w["migration_build_minutes"]
     p = build_polls(m)
-    # ValidateInput AcquireLock StartBuild WaitForBuild CollectLogs RecordRun ReleaseLock Notify
-    # Outcome? Migrated = 10 (measured), + WaitForBuild PollBuild BuildEnded? per poll.
-    # Lambda: validate-input lock start-migration-build register-wait collect-logs record-run
-    # lock notify + complete-wait = 9 (measured), + register-wait poll-build per poll.
-    inv = 9 + 2 * p
-    return Run(transitions=10 + 3 * p, invocations=inv - 1, big_invocations=1,
+    # ValidateInput AcquireLock StartBuild WaitForBuild RecheckBuild BuildEnded? CollectLogs
+    # ReadReport NeedsApproval? RecordRun ReleaseLock Notify Outcome? Migrated = 14 (measured
+    # 2026-12-05), + WaitForBuild PollBuild BuildEnded? per poll.
+    # Lambda: validate-input lock start-migration-build register-wait poll-build collect-logs
+    # read-migration-report record-run lock notify + complete-wait = 11 (measured), +
+    # register-wait poll-build per poll.
+    inv = 11 + 2 * p
+    return Run(transitions=14 + 3 * p, invocations=inv - 1, big_invocations=1,
                # lock put + release, wait token put + take, run record put + update, poll: 1 put
                ddb_writes=6 + p, ddb_reads=2 + p, s3_puts=1, codebuild_minutes=math.ceil(m),
                log_mb=m * w["build_log_mb_per_minute"] + inv * w["lambda_log_kb_per_invocation"] / 1024,
@@ -145,14 +148,17 @@ def migration_run(w: dict) -> Run:
 
 
 def job_run(w: dict, job: dict) -> Run:
-    # ClaimOccurrence Duplicate? AcquireLease LeaseAcquired? RunTask WaitForTask CollectLogs
-    # RecordJobRun Notify? Outcome? Succeeded = 11 (Notify only on failure).
-    # Lambda: claim-occurrence acquire-job-lease run-job-task register-wait collect-logs
-    # record-job-run + complete-wait = 7. DynamoDB: 10 writes (BENCHMARKS.md, claim table).
+    # ClaimOccurrence Duplicate? AcquireLease LeaseAcquired? RunTask WaitForTask TaskWoken
+    # PollTask TaskStopped? UsePolledOutcome CollectLogs RecordJobRun Notify? Outcome?
+    # Succeeded = 15 (Notify only on failure; a task outliving its wait adds WaitForTask
+    # TaskWoken PollTask TaskStopped? per wait, not modelled).
+    # Lambda: claim-occurrence acquire-job-lease run-job-task register-wait poll-task
+    # collect-logs record-job-run + complete-wait = 8. DynamoDB: 10 writes (BENCHMARKS.md,
+    # claim table).
     minutes = job["minutes"] + w["fargate_startup_seconds"] / 60.0
     billed_h = max(minutes, 1.0) / 60.0  # Fargate: per second, 1-minute minimum
-    inv = 7
-    return Run(transitions=11, invocations=inv - 1, big_invocations=1, ddb_writes=10, ddb_reads=2,
+    inv = 8
+    return Run(transitions=15, invocations=inv - 1, big_invocations=1, ddb_writes=10, ddb_reads=2,
                s3_puts=1, fargate_vcpu_h=job["vcpu"] * billed_h, fargate_gb_h=job["memory_gb"] * billed_h,
                log_mb=w["job_log_mb_per_run"] + inv * w["lambda_log_kb_per_invocation"] / 1024,
                archive_mb=w["job_log_mb_per_run"])
@@ -162,13 +168,16 @@ def patch_run(w: dict) -> Run:
     m = w["patch_build_minutes"]
     p = build_polls(m)
     a = w["approvals_per_patch"]
-    # ValidateInput RecordRequest RequestApproval Approved? EnqueuePatch WaitForBuild CollectLogs
-    # AuditCheck RecordOutcome Notify Outcome? Patched = 12, + 3 per poll.
-    # Lambda: validate-input record-patch request-approval enqueue-patch register-wait
-    # collect-logs audit-check record-patch notify + complete-wait = 10, + approval per click
-    # (+ slack-events is not involved), + 2 per poll.
-    inv = 10 + a + 2 * p
-    return Run(transitions=12 + 3 * p, invocations=inv - 1, big_invocations=1,
+    # ValidateInput RecordRequest DryRun? ApprovalWindow RequestApproval CheckApproval Approved?
+    # StartPatchBuild WaitForBuild RecheckBuild BuildEnded? CollectLogs AuditCheck RecordOutcome
+    # Notify Outcome? Patched = 17 without a dry run, + 3 per poll.
+    # Lambda: validate-patch-request record-patch request-approval (register, then check)
+    # start-patch-build register-wait poll-build collect-logs audit-check record-patch
+    # notify-patch-result + complete-wait = 12, + approval per click (slack-events is not
+    # involved), + 2 per poll. A dry run adds StartDryRun WaitForDryRun RecheckDryRun
+    # DryRunEnded? RecordPreview PreviewOnly? (not modelled).
+    inv = 12 + a + 2 * p
+    return Run(transitions=17 + 3 * p, invocations=inv - 1, big_invocations=1,
                # patch record put + updates (request, approval(s), enqueue, outcome), audit entries
                # (request, approval, outcome), wait token put + take: an estimate from the code
                ddb_writes=10 + 2 * a + p, ddb_reads=6 + a + p, s3_puts=2,
@@ -178,14 +187,15 @@ def patch_run(w: dict) -> Run:
 
 
 def bastion_session(w: dict) -> Run:
-    # OpenSession WaitForApproval ConfirmApproval Approved = 4 (approved before the reminder).
+    # OpenSession WaitForApproval ConfirmApproval Confirmed? Approved = 5 (approved before the
+    # reminder).
     # Lambda: watch-login open-session session-deadline (register) slack-events (the
     # executive's reply) session-deadline (confirm) = 5, + command-watch per log batch (256 MB).
     h = w["bastion_session_hours"]
     batches = w["dangerous_command_batches_per_session"]
     fargate_h = 0.0 if w["bastion_always_on"] else h + w["fargate_startup_seconds"] / 3600.0
     inv = 5
-    return Run(transitions=4, invocations=inv, big_invocations=batches,
+    return Run(transitions=5, invocations=inv, big_invocations=batches,
                ddb_writes=6 + batches // 4, ddb_reads=3, fargate_vcpu_h=w["bastion_vcpu"] * fargate_h,
                fargate_gb_h=w["bastion_memory_gb"] * fargate_h,
                log_mb=h * w["bastion_log_mb_per_session_hour"]

@@ -21,8 +21,8 @@ NOTHING = {"migrations_per_day": 0, "jobs": [], "patches_per_week": 0, "bastion_
 
 
 def test_polls_match_the_measured_migration_counts():
-    # BENCHMARKS.md, workflow cost: 1-minute build 10 transitions / 9 invocations, 0 polls;
-    # 60-minute build 25 / 19, 5 polls (event delivered).
+    # BENCHMARKS.md, full run 2026-12-05: 1-minute build 14 transitions / 11 invocations, 0 polls;
+    # the 60-minute build ran 63 minutes: 32 / 23, 6 polls (event delivered).
     assert cost.build_polls(0) == 0
     assert cost.build_polls(1) == 0
     assert cost.build_polls(9.9) == 0
@@ -31,19 +31,25 @@ def test_polls_match_the_measured_migration_counts():
     assert cost.build_polls(60) == 5
     w = {**cost.DEFAULT_WORKLOAD, "migration_build_minutes": 60}
     r = cost.migration_run(w)
-    assert (r.transitions, r.invocations + r.big_invocations) == (25, 19)
+    assert (r.transitions, r.invocations + r.big_invocations) == (29, 21)
+    w["migration_build_minutes"] = 63
+    r = cost.migration_run(w)
+    assert (r.transitions, r.invocations + r.big_invocations) == (32, 23)
+    w["migration_build_minutes"] = 10.5
+    r = cost.migration_run(w)
+    assert (r.transitions, r.invocations + r.big_invocations) == (17, 13)
     w["migration_build_minutes"] = 1
     r = cost.migration_run(w)
-    assert (r.transitions, r.invocations + r.big_invocations) == (10, 9)
+    assert (r.transitions, r.invocations + r.big_invocations) == (14, 11)
 
 
 def test_patch_and_job_paths_follow_the_asl():
     w = {**cost.DEFAULT_WORKLOAD, "patch_build_minutes": 25, "approvals_per_patch": 2}
     r = cost.patch_run(w)
-    assert r.transitions == 12 + 3 * 2  # two 10-minute timeouts before a 25-minute build ends
-    assert r.invocations + r.big_invocations == 10 + 2 + 2 * 2
+    assert r.transitions == 17 + 3 * 2  # two 10-minute timeouts before a 25-minute build ends
+    assert r.invocations + r.big_invocations == 12 + 2 + 2 * 2
     j = cost.job_run(w, {"name": "x", "count": 1, "runs_per_hour": 1, "minutes": 3, "vcpu": 0.25, "memory_gb": 0.5})
-    assert (j.transitions, j.invocations + j.big_invocations, j.ddb_writes) == (11, 7, 10)
+    assert (j.transitions, j.invocations + j.big_invocations, j.ddb_writes) == (15, 8, 10)
 
 
 def test_empty_workload_costs_only_the_fixed_parts():
@@ -69,18 +75,18 @@ def test_one_sixty_minute_migration_a_day_by_hand():
     d = cost.monthly(w)["services"]
     base = cost.monthly(NOTHING)["services"]
     runs = DAYS_PER_MONTH  # 30.42
-    assert d["Step Functions (Standard transitions)"] == pytest.approx(runs * 25 * 0.025 / 1000)  # $0.019
+    assert d["Step Functions (Standard transitions)"] == pytest.approx(runs * 29 * 0.025 / 1000)  # $0.022
     assert d["CodeBuild (arm1.small minutes)"] == pytest.approx(runs * 60 * 0.0034)  # $6.21
-    # 18 of the 19 invocations at 128 MB, collect-logs at 256 MB, 150 ms each
-    extra_gb_s = runs * (18 * 0.128 + 1 * 0.256) * 0.150
-    extra = extra_gb_s * PRICES["lambda_arm_per_gb_s"] + runs * 19 * 0.20 / 1e6
+    # 20 of the 21 invocations at 128 MB, collect-logs at 256 MB, 150 ms each
+    extra_gb_s = runs * (20 * 0.128 + 1 * 0.256) * 0.150
+    extra = extra_gb_s * PRICES["lambda_arm_per_gb_s"] + runs * 21 * 0.20 / 1e6
     assert d["Lambda (arm64 GB-seconds + requests)"] - base["Lambda (arm64 GB-seconds + requests)"] \
         == pytest.approx(extra)
     # 60 min × 0.2 MB of build log, kept 400 days: in S3 as the archive
     archive_gb = runs * 12 / 1024 * 400 / DAYS_PER_MONTH
     assert d["S3 (log archive: storage + PUTs)"] == pytest.approx(archive_gb * 0.023 + runs * 1 * 0.005 / 1000)
     # CloudWatch Logs: the build log + 2 KiB per invocation, in GiB; ingested once, kept 400 days
-    log_gib = runs * (12 + 19 * 2 / 1024) / 1024
+    log_gib = runs * (12 + 21 * 2 / 1024) / 1024
     logs = log_gib * 0.50 + log_gib * 400 / DAYS_PER_MONTH * 0.03
     assert d["CloudWatch Logs (ingestion + storage)"] - base["CloudWatch Logs (ingestion + storage)"] \
         == pytest.approx(logs)
@@ -109,7 +115,7 @@ def test_costs_scale_linearly_with_runs():
                  "DynamoDB (on-demand requests)"):
         assert ten["services"][name] - base["services"][name] == \
             pytest.approx(10 * (one["services"][name] - base["services"][name]))
-    assert ten["usage"]["transitions"] == pytest.approx(10 * WEEKS_PER_MONTH * 12)
+    assert ten["usage"]["transitions"] == pytest.approx(10 * WEEKS_PER_MONTH * 17)
 
 
 def test_seed_workload_and_the_instance():

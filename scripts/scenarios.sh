@@ -5,7 +5,7 @@
 #
 # Three stacks: the shared one (staging), and two set up differently for the paths only such
 # a deployment takes (tests/src/other.rs): production (`--env production`) and one with the
-# patch dry run off (`--param PatchDryRun=off`).
+# patch dry run off (`--param PatchDryRun=off`, and the migration deploy-branch check on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name="test-$$"
@@ -23,7 +23,7 @@ trap stop EXIT
 since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 "$cli" local up --name "$name" --time-scale "$scale"
 "$cli" local up --name "$prod" --time-scale "$scale" -- --env production
-"$cli" local up --name "$nodry" --time-scale "$scale" -- --param PatchDryRun=off
+"$cli" local up --name "$nodry" --time-scale "$scale" -- --param PatchDryRun=off --param MigrationDeployBranch=main
 export BATCHLESS_STACK="$name" BATCHLESS_STACK_NAME="$name"
 export BATCHLESS_PRODUCTION_STACK="$prod" BATCHLESS_NO_DRY_RUN_STACK="$nodry"
 status=0

@@ -270,7 +270,7 @@ class Build:
                                           f"for primary source and source version {version}", "CLIENT_ERROR")
             return "FAILED"
         try:
-            procs.checkout(sha, self.workdir)
+            procs.checkout(sha, self.workdir, int((self.record["source"] or {}).get("gitCloneDepth") or 0))
         except RuntimeError as exc:
             self._phase_end(ph, "FAILED", str(exc), "CLIENT_ERROR")
             return "FAILED"

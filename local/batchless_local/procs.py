@@ -127,9 +127,17 @@ def resolve_commit(version: str | None) -> str | None:
     return None
 
 
-def checkout(sha: str, dest: str) -> None:
+def checkout(sha: str, dest: str, depth: int = 0) -> None:
+    """Check out `sha` into `dest` with `origin` the app repository, as CodeBuild does: the whole
+    history (`depth` 0), or a shallow clone of that commit (the project's `gitCloneDepth`), in
+    which nothing but the commit's own `depth` commits is known until the build fetches more."""
     os.makedirs(os.path.dirname(dest), exist_ok=True)
-    git(["clone", "--quiet", "--no-checkout", CTX.app_repo, dest])
+    if depth <= 0:
+        git(["clone", "--quiet", "--no-checkout", CTX.app_repo, dest])
+    else:
+        git(["init", "--quiet", dest])
+        git(["remote", "add", "origin", "file://" + os.path.abspath(CTX.app_repo)], cwd=dest)
+        git(["fetch", "--quiet", "--no-tags", f"--depth={depth}", "origin", sha], cwd=dest)
     git(["checkout", "--quiet", "--detach", sha], cwd=dest)
 
 

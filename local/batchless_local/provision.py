@@ -373,7 +373,7 @@ class Provisioner:
     def create_CodeBuild_Project(self, e: dict, p: dict, name: str) -> dict:
         src = p.get("Source") or {}
         source: dict[str, Any] = {"type": src.get("Type") or "NO_SOURCE", "location": CTX.app_repo,
-                                  "gitCloneDepth": int(src.get("GitCloneDepth") or 1)}
+                                  "gitCloneDepth": int(src.get("GitCloneDepth") or 0)}
         if src.get("BuildSpec"):
             source["buildspec"] = src["BuildSpec"]
         if src.get("Location"):

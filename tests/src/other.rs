@@ -14,7 +14,9 @@ use crate::{repo_root, Stack};
 pub enum Setup {
     /// `--env production` (the require-approval migration policy, production names).
     Production,
-    /// `PatchDryRun=off`: data patches go to their approval request without a dry run.
+    /// `PatchDryRun=off`: data patches go to their approval request without a dry run. Also
+    /// `MigrationDeployBranch=main` (no other test of this stack migrates), so a migration at a
+    /// commit off `main` stops at the build's deploy-branch check.
     NoDryRun,
 }
 
@@ -31,7 +33,12 @@ impl Setup {
     pub const fn replica_args(self) -> &'static [&'static str] {
         match self {
             Setup::Production => &["--env", "production"],
-            Setup::NoDryRun => &["--param", "PatchDryRun=off"],
+            Setup::NoDryRun => &[
+                "--param",
+                "PatchDryRun=off",
+                "--param",
+                "MigrationDeployBranch=main",
+            ],
         }
     }
 

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use batchless_core::bastion::login::{execution_name, from_event, sample_event, WatchInput};
+use batchless_scenarios::app::{camel, migrate_within, migration_report, suffix, version};
 use batchless_scenarios::bastion::{session_id, Sessions as Bastion};
+use batchless_scenarios::other::{OtherStack, Setup};
 use batchless_scenarios::*;
 use serde_json::{json, Value};
 
@@ -828,5 +830,127 @@ async fn a_migration_naming_a_pipeline_that_did_not_start_it_is_invalid_input() 
         builds_before,
         "nothing was built"
     );
+    Ok(())
+}
+
+/// A migration at a commit that is not on the deploy branch (`MigrationDeployBranch=main`, the
+/// no-dry-run stack): whoever may submit a migration picks the commit, so one off `main` runs
+/// code nobody merged. The build's first commands fetch `main` and check the commit against it
+/// before any of the app's code runs: the off-branch commit's initializer never boots and its
+/// migration never runs, the run ends `NotOnDeployBranch` and the refusal is recorded and posted.
+/// The same initializer on `main` boots (the marker proves the check could see it run).
+#[tokio::test]
+async fn a_migration_at_a_commit_off_the_deploy_branch_runs_none_of_the_apps_code() -> Result<()> {
+    let other = OtherStack::up(Setup::NoDryRun)?;
+    let stack = other.stack().await?;
+    let sfx = suffix();
+    let dir = std::env::temp_dir().join(format!("batchless-deploy-branch-{sfx}"));
+    std::fs::create_dir_all(&dir)?;
+    let marker = |tag: &str| dir.join(format!("{tag}-booted"));
+    // The one on main stays in this stack's app: it writes only while the test's directory
+    // exists, so later boots of the app (other tests' builds) are unaffected.
+    let initializer = |tag: &str| {
+        let path = marker(tag).display().to_string();
+        format!(
+            "File.write({path:?}, \"booted\") if ENV[\"BATCHLESS_RUN_ID\"] && File.directory?(File.dirname({path:?}))\n"
+        )
+    };
+
+    // On main: the check passes and the app boots.
+    let on_main = stack.commit_to_app(
+        "main",
+        &[(
+            &format!("config/initializers/deploy_branch_{sfx}_main.rb"),
+            &initializer("main"),
+        )],
+        "an initializer on main",
+    )?;
+    let (arn, _, end) = migrate_within(&stack, &on_main, "onbranch", TIMEOUT).await?;
+    assert_eq!(end.status, "SUCCEEDED", "{end:?}");
+    assert!(
+        marker("main").exists(),
+        "the app booted for a commit on main"
+    );
+    let item = stack.run_record(&arn).await?;
+    let log = String::from_utf8(
+        stack
+            .object(item["logUri"].as_str().context("logUri")?)
+            .await?,
+    )?;
+    assert!(
+        log.contains(&format!("commit {on_main} is on the deploy branch main")),
+        "{log}"
+    );
+
+    // Off main: a migration and the same initializer on a branch nobody merged.
+    let v = version();
+    let column = format!("offbranch_{sfx}");
+    let class = camel(&format!("add_{column}_to_users"));
+    let off = stack.commit_to_app(
+        &format!("unmerged-{sfx}"),
+        &[
+            (
+                &format!("config/initializers/deploy_branch_{sfx}_off.rb"),
+                &initializer("off"),
+            ),
+            (
+                &format!("db/migrate/{v}_add_{column}_to_users.rb"),
+                &format!(
+                    "class {class} < ActiveRecord::Migration[6.1]\n  def change\n    add_column :users, :{column}, :string\n  end\nend\n"
+                ),
+            ),
+        ],
+        "an unmerged migration",
+    )?;
+    let (arn, name, end) = migrate_within(&stack, &off, "offbranch", TIMEOUT).await?;
+    let short = &off[..12];
+    Expect {
+        entered: &["StartBuild", "ReadReport", "RecordRun"],
+        not_entered: &["AskApproval", "StartApprovedBuild"],
+        cause_has: &[&format!("commit {short} is not on the deploy branch main")],
+        ..Expect::failed("NotOnDeployBranch")
+    }
+    .check(&stack, &arn, &end)
+    .await?;
+    assert!(
+        !marker("off").exists(),
+        "none of the off-branch app's code ran"
+    );
+    assert_eq!(
+        stack.sql_value(&format!(
+            "SELECT count(*) FROM schema_migrations WHERE version = '{v}'"
+        ))?,
+        "0"
+    );
+    assert_eq!(
+        stack.sql_value(&format!(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = '{column}'"
+        ))?,
+        "0"
+    );
+    // The trace: the build's verdict, the run record and the post in the migrations channel.
+    let source = migration_report(&stack, &name, "source.json").await?;
+    assert_eq!(source["onDeployBranch"], json!(false), "{source}");
+    assert_eq!(source["commit"], json!(off), "{source}");
+    let item = stack.run_record(&arn).await?;
+    assert_eq!(item["status"], "ERROR", "{item}");
+    assert!(
+        item["failureCause"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("NotOnDeployBranch"),
+        "{item}"
+    );
+    let post = stack
+        .slack_post_containing("C0MIGRATIONS", &format!("|{name}>"))
+        .await?;
+    assert!(
+        post["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("could not complete: NotOnDeployBranch"),
+        "{post}"
+    );
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

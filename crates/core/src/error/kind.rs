@@ -37,10 +37,13 @@ pub enum Kind {
     /// A migration's pre-flight found dangerous operations and the environment's policy asks
     /// for an approval that is not recorded: `db:migrate` did not run.
     MigrationNeedsApproval,
+    /// A migration's commit is not on the configured deploy branch, or the build could not
+    /// check it: the build stopped before any of the app's code ran.
+    NotOnDeployBranch,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::InvalidInput,
         Kind::LockHeld,
         Kind::Throttled,
@@ -56,6 +59,7 @@ impl Kind {
         Kind::Forbidden,
         Kind::NotApproved,
         Kind::MigrationNeedsApproval,
+        Kind::NotOnDeployBranch,
     ];
 
     /// The `error_type` a Lambda reports and ASL matches.
@@ -76,6 +80,7 @@ impl Kind {
             Kind::Forbidden => "Forbidden",
             Kind::NotApproved => "NotApproved",
             Kind::MigrationNeedsApproval => "MigrationNeedsApproval",
+            Kind::NotOnDeployBranch => "NotOnDeployBranch",
         }
     }
 

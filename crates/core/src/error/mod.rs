@@ -46,6 +46,10 @@ pub enum Error {
     /// A migration's pre-flight findings need an approval that is not recorded.
     #[error("{0}")]
     MigrationNeedsApproval(String),
+    /// A migration's commit is not on the configured deploy branch (or that could not be
+    /// checked): the build stopped before the app's code ran.
+    #[error("{0}")]
+    NotOnDeployBranch(String),
 }
 
 impl Error {
@@ -64,6 +68,7 @@ impl Error {
             Error::Forbidden(_) => Kind::Forbidden,
             Error::NotApproved(_) => Kind::NotApproved,
             Error::MigrationNeedsApproval(_) => Kind::MigrationNeedsApproval,
+            Error::NotOnDeployBranch(_) => Kind::NotOnDeployBranch,
         }
     }
 
@@ -122,6 +127,7 @@ mod tests {
             (Error::config("x"), "ConfigError"),
             (Error::NotFound("x".into()), "NotFound"),
             (Error::NotApproved("x".into()), "NotApproved"),
+            (Error::NotOnDeployBranch("x".into()), "NotOnDeployBranch"),
         ];
         for (err, name) in cases {
             let d: lambda_runtime::Diagnostic = err.into();

@@ -97,6 +97,35 @@ pub struct Settings {
     pub lock_retries: u32,
     /// The first pause between attempts; doubled each time, at most 60 s.
     pub lock_retry_backoff_seconds: u32,
+    /// The branch every migrated commit must be on (`MIGRATION_DEPLOY_BRANCH`; `None`: not
+    /// checked). The build checks it before any of the app's code runs.
+    pub deploy_branch: Option<String>,
+}
+
+/// `MIGRATION_DEPLOY_BRANCH`: empty (no check) or a branch name git accepts and the build's
+/// shell and report can carry as is: `[A-Za-z0-9._/-]`, not starting with `-` or `/`, no `..`,
+/// not ending with `/`, `.` or `.lock`.
+pub fn deploy_branch(value: &str) -> Result<Option<String>, Error> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let chars_ok = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | '-'));
+    let ok = chars_ok
+        && value.len() <= 200
+        && !value.starts_with(['-', '/', '.'])
+        && !value.ends_with(['/', '.'])
+        && !value.ends_with(".lock")
+        && !value.contains("..")
+        && !value.contains("//");
+    if ok {
+        Ok(Some(value.to_string()))
+    } else {
+        Err(Error::config(format!(
+            "MIGRATION_DEPLOY_BRANCH must be empty or a branch name like main or release/prod, not {value:?}"
+        )))
+    }
 }
 
 fn pg_duration(name: &str, value: &str) -> Result<String, Error> {
@@ -135,6 +164,7 @@ impl Settings {
             statement_timeout: pg_duration("MIGRATION_STATEMENT_TIMEOUT", statement_timeout)?,
             lock_retries,
             lock_retry_backoff_seconds,
+            deploy_branch: None,
         })
     }
 
@@ -148,6 +178,14 @@ impl Settings {
             &optional("MIGRATION_LOCK_RETRIES").unwrap_or_else(|| "3".into()),
             &optional("MIGRATION_LOCK_RETRY_BACKOFF_SECONDS").unwrap_or_else(|| "2".into()),
         )
+        .and_then(|s| {
+            Ok(Settings {
+                deploy_branch: deploy_branch(
+                    &optional("MIGRATION_DEPLOY_BRANCH").unwrap_or_default(),
+                )?,
+                ..s
+            })
+        })
     }
 
     /// The build's variables the shim reads (set after the caller's overrides, so they win;
@@ -175,7 +213,48 @@ impl Settings {
                 "BATCHLESS_MIGRATION_APPROVED_DIGEST".into(),
                 approved_digest.unwrap_or_default().to_string(),
             ),
+            (
+                "BATCHLESS_DEPLOY_BRANCH".into(),
+                self.deploy_branch.clone().unwrap_or_default(),
+            ),
         ])
+    }
+}
+
+/// What the build's deploy-branch check wrote (`source.json`, the first command of the
+/// buildspec, before any of the app's code runs): written only when a deploy branch is
+/// configured; on anything but `onDeployBranch: true` the build stopped there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceCheck {
+    pub commit: String,
+    pub deploy_branch: String,
+    /// `None`: the check could not run (`error` says why).
+    pub on_deploy_branch: Option<bool>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl SourceCheck {
+    /// `Ok` when the commit is on the deploy branch; otherwise `NotOnDeployBranch`, saying
+    /// what to do.
+    pub fn verdict(&self) -> Result<(), Error> {
+        let short = &self.commit[..self.commit.len().min(12)];
+        let branch = &self.deploy_branch;
+        match (self.on_deploy_branch, &self.error) {
+            (Some(true), _) => Ok(()),
+            (Some(false), _) => Err(Error::NotOnDeployBranch(format!(
+                "commit {short} is not on the deploy branch {branch} (MigrationDeployBranch): the build \
+                 stopped before running any of the app's code, db:migrate did not run. Merge it into \
+                 {branch} and migrate from there."
+            ))),
+            (None, why) => Err(Error::NotOnDeployBranch(format!(
+                "could not check whether commit {short} is on the deploy branch {branch}: {}; the build \
+                 stopped before running any of the app's code, db:migrate did not run. The build must be able \
+                 to fetch {branch} from the app's repository (the project's source credentials).",
+                why.as_deref().unwrap_or("no reason given")
+            ))),
+        }
     }
 }
 
@@ -246,6 +325,67 @@ mod tests {
         assert!(spec.contains("base-directory: tmp/batchless"));
         // The shim exits 3 on the gate (a pre_build failure skips the build phase).
         assert!(SHIM.contains("exit(3) if %w[needs-approval preflight-failed]"));
+    }
+
+    #[test]
+    fn the_deploy_branch_check_runs_before_anything_of_the_app() {
+        // The commands (the header comments name them too).
+        let spec = &buildspec()[buildspec().find("\nphases:").unwrap()..];
+        let check = spec.find("git merge-base --is-ancestor").unwrap();
+        let fetch = spec.find("git fetch --quiet --no-tags origin").unwrap();
+        let shim = spec.find("base64 -d > lib/tasks/").unwrap();
+        let rails = spec.find("bin/rails").unwrap();
+        assert!(fetch < check && check < shim && shim < rails);
+        assert!(spec.contains("exit 4"));
+        assert!(spec.contains("> tmp/batchless/source.json"));
+        assert!(buildspec().contains("  git-credential-helper: yes\n"));
+    }
+
+    #[test]
+    fn the_deploy_branch_is_validated_and_reaches_the_build() {
+        assert_eq!(deploy_branch("").unwrap(), None);
+        for ok in ["main", "release/prod", "v1.2_x-y"] {
+            assert_eq!(deploy_branch(ok).unwrap().as_deref(), Some(ok));
+        }
+        for bad in [
+            "-main",
+            "/main",
+            "main/",
+            "a..b",
+            "a//b",
+            "main.lock",
+            "ma in",
+            "m\"x",
+            "m$(id)",
+            ".hidden",
+        ] {
+            assert_eq!(
+                deploy_branch(bad).unwrap_err().kind().name(),
+                "ConfigError",
+                "{bad:?}"
+            );
+        }
+        let mut s = Settings::from_values("production", "", "5s", "30min", "3", "2").unwrap();
+        assert_eq!(s.build_environment(None)["BATCHLESS_DEPLOY_BRANCH"], "");
+        s.deploy_branch = Some("main".into());
+        assert_eq!(s.build_environment(None)["BATCHLESS_DEPLOY_BRANCH"], "main");
+    }
+
+    #[test]
+    fn a_source_check_passes_only_on_the_branch() {
+        let check = |on: Option<bool>| SourceCheck {
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+            deploy_branch: "main".into(),
+            on_deploy_branch: on,
+            error: None,
+        };
+        assert!(check(Some(true)).verdict().is_ok());
+        for on in [Some(false), None] {
+            assert_eq!(
+                check(on).verdict().unwrap_err().kind().name(),
+                "NotOnDeployBranch"
+            );
+        }
     }
 
     #[test]

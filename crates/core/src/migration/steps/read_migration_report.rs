@@ -7,13 +7,15 @@
 //! the approval (`AskApproval`); a pre-flight that could not complete has nothing an approval
 //! could bind to and fails `MigrationNeedsApproval` with why and how. After the approved
 //! build (`approval` approved), the reports are that build's and the gate counts the
-//! approved digest. Read-only; a retried step reads the same objects.
+//! approved digest. With a deploy branch configured, the build's first command wrote
+//! `source.json`; a commit off that branch (or one the build could not check) fails
+//! `NotOnDeployBranch` before anything else is read. Read-only; a retried step reads the same objects.
 
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_types::SdkConfig;
 
 use crate::error::Error;
-use crate::migration::preflight::{self, Gate, Settings};
+use crate::migration::preflight::{self, Gate, Settings, SourceCheck};
 use crate::migration::report::{Migrate, MigrationReport, Preflight};
 use crate::migration::MigrationRun;
 use crate::platform::aws::{self, AwsResultExt};
@@ -101,6 +103,19 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     let run = &input.run;
     let approved = input.approval.as_ref().filter(|a| a.approved);
     let key = |file: &str| preflight::report_key(&run.execution_name, approved.is_some(), file);
+    // The deploy-branch check ran first; when it stopped the build nothing else ran.
+    let source: Option<SourceCheck> = read(deps, &key("source.json")).await?;
+    if let Some(check) = &source {
+        if check.commit != run.commit {
+            return Err(Error::Corrupt(format!(
+                "{} names commit {}, the run migrates {}",
+                key("source.json"),
+                check.commit,
+                run.commit
+            )));
+        }
+        check.verdict()?;
+    }
     let preflight: Option<Preflight> = read(deps, &key("preflight.json")).await?;
     let migrate: Option<Migrate> = read(deps, &key("migrate.json")).await?;
     let policy = deps.settings.policy;
@@ -169,9 +184,18 @@ mod tests {
         }
     }
 
+    /// The test's rules first, then no `source.json` (no deploy branch configured) for
+    /// either build.
     fn deps(policy: Policy, rules: &[&Rule]) -> Deps {
+        let no_source = object("migrations/e1/report/source.json", None);
+        let no_approved_source = object("migrations/e1/approved/source.json", None);
+        let all: Vec<&Rule> = rules
+            .iter()
+            .copied()
+            .chain([&no_source, &no_approved_source])
+            .collect();
         Deps {
-            s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, rules),
+            s3: mock_client!(aws_sdk_s3, RuleMode::MatchAny, &all),
             bucket: "logs".into(),
             settings: Settings {
                 policy,
@@ -179,8 +203,75 @@ mod tests {
                 statement_timeout: "30min".into(),
                 lock_retries: 3,
                 lock_retry_backoff_seconds: 2,
+                deploy_branch: None,
             },
         }
+    }
+
+    fn source_json(commit: &str, on: Option<bool>, error: Option<&str>) -> Option<String> {
+        Some(
+            json!({"commit": commit, "deployBranch": "main", "onDeployBranch": on, "error": error})
+                .to_string(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_commit_off_the_deploy_branch_fails_before_any_report_is_read() {
+        // The build stopped at the check: no pre-flight report, which under require-approval
+        // would otherwise read as "could not complete".
+        let s = object(
+            "migrations/e1/report/source.json",
+            source_json(SHA, Some(false), None),
+        );
+        let d = deps(Policy::RequireApproval, &[&s]);
+        let err = handle(&d, first("production")).await.unwrap_err();
+        assert_eq!(err.kind().name(), "NotOnDeployBranch");
+        assert!(!err.is_retryable());
+        let msg = err.to_string();
+        assert!(
+            msg.contains("commit 0123456789ab is not on the deploy branch main"),
+            "{msg}"
+        );
+        assert!(msg.contains("db:migrate did not run"), "{msg}");
+
+        // A check that could not run is no pass either.
+        let s = object(
+            "migrations/e1/report/source.json",
+            source_json(SHA, None, Some("git fetch of the deploy branch failed")),
+        );
+        let d = deps(Policy::Report, &[&s]);
+        let err = handle(&d, first("staging")).await.unwrap_err();
+        assert_eq!(err.kind().name(), "NotOnDeployBranch");
+        assert!(err.to_string().contains("could not check"), "{err}");
+        assert!(err.to_string().contains("git fetch"), "{err}");
+
+        // Another commit's check is not this run's.
+        let s = object(
+            "migrations/e1/report/source.json",
+            source_json(&"f".repeat(40), Some(true), None),
+        );
+        let d = deps(Policy::Report, &[&s]);
+        assert_eq!(
+            handle(&d, first("staging"))
+                .await
+                .unwrap_err()
+                .kind()
+                .name(),
+            "Corrupt"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_commit_on_the_deploy_branch_goes_on_to_the_reports() {
+        let s = object(
+            "migrations/e1/report/source.json",
+            source_json(SHA, Some(true), None),
+        );
+        let p = object("migrations/e1/report/preflight.json", preflight_json(1));
+        let m = object("migrations/e1/report/migrate.json", None);
+        let d = deps(Policy::RequireApproval, &[&s, &p, &m]);
+        let r = handle(&d, first("production")).await.unwrap();
+        assert_eq!(r.gate, Gate::NeedsApproval);
     }
 
     fn object(key: &'static str, body: Option<String>) -> Rule {

@@ -140,6 +140,26 @@ def test_only_the_audit_writer_may_write_the_audit_prefix():
     assert "Sid: AuditWriterOnly" in text and "Sid: NobodyElseSigns" in text
 
 
+def test_only_the_migration_build_may_write_its_reports():
+    # read-migration-report takes preflight.json, migrate.json and source.json as the build's
+    # word: a Deny for every other principal on the prefix, and no other role granted a write.
+    plan = build_plan(os.path.join(REPO, "infra", "template.yaml"))
+    (policy,) = [r for r in plan["resources"] if r["logical_id"] == "LogsBucketPolicy"]
+    (deny,) = [st for st in policy["properties"]["PolicyDocument"]["Statement"]
+               if st.get("Sid") == "MigrationReportsWriterOnly"]
+    assert deny["Effect"] == "Deny" and deny["Principal"] == "*"
+    assert set(_listed(deny["Action"])) == {"s3:PutObject", "s3:DeleteObject"}
+    assert _listed(deny["Resource"])[0].endswith("/migrations/*")
+    role = next(r for r in plan["resources"] if r["logical_id"] == "MigrationProjectRole")
+    assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": role["attrs"]["Arn"]}}, deny
+    writers = sorted({r["logical_id"] for r in plan["resources"] if r["type"] != "AWS::S3::BucketPolicy"
+                      for st in _statements(r.get("properties", {}))
+                      if st["Effect"] == "Allow" and any(a in ("s3:PutObject", "s3:*", "*")
+                                                         for a in _listed(st.get("Action", [])))
+                      and any(str(x).endswith("/migrations/*") for x in _listed(st.get("Resource", [])))})
+    assert writers == ["MigrationProjectRole"], writers
+
+
 def _statements(node):
     """Every IAM policy statement anywhere in a resolved resource's properties."""
     if isinstance(node, dict):

@@ -122,6 +122,18 @@ impl Stack {
         }
     }
 
+    /// The app database's column names of `table`, sorted.
+    pub fn columns(&self, table: &str) -> Result<Vec<String>> {
+        self.sql(&format!(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = '{table}' ORDER BY column_name"
+        ))
+    }
+
+    /// The app database's applied migration versions (`schema_migrations`), sorted.
+    pub fn migration_versions(&self) -> Result<Vec<String>> {
+        self.sql("SELECT version FROM schema_migrations ORDER BY version")
+    }
+
     /// A Redis command through `redis-cli` against the stack's redis-server.
     pub fn redis(&self, args: &[&str]) -> Result<String> {
         let r = &self.info["services"]["redis"];

@@ -19,16 +19,6 @@ const ALICE_SLACK: &str = "U0ALICE01";
 const BOB: &str = "arn:aws:iam::123456789012:user/bob";
 const BASTION_CHANNEL: &str = "C0BASTION";
 
-fn columns(stack: &Stack, table: &str) -> Result<Vec<String>> {
-    stack.sql(&format!(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = '{table}' ORDER BY column_name"
-    ))
-}
-
-fn versions(stack: &Stack) -> Result<Vec<String>> {
-    stack.sql("SELECT version FROM schema_migrations ORDER BY version")
-}
-
 async fn migrate(stack: &Stack, commit: &str, prefix: &str) -> Result<Ended> {
     Ok(migrate_within(stack, commit, prefix, TIMEOUT).await?.2)
 }
@@ -51,14 +41,17 @@ async fn a_migration_adds_a_column_and_schema_migrations_records_its_version() -
         &[(&format!("db/migrate/{v}_{name}.rb"), &migration)],
         &format!("add users.{column}"),
     )?;
-    assert!(!columns(&stack, "users")?.contains(&column));
-    assert!(!versions(&stack)?.contains(&v));
+    assert!(!stack.columns("users")?.contains(&column));
+    assert!(!stack.migration_versions()?.contains(&v));
 
     let end = migrate(&stack, &commit, "app-mig").await?;
     assert_eq!(end.status, "SUCCEEDED", "{end:?}");
-    assert!(versions(&stack)?.contains(&v), "schema_migrations has {v}");
     assert!(
-        columns(&stack, "users")?.contains(&column),
+        stack.migration_versions()?.contains(&v),
+        "schema_migrations has {v}"
+    );
+    assert!(
+        stack.columns("users")?.contains(&column),
         "users.{column} exists"
     );
     // Existing rows got the default: the migration really ran against the seeded data.
@@ -105,8 +98,8 @@ async fn a_failing_migration_leaves_schema_and_schema_migrations_as_they_were() 
         &[(&format!("db/migrate/{v}_{name}.rb"), &migration)],
         "a migration PostgreSQL refuses",
     )?;
-    let columns_before = columns(&stack, "users")?;
-    let versions_before = versions(&stack)?;
+    let columns_before = stack.columns("users")?;
+    let versions_before = stack.migration_versions()?;
     let tables_before = stack.sql(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
     )?;
@@ -115,16 +108,16 @@ async fn a_failing_migration_leaves_schema_and_schema_migrations_as_they_were() 
     assert_eq!(end.status, "FAILED", "{end:?}");
     assert_eq!(end.error.as_deref(), Some("MigrationFailed"));
     assert_eq!(
-        columns(&stack, "users")?,
+        stack.columns("users")?,
         columns_before,
         "the added column was rolled back"
     );
     assert_eq!(
-        versions(&stack)?,
+        stack.migration_versions()?,
         versions_before,
         "schema_migrations is unchanged"
     );
-    assert!(!versions(&stack)?.contains(&v));
+    assert!(!stack.migration_versions()?.contains(&v));
     assert_eq!(
         stack.sql(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1"

@@ -240,7 +240,8 @@ pub struct MigrationState {
     pub notify_error: Option<StepError>,
 }
 
-fn short(commit: &str) -> &str {
+/// A commit as the messages show it: its first 12 characters.
+pub(crate) fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
 }
 

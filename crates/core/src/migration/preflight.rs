@@ -170,22 +170,17 @@ impl Settings {
 
     pub fn from_env(environment: &str) -> Result<Settings, Error> {
         use crate::platform::config::optional;
-        Settings::from_values(
+        let mut settings = Settings::from_values(
             environment,
             &optional("MIGRATION_FINDINGS_POLICY").unwrap_or_default(),
             &optional("MIGRATION_LOCK_TIMEOUT").unwrap_or_else(|| "5s".into()),
             &optional("MIGRATION_STATEMENT_TIMEOUT").unwrap_or_else(|| "30min".into()),
             &optional("MIGRATION_LOCK_RETRIES").unwrap_or_else(|| "3".into()),
             &optional("MIGRATION_LOCK_RETRY_BACKOFF_SECONDS").unwrap_or_else(|| "2".into()),
-        )
-        .and_then(|s| {
-            Ok(Settings {
-                deploy_branch: deploy_branch(
-                    &optional("MIGRATION_DEPLOY_BRANCH").unwrap_or_default(),
-                )?,
-                ..s
-            })
-        })
+        )?;
+        settings.deploy_branch =
+            deploy_branch(&optional("MIGRATION_DEPLOY_BRANCH").unwrap_or_default())?;
+        Ok(settings)
     }
 
     /// The build's variables the shim reads (set after the caller's overrides, so they win;
@@ -239,7 +234,7 @@ impl SourceCheck {
     /// `Ok` when the commit is on the deploy branch; otherwise `NotOnDeployBranch`, saying
     /// what to do.
     pub fn verdict(&self) -> Result<(), Error> {
-        let short = &self.commit[..self.commit.len().min(12)];
+        let short = crate::migration::short(&self.commit);
         let branch = &self.deploy_branch;
         match (self.on_deploy_branch, &self.error) {
             (Some(true), _) => Ok(()),

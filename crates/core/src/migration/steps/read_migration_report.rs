@@ -77,7 +77,7 @@ async fn read<T: serde::de::DeserializeOwned>(deps: &Deps, key: &str) -> Result<
 
 /// Why a run needs an approval and how to get one (the cause CodePipeline shows).
 pub fn needs_approval_message(run: &MigrationRun, report: &MigrationReport) -> String {
-    let short = &run.commit[..run.commit.len().min(12)];
+    let short = crate::migration::short(&run.commit);
     let p = report.preflight.as_ref();
     let why = match p.and_then(|p| p.error.as_deref()) {
         Some(e) => format!("its pre-flight could not complete ({e})"),

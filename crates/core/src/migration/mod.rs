@@ -743,6 +743,11 @@ pub(crate) mod tests {
                 "reserved",
             ),
             (
+                // the deploy-branch check's branch is batchless's, never the caller's
+                json!({"commit": SHA, "environmentOverrides": {"BATCHLESS_DEPLOY_BRANCH": "mine"}}),
+                "BATCHLESS_* variables are reserved",
+            ),
+            (
                 json!({"commit": SHA, "environmentOverrides": {"X": "a\nb"}}),
                 "single line",
             ),

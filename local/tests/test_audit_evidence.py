@@ -204,3 +204,32 @@ def test_the_decision_endpoint_is_invoked_through_its_url_only():
            if st["Action"] == "lambda:InvokeFunctionUrl"]
     assert url and url[0]["Resource"] == arn
     assert url[0]["Condition"] == {"StringEquals": {"lambda:FunctionUrlAuthType": "AWS_IAM"}}
+
+
+def test_whoever_may_sign_is_a_signer_the_sweep_watches():
+    # A role a signing key's policy lets sign, but whose changes the sweep does not watch, could
+    # be handed to someone unnoticed: the key policies' signers, the sweep's SIGNING_ROLE_ARNS
+    # and crates/core's SIGNING_FUNCTIONS name the same functions (the pipeline bridge among them).
+    plan = build_plan(os.path.join(REPO, "infra", "template.yaml"))
+    by_id = {r["logical_id"]: r for r in plan["resources"]}
+    signers = set()
+    for r in plan["resources"]:
+        if r["type"] != "AWS::KMS::Key" or r["properties"].get("KeyUsage") != "SIGN_VERIFY":
+            continue
+        statements = r["properties"]["KeyPolicy"]["Statement"]
+        allowed = {p for st in statements if st["Effect"] == "Allow" and "kms:Sign" in _listed(st["Action"])
+                   for p in _listed(st["Principal"]["AWS"])}
+        (deny,) = [st for st in statements if st.get("Sid") == "NobodyElseSigns"]
+        assert set(_listed(deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"])) == allowed, r["logical_id"]
+        signers |= allowed
+    sweep = by_id["AuditCheckFunction"]["properties"]["Environment"]["Variables"]["SIGNING_ROLE_ARNS"]
+    assert set(sweep.split(",")) == signers
+    prefix = "batchless-staging-"  # build_plan's default environment
+    functions = set()
+    for arn in signers:
+        logical = arn.rsplit("/", 1)[1][len(prefix):].removesuffix("Role")
+        functions.add(by_id[logical]["physical_name"][len(prefix):])
+    with open(os.path.join(REPO, "crates", "core", "src", "patch", "check.rs"), encoding="utf-8") as fh:
+        listed = re.search(r"pub const SIGNING_FUNCTIONS: \[&str; \d+\] = \[(.*?)\];", fh.read(), re.S)
+    assert functions == set(re.findall(r'"([a-z-]+)"', listed.group(1)))
+    assert "pipeline-bridge" in functions

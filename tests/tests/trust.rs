@@ -717,6 +717,88 @@ async fn a_run_naming_its_starter_without_a_seal_that_verifies_is_invalid_input(
     Ok(())
 }
 
+/// What a bridge run's action asks for (its workflow input, without the bridge's seal) and the
+/// name the bridge gives its execution.
+fn asked(run: &Value) -> Result<(Value, String)> {
+    let action = run["actionExecutionId"]
+        .as_str()
+        .context("actionExecutionId")?;
+    let params = run["resolvedConfiguration"]["UserParameters"]
+        .as_str()
+        .context("UserParameters")?;
+    Ok((
+        batchless_core::migration::pipeline::workflow_input(params, action)?,
+        batchless_core::migration::pipeline::execution_name(action),
+    ))
+}
+
+/// The bridge's job for `run` (its first delivery) fails, naming execution `name` that already
+/// holds the action's execution name.
+async fn bridge_job_fails_naming(stack: &Stack, run: &Value, name: &str) -> Result<()> {
+    let job = stack
+        .invoke(
+            "PipelineBridgeFunction",
+            &bridge_job_event(run, "secret", "token", None),
+        )
+        .await?;
+    assert_eq!(job["decision"], "failed", "{job}");
+    let jobs = stack.replica_get("codepipeline/jobs").await?;
+    let results = &jobs["jobs"][run["jobId"].as_str().context("jobId")?];
+    assert_eq!(results[0]["kind"], "failure", "{results}");
+    let message = results[0]["request"]["failureDetails"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "execution {name} already exists with a different input"
+        )),
+        "{results}"
+    );
+    Ok(())
+}
+
+/// The pipeline is at its Migrate stage; before the bridge starts its execution, an operator
+/// takes the action's execution name with the action's very input (a race of milliseconds on
+/// AWS, made certain here by starting first). That run is not the pipeline's: it carries no
+/// seal of the bridge, so it fails `InvalidInput` at `ValidateInput` and nothing is recorded or
+/// built; the bridge's own start then finds the name taken and fails the pipeline's job, naming
+/// the execution (the trace, next to the refused execution's history).
+#[tokio::test]
+async fn the_pipelines_very_input_started_first_by_someone_else_is_not_the_pipelines_run(
+) -> Result<()> {
+    let stack = Stack::cleared().await?;
+    let head = stack.app_head()?;
+    let runs = stack.table("RunsTable")?;
+    let builds_before = stack.build_count("MigrationProject").await?;
+    let run = stack.bridge_run(&head).await?;
+    let (input, name) = asked(&run)?;
+    let sm = stack.state_machine("MigrationStateMachine")?;
+    let arn = stack.start(&sm, &name, &input).await?;
+    let end = stack.wait_end(&arn, TIMEOUT).await?;
+    Expect {
+        path: Some(&["ValidateInput", "RejectInput"]),
+        cause_has: &[
+            "carries no seal of the bridge",
+            "under the action's name",
+            "`pipeline`",
+        ],
+        ..Expect::failed("InvalidInput")
+    }
+    .check(&stack, &arn, &end)
+    .await?;
+    assert!(
+        stack.get_item(&runs, "runId", &arn).await?.is_none(),
+        "no run recorded"
+    );
+    bridge_job_fails_naming(&stack, &run, &name).await?;
+    assert_eq!(
+        stack.build_count("MigrationProject").await?,
+        builds_before,
+        "nothing was built"
+    );
+    Ok(())
+}
+
 /// An operator starts migrations that name the deploy pipeline, to pass them off as the
 /// pipeline's: with no pipeline execution to check, with one CodePipeline does not know, under the
 /// action's own execution name with an override the pipeline did not ask for, the action's very
@@ -732,18 +814,6 @@ async fn a_migration_naming_a_pipeline_that_did_not_start_it_is_invalid_input() 
     // The pipeline really is at its Migrate stage for head: what its action asks for, and the
     // name the bridge gives its execution.
     let run = stack.bridge_run(&head).await?;
-    let asked = |run: &Value| -> Result<(Value, String)> {
-        let action = run["actionExecutionId"]
-            .as_str()
-            .context("actionExecutionId")?;
-        let params = run["resolvedConfiguration"]["UserParameters"]
-            .as_str()
-            .context("UserParameters")?;
-        Ok((
-            batchless_core::migration::pipeline::workflow_input(params, action)?,
-            batchless_core::migration::pipeline::execution_name(action),
-        ))
-    };
     let (input, action_name) = asked(&run)?;
     let sm = stack.state_machine("MigrationStateMachine")?;
     let refused = |name: String, input: Value, why: &'static str| {
@@ -792,22 +862,7 @@ async fn a_migration_naming_a_pipeline_that_did_not_start_it_is_invalid_input() 
     refused(action_name.clone(), overridden, "asked for another input").await?;
     // The pipeline's own job then fails, naming the execution that took the name: seen, and
     // nothing runs under the pipeline's name.
-    let job = stack
-        .invoke(
-            "PipelineBridgeFunction",
-            &bridge_job_event(&run, "secret", "token", None),
-        )
-        .await?;
-    assert_eq!(job["decision"], "failed", "{job}");
-    let jobs = stack.replica_get("codepipeline/jobs").await?;
-    let results = &jobs["jobs"][run["jobId"].as_str().context("jobId")?];
-    assert_eq!(results[0]["kind"], "failure", "{results}");
-    assert!(
-        results[0]["request"]["failureDetails"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains(&action_name)),
-        "{results}"
-    );
+    bridge_job_fails_naming(&stack, &run, &action_name).await?;
     // The action's very input, a second time, under a name that is not the action's.
     refused(
         unique_name("codepipeline"),

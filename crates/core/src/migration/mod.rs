@@ -128,7 +128,7 @@ pub fn validate(
             input::identifier("startedBy", who, 256)?;
             who.clone()
         }
-        (None, Some(p)) => format!("codepipeline:{}", p.name),
+        (None, Some(p)) => pipeline::pipeline_starter(&p.name),
         (None, None) => "unattributed".to_string(),
     };
     Ok(MigrationRun {

@@ -16,6 +16,8 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use crate::platform::input::InputError;
+use crate::shared::approval::Sealer;
+use crate::shared::submission::{self, Submission, Workflow};
 
 /// CodePipeline shows at most 5,000 characters of a failure message.
 pub const MAX_MESSAGE_CHARS: usize = 5000;
@@ -173,7 +175,7 @@ impl ActionExecution {
     }
 
     /// A Lambda invoke action on function `bridge` (configured by name or ARN).
-    fn invokes_bridge(&self, bridge: &str) -> bool {
+    pub fn invokes_bridge(&self, bridge: &str) -> bool {
         let bare = |f: &str| {
             f.rsplit_once(":function:")
                 .map_or(f, |(_, rest)| rest.split(':').next().unwrap_or(rest))
@@ -362,6 +364,75 @@ pub fn vouching_action<'a>(
             seen.join("; ")
         )
     })
+}
+
+/// The bridge's seal on what it starts (issue 15). Whoever may `states:StartExecution` could
+/// take a bridge action's execution name, with the action's very input, in the milliseconds
+/// before the bridge does, and pass their own start off as the pipeline's. So the bridge seals
+/// the input it starts as a submission ([`submission::seal`], the decision signing key, whose
+/// policy lets the bridge's role sign): `by` is the bridge function's name (the decision
+/// endpoint's submissions carry the caller's ARN, `arn:...`, so neither can pass for the
+/// other), `person` is `codepipeline:<pipeline>`. `ValidateInput` accepts a run vouched for by
+/// a bridge action only with that seal ([`bridge_sealed`]); a start that took the name first
+/// fails `InvalidInput`, and the bridge's own start then fails the pipeline's job, naming it.
+pub async fn seal_bridge_start(
+    sealer: &Sealer,
+    environment: &str,
+    execution_name: &str,
+    input: &mut Value,
+    pipeline: &str,
+    at: &str,
+) -> Result<(), crate::error::Error> {
+    submission::seal(
+        sealer,
+        environment,
+        Workflow::Migration,
+        execution_name,
+        input,
+        &bridge_function(environment),
+        &pipeline_starter(pipeline),
+        at,
+    )
+    .await
+}
+
+/// Who a pipeline's run is attributed to: `codepipeline:<pipeline>`.
+pub fn pipeline_starter(pipeline: &str) -> String {
+    format!("codepipeline:{pipeline}")
+}
+
+/// Pure: whether submission `s` (its seal already verified) is the bridge of `environment`
+/// starting a run of `pipeline`.
+pub fn bridge_sealed(s: &Submission, environment: &str, pipeline: &str) -> bool {
+    s.by == bridge_function(environment) && s.person == pipeline_starter(pipeline)
+}
+
+/// Whether `existing` (the input of the execution that holds the bridge's execution name) is
+/// the bridge's own start of `unsealed` for `pipeline`: sealed by the bridge for that name, and
+/// otherwise the same input. A redelivered job seals again, and an ECDSA signature differs each
+/// time, so the inputs are compared without their seals.
+pub async fn is_bridge_start(
+    sealer: &Sealer,
+    environment: &str,
+    execution_name: &str,
+    existing: &Value,
+    unsealed: &Value,
+    pipeline: &str,
+) -> Result<bool, crate::error::Error> {
+    let opened = submission::open(
+        sealer,
+        environment,
+        Workflow::Migration,
+        execution_name,
+        existing.clone(),
+    )
+    .await;
+    match opened {
+        Ok((rest, Some(s))) => Ok(&rest == unsealed && bridge_sealed(&s, environment, pipeline)),
+        Ok((_, None)) => Ok(false),
+        Err(e) if e.kind() == crate::error::Kind::InvalidInput => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// Pure: the decision for an execution in `status`.

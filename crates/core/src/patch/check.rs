@@ -529,8 +529,9 @@ pub const SIGNING_ROLE_EVENTS: [&str; 3] = [
 pub const IAM_EVENTS_REGION: &str = "us-east-1";
 
 /// The functions that sign evidence (`batchless-<env>-<name>`): the decision endpoints, the
-/// bastion's evidence and deadline, the audit writer, the occurrence claimers.
-pub const SIGNING_FUNCTIONS: [&str; 7] = [
+/// bastion's evidence and deadline, the audit writer, the occurrence claimers, the pipeline
+/// bridge (its runs' inputs).
+pub const SIGNING_FUNCTIONS: [&str; 8] = [
     "approval",
     "decision",
     "slack-events",
@@ -538,6 +539,7 @@ pub const SIGNING_FUNCTIONS: [&str; 7] = [
     "audit-check",
     "claim-occurrence",
     "missed-run-check",
+    "pipeline-bridge",
 ];
 
 /// Pure: the finding for a CloudTrail record ([`SIGNING_CHANGE_EVENTS`],

@@ -149,6 +149,25 @@ pub async fn start(
     name: &str,
     input: &Value,
 ) -> Result<Started, Error> {
+    start_matching(
+        sfn,
+        state_machine_arn,
+        name,
+        input,
+        async |existing: &Value| Ok(existing == input),
+    )
+    .await
+}
+
+/// [`start`], where `same` says whether the input of the execution that already has the name is
+/// this request's: for an input that carries a signature, which differs each time it is made.
+pub async fn start_matching(
+    sfn: &aws_sdk_sfn::Client,
+    state_machine_arn: &str,
+    name: &str,
+    input: &Value,
+    same: impl AsyncFn(&Value) -> Result<bool, Error>,
+) -> Result<Started, Error> {
     let res = sfn
         .start_execution()
         .state_machine_arn(state_machine_arn)
@@ -170,10 +189,13 @@ pub async fn start(
                 .send()
                 .await
                 .aws("DescribeExecution")?;
-            let same = existing
+            let same = match existing
                 .input()
                 .and_then(|i| serde_json::from_str::<Value>(i).ok())
-                .is_some_and(|i| &i == input);
+            {
+                Some(existing) => same(&existing).await?,
+                None => false,
+            };
             if same {
                 tracing::info!(execution = %arn, "execution already started with this input");
                 Ok(Started {

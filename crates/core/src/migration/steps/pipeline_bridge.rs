@@ -1,8 +1,10 @@
 //! `pipeline-bridge`: the CodePipeline Lambda invoke action. Finds its own action execution
 //! (`ListActionExecutions` of the pipeline execution its `UserParameters` name: the one
 //! in-progress Lambda action on this function with the job's parameters), starts the migration
-//! workflow named after it (a redelivered job, or a made-up job for the same action, follows the
-//! execution that exists; `ValidateInput` accepts no other name for it), keeps the job
+//! workflow named after it with its input sealed as the pipeline's
+//! ([`pipeline::seal_bridge_start`]: `ValidateInput` accepts no other name for it, and no start
+//! of that name without the seal), follows the execution that exists on a redelivered job or a
+//! made-up job for the same action (the bridge's seal on it verifies), keeps the job
 //! in progress with a `continuationToken` (the execution ARN) while it runs, then reports
 //! success with output variables or failure with the cause. The job event is never logged
 //! (it carries temporary artifact credentials, dropped at parse time): only the job id and
@@ -16,12 +18,16 @@ use crate::error::Error;
 use crate::migration::pipeline::{self, decide, execution_name, workflow_input};
 use crate::migration::pipeline::{Decision, JobEvent};
 use crate::platform::aws::{self, AwsResultExt};
-use crate::platform::config;
+use crate::platform::{config, time};
 use crate::sfn::execution;
+use crate::shared::approval::Sealer;
 
 pub struct Deps {
     pub sfn: aws_sdk_sfn::Client,
     pub codepipeline: aws_sdk_codepipeline::Client,
+    /// Seals what the bridge starts (the decision signing key, `DECISION_SIGNING_KEY`).
+    pub sealer: Sealer,
+    pub environment: String,
     pub state_machine_arn: String,
     /// This function's name (`batchless-<env>-pipeline-bridge`), as the pipeline's action names it.
     pub bridge_function: String,
@@ -29,11 +35,14 @@ pub struct Deps {
 
 impl Deps {
     pub async fn from_env(sdk: &SdkConfig) -> Result<Self, Error> {
+        let environment = config::environment()?;
         Ok(Deps {
             sfn: aws::sfn(sdk),
             codepipeline: aws::codepipeline(sdk),
+            sealer: Sealer::from_env(sdk)?,
+            bridge_function: pipeline::bridge_function(&environment),
+            environment,
             state_machine_arn: config::required("MIGRATION_STATE_MACHINE_ARN")?,
-            bridge_function: pipeline::bridge_function(&config::environment()?),
         })
     }
 }
@@ -133,12 +142,38 @@ async fn start(deps: &Deps, params: &str) -> Result<Result<String, String>, Erro
             )))
         }
     };
-    let input = match workflow_input(params, &action.action_execution_id) {
+    let unsealed = match workflow_input(params, &action.action_execution_id) {
         Ok(v) => v,
         Err(e) => return Ok(Err(e.to_string())),
     };
-    let name = execution_name(&action.action_execution_id);
-    let started = execution::start(&deps.sfn, &deps.state_machine_arn, &name, &input).await?;
+    let execution = execution_name(&action.action_execution_id);
+    let mut input = unsealed.clone();
+    let at = time::rfc3339(time::now());
+    pipeline::seal_bridge_start(
+        &deps.sealer,
+        &deps.environment,
+        &execution,
+        &mut input,
+        &name,
+        &at,
+    )
+    .await?;
+    // A redelivered job (or a made-up one for the same action) finds its execution started
+    // under its seal and follows it; a name taken by anything else fails the job, naming it.
+    let same = async |existing: &serde_json::Value| {
+        pipeline::is_bridge_start(
+            &deps.sealer,
+            &deps.environment,
+            &execution,
+            existing,
+            &unsealed,
+            &name,
+        )
+        .await
+    };
+    let started =
+        execution::start_matching(&deps.sfn, &deps.state_machine_arn, &execution, &input, same)
+            .await?;
     Ok(Ok(started.execution_arn))
 }
 
@@ -223,16 +258,23 @@ mod tests {
     const AE: &str = "ae-1";
     const BRIDGE: &str = "batchless-staging-pipeline-bridge";
 
-    /// The execution the job started, with the input the job's event gives (what
-    /// `execution::start` compares on a redelivery).
+    /// The execution the job started: the input the job's event gives, with the bridge's seal
+    /// (what a redelivery checks).
     fn describe(status: ExecutionStatus, output: Option<&'static str>) -> Rule {
-        described(
-            status,
-            output,
-            workflow_input(job(event(None)).user_parameters(), AE)
-                .unwrap()
-                .to_string(),
-        )
+        described(status, output, sealed_start().to_string())
+    }
+
+    /// The job's workflow input, as anyone could start it.
+    fn unsealed_start() -> serde_json::Value {
+        workflow_input(job(event(None)).user_parameters(), AE).unwrap()
+    }
+
+    /// ... and as the bridge started it (another seal than this run's: ECDSA differs each time).
+    fn sealed_start() -> serde_json::Value {
+        let mut input = unsealed_start();
+        input["submission"] = json!({"by": BRIDGE, "person": "codepipeline:app",
+                                     "at": "2026-12-05T10:00:00Z", "seal": "b2xkZXI="});
+        input
     }
 
     fn described(status: ExecutionStatus, output: Option<&'static str>, input: String) -> Rule {
@@ -281,9 +323,16 @@ mod tests {
     }
 
     fn deps(sfn: &[&Rule], cp: &[&Rule]) -> Deps {
+        deps_verifying(true, sfn, cp)
+    }
+
+    /// A KMS that signs anything and says every seal is `valid` (or none is).
+    fn deps_verifying(valid: bool, sfn: &[&Rule], cp: &[&Rule]) -> Deps {
         Deps {
             sfn: mock_client!(aws_sdk_sfn, RuleMode::MatchAny, sfn),
             codepipeline: mock_client!(aws_sdk_codepipeline, RuleMode::MatchAny, cp),
+            sealer: crate::shared::approval::seal::tests::sealer(valid),
+            environment: "staging".into(),
             state_machine_arn: SM.into(),
             bridge_function: BRIDGE.into(),
         }
@@ -299,11 +348,16 @@ mod tests {
             .match_requests(|r| {
                 let input: serde_json::Value =
                     serde_json::from_str(r.input().unwrap_or("null")).unwrap();
+                let sealed = &input["submission"];
                 r.name() == Some("codepipeline-ae-1")
                     && r.state_machine_arn() == Some(SM)
                     && input["pipeline"]
                         == json!({"name": "app", "executionId": "pe-1", "actionExecutionId": AE})
                     && input["commit"] == "0123456789abcdef0123456789abcdef01234567"
+                    // Sealed by the bridge as the pipeline's run (the mock KMS's signature).
+                    && (&sealed["by"], &sealed["person"], &sealed["seal"])
+                        == (&json!(BRIDGE), &json!("codepipeline:app"), &json!("c2VhbGVkLWJ5LXRlc3Q="))
+                    && input.as_object().map(|o| o.len()) == Some(3)
             })
             .then_output(|| {
                 StartExecutionOutput::builder()
@@ -350,20 +404,34 @@ mod tests {
         assert_eq!((start.num_calls(), desc.num_calls()), (1, 2));
     }
 
+    /// The action's execution name already taken: by another input, by the action's very input
+    /// without the bridge's seal (someone else was faster), by a seal that does not verify.
+    /// The job fails naming the execution; nothing is followed.
     #[tokio::test]
-    async fn the_job_name_taken_by_another_input_fails_the_job() {
-        let start = already_exists();
-        let desc = described(
-            ExecutionStatus::Running,
-            None,
-            r#"{"commit":"other"}"#.into(),
-        );
-        let fail = failure();
-        let list = mine();
-        let d = deps(&[&start, &desc], &[&fail, &list]);
-        let out = handle(&d, job(event(None))).await.unwrap();
-        assert_eq!(out.decision, Reported::Failed, "{out:?}");
-        assert_eq!((desc.num_calls(), fail.num_calls()), (1, 1));
+    async fn the_job_name_taken_by_anything_but_the_bridges_own_start_fails_the_job() {
+        for (valid, existing) in [
+            (true, json!({"commit": "other"})),
+            (true, unsealed_start()),
+            (false, sealed_start()),
+        ] {
+            let start = already_exists();
+            let desc = described(ExecutionStatus::Running, None, existing.to_string());
+            let fail = mock!(aws_sdk_codepipeline::Client::put_job_failure_result)
+                .match_requests(|r| {
+                    r.job_id() == Some(JOB)
+                        && r.failure_details().is_some_and(|f| {
+                            f.message().contains(
+                                "execution codepipeline-ae-1 already exists with a different input",
+                            )
+                        })
+                })
+                .then_output(|| PutJobFailureResultOutput::builder().build());
+            let list = mine();
+            let d = deps_verifying(valid, &[&start, &desc], &[&fail, &list]);
+            let out = handle(&d, job(event(None))).await.unwrap();
+            assert_eq!(out.decision, Reported::Failed, "{existing}");
+            assert_eq!((desc.num_calls(), fail.num_calls()), (1, 1), "{existing}");
+        }
     }
 
     #[tokio::test]

@@ -7,9 +7,11 @@
 //! CodePipeline (`ListActionExecutions` of that pipeline execution): one of batchless's invoke
 //! actions — the Step Functions action on this state machine, or the Lambda action on
 //! `pipeline-bridge` — must be in progress with exactly this input, under the execution name
-//! that action gives ([`pipeline::vouching_action`]). A console start that names a pipeline, an
-//! input the pipeline did not ask for (another commit, an override added), a second execution of
-//! the action's input, or a replay after the action ended is `InvalidInput`.
+//! that action gives ([`pipeline::vouching_action`]); the bridge's runs also carry the bridge's
+//! seal ([`pipeline::seal_bridge_start`]). A console start that names a pipeline, an input the
+//! pipeline did not ask for (another commit, an override added), a second execution of the
+//! action's input, a replay after the action ended, or the bridge action's very input started
+//! by someone else under its name before the bridge is `InvalidInput`.
 
 use aws_types::SdkConfig;
 use serde::{Deserialize, Serialize};
@@ -22,7 +24,7 @@ use crate::platform::input::InputError;
 use crate::platform::{config, input};
 use crate::sfn::Execution;
 use crate::shared::approval::Sealer;
-use crate::shared::submission;
+use crate::shared::submission::{self, Submission};
 
 pub struct Deps {
     pub environment: String,
@@ -68,7 +70,7 @@ pub struct Output {
 }
 
 pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
-    let (request, _) = submission::open(
+    let (request, submitted) = submission::open(
         &deps.sealer,
         &deps.environment,
         submission::Workflow::Migration,
@@ -80,7 +82,7 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
     let request: MigrationRequest = input::parse_strict(request)?;
     let run = migration::validate(request, &input.execution, &deps.environment)?;
     if let Some(p) = &run.pipeline {
-        let action = started_by_pipeline(deps, p, &run, &asked).await?;
+        let action = started_by_pipeline(deps, p, &run, &asked, submitted.as_ref()).await?;
         tracing::info!(run_id = %run.run_id, pipeline = %p.name, action_execution = %action, "the pipeline's action started this run");
     }
     tracing::info!(run_id = %run.run_id, commit = %run.commit, "migration input valid");
@@ -91,12 +93,16 @@ pub async fn handle(deps: &Deps, input: Input) -> Result<Output, Error> {
 }
 
 /// The id of the in-progress action of pipeline execution `p.execution_id` that started `run`
-/// with input `request`, or `InvalidInput` saying why none did.
+/// with input `request` (`submitted`: the input's verified submission), or `InvalidInput`
+/// saying why none did. A bridge action's run must carry the bridge's own seal
+/// ([`pipeline::bridge_sealed`]): anyone else who took the action's execution name first, even
+/// with its very input, did not start the pipeline's run.
 async fn started_by_pipeline(
     deps: &Deps,
     p: &PipelineRef,
     run: &MigrationRun,
     request: &serde_json::Value,
+    submitted: Option<&Submission>,
 ) -> Result<String, Error> {
     let refused = |why: String| -> Error {
         InputError::field(
@@ -122,14 +128,22 @@ async fn started_by_pipeline(
         state_machine_arn: &state_machine_arn,
         bridge_function: &bridge,
     };
-    pipeline::vouching_action(&actions, starters, request, &run.execution_name)
-        .map(|a| a.action_execution_id.clone())
+    let action = pipeline::vouching_action(&actions, starters, request, &run.execution_name)
         .map_err(|why| {
             refused(format!(
                 "pipeline {} execution {execution_id}: {why}",
                 p.name
             ))
-        })
+        })?;
+    if action.invokes_bridge(&bridge)
+        && !submitted.is_some_and(|s| pipeline::bridge_sealed(s, &run.environment, &p.name))
+    {
+        return Err(refused(format!(
+            "pipeline {} execution {execution_id}: action {} is {bridge}'s, which starts its execution itself and seals its input; this input carries no seal of the bridge, so someone else started it under the action's name",
+            p.name, action.action_execution_id
+        )));
+    }
+    Ok(action.action_execution_id.clone())
 }
 
 #[cfg(test)]
@@ -204,9 +218,25 @@ mod tests {
         ev
     }
 
-    /// The bridge's own start for action `ae-1`.
+    /// The bridge's own start for action `ae-1`, sealed by the bridge.
     fn bridge_start(commit: &str) -> Value {
+        sealed_as(
+            unsealed_bridge_start(commit),
+            "batchless-staging-pipeline-bridge",
+            "codepipeline:app-deploy",
+        )
+    }
+
+    /// The action `ae-1`'s very input under its name, as anyone could start it.
+    fn unsealed_bridge_start(commit: &str) -> Value {
         from_pipeline(commit, Some("pe-1"), json!({}), "codepipeline-ae-1")
+    }
+
+    /// `ev`'s input with a submission by `by` for `person` (the mock KMS decides its seal).
+    fn sealed_as(mut ev: Value, by: &str, person: &str) -> Value {
+        ev["input"]["submission"] =
+            json!({"by": by, "person": person, "at": "2026-11-28T12:59:00Z", "seal": "c2VhbGVk"});
+        ev
     }
 
     /// alice's migration as the decision endpoint submits it.
@@ -241,9 +271,9 @@ mod tests {
     #[tokio::test]
     async fn a_run_naming_a_pipeline_is_the_pipelines_only_if_codepipeline_says_its_action_started_it(
     ) {
-        // CodePipeline's run: no submission, its action in progress with this input.
+        // CodePipeline's run: the bridge's seal, its action in progress with this input.
         let rule = listed(SHA, ActionExecutionStatus::InProgress);
-        let out = invoke(&with_pipeline(false, &[&rule]), &handle, bridge_start(SHA))
+        let out = invoke(&with_pipeline(true, &[&rule]), &handle, bridge_start(SHA))
             .await
             .unwrap();
         assert_eq!(out["run"]["startedBy"], "codepipeline:app-deploy");
@@ -283,9 +313,26 @@ mod tests {
                 bridge_start(SHA),
                 "ae-1 is Succeeded",
             ),
+            // The action's very input under its name, started before the bridge by someone
+            // else: no seal, a person's seal, the bridge's seal for another pipeline.
+            (
+                in_progress(),
+                unsealed_bridge_start(SHA),
+                "action ae-1 is batchless-staging-pipeline-bridge's, which starts its execution itself and seals its input; this input carries no seal of the bridge",
+            ),
+            (
+                in_progress(),
+                sealed_as(unsealed_bridge_start(SHA), "arn:aws:iam::123456789012:user/alice", "codepipeline:app-deploy"),
+                "carries no seal of the bridge",
+            ),
+            (
+                in_progress(),
+                sealed_as(unsealed_bridge_start(SHA), "batchless-staging-pipeline-bridge", "codepipeline:other"),
+                "carries no seal of the bridge",
+            ),
         ] {
             let rules: Vec<&Rule> = rules.iter().collect();
-            let err = invoke(&with_pipeline(false, &rules), &handle, ev)
+            let err = invoke(&with_pipeline(true, &rules), &handle, ev)
                 .await
                 .unwrap_err();
             assert_eq!(err.kind(), crate::error::Kind::InvalidInput);

@@ -16,7 +16,7 @@ Where each input comes from (BENCHMARKS.md, "What batchless costs to run", says 
   workflows' writes counted from the code (`crates/core`), stated as estimates;
 - sizes: `infra/template.yaml` (Lambda 128 MB, command-watch / collect-logs 256 MB, arm64;
   CodeBuild ARM_CONTAINER BUILD_GENERAL1_SMALL; job task 0.25 vCPU / 0.5 GB and the always-on
-  bastion service 0.5 vCPU / 1 GB, ARM64; 3 secrets, 1 KMS key, 5 alarms, 400-day log retention);
+  bastion service 0.5 vCPU / 1 GB, ARM64; 3 secrets, 4 KMS keys, 5 alarms, 400-day log retention);
 - Lambda billed duration per invocation: an assumption (`lambda_ms_per_invocation`), because no
   benchmark measures it on AWS; the start-up benchmark bounds its init part;
 - prices: PRICES, us-east-1, each with its source and the date it was read.
@@ -54,7 +54,10 @@ PRICES = {
     "scheduler_per_invocation": 1.00 / 1e6,
     "secret_per_month": 0.40,
     "secrets_per_api_call": 0.05 / 10000,
-    "kms_key_per_month": 1.00,  # ASSUMED list price of a customer managed key (not searched)
+    "kms_key_per_month": 1.00,  # https://aws.amazon.com/kms/pricing/ (read 2026-12-05)
+    # Sign/Verify with the ECC signing keys: the secondary pages disagree ($0.03 and "5x the
+    # symmetric rate"); the higher, $0.15 per 10,000, is used (20,000 a month are free).
+    "kms_per_asymmetric_request": 0.15 / 10000,
     "alarm_per_month": 0.10,  # ASSUMED standard-resolution alarm metric (not searched)
     "t3_medium_per_hour": 0.0416,  # Linux on-demand
 }
@@ -128,6 +131,7 @@ class Run:
     log_mb: float = 0.0  # CloudWatch Logs ingestion (build/task/console output + Lambda logs)
     archive_mb: float = 0.0  # copied to S3 by collect-logs
     secret_calls: int = 0
+    kms_requests: int = 0  # Sign / Verify with the signing keys
 
 
 def migration_run(w: dict) -> Run:
@@ -144,7 +148,9 @@ def migration_run(w: dict) -> Run:
                # lock put + release, wait token put + take, run record put + update, poll: 1 put
                ddb_writes=6 + p, ddb_reads=2 + p, s3_puts=1, codebuild_minutes=math.ceil(m),
                log_mb=m * w["build_log_mb_per_minute"] + inv * w["lambda_log_kb_per_invocation"] / 1024,
-               archive_mb=m * w["build_log_mb_per_minute"], secret_calls=1)
+               archive_mb=m * w["build_log_mb_per_minute"], secret_calls=1,
+               # pipeline-bridge seals the input (Sign), ValidateInput verifies it
+               kms_requests=2)
 
 
 def job_run(w: dict, job: dict) -> Run:
@@ -161,7 +167,9 @@ def job_run(w: dict, job: dict) -> Run:
     return Run(transitions=15, invocations=inv - 1, big_invocations=1, ddb_writes=10, ddb_reads=2,
                s3_puts=1, fargate_vcpu_h=job["vcpu"] * billed_h, fargate_gb_h=job["memory_gb"] * billed_h,
                log_mb=w["job_log_mb_per_run"] + inv * w["lambda_log_kb_per_invocation"] / 1024,
-               archive_mb=w["job_log_mb_per_run"])
+               archive_mb=w["job_log_mb_per_run"],
+               # the claim's seal (Sign); the missed-run check verifies it
+               kms_requests=2)
 
 
 def patch_run(w: dict) -> Run:
@@ -183,7 +191,10 @@ def patch_run(w: dict) -> Run:
                ddb_writes=10 + 2 * a + p, ddb_reads=6 + a + p, s3_puts=2,
                codebuild_minutes=math.ceil(m),
                log_mb=m * w["build_log_mb_per_minute"] + inv * w["lambda_log_kb_per_invocation"] / 1024,
-               archive_mb=m * w["build_log_mb_per_minute"], secret_calls=3 + a)
+               archive_mb=m * w["build_log_mb_per_minute"], secret_calls=3 + a,
+               # the submission's seal (Verify), each decision sealed and verified, the audit
+               # chain's checkpoint (Sign)
+               kms_requests=2 + 2 * a)
 
 
 def bastion_session(w: dict) -> Run:
@@ -200,7 +211,9 @@ def bastion_session(w: dict) -> Run:
                fargate_gb_h=w["bastion_memory_gb"] * fargate_h,
                log_mb=h * w["bastion_log_mb_per_session_hour"]
                + (inv + batches) * w["lambda_log_kb_per_invocation"] / 1024,
-               secret_calls=inv + batches)
+               secret_calls=inv + batches,
+               # the approval evidence sealed (slack-events), verified (session-deadline)
+               kms_requests=2)
 
 
 def monthly(w: dict) -> dict:
@@ -217,7 +230,7 @@ def monthly(w: dict) -> dict:
 
     u = {k: 0.0 for k in ("transitions", "invocations", "big_invocations", "ddb_writes", "ddb_reads", "s3_puts",
                           "codebuild_minutes", "fargate_vcpu_h", "fargate_gb_h", "log_mb", "archive_mb",
-                          "secret_calls")}
+                          "secret_calls", "kms_requests")}
     per_workflow = {}
     for name, n, r in runs:
         for k in u:
@@ -230,6 +243,7 @@ def monthly(w: dict) -> dict:
     u["invocations"] += missed_checks + audit_sweeps
     u["ddb_reads"] += occurrences  # missed-run-check reads each occurrence in its window once
     u["secret_calls"] += missed_checks + audit_sweeps
+    u["kms_requests"] += 2 * audit_sweeps  # the sweep's watermark, signed and verified
     u["log_mb"] += (missed_checks + audit_sweeps) * w["lambda_log_kb_per_invocation"] / 1024
     scheduler_invocations = occurrences + missed_checks + audit_sweeps
     if w["bastion_always_on"]:
@@ -256,7 +270,8 @@ def monthly(w: dict) -> dict:
         + stored_log_gb * p["logs_storage_per_gb_month"],
         "EventBridge Scheduler (invocations)": scheduler_invocations * p["scheduler_per_invocation"],
         "Secrets Manager (3 secrets + calls)": 3 * p["secret_per_month"] + u["secret_calls"] * p["secrets_per_api_call"],
-        "KMS key + CloudWatch alarms (5)": p["kms_key_per_month"] + 5 * p["alarm_per_month"],
+        "KMS (4 keys + Sign/Verify)": 4 * p["kms_key_per_month"] + u["kms_requests"] * p["kms_per_asymmetric_request"],
+        "CloudWatch alarms (5)": 5 * p["alarm_per_month"],
     }
     total = sum(services.values())
     t3 = p["t3_medium_per_hour"] * HOURS_PER_MONTH
@@ -281,7 +296,8 @@ def render(result: dict) -> str:
         "CloudWatch Logs (ingestion + storage)": f"{u['log_gb_ingested']:,.2f} GB in, {u['log_gb_stored']:,.1f} GB kept",
         "EventBridge Scheduler (invocations)": f"{u['scheduler_invocations']:,.0f} invocations",
         "Secrets Manager (3 secrets + calls)": f"{u['secret_calls']:,.0f} GetSecretValue",
-        "KMS key + CloudWatch alarms (5)": "fixed",
+        "KMS (4 keys + Sign/Verify)": f"{u['kms_requests']:,.0f} requests",
+        "CloudWatch alarms (5)": "fixed",
     }
     for name, cost in sorted(result["services"].items(), key=lambda kv: -kv[1]):
         out.append(f"| {name} | {usage_text[name]} | ${cost:,.2f} |")

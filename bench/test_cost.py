@@ -66,7 +66,9 @@ def test_empty_workload_costs_only_the_fixed_parts():
     assert s["Lambda (arm64 GB-seconds + requests)"] == pytest.approx(lam)
     assert s["EventBridge Scheduler (invocations)"] == pytest.approx(fixed_inv * 1e-6)
     assert s["Secrets Manager (3 secrets + calls)"] == pytest.approx(1.20 + fixed_inv * 0.05 / 10000)
-    assert s["KMS key + CloudWatch alarms (5)"] == pytest.approx(1.50)
+    # 4 keys; the daily sweep's watermark signed and verified
+    assert s["KMS (4 keys + Sign/Verify)"] == pytest.approx(4.00 + 2 * DAYS_PER_MONTH * 0.15 / 10000)
+    assert s["CloudWatch alarms (5)"] == pytest.approx(0.50)
     assert r["total"] == pytest.approx(sum(s.values()))
 
 
@@ -139,3 +141,20 @@ def test_workload_file_and_overrides(tmp_path):
         cost.load_workload(str(p), [])
     with pytest.raises(SystemExit, match="not a scalar"):
         cost.load_workload(None, ["jobs=[]"])
+
+
+def test_the_key_count_is_the_templates():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "infra", "template.yaml"), encoding="utf-8") as fh:
+        keys = fh.read().count("Type: AWS::KMS::Key\n")
+    assert keys == 4
+    s = cost.monthly({})["services"]
+    assert s["KMS (4 keys + Sign/Verify)"] >= keys * PRICES["kms_key_per_month"]
+
+
+def test_each_job_occurrence_signs_and_verifies_its_claim():
+    one = cost.monthly({})["usage"]["kms_requests"]
+    more = cost.monthly({"jobs": [*cost.DEFAULT_WORKLOAD["jobs"],
+                                  {"name": "x", "count": 1, "runs_per_hour": 1, "minutes": 1,
+                                   "vcpu": 0.25, "memory_gb": 0.5}]})["usage"]["kms_requests"]
+    assert more - one == pytest.approx(2 * HOURS_PER_MONTH)
